@@ -1,0 +1,130 @@
+//! paycenter's own checkout page and the sandbox's "user pays" endpoint.
+
+use std::sync::Arc;
+
+use paycenter_domain::ids::TradeNo;
+use paycenter_domain::payment::{AttemptStatus, Channel};
+use paycenter_gateway::sandbox::SandboxOutcome;
+use serde_json::json;
+use warp::http::StatusCode;
+
+use crate::dto::{attempt_status, parse_object, required_str};
+use crate::error::ApiError;
+use crate::handlers::Answer;
+use crate::state::AppState;
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `GET /checkout/{trade_no}`: merchant, subject, amount, status; for the sandbox, pay buttons
+/// (plain HTML forms, no JavaScript).
+pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
+    let not_found = (
+        StatusCode::NOT_FOUND,
+        "<!doctype html><title>Not found</title><p>No such payment.</p>".to_owned(),
+    );
+    let Ok(trade_no) = TradeNo::parse(trade_no) else {
+        return not_found;
+    };
+    let model = state.model.read().expect("model lock");
+    let Some(payment) = model.payments.get(&trade_no) else {
+        return not_found;
+    };
+    let merchant = model
+        .merchants
+        .get(&payment.merchant_id)
+        .cloned()
+        .unwrap_or_default();
+    let buttons = if payment.channel == Channel::Sandbox && payment.status == AttemptStatus::Pending
+    {
+        format!(
+            r#"<form method="post" action="/sandbox/pay/{trade_no}"><input type="hidden" name="outcome" value="success"><button type="submit">Pay {amount} {currency}</button></form>
+<form method="post" action="/sandbox/pay/{trade_no}"><input type="hidden" name="outcome" value="failure"><button type="submit">Decline</button></form>"#,
+            amount = payment.amount.to_major_string(),
+            currency = payment.amount.currency(),
+        )
+    } else {
+        String::new()
+    };
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Pay {merchant}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}dt{{color:#555}}dd{{margin:0 0 .8rem 0;font-size:1.1rem}}button{{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem 0}}</style></head>
+<body><h1>Checkout</h1>
+<dl><dt>Merchant</dt><dd>{merchant}</dd><dt>For</dt><dd>{subject}</dd><dt>Amount</dt><dd>{amount} {currency}</dd><dt>Status</dt><dd id="status">{status}</dd><dt>Payment</dt><dd>{trade_no}</dd></dl>
+{buttons}
+</body></html>"#,
+        merchant = escape_html(&merchant),
+        subject = escape_html(&payment.subject),
+        amount = payment.amount.to_major_string(),
+        currency = payment.amount.currency(),
+        status = attempt_status(payment.status),
+    );
+    (StatusCode::OK, html)
+}
+
+/// `POST /sandbox/pay/{trade_no}` with `{"outcome": "success" | "failure", "race_close"?: bool}`
+/// (JSON, or the checkout page's form). Plays the user; the outcome reaches paycenter by the
+/// sandbox's callback. `race_close: true` pays a trade paycenter already closed (a payment that
+/// raced the close), to exercise the automatic refund of late payments.
+pub async fn sandbox_pay(
+    state: Arc<AppState>,
+    trade_no: String,
+    content_type: Option<String>,
+    body: bytes::Bytes,
+) -> Answer {
+    let mut race_close = false;
+    let outcome_text = if content_type
+        .as_deref()
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+    {
+        let text =
+            std::str::from_utf8(&body).map_err(|_| ApiError::invalid("form body is not UTF-8"))?;
+        text.split('&')
+            .find_map(|pair| pair.strip_prefix("outcome="))
+            .unwrap_or("")
+            .to_owned()
+    } else {
+        let object = parse_object(&body)?;
+        race_close = match object.get("race_close") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(flag)) => *flag,
+            Some(_) => return Err(ApiError::invalid("race_close must be true or false")),
+        };
+        required_str(&object, "outcome")?.to_owned()
+    };
+    let outcome = match outcome_text.as_str() {
+        "success" => SandboxOutcome::Success,
+        "failure" => SandboxOutcome::Failure,
+        _ => {
+            return Err(ApiError::invalid(
+                "outcome must be \"success\" or \"failure\"",
+            ))
+        }
+    };
+    let trade_no =
+        TradeNo::parse(&trade_no).map_err(|error| ApiError::invalid(error.to_string()))?;
+    state
+        .sandbox_provider
+        .pay(&trade_no, outcome, race_close)
+        .map_err(|error| match error {
+            paycenter_gateway::sandbox::SandboxError::UnknownTrade(_) => {
+                ApiError::not_found("payment_not_found", error.to_string())
+            }
+            _ => ApiError::new(
+                StatusCode::CONFLICT,
+                "sandbox_trade_not_payable",
+                error.to_string(),
+            ),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        json!({ "trade_no": trade_no, "outcome": outcome_text, "message": "the sandbox will send its callback" }),
+    ))
+}

@@ -1,0 +1,901 @@
+//! Request handlers: each takes validated inputs and the state, and answers a status and a
+//! JSON body or an [`ApiError`]. Routing and auth extraction live in `routes.rs`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use paycenter_domain::events::*;
+use paycenter_domain::ids::*;
+use paycenter_domain::payment::{
+    Channel, CloseReason, InvokeMethod, Order, OrderCommand, OutcomeSource, Split, StartAttempt,
+};
+use paycenter_domain::{registry, streams, Rate};
+use paycenter_gateway::{CallbackNotice, CallbackRequest, CreatePayment};
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use warp::http::StatusCode;
+
+use crate::dto::*;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A handler's answer.
+pub type Answer = Result<(StatusCode, Value), ApiError>;
+
+fn random_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    u128::from_le_bytes(bytes)
+}
+
+fn random_hex(n_bytes: usize) -> String {
+    let mut bytes = vec![0u8; n_bytes];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Hex SHA-256 of an API key: what the event log keeps.
+pub fn api_key_sha256(api_key: &str) -> String {
+    hex::encode(Sha256::digest(api_key.as_bytes()))
+}
+
+fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, ApiError> {
+    parse(text).map_err(|error| ApiError::invalid(error.to_string()))
+}
+
+/// `POST /v1/merchants`
+pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> Answer {
+    let object = parse_object(&body)?;
+    let name = required_str(&object, "name")?.to_owned();
+    let merchant_id = MerchantId::from_entropy(random_u128());
+    let command = MerchantOnboarded {
+        merchant_id: merchant_id.clone(),
+        name: name.clone(),
+        onboarded_at: Utc::now(),
+    };
+    state
+        .execute(
+            &streams::merchant(&merchant_id),
+            merchant_id.as_str(),
+            |history, now| {
+                registry::onboard_merchant(
+                    !history.is_empty(),
+                    MerchantOnboarded {
+                        onboarded_at: now,
+                        ..command.clone()
+                    },
+                )
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        json!({ "merchant_id": merchant_id, "name": name }),
+    ))
+}
+
+/// `POST /v1/merchants/{merchant_id}/channel-accounts`
+pub async fn create_channel_account(
+    state: Arc<AppState>,
+    merchant_id: String,
+    body: bytes_body::Body,
+) -> Answer {
+    let object = parse_object(&body)?;
+    let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
+    if !state
+        .model
+        .read()
+        .expect("model lock")
+        .merchants
+        .contains_key(&merchant_id)
+    {
+        return Err(ApiError::not_found(
+            "merchant_not_found",
+            format!("merchant {merchant_id} not found"),
+        ));
+    }
+    let channel_name = required_str(&object, "channel")?;
+    let channel = Channel::parse(channel_name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_channel",
+            format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
+        )
+    })?;
+    let adapter = state.channel(channel)?;
+    let mut params = object.get("params").cloned().unwrap_or_else(|| json!({}));
+    if !params.is_object() {
+        return Err(ApiError::invalid("params must be an object"));
+    }
+    if channel == Channel::Sandbox && params.get("signing_secret").is_none() {
+        // The sandbox is paycenter's own: it can make up the secret it shares with itself.
+        params["signing_secret"] = json!(random_hex(32));
+    }
+    let params = adapter.validate_params(&params).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_channel_params",
+            error.to_string(),
+        )
+    })?;
+    let fee_rate = match optional_str(&object, "fee_rate")? {
+        None => Rate::ZERO,
+        Some(text) => Rate::parse(text).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_fee_rate",
+                "fee_rate must be a decimal string between \"0\" and \"1\" with at most 6 decimals",
+            )
+        })?,
+    };
+    let channel_account_id = ChannelAccountId::from_entropy(random_u128());
+    let command = ChannelAccountActivated {
+        channel_account_id: channel_account_id.clone(),
+        merchant_id: merchant_id.clone(),
+        channel,
+        params_sealed: state.master_key.seal(params.to_string().as_bytes()),
+        fee_rate,
+        callback_ip_allowlist: Vec::new(),
+        activated_at: Utc::now(),
+    };
+    state
+        .execute(
+            &streams::channel_account(&channel_account_id),
+            channel_account_id.as_str(),
+            |history, now| {
+                let previous = history.iter().rev().find_map(|event| match event {
+                    Event::ChannelAccountActivated(activated) => Some(activated),
+                    _ => None,
+                });
+                registry::activate_channel_account(
+                    previous,
+                    true,
+                    ChannelAccountActivated {
+                        activated_at: now,
+                        ..command.clone()
+                    },
+                )
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "channel_account_id": channel_account_id,
+            "merchant_id": merchant_id,
+            "channel": channel.name(),
+            "status": "active",
+            "fee_rate": fee_rate.to_text(),
+        }),
+    ))
+}
+
+/// `GET /v1/merchants/{merchant_id}/balances`: the merchant's double-entry accounts.
+pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
+    let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
+    let model = state.model.read().expect("model lock");
+    if !model.merchants.contains_key(&merchant_id) {
+        return Err(ApiError::not_found(
+            "merchant_not_found",
+            format!("merchant {merchant_id} not found"),
+        ));
+    }
+    let accounts: Vec<Value> = model
+        .ledger
+        .merchant_balances(&merchant_id)
+        .into_iter()
+        .map(|(account, currency, balance_minor)| {
+            json!({
+                "account": account,
+                "currency": currency.code(),
+                // The ledger asserts balances never go below zero.
+                "balance": paycenter_domain::Money::from_minor(balance_minor, currency).to_major_string(),
+            })
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        json!({ "merchant_id": merchant_id, "accounts": accounts }),
+    ))
+}
+
+/// `POST /v1/apps`
+pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer {
+    let object = parse_object(&body)?;
+    let name = required_str(&object, "name")?.to_owned();
+    let notify_url = required_str(&object, "notify_url")?.to_owned();
+    let parsed_url: hyper::Uri = notify_url
+        .parse()
+        .map_err(|_| ApiError::invalid("notify_url must be an absolute http(s) URL"))?;
+    if !matches!(parsed_url.scheme_str(), Some("http" | "https"))
+        || parsed_url.host().is_none()
+        || notify_url.len() > 2_048
+    {
+        return Err(ApiError::invalid(
+            "notify_url must be an absolute http(s) URL",
+        ));
+    }
+    let merchant_texts = match object.get("merchant_ids") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => return Err(ApiError::invalid("merchant_ids is required")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "merchant_ids must be an array of merchant ids",
+            ))
+        }
+    };
+    let mut merchant_ids = Vec::new();
+    for item in merchant_texts {
+        let text = item
+            .as_str()
+            .ok_or_else(|| ApiError::invalid("merchant_ids must be an array of merchant ids"))?;
+        let merchant_id = parse_id(MerchantId::parse, text)?;
+        if !merchant_ids.contains(&merchant_id) {
+            merchant_ids.push(merchant_id);
+        }
+    }
+    let missing = {
+        let model = state.model.read().expect("model lock");
+        merchant_ids
+            .iter()
+            .find(|merchant_id| !model.merchants.contains_key(*merchant_id))
+            .cloned()
+    };
+    let app_id = AppId::from_entropy(random_u128());
+    let api_key = format!("pk_{}", random_hex(24));
+    let webhook_secret = format!("whsec_{}", random_hex(24));
+    let command = AppRegistered {
+        app_id: app_id.clone(),
+        name: name.clone(),
+        merchant_ids: merchant_ids.clone(),
+        notify_url: notify_url.clone(),
+        api_key_sha256: api_key_sha256(&api_key),
+        webhook_secret_sealed: state.master_key.seal(webhook_secret.as_bytes()),
+        registered_at: Utc::now(),
+    };
+    state
+        .execute(&streams::app(&app_id), app_id.as_str(), |history, now| {
+            registry::register_app(
+                !history.is_empty(),
+                missing.clone(),
+                AppRegistered {
+                    registered_at: now,
+                    ..command.clone()
+                },
+            )
+        })
+        .await?;
+    // The only time the secrets are shown: the log keeps a hash and a sealed copy.
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "app_id": app_id,
+            "name": name,
+            "merchant_ids": merchant_ids,
+            "notify_url": notify_url,
+            "api_key": api_key,
+            "webhook_secret": webhook_secret,
+        }),
+    ))
+}
+
+fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), ApiError> {
+    if app.merchant_ids.contains(merchant_id) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "merchant_not_allowed",
+        format!("this app does not act for merchant {merchant_id}"),
+    ))
+}
+
+/// `POST /v1/payments`
+pub async fn create_payment(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    body: bytes_body::Body,
+) -> Answer {
+    let object = parse_object(&body)?;
+    let merchant_id = parse_id(MerchantId::parse, required_str(&object, "merchant_id")?)?;
+    ensure_app_merchant(&app, &merchant_id)?;
+    let channel_account_id = parse_id(
+        ChannelAccountId::parse,
+        required_str(&object, "channel_account_id")?,
+    )?;
+    let order_no = parse_id(OrderNo::parse, required_str(&object, "order_no")?)?;
+    let currency = currency_field(&object)?;
+    let amount = amount_field(&object, "amount", currency)?;
+    let invoke_text = required_str(&object, "invoke_method")?;
+    let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_invoke_method", format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
+    })?;
+    let subject = required_str(&object, "subject")?.to_owned();
+    if subject.trim().is_empty() || subject.chars().count() > 256 {
+        return Err(ApiError::invalid("subject must be 1 to 256 characters"));
+    }
+    let expire_seconds = match object.get("expire_seconds") {
+        None | Some(Value::Null) => 900,
+        Some(value) => value
+            .as_u64()
+            .filter(|seconds| (60..=86_400 * 7).contains(seconds))
+            .ok_or_else(|| {
+                ApiError::invalid("expire_seconds must be a whole number from 60 to 604800")
+            })? as u32,
+    };
+    let splits = match object.get("splits") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut splits = Vec::new();
+            for item in items {
+                let split = item.as_object().ok_or_else(|| {
+                    ApiError::invalid("each split must be an object {receiver, amount}")
+                })?;
+                let receiver = required_str(split, "receiver")?.to_owned();
+                splits.push(Split {
+                    receiver,
+                    amount: amount_field(split, "amount", currency)?,
+                });
+            }
+            splits
+        }
+        Some(_) => return Err(ApiError::invalid("splits must be an array")),
+    };
+    let account = state
+        .channel_account(&channel_account_id)
+        .filter(|account| account.merchant_id == merchant_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "channel_account_not_found",
+                format!("merchant {merchant_id} has no channel account {channel_account_id}"),
+            )
+        })?;
+    let adapter = state.channel(account.channel)?;
+    paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_invoke_method",
+            error.to_string(),
+        )
+    })?;
+    let params = state.channel_params(&account)?;
+
+    let now = Utc::now();
+    let trade_no = TradeNo::generate(now, rand::random::<u64>());
+    let start = StartAttempt {
+        trade_no: trade_no.clone(),
+        merchant_id: merchant_id.clone(),
+        order_no: order_no.clone(),
+        app_id: app.app_id.clone(),
+        channel_account_id: channel_account_id.clone(),
+        channel: account.channel,
+        invoke_method,
+        amount,
+        fee_rate: account.fee_rate,
+        splits,
+        subject: subject.clone(),
+        expire_seconds,
+        min_attempt_interval_ms: state.config.min_attempt_interval_ms,
+    };
+    let stream_id = streams::order(&merchant_id, &order_no);
+    let (decided, _) = state
+        .execute(&stream_id, &format!("start-{trade_no}"), |history, now| {
+            Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
+        })
+        .await?;
+    // Close superseded attempts at their channel too (best effort: the domain already closed them).
+    for event in &decided {
+        if let Event::PaymentAttemptClosed(closed) = event {
+            if let Err(error) = adapter.close_payment(&params, &closed.trade_no).await {
+                tracing::warn!(%error, trade_no = %closed.trade_no, "closing a superseded attempt at its channel failed");
+            }
+        }
+    }
+    let Some(Event::PaymentAttemptStarted(started)) = decided.last() else {
+        return Err(ApiError::internal("create payment", "no attempt started"));
+    };
+    let request = CreatePayment {
+        channel_account_id: channel_account_id.clone(),
+        trade_no: trade_no.clone(),
+        amount,
+        subject,
+        invoke_method,
+        expires_at_unix: started.expires_at.timestamp(),
+    };
+    let action = match adapter.create_payment(&params, &request).await {
+        Ok(action) => action,
+        Err(error) => {
+            // Never half-done: the attempt is recorded as failed, then the app hears 502.
+            let reason = format!("initiation failed: {error}");
+            state
+                .execute(
+                    &stream_id,
+                    &format!("initiation-failed-{trade_no}"),
+                    |history, now| {
+                        Order::from_events(history).decide(
+                            &OrderCommand::RecordFailure {
+                                trade_no: trade_no.clone(),
+                                reason: reason.clone(),
+                                source: OutcomeSource::Query,
+                            },
+                            now,
+                        )
+                    },
+                )
+                .await?;
+            return Err(ApiError::channel_unavailable(error));
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "trade_no": trade_no,
+            "order_no": order_no,
+            "merchant_id": merchant_id,
+            "channel_account_id": channel_account_id,
+            "status": "pending",
+            "channel": account.channel.name(),
+            "invoke_method": invoke_method.name(),
+            "amount": amount.to_major_string(),
+            "currency": amount.currency().code(),
+            "expires_at": started.expires_at.to_rfc3339(),
+            "action": action,
+        }),
+    ))
+}
+
+fn app_payment(
+    state: &AppState,
+    app: &AppRegistered,
+    trade_no: &str,
+) -> Result<paycenter_projections::model::PaymentView, ApiError> {
+    let trade_no = parse_id(TradeNo::parse, trade_no)?;
+    let model = state.model.read().expect("model lock");
+    // Another app's payment is "not found": its existence is not this app's business.
+    model
+        .payments
+        .get(&trade_no)
+        .filter(|payment| app.merchant_ids.contains(&payment.merchant_id))
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
+        })
+}
+
+/// `GET /v1/payments/{trade_no}`
+pub async fn get_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
+    Ok((
+        StatusCode::OK,
+        payment_json(&app_payment(&state, &app, &trade_no)?),
+    ))
+}
+
+/// `GET /v1/payments?merchant_id=&order_no=` or `?channel_trade_no=`: the latest attempt as the
+/// payment object, with every attempt of the order under `attempts`.
+pub async fn find_payments(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    query: std::collections::HashMap<String, String>,
+) -> Answer {
+    let model = state.model.read().expect("model lock");
+    if let Some(channel_trade_no) = query.get("channel_trade_no") {
+        let channel_trade_no = parse_id(ChannelTradeNo::parse, channel_trade_no)?;
+        let payment = model
+            .payments_by_channel_trade_no
+            .get(&channel_trade_no)
+            .and_then(|trade_no| model.payments.get(trade_no))
+            .filter(|payment| app.merchant_ids.contains(&payment.merchant_id))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "payment_not_found",
+                    format!("no payment with channel_trade_no {channel_trade_no}"),
+                )
+            })?;
+        let mut body = payment_json(payment);
+        body["attempts"] = json!([payment_json(payment)]);
+        return Ok((StatusCode::OK, body));
+    }
+    let (Some(merchant_id), Some(order_no)) = (query.get("merchant_id"), query.get("order_no"))
+    else {
+        return Err(ApiError::invalid(
+            "query by merchant_id and order_no, or by channel_trade_no",
+        ));
+    };
+    let merchant_id = parse_id(MerchantId::parse, merchant_id)?;
+    let order_no = parse_id(OrderNo::parse, order_no)?;
+    ensure_app_merchant(&app, &merchant_id)?;
+    let attempts = model.payments_of_order(&merchant_id, &order_no);
+    let latest = attempts.last().ok_or_else(|| {
+        ApiError::not_found(
+            "payment_not_found",
+            format!("no payment for order {order_no}"),
+        )
+    })?;
+    let mut body = payment_json(latest);
+    body["attempts"] = Value::Array(
+        attempts
+            .iter()
+            .map(|payment| payment_json(payment))
+            .collect(),
+    );
+    Ok((StatusCode::OK, body))
+}
+
+/// `POST /v1/payments/{trade_no}/close`
+pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
+    let payment = app_payment(&state, &app, &trade_no)?;
+    let account = state
+        .channel_account(&payment.channel_account_id)
+        .ok_or_else(|| ApiError::internal("close", "channel account vanished"))?;
+    let adapter = state.channel(account.channel)?;
+    let params = state.channel_params(&account)?;
+    if payment.status == paycenter_domain::payment::AttemptStatus::Pending {
+        adapter
+            .close_payment(&params, &payment.trade_no)
+            .await
+            .map_err(ApiError::channel_unavailable)?;
+    }
+    let command = OrderCommand::Close {
+        trade_no: payment.trade_no.clone(),
+        reason: CloseReason::ByApp,
+    };
+    state
+        .execute(
+            &payment.order_stream,
+            &format!("close-{}", payment.trade_no),
+            |history, now| Order::from_events(history).decide(&command, now),
+        )
+        .await?;
+    get_payment(state, app, trade_no).await
+}
+
+/// `POST /v1/payments/{trade_no}/refunds`
+pub async fn create_refund(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    trade_no: String,
+    body: bytes_body::Body,
+) -> Answer {
+    let object = parse_object(&body)?;
+    let payment = app_payment(&state, &app, &trade_no)?;
+    let refund_no = parse_id(RefundNo::parse, required_str(&object, "refund_no")?)?;
+    let amount = amount_field(&object, "amount", payment.amount.currency())?;
+    let reason = optional_str(&object, "reason")?
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect::<String>();
+    // Derived from the payment and refund number: a retried request decides the same refund.
+    let refund_id = RefundId::parse(&format!(
+        "rf_{}",
+        &hex::encode(Sha256::digest(
+            format!("{}/{}", payment.trade_no, refund_no).as_bytes()
+        ))[..32]
+    ))
+    .expect("hex makes a valid refund id");
+    let command = OrderCommand::RequestRefund {
+        trade_no: payment.trade_no.clone(),
+        refund_id: refund_id.clone(),
+        refund_no: refund_no.clone(),
+        amount,
+        reason,
+    };
+    state
+        .execute(
+            &payment.order_stream,
+            &format!("refund-{refund_id}"),
+            |history, now| Order::from_events(history).decide(&command, now),
+        )
+        .await?;
+    // The refund is submitted to the channel by the refund submitter (reactor), which also
+    // resubmits after a restart; the outcome arrives by callback.
+    let payment = app_payment(&state, &app, &trade_no)?;
+    let refund = payment
+        .refunds
+        .iter()
+        .find(|refund| refund.refund_no == refund_no)
+        .ok_or_else(|| ApiError::internal("refund", "refund missing after request"))?;
+    Ok((StatusCode::CREATED, refund_json(refund)))
+}
+
+/// `GET /v1/events?after=&limit=`: the app's own webhook events, in order.
+pub async fn list_events(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    query: std::collections::HashMap<String, String>,
+) -> Answer {
+    let after: u64 = match query.get("after").map(String::as_str) {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse()
+            .map_err(|_| ApiError::invalid("after must be a cursor from an earlier answer"))?,
+    };
+    let limit: usize = match query.get("limit") {
+        None => 100,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|limit| (1..=1_000).contains(limit))
+            .ok_or_else(|| ApiError::invalid("limit must be 1 to 1000"))?,
+    };
+    let model = state.model.read().expect("model lock");
+    let feed = model
+        .feeds
+        .get(&app.app_id)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let start = feed.partition_point(|item| item.cursor <= after);
+    let page = &feed[start..(start + limit).min(feed.len())];
+    let events: Vec<Value> = page
+        .iter()
+        .map(|item| json!({ "id": item.notification_id, "cursor": item.cursor.to_string(), "type": item.webhook_type, "created_at": item.created_at.to_rfc3339(), "data": item.data }))
+        .collect();
+    let next_cursor = page
+        .last()
+        .map(|item| item.cursor)
+        .unwrap_or(after)
+        .to_string();
+    Ok((
+        StatusCode::OK,
+        json!({ "events": events, "next_cursor": next_cursor }),
+    ))
+}
+
+/// `POST /callbacks/{channel}/{channel_account_id}`: verify, record, answer in the channel's
+/// protocol. A refused callback records nothing.
+pub async fn channel_callback(
+    state: Arc<AppState>,
+    channel: String,
+    channel_account_id: String,
+    request: CallbackRequest,
+) -> (u16, &'static str, String) {
+    let refuse = |state: &AppState, why: &str| {
+        state
+            .metrics
+            .callback_verification_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(why, "callback refused");
+        (
+            400,
+            "application/json",
+            json!({ "error": { "code": "callback_rejected", "message": why } }).to_string(),
+        )
+    };
+    let Some(channel) = Channel::parse(&channel) else {
+        return refuse(&state, "unknown channel");
+    };
+    let Ok(adapter) = state.channel(channel) else {
+        return refuse(&state, "channel not available");
+    };
+    let Ok(channel_account_id) = ChannelAccountId::parse(&channel_account_id) else {
+        return refuse(&state, "bad channel account id");
+    };
+    let Some(account) = state
+        .channel_account(&channel_account_id)
+        .filter(|account| account.channel == channel)
+    else {
+        return refuse(&state, "unknown channel account");
+    };
+    let Ok(params) = state.channel_params(&account) else {
+        return refuse(&state, "channel account unusable");
+    };
+    let notice = match adapter.verify_callback(&params, &request) {
+        Ok(notice) => notice,
+        Err(error) => {
+            let answer = adapter.callback_answer(false);
+            refuse(&state, &error.to_string());
+            return (answer.status, answer.content_type, answer.body);
+        }
+    };
+    match record_notice(&state, &channel_account_id, notice).await {
+        Ok(()) => {
+            let answer = adapter.callback_answer(true);
+            (answer.status, answer.content_type, answer.body)
+        }
+        Err(error) => {
+            // Not recorded: the channel retries.
+            tracing::warn!(code = error.code, message = %error.message, "callback not recorded");
+            let answer = adapter.callback_answer(false);
+            (
+                if error.status.is_server_error() {
+                    500
+                } else {
+                    answer.status
+                },
+                answer.content_type,
+                answer.body,
+            )
+        }
+    }
+}
+
+async fn record_notice(
+    state: &AppState,
+    channel_account_id: &ChannelAccountId,
+    notice: CallbackNotice,
+) -> Result<(), ApiError> {
+    let trade_no = match &notice {
+        CallbackNotice::PaymentSucceeded { trade_no, .. }
+        | CallbackNotice::PaymentFailed { trade_no, .. }
+        | CallbackNotice::RefundSucceeded { trade_no, .. }
+        | CallbackNotice::RefundFailed { trade_no, .. } => trade_no.clone(),
+        CallbackNotice::Unknown { kind } => {
+            tracing::info!(kind, "callback of an unhandled kind acknowledged");
+            return Ok(());
+        }
+    };
+    let stream_id = {
+        let model = state.model.read().expect("model lock");
+        let payment = model.payments.get(&trade_no).ok_or_else(|| {
+            ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
+        })?;
+        if &payment.channel_account_id != channel_account_id {
+            return Err(ApiError::invalid(
+                "callback for a payment of another channel account",
+            ));
+        }
+        payment.order_stream.clone()
+    };
+    let (command, command_id) = match notice {
+        CallbackNotice::PaymentSucceeded {
+            trade_no,
+            channel_trade_no,
+            amount,
+        } => {
+            let command_id = format!("paid-{trade_no}");
+            (
+                OrderCommand::RecordSuccess {
+                    trade_no,
+                    channel_trade_no,
+                    amount,
+                    source: OutcomeSource::Callback,
+                },
+                command_id,
+            )
+        }
+        CallbackNotice::PaymentFailed { trade_no, reason } => {
+            let command_id = format!("failed-{trade_no}");
+            (
+                OrderCommand::RecordFailure {
+                    trade_no,
+                    reason,
+                    source: OutcomeSource::Callback,
+                },
+                command_id,
+            )
+        }
+        CallbackNotice::RefundSucceeded {
+            trade_no,
+            refund_id,
+            channel_refund_no,
+        } => {
+            let command_id = format!("refunded-{refund_id}");
+            (
+                OrderCommand::RecordRefundSuccess {
+                    trade_no,
+                    refund_id,
+                    channel_refund_no: Some(channel_refund_no),
+                },
+                command_id,
+            )
+        }
+        CallbackNotice::RefundFailed {
+            trade_no,
+            refund_id,
+            reason,
+        } => {
+            let command_id = format!("refund-failed-{refund_id}");
+            (
+                OrderCommand::RecordRefundFailure {
+                    trade_no,
+                    refund_id,
+                    reason,
+                },
+                command_id,
+            )
+        }
+        CallbackNotice::Unknown { .. } => unreachable!("handled above"),
+    };
+    state
+        .execute(&stream_id, &command_id, |history, now| {
+            Order::from_events(history).decide(&command, now)
+        })
+        .await?;
+    Ok(())
+}
+
+/// `GET /v1/notifications?status=failed|pending|delivered`
+pub async fn list_notifications(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    query: std::collections::HashMap<String, String>,
+) -> Answer {
+    use paycenter_domain::notification::NotificationStatus;
+    let wanted = match query.get("status").map(String::as_str) {
+        None => None,
+        Some("pending") => Some(NotificationStatus::Pending),
+        Some("delivered") => Some(NotificationStatus::Delivered),
+        Some("failed") => Some(NotificationStatus::Failed),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "status must be pending, delivered or failed",
+            ))
+        }
+    };
+    let model = state.model.read().expect("model lock");
+    let mut items: Vec<&paycenter_domain::notification::Notification> = model
+        .notifications
+        .values()
+        .map(|(state, _)| state)
+        .filter(|notification| {
+            notification.scheduled.app_id == app.app_id
+                && wanted.is_none_or(|status| notification.status == status)
+        })
+        .collect();
+    items.sort_by_key(|notification| notification.scheduled.created_at);
+    items.truncate(1_000);
+    let notifications: Vec<Value> = items
+        .iter()
+        .map(|notification| {
+            json!({
+                "id": notification.scheduled.notification_id,
+                "type": notification.scheduled.webhook_type,
+                "status": match notification.status { NotificationStatus::Pending => "pending", NotificationStatus::Delivered => "delivered", NotificationStatus::Failed => "failed" },
+                "attempts": notification.n_attempts_total,
+                "next_attempt_at": notification.next_attempt_at.map(|at| at.to_rfc3339()),
+                "created_at": notification.scheduled.created_at.to_rfc3339(),
+                "data": notification.scheduled.data,
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, json!({ "notifications": notifications })))
+}
+
+/// `POST /v1/notifications/{id}/redeliver`
+pub async fn redeliver_notification(
+    state: Arc<AppState>,
+    app: AppRegistered,
+    notification_id: String,
+) -> Answer {
+    let notification_id = parse_id(NotificationId::parse, &notification_id)?;
+    let owned = state
+        .model
+        .read()
+        .expect("model lock")
+        .notifications
+        .get(&notification_id)
+        .is_some_and(|(notification, _)| notification.scheduled.app_id == app.app_id);
+    if !owned {
+        return Err(ApiError::not_found(
+            "notification_not_found",
+            format!("notification {notification_id} not found"),
+        ));
+    }
+    let command_id = format!("redeliver-{notification_id}-{}", random_hex(8));
+    state
+        .execute(
+            &streams::notification(&notification_id),
+            &command_id,
+            |history, now| {
+                let notification =
+                    paycenter_domain::notification::Notification::from_events(history).ok_or_else(
+                        || paycenter_domain::DomainError::NotificationNotFound {
+                            notification_id: notification_id.clone(),
+                        },
+                    )?;
+                notification.decide_redeliver(now)
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        json!({ "id": notification_id, "status": "pending" }),
+    ))
+}
+
+/// Raw request bodies as warp hands them over.
+pub mod bytes_body {
+    /// A request body.
+    pub type Body = bytes::Bytes;
+}

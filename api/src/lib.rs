@@ -1,0 +1,30 @@
+//! paycenter's HTTP service and the `paycenter` binary: the only crate that knows HTTP.
+//!
+//! # Layout
+//! - [`server`]: options, start-up (store, master key, read model, reactors), graceful shutdown.
+//! - [`routes`]: warp filters, auth, body limits, the error shape of refusals.
+//! - [`handlers`]: one function per endpoint; [`checkout`]: the checkout page and sandbox pay.
+//! - [`dto`]: wire types and conversions (a compatibility promise, separate from domain types).
+//! - [`state`]: shared state and the decide-append-wait path every command takes.
+//! - [`projections`]: projection status, lag and online rebuild.
+//! - [`reconciliation`]: bills against paycenter's record, results as events.
+//! - [`reactor`]: notification scheduling, refund submission, the webhook dispatcher.
+//! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
+//! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
+//! - [`error`], [`metrics`], [`openapi`].
+#![warn(missing_docs)]
+
+pub mod checkout;
+pub mod dto;
+pub mod error;
+pub mod handlers;
+pub mod idempotency;
+pub mod keys;
+pub mod metrics;
+pub mod openapi;
+pub mod projections;
+pub mod reactor;
+pub mod reconciliation;
+pub mod routes;
+pub mod server;
+pub mod state;

@@ -1,0 +1,197 @@
+//! Projection operations: status and lag (`GET /v1/admin/projections`) and online rebuild
+//! (`POST /v1/admin/projections/{name}/rebuild`).
+//!
+//! A rebuild folds a fresh read model from position 1 on a blocking thread while queries keep
+//! answering from the live one; then, under the write lock for the few events in between, it
+//! brings both to the same position, compares their digests, and swaps the fresh one in.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use paycenter_projections::model::{NAME, VERSION};
+use paycenter_projections::ReadModel;
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use crate::error::ApiError;
+use crate::handlers::Answer;
+use crate::state::AppState;
+
+/// What operators see of rebuilds.
+#[derive(Debug, Default)]
+pub struct RebuildStatus {
+    /// A rebuild is running.
+    pub in_progress: bool,
+    /// The last one that finished.
+    pub last: Option<FinishedRebuild>,
+}
+
+/// A finished rebuild.
+#[derive(Debug, Clone)]
+pub struct FinishedRebuild {
+    /// When it swapped in.
+    pub finished_at: DateTime<Utc>,
+    /// The position both models had at the swap.
+    pub position: u64,
+    /// Whether the fresh model's digest equalled the live one's (anything else is a bug).
+    pub identical: bool,
+    /// How long the fold took.
+    pub seconds: f64,
+}
+
+/// Where snapshots go and what they did.
+#[derive(Debug)]
+pub struct SnapshotStatus {
+    /// The directory of snapshot files.
+    pub dir: std::path::PathBuf,
+    /// The position this process resumed from, if it loaded a snapshot.
+    pub started_from: Option<u64>,
+    /// The position of the last snapshot this process saved.
+    pub last_saved_position: Option<u64>,
+    /// When it saved it.
+    pub last_saved_at: Option<DateTime<Utc>>,
+}
+
+/// Saves a snapshot of the read model if it moved since the last one. Serializes under the
+/// read lock: the follower waits meanwhile (the price of a consistent checkpoint).
+pub fn save_snapshot(state: &AppState) -> Result<(), String> {
+    let dir = {
+        let snapshots = state.snapshots.lock().expect("snapshot status");
+        let position = state.model.read().expect("model lock").position;
+        if position == 0 || snapshots.last_saved_position == Some(position) {
+            return Ok(());
+        }
+        snapshots.dir.clone()
+    };
+    let position = {
+        let model = state.model.read().expect("model lock");
+        paycenter_projections::snapshot::save(&dir, state.store.as_ref(), &model)?
+    };
+    let mut snapshots = state.snapshots.lock().expect("snapshot status");
+    snapshots.last_saved_position = Some(position);
+    snapshots.last_saved_at = Some(Utc::now());
+    Ok(())
+}
+
+/// Saves a snapshot every `interval_seconds` while the read model moves.
+pub async fn snapshot_periodically(state: Arc<AppState>, interval_seconds: u64) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
+    ticker.tick().await; // The first tick is immediate; the model was just loaded.
+    loop {
+        ticker.tick().await;
+        let state = state.clone();
+        match tokio::task::spawn_blocking(move || save_snapshot(&state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "read model snapshot failed"),
+            Err(error) => tracing::error!(%error, "read model snapshot task failed"),
+        }
+    }
+}
+
+/// Rebuild status, shared by the handlers and the rebuild thread.
+pub type SharedRebuildStatus = Arc<Mutex<RebuildStatus>>;
+
+fn status_json(state: &AppState) -> Result<Value, ApiError> {
+    // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
+    let head = tokio::task::block_in_place(|| state.store.head_position())?;
+    let (position, digest) = {
+        let model = state.model.read().expect("model lock");
+        (model.position, model.digest())
+    };
+    let rebuild = state.rebuild_status.lock().expect("rebuild status");
+    let snapshots = state.snapshots.lock().expect("snapshot status");
+    Ok(json!({
+        "started_from_snapshot": snapshots.started_from,
+        "snapshot": snapshots.last_saved_position.map(|position| json!({
+            "position": position,
+            "saved_at": snapshots.last_saved_at.map(|at| at.to_rfc3339()),
+        })),
+        "name": NAME,
+        "version": VERSION,
+        "position": position,
+        "head": head,
+        "lag": head.saturating_sub(position),
+        "digest": digest,
+        "rebuilding": rebuild.in_progress,
+        "last_rebuild": rebuild.last.as_ref().map(|last| json!({
+            "finished_at": last.finished_at.to_rfc3339(),
+            "position": last.position,
+            "identical": last.identical,
+            "seconds": last.seconds,
+        })),
+    }))
+}
+
+/// `GET /v1/admin/projections`
+pub async fn list(state: Arc<AppState>) -> Answer {
+    Ok((
+        StatusCode::OK,
+        json!({ "projections": [status_json(&state)?] }),
+    ))
+}
+
+/// `POST /v1/admin/projections/{name}/rebuild`: starts an online rebuild; answers at once.
+pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
+    if name != NAME {
+        return Err(ApiError::not_found(
+            "projection_not_found",
+            format!("no projection {name:?}; the one projection is {NAME:?}"),
+        ));
+    }
+    {
+        let mut status = state.rebuild_status.lock().expect("rebuild status");
+        if status.in_progress {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "rebuild_in_progress",
+                "a rebuild of this projection is already running",
+            ));
+        }
+        status.in_progress = true;
+    }
+    let worker = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = rebuild_now(&worker);
+        let mut status = worker.rebuild_status.lock().expect("rebuild status");
+        status.in_progress = false;
+        match result {
+            Ok(finished) => {
+                if !finished.identical {
+                    tracing::error!(
+                        position = finished.position,
+                        "rebuilt read model differs from the live one"
+                    );
+                }
+                status.last = Some(finished);
+            }
+            Err(error) => {
+                tracing::error!(%error, "read model rebuild failed; the live model stays")
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, status_json(&state)?))
+}
+
+fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, paycenter_store::StoreError> {
+    let started = Instant::now();
+    let head = state.store.head_position()?;
+    let mut fresh = ReadModel::fold_from_start(state.store.as_ref(), head)?;
+    let mut live = state.model.write().expect("model lock");
+    // Whichever is behind catches up to the other: the few events since the fold began.
+    let position = fresh.position.max(live.position);
+    fresh.catch_up(state.store.as_ref(), position)?;
+    live.catch_up(state.store.as_ref(), position)?;
+    assert_eq!(
+        fresh.position, live.position,
+        "both models at one position before the swap"
+    );
+    let identical = fresh.digest() == live.digest();
+    std::mem::swap(&mut *live, &mut fresh);
+    Ok(FinishedRebuild {
+        finished_at: Utc::now(),
+        position,
+        identical,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

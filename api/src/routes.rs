@@ -1,0 +1,556 @@
+//! Routing: paths and methods to handlers, auth, body limits, metrics, and the error shape for
+//! everything warp itself refuses.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use paycenter_domain::events::AppRegistered;
+use paycenter_gateway::CallbackRequest;
+use sha2::{Digest, Sha256};
+use warp::filters::BoxedFilter;
+use warp::http::{Response, StatusCode};
+use warp::hyper::Body;
+use warp::{Filter, Rejection};
+
+use crate::dto::MAX_BODY_BYTES;
+use crate::error::ApiError;
+use crate::handlers::{self, Answer};
+use crate::state::AppState;
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("valid response")
+}
+
+fn finish(
+    state: &AppState,
+    route: &'static str,
+    started: Instant,
+    answer: Answer,
+) -> Response<Body> {
+    let response = match answer {
+        Ok((status, body)) => json_response(status, &body),
+        Err(error) => json_response(error.status, &error.body()),
+    };
+    state.metrics.observe(
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Constant-time comparison, so the admin token cannot be guessed byte by byte from timing.
+fn same_secret(left: &str, right: &str) -> bool {
+    let (left, right) = (
+        Sha256::digest(left.as_bytes()),
+        Sha256::digest(right.as_bytes()),
+    );
+    left.iter()
+        .zip(right.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+fn bearer(header: &Option<String>) -> Option<&str> {
+    header
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid Authorization: Bearer token is required",
+    )
+}
+
+fn admin(state: &AppState, header: &Option<String>) -> Result<(), ApiError> {
+    match bearer(header) {
+        Some(token)
+            if !state.config.admin_token.is_empty()
+                && same_secret(token, &state.config.admin_token) =>
+        {
+            Ok(())
+        }
+        _ => Err(unauthorized()),
+    }
+}
+
+fn app(state: &AppState, header: &Option<String>) -> Result<AppRegistered, ApiError> {
+    let token = bearer(header).ok_or_else(unauthorized)?;
+    let model = state.model.read().expect("model lock");
+    let app_id = model
+        .apps_by_key_sha256
+        .get(&handlers::api_key_sha256(token))
+        .ok_or_else(unauthorized)?;
+    Ok(model.apps[app_id].clone())
+}
+
+/// Authenticates the admin, runs the handler, records the request: the frame of every admin route.
+async fn admin_then<Fut>(
+    state: Arc<AppState>,
+    auth: Option<String>,
+    route: &'static str,
+    handler: impl FnOnce(Arc<AppState>) -> Fut,
+) -> Response<Body>
+where
+    Fut: std::future::Future<Output = Answer>,
+{
+    let started = Instant::now();
+    let answer = match admin(&state, &auth) {
+        Ok(()) => handler(state.clone()).await,
+        Err(error) => Err(error),
+    };
+    finish(&state, route, started, answer)
+}
+
+/// Authenticates the app, runs the handler, records the request: the frame of every app route.
+async fn app_then<Fut>(
+    state: Arc<AppState>,
+    auth: Option<String>,
+    route: &'static str,
+    handler: impl FnOnce(Arc<AppState>, AppRegistered) -> Fut,
+) -> Response<Body>
+where
+    Fut: std::future::Future<Output = Answer>,
+{
+    let started = Instant::now();
+    let answer = match app(&state, &auth) {
+        Ok(app) => handler(state.clone(), app).await,
+        Err(error) => Err(error),
+    };
+    finish(&state, route, started, answer)
+}
+
+/// All routes.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+    let auth = warp::header::optional::<String>("authorization");
+    let body = warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes());
+    let query = warp::query::<HashMap<String, String>>();
+
+    let create_merchant = warp::path!("v1" / "merchants")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(body)
+        .then(|state: Arc<AppState>, auth: Option<String>, body| {
+            admin_then(state, auth, "create_merchant", move |state| {
+                handlers::create_merchant(state, body)
+            })
+        })
+        .boxed();
+    let create_channel_account = warp::path!("v1" / "merchants" / String / "channel-accounts")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(body)
+        .then(
+            |merchant_id: String, state: Arc<AppState>, auth: Option<String>, body| {
+                admin_then(state, auth, "create_channel_account", move |state| {
+                    handlers::create_channel_account(state, merchant_id, body)
+                })
+            },
+        )
+        .boxed();
+    let merchant_balances = warp::path!("v1" / "merchants" / String / "balances")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(
+            |merchant_id: String, state: Arc<AppState>, auth: Option<String>| {
+                admin_then(state, auth, "merchant_balances", move |state| {
+                    handlers::merchant_balances(state, merchant_id)
+                })
+            },
+        )
+        .boxed();
+    let reconcile = warp::path!("v1" / "reconciliations")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(body)
+        .then(|state: Arc<AppState>, auth: Option<String>, body| {
+            admin_then(state, auth, "reconcile", move |state| {
+                crate::reconciliation::fetch_and_reconcile(state, body)
+            })
+        })
+        .boxed();
+    let reconcile_upload = warp::path!("v1" / "reconciliations" / "upload")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(query)
+        .and(
+            warp::body::content_length_limit(crate::reconciliation::MAX_BILL_BYTES)
+                .and(warp::body::bytes()),
+        )
+        .then(|state: Arc<AppState>, auth: Option<String>, query, body| {
+            admin_then(state, auth, "reconcile_upload", move |state| {
+                crate::reconciliation::upload_and_reconcile(state, query, body)
+            })
+        })
+        .boxed();
+    let get_reconciliation = warp::path!("v1" / "reconciliations" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(
+            |reconciliation_id: String, state: Arc<AppState>, auth: Option<String>| {
+                admin_then(state, auth, "get_reconciliation", move |state| {
+                    crate::reconciliation::get(state, reconciliation_id)
+                })
+            },
+        )
+        .boxed();
+    let list_projections = warp::path!("v1" / "admin" / "projections")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(|state: Arc<AppState>, auth: Option<String>| {
+            admin_then(state, auth, "list_projections", crate::projections::list)
+        })
+        .boxed();
+    let rebuild_projection = warp::path!("v1" / "admin" / "projections" / String / "rebuild")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .then(|name: String, state: Arc<AppState>, auth: Option<String>| {
+            admin_then(state, auth, "rebuild_projection", move |state| {
+                crate::projections::rebuild(state, name)
+            })
+        })
+        .boxed();
+    let create_app = warp::path!("v1" / "apps")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(body)
+        .then(|state: Arc<AppState>, auth: Option<String>, body| {
+            admin_then(state, auth, "create_app", move |state| {
+                handlers::create_app(state, body)
+            })
+        })
+        .boxed();
+    let create_payment = warp::path!("v1" / "payments")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body)
+        .then(
+            |state: Arc<AppState>,
+             auth: Option<String>,
+             key: Option<String>,
+             body: bytes::Bytes| {
+                app_then(
+                    state,
+                    auth,
+                    "create_payment",
+                    move |state, app| async move {
+                        let handler =
+                            handlers::create_payment(state.clone(), app.clone(), body.clone());
+                        crate::idempotency::run(&state, &app, key, &body, handler).await
+                    },
+                )
+            },
+        )
+        .boxed();
+    let find_payments = warp::path!("v1" / "payments")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .and(query)
+        .then(|state: Arc<AppState>, auth: Option<String>, query| {
+            app_then(state, auth, "find_payments", move |state, app| {
+                handlers::find_payments(state, app, query)
+            })
+        })
+        .boxed();
+    let get_payment = warp::path!("v1" / "payments" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(
+            |trade_no: String, state: Arc<AppState>, auth: Option<String>| {
+                app_then(state, auth, "get_payment", move |state, app| {
+                    handlers::get_payment(state, app, trade_no)
+                })
+            },
+        )
+        .boxed();
+    let close_payment = warp::path!("v1" / "payments" / String / "close")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .then(
+            |trade_no: String, state: Arc<AppState>, auth: Option<String>| {
+                app_then(state, auth, "close_payment", move |state, app| {
+                    handlers::close_payment(state, app, trade_no)
+                })
+            },
+        )
+        .boxed();
+    let create_refund = warp::path!("v1" / "payments" / String / "refunds")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(body)
+        .then(
+            |trade_no: String, state: Arc<AppState>, auth: Option<String>, body| {
+                app_then(state, auth, "create_refund", move |state, app| {
+                    handlers::create_refund(state, app, trade_no, body)
+                })
+            },
+        )
+        .boxed();
+    let list_events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .and(query)
+        .then(|state: Arc<AppState>, auth: Option<String>, query| {
+            app_then(state, auth, "list_events", move |state, app| {
+                handlers::list_events(state, app, query)
+            })
+        })
+        .boxed();
+    let list_notifications = warp::path!("v1" / "notifications")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .and(query)
+        .then(|state: Arc<AppState>, auth: Option<String>, query| {
+            app_then(state, auth, "list_notifications", move |state, app| {
+                handlers::list_notifications(state, app, query)
+            })
+        })
+        .boxed();
+    let redeliver = warp::path!("v1" / "notifications" / String / "redeliver")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .then(
+            |notification_id: String, state: Arc<AppState>, auth: Option<String>| {
+                app_then(state, auth, "redeliver_notification", move |state, app| {
+                    handlers::redeliver_notification(state, app, notification_id)
+                })
+            },
+        )
+        .boxed();
+    let callback = warp::path!("callbacks" / String / String)
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::headers_cloned())
+        .and(body)
+        .then(
+            |channel: String,
+             account: String,
+             state: Arc<AppState>,
+             headers: warp::http::HeaderMap,
+             body: bytes::Bytes| async move {
+                let started = Instant::now();
+                let request = CallbackRequest {
+                    headers: headers
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                        })
+                        .collect(),
+                    body: body.to_vec(),
+                };
+                let (status, content_type, text) =
+                    handlers::channel_callback(state.clone(), channel, account, request).await;
+                state
+                    .metrics
+                    .observe("channel_callback", status, started.elapsed().as_secs_f64());
+                Response::builder()
+                    .status(status)
+                    .header("content-type", content_type)
+                    .body(Body::from(text))
+                    .expect("valid response")
+            },
+        )
+        .boxed();
+    let checkout = warp::path!("checkout" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|trade_no: String, state: Arc<AppState>| {
+            let started = Instant::now();
+            let (status, html) = crate::checkout::checkout_page(&state, &trade_no);
+            state
+                .metrics
+                .observe("checkout", status.as_u16(), started.elapsed().as_secs_f64());
+            Response::builder()
+                .status(status)
+                .header("content-type", "text/html; charset=utf-8")
+                .body(Body::from(html))
+                .expect("valid response")
+        })
+        .boxed();
+    let sandbox_pay = warp::path!("sandbox" / "pay" / String)
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(body)
+        .then(|trade_no: String, state: Arc<AppState>, content_type: Option<String>, body| async move {
+            let started = Instant::now();
+            let answer = crate::checkout::sandbox_pay(state.clone(), trade_no, content_type, body).await;
+            finish(&state, "sandbox_pay", started, answer)
+        })
+        .boxed();
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let position = state.model.read().expect("model lock").position;
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "read_model_position": position }),
+            )
+        })
+        .boxed();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<AppState>| {
+            let counts = {
+                let model = state.model.read().expect("model lock");
+                let mut counts: HashMap<&'static str, u64> = HashMap::new();
+                for payment in model.payments.values() {
+                    *counts
+                        .entry(crate::dto::attempt_status(payment.status))
+                        .or_default() += 1;
+                }
+                counts
+            };
+            let by_status: Vec<(&str, u64)> = ["pending", "succeeded", "failed", "closed"]
+                .iter()
+                .map(|status| (*status, counts.get(status).copied().unwrap_or(0)))
+                .collect();
+            let lag = tokio::task::block_in_place(|| state.store.head_position())
+                .unwrap_or(0)
+                .saturating_sub(state.model.read().expect("model lock").position);
+            let text = format!(
+                "{}# HELP paycenter_projection_lag_events Events in the log not yet in the projection.\n\
+                 # TYPE paycenter_projection_lag_events gauge\n\
+                 paycenter_projection_lag_events{{projection=\"{}\"}} {lag}\n",
+                state.metrics.render(&by_status),
+                paycenter_projections::model::NAME
+            );
+            Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Body::from(text))
+                .expect("valid response")
+        })
+        .boxed();
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, &crate::openapi::document()))
+        .boxed();
+
+    // Boxed routes in a fold: warp's nested `or` types otherwise make rustc crawl.
+    let all: Vec<BoxedFilter<(Response<Body>,)>> = vec![
+        create_merchant,
+        create_channel_account,
+        merchant_balances,
+        list_projections,
+        rebuild_projection,
+        reconcile_upload,
+        reconcile,
+        get_reconciliation,
+        create_app,
+        create_payment,
+        find_payments,
+        get_payment,
+        close_payment,
+        create_refund,
+        list_events,
+        list_notifications,
+        redeliver,
+        callback,
+        checkout,
+        sandbox_pay,
+        healthz,
+        metrics,
+        openapi,
+    ];
+    let first = all[0].clone();
+    all.into_iter()
+        .skip(1)
+        .fold(first, |routes, route| routes.or(route).unify().boxed())
+        .recover(recover)
+        .unify()
+}
+
+/// warp's own refusals in paycenter's error shape.
+async fn recover(rejection: Rejection) -> Result<Response<Body>, Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::not_found("route_not_found", "no such route")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length header",
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::invalid("the query string is malformed")
+    } else if rejection.find::<warp::reject::InvalidHeader>().is_some() {
+        ApiError::invalid("a header is malformed")
+    } else {
+        ApiError::invalid(format!("request refused: {rejection:?}"))
+    };
+    Ok(json_response(error.status, &error.body()))
+}
+
+/// The paths every route answers, for the OpenAPI completeness test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/merchants"),
+    ("post", "/v1/merchants/{merchant_id}/channel-accounts"),
+    ("get", "/v1/merchants/{merchant_id}/balances"),
+    ("post", "/v1/reconciliations"),
+    ("post", "/v1/reconciliations/upload"),
+    ("get", "/v1/reconciliations/{reconciliation_id}"),
+    ("get", "/v1/admin/projections"),
+    ("post", "/v1/admin/projections/{name}/rebuild"),
+    ("post", "/v1/apps"),
+    ("post", "/v1/payments"),
+    ("get", "/v1/payments"),
+    ("get", "/v1/payments/{trade_no}"),
+    ("post", "/v1/payments/{trade_no}/close"),
+    ("post", "/v1/payments/{trade_no}/refunds"),
+    ("get", "/v1/events"),
+    ("get", "/v1/notifications"),
+    ("post", "/v1/notifications/{notification_id}/redeliver"),
+    ("post", "/callbacks/{channel}/{channel_account_id}"),
+    ("get", "/checkout/{trade_no}"),
+    ("post", "/sandbox/pay/{trade_no}"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];

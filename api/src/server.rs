@@ -1,0 +1,196 @@
+//! Start-up and shutdown of `paycenter serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use paycenter_domain::notification::RetrySchedule;
+use paycenter_domain::payment::DEFAULT_MIN_ATTEMPT_INTERVAL_MS;
+use paycenter_gateway::sandbox::{SandboxChannel, SandboxProvider};
+use paycenter_projections::ReadModel;
+use paycenter_store::{EventStore, PostgresStore, SqliteConfig, SqliteStore};
+
+use crate::keys::MasterKey;
+use crate::state::{AppState, ServiceConfig};
+
+/// Options of `paycenter serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Data directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Store URL: `None` for the embedded store, `postgres://...` for PostgreSQL.
+    pub store_url: Option<String>,
+    /// Public base URL; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Admin bearer token (`PAYCENTER_ADMIN_TOKEN`).
+    pub admin_token: String,
+    /// Master key, base64 (`PAYCENTER_MASTER_KEY`).
+    pub master_key: Option<String>,
+    /// Minimum spacing of attempts for one order (`PAYCENTER_MIN_ATTEMPT_INTERVAL_MS`).
+    pub min_attempt_interval_ms: i64,
+    /// Webhook retry delays (`PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS`, comma separated).
+    pub retry_schedule: RetrySchedule,
+    /// Seconds between read model snapshots (`PAYCENTER_SNAPSHOT_INTERVAL_SECONDS`).
+    pub snapshot_interval_seconds: u64,
+}
+
+impl ServeOptions {
+    /// Defaults, read from the environment where the brief says so.
+    pub fn from_env() -> anyhow::Result<ServeOptions> {
+        let retry_schedule = match std::env::var("PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS") {
+            Ok(text) => RetrySchedule {
+                retry_delays_ms: text
+                    .split(',')
+                    .map(|part| part.trim().parse::<u64>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| anyhow::anyhow!("PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated milliseconds"))?,
+            },
+            Err(_) => RetrySchedule::default(),
+        };
+        let min_attempt_interval_ms = match std::env::var("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS") {
+            Ok(text) => text.parse().map_err(|_| {
+                anyhow::anyhow!("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS must be milliseconds")
+            })?,
+            Err(_) => DEFAULT_MIN_ATTEMPT_INTERVAL_MS,
+        };
+        Ok(ServeOptions {
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            store_url: None,
+            public_url: None,
+            admin_token: std::env::var("PAYCENTER_ADMIN_TOKEN").unwrap_or_default(),
+            master_key: std::env::var("PAYCENTER_MASTER_KEY").ok(),
+            min_attempt_interval_ms,
+            retry_schedule,
+            snapshot_interval_seconds: match std::env::var("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS") {
+                Ok(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|seconds| *seconds > 0)
+                    .ok_or_else(|| anyhow::anyhow!("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS must be a positive number of seconds"))?,
+                Err(_) => 300,
+            },
+        })
+    }
+}
+
+/// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
+/// then finishes in-flight requests.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    if options.admin_token.len() < 16 {
+        tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset or shorter than 16 characters: the admin API refuses every request");
+    }
+    let store: Arc<dyn EventStore> = match options.store_url.clone() {
+        None => {
+            let data_dir = options.data_dir.clone();
+            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, SqliteConfig::default())).await??)
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
+            Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
+        }
+        Some(other) => anyhow::bail!("--store {other}: use postgres://user:password@host/database, or omit --store for the embedded store"),
+    };
+    let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
+    let snapshot_dir = options.data_dir.join("projections");
+    let resumed = {
+        let (store, snapshot_dir) = (store.clone(), snapshot_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::snapshot::load(&snapshot_dir, store.as_ref())
+        })
+        .await?
+    };
+    let initial_model = match resumed {
+        Ok(Some(model)) => {
+            tracing::info!(
+                position = model.position,
+                "read model resumed from its snapshot"
+            );
+            model
+        }
+        Ok(None) => ReadModel::default(),
+        Err(reason) => {
+            tracing::warn!(%reason, "read model snapshot not used; folding the log from position 1");
+            ReadModel::default()
+        }
+    };
+    let started_from_snapshot = (initial_model.position > 0).then_some(initial_model.position);
+    // Waiters compare against this: it must start where the model starts, not at 0.
+    let (position_sender, position_receiver) = tokio::sync::watch::channel(initial_model.position);
+    let model = Arc::new(RwLock::new(initial_model));
+    {
+        let store = store.clone();
+        let model = model.clone();
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::follow::follow(
+                store,
+                model,
+                Box::new(move |position| {
+                    let _ = position_sender.send(position);
+                }),
+            )
+        })
+        .await??;
+    }
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", options.listen));
+    let sandbox_provider = SandboxProvider::new();
+    let state = Arc::new(AppState {
+        store,
+        model,
+        model_position: position_receiver,
+        master_key,
+        config: ServiceConfig {
+            admin_token: options.admin_token.clone(),
+            public_url: public_url.clone(),
+            min_attempt_interval_ms: options.min_attempt_interval_ms,
+            retry_schedule: options.retry_schedule.clone(),
+            webhook_timeout_ms: 10_000,
+        },
+        sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
+        sandbox_provider,
+        metrics: Default::default(),
+        idempotency_locks: Default::default(),
+        rebuild_status: Default::default(),
+        snapshots: std::sync::Mutex::new(crate::projections::SnapshotStatus {
+            dir: snapshot_dir,
+            started_from: started_from_snapshot,
+            last_saved_position: None,
+            last_saved_at: None,
+        }),
+    });
+    crate::reactor::spawn(state.clone());
+    tokio::spawn(crate::projections::snapshot_periodically(
+        state.clone(),
+        options.snapshot_interval_seconds,
+    ));
+    let routes = crate::routes::routes(state.clone());
+    let (address, server) =
+        warp::serve(routes).try_bind_with_graceful_shutdown(options.listen, shutdown_signal())?;
+    tracing::info!(%address, %public_url, data_dir = %options.data_dir.display(), "paycenter listening");
+    // Tests and scripts wait for this line.
+    println!("paycenter listening on http://{address}");
+    server.await;
+    // The last snapshot, so the next start resumes from here.
+    if let Err(error) =
+        tokio::task::spawn_blocking(move || crate::projections::save_snapshot(&state)).await?
+    {
+        tracing::warn!(%error, "read model snapshot at shutdown failed; the next start folds more");
+    }
+    tracing::info!("paycenter stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+}

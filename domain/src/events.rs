@@ -1,0 +1,321 @@
+//! Every fact paycenter records. One enum, one variant per event type; the type name on the
+//! envelope is [`Event::event_type`] and the payload is the variant's fields as JSON.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{event_id_for, NewEvent, RecordedEvent};
+use crate::ids::{
+    AppId, ChannelAccountId, ChannelTradeNo, MerchantId, NotificationId, OrderNo, RefundId,
+    RefundNo, TradeNo,
+};
+use crate::money::{Money, Rate};
+use crate::payment::{
+    Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind, Split,
+};
+
+/// The schema version every event type is at today.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A merchant was onboarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantOnboarded {
+    pub merchant_id: MerchantId,
+    pub name: String,
+    pub onboarded_at: DateTime<Utc>,
+}
+
+/// A merchant's channel account was activated (or re-activated with new parameters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelAccountActivated {
+    pub channel_account_id: ChannelAccountId,
+    pub merchant_id: MerchantId,
+    pub channel: Channel,
+    /// The channel parameters, encrypted by the service (AES-256-GCM) before they reach the domain.
+    pub params_sealed: String,
+    pub fee_rate: Rate,
+    /// Addresses allowed to post callbacks; empty means any.
+    pub callback_ip_allowlist: Vec<String>,
+    pub activated_at: DateTime<Utc>,
+}
+
+/// An app was registered. Its secrets appear here only hashed or sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRegistered {
+    pub app_id: AppId,
+    pub name: String,
+    pub merchant_ids: Vec<MerchantId>,
+    pub notify_url: String,
+    /// Hex SHA-256 of the API key: enough to authenticate, useless to an attacker reading events.
+    pub api_key_sha256: String,
+    /// The webhook secret, encrypted under the master key (paycenter must sign with it).
+    pub webhook_secret_sealed: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// A payment attempt for an order was started at a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttemptStarted {
+    pub trade_no: TradeNo,
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub channel_account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub invoke_method: InvokeMethod,
+    pub amount: Money,
+    /// The platform's fee, `amount × fee_rate` rounded half-even.
+    pub fee: Money,
+    pub splits: Vec<Split>,
+    pub subject: String,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A pending attempt was closed: the user will not pay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttemptClosed {
+    pub trade_no: TradeNo,
+    pub reason: CloseReason,
+    pub closed_at: DateTime<Utc>,
+}
+
+/// The channel reported the attempt paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSucceeded {
+    pub trade_no: TradeNo,
+    pub channel_trade_no: ChannelTradeNo,
+    pub amount: Money,
+    pub source: OutcomeSource,
+    pub paid_at: DateTime<Utc>,
+}
+
+/// The channel reported the attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    pub trade_no: TradeNo,
+    pub reason: String,
+    pub source: OutcomeSource,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// An attempt was paid although the order was already paid or the attempt closed; its refund follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicatePaymentDetected {
+    pub trade_no: TradeNo,
+    /// The attempt that keeps the order's payment, if any.
+    pub kept_trade_no: Option<TradeNo>,
+    pub cause: DuplicateCause,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// A refund was requested (by the app, or automatically for a duplicate payment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequested {
+    pub refund_id: RefundId,
+    pub refund_no: RefundNo,
+    pub trade_no: TradeNo,
+    pub amount: Money,
+    pub reason: String,
+    pub kind: RefundKind,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The channel completed a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundSucceeded {
+    pub refund_id: RefundId,
+    pub trade_no: TradeNo,
+    pub channel_refund_no: Option<String>,
+    pub succeeded_at: DateTime<Utc>,
+}
+
+/// The channel refused or failed a refund; its amount is available again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundFailed {
+    pub refund_id: RefundId,
+    pub trade_no: TradeNo,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A webhook to an app was scheduled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationScheduled {
+    pub notification_id: NotificationId,
+    pub app_id: AppId,
+    pub merchant_id: MerchantId,
+    /// `payment.succeeded`, `refund.failed`, ...
+    pub webhook_type: String,
+    /// The webhook's `data` object.
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One delivery attempt of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempted {
+    pub notification_id: NotificationId,
+    /// 1 for the first attempt.
+    pub attempt_no: u32,
+    pub succeeded: bool,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub attempted_at: DateTime<Utc>,
+    /// When the next attempt is due; `None` once delivered or given up.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The app acknowledged a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationDelivered {
+    pub notification_id: NotificationId,
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// Every attempt of a webhook failed; an alert follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationFailed {
+    pub notification_id: NotificationId,
+    pub n_attempts: u32,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// An operator asked for a webhook to be delivered again, on a fresh schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRedeliveryRequested {
+    pub notification_id: NotificationId,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// An app's request under an `Idempotency-Key` succeeded; a retry with the same key and body
+/// gets this answer again, with another body a conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyKeyRecorded {
+    pub app_id: AppId,
+    /// Hex SHA-256 of the key (keys are the app's, possibly sensitive, and unbounded in form).
+    pub key_sha256: String,
+    /// Hex SHA-256 of the request body.
+    pub request_sha256: String,
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A reconciliation of one channel account's day ran; its result, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationCompleted {
+    pub reconciliation_id: String,
+    pub merchant_id: MerchantId,
+    pub channel_account_id: ChannelAccountId,
+    pub date: chrono::NaiveDate,
+    /// `fetched` from the channel, or `uploaded` by an operator.
+    pub source: String,
+    pub n_bill_lines: u64,
+    pub n_matched: u64,
+    pub discrepancies: Vec<crate::reconciliation::Discrepancy>,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// Declares [`Event`] from one list of `Variant => "type.name"` pairs, and from the same list
+/// the three places that must agree on it: `event_type`, `payload_json` and `decode`. Each
+/// variant holds the struct of the same name, whose fields are the payload.
+macro_rules! events {
+    ($($variant:ident => $name:literal,)+) => {
+        /// Every event paycenter records.
+        #[allow(missing_docs)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $($variant($variant),)+
+        }
+
+        impl Event {
+            /// The envelope's type name of this event.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => $name,)+
+                }
+            }
+
+            /// The payload as JSON text: the variant's fields, serialized directly.
+            pub fn payload_json(&self) -> String {
+                let json = match self {
+                    $(Event::$variant(event) => serde_json::to_string(event),)+
+                };
+                json.expect("events always serialize")
+            }
+
+            /// Decodes a stored event straight from its payload text, by its type name.
+            pub fn decode(recorded: &RecordedEvent) -> Result<Event, DecodeError> {
+                let fail = |reason: String| DecodeError {
+                    global_position: recorded.global_position,
+                    event_type: recorded.event_type.clone(),
+                    reason,
+                };
+                match recorded.event_type.as_str() {
+                    $($name => serde_json::from_str(&recorded.payload).map(Event::$variant).map_err(|error| fail(error.to_string())),)+
+                    _ => Err(fail("unknown event type".to_owned())),
+                }
+            }
+        }
+    };
+}
+
+events! {
+    MerchantOnboarded => "merchant.onboarded",
+    ChannelAccountActivated => "channel_account.activated",
+    AppRegistered => "app.registered",
+    PaymentAttemptStarted => "payment.attempt_started",
+    PaymentAttemptClosed => "payment.attempt_closed",
+    PaymentSucceeded => "payment.succeeded",
+    PaymentFailed => "payment.failed",
+    DuplicatePaymentDetected => "payment.duplicate_detected",
+    RefundRequested => "refund.requested",
+    RefundSucceeded => "refund.succeeded",
+    RefundFailed => "refund.failed",
+    NotificationScheduled => "notification.scheduled",
+    WebhookAttempted => "notification.attempted",
+    NotificationDelivered => "notification.delivered",
+    NotificationFailed => "notification.failed",
+    NotificationRedeliveryRequested => "notification.redelivery_requested",
+    IdempotencyKeyRecorded => "idempotency_key.recorded",
+    ReconciliationCompleted => "reconciliation.completed",
+}
+
+/// Why a stored event could not be turned back into an [`Event`].
+#[derive(Debug, thiserror::Error)]
+#[error("event at position {global_position} ({event_type}) does not decode: {reason}")]
+pub struct DecodeError {
+    /// Where it is.
+    pub global_position: u64,
+    /// Its type name.
+    pub event_type: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Event {
+    /// Envelopes for the events a command decided, with ids derived from `command_id`.
+    pub fn to_new_events(
+        events: &[Event],
+        command_id: &str,
+        correlation_id: Option<uuid::Uuid>,
+    ) -> Vec<NewEvent> {
+        let causation_id = Some(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            command_id.as_bytes(),
+        ));
+        events
+            .iter()
+            .enumerate()
+            .map(|(event_idx, event)| NewEvent {
+                event_id: event_id_for(command_id, event_idx),
+                event_type: event.event_type().to_owned(),
+                schema_version: SCHEMA_VERSION,
+                correlation_id,
+                causation_id,
+                payload: event.payload_json(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,34 @@
+//! paycenter's domain: pure decision logic for an event-sourced payment ledger.
+//!
+//! Aggregates decide with `decide(state, command, now) -> Result<Vec<Event>, DomainError>` and
+//! fold with `apply(state, &event)`. Nothing here does I/O, reads the clock or draws random
+//! numbers: time and entropy arrive as arguments, so every decision is reproducible.
+//!
+//! # Layout
+//! - [`money`]: `Money` (integer minor units + ISO 4217 currency) and `Rate`.
+//! - [`ids`]: validated identifiers, including paycenter's `TradeNo`.
+//! - [`envelope`]: the stored event envelope and deterministic event ids.
+//! - [`events`]: every event type.
+//! - [`payment`]: the order aggregate (attempts, outcomes, refunds, duplicates).
+//! - [`reconciliation`]: paycenter's record against a channel's bill.
+//! - [`registry`]: merchants, channel accounts, apps.
+//! - [`notification`]: webhook deliveries and their retry schedule.
+//! - [`streams`]: the stream naming scheme.
+//! - [`mod@error`] — `DomainError`.
+#![warn(missing_docs)]
+
+pub mod envelope;
+pub mod error;
+#[allow(missing_docs)] // Event fields are named for what they hold; the structs are documented.
+pub mod events;
+pub mod ids;
+pub mod money;
+pub mod notification;
+pub mod payment;
+pub mod reconciliation;
+pub mod registry;
+pub mod streams;
+
+pub use error::DomainError;
+pub use events::Event;
+pub use money::{Currency, Money, MoneyError, Rate};

@@ -1,0 +1,810 @@
+//! The order aggregate: every payment attempt for one merchant's `order_no`, their outcomes and
+//! their refunds, in one stream. Keeping all attempts of an order together is what lets the
+//! aggregate promise that an order is paid at most once.
+//!
+//! The state machine of an attempt (also drawn in `docs/architecture.md`):
+//!
+//! ```text
+//!            start            success callback
+//!   (none) ───────► pending ─────────────────────► succeeded ──► refunds (pending → succeeded | failed)
+//!                    │  │ failure callback              ▲
+//!                    │  └──────────────► failed ───────┘ (a late success still counts: money moved)
+//!                    │ close / superseded                │
+//!                    └──────────────► closed ────────────┘ (late success: recorded, then refunded in full)
+//! ```
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+use crate::events::*;
+use crate::ids::{
+    AppId, ChannelAccountId, ChannelTradeNo, MerchantId, OrderNo, RefundId, RefundNo, TradeNo,
+};
+use crate::money::{Money, Rate};
+
+/// The most attempts one order may have; past it the app must use a new order number.
+pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
+/// The most refunds one payment may have.
+pub const MAX_REFUNDS_PER_PAYMENT: usize = 100;
+/// The most split receivers one payment may have.
+pub const MAX_SPLITS_PER_PAYMENT: usize = 16;
+/// Default minimum interval between two attempts of one order.
+pub const DEFAULT_MIN_ATTEMPT_INTERVAL_MS: i64 = 15_000;
+
+/// A payment channel.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sandbox,
+    Alipay,
+    Wechatpay,
+    Stripe,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 4] = [
+        Channel::Sandbox,
+        Channel::Alipay,
+        Channel::Wechatpay,
+        Channel::Stripe,
+    ];
+
+    /// The name used on the wire and in URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Sandbox => "sandbox",
+            Channel::Alipay => "alipay",
+            Channel::Wechatpay => "wechatpay",
+            Channel::Stripe => "stripe",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Channel> {
+        Channel::ALL
+            .into_iter()
+            .find(|channel| channel.name() == text)
+    }
+}
+
+/// How the user is asked to pay.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvokeMethod {
+    Pc,
+    Wap,
+    App,
+    MiniProgram,
+    Jsapi,
+    NativeQr,
+}
+
+impl InvokeMethod {
+    /// Every invoke method.
+    pub const ALL: [InvokeMethod; 6] = [
+        InvokeMethod::Pc,
+        InvokeMethod::Wap,
+        InvokeMethod::App,
+        InvokeMethod::MiniProgram,
+        InvokeMethod::Jsapi,
+        InvokeMethod::NativeQr,
+    ];
+
+    /// The name used on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            InvokeMethod::Pc => "pc",
+            InvokeMethod::Wap => "wap",
+            InvokeMethod::App => "app",
+            InvokeMethod::MiniProgram => "mini_program",
+            InvokeMethod::Jsapi => "jsapi",
+            InvokeMethod::NativeQr => "native_qr",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<InvokeMethod> {
+        InvokeMethod::ALL
+            .into_iter()
+            .find(|method| method.name() == text)
+    }
+}
+
+/// One receiver's share of a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Who receives it: a merchant id or any account name of the platform's.
+    pub receiver: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// Why an attempt was closed.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The app closed it.
+    ByApp,
+    /// A newer attempt for the same order replaced it.
+    Superseded,
+    /// It expired unpaid.
+    Expired,
+}
+
+/// Why a paid attempt is refunded automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateCause {
+    /// Another attempt of the order was paid first.
+    OrderAlreadyPaid,
+    /// The attempt was paid after it had been closed.
+    PaidAfterClose,
+}
+
+/// Who asked for a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundKind {
+    /// The app.
+    App,
+    /// paycenter, for a duplicate or late payment.
+    Automatic,
+}
+
+/// How paycenter learned an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeSource {
+    /// The channel's signed callback.
+    Callback,
+    /// paycenter queried the channel.
+    Query,
+}
+
+/// Where an attempt stands.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Closed,
+}
+
+/// Where a refund stands.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// A refund as the aggregate knows it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_id: RefundId,
+    pub refund_no: RefundNo,
+    pub amount: Money,
+    pub kind: RefundKind,
+    pub status: RefundStatus,
+}
+
+/// One payment attempt as the aggregate knows it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub started: PaymentAttemptStarted,
+    pub status: AttemptStatus,
+    pub channel_trade_no: Option<ChannelTradeNo>,
+    /// Set when the attempt was closed at some point (a later success is then a duplicate).
+    pub was_closed: bool,
+    pub refunds: Vec<Refund>,
+}
+
+impl Attempt {
+    /// The amount paid, or zero while not paid.
+    pub fn paid(&self) -> Money {
+        match self.status {
+            AttemptStatus::Succeeded => self.started.amount,
+            _ => Money::zero(self.started.amount.currency()),
+        }
+    }
+
+    /// Σ of refunds that are pending or succeeded: what is no longer available to refund.
+    pub fn refund_committed(&self) -> Money {
+        let currency = self.started.amount.currency();
+        self.refunds
+            .iter()
+            .filter(|refund| refund.status != RefundStatus::Failed)
+            .fold(Money::zero(currency), |sum, refund| {
+                sum.checked_add(refund.amount)
+                    .expect("refunds ≤ amount ≤ max")
+            })
+    }
+
+    /// Σ of succeeded refunds.
+    pub fn refunded(&self) -> Money {
+        let currency = self.started.amount.currency();
+        self.refunds
+            .iter()
+            .filter(|refund| refund.status == RefundStatus::Succeeded)
+            .fold(Money::zero(currency), |sum, refund| {
+                sum.checked_add(refund.amount)
+                    .expect("refunds ≤ amount ≤ max")
+            })
+    }
+}
+
+/// The state of one order: all its attempts, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Order {
+    /// Oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The attempt that holds the order's one payment.
+    pub kept_trade_no: Option<TradeNo>,
+}
+
+/// Everything needed to start an attempt; validated values only.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartAttempt {
+    pub trade_no: TradeNo,
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub app_id: AppId,
+    pub channel_account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub invoke_method: InvokeMethod,
+    pub amount: Money,
+    pub fee_rate: Rate,
+    pub splits: Vec<Split>,
+    pub subject: String,
+    pub expire_seconds: u32,
+    pub min_attempt_interval_ms: i64,
+}
+
+/// A command on an order.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    StartAttempt(StartAttempt),
+    RecordSuccess {
+        trade_no: TradeNo,
+        channel_trade_no: ChannelTradeNo,
+        amount: Money,
+        source: OutcomeSource,
+    },
+    RecordFailure {
+        trade_no: TradeNo,
+        reason: String,
+        source: OutcomeSource,
+    },
+    Close {
+        trade_no: TradeNo,
+        reason: CloseReason,
+    },
+    RequestRefund {
+        trade_no: TradeNo,
+        refund_id: RefundId,
+        refund_no: RefundNo,
+        amount: Money,
+        reason: String,
+    },
+    RecordRefundSuccess {
+        trade_no: TradeNo,
+        refund_id: RefundId,
+        channel_refund_no: Option<String>,
+    },
+    RecordRefundFailure {
+        trade_no: TradeNo,
+        refund_id: RefundId,
+        reason: String,
+    },
+}
+
+impl Order {
+    /// Folds the order's events, oldest first.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Order {
+        let mut order = Order::default();
+        for event in events {
+            order.apply(event);
+        }
+        order
+    }
+
+    /// The attempt with this trade number.
+    pub fn attempt(&self, trade_no: &TradeNo) -> Option<&Attempt> {
+        self.attempts
+            .iter()
+            .find(|attempt| &attempt.started.trade_no == trade_no)
+    }
+
+    fn attempt_mut(&mut self, trade_no: &TradeNo) -> &mut Attempt {
+        self.attempts
+            .iter_mut()
+            .find(|attempt| &attempt.started.trade_no == trade_no)
+            .expect("events only name attempts of their own order")
+    }
+
+    /// Folds one event into the state. Events are facts: apply never refuses, but it asserts
+    /// the invariants `decide` promised.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::PaymentAttemptStarted(started) => {
+                self.attempts.push(Attempt {
+                    started: started.clone(),
+                    status: AttemptStatus::Pending,
+                    channel_trade_no: None,
+                    was_closed: false,
+                    refunds: Vec::new(),
+                });
+            }
+            Event::PaymentAttemptClosed(closed) => {
+                let attempt = self.attempt_mut(&closed.trade_no);
+                assert_eq!(
+                    attempt.status,
+                    AttemptStatus::Pending,
+                    "only pending attempts close"
+                );
+                attempt.status = AttemptStatus::Closed;
+                attempt.was_closed = true;
+            }
+            Event::PaymentSucceeded(succeeded) => {
+                let kept_is_empty = self.kept_trade_no.is_none();
+                let attempt = self.attempt_mut(&succeeded.trade_no);
+                assert_ne!(
+                    attempt.status,
+                    AttemptStatus::Succeeded,
+                    "an attempt succeeds at most once"
+                );
+                assert_eq!(
+                    attempt.started.amount, succeeded.amount,
+                    "paid amount is the attempt's amount"
+                );
+                attempt.status = AttemptStatus::Succeeded;
+                attempt.channel_trade_no = Some(succeeded.channel_trade_no.clone());
+                if kept_is_empty && !attempt.was_closed {
+                    self.kept_trade_no = Some(succeeded.trade_no.clone());
+                }
+            }
+            Event::PaymentFailed(failed) => {
+                let attempt = self.attempt_mut(&failed.trade_no);
+                assert_eq!(
+                    attempt.status,
+                    AttemptStatus::Pending,
+                    "only pending attempts fail"
+                );
+                attempt.status = AttemptStatus::Failed;
+            }
+            Event::DuplicatePaymentDetected(detected) => {
+                assert_ne!(
+                    self.kept_trade_no.as_ref(),
+                    Some(&detected.trade_no),
+                    "the kept payment is no duplicate"
+                );
+            }
+            Event::RefundRequested(requested) => {
+                let attempt = self.attempt_mut(&requested.trade_no);
+                attempt.refunds.push(Refund {
+                    refund_id: requested.refund_id.clone(),
+                    refund_no: requested.refund_no.clone(),
+                    amount: requested.amount,
+                    kind: requested.kind,
+                    status: RefundStatus::Pending,
+                });
+                let committed = attempt.refund_committed();
+                assert!(
+                    committed.amount_minor() <= attempt.paid().amount_minor(),
+                    "refunds never exceed the paid amount: {committed} > {}",
+                    attempt.paid()
+                );
+            }
+            Event::RefundSucceeded(succeeded) => {
+                Self::refund_mut(self.attempt_mut(&succeeded.trade_no), &succeeded.refund_id)
+                    .status = RefundStatus::Succeeded;
+            }
+            Event::RefundFailed(failed) => {
+                Self::refund_mut(self.attempt_mut(&failed.trade_no), &failed.refund_id).status =
+                    RefundStatus::Failed;
+            }
+            _ => {}
+        }
+    }
+
+    fn refund_mut<'a>(attempt: &'a mut Attempt, refund_id: &RefundId) -> &'a mut Refund {
+        let refund = attempt
+            .refunds
+            .iter_mut()
+            .find(|refund| &refund.refund_id == refund_id)
+            .expect("refund exists");
+        assert_eq!(
+            refund.status,
+            RefundStatus::Pending,
+            "a refund settles once"
+        );
+        refund
+    }
+
+    /// Decides what a command means for this order, at `now`. Pure: no I/O, no clock.
+    pub fn decide(
+        &self,
+        command: &OrderCommand,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        match command {
+            OrderCommand::StartAttempt(start) => self.decide_start(start, now),
+            OrderCommand::RecordSuccess {
+                trade_no,
+                channel_trade_no,
+                amount,
+                source,
+            } => self.decide_success(trade_no, channel_trade_no, *amount, *source, now),
+            OrderCommand::RecordFailure {
+                trade_no,
+                reason,
+                source,
+            } => {
+                let attempt = self.known_attempt(trade_no)?;
+                if attempt.status != AttemptStatus::Pending {
+                    // Conservative: a failure never overrides success, and repeats change nothing.
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Event::PaymentFailed(PaymentFailed {
+                    trade_no: trade_no.clone(),
+                    reason: reason.clone(),
+                    source: *source,
+                    failed_at: now,
+                })])
+            }
+            OrderCommand::Close { trade_no, reason } => {
+                let attempt = self.known_attempt(trade_no)?;
+                match attempt.status {
+                    AttemptStatus::Pending => {
+                        Ok(vec![Event::PaymentAttemptClosed(PaymentAttemptClosed {
+                            trade_no: trade_no.clone(),
+                            reason: *reason,
+                            closed_at: now,
+                        })])
+                    }
+                    AttemptStatus::Closed | AttemptStatus::Failed => Ok(Vec::new()),
+                    AttemptStatus::Succeeded => Err(DomainError::PaymentAlreadySucceeded {
+                        trade_no: trade_no.clone(),
+                    }),
+                }
+            }
+            OrderCommand::RequestRefund {
+                trade_no,
+                refund_id,
+                refund_no,
+                amount,
+                reason,
+            } => self.decide_refund(trade_no, refund_id, refund_no, *amount, reason, now),
+            OrderCommand::RecordRefundSuccess {
+                trade_no,
+                refund_id,
+                channel_refund_no,
+            } => {
+                let refund = self.known_refund(trade_no, refund_id)?;
+                match refund.status {
+                    RefundStatus::Pending => Ok(vec![Event::RefundSucceeded(RefundSucceeded {
+                        refund_id: refund_id.clone(),
+                        trade_no: trade_no.clone(),
+                        channel_refund_no: channel_refund_no.clone(),
+                        succeeded_at: now,
+                    })]),
+                    RefundStatus::Succeeded => Ok(Vec::new()),
+                    RefundStatus::Failed => Err(DomainError::RefundAlreadySettled {
+                        refund_id: refund_id.clone(),
+                    }),
+                }
+            }
+            OrderCommand::RecordRefundFailure {
+                trade_no,
+                refund_id,
+                reason,
+            } => {
+                let refund = self.known_refund(trade_no, refund_id)?;
+                match refund.status {
+                    RefundStatus::Pending => Ok(vec![Event::RefundFailed(RefundFailed {
+                        refund_id: refund_id.clone(),
+                        trade_no: trade_no.clone(),
+                        reason: reason.clone(),
+                        failed_at: now,
+                    })]),
+                    RefundStatus::Failed => Ok(Vec::new()),
+                    RefundStatus::Succeeded => Err(DomainError::RefundAlreadySettled {
+                        refund_id: refund_id.clone(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn known_attempt(&self, trade_no: &TradeNo) -> Result<&Attempt, DomainError> {
+        self.attempt(trade_no)
+            .ok_or_else(|| DomainError::PaymentNotFound {
+                trade_no: trade_no.clone(),
+            })
+    }
+
+    fn known_refund(
+        &self,
+        trade_no: &TradeNo,
+        refund_id: &RefundId,
+    ) -> Result<&Refund, DomainError> {
+        let attempt = self.known_attempt(trade_no)?;
+        attempt
+            .refunds
+            .iter()
+            .find(|refund| &refund.refund_id == refund_id)
+            .ok_or_else(|| DomainError::RefundNotFound {
+                refund_id: refund_id.clone(),
+            })
+    }
+
+    fn decide_start(
+        &self,
+        start: &StartAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        if let Some(kept) = &self.kept_trade_no {
+            return Err(DomainError::OrderAlreadyPaid {
+                order_no: start.order_no.clone(),
+                trade_no: kept.clone(),
+            });
+        }
+        if let Some(first) = self.attempts.first() {
+            if first.started.amount != start.amount {
+                return Err(DomainError::OrderAmountMismatch {
+                    order_no: start.order_no.clone(),
+                    expected: first.started.amount,
+                    requested: start.amount,
+                });
+            }
+        }
+        if let Some(last) = self.attempts.last() {
+            let earliest_next =
+                last.started.started_at + Duration::milliseconds(start.min_attempt_interval_ms);
+            if now < earliest_next {
+                let wait_ms = (earliest_next - now).num_milliseconds();
+                // Round up: an app that waits `retry_after` seconds must not be refused again.
+                let retry_after_seconds = ((wait_ms + 999) / 1000).max(1) as u64;
+                return Err(DomainError::AttemptTooSoon {
+                    order_no: start.order_no.clone(),
+                    retry_after_seconds,
+                });
+            }
+        }
+        if self.attempts.len() >= MAX_ATTEMPTS_PER_ORDER {
+            return Err(DomainError::TooManyAttempts {
+                order_no: start.order_no.clone(),
+                max: MAX_ATTEMPTS_PER_ORDER,
+            });
+        }
+        if self
+            .attempts
+            .iter()
+            .any(|attempt| attempt.started.trade_no == start.trade_no)
+        {
+            return Err(DomainError::DuplicateTradeNo {
+                trade_no: start.trade_no.clone(),
+            });
+        }
+        let fee = start
+            .amount
+            .checked_mul_rate(start.fee_rate)
+            .map_err(DomainError::Money)?;
+        validate_splits(start.amount, fee, &start.splits)?;
+
+        let mut events: Vec<Event> = self
+            .attempts
+            .iter()
+            .filter(|attempt| attempt.status == AttemptStatus::Pending)
+            .map(|attempt| {
+                Event::PaymentAttemptClosed(PaymentAttemptClosed {
+                    trade_no: attempt.started.trade_no.clone(),
+                    reason: CloseReason::Superseded,
+                    closed_at: now,
+                })
+            })
+            .collect();
+        events.push(Event::PaymentAttemptStarted(PaymentAttemptStarted {
+            trade_no: start.trade_no.clone(),
+            merchant_id: start.merchant_id.clone(),
+            order_no: start.order_no.clone(),
+            app_id: start.app_id.clone(),
+            channel_account_id: start.channel_account_id.clone(),
+            channel: start.channel,
+            invoke_method: start.invoke_method,
+            amount: start.amount,
+            fee,
+            splits: start.splits.clone(),
+            subject: start.subject.clone(),
+            started_at: now,
+            expires_at: now + Duration::seconds(i64::from(start.expire_seconds)),
+        }));
+        Ok(events)
+    }
+
+    fn decide_success(
+        &self,
+        trade_no: &TradeNo,
+        channel_trade_no: &ChannelTradeNo,
+        amount: Money,
+        source: OutcomeSource,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let attempt = self.known_attempt(trade_no)?;
+        if attempt.started.amount != amount {
+            return Err(DomainError::PaidAmountMismatch {
+                trade_no: trade_no.clone(),
+                expected: attempt.started.amount,
+                reported: amount,
+            });
+        }
+        if attempt.status == AttemptStatus::Succeeded {
+            if attempt.channel_trade_no.as_ref() == Some(channel_trade_no) {
+                return Ok(Vec::new()); // The channel repeats callbacks until answered: nothing new.
+            }
+            return Err(DomainError::ChannelTradeNoConflict {
+                trade_no: trade_no.clone(),
+            });
+        }
+        let mut events = vec![Event::PaymentSucceeded(PaymentSucceeded {
+            trade_no: trade_no.clone(),
+            channel_trade_no: channel_trade_no.clone(),
+            amount,
+            source,
+            paid_at: now,
+        })];
+        let cause = if attempt.was_closed {
+            Some(DuplicateCause::PaidAfterClose)
+        } else if self.kept_trade_no.is_some() {
+            Some(DuplicateCause::OrderAlreadyPaid)
+        } else {
+            None
+        };
+        if let Some(cause) = cause {
+            events.push(Event::DuplicatePaymentDetected(DuplicatePaymentDetected {
+                trade_no: trade_no.clone(),
+                kept_trade_no: self.kept_trade_no.clone(),
+                cause,
+                detected_at: now,
+            }));
+            events.push(Event::RefundRequested(RefundRequested {
+                refund_id: automatic_refund_id(trade_no),
+                refund_no: RefundNo::parse(&format!("dup-{trade_no}"))
+                    .expect("trade numbers make valid refund numbers"),
+                trade_no: trade_no.clone(),
+                amount,
+                reason: match cause {
+                    DuplicateCause::OrderAlreadyPaid => {
+                        "duplicate payment: the order was already paid".to_owned()
+                    }
+                    DuplicateCause::PaidAfterClose => {
+                        "paid after the attempt was closed".to_owned()
+                    }
+                },
+                kind: RefundKind::Automatic,
+                requested_at: now,
+            }));
+        }
+        Ok(events)
+    }
+
+    fn decide_refund(
+        &self,
+        trade_no: &TradeNo,
+        refund_id: &RefundId,
+        refund_no: &RefundNo,
+        amount: Money,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, DomainError> {
+        let attempt = self.known_attempt(trade_no)?;
+        if let Some(existing) = attempt
+            .refunds
+            .iter()
+            .find(|refund| &refund.refund_no == refund_no)
+        {
+            if existing.amount == amount {
+                return Ok(Vec::new()); // Replay of the same refund.
+            }
+            return Err(DomainError::RefundNoReused {
+                refund_no: refund_no.clone(),
+                trade_no: trade_no.clone(),
+            });
+        }
+        if attempt.status != AttemptStatus::Succeeded {
+            return Err(DomainError::PaymentNotRefundable {
+                trade_no: trade_no.clone(),
+                status: attempt.status,
+            });
+        }
+        if amount.currency() != attempt.started.amount.currency() {
+            return Err(DomainError::Money(
+                crate::money::MoneyError::CurrencyMismatch {
+                    left: attempt.started.amount.currency(),
+                    right: amount.currency(),
+                },
+            ));
+        }
+        if attempt.refunds.len() >= MAX_REFUNDS_PER_PAYMENT {
+            return Err(DomainError::TooManyRefunds {
+                trade_no: trade_no.clone(),
+                max: MAX_REFUNDS_PER_PAYMENT,
+            });
+        }
+        let available = attempt
+            .paid()
+            .checked_sub(attempt.refund_committed())
+            .expect("refunds never exceed payment");
+        if amount.amount_minor() > available.amount_minor() {
+            return Err(DomainError::RefundExceedsAvailable {
+                trade_no: trade_no.clone(),
+                requested: amount,
+                available,
+            });
+        }
+        Ok(vec![Event::RefundRequested(RefundRequested {
+            refund_id: refund_id.clone(),
+            refund_no: refund_no.clone(),
+            trade_no: trade_no.clone(),
+            amount,
+            reason: reason.to_owned(),
+            kind: RefundKind::App,
+            requested_at: now,
+        })])
+    }
+}
+
+/// The refund id of the automatic refund of a duplicate payment: derived, so a retried
+/// callback decides the same refund.
+pub fn automatic_refund_id(trade_no: &TradeNo) -> RefundId {
+    RefundId::parse(&format!("rf_dup{trade_no}")).expect("trade numbers make valid refund ids")
+}
+
+/// Splits: each positive and in the payment's currency, receivers named, and
+/// fee + Σ splits ≤ amount so the merchant's net is never negative.
+fn validate_splits(amount: Money, fee: Money, splits: &[Split]) -> Result<(), DomainError> {
+    if splits.len() > MAX_SPLITS_PER_PAYMENT {
+        return Err(DomainError::InvalidSplits {
+            reason: format!("at most {MAX_SPLITS_PER_PAYMENT} receivers"),
+        });
+    }
+    let mut committed = fee;
+    for split in splits {
+        if split.receiver.is_empty() || split.receiver.len() > 64 {
+            return Err(DomainError::InvalidSplits {
+                reason: "every split needs a receiver of 1 to 64 characters".to_owned(),
+            });
+        }
+        if split.amount.is_zero() {
+            return Err(DomainError::InvalidSplits {
+                reason: "split amounts must be greater than zero".to_owned(),
+            });
+        }
+        committed =
+            committed
+                .checked_add(split.amount)
+                .map_err(|error| DomainError::InvalidSplits {
+                    reason: error.to_string(),
+                })?;
+    }
+    if committed.amount_minor() > amount.amount_minor() {
+        return Err(DomainError::SplitsExceedAmount {
+            amount,
+            splits_and_fee: committed,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Stream names. One stream per aggregate instance; the prefix says which aggregate.
+
+use crate::ids::{AppId, ChannelAccountId, MerchantId, OrderNo};
+
+/// A merchant's stream.
+pub fn merchant(merchant_id: &MerchantId) -> String {
+    format!("merchant-{merchant_id}")
+}
+
+/// A channel account's stream.
+pub fn channel_account(channel_account_id: &ChannelAccountId) -> String {
+    format!("channel_account-{channel_account_id}")
+}
+
+/// An app's stream.
+pub fn app(app_id: &AppId) -> String {
+    format!("app-{app_id}")
+}
+
+/// An order's stream: every attempt and refund of one merchant's order number.
+pub fn order(merchant_id: &MerchantId, order_no: &OrderNo) -> String {
+    format!("order-{merchant_id}-{order_no}")
+}
+
+/// The stream of one idempotency key of one app (`key_sha256` is the hex SHA-256 of the key).
+pub fn idempotency_key(app_id: &AppId, key_sha256: &str) -> String {
+    format!("idempotency-{app_id}-{key_sha256}")
+}
+
+pub use crate::notification::notification_stream as notification;

@@ -1,0 +1,483 @@
+//! Given events, when a command, then events or an error: the order aggregate's rules.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use paycenter_domain::error::DomainError;
+use paycenter_domain::events::*;
+use paycenter_domain::ids::*;
+use paycenter_domain::payment::*;
+use paycenter_domain::{Currency, Money, Rate};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+fn cny(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::CNY)
+}
+
+fn trade(n: u64) -> TradeNo {
+    TradeNo::generate(t0(), n)
+}
+
+fn start(n: u64, amount_minor: i64) -> StartAttempt {
+    StartAttempt {
+        trade_no: trade(n),
+        merchant_id: MerchantId::from_entropy(1),
+        order_no: OrderNo::parse("ORDER-1").unwrap(),
+        app_id: AppId::from_entropy(2),
+        channel_account_id: ChannelAccountId::from_entropy(3),
+        channel: Channel::Sandbox,
+        invoke_method: InvokeMethod::Pc,
+        amount: cny(amount_minor),
+        fee_rate: Rate::parse("0.006").unwrap(),
+        splits: Vec::new(),
+        subject: "rent".to_owned(),
+        expire_seconds: 900,
+        min_attempt_interval_ms: DEFAULT_MIN_ATTEMPT_INTERVAL_MS,
+    }
+}
+
+/// A tiny script: each step is a command at a time offset; the order folds what each decided.
+struct Scenario {
+    order: Order,
+    history: Vec<Event>,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        Scenario {
+            order: Order::default(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Given: the command must succeed; its events join the history.
+    fn given(mut self, command: OrderCommand, at_seconds: i64) -> Scenario {
+        let events = self
+            .when(command, at_seconds)
+            .unwrap_or_else(|error| panic!("given step refused: {error}"));
+        for event in &events {
+            self.order.apply(event);
+        }
+        self.history.extend(events);
+        self
+    }
+
+    /// When: what the command decides now.
+    fn when(&self, command: OrderCommand, at_seconds: i64) -> Result<Vec<Event>, DomainError> {
+        self.order
+            .decide(&command, t0() + Duration::seconds(at_seconds))
+    }
+}
+
+fn types(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(Event::event_type).collect()
+}
+
+fn success(n: u64, amount_minor: i64) -> OrderCommand {
+    OrderCommand::RecordSuccess {
+        trade_no: trade(n),
+        channel_trade_no: ChannelTradeNo::parse(&format!("CH{n}")).unwrap(),
+        amount: cny(amount_minor),
+        source: OutcomeSource::Callback,
+    }
+}
+
+fn refund(n: u64, refund_no: &str, amount_minor: i64) -> OrderCommand {
+    OrderCommand::RequestRefund {
+        trade_no: trade(n),
+        refund_id: RefundId::parse(&format!("rf_{refund_no}")).unwrap(),
+        refund_no: RefundNo::parse(refund_no).unwrap(),
+        amount: cny(amount_minor),
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn a_first_attempt_starts_with_its_fee() {
+    let events = Scenario::new()
+        .when(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .unwrap();
+    assert_eq!(types(&events), ["payment.attempt_started"]);
+    let Event::PaymentAttemptStarted(started) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(started.fee, cny(60));
+    assert_eq!(started.expires_at, t0() + Duration::seconds(900));
+}
+
+#[test]
+fn attempts_are_spaced_by_the_minimum_interval() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 10_000)), 0);
+    match scenario.when(OrderCommand::StartAttempt(start(2, 10_000)), 10) {
+        Err(DomainError::AttemptTooSoon {
+            retry_after_seconds,
+            ..
+        }) => assert_eq!(retry_after_seconds, 5),
+        other => panic!("{other:?}"),
+    }
+    // At exactly 15 s a new attempt is allowed and supersedes the pending one.
+    let events = scenario
+        .when(OrderCommand::StartAttempt(start(2, 10_000)), 15)
+        .unwrap();
+    assert_eq!(
+        types(&events),
+        ["payment.attempt_closed", "payment.attempt_started"]
+    );
+    let Event::PaymentAttemptClosed(closed) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (closed.trade_no.clone(), closed.reason),
+        (trade(1), CloseReason::Superseded)
+    );
+}
+
+#[test]
+fn the_minimum_interval_is_configurable() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 100)), 0);
+    let mut second = start(2, 100);
+    second.min_attempt_interval_ms = 0;
+    assert!(scenario.when(OrderCommand::StartAttempt(second), 0).is_ok());
+}
+
+#[test]
+fn retry_after_rounds_up() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 100)), 0);
+    let command = OrderCommand::StartAttempt(start(2, 100));
+    match scenario
+        .order
+        .decide(&command, t0() + Duration::milliseconds(14_001))
+    {
+        Err(DomainError::AttemptTooSoon {
+            retry_after_seconds: 1,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_order_is_paid_at_most_once() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .given(success(1, 10_000), 5);
+    match scenario.when(OrderCommand::StartAttempt(start(2, 10_000)), 3_600) {
+        Err(DomainError::OrderAlreadyPaid { trade_no, .. }) => assert_eq!(trade_no, trade(1)),
+        other => panic!("{other:?}"),
+    }
+    // Even within the spacing interval, "already paid" wins: it is the more useful answer.
+    assert!(matches!(
+        scenario.when(OrderCommand::StartAttempt(start(2, 10_000)), 6),
+        Err(DomainError::OrderAlreadyPaid { .. })
+    ));
+}
+
+#[test]
+fn an_attempt_succeeds_at_most_once_and_repeated_callbacks_change_nothing() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .given(success(1, 10_000), 5);
+    assert_eq!(
+        scenario.when(success(1, 10_000), 6).unwrap(),
+        Vec::<Event>::new()
+    );
+    let other_channel_no = OrderCommand::RecordSuccess {
+        trade_no: trade(1),
+        channel_trade_no: ChannelTradeNo::parse("OTHER").unwrap(),
+        amount: cny(10_000),
+        source: OutcomeSource::Callback,
+    };
+    assert!(matches!(
+        scenario.when(other_channel_no, 7),
+        Err(DomainError::ChannelTradeNoConflict { .. })
+    ));
+    // A failure after success never overrides it.
+    let failure = OrderCommand::RecordFailure {
+        trade_no: trade(1),
+        reason: "x".into(),
+        source: OutcomeSource::Callback,
+    };
+    assert_eq!(scenario.when(failure, 8).unwrap(), Vec::<Event>::new());
+}
+
+#[test]
+fn a_superseded_attempt_paid_late_is_refunded_in_full() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .given(OrderCommand::StartAttempt(start(2, 10_000)), 20)
+        .given(success(2, 10_000), 30);
+    // The user paid the abandoned attempt anyway: its callback arrives after the close.
+    let events = scenario.when(success(1, 10_000), 40).unwrap();
+    assert_eq!(
+        types(&events),
+        [
+            "payment.succeeded",
+            "payment.duplicate_detected",
+            "refund.requested"
+        ]
+    );
+    let Event::DuplicatePaymentDetected(detected) = &events[1] else {
+        unreachable!()
+    };
+    assert_eq!(detected.kept_trade_no, Some(trade(2)));
+    assert_eq!(detected.cause, DuplicateCause::PaidAfterClose);
+    let Event::RefundRequested(requested) = &events[2] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (requested.amount, requested.kind),
+        (cny(10_000), RefundKind::Automatic)
+    );
+    // The retried callback decides the same refund id, so the retry appends nothing new.
+    assert_eq!(
+        scenario.when(success(1, 10_000), 41).unwrap(),
+        events
+            .iter()
+            .map(|event| match event {
+                Event::PaymentSucceeded(e) => Event::PaymentSucceeded(PaymentSucceeded {
+                    paid_at: t0() + Duration::seconds(41),
+                    ..e.clone()
+                }),
+                Event::DuplicatePaymentDetected(e) =>
+                    Event::DuplicatePaymentDetected(DuplicatePaymentDetected {
+                        detected_at: t0() + Duration::seconds(41),
+                        ..e.clone()
+                    }),
+                Event::RefundRequested(e) => Event::RefundRequested(RefundRequested {
+                    requested_at: t0() + Duration::seconds(41),
+                    ..e.clone()
+                }),
+                other => other.clone(),
+            })
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_failed_attempt_paid_later_counts_as_paid() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 500)), 0)
+        .given(
+            OrderCommand::RecordFailure {
+                trade_no: trade(1),
+                reason: "timeout".into(),
+                source: OutcomeSource::Callback,
+            },
+            1,
+        );
+    assert_eq!(
+        types(&scenario.when(success(1, 500), 2).unwrap()),
+        ["payment.succeeded"]
+    );
+    let scenario = scenario.given(success(1, 500), 2);
+    assert_eq!(scenario.order.kept_trade_no, Some(trade(1)));
+}
+
+#[test]
+fn a_success_after_close_is_recorded_and_refunded() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 800)), 0)
+        .given(
+            OrderCommand::Close {
+                trade_no: trade(1),
+                reason: CloseReason::ByApp,
+            },
+            5,
+        );
+    let events = scenario.when(success(1, 800), 6).unwrap();
+    assert_eq!(
+        types(&events),
+        [
+            "payment.succeeded",
+            "payment.duplicate_detected",
+            "refund.requested"
+        ]
+    );
+    let scenario = scenario.given(success(1, 800), 6);
+    assert_eq!(
+        scenario.order.kept_trade_no, None,
+        "a closed attempt never holds the order's payment"
+    );
+    let attempt = scenario.order.attempt(&trade(1)).unwrap();
+    assert_eq!(attempt.refund_committed(), cny(800));
+}
+
+#[test]
+fn closing_a_paid_attempt_is_refused_and_closing_twice_is_a_no_op() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 800)), 0);
+    let close = OrderCommand::Close {
+        trade_no: trade(1),
+        reason: CloseReason::ByApp,
+    };
+    let closed = scenario.given(close.clone(), 1);
+    assert_eq!(closed.when(close.clone(), 2).unwrap(), Vec::<Event>::new());
+    let paid = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 800)), 0)
+        .given(success(1, 800), 1);
+    assert!(matches!(
+        paid.when(close, 2),
+        Err(DomainError::PaymentAlreadySucceeded { .. })
+    ));
+}
+
+#[test]
+fn the_paid_amount_must_match() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 800)), 0);
+    assert!(matches!(
+        scenario.when(success(1, 799), 1),
+        Err(DomainError::PaidAmountMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_new_attempt_keeps_the_order_amount() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 800)), 0);
+    assert!(matches!(
+        scenario.when(OrderCommand::StartAttempt(start(2, 900)), 60),
+        Err(DomainError::OrderAmountMismatch { .. })
+    ));
+}
+
+#[test]
+fn refunds_never_exceed_what_was_paid() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 1_000)), 0)
+        .given(success(1, 1_000), 1)
+        .given(refund(1, "R1", 600), 2);
+    match scenario.when(refund(1, "R2", 401), 3) {
+        Err(DomainError::RefundExceedsAvailable { available, .. }) => {
+            assert_eq!(available, cny(400))
+        }
+        other => panic!("{other:?}"),
+    }
+    let scenario = scenario.given(refund(1, "R2", 400), 3);
+    assert!(matches!(
+        scenario.when(refund(1, "R3", 1), 4),
+        Err(DomainError::RefundExceedsAvailable { .. })
+    ));
+}
+
+#[test]
+fn a_failed_refund_frees_its_amount() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 1_000)), 0)
+        .given(success(1, 1_000), 1)
+        .given(refund(1, "R1", 1_000), 2)
+        .given(
+            OrderCommand::RecordRefundFailure {
+                trade_no: trade(1),
+                refund_id: RefundId::parse("rf_R1").unwrap(),
+                reason: "x".into(),
+            },
+            3,
+        );
+    assert_eq!(
+        types(&scenario.when(refund(1, "R2", 1_000), 4).unwrap()),
+        ["refund.requested"]
+    );
+}
+
+#[test]
+fn refund_numbers_replay_or_conflict() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 1_000)), 0)
+        .given(success(1, 1_000), 1)
+        .given(refund(1, "R1", 300), 2);
+    assert_eq!(
+        scenario.when(refund(1, "R1", 300), 3).unwrap(),
+        Vec::<Event>::new()
+    );
+    assert!(matches!(
+        scenario.when(refund(1, "R1", 301), 3),
+        Err(DomainError::RefundNoReused { .. })
+    ));
+}
+
+#[test]
+fn only_paid_attempts_are_refundable() {
+    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 1_000)), 0);
+    assert!(matches!(
+        scenario.when(refund(1, "R1", 1), 1),
+        Err(DomainError::PaymentNotRefundable { .. })
+    ));
+    assert!(matches!(
+        scenario.when(refund(7, "R1", 1), 1),
+        Err(DomainError::PaymentNotFound { .. })
+    ));
+}
+
+#[test]
+fn refunds_settle_once() {
+    let refund_id = RefundId::parse("rf_R1").unwrap();
+    let settle = OrderCommand::RecordRefundSuccess {
+        trade_no: trade(1),
+        refund_id: refund_id.clone(),
+        channel_refund_no: None,
+    };
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 1_000)), 0)
+        .given(success(1, 1_000), 1)
+        .given(refund(1, "R1", 300), 2)
+        .given(settle.clone(), 3);
+    assert_eq!(scenario.when(settle, 4).unwrap(), Vec::<Event>::new());
+    let fail = OrderCommand::RecordRefundFailure {
+        trade_no: trade(1),
+        refund_id,
+        reason: "x".into(),
+    };
+    assert!(matches!(
+        scenario.when(fail, 4),
+        Err(DomainError::RefundAlreadySettled { .. })
+    ));
+}
+
+#[test]
+fn splits_and_fee_never_exceed_the_payment() {
+    let split = |receiver: &str, minor| Split {
+        receiver: receiver.to_owned(),
+        amount: cny(minor),
+    };
+    let mut command = start(1, 10_000);
+    command.splits = vec![split("platform", 4_000), split("landlord", 5_940)];
+    assert!(
+        Scenario::new()
+            .when(OrderCommand::StartAttempt(command.clone()), 0)
+            .is_ok(),
+        "60 fee + 9940 splits = 10000"
+    );
+    command.splits[1].amount = cny(5_941);
+    assert!(matches!(
+        Scenario::new().when(OrderCommand::StartAttempt(command.clone()), 0),
+        Err(DomainError::SplitsExceedAmount { .. })
+    ));
+    command.splits[1].amount = cny(0);
+    assert!(matches!(
+        Scenario::new().when(OrderCommand::StartAttempt(command), 0),
+        Err(DomainError::InvalidSplits { .. })
+    ));
+}
+
+#[test]
+fn events_round_trip_through_their_envelope() {
+    let events = Scenario::new()
+        .when(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .unwrap();
+    let new_events = Event::to_new_events(&events, "cmd-1", None);
+    let recorded = paycenter_domain::envelope::RecordedEvent {
+        global_position: 1,
+        stream_id: "s".into(),
+        stream_revision: 0,
+        event_id: new_events[0].event_id,
+        event_type: new_events[0].event_type.clone(),
+        schema_version: new_events[0].schema_version,
+        recorded_at: t0(),
+        correlation_id: None,
+        causation_id: None,
+        payload: new_events[0].payload.clone(),
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    };
+    assert_eq!(Event::decode(&recorded).unwrap(), events[0]);
+    assert!(new_events[0].payload.contains("\"amount_minor\":10000"));
+}

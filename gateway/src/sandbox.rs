@@ -1,0 +1,562 @@
+//! The sandbox channel: a simulated third party built into paycenter, for development and tests.
+//!
+//! It behaves like a real channel: it keeps its own record of trades (the [`SandboxProvider`]),
+//! signs every callback under the channel account's own `signing_secret`
+//! (`Sandbox-Signature: t=..,v1=..`, HMAC-SHA256 over `"<t>.<body>"`), and delivers callbacks
+//! asynchronously over HTTP to `/callbacks/sandbox/{channel_account_id}`, retrying a few times.
+//! Its payments answer `checkout_url` (paycenter's checkout page); `pay` plays the user.
+//!
+//! The provider's record lives in memory, as a third party's would live on its own servers:
+//! after a restart of paycenter, trades started before it can no longer be paid in the sandbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use paycenter_domain::ids::{ChannelAccountId, ChannelTradeNo, RefundId, TradeNo};
+use paycenter_domain::payment::{Channel, InvokeMethod};
+use paycenter_domain::{Currency, Money};
+use serde::{Deserialize, Serialize};
+
+use crate::http::HttpClient;
+use crate::{
+    BillRow, BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelPaymentStatus,
+    CreatePayment, GatewayError, PaymentAction, PaymentChannel,
+};
+
+/// The callback signature header.
+pub const SIGNATURE_HEADER: &str = "sandbox-signature";
+/// How far a callback's timestamp may be from now.
+pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
+/// The most trades the provider remembers.
+pub const MAX_TRADES: usize = 1_000_000;
+/// The shortest signing secret accepted.
+pub const MIN_SECRET_LEN: usize = 16;
+/// Delays before each callback delivery attempt.
+const CALLBACK_RETRY_DELAYS_MS: [u64; 4] = [0, 200, 1_000, 5_000];
+
+/// Where a sandbox trade stands at the provider.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxTradeStatus {
+    Pending,
+    Paid,
+    Failed,
+    Closed,
+}
+
+/// A trade as the sandbox provider records it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone)]
+pub struct SandboxTrade {
+    pub channel_account_id: ChannelAccountId,
+    pub trade_no: TradeNo,
+    pub channel_trade_no: ChannelTradeNo,
+    pub amount: Money,
+    pub subject: String,
+    pub status: SandboxTradeStatus,
+    pub expires_at_unix: i64,
+    pub refunded_minor: i64,
+    /// Refunds accepted, by paycenter's refund id: a repeated id is the same refund.
+    pub refund_ids: Vec<RefundId>,
+    pub paid_on: Option<NaiveDate>,
+    /// Where callbacks go and the secret that signs them.
+    callback_url: String,
+    signing_secret: String,
+}
+
+/// The user's choice at the sandbox checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxOutcome {
+    /// Pay.
+    Success,
+    /// Decline.
+    Failure,
+}
+
+/// Why the provider refused something (the sandbox's own error answers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// No such trade at the sandbox.
+    #[error("the sandbox has no trade {0}")]
+    UnknownTrade(String),
+    /// Not pending any more.
+    #[error("trade {trade_no} is {status:?} at the sandbox")]
+    NotPending {
+        /// The trade.
+        trade_no: String,
+        /// Where it stands.
+        status: SandboxTradeStatus,
+    },
+    /// Its time ran out.
+    #[error("trade {0} has expired")]
+    Expired(String),
+    /// The sandbox is full.
+    #[error("the sandbox holds the maximum of {MAX_TRADES} trades")]
+    Full,
+}
+
+/// The callback body the sandbox sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CallbackBody {
+    kind: String,
+    trade_no: String,
+    #[serde(default)]
+    channel_trade_no: Option<String>,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    refund_id: Option<String>,
+    #[serde(default)]
+    channel_refund_no: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl CallbackBody {
+    /// A notice of `kind` about `trade`, with nothing else filled in.
+    fn about(kind: &str, trade: &SandboxTrade) -> CallbackBody {
+        CallbackBody {
+            kind: kind.to_owned(),
+            trade_no: trade.trade_no.to_string(),
+            channel_trade_no: Some(trade.channel_trade_no.to_string()),
+            amount: None,
+            currency: None,
+            refund_id: None,
+            channel_refund_no: None,
+            reason: None,
+        }
+    }
+
+    /// The same notice carrying an amount.
+    fn with_amount(self, amount: Money) -> CallbackBody {
+        CallbackBody {
+            amount: Some(amount.to_major_string()),
+            currency: Some(amount.currency().code().into()),
+            ..self
+        }
+    }
+}
+
+/// The simulated third party: its trades and its callback sender.
+pub struct SandboxProvider {
+    trades: Mutex<HashMap<TradeNo, SandboxTrade>>,
+    http: HttpClient,
+}
+
+impl SandboxProvider {
+    /// An empty provider.
+    pub fn new() -> Arc<SandboxProvider> {
+        Arc::new(SandboxProvider {
+            trades: Mutex::new(HashMap::new()),
+            http: HttpClient::new(5_000),
+        })
+    }
+
+    /// A trade, if the sandbox knows it.
+    pub fn trade(&self, trade_no: &TradeNo) -> Option<SandboxTrade> {
+        self.trades
+            .lock()
+            .expect("sandbox lock")
+            .get(trade_no)
+            .cloned()
+    }
+
+    /// The user pays (or declines) at the checkout; the callback follows asynchronously.
+    ///
+    /// `race_close` plays a user who paid while paycenter was closing the trade: a closed trade
+    /// is paid anyway, as happens at real channels, so the late-payment path can be exercised.
+    pub fn pay(
+        self: &Arc<Self>,
+        trade_no: &TradeNo,
+        outcome: SandboxOutcome,
+        race_close: bool,
+    ) -> Result<(), SandboxError> {
+        let now_unix = Utc::now().timestamp();
+        let (url, secret, body) = {
+            let mut trades = self.trades.lock().expect("sandbox lock");
+            let trade = trades
+                .get_mut(trade_no)
+                .ok_or_else(|| SandboxError::UnknownTrade(trade_no.to_string()))?;
+            let payable = trade.status == SandboxTradeStatus::Pending
+                || (race_close && trade.status == SandboxTradeStatus::Closed);
+            if !payable {
+                return Err(SandboxError::NotPending {
+                    trade_no: trade_no.to_string(),
+                    status: trade.status,
+                });
+            }
+            if now_unix > trade.expires_at_unix {
+                return Err(SandboxError::Expired(trade_no.to_string()));
+            }
+            let body = match outcome {
+                SandboxOutcome::Success => {
+                    trade.status = SandboxTradeStatus::Paid;
+                    trade.paid_on = Some(Utc::now().date_naive());
+                    CallbackBody::about("payment.paid", trade).with_amount(trade.amount)
+                }
+                SandboxOutcome::Failure => {
+                    trade.status = SandboxTradeStatus::Failed;
+                    CallbackBody {
+                        reason: Some("the user declined".into()),
+                        ..CallbackBody::about("payment.failed", trade)
+                    }
+                }
+            };
+            (
+                trade.callback_url.clone(),
+                trade.signing_secret.clone(),
+                body,
+            )
+        };
+        self.send_callback(url, secret, body);
+        Ok(())
+    }
+
+    /// Delivers a signed callback in the background, retrying a few times like a real channel.
+    fn send_callback(self: &Arc<Self>, url: String, secret: String, body: CallbackBody) {
+        let provider = self.clone();
+        let body = serde_json::to_vec(&body).expect("callback bodies serialize");
+        tokio::spawn(async move {
+            for delay_ms in CALLBACK_RETRY_DELAYS_MS {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let header = crate::signing::signature_header(
+                    secret.as_bytes(),
+                    Utc::now().timestamp(),
+                    &body,
+                );
+                let headers = [
+                    ("content-type", "application/json".to_owned()),
+                    ("sandbox-signature", header),
+                ];
+                match provider.http.post(&url, &headers, body.clone()).await {
+                    Ok(answer) if (200..300).contains(&answer.status) => return,
+                    Ok(answer) => {
+                        tracing::warn!(status = answer.status, "sandbox callback not acknowledged")
+                    }
+                    Err(error) => tracing::warn!(%error, "sandbox callback failed"),
+                }
+            }
+        });
+    }
+
+    /// The day's bill: every trade paid that day, for reconciliation.
+    pub fn bill(&self, channel_account_id: &ChannelAccountId, day: NaiveDate) -> Vec<SandboxTrade> {
+        let trades = self.trades.lock().expect("sandbox lock");
+        let mut rows: Vec<SandboxTrade> = trades
+            .values()
+            .filter(|trade| {
+                &trade.channel_account_id == channel_account_id && trade.paid_on == Some(day)
+            })
+            .cloned()
+            .collect();
+        rows.sort_by(|a, b| a.trade_no.cmp(&b.trade_no));
+        rows
+    }
+}
+
+/// The sandbox adapter: what paycenter calls.
+pub struct SandboxChannel {
+    provider: Arc<SandboxProvider>,
+    /// paycenter's public base URL: checkout pages and callbacks hang off it.
+    public_url: String,
+}
+
+impl SandboxChannel {
+    /// An adapter in front of `provider`.
+    pub fn new(provider: Arc<SandboxProvider>, public_url: &str) -> SandboxChannel {
+        SandboxChannel {
+            provider,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn secret(params: &serde_json::Value) -> Result<String, GatewayError> {
+        params
+            .get("signing_secret")
+            .and_then(|secret| secret.as_str())
+            .filter(|secret| secret.len() >= MIN_SECRET_LEN)
+            .map(str::to_owned)
+            .ok_or_else(|| GatewayError::InvalidParams {
+                reason: format!(
+                    "signing_secret must be a string of at least {MIN_SECRET_LEN} characters"
+                ),
+            })
+    }
+}
+
+const SANDBOX_METHODS: &[InvokeMethod] = &[
+    InvokeMethod::Pc,
+    InvokeMethod::Wap,
+    InvokeMethod::App,
+    InvokeMethod::MiniProgram,
+    InvokeMethod::Jsapi,
+    InvokeMethod::NativeQr,
+];
+
+impl PaymentChannel for SandboxChannel {
+    fn channel(&self) -> Channel {
+        Channel::Sandbox
+    }
+
+    fn supported_invoke_methods(&self) -> &'static [InvokeMethod] {
+        SANDBOX_METHODS
+    }
+
+    fn validate_params(
+        &self,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let Some(object) = params.as_object() else {
+            return Err(GatewayError::InvalidParams {
+                reason: "params must be an object".into(),
+            });
+        };
+        if let Some(unknown) = object.keys().find(|key| key.as_str() != "signing_secret") {
+            return Err(GatewayError::InvalidParams {
+                reason: format!("unknown sandbox parameter {unknown:?}"),
+            });
+        }
+        let secret = Self::secret(params)?;
+        Ok(serde_json::json!({ "signing_secret": secret }))
+    }
+
+    fn create_payment<'a>(
+        &'a self,
+        params: &'a serde_json::Value,
+        request: &'a CreatePayment,
+    ) -> BoxFuture<'a, Result<PaymentAction, GatewayError>> {
+        Box::pin(async move {
+            let signing_secret = Self::secret(params)?;
+            let mut trades = self.provider.trades.lock().expect("sandbox lock");
+            if trades.len() >= MAX_TRADES && !trades.contains_key(&request.trade_no) {
+                return Err(GatewayError::Unavailable {
+                    reason: SandboxError::Full.to_string(),
+                });
+            }
+            let channel_trade_no = ChannelTradeNo::parse(&format!("SBX{}", request.trade_no))
+                .expect("trade numbers are short");
+            trades
+                .entry(request.trade_no.clone())
+                .or_insert_with(|| SandboxTrade {
+                    channel_account_id: request.channel_account_id.clone(),
+                    trade_no: request.trade_no.clone(),
+                    channel_trade_no,
+                    amount: request.amount,
+                    subject: request.subject.clone(),
+                    status: SandboxTradeStatus::Pending,
+                    expires_at_unix: request.expires_at_unix,
+                    refunded_minor: 0,
+                    refund_ids: Vec::new(),
+                    paid_on: None,
+                    callback_url: format!(
+                        "{}/callbacks/sandbox/{}",
+                        self.public_url, request.channel_account_id
+                    ),
+                    signing_secret,
+                });
+            Ok(PaymentAction::CheckoutUrl {
+                url: format!("{}/checkout/{}", self.public_url, request.trade_no),
+            })
+        })
+    }
+
+    fn close_payment<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        trade_no: &'a TradeNo,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let mut trades = self.provider.trades.lock().expect("sandbox lock");
+            if let Some(trade) = trades.get_mut(trade_no) {
+                if trade.status == SandboxTradeStatus::Pending {
+                    trade.status = SandboxTradeStatus::Closed;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        trade_no: &'a TradeNo,
+        refund_id: &'a RefundId,
+        amount: Money,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let (url, secret, body) = {
+                let mut trades = self.provider.trades.lock().expect("sandbox lock");
+                let trade = trades
+                    .get_mut(trade_no)
+                    .ok_or_else(|| GatewayError::Unavailable {
+                        reason: SandboxError::UnknownTrade(trade_no.to_string()).to_string(),
+                    })?;
+                let repeated = trade.refund_ids.contains(refund_id);
+                let refundable = repeated
+                    || (trade.status == SandboxTradeStatus::Paid
+                        && trade.refunded_minor + amount.amount_minor()
+                            <= trade.amount.amount_minor());
+                let body = if refundable {
+                    // A repeated refund id is answered again, never refunded twice.
+                    if !repeated {
+                        trade.refunded_minor += amount.amount_minor();
+                        trade.refund_ids.push(refund_id.clone());
+                    }
+                    CallbackBody {
+                        refund_id: Some(refund_id.to_string()),
+                        channel_refund_no: Some(format!(
+                            "SBXR{}",
+                            refund_id.as_str().trim_start_matches("rf_")
+                        )),
+                        ..CallbackBody::about("refund.succeeded", trade).with_amount(amount)
+                    }
+                } else {
+                    CallbackBody {
+                        refund_id: Some(refund_id.to_string()),
+                        reason: Some("the sandbox cannot refund this trade".into()),
+                        ..CallbackBody::about("refund.failed", trade).with_amount(amount)
+                    }
+                };
+                (
+                    trade.callback_url.clone(),
+                    trade.signing_secret.clone(),
+                    body,
+                )
+            };
+            self.provider.send_callback(url, secret, body);
+            Ok(())
+        })
+    }
+
+    fn query_payment<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        trade_no: &'a TradeNo,
+    ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
+        Box::pin(async move {
+            let Some(trade) = self.provider.trade(trade_no) else {
+                return Ok(ChannelPaymentStatus::NotFound);
+            };
+            Ok(match trade.status {
+                SandboxTradeStatus::Pending => ChannelPaymentStatus::Pending,
+                SandboxTradeStatus::Paid => ChannelPaymentStatus::Paid {
+                    channel_trade_no: trade.channel_trade_no,
+                    amount: trade.amount,
+                },
+                SandboxTradeStatus::Failed => ChannelPaymentStatus::Failed {
+                    reason: "the user declined".into(),
+                },
+                SandboxTradeStatus::Closed => ChannelPaymentStatus::Closed,
+            })
+        })
+    }
+
+    fn daily_bill<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        channel_account_id: &'a ChannelAccountId,
+        day: NaiveDate,
+    ) -> BoxFuture<'a, Result<Vec<BillRow>, GatewayError>> {
+        Box::pin(async move {
+            Ok(self
+                .provider
+                .bill(channel_account_id, day)
+                .into_iter()
+                .map(|trade| BillRow {
+                    refunded: Money::from_minor(trade.refunded_minor, trade.amount.currency()),
+                    trade_no: trade.trade_no,
+                    channel_trade_no: trade.channel_trade_no,
+                    amount: trade.amount,
+                })
+                .collect())
+        })
+    }
+
+    fn verify_callback(
+        &self,
+        params: &serde_json::Value,
+        request: &CallbackRequest,
+    ) -> Result<CallbackNotice, GatewayError> {
+        let rejected = |reason: &str| GatewayError::CallbackRejected {
+            reason: reason.to_owned(),
+        };
+        let secret = Self::secret(params)?;
+        let header = request
+            .header(SIGNATURE_HEADER)
+            .ok_or_else(|| rejected("missing Sandbox-Signature header"))?;
+        crate::signing::verify(
+            secret.as_bytes(),
+            header,
+            &request.body,
+            Utc::now().timestamp(),
+            SIGNATURE_TOLERANCE_SECONDS,
+        )
+        .map_err(|reason| rejected(&reason))?;
+        let body: CallbackBody = serde_json::from_slice(&request.body)
+            .map_err(|_| rejected("body is not a sandbox notice"))?;
+        let trade_no = TradeNo::parse(&body.trade_no).map_err(|_| rejected("bad trade_no"))?;
+        let amount = || -> Result<Money, GatewayError> {
+            let currency: Currency = body
+                .currency
+                .as_deref()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| rejected("bad currency"))?;
+            Money::parse_positive(body.amount.as_deref().unwrap_or(""), currency)
+                .map_err(|_| rejected("bad amount"))
+        };
+        let refund_id = || {
+            RefundId::parse(body.refund_id.as_deref().unwrap_or(""))
+                .map_err(|_| rejected("bad refund_id"))
+        };
+        Ok(match body.kind.as_str() {
+            "payment.paid" => CallbackNotice::PaymentSucceeded {
+                trade_no,
+                channel_trade_no: ChannelTradeNo::parse(
+                    body.channel_trade_no.as_deref().unwrap_or(""),
+                )
+                .map_err(|_| rejected("bad channel_trade_no"))?,
+                amount: amount()?,
+            },
+            "payment.failed" => CallbackNotice::PaymentFailed {
+                trade_no,
+                reason: body.reason.unwrap_or_default(),
+            },
+            "refund.succeeded" => CallbackNotice::RefundSucceeded {
+                trade_no,
+                refund_id: refund_id()?,
+                channel_refund_no: body.channel_refund_no.unwrap_or_default(),
+            },
+            "refund.failed" => CallbackNotice::RefundFailed {
+                trade_no,
+                refund_id: refund_id()?,
+                reason: body.reason.unwrap_or_default(),
+            },
+            other => CallbackNotice::Unknown {
+                kind: other.chars().take(64).collect(),
+            },
+        })
+    }
+
+    fn callback_answer(&self, accepted: bool) -> CallbackAnswer {
+        if accepted {
+            CallbackAnswer {
+                status: 200,
+                content_type: "application/json",
+                body: "{\"received\":true}".into(),
+            }
+        } else {
+            CallbackAnswer {
+                status: 400,
+                content_type: "application/json",
+                body: "{\"received\":false}".into(),
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Rebuild speed: fold a log of about 1,000,000 payment events from position 1, through
+//! `read_all`, JSON decoding and `apply`, into (a) the balances ledger alone and (b) the whole
+//! read model. The log is written first through the order aggregate's own decisions.
+//!
+//! Run: `cargo bench -p paycenter-projections --bench rebuild`. Optional env:
+//! `PAYCENTER_BENCH_EVENTS` (default 1,000,000).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use paycenter_domain::events::Event;
+use paycenter_domain::ids::*;
+use paycenter_domain::payment::*;
+use paycenter_domain::{streams, Currency, Money, Rate};
+use paycenter_projections::balances::Ledger;
+use paycenter_projections::ReadModel;
+use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore};
+
+const PAGE_EVENTS: usize = 10_000;
+
+/// The events of one order: started, paid (with a split), and every fourth refunded in part.
+fn order_events(order_idx: u64) -> (String, Vec<Event>) {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let merchant_id = MerchantId::from_entropy(u128::from(order_idx % 100));
+    let order_no = OrderNo::parse(&format!("O{order_idx}")).unwrap();
+    let trade_no = TradeNo::generate(t0, order_idx);
+    let cny = |minor| Money::from_minor(minor, Currency::CNY);
+    let amount = cny(1_000 + (order_idx % 50_000) as i64);
+    let mut order = Order::default();
+    let mut events = Vec::new();
+    let mut run = |command: OrderCommand| {
+        let decided = order.decide(&command, t0).unwrap();
+        decided.iter().for_each(|event| order.apply(event));
+        events.extend(decided);
+    };
+    run(OrderCommand::StartAttempt(StartAttempt {
+        trade_no: trade_no.clone(),
+        merchant_id: merchant_id.clone(),
+        order_no: order_no.clone(),
+        app_id: AppId::from_entropy(1),
+        channel_account_id: ChannelAccountId::from_entropy(u128::from(order_idx % 100)),
+        channel: Channel::Sandbox,
+        invoke_method: InvokeMethod::Wap,
+        amount,
+        fee_rate: Rate::parse("0.006").unwrap(),
+        splits: vec![Split {
+            receiver: "platform".into(),
+            amount: cny(100),
+        }],
+        subject: "rent".into(),
+        expire_seconds: 900,
+        min_attempt_interval_ms: 15_000,
+    }));
+    run(OrderCommand::RecordSuccess {
+        trade_no: trade_no.clone(),
+        channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
+        amount,
+        source: OutcomeSource::Callback,
+    });
+    if order_idx.is_multiple_of(4) {
+        let refund_id = RefundId::parse(&format!("rf_{order_idx}")).unwrap();
+        run(OrderCommand::RequestRefund {
+            trade_no: trade_no.clone(),
+            refund_id: refund_id.clone(),
+            refund_no: RefundNo::parse("R1").unwrap(),
+            amount: cny(500),
+            reason: String::new(),
+        });
+        run(OrderCommand::RecordRefundSuccess {
+            trade_no,
+            refund_id,
+            channel_refund_no: None,
+        });
+    }
+    (streams::order(&merchant_id, &order_no), events)
+}
+
+fn main() {
+    let n_events_wanted: u64 = std::env::var("PAYCENTER_BENCH_EVENTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::Builder::new()
+        .prefix("paycenter-bench-")
+        .tempdir_in(std::env::current_dir().unwrap())
+        .unwrap();
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap());
+
+    // Fill from 16 threads so group commit batches the appends.
+    let fill_started = Instant::now();
+    let n_orders = n_events_wanted * 2 / 5; // 2.5 events per order on average
+    const N_THREADS: u64 = 16;
+    let threads: Vec<_> = (0..N_THREADS)
+        .map(|thread_idx| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut order_idx = thread_idx;
+                while order_idx < n_orders {
+                    let (stream, events) = order_events(order_idx);
+                    store
+                        .append(
+                            &stream,
+                            ExpectedRevision::NoStream,
+                            Event::to_new_events(&events, &stream, None),
+                        )
+                        .unwrap();
+                    order_idx += N_THREADS;
+                }
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .for_each(|thread| thread.join().unwrap());
+    let n_events = store.head_position().unwrap();
+    let fill_seconds = fill_started.elapsed().as_secs_f64();
+
+    let fold = |apply: &mut dyn FnMut(&paycenter_domain::envelope::RecordedEvent)| {
+        let started = Instant::now();
+        let mut next_position = 1;
+        loop {
+            let page = store.read_all(next_position, PAGE_EVENTS).unwrap();
+            let Some(last) = page.last() else { break };
+            next_position = last.global_position + 1;
+            page.iter().for_each(&mut *apply);
+        }
+        n_events as f64 / started.elapsed().as_secs_f64()
+    };
+    let mut ledger = Ledger::default();
+    let ledger_rate = fold(&mut |recorded| ledger.apply_recorded(recorded).unwrap());
+    ledger.check().unwrap();
+    // The same balances as folding fully decoded events: the two paths agree.
+    let mut full_ledger = Ledger::default();
+    let full_decode_rate =
+        fold(&mut |recorded| full_ledger.apply(&Event::decode(recorded).unwrap()));
+    let sample: Vec<MerchantId> = (0..100).map(MerchantId::from_entropy).collect();
+    for merchant_id in &sample {
+        assert_eq!(
+            ledger.merchant_balances(merchant_id),
+            full_ledger.merchant_balances(merchant_id)
+        );
+    }
+    let mut model = ReadModel::default();
+    let model_rate = fold(&mut |recorded| model.apply(recorded));
+    assert_eq!(model.position, n_events);
+    let read_rate = fold(&mut |_| {});
+
+    println!(
+        "# paycenter rebuild ({n_events} events, {n_orders} orders; filled in {fill_seconds:.1} s)"
+    );
+    println!();
+    println!("| fold from position 1 | events/s |");
+    println!("|---|---|");
+    println!("| read_all only (baseline) | {read_rate:.0} |");
+    println!("| balances rebuild: read + decode of the fields it reads + apply (`Ledger::apply_recorded`) | {ledger_rate:.0} |");
+    println!("| balances from fully decoded events (`Event::decode` + `Ledger::apply`) | {full_decode_rate:.0} |");
+    println!("| whole read model (read + decode + apply) | {model_rate:.0} |");
+}

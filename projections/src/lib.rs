@@ -1,0 +1,20 @@
+//! paycenter's read models, derived by folding the global event log.
+//!
+//! Today one in-memory [`ReadModel`] holds what the service queries: the registry (merchants,
+//! channel accounts, apps), payments by any of their three ids, the notification outbox, and
+//! the work the log still asks for (notifications to schedule, refunds to submit). It is
+//! rebuilt from position 1 at start and then follows the log live ([`follow`]).
+//!
+//! # Layout
+//! - [`model`]: the read model and its fold.
+//! - [`balances`]: double-entry balances (`Ledger`), part of the read model.
+//! - [`snapshot`]: the read model and its checkpoint, saved atomically, loaded at start.
+//! - [`follow`]: the thread that applies the log to a shared read model.
+#![warn(missing_docs)]
+
+pub mod balances;
+pub mod follow;
+pub mod model;
+pub mod snapshot;
+
+pub use model::ReadModel;

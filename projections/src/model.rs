@@ -1,0 +1,546 @@
+//! The read model and its fold. `apply` takes events in global order and never fails: events
+//! are facts. It asserts what must hold (known streams, positions in order).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use paycenter_domain::envelope::RecordedEvent;
+use paycenter_domain::events::*;
+use paycenter_domain::ids::*;
+use paycenter_domain::notification::{Notification, NotificationStatus};
+use paycenter_domain::payment::{
+    AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
+};
+use paycenter_domain::Money;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// A refund as the API shows it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundView {
+    pub refund_id: RefundId,
+    pub refund_no: RefundNo,
+    pub trade_no: TradeNo,
+    pub amount: Money,
+    pub reason: String,
+    pub kind: RefundKind,
+    pub status: RefundStatus,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A payment attempt as the API shows it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub trade_no: TradeNo,
+    pub order_no: OrderNo,
+    pub channel_trade_no: Option<ChannelTradeNo>,
+    pub merchant_id: MerchantId,
+    pub app_id: AppId,
+    pub channel_account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub invoke_method: InvokeMethod,
+    pub amount: Money,
+    pub fee: Money,
+    pub subject: String,
+    pub status: AttemptStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub refunds: Vec<RefundView>,
+    pub splits: Vec<Split>,
+    /// The order stream and its revision after the last event of this payment's order.
+    pub order_stream: String,
+}
+
+impl PaymentView {
+    /// Σ succeeded refunds.
+    pub fn refunded(&self) -> Money {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.status == RefundStatus::Succeeded)
+            .fold(Money::zero(self.amount.currency()), |sum, refund| {
+                sum.checked_add(refund.amount).expect("refunds ≤ amount")
+            })
+    }
+}
+
+/// An event that an app must be told about, waiting for its notification to be scheduled.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationDraft {
+    /// Derived from the source event id, so scheduling twice appends nothing new.
+    pub notification_id: NotificationId,
+    pub app_id: AppId,
+    pub merchant_id: MerchantId,
+    pub webhook_type: String,
+    pub trade_no: TradeNo,
+    pub refund_id: Option<RefundId>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// One entry of an app's event feed.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedItem {
+    pub cursor: u64,
+    pub notification_id: NotificationId,
+    pub webhook_type: String,
+    pub created_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+/// Everything the service reads.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReadModel {
+    /// Last global position applied.
+    pub position: u64,
+    /// Merchants by id, with their names.
+    pub merchants: HashMap<MerchantId, String>,
+    /// Channel accounts by id: their latest activation.
+    pub channel_accounts: HashMap<ChannelAccountId, ChannelAccountActivated>,
+    /// Apps by id.
+    pub apps: HashMap<AppId, AppRegistered>,
+    /// App ids by hex SHA-256 of their API key.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub apps_by_key_sha256: HashMap<String, AppId>,
+    /// Payments by trade number.
+    pub payments: HashMap<TradeNo, PaymentView>,
+    /// Trade numbers by merchant and order number, oldest first.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub payments_by_order: HashMap<(MerchantId, OrderNo), Vec<TradeNo>>,
+    /// Trade numbers by channel trade number.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub payments_by_channel_trade_no: HashMap<ChannelTradeNo, TradeNo>,
+    /// Trade number of each refund.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub refund_trade_nos: HashMap<RefundId, TradeNo>,
+    /// Revision of each order stream.
+    pub order_revisions: HashMap<String, u64>,
+    /// Notifications (the outbox) by id, with their stream revision.
+    pub notifications: HashMap<NotificationId, (Notification, u64)>,
+    /// Outcomes whose notification is not scheduled yet, by position.
+    pub unscheduled: BTreeMap<u64, NotificationDraft>,
+    /// Refunds requested and not settled, by position of their request.
+    pub refunds_to_submit: BTreeMap<u64, RefundId>,
+    /// Each app's feed, oldest first.
+    pub feeds: HashMap<AppId, Vec<FeedItem>>,
+    /// Double-entry balances.
+    pub ledger: crate::balances::Ledger,
+    /// Reconciliation results by id.
+    pub reconciliations: HashMap<String, ReconciliationCompleted>,
+}
+
+/// The projection's name and version, as operators see them.
+pub const NAME: &str = "read_model";
+/// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
+pub const VERSION: u32 = 1;
+
+/// Feeds `hasher` every entry of a map in key order, so the digest does not depend on
+/// hash-map iteration order.
+fn hash_sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
+    hasher: &mut Sha256,
+    label: &str,
+    map: &HashMap<K, V>,
+) {
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    hasher.update(label.as_bytes());
+    for (key, value) in entries {
+        hasher.update(format!("{key:?}={value:?};").as_bytes());
+    }
+}
+
+/// The notification id for the webhook caused by event `source_event_id`.
+pub fn notification_id_for(source_event_id: Uuid) -> NotificationId {
+    NotificationId::from_entropy(source_event_id.as_u128())
+}
+
+impl ReadModel {
+    /// Applies one stored event. Events must come in global order without gaps.
+    pub fn apply(&mut self, recorded: &RecordedEvent) {
+        assert_eq!(
+            recorded.global_position,
+            self.position + 1,
+            "the read model folds the log in order"
+        );
+        self.position = recorded.global_position;
+        let event = match Event::decode(recorded) {
+            Ok(event) => event,
+            Err(error) => {
+                // A type this version does not know (written by a newer one): skip it loudly.
+                tracing::warn!(%error, "event skipped by the read model");
+                return;
+            }
+        };
+        if recorded.stream_id.starts_with("order-") {
+            self.order_revisions
+                .insert(recorded.stream_id.clone(), recorded.stream_revision);
+        }
+        let position = recorded.global_position;
+        self.ledger.apply(&event);
+        match event {
+            Event::MerchantOnboarded(event) => {
+                self.merchants.insert(event.merchant_id, event.name);
+            }
+            Event::ChannelAccountActivated(event) => {
+                self.channel_accounts
+                    .insert(event.channel_account_id.clone(), event);
+            }
+            Event::AppRegistered(event) => {
+                self.apps_by_key_sha256
+                    .insert(event.api_key_sha256.clone(), event.app_id.clone());
+                self.apps.insert(event.app_id.clone(), event);
+            }
+            Event::PaymentAttemptStarted(event) => {
+                let view = PaymentView {
+                    trade_no: event.trade_no.clone(),
+                    order_no: event.order_no.clone(),
+                    channel_trade_no: None,
+                    merchant_id: event.merchant_id.clone(),
+                    app_id: event.app_id.clone(),
+                    channel_account_id: event.channel_account_id.clone(),
+                    channel: event.channel,
+                    invoke_method: event.invoke_method,
+                    amount: event.amount,
+                    fee: event.fee,
+                    subject: event.subject.clone(),
+                    status: AttemptStatus::Pending,
+                    created_at: event.started_at,
+                    expires_at: event.expires_at,
+                    paid_at: None,
+                    refunds: Vec::new(),
+                    splits: event.splits.clone(),
+                    order_stream: recorded.stream_id.clone(),
+                };
+                self.payments_by_order
+                    .entry((event.merchant_id, event.order_no))
+                    .or_default()
+                    .push(event.trade_no.clone());
+                self.payments.insert(event.trade_no, view);
+            }
+            Event::PaymentAttemptClosed(event) => {
+                let payment = self.payment_mut(&event.trade_no);
+                payment.status = AttemptStatus::Closed;
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "payment.closed",
+                    None,
+                    event.closed_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
+            Event::PaymentSucceeded(event) => {
+                let payment = self.payment_mut(&event.trade_no);
+                payment.status = AttemptStatus::Succeeded;
+                payment.channel_trade_no = Some(event.channel_trade_no.clone());
+                payment.paid_at = Some(event.paid_at);
+                self.payments_by_channel_trade_no
+                    .insert(event.channel_trade_no, event.trade_no.clone());
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "payment.succeeded",
+                    None,
+                    event.paid_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
+            Event::PaymentFailed(event) => {
+                self.payment_mut(&event.trade_no).status = AttemptStatus::Failed;
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "payment.failed",
+                    None,
+                    event.failed_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
+            // Idempotency records are read from their own stream when a key is reused.
+            Event::DuplicatePaymentDetected(_) | Event::IdempotencyKeyRecorded(_) => {}
+            Event::ReconciliationCompleted(completed) => {
+                self.reconciliations
+                    .insert(completed.reconciliation_id.clone(), completed);
+            }
+            Event::RefundRequested(event) => {
+                self.refund_trade_nos
+                    .insert(event.refund_id.clone(), event.trade_no.clone());
+                self.refunds_to_submit
+                    .insert(position, event.refund_id.clone());
+                self.payment_mut(&event.trade_no).refunds.push(RefundView {
+                    refund_id: event.refund_id,
+                    refund_no: event.refund_no,
+                    trade_no: event.trade_no.clone(),
+                    amount: event.amount,
+                    reason: event.reason,
+                    kind: event.kind,
+                    status: RefundStatus::Pending,
+                    requested_at: event.requested_at,
+                });
+            }
+            Event::RefundSucceeded(event) => {
+                self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Succeeded);
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "refund.succeeded",
+                    Some(event.refund_id),
+                    event.succeeded_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
+            Event::RefundFailed(event) => {
+                self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Failed);
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "refund.failed",
+                    Some(event.refund_id),
+                    event.failed_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
+            Event::NotificationScheduled(scheduled) => {
+                self.unscheduled
+                    .retain(|_, draft| draft.notification_id != scheduled.notification_id);
+                self.feeds
+                    .entry(scheduled.app_id.clone())
+                    .or_default()
+                    .push(FeedItem {
+                        cursor: position,
+                        notification_id: scheduled.notification_id.clone(),
+                        webhook_type: scheduled.webhook_type.clone(),
+                        created_at: scheduled.created_at,
+                        data: scheduled.data.clone(),
+                    });
+                let notification_id = scheduled.notification_id.clone();
+                let state = Notification::from_events([&Event::NotificationScheduled(scheduled)])
+                    .expect("scheduled");
+                self.notifications
+                    .insert(notification_id, (state, recorded.stream_revision));
+            }
+            Event::WebhookAttempted(WebhookAttempted {
+                ref notification_id,
+                ..
+            })
+            | Event::NotificationDelivered(NotificationDelivered {
+                ref notification_id,
+                ..
+            })
+            | Event::NotificationFailed(NotificationFailed {
+                ref notification_id,
+                ..
+            })
+            | Event::NotificationRedeliveryRequested(NotificationRedeliveryRequested {
+                ref notification_id,
+                ..
+            }) => {
+                let notification_id = notification_id.clone();
+                let (state, revision) = self
+                    .notifications
+                    .remove(&notification_id)
+                    .expect("notification events follow scheduling");
+                let mut state = Some(state);
+                Notification::apply(&mut state, &event);
+                assert_eq!(
+                    recorded.stream_revision,
+                    revision + 1,
+                    "notification revisions are gap-free"
+                );
+                self.notifications.insert(
+                    notification_id,
+                    (state.expect("still scheduled"), recorded.stream_revision),
+                );
+            }
+        }
+    }
+
+    fn payment_mut(&mut self, trade_no: &TradeNo) -> &mut PaymentView {
+        self.payments
+            .get_mut(trade_no)
+            .expect("payment events follow the attempt's start")
+    }
+
+    fn settle_refund(&mut self, trade_no: &TradeNo, refund_id: &RefundId, status: RefundStatus) {
+        self.refunds_to_submit
+            .retain(|_, pending| pending != refund_id);
+        let payment = self.payment_mut(trade_no);
+        let refund = payment
+            .refunds
+            .iter_mut()
+            .find(|refund| &refund.refund_id == refund_id)
+            .expect("refund was requested");
+        refund.status = status;
+    }
+
+    fn draft(
+        &self,
+        source_event_id: Uuid,
+        trade_no: &TradeNo,
+        webhook_type: &'static str,
+        refund_id: Option<RefundId>,
+        occurred_at: DateTime<Utc>,
+    ) -> NotificationDraft {
+        let payment = &self.payments[trade_no];
+        NotificationDraft {
+            notification_id: notification_id_for(source_event_id),
+            app_id: payment.app_id.clone(),
+            merchant_id: payment.merchant_id.clone(),
+            webhook_type: webhook_type.to_owned(),
+            trade_no: trade_no.clone(),
+            refund_id,
+            occurred_at,
+        }
+    }
+
+    /// A SHA-256 over a canonical dump of everything derived (maps in key order): two read
+    /// models folded from the same log have the same digest, whatever order their hash maps
+    /// keep. Used to check that a rebuild reproduces the live model byte for byte.
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!("position={};", self.position).as_bytes());
+        hash_sorted(&mut hasher, "merchants", &self.merchants);
+        hash_sorted(&mut hasher, "channel_accounts", &self.channel_accounts);
+        hash_sorted(&mut hasher, "apps", &self.apps);
+        hash_sorted(&mut hasher, "apps_by_key", &self.apps_by_key_sha256);
+        hash_sorted(&mut hasher, "payments", &self.payments);
+        hash_sorted(&mut hasher, "payments_by_order", &self.payments_by_order);
+        hash_sorted(
+            &mut hasher,
+            "payments_by_channel_trade_no",
+            &self.payments_by_channel_trade_no,
+        );
+        hash_sorted(&mut hasher, "refund_trade_nos", &self.refund_trade_nos);
+        hash_sorted(&mut hasher, "order_revisions", &self.order_revisions);
+        hash_sorted(&mut hasher, "notifications", &self.notifications);
+        hasher.update(
+            format!(
+                "unscheduled={:?};refunds_to_submit={:?};",
+                self.unscheduled, self.refunds_to_submit
+            )
+            .as_bytes(),
+        );
+        hash_sorted(&mut hasher, "feeds", &self.feeds);
+        hash_sorted(&mut hasher, "reconciliations", &self.reconciliations);
+        let mut merchants: Vec<&MerchantId> = self.merchants.keys().collect();
+        merchants.sort();
+        for merchant_id in merchants {
+            hasher.update(
+                format!(
+                    "balances {merchant_id}={:?};",
+                    self.ledger.merchant_balances(merchant_id)
+                )
+                .as_bytes(),
+            );
+        }
+        hasher.update(format!("totals={:?}", self.ledger.totals()).as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
+    /// Folds the log from position 1 up to `until_position` (inclusive) into a fresh model.
+    pub fn fold_from_start(
+        store: &dyn paycenter_store::EventStore,
+        until_position: u64,
+    ) -> Result<ReadModel, paycenter_store::StoreError> {
+        let mut model = ReadModel::default();
+        model.catch_up(store, until_position)?;
+        Ok(model)
+    }
+
+    /// Applies the events after this model's position up to `until_position` (inclusive).
+    pub fn catch_up(
+        &mut self,
+        store: &dyn paycenter_store::EventStore,
+        until_position: u64,
+    ) -> Result<(), paycenter_store::StoreError> {
+        const PAGE_EVENTS: usize = 10_000;
+        while self.position < until_position {
+            let wanted = usize::try_from(until_position - self.position)
+                .unwrap_or(usize::MAX)
+                .min(PAGE_EVENTS);
+            let page = store.read_all(self.position + 1, wanted)?;
+            if page.is_empty() {
+                break;
+            }
+            page.iter().for_each(|event| self.apply(event));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the lookup indexes from the state they index (after a snapshot load, which
+    /// does not store them).
+    pub fn reindex(&mut self) {
+        self.apps_by_key_sha256 = self
+            .apps
+            .values()
+            .map(|app| (app.api_key_sha256.clone(), app.app_id.clone()))
+            .collect();
+        let mut attempts: Vec<&PaymentView> = self.payments.values().collect();
+        // Attempts of one order start one after another: creation time orders them.
+        attempts.sort_by(|a, b| (a.created_at, &a.trade_no).cmp(&(b.created_at, &b.trade_no)));
+        self.payments_by_order.clear();
+        for payment in attempts {
+            self.payments_by_order
+                .entry((payment.merchant_id.clone(), payment.order_no.clone()))
+                .or_default()
+                .push(payment.trade_no.clone());
+        }
+        self.payments_by_channel_trade_no = self
+            .payments
+            .values()
+            .filter_map(|payment| {
+                payment
+                    .channel_trade_no
+                    .clone()
+                    .map(|channel_trade_no| (channel_trade_no, payment.trade_no.clone()))
+            })
+            .collect();
+        self.refund_trade_nos = self
+            .payments
+            .values()
+            .flat_map(|payment| {
+                payment
+                    .refunds
+                    .iter()
+                    .map(|refund| (refund.refund_id.clone(), payment.trade_no.clone()))
+            })
+            .collect();
+    }
+
+    /// All attempts of an order, oldest first.
+    pub fn payments_of_order(
+        &self,
+        merchant_id: &MerchantId,
+        order_no: &OrderNo,
+    ) -> Vec<&PaymentView> {
+        self.payments_by_order
+            .get(&(merchant_id.clone(), order_no.clone()))
+            .map(|trade_nos| {
+                trade_nos
+                    .iter()
+                    .map(|trade_no| &self.payments[trade_no])
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Notifications due at `now`, oldest due first, at most `limit`.
+    pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Vec<(&Notification, u64)> {
+        let mut due: Vec<(&Notification, u64)> = self
+            .notifications
+            .values()
+            .filter(|(state, _)| {
+                state.status == NotificationStatus::Pending
+                    && state.next_attempt_at.is_some_and(|at| at <= now)
+            })
+            .map(|(state, revision)| (state, *revision))
+            .collect();
+        due.sort_by_key(|(state, _)| state.next_attempt_at);
+        due.truncate(limit);
+        due
+    }
+}

@@ -1,0 +1,186 @@
+//! `paycenter-replay`: verify, audit and export paycenter's event log.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use paycenter_domain::ids::MerchantId;
+use paycenter_replay_tools::commands::{self, AuditFormat, ExportFormat};
+use paycenter_store::{EventStore, SqliteStore};
+
+const USAGE: &str = "usage: paycenter-replay <command> [--data-dir DIR] [options]
+
+commands:
+  verify                      the hash chain and the ledger invariants; exit 0 when sound,
+                              otherwise non-zero, naming the first bad position
+  audit --at TIME             balances and payments as they stood at TIME (RFC 3339)
+        [--merchant ID] [--format json|csv]
+  export [--format jsonl|csv] [--from POSITION]
+                              the raw event log, for finance tools
+  stats                       counts by event type and stream category
+  rebuild [--projection NAME | --all]
+                              fold projections from position 1, write them as the snapshot
+                              the server loads next, report position and digest
+
+options:
+  --data-dir DIR              the embedded store's directory (default ./data); opened
+                              read-only, so it works beside a running paycenter
+  --store URL                 another backend (only the embedded store exists today)
+  -h, --help                  this text, or `paycenter-replay <command> --help`
+
+Output goes to stdout; progress bars to stderr when it is a terminal.";
+
+fn command_usage(command: &str) -> &'static str {
+    match command {
+        "verify" => "usage: paycenter-replay verify [--data-dir DIR]\n\nChecks the hash chain and every ledger invariant. Prints a JSON summary and exits 0 when\nsound; otherwise prints the first bad position and what is wrong there, and exits 1.",
+        "audit" => "usage: paycenter-replay audit --at TIME [--merchant ID] [--format json|csv] [--data-dir DIR]\n\nBalances and payments as they stood at TIME (RFC 3339, e.g. 2026-11-22T12:00:00Z): events\nrecorded after it are ignored.",
+        "export" => "usage: paycenter-replay export [--format jsonl|csv] [--from POSITION] [--data-dir DIR]\n\nThe raw event log from POSITION (default 1), one event per line.",
+        "stats" => "usage: paycenter-replay stats [--data-dir DIR]\n\nCounts of events by type and by stream category, as JSON.",
+        "rebuild" => "usage: paycenter-replay rebuild [--projection NAME | --all] [--data-dir DIR]\n\nFolds the projections from position 1, offline, writes them as the snapshot the server\nloads at its next start (DIR/projections), and prints each one's position and digest. The\ndigest equals a live server's for the same log.",
+        _ => USAGE,
+    }
+}
+
+struct Options {
+    data_dir: PathBuf,
+    at: Option<String>,
+    merchant: Option<String>,
+    format: Option<String>,
+    from: Option<String>,
+    projection: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
+    let Some(command) = args.first() else {
+        return Err((USAGE.to_owned(), false));
+    };
+    if command == "-h" || command == "--help" || command == "help" {
+        return Err((USAGE.to_owned(), true));
+    }
+    if !["verify", "audit", "export", "stats", "rebuild"].contains(&command.as_str()) {
+        return Err((format!("unknown command {command:?}\n\n{USAGE}"), false));
+    }
+    let mut options = Options {
+        data_dir: PathBuf::from("./data"),
+        at: None,
+        merchant: None,
+        format: None,
+        from: None,
+        projection: None,
+    };
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err((command_usage(command).to_owned(), true));
+        }
+        if flag == "--all" && command == "rebuild" {
+            continue;
+        }
+        let value = rest
+            .next()
+            .ok_or_else(|| {
+                (
+                    format!("{flag} needs a value\n\n{}", command_usage(command)),
+                    false,
+                )
+            })?
+            .clone();
+        match flag.as_str() {
+            "--data-dir" => options.data_dir = PathBuf::from(value),
+            "--store" => {
+                return Err((
+                    format!(
+                    "--store {value}: only the embedded store (--data-dir) exists in this build"
+                ),
+                    false,
+                ))
+            }
+            "--at" if command == "audit" => options.at = Some(value),
+            "--merchant" if command == "audit" => options.merchant = Some(value),
+            "--format" if command == "audit" || command == "export" => options.format = Some(value),
+            "--from" if command == "export" => options.from = Some(value),
+            "--projection" if command == "rebuild" => options.projection = Some(value),
+            other => {
+                return Err((
+                    format!(
+                        "unknown option {other:?} for {command}\n\n{}",
+                        command_usage(command)
+                    ),
+                    false,
+                ))
+            }
+        }
+    }
+    Ok((command.clone(), options))
+}
+
+fn run(command: &str, options: Options) -> Result<(), String> {
+    let store =
+        SqliteStore::open_read_only(&options.data_dir).map_err(|error| error.to_string())?;
+    let store: &dyn EventStore = &store;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        "verify" => commands::verify(store, &mut stdout),
+        "stats" => commands::stats(store, &mut stdout),
+        "rebuild" => commands::rebuild(
+            store,
+            options.projection.as_deref(),
+            &options.data_dir.join("projections"),
+            &mut stdout,
+        ),
+        "export" => {
+            let format = match options.format.as_deref() {
+                None | Some("jsonl") => ExportFormat::Jsonl,
+                Some("csv") => ExportFormat::Csv,
+                Some(other) => return Err(format!("--format {other:?}: use jsonl or csv")),
+            };
+            let from = match options.from {
+                None => 1,
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| format!("--from {text:?} is not a position"))?,
+            };
+            commands::export(store, format, from, &mut stdout)
+        }
+        "audit" => {
+            let at_text = options.at.ok_or("audit needs --at TIME (RFC 3339)")?;
+            let at = chrono::DateTime::parse_from_rfc3339(&at_text)
+                .map_err(|_| {
+                    format!("--at {at_text:?} is not an RFC 3339 time like 2026-11-22T12:00:00Z")
+                })?
+                .with_timezone(&chrono::Utc);
+            let merchant = options
+                .merchant
+                .map(|text| MerchantId::parse(&text).map_err(|error| error.to_string()))
+                .transpose()?;
+            let format = match options.format.as_deref() {
+                None | Some("json") => AuditFormat::Json,
+                Some("csv") => AuditFormat::Csv,
+                Some(other) => return Err(format!("--format {other:?}: use json or csv")),
+            };
+            commands::audit(store, at, merchant.as_ref(), format, &mut stdout)
+        }
+        _ => unreachable!("parse accepts only known commands"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, options) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err((message, asked_for_help)) => {
+            if asked_for_help {
+                println!("{message}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&command, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("paycenter-replay {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The commands. Each writes machine-readable output (JSON, JSON lines or CSV) to `out` and
+//! answers an error for the caller to print and exit non-zero with.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use paycenter_domain::envelope::RecordedEvent;
+use paycenter_domain::ids::MerchantId;
+use paycenter_domain::Money;
+use paycenter_store::EventStore;
+use serde_json::{json, Value};
+
+use crate::fold::{each_event, fold};
+
+/// Output formats of `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFormat {
+    /// One JSON document.
+    Json,
+    /// CSV: one row per account, then one row per payment.
+    Csv,
+}
+
+/// Output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row; the payload is a JSON column.
+    Csv,
+}
+
+/// `verify`: the hash chain, then every invariant of the read model and the ledger.
+pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String> {
+    let report = store.verify_chain().map_err(|error| error.to_string())?;
+    let model = fold(store, None).map_err(|error| error.to_string())?;
+    model
+        .ledger
+        .check()
+        .map_err(|reason| format!("ledger does not balance: {reason}"))?;
+    let totals: BTreeMap<String, Value> = model
+        .ledger
+        .totals()
+        .iter()
+        .map(|(currency, (debits, credits))| {
+            (currency.code().to_owned(), json!({ "debits": Money::from_minor(*debits, *currency).to_major_string(), "credits": Money::from_minor(*credits, *currency).to_major_string() }))
+        })
+        .collect();
+    let summary = json!({ "ok": true, "events": report.n_events, "head_hash": hex::encode(report.head_hash), "ledger_totals": totals });
+    writeln!(out, "{summary}").map_err(|error| error.to_string())
+}
+
+/// `rebuild`: folds every projection from position 1, offline, writes it as the snapshot the
+/// server loads at its next start (in `snapshot_dir`), and reports its position and digest; the
+/// digest equals a live server's `GET /v1/admin/projections` for the same log.
+pub fn rebuild(
+    store: &dyn EventStore,
+    projection: Option<&str>,
+    snapshot_dir: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    use paycenter_projections::model::{NAME, VERSION};
+    if let Some(name) = projection {
+        if name != NAME {
+            return Err(format!(
+                "no projection {name:?}; the one projection is {NAME:?}"
+            ));
+        }
+    }
+    let started = std::time::Instant::now();
+    let model = fold(store, None).map_err(|error| error.to_string())?;
+    paycenter_projections::snapshot::save(snapshot_dir, store, &model)?;
+    let summary = json!({
+        "projections": [{
+            "name": NAME,
+            "version": VERSION,
+            "position": model.position,
+            "digest": model.digest(),
+            "snapshot": paycenter_projections::snapshot::path(snapshot_dir).display().to_string(),
+            "seconds": started.elapsed().as_secs_f64(),
+        }]
+    });
+    writeln!(out, "{summary}").map_err(|error| error.to_string())
+}
+
+/// `stats`: counts by event type and by stream category (the stream name before its first `-`).
+pub fn stats(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String> {
+    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
+    let mut streams: BTreeMap<String, ()> = BTreeMap::new();
+    let mut n_events = 0u64;
+    each_event(store, 1, "counting", |event| {
+        n_events += 1;
+        *by_type.entry(event.event_type.clone()).or_default() += 1;
+        let category = event.stream_id.split('-').next().unwrap_or("").to_owned();
+        *by_category.entry(category).or_default() += 1;
+        streams.insert(event.stream_id.clone(), ());
+        Ok(())
+    })?;
+    let summary = json!({ "events": n_events, "streams": streams.len(), "events_by_type": by_type, "events_by_stream_category": by_category });
+    writeln!(out, "{summary}").map_err(|error| error.to_string())
+}
+
+fn envelope_json(event: &RecordedEvent) -> Value {
+    json!({
+        "global_position": event.global_position,
+        "stream_id": event.stream_id,
+        "stream_revision": event.stream_revision,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "recorded_at": event.recorded_at.to_rfc3339(),
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "payload": serde_json::from_str::<Value>(&event.payload).unwrap_or(Value::String(event.payload.clone())),
+        "prev_hash": hex::encode(event.prev_hash),
+        "hash": hex::encode(event.hash),
+    })
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `export`: the raw log from `from_position`, for finance tools.
+pub fn export(
+    store: &dyn EventStore,
+    format: ExportFormat,
+    from_position: u64,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |error: std::io::Error| error.to_string();
+    if format == ExportFormat::Csv {
+        writeln!(out, "global_position,stream_id,stream_revision,event_id,event_type,schema_version,recorded_at,payload,hash").map_err(io)?;
+    }
+    each_event(store, from_position, "exporting", |event| match format {
+        ExportFormat::Jsonl => writeln!(out, "{}", envelope_json(event)).map_err(io),
+        ExportFormat::Csv => writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{}",
+            event.global_position,
+            csv_field(&event.stream_id),
+            event.stream_revision,
+            event.event_id,
+            csv_field(&event.event_type),
+            event.schema_version,
+            event.recorded_at.to_rfc3339(),
+            csv_field(&event.payload),
+            hex::encode(event.hash)
+        )
+        .map_err(io),
+    })
+}
+
+/// `audit`: balances and payments as they stood at `at` (later events ignored), for all
+/// merchants or one.
+pub fn audit(
+    store: &dyn EventStore,
+    at: DateTime<Utc>,
+    merchant: Option<&MerchantId>,
+    format: AuditFormat,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let io = |error: std::io::Error| error.to_string();
+    let model = fold(store, Some(at)).map_err(|error| error.to_string())?;
+    let mut merchants: Vec<&MerchantId> = model
+        .merchants
+        .keys()
+        .filter(|merchant_id| merchant.is_none_or(|wanted| wanted == *merchant_id))
+        .collect();
+    merchants.sort();
+    let mut payments: Vec<_> = model
+        .payments
+        .values()
+        .filter(|payment| merchant.is_none_or(|wanted| wanted == &payment.merchant_id))
+        .collect();
+    payments.sort_by(|a, b| a.trade_no.cmp(&b.trade_no));
+    let status = |payment: &paycenter_projections::model::PaymentView| {
+        format!("{:?}", payment.status).to_lowercase()
+    };
+    match format {
+        AuditFormat::Json => {
+            let balances: Vec<Value> = merchants
+                .iter()
+                .map(|merchant_id| {
+                    let accounts: Vec<Value> = model
+                        .ledger
+                        .merchant_balances(merchant_id)
+                        .into_iter()
+                        .map(|(account, currency, minor)| json!({ "account": account, "currency": currency.code(), "balance": Money::from_minor(minor, currency).to_major_string() }))
+                        .collect();
+                    json!({ "merchant_id": merchant_id, "accounts": accounts })
+                })
+                .collect();
+            let payments: Vec<Value> = payments
+                .iter()
+                .map(|payment| {
+                    json!({
+                        "trade_no": payment.trade_no, "order_no": payment.order_no, "merchant_id": payment.merchant_id,
+                        "amount": payment.amount.to_major_string(), "currency": payment.amount.currency().code(),
+                        "status": status(payment), "refunded_amount": payment.refunded().to_major_string(),
+                    })
+                })
+                .collect();
+            let document = json!({ "at": at.to_rfc3339(), "position": model.position, "balances": balances, "payments": payments });
+            writeln!(out, "{document}").map_err(io)
+        }
+        AuditFormat::Csv => {
+            writeln!(
+                out,
+                "record,merchant_id,key,currency,amount,status,refunded_amount"
+            )
+            .map_err(io)?;
+            for merchant_id in &merchants {
+                for (account, currency, minor) in model.ledger.merchant_balances(merchant_id) {
+                    writeln!(
+                        out,
+                        "balance,{merchant_id},{},{currency},{},,",
+                        csv_field(&account),
+                        Money::from_minor(minor, currency).to_major_string()
+                    )
+                    .map_err(io)?;
+                }
+            }
+            for payment in payments {
+                writeln!(
+                    out,
+                    "payment,{},{},{},{},{},{}",
+                    payment.merchant_id,
+                    payment.trade_no,
+                    payment.amount.currency(),
+                    payment.amount.to_major_string(),
+                    status(payment),
+                    payment.refunded().to_major_string()
+                )
+                .map_err(io)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Store benchmark: durable appends/s and latency with 1, 8 and 64 concurrent writers, and
+//! `read_all` events/s, beside the machine's own baseline (fsyncs/s; plain SQLite insert +
+//! commit per row at the same durability) measured in the same run.
+//!
+//! Writers are OS threads calling the blocking `append` (1, 8, 64), and 64 async tasks calling
+//! `append_async` on a 2-thread runtime, as the HTTP service does.
+//!
+//! Run: `cargo bench -p paycenter-store --bench store` (release profile). Optional env:
+//! `PAYCENTER_BENCH_SECONDS` (per measurement, default 5), `PAYCENTER_BENCH_READ_EVENTS`
+//! (events for the read measurement, default 1,000,000), `PAYCENTER_BENCH_DIR` (where the
+//! files go, default a temporary directory under the current one, so it is the same disk).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paycenter_store::{
+    EventStore, ExpectedRevision, NewEvent, PostgresStore, SqliteConfig, SqliteStore,
+};
+
+/// A payload of the size of a real payment event.
+const PAYLOAD: &str = r#"{"trade_no":"202611221200000001234567890123","merchant_id":"mch_0000000000000000000000000000002a","order_no":"ORDER-000042","amount":{"amount_minor":12345,"currency":"CNY"},"channel":"sandbox","invoke_method":"wap"}"#;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
+fn new_event() -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "payment.attempt_started".to_owned(),
+        schema_version: 1,
+        correlation_id: None,
+        causation_id: None,
+        payload: PAYLOAD.to_owned(),
+    }
+}
+
+fn percentile(sorted_us: &[u64], fraction: f64) -> u64 {
+    if sorted_us.is_empty() {
+        return 0;
+    }
+    let index = ((sorted_us.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted_us[index]
+}
+
+fn fsyncs_per_second(dir: &Path, seconds: u64) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = vec![7u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        file.write_all(&block).unwrap();
+        file.sync_data().unwrap();
+        n += 1;
+    }
+    std::fs::remove_file(&path).unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn plain_sqlite_commits_per_second(dir: &Path, seconds: u64) -> f64 {
+    let connection = rusqlite::Connection::open(dir.join("plain.sqlite3")).unwrap();
+    connection
+        .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .unwrap();
+    connection.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);").unwrap();
+    let mut insert = connection
+        .prepare("INSERT INTO t (payload) VALUES (?1)")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        connection.execute_batch("BEGIN").unwrap();
+        insert.execute([PAYLOAD]).unwrap();
+        connection.execute_batch("COMMIT").unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+struct AppendFigures {
+    appends_per_second: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+impl AppendFigures {
+    /// Figures of one run, after checking that every acknowledged append is in the log.
+    fn from_run(
+        store: &dyn EventStore,
+        mut latencies_us: Vec<u64>,
+        elapsed_seconds: f64,
+    ) -> AppendFigures {
+        latencies_us.sort_unstable();
+        let n_appends = latencies_us.len();
+        assert_eq!(
+            store.head_position().unwrap(),
+            n_appends as u64,
+            "every acknowledged append is in the log"
+        );
+        AppendFigures {
+            appends_per_second: n_appends as f64 / elapsed_seconds,
+            p50_us: percentile(&latencies_us, 0.50),
+            p99_us: percentile(&latencies_us, 0.99),
+        }
+    }
+}
+
+fn durable_appends(store: Arc<dyn EventStore>, n_writers: usize, seconds: u64) -> AppendFigures {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..n_writers)
+        .map(|writer_idx| {
+            let store = store.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut latencies_us = Vec::with_capacity(100_000);
+                let mut append_idx = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let stream_id = format!("order-{writer_idx}-{append_idx}");
+                    let event = new_event();
+                    let before = Instant::now();
+                    store
+                        .append(&stream_id, ExpectedRevision::NoStream, vec![event])
+                        .unwrap();
+                    latencies_us.push(before.elapsed().as_micros() as u64);
+                    append_idx += 1;
+                }
+                latencies_us
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let latencies_us: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    AppendFigures::from_run(
+        store.as_ref(),
+        latencies_us,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// 64 writers as async tasks on a 2-thread runtime: how the HTTP service drives the store.
+fn durable_appends_async(
+    store: Arc<dyn EventStore>,
+    n_writers: usize,
+    seconds: u64,
+) -> AppendFigures {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n_writers)
+        .map(|writer_idx| {
+            let store = store.clone();
+            let stop = stop.clone();
+            runtime.spawn(async move {
+                let mut latencies_us = Vec::with_capacity(100_000);
+                let mut append_idx = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let stream_id = format!("order-{writer_idx}-{append_idx}");
+                    let before = Instant::now();
+                    store
+                        .append_async(&stream_id, ExpectedRevision::NoStream, vec![new_event()])
+                        .await
+                        .unwrap();
+                    latencies_us.push(before.elapsed().as_micros() as u64);
+                    append_idx += 1;
+                }
+                latencies_us
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let latencies_us: Vec<u64> = runtime
+        .block_on(async { futures_join(tasks).await })
+        .into_iter()
+        .flatten()
+        .collect();
+    AppendFigures::from_run(
+        store.as_ref(),
+        latencies_us,
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>) -> Vec<Vec<u64>> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn read_all_events_per_second(dir: &Path, n_events: u64) -> (f64, f64) {
+    let store = SqliteStore::open(&dir.join("read"), SqliteConfig::default()).unwrap();
+    const BATCH: u64 = 1_000;
+    let fill_started = Instant::now();
+    for batch_idx in 0..n_events.div_ceil(BATCH) {
+        let events = (0..BATCH.min(n_events - batch_idx * BATCH))
+            .map(|_| new_event())
+            .collect();
+        store
+            .append(
+                &format!("bulk-{batch_idx}"),
+                ExpectedRevision::NoStream,
+                events,
+            )
+            .unwrap();
+    }
+    let fill_seconds = fill_started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut next = 1;
+    let mut n_read = 0u64;
+    loop {
+        let page = store.read_all(next, 10_000).unwrap();
+        let Some(last) = page.last() else { break };
+        next = last.global_position + 1;
+        n_read += page.len() as u64;
+    }
+    let read_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(n_read, n_events);
+    let verify_started = Instant::now();
+    store.verify_chain().unwrap();
+    let verify_seconds = verify_started.elapsed().as_secs_f64();
+    eprintln!(
+        "filled {n_events} events in {fill_seconds:.1} s; verify_chain {:.0} events/s",
+        n_events as f64 / verify_seconds
+    );
+    (
+        n_read as f64 / read_seconds,
+        n_events as f64 / verify_seconds,
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    let seconds = env_number("PAYCENTER_BENCH_SECONDS", 5);
+    let n_read_events = env_number("PAYCENTER_BENCH_READ_EVENTS", 1_000_000);
+    let base = std::env::var("PAYCENTER_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::current_dir().unwrap());
+    let dir = tempfile::Builder::new()
+        .prefix("paycenter-bench-")
+        .tempdir_in(base)
+        .unwrap();
+
+    println!(
+        "# paycenter store benchmark ({} s per measurement, payload {} bytes)",
+        seconds,
+        PAYLOAD.len()
+    );
+    println!();
+    let fsyncs = fsyncs_per_second(dir.path(), seconds);
+    let plain = plain_sqlite_commits_per_second(dir.path(), seconds);
+    println!("| baseline | figure |");
+    println!("|---|---|");
+    println!("| fsync (4 KiB write + fdatasync) | {fsyncs:.0} /s |");
+    println!(
+        "| plain SQLite, WAL + synchronous=FULL, insert + commit per row | {plain:.0} rows/s |"
+    );
+    println!();
+    println!(
+        "| backend | writers | durable appends/s (1 event each) | p50 latency | p99 latency |"
+    );
+    println!("|---|---|---|---|---|");
+    let sqlite = |name: String| -> Arc<dyn EventStore> {
+        Arc::new(SqliteStore::open(&dir.path().join(name), SqliteConfig::default()).unwrap())
+    };
+    let mut rows: Vec<(&str, String, AppendFigures)> = Vec::new();
+    for n_writers in [1, 8, 64] {
+        rows.push((
+            "SQLite",
+            format!("{n_writers} threads"),
+            durable_appends(sqlite(format!("writers-{n_writers}")), n_writers, seconds),
+        ));
+    }
+    rows.push((
+        "SQLite",
+        "64 async tasks on 2 threads".into(),
+        durable_appends_async(sqlite("async-64".into()), 64, seconds),
+    ));
+    // PostgreSQL side by side when a server answers (PAYCENTER_BENCH_POSTGRES_URL).
+    let postgres_url = std::env::var("PAYCENTER_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".into());
+    if postgres::Client::connect(&postgres_url, postgres::NoTls).is_ok() {
+        for n_writers in [1, 8, 64] {
+            let schema = format!("pc_bench_{}_{n_writers}", std::process::id());
+            let store: Arc<dyn EventStore> =
+                Arc::new(PostgresStore::open(&postgres_url, &schema).unwrap());
+            rows.push((
+                "PostgreSQL",
+                format!("{n_writers} threads"),
+                durable_appends(store, n_writers, seconds),
+            ));
+            PostgresStore::drop_schema(&postgres_url, &schema).unwrap();
+        }
+    } else {
+        eprintln!("PostgreSQL rows skipped: no server at {postgres_url:?}");
+    }
+    for (backend, label, figures) in rows {
+        println!(
+            "| {backend} | {label} | {:.0} | {:.2} ms | {:.2} ms |",
+            figures.appends_per_second,
+            figures.p50_us as f64 / 1000.0,
+            figures.p99_us as f64 / 1000.0
+        );
+    }
+    println!();
+    let (read_rate, verify_rate) = read_all_events_per_second(dir.path(), n_read_events);
+    println!("| read | events/s |");
+    println!("|---|---|");
+    println!("| read_all, pages of 10,000, {n_read_events} events | {read_rate:.0} |");
+    println!("| verify_chain (read + SHA-256 per event) | {verify_rate:.0} |");
+}

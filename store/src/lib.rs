@@ -1,0 +1,213 @@
+//! paycenter's event store: an append-only global log of immutable events, split into streams,
+//! chained by SHA-256 so tampering is detected.
+//!
+//! Every backend implements [`EventStore`] and passes the one [`conformance`] suite. The
+//! embedded SQLite backend ([`SqliteStore`]) is the default: one writer thread group-commits
+//! concurrent appends into one transaction and one fsync each.
+//!
+//! # Layout
+//! - [`EventStore`], [`AppendOutcome`], [`StoreError`]: the contract every backend meets.
+//! - [`chain`]: canonical bytes of an envelope, the hash chain and its verification.
+//! - [`sqlite`]: the embedded backend (WAL, pipelined group commit, lock file).
+//! - [`postgres`]: the PostgreSQL backend (appends serialized by a lock on the chain head row).
+//! - `queue`: what both writers share: the append queue, batches, replay and revision rules.
+//! - [`subscription`]: catch-up-then-live reading of the global log, for any backend.
+//! - [`conformance`]: the behaviour every backend must show, as callable checks.
+#![warn(missing_docs)]
+
+pub mod chain;
+pub mod conformance;
+pub mod postgres;
+mod queue;
+pub mod sqlite;
+pub mod subscription;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use paycenter_domain::envelope::{ExpectedRevision, NewEvent, RecordedEvent};
+pub use postgres::PostgresStore;
+pub use sqlite::{SqliteConfig, SqliteStore};
+pub use subscription::Subscription;
+
+/// The most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 1_000;
+/// The largest payload one event may carry, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// The longest stream id, in bytes.
+pub const MAX_STREAM_ID_BYTES: usize = 256;
+/// The most events `read_all` returns at once.
+pub const MAX_READ_ALL_LIMIT: usize = 100_000;
+/// The most events `read_stream` returns; domain limits keep real streams far below it.
+pub const MAX_STREAM_EVENTS: usize = 100_000;
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Global position of the first event of the batch.
+    pub first_position: u64,
+    /// Global position of the last event of the batch.
+    pub last_position: u64,
+    /// Stream revision of the last event: the `Exact` to expect next.
+    pub last_revision: u64,
+    /// True when every event id was already stored: nothing was written.
+    pub already_stored: bool,
+}
+
+/// An append in flight: resolves once the events are durable (or the append is refused).
+pub type AppendFuture =
+    Pin<Box<dyn Future<Output = Result<AppendOutcome, StoreError>> + Send + 'static>>;
+
+/// Where the chain ends after a successful verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Number of events verified (the head position).
+    pub n_events: u64,
+    /// Hash of the last event (zeros for an empty log).
+    pub head_hash: [u8; 32],
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the revision the writer expected.
+    #[error("stream {stream_id}: expected revision {expected:?}, actual {actual:?}")]
+    WrongExpectedRevision {
+        /// The stream.
+        stream_id: String,
+        /// What the writer expected.
+        expected: ExpectedRevision,
+        /// Its last revision, `None` when it does not exist.
+        actual: Option<u64>,
+    },
+    /// Some, but not all, event ids of an append are already stored (or stored elsewhere).
+    #[error("event {event_id} is already stored in another append")]
+    EventIdConflict {
+        /// The first conflicting id.
+        event_id: uuid::Uuid,
+    },
+    /// The append itself is malformed.
+    #[error("invalid append: {reason}")]
+    InvalidAppend {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log does not verify: tampering, a lost tail or a broken file.
+    #[error("event log corrupted at position {position}: {reason}")]
+    Corrupted {
+        /// The first bad position.
+        position: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// Another process holds the data directory for writing.
+    #[error("data directory {path} is locked by another paycenter process")]
+    Locked {
+        /// The lock file.
+        path: String,
+    },
+    /// The store was opened read-only.
+    #[error("store is open read-only")]
+    ReadOnly,
+    /// The writer has stopped (shutdown or a fatal I/O error).
+    #[error("store writer has stopped")]
+    Closed,
+    /// The backend failed.
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+/// The event store contract (design brief §2). Object safe: callers hold `Arc<dyn EventStore>`.
+///
+/// Methods block; async callers run them on a blocking thread.
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to `stream_id` atomically if the stream is at `expected`.
+    ///
+    /// Re-appending event ids that are all stored is a no-op answering their original
+    /// positions. Once this returns `Ok`, the events are durable.
+    /// Must not be called from inside an async runtime: use [`EventStore::append_async`] there.
+    fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// [`EventStore::append`] for async callers: queues the append at once and resolves when it
+    /// is durable, without holding a thread while it waits. Many appends in flight from few
+    /// threads is what lets group commit batch them.
+    fn append_async(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> AppendFuture;
+
+    /// The events of a stream from `from_revision` on, in revision order.
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        from_revision: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the global log from `from_position` on (inclusive; positions
+    /// start at 1, so 0 reads from the start).
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last event, 0 when empty.
+    fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// Blocks until the head passes `after_position` or `timeout` elapses; returns the head.
+    fn wait_for_head(&self, after_position: u64, timeout: Duration) -> Result<u64, StoreError>;
+
+    /// Walks the whole log: gap-free positions and revisions, every hash, the recorded head.
+    fn verify_chain(&self) -> Result<ChainReport, StoreError>;
+}
+
+/// Checks an append's shape, common to every backend.
+pub fn validate_append(stream_id: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    let invalid = |reason: String| Err(StoreError::InvalidAppend { reason });
+    if stream_id.is_empty() || stream_id.len() > MAX_STREAM_ID_BYTES {
+        return invalid(format!(
+            "stream id must be 1 to {MAX_STREAM_ID_BYTES} bytes"
+        ));
+    }
+    if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {
+        return invalid(format!(
+            "an append carries 1 to {MAX_EVENTS_PER_APPEND} events"
+        ));
+    }
+    for (event_idx, event) in events.iter().enumerate() {
+        if event.payload.len() > MAX_PAYLOAD_BYTES {
+            return invalid(format!(
+                "event {event_idx} payload exceeds {MAX_PAYLOAD_BYTES} bytes"
+            ));
+        }
+        if event.event_type.is_empty() || event.event_type.len() > 128 {
+            return invalid(format!("event {event_idx} type must be 1 to 128 bytes"));
+        }
+        if events[..event_idx]
+            .iter()
+            .any(|earlier| earlier.event_id == event.event_id)
+        {
+            return invalid(format!(
+                "event id {} appears twice in one append",
+                event.event_id
+            ));
+        }
+    }
+    Ok(())
+}

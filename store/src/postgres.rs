@@ -1,0 +1,587 @@
+//! The PostgreSQL backend, for several paycenter nodes on one database.
+//!
+//! Every batch of appends runs in one transaction that first locks the chain head row
+//! (`SELECT ... FOR UPDATE`), so appends from all nodes are serialized: the batch reads the
+//! head, assigns the next positions, and commits before the next batch can read the head. Positions therefore commit in order, and a reader can never see position
+//! N+1 while N is still uncommitted. That is the reason for the lock rather than a sequence:
+//! a sequence hands out numbers that commit out of order and leave readers skipping an event
+//! committed late. The price is one writer at a time across the cluster; each node still
+//! group-commits everything queued on it into one transaction (and one WAL flush:
+//! `synchronous_commit` stays on, so a committed append is durable).
+//!
+//! Payloads are `TEXT`, not `jsonb`: the hash covers the bytes exactly as stored.
+//! Tables live in a schema of their own, so tests and tenants can share a database.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::{Client, NoTls, Row};
+
+use crate::chain::{ChainVerifier, HashInput, GENESIS_HASH};
+use crate::queue::{next_batch, poll_head, replayed, AppendQueue, AppendRequest};
+use crate::{
+    AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
+};
+use crate::{MAX_READ_ALL_LIMIT, MAX_STREAM_EVENTS};
+
+/// Appends waiting for the writer before `append` blocks.
+const QUEUE_CAPACITY: usize = 16_384;
+/// Most appends one transaction carries.
+const MAX_BATCH_APPENDS: usize = 4_096;
+/// Idle read connections kept.
+const MAX_IDLE_READERS: usize = 8;
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+/// The PostgreSQL event store.
+pub struct PostgresStore {
+    url: String,
+    schema: String,
+    writer: Option<AppendQueue>,
+    writer_thread: Option<JoinHandle<()>>,
+    idle_readers: Mutex<Vec<Client>>,
+}
+
+fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 48
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+const SELECT_COLUMNS: &str =
+    "global_position, stream_id, stream_revision, event_id, event_type, schema_version, \
+     recorded_at_us, correlation_id, causation_id, payload, prev_hash, hash";
+
+fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let bytes32 = |column: &str| -> Result<[u8; 32], StoreError> {
+        let bytes: Vec<u8> = row.get(column);
+        bytes
+            .try_into()
+            .map_err(|_| StoreError::Backend(format!("{column} is not 32 bytes")))
+    };
+    let recorded_at_us: i64 = row.get("recorded_at_us");
+    Ok(RecordedEvent {
+        global_position: row.get::<_, i64>("global_position") as u64,
+        stream_id: row.get("stream_id"),
+        stream_revision: row.get::<_, i64>("stream_revision") as u64,
+        event_id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        schema_version: row.get::<_, i32>("schema_version") as u32,
+        recorded_at: DateTime::from_timestamp_micros(recorded_at_us)
+            .ok_or_else(|| StoreError::Backend("recorded_at out of range".into()))?,
+        correlation_id: row.get("correlation_id"),
+        causation_id: row.get("causation_id"),
+        payload: row.get("payload"),
+        prev_hash: bytes32("prev_hash")?,
+        hash: bytes32("hash")?,
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url`, creates `schema` and its tables if needed (migrations), verifies the
+    /// chain, and starts this node's writer.
+    pub fn open(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::InvalidAppend {
+                reason: format!("schema name {schema:?} must be 1 to 48 of [a-z0-9_]"),
+            });
+        }
+        let mut client = Client::connect(url, NoTls)?;
+        client.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.events (
+                 global_position BIGINT PRIMARY KEY,
+                 stream_id       TEXT    NOT NULL,
+                 stream_revision BIGINT  NOT NULL,
+                 event_id        UUID    NOT NULL UNIQUE,
+                 event_type      TEXT    NOT NULL,
+                 schema_version  INTEGER NOT NULL,
+                 recorded_at_us  BIGINT  NOT NULL,
+                 correlation_id  UUID,
+                 causation_id    UUID,
+                 payload         TEXT    NOT NULL,
+                 prev_hash       BYTEA   NOT NULL,
+                 hash            BYTEA   NOT NULL,
+                 UNIQUE (stream_id, stream_revision)
+             );
+             CREATE TABLE IF NOT EXISTS {schema}.chain_head (
+                 id       INTEGER PRIMARY KEY CHECK (id = 1),
+                 position BIGINT NOT NULL,
+                 hash     BYTEA  NOT NULL,
+                 recorded_at_us BIGINT NOT NULL
+             );
+             -- The one head row exists from the start: appends lock it (FOR UPDATE).
+             INSERT INTO {schema}.chain_head (id, position, hash, recorded_at_us)
+                 VALUES (1, 0, decode(repeat('00', 32), 'hex'), 0)
+                 ON CONFLICT (id) DO NOTHING;"
+        ))?;
+        let mut store = PostgresStore {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+            writer: None,
+            writer_thread: None,
+            idle_readers: Mutex::new(Vec::new()),
+        };
+        store.verify_chain()?;
+        let (queue, receiver) = AppendQueue::new(QUEUE_CAPACITY);
+        let writer = Writer {
+            client,
+            schema: schema.to_owned(),
+        };
+        store.writer_thread = Some(
+            std::thread::Builder::new()
+                .name("pg-store-writer".into())
+                .spawn(move || writer.run(receiver))?,
+        );
+        store.writer = Some(queue);
+        Ok(store)
+    }
+
+    /// Drops the schema and everything in it (tests clean up with this).
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::InvalidAppend {
+                reason: format!("bad schema name {schema:?}"),
+            });
+        }
+        Client::connect(url, NoTls)?
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        Ok(())
+    }
+
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle_readers.lock().expect("reader pool").pop();
+        let mut client = match pooled {
+            Some(client) if !client.is_closed() => client,
+            _ => Client::connect(&self.url, NoTls)?,
+        };
+        let result = read(&mut client);
+        let mut idle = self.idle_readers.lock().expect("reader pool");
+        if idle.len() < MAX_IDLE_READERS && result.is_ok() {
+            idle.push(client);
+        }
+        result
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EventStore for PostgresStore {
+    fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.writer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .append(stream_id, expected, events)
+    }
+
+    fn append_async(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> crate::AppendFuture {
+        match &self.writer {
+            Some(queue) => queue.append_async(stream_id, expected, events),
+            None => Box::pin(async { Err(StoreError::Closed) }),
+        }
+    }
+
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        from_revision: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let schema = &self.schema;
+        self.with_reader(|client| {
+            let rows = client.query(
+                &format!("SELECT {SELECT_COLUMNS} FROM {schema}.events WHERE stream_id = $1 AND stream_revision >= $2 ORDER BY stream_revision LIMIT $3"),
+                &[&stream_id, &(from_revision as i64), &((MAX_STREAM_EVENTS + 1) as i64)],
+            )?;
+            if rows.len() > MAX_STREAM_EVENTS {
+                return Err(StoreError::Backend(format!("stream {stream_id} exceeds {MAX_STREAM_EVENTS} events")));
+            }
+            rows.iter().map(row_to_event).collect()
+        })
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let schema = &self.schema;
+        let limit = limit.min(MAX_READ_ALL_LIMIT) as i64;
+        self.with_reader(|client| {
+            let rows = client.query(
+                &format!("SELECT {SELECT_COLUMNS} FROM {schema}.events WHERE global_position >= $1 ORDER BY global_position LIMIT $2"),
+                &[&(from_position as i64), &limit],
+            )?;
+            rows.iter().map(row_to_event).collect()
+        })
+    }
+
+    fn head_position(&self) -> Result<u64, StoreError> {
+        let schema = &self.schema;
+        self.with_reader(|client| {
+            let row = client.query_opt(
+                &format!("SELECT position FROM {schema}.chain_head WHERE id = 1"),
+                &[],
+            )?;
+            Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn wait_for_head(&self, after_position: u64, timeout: Duration) -> Result<u64, StoreError> {
+        // Other nodes append too: poll, in short steps, until the timeout.
+        poll_head(
+            || self.head_position(),
+            after_position,
+            timeout,
+            Duration::from_millis(10),
+        )
+    }
+
+    fn verify_chain(&self) -> Result<ChainReport, StoreError> {
+        const BATCH: usize = 10_000;
+        // Read the recorded head first: appends after it are beyond what this walk checks.
+        let schema = self.schema.clone();
+        let recorded: Option<(u64, Vec<u8>)> = self.with_reader(|client| {
+            let row = client.query_opt(
+                &format!("SELECT position, hash FROM {schema}.chain_head WHERE id = 1"),
+                &[],
+            )?;
+            Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, Vec<u8>>(1))))
+        })?;
+        let (recorded_position, recorded_hash) = recorded.unwrap_or((0, GENESIS_HASH.to_vec()));
+        let mut verifier = ChainVerifier::default();
+        let mut next_position = 1;
+        while next_position <= recorded_position {
+            let events = self.read_all(
+                next_position,
+                BATCH.min((recorded_position - next_position + 1) as usize),
+            )?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                verifier.check(event)?;
+            }
+            next_position += events.len() as u64;
+        }
+        let report = verifier.report();
+        if report.n_events != recorded_position
+            || report.head_hash.as_slice() != recorded_hash.as_slice()
+        {
+            return Err(StoreError::Corrupted {
+                position: report.n_events + 1,
+                reason: format!("the log ends at position {} but its recorded head is position {recorded_position}", report.n_events),
+            });
+        }
+        Ok(report)
+    }
+}
+
+/// This node's writer: group-commits what is queued, one transaction holding the head row's lock.
+struct Writer {
+    client: Client,
+    schema: String,
+}
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<AppendRequest>) {
+        while let Some(batch) = next_batch(&receiver, MAX_BATCH_APPENDS) {
+            match self.write_batch(&batch) {
+                Ok(outcomes) => {
+                    for (request, outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = request.reply.send(outcome);
+                    }
+                }
+                Err(error) => {
+                    // The transaction rolled back: nothing of the batch is stored.
+                    let reason = error.to_string();
+                    for request in batch {
+                        let _ = request.reply.send(Err(StoreError::Backend(reason.clone())));
+                    }
+                    if self.client.is_closed() {
+                        tracing::error!(%reason, "PostgreSQL writer connection lost; the store stops accepting appends");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One batch in one transaction and a fixed number of round trips, whatever its size:
+    /// lock, head, every event id, every stream's revision, one insert of all rows, the new
+    /// head, commit. Each append is decided in memory against the state the batch has built.
+    fn write_batch(
+        &mut self,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        let schema = self.schema.clone();
+        let mut transaction = self.client.transaction()?;
+        // Locking the head row serializes appends from every node and reads the head in one
+        // round trip; the lock is held until commit.
+        let head = transaction.query_opt(&format!("SELECT position, hash, recorded_at_us FROM {schema}.chain_head WHERE id = 1 FOR UPDATE"), &[])?;
+        let (mut head_position, mut head_hash, last_recorded_at_us) = match head {
+            Some(row) => {
+                let hash: Vec<u8> = row.get(1);
+                (
+                    row.get::<_, i64>(0) as u64,
+                    <[u8; 32]>::try_from(hash)
+                        .map_err(|_| StoreError::Backend("bad head hash".into()))?,
+                    row.get::<_, i64>(2),
+                )
+            }
+            // Without the row there is no lock, and no serialization: refuse rather than race.
+            None => {
+                return Err(StoreError::Backend(
+                    "the chain head row is missing; appends cannot be serialized".into(),
+                ))
+            }
+        };
+        // Monotonic along the log, across nodes whose clocks differ a little.
+        let recorded_at_us = Utc::now().timestamp_micros().max(last_recorded_at_us);
+        let head_before = head_position;
+
+        // Every event id of the batch and every stream's revision, in one round trip.
+        let all_ids: Vec<uuid::Uuid> = batch
+            .iter()
+            .flat_map(|request| request.events.iter().map(|event| event.event_id))
+            .collect();
+        let all_streams: Vec<&str> = batch
+            .iter()
+            .map(|request| request.stream_id.as_str())
+            .collect();
+        let lookups = transaction.query(
+            &format!(
+                "SELECT event_id, global_position, stream_id, stream_revision FROM {schema}.events WHERE event_id = ANY($1) \
+                 UNION ALL \
+                 SELECT NULL::UUID, NULL::BIGINT, stream_id, MAX(stream_revision) FROM {schema}.events WHERE stream_id = ANY($2) GROUP BY stream_id"
+            ),
+            &[&all_ids, &all_streams],
+        )?;
+        let mut stored: HashMap<uuid::Uuid, Stored> = HashMap::new();
+        let mut revisions: HashMap<String, u64> = HashMap::new();
+        for row in &lookups {
+            let revision = row.get::<_, i64>(3) as u64;
+            match row.get::<_, Option<uuid::Uuid>>(0) {
+                Some(event_id) => {
+                    stored.insert(
+                        event_id,
+                        Stored {
+                            position: row.get::<_, i64>(1) as u64,
+                            stream_id: row.get(2),
+                            revision,
+                        },
+                    );
+                }
+                None => {
+                    revisions.insert(row.get(2), revision);
+                }
+            }
+        }
+
+        let mut rows = Rows::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            if request
+                .events
+                .iter()
+                .any(|event| stored.contains_key(&event.event_id))
+            {
+                outcomes.push(Self::replay(request, &stored));
+                continue;
+            }
+            let current = revisions.get(&request.stream_id).copied();
+            let matches = request.expected.is_satisfied_by(current);
+            if !matches {
+                outcomes.push(Err(StoreError::WrongExpectedRevision {
+                    stream_id: request.stream_id.clone(),
+                    expected: request.expected,
+                    actual: current,
+                }));
+                continue;
+            }
+            let first_position = head_position + 1;
+            let mut revision = current.map_or(0, |revision| revision + 1);
+            for event in &request.events {
+                let global_position = head_position + 1;
+                let hash = HashInput {
+                    global_position,
+                    stream_id: &request.stream_id,
+                    stream_revision: revision,
+                    event_id: &event.event_id,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    recorded_at_us,
+                    correlation_id: event.correlation_id,
+                    causation_id: event.causation_id,
+                    payload: &event.payload,
+                }
+                .hash(&head_hash);
+                rows.push(
+                    global_position,
+                    &request.stream_id,
+                    revision,
+                    event,
+                    recorded_at_us,
+                    &head_hash,
+                    &hash,
+                );
+                stored.insert(
+                    event.event_id,
+                    Stored {
+                        position: global_position,
+                        stream_id: request.stream_id.clone(),
+                        revision,
+                    },
+                );
+                head_position = global_position;
+                head_hash = hash;
+                revision += 1;
+            }
+            revisions.insert(request.stream_id.clone(), revision - 1);
+            outcomes.push(Ok(AppendOutcome {
+                first_position,
+                last_position: head_position,
+                last_revision: revision - 1,
+                already_stored: false,
+            }));
+        }
+        if head_position != head_before {
+            // The rows and the new head in one statement (and one round trip).
+            let n_updated = transaction.execute(
+                &format!(
+                    "WITH inserted AS ( \
+                         INSERT INTO {schema}.events (global_position, stream_id, stream_revision, event_id, event_type, schema_version, \
+                         recorded_at_us, correlation_id, causation_id, payload, prev_hash, hash) \
+                         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], \
+                         $7::BIGINT[], $8::UUID[], $9::UUID[], $10::TEXT[], $11::BYTEA[], $12::BYTEA[]) \
+                         RETURNING 1) \
+                     UPDATE {schema}.chain_head SET position = $13, hash = $14, recorded_at_us = $15 \
+                     WHERE id = 1 AND (SELECT COUNT(*) FROM inserted) = $16"
+                ),
+                &[
+                    &rows.global_position,
+                    &rows.stream_id,
+                    &rows.stream_revision,
+                    &rows.event_id,
+                    &rows.event_type,
+                    &rows.schema_version,
+                    &rows.recorded_at_us,
+                    &rows.correlation_id,
+                    &rows.causation_id,
+                    &rows.payload,
+                    &rows.prev_hash,
+                    &rows.hash,
+                    &(head_position as i64),
+                    &head_hash.as_slice(),
+                    &recorded_at_us,
+                    &(rows.global_position.len() as i64),
+                ],
+            )?;
+            if n_updated != 1 {
+                return Err(StoreError::Backend(format!(
+                    "the chain head was not advanced ({n_updated} rows); the batch rolls back"
+                )));
+            }
+        }
+        transaction.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Some ids are stored (before, or earlier in this batch): all of them, contiguous in this
+    /// stream, is a replay; anything else is a conflict.
+    fn replay(
+        request: &AppendRequest,
+        stored: &HashMap<uuid::Uuid, Stored>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut found: Vec<(u64, u64)> = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            match stored.get(&event.event_id) {
+                Some(row) if row.stream_id == request.stream_id => {
+                    found.push((row.position, row.revision))
+                }
+                _ => {
+                    return Err(StoreError::EventIdConflict {
+                        event_id: event.event_id,
+                    })
+                }
+            }
+        }
+        replayed(&found, request.events[0].event_id)
+    }
+}
+
+/// Where a stored (or just inserted) event id is.
+struct Stored {
+    position: u64,
+    stream_id: String,
+    revision: u64,
+}
+
+/// The rows of one batch, column by column, for one `INSERT ... SELECT FROM UNNEST`.
+#[derive(Default)]
+struct Rows {
+    global_position: Vec<i64>,
+    stream_id: Vec<String>,
+    stream_revision: Vec<i64>,
+    event_id: Vec<uuid::Uuid>,
+    event_type: Vec<String>,
+    schema_version: Vec<i32>,
+    recorded_at_us: Vec<i64>,
+    correlation_id: Vec<Option<uuid::Uuid>>,
+    causation_id: Vec<Option<uuid::Uuid>>,
+    payload: Vec<String>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        global_position: u64,
+        stream_id: &str,
+        revision: u64,
+        event: &NewEvent,
+        recorded_at_us: i64,
+        prev_hash: &[u8; 32],
+        hash: &[u8; 32],
+    ) {
+        self.global_position.push(global_position as i64);
+        self.stream_id.push(stream_id.to_owned());
+        self.stream_revision.push(revision as i64);
+        self.event_id.push(event.event_id);
+        self.event_type.push(event.event_type.clone());
+        self.schema_version.push(event.schema_version as i32);
+        self.recorded_at_us.push(recorded_at_us);
+        self.correlation_id.push(event.correlation_id);
+        self.causation_id.push(event.causation_id);
+        self.payload.push(event.payload.clone());
+        self.prev_hash.push(prev_hash.to_vec());
+        self.hash.push(hash.to_vec());
+    }
+}

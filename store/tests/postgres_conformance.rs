@@ -1,0 +1,120 @@
+//! The conformance suite against the PostgreSQL backend, each store in a fresh schema.
+//!
+//! Needs a server: `PAYCENTER_TEST_POSTGRES_URL` (default `host=127.0.0.1 user=postgres
+//! dbname=postgres`). Without one the test says why it skipped, unless
+//! `PAYCENTER_REQUIRE_POSTGRES=1` (CI sets it), when it fails instead.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use paycenter_store::conformance::event;
+use paycenter_store::{conformance, EventStore, ExpectedRevision, PostgresStore, StoreError};
+
+fn url() -> String {
+    std::env::var("PAYCENTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned())
+}
+
+/// Whether the server answers; skips (or fails under CI) when it does not.
+fn postgres_available() -> bool {
+    match postgres::Client::connect(&url(), postgres::NoTls) {
+        Ok(_) => true,
+        Err(error) => {
+            if std::env::var("PAYCENTER_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
+                panic!("PostgreSQL is required (PAYCENTER_REQUIRE_POSTGRES=1) but not reachable at {:?}: {error}", url());
+            }
+            eprintln!(
+                "skipped: no PostgreSQL at {:?} ({error}); set PAYCENTER_TEST_POSTGRES_URL",
+                url()
+            );
+            false
+        }
+    }
+}
+
+static SCHEMA_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn fresh_schema() -> String {
+    format!(
+        "pc_test_{}_{}",
+        std::process::id(),
+        SCHEMA_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[test]
+fn postgres_store_passes_the_conformance_suite() {
+    if !postgres_available() {
+        return;
+    }
+    let schemas = Mutex::new(Vec::new());
+    let factory = || -> Arc<dyn EventStore> {
+        let schema = fresh_schema();
+        let store = PostgresStore::open(&url(), &schema).unwrap();
+        schemas.lock().unwrap().push(schema);
+        Arc::new(store)
+    };
+    conformance::run_all(&factory);
+    for schema in schemas.into_inner().unwrap() {
+        PostgresStore::drop_schema(&url(), &schema).unwrap();
+    }
+}
+
+#[test]
+fn two_nodes_on_one_database_share_one_gap_free_chain() {
+    if !postgres_available() {
+        return;
+    }
+    let schema = fresh_schema();
+    let node_a: Arc<dyn EventStore> = Arc::new(PostgresStore::open(&url(), &schema).unwrap());
+    let node_b: Arc<dyn EventStore> = Arc::new(PostgresStore::open(&url(), &schema).unwrap());
+    let threads: Vec<_> = [node_a.clone(), node_b.clone()]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(node_idx, node)| {
+            (0..4).map(move |thread_idx| {
+                let node = node.clone();
+                std::thread::spawn(move || {
+                    for append_idx in 0..50 {
+                        node.append(
+                            &format!("n{node_idx}-t{thread_idx}-{append_idx}"),
+                            ExpectedRevision::NoStream,
+                            vec![event("t", "{}")],
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .for_each(|thread| thread.join().unwrap());
+    assert_eq!(node_a.head_position().unwrap(), 400);
+    assert_eq!(node_b.verify_chain().unwrap().n_events, 400);
+    // Conflicting appends to one stream from both nodes: exactly one wins each revision.
+    node_a
+        .append("shared", ExpectedRevision::NoStream, vec![event("t", "{}")])
+        .unwrap();
+    let results: Vec<Result<_, StoreError>> = [node_a.clone(), node_b.clone()]
+        .into_iter()
+        .map(|node| {
+            std::thread::spawn(move || {
+                node.append("shared", ExpectedRevision::Exact(0), vec![event("t", "{}")])
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|result| result.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .any(|result| matches!(result, Err(StoreError::WrongExpectedRevision { .. }))));
+    drop((node_a, node_b));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
