@@ -86,6 +86,87 @@ fn plain_sqlite_commits_per_second(dir: &Path, seconds: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The baseline for PostgreSQL: what a Message DB-style `write_message` reaches on this
+/// machine and server, with `n_writers` connections each writing one message per transaction
+/// (a stream advisory lock, the stream's version read, one insert into a table with a bigserial
+/// position, a random uuid key and a stream index; synchronous_commit on).
+fn message_db_style_writes_per_second(url: &str, n_writers: usize, seconds: u64) -> f64 {
+    let schema = format!("pc_bench_msgdb_{}", std::process::id());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE;
+             CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.messages (
+                 global_position BIGSERIAL PRIMARY KEY,
+                 position BIGINT NOT NULL,
+                 time TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+                 stream_name TEXT NOT NULL,
+                 type TEXT NOT NULL,
+                 data TEXT,
+                 metadata TEXT,
+                 id UUID NOT NULL UNIQUE
+             );
+             CREATE UNIQUE INDEX ON {schema}.messages (stream_name, position);
+             CREATE FUNCTION {schema}.write_message(id UUID, stream_name TEXT, type TEXT, data TEXT, expected_version BIGINT)
+             RETURNS BIGINT AS $$
+             DECLARE
+                 stream_version BIGINT;
+             BEGIN
+                 PERFORM pg_advisory_xact_lock(hashtext(stream_name));
+                 SELECT COALESCE(MAX(m.position), -1) INTO stream_version FROM {schema}.messages m WHERE m.stream_name = write_message.stream_name;
+                 IF expected_version IS NOT NULL AND expected_version <> stream_version THEN
+                     RAISE EXCEPTION 'Wrong expected version';
+                 END IF;
+                 INSERT INTO {schema}.messages (id, stream_name, position, type, data)
+                     VALUES (write_message.id, write_message.stream_name, stream_version + 1, write_message.type, write_message.data);
+                 RETURN stream_version + 1;
+             END;
+             $$ LANGUAGE plpgsql;"
+        ))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..n_writers)
+        .map(|writer_idx| {
+            let url = url.to_owned();
+            let schema = schema.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let write = client
+                    .prepare(&format!(
+                        "SELECT {schema}.write_message($1, $2, 'payment.attempt_started', $3, $4)"
+                    ))
+                    .unwrap();
+                let mut n_written = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let stream_name = format!("order-{writer_idx}-{n_written}");
+                    client
+                        .query_one(
+                            &write,
+                            &[&uuid::Uuid::new_v4(), &stream_name, &PAYLOAD, &-1i64],
+                        )
+                        .unwrap();
+                    n_written += 1;
+                }
+                n_written
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let n_written: u64 = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .sum();
+    let rate = n_written as f64 / started.elapsed().as_secs_f64();
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+    rate
+}
+
 struct AppendFigures {
     appends_per_second: f64,
     p50_us: u64,
@@ -274,6 +355,21 @@ fn main() {
     println!(
         "| plain SQLite, WAL + synchronous=FULL, insert + commit per row | {plain:.0} rows/s |"
     );
+    // PAYCENTER_BENCH_BACKENDS picks backends ("sqlite,postgres" by default).
+    let backends =
+        std::env::var("PAYCENTER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let run_sqlite = backends.split(',').any(|name| name.trim() == "sqlite");
+    let run_postgres = backends.split(',').any(|name| name.trim() == "postgres");
+    // PostgreSQL side by side when a server answers (PAYCENTER_BENCH_POSTGRES_URL).
+    let postgres_url = std::env::var("PAYCENTER_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".into());
+    if run_postgres && postgres::Client::connect(&postgres_url, postgres::NoTls).is_ok() {
+        let baseline_writers = 8;
+        let baseline = message_db_style_writes_per_second(&postgres_url, baseline_writers, seconds);
+        println!(
+            "| PostgreSQL: Message DB-style write_message, {baseline_writers} connections, one message per transaction | {baseline:.0} messages/s |"
+        );
+    }
     println!();
     println!(
         "| backend | writers | durable appends/s (1 event each) | p50 latency | p99 latency |"
@@ -283,22 +379,23 @@ fn main() {
         Arc::new(SqliteStore::open(&dir.path().join(name), SqliteConfig::default()).unwrap())
     };
     let mut rows: Vec<(&str, String, AppendFigures)> = Vec::new();
-    for n_writers in [1, 8, 64] {
+    for n_writers in [1, 8, 64].into_iter().filter(|_| run_sqlite) {
         rows.push((
             "SQLite",
             format!("{n_writers} threads"),
             durable_appends(sqlite(format!("writers-{n_writers}")), n_writers, seconds),
         ));
     }
-    rows.push((
-        "SQLite",
-        "64 async tasks on 2 threads".into(),
-        durable_appends_async(sqlite("async-64".into()), 64, seconds),
-    ));
-    // PostgreSQL side by side when a server answers (PAYCENTER_BENCH_POSTGRES_URL).
-    let postgres_url = std::env::var("PAYCENTER_BENCH_POSTGRES_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".into());
-    if postgres::Client::connect(&postgres_url, postgres::NoTls).is_ok() {
+    if run_sqlite {
+        rows.push((
+            "SQLite",
+            "64 async tasks on 2 threads".into(),
+            durable_appends_async(sqlite("async-64".into()), 64, seconds),
+        ));
+    }
+    if !run_postgres {
+        eprintln!("PostgreSQL rows skipped: not in PAYCENTER_BENCH_BACKENDS");
+    } else if postgres::Client::connect(&postgres_url, postgres::NoTls).is_ok() {
         for n_writers in [1, 8, 64] {
             let schema = format!("pc_bench_{}_{n_writers}", std::process::id());
             let store: Arc<dyn EventStore> =

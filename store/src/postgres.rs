@@ -19,10 +19,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 
 use crate::chain::{ChainVerifier, HashInput, GENESIS_HASH};
-use crate::queue::{next_batch, poll_head, replayed, AppendQueue, AppendRequest};
+use crate::queue::{next_batch_lingering, poll_head, replayed, AppendQueue, AppendRequest};
 use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
@@ -32,6 +33,10 @@ use crate::{MAX_READ_ALL_LIMIT, MAX_STREAM_EVENTS};
 const QUEUE_CAPACITY: usize = 16_384;
 /// Most appends one transaction carries.
 const MAX_BATCH_APPENDS: usize = 4_096;
+/// How long the writer waits for a batch to fill up to the previous batch's size. A commit
+/// (one WAL flush) costs several hundred microseconds here, so waiting a fraction of that for
+/// callers just answered pays for itself; with one caller there is no wait at all.
+const BATCH_LINGER_US: u64 = 100;
 /// Idle read connections kept.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -132,12 +137,10 @@ impl PostgresStore {
             writer_thread: None,
             idle_readers: Mutex::new(Vec::new()),
         };
+        drop(client);
         store.verify_chain()?;
         let (queue, receiver) = AppendQueue::new(QUEUE_CAPACITY);
-        let writer = Writer {
-            client,
-            schema: schema.to_owned(),
-        };
+        let writer = Writer::connect(url, schema)?;
         store.writer_thread = Some(
             std::thread::Builder::new()
                 .name("pg-store-writer".into())
@@ -302,23 +305,95 @@ impl EventStore for PostgresStore {
     }
 }
 
-/// This node's writer: group-commits what is queued, one transaction holding the head row's lock.
+/// This node's writer: group-commits what is queued, one transaction holding the head row's
+/// lock. It speaks to PostgreSQL through a pipelining client on a runtime of its own, with its
+/// statements prepared once, so a batch costs two round trips plus the commit's WAL flush.
 struct Writer {
-    client: Client,
-    schema: String,
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    lock_head: tokio_postgres::Statement,
+    lookup: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
 }
 
 impl Writer {
-    fn run(mut self, receiver: Receiver<AppendRequest>) {
-        while let Some(batch) = next_batch(&receiver, MAX_BATCH_APPENDS) {
-            match self.write_batch(&batch) {
+    fn connect(url: &str, schema: &str) -> Result<Writer, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (client, lock_head, lookup, insert) = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            // The connection task runs whenever the writer is inside `block_on`, which is the
+            // only time it has anything to send or receive.
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::error!(%error, "PostgreSQL writer connection ended");
+                }
+            });
+            // A generic plan for `= ANY($1)` can scan the table; plan each batch for its values.
+            client
+                .batch_execute("SET plan_cache_mode = force_custom_plan")
+                .await?;
+            let lock_head = client
+                .prepare(&format!(
+                    "SELECT position, hash, recorded_at_us FROM {schema}.chain_head WHERE id = 1 FOR UPDATE"
+                ))
+                .await?;
+            // Every event id of the batch and every stream's revision, in one statement.
+            let lookup = client
+                .prepare(&format!(
+                    "SELECT event_id, global_position, stream_id, stream_revision FROM {schema}.events WHERE event_id = ANY($1) \
+                     UNION ALL \
+                     SELECT NULL::UUID, NULL::BIGINT, stream_id, MAX(stream_revision) FROM {schema}.events WHERE stream_id = ANY($2) GROUP BY stream_id"
+                ))
+                .await?;
+            // The rows and the new head in one statement. It divides by zero, failing the
+            // transaction, unless every row went in and the head moved: the COMMIT pipelined
+            // behind it then rolls back instead.
+            let insert = client
+                .prepare(&format!(
+                    "WITH inserted AS ( \
+                         INSERT INTO {schema}.events (global_position, stream_id, stream_revision, event_id, event_type, schema_version, \
+                         recorded_at_us, correlation_id, causation_id, payload, prev_hash, hash) \
+                         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], \
+                         $7::BIGINT[], $8::UUID[], $9::UUID[], $10::TEXT[], $11::BYTEA[], $12::BYTEA[]) \
+                         RETURNING 1), \
+                     advanced AS ( \
+                         UPDATE {schema}.chain_head SET position = $13, hash = $14, recorded_at_us = $15 \
+                         WHERE id = 1 RETURNING 1) \
+                     SELECT 1 / ((SELECT COUNT(*) FROM inserted) = $16 AND (SELECT COUNT(*) FROM advanced) = 1)::INTEGER"
+                ))
+                .await?;
+            Ok::<_, tokio_postgres::Error>((client, lock_head, lookup, insert))
+        })?;
+        Ok(Writer {
+            runtime,
+            client,
+            lock_head,
+            lookup,
+            insert,
+        })
+    }
+
+    fn run(self, receiver: Receiver<AppendRequest>) {
+        let mut previous_batch_len = 1;
+        while let Some(batch) = next_batch_lingering(
+            &receiver,
+            MAX_BATCH_APPENDS,
+            previous_batch_len,
+            Duration::from_micros(BATCH_LINGER_US),
+        ) {
+            previous_batch_len = batch.len();
+            match self.runtime.block_on(self.write_batch(&batch)) {
                 Ok(outcomes) => {
                     for (request, outcome) in batch.into_iter().zip(outcomes) {
                         let _ = request.reply.send(outcome);
                     }
                 }
                 Err(error) => {
-                    // The transaction rolled back: nothing of the batch is stored.
+                    // The transaction rolled back (or, if the connection broke during COMMIT,
+                    // its fate is unknown: a retry with the same event ids is answered as a
+                    // replay if it did commit).
                     let reason = error.to_string();
                     for request in batch {
                         let _ = request.reply.send(Err(StoreError::Backend(reason.clone())));
@@ -332,40 +407,13 @@ impl Writer {
         }
     }
 
-    /// One batch in one transaction and a fixed number of round trips, whatever its size:
-    /// lock, head, every event id, every stream's revision, one insert of all rows, the new
-    /// head, commit. Each append is decided in memory against the state the batch has built.
-    fn write_batch(
-        &mut self,
+    /// One batch in one transaction and two round trips, whatever its size: BEGIN, the head
+    /// lock and the lookups pipelined; then the insert and COMMIT pipelined. Each append is
+    /// decided in memory against the state the batch has built.
+    async fn write_batch(
+        &self,
         batch: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
-        let schema = self.schema.clone();
-        let mut transaction = self.client.transaction()?;
-        // Locking the head row serializes appends from every node and reads the head in one
-        // round trip; the lock is held until commit.
-        let head = transaction.query_opt(&format!("SELECT position, hash, recorded_at_us FROM {schema}.chain_head WHERE id = 1 FOR UPDATE"), &[])?;
-        let (mut head_position, mut head_hash, last_recorded_at_us) = match head {
-            Some(row) => {
-                let hash: Vec<u8> = row.get(1);
-                (
-                    row.get::<_, i64>(0) as u64,
-                    <[u8; 32]>::try_from(hash)
-                        .map_err(|_| StoreError::Backend("bad head hash".into()))?,
-                    row.get::<_, i64>(2),
-                )
-            }
-            // Without the row there is no lock, and no serialization: refuse rather than race.
-            None => {
-                return Err(StoreError::Backend(
-                    "the chain head row is missing; appends cannot be serialized".into(),
-                ))
-            }
-        };
-        // Monotonic along the log, across nodes whose clocks differ a little.
-        let recorded_at_us = Utc::now().timestamp_micros().max(last_recorded_at_us);
-        let head_before = head_position;
-
-        // Every event id of the batch and every stream's revision, in one round trip.
         let all_ids: Vec<uuid::Uuid> = batch
             .iter()
             .flat_map(|request| request.events.iter().map(|event| event.event_id))
@@ -374,14 +422,43 @@ impl Writer {
             .iter()
             .map(|request| request.stream_id.as_str())
             .collect();
-        let lookups = transaction.query(
-            &format!(
-                "SELECT event_id, global_position, stream_id, stream_revision FROM {schema}.events WHERE event_id = ANY($1) \
-                 UNION ALL \
-                 SELECT NULL::UUID, NULL::BIGINT, stream_id, MAX(stream_revision) FROM {schema}.events WHERE stream_id = ANY($2) GROUP BY stream_id"
-            ),
-            &[&all_ids, &all_streams],
-        )?;
+        // Locking the head row serializes appends from every node; the lock is held until
+        // commit. The lookups queued behind it run once the lock is ours.
+        let lookup_params: [&(dyn ToSql + Sync); 2] = [&all_ids, &all_streams];
+        let (begun, head, lookups) = tokio::join!(
+            self.client.batch_execute("BEGIN"),
+            self.client.query_opt(&self.lock_head, &[]),
+            self.client.query(&self.lookup, &lookup_params),
+        );
+        let read = begun.and(head).and_then(|head| Ok((head, lookups?)));
+        let (head, lookups) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                self.rollback().await;
+                return Err(error.into());
+            }
+        };
+        let (mut head_position, mut head_hash, last_recorded_at_us) = match head {
+            Some(row) => {
+                let hash: Vec<u8> = row.get(1);
+                let Ok(hash) = <[u8; 32]>::try_from(hash) else {
+                    self.rollback().await;
+                    return Err(StoreError::Backend("bad head hash".into()));
+                };
+                (row.get::<_, i64>(0) as u64, hash, row.get::<_, i64>(2))
+            }
+            // Without the row there is no lock, and no serialization: refuse rather than race.
+            None => {
+                self.rollback().await;
+                return Err(StoreError::Backend(
+                    "the chain head row is missing; appends cannot be serialized".into(),
+                ));
+            }
+        };
+        // Monotonic along the log, across nodes whose clocks differ a little.
+        let recorded_at_us = Utc::now().timestamp_micros().max(last_recorded_at_us);
+        let head_before = head_position;
+
         let mut stored: HashMap<uuid::Uuid, Stored> = HashMap::new();
         let mut revisions: HashMap<String, u64> = HashMap::new();
         for row in &lookups {
@@ -470,46 +547,46 @@ impl Writer {
                 already_stored: false,
             }));
         }
-        if head_position != head_before {
-            // The rows and the new head in one statement (and one round trip).
-            let n_updated = transaction.execute(
-                &format!(
-                    "WITH inserted AS ( \
-                         INSERT INTO {schema}.events (global_position, stream_id, stream_revision, event_id, event_type, schema_version, \
-                         recorded_at_us, correlation_id, causation_id, payload, prev_hash, hash) \
-                         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], \
-                         $7::BIGINT[], $8::UUID[], $9::UUID[], $10::TEXT[], $11::BYTEA[], $12::BYTEA[]) \
-                         RETURNING 1) \
-                     UPDATE {schema}.chain_head SET position = $13, hash = $14, recorded_at_us = $15 \
-                     WHERE id = 1 AND (SELECT COUNT(*) FROM inserted) = $16"
-                ),
-                &[
-                    &rows.global_position,
-                    &rows.stream_id,
-                    &rows.stream_revision,
-                    &rows.event_id,
-                    &rows.event_type,
-                    &rows.schema_version,
-                    &rows.recorded_at_us,
-                    &rows.correlation_id,
-                    &rows.causation_id,
-                    &rows.payload,
-                    &rows.prev_hash,
-                    &rows.hash,
-                    &(head_position as i64),
-                    &head_hash.as_slice(),
-                    &recorded_at_us,
-                    &(rows.global_position.len() as i64),
-                ],
-            )?;
-            if n_updated != 1 {
-                return Err(StoreError::Backend(format!(
-                    "the chain head was not advanced ({n_updated} rows); the batch rolls back"
-                )));
-            }
+        if head_position == head_before {
+            // Nothing to write (all replays or conflicts): release the lock.
+            self.client.batch_execute("COMMIT").await?;
+            return Ok(outcomes);
         }
-        transaction.commit()?;
+        let n_rows = rows.global_position.len() as i64;
+        let head_position_db = head_position as i64;
+        let head_hash_bytes = head_hash.as_slice();
+        let insert_params: [&(dyn ToSql + Sync); 16] = [
+            &rows.global_position,
+            &rows.stream_id,
+            &rows.stream_revision,
+            &rows.event_id,
+            &rows.event_type,
+            &rows.schema_version,
+            &rows.recorded_at_us,
+            &rows.correlation_id,
+            &rows.causation_id,
+            &rows.payload,
+            &rows.prev_hash,
+            &rows.hash,
+            &head_position_db,
+            &head_hash_bytes,
+            &recorded_at_us,
+            &n_rows,
+        ];
+        let (inserted, committed) = tokio::join!(
+            self.client.query_one(&self.insert, &insert_params),
+            self.client.batch_execute("COMMIT"),
+        );
+        // A failed insert aborted the transaction, and the COMMIT behind it rolled back.
+        inserted?;
+        committed?;
         Ok(outcomes)
+    }
+
+    async fn rollback(&self) {
+        if let Err(error) = self.client.batch_execute("ROLLBACK").await {
+            tracing::warn!(%error, "PostgreSQL writer could not roll back");
+        }
     }
 
     /// Some ids are stored (before, or earlier in this batch): all of them, contiguous in this

@@ -90,6 +90,35 @@ pub(crate) fn next_batch(
     Some(batch)
 }
 
+/// Like [`next_batch`], but after the first append waits up to `linger` for the batch to
+/// reach `expected_appends` (the size of the previous batch). When every caller is answered
+/// at once they come back a few microseconds apart; without the wait the first one would
+/// commit alone and the rest queue behind it, halving the batch for a whole commit.
+pub(crate) fn next_batch_lingering(
+    receiver: &Receiver<AppendRequest>,
+    max_appends: usize,
+    expected_appends: usize,
+    linger: std::time::Duration,
+) -> Option<Vec<AppendRequest>> {
+    let mut batch = next_batch(receiver, max_appends)?;
+    let target = expected_appends.min(max_appends);
+    if batch.len() >= target {
+        return Some(batch);
+    }
+    let deadline = std::time::Instant::now() + linger;
+    while batch.len() < target {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match receiver.recv_timeout(deadline - now) {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// The outcome of re-appending ids already stored at `found` (position, revision), in the
 /// append's order: a replay when they are contiguous, else a conflict.
 pub(crate) fn replayed(
