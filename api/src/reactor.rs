@@ -5,6 +5,11 @@
 //! - **refund submitter**: every refund requested and not settled is sent to its channel (once
 //!   per process; channels treat a repeated refund id as the same refund);
 //! - **webhook dispatcher**: due notifications are POSTed, signed, and every attempt recorded.
+//!
+//! Several nodes on one store all run these loops. Scheduling is idempotent (the stream must
+//! not exist yet); a refund submission and each webhook attempt are done under a lease
+//! (`EventStore::try_lease`), so one node does each while the others skip it, and a node that
+//! dies mid-way hands it over when its lease expires.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -30,6 +35,25 @@ const POLL_INTERVAL_MS: u64 = 50;
 const MAX_DELIVERIES_IN_FLIGHT: usize = 64;
 /// Items taken per round.
 const MAX_ITEMS_PER_ROUND: usize = 512;
+/// A webhook attempt's lease outlasts the POST's timeout by this much, to record the outcome.
+const WEBHOOK_LEASE_MARGIN_MS: u64 = 2_000;
+/// A refund submission's lease; channels treat a repeated refund id as the same refund, so a
+/// second submission after a crash is harmless.
+const REFUND_LEASE_MS: u64 = 30_000;
+/// How long a node leaves alone work another node holds the lease of, before asking again.
+const HELD_ELSEWHERE_PAUSE_MS: u64 = 1_000;
+
+/// Takes the lease `name` for this node; false (and logged) when it cannot be taken.
+fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
+    match tokio::task::block_in_place(|| state.store.try_lease(name, &state.config.node_id, ttl_ms))
+    {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(%error, lease = name, "taking a lease failed; the work waits");
+            false
+        }
+    }
+}
 
 /// Starts the loops on the current runtime.
 pub fn spawn(state: Arc<AppState>) {
@@ -153,6 +177,18 @@ async fn submit_refunds(state: Arc<AppState>) {
             let Ok(params) = state.channel_params(&account) else {
                 continue;
             };
+            if !take_lease(&state, &format!("refund:{refund_id}"), REFUND_LEASE_MS) {
+                // Another node is submitting it; look again once its lease could have ended.
+                let failures = backoff.get(&refund_id).map_or(0, |(failures, _)| *failures);
+                backoff.insert(
+                    refund_id,
+                    (
+                        failures,
+                        std::time::Instant::now() + Duration::from_millis(REFUND_LEASE_MS),
+                    ),
+                );
+                continue;
+            }
             match adapter.refund(&params, &trade_no, &refund_id, amount).await {
                 Ok(()) => {
                     backoff.remove(&refund_id);
@@ -221,21 +257,34 @@ async fn dispatch_webhooks(state: Arc<AppState>) {
             let http = http.clone();
             let in_flight = in_flight.clone();
             tokio::spawn(async move {
-                deliver(&state, &http, notification).await;
+                let attempted = deliver(&state, &http, notification).await;
+                drop(permit);
+                if !attempted {
+                    tokio::time::sleep(Duration::from_millis(HELD_ELSEWHERE_PAUSE_MS)).await;
+                }
                 in_flight
                     .lock()
                     .expect("in-flight lock")
                     .remove(&notification_id);
-                drop(permit);
             });
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }
 }
 
-/// One delivery attempt, recorded as an event whatever its outcome.
-async fn deliver(state: &AppState, http: &HttpClient, notification: Notification) {
+/// One delivery attempt, recorded as an event whatever its outcome. False when this node did
+/// not attempt it (another node holds the attempt's lease, or the app is unknown here yet).
+async fn deliver(state: &AppState, http: &HttpClient, notification: Notification) -> bool {
     let scheduled = &notification.scheduled;
+    let attempt_no = notification.n_attempts_total + 1;
+    let lease = format!("webhook:{}:{attempt_no}", scheduled.notification_id);
+    if !take_lease(
+        state,
+        &lease,
+        state.config.webhook_timeout_ms + WEBHOOK_LEASE_MARGIN_MS,
+    ) {
+        return false;
+    }
     let app = state
         .model
         .read()
@@ -243,12 +292,12 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
         .apps
         .get(&scheduled.app_id)
         .cloned();
-    let Some(app) = app else { return };
+    let Some(app) = app else { return false };
     let secret = match state.master_key.open(&app.webhook_secret_sealed) {
         Ok(secret) => secret,
         Err(error) => {
             tracing::error!(%error, app_id = %app.app_id, "webhook secret does not open");
-            return;
+            return false;
         }
     };
     let body = json!({
@@ -281,7 +330,6 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
             .webhook_failures
             .fetch_add(1, Ordering::Relaxed);
     }
-    let attempt_no = notification.n_attempts_total + 1;
     let stream_id = streams::notification(&scheduled.notification_id);
     let command_id = format!("deliver-{}-{attempt_no}", scheduled.notification_id);
     let schedule = state.config.retry_schedule.clone();
@@ -311,4 +359,5 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
             tracing::warn!(code = error.code, message = %error.message, "recording a webhook attempt failed")
         }
     }
+    true
 }

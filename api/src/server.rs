@@ -34,6 +34,11 @@ pub struct ServeOptions {
     pub retry_schedule: RetrySchedule,
     /// Seconds between read model snapshots (`PAYCENTER_SNAPSHOT_INTERVAL_SECONDS`).
     pub snapshot_interval_seconds: u64,
+    /// Timeout of each webhook POST (`PAYCENTER_WEBHOOK_TIMEOUT_MS`).
+    pub webhook_timeout_ms: u64,
+    /// This node's name among nodes sharing a store (`PAYCENTER_NODE_ID`); host, process
+    /// id and a random suffix by default.
+    pub node_id: String,
 }
 
 impl ServeOptions {
@@ -72,8 +77,29 @@ impl ServeOptions {
                     .ok_or_else(|| anyhow::anyhow!("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS must be a positive number of seconds"))?,
                 Err(_) => 300,
             },
+            webhook_timeout_ms: match std::env::var("PAYCENTER_WEBHOOK_TIMEOUT_MS") {
+                Ok(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|timeout_ms| (100..=120_000).contains(timeout_ms))
+                    .ok_or_else(|| anyhow::anyhow!("PAYCENTER_WEBHOOK_TIMEOUT_MS must be milliseconds from 100 to 120000"))?,
+                Err(_) => 10_000,
+            },
+            node_id: match std::env::var("PAYCENTER_NODE_ID") {
+                Ok(node_id) if !node_id.trim().is_empty() => node_id.trim().to_owned(),
+                _ => default_node_id(),
+            },
         })
     }
+}
+
+/// `<host>-<pid>-<random>`: distinct for every process, readable in the lease table.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "node".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }
 
 /// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
@@ -82,13 +108,21 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     if options.admin_token.len() < 16 {
         tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset or shorter than 16 characters: the admin API refuses every request");
     }
+    // With PostgreSQL: where the shared SQL read models live (url, schema).
+    let mut sql_read_models: Option<(String, String)> = None;
     let store: Arc<dyn EventStore> = match options.store_url.clone() {
         None => {
             let data_dir = options.data_dir.clone();
             Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, SqliteConfig::default())).await??)
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // Every node must open the secrets every other node sealed: a key file in one
+            // node's data directory would not do.
+            if options.master_key.is_none() {
+                anyhow::bail!("--store postgres://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the database)");
+            }
             let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
+            sql_read_models = Some((url.clone(), schema.clone()));
             Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
         }
         Some(other) => anyhow::bail!("--store {other}: use postgres://user:password@host/database, or omit --store for the embedded store"),
@@ -149,7 +183,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             public_url: public_url.clone(),
             min_attempt_interval_ms: options.min_attempt_interval_ms,
             retry_schedule: options.retry_schedule.clone(),
-            webhook_timeout_ms: 10_000,
+            webhook_timeout_ms: options.webhook_timeout_ms,
+            node_id: options.node_id.clone(),
         },
         sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
         sandbox_provider,
@@ -164,6 +199,24 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }),
     });
     crate::reactor::spawn(state.clone());
+    let stop_sql_read_models = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some((url, schema)) = sql_read_models {
+        let mut projector = {
+            let node_id = options.node_id.clone();
+            tokio::task::spawn_blocking(move || {
+                paycenter_projections::sql::SqlReadModels::open(&url, &schema, &node_id)
+            })
+            .await??
+        };
+        let (store, stop) = (state.store.clone(), stop_sql_read_models.clone());
+        std::thread::Builder::new()
+            .name("sql-read-models".into())
+            .spawn(move || {
+                projector.run(store.as_ref(), &|| {
+                    stop.load(std::sync::atomic::Ordering::Relaxed)
+                })
+            })?;
+    }
     tokio::spawn(crate::projections::snapshot_periodically(
         state.clone(),
         options.snapshot_interval_seconds,
@@ -175,6 +228,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Tests and scripts wait for this line.
     println!("paycenter listening on http://{address}");
     server.await;
+    stop_sql_read_models.store(true, std::sync::atomic::Ordering::Relaxed);
     // The last snapshot, so the next start resumes from here.
     if let Err(error) =
         tokio::task::spawn_blocking(move || crate::projections::save_snapshot(&state)).await?

@@ -31,6 +31,8 @@ pub struct ServiceConfig {
     pub retry_schedule: RetrySchedule,
     /// Timeout of each outbound webhook call.
     pub webhook_timeout_ms: u64,
+    /// This node's name in leases: unique among the nodes sharing a store.
+    pub node_id: String,
 }
 
 /// A stream as read for a decision.

@@ -51,7 +51,12 @@ fn spawn_server(
     if let StoreChoice::Postgres { url, schema } = store {
         command
             .args(["--store", url])
-            .env("PAYCENTER_POSTGRES_SCHEMA", schema);
+            .env("PAYCENTER_POSTGRES_SCHEMA", schema)
+            // Nodes sharing a database share the master key.
+            .env("PAYCENTER_MASTER_KEY", SHARED_MASTER_KEY)
+            // A short webhook timeout, so an attempt's lease ends soon after a node dies.
+            .env("PAYCENTER_WEBHOOK_TIMEOUT_MS", "1000")
+            .env("PAYCENTER_NODE_ID", format!("node-{listen}"));
     }
     let mut child = command
         .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -82,6 +87,9 @@ fn spawn_server(
         .to_owned();
     (child, base)
 }
+
+/// The master key of nodes on PostgreSQL (32 bytes, base64).
+const SHARED_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// The webhook retry schedule of most tests: three quick retries.
 const QUICK_RETRIES_MS: &str = "100,100,100";
@@ -1814,5 +1822,249 @@ fn the_service_runs_on_postgresql() {
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .unwrap();
+}
+
+/// Connects to the test PostgreSQL server, or skips (or fails, when it is required).
+fn test_postgres() -> Option<postgres::Client> {
+    let url = std::env::var("PAYCENTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
+    match postgres::Client::connect(&url, postgres::NoTls) {
+        Ok(client) => Some(client),
+        Err(error) => {
+            if std::env::var("PAYCENTER_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
+                panic!("PostgreSQL is required but not reachable: {error}");
+            }
+            eprintln!("skipped: no PostgreSQL at {url:?} ({error})");
+            None
+        }
+    }
+}
+
+#[test]
+fn two_nodes_share_one_database() {
+    let Some(mut sql) = test_postgres() else {
+        return;
+    };
+    let store_url = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+    let schema = format!("pc_cluster_{}", std::process::id());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let store = StoreChoice::Postgres {
+        url: store_url,
+        schema: &schema,
+    };
+    // Retries every 300 ms for a while: webhooks stay pending across the SIGKILL below.
+    let retries_ms =
+        "300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300";
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node_a = start_server_with(dir_a.path(), retries_ms, store);
+    let node_b = start_server_with(dir_b.path(), retries_ms, store);
+    let receiver = start_receiver();
+    let setup = onboard(&node_a.base, &receiver.url);
+    let key = setup.api_key.clone();
+    // Node B follows the same log: the app onboarded on A is known there.
+    wait_for("node B knows the app", || {
+        call(
+            "GET",
+            &format!("{}/v1/notifications", node_b.base),
+            &key,
+            None,
+        )
+        .0 == 200
+    });
+
+    // Payments on both nodes; each is paid through the node that created it (the sandbox's
+    // simulated third party lives in that node's memory).
+    let mut trade_nos = Vec::new();
+    for (payment_idx, node) in [&node_a, &node_b, &node_a, &node_b].into_iter().enumerate() {
+        let (status, created) = call(
+            "POST",
+            &format!("{}/v1/payments", node.base),
+            &key,
+            Some(payment_body(&setup, &format!("C-{payment_idx}"), "10.00")),
+        );
+        assert_eq!(status, 201, "{created}");
+        let trade_no = created["trade_no"].as_str().unwrap().to_owned();
+        pay_in_sandbox(&node.base, &key, &trade_no);
+        trade_nos.push(trade_no);
+    }
+
+    // Conflicting refunds spread over both nodes at once: 24 refunds of 1.00 against 10.00.
+    let target = trade_nos[0].clone();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..24)
+            .map(|refund_idx| {
+                let base = if refund_idx % 2 == 0 {
+                    &node_a.base
+                } else {
+                    &node_b.base
+                };
+                let (key, target) = (&key, &target);
+                scope.spawn(move || {
+                    call(
+                        "POST",
+                        &format!("{base}/v1/payments/{target}/refunds"),
+                        key,
+                        Some(json!({"refund_no": format!("CR-{refund_idx}"), "amount": "1.00"})),
+                    )
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|request| request.join().unwrap())
+            .collect()
+    });
+    let n_accepted = answers.iter().filter(|(status, _)| *status == 201).count();
+    for (status, answer) in &answers {
+        assert!(
+            *status == 201 || *status == 422 || *status == 409,
+            "{status} {answer}"
+        );
+        if *status == 422 {
+            assert_eq!(
+                answer["error"]["code"], "refund_exceeds_available",
+                "{answer}"
+            );
+        }
+    }
+    assert!(
+        n_accepted <= 10,
+        "{n_accepted} refunds of 1.00 accepted against 10.00"
+    );
+    assert!(n_accepted >= 1);
+    // Every accepted refund is on the payment, as seen from either node, and no more. (Whether
+    // each then succeeds depends on which node's sandbox submits it: see the sandbox's note.)
+    let requested_on = |base: &str| -> (usize, i64) {
+        let payment = call("GET", &format!("{base}/v1/payments/{target}"), &key, None).1;
+        let refunds = payment["refunds"].as_array().unwrap().clone();
+        let sum_minor = refunds
+            .iter()
+            .map(|refund| {
+                refund["amount"]
+                    .as_str()
+                    .unwrap()
+                    .replace('.', "")
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .sum();
+        (refunds.len(), sum_minor)
+    };
+    let expected = (n_accepted, n_accepted as i64 * 100);
+    wait_for("both nodes agree on the refunds", || {
+        requested_on(&node_a.base) == expected && requested_on(&node_b.base) == expected
+    });
+
+    // Webhooks fail for now, so they stay pending; then node A dies mid-schedule.
+    *receiver.answer_status.lock().unwrap() = 500;
+    let (status, late) = call(
+        "POST",
+        &format!("{}/v1/payments", node_a.base),
+        &key,
+        Some(payment_body(&setup, "C-late", "3.00")),
+    );
+    assert_eq!(status, 201, "{late}");
+    let late_trade_no = late["trade_no"].as_str().unwrap().to_owned();
+    pay_in_sandbox(&node_a.base, &key, &late_trade_no);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(node_a); // SIGKILL
+    *receiver.answer_status.lock().unwrap() = 200;
+    // Node B has everything A acknowledged, and delivers what A left pending.
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/v1/payments/{late_trade_no}", node_b.base),
+            &key,
+            None
+        )
+        .1["status"],
+        "succeeded"
+    );
+    wait_until_quiet(&node_b.base, &key);
+    let delivered_ids: std::collections::HashSet<String> = receiver
+        .deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|delivery| delivery["id"].as_str().map(str::to_owned))
+        .collect();
+    let (_, listed) = call(
+        "GET",
+        &format!("{}/v1/notifications?status=delivered", node_b.base),
+        &key,
+        None,
+    );
+    let listed = listed["notifications"].as_array().unwrap().clone();
+    // Four payments succeeded, the late one too, and each accepted refund was heard of.
+    assert!(listed.len() >= 5, "{listed:?}");
+    for notification in &listed {
+        let id = notification["id"].as_str().unwrap();
+        assert!(
+            delivered_ids.contains(id),
+            "{id} marked delivered but never received"
+        );
+    }
+
+    // The SQL read models reach the head and agree with the service (refunds still settling
+    // move both, so compare until one reading of each agrees).
+    let (base_b, merchant_id) = (node_b.base.clone(), setup.merchant_id.clone());
+    let minor = |text: &Value| -> i64 { text.as_str().unwrap().replace('.', "").parse().unwrap() };
+    wait_for(
+        "SQL read models at the head, agreeing with the service",
+        || {
+            let head: i64 = sql
+                .query_one(&format!("SELECT position FROM {schema}.chain_head"), &[])
+                .unwrap()
+                .get(0);
+            let checkpoint: i64 = sql
+            .query_one(
+                &format!("SELECT position FROM {schema}.rm_checkpoints WHERE name = 'sql_read_models'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+            let payment = call("GET", &format!("{base_b}/v1/payments/{target}"), &key, None).1;
+            let row = sql
+            .query_one(
+                &format!("SELECT status, amount_minor, refunded_minor FROM {schema}.rm_payments WHERE trade_no = $1"),
+                &[&target],
+            )
+            .unwrap();
+            let n_payment_rows: i64 = sql
+                .query_one(&format!("SELECT COUNT(*) FROM {schema}.rm_payments"), &[])
+                .unwrap()
+                .get(0);
+            let balances = call(
+                "GET",
+                &format!("{base_b}/v1/merchants/{merchant_id}/balances"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .1;
+            let balances_agree = balances["accounts"].as_array().unwrap().iter().all(|account| {
+            sql.query_opt(
+                &format!("SELECT balance_minor FROM {schema}.rm_balances WHERE merchant_id = $1 AND account = $2 AND currency = $3"),
+                &[
+                    &merchant_id,
+                    &account["account"].as_str().unwrap(),
+                    &account["currency"].as_str().unwrap(),
+                ],
+            )
+            .unwrap()
+            .is_some_and(|row| row.get::<_, i64>(0) == minor(&account["balance"]))
+        });
+            checkpoint == head
+                && n_payment_rows == 5
+                && row.get::<_, String>(0) == "succeeded"
+                && row.get::<_, i64>(1) == 1_000
+                && row.get::<_, i64>(2) == minor(&payment["refunded_amount"])
+                && balances_agree
+        },
+    );
+    drop(node_b);
+    sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .unwrap();
 }

@@ -175,6 +175,12 @@ pub trait EventStore: Send + Sync {
 
     /// Walks the whole log: gap-free positions and revisions, every hash, the recorded head.
     fn verify_chain(&self) -> Result<ChainReport, StoreError>;
+
+    /// Takes, or renews, the lease `name` for `owner` until `ttl_ms` from now; true when
+    /// `owner` holds it afterwards. Nodes sharing one store take a lease before work that must
+    /// be done by one of them at a time (a webhook attempt, a projection batch). A lease ends
+    /// by expiring: a node that dies holding one delays the work by at most `ttl_ms`.
+    fn try_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
 }
 
 /// Checks an append's shape, common to every backend.

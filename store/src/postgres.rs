@@ -37,6 +37,8 @@ const MAX_BATCH_APPENDS: usize = 4_096;
 /// (one WAL flush) costs several hundred microseconds here, so waiting a fraction of that for
 /// callers just answered pays for itself; with one caller there is no wait at all.
 const BATCH_LINGER_US: u64 = 100;
+/// Expired leases are purged on every this many leases taken.
+const LEASE_PURGE_EVERY: u64 = 1_000;
 /// Idle read connections kept.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -53,6 +55,8 @@ pub struct PostgresStore {
     writer: Option<AppendQueue>,
     writer_thread: Option<JoinHandle<()>>,
     idle_readers: Mutex<Vec<Client>>,
+    /// Leases taken so far, to purge expired ones now and then.
+    leases_taken: std::sync::atomic::AtomicU64,
 }
 
 fn valid_schema(schema: &str) -> bool {
@@ -128,7 +132,12 @@ impl PostgresStore {
              -- The one head row exists from the start: appends lock it (FOR UPDATE).
              INSERT INTO {schema}.chain_head (id, position, hash, recorded_at_us)
                  VALUES (1, 0, decode(repeat('00', 32), 'hex'), 0)
-                 ON CONFLICT (id) DO NOTHING;"
+                 ON CONFLICT (id) DO NOTHING;
+             CREATE TABLE IF NOT EXISTS {schema}.leases (
+                 name       TEXT PRIMARY KEY,
+                 owner      TEXT NOT NULL,
+                 expires_at TIMESTAMPTZ NOT NULL
+             );"
         ))?;
         let mut store = PostgresStore {
             url: url.to_owned(),
@@ -136,6 +145,7 @@ impl PostgresStore {
             writer: None,
             writer_thread: None,
             idle_readers: Mutex::new(Vec::new()),
+            leases_taken: std::sync::atomic::AtomicU64::new(0),
         };
         drop(client);
         store.verify_chain()?;
@@ -263,6 +273,36 @@ impl EventStore for PostgresStore {
             timeout,
             Duration::from_millis(10),
         )
+    }
+
+    fn try_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        assert!(ttl_ms > 0, "a lease lasts some time");
+        let schema = &self.schema;
+        let n_taken = self
+            .leases_taken
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.with_reader(|client| {
+            if n_taken % LEASE_PURGE_EVERY == 0 {
+                // Leases are keyed by the work they guard, so old ones pile up; drop those
+                // long expired (the work they guarded is recorded by then, or retaken).
+                client.execute(
+                    &format!("DELETE FROM {schema}.leases WHERE expires_at < now() - interval '10 minutes'"),
+                    &[],
+                )?;
+            }
+            // The database's clock decides expiry, so nodes' clocks need not agree.
+            let row = client.query_opt(
+                &format!(
+                    "INSERT INTO {schema}.leases (name, owner, expires_at) \
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+                     ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+                     WHERE {schema}.leases.owner = EXCLUDED.owner OR {schema}.leases.expires_at < now() \
+                     RETURNING owner"
+                ),
+                &[&name, &owner, &(ttl_ms as f64)],
+            )?;
+            Ok(row.is_some())
+        })
     }
 
     fn verify_chain(&self) -> Result<ChainReport, StoreError> {

@@ -118,3 +118,42 @@ fn two_nodes_on_one_database_share_one_gap_free_chain() {
     drop((node_a, node_b));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
+
+#[test]
+fn a_lease_has_one_holder_until_it_expires() {
+    if !postgres_available() {
+        return;
+    }
+    let schema = fresh_schema();
+    let node_a = PostgresStore::open(&url(), &schema).unwrap();
+    let node_b = PostgresStore::open(&url(), &schema).unwrap();
+    assert!(node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
+    assert!(!node_b.try_lease("webhook:ntf_1:1", "node-b", 400).unwrap());
+    // The holder renews; other names are independent.
+    assert!(node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
+    assert!(node_b.try_lease("webhook:ntf_1:2", "node-b", 400).unwrap());
+    // Concurrent takers of a free lease: exactly one wins.
+    let winners: usize = std::thread::scope(|scope| {
+        let takers: Vec<_> = (0..8)
+            .map(|taker_idx| {
+                let store = if taker_idx % 2 == 0 { &node_a } else { &node_b };
+                scope.spawn(move || {
+                    store
+                        .try_lease("refund:rf_x", &format!("taker-{taker_idx}"), 60_000)
+                        .unwrap()
+                })
+            })
+            .collect();
+        takers
+            .into_iter()
+            .map(|taker| taker.join().unwrap() as usize)
+            .sum()
+    });
+    assert_eq!(winners, 1);
+    // Once expired, another node takes it over.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(node_b.try_lease("webhook:ntf_1:1", "node-b", 400).unwrap());
+    assert!(!node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
+    drop((node_a, node_b));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
