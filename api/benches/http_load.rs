@@ -4,7 +4,9 @@
 //! is there.
 //!
 //! Run: `cargo bench -p paycenter-api --bench http_load`. Optional env:
-//! `PAYCENTER_LOAD_SECONDS` (default 10), `PAYCENTER_LOAD_CONNECTIONS` (default 64).
+//! `PAYCENTER_LOAD_SECONDS` (default 10), `PAYCENTER_LOAD_CONNECTIONS` (default 64),
+//! `PAYCENTER_LOAD_POSTGRES_URL` (a `postgres://` URL: two nodes on that database, in a fresh
+//! schema, with the connections spread over both).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -26,15 +28,31 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn start_server(data_dir: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
-        .args([
-            "serve",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
+/// A PostgreSQL database and schema the nodes share.
+struct Shared {
+    url: String,
+    schema: String,
+}
+
+fn start_server(data_dir: &std::path::Path, port: u16, shared: Option<&Shared>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paycenter"));
+    command.args([
+        "serve",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    if let Some(shared) = shared {
+        command
+            .args(["--store", &shared.url])
+            .env("PAYCENTER_POSTGRES_SCHEMA", &shared.schema)
+            .env(
+                "PAYCENTER_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            );
+    }
+    let mut child = command
         .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
@@ -93,13 +111,35 @@ fn main() {
         .prefix("paycenter-bench-")
         .tempdir_in(std::env::current_dir().unwrap())
         .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(data_dir.path(), port);
+    let shared = std::env::var("PAYCENTER_LOAD_POSTGRES_URL")
+        .ok()
+        .map(|url| Shared {
+            url,
+            schema: format!("pc_load_{}", std::process::id()),
+        });
+    let n_nodes = if shared.is_some() { 2 } else { 1 };
+    let node_dirs: Vec<_> = (0..n_nodes)
+        .map(|node_idx| data_dir.path().join(format!("node-{node_idx}")))
+        .collect();
+    let ports: Vec<u16> = (0..n_nodes)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
+    let base = bases[0].clone();
+    let mut servers: Vec<Child> = node_dirs
+        .iter()
+        .zip(&ports)
+        .map(|(dir, port)| start_server(dir, *port, shared.as_ref()))
+        .collect();
 
     // The client runs in this process on a 2-thread runtime: it shares the 2 cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -129,7 +169,14 @@ fn main() {
             Some(&json!({"name": "load", "merchant_ids": [merchant_id], "notify_url": "http://127.0.0.1:9/none"})),
         )
         .await;
-        (merchant_id, account["channel_account_id"].as_str().unwrap().to_owned(), app["api_key"].as_str().unwrap().to_owned())
+        let api_key = app["api_key"].as_str().unwrap().to_owned();
+        // Every node must know the app before the load starts.
+        for node_base in &bases {
+            while call(&client, "GET", &format!("{node_base}/v1/notifications"), &api_key, None).await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        (merchant_id, account["channel_account_id"].as_str().unwrap().to_owned(), api_key)
     });
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -138,7 +185,8 @@ fn main() {
         .map(|connection_idx| {
             let client = client.clone();
             let stop = stop.clone();
-            let (base, merchant_id, channel_account_id, api_key) = (base.clone(), merchant_id.clone(), channel_account_id.clone(), api_key.clone());
+            let base = bases[connection_idx % bases.len()].clone();
+            let (merchant_id, channel_account_id, api_key) = (merchant_id.clone(), channel_account_id.clone(), api_key.clone());
             runtime.spawn(async move {
                 let mut result = ConnectionResult::default();
                 let mut request_idx = 0u64;
@@ -182,10 +230,12 @@ fn main() {
     let n_errors: u64 = results.iter().map(|result| result.n_errors).sum();
     latencies_us.sort_unstable();
 
-    // Durability: SIGKILL, restart, every acknowledged payment must be there.
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = start_server(data_dir.path(), port);
+    // Durability: SIGKILL every node, restart the first, every acknowledged payment must be there.
+    for server in &mut servers {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+    let mut server = start_server(&node_dirs[0], ports[0], shared.as_ref());
     let n_missing: usize = runtime.block_on(async {
         let mut n_missing = 0;
         for chunk in trade_nos.chunks(256) {
@@ -209,7 +259,18 @@ fn main() {
     server.kill().unwrap();
     server.wait().unwrap();
 
-    println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, client and server on this machine)");
+    if let Some(shared) = &shared {
+        let mut admin = postgres::Client::connect(&shared.url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", shared.schema))
+            .unwrap();
+    }
+    let store_label = if shared.is_some() {
+        "two nodes on PostgreSQL"
+    } else {
+        "one node, embedded store"
+    };
+    println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {store_label}, client and servers on this machine)");
     println!();
     println!("| payments created (201) | errors | payments/s | p50 | p99 | max | missing after SIGKILL + restart |");
     println!("|---|---|---|---|---|---|---|");

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 
 use crate::chain::{ChainVerifier, HashInput, GENESIS_HASH};
-use crate::queue::{next_batch_lingering, poll_head, replayed, AppendQueue, AppendRequest};
+use crate::queue::{next_batch_lingering, replayed, AppendQueue, AppendRequest};
 use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
@@ -39,8 +39,11 @@ const MAX_BATCH_APPENDS: usize = 4_096;
 const BATCH_LINGER_US: u64 = 100;
 /// Expired leases are purged on every this many leases taken.
 const LEASE_PURGE_EVERY: u64 = 1_000;
-/// Idle read connections kept.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections per node at most; more concurrent readers wait for one. Opening a
+/// PostgreSQL connection forks a server process, far dearer than waiting.
+const MAX_READERS: usize = 16;
+/// How often `wait_for_head` looks for other nodes' appends.
+const HEAD_POLL_MS: u64 = 10;
 
 impl From<postgres::Error> for StoreError {
     fn from(error: postgres::Error) -> Self {
@@ -54,7 +57,12 @@ pub struct PostgresStore {
     schema: String,
     writer: Option<AppendQueue>,
     writer_thread: Option<JoinHandle<()>>,
-    idle_readers: Mutex<Vec<Client>>,
+    readers: Mutex<ReaderPool>,
+    /// Signalled when a reader goes back to the pool.
+    reader_returned: Condvar,
+    /// The head this node's writer last committed, and its signal: local appends wake
+    /// `wait_for_head` at once; other nodes' are seen by polling.
+    local_head: Arc<(Mutex<u64>, Condvar)>,
     /// Leases taken so far, to purge expired ones now and then.
     leases_taken: std::sync::atomic::AtomicU64,
 }
@@ -144,13 +152,15 @@ impl PostgresStore {
             schema: schema.to_owned(),
             writer: None,
             writer_thread: None,
-            idle_readers: Mutex::new(Vec::new()),
+            readers: Mutex::new(ReaderPool::default()),
+            reader_returned: Condvar::new(),
+            local_head: Arc::new((Mutex::new(0), Condvar::new())),
             leases_taken: std::sync::atomic::AtomicU64::new(0),
         };
         drop(client);
         store.verify_chain()?;
         let (queue, receiver) = AppendQueue::new(QUEUE_CAPACITY);
-        let writer = Writer::connect(url, schema)?;
+        let writer = Writer::connect(url, schema, store.local_head.clone())?;
         store.writer_thread = Some(
             std::thread::Builder::new()
                 .name("pg-store-writer".into())
@@ -176,16 +186,38 @@ impl PostgresStore {
         &self,
         read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = self.idle_readers.lock().expect("reader pool").pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => Client::connect(&self.url, NoTls)?,
+        let pooled = {
+            let mut pool = self.readers.lock().expect("reader pool");
+            loop {
+                if let Some(client) = pool.idle.pop() {
+                    break Some(client);
+                }
+                if pool.n_open < MAX_READERS {
+                    pool.n_open += 1;
+                    break None;
+                }
+                pool = self.reader_returned.wait(pool).expect("reader pool");
+            }
         };
-        let result = read(&mut client);
-        let mut idle = self.idle_readers.lock().expect("reader pool");
-        if idle.len() < MAX_IDLE_READERS && result.is_ok() {
-            idle.push(client);
+        // A slot is ours: a pooled connection, or the right to open one.
+        let client = match pooled {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => Client::connect(&self.url, NoTls).map_err(StoreError::from),
+        };
+        let (client, result) = match client {
+            Ok(mut client) => {
+                let result = read(&mut client);
+                (Some(client).filter(|client| !client.is_closed()), result)
+            }
+            Err(error) => (None, Err(error)),
+        };
+        let mut pool = self.readers.lock().expect("reader pool");
+        match client {
+            Some(client) => pool.idle.push(client),
+            None => pool.n_open -= 1,
         }
+        drop(pool);
+        self.reader_returned.notify_one();
         result
     }
 }
@@ -266,13 +298,24 @@ impl EventStore for PostgresStore {
     }
 
     fn wait_for_head(&self, after_position: u64, timeout: Duration) -> Result<u64, StoreError> {
-        // Other nodes append too: poll, in short steps, until the timeout.
-        poll_head(
-            || self.head_position(),
-            after_position,
-            timeout,
-            Duration::from_millis(10),
-        )
+        // Other nodes append too: look at the database every HEAD_POLL_MS, and in between
+        // wake as soon as this node's writer commits.
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let position = self.head_position()?;
+            let now = std::time::Instant::now();
+            if position > after_position || now >= deadline {
+                return Ok(position);
+            }
+            let step = Duration::from_millis(HEAD_POLL_MS).min(deadline - now);
+            let (local, committed) = &*self.local_head;
+            let local_position = local.lock().expect("local head");
+            if *local_position <= after_position {
+                let _ = committed
+                    .wait_timeout(local_position, step)
+                    .expect("local head");
+            }
+        }
     }
 
     fn try_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
@@ -282,7 +325,7 @@ impl EventStore for PostgresStore {
             .leases_taken
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.with_reader(|client| {
-            if n_taken % LEASE_PURGE_EVERY == 0 {
+            if n_taken.is_multiple_of(LEASE_PURGE_EVERY) {
                 // Leases are keyed by the work they guard, so old ones pile up; drop those
                 // long expired (the work they guarded is recorded by then, or retaken).
                 client.execute(
@@ -350,6 +393,8 @@ impl EventStore for PostgresStore {
 /// statements prepared once, so a batch costs two round trips plus the commit's WAL flush.
 struct Writer {
     runtime: tokio::runtime::Runtime,
+    /// Where to publish each committed head (see `PostgresStore::local_head`).
+    local_head: Arc<(Mutex<u64>, Condvar)>,
     client: tokio_postgres::Client,
     lock_head: tokio_postgres::Statement,
     lookup: tokio_postgres::Statement,
@@ -357,7 +402,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn connect(url: &str, schema: &str) -> Result<Writer, StoreError> {
+    fn connect(
+        url: &str,
+        schema: &str,
+        local_head: Arc<(Mutex<u64>, Condvar)>,
+    ) -> Result<Writer, StoreError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -408,6 +457,7 @@ impl Writer {
         })?;
         Ok(Writer {
             runtime,
+            local_head,
             client,
             lock_head,
             lookup,
@@ -426,6 +476,17 @@ impl Writer {
             previous_batch_len = batch.len();
             match self.runtime.block_on(self.write_batch(&batch)) {
                 Ok(outcomes) => {
+                    let last_position = outcomes
+                        .iter()
+                        .filter_map(|outcome| outcome.as_ref().ok())
+                        .map(|outcome| outcome.last_position)
+                        .max();
+                    if let Some(last_position) = last_position {
+                        let (local, committed) = &*self.local_head;
+                        let mut head = local.lock().expect("local head");
+                        *head = (*head).max(last_position);
+                        committed.notify_all();
+                    }
                     for (request, outcome) in batch.into_iter().zip(outcomes) {
                         let _ = request.reply.send(outcome);
                     }
@@ -650,6 +711,14 @@ impl Writer {
         }
         replayed(&found, request.events[0].event_id)
     }
+}
+
+/// This node's read connections.
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Client>,
+    /// Connections open, idle or lent out; at most `MAX_READERS`.
+    n_open: usize,
 }
 
 /// Where a stored (or just inserted) event id is.
