@@ -184,7 +184,7 @@ impl PostgresStore {
 
     fn with_reader<T>(
         &self,
-        read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        read: impl FnOnce(&mut Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pooled = {
             let mut pool = self.readers.lock().expect("reader pool");
@@ -201,13 +201,18 @@ impl PostgresStore {
         };
         // A slot is ours: a pooled connection, or the right to open one.
         let client = match pooled {
-            Some(client) if !client.is_closed() => Ok(client),
-            _ => Client::connect(&self.url, NoTls).map_err(StoreError::from),
+            Some(client) if !client.client.is_closed() => Ok(client),
+            _ => Client::connect(&self.url, NoTls)
+                .map(Reader::new)
+                .map_err(StoreError::from),
         };
         let (client, result) = match client {
             Ok(mut client) => {
                 let result = read(&mut client);
-                (Some(client).filter(|client| !client.is_closed()), result)
+                (
+                    Some(client).filter(|client| !client.client.is_closed()),
+                    result,
+                )
             }
             Err(error) => (None, Err(error)),
         };
@@ -713,10 +718,67 @@ impl Writer {
     }
 }
 
+/// A read connection and the statements prepared on it: each query text is prepared once per
+/// connection, so a read is one round trip rather than two.
+struct Reader {
+    client: Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+/// Distinct query texts a reader keeps prepared; the store has a handful.
+const MAX_PREPARED_PER_READER: usize = 64;
+
+impl Reader {
+    fn new(client: Client) -> Reader {
+        Reader {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        if self.statements.len() < MAX_PREPARED_PER_READER {
+            self.statements.insert(sql.to_owned(), statement.clone());
+        }
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+}
+
 /// This node's read connections.
 #[derive(Default)]
 struct ReaderPool {
-    idle: Vec<Client>,
+    idle: Vec<Reader>,
     /// Connections open, idle or lent out; at most `MAX_READERS`.
     n_open: usize,
 }
