@@ -1758,15 +1758,9 @@ fn an_online_rebuild_reproduces_the_live_read_model_while_queries_keep_answering
 
 #[test]
 fn the_service_runs_on_postgresql() {
-    let url = std::env::var("PAYCENTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned());
-    if let Err(error) = postgres::Client::connect(&url, postgres::NoTls) {
-        if std::env::var("PAYCENTER_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
-            panic!("PostgreSQL is required but not reachable: {error}");
-        }
-        eprintln!("skipped: no PostgreSQL at {url:?} ({error})");
+    let Some(mut client) = test_postgres() else {
         return;
-    }
+    };
     // `serve --store` takes a URL; the tests' key=value form names the same server.
     let store_url = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
     let schema = format!("pc_e2e_{}", std::process::id());
@@ -1819,7 +1813,6 @@ fn the_service_runs_on_postgresql() {
         before
     );
     drop(server);
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .unwrap();

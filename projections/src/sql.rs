@@ -78,12 +78,7 @@ struct Touches {
 impl SqlReadModels {
     /// Connects and creates the tables if needed.
     pub fn open(url: &str, schema: &str, node_id: &str) -> Result<SqlReadModels, SqlError> {
-        let plain = !schema.is_empty()
-            && schema.len() <= 48
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !plain {
+        if !paycenter_store::postgres::valid_schema(schema) {
             return Err(SqlError::BadSchema(schema.to_owned()));
         }
         let mut client = Client::connect(url, NoTls)?;

@@ -67,7 +67,8 @@ pub struct PostgresStore {
     leases_taken: std::sync::atomic::AtomicU64,
 }
 
-fn valid_schema(schema: &str) -> bool {
+/// Whether `schema` can name a PostgreSQL schema as is: 1 to 48 of `[a-z0-9_]`.
+pub fn valid_schema(schema: &str) -> bool {
     !schema.is_empty()
         && schema.len() <= 48
         && schema
