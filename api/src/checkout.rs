@@ -48,6 +48,15 @@ pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
             amount = payment.amount.to_major_string(),
             currency = payment.amount.currency(),
         )
+    } else if let (Some(qr_code), AttemptStatus::Pending) =
+        (&payment.checkout_qr_code, payment.status)
+    {
+        // The channel's QR content (WeChat Pay `code_url`), for the user's phone to scan.
+        format!(
+            r#"<p>Scan with the {channel} app:</p><pre id="qr_code">{qr}</pre>"#,
+            channel = escape_html(payment.channel.name()),
+            qr = escape_html(qr_code),
+        )
     } else {
         String::new()
     };

@@ -75,10 +75,13 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
     ))
 }
 
-/// `POST /v1/merchants/{merchant_id}/channel-accounts`
+/// `POST /v1/merchants/{merchant_id}/channel-accounts`, and
+/// `PUT /v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}` (`existing`) to
+/// rotate keys: a new activation of the same account, replacing its parameters.
 pub async fn create_channel_account(
     state: Arc<AppState>,
     merchant_id: String,
+    existing: Option<String>,
     body: bytes_body::Body,
 ) -> Answer {
     let object = parse_object(&body)?;
@@ -95,7 +98,29 @@ pub async fn create_channel_account(
             format!("merchant {merchant_id} not found"),
         ));
     }
-    let channel_name = required_str(&object, "channel")?;
+    let existing = match existing {
+        None => None,
+        Some(text) => {
+            let channel_account_id = parse_id(ChannelAccountId::parse, &text)?;
+            let account = state
+                .channel_account(&channel_account_id)
+                .filter(|account| account.merchant_id == merchant_id)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "channel_account_not_found",
+                        format!(
+                            "merchant {merchant_id} has no channel account {channel_account_id}"
+                        ),
+                    )
+                })?;
+            Some(account)
+        }
+    };
+    let channel_name = match (&existing, optional_str(&object, "channel")?) {
+        (_, Some(name)) => name,
+        (Some(account), None) => account.channel.name(),
+        (None, None) => required_str(&object, "channel")?,
+    };
     let channel = Channel::parse(channel_name).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,6 +128,40 @@ pub async fn create_channel_account(
             format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
         )
     })?;
+    if existing
+        .as_ref()
+        .is_some_and(|account| account.channel != channel)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "channel_mismatch",
+            "a channel account keeps its channel; activate a new account for another channel",
+        ));
+    }
+    let callback_ip_allowlist = match object.get("callback_ip_allowlist") {
+        None | Some(Value::Null) => existing
+            .as_ref()
+            .map(|account| account.callback_ip_allowlist.clone())
+            .unwrap_or_default(),
+        Some(Value::Array(items)) if items.len() <= 64 => {
+            let mut allowlist = Vec::new();
+            for item in items {
+                let text = item.as_str().unwrap_or("");
+                let Some(network) = crate::allowlist::IpNetwork::parse(text) else {
+                    return Err(ApiError::invalid(format!(
+                        "callback_ip_allowlist entries must be IP addresses or CIDR blocks; {text:?} is not"
+                    )));
+                };
+                allowlist.push(network.to_string());
+            }
+            allowlist
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "callback_ip_allowlist must be an array of at most 64 IP addresses or CIDR blocks",
+            ))
+        }
+    };
     let adapter = state.channel(channel)?;
     let mut params = object.get("params").cloned().unwrap_or_else(|| json!({}));
     if !params.is_object() {
@@ -129,20 +188,24 @@ pub async fn create_channel_account(
             )
         })?,
     };
-    let channel_account_id = ChannelAccountId::from_entropy(random_u128());
+    let channel_account_id = existing
+        .as_ref()
+        .map(|account| account.channel_account_id.clone())
+        .unwrap_or_else(|| ChannelAccountId::from_entropy(random_u128()));
+    let is_new = existing.is_none();
     let command = ChannelAccountActivated {
         channel_account_id: channel_account_id.clone(),
         merchant_id: merchant_id.clone(),
         channel,
         params_sealed: state.master_key.seal(params.to_string().as_bytes()),
         fee_rate,
-        callback_ip_allowlist: Vec::new(),
+        callback_ip_allowlist: callback_ip_allowlist.clone(),
         activated_at: Utc::now(),
     };
     state
         .execute(
             &streams::channel_account(&channel_account_id),
-            channel_account_id.as_str(),
+            &format!("activate-{}", random_hex(8)),
             |history, now| {
                 let previous = history.iter().rev().find_map(|event| match event {
                     Event::ChannelAccountActivated(activated) => Some(activated),
@@ -160,13 +223,18 @@ pub async fn create_channel_account(
         )
         .await?;
     Ok((
-        StatusCode::CREATED,
+        if is_new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
         json!({
             "channel_account_id": channel_account_id,
             "merchant_id": merchant_id,
             "channel": channel.name(),
             "status": "active",
             "fee_rate": fee_rate.to_text(),
+            "callback_ip_allowlist": callback_ip_allowlist,
         }),
     ))
 }
@@ -311,6 +379,27 @@ pub async fn create_payment(
     let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_invoke_method", format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
     })?;
+    let payer_id = match optional_str(&object, "payer_id")? {
+        None => None,
+        Some(text)
+            if (1..=128).contains(&text.len()) && text.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Some(text.to_owned())
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "payer_id must be 1 to 128 printable ASCII characters",
+            ))
+        }
+    };
+    let client_ip = match optional_str(&object, "client_ip")? {
+        None => None,
+        Some(text) => Some(
+            text.parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::invalid("client_ip must be an IPv4 or IPv6 address"))?
+                .to_string(),
+        ),
+    };
     let subject = required_str(&object, "subject")?.to_owned();
     if subject.trim().is_empty() || subject.chars().count() > 256 {
         return Err(ApiError::invalid("subject must be 1 to 256 characters"));
@@ -359,6 +448,41 @@ pub async fn create_payment(
             error.to_string(),
         )
     })?;
+    if let Some(currencies) = adapter.supported_currencies() {
+        if !currencies.contains(&currency) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_currency",
+                format!(
+                    "{} takes {}",
+                    account.channel.name(),
+                    currencies
+                        .iter()
+                        .map(|currency| currency.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    for field in adapter.required_payment_fields(invoke_method) {
+        let given = match *field {
+            "payer_id" => payer_id.is_some(),
+            "client_ip" => client_ip.is_some(),
+            other => unreachable!("adapters name only known fields, not {other}"),
+        };
+        if !given {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_channel_field",
+                format!(
+                    "{} {} payments need {field}",
+                    account.channel.name(),
+                    invoke_method.name()
+                ),
+            ));
+        }
+    }
     let params = state.channel_params(&account)?;
 
     let now = Utc::now();
@@ -387,7 +511,20 @@ pub async fn create_payment(
     // Close superseded attempts at their channel too (best effort: the domain already closed them).
     for event in &decided {
         if let Event::PaymentAttemptClosed(closed) = event {
-            if let Err(error) = adapter.close_payment(&params, &closed.trade_no).await {
+            let superseded = state
+                .model
+                .read()
+                .expect("model lock")
+                .payments
+                .get(&closed.trade_no)
+                .cloned();
+            let Some(superseded) = superseded else {
+                continue;
+            };
+            if let Err(error) = adapter
+                .close_payment(&params, &state.channel_order(&superseded))
+                .await
+            {
                 tracing::warn!(%error, trade_no = %closed.trade_no, "closing a superseded attempt at its channel failed");
             }
         }
@@ -402,9 +539,13 @@ pub async fn create_payment(
         subject,
         invoke_method,
         expires_at_unix: started.expires_at.timestamp(),
+        notify_url: state.notify_url(account.channel, &channel_account_id),
+        checkout_url: format!("{}/checkout/{trade_no}", state.config.public_url),
+        payer_id,
+        client_ip,
     };
-    let action = match adapter.create_payment(&params, &request).await {
-        Ok(action) => action,
+    let initiated = match adapter.create_payment(&params, &request).await {
+        Ok(initiated) => initiated,
         Err(error) => {
             // Never half-done: the attempt is recorded as failed, then the app hears 502.
             let reason = format!("initiation failed: {error}");
@@ -427,6 +568,21 @@ pub async fn create_payment(
             return Err(ApiError::channel_unavailable(error));
         }
     };
+    if initiated.channel_reference.is_some() || initiated.checkout_qr_code.is_some() {
+        let command = OrderCommand::RecordInitiation {
+            trade_no: trade_no.clone(),
+            channel_reference: initiated.channel_reference.clone(),
+            checkout_qr_code: initiated.checkout_qr_code.clone(),
+        };
+        state
+            .execute(
+                &stream_id,
+                &format!("initiated-{trade_no}"),
+                |history, now| Order::from_events(history).decide(&command, now),
+            )
+            .await?;
+    }
+    let action = initiated.action;
     Ok((
         StatusCode::CREATED,
         json!({
@@ -532,7 +688,7 @@ pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: S
     let params = state.channel_params(&account)?;
     if payment.status == paycenter_domain::payment::AttemptStatus::Pending {
         adapter
-            .close_payment(&params, &payment.trade_no)
+            .close_payment(&params, &state.channel_order(&payment))
             .await
             .map_err(ApiError::channel_unavailable)?;
     }
@@ -648,6 +804,7 @@ pub async fn channel_callback(
     state: Arc<AppState>,
     channel: String,
     channel_account_id: String,
+    peer_ip: Option<std::net::IpAddr>,
     request: CallbackRequest,
 ) -> (u16, &'static str, String) {
     let refuse = |state: &AppState, why: &str| {
@@ -677,6 +834,13 @@ pub async fn channel_callback(
     else {
         return refuse(&state, "unknown channel account");
     };
+    if !crate::allowlist::allows(&account.callback_ip_allowlist, peer_ip) {
+        let (_, content_type, body) = refuse(
+            &state,
+            "callback from an address outside the channel account's allowlist",
+        );
+        return (403, content_type, body);
+    }
     let Ok(params) = state.channel_params(&account) else {
         return refuse(&state, "channel account unusable");
     };
@@ -688,7 +852,7 @@ pub async fn channel_callback(
             return (answer.status, answer.content_type, answer.body);
         }
     };
-    match record_notice(&state, &channel_account_id, notice).await {
+    match record_notice(&state, &channel_account_id, notice, OutcomeSource::Callback).await {
         Ok(()) => {
             let answer = adapter.callback_answer(true);
             (answer.status, answer.content_type, answer.body)
@@ -710,10 +874,13 @@ pub async fn channel_callback(
     }
 }
 
-async fn record_notice(
+/// Records what a channel reported, by callback or in answer to a query: the same commands,
+/// with the same command ids, so hearing a fact twice records it once.
+pub(crate) async fn record_notice(
     state: &AppState,
     channel_account_id: &ChannelAccountId,
     notice: CallbackNotice,
+    source: OutcomeSource,
 ) -> Result<(), ApiError> {
     let trade_no = match &notice {
         CallbackNotice::PaymentSucceeded { trade_no, .. }
@@ -749,7 +916,7 @@ async fn record_notice(
                     trade_no,
                     channel_trade_no,
                     amount,
-                    source: OutcomeSource::Callback,
+                    source,
                 },
                 command_id,
             )
@@ -760,7 +927,7 @@ async fn record_notice(
                 OrderCommand::RecordFailure {
                     trade_no,
                     reason,
-                    source: OutcomeSource::Callback,
+                    source,
                 },
                 command_id,
             )

@@ -14,6 +14,7 @@
 //! - [`error`], [`metrics`], [`openapi`].
 #![warn(missing_docs)]
 
+pub mod allowlist;
 pub mod checkout;
 pub mod dto;
 pub mod error;

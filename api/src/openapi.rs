@@ -10,6 +10,9 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/merchants/{merchant_id}/channel-accounts") => {
             "Activate a channel account for a merchant (admin)"
         }
+        ("put", "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}") => {
+            "Re-activate a channel account with new parameters (key rotation) (admin)"
+        }
         ("get", "/v1/merchants/{merchant_id}/balances") => {
             "A merchant's double-entry balances (admin)"
         }

@@ -5,6 +5,10 @@
 //! - **refund submitter**: every refund requested and not settled is sent to its channel (once
 //!   per process; channels treat a repeated refund id as the same refund);
 //! - **webhook dispatcher**: due notifications are POSTed, signed, and every attempt recorded.
+//! - **sweeper**: payments and refunds still pending `sweep_after_seconds` after they started
+//!   are queried at their channel, and what the channel says is recorded exactly as its
+//!   callback would have been (a lost callback loses nothing); a payment past its expiry that
+//!   the channel has not seen paid is closed.
 //!
 //! Several nodes on one store all run these loops. Scheduling is idempotent (the stream must
 //! not exist yet); a refund submission and each webhook attempt are done under a lease
@@ -22,6 +26,7 @@ use paycenter_domain::ids::{NotificationId, RefundId};
 use paycenter_domain::notification::{DeliveryOutcome, Notification};
 use paycenter_domain::streams;
 use paycenter_gateway::http::HttpClient;
+use paycenter_gateway::{CallbackNotice, ChannelPaymentStatus, RefundStatus};
 use paycenter_store::ExpectedRevision;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -59,6 +64,7 @@ fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(schedule_notifications(state.clone()));
     tokio::spawn(submit_refunds(state.clone()));
+    tokio::spawn(sweep(state.clone()));
     tokio::spawn(dispatch_webhooks(state));
 }
 
@@ -164,10 +170,10 @@ async fn submit_refunds(state: Arc<AppState>) {
                             .iter()
                             .find(|refund| refund.refund_id == refund_id)?;
                         let account = model.channel_accounts.get(&payment.channel_account_id)?;
-                        Some((payment.trade_no.clone(), refund.amount, account.clone()))
+                        Some((payment.clone(), refund.amount, account.clone()))
                     })
             };
-            let Some((trade_no, amount, account)) = found else {
+            let Some((payment, amount, account)) = found else {
                 continue;
             };
             let Ok(adapter) = state.channel(account.channel) else {
@@ -189,8 +195,24 @@ async fn submit_refunds(state: Arc<AppState>) {
                 );
                 continue;
             }
-            match adapter.refund(&params, &trade_no, &refund_id, amount).await {
-                Ok(()) => {
+            let order = state.channel_order(&payment);
+            match adapter.refund(&params, &order, &refund_id, amount).await {
+                Ok(status) => {
+                    // Channels that settle at once (Alipay, Stripe) answer the outcome now;
+                    // recording it is what a refund callback would do.
+                    if let Some(notice) = refund_notice(&payment.trade_no, &refund_id, status) {
+                        if let Err(error) = crate::handlers::record_notice(
+                            &state,
+                            &payment.channel_account_id,
+                            notice,
+                            paycenter_domain::payment::OutcomeSource::Query,
+                        )
+                        .await
+                        {
+                            tracing::warn!(code = error.code, message = %error.message, %refund_id, "recording a refund outcome failed; will resubmit");
+                            continue;
+                        }
+                    }
                     backoff.remove(&refund_id);
                     submitted.insert(refund_id);
                 }
@@ -223,6 +245,202 @@ async fn submit_refunds(state: Arc<AppState>) {
             submitted.retain(|refund_id| still_pending.contains(refund_id));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// Queries made per sweep round, at most: a channel is not flooded after an outage.
+const MAX_SWEEP_QUERIES_PER_ROUND: usize = 256;
+
+/// What the sweeper asks about: a payment, or one refund of it.
+enum SweepItem {
+    Payment(paycenter_projections::model::PaymentView),
+    Refund(paycenter_projections::model::PaymentView, RefundId),
+}
+
+async fn sweep(state: Arc<AppState>) {
+    let sweep_after = chrono::Duration::seconds(state.config.sweep_after_seconds as i64);
+    // A round every quarter of the age, between 1 s and 60 s.
+    let round_ms = (state.config.sweep_after_seconds * 250).clamp(1_000, 60_000);
+    // When this node last asked about each item: an item is asked about once per sweep age,
+    // so a few unanswerable items cannot take every round's budget.
+    let mut last_asked: HashMap<String, std::time::Instant> = HashMap::new();
+    let asked_recently = |last_asked: &HashMap<String, std::time::Instant>, key: &str| {
+        last_asked
+            .get(key)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds))
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(round_ms)).await;
+        last_asked
+            .retain(|_, at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds));
+        let now = Utc::now();
+        let items: Vec<SweepItem> = {
+            let model = state.model.read().expect("model lock");
+            let mut items = Vec::new();
+            for payment in model.payments.values() {
+                if items.len() >= MAX_SWEEP_QUERIES_PER_ROUND {
+                    break;
+                }
+                match payment.status {
+                    paycenter_domain::payment::AttemptStatus::Pending => {
+                        if now - payment.created_at >= sweep_after
+                            && !asked_recently(&last_asked, payment.trade_no.as_str())
+                        {
+                            items.push(SweepItem::Payment(payment.clone()));
+                        }
+                    }
+                    paycenter_domain::payment::AttemptStatus::Succeeded => {
+                        for refund in &payment.refunds {
+                            if refund.status == paycenter_domain::payment::RefundStatus::Pending
+                                && now - refund.requested_at >= sweep_after
+                                && !asked_recently(&last_asked, refund.refund_id.as_str())
+                            {
+                                items.push(SweepItem::Refund(
+                                    payment.clone(),
+                                    refund.refund_id.clone(),
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            items
+        };
+        for item in items {
+            let (payment, key) = match &item {
+                SweepItem::Payment(payment) => (payment, payment.trade_no.to_string()),
+                SweepItem::Refund(payment, refund_id) => (payment, refund_id.to_string()),
+            };
+            last_asked.insert(key.clone(), std::time::Instant::now());
+            let lease = format!("sweep:{key}");
+            // The lease spaces queries of one item by the sweep age across every node.
+            if !take_lease(&state, &lease, state.config.sweep_after_seconds * 1_000) {
+                continue;
+            }
+            if let Err(error) = sweep_one(&state, &item, payment).await {
+                tracing::warn!(%error, trade_no = %payment.trade_no, "sweeper query failed; asked again next time");
+            }
+        }
+    }
+}
+
+/// Asks the channel about one item and records the answer.
+async fn sweep_one(
+    state: &AppState,
+    item: &SweepItem,
+    payment: &paycenter_projections::model::PaymentView,
+) -> Result<(), String> {
+    use paycenter_domain::payment::{CloseReason, Order, OrderCommand, OutcomeSource};
+    let account = state
+        .channel_account(&payment.channel_account_id)
+        .ok_or("channel account not found")?;
+    let adapter = state
+        .channel(account.channel)
+        .map_err(|error| error.message)?;
+    let params = state
+        .channel_params(&account)
+        .map_err(|error| error.message)?;
+    let order = state.channel_order(payment);
+    let record = |notice: CallbackNotice| async move {
+        crate::handlers::record_notice(
+            state,
+            &payment.channel_account_id,
+            notice,
+            OutcomeSource::Query,
+        )
+        .await
+        .map_err(|error| error.message)
+    };
+    match item {
+        SweepItem::Refund(_, refund_id) => {
+            let status = adapter
+                .query_refund(&params, &order, refund_id)
+                .await
+                .map_err(|error| error.to_string())?;
+            if let Some(notice) = refund_notice(&payment.trade_no, refund_id, status) {
+                tracing::info!(%refund_id, "sweeper learnt a refund's outcome by query");
+                record(notice).await?;
+            }
+            Ok(())
+        }
+        SweepItem::Payment(_) => {
+            let status = adapter
+                .query_payment(&params, &order)
+                .await
+                .map_err(|error| error.to_string())?;
+            let expired = Utc::now() > payment.expires_at;
+            match status {
+                ChannelPaymentStatus::Paid {
+                    channel_trade_no,
+                    amount,
+                } => {
+                    tracing::info!(trade_no = %payment.trade_no, "sweeper learnt a payment by query");
+                    record(CallbackNotice::PaymentSucceeded {
+                        trade_no: payment.trade_no.clone(),
+                        channel_trade_no,
+                        amount,
+                    })
+                    .await
+                }
+                ChannelPaymentStatus::Failed { reason } => {
+                    record(CallbackNotice::PaymentFailed {
+                        trade_no: payment.trade_no.clone(),
+                        reason,
+                    })
+                    .await
+                }
+                ChannelPaymentStatus::Closed
+                | ChannelPaymentStatus::Pending
+                | ChannelPaymentStatus::NotFound => {
+                    if !expired {
+                        return Ok(());
+                    }
+                    // Past its expiry and not paid: close it at the channel first, so a user
+                    // cannot pay it after paycenter records the close.
+                    if status != ChannelPaymentStatus::Closed {
+                        adapter
+                            .close_payment(&params, &order)
+                            .await
+                            .map_err(|error| error.to_string())?;
+                    }
+                    let command = OrderCommand::Close {
+                        trade_no: payment.trade_no.clone(),
+                        reason: CloseReason::Expired,
+                    };
+                    state
+                        .execute(
+                            &payment.order_stream,
+                            &format!("close-{}", payment.trade_no),
+                            |history, now| Order::from_events(history).decide(&command, now),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| error.message)
+                }
+            }
+        }
+    }
+}
+
+/// A settled refund status as the notice a callback would have brought; `None` while pending.
+fn refund_notice(
+    trade_no: &paycenter_domain::ids::TradeNo,
+    refund_id: &RefundId,
+    status: RefundStatus,
+) -> Option<CallbackNotice> {
+    match status {
+        RefundStatus::Pending => None,
+        RefundStatus::Succeeded { channel_refund_no } => Some(CallbackNotice::RefundSucceeded {
+            trade_no: trade_no.clone(),
+            refund_id: refund_id.clone(),
+            channel_refund_no,
+        }),
+        RefundStatus::Failed { reason } => Some(CallbackNotice::RefundFailed {
+            trade_no: trade_no.clone(),
+            refund_id: refund_id.clone(),
+            reason,
+        }),
     }
 }
 

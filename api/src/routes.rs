@@ -161,11 +161,34 @@ pub fn routes(
         .then(
             |merchant_id: String, state: Arc<AppState>, auth: Option<String>, body| {
                 admin_then(state, auth, "create_channel_account", move |state| {
-                    handlers::create_channel_account(state, merchant_id, body)
+                    handlers::create_channel_account(state, merchant_id, None, body)
                 })
             },
         )
         .boxed();
+    let rotate_channel_account =
+        warp::path!("v1" / "merchants" / String / "channel-accounts" / String)
+            .and(warp::put())
+            .and(with_state.clone())
+            .and(auth)
+            .and(body)
+            .then(
+                |merchant_id: String,
+                 channel_account_id: String,
+                 state: Arc<AppState>,
+                 auth: Option<String>,
+                 body| {
+                    admin_then(state, auth, "rotate_channel_account", move |state| {
+                        handlers::create_channel_account(
+                            state,
+                            merchant_id,
+                            Some(channel_account_id),
+                            body,
+                        )
+                    })
+                },
+            )
+            .boxed();
     let merchant_balances = warp::path!("v1" / "merchants" / String / "balances")
         .and(warp::get())
         .and(with_state.clone())
@@ -354,12 +377,14 @@ pub fn routes(
     let callback = warp::path!("callbacks" / String / String)
         .and(warp::post())
         .and(with_state.clone())
+        .and(warp::addr::remote())
         .and(warp::header::headers_cloned())
         .and(body)
         .then(
             |channel: String,
              account: String,
              state: Arc<AppState>,
+             peer: Option<std::net::SocketAddr>,
              headers: warp::http::HeaderMap,
              body: bytes::Bytes| async move {
                 let started = Instant::now();
@@ -372,8 +397,14 @@ pub fn routes(
                         .collect(),
                     body: body.to_vec(),
                 };
-                let (status, content_type, text) =
-                    handlers::channel_callback(state.clone(), channel, account, request).await;
+                let (status, content_type, text) = handlers::channel_callback(
+                    state.clone(),
+                    channel,
+                    account,
+                    peer.map(|peer| peer.ip()),
+                    request,
+                )
+                .await;
                 state
                     .metrics
                     .observe("channel_callback", status, started.elapsed().as_secs_f64());
@@ -466,6 +497,7 @@ pub fn routes(
     let all: Vec<BoxedFilter<(Response<Body>,)>> = vec![
         create_merchant,
         create_channel_account,
+        rotate_channel_account,
         merchant_balances,
         list_projections,
         rebuild_projection,
@@ -532,6 +564,10 @@ async fn recover(rejection: Rejection) -> Result<Response<Body>, Infallible> {
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/merchants"),
     ("post", "/v1/merchants/{merchant_id}/channel-accounts"),
+    (
+        "put",
+        "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}",
+    ),
     ("get", "/v1/merchants/{merchant_id}/balances"),
     ("post", "/v1/reconciliations"),
     ("post", "/v1/reconciliations/upload"),

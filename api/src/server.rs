@@ -6,7 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use paycenter_domain::notification::RetrySchedule;
 use paycenter_domain::payment::DEFAULT_MIN_ATTEMPT_INTERVAL_MS;
+use paycenter_gateway::alipay::AlipayChannel;
 use paycenter_gateway::sandbox::{SandboxChannel, SandboxProvider};
+use paycenter_gateway::stripe::StripeChannel;
+use paycenter_gateway::wechatpay::WechatpayChannel;
 use paycenter_projections::ReadModel;
 use paycenter_store::{EventStore, PostgresStore, SqliteConfig, SqliteStore};
 
@@ -39,6 +42,34 @@ pub struct ServeOptions {
     /// This node's name among nodes sharing a store (`PAYCENTER_NODE_ID`); host, process
     /// id and a random suffix by default.
     pub node_id: String,
+    /// Timeout of each call to a channel (`PAYCENTER_CHANNEL_TIMEOUT_MS`).
+    pub channel_timeout_ms: u64,
+    /// Age after which a pending payment or refund is queried at its channel, and the spacing
+    /// of later queries (`PAYCENTER_SWEEP_AFTER_SECONDS`).
+    pub sweep_after_seconds: u64,
+}
+
+/// A whole number from the environment within `range`, or `default` when unset.
+fn env_number(
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|value| range.contains(value))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
 }
 
 impl ServeOptions {
@@ -85,6 +116,8 @@ impl ServeOptions {
                     .ok_or_else(|| anyhow::anyhow!("PAYCENTER_WEBHOOK_TIMEOUT_MS must be milliseconds from 100 to 120000"))?,
                 Err(_) => 10_000,
             },
+            channel_timeout_ms: env_number("PAYCENTER_CHANNEL_TIMEOUT_MS", 100..=120_000, 10_000)?,
+            sweep_after_seconds: env_number("PAYCENTER_SWEEP_AFTER_SECONDS", 1..=86_400, 300)?,
             node_id: match std::env::var("PAYCENTER_NODE_ID") {
                 Ok(node_id) if !node_id.trim().is_empty() => node_id.trim().to_owned(),
                 _ => default_node_id(),
@@ -185,8 +218,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             retry_schedule: options.retry_schedule.clone(),
             webhook_timeout_ms: options.webhook_timeout_ms,
             node_id: options.node_id.clone(),
+            sweep_after_seconds: options.sweep_after_seconds,
         },
         sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
+        alipay: AlipayChannel::new(options.channel_timeout_ms),
+        wechatpay: WechatpayChannel::new(options.channel_timeout_ms),
+        stripe: StripeChannel::new(options.channel_timeout_ms),
         sandbox_provider,
         metrics: Default::default(),
         idempotency_locks: Default::default(),

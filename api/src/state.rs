@@ -33,6 +33,8 @@ pub struct ServiceConfig {
     pub webhook_timeout_ms: u64,
     /// This node's name in leases: unique among the nodes sharing a store.
     pub node_id: String,
+    /// Age after which the sweeper asks a channel about a pending payment or refund.
+    pub sweep_after_seconds: u64,
 }
 
 /// A stream as read for a decision.
@@ -61,6 +63,12 @@ pub struct AppState {
     pub sandbox_provider: Arc<SandboxProvider>,
     /// The sandbox adapter.
     pub sandbox: SandboxChannel,
+    /// The Alipay adapter.
+    pub alipay: paycenter_gateway::alipay::AlipayChannel,
+    /// The WeChat Pay adapter.
+    pub wechatpay: paycenter_gateway::wechatpay::WechatpayChannel,
+    /// The Stripe adapter.
+    pub stripe: paycenter_gateway::stripe::StripeChannel,
     /// Counters and histograms for `/metrics`.
     pub metrics: Metrics,
     /// Per-key locks for `Idempotency-Key` requests.
@@ -75,21 +83,45 @@ pub struct AppState {
 const MAX_COMMAND_RETRIES: usize = 5;
 
 impl AppState {
-    /// The adapter of a channel. Only the sandbox is built in today.
+    /// The adapter of a channel.
     pub fn channel(
         &self,
         channel: paycenter_domain::payment::Channel,
     ) -> Result<&dyn PaymentChannel, ApiError> {
-        match channel {
-            paycenter_domain::payment::Channel::Sandbox => Ok(&self.sandbox),
-            other => Err(ApiError::new(
-                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_channel",
-                format!(
-                    "channel {} is not available in this build; use \"sandbox\"",
-                    other.name()
-                ),
-            )),
+        use paycenter_domain::payment::Channel;
+        Ok(match channel {
+            Channel::Sandbox => &self.sandbox,
+            Channel::Alipay => &self.alipay,
+            Channel::Wechatpay => &self.wechatpay,
+            Channel::Stripe => &self.stripe,
+        })
+    }
+
+    /// Where a channel account's callbacks arrive.
+    pub fn notify_url(
+        &self,
+        channel: paycenter_domain::payment::Channel,
+        channel_account_id: &paycenter_domain::ids::ChannelAccountId,
+    ) -> String {
+        format!(
+            "{}/callbacks/{}/{}",
+            self.config.public_url,
+            channel.name(),
+            channel_account_id
+        )
+    }
+
+    /// A payment as its channel's calls name it.
+    pub fn channel_order(
+        &self,
+        payment: &paycenter_projections::model::PaymentView,
+    ) -> paycenter_gateway::ChannelOrder {
+        paycenter_gateway::ChannelOrder {
+            trade_no: payment.trade_no.clone(),
+            channel_reference: payment.channel_reference.clone(),
+            channel_trade_no: payment.channel_trade_no.clone(),
+            amount: payment.amount,
+            notify_url: self.notify_url(payment.channel, &payment.channel_account_id),
         }
     }
 

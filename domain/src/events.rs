@@ -72,6 +72,17 @@ pub struct PaymentAttemptStarted {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The channel accepted a payment attempt and gave paycenter what later calls need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttemptInitiated {
+    pub trade_no: TradeNo,
+    /// The channel's own handle on the payment before it is paid (Stripe's PaymentIntent id).
+    pub channel_reference: Option<String>,
+    /// What paycenter's checkout page shows as a QR code (WeChat Pay's `code_url` for `pc`).
+    pub checkout_qr_code: Option<String>,
+    pub initiated_at: DateTime<Utc>,
+}
+
 /// A pending attempt was closed: the user will not pay it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentAttemptClosed {
@@ -266,6 +277,7 @@ events! {
     ChannelAccountActivated => "channel_account.activated",
     AppRegistered => "app.registered",
     PaymentAttemptStarted => "payment.attempt_started",
+    PaymentAttemptInitiated => "payment.attempt_initiated",
     PaymentAttemptClosed => "payment.attempt_closed",
     PaymentSucceeded => "payment.succeeded",
     PaymentFailed => "payment.failed",

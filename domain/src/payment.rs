@@ -205,6 +205,10 @@ pub struct Attempt {
     pub started: PaymentAttemptStarted,
     pub status: AttemptStatus,
     pub channel_trade_no: Option<ChannelTradeNo>,
+    /// The channel's handle from [`PaymentAttemptInitiated`], when it gave one.
+    pub channel_reference: Option<String>,
+    /// Set once a [`PaymentAttemptInitiated`] was recorded.
+    pub was_initiated: bool,
     /// Set when the attempt was closed at some point (a later success is then a duplicate).
     pub was_closed: bool,
     pub refunds: Vec<Refund>,
@@ -288,6 +292,12 @@ pub enum OrderCommand {
         reason: String,
         source: OutcomeSource,
     },
+    /// The channel accepted the attempt; record its handle and checkout QR code.
+    RecordInitiation {
+        trade_no: TradeNo,
+        channel_reference: Option<String>,
+        checkout_qr_code: Option<String>,
+    },
     Close {
         trade_no: TradeNo,
         reason: CloseReason,
@@ -344,9 +354,17 @@ impl Order {
                     started: started.clone(),
                     status: AttemptStatus::Pending,
                     channel_trade_no: None,
+                    channel_reference: None,
+                    was_initiated: false,
                     was_closed: false,
                     refunds: Vec::new(),
                 });
+            }
+            Event::PaymentAttemptInitiated(initiated) => {
+                let attempt = self.attempt_mut(&initiated.trade_no);
+                assert!(!attempt.was_initiated, "an attempt is initiated once");
+                attempt.was_initiated = true;
+                attempt.channel_reference = initiated.channel_reference.clone();
             }
             Event::PaymentAttemptClosed(closed) => {
                 let attempt = self.attempt_mut(&closed.trade_no);
@@ -464,6 +482,27 @@ impl Order {
                     source: *source,
                     failed_at: now,
                 })])
+            }
+            OrderCommand::RecordInitiation {
+                trade_no,
+                channel_reference,
+                checkout_qr_code,
+            } => {
+                let attempt = self.known_attempt(trade_no)?;
+                // Once per attempt: a repeat (or a retried create) records nothing new.
+                if attempt.was_initiated
+                    || (channel_reference.is_none() && checkout_qr_code.is_none())
+                {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Event::PaymentAttemptInitiated(
+                    PaymentAttemptInitiated {
+                        trade_no: trade_no.clone(),
+                        channel_reference: channel_reference.clone(),
+                        checkout_qr_code: checkout_qr_code.clone(),
+                        initiated_at: now,
+                    },
+                )])
             }
             OrderCommand::Close { trade_no, reason } => {
                 let attempt = self.known_attempt(trade_no)?;

@@ -6,17 +6,29 @@ use std::time::Duration;
 use hyper::client::HttpConnector;
 use hyper::{Body, Client, Request};
 
-/// An answer: status and body.
+/// An answer: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct HttpAnswer {
     /// HTTP status.
     pub status: u16,
+    /// Header names lowercased, values as received (non-UTF-8 values dropped).
+    pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
 }
 
+impl HttpAnswer {
+    /// The first header with this (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 /// The most bytes read from an answer.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
+const MAX_ANSWER_BYTES: usize = 8 << 20;
 
 /// A shared client with a per-call timeout.
 #[derive(Clone)]
@@ -45,7 +57,23 @@ impl HttpClient {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<HttpAnswer, String> {
-        let mut request = Request::post(url);
+        self.send("POST", url, headers, body).await
+    }
+
+    /// GETs `url` with the given headers.
+    pub async fn get(&self, url: &str, headers: &[(&str, String)]) -> Result<HttpAnswer, String> {
+        self.send("GET", url, headers, Vec::new()).await
+    }
+
+    /// Sends one request; the whole exchange, body included, is bounded by the timeout.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<HttpAnswer, String> {
+        let mut request = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(*name, value.as_str());
         }
@@ -59,11 +87,27 @@ impl HttpClient {
                 .await
                 .map_err(|error| error.to_string())?;
             let status = response.status().as_u16();
-            let bytes = hyper::body::to_bytes(response.into_body())
-                .await
-                .map_err(|error| error.to_string())?;
-            let body = bytes[..bytes.len().min(MAX_ANSWER_BYTES)].to_vec();
-            Ok(HttpAnswer { status, body })
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                })
+                .collect();
+            let mut body = Vec::new();
+            let mut stream = response.into_body();
+            while let Some(chunk) = hyper::body::HttpBody::data(&mut stream).await {
+                let chunk = chunk.map_err(|error| error.to_string())?;
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(HttpAnswer {
+                status,
+                headers,
+                body,
+            })
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(answer) => answer,

@@ -10,13 +10,21 @@
 //! - [`signing`]: HMAC-SHA256 signatures with a timestamp (`t=...,v1=...`), shared by the
 //!   sandbox channel and paycenter's own webhooks.
 //! - [`http`]: the outbound HTTP client with a timeout on every call.
+//! - [`rsa_sha256`]: RSA keys in the forms channel consoles hand out; SHA256withRSA.
 //! - [`sandbox`]: paycenter's built-in simulated third party.
+//! - [`alipay`], [`wechatpay`], [`stripe`]: the real channels, each with its wire types beside it.
+//! - [`bills`]: parsers of the channels' daily bill files.
 #![warn(missing_docs)]
 
+pub mod alipay;
+pub mod bills;
 pub mod http;
+pub mod rsa_sha256;
 pub mod sandbox;
 pub mod secret;
 pub mod signing;
+pub mod stripe;
+pub mod wechatpay;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +64,16 @@ pub enum GatewayError {
         /// What happened.
         reason: String,
     },
+    /// The payment lacks something this channel and invoke method need.
+    #[error("{channel} {invoke_method} payments need {field}")]
+    MissingPaymentField {
+        /// The channel.
+        channel: &'static str,
+        /// The invoke method.
+        invoke_method: &'static str,
+        /// The request field to add.
+        field: &'static str,
+    },
     /// A callback failed verification (signature, format, freshness).
     #[error("callback rejected: {reason}")]
     CallbackRejected {
@@ -79,6 +97,60 @@ pub struct CreatePayment {
     pub invoke_method: InvokeMethod,
     /// Unix seconds after which the channel must refuse payment.
     pub expires_at_unix: i64,
+    /// Where the channel posts its callbacks for this channel account.
+    pub notify_url: String,
+    /// paycenter's checkout page for this payment (channels without a page of their own).
+    pub checkout_url: String,
+    /// The payer's id at the channel (WeChat Pay `openid`, Alipay `buyer_id`), when the app
+    /// gave one; JSAPI and mini-program payments need it.
+    pub payer_id: Option<String>,
+    /// The payer's IP address as the app saw it (WeChat Pay H5 needs it).
+    pub client_ip: Option<String>,
+}
+
+/// What a channel answered when a payment was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiated {
+    /// What the user must be shown.
+    pub action: PaymentAction,
+    /// The channel's own handle on the payment when it gives one before payment (Stripe's
+    /// PaymentIntent id); later queries, closes and refunds need it.
+    pub channel_reference: Option<String>,
+    /// What paycenter's checkout page shows as a QR code, for channels whose `pc` payments are
+    /// paid by scanning (WeChat Pay's `code_url`).
+    pub checkout_qr_code: Option<String>,
+}
+
+/// A payment as later channel calls name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOrder {
+    /// paycenter's serial (the channel's merchant order number).
+    pub trade_no: TradeNo,
+    /// The channel's handle from [`Initiated::channel_reference`], when it gave one.
+    pub channel_reference: Option<String>,
+    /// The channel's id once paid.
+    pub channel_trade_no: Option<ChannelTradeNo>,
+    /// The payment's amount (WeChat Pay's refund call repeats it).
+    pub amount: Money,
+    /// Where the channel posts its callbacks for this channel account.
+    pub notify_url: String,
+}
+
+/// What a channel says of a refund, when submitted or asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundStatus {
+    /// Accepted, not settled: the outcome comes by callback or a later query.
+    Pending,
+    /// Refunded.
+    Succeeded {
+        /// The channel's refund id.
+        channel_refund_no: String,
+    },
+    /// Refused or failed.
+    Failed {
+        /// The channel's words.
+        reason: String,
+    },
 }
 
 /// What the app must show the user to pay: the `action` of the create answer.
@@ -238,6 +310,16 @@ pub trait PaymentChannel: Send + Sync {
     /// The invoke methods it supports.
     fn supported_invoke_methods(&self) -> &'static [InvokeMethod];
 
+    /// The payment request fields (`payer_id`, `client_ip`) an invoke method needs here.
+    fn required_payment_fields(&self, _invoke_method: InvokeMethod) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The currencies it takes; `None` when it takes any.
+    fn supported_currencies(&self) -> Option<&'static [paycenter_domain::Currency]> {
+        None
+    }
+
     /// Checks a channel account's parameters at activation; answers them normalized.
     fn validate_params(
         &self,
@@ -249,29 +331,39 @@ pub trait PaymentChannel: Send + Sync {
         &'a self,
         params: &'a serde_json::Value,
         request: &'a CreatePayment,
-    ) -> BoxFuture<'a, Result<PaymentAction, GatewayError>>;
+    ) -> BoxFuture<'a, Result<Initiated, GatewayError>>;
 
     /// Closes a pending payment at the channel.
     fn close_payment<'a>(
         &'a self,
         params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<(), GatewayError>>;
 
-    /// Asks the channel to refund; the outcome arrives by callback.
+    /// Asks the channel to refund. A repeated `refund_id` is the same refund at every channel.
+    /// Channels that settle at once answer the outcome; the others answer `Pending` and tell it
+    /// by callback or a later [`PaymentChannel::query_refund`].
     fn refund<'a>(
         &'a self,
         params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
         refund_id: &'a RefundId,
         amount: Money,
-    ) -> BoxFuture<'a, Result<(), GatewayError>>;
+    ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>>;
+
+    /// Asks the channel where a refund stands.
+    fn query_refund<'a>(
+        &'a self,
+        params: &'a serde_json::Value,
+        order: &'a ChannelOrder,
+        refund_id: &'a RefundId,
+    ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>>;
 
     /// Asks the channel where a payment stands.
     fn query_payment<'a>(
         &'a self,
         params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>>;
 
     /// The channel's bill of payments made on `day` (in the channel's time zone; UTC for the sandbox).
@@ -291,6 +383,68 @@ pub trait PaymentChannel: Send + Sync {
 
     /// The answer for a callback that was recorded (`accepted`) or refused.
     fn callback_answer(&self, accepted: bool) -> CallbackAnswer;
+}
+
+/// A required string parameter of a channel account.
+pub(crate) fn required_param<'a>(
+    params: &'a serde_json::Value,
+    name: &str,
+) -> Result<&'a str, GatewayError> {
+    params
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .filter(|value| !value.trim().is_empty())
+        .ok_or_else(|| GatewayError::InvalidParams {
+            reason: format!("{name} is required (a non-empty string)"),
+        })
+}
+
+/// Refuses parameters other than `allowed`, so a misspelt name is caught at activation.
+pub(crate) fn refuse_unknown_params(
+    params: &serde_json::Value,
+    allowed: &[&str],
+) -> Result<(), GatewayError> {
+    let Some(object) = params.as_object() else {
+        return Err(GatewayError::InvalidParams {
+            reason: "params must be an object".into(),
+        });
+    };
+    if let Some(unknown) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(GatewayError::InvalidParams {
+            reason: format!(
+                "unknown parameter {unknown:?}; expected some of {}",
+                allowed.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// An optional `gateway_url` parameter: an absolute http(s) URL without a trailing slash.
+pub(crate) fn gateway_url_param(
+    params: &serde_json::Value,
+    default_url: &str,
+) -> Result<String, GatewayError> {
+    let Some(value) = params.get("gateway_url") else {
+        return Ok(default_url.to_owned());
+    };
+    let url = value.as_str().unwrap_or("");
+    let valid = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 512
+        && !url.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(GatewayError::InvalidParams {
+            reason: "gateway_url must be an absolute http(s) URL".into(),
+        });
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// A channel answer that could not be understood: the channel is treated as unavailable.
+pub(crate) fn unavailable(reason: impl Into<String>) -> GatewayError {
+    GatewayError::Unavailable {
+        reason: reason.into(),
+    }
 }
 
 /// Checks the invoke method against what a channel supports.

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::HttpClient;
 use crate::{
-    BillRow, BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelPaymentStatus,
-    CreatePayment, GatewayError, PaymentAction, PaymentChannel,
+    BillRow, BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder,
+    ChannelPaymentStatus, CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel,
+    RefundStatus,
 };
 
 /// The callback signature header.
@@ -299,6 +300,11 @@ const SANDBOX_METHODS: &[InvokeMethod] = &[
     InvokeMethod::NativeQr,
 ];
 
+/// The sandbox's id of a refund.
+fn sandbox_refund_no(refund_id: &RefundId) -> String {
+    format!("SBXR{}", refund_id.as_str().trim_start_matches("rf_"))
+}
+
 impl PaymentChannel for SandboxChannel {
     fn channel(&self) -> Channel {
         Channel::Sandbox
@@ -330,7 +336,7 @@ impl PaymentChannel for SandboxChannel {
         &'a self,
         params: &'a serde_json::Value,
         request: &'a CreatePayment,
-    ) -> BoxFuture<'a, Result<PaymentAction, GatewayError>> {
+    ) -> BoxFuture<'a, Result<Initiated, GatewayError>> {
         Box::pin(async move {
             let signing_secret = Self::secret(params)?;
             let mut trades = self.provider.trades.lock().expect("sandbox lock");
@@ -360,8 +366,12 @@ impl PaymentChannel for SandboxChannel {
                     ),
                     signing_secret,
                 });
-            Ok(PaymentAction::CheckoutUrl {
-                url: format!("{}/checkout/{}", self.public_url, request.trade_no),
+            Ok(Initiated {
+                action: PaymentAction::CheckoutUrl {
+                    url: format!("{}/checkout/{}", self.public_url, request.trade_no),
+                },
+                channel_reference: None,
+                checkout_qr_code: None,
             })
         })
     }
@@ -369,8 +379,9 @@ impl PaymentChannel for SandboxChannel {
     fn close_payment<'a>(
         &'a self,
         _params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        let trade_no = &order.trade_no;
         Box::pin(async move {
             let mut trades = self.provider.trades.lock().expect("sandbox lock");
             if let Some(trade) = trades.get_mut(trade_no) {
@@ -385,10 +396,11 @@ impl PaymentChannel for SandboxChannel {
     fn refund<'a>(
         &'a self,
         _params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
         refund_id: &'a RefundId,
         amount: Money,
-    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+    ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
+        let trade_no = &order.trade_no;
         Box::pin(async move {
             let (url, secret, body) = {
                 let mut trades = self.provider.trades.lock().expect("sandbox lock");
@@ -410,10 +422,7 @@ impl PaymentChannel for SandboxChannel {
                     }
                     CallbackBody {
                         refund_id: Some(refund_id.to_string()),
-                        channel_refund_no: Some(format!(
-                            "SBXR{}",
-                            refund_id.as_str().trim_start_matches("rf_")
-                        )),
+                        channel_refund_no: Some(sandbox_refund_no(refund_id)),
                         ..CallbackBody::about("refund.succeeded", trade).with_amount(amount)
                     }
                 } else {
@@ -430,15 +439,38 @@ impl PaymentChannel for SandboxChannel {
                 )
             };
             self.provider.send_callback(url, secret, body);
-            Ok(())
+            // Like most channels, the sandbox tells the outcome by callback.
+            Ok(RefundStatus::Pending)
+        })
+    }
+
+    fn query_refund<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        order: &'a ChannelOrder,
+        refund_id: &'a RefundId,
+    ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
+        Box::pin(async move {
+            let refunded = self
+                .provider
+                .trade(&order.trade_no)
+                .is_some_and(|trade| trade.refund_ids.contains(refund_id));
+            Ok(if refunded {
+                RefundStatus::Succeeded {
+                    channel_refund_no: sandbox_refund_no(refund_id),
+                }
+            } else {
+                RefundStatus::Pending
+            })
         })
     }
 
     fn query_payment<'a>(
         &'a self,
         _params: &'a serde_json::Value,
-        trade_no: &'a TradeNo,
+        order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
+        let trade_no = &order.trade_no;
         Box::pin(async move {
             let Some(trade) = self.provider.trade(trade_no) else {
                 return Ok(ChannelPaymentStatus::NotFound);

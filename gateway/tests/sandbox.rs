@@ -12,8 +12,8 @@ use paycenter_domain::payment::InvokeMethod;
 use paycenter_domain::{Currency, Money};
 use paycenter_gateway::sandbox::{SandboxChannel, SandboxOutcome, SandboxProvider};
 use paycenter_gateway::{
-    CallbackNotice, CallbackRequest, ChannelPaymentStatus, CreatePayment, PaymentAction,
-    PaymentChannel,
+    CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus, CreatePayment,
+    PaymentAction, PaymentChannel,
 };
 
 /// Accepts HTTP requests on loopback and hands each over as a `CallbackRequest`.
@@ -83,8 +83,23 @@ async fn sandbox_speaks_like_a_channel() {
         subject: "rent".into(),
         invoke_method: InvokeMethod::Wap,
         expires_at_unix: Utc::now().timestamp() + 600,
+        notify_url: format!("{base}/callbacks/sandbox/{account}"),
+        checkout_url: format!("{base}/checkout/{trade_no}"),
+        payer_id: None,
+        client_ip: None,
     };
-    let action = channel.create_payment(&params, &request).await.unwrap();
+    let order = ChannelOrder {
+        trade_no: trade_no.clone(),
+        channel_reference: None,
+        channel_trade_no: None,
+        amount,
+        notify_url: request.notify_url.clone(),
+    };
+    let action = channel
+        .create_payment(&params, &request)
+        .await
+        .unwrap()
+        .action;
     assert_eq!(
         action,
         PaymentAction::CheckoutUrl {
@@ -92,7 +107,7 @@ async fn sandbox_speaks_like_a_channel() {
         }
     );
     assert_eq!(
-        channel.query_payment(&params, &trade_no).await.unwrap(),
+        channel.query_payment(&params, &order).await.unwrap(),
         ChannelPaymentStatus::Pending
     );
 
@@ -112,7 +127,7 @@ async fn sandbox_speaks_like_a_channel() {
     };
     assert_eq!((paid, paid_amount), (trade_no.clone(), amount));
     assert_eq!(
-        channel.query_payment(&params, &trade_no).await.unwrap(),
+        channel.query_payment(&params, &order).await.unwrap(),
         ChannelPaymentStatus::Paid {
             channel_trade_no: channel_trade_no.clone(),
             amount
@@ -131,11 +146,11 @@ async fn sandbox_speaks_like_a_channel() {
     let refund_id = RefundId::parse("rf_one").unwrap();
     let part = Money::from_minor(300, Currency::CNY);
     channel
-        .refund(&params, &trade_no, &refund_id, part)
+        .refund(&params, &order, &refund_id, part)
         .await
         .unwrap();
     channel
-        .refund(&params, &trade_no, &refund_id, part)
+        .refund(&params, &order, &refund_id, part)
         .await
         .unwrap();
     for _ in 0..2 {
@@ -151,7 +166,7 @@ async fn sandbox_speaks_like_a_channel() {
     channel
         .refund(
             &params,
-            &trade_no,
+            &order,
             &RefundId::parse("rf_two").unwrap(),
             Money::from_minor(701, Currency::CNY),
         )

@@ -37,6 +37,12 @@ pub struct PaymentView {
     pub trade_no: TradeNo,
     pub order_no: OrderNo,
     pub channel_trade_no: Option<ChannelTradeNo>,
+    /// The channel's handle before payment (Stripe's PaymentIntent id).
+    #[serde(default)]
+    pub channel_reference: Option<String>,
+    /// The QR code paycenter's checkout page shows (WeChat Pay `pc` payments).
+    #[serde(default)]
+    pub checkout_qr_code: Option<String>,
     pub merchant_id: MerchantId,
     pub app_id: AppId,
     pub channel_account_id: ChannelAccountId,
@@ -199,6 +205,8 @@ impl ReadModel {
                     trade_no: event.trade_no.clone(),
                     order_no: event.order_no.clone(),
                     channel_trade_no: None,
+                    channel_reference: None,
+                    checkout_qr_code: None,
                     merchant_id: event.merchant_id.clone(),
                     app_id: event.app_id.clone(),
                     channel_account_id: event.channel_account_id.clone(),
@@ -220,6 +228,11 @@ impl ReadModel {
                     .or_default()
                     .push(event.trade_no.clone());
                 self.payments.insert(event.trade_no, view);
+            }
+            Event::PaymentAttemptInitiated(event) => {
+                let payment = self.payment_mut(&event.trade_no);
+                payment.channel_reference = event.channel_reference;
+                payment.checkout_qr_code = event.checkout_qr_code;
             }
             Event::PaymentAttemptClosed(event) => {
                 let payment = self.payment_mut(&event.trade_no);
