@@ -1,0 +1,274 @@
+"""A local stand-in for Alipay's OpenAPI gateway, for paycenter's tests.
+
+Every request paycenter sends is checked with both Alipay SDKs from PyPI (python-alipay-sdk and
+the official alipay-sdk-python); answers and notifies are signed with python-alipay-sdk (and on
+request with the official SDK), as Alipay would sign them. Keys are made fresh at start and
+printed as one JSON line: {"port", "app_id", "app_private_key", "alipay_public_key"}.
+
+Test controls (not part of Alipay's protocol):
+  POST /__control/verify_query  {"query": "<signed query string>"}  -> both SDKs' verdicts;
+       a verified page/wap/app pay request also opens its trade, as the user's browser would.
+  POST /__control/pay     {"out_trade_no", "signer": "python"|"official", "tamper": bool,
+                           "send": bool} -> the notify (and paycenter's answer when sent)
+  GET  /__control/stats   -> {"verified": n, "rejected": n}
+"""
+import base64
+import io
+import json
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from alipay import AliPay
+from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa2, verify_with_rsa
+from Cryptodome.PublicKey import RSA
+
+APP_ID = "2021000000000001"
+app_key = RSA.generate(2048)
+alipay_key = RSA.generate(2048)
+
+
+def bare(pem):
+    return "".join(line for line in pem.decode().splitlines() if not line.startswith("-----"))
+
+
+# Alipay's side: signs with its own key, verifies requests with the app's public key.
+ALIPAY = AliPay(
+    appid=APP_ID,
+    app_notify_url=None,
+    app_private_key_string=alipay_key.export_key(pkcs=8).decode(),
+    alipay_public_key_string=app_key.publickey().export_key().decode(),
+    sign_type="RSA2",
+)
+APP_PUBLIC_BARE = bare(app_key.publickey().export_key())
+ALIPAY_PRIVATE_PKCS1_BARE = bare(alipay_key.export_key(pkcs=1))
+
+lock = threading.Lock()
+trades = {}
+stats = {"verified": 0, "rejected": 0}
+
+
+def verify_request(params):
+    """Both SDKs' verdicts on a request's signature (everything but `sign` is signed)."""
+    sign = params.get("sign", "")
+    unsigned = {k: v for k, v in params.items() if k != "sign"}
+    content = "&".join("{}={}".format(k, v) for k, v in ALIPAY._ordered_data(dict(unsigned)))
+    python_sdk = ALIPAY._verify(content, sign)
+    try:
+        official_sdk = verify_with_rsa(APP_PUBLIC_BARE, get_sign_content(unsigned).encode("utf-8"), sign)
+    except Exception:
+        official_sdk = False
+    return python_sdk, official_sdk
+
+
+def signed_answer(method, node):
+    node_text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+    sign = ALIPAY._sign(node_text)
+    name = method.replace(".", "_") + "_response"
+    return '{"%s":%s,"sign":"%s"}' % (name, node_text, sign)
+
+
+def ok(extra):
+    node = {"code": "10000", "msg": "Success"}
+    node.update(extra)
+    return node
+
+
+def fail(sub_code, sub_msg):
+    return {"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
+
+
+def open_trade(biz, notify_url):
+    with lock:
+        trades.setdefault(biz["out_trade_no"], {
+            "out_trade_no": biz["out_trade_no"],
+            "total_amount": biz["total_amount"],
+            "subject": biz.get("subject", ""),
+            "status": "WAIT_BUYER_PAY",
+            "trade_no": "2026" + str(int(time.time() * 1000000))[-20:],
+            "notify_url": notify_url,
+            "refunds": {},
+        })
+        return trades[biz["out_trade_no"]]
+
+
+def handle(method, biz, params, port):
+    out_trade_no = biz.get("out_trade_no", "")
+    if method in ("alipay.trade.precreate", "alipay.trade.create"):
+        trade = open_trade(biz, params.get("notify_url"))
+        if method == "alipay.trade.precreate":
+            return ok({"out_trade_no": out_trade_no, "qr_code": "https://qr.alipay.example/" + out_trade_no})
+        return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"]})
+    with lock:
+        trade = trades.get(out_trade_no)
+        if method == "alipay.data.dataservice.bill.downloadurl.query":
+            return ok({"bill_download_url": "http://127.0.0.1:%d/bill?date=%s" % (port, biz["bill_date"])})
+        if trade is None:
+            return fail("ACQ.TRADE_NOT_EXIST", "trade does not exist")
+        if method == "alipay.trade.query":
+            return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"],
+                       "trade_status": trade["status"], "total_amount": trade["total_amount"]})
+        if method == "alipay.trade.close":
+            if trade["status"] != "WAIT_BUYER_PAY":
+                return fail("ACQ.TRADE_STATUS_ERROR", "trade is not waiting for payment")
+            trade["status"] = "TRADE_CLOSED"
+            return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"]})
+        if method == "alipay.trade.refund":
+            request_no = biz["out_request_no"]
+            if request_no not in trade["refunds"]:
+                if trade["status"] != "TRADE_SUCCESS":
+                    return fail("ACQ.TRADE_STATUS_ERROR", "trade is not paid")
+                refunded = sum(float(v) for v in trade["refunds"].values())
+                if refunded + float(biz["refund_amount"]) > float(trade["total_amount"]) + 1e-9:
+                    return fail("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "refund exceeds the payment")
+                trade["refunds"][request_no] = biz["refund_amount"]
+            return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"], "fund_change": "Y",
+                       "refund_fee": trade["refunds"][request_no]})
+        if method == "alipay.trade.fastpay.refund.query":
+            request_no = biz["out_request_no"]
+            if request_no not in trade["refunds"]:
+                return ok({"out_trade_no": out_trade_no})
+            return ok({"out_trade_no": out_trade_no, "out_request_no": request_no,
+                       "refund_amount": trade["refunds"][request_no], "refund_status": "REFUND_SUCCESS"})
+    return {"code": "40004", "msg": "Business Failed", "sub_code": "isv.unsupported-method", "sub_msg": method}
+
+
+def bill_zip(date):
+    lines = ["#支付宝交易记录明细查询", "#账号：[2088000000000001]",
+             "#起始日期：[%s 00:00:00]   终止日期：[%s 23:59:59]" % (date, date),
+             "#-----------------------------------------业务明细列表----------------------------------------",
+             "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"]
+    with lock:
+        for trade in trades.values():
+            if trade["status"] != "TRADE_SUCCESS":
+                continue
+            rows = [("交易", trade["total_amount"], "")]
+            rows += [("退款", "-" + amount, request_no) for request_no, amount in trade["refunds"].items()]
+            for kind, amount, request_no in rows:
+                fields = [trade["trade_no"], trade["out_trade_no"], kind, trade["subject"],
+                          date + " 10:00:00", date + " 10:00:05", "", "", "", "", "buyer@example.com",
+                          amount, amount, "0.00", "0.00", "0.00", "0.00", "0.00", "", "0.00", "0.00",
+                          request_no, "0.00", "0.00", ""]
+                lines.append(",".join(field + "\t" for field in fields))
+    lines += ["#-----------------------------------------业务明细列表结束------------------------------------",
+              "#交易合计：%d笔" % len(trades), "#导出时间：[%s 09:00:00]" % date]
+    detail = ("\r\n".join(lines) + "\r\n").encode("gbk")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("20880000000000010156_%s_业务明细.csv" % date.replace("-", ""), detail)
+        archive.writestr("20880000000000010156_%s_业务明细(汇总).csv" % date.replace("-", ""),
+                         "#汇总\r\n".encode("gbk"))
+    return buffer.getvalue()
+
+
+def notify_for(trade, signer, tamper):
+    params = {
+        "notify_time": time.strftime("%Y-%m-%d %H:%M:%S"), "notify_type": "trade_status_sync",
+        "notify_id": "n" + str(time.time_ns()), "app_id": APP_ID, "charset": "utf-8", "version": "1.0",
+        "sign_type": "RSA2", "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"],
+        "trade_status": "TRADE_SUCCESS", "total_amount": trade["total_amount"],
+        "receipt_amount": trade["total_amount"], "subject": trade["subject"],
+        "gmt_payment": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    unsigned = {k: v for k, v in params.items() if k not in ("sign", "sign_type")}
+    if signer == "official":
+        params["sign"] = sign_with_rsa2(ALIPAY_PRIVATE_PKCS1_BARE, get_sign_content(unsigned), "utf-8")
+    else:
+        content = "&".join("{}={}".format(k, v) for k, v in ALIPAY._ordered_data(dict(unsigned)))
+        params["sign"] = ALIPAY._sign(content)
+    # Alipay's own check of its notify, with the python SDK (sign and sign_type excluded).
+    check = AliPay(appid=APP_ID, app_notify_url=None,
+                   app_private_key_string=app_key.export_key(pkcs=8).decode(),
+                   alipay_public_key_string=alipay_key.publickey().export_key().decode())
+    data = dict(params)
+    signature = data.pop("sign")
+    assert check.verify(data, signature), "the SDK refuses its own notify"
+    if tamper:
+        params["total_amount"] = "%.2f" % (float(params["total_amount"]) + 0.01)
+    return params
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, content_type="application/json;charset=utf-8"):
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        if url.path == "/__control/stats":
+            with lock:
+                return self.answer(200, json.dumps(stats))
+        if url.path == "/bill":
+            date = urllib.parse.parse_qs(url.query)["date"][0]
+            return self.answer(200, bill_zip(date), "application/zip")
+        self.answer(404, "{}")
+
+    def do_POST(self):
+        url = urllib.parse.urlparse(self.path)
+        raw = self.body()
+        if url.path == "/gateway.do":
+            params = dict(urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+            python_sdk, official_sdk = verify_request(params)
+            method = params.get("method", "")
+            with lock:
+                stats["verified" if python_sdk and official_sdk else "rejected"] += 1
+            if not (python_sdk and official_sdk) or params.get("app_id") != APP_ID:
+                error = {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature",
+                         "sub_msg": "signature check failed"}
+                return self.answer(200, json.dumps({"error_response": error}))
+            biz = json.loads(params.get("biz_content") or "{}")
+            return self.answer(200, signed_answer(method, handle(method, biz, params, self.server.server_port)))
+        request = json.loads(raw or b"{}")
+        if url.path == "/__control/verify_query":
+            params = dict(urllib.parse.parse_qsl(request["query"], keep_blank_values=True))
+            python_sdk, official_sdk = verify_request(params)
+            if python_sdk and official_sdk:
+                open_trade(json.loads(params["biz_content"]), params.get("notify_url"))
+            return self.answer(200, json.dumps({"python_sdk": python_sdk, "official_sdk": official_sdk,
+                                                "params": params}))
+        if url.path == "/__control/pay":
+            with lock:
+                trade = trades[request["out_trade_no"]]
+                if not request.get("tamper"):
+                    trade["status"] = "TRADE_SUCCESS"
+            params = notify_for(trade, request.get("signer", "python"), request.get("tamper", False))
+            result = {"notify": params, "trade_no": trade["trade_no"]}
+            if request.get("send", True):
+                body = urllib.parse.urlencode(params).encode("utf-8")
+                notify = urllib.request.Request(trade["notify_url"], data=body, headers={
+                    "content-type": "application/x-www-form-urlencoded;charset=utf-8"})
+                try:
+                    with urllib.request.urlopen(notify, timeout=10) as response:
+                        result["status"], result["answer"] = response.status, response.read().decode()
+                except urllib.error.HTTPError as error:
+                    result["status"], result["answer"] = error.code, error.read().decode()
+            return self.answer(200, json.dumps(result, ensure_ascii=False))
+        self.answer(404, "{}")
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(json.dumps({
+        "port": server.server_port, "app_id": APP_ID,
+        "app_private_key": bare(app_key.export_key(pkcs=1)),
+        "alipay_public_key": bare(alipay_key.publickey().export_key()),
+    }), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""A local stand-in for WeChat Pay's API v3, for paycenter's tests.
+
+Requests are checked with the `wechatpayv3` SDK's helpers (its key loading and its RSA
+verification over the request's signed message); answers and notifies are signed with the
+SDK's `rsa_sign` under a fresh platform key, and notify resources are encrypted with AES-256-GCM
+the way the SDK's `aes_decrypt` reverses (checked before sending). Keys are printed at start as
+one JSON line: {"port", "mchid", "appid", "merchant_serial_no", "merchant_private_key",
+"api_v3_key", "platform_public_key", "platform_public_key_id"}.
+
+Test controls (not part of WeChat Pay's protocol):
+  POST /__control/pay     {"out_trade_no", "tamper": bool} -> the notify and paycenter's answer
+  POST /__control/verify  {"message", "signature"} -> whether the merchant key signed message
+  GET  /__control/stats   -> {"verified": n, "rejected": n}
+"""
+import base64
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from wechatpayv3.utils import aes_decrypt, load_private_key, load_public_key, rsa_sign, rsa_verify
+
+MCHID = "1900000109"
+APPID = "wx8888888888888888"
+SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092025010100000000000001"
+API_V3_KEY = secrets.token_hex(16)
+
+
+def new_key():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+merchant_private_pem, merchant_public_pem = new_key()
+platform_private_pem, platform_public_pem = new_key()
+# Through the SDK's own loaders, as a WeChat Pay integration would load them.
+MERCHANT_PUBLIC = load_public_key(merchant_public_pem)
+PLATFORM_PRIVATE = load_private_key(platform_private_pem)
+
+lock = threading.Lock()
+trades = {}
+refunds = {}
+stats = {"verified": 0, "rejected": 0}
+AUTH = re.compile(r'(\w+)="([^"]*)"')
+
+
+def check_authorization(method, path, body, header):
+    """The SDK's RSA verification over `METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nBODY\\n`."""
+    if not header.startswith("WECHATPAY2-SHA256-RSA2048 "):
+        return False
+    fields = dict(AUTH.findall(header))
+    if fields.get("mchid") != MCHID or fields.get("serial_no") != SERIAL:
+        return False
+    if abs(time.time() - int(fields.get("timestamp", "0"))) > 300:
+        return False
+    # rsa_verify signs "%s\n%s\n%s\n" % (timestamp, nonce, body): the first two lines of the
+    # request message ride in its first argument.
+    return rsa_verify("%s\n%s\n%s" % (method, path, fields["timestamp"]), fields["nonce_str"],
+                      body, fields["signature"], MERCHANT_PUBLIC)
+
+
+def signed_headers(body):
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+    signature = rsa_sign(PLATFORM_PRIVATE, "%s\n%s\n%s\n" % (timestamp, nonce, body))
+    return {"Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": signature, "Wechatpay-Serial": PUBLIC_KEY_ID,
+            "Request-ID": secrets.token_hex(8)}
+
+
+def encrypt_resource(plain, original_type):
+    nonce, associated_data = secrets.token_hex(6), original_type
+    ciphertext = AESGCM(API_V3_KEY.encode()).encrypt(nonce.encode(), plain.encode(), associated_data.encode())
+    resource = {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": base64.b64encode(ciphertext).decode(), "associated_data": associated_data,
+                "nonce": nonce}
+    assert aes_decrypt(nonce, resource["ciphertext"], associated_data, API_V3_KEY) == plain
+    return resource
+
+
+def transaction(trade):
+    return {"appid": APPID, "mchid": MCHID, "out_trade_no": trade["out_trade_no"],
+            "transaction_id": trade["transaction_id"], "trade_type": trade["trade_type"],
+            "trade_state": trade["state"], "trade_state_desc": trade["state"],
+            "amount": {"total": trade["total"], "payer_total": trade["total"], "currency": "CNY",
+                       "payer_currency": "CNY"}}
+
+
+def tradebill():
+    header = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
+              "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
+              "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
+    lines = [header]
+    with lock:
+        rows = []
+        for trade in trades.values():
+            if trade["state"] in ("SUCCESS", "REFUND"):
+                rows.append((trade, "SUCCESS", "", "", 0))
+        for refund in refunds.values():
+            rows.append((trades[refund["out_trade_no"]], "REFUND", refund["refund_id"], refund["out_refund_no"],
+                         refund["amount"]))
+        for trade, state, refund_id, out_refund_no, refund_amount in rows:
+            yuan = "%.2f" % (trade["total"] / 100)
+            fields = ["2026-11-21 10:00:00", APPID, MCHID, "0", "", trade["transaction_id"], trade["out_trade_no"],
+                      "openid", trade["trade_type"], state, "OTHERS", "CNY", yuan if state == "SUCCESS" else "0.00",
+                      "0.00", refund_id or "0", out_refund_no or "0", "%.2f" % (refund_amount / 100), "0.00",
+                      "ORIGINAL" if refund_id else "", "SUCCESS" if refund_id else "", trade["description"], "",
+                      "0.00", "0.60%", yuan, "%.2f" % (refund_amount / 100), ""]
+            lines.append(",".join("`" + field for field in fields))
+    lines.append("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额")
+    lines.append("`%d,`0.00,`0.00,`0.00,`0.00,`0.00,`0.00" % len(rows))
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, value, signed=True, raw=None):
+        body = raw if raw is not None else ("" if value is None else json.dumps(value, ensure_ascii=False))
+        data = body if isinstance(body, bytes) else body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        if signed:
+            for name, header in signed_headers(body if isinstance(body, str) else "").items():
+                self.send_header(name, header)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def api(self, method):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode("utf-8")
+        path = self.path
+        url = urllib.parse.urlparse(path)
+        if url.path.startswith("/__control/"):
+            return self.control(url, body)
+        if url.path == "/bill/tradebill.csv":
+            return self.answer(200, None, signed=False, raw=tradebill())
+        authorized = check_authorization(method, path, body, self.headers.get("authorization", ""))
+        with lock:
+            stats["verified" if authorized else "rejected"] += 1
+        if not authorized or self.headers.get("wechatpay-serial") != PUBLIC_KEY_ID:
+            return self.answer(401, {"code": "SIGN_ERROR", "message": "signature check failed"})
+        request = json.loads(body) if body else {}
+        kinds = {"/v3/pay/transactions/native": "NATIVE", "/v3/pay/transactions/jsapi": "JSAPI",
+                 "/v3/pay/transactions/app": "APP", "/v3/pay/transactions/h5": "MWEB"}
+        if url.path in kinds:
+            if request.get("mchid") != MCHID or request.get("appid") != APPID:
+                return self.answer(400, {"code": "PARAM_ERROR", "message": "mchid or appid mismatch"})
+            out_trade_no = request["out_trade_no"]
+            with lock:
+                trades.setdefault(out_trade_no, {
+                    "out_trade_no": out_trade_no, "total": request["amount"]["total"], "state": "NOTPAY",
+                    "trade_type": kinds[url.path], "transaction_id": "42000" + str(time.time_ns())[-23:],
+                    "notify_url": request["notify_url"], "description": request["description"]})
+            prepay = "wx" + out_trade_no
+            answers = {"NATIVE": {"code_url": "weixin://wxpay/bizpayurl?pr=" + out_trade_no[-8:]},
+                       "JSAPI": {"prepay_id": prepay}, "APP": {"prepay_id": prepay},
+                       "MWEB": {"h5_url": "https://wx.tenpay.example/checkmweb?prepay_id=" + prepay}}
+            return self.answer(200, answers[kinds[url.path]])
+        match = re.fullmatch(r"/v3/pay/transactions/out-trade-no/(\w+)(/close)?", url.path)
+        if match:
+            with lock:
+                trade = trades.get(match.group(1))
+                if trade is None:
+                    return self.answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
+                if match.group(2):
+                    if trade["state"] == "NOTPAY":
+                        trade["state"] = "CLOSED"
+                    return self.answer(204, None)
+                return self.answer(200, transaction(trade))
+        if url.path == "/v3/refund/domestic/refunds":
+            with lock:
+                trade = trades.get(request["out_trade_no"])
+                if trade is None or trade["state"] not in ("SUCCESS", "REFUND"):
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "trade not paid"})
+                refund = refunds.get(request["out_refund_no"])
+                if refund is None:
+                    done = sum(r["amount"] for r in refunds.values() if r["out_trade_no"] == trade["out_trade_no"])
+                    if done + request["amount"]["refund"] > trade["total"]:
+                        return self.answer(400, {"code": "NOT_ENOUGH", "message": "refund exceeds the payment"})
+                    refund = {"refund_id": "503" + str(time.time_ns())[-26:], "out_refund_no": request["out_refund_no"],
+                              "out_trade_no": trade["out_trade_no"], "amount": request["amount"]["refund"],
+                              "status": "PROCESSING", "notify_url": request.get("notify_url")}
+                    refunds[request["out_refund_no"]] = refund
+                    trade["state"] = "REFUND"
+                answer = {k: refund[k] for k in ("refund_id", "out_refund_no", "out_trade_no", "status")}
+            # WeChat Pay settles refunds later and says so by notify.
+            threading.Timer(0.3, self.settle_refund, args=(refund["out_refund_no"],)).start()
+            return self.answer(200, answer)
+        match = re.fullmatch(r"/v3/refund/domestic/refunds/([\w-]+)", url.path)
+        if match:
+            with lock:
+                refund = refunds.get(match.group(1))
+                if refund is None:
+                    return self.answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such refund"})
+                return self.answer(200, {k: refund[k] for k in ("refund_id", "out_refund_no", "out_trade_no", "status")})
+        if url.path == "/v3/bill/tradebill":
+            import hashlib
+            return self.answer(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(tradebill()).hexdigest(),
+                                     "download_url": "http://127.0.0.1:%d/bill/tradebill.csv" % self.server.server_port})
+        return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
+
+    def settle_refund(self, out_refund_no):
+        with lock:
+            refund = refunds[out_refund_no]
+            refund["status"] = "SUCCESS"
+            plain = json.dumps({"mchid": MCHID, "out_trade_no": refund["out_trade_no"], "transaction_id": "x",
+                                "out_refund_no": out_refund_no, "refund_id": refund["refund_id"],
+                                "refund_status": "SUCCESS",
+                                "amount": {"refund": refund["amount"], "total": trades[refund["out_trade_no"]]["total"]}})
+            url = refund["notify_url"]
+        send_notify(url, "REFUND.SUCCESS", encrypt_resource(plain, "refund"))
+
+    def control(self, url, body):
+        request = json.loads(body or "{}")
+        if url.path == "/__control/stats":
+            with lock:
+                return self.answer(200, stats, signed=False)
+        if url.path == "/__control/verify":
+            ok = verify_message(request["message"], request["signature"])
+            return self.answer(200, {"verified": ok}, signed=False)
+        if url.path == "/__control/pay":
+            with lock:
+                trade = trades[request["out_trade_no"]]
+                if not request.get("tamper"):
+                    trade["state"] = "SUCCESS"
+                plain = json.dumps(transaction(dict(trade, state="SUCCESS")))
+                notify_url = trade["notify_url"]
+            resource = encrypt_resource(plain, "transaction")
+            status, answer = send_notify(notify_url, "TRANSACTION.SUCCESS", resource, request.get("tamper", False))
+            return self.answer(200, {"status": status, "answer": answer,
+                                     "transaction_id": trade["transaction_id"]}, signed=False)
+        return self.answer(404, {}, signed=False)
+
+    def do_GET(self):
+        self.api("GET")
+
+    def do_POST(self):
+        self.api("POST")
+
+
+def verify_message(message, signature):
+    """Whether the merchant key signed `message` (which ends in a newline), with the SDK."""
+    lines = message.split("\n")
+    assert lines[-1] == ""
+    # rsa_verify builds "a\nb\nc\n": fold the leading lines into a, keep the last two apart.
+    return rsa_verify("\n".join(lines[:-3]), lines[-3], lines[-2], signature, MERCHANT_PUBLIC)
+
+
+def send_notify(url, event_type, resource, tamper=False):
+    body = json.dumps({"id": secrets.token_hex(16), "create_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
+                       "resource_type": "encrypt-resource", "event_type": event_type, "summary": "ok",
+                       "resource": resource}, ensure_ascii=False)
+    headers = signed_headers(body)
+    if tamper:
+        body = body.replace('"summary": "ok"', '"summary": "ko"')
+    notify = urllib.request.Request(url, data=body.encode("utf-8"), headers=dict(headers, **{
+        "content-type": "application/json"}))
+    try:
+        with urllib.request.urlopen(notify, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    bare = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
+    print(json.dumps({"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
+                      "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY,
+                      "platform_public_key": bare(platform_public_pem), "platform_public_key_id": PUBLIC_KEY_ID}),
+          flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
