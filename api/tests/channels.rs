@@ -439,6 +439,46 @@ fn alipay_speaks_rsa2_as_both_sdks_check_it() {
     );
     assert_eq!(shop.payment(pc_trade)["status"], "pending");
 
+    // Random and truncated bodies over real HTTP: all refused, nothing recorded.
+    let genuine = serde_urlencoded::to_string(
+        tampered["notify"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let callback_url = format!("{base}/callbacks/alipay/{}", shop.channel_account_id);
+    let mut seed: u64 = 0x5eed;
+    for round in 0..60 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let body: Vec<u8> = match round % 3 {
+            0 => genuine.as_bytes()[..(seed as usize) % genuine.len()].to_vec(),
+            1 => (0..(seed % 300))
+                .map(|i| (seed >> (i % 56)) as u8)
+                .collect(),
+            _ => {
+                let mut bytes = genuine.clone().into_bytes();
+                let at = (seed as usize) % bytes.len();
+                bytes[at] ^= 1 + (seed >> 8) as u8 % 255;
+                bytes
+            }
+        };
+        let status = match ureq::post(&callback_url)
+            .set("content-type", "application/x-www-form-urlencoded")
+            .send_bytes(&body)
+        {
+            Ok(response) => response.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(error) => panic!("{error}"),
+        };
+        assert!((400..500).contains(&status), "round {round}: {status}");
+    }
+    assert_eq!(shop.payment(pc_trade)["status"], "pending");
+
     // Notifies signed by either SDK are accepted and answered exactly `success`.
     let paid = post_json(
         &format!("{gateway}/__control/pay"),
@@ -473,10 +513,34 @@ fn alipay_speaks_rsa2_as_both_sdks_check_it() {
     shop.wait_refund_succeeded(pc_trade);
     assert_eq!(shop.payment(pc_trade)["refunded_amount"], "2.50");
 
+    // Rotating the account's allowlist to exclude loopback: its callbacks are now refused.
+    let (status, rotated) = call(
+        "PUT",
+        &format!(
+            "{base}/v1/merchants/{}/channel-accounts/{}",
+            shop.merchant_id, shop.channel_account_id
+        ),
+        ADMIN_TOKEN,
+        Some(
+            json!({"params": {"app_id": keys["app_id"], "app_private_key": keys["app_private_key"],
+            "alipay_public_key": keys["alipay_public_key"], "gateway_url": format!("{gateway}/gateway.do")},
+            "callback_ip_allowlist": ["198.51.100.0/24"]}),
+        ),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let wap_trade = wap["trade_no"].as_str().unwrap();
+    let refused = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({"out_trade_no": wap_trade}),
+    );
+    assert_eq!(refused["status"], 403, "{refused}");
+    // The refused notify is not lost: the sweeper learns the payment by query.
+    shop.wait_status(wap_trade, "succeeded");
+
     // The bill (a zip of GBK CSV) matches paycenter's record exactly.
     let result = shop.reconcile_today();
     assert_eq!(result["discrepancies"], json!([]), "{result}");
-    assert_eq!(result["matched"], 3, "{result}");
+    assert_eq!(result["matched"], 4, "{result}");
 
     let stats: Value = ureq::get(&format!("{gateway}/__control/stats"))
         .call()
