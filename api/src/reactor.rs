@@ -282,12 +282,11 @@ async fn sweep(state: Arc<AppState>) {
                     break;
                 }
                 match payment.status {
-                    paycenter_domain::payment::AttemptStatus::Pending => {
+                    paycenter_domain::payment::AttemptStatus::Pending
                         if now - payment.created_at >= sweep_after
-                            && !asked_recently(&last_asked, payment.trade_no.as_str())
-                        {
-                            items.push(SweepItem::Payment(payment.clone()));
-                        }
+                            && !asked_recently(&last_asked, payment.trade_no.as_str()) =>
+                    {
+                        items.push(SweepItem::Payment(payment.clone()));
                     }
                     paycenter_domain::payment::AttemptStatus::Succeeded => {
                         for refund in &payment.refunds {
