@@ -107,7 +107,7 @@ mod tests {
                 })
                 .map(|segment| format!("/{segment}"))
                 .collect();
-            let method = ["get", "post"]
+            let method = ["get", "post", "put"]
                 .into_iter()
                 .min_by_key(|method| {
                     rest.find(&format!("warp::{method}()"))

@@ -481,3 +481,38 @@ fn events_round_trip_through_their_envelope() {
     assert_eq!(Event::decode(&recorded).unwrap(), events[0]);
     assert!(new_events[0].payload.contains("\"amount_minor\":10000"));
 }
+
+fn initiation(n: u64, channel_reference: Option<&str>) -> OrderCommand {
+    OrderCommand::RecordInitiation {
+        trade_no: trade(n),
+        channel_reference: channel_reference.map(str::to_owned),
+        checkout_qr_code: None,
+    }
+}
+
+#[test]
+fn an_attempt_is_initiated_once_and_keeps_its_channel_reference() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(start(1, 10_000)), 0)
+        .given(initiation(1, Some("pi_123")), 1);
+    assert_eq!(
+        types(&scenario.history),
+        ["payment.attempt_started", "payment.attempt_initiated"]
+    );
+    assert_eq!(
+        scenario
+            .order
+            .attempt(&trade(1))
+            .unwrap()
+            .channel_reference
+            .as_deref(),
+        Some("pi_123")
+    );
+    // A repeat records nothing new, whatever it says.
+    assert_eq!(scenario.when(initiation(1, Some("pi_999")), 2).unwrap(), []);
+    // Nothing to record: nothing recorded.
+    let fresh = Scenario::new().given(OrderCommand::StartAttempt(start(1, 10_000)), 0);
+    assert_eq!(fresh.when(initiation(1, None), 1).unwrap(), []);
+    // An attempt this order does not have is refused.
+    assert!(fresh.when(initiation(7, Some("pi_1")), 1).is_err());
+}
