@@ -106,6 +106,42 @@ fn column(header: &[String], name: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("bill header has no column {name:?}"))
 }
 
+/// Where a bill's rows keep the two ids every line is filed under.
+struct RowIds {
+    channel: &'static str,
+    n_columns: usize,
+    trade_no_at: usize,
+    channel_trade_no_at: usize,
+    channel_trade_no_name: &'static str,
+}
+
+impl RowIds {
+    /// The row's ids; `None` (logged) for an order paycenter did not number, which is another
+    /// system's business on a shared channel account.
+    fn read(&self, row: &[String]) -> Result<Option<(TradeNo, ChannelTradeNo)>, String> {
+        if row.len() < self.n_columns {
+            return Err(format!(
+                "{} bill row has {} of {} fields",
+                self.channel,
+                row.len(),
+                self.n_columns
+            ));
+        }
+        let Ok(trade_no) = TradeNo::parse(&row[self.trade_no_at]) else {
+            tracing::warn!(channel = self.channel, order = %row[self.trade_no_at], "bill row for an order paycenter did not number; skipped");
+            return Ok(None);
+        };
+        let channel_trade_no =
+            ChannelTradeNo::parse(&row[self.channel_trade_no_at]).map_err(|_| {
+                format!(
+                    "bad {} {:?}",
+                    self.channel_trade_no_name, row[self.channel_trade_no_at]
+                )
+            })?;
+        Ok(Some((trade_no, channel_trade_no)))
+    }
+}
+
 /// Parses an Alipay trade bill zip.
 pub fn alipay_zip(bytes: &[u8]) -> Result<Vec<BillRow>, String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
@@ -143,19 +179,16 @@ pub fn alipay_csv(text: &str) -> Result<Vec<BillRow>, String> {
     let mut bill = BillBuilder::default();
     for line in lines {
         let row = fields(line);
-        if row.len() < header.len() {
-            return Err(format!(
-                "alipay bill row has {} of {} fields",
-                row.len(),
-                header.len()
-            ));
-        }
-        let Ok(trade_no) = TradeNo::parse(&row[trade_no_at]) else {
-            tracing::warn!(order = %row[trade_no_at], "alipay bill row for an order paycenter did not number; skipped");
+        let ids = RowIds {
+            channel: "alipay",
+            n_columns: header.len(),
+            trade_no_at,
+            channel_trade_no_at,
+            channel_trade_no_name: "支付宝交易号",
+        };
+        let Some((trade_no, channel_trade_no)) = ids.read(&row)? else {
             continue;
         };
-        let channel_trade_no = ChannelTradeNo::parse(&row[channel_trade_no_at])
-            .map_err(|_| format!("bad 支付宝交易号 {:?}", row[channel_trade_no_at]))?;
         let amount = bill_amount(&row[amount_at])?;
         match row[kind_at].as_str() {
             "交易" => bill.add_payment(trade_no, channel_trade_no, amount)?,
@@ -184,19 +217,16 @@ pub fn wechatpay_tradebill(bytes: &[u8]) -> Result<Vec<BillRow>, String> {
             break;
         }
         let row = fields(line);
-        if row.len() < header.len() {
-            return Err(format!(
-                "wechatpay bill row has {} of {} fields",
-                row.len(),
-                header.len()
-            ));
-        }
-        let Ok(trade_no) = TradeNo::parse(&row[trade_no_at]) else {
-            tracing::warn!(order = %row[trade_no_at], "wechatpay bill row for an order paycenter did not number; skipped");
+        let ids = RowIds {
+            channel: "wechatpay",
+            n_columns: header.len(),
+            trade_no_at,
+            channel_trade_no_at,
+            channel_trade_no_name: "微信订单号",
+        };
+        let Some((trade_no, channel_trade_no)) = ids.read(&row)? else {
             continue;
         };
-        let channel_trade_no = ChannelTradeNo::parse(&row[channel_trade_no_at])
-            .map_err(|_| format!("bad 微信订单号 {:?}", row[channel_trade_no_at]))?;
         match row[state_at].as_str() {
             "SUCCESS" => {
                 bill.add_payment(trade_no, channel_trade_no, bill_amount(&row[amount_at])?)?
