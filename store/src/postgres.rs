@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 
-use crate::chain::{ChainVerifier, HashInput, GENESIS_HASH};
-use crate::queue::{next_batch_lingering, replayed, AppendQueue, AppendRequest};
+use crate::chain::{ChainVerifier, GENESIS_HASH};
+use crate::queue::{next_batch_lingering, plan_batch, AppendQueue, AppendRequest, Stored};
 use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
@@ -587,73 +587,19 @@ impl Writer {
             }
         }
 
+        let plan = plan_batch(
+            batch,
+            (head_position, head_hash),
+            recorded_at_us,
+            &mut stored,
+            &mut revisions,
+        );
         let mut rows = Rows::default();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for request in batch {
-            if request
-                .events
-                .iter()
-                .any(|event| stored.contains_key(&event.event_id))
-            {
-                outcomes.push(Self::replay(request, &stored));
-                continue;
-            }
-            let current = revisions.get(&request.stream_id).copied();
-            let matches = request.expected.is_satisfied_by(current);
-            if !matches {
-                outcomes.push(Err(StoreError::WrongExpectedRevision {
-                    stream_id: request.stream_id.clone(),
-                    expected: request.expected,
-                    actual: current,
-                }));
-                continue;
-            }
-            let first_position = head_position + 1;
-            let mut revision = current.map_or(0, |revision| revision + 1);
-            for event in &request.events {
-                let global_position = head_position + 1;
-                let hash = HashInput {
-                    global_position,
-                    stream_id: &request.stream_id,
-                    stream_revision: revision,
-                    event_id: &event.event_id,
-                    event_type: &event.event_type,
-                    schema_version: event.schema_version,
-                    recorded_at_us,
-                    correlation_id: event.correlation_id,
-                    causation_id: event.causation_id,
-                    payload: &event.payload,
-                }
-                .hash(&head_hash);
-                rows.push(
-                    global_position,
-                    &request.stream_id,
-                    revision,
-                    event,
-                    recorded_at_us,
-                    &head_hash,
-                    &hash,
-                );
-                stored.insert(
-                    event.event_id,
-                    Stored {
-                        position: global_position,
-                        stream_id: request.stream_id.clone(),
-                        revision,
-                    },
-                );
-                head_position = global_position;
-                head_hash = hash;
-                revision += 1;
-            }
-            revisions.insert(request.stream_id.clone(), revision - 1);
-            outcomes.push(Ok(AppendOutcome {
-                first_position,
-                last_position: head_position,
-                last_revision: revision - 1,
-                already_stored: false,
-            }));
+        for event in plan.events {
+            (head_position, head_hash) = (event.global_position, event.hash);
+            rows.push(event);
         }
+        let outcomes = plan.outcomes;
         if head_position == head_before {
             // Nothing to write (all replays or conflicts): release the lock.
             self.client.batch_execute("COMMIT").await?;
@@ -694,28 +640,6 @@ impl Writer {
         if let Err(error) = self.client.batch_execute("ROLLBACK").await {
             tracing::warn!(%error, "PostgreSQL writer could not roll back");
         }
-    }
-
-    /// Some ids are stored (before, or earlier in this batch): all of them, contiguous in this
-    /// stream, is a replay; anything else is a conflict.
-    fn replay(
-        request: &AppendRequest,
-        stored: &HashMap<uuid::Uuid, Stored>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let mut found: Vec<(u64, u64)> = Vec::with_capacity(request.events.len());
-        for event in &request.events {
-            match stored.get(&event.event_id) {
-                Some(row) if row.stream_id == request.stream_id => {
-                    found.push((row.position, row.revision))
-                }
-                _ => {
-                    return Err(StoreError::EventIdConflict {
-                        event_id: event.event_id,
-                    })
-                }
-            }
-        }
-        replayed(&found, request.events[0].event_id)
     }
 }
 
@@ -784,13 +708,6 @@ struct ReaderPool {
     n_open: usize,
 }
 
-/// Where a stored (or just inserted) event id is.
-struct Stored {
-    position: u64,
-    stream_id: String,
-    revision: u64,
-}
-
 /// The rows of one batch, column by column, for one `INSERT ... SELECT FROM UNNEST`.
 #[derive(Default)]
 struct Rows {
@@ -809,28 +726,19 @@ struct Rows {
 }
 
 impl Rows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        global_position: u64,
-        stream_id: &str,
-        revision: u64,
-        event: &NewEvent,
-        recorded_at_us: i64,
-        prev_hash: &[u8; 32],
-        hash: &[u8; 32],
-    ) {
-        self.global_position.push(global_position as i64);
-        self.stream_id.push(stream_id.to_owned());
-        self.stream_revision.push(revision as i64);
+    fn push(&mut self, event: RecordedEvent) {
+        self.global_position.push(event.global_position as i64);
+        self.stream_id.push(event.stream_id);
+        self.stream_revision.push(event.stream_revision as i64);
         self.event_id.push(event.event_id);
-        self.event_type.push(event.event_type.clone());
+        self.event_type.push(event.event_type);
         self.schema_version.push(event.schema_version as i32);
-        self.recorded_at_us.push(recorded_at_us);
+        self.recorded_at_us
+            .push(event.recorded_at.timestamp_micros());
         self.correlation_id.push(event.correlation_id);
         self.causation_id.push(event.causation_id);
-        self.payload.push(event.payload.clone());
-        self.prev_hash.push(prev_hash.to_vec());
-        self.hash.push(hash.to_vec());
+        self.payload.push(event.payload);
+        self.prev_hash.push(event.prev_hash.to_vec());
+        self.hash.push(event.hash.to_vec());
     }
 }

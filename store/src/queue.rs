@@ -1,10 +1,17 @@
 //! What both backends' writers share: the bounded queue appends wait in, draining it into
 //! batches, and the rules a batch applies to each append (expected revision, replays).
 
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use crate::{validate_append, AppendFuture, AppendOutcome, ExpectedRevision, NewEvent, StoreError};
+use chrono::DateTime;
+
+use crate::chain::HashInput;
+use crate::{
+    validate_append, AppendFuture, AppendOutcome, ExpectedRevision, NewEvent, RecordedEvent,
+    StoreError,
+};
 
 /// Where an append's outcome goes once it is durable (or refused).
 pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<AppendOutcome, StoreError>>;
@@ -156,4 +163,126 @@ pub(crate) fn poll_head(
         }
         std::thread::sleep(step.min(timeout));
     }
+}
+
+/// An event id found in the log, or planned earlier in the batch being decided.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) position: u64,
+    pub(crate) stream_id: String,
+    pub(crate) revision: u64,
+}
+
+/// A batch decided: what each append answers, and the events to write in log order.
+pub(crate) struct BatchPlan {
+    pub(crate) outcomes: Vec<Result<AppendOutcome, StoreError>>,
+    pub(crate) events: Vec<RecordedEvent>,
+}
+
+/// Decides a batch against the head of the log, for writers that look up what they need
+/// once per batch. `stored` must hold every event id of the batch already in the log, and
+/// `revisions` the last revision of every batch stream that exists; both are updated as the
+/// plan goes, so a later append sees the earlier ones.
+pub(crate) fn plan_batch(
+    batch: &[AppendRequest],
+    (mut head_position, mut head_hash): (u64, [u8; 32]),
+    recorded_at_us: i64,
+    stored: &mut HashMap<uuid::Uuid, Stored>,
+    revisions: &mut HashMap<String, u64>,
+) -> BatchPlan {
+    let recorded_at = DateTime::from_timestamp_micros(recorded_at_us).expect("clock in range");
+    let mut events = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        if request
+            .events
+            .iter()
+            .any(|event| stored.contains_key(&event.event_id))
+        {
+            outcomes.push(replay(request, stored));
+            continue;
+        }
+        let current = revisions.get(&request.stream_id).copied();
+        if !request.expected.is_satisfied_by(current) {
+            outcomes.push(Err(StoreError::WrongExpectedRevision {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual: current,
+            }));
+            continue;
+        }
+        let first_position = head_position + 1;
+        let mut revision = current.map_or(0, |revision| revision + 1);
+        for event in &request.events {
+            let global_position = head_position + 1;
+            let hash = HashInput {
+                global_position,
+                stream_id: &request.stream_id,
+                stream_revision: revision,
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                recorded_at_us,
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                payload: &event.payload,
+            }
+            .hash(&head_hash);
+            events.push(RecordedEvent {
+                global_position,
+                stream_id: request.stream_id.clone(),
+                stream_revision: revision,
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                recorded_at,
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                payload: event.payload.clone(),
+                prev_hash: head_hash,
+                hash,
+            });
+            stored.insert(
+                event.event_id,
+                Stored {
+                    position: global_position,
+                    stream_id: request.stream_id.clone(),
+                    revision,
+                },
+            );
+            head_position = global_position;
+            head_hash = hash;
+            revision += 1;
+        }
+        revisions.insert(request.stream_id.clone(), revision - 1);
+        outcomes.push(Ok(AppendOutcome {
+            first_position,
+            last_position: head_position,
+            last_revision: revision - 1,
+            already_stored: false,
+        }));
+    }
+    BatchPlan { outcomes, events }
+}
+
+/// Some ids of `request` are stored (before, or earlier in this batch): all of them,
+/// contiguous in this stream, is a replay; anything else is a conflict.
+fn replay(
+    request: &AppendRequest,
+    stored: &HashMap<uuid::Uuid, Stored>,
+) -> Result<AppendOutcome, StoreError> {
+    let mut found: Vec<(u64, u64)> = Vec::with_capacity(request.events.len());
+    for event in &request.events {
+        match stored.get(&event.event_id) {
+            Some(row) if row.stream_id == request.stream_id => {
+                found.push((row.position, row.revision))
+            }
+            _ => {
+                return Err(StoreError::EventIdConflict {
+                    event_id: event.event_id,
+                })
+            }
+        }
+    }
+    replayed(&found, request.events[0].event_id)
 }
