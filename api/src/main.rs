@@ -9,9 +9,10 @@ const USAGE: &str =
 
   --data-dir DIR     embedded store directory (default ./data)
   --listen ADDR      address to listen on (default 127.0.0.1:8080)
-  --store URL        postgres://user:password@host/database for PostgreSQL; omitted, the
-                     embedded store in --data-dir (which keeps the master key and snapshots
-                     either way)
+  --store URL        postgres://user:password@host/database for PostgreSQL;
+                     esdb://host:2113?tls=false for EventStoreDB / KurrentDB (builds with
+                     the eventstoredb feature); omitted, the embedded store in --data-dir
+                     (which keeps the master key and snapshots either way)
   --public-url URL   base URL channels and users reach paycenter at (default http://ADDR)
 
 environment:
@@ -21,6 +22,7 @@ environment:
   PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS   webhook retry delays, comma separated
   PAYCENTER_SNAPSHOT_INTERVAL_SECONDS   seconds between read model snapshots (default 300)
   PAYCENTER_POSTGRES_SCHEMA             schema of the PostgreSQL store (default paycenter)
+  PAYCENTER_EVENTSTOREDB_STREAM         EventStoreDB stream holding the log (default paycenter-log)
   RUST_LOG                              log filter (default info)";
 
 fn parse_args(args: &[String]) -> Result<ServeOptions, String> {

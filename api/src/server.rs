@@ -135,6 +135,24 @@ fn default_node_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }
 
+/// Opens the EventStoreDB / KurrentDB store at `url`, its log in the stream
+/// `PAYCENTER_EVENTSTOREDB_STREAM` (default `paycenter-log`).
+#[cfg(feature = "eventstoredb")]
+async fn open_eventstoredb(url: String) -> anyhow::Result<Arc<dyn EventStore>> {
+    let log_stream = std::env::var("PAYCENTER_EVENTSTOREDB_STREAM")
+        .unwrap_or_else(|_| paycenter_store::eventstoredb::DEFAULT_LOG_STREAM.to_owned());
+    let store = tokio::task::spawn_blocking(move || {
+        paycenter_store::EventStoreDbStore::connect(&url, &log_stream)
+    })
+    .await??;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "eventstoredb"))]
+async fn open_eventstoredb(_url: String) -> anyhow::Result<Arc<dyn EventStore>> {
+    anyhow::bail!("this paycenter was built without EventStoreDB support: build it with `cargo build --release --features eventstoredb`")
+}
+
 /// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
 /// then finishes in-flight requests.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -158,7 +176,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             sql_read_models = Some((url.clone(), schema.clone()));
             Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
         }
-        Some(other) => anyhow::bail!("--store {other}: use postgres://user:password@host/database, or omit --store for the embedded store"),
+        Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
+            if options.master_key.is_none() {
+                anyhow::bail!("--store esdb://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the log)");
+            }
+            open_eventstoredb(url).await?
+        }
+        Some(_) => anyhow::bail!("--store: use postgres://user:password@host/database, esdb://host:2113?tls=false, or omit --store for the embedded store"),
     };
     let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
     let snapshot_dir = options.data_dir.join("projections");

@@ -10,6 +10,8 @@
 //! - [`chain`]: canonical bytes of an envelope, the hash chain and its verification.
 //! - [`sqlite`]: the embedded backend (WAL, pipelined group commit, lock file).
 //! - [`postgres`]: the PostgreSQL backend (appends serialized by a lock on the chain head row).
+//! - [`eventstoredb`]: the EventStoreDB / KurrentDB backend (the whole log in one EventStoreDB
+//!   stream; the gRPC client behind the cargo feature `eventstoredb`).
 //! - `queue`: what both writers share: the append queue, batches, replay and revision rules.
 //! - [`subscription`]: catch-up-then-live reading of the global log, for any backend.
 //! - [`conformance`]: the behaviour every backend must show, as callable checks.
@@ -17,6 +19,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod eventstoredb;
 pub mod postgres;
 mod queue;
 pub mod sqlite;
@@ -26,6 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use eventstoredb::EventStoreDbStore;
 pub use paycenter_domain::envelope::{ExpectedRevision, NewEvent, RecordedEvent};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteConfig, SqliteStore};
