@@ -378,8 +378,14 @@ fn main() {
     let sqlite = |name: String| -> Arc<dyn EventStore> {
         Arc::new(SqliteStore::open(&dir.path().join(name), SqliteConfig::default()).unwrap())
     };
+    // PAYCENTER_BENCH_WRITERS picks the writer counts ("1,8,64" by default).
+    let writer_counts: Vec<usize> = std::env::var("PAYCENTER_BENCH_WRITERS")
+        .unwrap_or_else(|_| "1,8,64".into())
+        .split(',')
+        .map(|count| count.trim().parse().expect("PAYCENTER_BENCH_WRITERS: numbers"))
+        .collect();
     let mut rows: Vec<(&str, String, AppendFigures)> = Vec::new();
-    for n_writers in [1, 8, 64].into_iter().filter(|_| run_sqlite) {
+    for &n_writers in writer_counts.iter().filter(|_| run_sqlite) {
         rows.push((
             "SQLite",
             format!("{n_writers} threads"),
@@ -396,7 +402,7 @@ fn main() {
     if !run_postgres {
         eprintln!("PostgreSQL rows skipped: not in PAYCENTER_BENCH_BACKENDS");
     } else if postgres::Client::connect(&postgres_url, postgres::NoTls).is_ok() {
-        for n_writers in [1, 8, 64] {
+        for &n_writers in &writer_counts {
             let schema = format!("pc_bench_{}_{n_writers}", std::process::id());
             let store: Arc<dyn EventStore> =
                 Arc::new(PostgresStore::open(&postgres_url, &schema).unwrap());

@@ -19,6 +19,7 @@
 //! Readers use their own connections; WAL lets them read while the writer writes, and they
 //! only ever see whole committed transactions, so the global log has no holes for them.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -109,7 +110,10 @@ CREATE TABLE IF NOT EXISTS events (
     global_position INTEGER PRIMARY KEY,
     stream_id       TEXT    NOT NULL,
     stream_revision INTEGER NOT NULL,
-    event_id        BLOB    NOT NULL UNIQUE,
+    -- Unique, but enforced by the writer's in-memory index (see `Writer::event_ids`): a
+    -- B-tree over random ids would cost a page write per append. Stores created before this
+    -- change keep their unique index, which still holds.
+    event_id        BLOB    NOT NULL,
     event_type      TEXT    NOT NULL,
     schema_version  INTEGER NOT NULL,
     recorded_at_us  INTEGER NOT NULL,
@@ -271,8 +275,11 @@ impl SqliteStore {
             last_recorded_at_us: 0,
             max_batch_appends: config.max_batch_appends,
             syncer: sync_sender,
+            event_ids: HashMap::new(),
+            batch_event_ids: Vec::new(),
         };
         writer.last_recorded_at_us = writer.load_last_recorded_at()?;
+        writer.load_event_ids()?;
         let syncer = Syncer { wal_file, head };
         let syncer_thread = std::thread::Builder::new()
             .name("store-syncer".to_owned())
@@ -525,6 +532,12 @@ struct Writer {
     last_recorded_at_us: i64,
     max_batch_appends: usize,
     syncer: SyncSender<CommittedBatch>,
+    /// Every stored event id and its position: the idempotency index. The writer alone
+    /// appends (it holds the directory lock), so this map is authoritative. Built from the
+    /// table at open; about 40 bytes per event.
+    event_ids: HashMap<uuid::Uuid, u64>,
+    /// Ids added to `event_ids` by the batch in progress, removed again if it rolls back.
+    batch_event_ids: Vec<uuid::Uuid>,
 }
 
 /// Committed batches waiting for the syncer before `append` blocks.
@@ -595,6 +608,25 @@ impl Writer {
         Ok(last.unwrap_or(0))
     }
 
+    /// Fills the idempotency index from the table, refusing a log that repeats an id.
+    fn load_event_ids(&mut self) -> Result<(), StoreError> {
+        let mut select = self
+            .connection
+            .prepare("SELECT event_id, global_position FROM events ORDER BY global_position")?;
+        let mut rows = select.query([])?;
+        while let Some(row) = rows.next()? {
+            let position = row.get::<_, i64>(1)? as u64;
+            let event_id = blob16(Some(row.get(0)?), "event_id")?.expect("not null");
+            if self.event_ids.insert(event_id, position).is_some() {
+                return Err(StoreError::Corrupted {
+                    position,
+                    reason: format!("event id {event_id} is stored twice"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn run(mut self, receiver: Receiver<AppendRequest>) {
         while let Some(batch) = next_batch(&receiver, self.max_batch_appends) {
             self.write_batch(batch);
@@ -610,6 +642,9 @@ impl Writer {
             Err(error) => {
                 // Nothing of the batch is durable: roll back and fail every append in it.
                 let _ = self.connection.execute_batch("ROLLBACK");
+                for event_id in self.batch_event_ids.drain(..) {
+                    self.event_ids.remove(&event_id);
+                }
                 self.head_position = start_position;
                 self.head_hash = start_hash;
                 self.last_recorded_at_us = start_recorded_at_us;
@@ -621,6 +656,7 @@ impl Writer {
             }
         };
         assert_eq!(outcomes.len(), batch.len(), "one outcome per append");
+        self.batch_event_ids.clear();
         let replies = batch
             .into_iter()
             .zip(outcomes)
@@ -729,6 +765,8 @@ impl Writer {
                 &self.head_hash[..],
                 &hash[..],
             ])?;
+            self.event_ids.insert(new_event.event_id, global_position);
+            self.batch_event_ids.push(new_event.event_id);
             self.head_position = global_position;
             self.head_hash = hash;
             revision += 1;
@@ -747,42 +785,42 @@ impl Writer {
         &self,
         request: &AppendRequest,
     ) -> Result<Option<Result<AppendOutcome, StoreError>>, StoreError> {
+        let positions: Vec<Option<u64>> = request
+            .events
+            .iter()
+            .map(|event| self.event_ids.get(&event.event_id).copied())
+            .collect();
+        let n_stored = positions.iter().filter(|position| position.is_some()).count();
+        if n_stored == 0 {
+            return Ok(None);
+        }
+        let conflict = |event_idx: usize| {
+            Ok(Some(Err(StoreError::EventIdConflict {
+                event_id: request.events[event_idx].event_id,
+            })))
+        };
+        if n_stored < positions.len() {
+            // Name the first id that breaks the pattern set by the append's first id.
+            let first_is_stored = positions[0].is_some();
+            let breaking = positions
+                .iter()
+                .position(|position| position.is_some() != first_is_stored)
+                .expect("mixed stored and new ids");
+            return conflict(breaking);
+        }
+        // Every id is stored: a replay if they are this stream's, in this order.
         let mut lookup = self.connection.prepare_cached(
-            "SELECT global_position, stream_id, stream_revision FROM events WHERE event_id = ?1",
+            "SELECT stream_id, stream_revision FROM events WHERE global_position = ?1",
         )?;
-        let mut found: Vec<(u64, u64)> = Vec::new();
-        for (event_idx, event) in request.events.iter().enumerate() {
-            let stored: Option<(i64, String, i64)> = lookup
-                .query_row(params![&event.event_id.as_bytes()[..]], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()?;
-            match stored {
-                Some((position, stream_id, revision))
-                    if stream_id == request.stream_id && found.len() == event_idx =>
-                {
-                    found.push((position as u64, revision as u64));
-                }
-                None if found.is_empty() => {
-                    // The first id is new: the rest must be new too, or it is a conflict.
-                    for later in &request.events[event_idx + 1..] {
-                        let exists: Option<i64> = lookup
-                            .query_row(params![&later.event_id.as_bytes()[..]], |row| row.get(0))
-                            .optional()?;
-                        if exists.is_some() {
-                            return Ok(Some(Err(StoreError::EventIdConflict {
-                                event_id: later.event_id,
-                            })));
-                        }
-                    }
-                    return Ok(None);
-                }
-                _ => {
-                    return Ok(Some(Err(StoreError::EventIdConflict {
-                        event_id: event.event_id,
-                    })))
-                }
+        let mut found: Vec<(u64, u64)> = Vec::with_capacity(positions.len());
+        for (event_idx, position) in positions.into_iter().enumerate() {
+            let position = position.expect("every id is stored");
+            let (stream_id, revision): (String, i64) = lookup
+                .query_row(params![position as i64], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            if stream_id != request.stream_id {
+                return conflict(event_idx);
             }
+            found.push((position, revision as u64));
         }
         Ok(Some(replayed(&found, request.events[0].event_id)))
     }
