@@ -382,7 +382,12 @@ fn main() {
     let writer_counts: Vec<usize> = std::env::var("PAYCENTER_BENCH_WRITERS")
         .unwrap_or_else(|_| "1,8,64".into())
         .split(',')
-        .map(|count| count.trim().parse().expect("PAYCENTER_BENCH_WRITERS: numbers"))
+        .map(|count| {
+            count
+                .trim()
+                .parse()
+                .expect("PAYCENTER_BENCH_WRITERS: numbers")
+        })
         .collect();
     let mut rows: Vec<(&str, String, AppendFigures)> = Vec::new();
     for &n_writers in writer_counts.iter().filter(|_| run_sqlite) {

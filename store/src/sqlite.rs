@@ -790,7 +790,10 @@ impl Writer {
             .iter()
             .map(|event| self.event_ids.get(&event.event_id).copied())
             .collect();
-        let n_stored = positions.iter().filter(|position| position.is_some()).count();
+        let n_stored = positions
+            .iter()
+            .filter(|position| position.is_some())
+            .count();
         if n_stored == 0 {
             return Ok(None);
         }
@@ -816,7 +819,9 @@ impl Writer {
         for (event_idx, position) in positions.into_iter().enumerate() {
             let position = position.expect("every id is stored");
             let (stream_id, revision): (String, i64) = lookup
-                .query_row(params![position as i64], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                .query_row(params![position as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
             if stream_id != request.stream_id {
                 return conflict(event_idx);
             }

@@ -15,3 +15,51 @@ fn sqlite_store_passes_the_conformance_suite() {
     };
     conformance::run_all(&factory);
 }
+
+/// The idempotency index lives in the writer's memory: a reopened store must rebuild it, or a
+/// retried command would append its events twice.
+#[test]
+fn a_reopened_store_still_recognizes_every_stored_event_id() {
+    use paycenter_store::conformance::event;
+    use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore, StoreError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (event("t", "{\"n\":1}"), event("t", "{\"n\":2}"));
+    {
+        let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+        store
+            .append("other", ExpectedRevision::NoStream, vec![event("t", "{}")])
+            .unwrap();
+        store
+            .append(
+                "a",
+                ExpectedRevision::NoStream,
+                vec![first.clone(), second.clone()],
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    let replay = store
+        .append(
+            "a",
+            ExpectedRevision::NoStream,
+            vec![first.clone(), second.clone()],
+        )
+        .unwrap();
+    assert!(replay.already_stored);
+    assert_eq!((replay.first_position, replay.last_position), (2, 3));
+    // A stored id with a new one, or a stored id under another stream, is a conflict.
+    assert!(matches!(
+        store.append(
+            "a",
+            ExpectedRevision::Any,
+            vec![first.clone(), event("t", "{}")]
+        ),
+        Err(StoreError::EventIdConflict { .. })
+    ));
+    assert!(matches!(
+        store.append("b", ExpectedRevision::Any, vec![second]),
+        Err(StoreError::EventIdConflict { .. })
+    ));
+    assert_eq!(store.head_position().unwrap(), 3);
+}
