@@ -684,10 +684,15 @@ impl EventStore for EventStoreDbStore {
             .append(&stream, expected_last, vec![record])
         {
             Ok(()) => {
+                // The lease is held either way; an uncapped stream only keeps old grants.
                 if expected_last.is_none() {
-                    self.shared
+                    if let Err(error) = self
+                        .shared
                         .backend
-                        .cap_stream(&stream, LEASE_STREAM_MAX_COUNT)?;
+                        .cap_stream(&stream, LEASE_STREAM_MAX_COUNT)
+                    {
+                        tracing::warn!(%error, lease = name, "could not cap a lease stream");
+                    }
                 }
                 Ok(true)
             }
