@@ -507,3 +507,71 @@ fn async_appends_follow_the_same_rules(store: Arc<dyn EventStore>) {
     // Acknowledged means readable.
     assert_eq!(store.head_position().unwrap(), 200);
 }
+
+/// Two stores on one shared log, as two nodes see it: 4 writers on each append concurrently
+/// (`appends_per_writer` appends of `events_per_append` events, each to a new stream), which
+/// must form one gap-free chain that verifies from either node; then both append to one stream
+/// expecting revision 0, and exactly one wins while the other gets `WrongExpectedRevision`;
+/// each node reads what the other wrote.
+pub fn two_nodes_share_one_chain(
+    node_a: Arc<dyn EventStore>,
+    node_b: Arc<dyn EventStore>,
+    appends_per_writer: usize,
+    events_per_append: usize,
+) {
+    const WRITERS_PER_NODE: usize = 4;
+    let nodes = [node_a, node_b];
+    let writers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(node_idx, node)| {
+            (0..WRITERS_PER_NODE).map(move |writer_idx| {
+                let node = node.clone();
+                std::thread::spawn(move || {
+                    for append_idx in 0..appends_per_writer {
+                        let events = (0..events_per_append).map(|_| event("t", "{}")).collect();
+                        node.append(
+                            &format!("n{node_idx}-w{writer_idx}-{append_idx}"),
+                            ExpectedRevision::NoStream,
+                            events,
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    writers
+        .into_iter()
+        .for_each(|writer| writer.join().unwrap());
+    let n_events = (2 * WRITERS_PER_NODE * appends_per_writer * events_per_append) as u64;
+    assert_eq!(nodes[0].head_position().unwrap(), n_events);
+    assert_eq!(nodes[1].verify_chain().unwrap().n_events, n_events);
+
+    nodes[0]
+        .append("shared", ExpectedRevision::NoStream, vec![event("t", "{}")])
+        .unwrap();
+    let results: Vec<Result<_, StoreError>> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                node.append("shared", ExpectedRevision::Exact(0), vec![event("t", "{}")])
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|appender| appender.join().unwrap())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|result| result.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .any(|result| matches!(result, Err(StoreError::WrongExpectedRevision { .. }))));
+    for node in &nodes {
+        assert_eq!(node.read_stream("shared", 0).unwrap().len(), 2);
+    }
+}

@@ -20,8 +20,8 @@ mod with_client {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use paycenter_store::conformance::{self, event};
-    use paycenter_store::{EventStore, EventStoreDbStore, ExpectedRevision, StoreError};
+    use paycenter_store::conformance;
+    use paycenter_store::{EventStore, EventStoreDbStore, StoreError};
 
     fn server_url() -> Option<String> {
         match std::env::var("PAYCENTER_EVENTSTOREDB_URL") {
@@ -67,46 +67,7 @@ mod with_client {
         let nodes: Vec<Arc<EventStoreDbStore>> = (0..2)
             .map(|_| Arc::new(EventStoreDbStore::connect(&url, &log_stream).unwrap()))
             .collect();
-        let threads: Vec<_> = nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(node_idx, node)| {
-                (0..4).map(move |thread_idx| {
-                    let node = node.clone();
-                    std::thread::spawn(move || {
-                        for append_idx in 0..25 {
-                            node.append(
-                                &format!("n{node_idx}-t{thread_idx}-{append_idx}"),
-                                ExpectedRevision::NoStream,
-                                vec![event("t", "{}")],
-                            )
-                            .unwrap();
-                        }
-                    })
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .for_each(|thread| thread.join().unwrap());
-        assert_eq!(nodes[0].head_position().unwrap(), 200);
-        assert_eq!(nodes[1].verify_chain().unwrap().n_events, 200);
-        nodes[0]
-            .append("shared", ExpectedRevision::NoStream, vec![event("t", "{}")])
-            .unwrap();
-        let results: Vec<Result<_, StoreError>> = nodes
-            .iter()
-            .map(|node| {
-                let node = node.clone();
-                std::thread::spawn(move || {
-                    node.append("shared", ExpectedRevision::Exact(0), vec![event("t", "{}")])
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|thread| thread.join().unwrap())
-            .collect();
-        assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1);
+        conformance::two_nodes_share_one_chain(nodes[0].clone(), nodes[1].clone(), 25, 1);
         assert!(nodes[0]
             .try_lease("webhook:ntf_1:1", "node-a", 60_000)
             .unwrap());

@@ -7,8 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use paycenter_store::conformance::event;
-use paycenter_store::{conformance, EventStore, ExpectedRevision, PostgresStore, StoreError};
+use paycenter_store::{conformance, EventStore, PostgresStore};
 
 fn url() -> String {
     std::env::var("PAYCENTER_TEST_POSTGRES_URL")
@@ -68,53 +67,7 @@ fn two_nodes_on_one_database_share_one_gap_free_chain() {
     let schema = fresh_schema();
     let node_a: Arc<dyn EventStore> = Arc::new(PostgresStore::open(&url(), &schema).unwrap());
     let node_b: Arc<dyn EventStore> = Arc::new(PostgresStore::open(&url(), &schema).unwrap());
-    let threads: Vec<_> = [node_a.clone(), node_b.clone()]
-        .into_iter()
-        .enumerate()
-        .flat_map(|(node_idx, node)| {
-            (0..4).map(move |thread_idx| {
-                let node = node.clone();
-                std::thread::spawn(move || {
-                    for append_idx in 0..50 {
-                        node.append(
-                            &format!("n{node_idx}-t{thread_idx}-{append_idx}"),
-                            ExpectedRevision::NoStream,
-                            vec![event("t", "{}")],
-                        )
-                        .unwrap();
-                    }
-                })
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .for_each(|thread| thread.join().unwrap());
-    assert_eq!(node_a.head_position().unwrap(), 400);
-    assert_eq!(node_b.verify_chain().unwrap().n_events, 400);
-    // Conflicting appends to one stream from both nodes: exactly one wins each revision.
-    node_a
-        .append("shared", ExpectedRevision::NoStream, vec![event("t", "{}")])
-        .unwrap();
-    let results: Vec<Result<_, StoreError>> = [node_a.clone(), node_b.clone()]
-        .into_iter()
-        .map(|node| {
-            std::thread::spawn(move || {
-                node.append("shared", ExpectedRevision::Exact(0), vec![event("t", "{}")])
-            })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|thread| thread.join().unwrap())
-        .collect();
-    assert_eq!(
-        results.iter().filter(|result| result.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
-    assert!(results
-        .iter()
-        .any(|result| matches!(result, Err(StoreError::WrongExpectedRevision { .. }))));
+    conformance::two_nodes_share_one_chain(node_a.clone(), node_b.clone(), 50, 1);
     drop((node_a, node_b));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }

@@ -21,57 +21,7 @@ fn passes_the_conformance_suite() {
 #[test]
 fn two_nodes_on_one_log_share_one_gap_free_chain() {
     let log: Arc<MemoryLog> = Arc::default();
-    let nodes: Vec<Arc<EventStoreDbStore>> = (0..2).map(|_| Arc::new(node(&log))).collect();
-    let threads: Vec<_> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(node_idx, node)| {
-            (0..4).map(move |thread_idx| {
-                let node = node.clone();
-                std::thread::spawn(move || {
-                    for append_idx in 0..50 {
-                        node.append(
-                            &format!("n{node_idx}-t{thread_idx}-{append_idx}"),
-                            ExpectedRevision::NoStream,
-                            vec![event("t", "{}"), event("t", "{}")],
-                        )
-                        .unwrap();
-                    }
-                })
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .for_each(|thread| thread.join().unwrap());
-    assert_eq!(nodes[0].head_position().unwrap(), 800);
-    assert_eq!(nodes[1].verify_chain().unwrap().n_events, 800);
-    // Conflicting appends to one stream from both nodes: exactly one wins.
-    nodes[0]
-        .append("shared", ExpectedRevision::NoStream, vec![event("t", "{}")])
-        .unwrap();
-    let results: Vec<Result<_, StoreError>> = nodes
-        .iter()
-        .map(|node| {
-            let node = node.clone();
-            std::thread::spawn(move || {
-                node.append("shared", ExpectedRevision::Exact(0), vec![event("t", "{}")])
-            })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|thread| thread.join().unwrap())
-        .collect();
-    assert_eq!(
-        results.iter().filter(|result| result.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
-    assert!(results
-        .iter()
-        .any(|result| matches!(result, Err(StoreError::WrongExpectedRevision { .. }))));
-    // A node that did not write the stream still reads all of it.
-    assert_eq!(nodes[1].read_stream("shared", 0).unwrap().len(), 2);
+    conformance::two_nodes_share_one_chain(Arc::new(node(&log)), Arc::new(node(&log)), 50, 2);
 }
 
 #[test]
