@@ -9,9 +9,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+
+mod support;
 
 const ADMIN_TOKEN: &str = "admin-token-for-channel-tests";
 
@@ -115,32 +117,16 @@ fn start_paycenter(data_dir: &std::path::Path) -> (Process, String) {
 }
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let request = ureq::request(method, url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(Duration::from_secs(15));
-    let result = match body {
-        Some(body) => request.send_json(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("{method} {url}: {error}"),
-    };
-    let status = response.status();
-    let text = response.into_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    support::call_within(method, url, token, body, Duration::from_secs(15))
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    support::wait_for_within(
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        done,
+    )
 }
 
 /// A webhook receiver that acknowledges everything.

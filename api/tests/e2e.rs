@@ -11,6 +11,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+mod support;
+
 const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 /// The sandbox account's signing secret, so tests can sign callbacks as the sandbox does.
 const SANDBOX_SECRET: &str = "e2e-sandbox-secret-0123456789";
@@ -202,32 +204,16 @@ fn verify_signature(secret: &str, header: &str, body: &[u8]) -> bool {
 }
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let request = ureq::request(method, url)
-        .set("authorization", &format!("Bearer {token}"))
-        .timeout(Duration::from_secs(10));
-    let result = match body {
-        Some(body) => request.send_json(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("{method} {url}: {error}"),
-    };
-    let status = response.status();
-    let text = response.into_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    support::call_within(method, url, token, body, Duration::from_secs(10))
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    support::wait_for_within(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        done,
+    )
 }
 
 /// Waits until no webhook is pending, so nothing appends in the background: "recorded
