@@ -31,7 +31,12 @@ pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
     let Ok(trade_no) = TradeNo::parse(trade_no) else {
         return not_found;
     };
-    let model = state.model.read().expect("model lock");
+    let Ok(model) = state.read_model() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<!doctype html><title>Unavailable</title><p>Payments cannot be shown right now; try again in a minute.</p>".to_owned(),
+        );
+    };
     let Some(payment) = model.payments.get(&trade_no) else {
         return not_found;
     };
@@ -78,6 +83,47 @@ pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
     (StatusCode::OK, html)
 }
 
+/// The sandbox's optional `amount` (and `currency`): the sandbox then takes and reports that
+/// money instead of the trade's, playing a channel whose report contradicts the attempt.
+fn reported_money(
+    state: &AppState,
+    trade_no: &str,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<paycenter_domain::Money>, ApiError> {
+    let amount = crate::dto::optional_str(object, "amount")?;
+    let currency = crate::dto::optional_str(object, "currency")?;
+    if amount.is_none() && currency.is_none() {
+        return Ok(None);
+    }
+    let trade_currency = TradeNo::parse(trade_no)
+        .ok()
+        .and_then(|trade_no| state.sandbox_provider.trade(&trade_no))
+        .map(|trade| trade.amount.currency());
+    let currency = match currency {
+        Some(code) => code
+            .parse::<paycenter_domain::Currency>()
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_currency",
+                    error.to_string(),
+                )
+            })?,
+        None => match trade_currency {
+            Some(currency) => currency,
+            None => return Ok(None), // An unknown trade is answered below.
+        },
+    };
+    let Some(amount) = amount else {
+        return Err(ApiError::invalid("currency needs an amount"));
+    };
+    paycenter_domain::Money::parse_positive(amount, currency)
+        .map(Some)
+        .map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_amount", error.to_string())
+        })
+}
+
 /// `POST /sandbox/pay/{trade_no}` with `{"outcome": "success" | "failure", "race_close"?: bool}`
 /// (JSON, or the checkout page's form). Plays the user; the outcome reaches paycenter by the
 /// sandbox's callback. `race_close: true` pays a trade paycenter already closed (a payment that
@@ -89,6 +135,7 @@ pub async fn sandbox_pay(
     body: bytes::Bytes,
 ) -> Answer {
     let mut race_close = false;
+    let mut reported = None;
     let outcome_text = if content_type
         .as_deref()
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
@@ -101,11 +148,22 @@ pub async fn sandbox_pay(
             .to_owned()
     } else {
         let object = parse_object(&body)?;
+        crate::dto::check_fields(
+            &object,
+            "",
+            &[
+                ("outcome", crate::dto::MAX_TOKEN_CHARS),
+                ("race_close", 0),
+                ("amount", crate::dto::MAX_TOKEN_CHARS),
+                ("currency", crate::dto::MAX_TOKEN_CHARS),
+            ],
+        )?;
         race_close = match object.get("race_close") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(flag)) => *flag,
             Some(_) => return Err(ApiError::invalid("race_close must be true or false")),
         };
+        reported = reported_money(&state, &trade_no, &object)?;
         required_str(&object, "outcome")?.to_owned()
     };
     let outcome = match outcome_text.as_str() {
@@ -121,7 +179,7 @@ pub async fn sandbox_pay(
         TradeNo::parse(&trade_no).map_err(|error| ApiError::invalid(error.to_string()))?;
     state
         .sandbox_provider
-        .pay(&trade_no, outcome, race_close)
+        .pay(&trade_no, outcome, race_close, reported)
         .map_err(|error| match error {
             paycenter_gateway::sandbox::SandboxError::UnknownTrade(_) => {
                 ApiError::not_found("payment_not_found", error.to_string())

@@ -26,6 +26,64 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The longest names, subjects and reasons, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// The longest payment subject, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 256;
+/// The longest refund reason, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+/// The longest identifier an app chooses (`order_no`, `refund_no`) or paycenter hands out.
+pub const MAX_ID_CHARS: usize = 64;
+/// The longest URL.
+pub const MAX_URL_CHARS: usize = paycenter_gateway::egress::MAX_URL_CHARS;
+/// The longest amount, currency, rate or other short token.
+pub const MAX_TOKEN_CHARS: usize = 40;
+/// The longest channel parameter (PEM keys are a few KiB).
+pub const MAX_PARAM_CHARS: usize = 16_384;
+
+/// A field a body may carry and the most characters its string (or each string of its
+/// array) may have; 0 for fields that are not text (their handler checks their type).
+pub type FieldLimit = (&'static str, usize);
+
+/// Refuses fields the endpoint does not know (`400 unknown_field`) and over-long strings
+/// (`400 field_too_long`), naming the field in `error.field`; `prefix` names where the object
+/// sits (`"splits[0]."`, `"params."`).
+pub fn check_fields(
+    object: &Map<String, Value>,
+    prefix: &str,
+    known: &[FieldLimit],
+) -> Result<(), ApiError> {
+    for (name, value) in object {
+        let Some((_, max_chars)) = known.iter().find(|(known_name, _)| known_name == name) else {
+            let shown: String = name.chars().take(MAX_ID_CHARS).collect();
+            return Err(ApiError::new(
+                warp::http::StatusCode::BAD_REQUEST,
+                "unknown_field",
+                format!("{prefix}{shown} is not a field of this request"),
+            )
+            .with_field(format!("{prefix}{shown}")));
+        };
+        let too_long = *max_chars > 0
+            && match value {
+                Value::String(text) => text.chars().count() > *max_chars,
+                Value::Array(items) => items.iter().any(|item| {
+                    item.as_str()
+                        .is_some_and(|text| text.chars().count() > *max_chars)
+                }),
+                _ => false,
+            };
+        if too_long {
+            return Err(ApiError::new(
+                warp::http::StatusCode::BAD_REQUEST,
+                "field_too_long",
+                format!("{prefix}{name} is longer than {max_chars} characters"),
+            )
+            .with_field(format!("{prefix}{name}")));
+        }
+    }
+    Ok(())
+}
+
 /// A required string field.
 pub fn required_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
     match object.get(field) {
@@ -147,6 +205,16 @@ pub fn payment_json(payment: &PaymentView) -> Value {
         "splits": payment.splits.iter().map(|split| json!({
             "receiver": split.receiver,
             "amount": split.amount.to_major_string(),
+        })).collect::<Vec<_>>(),
+        "anomalies": payment.anomalies.iter().map(|anomaly| json!({
+            "kind": anomaly.kind.name(),
+            "reported_amount": anomaly.reported_amount.to_major_string(),
+            "reported_currency": anomaly.reported_amount.currency().code(),
+            "reported_channel_account_id": anomaly.channel_account_id,
+            "reported_channel_trade_no": anomaly.channel_trade_no,
+            "detected_at": anomaly.detected_at.to_rfc3339(),
+            "refund_id": anomaly.refund_id,
+            "refund_status": refund_status(anomaly.refund_status),
         })).collect::<Vec<_>>(),
     })
 }

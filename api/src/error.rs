@@ -35,6 +35,12 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// The same error naming the request field it is about (`error.field`).
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.extra = Some(("field", serde_json::Value::String(field.into())));
+        self
+    }
+
     /// 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
@@ -46,6 +52,15 @@ impl ApiError {
             StatusCode::BAD_GATEWAY,
             "channel_unavailable",
             error.to_string(),
+        )
+    }
+
+    /// 503: a read model this request needs has stopped (or is far behind).
+    pub fn read_model_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_model_unavailable",
+            message,
         )
     }
 
@@ -99,9 +114,7 @@ impl From<DomainError> for ApiError {
             DomainError::PaymentAlreadySucceeded { .. } => {
                 (StatusCode::CONFLICT, "payment_already_succeeded")
             }
-            DomainError::PaidAmountMismatch { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "paid_amount_mismatch")
-            }
+            DomainError::TooManyAnomalies { .. } => (StatusCode::CONFLICT, "too_many_anomalies"),
             DomainError::ChannelTradeNoConflict { .. } => {
                 (StatusCode::CONFLICT, "channel_trade_no_conflict")
             }
@@ -118,6 +131,10 @@ impl From<DomainError> for ApiError {
                 (StatusCode::CONFLICT, "refund_already_settled")
             }
             DomainError::MerchantNotFound { .. } => (StatusCode::NOT_FOUND, "merchant_not_found"),
+            DomainError::AppNotFound { .. } => (StatusCode::NOT_FOUND, "app_not_found"),
+            DomainError::ChannelAccountNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "channel_account_not_found")
+            }
             DomainError::NotificationNotFound { .. } => {
                 (StatusCode::NOT_FOUND, "notification_not_found")
             }
@@ -138,6 +155,14 @@ impl From<StoreError> for ApiError {
                 "concurrent_update",
                 "another request changed this resource at the same time; retry",
             ),
+            StoreError::Closed => {
+                tracing::error!("the event store refused an append: its writer has stopped");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "paycenter cannot record anything right now; nothing was recorded, retry later",
+                )
+            }
             other => ApiError::internal("event store", other),
         }
     }

@@ -47,7 +47,11 @@ fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result
 /// `POST /v1/merchants`
 pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> Answer {
     let object = parse_object(&body)?;
+    check_fields(&object, "", &[("name", MAX_NAME_CHARS)])?;
     let name = required_str(&object, "name")?.to_owned();
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("name must not be empty").with_field("name"));
+    }
     let merchant_id = MerchantId::from_entropy(random_u128());
     let command = MerchantOnboarded {
         merchant_id: merchant_id.clone(),
@@ -85,14 +89,18 @@ pub async fn create_channel_account(
     body: bytes_body::Body,
 ) -> Answer {
     let object = parse_object(&body)?;
+    check_fields(
+        &object,
+        "",
+        &[
+            ("channel", MAX_TOKEN_CHARS),
+            ("params", 0),
+            ("fee_rate", MAX_TOKEN_CHARS),
+            ("callback_ip_allowlist", MAX_TOKEN_CHARS),
+        ],
+    )?;
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
-    if !state
-        .model
-        .read()
-        .expect("model lock")
-        .merchants
-        .contains_key(&merchant_id)
-    {
+    if !state.read_model()?.merchants.contains_key(&merchant_id) {
         return Err(ApiError::not_found(
             "merchant_not_found",
             format!("merchant {merchant_id} not found"),
@@ -167,6 +175,27 @@ pub async fn create_channel_account(
     if !params.is_object() {
         return Err(ApiError::invalid("params must be an object"));
     }
+    let known_params: Vec<FieldLimit> = adapter
+        .param_names()
+        .iter()
+        .map(|name| (*name, MAX_PARAM_CHARS))
+        .collect();
+    check_fields(
+        params.as_object().expect("checked above"),
+        "params.",
+        &known_params,
+    )?;
+    if let Some(gateway_url) = params.get("gateway_url") {
+        let text = gateway_url.as_str().unwrap_or("");
+        paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_channel_params",
+                format!("gateway_url: {refused}"),
+            )
+            .with_field("params.gateway_url")
+        })?;
+    }
     if channel == Channel::Sandbox && params.get("signing_secret").is_none() {
         // The sandbox is paycenter's own: it can make up the secret it shares with itself.
         params["signing_secret"] = json!(random_hex(32));
@@ -197,7 +226,9 @@ pub async fn create_channel_account(
         channel_account_id: channel_account_id.clone(),
         merchant_id: merchant_id.clone(),
         channel,
-        params_sealed: state.master_key.seal(params.to_string().as_bytes()),
+        params_sealed: state
+            .master_key
+            .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
         fee_rate,
         callback_ip_allowlist: callback_ip_allowlist.clone(),
         activated_at: Utc::now(),
@@ -242,12 +273,18 @@ pub async fn create_channel_account(
 /// `GET /v1/merchants/{merchant_id}/balances`: the merchant's double-entry accounts.
 pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     if !model.merchants.contains_key(&merchant_id) {
         return Err(ApiError::not_found(
             "merchant_not_found",
             format!("merchant {merchant_id} not found"),
         ));
+    }
+    if let Some(stopped) = &model.ledger_stopped {
+        return Err(ApiError::read_model_unavailable(format!(
+            "the balances projection stopped at position {} ({}); operators are told by /healthz",
+            stopped.position, stopped.event_type
+        )));
     }
     let accounts: Vec<Value> = model
         .ledger
@@ -271,19 +308,25 @@ pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Ans
 /// `POST /v1/apps`
 pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer {
     let object = parse_object(&body)?;
+    check_fields(
+        &object,
+        "",
+        &[
+            ("name", MAX_NAME_CHARS),
+            ("merchant_ids", MAX_ID_CHARS),
+            ("notify_url", MAX_URL_CHARS),
+        ],
+    )?;
     let name = required_str(&object, "name")?.to_owned();
     let notify_url = required_str(&object, "notify_url")?.to_owned();
-    let parsed_url: hyper::Uri = notify_url
-        .parse()
-        .map_err(|_| ApiError::invalid("notify_url must be an absolute http(s) URL"))?;
-    if !matches!(parsed_url.scheme_str(), Some("http" | "https"))
-        || parsed_url.host().is_none()
-        || notify_url.len() > 2_048
-    {
-        return Err(ApiError::invalid(
-            "notify_url must be an absolute http(s) URL",
-        ));
-    }
+    paycenter_gateway::egress::check_url(&notify_url, state.config.egress).map_err(|refused| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_notify_url",
+            format!("notify_url: {refused}"),
+        )
+        .with_field("notify_url")
+    })?;
     let merchant_texts = match object.get("merchant_ids") {
         Some(Value::Array(items)) => items,
         None | Some(Value::Null) => return Err(ApiError::invalid("merchant_ids is required")),
@@ -304,7 +347,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         }
     }
     let missing = {
-        let model = state.model.read().expect("model lock");
+        let model = state.read_model()?;
         merchant_ids
             .iter()
             .find(|merchant_id| !model.merchants.contains_key(*merchant_id))
@@ -319,7 +362,9 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         merchant_ids: merchant_ids.clone(),
         notify_url: notify_url.clone(),
         api_key_sha256: api_key_sha256(&api_key),
-        webhook_secret_sealed: state.master_key.seal(webhook_secret.as_bytes()),
+        webhook_secret_sealed: state
+            .master_key
+            .seal(app_id.as_str(), webhook_secret.as_bytes()),
         registered_at: Utc::now(),
     };
     state
@@ -359,6 +404,21 @@ fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<
     ))
 }
 
+/// The fields of `POST /v1/payments`.
+const PAYMENT_FIELDS: &[FieldLimit] = &[
+    ("merchant_id", MAX_ID_CHARS),
+    ("channel_account_id", MAX_ID_CHARS),
+    ("order_no", MAX_ID_CHARS),
+    ("amount", MAX_TOKEN_CHARS),
+    ("currency", MAX_TOKEN_CHARS),
+    ("invoke_method", MAX_TOKEN_CHARS),
+    ("subject", MAX_SUBJECT_CHARS),
+    ("splits", 0),
+    ("expire_seconds", 0),
+    ("payer_id", 128),
+    ("client_ip", MAX_TOKEN_CHARS + 24),
+];
+
 /// `POST /v1/payments`
 pub async fn create_payment(
     state: Arc<AppState>,
@@ -366,6 +426,7 @@ pub async fn create_payment(
     body: bytes_body::Body,
 ) -> Answer {
     let object = parse_object(&body)?;
+    check_fields(&object, "", PAYMENT_FIELDS)?;
     let merchant_id = parse_id(MerchantId::parse, required_str(&object, "merchant_id")?)?;
     ensure_app_merchant(&app, &merchant_id)?;
     let channel_account_id = parse_id(
@@ -417,10 +478,15 @@ pub async fn create_payment(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => {
             let mut splits = Vec::new();
-            for item in items {
+            for (split_idx, item) in items.iter().enumerate() {
                 let split = item.as_object().ok_or_else(|| {
                     ApiError::invalid("each split must be an object {receiver, amount}")
                 })?;
+                check_fields(
+                    split,
+                    &format!("splits[{split_idx}]."),
+                    &[("receiver", MAX_ID_CHARS), ("amount", MAX_TOKEN_CHARS)],
+                )?;
                 let receiver = required_str(split, "receiver")?.to_owned();
                 splits.push(Split {
                     receiver,
@@ -440,6 +506,17 @@ pub async fn create_payment(
                 format!("merchant {merchant_id} has no channel account {channel_account_id}"),
             )
         })?;
+    if state
+        .read_model()?
+        .disabled_channel_accounts
+        .contains(&channel_account_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "channel_account_disabled",
+            format!("channel account {channel_account_id} is disabled and takes no new payments"),
+        ));
+    }
     let adapter = state.channel(account.channel)?;
     paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
         ApiError::new(
@@ -502,27 +579,35 @@ pub async fn create_payment(
         expire_seconds,
         min_attempt_interval_ms: state.config.min_attempt_interval_ms,
     };
-    let stream_id = streams::order(&merchant_id, &order_no);
+    // The order's stream: where its attempts already are (orders recorded before order
+    // numbers lived in their app's namespace keep their stream), else the app's own.
+    let stream_id = state
+        .read_model()?
+        .payments_of_order(&app.app_id, &merchant_id, &order_no)
+        .first()
+        .map(|payment| payment.order_stream.clone())
+        .unwrap_or_else(|| streams::order(&app.app_id, &merchant_id, &order_no));
     let (decided, _) = state
         .execute(&stream_id, &format!("start-{trade_no}"), |history, now| {
             Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
         })
         .await?;
-    // Close superseded attempts at their channel too (best effort: the domain already closed them).
+    // Close superseded attempts at their own channel, with their own account's parameters
+    // (best effort: the domain already closed them; a late payment is refunded).
     for event in &decided {
         if let Event::PaymentAttemptClosed(closed) = event {
-            let superseded = state
-                .model
-                .read()
-                .expect("model lock")
-                .payments
-                .get(&closed.trade_no)
-                .cloned();
+            let superseded = state.read_model()?.payments.get(&closed.trade_no).cloned();
             let Some(superseded) = superseded else {
                 continue;
             };
-            if let Err(error) = adapter
-                .close_payment(&params, &state.channel_order(&superseded))
+            let Some(superseded_account) = state.channel_account(&superseded.channel_account_id)
+            else {
+                continue;
+            };
+            let superseded_adapter = state.channel(superseded_account.channel)?;
+            let superseded_params = state.channel_params(&superseded_account)?;
+            if let Err(error) = superseded_adapter
+                .close_payment(&superseded_params, &state.channel_order(&superseded))
                 .await
             {
                 tracing::warn!(%error, trade_no = %closed.trade_no, "closing a superseded attempt at its channel failed");
@@ -601,18 +686,24 @@ pub async fn create_payment(
     ))
 }
 
+/// A payment belongs to the app that created it: every other app, even one acting for the
+/// same merchant, is told it does not exist.
+fn owned_by(payment: &paycenter_projections::model::PaymentView, app: &AppRegistered) -> bool {
+    payment.app_id == app.app_id && app.merchant_ids.contains(&payment.merchant_id)
+}
+
 fn app_payment(
     state: &AppState,
     app: &AppRegistered,
     trade_no: &str,
 ) -> Result<paycenter_projections::model::PaymentView, ApiError> {
     let trade_no = parse_id(TradeNo::parse, trade_no)?;
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     // Another app's payment is "not found": its existence is not this app's business.
     model
         .payments
         .get(&trade_no)
-        .filter(|payment| app.merchant_ids.contains(&payment.merchant_id))
+        .filter(|payment| owned_by(payment, app))
         .cloned()
         .ok_or_else(|| {
             ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
@@ -634,14 +725,14 @@ pub async fn find_payments(
     app: AppRegistered,
     query: std::collections::HashMap<String, String>,
 ) -> Answer {
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     if let Some(channel_trade_no) = query.get("channel_trade_no") {
         let channel_trade_no = parse_id(ChannelTradeNo::parse, channel_trade_no)?;
         let payment = model
             .payments_by_channel_trade_no
             .get(&channel_trade_no)
             .and_then(|trade_no| model.payments.get(trade_no))
-            .filter(|payment| app.merchant_ids.contains(&payment.merchant_id))
+            .filter(|payment| owned_by(payment, &app))
             .ok_or_else(|| {
                 ApiError::not_found(
                     "payment_not_found",
@@ -661,7 +752,7 @@ pub async fn find_payments(
     let merchant_id = parse_id(MerchantId::parse, merchant_id)?;
     let order_no = parse_id(OrderNo::parse, order_no)?;
     ensure_app_merchant(&app, &merchant_id)?;
-    let attempts = model.payments_of_order(&merchant_id, &order_no);
+    let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no);
     let latest = attempts.last().ok_or_else(|| {
         ApiError::not_found(
             "payment_not_found",
@@ -714,14 +805,35 @@ pub async fn create_refund(
     body: bytes_body::Body,
 ) -> Answer {
     let object = parse_object(&body)?;
+    check_fields(
+        &object,
+        "",
+        &[
+            ("refund_no", MAX_ID_CHARS),
+            ("amount", MAX_TOKEN_CHARS),
+            ("currency", MAX_TOKEN_CHARS),
+            ("reason", MAX_REASON_CHARS),
+        ],
+    )?;
     let payment = app_payment(&state, &app, &trade_no)?;
     let refund_no = parse_id(RefundNo::parse, required_str(&object, "refund_no")?)?;
+    if optional_str(&object, "currency")?.is_some() {
+        let currency = currency_field(&object)?;
+        if currency != payment.amount.currency() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_mismatch",
+                format!(
+                    "payment {} is in {}, not {currency}",
+                    payment.trade_no,
+                    payment.amount.currency()
+                ),
+            )
+            .with_field("currency"));
+        }
+    }
     let amount = amount_field(&object, "amount", payment.amount.currency())?;
-    let reason = optional_str(&object, "reason")?
-        .unwrap_or("")
-        .chars()
-        .take(256)
-        .collect::<String>();
+    let reason = optional_str(&object, "reason")?.unwrap_or("").to_owned();
     // Derived from the payment and refund number: a retried request decides the same refund.
     let refund_id = RefundId::parse(&format!(
         "rf_{}",
@@ -775,7 +887,7 @@ pub async fn list_events(
             .filter(|limit| (1..=1_000).contains(limit))
             .ok_or_else(|| ApiError::invalid("limit must be 1 to 1000"))?,
     };
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     let feed = model
         .feeds
         .get(&app.app_id)
@@ -874,6 +986,63 @@ pub async fn channel_callback(
     }
 }
 
+/// Where and how much a refund gives back: an app's or automatic refund at the payment's own
+/// account, or an anomaly's reported money at the account that reported it.
+pub(crate) struct RefundTarget {
+    pub channel_account_id: ChannelAccountId,
+    pub amount: paycenter_domain::Money,
+    /// The payment as the channel knows it: for an anomaly, the money the channel reported
+    /// under its own trade number.
+    pub reported: Option<(
+        paycenter_domain::ids::ChannelTradeNo,
+        paycenter_domain::Money,
+    )>,
+}
+
+impl RefundTarget {
+    /// The payment as the refund's channel call names it.
+    pub fn channel_order(
+        &self,
+        state: &AppState,
+        payment: &paycenter_projections::model::PaymentView,
+    ) -> paycenter_gateway::ChannelOrder {
+        let mut order = state.channel_order(payment);
+        if let Some((channel_trade_no, reported_amount)) = &self.reported {
+            order.channel_trade_no = Some(channel_trade_no.clone());
+            order.amount = *reported_amount;
+            order.notify_url = state.notify_url(payment.channel, &self.channel_account_id);
+        }
+        order
+    }
+}
+
+/// The refund `refund_id` of `payment`, wherever it lives.
+pub(crate) fn refund_target(
+    payment: &paycenter_projections::model::PaymentView,
+    refund_id: &RefundId,
+) -> Option<RefundTarget> {
+    if let Some(refund) = payment
+        .refunds
+        .iter()
+        .find(|refund| &refund.refund_id == refund_id)
+    {
+        return Some(RefundTarget {
+            channel_account_id: payment.channel_account_id.clone(),
+            amount: refund.amount,
+            reported: None,
+        });
+    }
+    let anomaly = payment
+        .anomalies
+        .iter()
+        .find(|anomaly| &anomaly.refund_id == refund_id)?;
+    Some(RefundTarget {
+        channel_account_id: anomaly.channel_account_id.clone(),
+        amount: anomaly.reported_amount,
+        reported: Some((anomaly.channel_trade_no.clone(), anomaly.reported_amount)),
+    })
+}
+
 /// Records what a channel reported, by callback or in answer to a query: the same commands,
 /// with the same command ids, so hearing a fact twice records it once.
 pub(crate) async fn record_notice(
@@ -892,17 +1061,30 @@ pub(crate) async fn record_notice(
             return Ok(());
         }
     };
-    let stream_id = {
-        let model = state.model.read().expect("model lock");
+    let (stream_id, attempt_account_id, attempt_amount) = {
+        let model = state.read_model()?;
         let payment = model.payments.get(&trade_no).ok_or_else(|| {
             ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
         })?;
-        if &payment.channel_account_id != channel_account_id {
+        // A payment report from another account is an anomaly the domain records; anything
+        // else must come from the account the payment (or the refund) belongs to.
+        let reporter_may_speak = match &notice {
+            CallbackNotice::PaymentSucceeded { .. } => true,
+            CallbackNotice::RefundSucceeded { refund_id, .. }
+            | CallbackNotice::RefundFailed { refund_id, .. } => refund_target(payment, refund_id)
+                .is_none_or(|target| &target.channel_account_id == channel_account_id),
+            _ => &payment.channel_account_id == channel_account_id,
+        };
+        if !reporter_may_speak {
             return Err(ApiError::invalid(
                 "callback for a payment of another channel account",
             ));
         }
-        payment.order_stream.clone()
+        (
+            payment.order_stream.clone(),
+            payment.channel_account_id.clone(),
+            payment.amount,
+        )
     };
     let (command, command_id) = match notice {
         CallbackNotice::PaymentSucceeded {
@@ -910,10 +1092,27 @@ pub(crate) async fn record_notice(
             channel_trade_no,
             amount,
         } => {
-            let command_id = format!("paid-{trade_no}");
+            // A report that agrees with the attempt keeps the id it always had; one that
+            // contradicts it gets an id of its own, so a later genuine report is not mistaken
+            // for a replay of it.
+            let command_id =
+                if &attempt_account_id == channel_account_id && attempt_amount == amount {
+                    format!("paid-{trade_no}")
+                } else {
+                    format!(
+                        "anomaly-{}",
+                        paycenter_domain::payment::anomaly_refund_id(
+                            &trade_no,
+                            channel_account_id,
+                            &channel_trade_no,
+                            amount
+                        )
+                    )
+                };
             (
                 OrderCommand::RecordSuccess {
                     trade_no,
+                    channel_account_id: channel_account_id.clone(),
                     channel_trade_no,
                     amount,
                     source,
@@ -990,7 +1189,7 @@ pub async fn list_notifications(
             ))
         }
     };
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     let mut items: Vec<&paycenter_domain::notification::Notification> = model
         .notifications
         .values()
@@ -1065,4 +1264,155 @@ pub async fn redeliver_notification(
 pub mod bytes_body {
     /// A request body.
     pub type Body = bytes::Bytes;
+}
+
+/// The grace period of a rotated credential: `grace_seconds` of an optional JSON body.
+fn grace_from_body(body: &[u8]) -> Result<chrono::Duration, ApiError> {
+    const DEFAULT_GRACE_SECONDS: i64 = 86_400;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(chrono::Duration::seconds(DEFAULT_GRACE_SECONDS));
+    }
+    let object = parse_object(body)?;
+    check_fields(&object, "", &[("grace_seconds", 0)])?;
+    let seconds = match object.get("grace_seconds") {
+        None | Some(Value::Null) => DEFAULT_GRACE_SECONDS,
+        Some(value) => value
+            .as_i64()
+            .filter(|seconds| (0..=registry::MAX_ROTATION_GRACE_SECONDS).contains(seconds))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "grace_seconds must be a whole number from 0 to {}",
+                    registry::MAX_ROTATION_GRACE_SECONDS
+                ))
+                .with_field("grace_seconds")
+            })?,
+    };
+    Ok(chrono::Duration::seconds(seconds))
+}
+
+/// `POST /v1/apps/{app_id}/rotate-key | rotate-webhook-secret | disable | enable` (admin).
+/// A new key or secret is shown in this answer only.
+pub async fn app_action(
+    state: Arc<AppState>,
+    app_id: String,
+    action: String,
+    body: bytes_body::Body,
+) -> Answer {
+    let app_id = parse_id(AppId::parse, &app_id)?;
+    let stream_id = streams::app(&app_id);
+    let command_id = format!("{action}-{app_id}-{}", random_hex(8));
+    let not_found = || ApiError::not_found("app_not_found", format!("app {app_id} not found"));
+    match action.as_str() {
+        "rotate-key" => {
+            let grace = grace_from_body(&body)?;
+            let api_key = format!("pk_{}", random_hex(24));
+            let api_key_hash = api_key_sha256(&api_key);
+            let (decided, _) = state
+                .execute(&stream_id, &command_id, |history, now| {
+                    registry::rotate_api_key(history, &app_id, api_key_hash.clone(), grace, now)
+                })
+                .await
+                .map_err(|error| {
+                    if error.code == "app_not_found" {
+                        not_found()
+                    } else {
+                        error
+                    }
+                })?;
+            let Some(Event::AppApiKeyRotated(rotated)) = decided.first() else {
+                return Err(ApiError::internal("rotate key", "nothing decided"));
+            };
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "app_id": app_id,
+                    "api_key": api_key,
+                    "previous_key_valid_until": rotated.previous_valid_until.to_rfc3339(),
+                }),
+            ))
+        }
+        "rotate-webhook-secret" => {
+            let grace = grace_from_body(&body)?;
+            let webhook_secret = format!("whsec_{}", random_hex(24));
+            let sealed = state
+                .master_key
+                .seal(app_id.as_str(), webhook_secret.as_bytes());
+            let (decided, _) = state
+                .execute(&stream_id, &command_id, |history, now| {
+                    registry::rotate_webhook_secret(history, &app_id, sealed.clone(), grace, now)
+                })
+                .await?;
+            let Some(Event::AppWebhookSecretRotated(rotated)) = decided.first() else {
+                return Err(ApiError::internal(
+                    "rotate webhook secret",
+                    "nothing decided",
+                ));
+            };
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "app_id": app_id,
+                    "webhook_secret": webhook_secret,
+                    "previous_secret_valid_until": rotated.previous_valid_until.to_rfc3339(),
+                }),
+            ))
+        }
+        "disable" | "enable" => {
+            let enabled = action == "enable";
+            state
+                .execute(&stream_id, &command_id, |history, now| {
+                    registry::set_app_enabled(history, &app_id, enabled, now)
+                })
+                .await?;
+            Ok((
+                StatusCode::OK,
+                json!({ "app_id": app_id, "status": if enabled { "active" } else { "disabled" } }),
+            ))
+        }
+        _ => Err(ApiError::not_found("route_not_found", "no such route")),
+    }
+}
+
+/// `POST /v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/disable | enable`
+/// (admin). A disabled account takes no new payments; its callbacks, refunds and
+/// reconciliation go on.
+pub async fn channel_account_action(
+    state: Arc<AppState>,
+    merchant_id: String,
+    channel_account_id: String,
+    action: String,
+) -> Answer {
+    let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
+    let channel_account_id = parse_id(ChannelAccountId::parse, &channel_account_id)?;
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ApiError::not_found("route_not_found", "no such route")),
+    };
+    if state
+        .channel_account(&channel_account_id)
+        .is_none_or(|account| account.merchant_id != merchant_id)
+    {
+        return Err(ApiError::not_found(
+            "channel_account_not_found",
+            format!("merchant {merchant_id} has no channel account {channel_account_id}"),
+        ));
+    }
+    state
+        .execute(
+            &streams::channel_account(&channel_account_id),
+            &format!("{action}-{channel_account_id}-{}", random_hex(8)),
+            |history, now| {
+                registry::set_channel_account_enabled(history, &channel_account_id, enabled, now)
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::OK,
+        json!({
+            "channel_account_id": channel_account_id,
+            "merchant_id": merchant_id,
+            "status": if enabled { "active" } else { "disabled" },
+        }),
+    ))
 }

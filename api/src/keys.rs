@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 
@@ -68,29 +68,61 @@ impl MasterKey {
         })
     }
 
-    /// `base64(nonce ‖ ciphertext)` of `plaintext`.
-    pub fn seal(&self, plaintext: &[u8]) -> String {
+    /// `v2.` + `base64(nonce ‖ ciphertext)` of `plaintext`, bound to `owner` (the channel
+    /// account or app id) as AES-GCM associated data: moved into another owner's event, the
+    /// blob no longer opens.
+    pub fn seal(&self, owner: &str, plaintext: &[u8]) -> String {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = associated_data(owner);
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, plaintext)
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption does not fail");
         let mut sealed = nonce.to_vec();
         sealed.extend(ciphertext);
-        base64::engine::general_purpose::STANDARD.encode(sealed)
+        format!(
+            "{SEALED_V2_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(sealed)
+        )
     }
 
-    /// Reverses [`MasterKey::seal`]; fails on a wrong key or tampering.
-    pub fn open(&self, sealed: &str) -> anyhow::Result<Vec<u8>> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(sealed)?;
+    /// Reverses [`MasterKey::seal`] for the same `owner`; fails on a wrong key, another owner
+    /// or tampering. Blobs sealed before owners were bound (no `v2.` prefix) open without it.
+    pub fn open(&self, owner: &str, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let (encoded, aad) = match sealed.strip_prefix(SEALED_V2_PREFIX) {
+            Some(encoded) => (encoded, associated_data(owner)),
+            None => (sealed, String::new()),
+        };
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded)?;
         if bytes.len() < 12 {
             anyhow::bail!("sealed value too short");
         }
         let (nonce, ciphertext) = bytes.split_at(12);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| anyhow::anyhow!("sealed value does not open under this master key"))
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                anyhow::anyhow!("sealed value does not open under this master key for {owner}")
+            })
     }
+}
+
+/// Marks blobs bound to their owner.
+const SEALED_V2_PREFIX: &str = "v2.";
+
+fn associated_data(owner: &str) -> String {
+    format!("paycenter sealed secret of {owner}")
 }
 
 #[cfg(test)]
@@ -100,25 +132,40 @@ mod tests {
     #[test]
     fn sealing_round_trips_and_detects_tampering() {
         let key = MasterKey::from_bytes(&[7; 32]);
-        let sealed = key.seal(b"whsec_123");
-        assert_eq!(key.open(&sealed).unwrap(), b"whsec_123");
-        assert!(MasterKey::from_bytes(&[8; 32]).open(&sealed).is_err());
+        let sealed = key.seal("app_1", b"whsec_123");
+        assert_eq!(key.open("app_1", &sealed).unwrap(), b"whsec_123");
+        assert!(MasterKey::from_bytes(&[8; 32])
+            .open("app_1", &sealed)
+            .is_err());
+        let encoded = sealed.strip_prefix(SEALED_V2_PREFIX).unwrap();
         let mut bytes = base64::engine::general_purpose::STANDARD
-            .decode(&sealed)
+            .decode(encoded)
             .unwrap();
         *bytes.last_mut().unwrap() ^= 1;
-        assert!(key
-            .open(&base64::engine::general_purpose::STANDARD.encode(bytes))
-            .is_err());
+        let tampered = format!(
+            "{SEALED_V2_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        );
+        assert!(key.open("app_1", &tampered).is_err());
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_owner() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let sealed = key.seal("ca_1", b"{\"secret\":1}");
+        assert!(key.open("ca_2", &sealed).is_err());
+        // Stripping the prefix to pass as an unbound blob does not help either.
+        let unbound = sealed.strip_prefix(SEALED_V2_PREFIX).unwrap();
+        assert!(key.open("ca_2", unbound).is_err());
     }
 
     #[test]
     fn the_key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let first = MasterKey::load(None, dir.path()).unwrap();
-        let sealed = first.seal(b"x");
+        let sealed = first.seal("app_1", b"x");
         let second = MasterKey::load(None, dir.path()).unwrap();
-        assert_eq!(second.open(&sealed).unwrap(), b"x");
+        assert_eq!(second.open("app_1", &sealed).unwrap(), b"x");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

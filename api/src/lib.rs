@@ -10,7 +10,10 @@
 //! - [`reconciliation`]: bills against paycenter's record, results as events.
 //! - [`reactor`]: notification scheduling, refund submission, the webhook dispatcher.
 //! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
+//! - [`listener`]: the HTTP listener with its connection cap and read timeouts.
+//! - [`rate_limit`]: each app's request budget (`429 rate_limited`).
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
+//! - [`health`]: `/healthz`, the state of the store and of every projection.
 //! - [`error`], [`metrics`], [`openapi`].
 #![warn(missing_docs)]
 
@@ -19,11 +22,14 @@ pub mod checkout;
 pub mod dto;
 pub mod error;
 pub mod handlers;
+pub mod health;
 pub mod idempotency;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod projections;
+pub mod rate_limit;
 pub mod reactor;
 pub mod reconciliation;
 pub mod routes;

@@ -16,13 +16,23 @@ const USAGE: &str =
   --public-url URL   base URL channels and users reach paycenter at (default http://ADDR)
 
 environment:
-  PAYCENTER_ADMIN_TOKEN                 admin bearer token (at least 16 characters)
+  PAYCENTER_ADMIN_TOKEN                 admin bearer token (at least 16 characters; shorter: exit 2)
   PAYCENTER_MASTER_KEY                  base64 of 32 bytes; else DIR/master.key is created (0600)
   PAYCENTER_MIN_ATTEMPT_INTERVAL_MS     spacing of attempts for one order (default 15000)
   PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS   webhook retry delays, comma separated
   PAYCENTER_SNAPSHOT_INTERVAL_SECONDS   seconds between read model snapshots (default 300)
   PAYCENTER_POSTGRES_SCHEMA             schema of the PostgreSQL store (default paycenter)
   PAYCENTER_EVENTSTOREDB_STREAM         EventStoreDB stream holding the log (default paycenter-log)
+  PAYCENTER_ALLOW_PRIVATE_EGRESS        1: webhooks and gateways may be loopback or private addresses
+  PAYCENTER_MAX_CONNECTIONS             connections served at once (default 4096)
+  PAYCENTER_HEADER_READ_TIMEOUT_MS      time to send request headers (default 10000)
+  PAYCENTER_REQUEST_TIMEOUT_MS          time a request may take, body included (default 60000)
+  PAYCENTER_APP_RATE_LIMIT_PER_SECOND   requests per second per app (default 200)
+  PAYCENTER_APP_RATE_LIMIT_BURST        burst per app (default 400)
+  PAYCENTER_WEBHOOK_TIMEOUT_MS          timeout of each webhook POST (default 10000)
+  PAYCENTER_CHANNEL_TIMEOUT_MS          timeout of each channel call (default 10000)
+  PAYCENTER_SWEEP_AFTER_SECONDS         age at which pending payments are queried (default 300)
+  PAYCENTER_NODE_ID                     this node's name in leases (default host-pid-random)
   RUST_LOG                              log filter (default info)";
 
 fn parse_args(args: &[String]) -> Result<ServeOptions, String> {
@@ -71,6 +81,16 @@ fn main() {
             std::process::exit(if asked_for_help { 0 } else { 2 });
         }
     };
+    // Everything paycenter creates (data directory, event log, WAL, snapshots, lock and key
+    // files) is for its own user only: directories 0700, files 0600.
+    // SAFETY: umask only sets this process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+    if !options.admin_token.is_empty() && options.admin_token.chars().count() < 16 {
+        eprintln!("PAYCENTER_ADMIN_TOKEN must be at least 16 characters (a long random string); refusing to start");
+        std::process::exit(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -24,6 +24,12 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/apps") => {
             "Register an app; answers its api_key and webhook_secret once (admin)"
         }
+        ("post", "/v1/apps/{app_id}/{action}") => {
+            "action = rotate-key | rotate-webhook-secret ({grace_seconds?}, default 86400; the new value is answered once) | disable | enable (admin)"
+        }
+        ("post", "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}") => {
+            "action = disable | enable: a disabled account takes no new payments (admin)"
+        }
         ("post", "/v1/payments") => "Start a payment attempt; answers the initiation action",
         ("get", "/v1/payments") => {
             "Find a payment by merchant_id + order_no (all attempts) or by channel_trade_no"

@@ -70,10 +70,15 @@ pub fn spawn(state: Arc<AppState>) {
 
 async fn schedule_notifications(state: Arc<AppState>) {
     loop {
+        // A stopped read model says nothing current: idle until an operator acts (/healthz).
+        if state.follower_health.stopped().is_some() {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            continue;
+        }
         let drafts: Vec<_> = state
             .model
             .read()
-            .expect("model lock")
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .unscheduled
             .values()
             .take(MAX_ITEMS_PER_ROUND)
@@ -81,7 +86,10 @@ async fn schedule_notifications(state: Arc<AppState>) {
             .collect();
         for draft in drafts {
             let data = {
-                let model = state.model.read().expect("model lock");
+                let model = state
+                    .model
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let Some(payment) = model.payments.get(&draft.trade_no) else {
                     continue;
                 };
@@ -119,7 +127,10 @@ async fn schedule_notifications(state: Arc<AppState>) {
                 )
                 .await
             {
-                Ok(outcome) => state.wait_for_model(outcome.last_position).await,
+                Ok(outcome) => {
+                    // A stopped read model is reported by /healthz; this loop idles meanwhile.
+                    let _ = state.wait_for_model(outcome.last_position).await;
+                }
                 // Already scheduled (by an earlier round whose read model update we have not seen).
                 Err(paycenter_store::StoreError::WrongExpectedRevision { .. }) => {}
                 Err(error) => {
@@ -141,11 +152,16 @@ async fn submit_refunds(state: Arc<AppState>) {
     // channel that is down (or a sandbox restarted without its trades) from being hammered.
     let mut backoff: HashMap<RefundId, (u32, std::time::Instant)> = HashMap::new();
     loop {
+        // A stopped read model says nothing current: idle until an operator acts (/healthz).
+        if state.follower_health.stopped().is_some() {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            continue;
+        }
         let now = std::time::Instant::now();
         let pending: Vec<RefundId> = state
             .model
             .read()
-            .expect("model lock")
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .refunds_to_submit
             .values()
             .filter(|refund_id| !submitted.contains(*refund_id))
@@ -159,23 +175,24 @@ async fn submit_refunds(state: Arc<AppState>) {
             .collect();
         for refund_id in pending {
             let found = {
-                let model = state.model.read().expect("model lock");
+                let model = state
+                    .model
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 model
                     .refund_trade_nos
                     .get(&refund_id)
                     .and_then(|trade_no| model.payments.get(trade_no))
                     .and_then(|payment| {
-                        let refund = payment
-                            .refunds
-                            .iter()
-                            .find(|refund| refund.refund_id == refund_id)?;
-                        let account = model.channel_accounts.get(&payment.channel_account_id)?;
-                        Some((payment.clone(), refund.amount, account.clone()))
+                        let target = crate::handlers::refund_target(payment, &refund_id)?;
+                        let account = model.channel_accounts.get(&target.channel_account_id)?;
+                        Some((payment.clone(), target, account.clone()))
                     })
             };
-            let Some((payment, amount, account)) = found else {
+            let Some((payment, target, account)) = found else {
                 continue;
             };
+            let amount = target.amount;
             let Ok(adapter) = state.channel(account.channel) else {
                 continue;
             };
@@ -195,7 +212,7 @@ async fn submit_refunds(state: Arc<AppState>) {
                 );
                 continue;
             }
-            let order = state.channel_order(&payment);
+            let order = target.channel_order(&state, &payment);
             match adapter.refund(&params, &order, &refund_id, amount).await {
                 Ok(status) => {
                     // Channels that settle at once (Alipay, Stripe) answer the outcome now;
@@ -203,7 +220,7 @@ async fn submit_refunds(state: Arc<AppState>) {
                     if let Some(notice) = refund_notice(&payment.trade_no, &refund_id, status) {
                         if let Err(error) = crate::handlers::record_notice(
                             &state,
-                            &payment.channel_account_id,
+                            &target.channel_account_id,
                             notice,
                             paycenter_domain::payment::OutcomeSource::Query,
                         )
@@ -270,12 +287,20 @@ async fn sweep(state: Arc<AppState>) {
             .is_some_and(|at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds))
     };
     loop {
+        // A stopped read model says nothing current: idle until an operator acts (/healthz).
+        if state.follower_health.stopped().is_some() {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(round_ms)).await;
         last_asked
             .retain(|_, at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds));
         let now = Utc::now();
         let items: Vec<SweepItem> = {
-            let model = state.model.read().expect("model lock");
+            let model = state
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut items = Vec::new();
             for payment in model.payments.values() {
                 if items.len() >= MAX_SWEEP_QUERIES_PER_ROUND {
@@ -448,10 +473,15 @@ async fn dispatch_webhooks(state: Arc<AppState>) {
     let permits = Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
     let in_flight: Arc<std::sync::Mutex<HashSet<NotificationId>>> = Arc::default();
     loop {
+        // A stopped read model says nothing current: idle until an operator acts (/healthz).
+        if state.follower_health.stopped().is_some() {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            continue;
+        }
         let due: Vec<Notification> = state
             .model
             .read()
-            .expect("model lock")
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .due_notifications(Utc::now(), MAX_ITEMS_PER_ROUND)
             .into_iter()
             .map(|(notification, _)| notification.clone())
@@ -502,15 +532,31 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
     ) {
         return false;
     }
-    let app = state
-        .model
-        .read()
-        .expect("model lock")
-        .apps
-        .get(&scheduled.app_id)
-        .cloned();
+    let (app, previous_secret) = {
+        let model = state
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous_secret = model
+            .previous_webhook_secrets
+            .get(&scheduled.app_id)
+            .filter(|(_, valid_until)| Utc::now() < *valid_until)
+            .map(|(sealed, _)| sealed.clone());
+        (model.apps.get(&scheduled.app_id).cloned(), previous_secret)
+    };
     let Some(app) = app else { return false };
-    let secret = match state.master_key.open(&app.webhook_secret_sealed) {
+    // During a rotation's grace period the webhook carries a signature with each secret.
+    let previous_secret = previous_secret.and_then(|sealed| {
+        state
+            .master_key
+            .open(app.app_id.as_str(), &sealed)
+            .map_err(|error| tracing::error!(%error, app_id = %app.app_id, "previous webhook secret does not open"))
+            .ok()
+    });
+    let secret = match state
+        .master_key
+        .open(app.app_id.as_str(), &app.webhook_secret_sealed)
+    {
         Ok(secret) => secret,
         Err(error) => {
             tracing::error!(%error, app_id = %app.app_id, "webhook secret does not open");
@@ -525,8 +571,12 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
     })
     .to_string()
     .into_bytes();
+    let mut secrets: Vec<&[u8]> = vec![&secret];
+    if let Some(previous) = &previous_secret {
+        secrets.push(previous);
+    }
     let signature =
-        paycenter_gateway::signing::signature_header(&secret, Utc::now().timestamp(), &body);
+        paycenter_gateway::signing::signature_header_multi(&secrets, Utc::now().timestamp(), &body);
     let headers = [
         ("content-type", "application/json".to_owned()),
         ("paycenter-signature", signature),

@@ -42,6 +42,14 @@ fn channel_account(
 /// `POST /v1/reconciliations {channel_account_id, date}`: fetches the bill from the channel.
 pub async fn fetch_and_reconcile(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
     let object = parse_object(&body)?;
+    crate::dto::check_fields(
+        &object,
+        "",
+        &[
+            ("channel_account_id", crate::dto::MAX_ID_CHARS),
+            ("date", crate::dto::MAX_TOKEN_CHARS),
+        ],
+    )?;
     let account = channel_account(&state, required_str(&object, "channel_account_id")?)?;
     let date = parse_date(required_str(&object, "date")?)?;
     let adapter = state.channel(account.channel)?;
@@ -149,7 +157,7 @@ async fn record(
     bill: Vec<BillLine>,
 ) -> Answer {
     let record: Vec<RecordLine> = {
-        let model = state.model.read().expect("model lock");
+        let model = state.read_model()?;
         let billed: std::collections::HashSet<&TradeNo> =
             bill.iter().map(|line| &line.trade_no).collect();
         model
@@ -194,13 +202,13 @@ async fn record(
         .store
         .append_async(&stream_id, ExpectedRevision::NoStream, new_events)
         .await?;
-    state.wait_for_model(outcome.last_position).await;
+    state.wait_for_model(outcome.last_position).await?;
     Ok((StatusCode::CREATED, reconciliation_json(&completed)))
 }
 
 /// `GET /v1/reconciliations/{id}`
 pub async fn get(state: Arc<AppState>, reconciliation_id: String) -> Answer {
-    let model = state.model.read().expect("model lock");
+    let model = state.read_model()?;
     let completed = model
         .reconciliations
         .get(&reconciliation_id)

@@ -35,7 +35,16 @@ fn finish(
 ) -> Response<Body> {
     let response = match answer {
         Ok((status, body)) => json_response(status, &body),
-        Err(error) => json_response(error.status, &error.body()),
+        Err(error) => {
+            let mut response = json_response(error.status, &error.body());
+            // `retry_after` in the body is also the standard header (429, 409 attempt_too_soon).
+            if let Some(("retry_after", seconds)) = &error.extra {
+                if let Ok(value) = warp::http::HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert("retry-after", value);
+                }
+            }
+            response
+        }
     };
     state.metrics.observe(
         route,
@@ -84,14 +93,42 @@ fn admin(state: &AppState, header: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// Authenticates an app (its current key, or the previous one during its grace period),
+/// then refuses a disabled app and one over its request budget.
 fn app(state: &AppState, header: &Option<String>) -> Result<AppRegistered, ApiError> {
     let token = bearer(header).ok_or_else(unauthorized)?;
-    let model = state.model.read().expect("model lock");
-    let app_id = model
-        .apps_by_key_sha256
-        .get(&handlers::api_key_sha256(token))
-        .ok_or_else(unauthorized)?;
-    Ok(model.apps[app_id].clone())
+    let app = {
+        let model = state.read_model()?;
+        let app = model
+            .app_for_key(&handlers::api_key_sha256(token), chrono::Utc::now())
+            .ok_or_else(unauthorized)?
+            .clone();
+        if model.disabled_apps.contains(&app.app_id) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "app_disabled",
+                format!("app {} is disabled; an operator can enable it", app.app_id),
+            ));
+        }
+        app
+    };
+    if let Err(retry_after_seconds) = state.rate_limiter.take(
+        &app.app_id,
+        state.config.app_rate_limit,
+        std::time::Instant::now(),
+    ) {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "app {} sent more than {} requests per second; retry after {retry_after_seconds} s",
+                app.app_id, state.config.app_rate_limit.per_second
+            ),
+        );
+        error.extra = Some(("retry_after", serde_json::json!(retry_after_seconds)));
+        return Err(error);
+    }
+    Ok(app)
 }
 
 /// Authenticates the admin, runs the handler, records the request: the frame of every admin route.
@@ -268,6 +305,55 @@ pub fn routes(
             })
         })
         .boxed();
+    // A body that may be absent (`curl -XPOST` sends no Content-Length): empty then.
+    let optional_body = warp::body::content_length_limit(MAX_BODY_BYTES)
+        .and(warp::body::bytes())
+        .or(warp::header::optional::<String>("content-length").and_then(
+            |length: Option<String>| async move {
+                match length.as_deref() {
+                    None | Some("0") => Ok(bytes::Bytes::new()),
+                    Some(_) => Err(warp::reject::not_found()),
+                }
+            },
+        ))
+        .unify();
+    let app_action = warp::path!("v1" / "apps" / String / String)
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .and(optional_body.clone())
+        .then(
+            |app_id: String, action: String, state: Arc<AppState>, auth: Option<String>, body| {
+                admin_then(state, auth, "app_action", move |state| {
+                    handlers::app_action(state, app_id, action, body)
+                })
+            },
+        )
+        .boxed();
+    let channel_account_action =
+        warp::path!("v1" / "merchants" / String / "channel-accounts" / String / String)
+            .and(warp::post())
+            .and(with_state.clone())
+            .and(auth)
+            .and(optional_body)
+            .then(
+                |merchant_id: String,
+                 channel_account_id: String,
+                 action: String,
+                 state: Arc<AppState>,
+                 auth: Option<String>,
+                 _body: bytes::Bytes| {
+                    admin_then(state, auth, "channel_account_action", move |state| {
+                        handlers::channel_account_action(
+                            state,
+                            merchant_id,
+                            channel_account_id,
+                            action,
+                        )
+                    })
+                },
+            )
+            .boxed();
     let create_payment = warp::path!("v1" / "payments")
         .and(warp::post())
         .and(with_state.clone())
@@ -377,7 +463,10 @@ pub fn routes(
     let callback = warp::path!("callbacks" / String / String)
         .and(warp::post())
         .and(with_state.clone())
-        .and(warp::addr::remote())
+        .and(
+            warp::ext::optional::<crate::listener::PeerAddr>()
+                .map(|peer: Option<crate::listener::PeerAddr>| peer.map(|peer| peer.0)),
+        )
         .and(warp::header::headers_cloned())
         .and(body)
         .then(
@@ -447,41 +536,62 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
-            let position = state.model.read().expect("model lock").position;
-            json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "ok", "read_model_position": position }),
-            )
+            let (status, body) = crate::health::report(&state);
+            json_response(status, &body)
         })
         .boxed();
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
-            let counts = {
-                let model = state.model.read().expect("model lock");
+            let (counts, n_anomalies) = {
+                let model = state.model.read().unwrap_or_else(|poisoned| poisoned.into_inner());
                 let mut counts: HashMap<&'static str, u64> = HashMap::new();
+                let mut n_anomalies: HashMap<&'static str, u64> = HashMap::new();
                 for payment in model.payments.values() {
                     *counts
                         .entry(crate::dto::attempt_status(payment.status))
                         .or_default() += 1;
+                    for anomaly in &payment.anomalies {
+                        *n_anomalies.entry(anomaly.kind.name()).or_default() += 1;
+                    }
                 }
-                counts
+                (counts, n_anomalies)
             };
             let by_status: Vec<(&str, u64)> = ["pending", "succeeded", "failed", "closed"]
                 .iter()
                 .map(|status| (*status, counts.get(status).copied().unwrap_or(0)))
                 .collect();
-            let lag = tokio::task::block_in_place(|| state.store.head_position())
-                .unwrap_or(0)
-                .saturating_sub(state.model.read().expect("model lock").position);
-            let text = format!(
-                "{}# HELP paycenter_projection_lag_events Events in the log not yet in the projection.\n\
-                 # TYPE paycenter_projection_lag_events gauge\n\
-                 paycenter_projection_lag_events{{projection=\"{}\"}} {lag}\n",
-                state.metrics.render(&by_status),
-                paycenter_projections::model::NAME
-            );
+            let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
+            let mut text = state.metrics.render(&by_status);
+            text.push_str("# HELP paycenter_projection_lag_events Events in the log not yet in the projection.\n# TYPE paycenter_projection_lag_events gauge\n");
+            let projections = crate::health::projections(&state);
+            for projection in &projections {
+                text.push_str(&format!(
+                    "paycenter_projection_lag_events{{projection=\"{}\"}} {}\n",
+                    projection.name,
+                    head.saturating_sub(projection.position)
+                ));
+            }
+            text.push_str("# HELP paycenter_projection_running 1 while the projection applies the log, 0 once it stopped at an event.\n# TYPE paycenter_projection_running gauge\n");
+            for projection in &projections {
+                text.push_str(&format!(
+                    "paycenter_projection_running{{projection=\"{}\"}} {}\n",
+                    projection.name,
+                    u8::from(projection.stopped.is_none())
+                ));
+            }
+            text.push_str(&format!(
+                "# HELP paycenter_store_accepting_appends 1 while the event store records appends.\n# TYPE paycenter_store_accepting_appends gauge\npaycenter_store_accepting_appends {}\n",
+                u8::from(state.store.health().accepting_appends)
+            ));
+            text.push_str("# HELP paycenter_payment_anomalies Verified channel reports that contradicted their attempt, by kind.\n# TYPE paycenter_payment_anomalies gauge\n");
+            for kind in ["amount_mismatch", "currency_mismatch", "account_mismatch"] {
+                text.push_str(&format!(
+                    "paycenter_payment_anomalies{{kind=\"{kind}\"}} {}\n",
+                    n_anomalies.get(kind).copied().unwrap_or(0)
+                ));
+            }
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Body::from(text))
@@ -505,6 +615,8 @@ pub fn routes(
         reconcile,
         get_reconciliation,
         create_app,
+        app_action,
+        channel_account_action,
         create_payment,
         find_payments,
         get_payment,
@@ -575,6 +687,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/admin/projections"),
     ("post", "/v1/admin/projections/{name}/rebuild"),
     ("post", "/v1/apps"),
+    ("post", "/v1/apps/{app_id}/{action}"),
+    (
+        "post",
+        "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}",
+    ),
     ("post", "/v1/payments"),
     ("get", "/v1/payments"),
     ("get", "/v1/payments/{trade_no}"),

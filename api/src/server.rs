@@ -47,6 +47,14 @@ pub struct ServeOptions {
     /// Age after which a pending payment or refund is queried at its channel, and the spacing
     /// of later queries (`PAYCENTER_SWEEP_AFTER_SECONDS`).
     pub sweep_after_seconds: u64,
+    /// Connection and request limits of the HTTP listener (`PAYCENTER_MAX_CONNECTIONS`,
+    /// `PAYCENTER_HEADER_READ_TIMEOUT_MS`, `PAYCENTER_REQUEST_TIMEOUT_MS`).
+    pub http_limits: crate::listener::HttpLimits,
+    /// Requests per second and burst each app may send (`PAYCENTER_APP_RATE_LIMIT_PER_SECOND`,
+    /// `PAYCENTER_APP_RATE_LIMIT_BURST`).
+    pub app_rate_limit: crate::rate_limit::RateLimit,
+    /// Where outbound calls may go (`PAYCENTER_ALLOW_PRIVATE_EGRESS`).
+    pub egress: paycenter_gateway::egress::EgressPolicy,
 }
 
 /// A whole number from the environment within `range`, or `default` when unset.
@@ -118,6 +126,16 @@ impl ServeOptions {
             },
             channel_timeout_ms: env_number("PAYCENTER_CHANNEL_TIMEOUT_MS", 100..=120_000, 10_000)?,
             sweep_after_seconds: env_number("PAYCENTER_SWEEP_AFTER_SECONDS", 1..=86_400, 300)?,
+            http_limits: crate::listener::HttpLimits {
+                max_connections: env_number("PAYCENTER_MAX_CONNECTIONS", 1..=1_000_000, 4_096)? as usize,
+                header_read_timeout_ms: env_number("PAYCENTER_HEADER_READ_TIMEOUT_MS", 100..=600_000, 10_000)?,
+                request_timeout_ms: env_number("PAYCENTER_REQUEST_TIMEOUT_MS", 100..=600_000, 60_000)?,
+            },
+            app_rate_limit: crate::rate_limit::RateLimit {
+                per_second: env_number("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", 1..=1_000_000, 200)?,
+                burst: env_number("PAYCENTER_APP_RATE_LIMIT_BURST", 1..=1_000_000, 400)?,
+            },
+            egress: paycenter_gateway::egress::EgressPolicy::from_env(),
             node_id: match std::env::var("PAYCENTER_NODE_ID") {
                 Ok(node_id) if !node_id.trim().is_empty() => node_id.trim().to_owned(),
                 _ => default_node_id(),
@@ -156,9 +174,10 @@ async fn open_eventstoredb(_url: String) -> anyhow::Result<Arc<dyn EventStore>> 
 /// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
 /// then finishes in-flight requests.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
-    if options.admin_token.len() < 16 {
-        tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset or shorter than 16 characters: the admin API refuses every request");
+    if options.admin_token.is_empty() {
+        tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset: the admin API refuses every request");
     }
+    restrict_data_dir(&options.data_dir)?;
     // With PostgreSQL: where the shared SQL read models live (url, schema).
     let mut sql_read_models: Option<(String, String)> = None;
     let store: Arc<dyn EventStore> = match options.store_url.clone() {
@@ -211,13 +230,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Waiters compare against this: it must start where the model starts, not at 0.
     let (position_sender, position_receiver) = tokio::sync::watch::channel(initial_model.position);
     let model = Arc::new(RwLock::new(initial_model));
+    let follower_health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
     {
         let store = store.clone();
         let model = model.clone();
+        let follower_health = follower_health.clone();
         tokio::task::spawn_blocking(move || {
             paycenter_projections::follow::follow(
                 store,
                 model,
+                follower_health,
                 Box::new(move |position| {
                     let _ = position_sender.send(position);
                 }),
@@ -234,6 +256,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         store,
         model,
         model_position: position_receiver,
+        follower_health,
         master_key,
         config: ServiceConfig {
             admin_token: options.admin_token.clone(),
@@ -243,7 +266,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             webhook_timeout_ms: options.webhook_timeout_ms,
             node_id: options.node_id.clone(),
             sweep_after_seconds: options.sweep_after_seconds,
+            app_rate_limit: options.app_rate_limit,
+            egress: options.egress,
         },
+        rate_limiter: Default::default(),
         sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
         alipay: AlipayChannel::new(options.channel_timeout_ms),
         wechatpay: WechatpayChannel::new(options.channel_timeout_ms),
@@ -283,12 +309,18 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.snapshot_interval_seconds,
     ));
     let routes = crate::routes::routes(state.clone());
-    let (address, server) =
-        warp::serve(routes).try_bind_with_graceful_shutdown(options.listen, shutdown_signal())?;
-    tracing::info!(%address, %public_url, data_dir = %options.data_dir.display(), "paycenter listening");
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, %public_url, data_dir = %options.data_dir.display(), max_connections = options.http_limits.max_connections, "paycenter listening");
     // Tests and scripts wait for this line.
     println!("paycenter listening on http://{address}");
-    server.await;
+    crate::listener::serve(
+        listener,
+        routes,
+        options.http_limits.clone(),
+        shutdown_signal(),
+    )
+    .await;
     stop_sql_read_models.store(true, std::sync::atomic::Ordering::Relaxed);
     // The last snapshot, so the next start resumes from here.
     if let Err(error) =
@@ -297,6 +329,37 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "read model snapshot at shutdown failed; the next start folds more");
     }
     tracing::info!("paycenter stopped");
+    Ok(())
+}
+
+/// Creates the data directory 0700 and takes group and other permissions off whatever an
+/// earlier version left in it (directories 0700, files 0600): it holds the log, the master key
+/// file and snapshots.
+fn restrict_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data_dir)?;
+    let mut pending = vec![data_dir.to_path_buf()];
+    // A bounded walk: the data directory holds a few files and one level of snapshots.
+    let mut n_visited = 0;
+    while let Some(path) = pending.pop() {
+        n_visited += 1;
+        if n_visited > 10_000 {
+            break;
+        }
+        let metadata = std::fs::symlink_metadata(&path)?;
+        if metadata.file_type().is_symlink() {
+            continue;
+        }
+        let mode = if metadata.is_dir() { 0o700 } else { 0o600 };
+        if metadata.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The service's shared state and the one path every command takes: load the aggregate's
 //! stream, decide, append with the expected revision, wait until the read model has it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use paycenter_domain::envelope::RecordedEvent;
@@ -35,6 +36,10 @@ pub struct ServiceConfig {
     pub node_id: String,
     /// Age after which the sweeper asks a channel about a pending payment or refund.
     pub sweep_after_seconds: u64,
+    /// Requests per second and burst of each app.
+    pub app_rate_limit: crate::rate_limit::RateLimit,
+    /// Where outbound calls may go.
+    pub egress: paycenter_gateway::egress::EgressPolicy,
 }
 
 /// A stream as read for a decision.
@@ -55,6 +60,8 @@ pub struct AppState {
     pub model: Arc<RwLock<ReadModel>>,
     /// The read model's position, for read-your-writes waits.
     pub model_position: watch::Receiver<u64>,
+    /// Whether the read model's follower runs, and where it stopped.
+    pub follower_health: Arc<paycenter_projections::follow::FollowerHealth>,
     /// Master key for sealed secrets.
     pub master_key: MasterKey,
     /// Configuration.
@@ -75,12 +82,19 @@ pub struct AppState {
     pub idempotency_locks: crate::idempotency::KeyLocks,
     /// Online rebuilds of the read model.
     pub rebuild_status: crate::projections::SharedRebuildStatus,
+    /// Each app's request budget.
+    pub rate_limiter: crate::rate_limit::RateLimiter,
     /// Snapshots of the read model.
     pub snapshots: std::sync::Mutex<crate::projections::SnapshotStatus>,
 }
 
 /// Appends retried on a concurrent change before answering `409 concurrent_update`.
 const MAX_COMMAND_RETRIES: usize = 5;
+
+/// How long a request waits for the read model to apply what it wrote (or what its decision
+/// saw) before answering `503 read_model_unavailable`. The follower applies durable events
+/// within milliseconds; only a stopped or badly lagging read model takes this long.
+pub const MODEL_WAIT_TIMEOUT_MS: u64 = 5_000;
 
 impl AppState {
     /// The adapter of a channel.
@@ -125,14 +139,29 @@ impl AppState {
         }
     }
 
+    /// The read model, for a request that needs it: `503 read_model_unavailable` when its
+    /// follower stopped at an event it could not apply.
+    pub fn read_model(&self) -> Result<RwLockReadGuard<'_, ReadModel>, ApiError> {
+        if let Some(stopped) = self.follower_health.stopped() {
+            return Err(ApiError::read_model_unavailable(format!(
+                "the read model stopped at position {} ({}); operators are told by /healthz",
+                stopped.position, stopped.event_type
+            )));
+        }
+        // The follower never panics while holding the lock (it catches the fold's panics).
+        Ok(self
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
     /// A channel account's latest activation, from the read model.
     pub fn channel_account(
         &self,
         channel_account_id: &paycenter_domain::ids::ChannelAccountId,
     ) -> Option<paycenter_domain::events::ChannelAccountActivated> {
-        self.model
-            .read()
-            .expect("model lock")
+        self.read_model()
+            .ok()?
             .channel_accounts
             .get(channel_account_id)
             .cloned()
@@ -145,7 +174,7 @@ impl AppState {
     ) -> Result<serde_json::Value, ApiError> {
         let bytes = self
             .master_key
-            .open(&account.params_sealed)
+            .open(account.channel_account_id.as_str(), &account.params_sealed)
             .map_err(|error| ApiError::internal("open channel params", error))?;
         serde_json::from_slice(&bytes).map_err(|error| ApiError::internal("channel params", error))
     }
@@ -188,7 +217,7 @@ impl AppState {
             if decided.is_empty() {
                 // Nothing new (a replay): the answer is read from the read model, which must
                 // have what this decision saw, perhaps appended by a concurrent request.
-                self.wait_for_model(last_position).await;
+                self.wait_for_model(last_position).await?;
                 return Ok((decided, None));
             }
             let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
@@ -199,7 +228,12 @@ impl AppState {
                 .await
             {
                 Ok(outcome) => {
-                    self.wait_for_model(outcome.last_position).await;
+                    // Recorded and durable: a read model that cannot show it yet does not undo
+                    // that, so the command succeeded. What the caller reads next says 503 if
+                    // the read model stopped.
+                    if let Err(error) = self.wait_for_model(outcome.last_position).await {
+                        tracing::warn!(message = %error.message, "a recorded command is not in the read model yet");
+                    }
                     return Ok((decided, Some(outcome)));
                 }
                 Err(paycenter_store::StoreError::WrongExpectedRevision { .. }) => continue,
@@ -214,10 +248,25 @@ impl AppState {
         .into())
     }
 
-    /// Waits until the read model has applied `position`.
-    pub async fn wait_for_model(&self, position: u64) {
+    /// Waits until the read model has applied `position`, at most [`MODEL_WAIT_TIMEOUT_MS`];
+    /// `503 read_model_unavailable` when it stopped or did not get there in time.
+    pub async fn wait_for_model(&self, position: u64) -> Result<(), ApiError> {
         let mut receiver = self.model_position.clone();
-        // The follower applies every durable event; this resolves within milliseconds.
-        let _ = receiver.wait_for(|applied| *applied >= position).await;
+        let reached = tokio::time::timeout(
+            Duration::from_millis(MODEL_WAIT_TIMEOUT_MS),
+            receiver.wait_for(|applied| {
+                *applied >= position || self.follower_health.stopped().is_some()
+            }),
+        )
+        .await;
+        if let Err(error) = self.read_model() {
+            return Err(error);
+        }
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::read_model_unavailable(format!(
+                "the read model has not reached position {position} within {MODEL_WAIT_TIMEOUT_MS} ms"
+            ))),
+        }
     }
 }

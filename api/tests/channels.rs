@@ -94,6 +94,8 @@ fn start_paycenter(data_dir: &std::path::Path) -> (Process, String) {
             &format!("127.0.0.1:{port}"),
         ])
         .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
+        // Webhook receivers and fake gateways listen on loopback.
+        .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
         .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0")
         .env("PAYCENTER_SWEEP_AFTER_SECONDS", "2")
         .env("PAYCENTER_CHANNEL_TIMEOUT_MS", "5000")

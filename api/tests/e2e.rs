@@ -41,8 +41,10 @@ fn spawn_server(
     listen: &str,
     retry_schedule_ms: &str,
     store: StoreChoice<'_>,
+    extra_env: &[(&str, &str)],
 ) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_paycenter"));
+    command.envs(extra_env.iter().copied());
     command.args([
         "serve",
         "--data-dir",
@@ -62,12 +64,21 @@ fn spawn_server(
     }
     let mut child = command
         .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
+        // Webhook receivers and fake gateways listen on loopback.
+        .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
         .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "1000")
         .env("PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS", retry_schedule_ms)
         // Frequent snapshots, so restarts after SIGKILL resume from an older one and catch up.
         .env("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS", "1")
         // Everything down to debug, kept beside the data, so tests can check what is logged.
         .env("RUST_LOG", "debug")
+        // Test builds only: while this file exists, the store's fsyncs fail (see the
+        // `fault-injection` feature); no test creates it unless it means to stop the store.
+        .env(
+            "PAYCENTER_FAULT_FSYNC_FAIL_FILE",
+            data_dir.join(FSYNC_FAULT_FILE_NAME),
+        )
+        .envs(extra_env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
             std::fs::OpenOptions::new()
@@ -90,6 +101,9 @@ fn spawn_server(
     (child, base)
 }
 
+/// Created in a server's data directory, it makes the store's fsyncs fail.
+const FSYNC_FAULT_FILE_NAME: &str = "inject-fsync-failure";
+
 /// The master key of nodes on PostgreSQL (32 bytes, base64).
 const SHARED_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -105,6 +119,16 @@ fn start_server_with(
     retry_schedule_ms: &str,
     store: StoreChoice<'_>,
 ) -> Server {
+    start_server_with_env(data_dir, retry_schedule_ms, store, &[])
+}
+
+/// A server with environment variables of the test's own (they win over the defaults above).
+fn start_server_with_env(
+    data_dir: &std::path::Path,
+    retry_schedule_ms: &str,
+    store: StoreChoice<'_>,
+    extra_env: &[(&str, &str)],
+) -> Server {
     // The public URL (for callbacks) must name the real port, so pick a free one first.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -116,6 +140,7 @@ fn start_server_with(
         &format!("127.0.0.1:{port}"),
         retry_schedule_ms,
         store,
+        extra_env,
     );
     Server { child, base }
 }
@@ -127,6 +152,8 @@ static WEBHOOK_SECRET: Mutex<String> = Mutex::new(String::new());
 struct Receiver {
     url: String,
     deliveries: Arc<Mutex<Vec<Value>>>,
+    /// The `Paycenter-Signature` header of every delivery that verified.
+    signatures: Arc<Mutex<Vec<String>>>,
     bad_signatures: Arc<Mutex<usize>>,
     answer_status: Arc<Mutex<u16>>,
 }
@@ -135,11 +162,13 @@ fn start_receiver() -> Receiver {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks", listener.local_addr().unwrap());
     let deliveries: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let signatures: Arc<Mutex<Vec<String>>> = Arc::default();
     let bad_signatures: Arc<Mutex<usize>> = Arc::default();
     let answer_status = Arc::new(Mutex::new(200u16));
     let receiver = Receiver {
         url,
         deliveries: deliveries.clone(),
+        signatures: signatures.clone(),
         bad_signatures: bad_signatures.clone(),
         answer_status: answer_status.clone(),
     };
@@ -168,6 +197,7 @@ fn start_receiver() -> Receiver {
             }
             let secret = WEBHOOK_SECRET.lock().unwrap().clone();
             if verify_signature(&secret, &signature, &body) {
+                signatures.lock().unwrap().push(signature.clone());
                 deliveries
                     .lock()
                     .unwrap()
@@ -188,19 +218,21 @@ fn start_receiver() -> Receiver {
 /// Checks `t=..,v1=..` with the `hmac` crate directly, independent of paycenter's signing code.
 fn verify_signature(secret: &str, header: &str, body: &[u8]) -> bool {
     let mut timestamp = "";
-    let mut v1 = "";
+    let mut signatures = Vec::new();
     for part in header.split(',') {
         if let Some(value) = part.strip_prefix("t=") {
             timestamp = value;
         }
         if let Some(value) = part.strip_prefix("v1=") {
-            v1 = value;
+            signatures.push(value);
         }
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
-    hex::encode(mac.finalize().into_bytes()) == v1
+    let expected = hex::encode(mac.finalize().into_bytes());
+    // During a secret's rotation a webhook carries one signature per secret.
+    signatures.contains(&expected.as_str())
 }
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -265,6 +297,7 @@ struct Setup {
     merchant_id: String,
     channel_account_id: String,
     api_key: String,
+    app_id: String,
 }
 
 fn onboard(base: &str, notify_url: &str) -> Setup {
@@ -298,6 +331,7 @@ fn onboard(base: &str, notify_url: &str) -> Setup {
         merchant_id,
         channel_account_id: account["channel_account_id"].as_str().unwrap().to_owned(),
         api_key: app["api_key"].as_str().unwrap().to_owned(),
+        app_id: app["app_id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -861,7 +895,34 @@ fn bad_input_answers_4xx_with_a_code_and_records_nothing() {
             "order_no too long",
             with("order_no", json!("x".repeat(65))),
             400,
-            "invalid_request",
+            "field_too_long",
+        ),
+        (
+            "subject too long",
+            with("subject", json!("x".repeat(257))),
+            400,
+            "field_too_long",
+        ),
+        (
+            "decimals beyond what rust_decimal keeps",
+            with("amount", json!("0.00999999999999999999999999999999")),
+            400,
+            "invalid_amount",
+        ),
+        (
+            "misspelt field",
+            with("amont", json!("10.00")),
+            400,
+            "unknown_field",
+        ),
+        (
+            "unknown field in a split",
+            with(
+                "splits",
+                json!([{"receiver": "x", "amount": "1.00", "share": "all"}]),
+            ),
+            400,
+            "unknown_field",
         ),
         (
             "foreign merchant",
@@ -967,8 +1028,57 @@ fn bad_input_answers_4xx_with_a_code_and_records_nothing() {
             "notify_url not http",
             apps.as_str(),
             json!({"name": "a", "merchant_ids": [setup.merchant_id], "notify_url": "ftp://x/y"}),
+            422,
+            "invalid_notify_url",
+        ),
+        (
+            "notify_url at the metadata service",
+            apps.as_str(),
+            json!({"name": "a", "merchant_ids": [setup.merchant_id], "notify_url": "http://169.254.169.254/latest"}),
+            422,
+            "invalid_notify_url",
+        ),
+        (
+            "notify_url on a multicast address",
+            apps.as_str(),
+            json!({"name": "a", "merchant_ids": [setup.merchant_id], "notify_url": "http://224.0.0.1/x"}),
+            422,
+            "invalid_notify_url",
+        ),
+        (
+            "notify_url on the unspecified address",
+            apps.as_str(),
+            json!({"name": "a", "merchant_ids": [setup.merchant_id], "notify_url": "http://[::]/x"}),
+            422,
+            "invalid_notify_url",
+        ),
+        (
+            "gateway_url on a link-local address",
+            accounts.as_str(),
+            json!({"channel": "stripe", "params": {"secret_key": "sk_test_x", "webhook_secret": "whsec_x", "gateway_url": "http://[fe80::1]/"}}),
+            422,
+            "invalid_channel_params",
+        ),
+        (
+            "unknown channel param",
+            accounts.as_str(),
+            json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET, "colour": "red"}}),
             400,
-            "invalid_request",
+            "unknown_field",
+        ),
+        (
+            "unknown field of an app",
+            apps.as_str(),
+            json!({"name": "a", "merchant_ids": [setup.merchant_id], "notify_url": "http://127.0.0.1:9/x", "webhook_url": "x"}),
+            400,
+            "unknown_field",
+        ),
+        (
+            "merchant name too long",
+            merchants.as_str(),
+            json!({"name": "n".repeat(129)}),
+            400,
+            "field_too_long",
         ),
         (
             "app for an unknown merchant",
@@ -992,7 +1102,37 @@ fn bad_input_answers_4xx_with_a_code_and_records_nothing() {
             (status, Some(code)),
             "{name}: {answer}"
         );
+        if matches!(code, "unknown_field" | "field_too_long") {
+            assert!(
+                answer["error"]["field"].is_string(),
+                "{name} names the field: {answer}"
+            );
+        }
     }
+    // The field named is the one at fault, wherever it sits.
+    for (body, field) in [
+        (with("amont", json!("1.00")), "amont"),
+        (
+            with(
+                "splits",
+                json!([{"receiver": "x", "amount": "1.00", "share": "all"}]),
+            ),
+            "splits[0].share",
+        ),
+        (with("subject", json!("x".repeat(257))), "subject"),
+    ] {
+        let (_, answer) = call("POST", &format!("{base}/v1/payments"), &key, Some(body));
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    let (_, answer) = call(
+        "POST",
+        &accounts,
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET, "colour": "red"}}),
+        ),
+    );
+    assert_eq!(answer["error"]["field"], "params.colour");
     let (status, answer) = call(
         "POST",
         &format!("{base}/v1/merchants/mch_00000000000000000000000000000001/channel-accounts"),
@@ -1037,6 +1177,24 @@ fn bad_input_answers_4xx_with_a_code_and_records_nothing() {
             json!({"refund_no": "R1", "amount": "1.001"}),
             400,
             "invalid_amount",
+        ),
+        (
+            "another currency",
+            json!({"refund_no": "R1", "amount": "1", "currency": "JPY"}),
+            422,
+            "currency_mismatch",
+        ),
+        (
+            "misspelt field",
+            json!({"refund_no": "R1", "amont": "1.00"}),
+            400,
+            "unknown_field",
+        ),
+        (
+            "reason too long",
+            json!({"refund_no": "R1", "amount": "1.00", "reason": "r".repeat(257)}),
+            400,
+            "field_too_long",
         ),
         (
             "unpaid payment",
@@ -2046,4 +2204,1211 @@ fn two_nodes_share_one_database() {
     drop(node_b);
     sql.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .unwrap();
+}
+
+/// The merchant's balances as `(account, balance)`.
+fn balances(base: &str, merchant_id: &str) -> Vec<(String, String)> {
+    let (status, answer) = call(
+        "GET",
+        &format!("{base}/v1/merchants/{merchant_id}/balances"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|account| {
+            (
+                account["account"].as_str().unwrap().to_owned(),
+                account["balance"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn health(base: &str) -> (u16, Value) {
+    call("GET", &format!("{base}/healthz"), "", None)
+}
+
+#[test]
+fn one_unit_refunds_of_split_payments_keep_the_service_up_and_the_ledger_sound() {
+    let World {
+        _serial,
+        data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let key = setup.api_key.clone();
+    let mut body = payment_body(&setup, "ORDER-SPLIT", "0.02");
+    body["splits"] =
+        json!([{"receiver": "a", "amount": "0.01"}, {"receiver": "b", "amount": "0.01"}]);
+    let (status, created) = call("POST", &format!("{base}/v1/payments"), &key, Some(body));
+    assert_eq!(status, 201, "{created}");
+    let trade_no = created["trade_no"].as_str().unwrap().to_owned();
+    pay_in_sandbox(&base, &key, &trade_no);
+    for refund_no in ["RF-A", "RF-B"] {
+        let (status, refund) = call(
+            "POST",
+            &format!("{base}/v1/payments/{trade_no}/refunds"),
+            &key,
+            Some(json!({"refund_no": refund_no, "amount": "0.01"})),
+        );
+        assert_eq!(status, 201, "{refund}");
+    }
+    wait_for("both refunds succeeded", || {
+        call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None).1["refunded_amount"]
+            == "0.02"
+    });
+    let (status, healthz) = health(&base);
+    assert_eq!(
+        (status, healthz["status"].as_str()),
+        (200, Some("ok")),
+        "{healthz}"
+    );
+    let before = balances(&base, &setup.merchant_id);
+    assert!(!before.is_empty());
+    for (account, balance) in &before {
+        assert_eq!(
+            balance, "0.00",
+            "{account} is back to zero after a full refund"
+        );
+    }
+    // kill -9 and start again: the same log folds cleanly to the same balances.
+    drop(server);
+    let server = start_server(data_dir.path());
+    assert_eq!(health(&server.base).0, 200);
+    assert_eq!(balances(&server.base, &setup.merchant_id), before);
+}
+
+/// Signs `body` as the sandbox does, with the test's sandbox secret, and posts it as a callback
+/// of `channel_account_id`.
+fn post_sandbox_callback(base: &str, channel_account_id: &str, body: &Value) -> u16 {
+    let body = body.to_string();
+    let now = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SANDBOX_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{now}.{body}").as_bytes());
+    let signature = format!("t={now},v1={}", hex::encode(mac.finalize().into_bytes()));
+    match ureq::post(&format!("{base}/callbacks/sandbox/{channel_account_id}"))
+        .set("sandbox-signature", &signature)
+        .send_string(&body)
+    {
+        Ok(answer) => answer.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(error) => panic!("callback: {error}"),
+    }
+}
+
+#[test]
+fn a_contradicting_callback_is_recorded_refunded_and_told_never_paid() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let key = setup.api_key.clone();
+    let create = |order_no: &str| {
+        let (status, created) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &key,
+            Some(payment_body(&setup, order_no, "10.00")),
+        );
+        assert_eq!(status, 201, "{created}");
+        created["trade_no"].as_str().unwrap().to_owned()
+    };
+    // The sandbox takes 9.99 for a 10.00 attempt, then (another trade) 10.00 USD.
+    let cases = [
+        (
+            "ORDER-ANOMALY-1",
+            json!({"outcome": "success", "amount": "9.99"}),
+            "amount_mismatch",
+            "9.99",
+            "CNY",
+        ),
+        (
+            "ORDER-ANOMALY-2",
+            json!({"outcome": "success", "amount": "10.00", "currency": "USD"}),
+            "currency_mismatch",
+            "10.00",
+            "USD",
+        ),
+    ];
+    let mut anomalous = Vec::new();
+    for (order_no, pay, kind, reported_amount, reported_currency) in cases {
+        let trade_no = create(order_no);
+        let (status, answer) = call(
+            "POST",
+            &format!("{base}/sandbox/pay/{trade_no}"),
+            "",
+            Some(pay),
+        );
+        assert_eq!(status, 202, "{answer}");
+        wait_for("the anomaly's refund succeeded", || {
+            let payment = call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None).1;
+            payment["anomalies"][0]["refund_status"] == "succeeded"
+        });
+        let (_, payment) = call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None);
+        assert_eq!(
+            payment["status"], "pending",
+            "not paid by a contradicting report"
+        );
+        let anomaly = &payment["anomalies"][0];
+        assert_eq!(anomaly["kind"], kind);
+        assert_eq!(anomaly["reported_amount"], reported_amount);
+        assert_eq!(anomaly["reported_currency"], reported_currency);
+        assert!(anomaly["detected_at"].is_string());
+        assert_eq!(payment["anomalies"].as_array().unwrap().len(), 1);
+        anomalous.push(trade_no);
+    }
+
+    // A payment reported paid by another channel account (its callback correctly signed).
+    let (status, other) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{}/channel-accounts", setup.merchant_id),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET}})),
+    );
+    assert_eq!(status, 201, "{other}");
+    let other_account = other["channel_account_id"].as_str().unwrap().to_owned();
+    let trade_no = create("ORDER-ANOMALY-3");
+    let report = json!({
+        "kind": "payment.paid", "trade_no": trade_no, "channel_trade_no": "SBX-ELSEWHERE-1",
+        "amount": "10.00", "currency": "CNY"
+    });
+    assert_eq!(post_sandbox_callback(&base, &other_account, &report), 200);
+    // The same report again (channels repeat until answered) records nothing new.
+    assert_eq!(post_sandbox_callback(&base, &other_account, &report), 200);
+    wait_for("the account mismatch recorded", || {
+        call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None).1["anomalies"]
+            .as_array()
+            .is_some_and(|anomalies| anomalies.len() == 1)
+    });
+    let (_, payment) = call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None);
+    assert_eq!(payment["anomalies"][0]["kind"], "account_mismatch");
+    assert_eq!(
+        payment["anomalies"][0]["reported_channel_account_id"],
+        other_account.as_str()
+    );
+    assert_eq!(payment["status"], "pending");
+
+    // A genuine report afterwards still pays the attempt.
+    let genuine = json!({
+        "kind": "payment.paid", "trade_no": anomalous[0], "channel_trade_no": "SBX-GENUINE-1",
+        "amount": "10.00", "currency": "CNY"
+    });
+    assert_eq!(
+        post_sandbox_callback(&base, &setup.channel_account_id, &genuine),
+        200
+    );
+    let (_, paid) = call(
+        "GET",
+        &format!("{base}/v1/payments/{}", anomalous[0]),
+        &key,
+        None,
+    );
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+
+    // The app hears of each anomaly, by webhook and in its feed; /metrics counts them.
+    wait_for("three anomaly webhooks", || {
+        receiver
+            .deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|delivery| delivery["type"] == "payment.anomaly_detected")
+            .count()
+            == 3
+    });
+    let (_, feed) = call("GET", &format!("{base}/v1/events?after=0"), &key, None);
+    let n_in_feed = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"] == "payment.anomaly_detected")
+        .count();
+    assert_eq!(n_in_feed, 3);
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for kind in ["amount_mismatch", "currency_mismatch", "account_mismatch"] {
+        assert!(
+            metrics.contains(&format!("paycenter_payment_anomalies{{kind=\"{kind}\"}} 1")),
+            "{kind} counted: {metrics}"
+        );
+    }
+    // Money that never paid the order never reached the merchant's balances.
+    let clearing: Vec<(String, String)> = balances(&base, &setup.merchant_id)
+        .into_iter()
+        .filter(|(account, _)| account.starts_with("clearing:"))
+        .collect();
+    assert_eq!(
+        clearing,
+        [(
+            format!("clearing:{}", setup.channel_account_id),
+            "10.00".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn healthz_says_degraded_once_the_store_stops_accepting_appends() {
+    let World {
+        _serial,
+        data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let (status, healthy) = health(&base);
+    assert_eq!(status, 200, "{healthy}");
+    assert_eq!(healthy["status"], "ok");
+    assert_eq!(healthy["components"]["store"]["status"], "running");
+    assert_eq!(healthy["components"]["read_model"]["status"], "running");
+    assert_eq!(healthy["components"]["balances"]["status"], "running");
+
+    std::fs::write(data_dir.path().join(FSYNC_FAULT_FILE_NAME), b"").unwrap();
+    // The write that meets the failed fsync is refused, not acknowledged; so is every later one.
+    for order_no in ["ORDER-AFTER-FAULT-1", "ORDER-AFTER-FAULT-2"] {
+        let (status, refused) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &setup.api_key,
+            Some(payment_body(&setup, order_no, "1.00")),
+        );
+        assert_eq!(status, 503, "{refused}");
+        assert_eq!(refused["error"]["code"], "store_unavailable");
+    }
+    let (status, degraded) = health(&base);
+    assert_eq!(status, 503, "{degraded}");
+    assert_eq!(degraded["status"], "degraded");
+    assert_eq!(degraded["components"]["store"]["status"], "stopped");
+    assert!(degraded["components"]["store"]["last_error"]
+        .as_str()
+        .is_some_and(|error| error.contains("fdatasync")));
+    // Reads still answer.
+    let (status, _) = call(
+        "GET",
+        &format!("{base}/v1/merchants/{}/balances", setup.merchant_id),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status, 200);
+    // A restart without the fault serves again, with nothing of the refused writes recorded
+    // as acknowledged (they may or may not be in the log; none was answered 201).
+    std::fs::remove_file(data_dir.path().join(FSYNC_FAULT_FILE_NAME)).unwrap();
+    drop(server);
+    let server = start_server(data_dir.path());
+    assert_eq!(health(&server.base).0, 200);
+}
+
+/// Writes a log whose event at the returned position cannot be folded by one projection:
+/// `ledger` poisons only the balances projection (a refund whose recorded shares do not sum to
+/// it), otherwise the read model itself (a payment outcome for an attempt never started).
+/// Everything else in it is sound: a merchant and an attempt paid.
+fn write_poisoned_log(data_dir: &std::path::Path, ledger: bool) -> u64 {
+    use paycenter_domain::events::*;
+    use paycenter_domain::ids::*;
+    use paycenter_domain::payment::*;
+    use paycenter_domain::shares::RefundShares;
+    use paycenter_domain::{Currency, Money};
+    use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore};
+    let store = SqliteStore::open(data_dir, SqliteConfig::default()).unwrap();
+    let now = chrono::Utc::now();
+    let cny = |minor| Money::from_minor(minor, Currency::CNY);
+    let merchant_id = MerchantId::from_entropy(7);
+    let trade_no = TradeNo::generate(now, 1);
+    let append = |stream: &str, events: Vec<Event>, command: &str| {
+        store
+            .append(
+                stream,
+                ExpectedRevision::Any,
+                Event::to_new_events(&events, command, None),
+            )
+            .unwrap()
+            .last_position
+    };
+    append(
+        "merchant-mch_7",
+        vec![Event::MerchantOnboarded(MerchantOnboarded {
+            merchant_id: merchant_id.clone(),
+            name: "Poisoned".into(),
+            onboarded_at: now,
+        })],
+        "m",
+    );
+    let started = PaymentAttemptStarted {
+        trade_no: trade_no.clone(),
+        merchant_id: merchant_id.clone(),
+        order_no: OrderNo::parse("POISON-1").unwrap(),
+        app_id: AppId::from_entropy(1),
+        channel_account_id: ChannelAccountId::from_entropy(1),
+        channel: Channel::Sandbox,
+        invoke_method: InvokeMethod::Pc,
+        amount: cny(100),
+        fee: cny(0),
+        splits: Vec::new(),
+        subject: "s".into(),
+        started_at: now,
+        expires_at: now,
+    };
+    let paid = PaymentSucceeded {
+        trade_no: trade_no.clone(),
+        channel_trade_no: ChannelTradeNo::parse("SBX-POISON").unwrap(),
+        amount: cny(100),
+        source: OutcomeSource::Callback,
+        paid_at: now,
+    };
+    append(
+        "order-poison",
+        vec![
+            Event::PaymentAttemptStarted(started),
+            Event::PaymentSucceeded(paid.clone()),
+        ],
+        "o",
+    );
+    if ledger {
+        let refund = RefundRequested {
+            refund_id: RefundId::parse("rf_poison").unwrap(),
+            refund_no: RefundNo::parse("RF-POISON").unwrap(),
+            trade_no,
+            amount: cny(100),
+            reason: String::new(),
+            kind: RefundKind::App,
+            shares: Some(RefundShares {
+                fee: cny(0),
+                splits: Vec::new(),
+                payable: cny(50),
+            }),
+            requested_at: now,
+        };
+        append("order-poison", vec![Event::RefundRequested(refund)], "r")
+    } else {
+        let orphan = PaymentSucceeded {
+            trade_no: TradeNo::generate(now, 2),
+            ..paid
+        };
+        append("order-orphan", vec![Event::PaymentSucceeded(orphan)], "x")
+    }
+}
+
+#[test]
+fn a_projection_that_cannot_apply_an_event_stops_alone_and_says_where() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for ledger in [true, false] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let poisoned_at = write_poisoned_log(data_dir.path(), ledger);
+        // Twice: a start after a start that met the bad event starts again (no crash loop).
+        for _ in 0..2 {
+            let server = start_server(data_dir.path());
+            let base = server.base.clone();
+            let (status, degraded) = health(&base);
+            assert_eq!(status, 503, "{degraded}");
+            assert_eq!(degraded["status"], "degraded");
+            assert_eq!(degraded["components"]["store"]["status"], "running");
+            let stopped = if ledger { "balances" } else { "read_model" };
+            let component = &degraded["components"][stopped];
+            assert_eq!(component["status"], "stopped", "{degraded}");
+            assert_eq!(component["stopped_at"]["position"], poisoned_at);
+            assert!(component["stopped_at"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("a bug")));
+            let metrics = ureq::get(&format!("{base}/metrics"))
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap();
+            assert!(metrics.contains(&format!(
+                "paycenter_projection_running{{projection=\"{stopped}\"}} 0"
+            )));
+            let (status, refused) = call(
+                "GET",
+                &format!("{base}/v1/merchants/mch_{:032x}/balances", 7),
+                ADMIN_TOKEN,
+                None,
+            );
+            assert_eq!(
+                (status, refused["error"]["code"].as_str()),
+                (503, Some("read_model_unavailable"))
+            );
+            if ledger {
+                // Everything that does not need the balances goes on: onboarding, payments.
+                let setup = onboard(&base, "http://127.0.0.1:9/hooks");
+                let (status, created) = call(
+                    "POST",
+                    &format!("{base}/v1/payments"),
+                    &setup.api_key,
+                    Some(payment_body(&setup, "AFTER-POISON", "1.00")),
+                );
+                assert_eq!(status, 201, "{created}");
+            } else {
+                // The store keeps recording (onboarding needs no read model to answer);
+                // answers that need the read model say so instead of hanging.
+                let (status, merchant) = call(
+                    "POST",
+                    &format!("{base}/v1/merchants"),
+                    ADMIN_TOKEN,
+                    Some(json!({"name": "Still recorded"})),
+                );
+                assert_eq!(status, 201, "{merchant}");
+                let (status, refused) = call(
+                    "GET",
+                    &format!("{base}/v1/events?after=0"),
+                    "pk_anything",
+                    None,
+                );
+                assert_eq!(status, 503, "{refused}");
+                assert_eq!(refused["error"]["code"], "read_model_unavailable");
+            }
+            drop(server);
+        }
+        // The audit tool names the same position.
+        let Some(replay) = replay_binary() else {
+            eprintln!(
+                "skipping the paycenter-replay check: it is not built (run the workspace's tests)"
+            );
+            continue;
+        };
+        let verify = Command::new(replay)
+            .args(["verify", "--data-dir", data_dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!verify.status.success());
+        let said = String::from_utf8_lossy(&verify.stderr).to_string()
+            + &String::from_utf8_lossy(&verify.stdout);
+        assert!(said.contains(&format!("position {poisoned_at}")), "{said}");
+    }
+}
+
+/// The `paycenter-replay` binary beside `paycenter`, when the workspace's tests built it.
+fn replay_binary() -> Option<std::path::PathBuf> {
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_paycenter")).with_file_name("paycenter-replay");
+    path.exists().then_some(path)
+}
+
+/// A randomized soak against the real binary: several apps sharing a merchant and two sandbox
+/// accounts send random payments (splits summing up to the whole amount), sandbox payments
+/// (some with a contradicting amount), repeated callbacks, one-unit and partial refunds,
+/// closes and switches to a new attempt, while the server is killed with SIGKILL at random
+/// moments. No answer may be a 5xx; afterwards `paycenter-replay verify` must pass (chain and
+/// ledger) and every balance must be non-negative. `PAYCENTER_SOAK_SECONDS` (default 45) sets
+/// its length, `PAYCENTER_SOAK_SEED` its seed (printed, to replay a failure).
+#[test]
+fn randomized_soak_with_kills_keeps_the_ledger_sound() {
+    use rand::{Rng, SeedableRng};
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seconds: u64 = std::env::var("PAYCENTER_SOAK_SECONDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(45);
+    let seed: u64 = std::env::var("PAYCENTER_SOAK_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| rand::random());
+    eprintln!("soak: seed {seed}, {seconds} s");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data_dir = tempfile::tempdir().unwrap();
+    let receiver = start_receiver();
+    let mut server = start_server(data_dir.path());
+    let mut base = server.base.clone();
+    let setup = onboard(&base, &receiver.url);
+    let (status, second_account) = call(
+        "POST",
+        &format!(
+            "{}/v1/merchants/{}/channel-accounts",
+            base, setup.merchant_id
+        ),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET}, "fee_rate": "0.0038"}),
+        ),
+    );
+    assert_eq!(status, 201);
+    let accounts = [
+        setup.channel_account_id.clone(),
+        second_account["channel_account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    let mut keys = vec![setup.api_key.clone()];
+    for app_idx in 0..2 {
+        let (status, app) = call(
+            "POST",
+            &format!("{}/v1/apps", base),
+            ADMIN_TOKEN,
+            Some(
+                json!({"name": format!("soak-{app_idx}"), "merchant_ids": [setup.merchant_id], "notify_url": receiver.url}),
+            ),
+        );
+        assert_eq!(status, 201);
+        keys.push(app["api_key"].as_str().unwrap().to_owned());
+    }
+    // (api key, trade_no, order_no, amount)
+    let mut trades: Vec<(usize, String, String, String)> = Vec::new();
+    let (mut n_steps, mut n_kills, mut n_created) = (0_u64, 0_u64, 0_u64);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        n_steps += 1;
+        base = server.base.clone();
+        let roll = rng.gen_range(0..100);
+        let expect_no_5xx = |what: &str, (status, answer): (u16, Value)| {
+            assert!(
+                status < 500,
+                "{what} answered {status}: {answer} (seed {seed})"
+            );
+            (status, answer)
+        };
+        if roll < 3 {
+            drop(server); // SIGKILL
+            n_kills += 1;
+            server = start_server(data_dir.path());
+            continue;
+        }
+        if roll < 35 || trades.is_empty() {
+            let key_idx = rng.gen_range(0..keys.len());
+            let amount_minor: i64 = if rng.gen_bool(0.5) {
+                rng.gen_range(1..=5)
+            } else {
+                rng.gen_range(100..100_000)
+            };
+            let amount = format!("{}.{:02}", amount_minor / 100, amount_minor % 100);
+            // Splits summing up to the whole amount less the largest possible fee (0.6 %).
+            let room = amount_minor - (amount_minor * 6 + 999) / 1_000;
+            let n_splits = rng.gen_range(0..=4).min(room.max(0) as usize);
+            let mut splits = Vec::new();
+            let mut left = room;
+            for split_idx in 0..n_splits {
+                let minor = if split_idx + 1 == n_splits {
+                    left
+                } else {
+                    rng.gen_range(1..=(left - (n_splits - split_idx - 1) as i64).max(1))
+                };
+                if minor <= 0 {
+                    break;
+                }
+                left -= minor;
+                splits.push(json!({"receiver": format!("r{split_idx}"), "amount": format!("{}.{:02}", minor / 100, minor % 100)}));
+            }
+            let order_no = format!("SOAK-{n_steps}");
+            let body = json!({
+                "merchant_id": setup.merchant_id, "channel_account_id": accounts[rng.gen_range(0..2)],
+                "order_no": order_no, "amount": amount, "currency": "CNY", "invoke_method": "pc",
+                "subject": "soak", "splits": splits,
+            });
+            let (status, created) = expect_no_5xx(
+                "create",
+                call(
+                    "POST",
+                    &format!("{}/v1/payments", base),
+                    &keys[key_idx],
+                    Some(body),
+                ),
+            );
+            if status == 201 {
+                n_created += 1;
+                trades.push((
+                    key_idx,
+                    created["trade_no"].as_str().unwrap().to_owned(),
+                    order_no,
+                    amount,
+                ));
+            }
+            continue;
+        }
+        let (key_idx, trade_no, order_no, amount) = trades[rng.gen_range(0..trades.len())].clone();
+        let key = &keys[key_idx];
+        match roll {
+            35..=59 => {
+                let pay = match rng.gen_range(0..10) {
+                    0 => json!({"outcome": "success", "amount": "0.01"}),
+                    1 => json!({"outcome": "failure"}),
+                    2 => json!({"outcome": "success", "race_close": true}),
+                    _ => json!({"outcome": "success"}),
+                };
+                expect_no_5xx(
+                    "sandbox pay",
+                    call(
+                        "POST",
+                        &format!("{}/sandbox/pay/{trade_no}", base),
+                        "",
+                        Some(pay),
+                    ),
+                );
+            }
+            60..=79 => {
+                let refund = if rng.gen_bool(0.5) {
+                    "0.01".to_owned()
+                } else {
+                    amount.clone()
+                };
+                let refund_no = format!("RF-{n_steps}");
+                let (status, answer) = call(
+                    "POST",
+                    &format!("{}/v1/payments/{trade_no}/refunds", base),
+                    key,
+                    Some(json!({"refund_no": refund_no, "amount": refund})),
+                );
+                assert!(
+                    status < 500,
+                    "refund answered {status}: {answer} (seed {seed})"
+                );
+            }
+            80..=87 => {
+                expect_no_5xx(
+                    "close",
+                    call(
+                        "POST",
+                        &format!("{}/v1/payments/{trade_no}/close", base),
+                        key,
+                        None,
+                    ),
+                );
+            }
+            88..=93 => {
+                // The user switches to a new attempt of the same order (perhaps too soon).
+                let body = json!({
+                    "merchant_id": setup.merchant_id, "channel_account_id": accounts[rng.gen_range(0..2)],
+                    "order_no": order_no, "amount": amount, "currency": "CNY", "invoke_method": "pc", "subject": "soak",
+                });
+                let (status, created) = expect_no_5xx(
+                    "switch",
+                    call("POST", &format!("{}/v1/payments", base), key, Some(body)),
+                );
+                if status == 201 {
+                    trades.push((
+                        key_idx,
+                        created["trade_no"].as_str().unwrap().to_owned(),
+                        order_no,
+                        amount,
+                    ));
+                }
+            }
+            _ => {
+                // The channel repeats a callback for a paid trade.
+                let (_, payment) = call(
+                    "GET",
+                    &format!("{}/v1/payments/{trade_no}", base),
+                    key,
+                    None,
+                );
+                if let Some(channel_trade_no) = payment["channel_trade_no"].as_str() {
+                    let report = json!({"kind": "payment.paid", "trade_no": trade_no, "channel_trade_no": channel_trade_no, "amount": amount, "currency": "CNY"});
+                    let status = post_sandbox_callback(
+                        &base,
+                        payment["channel_account_id"].as_str().unwrap(),
+                        &report,
+                    );
+                    assert!(
+                        status < 500,
+                        "repeated callback answered {status} (seed {seed})"
+                    );
+                }
+            }
+        }
+    }
+    // Let callbacks and refunds land, then stop and audit.
+    std::thread::sleep(Duration::from_secs(2));
+    base = server.base.clone();
+    let (status, healthz) = health(&base);
+    assert_eq!(status, 200, "{healthz} (seed {seed})");
+    let head = healthz["components"]["store"]["head_position"]
+        .as_u64()
+        .unwrap();
+    for (account, balance) in balances(&base, &setup.merchant_id) {
+        assert!(
+            !balance.starts_with('-'),
+            "{account} is {balance} (seed {seed})"
+        );
+    }
+    drop(server);
+    eprintln!("soak: {n_steps} steps, {n_created} payments created, {n_kills} kills, {head} events checked");
+    let Some(replay) = replay_binary() else {
+        eprintln!("skipping paycenter-replay verify: it is not built (run the workspace's tests)");
+        return;
+    };
+    let verify = Command::new(replay)
+        .args(["verify", "--data-dir", data_dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify failed (seed {seed}): {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// Registers another app for the same merchant; answers (api_key, webhook_secret, app_id).
+fn register_app(base: &str, merchant_id: &str, notify_url: &str) -> (String, String, String) {
+    let (status, app) = call(
+        "POST",
+        &format!("{base}/v1/apps"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "other", "merchant_ids": [merchant_id], "notify_url": notify_url})),
+    );
+    assert_eq!(status, 201, "{app}");
+    (
+        app["api_key"].as_str().unwrap().to_owned(),
+        app["webhook_secret"].as_str().unwrap().to_owned(),
+        app["app_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn apps_sharing_a_merchant_never_see_each_others_payments() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let key_a = setup.api_key.clone();
+    let (key_b, _, _) = register_app(&base, &setup.merchant_id, &receiver.url);
+    let (status, created) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &key_a,
+        Some(payment_body(&setup, "SHARED-1", "20.00")),
+    );
+    assert_eq!(status, 201, "{created}");
+    let trade_no = created["trade_no"].as_str().unwrap().to_owned();
+    let paid = pay_in_sandbox(&base, &key_a, &trade_no);
+    let channel_trade_no = paid["channel_trade_no"].as_str().unwrap().to_owned();
+    let not_found = |(status, answer): (u16, Value)| {
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (404, Some("payment_not_found")),
+            "{answer}"
+        );
+    };
+    not_found(call(
+        "GET",
+        &format!("{base}/v1/payments/{trade_no}"),
+        &key_b,
+        None,
+    ));
+    not_found(call(
+        "POST",
+        &format!("{base}/v1/payments/{trade_no}/close"),
+        &key_b,
+        None,
+    ));
+    not_found(call(
+        "POST",
+        &format!("{base}/v1/payments/{trade_no}/refunds"),
+        &key_b,
+        Some(json!({"refund_no": "STEAL", "amount": "20.00"})),
+    ));
+    not_found(call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=SHARED-1",
+            setup.merchant_id
+        ),
+        &key_b,
+        None,
+    ));
+    not_found(call(
+        "GET",
+        &format!("{base}/v1/payments?channel_trade_no={channel_trade_no}"),
+        &key_b,
+        None,
+    ));
+    // The same order number in app B's namespace is B's own order: A's is untouched.
+    let (status, other) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &key_b,
+        Some(payment_body(&setup, "SHARED-1", "7.00")),
+    );
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["trade_no"], trade_no.as_str());
+    let (_, mine) = call(
+        "GET",
+        &format!("{base}/v1/payments/{trade_no}"),
+        &key_a,
+        None,
+    );
+    assert_eq!(
+        (mine["status"].as_str(), mine["refunded_amount"].as_str()),
+        (Some("succeeded"), Some("0.00"))
+    );
+    let (_, found) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=SHARED-1",
+            setup.merchant_id
+        ),
+        &key_b,
+        None,
+    );
+    assert_eq!(found["amount"], "7.00");
+    assert_eq!(found["attempts"].as_array().unwrap().len(), 1);
+    // Feeds stay per app.
+    let (_, feed_b) = call("GET", &format!("{base}/v1/events?after=0"), &key_b, None);
+    assert!(feed_b["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|event| event["data"]["payment"]["trade_no"] != trade_no.as_str()));
+}
+
+#[test]
+fn keys_rotate_with_a_grace_period_and_apps_and_accounts_can_be_disabled() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let old_key = setup.api_key.clone();
+    let app_id = setup.app_id.clone();
+    let (_, created) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &old_key,
+        Some(payment_body(&setup, "ROT-0", "1.00")),
+    );
+    pay_in_sandbox(&base, &old_key, created["trade_no"].as_str().unwrap());
+    wait_for("a first webhook", || {
+        !receiver.deliveries.lock().unwrap().is_empty()
+    });
+    // Rotate the key with a 2 s grace: both keys work, then only the new one.
+    let (status, rotated) = call(
+        "POST",
+        &format!("{base}/v1/apps/{app_id}/rotate-key"),
+        ADMIN_TOKEN,
+        Some(json!({"grace_seconds": 2})),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    assert!(new_key.starts_with("pk_") && new_key != old_key);
+    for key in [&old_key, &new_key] {
+        assert_eq!(
+            call("GET", &format!("{base}/v1/events?after=0"), key, None).0,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2_200));
+    assert_eq!(
+        call("GET", &format!("{base}/v1/events?after=0"), &old_key, None).0,
+        401
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/v1/events?after=0"), &new_key, None).0,
+        200
+    );
+    // Rotate the webhook secret: during the grace period webhooks carry both signatures.
+    let (status, rotated) = call(
+        "POST",
+        &format!("{base}/v1/apps/{app_id}/rotate-webhook-secret"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    let n_before = receiver.deliveries.lock().unwrap().len();
+    let (_, created) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &new_key,
+        Some(payment_body(&setup, "ROT-1", "1.00")),
+    );
+    pay_in_sandbox(&base, &new_key, created["trade_no"].as_str().unwrap());
+    // The receiver still knows only the old secret: the delivery verifies by it.
+    wait_for("a webhook signed with the old secret too", || {
+        receiver.deliveries.lock().unwrap().len() > n_before
+    });
+    let header = receiver.signatures.lock().unwrap().last().unwrap().clone();
+    assert_eq!(header.matches("v1=").count(), 2, "{header}");
+    *WEBHOOK_SECRET.lock().unwrap() = new_secret;
+    let n_before = receiver.deliveries.lock().unwrap().len();
+    let (_, created) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &new_key,
+        Some(payment_body(&setup, "ROT-2", "1.00")),
+    );
+    pay_in_sandbox(&base, &new_key, created["trade_no"].as_str().unwrap());
+    wait_for("a webhook signed with the new secret", || {
+        receiver.deliveries.lock().unwrap().len() > n_before
+    });
+    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0);
+
+    // Disable the app: every request answers 403 app_disabled; enable it again.
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/v1/apps/{app_id}/disable"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("disabled")),
+        "{answer}"
+    );
+    let (status, refused) = call("GET", &format!("{base}/v1/events?after=0"), &new_key, None);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("app_disabled"))
+    );
+    call(
+        "POST",
+        &format!("{base}/v1/apps/{app_id}/enable"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/v1/events?after=0"), &new_key, None).0,
+        200
+    );
+
+    // Disable the channel account: no new payments; a pending one still settles.
+    let (_, pending) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &new_key,
+        Some(payment_body(&setup, "ROT-3", "3.00")),
+    );
+    let pending = pending["trade_no"].as_str().unwrap().to_owned();
+    let account = format!(
+        "{base}/v1/merchants/{}/channel-accounts/{}",
+        setup.merchant_id, setup.channel_account_id
+    );
+    let (status, answer) = call("POST", &format!("{account}/disable"), ADMIN_TOKEN, None);
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("disabled")),
+        "{answer}"
+    );
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &new_key,
+        Some(payment_body(&setup, "ROT-4", "3.00")),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("channel_account_disabled")),
+        "{refused}"
+    );
+    assert_eq!(
+        pay_in_sandbox(&base, &new_key, &pending)["status"],
+        "succeeded",
+        "callbacks go on"
+    );
+    let (status, refund) = call(
+        "POST",
+        &format!("{base}/v1/payments/{pending}/refunds"),
+        &new_key,
+        Some(json!({"refund_no": "RF-ROT", "amount": "1.00"})),
+    );
+    assert_eq!(status, 201, "refunds go on: {refund}");
+    call("POST", &format!("{account}/enable"), ADMIN_TOKEN, None);
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &new_key,
+            Some(payment_body(&setup, "ROT-5", "3.00"))
+        )
+        .0,
+        201
+    );
+    // Unknown apps and actions.
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{base}/v1/apps/app_00000000000000000000000000000001/disable"),
+            ADMIN_TOKEN,
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            "POST",
+            &format!("{base}/v1/apps/{app_id}/explode"),
+            ADMIN_TOKEN,
+            None
+        )
+        .0,
+        404
+    );
+}
+
+#[test]
+fn limits_hold_under_load_rate_and_idle_connections() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data_dir = tempfile::tempdir().unwrap();
+    let receiver = start_receiver();
+    let server = start_server_with_env(
+        data_dir.path(),
+        QUICK_RETRIES_MS,
+        StoreChoice::Embedded,
+        &[
+            ("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", "5"),
+            ("PAYCENTER_APP_RATE_LIMIT_BURST", "10"),
+            ("PAYCENTER_HEADER_READ_TIMEOUT_MS", "60000"),
+        ],
+    );
+    let base = server.base.clone();
+    let setup = onboard(&base, &receiver.url);
+    // The burst passes, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..30 {
+        let response = ureq::get(&format!("{base}/v1/events?after=0"))
+            .set("authorization", &format!("Bearer {}", setup.api_key))
+            .call();
+        if let Err(ureq::Error::Status(429, response)) = response {
+            limited = Some((
+                response.header("retry-after").map(str::to_owned),
+                response.into_json::<Value>().unwrap(),
+            ));
+            break;
+        }
+    }
+    let (retry_after, answer) = limited.expect("the app was never limited");
+    assert_eq!(answer["error"]["code"], "rate_limited");
+    assert!(retry_after.is_some_and(|seconds| seconds.parse::<u64>().unwrap() >= 1));
+    // Another app has its own budget; admin requests are not an app's.
+    let (other_key, _, _) = register_app(&base, &setup.merchant_id, &receiver.url);
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{base}/v1/events?after=0"),
+            &other_key,
+            None
+        )
+        .0,
+        200
+    );
+
+    // 2,000 idle connections, half of them in the middle of their headers: a normal client
+    // is still answered.
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for idx in 0..2_000 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        if idx % 2 == 0 {
+            stream
+                .write_all(b"POST /v1/payments HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+        }
+        idle.push(stream);
+    }
+    let started = Instant::now();
+    let (status, _) = support::call_within(
+        "GET",
+        &format!("{base}/healthz"),
+        "",
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, 200);
+    eprintln!(
+        "with 2000 idle connections open, /healthz answered in {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+
+    // The data directory is the server's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data_dir.path()), 0o700);
+    for entry in std::fs::read_dir(data_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        // server.log is the test's own file, written by the test harness.
+        if path.file_name().unwrap() == "server.log" {
+            continue;
+        }
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), expected, "{}", path.display());
+    }
+}
+
+#[test]
+fn unsafe_settings_are_refused_at_start_and_private_egress_needs_the_operator() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+        .args([
+            "serve",
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("PAYCENTER_ADMIN_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 characters"));
+    // Without PAYCENTER_ALLOW_PRIVATE_EGRESS, loopback and private destinations are refused.
+    let server = start_server_with_env(
+        data_dir.path(),
+        QUICK_RETRIES_MS,
+        StoreChoice::Embedded,
+        &[("PAYCENTER_ALLOW_PRIVATE_EGRESS", "0")],
+    );
+    let base = server.base.clone();
+    let (_, merchant) = call(
+        "POST",
+        &format!("{base}/v1/merchants"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "m"})),
+    );
+    let merchant_id = merchant["merchant_id"].as_str().unwrap();
+    for notify_url in [
+        "http://127.0.0.1:9000/hooks",
+        "http://localhost/hooks",
+        "http://10.0.0.8/hooks",
+        "http://[::1]/x",
+    ] {
+        let (status, answer) = call(
+            "POST",
+            &format!("{base}/v1/apps"),
+            ADMIN_TOKEN,
+            Some(json!({"name": "a", "merchant_ids": [merchant_id], "notify_url": notify_url})),
+        );
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (422, Some("invalid_notify_url")),
+            "{notify_url}: {answer}"
+        );
+    }
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/v1/apps"),
+        ADMIN_TOKEN,
+        Some(
+            json!({"name": "a", "merchant_ids": [merchant_id], "notify_url": "https://hooks.example.com/paycenter"}),
+        ),
+    );
+    assert_eq!(status, 201);
 }

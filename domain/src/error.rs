@@ -44,12 +44,8 @@ pub enum DomainError {
     PaymentNotFound { trade_no: TradeNo },
     #[error("payment {trade_no} has already succeeded")]
     PaymentAlreadySucceeded { trade_no: TradeNo },
-    #[error("channel reported {reported} for payment {trade_no} of {expected}")]
-    PaidAmountMismatch {
-        trade_no: TradeNo,
-        expected: Money,
-        reported: Money,
-    },
+    #[error("payment {trade_no} reached the maximum of {max} contradicting reports")]
+    TooManyAnomalies { trade_no: TradeNo, max: usize },
     #[error("payment {trade_no} was already paid under another channel trade number")]
     ChannelTradeNoConflict { trade_no: TradeNo },
     #[error("payment {trade_no} is {status:?}, not succeeded, and cannot be refunded")]
@@ -76,6 +72,12 @@ pub enum DomainError {
     RefundNotFound { refund_id: RefundId },
     #[error("refund {refund_id} has already settled the other way")]
     RefundAlreadySettled { refund_id: RefundId },
+    #[error("app {app_id} not found")]
+    AppNotFound { app_id: crate::ids::AppId },
+    #[error("channel account {channel_account_id} not found")]
+    ChannelAccountNotFound {
+        channel_account_id: crate::ids::ChannelAccountId,
+    },
     #[error("merchant {merchant_id} not found")]
     MerchantNotFound { merchant_id: MerchantId },
     #[error("notification {notification_id} not found")]

@@ -11,8 +11,10 @@ use crate::ids::{
 };
 use crate::money::{Money, Rate};
 use crate::payment::{
-    Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind, Split,
+    AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
+    Split,
 };
+use crate::shares::RefundShares;
 
 /// The schema version every event type is at today.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -51,6 +53,47 @@ pub struct AppRegistered {
     /// The webhook secret, encrypted under the master key (paycenter must sign with it).
     pub webhook_secret_sealed: String,
     pub registered_at: DateTime<Utc>,
+}
+
+/// An app's API key was replaced; the previous one keeps working until `previous_valid_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppApiKeyRotated {
+    pub app_id: AppId,
+    /// Hex SHA-256 of the new key.
+    pub api_key_sha256: String,
+    pub previous_api_key_sha256: String,
+    pub previous_valid_until: DateTime<Utc>,
+    pub rotated_at: DateTime<Utc>,
+}
+
+/// An app's webhook secret was replaced; until `previous_valid_until` webhooks carry a
+/// signature with each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppWebhookSecretRotated {
+    pub app_id: AppId,
+    /// The new secret, sealed under the master key for this app.
+    pub webhook_secret_sealed: String,
+    pub previous_webhook_secret_sealed: String,
+    pub previous_valid_until: DateTime<Utc>,
+    pub rotated_at: DateTime<Utc>,
+}
+
+/// An app was disabled (`enabled: false`: every request answers `403 app_disabled`) or
+/// enabled again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppAccessChanged {
+    pub app_id: AppId,
+    pub enabled: bool,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// A channel account was disabled (it takes no new payments; callbacks, refunds and
+/// reconciliation go on) or enabled again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelAccountAccessChanged {
+    pub channel_account_id: ChannelAccountId,
+    pub enabled: bool,
+    pub changed_at: DateTime<Utc>,
 }
 
 /// A payment attempt for an order was started at a channel.
@@ -129,7 +172,28 @@ pub struct RefundRequested {
     pub amount: Money,
     pub reason: String,
     pub kind: RefundKind,
+    /// What each part of the payment gives back, decided with the refund (see
+    /// `domain::shares`). Absent only in refunds recorded before shares were: those are
+    /// divided by the same rule when folded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<RefundShares>,
     pub requested_at: DateTime<Utc>,
+}
+
+/// A verified channel report contradicted its attempt (another amount, currency or channel
+/// account). The attempt is not paid by it; the reported money is refunded under `refund_id`
+/// (settled by `refund.succeeded` / `refund.failed` with that id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAnomalyDetected {
+    pub trade_no: TradeNo,
+    pub kind: AnomalyKind,
+    /// The channel account that reported it (and at which the money is refunded).
+    pub channel_account_id: ChannelAccountId,
+    pub channel_trade_no: ChannelTradeNo,
+    pub reported_amount: Money,
+    pub refund_id: RefundId,
+    pub source: OutcomeSource,
+    pub detected_at: DateTime<Utc>,
 }
 
 /// The channel completed a refund.
@@ -276,12 +340,17 @@ events! {
     MerchantOnboarded => "merchant.onboarded",
     ChannelAccountActivated => "channel_account.activated",
     AppRegistered => "app.registered",
+    AppApiKeyRotated => "app.api_key_rotated",
+    AppWebhookSecretRotated => "app.webhook_secret_rotated",
+    AppAccessChanged => "app.access_changed",
+    ChannelAccountAccessChanged => "channel_account.access_changed",
     PaymentAttemptStarted => "payment.attempt_started",
     PaymentAttemptInitiated => "payment.attempt_initiated",
     PaymentAttemptClosed => "payment.attempt_closed",
     PaymentSucceeded => "payment.succeeded",
     PaymentFailed => "payment.failed",
     DuplicatePaymentDetected => "payment.duplicate_detected",
+    PaymentAnomalyDetected => "payment.anomaly_detected",
     RefundRequested => "refund.requested",
     RefundSucceeded => "refund.succeeded",
     RefundFailed => "refund.failed",

@@ -10,6 +10,8 @@
 //! - [`envelope`]: the stored event envelope and deterministic event ids.
 //! - [`events`]: every event type.
 //! - [`payment`]: the order aggregate (attempts, outcomes, refunds, duplicates).
+//! - [`shares`]: how a payment's money is divided among fee, splits and merchant, and each
+//!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
 //! - [`notification`]: webhook deliveries and their retry schedule.
@@ -27,6 +29,7 @@ pub mod notification;
 pub mod payment;
 pub mod reconciliation;
 pub mod registry;
+pub mod shares;
 pub mod streams;
 
 pub use error::DomainError;

@@ -204,9 +204,21 @@ impl Money {
             }
             return Err(MoneyError::NotANumber { text: truncated() });
         }
+        // Decimals are counted in the text, before any parsing: rust_decimal keeps at most 28
+        // and would round "0.00999…9" (32 decimals) to 0.01. Trailing zeros add nothing.
+        let exponent = currency.exponent();
+        let significant_decimals = text
+            .split_once('.')
+            .map_or(0, |(_, fraction)| fraction.trim_end_matches('0').len());
+        if significant_decimals > exponent as usize {
+            return Err(MoneyError::TooManyDecimals {
+                text: truncated(),
+                currency,
+                exponent,
+            });
+        }
         let decimal =
             Decimal::from_str(text).map_err(|_| MoneyError::NotANumber { text: truncated() })?;
-        let exponent = currency.exponent();
         if decimal.scale() > exponent && decimal.normalize().scale() > exponent {
             return Err(MoneyError::TooManyDecimals {
                 text: truncated(),
@@ -390,6 +402,25 @@ mod tests {
         check_parse("1.234", Currency::BHD, Ok(1234));
         check_parse("12.340", Currency::CNY, Ok(1234));
         check_parse("10000000000.00", Currency::CNY, Ok(MAX_AMOUNT_MINOR));
+    }
+
+    #[test]
+    fn refuses_decimals_beyond_the_currency_however_many() {
+        let long = "0.00999999999999999999999999999999";
+        assert!(matches!(
+            Money::parse_positive(long, Currency::CNY),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert!(matches!(
+            Money::parse_positive("1.001", Currency::CNY),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
+        assert_eq!(
+            Money::parse_positive("1.000", Currency::CNY)
+                .unwrap()
+                .amount_minor(),
+            100
+        );
     }
 
     #[test]

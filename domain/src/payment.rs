@@ -22,6 +22,7 @@ use crate::ids::{
     AppId, ChannelAccountId, ChannelTradeNo, MerchantId, OrderNo, RefundId, RefundNo, TradeNo,
 };
 use crate::money::{Money, Rate};
+use crate::shares::{self, Parts};
 
 /// The most attempts one order may have; past it the app must use a new order number.
 pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
@@ -29,6 +30,9 @@ pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
 pub const MAX_REFUNDS_PER_PAYMENT: usize = 100;
 /// The most split receivers one payment may have.
 pub const MAX_SPLITS_PER_PAYMENT: usize = 16;
+/// The most contradicting reports one attempt records; past them a report is refused (and
+/// the channel keeps retrying, which the sweeper and monitoring see).
+pub const MAX_ANOMALIES_PER_ATTEMPT: usize = 16;
 /// Default minimum interval between two attempts of one order.
 pub const DEFAULT_MIN_ATTEMPT_INTERVAL_MS: i64 = 15_000;
 
@@ -196,6 +200,40 @@ pub struct Refund {
     pub amount: Money,
     pub kind: RefundKind,
     pub status: RefundStatus,
+    /// What each part of the payment gives back, decided when the refund was requested.
+    pub shares: Parts,
+}
+
+/// How a verified channel report contradicts its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// Another amount than the attempt's, in its currency.
+    AmountMismatch,
+    /// Another currency than the attempt's.
+    CurrencyMismatch,
+    /// Reported by another channel account than the attempt's.
+    AccountMismatch,
+}
+
+impl AnomalyKind {
+    /// The name used on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::AmountMismatch => "amount_mismatch",
+            AnomalyKind::CurrencyMismatch => "currency_mismatch",
+            AnomalyKind::AccountMismatch => "account_mismatch",
+        }
+    }
+}
+
+/// A contradicting report as the aggregate knows it: the money the channel says it took is
+/// refunded under `detected.refund_id`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub detected: PaymentAnomalyDetected,
+    pub refund_status: RefundStatus,
 }
 
 /// One payment attempt as the aggregate knows it.
@@ -212,6 +250,8 @@ pub struct Attempt {
     /// Set when the attempt was closed at some point (a later success is then a duplicate).
     pub was_closed: bool,
     pub refunds: Vec<Refund>,
+    /// Verified reports that contradicted the attempt, oldest first.
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl Attempt {
@@ -233,6 +273,35 @@ impl Attempt {
                 sum.checked_add(refund.amount)
                     .expect("refunds ≤ amount ≤ max")
             })
+    }
+
+    /// What each part of the payment holds when paid (fee, splits, payable).
+    pub fn parts(&self) -> Parts {
+        Parts::of_payment(self.started.amount, self.started.fee, &self.started.splits)
+    }
+
+    /// What refunds that are pending or succeeded take from each part.
+    pub fn parts_given(&self) -> Parts {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.status != RefundStatus::Failed)
+            .fold(Parts::zero(self.started.splits.len()), |given, refund| {
+                given.plus(&refund.shares)
+            })
+    }
+
+    /// What each part of the payment still holds: its share of the amount minus the shares
+    /// of refunds that are pending or succeeded. All zero while not paid.
+    pub fn holdings(&self) -> Parts {
+        if self.status != AttemptStatus::Succeeded {
+            return Parts::zero(self.started.splits.len());
+        }
+        self.parts().minus(&self.parts_given())
+    }
+
+    /// Divides a refund of `amount` among the parts, by the rule of [`crate::shares`].
+    pub fn refund_shares(&self, amount: Money) -> Parts {
+        shares::divide(&self.parts(), &self.parts_given(), amount.amount_minor())
     }
 
     /// Σ of succeeded refunds.
@@ -281,8 +350,11 @@ pub struct StartAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderCommand {
     StartAttempt(StartAttempt),
+    /// The channel reported the attempt paid. `channel_account_id` is the account whose
+    /// verified callback or query said so; `amount` what it says was paid.
     RecordSuccess {
         trade_no: TradeNo,
+        channel_account_id: ChannelAccountId,
         channel_trade_no: ChannelTradeNo,
         amount: Money,
         source: OutcomeSource,
@@ -358,6 +430,7 @@ impl Order {
                     was_initiated: false,
                     was_closed: false,
                     refunds: Vec::new(),
+                    anomalies: Vec::new(),
                 });
             }
             Event::PaymentAttemptInitiated(initiated) => {
@@ -412,44 +485,82 @@ impl Order {
             }
             Event::RefundRequested(requested) => {
                 let attempt = self.attempt_mut(&requested.trade_no);
+                let committed = attempt
+                    .refund_committed()
+                    .checked_add(requested.amount)
+                    .expect("refunds ≤ amount ≤ max");
+                assert!(
+                    committed.amount_minor() <= attempt.paid().amount_minor(),
+                    "refunds never exceed the paid amount: {committed} > {}",
+                    attempt.paid()
+                );
+                // Refunds recorded before shares were recorded are divided by today's rule.
+                let shares = match &requested.shares {
+                    Some(recorded) => recorded.to_parts(),
+                    None => attempt.refund_shares(requested.amount),
+                };
+                assert_eq!(
+                    shares.total_minor(),
+                    requested.amount.amount_minor(),
+                    "a refund's shares sum to its amount"
+                );
+                assert!(
+                    shares.within(&attempt.holdings()),
+                    "no refund share exceeds what its part still holds"
+                );
                 attempt.refunds.push(Refund {
                     refund_id: requested.refund_id.clone(),
                     refund_no: requested.refund_no.clone(),
                     amount: requested.amount,
                     kind: requested.kind,
                     status: RefundStatus::Pending,
+                    shares,
                 });
-                let committed = attempt.refund_committed();
-                assert!(
-                    committed.amount_minor() <= attempt.paid().amount_minor(),
-                    "refunds never exceed the paid amount: {committed} > {}",
-                    attempt.paid()
-                );
+            }
+            Event::PaymentAnomalyDetected(detected) => {
+                let attempt = self.attempt_mut(&detected.trade_no);
+                attempt.anomalies.push(Anomaly {
+                    detected: detected.clone(),
+                    refund_status: RefundStatus::Pending,
+                });
             }
             Event::RefundSucceeded(succeeded) => {
-                Self::refund_mut(self.attempt_mut(&succeeded.trade_no), &succeeded.refund_id)
-                    .status = RefundStatus::Succeeded;
+                *Self::refund_status_mut(
+                    self.attempt_mut(&succeeded.trade_no),
+                    &succeeded.refund_id,
+                ) = RefundStatus::Succeeded;
             }
             Event::RefundFailed(failed) => {
-                Self::refund_mut(self.attempt_mut(&failed.trade_no), &failed.refund_id).status =
+                *Self::refund_status_mut(self.attempt_mut(&failed.trade_no), &failed.refund_id) =
                     RefundStatus::Failed;
             }
             _ => {}
         }
     }
 
-    fn refund_mut<'a>(attempt: &'a mut Attempt, refund_id: &RefundId) -> &'a mut Refund {
-        let refund = attempt
+    /// The status of a refund of the attempt: an app's or automatic refund, or the refund of
+    /// an anomaly's reported money.
+    fn refund_status_mut<'a>(
+        attempt: &'a mut Attempt,
+        refund_id: &RefundId,
+    ) -> &'a mut RefundStatus {
+        let status = match attempt
             .refunds
             .iter_mut()
             .find(|refund| &refund.refund_id == refund_id)
-            .expect("refund exists");
-        assert_eq!(
-            refund.status,
-            RefundStatus::Pending,
-            "a refund settles once"
-        );
-        refund
+        {
+            Some(refund) => &mut refund.status,
+            None => {
+                &mut attempt
+                    .anomalies
+                    .iter_mut()
+                    .find(|anomaly| &anomaly.detected.refund_id == refund_id)
+                    .expect("refund exists")
+                    .refund_status
+            }
+        };
+        assert_eq!(*status, RefundStatus::Pending, "a refund settles once");
+        status
     }
 
     /// Decides what a command means for this order, at `now`. Pure: no I/O, no clock.
@@ -462,10 +573,18 @@ impl Order {
             OrderCommand::StartAttempt(start) => self.decide_start(start, now),
             OrderCommand::RecordSuccess {
                 trade_no,
+                channel_account_id,
                 channel_trade_no,
                 amount,
                 source,
-            } => self.decide_success(trade_no, channel_trade_no, *amount, *source, now),
+            } => self.decide_success(
+                trade_no,
+                channel_account_id,
+                channel_trade_no,
+                *amount,
+                *source,
+                now,
+            ),
             OrderCommand::RecordFailure {
                 trade_no,
                 reason,
@@ -531,40 +650,34 @@ impl Order {
                 trade_no,
                 refund_id,
                 channel_refund_no,
-            } => {
-                let refund = self.known_refund(trade_no, refund_id)?;
-                match refund.status {
-                    RefundStatus::Pending => Ok(vec![Event::RefundSucceeded(RefundSucceeded {
-                        refund_id: refund_id.clone(),
-                        trade_no: trade_no.clone(),
-                        channel_refund_no: channel_refund_no.clone(),
-                        succeeded_at: now,
-                    })]),
-                    RefundStatus::Succeeded => Ok(Vec::new()),
-                    RefundStatus::Failed => Err(DomainError::RefundAlreadySettled {
-                        refund_id: refund_id.clone(),
-                    }),
-                }
-            }
+            } => match self.known_refund_status(trade_no, refund_id)? {
+                RefundStatus::Pending => Ok(vec![Event::RefundSucceeded(RefundSucceeded {
+                    refund_id: refund_id.clone(),
+                    trade_no: trade_no.clone(),
+                    channel_refund_no: channel_refund_no.clone(),
+                    succeeded_at: now,
+                })]),
+                RefundStatus::Succeeded => Ok(Vec::new()),
+                RefundStatus::Failed => Err(DomainError::RefundAlreadySettled {
+                    refund_id: refund_id.clone(),
+                }),
+            },
             OrderCommand::RecordRefundFailure {
                 trade_no,
                 refund_id,
                 reason,
-            } => {
-                let refund = self.known_refund(trade_no, refund_id)?;
-                match refund.status {
-                    RefundStatus::Pending => Ok(vec![Event::RefundFailed(RefundFailed {
-                        refund_id: refund_id.clone(),
-                        trade_no: trade_no.clone(),
-                        reason: reason.clone(),
-                        failed_at: now,
-                    })]),
-                    RefundStatus::Failed => Ok(Vec::new()),
-                    RefundStatus::Succeeded => Err(DomainError::RefundAlreadySettled {
-                        refund_id: refund_id.clone(),
-                    }),
-                }
-            }
+            } => match self.known_refund_status(trade_no, refund_id)? {
+                RefundStatus::Pending => Ok(vec![Event::RefundFailed(RefundFailed {
+                    refund_id: refund_id.clone(),
+                    trade_no: trade_no.clone(),
+                    reason: reason.clone(),
+                    failed_at: now,
+                })]),
+                RefundStatus::Failed => Ok(Vec::new()),
+                RefundStatus::Succeeded => Err(DomainError::RefundAlreadySettled {
+                    refund_id: refund_id.clone(),
+                }),
+            },
         }
     }
 
@@ -575,16 +688,27 @@ impl Order {
             })
     }
 
-    fn known_refund(
+    /// Where a refund of the attempt stands: an app's, an automatic one or an anomaly's.
+    fn known_refund_status(
         &self,
         trade_no: &TradeNo,
         refund_id: &RefundId,
-    ) -> Result<&Refund, DomainError> {
+    ) -> Result<RefundStatus, DomainError> {
         let attempt = self.known_attempt(trade_no)?;
-        attempt
+        let refund = attempt
             .refunds
             .iter()
             .find(|refund| &refund.refund_id == refund_id)
+            .map(|refund| refund.status);
+        let anomaly = || {
+            attempt
+                .anomalies
+                .iter()
+                .find(|anomaly| &anomaly.detected.refund_id == refund_id)
+                .map(|anomaly| anomaly.refund_status)
+        };
+        refund
+            .or_else(anomaly)
             .ok_or_else(|| DomainError::RefundNotFound {
                 refund_id: refund_id.clone(),
             })
@@ -677,18 +801,52 @@ impl Order {
     fn decide_success(
         &self,
         trade_no: &TradeNo,
+        channel_account_id: &ChannelAccountId,
         channel_trade_no: &ChannelTradeNo,
         amount: Money,
         source: OutcomeSource,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, DomainError> {
         let attempt = self.known_attempt(trade_no)?;
-        if attempt.started.amount != amount {
-            return Err(DomainError::PaidAmountMismatch {
-                trade_no: trade_no.clone(),
-                expected: attempt.started.amount,
-                reported: amount,
-            });
+        let contradiction = if channel_account_id != &attempt.started.channel_account_id {
+            Some(AnomalyKind::AccountMismatch)
+        } else if amount.currency() != attempt.started.amount.currency() {
+            Some(AnomalyKind::CurrencyMismatch)
+        } else if amount != attempt.started.amount {
+            Some(AnomalyKind::AmountMismatch)
+        } else {
+            None
+        };
+        if let Some(kind) = contradiction {
+            // Money moved at the channel but not as the attempt says: a fact to keep and to
+            // give back, never a payment of the order.
+            let refund_id =
+                anomaly_refund_id(trade_no, channel_account_id, channel_trade_no, amount);
+            if attempt
+                .anomalies
+                .iter()
+                .any(|anomaly| anomaly.detected.refund_id == refund_id)
+            {
+                return Ok(Vec::new()); // The channel repeats its report: nothing new.
+            }
+            if attempt.anomalies.len() >= MAX_ANOMALIES_PER_ATTEMPT {
+                return Err(DomainError::TooManyAnomalies {
+                    trade_no: trade_no.clone(),
+                    max: MAX_ANOMALIES_PER_ATTEMPT,
+                });
+            }
+            return Ok(vec![Event::PaymentAnomalyDetected(
+                PaymentAnomalyDetected {
+                    trade_no: trade_no.clone(),
+                    kind,
+                    channel_account_id: channel_account_id.clone(),
+                    channel_trade_no: channel_trade_no.clone(),
+                    reported_amount: amount,
+                    refund_id,
+                    source,
+                    detected_at: now,
+                },
+            )]);
         }
         if attempt.status == AttemptStatus::Succeeded {
             if attempt.channel_trade_no.as_ref() == Some(channel_trade_no) {
@@ -719,7 +877,9 @@ impl Order {
                 cause,
                 detected_at: now,
             }));
+            let whole = Parts::of_payment(amount, attempt.started.fee, &attempt.started.splits);
             events.push(Event::RefundRequested(RefundRequested {
+                shares: Some(whole.to_shares(amount.currency(), &attempt.started.splits)),
                 refund_id: automatic_refund_id(trade_no),
                 refund_no: RefundNo::parse(&format!("dup-{trade_no}"))
                     .expect("trade numbers make valid refund numbers"),
@@ -794,6 +954,7 @@ impl Order {
                 available,
             });
         }
+        let shares = attempt.refund_shares(amount);
         Ok(vec![Event::RefundRequested(RefundRequested {
             refund_id: refund_id.clone(),
             refund_no: refund_no.clone(),
@@ -801,6 +962,7 @@ impl Order {
             amount,
             reason: reason.to_owned(),
             kind: RefundKind::App,
+            shares: Some(shares.to_shares(amount.currency(), &attempt.started.splits)),
             requested_at: now,
         })])
     }
@@ -810,6 +972,23 @@ impl Order {
 /// callback decides the same refund.
 pub fn automatic_refund_id(trade_no: &TradeNo) -> RefundId {
     RefundId::parse(&format!("rf_dup{trade_no}")).expect("trade numbers make valid refund ids")
+}
+
+/// The refund id of the money reported by a contradicting report: derived from the report,
+/// so the channel repeating it decides the same refund.
+pub fn anomaly_refund_id(
+    trade_no: &TradeNo,
+    channel_account_id: &ChannelAccountId,
+    channel_trade_no: &ChannelTradeNo,
+    reported: Money,
+) -> RefundId {
+    let report = format!(
+        "{trade_no}|{channel_account_id}|{channel_trade_no}|{}|{}",
+        reported.amount_minor(),
+        reported.currency()
+    );
+    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, report.as_bytes());
+    RefundId::parse(&format!("rf_an{}", digest.simple())).expect("hex makes a valid refund id")
 }
 
 /// Splits: each positive and in the payment's currency, receivers named, and

@@ -1,8 +1,14 @@
 //! The slow-moving aggregates: merchants, channel accounts and apps. Each lives in its own
 //! stream and is created once; a channel account may be re-activated to rotate its keys.
 
+use chrono::{DateTime, Duration, Utc};
+
 use crate::error::DomainError;
-use crate::events::{AppRegistered, ChannelAccountActivated, Event, MerchantOnboarded};
+use crate::events::{
+    AppAccessChanged, AppApiKeyRotated, AppRegistered, AppWebhookSecretRotated,
+    ChannelAccountAccessChanged, ChannelAccountActivated, Event, MerchantOnboarded,
+};
+use crate::ids::{AppId, ChannelAccountId};
 
 /// The most merchants one app may act for.
 pub const MAX_MERCHANTS_PER_APP: usize = 1_000;
@@ -85,4 +91,146 @@ pub fn register_app(
         return Err(DomainError::MerchantNotFound { merchant_id });
     }
     Ok(vec![Event::AppRegistered(command)])
+}
+
+/// What an app's stream says of it now: registered, its current key and secret, enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppState {
+    /// The registration.
+    pub registered: AppRegistered,
+    /// Hex SHA-256 of the current API key.
+    pub api_key_sha256: String,
+    /// The current webhook secret, sealed.
+    pub webhook_secret_sealed: String,
+    /// False while disabled.
+    pub enabled: bool,
+}
+
+impl AppState {
+    /// Folds an app's stream; `None` when it holds no registration.
+    pub fn from_events(events: &[Event]) -> Option<AppState> {
+        let mut state: Option<AppState> = None;
+        for event in events {
+            match event {
+                Event::AppRegistered(registered) => {
+                    state = Some(AppState {
+                        api_key_sha256: registered.api_key_sha256.clone(),
+                        webhook_secret_sealed: registered.webhook_secret_sealed.clone(),
+                        registered: registered.clone(),
+                        enabled: true,
+                    });
+                }
+                Event::AppApiKeyRotated(rotated) => {
+                    let app = state.as_mut().expect("rotations follow registration");
+                    app.api_key_sha256 = rotated.api_key_sha256.clone();
+                }
+                Event::AppWebhookSecretRotated(rotated) => {
+                    let app = state.as_mut().expect("rotations follow registration");
+                    app.webhook_secret_sealed = rotated.webhook_secret_sealed.clone();
+                }
+                Event::AppAccessChanged(changed) => {
+                    state.as_mut().expect("changes follow registration").enabled = changed.enabled;
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+}
+
+/// The longest grace period of a rotated credential: 30 days.
+pub const MAX_ROTATION_GRACE_SECONDS: i64 = 30 * 86_400;
+
+fn app_of(events: &[Event], app_id: &AppId) -> Result<AppState, DomainError> {
+    AppState::from_events(events).ok_or_else(|| DomainError::AppNotFound {
+        app_id: app_id.clone(),
+    })
+}
+
+/// Replaces an app's API key (its hash given); the previous key works `grace` longer.
+pub fn rotate_api_key(
+    events: &[Event],
+    app_id: &AppId,
+    api_key_sha256: String,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let app = app_of(events, app_id)?;
+    Ok(vec![Event::AppApiKeyRotated(AppApiKeyRotated {
+        app_id: app_id.clone(),
+        api_key_sha256,
+        previous_api_key_sha256: app.api_key_sha256,
+        previous_valid_until: now + grace,
+        rotated_at: now,
+    })])
+}
+
+/// Replaces an app's webhook secret (sealed); webhooks carry both signatures `grace` longer.
+pub fn rotate_webhook_secret(
+    events: &[Event],
+    app_id: &AppId,
+    webhook_secret_sealed: String,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let app = app_of(events, app_id)?;
+    Ok(vec![Event::AppWebhookSecretRotated(
+        AppWebhookSecretRotated {
+            app_id: app_id.clone(),
+            webhook_secret_sealed,
+            previous_webhook_secret_sealed: app.webhook_secret_sealed,
+            previous_valid_until: now + grace,
+            rotated_at: now,
+        },
+    )])
+}
+
+/// Disables or enables an app; nothing when it already is so.
+pub fn set_app_enabled(
+    events: &[Event],
+    app_id: &AppId,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let app = app_of(events, app_id)?;
+    if app.enabled == enabled {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::AppAccessChanged(AppAccessChanged {
+        app_id: app_id.clone(),
+        enabled,
+        changed_at: now,
+    })])
+}
+
+/// Disables or enables a channel account; nothing when it already is so.
+pub fn set_channel_account_enabled(
+    events: &[Event],
+    channel_account_id: &ChannelAccountId,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let mut current: Option<bool> = None;
+    for event in events {
+        match event {
+            Event::ChannelAccountActivated(_) if current.is_none() => current = Some(true),
+            Event::ChannelAccountAccessChanged(changed) => current = Some(changed.enabled),
+            _ => {}
+        }
+    }
+    let Some(current) = current else {
+        return Err(DomainError::ChannelAccountNotFound {
+            channel_account_id: channel_account_id.clone(),
+        });
+    };
+    if current == enabled {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::ChannelAccountAccessChanged(
+        ChannelAccountAccessChanged {
+            channel_account_id: channel_account_id.clone(),
+            enabled,
+            changed_at: now,
+        },
+    )])
 }

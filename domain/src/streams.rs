@@ -18,8 +18,8 @@ pub fn app(app_id: &AppId) -> String {
 }
 
 /// An order's stream: every attempt and refund of one merchant's order number.
-pub fn order(merchant_id: &MerchantId, order_no: &OrderNo) -> String {
-    format!("order-{merchant_id}-{order_no}")
+pub fn order(app_id: &AppId, merchant_id: &MerchantId, order_no: &OrderNo) -> String {
+    format!("order-{app_id}-{merchant_id}-{order_no}")
 }
 
 /// The stream of one idempotency key of one app (`key_sha256` is the hex SHA-256 of the key).

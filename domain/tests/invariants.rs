@@ -121,6 +121,7 @@ fn to_command(order: &Order, step: &Step, n_started: &mut u64) -> Option<OrderCo
             )
         }
         Step::Succeed { attempt_idx } => OrderCommand::RecordSuccess {
+            channel_account_id: ChannelAccountId::from_entropy(1),
             trade_no: trade_no_of(*attempt_idx)?,
             channel_trade_no: ChannelTradeNo::parse(&format!("CH{attempt_idx}")).unwrap(),
             amount: cny(ORDER_AMOUNT_MINOR),
@@ -295,6 +296,7 @@ fn a_failed_attempt_paid_after_another_was_paid_is_a_duplicate() {
     };
     let start = |n: u64| start_command(n, 100, Rate::ZERO, vec![]);
     let succeed = |n: u64| OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(1),
         trade_no: TradeNo::generate(t0(), n),
         channel_trade_no: ChannelTradeNo::parse(&format!("CH{n}")).unwrap(),
         amount: cny(100),

@@ -76,6 +76,7 @@ fn types(events: &[Event]) -> Vec<&'static str> {
 
 fn success(n: u64, amount_minor: i64) -> OrderCommand {
     OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(3),
         trade_no: trade(n),
         channel_trade_no: ChannelTradeNo::parse(&format!("CH{n}")).unwrap(),
         amount: cny(amount_minor),
@@ -183,6 +184,7 @@ fn an_attempt_succeeds_at_most_once_and_repeated_callbacks_change_nothing() {
         Vec::<Event>::new()
     );
     let other_channel_no = OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(3),
         trade_no: trade(1),
         channel_trade_no: ChannelTradeNo::parse("OTHER").unwrap(),
         amount: cny(10_000),
@@ -321,13 +323,59 @@ fn closing_a_paid_attempt_is_refused_and_closing_twice_is_a_no_op() {
     ));
 }
 
+/// A verified report of `amount` from `account` for attempt 1.
+fn report(account: u128, amount: Money) -> OrderCommand {
+    OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(account),
+        trade_no: trade(1),
+        channel_trade_no: ChannelTradeNo::parse("CH-X").unwrap(),
+        amount,
+        source: OutcomeSource::Callback,
+    }
+}
+
 #[test]
-fn the_paid_amount_must_match() {
-    let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 800)), 0);
-    assert!(matches!(
-        scenario.when(success(1, 799), 1),
-        Err(DomainError::PaidAmountMismatch { .. })
-    ));
+fn a_contradicting_report_is_an_anomaly_refunded_and_not_a_payment() {
+    let cases = [
+        (report(3, cny(799)), AnomalyKind::AmountMismatch),
+        (
+            report(3, Money::from_minor(800, Currency::USD)),
+            AnomalyKind::CurrencyMismatch,
+        ),
+        (report(9, cny(800)), AnomalyKind::AccountMismatch),
+    ];
+    for (command, kind) in cases {
+        let scenario = Scenario::new().given(OrderCommand::StartAttempt(start(1, 800)), 0);
+        let events = scenario.when(command.clone(), 1).unwrap();
+        assert_eq!(types(&events), ["payment.anomaly_detected"], "{kind:?}");
+        let Event::PaymentAnomalyDetected(detected) = &events[0] else {
+            unreachable!()
+        };
+        assert_eq!(detected.kind, kind);
+        let after = scenario.given(command.clone(), 1);
+        let attempt = after.order.attempt(&trade(1)).unwrap();
+        assert_eq!(attempt.status, AttemptStatus::Pending, "not paid by it");
+        assert_eq!(attempt.anomalies.len(), 1);
+        // The channel repeating its report decides nothing new.
+        assert_eq!(after.when(command, 2).unwrap(), Vec::<Event>::new());
+        // The reported money's refund settles like any refund.
+        let refund_id = detected.refund_id.clone();
+        let settled = after.given(
+            OrderCommand::RecordRefundSuccess {
+                trade_no: trade(1),
+                refund_id,
+                channel_refund_no: None,
+            },
+            3,
+        );
+        let anomaly = &settled.order.attempt(&trade(1)).unwrap().anomalies[0];
+        assert_eq!(anomaly.refund_status, RefundStatus::Succeeded);
+        // The genuine report still pays the attempt.
+        assert_eq!(
+            types(&settled.when(success(1, 800), 4).unwrap()),
+            ["payment.succeeded"]
+        );
+    }
 }
 
 #[test]

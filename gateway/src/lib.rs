@@ -9,6 +9,8 @@
 //! - [`secret`]: `Secret`, a string whose `Debug` prints nothing.
 //! - [`signing`]: HMAC-SHA256 signatures with a timestamp (`t=...,v1=...`), shared by the
 //!   sandbox channel and paycenter's own webhooks.
+//! - [`egress`]: where paycenter may send requests (no link-local, multicast or unspecified
+//!   addresses; loopback and private ranges only when the operator allows them).
 //! - [`http`]: the outbound HTTP client with a timeout on every call.
 //! - [`rsa_sha256`]: RSA keys in the forms channel consoles hand out; SHA256withRSA.
 //! - [`sandbox`]: paycenter's built-in simulated third party.
@@ -18,6 +20,7 @@
 
 pub mod alipay;
 pub mod bills;
+pub mod egress;
 pub mod http;
 pub mod rsa_sha256;
 pub mod sandbox;
@@ -319,6 +322,9 @@ pub trait PaymentChannel: Send + Sync {
     fn supported_currencies(&self) -> Option<&'static [paycenter_domain::Currency]> {
         None
     }
+
+    /// The names a channel account's `params` may carry.
+    fn param_names(&self) -> &'static [&'static str];
 
     /// Checks a channel account's parameters at activation; answers them normalized.
     fn validate_params(

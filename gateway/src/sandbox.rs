@@ -172,11 +172,15 @@ impl SandboxProvider {
     ///
     /// `race_close` plays a user who paid while paycenter was closing the trade: a closed trade
     /// is paid anyway, as happens at real channels, so the late-payment path can be exercised.
+    ///
+    /// `reported`, when given, is the money the sandbox takes and reports instead of the
+    /// trade's amount: a channel whose report contradicts the attempt.
     pub fn pay(
         self: &Arc<Self>,
         trade_no: &TradeNo,
         outcome: SandboxOutcome,
         race_close: bool,
+        reported: Option<Money>,
     ) -> Result<(), SandboxError> {
         let now_unix = Utc::now().timestamp();
         let (url, secret, body) = {
@@ -199,6 +203,9 @@ impl SandboxProvider {
                 SandboxOutcome::Success => {
                     trade.status = SandboxTradeStatus::Paid;
                     trade.paid_on = Some(Utc::now().date_naive());
+                    if let Some(reported) = reported {
+                        trade.amount = reported;
+                    }
                     CallbackBody::about("payment.paid", trade).with_amount(trade.amount)
                 }
                 SandboxOutcome::Failure => {
@@ -312,6 +319,10 @@ impl PaymentChannel for SandboxChannel {
 
     fn supported_invoke_methods(&self) -> &'static [InvokeMethod] {
         SANDBOX_METHODS
+    }
+
+    fn param_names(&self) -> &'static [&'static str] {
+        &["signing_secret"]
     }
 
     fn validate_params(

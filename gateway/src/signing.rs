@@ -33,6 +33,21 @@ pub fn signature_header(secret: &[u8], timestamp_unix: i64, body: &[u8]) -> Stri
     )
 }
 
+/// `t=<t>,v1=<hex>,v1=<hex>…`: one signature per secret, the current one first (during a
+/// secret's rotation the receiver may still know only the previous one).
+pub fn signature_header_multi(secrets: &[&[u8]], timestamp_unix: i64, body: &[u8]) -> String {
+    assert!(
+        !secrets.is_empty(),
+        "a webhook is signed with at least one secret"
+    );
+    let mut header = format!("t={timestamp_unix}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&sign(secret, timestamp_unix, body));
+    }
+    header
+}
+
 /// Checks a header value against the body, within `tolerance_seconds` of `now_unix`.
 /// Compares in constant time.
 pub fn verify(

@@ -179,6 +179,10 @@ impl PaymentChannel for StripeChannel {
         METHODS
     }
 
+    fn param_names(&self) -> &'static [&'static str] {
+        PARAM_NAMES
+    }
+
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
         let account = Account::parse(params)?;

@@ -271,6 +271,10 @@ impl PaymentChannel for WechatpayChannel {
         Some(&[Currency::CNY])
     }
 
+    fn param_names(&self) -> &'static [&'static str] {
+        PARAM_NAMES
+    }
+
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
         let account = Account::parse(params)?;

@@ -112,7 +112,7 @@ async fn sandbox_speaks_like_a_channel() {
     );
 
     provider
-        .pay(&trade_no, SandboxOutcome::Success, false)
+        .pay(&trade_no, SandboxOutcome::Success, false, None)
         .unwrap();
     let callback = next_callback(&callbacks);
     assert!(callback.header("sandbox-signature").is_some());

@@ -73,7 +73,10 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
             channel_refund_no: None,
         });
     }
-    (streams::order(&merchant_id, &order_no), events)
+    (
+        streams::order(&AppId::from_entropy(1), &merchant_id, &order_no),
+        events,
+    )
 }
 
 fn main() {

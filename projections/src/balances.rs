@@ -9,15 +9,17 @@
 //! Postings:
 //! - a payment succeeds (amount A, fee F, splits S_i): debit clearing A; credit fee F, each
 //!   split S_i, payable A − F − ΣS_i. Late and duplicate payments post too: the money moved;
-//! - a refund succeeds (R, taking the payment's refunded total to T): the fee and each split
-//!   give back their share of T, `round_half_even(F × T / A) − already given back`, the
-//!   payable gives back the rest of R, and clearing is credited R. Shares are taken on the
-//!   running total, so a full refund (T = A) returns every account exactly to zero, and a
-//!   duplicate payment refunded in full nets to zero;
-//! - pending and failed refunds post nothing.
+//! - a refund succeeds: clearing is credited its amount and each part (fee, every split,
+//!   payable) is debited the share `refund.requested` recorded for it. The ledger divides
+//!   nothing: the domain decided the shares (`paycenter_domain::shares`). Refunds recorded
+//!   before shares were are divided when their request is folded, by the same rule over what
+//!   the ledger knows each part still holds;
+//! - pending and failed refunds post nothing; reports that contradicted their attempt
+//!   (`payment.anomaly_detected`) post nothing either: the order was not paid by them.
 //!
-//! Every entry balances (Σ debits = Σ credits per currency), asserted when posted, and no
-//! account's balance goes below zero.
+//! Every entry balances (Σ debits = Σ credits per currency) and leaves no account below zero.
+//! Both are checked before anything is changed: an entry that would break them is refused
+//! whole with a [`LedgerError`], which stops the balances projection at that event.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,9 +27,15 @@ use paycenter_domain::envelope::RecordedEvent;
 use paycenter_domain::events::{DecodeError, Event};
 use paycenter_domain::ids::{MerchantId, RefundId, TradeNo};
 use paycenter_domain::payment::Split;
+use paycenter_domain::shares::{self, Parts, RefundShares};
 use paycenter_domain::{Currency, Money};
-use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+
+/// An entry the ledger refused: a broken invariant, so a bug upstream (the domain promised
+/// shares within what each part holds). Nothing of the entry was posted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger invariant broken (a bug): {0}")]
+pub struct LedgerError(pub String);
 
 /// One line of an entry: an amount on one side of one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,11 +79,10 @@ struct Terms {
     clearing_account: String,
     amount: Money,
     fee: Money,
-    /// `(split:{receiver}, amount in minor units)`.
-    splits: Vec<(String, i64)>,
-    refunded_minor: i64,
-    fee_returned_minor: i64,
-    splits_returned_minor: Vec<i64>,
+    /// `split:{receiver}` for each split, in the payment's order.
+    split_accounts: Vec<String>,
+    /// What each part holds of the payment.
+    whole: Parts,
 }
 
 /// Balances of one merchant in one currency, by account name.
@@ -92,8 +99,18 @@ pub struct Ledger {
     started: HashMap<TradeNo, Terms>,
     /// Paid attempts.
     paid: HashMap<TradeNo, Terms>,
-    /// Refund amounts as requested, until they succeed.
-    refund_amounts: HashMap<RefundId, Money>,
+    /// Refunds requested and not failed, with their shares, until they succeed.
+    refunds: HashMap<RefundId, PendingRefund>,
+    /// What pending and succeeded refunds take from each paid attempt's parts.
+    committed: HashMap<TradeNo, Parts>,
+}
+
+/// A refund the ledger waits to see succeed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingRefund {
+    trade_no: TradeNo,
+    currency: Currency,
+    shares: Parts,
 }
 
 /// The fields of `payment.attempt_started` the ledger reads; serde skips the rest.
@@ -120,52 +137,50 @@ struct RefundView {
     trade_no: TradeNo,
     #[serde(default)]
     amount: Option<Money>,
-}
-
-/// `value × numerator / denominator`, rounded half-even to a whole minor unit.
-fn share(value: i64, numerator: i64, denominator: i64) -> i64 {
-    assert!(denominator > 0);
-    let exact = Decimal::from(value) * Decimal::from(numerator) / Decimal::from(denominator);
-    exact
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven)
-        .try_into()
-        .expect("shares of amounts fit i64")
+    #[serde(default)]
+    shares: Option<RefundShares>,
 }
 
 impl Ledger {
-    /// Folds one event.
-    pub fn apply(&mut self, event: &Event) {
+    /// Folds one event. An error leaves the ledger as it was before the event.
+    pub fn apply(&mut self, event: &Event) -> Result<(), LedgerError> {
         match event {
-            Event::PaymentAttemptStarted(started) => self.on_started(
-                &started.trade_no,
-                &started.merchant_id,
-                started.channel_account_id.as_str(),
-                started.amount,
-                started.fee,
-                started
-                    .splits
-                    .iter()
-                    .map(|split| (split.receiver.as_str(), split.amount.amount_minor())),
-            ),
+            Event::PaymentAttemptStarted(started) => {
+                self.on_started(
+                    &started.trade_no,
+                    &started.merchant_id,
+                    started.channel_account_id.as_str(),
+                    started.amount,
+                    started.fee,
+                    &started.splits,
+                );
+                Ok(())
+            }
             Event::PaymentSucceeded(succeeded) => self.on_paid(&succeeded.trade_no),
-            Event::RefundRequested(requested) => {
-                self.on_refund_requested(&requested.refund_id, requested.amount)
-            }
+            Event::RefundRequested(requested) => self.on_refund_requested(
+                &requested.refund_id,
+                &requested.trade_no,
+                requested.amount,
+                requested.shares.as_ref(),
+            ),
             Event::RefundFailed(failed) => self.on_refund_failed(&failed.refund_id),
-            Event::RefundSucceeded(succeeded) => {
-                self.on_refund_succeeded(&succeeded.trade_no, &succeeded.refund_id)
-            }
-            _ => {}
+            Event::RefundSucceeded(succeeded) => self.on_refund_succeeded(&succeeded.refund_id),
+            _ => Ok(()),
         }
     }
 
     /// Folds one stored event, decoding only the fields the ledger reads and skipping the
     /// types it does not read without decoding them: what a rebuild of balances alone runs.
-    pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), DecodeError> {
-        let fail = |error: serde_json::Error| DecodeError {
-            global_position: recorded.global_position,
-            event_type: recorded.event_type.clone(),
-            reason: error.to_string(),
+    pub fn apply_recorded(&mut self, recorded: &RecordedEvent) -> Result<(), LedgerError> {
+        let fail = |error: serde_json::Error| {
+            LedgerError(
+                DecodeError {
+                    global_position: recorded.global_position,
+                    event_type: recorded.event_type.clone(),
+                    reason: error.to_string(),
+                }
+                .to_string(),
+            )
         };
         match recorded.event_type.as_str() {
             "payment.attempt_started" => {
@@ -176,11 +191,9 @@ impl Ledger {
                     &started.channel_account_id,
                     started.amount,
                     started.fee,
-                    started
-                        .splits
-                        .iter()
-                        .map(|split| (split.receiver.as_str(), split.amount.amount_minor())),
+                    &started.splits,
                 );
+                Ok(())
             }
             "payment.succeeded" => self.on_paid(
                 &serde_json::from_str::<TradeView>(&recorded.payload)
@@ -190,69 +203,69 @@ impl Ledger {
             "refund.requested" => {
                 let requested: RefundView =
                     serde_json::from_str(&recorded.payload).map_err(fail)?;
+                let amount = requested
+                    .amount
+                    .ok_or_else(|| LedgerError("a refund request without an amount".into()))?;
                 self.on_refund_requested(
                     &requested.refund_id,
-                    requested.amount.expect("refund requests carry an amount"),
-                );
+                    &requested.trade_no,
+                    amount,
+                    requested.shares.as_ref(),
+                )
             }
             "refund.failed" => self.on_refund_failed(
                 &serde_json::from_str::<RefundView>(&recorded.payload)
                     .map_err(fail)?
                     .refund_id,
             ),
-            "refund.succeeded" => {
-                let succeeded: RefundView =
-                    serde_json::from_str(&recorded.payload).map_err(fail)?;
-                self.on_refund_succeeded(&succeeded.trade_no, &succeeded.refund_id);
-            }
-            _ => {}
+            "refund.succeeded" => self.on_refund_succeeded(
+                &serde_json::from_str::<RefundView>(&recorded.payload)
+                    .map_err(fail)?
+                    .refund_id,
+            ),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    fn on_started<'a>(
+    fn on_started(
         &mut self,
         trade_no: &TradeNo,
         merchant_id: &MerchantId,
         channel_account_id: &str,
         amount: Money,
         fee: Money,
-        splits: impl ExactSizeIterator<Item = (&'a str, i64)>,
+        splits: &[Split],
     ) {
-        let n_splits = splits.len();
         let terms = Terms {
             merchant_id: merchant_id.clone(),
             clearing_account: format!("clearing:{channel_account_id}"),
             amount,
             fee,
-            splits: splits
-                .map(|(receiver, minor)| (format!("split:{receiver}"), minor))
+            split_accounts: splits
+                .iter()
+                .map(|split| format!("split:{}", split.receiver))
                 .collect(),
-            refunded_minor: 0,
-            fee_returned_minor: 0,
-            splits_returned_minor: vec![0; n_splits],
+            whole: Parts::of_payment(amount, fee, splits),
         };
         self.started.insert(trade_no.clone(), terms);
     }
 
-    fn on_paid(&mut self, trade_no: &TradeNo) {
-        let terms = self
-            .started
-            .remove(trade_no)
-            .expect("payments succeed after they start");
-        let split_total: i64 = terms.splits.iter().map(|(_, minor)| minor).sum();
-        let payable = terms.amount.amount_minor() - terms.fee.amount_minor() - split_total;
-        let mut postings = Vec::with_capacity(3 + terms.splits.len());
+    fn on_paid(&mut self, trade_no: &TradeNo) -> Result<(), LedgerError> {
+        let terms = self.started.get(trade_no).ok_or_else(|| {
+            LedgerError(format!("payment {trade_no} succeeded before it started"))
+        })?;
+        let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
         postings.push(Posting::debit(
             &terms.clearing_account,
             terms.amount.amount_minor(),
         ));
-        postings.push(Posting::credit(PAYABLE, payable));
-        postings.push(Posting::credit(FEE, terms.fee.amount_minor()));
+        postings.push(Posting::credit(PAYABLE, terms.whole.payable_minor));
+        postings.push(Posting::credit(FEE, terms.whole.fee_minor));
         postings.extend(
             terms
-                .splits
+                .split_accounts
                 .iter()
+                .zip(&terms.whole.splits_minor)
                 .map(|(account, minor)| Posting::credit(account, *minor)),
         );
         Self::post(
@@ -261,93 +274,126 @@ impl Ledger {
             &terms.merchant_id,
             terms.amount.currency(),
             &postings,
-        );
+        )?;
+        let terms = self.started.remove(trade_no).expect("just read");
+        self.committed
+            .insert(trade_no.clone(), Parts::zero(terms.split_accounts.len()));
         self.paid.insert(trade_no.clone(), terms);
+        Ok(())
     }
 
-    fn on_refund_requested(&mut self, refund_id: &RefundId, amount: Money) {
-        self.refund_amounts.insert(refund_id.clone(), amount);
-    }
-
-    fn on_refund_failed(&mut self, refund_id: &RefundId) {
-        self.refund_amounts.remove(refund_id);
-    }
-
-    fn on_refund_succeeded(&mut self, trade_no: &TradeNo, refund_id: &RefundId) {
-        let amount = self
-            .refund_amounts
-            .remove(refund_id)
-            .expect("refunds succeed after they are requested");
-        self.post_refund(trade_no, amount);
-    }
-
-    fn post_refund(&mut self, trade_no: &TradeNo, amount: Money) {
+    fn on_refund_requested(
+        &mut self,
+        refund_id: &RefundId,
+        trade_no: &TradeNo,
+        amount: Money,
+        recorded: Option<&RefundShares>,
+    ) -> Result<(), LedgerError> {
         let terms = self
             .paid
-            .get_mut(trade_no)
-            .expect("only paid attempts are refunded");
-        let refund_minor = amount.amount_minor();
-        terms.refunded_minor += refund_minor;
-        assert!(
-            terms.refunded_minor <= terms.amount.amount_minor(),
-            "refunds never exceed the payment"
-        );
-        let total = terms.amount.amount_minor();
-        let fee_due = share(terms.fee.amount_minor(), terms.refunded_minor, total);
-        let fee_part = fee_due - terms.fee_returned_minor;
-        terms.fee_returned_minor = fee_due;
-        let mut postings = Vec::with_capacity(3 + terms.splits.len());
-        postings.push(Posting::credit(&terms.clearing_account, refund_minor));
-        postings.push(Posting::debit(FEE, fee_part));
-        let mut split_parts_total = 0;
-        for (split_idx, (account, split_minor)) in terms.splits.iter().enumerate() {
-            let due = share(*split_minor, terms.refunded_minor, total);
-            let part = due - terms.splits_returned_minor[split_idx];
-            terms.splits_returned_minor[split_idx] = due;
-            split_parts_total += part;
-            postings.push(Posting::debit(account, part));
+            .get(trade_no)
+            .ok_or_else(|| LedgerError(format!("refund {refund_id} of unpaid {trade_no}")))?;
+        let committed = &self.committed[trade_no];
+        let holdings = terms.whole.minus(committed);
+        if amount.currency() != terms.amount.currency()
+            || !(0..=holdings.total_minor()).contains(&amount.amount_minor())
+        {
+            return Err(LedgerError(format!(
+                "refund {refund_id} of {amount} exceeds what payment {trade_no} still holds"
+            )));
         }
-        postings.push(Posting::debit(
-            PAYABLE,
-            refund_minor - fee_part - split_parts_total,
+        let shares = match recorded {
+            Some(recorded) => recorded.to_parts(),
+            None => shares::divide(&terms.whole, committed, amount.amount_minor()),
+        };
+        if shares.total_minor() != amount.amount_minor() || !shares.within(&holdings) {
+            return Err(LedgerError(format!(
+                "refund {refund_id}: shares {shares:?} do not divide {amount} within {holdings:?}"
+            )));
+        }
+        let committed = committed.plus(&shares);
+        self.committed.insert(trade_no.clone(), committed);
+        self.refunds.insert(
+            refund_id.clone(),
+            PendingRefund {
+                trade_no: trade_no.clone(),
+                currency: amount.currency(),
+                shares,
+            },
+        );
+        Ok(())
+    }
+
+    fn on_refund_failed(&mut self, refund_id: &RefundId) -> Result<(), LedgerError> {
+        // The refund of an anomaly's money was never the ledger's: nothing to undo.
+        let Some(refund) = self.refunds.remove(refund_id) else {
+            return Ok(());
+        };
+        let committed = self
+            .committed
+            .get_mut(&refund.trade_no)
+            .expect("refunds belong to paid attempts");
+        *committed = committed.minus(&refund.shares);
+        Ok(())
+    }
+
+    fn on_refund_succeeded(&mut self, refund_id: &RefundId) -> Result<(), LedgerError> {
+        let Some(refund) = self.refunds.get(refund_id) else {
+            return Ok(()); // An anomaly's refund: nothing was posted for it.
+        };
+        let terms = &self.paid[&refund.trade_no];
+        let shares = &refund.shares;
+        let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
+        postings.push(Posting::credit(
+            &terms.clearing_account,
+            shares.total_minor(),
         ));
+        postings.push(Posting::debit(FEE, shares.fee_minor));
+        postings.extend(
+            terms
+                .split_accounts
+                .iter()
+                .zip(&shares.splits_minor)
+                .map(|(account, minor)| Posting::debit(account, *minor)),
+        );
+        postings.push(Posting::debit(PAYABLE, shares.payable_minor));
         Self::post(
             &mut self.balances,
             &mut self.totals,
             &terms.merchant_id,
-            amount.currency(),
+            refund.currency,
             &postings,
-        );
+        )?;
+        self.refunds.remove(refund_id);
+        Ok(())
     }
 
-    /// Posts one balanced entry. A broken balance is a bug: it crashes here, at the event.
+    /// Posts one balanced entry, or nothing: every check runs before the first change.
     fn post(
         balances: &mut HashMap<MerchantId, BTreeMap<Currency, Accounts>>,
         totals: &mut BTreeMap<Currency, (i64, i64)>,
         merchant_id: &MerchantId,
         currency: Currency,
         postings: &[Posting<'_>],
-    ) {
+    ) -> Result<(), LedgerError> {
         let debits: i64 = postings.iter().map(|posting| posting.debit_minor).sum();
         let credits: i64 = postings.iter().map(|posting| posting.credit_minor).sum();
-        assert_eq!(debits, credits, "every entry balances: {postings:?}");
-        let total = totals.entry(currency).or_default();
-        total.0 += debits;
-        total.1 += credits;
-        // Allocates only the first time a merchant, currency or account appears.
-        if !balances.contains_key(merchant_id) {
-            balances.insert(merchant_id.clone(), BTreeMap::new());
+        if debits != credits {
+            return Err(LedgerError(format!("entry does not balance: {postings:?}")));
         }
-        let accounts = balances
-            .get_mut(merchant_id)
-            .expect("just ensured")
-            .entry(currency)
-            .or_default();
+        let empty = Accounts::new();
+        let accounts_before = balances
+            .get(merchant_id)
+            .and_then(|by_currency| by_currency.get(&currency))
+            .unwrap_or(&empty);
+        // The new balance of every account the entry touches (an account may appear twice).
+        let mut after: Vec<(&str, i64)> = Vec::with_capacity(postings.len());
         for posting in postings {
-            assert!(
-                posting.debit_minor >= 0 && posting.credit_minor >= 0,
-                "postings are one-sided amounts"
-            );
+            if posting.debit_minor < 0 || posting.credit_minor < 0 {
+                return Err(LedgerError(format!(
+                    "a posting is a one-sided positive amount: {posting:?}"
+                )));
+            }
             if posting.debit_minor == 0 && posting.credit_minor == 0 {
                 continue;
             }
@@ -356,17 +402,39 @@ impl Ledger {
             } else {
                 posting.credit_minor - posting.debit_minor
             };
-            let balance = match accounts.get_mut(posting.account) {
-                Some(balance) => balance,
-                None => accounts.entry(posting.account.to_owned()).or_default(),
-            };
-            *balance += delta;
-            assert!(
-                *balance >= 0,
-                "account {} of {merchant_id} went below zero",
-                posting.account
-            );
+            match after
+                .iter_mut()
+                .find(|(account, _)| *account == posting.account)
+            {
+                Some((_, balance)) => *balance += delta,
+                None => after.push((
+                    posting.account,
+                    accounts_before.get(posting.account).copied().unwrap_or(0) + delta,
+                )),
+            }
         }
+        if let Some((account, balance)) = after.iter().find(|(_, balance)| *balance < 0) {
+            return Err(LedgerError(format!(
+                "account {account} of {merchant_id} would go below zero ({balance} {currency})"
+            )));
+        }
+        let total = totals.entry(currency).or_default();
+        total.0 += debits;
+        total.1 += credits;
+        let accounts = balances
+            .entry(merchant_id.clone())
+            .or_default()
+            .entry(currency)
+            .or_default();
+        for (account, balance) in after {
+            match accounts.get_mut(account) {
+                Some(slot) => *slot = balance,
+                None => {
+                    accounts.insert(account.to_owned(), balance);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A merchant's accounts, sorted: `(account, currency, balance in minor units)`.
@@ -417,18 +485,5 @@ impl Ledger {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::share;
-
-    #[test]
-    fn shares_round_half_even() {
-        assert_eq!(share(60, 5_000, 10_000), 30);
-        assert_eq!(share(5, 1, 2), 2); // 2.5 → 2
-        assert_eq!(share(7, 1, 2), 4); // 3.5 → 4
-        assert_eq!(share(60, 10_000, 10_000), 60);
     }
 }

@@ -1,11 +1,21 @@
 //! Keeps a shared [`ReadModel`] up to date with the log: a thread that catches up from the
 //! model's position, then applies each new event as it becomes durable.
+//!
+//! **A projection that fails stops alone.** An event the read model cannot apply (a panic in
+//! its fold: a broken invariant, so a bug) is caught here, while the follower holds the write
+//! lock, so the lock is never poisoned and the process goes on. The follower then stops at
+//! that position and says where and why in [`FollowerHealth`]; the store keeps recording, and
+//! what needs the read model answers that it is unavailable. The next start folds the same
+//! log and stops at the same event: no crash loop.
 
-use std::sync::{Arc, RwLock};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use paycenter_domain::envelope::RecordedEvent;
 use paycenter_store::{EventStore, Subscription};
 
+use crate::model::Stopped;
 use crate::ReadModel;
 
 /// Called after each batch of applied events with the new position.
@@ -14,44 +24,125 @@ pub type OnAdvance = Box<dyn Fn(u64) + Send>;
 /// Events applied under one write lock, so readers are never starved during catch-up.
 const MAX_EVENTS_PER_LOCK: usize = 1_024;
 
+/// Whether the follower runs, shared with whoever reports health.
+#[derive(Debug, Default)]
+pub struct FollowerHealth {
+    stopped: Mutex<Option<Stopped>>,
+    last_read_error: Mutex<Option<String>>,
+}
+
+impl FollowerHealth {
+    /// Where the read model stopped, if it did.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The last error reading the log, cleared by the next successful read.
+    pub fn last_read_error(&self) -> Option<String> {
+        self.last_read_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn stop(&self, stopped: Stopped) {
+        *self
+            .stopped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(stopped);
+    }
+
+    fn set_read_error(&self, error: Option<String>) {
+        *self
+            .last_read_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = error;
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        return (*text).to_owned();
+    }
+    if let Some(text) = panic.downcast_ref::<String>() {
+        return text.clone();
+    }
+    "a panic without a message".to_owned()
+}
+
+/// Applies one event, catching a panic of the fold: `Err` says where and why it stopped.
+pub fn apply_guarded(model: &mut ReadModel, event: &RecordedEvent) -> Result<(), Stopped> {
+    catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| Stopped {
+        position: event.global_position,
+        event_type: event.event_type.clone(),
+        reason: format!(
+            "invariant broken (a bug): {}",
+            panic_message(panic.as_ref())
+        ),
+    })
+}
+
 /// Folds the whole log into `model` now (blocking), then keeps folding on a thread until the
-/// process ends. `on_advance` hears every new position.
+/// process ends. `on_advance` hears every new position; `health` hears a stop.
 pub fn follow(
     store: Arc<dyn EventStore>,
     model: Arc<RwLock<ReadModel>>,
+    health: Arc<FollowerHealth>,
     on_advance: OnAdvance,
 ) -> std::io::Result<()> {
-    let start = model.read().expect("read model lock").position + 1;
+    let start = model
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .position
+        + 1;
     let mut subscription = Subscription::new(store, start);
-    catch_up(&mut subscription, &model, &on_advance);
+    catch_up(&mut subscription, &model, &health, &on_advance);
     std::thread::Builder::new()
         .name("read-model".to_owned())
-        .spawn(move || loop {
-            catch_up(&mut subscription, &model, &on_advance);
+        .spawn(move || {
+            while health.stopped().is_none() {
+                catch_up(&mut subscription, &model, &health, &on_advance);
+            }
         })?;
     Ok(())
 }
 
-fn catch_up(subscription: &mut Subscription, model: &RwLock<ReadModel>, on_advance: &OnAdvance) {
-    loop {
+fn catch_up(
+    subscription: &mut Subscription,
+    model: &RwLock<ReadModel>,
+    health: &FollowerHealth,
+    on_advance: &OnAdvance,
+) {
+    while health.stopped().is_none() {
         let first = match subscription.next_timeout(Duration::from_millis(200)) {
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(error) => {
                 tracing::error!(%error, "reading the log for the read model failed; retrying");
+                health.set_read_error(Some(error.to_string()));
                 std::thread::sleep(Duration::from_millis(500));
                 return;
             }
         };
-        let mut guard = model.write().expect("read model lock");
+        health.set_read_error(None);
+        let mut guard = model
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut outcome = Ok(());
         // An online rebuild may have swapped in a model that is already past this event.
         if first.global_position > guard.position {
-            guard.apply(&first);
+            outcome = apply_guarded(&mut guard, &first);
         }
         let mut n_applied = 1;
-        while n_applied < MAX_EVENTS_PER_LOCK {
+        while outcome.is_ok() && n_applied < MAX_EVENTS_PER_LOCK {
             match subscription.next_timeout(Duration::ZERO) {
-                Ok(Some(event)) if event.global_position > guard.position => guard.apply(&event),
+                Ok(Some(event)) if event.global_position > guard.position => {
+                    outcome = apply_guarded(&mut guard, &event);
+                }
                 Ok(Some(_)) => {}
                 _ => break,
             }
@@ -59,6 +150,18 @@ fn catch_up(subscription: &mut Subscription, model: &RwLock<ReadModel>, on_advan
         }
         let position = guard.position;
         drop(guard);
+        if let Err(stopped) = outcome {
+            tracing::error!(
+                position = stopped.position,
+                event_type = %stopped.event_type,
+                reason = %stopped.reason,
+                "the read model stopped; the log keeps growing, and requests that need the read model answer 503"
+            );
+            health.stop(stopped);
+            // Wakes whoever waits for a position, so they hear of the stop at once.
+            on_advance(position);
+            return;
+        }
         on_advance(position);
     }
 }

@@ -9,7 +9,7 @@ use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::notification::{Notification, NotificationStatus};
 use paycenter_domain::payment::{
-    AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
+    AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
 };
 use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,31 @@ pub struct RefundView {
     pub kind: RefundKind,
     pub status: RefundStatus,
     pub requested_at: DateTime<Utc>,
+}
+
+/// A verified report that contradicted its attempt, as the API shows it.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyView {
+    pub kind: AnomalyKind,
+    /// The channel account that reported it; the money is refunded there.
+    pub channel_account_id: ChannelAccountId,
+    pub channel_trade_no: ChannelTradeNo,
+    pub reported_amount: Money,
+    pub refund_id: RefundId,
+    pub refund_status: RefundStatus,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// Where a projection stopped, and why: an event it could not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// The position of the event it could not apply; it applied everything before.
+    pub position: u64,
+    /// That event's type.
+    pub event_type: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// A payment attempt as the API shows it.
@@ -57,6 +82,9 @@ pub struct PaymentView {
     pub paid_at: Option<DateTime<Utc>>,
     pub refunds: Vec<RefundView>,
     pub splits: Vec<Split>,
+    /// Reports that contradicted this attempt, oldest first.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalyView>,
     /// The order stream and its revision after the last event of this payment's order.
     pub order_stream: String,
 }
@@ -112,11 +140,24 @@ pub struct ReadModel {
     /// App ids by hex SHA-256 of their API key.
     #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
     pub apps_by_key_sha256: HashMap<String, AppId>,
+    /// Rotated-out API keys (hex SHA-256) still accepted: their app and until when.
+    #[serde(default)]
+    pub previous_api_keys: HashMap<String, (AppId, DateTime<Utc>)>,
+    /// Rotated-out webhook secrets (sealed) still signing beside the new one, until when.
+    #[serde(default)]
+    pub previous_webhook_secrets: HashMap<AppId, (String, DateTime<Utc>)>,
+    /// Apps that are disabled.
+    #[serde(default)]
+    pub disabled_apps: std::collections::HashSet<AppId>,
+    /// Channel accounts that are disabled (no new payments).
+    #[serde(default)]
+    pub disabled_channel_accounts: std::collections::HashSet<ChannelAccountId>,
     /// Payments by trade number.
     pub payments: HashMap<TradeNo, PaymentView>,
     /// Trade numbers by merchant and order number, oldest first.
     #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub payments_by_order: HashMap<(MerchantId, OrderNo), Vec<TradeNo>>,
+    /// An `order_no` lives in its app's namespace: keyed by app, merchant and order number.
+    pub payments_by_order: HashMap<(AppId, MerchantId, OrderNo), Vec<TradeNo>>,
     /// Trade numbers by channel trade number.
     #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
     pub payments_by_channel_trade_no: HashMap<ChannelTradeNo, TradeNo>,
@@ -135,6 +176,9 @@ pub struct ReadModel {
     pub feeds: HashMap<AppId, Vec<FeedItem>>,
     /// Double-entry balances.
     pub ledger: crate::balances::Ledger,
+    /// Set when the balances projection stopped at an event it could not apply; the rest of
+    /// the read model goes on.
+    pub ledger_stopped: Option<Stopped>,
     /// Reconciliation results by id.
     pub reconciliations: HashMap<String, ReconciliationCompleted>,
 }
@@ -142,7 +186,7 @@ pub struct ReadModel {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Feeds `hasher` every entry of a map in key order, so the digest does not depend on
 /// hash-map iteration order.
@@ -186,7 +230,21 @@ impl ReadModel {
                 .insert(recorded.stream_id.clone(), recorded.stream_revision);
         }
         let position = recorded.global_position;
-        self.ledger.apply(&event);
+        if self.ledger_stopped.is_none() {
+            if let Err(error) = self.ledger.apply(&event) {
+                tracing::error!(
+                    position,
+                    event_type = %recorded.event_type,
+                    %error,
+                    "the balances projection stopped"
+                );
+                self.ledger_stopped = Some(Stopped {
+                    position,
+                    event_type: recorded.event_type.clone(),
+                    reason: error.to_string(),
+                });
+            }
+        }
         match event {
             Event::MerchantOnboarded(event) => {
                 self.merchants.insert(event.merchant_id, event.name);
@@ -199,6 +257,49 @@ impl ReadModel {
                 self.apps_by_key_sha256
                     .insert(event.api_key_sha256.clone(), event.app_id.clone());
                 self.apps.insert(event.app_id.clone(), event);
+            }
+            Event::AppApiKeyRotated(event) => {
+                self.apps_by_key_sha256
+                    .remove(&event.previous_api_key_sha256);
+                self.apps_by_key_sha256
+                    .insert(event.api_key_sha256.clone(), event.app_id.clone());
+                self.previous_api_keys
+                    .retain(|_, (app_id, _)| app_id != &event.app_id);
+                self.previous_api_keys.insert(
+                    event.previous_api_key_sha256,
+                    (event.app_id.clone(), event.previous_valid_until),
+                );
+                if let Some(app) = self.apps.get_mut(&event.app_id) {
+                    app.api_key_sha256 = event.api_key_sha256;
+                }
+            }
+            Event::AppWebhookSecretRotated(event) => {
+                self.previous_webhook_secrets.insert(
+                    event.app_id.clone(),
+                    (
+                        event.previous_webhook_secret_sealed,
+                        event.previous_valid_until,
+                    ),
+                );
+                if let Some(app) = self.apps.get_mut(&event.app_id) {
+                    app.webhook_secret_sealed = event.webhook_secret_sealed;
+                }
+            }
+            Event::AppAccessChanged(event) => {
+                if event.enabled {
+                    self.disabled_apps.remove(&event.app_id);
+                } else {
+                    self.disabled_apps.insert(event.app_id);
+                }
+            }
+            Event::ChannelAccountAccessChanged(event) => {
+                if event.enabled {
+                    self.disabled_channel_accounts
+                        .remove(&event.channel_account_id);
+                } else {
+                    self.disabled_channel_accounts
+                        .insert(event.channel_account_id);
+                }
             }
             Event::PaymentAttemptStarted(event) => {
                 let view = PaymentView {
@@ -221,10 +322,11 @@ impl ReadModel {
                     paid_at: None,
                     refunds: Vec::new(),
                     splits: event.splits.clone(),
+                    anomalies: Vec::new(),
                     order_stream: recorded.stream_id.clone(),
                 };
                 self.payments_by_order
-                    .entry((event.merchant_id, event.order_no))
+                    .entry((event.app_id, event.merchant_id, event.order_no))
                     .or_default()
                     .push(event.trade_no.clone());
                 self.payments.insert(event.trade_no, view);
@@ -295,8 +397,35 @@ impl ReadModel {
                     requested_at: event.requested_at,
                 });
             }
+            Event::PaymentAnomalyDetected(event) => {
+                self.refund_trade_nos
+                    .insert(event.refund_id.clone(), event.trade_no.clone());
+                self.refunds_to_submit
+                    .insert(position, event.refund_id.clone());
+                self.payment_mut(&event.trade_no)
+                    .anomalies
+                    .push(AnomalyView {
+                        kind: event.kind,
+                        channel_account_id: event.channel_account_id,
+                        channel_trade_no: event.channel_trade_no,
+                        reported_amount: event.reported_amount,
+                        refund_id: event.refund_id,
+                        refund_status: RefundStatus::Pending,
+                        detected_at: event.detected_at,
+                    });
+                let draft = self.draft(
+                    recorded.event_id,
+                    &event.trade_no,
+                    "payment.anomaly_detected",
+                    None,
+                    event.detected_at,
+                );
+                self.unscheduled.insert(position, draft);
+            }
             Event::RefundSucceeded(event) => {
-                self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Succeeded);
+                if self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Succeeded) {
+                    return; // An anomaly's refund: shown on the payment, no webhook of its own.
+                }
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
@@ -307,7 +436,9 @@ impl ReadModel {
                 self.unscheduled.insert(position, draft);
             }
             Event::RefundFailed(event) => {
-                self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Failed);
+                if self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Failed) {
+                    return;
+                }
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
@@ -378,16 +509,31 @@ impl ReadModel {
             .expect("payment events follow the attempt's start")
     }
 
-    fn settle_refund(&mut self, trade_no: &TradeNo, refund_id: &RefundId, status: RefundStatus) {
+    /// Settles a refund; true when it was the refund of an anomaly's money.
+    fn settle_refund(
+        &mut self,
+        trade_no: &TradeNo,
+        refund_id: &RefundId,
+        status: RefundStatus,
+    ) -> bool {
         self.refunds_to_submit
             .retain(|_, pending| pending != refund_id);
         let payment = self.payment_mut(trade_no);
-        let refund = payment
+        if let Some(refund) = payment
             .refunds
             .iter_mut()
             .find(|refund| &refund.refund_id == refund_id)
+        {
+            refund.status = status;
+            return false;
+        }
+        let anomaly = payment
+            .anomalies
+            .iter_mut()
+            .find(|anomaly| &anomaly.refund_id == refund_id)
             .expect("refund was requested");
-        refund.status = status;
+        anomaly.refund_status = status;
+        true
     }
 
     fn draft(
@@ -420,6 +566,24 @@ impl ReadModel {
         hash_sorted(&mut hasher, "channel_accounts", &self.channel_accounts);
         hash_sorted(&mut hasher, "apps", &self.apps);
         hash_sorted(&mut hasher, "apps_by_key", &self.apps_by_key_sha256);
+        hash_sorted(&mut hasher, "previous_api_keys", &self.previous_api_keys);
+        hash_sorted(
+            &mut hasher,
+            "previous_webhook_secrets",
+            &self.previous_webhook_secrets,
+        );
+        let mut disabled: Vec<String> = self
+            .disabled_apps
+            .iter()
+            .map(ToString::to_string)
+            .chain(
+                self.disabled_channel_accounts
+                    .iter()
+                    .map(ToString::to_string),
+            )
+            .collect();
+        disabled.sort();
+        hasher.update(format!("disabled={disabled:?};").as_bytes());
         hash_sorted(&mut hasher, "payments", &self.payments);
         hash_sorted(&mut hasher, "payments_by_order", &self.payments_by_order);
         hash_sorted(
@@ -451,6 +615,7 @@ impl ReadModel {
             );
         }
         hasher.update(format!("totals={:?}", self.ledger.totals()).as_bytes());
+        hasher.update(format!("ledger_stopped={:?}", self.ledger_stopped).as_bytes());
         hex::encode(hasher.finalize())
     }
 
@@ -498,7 +663,11 @@ impl ReadModel {
         self.payments_by_order.clear();
         for payment in attempts {
             self.payments_by_order
-                .entry((payment.merchant_id.clone(), payment.order_no.clone()))
+                .entry((
+                    payment.app_id.clone(),
+                    payment.merchant_id.clone(),
+                    payment.order_no.clone(),
+                ))
                 .or_default()
                 .push(payment.trade_no.clone());
         }
@@ -516,22 +685,24 @@ impl ReadModel {
             .payments
             .values()
             .flat_map(|payment| {
-                payment
-                    .refunds
-                    .iter()
-                    .map(|refund| (refund.refund_id.clone(), payment.trade_no.clone()))
+                let refund_ids = payment.refunds.iter().map(|refund| &refund.refund_id);
+                let anomaly_refund_ids = payment.anomalies.iter().map(|anomaly| &anomaly.refund_id);
+                refund_ids
+                    .chain(anomaly_refund_ids)
+                    .map(|refund_id| (refund_id.clone(), payment.trade_no.clone()))
             })
             .collect();
     }
 
-    /// All attempts of an order, oldest first.
+    /// All attempts of an app's order, oldest first.
     pub fn payments_of_order(
         &self,
+        app_id: &AppId,
         merchant_id: &MerchantId,
         order_no: &OrderNo,
     ) -> Vec<&PaymentView> {
         self.payments_by_order
-            .get(&(merchant_id.clone(), order_no.clone()))
+            .get(&(app_id.clone(), merchant_id.clone(), order_no.clone()))
             .map(|trade_nos| {
                 trade_nos
                     .iter()
@@ -539,6 +710,19 @@ impl ReadModel {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The app that owns a presented API key (hex SHA-256), if the key is current or still
+    /// in its grace period at `now`.
+    pub fn app_for_key(&self, api_key_sha256: &str, now: DateTime<Utc>) -> Option<&AppRegistered> {
+        let app_id = match self.apps_by_key_sha256.get(api_key_sha256) {
+            Some(app_id) => app_id,
+            None => match self.previous_api_keys.get(api_key_sha256) {
+                Some((app_id, valid_until)) if now < *valid_until => app_id,
+                _ => return None,
+            },
+        };
+        self.apps.get(app_id)
     }
 
     /// Notifications due at `now`, oldest due first, at most `limit`.

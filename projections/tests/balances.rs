@@ -89,6 +89,7 @@ fn run_order(merchant_id: &MerchantId, order_idx: usize, plan: &PaymentPlan) -> 
         return events;
     }
     let paid = OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(1),
         trade_no: trade_no.clone(),
         channel_trade_no: ChannelTradeNo::parse("C1").unwrap(),
         amount: cny(plan.amount_minor),
@@ -170,7 +171,7 @@ proptest! {
             let mut refunded_minor = 0;
             let mut requested: std::collections::HashMap<RefundId, i64> = Default::default();
             for event in &events {
-                ledger.apply(event);
+                ledger.apply(event).unwrap();
                 position += 1;
                 let new_event = Event::to_new_events(std::slice::from_ref(event), &format!("e{position}"), None).remove(0);
                 let recorded = paycenter_domain::envelope::RecordedEvent {
@@ -219,7 +220,7 @@ proptest! {
 fn a_full_refund_returns_every_account_to_zero() {
     let merchant_id = MerchantId::from_entropy(3);
     // Fee 5 on 10.00: ten refunds of 1.00 would each round their 0.5 share of it to 0 if
-    // shares were taken refund by refund; taken on the running total they give back all 5.
+    // each were rounded on its own; divided over what is still held, they give back all 5.
     let mut refunds: Vec<(i64, bool)> = vec![(100, true); 10];
     refunds.insert(3, (250, false));
     let plan = PaymentPlan {
@@ -233,7 +234,7 @@ fn a_full_refund_returns_every_account_to_zero() {
     let mut ledger = Ledger::default();
     run_order(&merchant_id, 0, &plan)
         .iter()
-        .for_each(|event| ledger.apply(event));
+        .for_each(|event| ledger.apply(event).unwrap());
     for (account, _, balance) in ledger.merchant_balances(&merchant_id) {
         assert_eq!(balance, 0, "{account}");
     }

@@ -42,6 +42,7 @@ fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
         }));
         if order_idx % 4 != 3 {
             run(OrderCommand::RecordSuccess {
+                channel_account_id: ChannelAccountId::from_entropy(1),
                 trade_no: trade_no.clone(),
                 channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
                 amount,
@@ -63,7 +64,7 @@ fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
                 channel_refund_no: None,
             });
         }
-        let stream = streams::order(&merchant_id, &order_no);
+        let stream = streams::order(&AppId::from_entropy(1), &merchant_id, &order_no);
         store
             .append(
                 &stream,

@@ -111,5 +111,14 @@ pub fn fold(store: &dyn EventStore, until: Option<DateTime<Utc>>) -> Result<Read
     })();
     std::panic::set_hook(quiet_hook);
     bar.finish_and_clear();
-    result.map(|()| model)
+    result?;
+    // The balances fold refuses an entry that breaks an invariant and stops there: the same
+    // position the server's /healthz names.
+    if let Some(stopped) = &model.ledger_stopped {
+        return Err(FoldError::Invariant {
+            position: stopped.position,
+            reason: format!("balances: {}", stopped.reason),
+        });
+    }
+    Ok(model)
 }

@@ -74,7 +74,7 @@ fn fill(dir: &Path) -> Fixture {
         )
         .unwrap();
     let order_no = OrderNo::parse("O-1").unwrap();
-    let stream = streams::order(&merchant_id, &order_no);
+    let stream = streams::order(&AppId::from_entropy(1), &merchant_id, &order_no);
     let trade_no = TradeNo::generate(Utc::now(), 1);
     let amount = Money::from_minor(10_000, Currency::CNY);
     order_command(
@@ -105,6 +105,7 @@ fn fill(dir: &Path) -> Fixture {
         &stream,
         "paid",
         OrderCommand::RecordSuccess {
+            channel_account_id: ChannelAccountId::from_entropy(1),
             trade_no: trade_no.clone(),
             channel_trade_no: ChannelTradeNo::parse("CH1").unwrap(),
             amount,

@@ -185,6 +185,24 @@ pub trait EventStore: Send + Sync {
     /// be done by one of them at a time (a webhook attempt, a projection batch). A lease ends
     /// by expiring: a node that dies holding one delays the work by at most `ttl_ms`.
     fn try_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+
+    /// Whether the store still accepts appends, and the last error that stopped it. Backends
+    /// whose writer can stop for good (the embedded store after a failed `fdatasync`) say so.
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            accepting_appends: true,
+            last_error: None,
+        }
+    }
+}
+
+/// What [`EventStore::health`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// False once the writer stopped: every append is refused.
+    pub accepting_appends: bool,
+    /// Why it stopped, or the last error that did not stop it.
+    pub last_error: Option<String>,
 }
 
 /// Checks an append's shape, common to every backend.

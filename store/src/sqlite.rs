@@ -100,6 +100,8 @@ pub struct SqliteStore {
     writer_thread: Option<JoinHandle<()>>,
     syncer_thread: Option<JoinHandle<()>>,
     head: Arc<Head>,
+    /// Why the writer or syncer stopped, once one has.
+    failure: Arc<Mutex<Option<String>>>,
     idle_readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
     _lock_file: Option<File>,
@@ -248,12 +250,14 @@ impl SqliteStore {
             position: Mutex::new(0),
             advanced: Condvar::new(),
         });
+        let failure = Arc::new(Mutex::new(None));
         let mut store = SqliteStore {
             db_path,
             writer: None,
             writer_thread: None,
             syncer_thread: None,
             head: head.clone(),
+            failure: failure.clone(),
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: config.max_idle_readers,
             _lock_file: Some(lock_file),
@@ -277,10 +281,16 @@ impl SqliteStore {
             syncer: sync_sender,
             event_ids: HashMap::new(),
             batch_event_ids: Vec::new(),
+            failure: failure.clone(),
+            stopped: false,
         };
         writer.last_recorded_at_us = writer.load_last_recorded_at()?;
         writer.load_event_ids()?;
-        let syncer = Syncer { wal_file, head };
+        let syncer = Syncer {
+            wal_file,
+            head,
+            failure,
+        };
         let syncer_thread = std::thread::Builder::new()
             .name("store-syncer".to_owned())
             .spawn(move || syncer.run(sync_receiver))?;
@@ -312,6 +322,7 @@ impl SqliteStore {
                 position: Mutex::new(0),
                 advanced: Condvar::new(),
             }),
+            failure: Arc::new(Mutex::new(None)),
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: 4,
             _lock_file: None,
@@ -477,6 +488,18 @@ impl EventStore for SqliteStore {
     }
 
     /// One process owns the directory (the lock file), so every lease is already its own.
+    fn health(&self) -> crate::StoreHealth {
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        crate::StoreHealth {
+            accepting_appends: self.writer.is_some() && failure.is_none(),
+            last_error: failure,
+        }
+    }
+
     fn try_lease(&self, _name: &str, _owner: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
         Ok(true)
     }
@@ -538,6 +561,10 @@ struct Writer {
     event_ids: HashMap<uuid::Uuid, u64>,
     /// Ids added to `event_ids` by the batch in progress, removed again if it rolls back.
     batch_event_ids: Vec<uuid::Uuid>,
+    /// Shared with the store: why appends stopped.
+    failure: Arc<Mutex<Option<String>>>,
+    /// Set once the syncer is gone: the writer takes no more appends.
+    stopped: bool,
 }
 
 /// Committed batches waiting for the syncer before `append` blocks.
@@ -555,9 +582,44 @@ struct CommittedBatch {
 struct Syncer {
     wal_file: File,
     head: Arc<Head>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Records why the store stopped accepting appends (the first reason wins).
+fn record_failure(failure: &Mutex<Option<String>>, reason: String) {
+    let mut slot = failure
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if slot.is_none() {
+        tracing::error!(%reason, "the event store stopped accepting appends");
+        *slot = Some(reason);
+    }
+}
+
+/// Test builds only (`fault-injection` feature): while the file named by
+/// `PAYCENTER_FAULT_FSYNC_FAIL_FILE` exists, every `fdatasync` of the log reports failure, so
+/// tests can watch the store stop (tests run as root: file permissions stop nothing).
+#[cfg(feature = "fault-injection")]
+fn injected_fsync_failure() -> Option<std::io::Error> {
+    let path = std::env::var_os("PAYCENTER_FAULT_FSYNC_FAIL_FILE")?;
+    Path::new(&path)
+        .exists()
+        .then(|| std::io::Error::other("fault injected by PAYCENTER_FAULT_FSYNC_FAIL_FILE"))
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn injected_fsync_failure() -> Option<std::io::Error> {
+    None
 }
 
 impl Syncer {
+    fn sync(&self) -> std::io::Result<()> {
+        if let Some(error) = injected_fsync_failure() {
+            return Err(error);
+        }
+        self.wal_file.sync_data()
+    }
+
     fn run(self, receiver: Receiver<CommittedBatch>) {
         while let Ok(first) = receiver.recv() {
             let mut batches = vec![first];
@@ -568,9 +630,16 @@ impl Syncer {
                 }
             }
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written
-            // since the last good sync can be trusted, so stop acknowledging anything.
-            if let Err(error) = self.wal_file.sync_data() {
-                panic!("fdatasync of the event log failed, refusing to acknowledge more: {error}");
+            // since the last good sync can be trusted, so stop acknowledging anything. The
+            // waiting callers' replies are dropped with the batches: they hear `Closed`.
+            if let Err(error) = self.sync() {
+                record_failure(
+                    &self.failure,
+                    format!(
+                        "fdatasync of the event log failed, refusing to acknowledge more: {error}"
+                    ),
+                );
+                return;
             }
             let last_position = batches.last().expect("non-empty").last_position;
             {
@@ -630,6 +699,9 @@ impl Writer {
     fn run(mut self, receiver: Receiver<AppendRequest>) {
         while let Some(batch) = next_batch(&receiver, self.max_batch_appends) {
             self.write_batch(batch);
+            if self.stopped {
+                return;
+            }
         }
     }
 
@@ -672,8 +744,13 @@ impl Writer {
             replies,
         };
         if self.syncer.send(committed).is_err() {
-            // The syncer stopped (a failed fsync): dropping the replies fails the callers.
-            panic!("the store syncer has stopped; no append can be made durable");
+            // The syncer stopped (a failed fsync): dropping the replies fails the callers, and
+            // the writer stops too, so every later append is refused with `Closed`.
+            record_failure(
+                &self.failure,
+                "the store syncer has stopped; no append can be made durable".to_owned(),
+            );
+            self.stopped = true;
         }
     }
 

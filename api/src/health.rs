@@ -1,0 +1,93 @@
+//! `GET /healthz`: `200 {"status":"ok"}` only when the store accepts appends and every
+//! projection runs; otherwise `503 {"status":"degraded"}`. Each component says its state.
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use crate::state::AppState;
+
+/// A projection's state, as `/healthz` and `/metrics` show it.
+pub struct ProjectionHealth {
+    /// Its name.
+    pub name: &'static str,
+    /// Where it stopped, if it did.
+    pub stopped: Option<paycenter_projections::model::Stopped>,
+    /// The last position it applied.
+    pub position: u64,
+}
+
+/// The read model and the balances projection inside it.
+pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
+    let model = state
+        .model
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let read_model_stopped = state.follower_health.stopped();
+    let ledger_position = match &model.ledger_stopped {
+        Some(stopped) => stopped.position.saturating_sub(1),
+        None => model.position,
+    };
+    vec![
+        ProjectionHealth {
+            name: paycenter_projections::model::NAME,
+            position: read_model_stopped
+                .as_ref()
+                .map_or(model.position, |stopped| stopped.position.saturating_sub(1)),
+            stopped: read_model_stopped.clone(),
+        },
+        ProjectionHealth {
+            name: "balances",
+            // The balances fold inside the read model: it stops with it, or alone.
+            stopped: model.ledger_stopped.clone().or(read_model_stopped),
+            position: ledger_position,
+        },
+    ]
+}
+
+/// The answer of `/healthz`.
+pub fn report(state: &AppState) -> (StatusCode, Value) {
+    let store = state.store.health();
+    let head = tokio::task::block_in_place(|| state.store.head_position());
+    let mut healthy = store.accepting_appends && head.is_ok();
+    let head_position = head.as_ref().copied().unwrap_or(0);
+    let mut components = serde_json::Map::new();
+    components.insert(
+        "store".to_owned(),
+        json!({
+            "status": if store.accepting_appends { "running" } else { "stopped" },
+            "head_position": head_position,
+            "last_error": store.last_error.or_else(|| head.err().map(|error| error.to_string())),
+        }),
+    );
+    let read_error = state.follower_health.last_read_error();
+    for projection in projections(state) {
+        healthy &= projection.stopped.is_none();
+        let lag_events = head_position.saturating_sub(projection.position);
+        let mut entry = json!({
+            "status": if projection.stopped.is_some() { "stopped" } else { "running" },
+            "position": projection.position,
+            "lag_events": lag_events,
+        });
+        if let Some(stopped) = projection.stopped {
+            entry["stopped_at"] = json!({
+                "position": stopped.position,
+                "event_type": stopped.event_type,
+                "reason": stopped.reason,
+            });
+        }
+        if let Some(error) = &read_error {
+            entry["last_error"] = json!(error);
+        }
+        components.insert(projection.name.to_owned(), entry);
+    }
+    let status = if healthy { "ok" } else { "degraded" };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        json!({ "status": status, "components": components, "read_model_position": state.model.read().unwrap_or_else(|poisoned| poisoned.into_inner()).position }),
+    )
+}

@@ -1,0 +1,131 @@
+//! The HTTP listener with limits on what one client can hold: a cap on concurrent
+//! connections, a timeout on reading request headers, and one on the whole request (body
+//! included, answer `408 request_timeout`). Each request carries the TCP peer address as a
+//! request extension ([`PeerAddr`]), which the callback allowlists read.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::Http;
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use warp::http::StatusCode;
+
+/// The TCP peer of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What one connection and one request may take.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Time a request may take, its body included, before `408 request_timeout`.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 4_096,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+        }
+    }
+}
+
+fn request_timeout_answer(timeout_ms: u64) -> warp::http::Response<hyper::Body> {
+    let body = crate::error::ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!("the request took longer than {timeout_ms} ms"),
+    )
+    .body();
+    warp::http::Response::builder()
+        .status(StatusCode::REQUEST_TIMEOUT)
+        .header("content-type", "application/json")
+        .header("connection", "close")
+        .body(hyper::Body::from(body.to_string()))
+        .expect("a valid response")
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then lets the connections finish
+/// their requests (each is asked to close after the one in flight) for at most 10 s.
+pub async fn serve(
+    listener: TcpListener,
+    routes: impl warp::Filter<Extract = (warp::http::Response<hyper::Body>,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    assert!(limits.max_connections > 0);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let service = warp::service(routes);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before accept: wait a little.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let request_timeout = Duration::from_millis(limits.request_timeout_ms);
+        let timeout_ms = limits.request_timeout_ms;
+        let mut stop = stop_receiver.clone();
+        let mut http = Http::new();
+        http.http1_only(true)
+            .http1_header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handler = service_fn(move |mut request: hyper::Request<hyper::Body>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                let mut service = service.clone();
+                async move {
+                    use hyper::service::Service;
+                    match tokio::time::timeout(request_timeout, service.call(request)).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok::<_, Infallible>(request_timeout_answer(timeout_ms)),
+                    }
+                }
+            });
+            let connection = http.serve_connection(stream, handler);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        });
+    }
+    let _ = stop_sender.send(true);
+    // Every connection returns its permit when it ends: wait for all, within bounds.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(11), permits.acquire_many(all)).await;
+}
