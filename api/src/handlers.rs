@@ -1210,6 +1210,7 @@ pub async fn list_notifications(
                 "status": match notification.status { NotificationStatus::Pending => "pending", NotificationStatus::Delivered => "delivered", NotificationStatus::Failed => "failed" },
                 "attempts": notification.n_attempts_total,
                 "next_attempt_at": notification.next_attempt_at.map(|at| at.to_rfc3339()),
+                "last_error": notification.last_error,
                 "created_at": notification.scheduled.created_at.to_rfc3339(),
                 "data": notification.scheduled.data,
             })

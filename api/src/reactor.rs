@@ -469,7 +469,14 @@ fn refund_notice(
 }
 
 async fn dispatch_webhooks(state: Arc<AppState>) {
-    let http = HttpClient::new(state.config.webhook_timeout_ms);
+    let http = match HttpClient::new(&state.outbound, state.config.webhook_timeout_ms) {
+        Ok(http) => http,
+        Err(error) => {
+            // Checked at start (OutboundConfig::from_env): cannot happen after it.
+            tracing::error!(%error, "the webhook client cannot be built; webhooks are not sent");
+            return;
+        }
+    };
     let permits = Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
     let in_flight: Arc<std::sync::Mutex<HashSet<NotificationId>>> = Arc::default();
     loop {

@@ -251,7 +251,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", options.listen));
-    let sandbox_provider = SandboxProvider::new();
+    let outbound = paycenter_gateway::http::OutboundConfig::from_env()
+        .map_err(|error| anyhow::anyhow!(error))?;
+    let channel_http =
+        paycenter_gateway::http::HttpClient::new(&outbound, options.channel_timeout_ms)
+            .map_err(|error| anyhow::anyhow!(error))?;
+    let sandbox_provider = SandboxProvider::with_outbound(&outbound);
     let state = Arc::new(AppState {
         store,
         model,
@@ -271,9 +276,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         },
         rate_limiter: Default::default(),
         sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
-        alipay: AlipayChannel::new(options.channel_timeout_ms),
-        wechatpay: WechatpayChannel::new(options.channel_timeout_ms),
-        stripe: StripeChannel::new(options.channel_timeout_ms),
+        alipay: AlipayChannel::new(channel_http.clone()),
+        wechatpay: WechatpayChannel::new(channel_http.clone()),
+        stripe: StripeChannel::new(channel_http),
+        outbound: outbound.clone(),
         sandbox_provider,
         metrics: Default::default(),
         idempotency_locks: Default::default(),

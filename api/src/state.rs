@@ -76,6 +76,8 @@ pub struct AppState {
     pub wechatpay: paycenter_gateway::wechatpay::WechatpayChannel,
     /// The Stripe adapter.
     pub stripe: paycenter_gateway::stripe::StripeChannel,
+    /// Where outbound calls may go and whom they trust (webhooks build their client from it).
+    pub outbound: paycenter_gateway::http::OutboundConfig,
     /// Counters and histograms for `/metrics`.
     pub metrics: Metrics,
     /// Per-key locks for `Idempotency-Key` requests.

@@ -56,12 +56,22 @@ fn python() -> Option<PathBuf> {
     None
 }
 
+/// The certificates of every fake gateway in this test process: a CA made here, which
+/// paycenter is told of (`PAYCENTER_CA_FILE`), and a certificate for `localhost`.
+fn pki() -> &'static support::TestPki {
+    static PKI: std::sync::OnceLock<support::TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| support::TestPki::new(&["localhost", "127.0.0.1"]))
+}
+
+/// A fake gateway, over HTTPS, as real gateways are.
 fn fake(python: &PathBuf, script: &str) -> (Process, Value) {
     let mut child = Command::new(python)
         .arg(format!(
             "{}/tests/fakes/{script}",
             env!("CARGO_MANIFEST_DIR")
         ))
+        .env("FAKE_TLS_CERT", &pki().cert_path)
+        .env("FAKE_TLS_KEY", &pki().key_path)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -96,6 +106,7 @@ fn start_paycenter(data_dir: &std::path::Path) -> (Process, String) {
         .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
         // Webhook receivers and fake gateways listen on loopback.
         .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
+        .env("PAYCENTER_CA_FILE", &pki().ca_path)
         .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0")
         .env("PAYCENTER_SWEEP_AFTER_SECONDS", "2")
         .env("PAYCENTER_CHANNEL_TIMEOUT_MS", "5000")
@@ -265,7 +276,9 @@ impl Shop {
 }
 
 fn post_json(url: &str, body: Value) -> Value {
-    ureq::post(url)
+    pki()
+        .client()
+        .post(url)
         .timeout(Duration::from_secs(20))
         .send_json(body)
         .unwrap()
@@ -281,7 +294,7 @@ fn query_of(url: &str) -> String {
 fn alipay_speaks_rsa2_as_both_sdks_check_it() {
     let Some(python) = python() else { return };
     let (_gateway, keys) = fake(&python, "alipay_gateway.py");
-    let gateway = format!("http://127.0.0.1:{}", keys["port"]);
+    let gateway = format!("https://localhost:{}", keys["port"]);
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
 
@@ -530,7 +543,9 @@ fn alipay_speaks_rsa2_as_both_sdks_check_it() {
     assert_eq!(result["discrepancies"], json!([]), "{result}");
     assert_eq!(result["matched"], 4, "{result}");
 
-    let stats: Value = ureq::get(&format!("{gateway}/__control/stats"))
+    let stats: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/stats"))
         .call()
         .unwrap()
         .into_json()
@@ -546,7 +561,7 @@ fn alipay_speaks_rsa2_as_both_sdks_check_it() {
 fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
     let Some(python) = python() else { return };
     let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
-    let gateway = format!("http://127.0.0.1:{}", keys["port"]);
+    let gateway = format!("https://localhost:{}", keys["port"]);
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
     let mut params = keys.clone();
@@ -646,7 +661,9 @@ fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
     let result = shop.reconcile_today();
     assert_eq!(result["discrepancies"], json!([]), "{result}");
     assert_eq!(result["matched"], 1, "{result}");
-    let stats: Value = ureq::get(&format!("{gateway}/__control/stats"))
+    let stats: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/stats"))
         .call()
         .unwrap()
         .into_json()

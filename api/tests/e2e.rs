@@ -159,8 +159,17 @@ struct Receiver {
 }
 
 fn start_receiver() -> Receiver {
+    start_receiver_with(None)
+}
+
+/// A receiver speaking HTTPS with `tls` (its URL names `localhost`), or plain HTTP.
+fn start_receiver_with(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}/hooks"),
+        None => format!("http://127.0.0.1:{port}/hooks"),
+    };
     let deliveries: Arc<Mutex<Vec<Value>>> = Arc::default();
     let signatures: Arc<Mutex<Vec<String>>> = Arc::default();
     let bad_signatures: Arc<Mutex<usize>> = Arc::default();
@@ -173,31 +182,10 @@ fn start_receiver() -> Receiver {
         answer_status: answer_status.clone(),
     };
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(10_000) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut content_length = 0usize;
-            let mut signature = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(value) = lower.strip_prefix("content-length:") {
-                    content_length = value.trim().parse().unwrap_or(0);
-                }
-                if lower.starts_with("paycenter-signature:") {
-                    signature = line["paycenter-signature:".len()..].trim().to_owned();
-                }
-            }
-            let mut body = vec![0u8; content_length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
+        let record = |signature: String, body: Vec<u8>| {
             let secret = WEBHOOK_SECRET.lock().unwrap().clone();
             if verify_signature(&secret, &signature, &body) {
-                signatures.lock().unwrap().push(signature.clone());
+                signatures.lock().unwrap().push(signature);
                 deliveries
                     .lock()
                     .unwrap()
@@ -205,14 +193,59 @@ fn start_receiver() -> Receiver {
             } else {
                 *bad_signatures.lock().unwrap() += 1;
             }
-            let status = *answer_status.lock().unwrap();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
+            *answer_status.lock().unwrap()
+        };
+        for stream in listener.incoming().take(10_000) {
+            let Ok(stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            match &tls {
+                None => serve_one_webhook(stream, &record),
+                Some(config) => {
+                    let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                    serve_one_webhook(rustls::StreamOwned::new(connection, stream), &record)
+                }
+            }
         }
     });
     receiver
+}
+
+/// Reads one webhook POST from `stream`, hands (signature, body) to `record`, answers with
+/// the status it returns. A broken connection (a refused TLS handshake) is dropped.
+fn serve_one_webhook<S: Read + Write>(mut stream: S, record: &dyn Fn(String, Vec<u8>) -> u16) {
+    let mut content_length = 0usize;
+    let mut signature = String::new();
+    let mut body;
+    {
+        let mut reader = BufReader::new(&mut stream);
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("paycenter-signature:") {
+                signature = line["paycenter-signature:".len()..].trim().to_owned();
+            }
+        }
+        body = vec![0u8; content_length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+    }
+    let status = record(signature, body);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    let _ = stream.flush();
 }
 
 /// Checks `t=..,v1=..` with the `hmac` crate directly, independent of paycenter's signing code.
@@ -3411,4 +3444,79 @@ fn unsafe_settings_are_refused_at_start_and_private_egress_needs_the_operator() 
         ),
     );
     assert_eq!(status, 201);
+}
+
+#[test]
+fn webhooks_reach_https_receivers_and_refuse_certificates_they_cannot_verify() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let trusted = support::TestPki::new(&["localhost", "127.0.0.1"]);
+    // Signed by a CA paycenter was never told of.
+    let unknown_ca = support::TestPki::new(&["localhost", "127.0.0.1"]);
+    // Trusted CA, but a certificate for another host.
+    let other_host = support::TestPki::new(&["other.example"]);
+    std::fs::write(
+        &other_host.ca_path,
+        [
+            std::fs::read(&trusted.ca_path).unwrap(),
+            std::fs::read(&other_host.ca_path).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = start_server_with_env(
+        data_dir.path(),
+        "100,100",
+        StoreChoice::Embedded,
+        &[("PAYCENTER_CA_FILE", other_host.ca_path.to_str().unwrap())],
+    );
+    let base = server.base.clone();
+    for (pki, delivered) in [(&trusted, true), (&unknown_ca, false), (&other_host, false)] {
+        let receiver = start_receiver_with(Some(pki.server_config()));
+        let setup = onboard(&base, &receiver.url);
+        let (_, created) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &setup.api_key,
+            Some(payment_body(&setup, "TLS-1", "2.00")),
+        );
+        pay_in_sandbox(&base, &setup.api_key, created["trade_no"].as_str().unwrap());
+        if delivered {
+            wait_for("a webhook over TLS", || {
+                !receiver.deliveries.lock().unwrap().is_empty()
+            });
+            continue;
+        }
+        wait_for("the webhook given up", || {
+            call(
+                "GET",
+                &format!("{base}/v1/notifications?status=failed"),
+                &setup.api_key,
+                None,
+            )
+            .1["notifications"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+        });
+        assert!(
+            receiver.deliveries.lock().unwrap().is_empty(),
+            "nothing delivered"
+        );
+        let (_, failed) = call(
+            "GET",
+            &format!("{base}/v1/notifications?status=failed"),
+            &setup.api_key,
+            None,
+        );
+        let last_error = failed["notifications"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            last_error.contains("certificate") || last_error.contains("Certificate"),
+            "the attempt says why: {last_error}"
+        );
+    }
 }

@@ -72,6 +72,10 @@ pub struct Notification {
     pub n_attempts_total: u32,
     /// When the next attempt is due, while pending.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt was not acknowledged (a transport error or the app's status);
+    /// `None` before the first attempt and after a 2xx.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// What one delivery attempt saw.
@@ -110,6 +114,7 @@ impl Notification {
                 n_attempts_in_round: 0,
                 n_attempts_total: 0,
                 next_attempt_at: Some(scheduled.created_at),
+                last_error: None,
             });
             return;
         }
@@ -130,6 +135,12 @@ impl Notification {
                     "attempts are numbered without gaps"
                 );
                 notification.next_attempt_at = attempted.next_attempt_at;
+                notification.last_error = match (&attempted.error, attempted.http_status) {
+                    _ if attempted.succeeded => None,
+                    (Some(error), _) => Some(error.clone()),
+                    (None, Some(status)) => Some(format!("the app answered HTTP {status}")),
+                    (None, None) => Some("no answer".to_owned()),
+                };
             }
             Event::NotificationDelivered(_) => {
                 notification.status = NotificationStatus::Delivered;

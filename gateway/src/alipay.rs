@@ -211,11 +211,10 @@ pub struct AlipayChannel {
 }
 
 impl AlipayChannel {
-    /// An adapter whose every call gives up after `timeout_ms`.
-    pub fn new(timeout_ms: u64) -> AlipayChannel {
-        AlipayChannel {
-            http: HttpClient::new(timeout_ms),
-        }
+    /// An adapter calling the channel through `http` (the process's guarded outbound
+    /// client, with the channel timeout).
+    pub fn new(http: HttpClient) -> AlipayChannel {
+        AlipayChannel { http }
     }
 
     fn signed_url(account: &Account, params: &BTreeMap<String, String>) -> String {

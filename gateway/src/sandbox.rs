@@ -153,9 +153,22 @@ pub struct SandboxProvider {
 impl SandboxProvider {
     /// An empty provider.
     pub fn new() -> Arc<SandboxProvider> {
+        Self::with_outbound(&crate::http::OutboundConfig::default())
+    }
+
+    /// An empty provider whose callbacks trust what `outbound` trusts. The sandbox only ever
+    /// calls paycenter itself (its `--public-url`), so the egress rule does not apply to it:
+    /// it works on loopback without `PAYCENTER_ALLOW_PRIVATE_EGRESS`.
+    pub fn with_outbound(outbound: &crate::http::OutboundConfig) -> Arc<SandboxProvider> {
+        let own = crate::http::OutboundConfig {
+            egress: crate::egress::EgressPolicy {
+                allow_private: true,
+            },
+            ..outbound.clone()
+        };
         Arc::new(SandboxProvider {
             trades: Mutex::new(HashMap::new()),
-            http: HttpClient::new(5_000),
+            http: HttpClient::new(&own, 5_000).expect("the sandbox's client builds"),
         })
     }
 

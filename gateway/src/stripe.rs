@@ -153,11 +153,10 @@ pub struct StripeChannel {
 }
 
 impl StripeChannel {
-    /// An adapter whose every call gives up after `timeout_ms`.
-    pub fn new(timeout_ms: u64) -> StripeChannel {
-        StripeChannel {
-            http: HttpClient::new(timeout_ms),
-        }
+    /// An adapter calling the channel through `http` (the process's guarded outbound
+    /// client, with the channel timeout).
+    pub fn new(http: HttpClient) -> StripeChannel {
+        StripeChannel { http }
     }
 }
 

@@ -242,11 +242,10 @@ pub struct WechatpayChannel {
 }
 
 impl WechatpayChannel {
-    /// An adapter whose every call gives up after `timeout_ms`.
-    pub fn new(timeout_ms: u64) -> WechatpayChannel {
-        WechatpayChannel {
-            http: HttpClient::new(timeout_ms),
-        }
+    /// An adapter calling the channel through `http` (the process's guarded outbound
+    /// client, with the channel timeout).
+    pub fn new(http: HttpClient) -> WechatpayChannel {
+        WechatpayChannel { http }
     }
 }
 

@@ -11,6 +11,10 @@ use paycenter_gateway::stripe::StripeChannel;
 use paycenter_gateway::wechatpay::WechatpayChannel;
 use paycenter_gateway::{CallbackNotice, CallbackRequest, PaymentChannel};
 use proptest::prelude::*;
+
+fn client() -> paycenter_gateway::http::HttpClient {
+    paycenter_gateway::http::HttpClient::new(&Default::default(), 1_000).unwrap()
+}
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::json;
 
@@ -56,7 +60,7 @@ fn alipay_case() -> Case {
     form.push(("sign_type", "RSA2"));
     form.push(("sign", &sign));
     Case {
-        channel: Box::new(AlipayChannel::new(1_000)),
+        channel: Box::new(AlipayChannel::new(client())),
         params,
         request: CallbackRequest {
             headers: vec![(
@@ -97,7 +101,7 @@ fn wechatpay_case() -> Case {
         .unwrap()
         .sign_base64(format!("{timestamp}\nnonce1\n{body}\n").as_bytes());
     Case {
-        channel: Box::new(WechatpayChannel::new(1_000)),
+        channel: Box::new(WechatpayChannel::new(client())),
         params,
         request: CallbackRequest {
             headers: vec![
@@ -121,7 +125,7 @@ fn stripe_case() -> Case {
         body.as_bytes(),
     );
     Case {
-        channel: Box::new(StripeChannel::new(1_000)),
+        channel: Box::new(StripeChannel::new(client())),
         params: json!({"secret_key": "sk_test_fuzz", "webhook_secret": "whsec_fuzz"}),
         request: CallbackRequest {
             headers: vec![("stripe-signature".into(), header)],

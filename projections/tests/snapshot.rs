@@ -101,7 +101,11 @@ fn snapshots_round_trip_and_resume() {
     let merchant = MerchantId::from_entropy(0);
     assert_eq!(
         loaded
-            .payments_of_order(&merchant, &OrderNo::parse("O3").unwrap())
+            .payments_of_order(
+                &AppId::from_entropy(1),
+                &merchant,
+                &OrderNo::parse("O3").unwrap()
+            )
             .len(),
         1
     );

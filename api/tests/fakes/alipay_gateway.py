@@ -15,6 +15,8 @@ Test controls (not part of Alipay's protocol):
 import base64
 import io
 import json
+import os
+import ssl
 import sys
 import threading
 import time
@@ -106,7 +108,7 @@ def handle(method, biz, params, port):
     with lock:
         trade = trades.get(out_trade_no)
         if method == "alipay.data.dataservice.bill.downloadurl.query":
-            return ok({"bill_download_url": "http://127.0.0.1:%d/bill?date=%s" % (port, biz["bill_date"])})
+            return ok({"bill_download_url": "%s/bill?date=%s" % (own_base(port), biz["bill_date"])})
         if trade is None:
             return fail("ACQ.TRADE_NOT_EXIST", "trade does not exist")
         if method == "alipay.trade.query":
@@ -260,8 +262,20 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(404, "{}")
 
 
+def own_base(port):
+    """This gateway's own base URL, as its certificate names it when it speaks HTTPS."""
+    if os.environ.get("FAKE_TLS_CERT"):
+        return "https://localhost:%d" % port
+    return "http://127.0.0.1:%d" % port
+
+
 def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # HTTPS when the test hands over a certificate (as real gateways speak only HTTPS).
+    if os.environ.get("FAKE_TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["FAKE_TLS_CERT"], os.environ["FAKE_TLS_KEY"])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(json.dumps({
         "port": server.server_port, "app_id": APP_ID,
         "app_private_key": bare(app_key.export_key(pkcs=1)),

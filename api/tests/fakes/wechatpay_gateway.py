@@ -15,6 +15,7 @@ Test controls (not part of WeChat Pay's protocol):
 import base64
 import json
 import os
+import ssl
 import re
 import secrets
 import sys
@@ -211,7 +212,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/v3/bill/tradebill":
             import hashlib
             return self.answer(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(tradebill()).hexdigest(),
-                                     "download_url": "http://127.0.0.1:%d/bill/tradebill.csv" % self.server.server_port})
+                                     "download_url": "%s/bill/tradebill.csv" % own_base(self.server.server_port)})
         return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
 
     def settle_refund(self, out_refund_no):
@@ -277,8 +278,20 @@ def send_notify(url, event_type, resource, tamper=False):
         return error.code, error.read().decode()
 
 
+def own_base(port):
+    """This gateway's own base URL, as its certificate names it when it speaks HTTPS."""
+    if os.environ.get("FAKE_TLS_CERT"):
+        return "https://localhost:%d" % port
+    return "http://127.0.0.1:%d" % port
+
+
 def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # HTTPS when the test hands over a certificate (as real gateways speak only HTTPS).
+    if os.environ.get("FAKE_TLS_CERT"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.environ["FAKE_TLS_CERT"], os.environ["FAKE_TLS_KEY"])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     bare = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
     print(json.dumps({"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
                       "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY,

@@ -46,3 +46,94 @@ pub fn wait_for_within(
         std::thread::sleep(step);
     }
 }
+
+/// Certificates made for one test: a CA, and a server certificate it signed for `localhost`
+/// and `127.0.0.1` (or for the names given), as PEM files in a directory.
+#[allow(dead_code)] // Each test file uses the part it needs.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    /// The CA certificate (what `PAYCENTER_CA_FILE` names).
+    pub ca_path: std::path::PathBuf,
+    /// The server's certificate chain and its key.
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
+}
+
+#[allow(dead_code)]
+impl TestPki {
+    /// A CA and a server certificate for `names` (DNS names or IP addresses).
+    pub fn new(names: &[&str]) -> TestPki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "paycenter test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let leaf_params = rcgen::CertificateParams::new(names).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        let cert_path = dir.path().join("server.pem");
+        let key_path = dir.path().join("server.key");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+        std::fs::write(&cert_path, leaf.pem()).unwrap();
+        std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+        TestPki {
+            dir,
+            ca_path,
+            cert_path,
+            key_path,
+        }
+    }
+
+    /// A rustls server configuration presenting this certificate.
+    pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+            rustls_pemfile_certs(&std::fs::read(&self.cert_path).unwrap());
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(
+            &std::fs::read(&self.key_path).unwrap(),
+        )
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        std::sync::Arc::new(config)
+    }
+}
+
+#[allow(dead_code)]
+impl TestPki {
+    /// An HTTP client for the test itself that trusts this CA (and nothing else).
+    pub fn client(&self) -> ureq::Agent {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls_pemfile_certs(&std::fs::read(&self.ca_path).unwrap()) {
+            roots.add(certificate).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        ureq::AgentBuilder::new()
+            .tls_config(std::sync::Arc::new(config))
+            .build()
+    }
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(|certificate| certificate.unwrap())
+        .collect()
+}
