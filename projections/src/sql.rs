@@ -17,7 +17,7 @@ use std::time::Duration;
 use paycenter_domain::envelope::RecordedEvent;
 use paycenter_domain::ids::{MerchantId, TradeNo};
 use paycenter_store::EventStore;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use serde::Deserialize;
 
 use crate::model::PaymentView;
@@ -81,7 +81,9 @@ impl SqlReadModels {
         if !paycenter_store::postgres::valid_schema(schema) {
             return Err(SqlError::BadSchema(schema.to_owned()));
         }
-        let mut client = Client::connect(url, NoTls)?;
+        let mut client = paycenter_store::pg_tls::connect_blocking(
+            &paycenter_store::pg_tls::PgConnect::parse(url)?,
+        )?;
         client.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {schema}.rm_checkpoints (

@@ -10,6 +10,7 @@
 //! - [`chain`]: canonical bytes of an envelope, the hash chain and its verification.
 //! - [`sqlite`]: the embedded backend (WAL, pipelined group commit, lock file).
 //! - [`postgres`]: the PostgreSQL backend (appends serialized by a lock on the chain head row).
+//! - [`pg_tls`]: TLS to PostgreSQL as `sslmode` asks (require, verify-ca, verify-full), on rustls.
 //! - [`eventstoredb`]: the EventStoreDB / KurrentDB backend (the whole log in one EventStoreDB
 //!   stream; the gRPC client behind the cargo feature `eventstoredb`).
 //! - `queue`: what both writers share: the append queue, batches, replay and revision rules.
@@ -20,6 +21,7 @@
 pub mod chain;
 pub mod conformance;
 pub mod eventstoredb;
+pub mod pg_tls;
 pub mod postgres;
 mod queue;
 pub mod sqlite;

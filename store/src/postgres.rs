@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, Row};
+
+use crate::pg_tls::{connect_blocking, PgConnect};
 
 use crate::chain::{ChainVerifier, GENESIS_HASH};
 use crate::queue::{next_batch_lingering, plan_batch, AppendQueue, AppendRequest, Stored};
@@ -53,7 +55,8 @@ impl From<postgres::Error> for StoreError {
 
 /// The PostgreSQL event store.
 pub struct PostgresStore {
-    url: String,
+    /// How to reach the database (the URL with its TLS settings resolved).
+    connect: PgConnect,
     schema: String,
     writer: Option<AppendQueue>,
     writer_thread: Option<JoinHandle<()>>,
@@ -114,7 +117,8 @@ impl PostgresStore {
                 reason: format!("schema name {schema:?} must be 1 to 48 of [a-z0-9_]"),
             });
         }
-        let mut client = Client::connect(url, NoTls)?;
+        let connect = PgConnect::parse(url)?;
+        let mut client = connect_blocking(&connect)?;
         client.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
              CREATE TABLE IF NOT EXISTS {schema}.events (
@@ -149,7 +153,7 @@ impl PostgresStore {
              );"
         ))?;
         let mut store = PostgresStore {
-            url: url.to_owned(),
+            connect: connect.clone(),
             schema: schema.to_owned(),
             writer: None,
             writer_thread: None,
@@ -161,7 +165,7 @@ impl PostgresStore {
         drop(client);
         store.verify_chain()?;
         let (queue, receiver) = AppendQueue::new(QUEUE_CAPACITY);
-        let writer = Writer::connect(url, schema, store.local_head.clone())?;
+        let writer = Writer::connect(&connect, schema, store.local_head.clone())?;
         store.writer_thread = Some(
             std::thread::Builder::new()
                 .name("pg-store-writer".into())
@@ -178,7 +182,7 @@ impl PostgresStore {
                 reason: format!("bad schema name {schema:?}"),
             });
         }
-        Client::connect(url, NoTls)?
+        connect_blocking(&PgConnect::parse(url)?)?
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
         Ok(())
     }
@@ -203,7 +207,7 @@ impl PostgresStore {
         // A slot is ours: a pooled connection, or the right to open one.
         let client = match pooled {
             Some(client) if !client.client.is_closed() => Ok(client),
-            _ => Client::connect(&self.url, NoTls)
+            _ => connect_blocking(&self.connect)
                 .map(Reader::new)
                 .map_err(StoreError::from),
         };
@@ -409,7 +413,7 @@ struct Writer {
 
 impl Writer {
     fn connect(
-        url: &str,
+        connect: &PgConnect,
         schema: &str,
         local_head: Arc<(Mutex<u64>, Condvar)>,
     ) -> Result<Writer, StoreError> {
@@ -417,14 +421,9 @@ impl Writer {
             .enable_all()
             .build()?;
         let (client, lock_head, lookup, insert) = runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
             // The connection task runs whenever the writer is inside `block_on`, which is the
             // only time it has anything to send or receive.
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::error!(%error, "PostgreSQL writer connection ended");
-                }
-            });
+            let client = crate::pg_tls::connect_async(connect).await?;
             // A generic plan for `= ANY($1)` can scan the table; plan each batch for its values.
             client
                 .batch_execute("SET plan_cache_mode = force_custom_plan")
