@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{FixedOffset, NaiveDate, Utc};
 use paycenter_domain::events::{Event, ReconciliationCompleted};
 use paycenter_domain::ids::{ChannelAccountId, ChannelTradeNo, TradeNo};
+use paycenter_domain::payment::{Channel, RefundStatus};
 use paycenter_domain::reconciliation::{reconcile, BillLine, RecordLine, MAX_BILL_LINES};
 use paycenter_domain::{Currency, Money};
 use paycenter_store::ExpectedRevision;
@@ -58,14 +59,7 @@ pub async fn fetch_and_reconcile(state: Arc<AppState>, body: bytes::Bytes) -> An
         .daily_bill(&params, &account.channel_account_id, date)
         .await
         .map_err(ApiError::channel_unavailable)?;
-    let bill: Vec<BillLine> = rows
-        .into_iter()
-        .map(|row| BillLine {
-            trade_no: row.trade_no,
-            channel_trade_no: row.channel_trade_no,
-            amount: row.amount,
-        })
-        .collect();
+    let bill: Vec<BillLine> = rows.into_iter().map(bill_line).collect();
     record(&state, &account, date, "fetched", bill).await
 }
 
@@ -91,8 +85,72 @@ pub async fn upload_and_reconcile(
     record(&state, &account, date, "uploaded", bill).await
 }
 
-/// Parses an uploaded bill; a bad line is refused with its number.
+/// An amount of an uploaded bill: `0` (a refund-only row, or nothing refunded) or positive.
+fn bill_amount(text: &str, currency: Currency) -> Result<Money, paycenter_domain::MoneyError> {
+    if text
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .trim_start_matches('0')
+        .is_empty()
+    {
+        return Ok(Money::zero(currency));
+    }
+    Money::parse_positive(text, currency)
+}
+
+fn bill_line(row: paycenter_gateway::BillRow) -> BillLine {
+    BillLine {
+        trade_no: row.trade_no,
+        channel_trade_no: row.channel_trade_no,
+        amount: row.amount,
+        refunded: row.refunded,
+    }
+}
+
+/// The channel's business day, in which its bills are cut: Beijing time (UTC+8, without
+/// daylight saving since 1991) for Alipay and WeChat Pay, UTC for the sandbox and Stripe.
+pub fn business_day_offset(channel: Channel) -> FixedOffset {
+    match channel {
+        Channel::Alipay | Channel::Wechatpay => {
+            FixedOffset::east_opt(8 * 3_600).expect("a valid offset")
+        }
+        Channel::Sandbox | Channel::Stripe => FixedOffset::east_opt(0).expect("a valid offset"),
+    }
+}
+
+/// Whether `at` falls on the channel's business day `date`.
+pub fn on_business_day(channel: Channel, at: chrono::DateTime<Utc>, date: NaiveDate) -> bool {
+    at.with_timezone(&business_day_offset(channel)).date_naive() == date
+}
+
+/// Parses an uploaded bill, told apart by content: Alipay's zip of GBK CSV files, WeChat Pay's
+/// trade bill (back-quoted fields), or paycenter's own CSV.
 fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
+    let channel_file = |parsed: Result<Vec<paycenter_gateway::BillRow>, String>, what: &str| {
+        parsed
+            .map(|rows| rows.into_iter().map(bill_line).collect())
+            .map_err(|why| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_bill",
+                    format!("{what}: {why}"),
+                )
+            })
+    };
+    if body.starts_with(b"PK\x03\x04") {
+        return channel_file(paycenter_gateway::bills::alipay_zip(body), "Alipay bill");
+    }
+    if body.contains(&b'`') {
+        return channel_file(
+            paycenter_gateway::bills::wechatpay_tradebill(body),
+            "WeChat Pay trade bill",
+        );
+    }
+    parse_paycenter_bill(body)
+}
+
+/// paycenter's own CSV; a bad line is refused with its number.
+fn parse_paycenter_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
     let invalid = |line_no: usize, why: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -108,15 +166,17 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
         )
     })?;
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.trim() == "trade_no,channel_trade_no,amount,currency" => {}
+    let with_refunds = match lines.next().map(|(_, header)| header.trim()) {
+        Some("trade_no,channel_trade_no,amount,currency") => false,
+        Some("trade_no,channel_trade_no,amount,currency,refunded") => true,
         _ => {
             return Err(invalid(
                 1,
-                "the header must be trade_no,channel_trade_no,amount,currency".to_owned(),
+                "the header must be trade_no,channel_trade_no,amount,currency[,refunded]"
+                    .to_owned(),
             ))
         }
-    }
+    };
     let mut bill = Vec::new();
     for (line_idx, line) in lines {
         let line_no = line_idx + 1;
@@ -130,9 +190,21 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
             ));
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [trade_no, channel_trade_no, amount, currency] = fields[..] else {
-            return Err(invalid(line_no, "expected 4 fields".to_owned()));
-        };
+        let (trade_no, channel_trade_no, amount, currency, refunded) =
+            match (with_refunds, &fields[..]) {
+                (false, [trade_no, channel_trade_no, amount, currency]) => {
+                    (*trade_no, *channel_trade_no, *amount, *currency, "0")
+                }
+                (true, [trade_no, channel_trade_no, amount, currency, refunded]) => {
+                    (*trade_no, *channel_trade_no, *amount, *currency, *refunded)
+                }
+                _ => {
+                    return Err(invalid(
+                        line_no,
+                        format!("expected {} fields", if with_refunds { 5 } else { 4 }),
+                    ))
+                }
+            };
         let currency: Currency = currency
             .parse()
             .map_err(|error: paycenter_domain::MoneyError| invalid(line_no, error.to_string()))?;
@@ -141,7 +213,9 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
                 .map_err(|error| invalid(line_no, error.to_string()))?,
             channel_trade_no: ChannelTradeNo::parse(channel_trade_no)
                 .map_err(|error| invalid(line_no, error.to_string()))?,
-            amount: Money::parse_positive(amount, currency)
+            amount: bill_amount(amount, currency)
+                .map_err(|error| invalid(line_no, error.to_string()))?,
+            refunded: bill_amount(refunded, currency)
                 .map_err(|error| invalid(line_no, error.to_string()))?,
         });
     }
@@ -165,16 +239,27 @@ async fn record(
             .values()
             .filter(|payment| payment.channel_account_id == account.channel_account_id)
             .filter_map(|payment| {
-                let paid_that_day = payment
-                    .paid_at
-                    .is_some_and(|paid_at| paid_at.date_naive() == date);
-                (paid_that_day || billed.contains(&payment.trade_no)).then(|| RecordLine {
+                let on_that_day = |at| on_business_day(payment.channel, at, date);
+                let paid_that_day = payment.paid_at.is_some_and(on_that_day);
+                let refunded_that_day = payment
+                    .refunds
+                    .iter()
+                    .filter(|refund| refund.status == RefundStatus::Succeeded)
+                    .filter(|refund| refund.settled_at.is_some_and(on_that_day))
+                    .fold(Money::zero(payment.amount.currency()), |sum, refund| {
+                        sum.checked_add(refund.amount).expect("refunds ≤ amount")
+                    });
+                let concerned = paid_that_day
+                    || !refunded_that_day.is_zero()
+                    || billed.contains(&payment.trade_no);
+                concerned.then(|| RecordLine {
                     trade_no: payment.trade_no.clone(),
                     order_no: payment.order_no.clone(),
                     channel_trade_no: payment.channel_trade_no.clone(),
                     amount: payment.amount,
                     status: payment.status,
                     paid_that_day,
+                    refunded_that_day,
                 })
             })
             .collect()
@@ -242,4 +327,37 @@ fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
             "paycenter_status": discrepancy.paycenter_status.map(attempt_status),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn alipay_and_wechatpay_days_are_beijing_days() {
+        // 17:30 UTC on 30 November is 01:30 on 1 December in Beijing.
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 17, 30, 0).unwrap();
+        let first = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let last = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert!(on_business_day(Channel::Alipay, at, first));
+        assert!(on_business_day(Channel::Wechatpay, at, first));
+        assert!(on_business_day(Channel::Sandbox, at, last));
+        assert!(on_business_day(Channel::Stripe, at, last));
+        // 15:59:59 UTC is still 23:59:59 of the same day in Beijing.
+        let before_midnight = Utc.with_ymd_and_hms(2026, 11, 30, 15, 59, 59).unwrap();
+        assert!(on_business_day(Channel::Alipay, before_midnight, last));
+    }
+
+    #[test]
+    fn uploads_are_told_apart_by_content() {
+        let csv = b"trade_no,channel_trade_no,amount,currency,refunded\n\
+            202611301730000000000000000001,C1,0,CNY,1.50\n";
+        let lines = parse_bill(csv).unwrap();
+        assert_eq!(lines[0].amount, Money::zero(Currency::CNY));
+        assert_eq!(lines[0].refunded, Money::from_minor(150, Currency::CNY));
+        assert!(parse_bill(b"PK\x03\x04garbage").is_err());
+        let error = parse_bill(b"`garbage").unwrap_err();
+        assert!(error.message.contains("WeChat Pay"), "{}", error.message);
+    }
 }

@@ -3520,3 +3520,94 @@ fn webhooks_reach_https_receivers_and_refuse_certificates_they_cannot_verify() {
         );
     }
 }
+
+#[test]
+fn refunds_are_reconciled_as_refunds() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let key = setup.api_key.clone();
+    let mut paid = Vec::new();
+    for order_no in ["RR-1", "RR-2", "RR-3"] {
+        let (_, created) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &key,
+            Some(payment_body(&setup, order_no, "10.00")),
+        );
+        let trade_no = created["trade_no"].as_str().unwrap().to_owned();
+        let payment = pay_in_sandbox(&base, &key, &trade_no);
+        paid.push((
+            trade_no,
+            payment["channel_trade_no"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (trade_no, _) in &paid[..2] {
+        let (status, _) = call(
+            "POST",
+            &format!("{base}/v1/payments/{trade_no}/refunds"),
+            &key,
+            Some(json!({"refund_no": "RR", "amount": "4.00"})),
+        );
+        assert_eq!(status, 201);
+        wait_for("the refund", || {
+            call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None).1["refunded_amount"]
+                == "4.00"
+        });
+    }
+    let today = chrono::Utc::now().date_naive().to_string();
+    // The sandbox's own bill: three payments and two refunds, all agreeing.
+    let (status, fetched) = call(
+        "POST",
+        &format!("{base}/v1/reconciliations"),
+        ADMIN_TOKEN,
+        Some(json!({"channel_account_id": setup.channel_account_id, "date": today})),
+    );
+    assert_eq!(status, 201, "{fetched}");
+    assert_eq!(
+        (
+            fetched["matched"].as_u64(),
+            fetched["discrepancies"].clone()
+        ),
+        (Some(5), json!([]))
+    );
+    // A bill refunding 3.00 of the first, nothing of the second, 1.00 of the third.
+    let ((t1, c1), (t2, c2), (t3, c3)) = (&paid[0], &paid[1], &paid[2]);
+    let bill = format!(
+        "trade_no,channel_trade_no,amount,currency,refunded\n{t1},{c1},10.00,CNY,3.00\n{t2},{c2},10.00,CNY,0\n{t3},{c3},10.00,CNY,1.00\n"
+    );
+    let uploaded: Value = ureq::post(&format!(
+        "{base}/v1/reconciliations/upload?channel_account_id={}&date={today}",
+        setup.channel_account_id
+    ))
+    .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+    .send_string(&bill)
+    .unwrap()
+    .into_json()
+    .unwrap();
+    let mut kinds: Vec<(String, String)> = uploaded["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["trade_no"].as_str().unwrap().to_owned(),
+                d["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    let mut expected = vec![
+        (t1.clone(), "refund_amount_mismatch".to_owned()),
+        (t2.clone(), "refund_missing_in_channel".to_owned()),
+        (t3.clone(), "refund_missing_in_paycenter".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(kinds, expected, "{uploaded}");
+    assert_eq!(uploaded["matched"], 3, "the three payments");
+}

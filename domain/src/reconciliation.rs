@@ -10,7 +10,7 @@ use crate::payment::AttemptStatus;
 /// The most bill lines one reconciliation takes.
 pub const MAX_BILL_LINES: usize = 1_000_000;
 
-/// A payment as paycenter recorded it.
+/// A payment as paycenter recorded it, with what concerns the reconciled day.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordLine {
@@ -19,17 +19,21 @@ pub struct RecordLine {
     pub channel_trade_no: Option<ChannelTradeNo>,
     pub amount: Money,
     pub status: AttemptStatus,
-    /// Paid on the reconciled day (only these are expected on the bill).
+    /// Paid on the reconciled (business) day: only these payments are expected on the bill.
     pub paid_that_day: bool,
+    /// Σ refunds of this payment that succeeded on the reconciled day (zero when none).
+    pub refunded_that_day: Money,
 }
 
-/// A paid payment as the channel's bill lists it.
+/// One trade as the channel's bill lists it for the day: what was paid that day (zero when
+/// the bill only lists refunds of an earlier day's payment) and what was refunded that day.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillLine {
     pub trade_no: TradeNo,
     pub channel_trade_no: ChannelTradeNo,
     pub amount: Money,
+    pub refunded: Money,
 }
 
 /// What kind of disagreement.
@@ -44,9 +48,16 @@ pub enum DiscrepancyKind {
     AmountMismatch,
     /// The bill says paid; paycenter does not (pending, failed or closed).
     StatusMismatch,
+    /// The bill lists a refund that day that paycenter did not record as succeeded that day.
+    RefundMissingInPaycenter,
+    /// paycenter recorded a refund succeeding that day that the bill lacks.
+    RefundMissingInChannel,
+    /// Both list refunds of the payment that day, for different totals.
+    RefundAmountMismatch,
 }
 
-/// One disagreement, with the three ids where known.
+/// One disagreement, with the three ids where known. For refund kinds the amounts are the
+/// day's refunded totals.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discrepancy {
@@ -59,63 +70,99 @@ pub struct Discrepancy {
     pub paycenter_status: Option<AttemptStatus>,
 }
 
-/// Compares the record with the bill, matching by `trade_no`: how many agree, and every
-/// discrepancy, ordered by `trade_no`.
+/// Compares the record with the bill, matching by `trade_no`: payments paid that day against
+/// the bill's payment rows, refunds settled that day against its refund rows (a refund of an
+/// earlier day's payment is no discrepancy). Answers how many payments and refunds agree, and
+/// every discrepancy, ordered by `trade_no`.
 pub fn reconcile(record: &[RecordLine], bill: &[BillLine]) -> (usize, Vec<Discrepancy>) {
     let by_trade_no: std::collections::HashMap<&TradeNo, &RecordLine> =
         record.iter().map(|line| (&line.trade_no, line)).collect();
-    let mut billed: std::collections::HashSet<&TradeNo> = std::collections::HashSet::new();
+    let mut billed_payments: std::collections::HashSet<&TradeNo> = Default::default();
+    let mut billed_refunds: std::collections::HashSet<&TradeNo> = Default::default();
     let mut n_matched = 0;
     let mut discrepancies = Vec::new();
+    let mut report = |kind,
+                      line: &BillLine,
+                      ours: Option<&RecordLine>,
+                      amounts: (Option<Money>, Option<Money>)| {
+        discrepancies.push(Discrepancy {
+            kind,
+            trade_no: line.trade_no.clone(),
+            order_no: ours.map(|ours| ours.order_no.clone()),
+            channel_trade_no: Some(line.channel_trade_no.clone()),
+            paycenter_amount: amounts.0,
+            channel_amount: amounts.1,
+            paycenter_status: ours.map(|ours| ours.status),
+        })
+    };
     for line in bill {
-        billed.insert(&line.trade_no);
-        let Some(ours) = by_trade_no.get(&line.trade_no) else {
-            discrepancies.push(Discrepancy {
-                kind: DiscrepancyKind::MissingInPaycenter,
-                trade_no: line.trade_no.clone(),
-                order_no: None,
-                channel_trade_no: Some(line.channel_trade_no.clone()),
-                paycenter_amount: None,
-                channel_amount: Some(line.amount),
-                paycenter_status: None,
-            });
-            continue;
-        };
-        let kind = if ours.status != AttemptStatus::Succeeded {
-            Some(DiscrepancyKind::StatusMismatch)
-        } else if ours.amount != line.amount {
-            Some(DiscrepancyKind::AmountMismatch)
-        } else {
-            None
-        };
-        match kind {
-            None => n_matched += 1,
-            Some(kind) => discrepancies.push(Discrepancy {
-                kind,
-                trade_no: line.trade_no.clone(),
-                order_no: Some(ours.order_no.clone()),
-                channel_trade_no: Some(line.channel_trade_no.clone()),
-                paycenter_amount: Some(ours.amount),
-                channel_amount: Some(line.amount),
-                paycenter_status: Some(ours.status),
-            }),
+        let ours = by_trade_no.get(&line.trade_no).copied();
+        if !line.amount.is_zero() {
+            billed_payments.insert(&line.trade_no);
+            match ours {
+                None => report(
+                    DiscrepancyKind::MissingInPaycenter,
+                    line,
+                    None,
+                    (None, Some(line.amount)),
+                ),
+                Some(ours) if ours.status != AttemptStatus::Succeeded => report(
+                    DiscrepancyKind::StatusMismatch,
+                    line,
+                    Some(ours),
+                    (Some(ours.amount), Some(line.amount)),
+                ),
+                Some(ours) if ours.amount != line.amount => report(
+                    DiscrepancyKind::AmountMismatch,
+                    line,
+                    Some(ours),
+                    (Some(ours.amount), Some(line.amount)),
+                ),
+                Some(_) => n_matched += 1,
+            }
+        }
+        if !line.refunded.is_zero() {
+            billed_refunds.insert(&line.trade_no);
+            match ours {
+                // Unknown payment with a refund the same day: the payment row says it already.
+                None if !line.amount.is_zero() => {}
+                Some(ours) if ours.refunded_that_day == line.refunded => n_matched += 1,
+                Some(ours) if !ours.refunded_that_day.is_zero() => report(
+                    DiscrepancyKind::RefundAmountMismatch,
+                    line,
+                    Some(ours),
+                    (Some(ours.refunded_that_day), Some(line.refunded)),
+                ),
+                _ => report(
+                    DiscrepancyKind::RefundMissingInPaycenter,
+                    line,
+                    ours,
+                    (None, Some(line.refunded)),
+                ),
+            }
         }
     }
-    for ours in record
-        .iter()
-        .filter(|line| line.paid_that_day && !billed.contains(&line.trade_no))
-    {
-        discrepancies.push(Discrepancy {
-            kind: DiscrepancyKind::MissingInChannel,
+    for ours in record {
+        let missing = |kind, amount| Discrepancy {
+            kind,
             trade_no: ours.trade_no.clone(),
             order_no: Some(ours.order_no.clone()),
             channel_trade_no: ours.channel_trade_no.clone(),
-            paycenter_amount: Some(ours.amount),
+            paycenter_amount: Some(amount),
             channel_amount: None,
             paycenter_status: Some(ours.status),
-        });
+        };
+        if ours.paid_that_day && !billed_payments.contains(&ours.trade_no) {
+            discrepancies.push(missing(DiscrepancyKind::MissingInChannel, ours.amount));
+        }
+        if !ours.refunded_that_day.is_zero() && !billed_refunds.contains(&ours.trade_no) {
+            discrepancies.push(missing(
+                DiscrepancyKind::RefundMissingInChannel,
+                ours.refunded_that_day,
+            ));
+        }
     }
-    discrepancies.sort_by(|a, b| a.trade_no.cmp(&b.trade_no));
+    discrepancies.sort_by(|a, b| (&a.trade_no, a.kind as u8).cmp(&(&b.trade_no, b.kind as u8)));
     (n_matched, discrepancies)
 }
 
@@ -138,6 +185,14 @@ mod tests {
             amount: Money::from_minor(minor, Currency::CNY),
             status,
             paid_that_day,
+            refunded_that_day: Money::zero(Currency::CNY),
+        }
+    }
+
+    fn refunded(line: RecordLine, minor: i64) -> RecordLine {
+        RecordLine {
+            refunded_that_day: Money::from_minor(minor, Currency::CNY),
+            ..line
         }
     }
 
@@ -146,7 +201,52 @@ mod tests {
             trade_no: trade(n),
             channel_trade_no: ChannelTradeNo::parse(&format!("C{n}")).unwrap(),
             amount: Money::from_minor(minor, Currency::CNY),
+            refunded: Money::zero(Currency::CNY),
         }
+    }
+
+    fn billed_refund(n: u64, paid_minor: i64, refunded_minor: i64) -> BillLine {
+        BillLine {
+            refunded: Money::from_minor(refunded_minor, Currency::CNY),
+            ..billed(n, paid_minor)
+        }
+    }
+
+    #[test]
+    fn refunds_are_reconciled_as_refunds() {
+        let record = vec![
+            // Paid another day, refunded today, billed as a refund only: no discrepancy.
+            refunded(ours(1, 100, AttemptStatus::Succeeded, false), 40),
+            // Paid and partly refunded today, both billed.
+            refunded(ours(2, 200, AttemptStatus::Succeeded, true), 50),
+            // Refunded today in paycenter, not on the bill.
+            refunded(ours(3, 300, AttemptStatus::Succeeded, false), 30),
+            // Refunded today for another total.
+            refunded(ours(4, 400, AttemptStatus::Succeeded, false), 10),
+            // The bill refunds what paycenter did not refund today.
+            ours(5, 500, AttemptStatus::Succeeded, false),
+        ];
+        let bill = vec![
+            billed_refund(1, 0, 40),
+            billed_refund(2, 200, 50),
+            billed_refund(4, 0, 11),
+            billed_refund(5, 0, 5),
+        ];
+        let (n_matched, discrepancies) = reconcile(&record, &bill);
+        let kinds: Vec<(TradeNo, DiscrepancyKind)> = discrepancies
+            .iter()
+            .map(|d| (d.trade_no.clone(), d.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (trade(3), DiscrepancyKind::RefundMissingInChannel),
+                (trade(4), DiscrepancyKind::RefundAmountMismatch),
+                (trade(5), DiscrepancyKind::RefundMissingInPaycenter),
+            ]
+        );
+        // Refund 1, payment 2 and refund 2.
+        assert_eq!(n_matched, 3);
     }
 
     #[test]

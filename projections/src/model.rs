@@ -28,6 +28,9 @@ pub struct RefundView {
     pub kind: RefundKind,
     pub status: RefundStatus,
     pub requested_at: DateTime<Utc>,
+    /// When it succeeded or failed.
+    #[serde(default)]
+    pub settled_at: Option<DateTime<Utc>>,
 }
 
 /// A verified report that contradicted its attempt, as the API shows it.
@@ -395,6 +398,7 @@ impl ReadModel {
                     kind: event.kind,
                     status: RefundStatus::Pending,
                     requested_at: event.requested_at,
+                    settled_at: None,
                 });
             }
             Event::PaymentAnomalyDetected(event) => {
@@ -423,7 +427,12 @@ impl ReadModel {
                 self.unscheduled.insert(position, draft);
             }
             Event::RefundSucceeded(event) => {
-                if self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Succeeded) {
+                if self.settle_refund(
+                    &event.trade_no,
+                    &event.refund_id,
+                    RefundStatus::Succeeded,
+                    event.succeeded_at,
+                ) {
                     return; // An anomaly's refund: shown on the payment, no webhook of its own.
                 }
                 let draft = self.draft(
@@ -436,7 +445,12 @@ impl ReadModel {
                 self.unscheduled.insert(position, draft);
             }
             Event::RefundFailed(event) => {
-                if self.settle_refund(&event.trade_no, &event.refund_id, RefundStatus::Failed) {
+                if self.settle_refund(
+                    &event.trade_no,
+                    &event.refund_id,
+                    RefundStatus::Failed,
+                    event.failed_at,
+                ) {
                     return;
                 }
                 let draft = self.draft(
@@ -515,6 +529,7 @@ impl ReadModel {
         trade_no: &TradeNo,
         refund_id: &RefundId,
         status: RefundStatus,
+        settled_at: DateTime<Utc>,
     ) -> bool {
         self.refunds_to_submit
             .retain(|_, pending| pending != refund_id);
@@ -525,6 +540,7 @@ impl ReadModel {
             .find(|refund| &refund.refund_id == refund_id)
         {
             refund.status = status;
+            refund.settled_at = Some(settled_at);
             return false;
         }
         let anomaly = payment

@@ -68,9 +68,11 @@ impl PgConnect {
             Some("require") => SslMode::Require,
             Some("verify-ca") => SslMode::VerifyCa,
             Some("verify-full") => SslMode::VerifyFull,
-            Some(other) => return Err(StoreError::Backend(format!(
+            Some(other) => {
+                return Err(StoreError::Backend(format!(
                 "sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
-            ))),
+            )))
+            }
         };
         if mode == SslMode::Require && root_cert.is_some() {
             mode = SslMode::VerifyCa; // libpq: require with a root certificate verifies the chain
