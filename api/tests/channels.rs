@@ -262,8 +262,14 @@ impl Shop {
         });
     }
 
+    /// Reconciles today's bill: today in Beijing, the business day of Alipay's and WeChat
+    /// Pay's bills (whatever the hour in UTC).
     fn reconcile_today(&self) -> Value {
-        let today = chrono::Utc::now().date_naive().to_string();
+        let beijing = chrono::FixedOffset::east_opt(8 * 3_600).unwrap();
+        let today = chrono::Utc::now()
+            .with_timezone(&beijing)
+            .date_naive()
+            .to_string();
         let (status, result) = call(
             "POST",
             &format!("{}/v1/reconciliations", self.base),
@@ -541,7 +547,8 @@ fn alipay_speaks_rsa2_as_both_sdks_check_it() {
     // The bill (a zip of GBK CSV) matches paycenter's record exactly.
     let result = shop.reconcile_today();
     assert_eq!(result["discrepancies"], json!([]), "{result}");
-    assert_eq!(result["matched"], 4, "{result}");
+    // Four payments and the refund, each matched.
+    assert_eq!(result["matched"], 5, "{result}");
 
     let stats: Value = pki()
         .client()
@@ -660,7 +667,8 @@ fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
 
     let result = shop.reconcile_today();
     assert_eq!(result["discrepancies"], json!([]), "{result}");
-    assert_eq!(result["matched"], 1, "{result}");
+    // The payment and its refund.
+    assert_eq!(result["matched"], 2, "{result}");
     let stats: Value = pki()
         .client()
         .get(&format!("{gateway}/__control/stats"))
