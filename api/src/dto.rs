@@ -206,6 +206,11 @@ pub fn payment_json(payment: &PaymentView) -> Value {
             "receiver": split.receiver,
             "amount": split.amount.to_major_string(),
         })).collect::<Vec<_>>(),
+        "channel_close": payment.channel_close.as_ref().map(|close| json!({
+            "status": close.status,
+            "attempts": close.attempts,
+            "last_error": close.last_error,
+        })),
         "anomalies": payment.anomalies.iter().map(|anomaly| json!({
             "kind": anomaly.kind.name(),
             "reported_amount": anomaly.reported_amount.to_major_string(),

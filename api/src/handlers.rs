@@ -592,28 +592,8 @@ pub async fn create_payment(
             Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
         })
         .await?;
-    // Close superseded attempts at their own channel, with their own account's parameters
-    // (best effort: the domain already closed them; a late payment is refunded).
-    for event in &decided {
-        if let Event::PaymentAttemptClosed(closed) = event {
-            let superseded = state.read_model()?.payments.get(&closed.trade_no).cloned();
-            let Some(superseded) = superseded else {
-                continue;
-            };
-            let Some(superseded_account) = state.channel_account(&superseded.channel_account_id)
-            else {
-                continue;
-            };
-            let superseded_adapter = state.channel(superseded_account.channel)?;
-            let superseded_params = state.channel_params(&superseded_account)?;
-            if let Err(error) = superseded_adapter
-                .close_payment(&superseded_params, &state.channel_order(&superseded))
-                .await
-            {
-                tracing::warn!(%error, trade_no = %closed.trade_no, "closing a superseded attempt at its channel failed");
-            }
-        }
-    }
+    // Superseded attempts were closed in paycenter; the reactor closes each at its own
+    // channel with its own account's parameters, retrying (`reactor::close_abandoned`).
     let Some(Event::PaymentAttemptStarted(started)) = decided.last() else {
         return Err(ApiError::internal("create payment", "no attempt started"));
     };

@@ -64,6 +64,7 @@ fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(schedule_notifications(state.clone()));
     tokio::spawn(submit_refunds(state.clone()));
+    tokio::spawn(close_abandoned(state.clone()));
     tokio::spawn(sweep(state.clone()));
     tokio::spawn(dispatch_webhooks(state));
 }
@@ -634,4 +635,153 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
         }
     }
     true
+}
+
+/// Longest wait between two tries to close an abandoned attempt at its channel.
+const MAX_CLOSE_RETRY_DELAY_MS: u64 = 300_000;
+
+/// Closes attempts superseded by a newer one at their own channel, with their own account's
+/// parameters, each try an event (`payment.channel_close_attempted`): until the channel
+/// confirms (or says it was closed already), or says it was paid, which is then recorded as the
+/// payment it is (the domain refunds it as a duplicate at that attempt's own channel).
+async fn close_abandoned(state: Arc<AppState>) {
+    use paycenter_domain::events::ChannelCloseOutcome;
+    let mut backoff: HashMap<paycenter_domain::ids::TradeNo, (u32, std::time::Instant)> =
+        HashMap::new();
+    loop {
+        if state.follower_health.stopped().is_some() {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let due: Vec<paycenter_projections::model::PaymentView> = {
+            let model = state
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            model
+                .closes_to_confirm
+                .values()
+                .filter(|trade_no| {
+                    backoff
+                        .get(*trade_no)
+                        .is_none_or(|(_, not_before)| *not_before <= now)
+                })
+                .take(MAX_ITEMS_PER_ROUND)
+                .filter_map(|trade_no| model.payments.get(trade_no).cloned())
+                .collect()
+        };
+        for payment in due {
+            if !take_lease(
+                &state,
+                &format!("close:{}", payment.trade_no),
+                REFUND_LEASE_MS,
+            ) {
+                continue;
+            }
+            let (outcome, error) = close_at_channel(&state, &payment).await;
+            if outcome == ChannelCloseOutcome::Failed {
+                let failures = backoff.get(&payment.trade_no).map_or(0, |(n, _)| *n) + 1;
+                let delay_ms = (POLL_INTERVAL_MS << failures.min(16)).min(MAX_CLOSE_RETRY_DELAY_MS);
+                tracing::warn!(trade_no = %payment.trade_no, error = error.as_deref().unwrap_or(""), retry_in_ms = delay_ms, "closing an abandoned attempt at its channel failed");
+                backoff.insert(
+                    payment.trade_no.clone(),
+                    (
+                        failures,
+                        std::time::Instant::now() + Duration::from_millis(delay_ms),
+                    ),
+                );
+            } else {
+                backoff.remove(&payment.trade_no);
+            }
+            let trade_no = payment.trade_no.clone();
+            let result = state
+                .execute(
+                    &payment.order_stream,
+                    &format!("channel-close-{trade_no}-{:016x}", rand::random::<u64>()),
+                    |history, now| {
+                        Ok(paycenter_domain::payment::decide_channel_close(
+                            history,
+                            &trade_no,
+                            outcome,
+                            error.clone(),
+                            now,
+                        ))
+                    },
+                )
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(code = error.code, message = %error.message, %trade_no, "recording a channel close failed");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// One try: close at the attempt's own channel; when that fails, ask the channel how the
+/// trade stands (a paid one is recorded as paid, which the domain refunds as a duplicate).
+async fn close_at_channel(
+    state: &AppState,
+    payment: &paycenter_projections::model::PaymentView,
+) -> (
+    paycenter_domain::events::ChannelCloseOutcome,
+    Option<String>,
+) {
+    use paycenter_domain::events::ChannelCloseOutcome;
+    use paycenter_gateway::ChannelPaymentStatus;
+    let Some(account) = state.channel_account(&payment.channel_account_id) else {
+        return (
+            ChannelCloseOutcome::Failed,
+            Some("channel account not found".to_owned()),
+        );
+    };
+    let (adapter, params) = match (
+        state.channel(account.channel),
+        state.channel_params(&account),
+    ) {
+        (Ok(adapter), Ok(params)) => (adapter, params),
+        (Err(error), _) | (_, Err(error)) => {
+            return (ChannelCloseOutcome::Failed, Some(error.message))
+        }
+    };
+    let order = state.channel_order(payment);
+    let close_error = match adapter.close_payment(&params, &order).await {
+        Ok(()) => return (ChannelCloseOutcome::Closed, None),
+        Err(error) => error.to_string(),
+    };
+    match adapter.query_payment(&params, &order).await {
+        Ok(ChannelPaymentStatus::Paid {
+            channel_trade_no,
+            amount,
+        }) => {
+            let notice = CallbackNotice::PaymentSucceeded {
+                trade_no: payment.trade_no.clone(),
+                channel_trade_no,
+                amount,
+            };
+            match crate::handlers::record_notice(
+                state,
+                &payment.channel_account_id,
+                notice,
+                paycenter_domain::payment::OutcomeSource::Query,
+            )
+            .await
+            {
+                Ok(()) => (ChannelCloseOutcome::Paid, Some(close_error)),
+                Err(error) => (ChannelCloseOutcome::Failed, Some(error.message)),
+            }
+        }
+        Ok(ChannelPaymentStatus::Closed | ChannelPaymentStatus::Failed { .. }) => {
+            (ChannelCloseOutcome::Closed, Some(close_error))
+        }
+        // Unknown to the channel (some create a trade only when the user opens its page, which
+        // stays possible until expiry): keep trying, as for a pending one.
+        Ok(ChannelPaymentStatus::Pending | ChannelPaymentStatus::NotFound) => {
+            (ChannelCloseOutcome::Failed, Some(close_error))
+        }
+        Err(query_error) => (
+            ChannelCloseOutcome::Failed,
+            Some(format!("{close_error}; query: {query_error}")),
+        ),
+    }
 }

@@ -1473,6 +1473,10 @@ fn a_superseded_attempt_paid_late_is_refunded_automatically_and_the_app_hears_bo
         "closed"
     );
     pay_in_sandbox(&base, &key, &second);
+    wait_for("the first attempt closed at its channel", || {
+        call("GET", &format!("{base}/v1/payments/{first}"), &key, None).1["channel_close"]["status"]
+            == "closed"
+    });
 
     // The first attempt was paid anyway, racing the close: recorded, then refunded in full.
     let (status, refused) = call(
@@ -3610,4 +3614,91 @@ fn refunds_are_reconciled_as_refunds() {
     expected.sort();
     assert_eq!(kinds, expected, "{uploaded}");
     assert_eq!(uploaded["matched"], 3, "the three payments");
+}
+
+#[test]
+fn switching_accounts_closes_the_abandoned_attempt_at_its_own_channel() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let key = setup.api_key.clone();
+    let (status, other) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{}/channel-accounts", setup.merchant_id),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET}})),
+    );
+    assert_eq!(status, 201, "{other}");
+    let other_account = other["channel_account_id"].as_str().unwrap().to_owned();
+    let (_, first) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &key,
+        Some(payment_body(&setup, "SWITCH-1", "12.00")),
+    );
+    let first = first["trade_no"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1_100));
+    // The user gives up on the first account and pays with the other.
+    let mut body = payment_body(&setup, "SWITCH-1", "12.00");
+    body["channel_account_id"] = json!(other_account);
+    let (status, second) = call("POST", &format!("{base}/v1/payments"), &key, Some(body));
+    assert_eq!(status, 201, "{second}");
+    let second = second["trade_no"].as_str().unwrap().to_owned();
+    // The first attempt's own channel account closes it: it can no longer be paid there.
+    wait_for("the abandoned attempt closed at its channel", || {
+        call("GET", &format!("{base}/v1/payments/{first}"), &key, None).1["channel_close"]["status"]
+            == "closed"
+    });
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/sandbox/pay/{first}"),
+        "",
+        Some(json!({"outcome": "success"})),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Closed"),
+        "{answer}"
+    );
+    pay_in_sandbox(&base, &key, &second);
+    // The user paid the first anyway, racing the close: refunded in full at its own account.
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/sandbox/pay/{first}"),
+        "",
+        Some(json!({"outcome": "success", "race_close": true})),
+    );
+    assert_eq!(status, 202);
+    wait_for("the late payment refunded", || {
+        let payment = call("GET", &format!("{base}/v1/payments/{first}"), &key, None).1;
+        payment["refunded_amount"] == "12.00" && payment["refunds"][0]["status"] == "succeeded"
+    });
+    let (_, kept) = call("GET", &format!("{base}/v1/payments/{second}"), &key, None);
+    assert_eq!(
+        (kept["status"].as_str(), kept["refunded_amount"].as_str()),
+        (Some("succeeded"), Some("0.00"))
+    );
+    let clearing: Vec<(String, String)> = balances(&base, &setup.merchant_id)
+        .into_iter()
+        .filter(|(account, _)| account.starts_with("clearing:"))
+        .collect();
+    assert!(
+        clearing.contains(&(
+            format!("clearing:{}", setup.channel_account_id),
+            "0.00".to_owned()
+        )),
+        "{clearing:?}"
+    );
+    assert!(
+        clearing.contains(&(format!("clearing:{other_account}"), "12.00".to_owned())),
+        "{clearing:?}"
+    );
 }

@@ -134,6 +134,32 @@ pub struct PaymentAttemptClosed {
     pub closed_at: DateTime<Utc>,
 }
 
+/// paycenter asked an abandoned attempt's own channel to close it (one event per try).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCloseAttempted {
+    pub trade_no: TradeNo,
+    /// 1 for the first try.
+    pub attempt_no: u32,
+    pub outcome: ChannelCloseOutcome,
+    /// Why the try failed, when it did.
+    pub error: Option<String>,
+    pub attempted_at: DateTime<Utc>,
+}
+
+/// What one try to close an attempt at its channel learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelCloseOutcome {
+    /// The channel closed it (or had already).
+    Closed,
+    /// The channel says it was paid: the payment is recorded and refunded as a duplicate.
+    Paid,
+    /// The try failed; another follows, up to the limit.
+    Failed,
+    /// The last try failed: no more are made (operators are told in the log and metrics).
+    GaveUp,
+}
+
 /// The channel reported the attempt paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentSucceeded {
@@ -351,6 +377,7 @@ events! {
     PaymentFailed => "payment.failed",
     DuplicatePaymentDetected => "payment.duplicate_detected",
     PaymentAnomalyDetected => "payment.anomaly_detected",
+    ChannelCloseAttempted => "payment.channel_close_attempted",
     RefundRequested => "refund.requested",
     RefundSucceeded => "refund.succeeded",
     RefundFailed => "refund.failed",

@@ -30,6 +30,50 @@ pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
 pub const MAX_REFUNDS_PER_PAYMENT: usize = 100;
 /// The most split receivers one payment may have.
 pub const MAX_SPLITS_PER_PAYMENT: usize = 16;
+/// Tries to close an abandoned attempt at its channel before giving up.
+pub const MAX_CHANNEL_CLOSE_ATTEMPTS: u32 = 12;
+
+/// Decides the record of one try to close `trade_no` at its channel, given the tries so far
+/// (from the attempt's order stream): `None` once the close is settled (closed, paid, or given
+/// up), so a repeated try records nothing.
+pub fn decide_channel_close(
+    history: &[Event],
+    trade_no: &TradeNo,
+    outcome: ChannelCloseOutcome,
+    error: Option<String>,
+    now: DateTime<Utc>,
+) -> Vec<Event> {
+    let tries: Vec<&ChannelCloseAttempted> = history
+        .iter()
+        .filter_map(|event| match event {
+            Event::ChannelCloseAttempted(attempted) if &attempted.trade_no == trade_no => {
+                Some(attempted)
+            }
+            _ => None,
+        })
+        .collect();
+    if tries
+        .last()
+        .is_some_and(|last| last.outcome != ChannelCloseOutcome::Failed)
+    {
+        return Vec::new();
+    }
+    let attempt_no = tries.len() as u32 + 1;
+    let outcome = match outcome {
+        ChannelCloseOutcome::Failed if attempt_no >= MAX_CHANNEL_CLOSE_ATTEMPTS => {
+            ChannelCloseOutcome::GaveUp
+        }
+        other => other,
+    };
+    vec![Event::ChannelCloseAttempted(ChannelCloseAttempted {
+        trade_no: trade_no.clone(),
+        attempt_no,
+        outcome,
+        error,
+        attempted_at: now,
+    })]
+}
+
 /// The most contradicting reports one attempt records; past them a report is refused (and
 /// the channel keeps retrying, which the sweeper and monitoring see).
 pub const MAX_ANOMALIES_PER_ATTEMPT: usize = 16;

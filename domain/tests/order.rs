@@ -564,3 +564,42 @@ fn an_attempt_is_initiated_once_and_keeps_its_channel_reference() {
     // An attempt this order does not have is refused.
     assert!(fresh.when(initiation(7, Some("pi_1")), 1).is_err());
 }
+
+#[test]
+fn closing_at_the_channel_is_retried_then_settles_once() {
+    use paycenter_domain::events::ChannelCloseOutcome;
+    let mut history: Vec<Event> = Vec::new();
+    let mut record = |outcome| {
+        let events = decide_channel_close(&history, &trade(1), outcome, None, t0());
+        history.extend(events.clone());
+        events
+    };
+    for attempt_no in 1..MAX_CHANNEL_CLOSE_ATTEMPTS {
+        let events = record(ChannelCloseOutcome::Failed);
+        let Event::ChannelCloseAttempted(attempted) = &events[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (attempted.attempt_no, attempted.outcome),
+            (attempt_no, ChannelCloseOutcome::Failed)
+        );
+    }
+    // The last allowed try gives up; nothing is recorded after it.
+    let events = record(ChannelCloseOutcome::Failed);
+    let Event::ChannelCloseAttempted(last) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(last.outcome, ChannelCloseOutcome::GaveUp);
+    assert!(record(ChannelCloseOutcome::Closed).is_empty());
+    // A close confirmed at once settles on the first try.
+    let confirmed = decide_channel_close(&[], &trade(2), ChannelCloseOutcome::Closed, None, t0());
+    assert_eq!(types(&confirmed), ["payment.channel_close_attempted"]);
+    assert!(decide_channel_close(
+        &confirmed,
+        &trade(2),
+        ChannelCloseOutcome::Failed,
+        None,
+        t0()
+    )
+    .is_empty());
+}

@@ -47,6 +47,17 @@ pub struct AnomalyView {
     pub detected_at: DateTime<Utc>,
 }
 
+/// How the close of a superseded attempt at its own channel stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCloseView {
+    /// `pending` until a try settles it: `closed`, `paid`, `gave_up`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// Why the last try failed, if it did.
+    pub last_error: Option<String>,
+}
+
 /// Where a projection stopped, and why: an event it could not apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stopped {
@@ -88,6 +99,9 @@ pub struct PaymentView {
     /// Reports that contradicted this attempt, oldest first.
     #[serde(default)]
     pub anomalies: Vec<AnomalyView>,
+    /// For an attempt superseded by a newer one: its close at its own channel.
+    #[serde(default)]
+    pub channel_close: Option<ChannelCloseView>,
     /// The order stream and its revision after the last event of this payment's order.
     pub order_stream: String,
 }
@@ -175,6 +189,10 @@ pub struct ReadModel {
     pub unscheduled: BTreeMap<u64, NotificationDraft>,
     /// Refunds requested and not settled, by position of their request.
     pub refunds_to_submit: BTreeMap<u64, RefundId>,
+    /// Attempts superseded by a newer one and not yet closed at their own channel, by
+    /// position of their close.
+    #[serde(default)]
+    pub closes_to_confirm: BTreeMap<u64, TradeNo>,
     /// Each app's feed, oldest first.
     pub feeds: HashMap<AppId, Vec<FeedItem>>,
     /// Double-entry balances.
@@ -326,6 +344,7 @@ impl ReadModel {
                     refunds: Vec::new(),
                     splits: event.splits.clone(),
                     anomalies: Vec::new(),
+                    channel_close: None,
                     order_stream: recorded.stream_id.clone(),
                 };
                 self.payments_by_order
@@ -339,7 +358,36 @@ impl ReadModel {
                 payment.channel_reference = event.channel_reference;
                 payment.checkout_qr_code = event.checkout_qr_code;
             }
+            Event::ChannelCloseAttempted(event) => {
+                use paycenter_domain::events::ChannelCloseOutcome;
+                if event.outcome != ChannelCloseOutcome::Failed {
+                    self.closes_to_confirm
+                        .retain(|_, trade_no| trade_no != &event.trade_no);
+                }
+                self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
+                    status: match event.outcome {
+                        ChannelCloseOutcome::Closed => "closed",
+                        ChannelCloseOutcome::Paid => "paid",
+                        ChannelCloseOutcome::Failed => "pending",
+                        ChannelCloseOutcome::GaveUp => "gave_up",
+                    }
+                    .to_owned(),
+                    attempts: event.attempt_no,
+                    last_error: event.error,
+                });
+            }
             Event::PaymentAttemptClosed(event) => {
+                if event.reason == paycenter_domain::payment::CloseReason::Superseded {
+                    // Closed in paycenter before its channel heard of it: the reactor closes it
+                    // there, with its own account's parameters.
+                    self.closes_to_confirm
+                        .insert(position, event.trade_no.clone());
+                    self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
+                        status: "pending".to_owned(),
+                        attempts: 0,
+                        last_error: None,
+                    });
+                }
                 let payment = self.payment_mut(&event.trade_no);
                 payment.status = AttemptStatus::Closed;
                 let draft = self.draft(
@@ -612,8 +660,8 @@ impl ReadModel {
         hash_sorted(&mut hasher, "notifications", &self.notifications);
         hasher.update(
             format!(
-                "unscheduled={:?};refunds_to_submit={:?};",
-                self.unscheduled, self.refunds_to_submit
+                "unscheduled={:?};refunds_to_submit={:?};closes_to_confirm={:?};",
+                self.unscheduled, self.refunds_to_submit, self.closes_to_confirm
             )
             .as_bytes(),
         );
