@@ -1,21 +1,16 @@
 //! `paycenter`: the payment center service.
+//!
+//! Every option of `serve` comes from its flag, else its environment variable, else the
+//! `--config` file (TOML), else its default.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand};
 use paycenter_api::server::{serve, ServeOptions};
 
-const USAGE: &str =
-    "usage: paycenter serve [--data-dir DIR] [--listen ADDR] [--store URL] [--public-url URL]
-
-  --data-dir DIR     embedded store directory (default ./data)
-  --listen ADDR      address to listen on (default 127.0.0.1:8080)
-  --store URL        postgres://user:password@host/database for PostgreSQL;
-                     esdb://host:2113?tls=false for EventStoreDB / KurrentDB (builds with
-                     the eventstoredb feature); omitted, the embedded store in --data-dir
-                     (which keeps the master key and snapshots either way)
-  --public-url URL   base URL channels and users reach paycenter at (default http://ADDR)
-
-environment:
+/// The environment `serve` reads besides its options' own variables.
+const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable):
   PAYCENTER_ADMIN_TOKEN                 admin bearer token (at least 16 characters; shorter: exit 2)
   PAYCENTER_MASTER_KEY                  base64 of 32 bytes; else DIR/master.key is created (0600)
   PAYCENTER_MIN_ATTEMPT_INTERVAL_MS     spacing of attempts for one order (default 15000)
@@ -24,6 +19,8 @@ environment:
   PAYCENTER_POSTGRES_SCHEMA             schema of the PostgreSQL store (default paycenter)
   PAYCENTER_EVENTSTOREDB_STREAM         EventStoreDB stream holding the log (default paycenter-log)
   PAYCENTER_ALLOW_PRIVATE_EGRESS        1: webhooks and gateways may be loopback or private addresses
+  PAYCENTER_CA_FILE                     PEM trust roots added to the system's for outbound TLS
+  PAYCENTER_HTTPS_PROXY                 the only proxy outbound calls use (it must enforce egress)
   PAYCENTER_MAX_CONNECTIONS             connections served at once (default 4096)
   PAYCENTER_HEADER_READ_TIMEOUT_MS      time to send request headers (default 10000)
   PAYCENTER_REQUEST_TIMEOUT_MS          time a request may take, body included (default 60000)
@@ -35,50 +32,88 @@ environment:
   PAYCENTER_NODE_ID                     this node's name in leases (default host-pid-random)
   RUST_LOG                              log filter (default info)";
 
-fn parse_args(args: &[String]) -> Result<ServeOptions, String> {
+#[derive(Parser, Debug)]
+#[command(
+    name = "paycenter",
+    version,
+    about = "paycenter: an event-sourced payment center"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the service (embedded store in --data-dir unless --store names a server).
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Embedded store directory; it also keeps the master key file and snapshots [default: ./data]
+    #[arg(long, env = "PAYCENTER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "PAYCENTER_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// postgres://user:password@host/database (sslmode honoured) for PostgreSQL;
+    /// esdb://host:2113?tls=false for EventStoreDB / KurrentDB (eventstoredb feature);
+    /// omitted, the embedded store in --data-dir
+    #[arg(long, env = "PAYCENTER_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// Base URL channels and users reach paycenter at [default: http://ADDR]
+    #[arg(long, env = "PAYCENTER_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// A TOML file with data_dir, listen, store and public_url (flag > environment > file > default)
+    #[arg(long, env = "PAYCENTER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// What a `--config` file may hold.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    store: Option<String>,
+    public_url: Option<String>,
+}
+
+fn read_config(path: &std::path::Path) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("--config {}: {error}", path.display()))?;
+    toml::from_str(&text).map_err(|error| format!("--config {}: {error}", path.display()))
+}
+
+fn options(args: ServeArgs) -> Result<ServeOptions, String> {
     let mut options = ServeOptions::from_env().map_err(|error| error.to_string())?;
-    let Some(command) = args.first() else {
-        return Err(USAGE.to_owned());
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
     };
-    if command == "--help" || command == "-h" || command == "help" {
-        return Err(USAGE.to_owned());
+    if let Some(data_dir) = args.data_dir.or(file.data_dir) {
+        options.data_dir = data_dir;
     }
-    if command != "serve" {
-        return Err(format!("unknown command {command:?}\n\n{USAGE}"));
+    if let Some(listen) = args.listen.or(file.listen) {
+        options.listen = listen;
     }
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let value = rest
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-        match flag.as_str() {
-            "--data-dir" => options.data_dir = PathBuf::from(value),
-            "--listen" => {
-                options.listen = value.parse().map_err(|_| {
-                    format!("--listen {value:?} is not an address like 127.0.0.1:8080")
-                })?
-            }
-            "--store" => options.store_url = Some(value.clone()),
-            "--public-url" => options.public_url = Some(value.trim_end_matches('/').to_owned()),
-            other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
-        }
-    }
+    options.store_url = args.store.or(file.store);
+    options.public_url = args
+        .public_url
+        .or(file.public_url)
+        .map(|url| url.trim_end_matches('/').to_owned());
     Ok(options)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(&args) {
+    let Command::Serve(args) = Cli::parse().command;
+    let options = match options(args) {
         Ok(options) => options,
         Err(message) => {
-            let asked_for_help = args
-                .iter()
-                .any(|arg| arg == "--help" || arg == "-h" || arg == "help");
-            eprintln!("{message}");
-            std::process::exit(if asked_for_help { 0 } else { 2 });
+            eprintln!("paycenter: {message}");
+            std::process::exit(2);
         }
     };
     // Everything paycenter creates (data directory, event log, WAL, snapshots, lock and key

@@ -3702,3 +3702,82 @@ fn switching_accounts_closes_the_abandoned_attempt_at_its_own_channel() {
         "{clearing:?}"
     );
 }
+
+#[test]
+fn options_come_from_flags_then_environment_then_the_config_file() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let version = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("paycenter "));
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let from_file = dir.path().join("from-file");
+    let config = dir.path().join("paycenter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{file_port}\"\n",
+            from_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let listening = |extra_args: &[&str], extra_env: &[(&str, String)]| -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra_args)
+            .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("PAYCENTER_DATA_DIR")
+            .env_remove("PAYCENTER_LISTEN")
+            .envs(extra_env.iter().map(|(key, value)| (*key, value.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        line.trim().to_owned()
+    };
+    assert_eq!(
+        listening(&[], &[]),
+        format!("paycenter listening on http://127.0.0.1:{file_port}")
+    );
+    assert!(
+        from_file.join("events.sqlite3").exists(),
+        "data_dir from the file"
+    );
+    let env = [("PAYCENTER_LISTEN", format!("127.0.0.1:{env_port}"))];
+    assert_eq!(
+        listening(&[], &env),
+        format!("paycenter listening on http://127.0.0.1:{env_port}")
+    );
+    let flag = format!("127.0.0.1:{flag_port}");
+    assert_eq!(
+        listening(&["--listen", &flag], &env),
+        format!("paycenter listening on http://127.0.0.1:{flag_port}")
+    );
+    // A config file with a field paycenter does not know is refused.
+    std::fs::write(&config, "colour = \"red\"\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("colour"));
+}
