@@ -321,7 +321,7 @@ pub fn routes(
         .and(warp::post())
         .and(with_state.clone())
         .and(auth)
-        .and(optional_body.clone())
+        .and(optional_body)
         .then(
             |app_id: String, action: String, state: Arc<AppState>, auth: Option<String>, body| {
                 admin_then(state, auth, "app_action", move |state| {

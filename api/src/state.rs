@@ -261,9 +261,8 @@ impl AppState {
             }),
         )
         .await;
-        if let Err(error) = self.read_model() {
-            return Err(error);
-        }
+        // 503 at once when the read model stopped (the guard itself is not needed).
+        drop(self.read_model()?);
         match reached {
             Ok(Ok(_)) => Ok(()),
             _ => Err(ApiError::read_model_unavailable(format!(

@@ -2755,7 +2755,7 @@ fn randomized_soak_with_kills_keeps_the_ledger_sound() {
     let seed: u64 = std::env::var("PAYCENTER_SOAK_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
-        .unwrap_or_else(|| rand::random());
+        .unwrap_or_else(rand::random);
     eprintln!("soak: seed {seed}, {seconds} s");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let data_dir = tempfile::tempdir().unwrap();

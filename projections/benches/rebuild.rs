@@ -53,6 +53,7 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
         min_attempt_interval_ms: 15_000,
     }));
     run(OrderCommand::RecordSuccess {
+        channel_account_id: ChannelAccountId::from_entropy(1),
         trade_no: trade_no.clone(),
         channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
         amount,
@@ -137,7 +138,11 @@ fn main() {
     // The same balances as folding fully decoded events: the two paths agree.
     let mut full_ledger = Ledger::default();
     let full_decode_rate =
-        fold(&mut |recorded| full_ledger.apply(&Event::decode(recorded).unwrap()));
+        fold(&mut |recorded| {
+            full_ledger
+                .apply(&Event::decode(recorded).unwrap())
+                .unwrap()
+        });
     let sample: Vec<MerchantId> = (0..100).map(MerchantId::from_entropy).collect();
     for merchant_id in &sample {
         assert_eq!(

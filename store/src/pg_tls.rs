@@ -93,13 +93,16 @@ impl PgConnect {
         pairs.push(("sslmode".to_owned(), wire_mode.to_owned()));
         Ok(PgConnect {
             config: join_settings(url, &pairs),
-            tls: tls.map(|config| MakeRustlsConnect::new(config)),
+            tls: tls.map(MakeRustlsConnect::new),
         })
     }
 }
 
+/// `key=value` settings of a connection string.
+type Settings = Vec<(String, String)>;
+
 /// The settings of a connection string, and the URL they came from (for URLs).
-fn split_settings(text: &str) -> Result<(Vec<(String, String)>, Option<url::Url>), StoreError> {
+fn split_settings(text: &str) -> Result<(Settings, Option<url::Url>), StoreError> {
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         let url = url::Url::parse(text)
             .map_err(|error| StoreError::Backend(format!("PostgreSQL URL: {error}")))?;
@@ -308,26 +311,6 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sslmode_is_taken_out_and_translated() {
-        let plain = PgConnect::parse("host=127.0.0.1 user=postgres").unwrap();
-        assert!(plain.tls.is_none());
-        assert_eq!(plain.config, "host=127.0.0.1 user=postgres sslmode=disable");
-        let full = PgConnect::parse(
-            "postgres://u:p@localhost/db?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem",
-        );
-        if let Ok(full) = full {
-            assert!(full.tls.is_some());
-            assert_eq!(full.config, "postgres://u:p@localhost/db?sslmode=require");
-        }
-        assert!(PgConnect::parse("host=x sslmode=sometimes").is_err());
-    }
-}
-
 /// A blocking client (the `postgres` crate) over the connection `connect` describes.
 pub fn connect_blocking(connect: &PgConnect) -> Result<postgres::Client, postgres::Error> {
     match &connect.tls {
@@ -358,5 +341,25 @@ pub async fn connect_async(
             tokio::spawn(async move { on_end(connection.await) });
             Ok(client)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_is_taken_out_and_translated() {
+        let plain = PgConnect::parse("host=127.0.0.1 user=postgres").unwrap();
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.config, "host=127.0.0.1 user=postgres sslmode=disable");
+        let full = PgConnect::parse(
+            "postgres://u:p@localhost/db?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        );
+        if let Ok(full) = full {
+            assert!(full.tls.is_some());
+            assert_eq!(full.config, "postgres://u:p@localhost/db?sslmode=require");
+        }
+        assert!(PgConnect::parse("host=x sslmode=sometimes").is_err());
     }
 }
