@@ -137,12 +137,11 @@ fn main() {
     ledger.check().unwrap();
     // The same balances as folding fully decoded events: the two paths agree.
     let mut full_ledger = Ledger::default();
-    let full_decode_rate =
-        fold(&mut |recorded| {
-            full_ledger
-                .apply(&Event::decode(recorded).unwrap())
-                .unwrap()
-        });
+    let full_decode_rate = fold(&mut |recorded| {
+        full_ledger
+            .apply(&Event::decode(recorded).unwrap())
+            .unwrap()
+    });
     let sample: Vec<MerchantId> = (0..100).map(MerchantId::from_entropy).collect();
     for merchant_id in &sample {
         assert_eq!(
