@@ -30,6 +30,8 @@ const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable)
   PAYCENTER_CHANNEL_TIMEOUT_MS          timeout of each channel call (default 10000)
   PAYCENTER_SWEEP_AFTER_SECONDS         age at which pending payments are queried (default 300)
   PAYCENTER_NODE_ID                     this node's name in leases (default host-pid-random)
+  PAYCENTER_RECONCILE_HOUR              hour of the channel's day when yesterday's bill is reconciled (10)
+  PAYCENTER_RECONCILE_CHECK_SECONDS     seconds between looks for due bills (default 600)
   RUST_LOG                              log filter (default info)";
 
 #[derive(Parser, Debug)]

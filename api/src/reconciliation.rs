@@ -350,6 +350,34 @@ mod tests {
     }
 
     #[test]
+    fn yesterdays_bill_is_due_from_the_hour_of_the_channels_day() {
+        let schedule = DailySchedule {
+            hour: 10,
+            check_seconds: 1,
+        };
+        // 01:30 UTC is 09:30 in Beijing: not yet; 02:00 UTC is 10:00: 30 November's bill.
+        let early = Utc.with_ymd_and_hms(2026, 12, 1, 1, 30, 0).unwrap();
+        let due = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
+        assert_eq!(due_bill_day(Channel::Alipay, early, schedule), None);
+        assert_eq!(
+            due_bill_day(Channel::Wechatpay, due, schedule),
+            NaiveDate::from_ymd_opt(2026, 11, 30)
+        );
+        // 17:00 UTC on 30 November is already 1 December in Beijing: the 30th is due.
+        let late = Utc.with_ymd_and_hms(2026, 11, 30, 17, 0, 0).unwrap();
+        assert_eq!(
+            due_bill_day(Channel::Sandbox, late, schedule),
+            NaiveDate::from_ymd_opt(2026, 11, 29)
+        );
+        assert_eq!(due_bill_day(Channel::Alipay, late, schedule), None);
+        let afternoon = Utc.with_ymd_and_hms(2026, 11, 30, 3, 0, 0).unwrap();
+        assert_eq!(
+            due_bill_day(Channel::Alipay, afternoon, schedule),
+            NaiveDate::from_ymd_opt(2026, 11, 29)
+        );
+    }
+
+    #[test]
     fn uploads_are_told_apart_by_content() {
         let csv = b"trade_no,channel_trade_no,amount,currency,refunded\n\
             202611301730000000000000000001,C1,0,CNY,1.50\n";
@@ -359,5 +387,116 @@ mod tests {
         assert!(parse_bill(b"PK\x03\x04garbage").is_err());
         let error = parse_bill(b"`garbage").unwrap_err();
         assert!(error.message.contains("WeChat Pay"), "{}", error.message);
+    }
+}
+
+/// When the daily reconciliation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailySchedule {
+    /// The hour of the channel's business day from which yesterday's bill is fetched (channels
+    /// publish it in the morning: Alipay after 09:00, WeChat Pay after 10:00, Beijing time).
+    pub hour: u32,
+    /// Seconds between two looks (a bill not published yet is asked for again then).
+    pub check_seconds: u64,
+}
+
+impl Default for DailySchedule {
+    fn default() -> Self {
+        DailySchedule {
+            hour: 10,
+            check_seconds: 600,
+        }
+    }
+}
+
+/// The business day whose bill is due at `now`, if the schedule's hour has come: yesterday in
+/// the channel's time zone.
+pub fn due_bill_day(
+    channel: Channel,
+    now: chrono::DateTime<Utc>,
+    schedule: DailySchedule,
+) -> Option<NaiveDate> {
+    use chrono::Timelike;
+    let local = now.with_timezone(&business_day_offset(channel));
+    if local.hour() < schedule.hour {
+        return None;
+    }
+    local.date_naive().pred_opt()
+}
+
+/// Fetches and reconciles yesterday's bill of every channel account with daily bills, once a
+/// day and account (a lease keeps one node at it), retrying each look until the bill is there.
+/// Each run is a `reconciliation.completed` event with `source: "scheduled"`.
+pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(schedule.check_seconds)).await;
+        if state.follower_health.stopped().is_some() {
+            continue;
+        }
+        let due: Vec<(paycenter_domain::events::ChannelAccountActivated, NaiveDate)> = {
+            let Ok(model) = state.read_model() else {
+                continue;
+            };
+            let now = Utc::now();
+            model
+                .channel_accounts
+                .values()
+                // Stripe publishes no daily bill.
+                .filter(|account| account.channel != Channel::Stripe)
+                .filter_map(|account| {
+                    let day = due_bill_day(account.channel, now, schedule)?;
+                    let done = model.reconciliations.values().any(|done| {
+                        done.channel_account_id == account.channel_account_id
+                            && done.date == day
+                            && done.source == "scheduled"
+                    });
+                    (!done).then(|| (account.clone(), day))
+                })
+                .take(256)
+                .collect()
+        };
+        for (account, day) in due {
+            let lease = format!("reconcile:{}:{day}", account.channel_account_id);
+            let held = tokio::task::block_in_place(|| {
+                state
+                    .store
+                    .try_lease(&lease, &state.config.node_id, 10 * 60 * 1_000)
+            });
+            if !matches!(held, Ok(true)) {
+                continue;
+            }
+            let outcome = async {
+                let adapter = state.channel(account.channel)?;
+                let params = state.channel_params(&account)?;
+                let rows = adapter
+                    .daily_bill(&params, &account.channel_account_id, day)
+                    .await
+                    .map_err(ApiError::channel_unavailable)?;
+                record(
+                    &state,
+                    &account,
+                    day,
+                    "scheduled",
+                    rows.into_iter().map(bill_line).collect(),
+                )
+                .await
+            }
+            .await;
+            match outcome {
+                Ok((_, result)) => tracing::info!(
+                    channel_account_id = %account.channel_account_id,
+                    %day,
+                    matched = %result["matched"],
+                    discrepancies = result["discrepancies"].as_array().map_or(0, Vec::len),
+                    "daily reconciliation recorded"
+                ),
+                Err(error) => tracing::warn!(
+                    channel_account_id = %account.channel_account_id,
+                    %day,
+                    message = %error.message,
+                    "daily reconciliation not possible yet; asked again at the next look"
+                ),
+            }
+        }
     }
 }

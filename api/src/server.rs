@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub app_rate_limit: crate::rate_limit::RateLimit,
     /// Where outbound calls may go (`PAYCENTER_ALLOW_PRIVATE_EGRESS`).
     pub egress: paycenter_gateway::egress::EgressPolicy,
+    /// When yesterday's bills are fetched and reconciled (`PAYCENTER_RECONCILE_HOUR`,
+    /// `PAYCENTER_RECONCILE_CHECK_SECONDS`).
+    pub daily_reconciliation: crate::reconciliation::DailySchedule,
 }
 
 /// A whole number from the environment within `range`, or `default` when unset.
@@ -136,6 +139,10 @@ impl ServeOptions {
                 burst: env_number("PAYCENTER_APP_RATE_LIMIT_BURST", 1..=1_000_000, 400)?,
             },
             egress: paycenter_gateway::egress::EgressPolicy::from_env(),
+            daily_reconciliation: crate::reconciliation::DailySchedule {
+                hour: env_number("PAYCENTER_RECONCILE_HOUR", 0..=23, 10)? as u32,
+                check_seconds: env_number("PAYCENTER_RECONCILE_CHECK_SECONDS", 1..=86_400, 600)?,
+            },
             node_id: match std::env::var("PAYCENTER_NODE_ID") {
                 Ok(node_id) if !node_id.trim().is_empty() => node_id.trim().to_owned(),
                 _ => default_node_id(),
@@ -292,6 +299,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }),
     });
     crate::reactor::spawn(state.clone());
+    tokio::spawn(crate::reconciliation::reconcile_daily(
+        state.clone(),
+        options.daily_reconciliation,
+    ));
     let stop_sql_read_models = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some((url, schema)) = sql_read_models {
         let mut projector = {

@@ -3781,3 +3781,70 @@ fn options_come_from_flags_then_environment_then_the_config_file() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("colour"));
 }
+
+#[test]
+fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data_dir = tempfile::tempdir().unwrap();
+    let receiver = start_receiver();
+    // Hour 0: yesterday's bill is always due; a look every second.
+    let server = start_server_with_env(
+        data_dir.path(),
+        QUICK_RETRIES_MS,
+        StoreChoice::Embedded,
+        &[
+            ("PAYCENTER_RECONCILE_HOUR", "0"),
+            ("PAYCENTER_RECONCILE_CHECK_SECONDS", "1"),
+        ],
+    );
+    let setup = onboard(&server.base, &receiver.url);
+    std::thread::sleep(Duration::from_millis(4_500));
+    drop(server);
+    let Some(replay) = replay_binary() else {
+        eprintln!("skipping: paycenter-replay is not built (run the workspace's tests)");
+        return;
+    };
+    let export = Command::new(replay)
+        .args([
+            "export",
+            "--format",
+            "jsonl",
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let scheduled: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|event| event["event_type"] == "reconciliation.completed")
+        .map(|event| {
+            let payload = &event["payload"];
+            match payload {
+                Value::String(text) => serde_json::from_str(text).unwrap(),
+                other => other.clone(),
+            }
+        })
+        .filter(|payload: &Value| payload["source"] == "scheduled")
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        1,
+        "once per day and account: {scheduled:?}"
+    );
+    assert_eq!(
+        scheduled[0]["channel_account_id"],
+        setup.channel_account_id.as_str()
+    );
+    assert_eq!(scheduled[0]["date"], yesterday.as_str());
+}
