@@ -803,3 +803,94 @@ fn stripe_signatures_agree_with_the_stripe_package_both_ways() {
     assert!(run(&["verify", secret, &ours]).0);
     assert!(!run(&["verify", "whsec_other", &ours]).0);
 }
+
+/// The seeds' own scenario: a user gives up on WeChat Pay and pays with Alipay. The abandoned
+/// WeChat trade is closed at WeChat Pay with its own account's keys (the fake gateway fails the
+/// first two tries: the reactor retries), and when the user pays it after all, that payment
+/// is refunded at WeChat Pay while the Alipay one is kept.
+#[test]
+fn switching_from_wechatpay_to_alipay_closes_and_refunds_at_wechatpay() {
+    let Some(python) = python() else { return };
+    let (_wechat, wechat_keys) = fake(&python, "wechatpay_gateway.py");
+    let (_alipay, alipay_keys) = fake(&python, "alipay_gateway.py");
+    let wechat = format!("https://localhost:{}", wechat_keys["port"]);
+    let alipay = format!("https://localhost:{}", alipay_keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut wechat_params = wechat_keys.clone();
+    wechat_params.as_object_mut().unwrap().remove("port");
+    wechat_params["gateway_url"] = json!(wechat);
+    let shop = Shop::open(&base, "wechatpay", wechat_params);
+    let (status, account) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{}/channel-accounts", shop.merchant_id),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "alipay", "params": {
+            "app_id": alipay_keys["app_id"], "app_private_key": alipay_keys["app_private_key"],
+            "alipay_public_key": alipay_keys["alipay_public_key"], "gateway_url": format!("{alipay}/gateway.do")},
+            "callback_ip_allowlist": ["127.0.0.0/8"]})),
+    );
+    assert_eq!(status, 201, "{account}");
+    let alipay_account = account["channel_account_id"].as_str().unwrap().to_owned();
+    post_json(&format!("{wechat}/__control/fail_closes"), json!({"n": 2}));
+
+    let (status, first) = shop.pay("switch-1", "5.00", "native_qr", json!({}));
+    assert_eq!(status, 201, "{first}");
+    let wechat_trade = first["trade_no"].as_str().unwrap().to_owned();
+    let (status, second) = shop.pay(
+        "switch-1",
+        "5.00",
+        "native_qr",
+        json!({"channel_account_id": alipay_account}),
+    );
+    assert_eq!(status, 201, "{second}");
+    let alipay_trade = second["trade_no"].as_str().unwrap().to_owned();
+    wait_for("the WeChat trade closed at WeChat Pay", || {
+        shop.payment(&wechat_trade)["channel_close"]["status"] == "closed"
+    });
+    let close = &shop.payment(&wechat_trade)["channel_close"];
+    assert_eq!(
+        close["attempts"], 3,
+        "two failures, then the close: {close}"
+    );
+    let trade = post_json(
+        &format!("{wechat}/__control/trade"),
+        json!({"out_trade_no": wechat_trade}),
+    );
+    assert_eq!(trade["state"], "CLOSED");
+    let stats: Value = pki()
+        .client()
+        .get(&format!("{wechat}/__control/stats"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(
+        (stats["failed_closes"].as_u64(), stats["closes"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    // The user pays with Alipay (kept), then pays the WeChat QR after all (refunded there).
+    let paid = post_json(
+        &format!("{alipay}/__control/pay"),
+        json!({"out_trade_no": alipay_trade, "signer": "python"}),
+    );
+    assert_eq!(paid["status"], 200, "{paid}");
+    shop.wait_status(&alipay_trade, "succeeded");
+    let paid = post_json(
+        &format!("{wechat}/__control/pay"),
+        json!({"out_trade_no": wechat_trade}),
+    );
+    assert_eq!(paid["status"], 204, "{paid}");
+    shop.wait_refund_succeeded(&wechat_trade);
+    let late = shop.payment(&wechat_trade);
+    assert_eq!(
+        (
+            late["refunds"][0]["kind"].as_str(),
+            late["refunded_amount"].as_str()
+        ),
+        (Some("automatic"), Some("5.00")),
+        "{late}"
+    );
+    assert_eq!(shop.payment(&alipay_trade)["refunded_amount"], "0.00");
+}

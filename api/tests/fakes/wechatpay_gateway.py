@@ -10,7 +10,8 @@ one JSON line: {"port", "mchid", "appid", "merchant_serial_no", "merchant_privat
 Test controls (not part of WeChat Pay's protocol):
   POST /__control/pay     {"out_trade_no", "tamper": bool} -> the notify and paycenter's answer
   POST /__control/verify  {"message", "signature"} -> whether the merchant key signed message
-  GET  /__control/stats   -> {"verified": n, "rejected": n}
+  GET  /__control/stats   -> {"verified": n, "rejected": n, "closes": n, "failed_closes": n}
+  POST /__control/fail_closes {"n"} -> the next n close calls answer 500 (a gateway hiccup)
 """
 import base64
 import json
@@ -55,7 +56,8 @@ PLATFORM_PRIVATE = load_private_key(platform_private_pem)
 lock = threading.Lock()
 trades = {}
 refunds = {}
-stats = {"verified": 0, "rejected": 0}
+stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0}
+closes_to_fail = [0]
 AUTH = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -179,6 +181,11 @@ class Handler(BaseHTTPRequestHandler):
                 if trade is None:
                     return self.answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
                 if match.group(2):
+                    if closes_to_fail[0] > 0:
+                        closes_to_fail[0] -= 1
+                        stats["failed_closes"] += 1
+                        return self.answer(500, {"code": "SYSTEM_ERROR", "message": "try again"})
+                    stats["closes"] += 1
                     if trade["state"] == "NOTPAY":
                         trade["state"] = "CLOSED"
                     return self.answer(204, None)
@@ -231,6 +238,14 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, stats, signed=False)
+        if url.path == "/__control/fail_closes":
+            with lock:
+                closes_to_fail[0] = int(request["n"])
+            return self.answer(200, {"failing": closes_to_fail[0]}, signed=False)
+        if url.path == "/__control/trade":
+            with lock:
+                trade = trades.get(request["out_trade_no"])
+                return self.answer(200, {"state": trade and trade["state"]}, signed=False)
         if url.path == "/__control/verify":
             ok = verify_message(request["message"], request["signature"])
             return self.answer(200, {"verified": ok}, signed=False)
