@@ -97,6 +97,7 @@ pub async fn create_channel_account(
             ("params", 0),
             ("fee_rate", MAX_TOKEN_CHARS),
             ("callback_ip_allowlist", MAX_TOKEN_CHARS),
+            ("bill_utc_offset", MAX_TOKEN_CHARS),
         ],
     )?;
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
@@ -170,6 +171,17 @@ pub async fn create_channel_account(
             ))
         }
     };
+    let bill_utc_offset_minutes = match optional_str(&object, "bill_utc_offset")? {
+        None => existing
+            .as_ref()
+            .and_then(|account| account.bill_utc_offset_minutes),
+        Some(text) => Some(parse_utc_offset(text).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "bill_utc_offset must be like \"+08:00\", \"-05:00\" or \"Z\", not {text:?}"
+            ))
+            .with_field("bill_utc_offset")
+        })?),
+    };
     let adapter = state.channel(channel)?;
     let mut params = object.get("params").cloned().unwrap_or_else(|| json!({}));
     if !params.is_object() {
@@ -231,6 +243,7 @@ pub async fn create_channel_account(
             .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
         fee_rate,
         callback_ip_allowlist: callback_ip_allowlist.clone(),
+        bill_utc_offset_minutes,
         activated_at: Utc::now(),
     };
     state
@@ -266,6 +279,7 @@ pub async fn create_channel_account(
             "status": "active",
             "fee_rate": fee_rate.to_text(),
             "callback_ip_allowlist": callback_ip_allowlist,
+            "bill_utc_offset": bill_utc_offset_minutes.map(format_utc_offset),
         }),
     ))
 }
@@ -1396,4 +1410,28 @@ pub async fn channel_account_action(
             "status": if enabled { "active" } else { "disabled" },
         }),
     ))
+}
+
+/// `+08:00`, `-05:30` or `Z` as minutes east of UTC (within ±14 h).
+fn parse_utc_offset(text: &str) -> Option<i32> {
+    if text == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match text.split_at_checked(1)? {
+        ("+", rest) => (1, rest),
+        ("-", rest) => (-1, rest),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return None;
+    }
+    let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    let total = hours * 60 + minutes;
+    (minutes < 60 && total <= 14 * 60).then_some(sign * total)
+}
+
+fn format_utc_offset(minutes: i32) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }

@@ -118,6 +118,15 @@ pub fn business_day_offset(channel: Channel) -> FixedOffset {
     }
 }
 
+/// The days a channel account's bills cover: its own offset when it set one
+/// (`bill_utc_offset` at activation), else its channel's.
+pub fn account_offset(account: &paycenter_domain::events::ChannelAccountActivated) -> FixedOffset {
+    account
+        .bill_utc_offset_minutes
+        .and_then(|minutes| FixedOffset::east_opt(minutes * 60))
+        .unwrap_or_else(|| business_day_offset(account.channel))
+}
+
 /// Whether `at` falls on the channel's business day `date`.
 pub fn on_business_day(channel: Channel, at: chrono::DateTime<Utc>, date: NaiveDate) -> bool {
     at.with_timezone(&business_day_offset(channel)).date_naive() == date
@@ -239,7 +248,9 @@ async fn record(
             .values()
             .filter(|payment| payment.channel_account_id == account.channel_account_id)
             .filter_map(|payment| {
-                let on_that_day = |at| on_business_day(payment.channel, at, date);
+                let offset = account_offset(account);
+                let on_that_day =
+                    |at: chrono::DateTime<Utc>| at.with_timezone(&offset).date_naive() == date;
                 let paid_that_day = payment.paid_at.is_some_and(on_that_day);
                 let refunded_that_day = payment
                     .refunds
@@ -358,21 +369,27 @@ mod tests {
         // 01:30 UTC is 09:30 in Beijing: not yet; 02:00 UTC is 10:00: 30 November's bill.
         let early = Utc.with_ymd_and_hms(2026, 12, 1, 1, 30, 0).unwrap();
         let due = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
-        assert_eq!(due_bill_day(Channel::Alipay, early, schedule), None);
         assert_eq!(
-            due_bill_day(Channel::Wechatpay, due, schedule),
+            due_bill_day(business_day_offset(Channel::Alipay), early, schedule),
+            None
+        );
+        assert_eq!(
+            due_bill_day(business_day_offset(Channel::Wechatpay), due, schedule),
             NaiveDate::from_ymd_opt(2026, 11, 30)
         );
         // 17:00 UTC on 30 November is already 1 December in Beijing: the 30th is due.
         let late = Utc.with_ymd_and_hms(2026, 11, 30, 17, 0, 0).unwrap();
         assert_eq!(
-            due_bill_day(Channel::Sandbox, late, schedule),
+            due_bill_day(business_day_offset(Channel::Sandbox), late, schedule),
             NaiveDate::from_ymd_opt(2026, 11, 29)
         );
-        assert_eq!(due_bill_day(Channel::Alipay, late, schedule), None);
+        assert_eq!(
+            due_bill_day(business_day_offset(Channel::Alipay), late, schedule),
+            None
+        );
         let afternoon = Utc.with_ymd_and_hms(2026, 11, 30, 3, 0, 0).unwrap();
         assert_eq!(
-            due_bill_day(Channel::Alipay, afternoon, schedule),
+            due_bill_day(business_day_offset(Channel::Alipay), afternoon, schedule),
             NaiveDate::from_ymd_opt(2026, 11, 29)
         );
     }
@@ -412,12 +429,12 @@ impl Default for DailySchedule {
 /// The business day whose bill is due at `now`, if the schedule's hour has come: yesterday in
 /// the channel's time zone.
 pub fn due_bill_day(
-    channel: Channel,
+    offset: FixedOffset,
     now: chrono::DateTime<Utc>,
     schedule: DailySchedule,
 ) -> Option<NaiveDate> {
     use chrono::Timelike;
-    let local = now.with_timezone(&business_day_offset(channel));
+    let local = now.with_timezone(&offset);
     if local.hour() < schedule.hour {
         return None;
     }
@@ -444,7 +461,7 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
                 // Stripe publishes no daily bill.
                 .filter(|account| account.channel != Channel::Stripe)
                 .filter_map(|account| {
-                    let day = due_bill_day(account.channel, now, schedule)?;
+                    let day = due_bill_day(account_offset(account), now, schedule)?;
                     let done = model.reconciliations.values().any(|done| {
                         done.channel_account_id == account.channel_account_id
                             && done.date == day

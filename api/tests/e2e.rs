@@ -1093,6 +1093,13 @@ fn bad_input_answers_4xx_with_a_code_and_records_nothing() {
             "invalid_channel_params",
         ),
         (
+            "bill_utc_offset not an offset",
+            accounts.as_str(),
+            json!({"channel": "sandbox", "params": {}, "bill_utc_offset": "8"}),
+            400,
+            "invalid_request",
+        ),
+        (
             "unknown channel param",
             accounts.as_str(),
             json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET, "colour": "red"}}),
@@ -3847,4 +3854,66 @@ fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
         setup.channel_account_id.as_str()
     );
     assert_eq!(scheduled[0]["date"], yesterday.as_str());
+}
+
+#[test]
+fn a_channel_account_may_name_the_day_its_bills_cover() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    let (status, account) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{}/channel-accounts", setup.merchant_id),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel": "sandbox", "params": {"signing_secret": SANDBOX_SECRET}, "bill_utc_offset": "+14:00"}),
+        ),
+    );
+    assert_eq!(status, 201, "{account}");
+    assert_eq!(account["bill_utc_offset"], "+14:00");
+    let account_id = account["channel_account_id"].as_str().unwrap().to_owned();
+    let mut body = payment_body(&setup, "TZ-1", "3.00");
+    body["channel_account_id"] = json!(account_id);
+    let (_, created) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &setup.api_key,
+        Some(body),
+    );
+    let trade_no = created["trade_no"].as_str().unwrap().to_owned();
+    let paid = pay_in_sandbox(&base, &setup.api_key, &trade_no);
+    let channel_trade_no = paid["channel_trade_no"].as_str().unwrap();
+    // The account's day is UTC+14: the payment is on that day's bill, whatever UTC says.
+    let local_day = (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
+    let reconcile = |day: chrono::NaiveDate, bill: String| -> Value {
+        ureq::post(&format!(
+            "{base}/v1/reconciliations/upload?channel_account_id={account_id}&date={day}"
+        ))
+        .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .send_string(&bill)
+        .unwrap()
+        .into_json()
+        .unwrap()
+    };
+    let header = "trade_no,channel_trade_no,amount,currency\n";
+    let on_its_day = reconcile(
+        local_day,
+        format!("{header}{trade_no},{channel_trade_no},3.00,CNY\n"),
+    );
+    assert_eq!(
+        (
+            on_its_day["matched"].as_u64(),
+            on_its_day["discrepancies"].clone()
+        ),
+        (Some(1), json!([])),
+        "{on_its_day}"
+    );
+    // The day before, nothing was paid: an empty bill agrees.
+    let before = reconcile(local_day.pred_opt().unwrap(), header.to_owned());
+    assert_eq!(before["discrepancies"], json!([]), "{before}");
 }

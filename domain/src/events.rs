@@ -38,6 +38,10 @@ pub struct ChannelAccountActivated {
     pub fee_rate: Rate,
     /// Addresses allowed to post callbacks; empty means any.
     pub callback_ip_allowlist: Vec<String>,
+    /// The offset from UTC, in minutes, of the days this account's bills cover, when it is not
+    /// its channel's (Beijing time for Alipay and WeChat Pay, UTC for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill_utc_offset_minutes: Option<i32>,
     pub activated_at: DateTime<Utc>,
 }
 
