@@ -6,7 +6,9 @@
 //! Run: `cargo bench -p paycenter-api --bench http_load`. Optional env:
 //! `PAYCENTER_LOAD_SECONDS` (default 10), `PAYCENTER_LOAD_CONNECTIONS` (default 64),
 //! `PAYCENTER_LOAD_POSTGRES_URL` (a `postgres://` URL: two nodes on that database, in a fresh
-//! schema, with the connections spread over both).
+//! schema, with the connections spread over both), `PAYCENTER_LOAD_IDLE_CONNECTIONS` (default
+//! 0: connections opened before the load and held through it without a request, half of them
+//! stopped in the middle of their headers, as a slow or hostile client holds them).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -184,6 +186,17 @@ fn main() {
         (merchant_id, account["channel_account_id"].as_str().unwrap().to_owned(), api_key)
     });
 
+    let n_idle = env_number("PAYCENTER_LOAD_IDLE_CONNECTIONS", 0) as usize;
+    let idle: Vec<std::net::TcpStream> = (0..n_idle)
+        .map(|idle_idx| {
+            let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+            if idle_idx % 2 == 0 {
+                std::io::Write::write_all(&mut stream, b"POST /v1/payments HTTP/1.1\r\nhost: x\r\n").unwrap();
+            }
+            stream
+        })
+        .collect();
+
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let tasks: Vec<_> = (0..n_connections)
@@ -224,6 +237,7 @@ fn main() {
         results
     });
     let elapsed = started.elapsed().as_secs_f64();
+    drop(idle);
     let mut latencies_us: Vec<u64> = results
         .iter()
         .flat_map(|result| result.latencies_us.iter().copied())
@@ -275,7 +289,7 @@ fn main() {
     } else {
         "one node, embedded store"
     };
-    println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {store_label}, client and servers on this machine)");
+    println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {n_idle} idle connections held, {store_label}, client and servers on this machine)");
     println!();
     println!("| payments created (201) | errors | payments/s | p50 | p99 | max | missing after SIGKILL + restart |");
     println!("|---|---|---|---|---|---|---|");
