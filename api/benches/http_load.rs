@@ -189,9 +189,14 @@ fn main() {
     let n_idle = env_number("PAYCENTER_LOAD_IDLE_CONNECTIONS", 0) as usize;
     let idle: Vec<std::net::TcpStream> = (0..n_idle)
         .map(|idle_idx| {
-            let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+            let mut stream =
+                std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
             if idle_idx % 2 == 0 {
-                std::io::Write::write_all(&mut stream, b"POST /v1/payments HTTP/1.1\r\nhost: x\r\n").unwrap();
+                std::io::Write::write_all(
+                    &mut stream,
+                    b"POST /v1/payments HTTP/1.1\r\nhost: x\r\n",
+                )
+                .unwrap();
             }
             stream
         })
