@@ -281,11 +281,23 @@ fn wait_for(what: &str, done: impl FnMut() -> bool) {
     )
 }
 
-/// Waits until no webhook is pending, so nothing appends in the background: "recorded
-/// nothing" checks compare log positions and must not see a delivery attempt land meanwhile.
+/// Waits until no webhook is pending and the log has stopped growing for a moment, so nothing
+/// appends in the background: "recorded nothing" checks compare log positions and must not see
+/// a delivery attempt (or a notification scheduled just after an outcome) land meanwhile.
 fn wait_until_quiet(base: &str, api_key: &str) {
-    wait_for("no pending notification", || {
-        call(
+    let position = || {
+        call("GET", &format!("{base}/healthz"), "", None).1["read_model_position"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut last = (position(), Instant::now());
+    wait_for("no pending notification and a still log", || {
+        let now = position();
+        if now != last.0 {
+            last = (now, Instant::now());
+            return false;
+        }
+        let none_pending = call(
             "GET",
             &format!("{base}/v1/notifications?status=pending"),
             api_key,
@@ -293,7 +305,8 @@ fn wait_until_quiet(base: &str, api_key: &str) {
         )
         .1["notifications"]
             .as_array()
-            .is_some_and(|items| items.is_empty())
+            .is_some_and(|items| items.is_empty());
+        none_pending && last.1.elapsed() >= Duration::from_millis(500)
     });
 }
 
