@@ -443,7 +443,8 @@ pub fn due_bill_day(
 
 /// Fetches and reconciles yesterday's bill of every channel account with daily bills, once a
 /// day and account (a lease keeps one node at it), retrying each look until the bill is there.
-/// Each run is a `reconciliation.completed` event with `source: "scheduled"`.
+/// Each run is an event: `reconciliation.completed` with `source: "scheduled"`, or
+/// `reconciliation.fetch_failed` with the reason.
 pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(schedule.check_seconds)).await;
@@ -507,12 +508,37 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
                     discrepancies = result["discrepancies"].as_array().map_or(0, Vec::len),
                     "daily reconciliation recorded"
                 ),
-                Err(error) => tracing::warn!(
-                    channel_account_id = %account.channel_account_id,
-                    %day,
-                    message = %error.message,
-                    "daily reconciliation not possible yet; asked again at the next look"
-                ),
+                Err(error) => {
+                    tracing::warn!(
+                        channel_account_id = %account.channel_account_id,
+                        %day,
+                        message = %error.message,
+                        "daily reconciliation not possible yet; asked again at the next look"
+                    );
+                    // Every run is a fact, the failed ones too.
+                    let failed = Event::ReconciliationFetchFailed(
+                        paycenter_domain::events::ReconciliationFetchFailed {
+                            channel_account_id: account.channel_account_id.clone(),
+                            date: day,
+                            reason: error.message.chars().take(512).collect(),
+                            attempted_at: Utc::now(),
+                        },
+                    );
+                    let stream_id =
+                        format!("reconciliation-looks-{}-{day}", account.channel_account_id);
+                    let command_id = format!("{stream_id}-{}", Utc::now().timestamp_micros());
+                    if let Err(error) = state
+                        .store
+                        .append_async(
+                            &stream_id,
+                            ExpectedRevision::Any,
+                            Event::to_new_events(&[failed], &command_id, None),
+                        )
+                        .await
+                    {
+                        tracing::warn!(%error, "recording a failed daily reconciliation failed");
+                    }
+                }
             }
         }
     }

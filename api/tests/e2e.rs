@@ -3820,6 +3820,42 @@ fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
         ],
     );
     let setup = onboard(&server.base, &receiver.url);
+    // An Alipay account whose gateway does not answer: its looks fail, each one recorded.
+    let key_dir = tempfile::tempdir().unwrap();
+    let private_key = key_dir.path().join("app.pem");
+    let generated = Command::new("openssl")
+        .args(["genrsa", "-out", private_key.to_str().unwrap(), "2048"])
+        .stderr(Stdio::null())
+        .status();
+    let alipay_account = match generated {
+        Ok(status) if status.success() => {
+            let public_key = Command::new("openssl")
+                .args(["rsa", "-in", private_key.to_str().unwrap(), "-pubout"])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap()
+                .stdout;
+            let (status, account) = call(
+                "POST",
+                &format!(
+                    "{}/v1/merchants/{}/channel-accounts",
+                    server.base, setup.merchant_id
+                ),
+                ADMIN_TOKEN,
+                Some(json!({"channel": "alipay", "params": {
+                    "app_id": "2021000000000000",
+                    "app_private_key": std::fs::read_to_string(&private_key).unwrap(),
+                    "alipay_public_key": String::from_utf8(public_key).unwrap(),
+                    "gateway_url": "http://127.0.0.1:9/gateway.do"}})),
+            );
+            assert_eq!(status, 201, "{account}");
+            Some(account["channel_account_id"].as_str().unwrap().to_owned())
+        }
+        _ => {
+            eprintln!("no openssl here: the failing-look half of this test is skipped");
+            None
+        }
+    };
     std::thread::sleep(Duration::from_millis(4_500));
     drop(server);
     let Some(replay) = replay_binary() else {
@@ -3867,6 +3903,24 @@ fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
         setup.channel_account_id.as_str()
     );
     assert_eq!(scheduled[0]["date"], yesterday.as_str());
+    if let Some(alipay_account) = alipay_account {
+        let failed: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|event| event["event_type"] == "reconciliation.fetch_failed")
+            .map(|event| match &event["payload"] {
+                Value::String(text) => serde_json::from_str(text).unwrap(),
+                other => other.clone(),
+            })
+            .collect();
+        assert!(failed.len() >= 2, "a failed look each second: {failed:?}");
+        assert!(failed
+            .iter()
+            .all(|look| look["channel_account_id"] == alipay_account.as_str()));
+        assert!(failed[0]["reason"]
+            .as_str()
+            .is_some_and(|reason| !reason.is_empty()));
+    }
 }
 
 #[test]

@@ -322,6 +322,16 @@ pub struct ReconciliationCompleted {
     pub completed_at: DateTime<Utc>,
 }
 
+/// A scheduled reconciliation could not run (the bill is not published yet, the channel did
+/// not answer); it is tried again at the next look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationFetchFailed {
+    pub channel_account_id: ChannelAccountId,
+    pub date: chrono::NaiveDate,
+    pub reason: String,
+    pub attempted_at: DateTime<Utc>,
+}
+
 /// Declares [`Event`] from one list of `Variant => "type.name"` pairs, and from the same list
 /// the three places that must agree on it: `event_type`, `payload_json` and `decode`. Each
 /// variant holds the struct of the same name, whose fields are the payload.
@@ -392,6 +402,7 @@ events! {
     NotificationRedeliveryRequested => "notification.redelivery_requested",
     IdempotencyKeyRecorded => "idempotency_key.recorded",
     ReconciliationCompleted => "reconciliation.completed",
+    ReconciliationFetchFailed => "reconciliation.fetch_failed",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

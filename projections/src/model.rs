@@ -427,7 +427,10 @@ impl ReadModel {
                 self.unscheduled.insert(position, draft);
             }
             // Idempotency records are read from their own stream when a key is reused.
-            Event::DuplicatePaymentDetected(_) | Event::IdempotencyKeyRecorded(_) => {}
+            // Failed looks of the daily reconciliation are kept in the log for audits only.
+            Event::DuplicatePaymentDetected(_)
+            | Event::IdempotencyKeyRecorded(_)
+            | Event::ReconciliationFetchFailed(_) => {}
             Event::ReconciliationCompleted(completed) => {
                 self.reconciliations
                     .insert(completed.reconciliation_id.clone(), completed);
