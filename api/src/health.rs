@@ -18,10 +18,7 @@ pub struct ProjectionHealth {
 
 /// The read model and the balances projection inside it.
 pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
-    let model = state
-        .model
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let model = state.model_lock();
     let read_model_stopped = state.follower_health.stopped();
     let ledger_position = match &model.ledger_stopped {
         Some(stopped) => stopped.position.saturating_sub(1),
@@ -88,6 +85,6 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
     };
     (
         code,
-        json!({ "status": status, "components": components, "read_model_position": state.model.read().unwrap_or_else(|poisoned| poisoned.into_inner()).position }),
+        json!({ "status": status, "components": components, "read_model_position": state.model_lock().position }),
     )
 }

@@ -60,6 +60,78 @@ fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
     }
 }
 
+/// While the read model is stopped it says nothing current: a loop idles (one look a second)
+/// until an operator acts (`/healthz` says where and why). True when it idled.
+async fn idle_while_model_stopped(state: &AppState) -> bool {
+    if state.follower_health.stopped().is_none() {
+        return false;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    true
+}
+
+/// Items a channel refused, each with its failures so far and the instant before which it is
+/// not tried again: doubling waits keep a channel that is down from being hammered.
+struct Backoff<K> {
+    entries: HashMap<K, (u32, std::time::Instant)>,
+    max_delay_ms: u64,
+}
+
+impl<K: Eq + std::hash::Hash> Backoff<K> {
+    fn new(max_delay_ms: u64) -> Backoff<K> {
+        Backoff {
+            entries: HashMap::new(),
+            max_delay_ms,
+        }
+    }
+
+    /// Whether `key` may be tried at `now`.
+    fn is_due(&self, key: &K, now: std::time::Instant) -> bool {
+        self.entries
+            .get(key)
+            .is_none_or(|(_, not_before)| *not_before <= now)
+    }
+
+    /// Counts a failure of `key`; answers the wait before its next try.
+    fn fail(&mut self, key: K) -> u64 {
+        let failures = self.entries.get(&key).map_or(0, |(failures, _)| *failures) + 1;
+        let delay_ms = (POLL_INTERVAL_MS << failures.min(16)).min(self.max_delay_ms);
+        self.entries.insert(
+            key,
+            (
+                failures,
+                std::time::Instant::now() + Duration::from_millis(delay_ms),
+            ),
+        );
+        delay_ms
+    }
+
+    /// Leaves `key` alone for `delay_ms` without counting a failure.
+    fn defer(&mut self, key: K, delay_ms: u64) {
+        let failures = self.entries.get(&key).map_or(0, |(failures, _)| *failures);
+        self.entries.insert(
+            key,
+            (
+                failures,
+                std::time::Instant::now() + Duration::from_millis(delay_ms),
+            ),
+        );
+    }
+
+    fn forget(&mut self, key: &K) {
+        self.entries.remove(key);
+    }
+
+    /// Keeps the bookkeeping of the keys still waiting only.
+    fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.entries.retain(|key, _| keep(key));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Starts the loops on the current runtime.
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(schedule_notifications(state.clone()));
@@ -71,15 +143,11 @@ pub fn spawn(state: Arc<AppState>) {
 
 async fn schedule_notifications(state: Arc<AppState>) {
     loop {
-        // A stopped read model says nothing current: idle until an operator acts (/healthz).
-        if state.follower_health.stopped().is_some() {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        if idle_while_model_stopped(&state).await {
             continue;
         }
         let drafts: Vec<_> = state
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .model_lock()
             .unscheduled
             .values()
             .take(MAX_ITEMS_PER_ROUND)
@@ -87,10 +155,7 @@ async fn schedule_notifications(state: Arc<AppState>) {
             .collect();
         for draft in drafts {
             let data = {
-                let model = state
-                    .model
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let model = state.model_lock();
                 let Some(payment) = model.payments.get(&draft.trade_no) else {
                     continue;
                 };
@@ -149,37 +214,25 @@ const MAX_REFUND_RETRY_DELAY_MS: u64 = 60_000;
 
 async fn submit_refunds(state: Arc<AppState>) {
     let mut submitted: HashSet<RefundId> = HashSet::new();
-    // Refunds the channel refused: (failures so far, not before). Doubling waits keep a
-    // channel that is down (or a sandbox restarted without its trades) from being hammered.
-    let mut backoff: HashMap<RefundId, (u32, std::time::Instant)> = HashMap::new();
+    // Refunds the channel refused (or a sandbox restarted without its trades).
+    let mut backoff: Backoff<RefundId> = Backoff::new(MAX_REFUND_RETRY_DELAY_MS);
     loop {
-        // A stopped read model says nothing current: idle until an operator acts (/healthz).
-        if state.follower_health.stopped().is_some() {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        if idle_while_model_stopped(&state).await {
             continue;
         }
         let now = std::time::Instant::now();
         let pending: Vec<RefundId> = state
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .model_lock()
             .refunds_to_submit
             .values()
             .filter(|refund_id| !submitted.contains(*refund_id))
-            .filter(|refund_id| {
-                backoff
-                    .get(*refund_id)
-                    .is_none_or(|(_, not_before)| *not_before <= now)
-            })
+            .filter(|refund_id| backoff.is_due(refund_id, now))
             .take(MAX_ITEMS_PER_ROUND)
             .cloned()
             .collect();
         for refund_id in pending {
             let found = {
-                let model = state
-                    .model
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let model = state.model_lock();
                 model
                     .refund_trade_nos
                     .get(&refund_id)
@@ -203,14 +256,7 @@ async fn submit_refunds(state: Arc<AppState>) {
             };
             if !take_lease(&state, &format!("refund:{refund_id}"), REFUND_LEASE_MS) {
                 // Another node is submitting it; look again once its lease could have ended.
-                let failures = backoff.get(&refund_id).map_or(0, |(failures, _)| *failures);
-                backoff.insert(
-                    refund_id,
-                    (
-                        failures,
-                        std::time::Instant::now() + Duration::from_millis(REFUND_LEASE_MS),
-                    ),
-                );
+                backoff.defer(refund_id, REFUND_LEASE_MS);
                 continue;
             }
             let order = target.channel_order(&state, &payment);
@@ -231,35 +277,24 @@ async fn submit_refunds(state: Arc<AppState>) {
                             continue;
                         }
                     }
-                    backoff.remove(&refund_id);
+                    backoff.forget(&refund_id);
                     submitted.insert(refund_id);
                 }
                 Err(error) => {
-                    let failures = backoff.get(&refund_id).map_or(0, |(failures, _)| *failures) + 1;
-                    let delay_ms =
-                        (POLL_INTERVAL_MS << failures.min(16)).min(MAX_REFUND_RETRY_DELAY_MS);
+                    let delay_ms = backoff.fail(refund_id.clone());
                     tracing::warn!(%error, %refund_id, retry_in_ms = delay_ms, "refund submission failed; will retry");
-                    backoff.insert(
-                        refund_id,
-                        (
-                            failures,
-                            std::time::Instant::now() + Duration::from_millis(delay_ms),
-                        ),
-                    );
                 }
             }
         }
         // Settled refunds leave `refunds_to_submit`; forget their bookkeeping too.
         if !submitted.is_empty() || !backoff.is_empty() {
             let still_pending: HashSet<RefundId> = state
-                .model
-                .read()
-                .expect("model lock")
+                .model_lock()
                 .refunds_to_submit
                 .values()
                 .cloned()
                 .collect();
-            backoff.retain(|refund_id, _| still_pending.contains(refund_id));
+            backoff.retain(|refund_id| still_pending.contains(refund_id));
             submitted.retain(|refund_id| still_pending.contains(refund_id));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
@@ -288,9 +323,7 @@ async fn sweep(state: Arc<AppState>) {
             .is_some_and(|at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds))
     };
     loop {
-        // A stopped read model says nothing current: idle until an operator acts (/healthz).
-        if state.follower_health.stopped().is_some() {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        if idle_while_model_stopped(&state).await {
             continue;
         }
         tokio::time::sleep(Duration::from_millis(round_ms)).await;
@@ -298,10 +331,7 @@ async fn sweep(state: Arc<AppState>) {
             .retain(|_, at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds));
         let now = Utc::now();
         let items: Vec<SweepItem> = {
-            let model = state
-                .model
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let model = state.model_lock();
             let mut items = Vec::new();
             for payment in model.payments.values() {
                 if items.len() >= MAX_SWEEP_QUERIES_PER_ROUND {
@@ -481,15 +511,11 @@ async fn dispatch_webhooks(state: Arc<AppState>) {
     let permits = Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT));
     let in_flight: Arc<std::sync::Mutex<HashSet<NotificationId>>> = Arc::default();
     loop {
-        // A stopped read model says nothing current: idle until an operator acts (/healthz).
-        if state.follower_health.stopped().is_some() {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        if idle_while_model_stopped(&state).await {
             continue;
         }
         let due: Vec<Notification> = state
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .model_lock()
             .due_notifications(Utc::now(), MAX_ITEMS_PER_ROUND)
             .into_iter()
             .map(|(notification, _)| notification.clone())
@@ -541,10 +567,7 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
         return false;
     }
     let (app, previous_secret) = {
-        let model = state
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let model = state.model_lock();
         let previous_secret = model
             .previous_webhook_secrets
             .get(&scheduled.app_id)
@@ -646,27 +669,19 @@ const MAX_CLOSE_RETRY_DELAY_MS: u64 = 300_000;
 /// payment it is (the domain refunds it as a duplicate at that attempt's own channel).
 async fn close_abandoned(state: Arc<AppState>) {
     use paycenter_domain::events::ChannelCloseOutcome;
-    let mut backoff: HashMap<paycenter_domain::ids::TradeNo, (u32, std::time::Instant)> =
-        HashMap::new();
+    let mut backoff: Backoff<paycenter_domain::ids::TradeNo> =
+        Backoff::new(MAX_CLOSE_RETRY_DELAY_MS);
     loop {
-        if state.follower_health.stopped().is_some() {
-            tokio::time::sleep(Duration::from_millis(1_000)).await;
+        if idle_while_model_stopped(&state).await {
             continue;
         }
         let now = std::time::Instant::now();
         let due: Vec<paycenter_projections::model::PaymentView> = {
-            let model = state
-                .model
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let model = state.model_lock();
             model
                 .closes_to_confirm
                 .values()
-                .filter(|trade_no| {
-                    backoff
-                        .get(*trade_no)
-                        .is_none_or(|(_, not_before)| *not_before <= now)
-                })
+                .filter(|trade_no| backoff.is_due(trade_no, now))
                 .take(MAX_ITEMS_PER_ROUND)
                 .filter_map(|trade_no| model.payments.get(trade_no).cloned())
                 .collect()
@@ -681,18 +696,10 @@ async fn close_abandoned(state: Arc<AppState>) {
             }
             let (outcome, error) = close_at_channel(&state, &payment).await;
             if outcome == ChannelCloseOutcome::Failed {
-                let failures = backoff.get(&payment.trade_no).map_or(0, |(n, _)| *n) + 1;
-                let delay_ms = (POLL_INTERVAL_MS << failures.min(16)).min(MAX_CLOSE_RETRY_DELAY_MS);
+                let delay_ms = backoff.fail(payment.trade_no.clone());
                 tracing::warn!(trade_no = %payment.trade_no, error = error.as_deref().unwrap_or(""), retry_in_ms = delay_ms, "closing an abandoned attempt at its channel failed");
-                backoff.insert(
-                    payment.trade_no.clone(),
-                    (
-                        failures,
-                        std::time::Instant::now() + Duration::from_millis(delay_ms),
-                    ),
-                );
             } else {
-                backoff.remove(&payment.trade_no);
+                backoff.forget(&payment.trade_no);
             }
             let trade_no = payment.trade_no.clone();
             let result = state
@@ -713,6 +720,16 @@ async fn close_abandoned(state: Arc<AppState>) {
             if let Err(error) = result {
                 tracing::warn!(code = error.code, message = %error.message, %trade_no, "recording a channel close failed");
             }
+        }
+        // Closes settled (here or by another node) leave `closes_to_confirm`; so do their waits.
+        if !backoff.is_empty() {
+            let still_open: HashSet<paycenter_domain::ids::TradeNo> = state
+                .model_lock()
+                .closes_to_confirm
+                .values()
+                .cloned()
+                .collect();
+            backoff.retain(|trade_no| still_open.contains(trade_no));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }

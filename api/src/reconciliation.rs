@@ -456,6 +456,13 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
                 continue;
             };
             let now = Utc::now();
+            // One pass over the results, not one per account.
+            let done: std::collections::HashSet<(&ChannelAccountId, NaiveDate)> = model
+                .reconciliations
+                .values()
+                .filter(|done| done.source == "scheduled")
+                .map(|done| (&done.channel_account_id, done.date))
+                .collect();
             model
                 .channel_accounts
                 .values()
@@ -463,12 +470,8 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
                 .filter(|account| account.channel != Channel::Stripe)
                 .filter_map(|account| {
                     let day = due_bill_day(account_offset(account), now, schedule)?;
-                    let done = model.reconciliations.values().any(|done| {
-                        done.channel_account_id == account.channel_account_id
-                            && done.date == day
-                            && done.source == "scheduled"
-                    });
-                    (!done).then(|| (account.clone(), day))
+                    (!done.contains(&(&account.channel_account_id, day)))
+                        .then(|| (account.clone(), day))
                 })
                 .take(256)
                 .collect()

@@ -545,7 +545,7 @@ pub fn routes(
         .and(with_state.clone())
         .map(|state: Arc<AppState>| {
             let (counts, n_anomalies) = {
-                let model = state.model.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let model = state.model_lock();
                 let mut counts: HashMap<&'static str, u64> = HashMap::new();
                 let mut n_anomalies: HashMap<&'static str, u64> = HashMap::new();
                 for payment in model.payments.values() {

@@ -150,11 +150,17 @@ impl AppState {
                 stopped.position, stopped.event_type
             )));
         }
-        // The follower never panics while holding the lock (it catches the fold's panics).
-        Ok(self
-            .model
+        Ok(self.model_lock())
+    }
+
+    /// The read model as it stands, stopped or not: for health reports and the reactors, which
+    /// check `follower_health` themselves. The follower never panics while holding the lock (it
+    /// catches the fold's panics), so a poisoned lock would only come from a bug elsewhere and
+    /// the model is still read.
+    pub fn model_lock(&self) -> RwLockReadGuard<'_, ReadModel> {
+        self.model
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A channel account's latest activation, from the read model.

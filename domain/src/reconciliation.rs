@@ -189,6 +189,14 @@ mod tests {
         }
     }
 
+    /// Each discrepancy's trade and kind, in order.
+    fn kinds(discrepancies: &[Discrepancy]) -> Vec<(TradeNo, DiscrepancyKind)> {
+        discrepancies
+            .iter()
+            .map(|d| (d.trade_no.clone(), d.kind))
+            .collect()
+    }
+
     fn refunded(line: RecordLine, minor: i64) -> RecordLine {
         RecordLine {
             refunded_that_day: Money::from_minor(minor, Currency::CNY),
@@ -233,10 +241,7 @@ mod tests {
             billed_refund(5, 0, 5),
         ];
         let (n_matched, discrepancies) = reconcile(&record, &bill);
-        let kinds: Vec<(TradeNo, DiscrepancyKind)> = discrepancies
-            .iter()
-            .map(|d| (d.trade_no.clone(), d.kind))
-            .collect();
+        let kinds = kinds(&discrepancies);
         assert_eq!(
             kinds,
             vec![
@@ -266,10 +271,7 @@ mod tests {
         ];
         let (n_matched, discrepancies) = reconcile(&record, &bill);
         assert_eq!(n_matched, 1);
-        let kinds: Vec<(TradeNo, DiscrepancyKind)> = discrepancies
-            .iter()
-            .map(|d| (d.trade_no.clone(), d.kind))
-            .collect();
+        let kinds = kinds(&discrepancies);
         assert_eq!(
             kinds,
             vec![

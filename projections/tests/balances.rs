@@ -9,6 +9,9 @@ use paycenter_domain::payment::*;
 use paycenter_domain::{Currency, Money, Rate};
 use paycenter_projections::balances::Ledger;
 use proptest::prelude::*;
+use support::recorded;
+
+mod support;
 
 #[derive(Debug, Clone)]
 struct PaymentPlan {
@@ -173,21 +176,7 @@ proptest! {
             for event in &events {
                 ledger.apply(event).unwrap();
                 position += 1;
-                let new_event = Event::to_new_events(std::slice::from_ref(event), &format!("e{position}"), None).remove(0);
-                let recorded = paycenter_domain::envelope::RecordedEvent {
-                    global_position: position,
-                    stream_id: "s".into(),
-                    stream_revision: 0,
-                    event_id: new_event.event_id,
-                    event_type: new_event.event_type,
-                    schema_version: new_event.schema_version,
-                    recorded_at: Utc::now(),
-                    correlation_id: None,
-                    causation_id: None,
-                    payload: new_event.payload,
-                    prev_hash: [0; 32],
-                    hash: [0; 32],
-                };
+                let recorded = recorded(event, position);
                 rebuilt.apply_recorded(&recorded).unwrap();
                 match event {
                     Event::PaymentSucceeded(succeeded) => paid_minor += succeeded.amount.amount_minor(),

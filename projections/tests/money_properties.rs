@@ -7,7 +7,6 @@
 //! shares stripped (as refunds recorded before shares existed), to the same balances.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use paycenter_domain::envelope::RecordedEvent;
 use paycenter_domain::events::Event;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::*;
@@ -15,6 +14,9 @@ use paycenter_domain::shares::Parts;
 use paycenter_domain::{Currency, Money, Rate};
 use paycenter_projections::balances::Ledger;
 use proptest::prelude::*;
+use support::recorded;
+
+mod support;
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -296,25 +298,6 @@ fn run_plan(order_idx: usize, plan: &Plan) -> Run {
         }
     }
     run
-}
-
-fn recorded(event: &Event, position: u64) -> RecordedEvent {
-    let new_event =
-        Event::to_new_events(std::slice::from_ref(event), &format!("e{position}"), None).remove(0);
-    RecordedEvent {
-        global_position: position,
-        stream_id: "s".into(),
-        stream_revision: 0,
-        event_id: new_event.event_id,
-        event_type: new_event.event_type,
-        schema_version: new_event.schema_version,
-        recorded_at: Utc::now(),
-        correlation_id: None,
-        causation_id: None,
-        payload: new_event.payload,
-        prev_hash: [0; 32],
-        hash: [0; 32],
-    }
 }
 
 /// The same event as a refund recorded before shares were.

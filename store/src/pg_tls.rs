@@ -197,9 +197,7 @@ fn client_config(verify: Verify) -> Result<rustls::ClientConfig, StoreError> {
         Verify::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(EncryptOnly {
-                schemes: provider()
-                    .signature_verification_algorithms
-                    .supported_schemes(),
+                algorithms: provider().signature_verification_algorithms,
             }))
             .with_no_client_auth(),
     };
@@ -210,7 +208,8 @@ fn client_config(verify: Verify) -> Result<rustls::ClientConfig, StoreError> {
 /// against eavesdropping, not against a man in the middle).
 #[derive(Debug)]
 struct EncryptOnly {
-    schemes: Vec<SignatureScheme>,
+    /// The provider's signature algorithms: the handshake's own signatures are still checked.
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for EncryptOnly {
@@ -231,12 +230,7 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -245,16 +239,11 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
+        self.algorithms.supported_schemes()
     }
 }
 
