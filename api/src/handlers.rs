@@ -950,6 +950,7 @@ pub async fn channel_callback(
     let Ok(params) = state.channel_params(&account) else {
         return refuse(&state, "channel account unusable");
     };
+    adapter.prepare_callback(&params, &request).await;
     let notice = match adapter.verify_callback(&params, &request) {
         Ok(notice) => notice,
         Err(error) => {

@@ -65,6 +65,11 @@ fn pki() -> &'static support::TestPki {
 
 /// A fake gateway, over HTTPS, as real gateways are.
 fn fake(python: &PathBuf, script: &str) -> (Process, Value) {
+    fake_with(python, script, &[])
+}
+
+/// A fake gateway with extra environment (its test switches).
+fn fake_with(python: &PathBuf, script: &str, env: &[(&str, &str)]) -> (Process, Value) {
     let mut child = Command::new(python)
         .arg(format!(
             "{}/tests/fakes/{script}",
@@ -72,6 +77,7 @@ fn fake(python: &PathBuf, script: &str) -> (Process, Value) {
         ))
         .env("FAKE_TLS_CERT", &pki().cert_path)
         .env("FAKE_TLS_KEY", &pki().key_path)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -802,6 +808,120 @@ fn stripe_signatures_agree_with_the_stripe_package_both_ways() {
         paycenter_gateway::signing::signature_header(secret.as_bytes(), now, payload.as_bytes());
     assert!(run(&["verify", secret, &ours]).0);
     assert!(!run(&["verify", "whsec_other", &ours]).0);
+}
+
+/// A WeChat Pay merchant on platform certificates (no platform public key): paycenter
+/// downloads `/v3/certificates`, opens each with the APIv3 key, verifies answers and notifies
+/// with the certificate `Wechatpay-Serial` names, and refreshes before expiry. The fake's
+/// certificates live 6 s, so the run crosses several rotations.
+#[test]
+fn wechatpay_platform_certificates_are_downloaded_verified_and_refreshed() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake_with(
+        &python,
+        "wechatpay_gateway.py",
+        &[("FAKE_WECHAT_CERTIFICATE_SECONDS", "6")],
+    );
+    assert!(keys.get("platform_public_key").is_none(), "{keys}");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut params = keys.clone();
+    params.as_object_mut().unwrap().remove("port");
+    params["gateway_url"] = json!(gateway);
+
+    // A public key without its id (or the other way round) is neither mode.
+    let (_, merchant) = call(
+        "POST",
+        &format!("{base}/v1/merchants"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "half keys"})),
+    );
+    let mut half = params.clone();
+    half["platform_public_key_id"] = json!("PUB_KEY_ID_0119000001092025010100000000000001");
+    let (status, answer) = call(
+        "POST",
+        &format!(
+            "{base}/v1/merchants/{}/channel-accounts",
+            merchant["merchant_id"].as_str().unwrap()
+        ),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "wechatpay", "params": half})),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("invalid_channel_params")),
+        "{answer}"
+    );
+
+    let shop = Shop::open(&base, "wechatpay", params);
+    let stats = || -> Value {
+        pki()
+            .client()
+            .get(&format!("{gateway}/__control/stats"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    };
+    let (status, first) = shop.pay("cert-0", "8.00", "native_qr", json!({}));
+    assert_eq!(
+        status, 201,
+        "the answer verifies with a downloaded certificate: {first}"
+    );
+    assert_eq!(stats()["certificate_downloads"], 1);
+
+    // A notify signed by a certificate WeChat Pay never listed is refused and pays nothing.
+    let trade = first["trade_no"].as_str().unwrap().to_owned();
+    let forged = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({"out_trade_no": trade, "signer": "unlisted"}),
+    );
+    assert_eq!(forged["status"], 400, "{forged}");
+    assert_eq!(shop.payment(&trade)["status"], "pending");
+
+    // Three certificate lifetimes of payments: every answer verifies across the rotations.
+    let started = std::time::Instant::now();
+    let mut order_index = 1;
+    while started.elapsed() < Duration::from_secs(15) {
+        let (status, answer) = shop.pay(
+            &format!("cert-{order_index}"),
+            "1.00",
+            "native_qr",
+            json!({}),
+        );
+        assert_eq!(
+            status,
+            201,
+            "payment {order_index} after {:?}: {answer}",
+            started.elapsed()
+        );
+        order_index += 1;
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // The genuine notify, signed by today's certificate, pays; the refund's notify settles it.
+    let paid = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({"out_trade_no": trade}),
+    );
+    assert_eq!(paid["status"], 204, "{paid}");
+    assert_eq!(shop.payment(&trade)["status"], "succeeded");
+    shop.refund(&trade, "cert-refund", "8.00");
+    shop.wait_refund_succeeded(&trade);
+
+    let stats = stats();
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    let serials = stats["signing_serials"].as_array().unwrap();
+    assert!(
+        serials.len() >= 3,
+        "answers were signed by at least three certificates in turn: {stats}"
+    );
+    let downloads = stats["certificate_downloads"].as_u64().unwrap();
+    // Refreshed halfway to each expiry (about every 3 s), not at every call.
+    assert!(
+        (4..=12).contains(&downloads),
+        "{downloads} downloads for {order_index} payments: {stats}"
+    );
 }
 
 /// The seeds' own scenario: a user gives up on WeChat Pay and pays with Alipay. The abandoned

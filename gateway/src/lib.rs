@@ -380,7 +380,19 @@ pub trait PaymentChannel: Send + Sync {
         day: chrono::NaiveDate,
     ) -> BoxFuture<'a, Result<Vec<BillRow>, GatewayError>>;
 
-    /// Verifies a callback and reads what it reports. A bad signature is an error.
+    /// Fetches what verifying this callback needs from the channel and is not at hand (WeChat
+    /// Pay: the platform certificate its `Wechatpay-Serial` names). Failures are left for
+    /// [`PaymentChannel::verify_callback`] to report.
+    fn prepare_callback<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Verifies a callback and reads what it reports. A bad signature is an error. Reads only
+    /// what is at hand: [`PaymentChannel::prepare_callback`] runs first.
     fn verify_callback(
         &self,
         params: &serde_json::Value,

@@ -1,7 +1,12 @@
 //! WeChat Pay, API v3: JSON over HTTPS, requests signed `WECHATPAY2-SHA256-RSA2048` with the
-//! merchant's private key, answers and notifies signed with WeChat Pay's platform public key
-//! (the "WeChat Pay public key" mode: `platform_public_key` and its id `PUB_KEY_ID_...`), and
-//! notify resources encrypted with AES-256-GCM under the merchant's APIv3 key.
+//! merchant's private key, answers and notifies signed by WeChat Pay, and notify resources
+//! encrypted with AES-256-GCM under the merchant's APIv3 key.
+//!
+//! WeChat Pay signs in one of two ways, and an account may use both while it moves from one to
+//! the other: with the platform public key (`platform_public_key` and its id `PUB_KEY_ID_...`),
+//! or with platform certificates downloaded from `/v3/certificates` ([`certificates`]). Every
+//! answer and notify names its signer in `Wechatpay-Serial`; an account given no public key is
+//! in certificate mode.
 //!
 //! | invoke method | WeChat Pay call | action |
 //! |---|---|---|
@@ -22,6 +27,12 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Value};
 use sha1::Digest;
 
+pub(crate) mod certificates;
+
+use self::certificates::{
+    CertificateCache, CertificateSet, Freshness, MerchantKey, PlatformCertificate,
+    MAX_CERTIFICATES_PER_DOWNLOAD,
+};
 use crate::http::{HttpAnswer, HttpClient};
 use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
@@ -56,6 +67,12 @@ const PARAM_NAMES: &[&str] = &[
     "gateway_url",
 ];
 
+/// The platform public key and its id (`PUB_KEY_ID_...`), as the merchant copied them.
+struct PlatformPublicKey {
+    key: PublicKey,
+    id: String,
+}
+
 /// A channel account's parameters, parsed.
 struct Account {
     mchid: String,
@@ -63,8 +80,8 @@ struct Account {
     merchant_serial_no: String,
     merchant_private_key: PrivateKey,
     api_v3_key: [u8; 32],
-    platform_public_key: PublicKey,
-    platform_public_key_id: String,
+    /// `None`: the account verifies with platform certificates only.
+    platform_public_key: Option<PlatformPublicKey>,
     gateway_url: String,
 }
 
@@ -72,34 +89,70 @@ fn nonce() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
-/// Checks `Wechatpay-*` headers and the body against the platform key: the scheme of both
-/// answers and notifies.
-fn verify_signed(
-    account: &Account,
-    header: &dyn Fn(&str) -> Option<String>,
-    body: &[u8],
-    now_unix: i64,
-) -> Result<(), String> {
-    let timestamp = header("wechatpay-timestamp").ok_or("no Wechatpay-Timestamp header")?;
-    let nonce = header("wechatpay-nonce").ok_or("no Wechatpay-Nonce header")?;
-    let signature = header("wechatpay-signature").ok_or("no Wechatpay-Signature header")?;
-    let serial = header("wechatpay-serial").ok_or("no Wechatpay-Serial header")?;
-    if serial != account.platform_public_key_id {
-        return Err(format!("signed with an unknown key {serial:?}"));
+/// The `Wechatpay-*` headers of a signed answer or notify.
+struct SignedHeaders {
+    timestamp: String,
+    nonce: String,
+    signature: String,
+    serial: String,
+}
+
+impl SignedHeaders {
+    fn read(header: &dyn Fn(&str) -> Option<String>) -> Result<SignedHeaders, String> {
+        Ok(SignedHeaders {
+            timestamp: header("wechatpay-timestamp").ok_or("no Wechatpay-Timestamp header")?,
+            nonce: header("wechatpay-nonce").ok_or("no Wechatpay-Nonce header")?,
+            signature: header("wechatpay-signature").ok_or("no Wechatpay-Signature header")?,
+            serial: header("wechatpay-serial").ok_or("no Wechatpay-Serial header")?,
+        })
     }
-    let timestamp_unix: i64 = timestamp.parse().map_err(|_| "bad Wechatpay-Timestamp")?;
-    if (now_unix - timestamp_unix).abs() > TIMESTAMP_TOLERANCE_SECONDS {
-        return Err("Wechatpay-Timestamp outside the tolerance".into());
+
+    /// Checks the timestamp and the signature over the body with `key` (the key the serial
+    /// names, or `None` when no key by that serial is known and valid).
+    fn verify(&self, key: Option<&PublicKey>, body: &[u8], now_unix: i64) -> Result<(), String> {
+        let Some(key) = key else {
+            return Err(format!("signed with an unknown key {:?}", self.serial));
+        };
+        let timestamp_unix: i64 = self
+            .timestamp
+            .parse()
+            .map_err(|_| "bad Wechatpay-Timestamp")?;
+        if (now_unix - timestamp_unix).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+            return Err("Wechatpay-Timestamp outside the tolerance".into());
+        }
+        let body = std::str::from_utf8(body).map_err(|_| "body is not UTF-8")?;
+        let message = format!("{}\n{}\n{body}\n", self.timestamp, self.nonce);
+        if !key.verify_base64(message.as_bytes(), &self.signature) {
+            return Err("signature does not verify".into());
+        }
+        Ok(())
     }
-    let body = std::str::from_utf8(body).map_err(|_| "body is not UTF-8")?;
-    let message = format!("{timestamp}\n{nonce}\n{body}\n");
-    if !account
-        .platform_public_key
-        .verify_base64(message.as_bytes(), &signature)
-    {
-        return Err("signature does not verify".into());
+}
+
+/// Opens an AEAD_AES_256_GCM envelope (a notify's `resource`, a certificate's
+/// `encrypt_certificate`) with the APIv3 key.
+fn open_envelope(api_v3_key: &[u8; 32], envelope: &Value) -> Result<Vec<u8>, String> {
+    if envelope["algorithm"].as_str() != Some("AEAD_AES_256_GCM") {
+        return Err("envelope algorithm is not AEAD_AES_256_GCM".into());
     }
-    Ok(())
+    let ciphertext = base64::engine::general_purpose::STANDARD
+        .decode(envelope["ciphertext"].as_str().unwrap_or(""))
+        .map_err(|_| "envelope ciphertext is not base64")?;
+    let nonce = envelope["nonce"].as_str().unwrap_or("");
+    if nonce.len() != 12 {
+        return Err("envelope nonce must be 12 bytes".into());
+    }
+    let associated_data = envelope["associated_data"].as_str().unwrap_or("");
+    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(api_v3_key));
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce.as_bytes()),
+            Payload {
+                msg: &ciphertext,
+                aad: associated_data.as_bytes(),
+            },
+        )
+        .map_err(|_| "envelope does not decrypt under the APIv3 key".into())
 }
 
 impl Account {
@@ -110,6 +163,25 @@ impl Account {
             .as_bytes()
             .try_into()
             .map_err(|_| invalid("api_v3_key must be 32 characters".into()))?;
+        let present = |name: &str| params.get(name).is_some_and(|value| !value.is_null());
+        let platform_public_key = match (
+            present("platform_public_key"),
+            present("platform_public_key_id"),
+        ) {
+            (false, false) => None,
+            (true, true) => Some(PlatformPublicKey {
+                key: PublicKey::parse(required_param(params, "platform_public_key")?).map_err(
+                    |reason| invalid(format!("platform_public_key: {reason}")),
+                )?,
+                id: required_param(params, "platform_public_key_id")?.to_owned(),
+            }),
+            _ => {
+                return Err(invalid(
+                    "platform_public_key and platform_public_key_id go together (leave both out to verify with platform certificates)"
+                        .into(),
+                ))
+            }
+        };
         Ok(Account {
             mchid: required_param(params, "mchid")?.to_owned(),
             appid: required_param(params, "appid")?.to_owned(),
@@ -120,11 +192,7 @@ impl Account {
             )?)
             .map_err(|reason| invalid(format!("merchant_private_key: {reason}")))?,
             api_v3_key,
-            platform_public_key: PublicKey::parse(required_param(params, "platform_public_key")?)
-                .map_err(|reason| {
-                invalid(format!("platform_public_key: {reason}"))
-            })?,
-            platform_public_key_id: required_param(params, "platform_public_key_id")?.to_owned(),
+            platform_public_key,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
         })
     }
@@ -141,17 +209,16 @@ impl Account {
         )
     }
 
-    /// Calls the API; answers the status and the JSON body (`null` when empty) once the
-    /// answer's signature verifies.
-    async fn call(
+    /// Sends a signed request; answers what came back, unverified.
+    async fn send(
         &self,
         http: &HttpClient,
         method: &str,
         path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value), GatewayError> {
-        let body_text = body.map(Value::to_string).unwrap_or_default();
-        let headers = [
+        body_text: String,
+        signer_serial: Option<String>,
+    ) -> Result<HttpAnswer, GatewayError> {
+        let mut headers = vec![
             (
                 "authorization",
                 self.authorization(method, path_and_query, &body_text),
@@ -159,10 +226,12 @@ impl Account {
             ("accept", "application/json".to_owned()),
             ("content-type", "application/json".to_owned()),
             ("user-agent", "paycenter".to_owned()),
-            ("wechatpay-serial", self.platform_public_key_id.clone()),
         ];
+        if let Some(serial) = signer_serial {
+            headers.push(("wechatpay-serial", serial));
+        }
         let url = format!("{}{path_and_query}", self.gateway_url);
-        let answer: HttpAnswer = http
+        let answer = http
             .send(method, &url, &headers, body_text.into_bytes())
             .await
             .map_err(|error| unavailable(format!("wechatpay {path_and_query}: {error}")))?;
@@ -172,48 +241,61 @@ impl Account {
                 answer.status
             )));
         }
-        let header = |name: &str| answer.header(name).map(str::to_owned);
-        verify_signed(self, &header, &answer.body, Utc::now().timestamp()).map_err(|why| {
-            unavailable(format!(
-                "wechatpay {path_and_query}: HTTP {} answer refused: {why}",
-                answer.status
-            ))
-        })?;
-        let value = if answer.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&answer.body).map_err(|_| {
-                unavailable(format!("wechatpay {path_and_query}: answer is not JSON"))
-            })?
-        };
-        Ok((answer.status, value))
+        Ok(answer)
     }
 
     /// Decrypts a notify's `resource` with the APIv3 key.
     fn decrypt_resource(&self, resource: &Value) -> Result<Value, String> {
-        if resource["algorithm"].as_str() != Some("AEAD_AES_256_GCM") {
-            return Err("resource algorithm is not AEAD_AES_256_GCM".into());
-        }
-        let ciphertext = base64::engine::general_purpose::STANDARD
-            .decode(resource["ciphertext"].as_str().unwrap_or(""))
-            .map_err(|_| "resource ciphertext is not base64")?;
-        let nonce = resource["nonce"].as_str().unwrap_or("");
-        if nonce.len() != 12 {
-            return Err("resource nonce must be 12 bytes".into());
-        }
-        let associated_data = resource["associated_data"].as_str().unwrap_or("");
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.api_v3_key));
-        let plaintext = cipher
-            .decrypt(
-                Nonce::from_slice(nonce.as_bytes()),
-                Payload {
-                    msg: &ciphertext,
-                    aad: associated_data.as_bytes(),
-                },
-            )
-            .map_err(|_| "resource does not decrypt under the APIv3 key")?;
+        let plaintext = open_envelope(&self.api_v3_key, resource)?;
         serde_json::from_slice(&plaintext).map_err(|_| "decrypted resource is not JSON".into())
     }
+
+    fn merchant_key(&self) -> MerchantKey {
+        MerchantKey {
+            gateway_url: self.gateway_url.clone(),
+            mchid: self.mchid.clone(),
+        }
+    }
+
+    /// Whether `serial` names the platform public key (no certificate needed).
+    fn is_public_key_serial(&self, serial: &str) -> bool {
+        self.platform_public_key
+            .as_ref()
+            .is_some_and(|public| public.id == serial)
+    }
+}
+
+/// Reads a `/v3/certificates` answer: every certificate opened with the APIv3 key and parsed,
+/// its serial checked against the one listed beside it.
+fn read_certificates(
+    api_v3_key: &[u8; 32],
+    body: &Value,
+) -> Result<Vec<PlatformCertificate>, String> {
+    let listed = body["data"]
+        .as_array()
+        .ok_or("the certificates answer has no data")?;
+    if listed.is_empty() || listed.len() > MAX_CERTIFICATES_PER_DOWNLOAD {
+        return Err(format!(
+            "the certificates answer lists {} certificates",
+            listed.len()
+        ));
+    }
+    listed
+        .iter()
+        .map(|item| {
+            let pem = open_envelope(api_v3_key, &item["encrypt_certificate"])
+                .map_err(|why| format!("certificate: {why}"))?;
+            let certificate = PlatformCertificate::parse_pem(&pem)?;
+            let listed_serial = item["serial_no"].as_str().unwrap_or("");
+            if certificates::normalize_serial(listed_serial) != certificate.serial_no {
+                return Err(format!(
+                    "certificate listed as {listed_serial:?} has serial {}",
+                    certificate.serial_no
+                ));
+            }
+            Ok(certificate)
+        })
+        .collect()
 }
 
 fn error_text(status: u16, body: &Value) -> String {
@@ -239,13 +321,166 @@ fn refund_status(body: &Value) -> RefundStatus {
 /// The WeChat Pay channel.
 pub struct WechatpayChannel {
     http: HttpClient,
+    certificates: CertificateCache,
 }
 
 impl WechatpayChannel {
     /// An adapter calling the channel through `http` (the process's guarded outbound
     /// client, with the channel timeout).
     pub fn new(http: HttpClient) -> WechatpayChannel {
-        WechatpayChannel { http }
+        WechatpayChannel {
+            http,
+            certificates: CertificateCache::default(),
+        }
+    }
+
+    /// Calls the API; answers the status and the JSON body (`null` when empty) once the
+    /// answer's signature verifies.
+    async fn call(
+        &self,
+        account: &Account,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), GatewayError> {
+        let body_text = body.map(Value::to_string).unwrap_or_default();
+        self.ensure_certificates(account, None).await;
+        let answer = account
+            .send(
+                &self.http,
+                method,
+                path_and_query,
+                body_text,
+                self.signer_serial(account),
+            )
+            .await?;
+        let refused = |why: String| {
+            unavailable(format!(
+                "wechatpay {path_and_query}: HTTP {} answer refused: {why}",
+                answer.status
+            ))
+        };
+        let header = |name: &str| answer.header(name).map(str::to_owned);
+        let signed = SignedHeaders::read(&header).map_err(refused)?;
+        self.ensure_certificates(account, Some(&signed.serial))
+            .await;
+        let now_unix = Utc::now().timestamp();
+        let key = self.verifying_key(account, &signed.serial, now_unix);
+        signed
+            .verify(key.as_ref(), &answer.body, now_unix)
+            .map_err(refused)?;
+        let value = if answer.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&answer.body).map_err(|_| {
+                unavailable(format!("wechatpay {path_and_query}: answer is not JSON"))
+            })?
+        };
+        Ok((answer.status, value))
+    }
+
+    /// The serial sent as `Wechatpay-Serial`: the platform public key's id, else the newest
+    /// platform certificate at hand.
+    fn signer_serial(&self, account: &Account) -> Option<String> {
+        if let Some(public) = &account.platform_public_key {
+            return Some(public.id.clone());
+        }
+        let set = self.certificates.get(&account.merchant_key())?;
+        set.newest_serial(Utc::now().timestamp()).map(str::to_owned)
+    }
+
+    /// The key that verifies a signature by `serial` at `now_unix`, if any is known.
+    fn verifying_key(&self, account: &Account, serial: &str, now_unix: i64) -> Option<PublicKey> {
+        if let Some(public) = account
+            .platform_public_key
+            .as_ref()
+            .filter(|public| public.id == serial)
+        {
+            return Some(public.key.clone());
+        }
+        let set = self.certificates.get(&account.merchant_key())?;
+        set.key_for(serial, now_unix).cloned()
+    }
+
+    /// Downloads the account's platform certificates when it uses them and they are missing,
+    /// due for refresh, or lack `serial`. A failed download is logged and leaves the set at
+    /// hand; the verification that follows says what is missing.
+    async fn ensure_certificates(&self, account: &Account, serial: Option<&str>) {
+        if account.platform_public_key.is_some()
+            && serial.is_none_or(|serial| account.is_public_key_serial(serial))
+        {
+            return;
+        }
+        let merchant = account.merchant_key();
+        if self
+            .certificates
+            .freshness(&merchant, serial, Utc::now().timestamp())
+            != Freshness::Download
+        {
+            return;
+        }
+        let _turn = self.certificates.download_turn().await;
+        let attempted_at_unix = Utc::now().timestamp();
+        if self
+            .certificates
+            .freshness(&merchant, serial, attempted_at_unix)
+            != Freshness::Download
+        {
+            return;
+        }
+        match self.download_certificates(account).await {
+            Ok(set) => {
+                tracing::info!(
+                    mchid = %account.mchid,
+                    refresh_at_unix = set.refresh_at_unix(),
+                    "wechatpay platform certificates downloaded"
+                );
+                self.certificates
+                    .record_download(&merchant, attempted_at_unix, Some(set));
+            }
+            Err(why) => {
+                tracing::warn!(mchid = %account.mchid, %why, "wechatpay platform certificates not downloaded");
+                self.certificates
+                    .record_download(&merchant, attempted_at_unix, None);
+            }
+        }
+    }
+
+    /// `GET /v3/certificates`: the certificates, opened with the APIv3 key (which vouches for
+    /// them), and the answer's signature checked with the certificate it names.
+    async fn download_certificates(&self, account: &Account) -> Result<CertificateSet, String> {
+        const PATH: &str = "/v3/certificates";
+        let fetched_at_unix = Utc::now().timestamp();
+        let answer = account
+            .send(&self.http, "GET", PATH, String::new(), None)
+            .await
+            .map_err(|error| error.to_string())?;
+        let body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|_| format!("{PATH}: HTTP {} answer is not JSON", answer.status))?;
+        if answer.status != 200 {
+            return Err(format!("{PATH}: {}", error_text(answer.status, &body)));
+        }
+        let certificates = read_certificates(&account.api_v3_key, &body)?;
+        let header = |name: &str| answer.header(name).map(str::to_owned);
+        let signed = SignedHeaders::read(&header)?;
+        let now_unix = Utc::now().timestamp();
+        let key = account
+            .platform_public_key
+            .as_ref()
+            .filter(|public| public.id == signed.serial)
+            .map(|public| &public.key)
+            .or_else(|| {
+                certificates
+                    .iter()
+                    .find(|certificate| {
+                        certificate.serial_no == certificates::normalize_serial(&signed.serial)
+                    })
+                    .map(|certificate| &certificate.public_key)
+            });
+        signed
+            .verify(key, &answer.body, now_unix)
+            .map_err(|why| format!("{PATH}: answer refused: {why}"))?;
+        Ok(CertificateSet::new(fetched_at_unix, certificates))
     }
 }
 
@@ -278,7 +513,14 @@ impl PaymentChannel for WechatpayChannel {
         refuse_unknown_params(params, PARAM_NAMES)?;
         let account = Account::parse(params)?;
         let mut normalized = json!({});
-        for name in PARAM_NAMES.iter().filter(|name| **name != "gateway_url") {
+        for name in PARAM_NAMES {
+            let optional = matches!(
+                *name,
+                "gateway_url" | "platform_public_key" | "platform_public_key_id"
+            );
+            if optional && params.get(*name).is_none_or(Value::is_null) {
+                continue;
+            }
             normalized[*name] = json!(required_param(params, name)?.trim());
         }
         if params.get("gateway_url").is_some() {
@@ -335,7 +577,7 @@ impl PaymentChannel for WechatpayChannel {
                     "/v3/pay/transactions/h5"
                 }
             };
-            let (status, answer) = account.call(&self.http, "POST", path, Some(&body)).await?;
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
             if status != 200 {
                 return Err(unavailable(format!(
                     "wechatpay {path}: {}",
@@ -422,7 +664,7 @@ impl PaymentChannel for WechatpayChannel {
             let account = Account::parse(params)?;
             let path = format!("/v3/pay/transactions/out-trade-no/{}/close", order.trade_no);
             let body = json!({ "mchid": account.mchid });
-            let (status, answer) = account.call(&self.http, "POST", &path, Some(&body)).await?;
+            let (status, answer) = self.call(&account, "POST", &path, Some(&body)).await?;
             match status {
                 200 | 204 => Ok(()),
                 404 => Ok(()),
@@ -454,13 +696,8 @@ impl PaymentChannel for WechatpayChannel {
                     "currency": "CNY",
                 },
             });
-            let (status, answer) = account
-                .call(
-                    &self.http,
-                    "POST",
-                    "/v3/refund/domestic/refunds",
-                    Some(&body),
-                )
+            let (status, answer) = self
+                .call(&account, "POST", "/v3/refund/domestic/refunds", Some(&body))
                 .await?;
             match status {
                 200 => Ok(refund_status(&answer)),
@@ -485,7 +722,7 @@ impl PaymentChannel for WechatpayChannel {
         Box::pin(async move {
             let account = Account::parse(params)?;
             let path = format!("/v3/refund/domestic/refunds/{refund_id}");
-            let (status, answer) = account.call(&self.http, "GET", &path, None).await?;
+            let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status != 200 {
                 return Err(unavailable(format!(
                     "wechatpay refund query: {}",
@@ -507,7 +744,7 @@ impl PaymentChannel for WechatpayChannel {
                 "/v3/pay/transactions/out-trade-no/{}?mchid={}",
                 order.trade_no, account.mchid
             );
-            let (status, answer) = account.call(&self.http, "GET", &path, None).await?;
+            let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status == 404 {
                 return Ok(ChannelPaymentStatus::NotFound);
             }
@@ -546,7 +783,7 @@ impl PaymentChannel for WechatpayChannel {
                 "/v3/bill/tradebill?bill_date={}&bill_type=ALL",
                 day.format("%Y-%m-%d")
             );
-            let (status, answer) = account.call(&self.http, "GET", &path, None).await?;
+            let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status != 200 {
                 return Err(unavailable(format!(
                     "wechatpay tradebill: {}",
@@ -591,6 +828,21 @@ impl PaymentChannel for WechatpayChannel {
         })
     }
 
+    fn prepare_callback<'a>(
+        &'a self,
+        params: &'a Value,
+        request: &'a CallbackRequest,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (Ok(account), Some(serial)) =
+                (Account::parse(params), request.header("wechatpay-serial"))
+            else {
+                return;
+            };
+            self.ensure_certificates(&account, Some(serial)).await;
+        })
+    }
+
     fn verify_callback(
         &self,
         params: &Value,
@@ -601,7 +853,11 @@ impl PaymentChannel for WechatpayChannel {
         };
         let account = Account::parse(params)?;
         let header = |name: &str| request.header(name).map(str::to_owned);
-        verify_signed(&account, &header, &request.body, Utc::now().timestamp())
+        let signed = SignedHeaders::read(&header).map_err(|why| rejected(&why))?;
+        let now_unix = Utc::now().timestamp();
+        let key = self.verifying_key(&account, &signed.serial, now_unix);
+        signed
+            .verify(key.as_ref(), &request.body, now_unix)
             .map_err(|why| rejected(&why))?;
         let notice: Value =
             serde_json::from_slice(&request.body).map_err(|_| rejected("body is not JSON"))?;

@@ -7,11 +7,20 @@ the way the SDK's `aes_decrypt` reverses (checked before sending). Keys are prin
 one JSON line: {"port", "mchid", "appid", "merchant_serial_no", "merchant_private_key",
 "api_v3_key", "platform_public_key", "platform_public_key_id"}.
 
+With FAKE_WECHAT_CERTIFICATE_SECONDS=L set, the gateway signs with platform certificates
+instead (and prints no platform key): each lives L seconds, the next is published when the one
+in use has L/2 left and signs once that one expires, and `GET /v3/certificates` lists the
+unexpired ones sealed with the APIv3 key (checked with the SDK's `aes_decrypt` and
+`load_certificate` before sending).
+
 Test controls (not part of WeChat Pay's protocol):
   POST /__control/pay     {"out_trade_no", "tamper": bool} -> the notify and paycenter's answer
   POST /__control/verify  {"message", "signature"} -> whether the merchant key signed message
   GET  /__control/stats   -> {"verified": n, "rejected": n, "closes": n, "failed_closes": n}
   POST /__control/fail_closes {"n"} -> the next n close calls answer 500 (a gateway hiccup)
+  POST /__control/pay {"out_trade_no", "signer": "unlisted"} -> a notify signed by a
+       certificate /v3/certificates never lists (certificate mode)
+  stats also count "certificate_downloads" and list the "signing_serials" used in answers
 """
 import base64
 import json
@@ -26,10 +35,15 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cryptography.hazmat.primitives import serialization
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from wechatpayv3.utils import aes_decrypt, load_private_key, load_public_key, rsa_sign, rsa_verify
+from wechatpayv3.utils import (aes_decrypt, load_certificate, load_private_key, load_public_key, rsa_sign,
+                               rsa_verify)
 
 MCHID = "1900000109"
 APPID = "wx8888888888888888"
@@ -53,10 +67,69 @@ platform_private_pem, platform_public_pem = new_key()
 MERCHANT_PUBLIC = load_public_key(merchant_public_pem)
 PLATFORM_PRIVATE = load_private_key(platform_private_pem)
 
-lock = threading.Lock()
+lock = threading.RLock()
 trades = {}
 refunds = {}
-stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0}
+stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0, "certificate_downloads": 0,
+         "signing_serials": []}
+CERTIFICATE_SECONDS = int(os.environ.get("FAKE_WECHAT_CERTIFICATE_SECONDS") or 0)
+certificates = []  # certificate mode: {"serial", "key", "pem", "not_before", "not_after"}, oldest first
+
+
+def mint_certificate(not_before, lifetime):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com sign"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tenpay.com")])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com CA")])
+    utc = datetime.timezone.utc
+    serial = x509.random_serial_number()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(datetime.datetime.fromtimestamp(int(not_before), tz=utc))
+            .not_valid_after(datetime.datetime.fromtimestamp(int(not_before + lifetime), tz=utc))
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return {"serial": format(serial, "X"), "key": load_private_key(private), "pem": pem,
+            "not_before": int(not_before), "not_after": int(not_before + lifetime)}
+
+
+def current_certificates():
+    """The unexpired certificates, publishing the next when the newest has half its life left."""
+    now = time.time()
+    with lock:
+        certificates[:] = [c for c in certificates if c["not_after"] > now]
+        if not certificates or certificates[-1]["not_after"] - now < CERTIFICATE_SECONDS / 2:
+            certificates.append(mint_certificate(now, CERTIFICATE_SECONDS))
+        return list(certificates)
+
+
+def signer():
+    """(private key, serial) answers and notifies are signed with."""
+    if not CERTIFICATE_SECONDS:
+        return PLATFORM_PRIVATE, PUBLIC_KEY_ID
+    # The oldest certificate still valid for a moment: a new one signs once the old expires.
+    now = time.time()
+    usable = [c for c in current_certificates() if c["not_after"] > now + 1] or current_certificates()[-1:]
+    return usable[0]["key"], usable[0]["serial"]
+
+
+def certificates_answer():
+    listed = []
+    for cert in current_certificates():
+        resource = encrypt_resource(cert["pem"], "certificate")
+        assert load_certificate(aes_decrypt(resource["nonce"], resource["ciphertext"], "certificate",
+                                            API_V3_KEY)) is not None
+        utc8 = datetime.timezone(datetime.timedelta(hours=8))
+        listed.append({"serial_no": cert["serial"],
+                       "effective_time": datetime.datetime.fromtimestamp(cert["not_before"], utc8).isoformat(),
+                       "expire_time": datetime.datetime.fromtimestamp(cert["not_after"], utc8).isoformat(),
+                       "encrypt_certificate": {k: resource[k] for k in
+                                               ("algorithm", "nonce", "associated_data", "ciphertext")}})
+    with lock:
+        stats["certificate_downloads"] += 1
+    return {"data": listed}
 closes_to_fail = [0]
 AUTH = re.compile(r'(\w+)="([^"]*)"')
 
@@ -76,11 +149,16 @@ def check_authorization(method, path, body, header):
                       body, fields["signature"], MERCHANT_PUBLIC)
 
 
-def signed_headers(body):
+def signed_headers(body, key_and_serial=None):
+    key, serial = key_and_serial or signer()
     timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
-    signature = rsa_sign(PLATFORM_PRIVATE, "%s\n%s\n%s\n" % (timestamp, nonce, body))
+    signature = rsa_sign(key, "%s\n%s\n%s\n" % (timestamp, nonce, body))
+    if CERTIFICATE_SECONDS:
+        with lock:
+            if serial not in stats["signing_serials"]:
+                stats["signing_serials"].append(serial)
     return {"Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": signature, "Wechatpay-Serial": PUBLIC_KEY_ID,
+            "Wechatpay-Signature": signature, "Wechatpay-Serial": serial,
             "Request-ID": secrets.token_hex(8)}
 
 
@@ -155,9 +233,18 @@ class Handler(BaseHTTPRequestHandler):
         authorized = check_authorization(method, path, body, self.headers.get("authorization", ""))
         with lock:
             stats["verified" if authorized else "rejected"] += 1
-        if not authorized or self.headers.get("wechatpay-serial") != PUBLIC_KEY_ID:
+        serial = self.headers.get("wechatpay-serial")
+        if CERTIFICATE_SECONDS:
+            known_serial = serial is None or serial in [c["serial"] for c in current_certificates()]
+        else:
+            known_serial = serial == PUBLIC_KEY_ID
+        if not authorized or not known_serial:
             return self.answer(401, {"code": "SIGN_ERROR", "message": "signature check failed"})
         request = json.loads(body) if body else {}
+        if url.path == "/v3/certificates":
+            if not CERTIFICATE_SECONDS:
+                return self.answer(404, {"code": "NOT_FOUND", "message": "this merchant uses the public key"})
+            return self.answer(200, certificates_answer())
         kinds = {"/v3/pay/transactions/native": "NATIVE", "/v3/pay/transactions/jsapi": "JSAPI",
                  "/v3/pay/transactions/app": "APP", "/v3/pay/transactions/h5": "MWEB"}
         if url.path in kinds:
@@ -257,7 +344,12 @@ class Handler(BaseHTTPRequestHandler):
                 plain = json.dumps(transaction(dict(trade, state="SUCCESS")))
                 notify_url = trade["notify_url"]
             resource = encrypt_resource(plain, "transaction")
-            status, answer = send_notify(notify_url, "TRANSACTION.SUCCESS", resource, request.get("tamper", False))
+            unlisted = None
+            if request.get("signer") == "unlisted":
+                cert = mint_certificate(time.time(), max(CERTIFICATE_SECONDS, 60))
+                unlisted = (cert["key"], cert["serial"])
+            status, answer = send_notify(notify_url, "TRANSACTION.SUCCESS", resource, request.get("tamper", False),
+                                         unlisted)
             return self.answer(200, {"status": status, "answer": answer,
                                      "transaction_id": trade["transaction_id"]}, signed=False)
         return self.answer(404, {}, signed=False)
@@ -277,11 +369,11 @@ def verify_message(message, signature):
     return rsa_verify("\n".join(lines[:-3]), lines[-3], lines[-2], signature, MERCHANT_PUBLIC)
 
 
-def send_notify(url, event_type, resource, tamper=False):
+def send_notify(url, event_type, resource, tamper=False, key_and_serial=None):
     body = json.dumps({"id": secrets.token_hex(16), "create_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
                        "resource_type": "encrypt-resource", "event_type": event_type, "summary": "ok",
                        "resource": resource}, ensure_ascii=False)
-    headers = signed_headers(body)
+    headers = signed_headers(body, key_and_serial)
     if tamper:
         body = body.replace('"summary": "ok"', '"summary": "ko"')
     notify = urllib.request.Request(url, data=body.encode("utf-8"), headers=dict(headers, **{
@@ -308,10 +400,11 @@ def main():
         context.load_cert_chain(os.environ["FAKE_TLS_CERT"], os.environ["FAKE_TLS_KEY"])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     bare = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
-    print(json.dumps({"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
-                      "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY,
-                      "platform_public_key": bare(platform_public_pem), "platform_public_key_id": PUBLIC_KEY_ID}),
-          flush=True)
+    keys = {"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
+            "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY}
+    if not CERTIFICATE_SECONDS:
+        keys.update(platform_public_key=bare(platform_public_pem), platform_public_key_id=PUBLIC_KEY_ID)
+    print(json.dumps(keys), flush=True)
     server.serve_forever()
 
 
