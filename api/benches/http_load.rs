@@ -3,6 +3,15 @@
 //! then kills the server with SIGKILL, restarts it and checks that every acknowledged payment
 //! is there.
 //!
+//! Two ceilings are measured in the same run, so the figures read as ratios that hold from
+//! machine to machine (these machines drift by 2x from hour to hour):
+//! - **HTTP ceiling**: a minimal hyper server in its own process (this bench binary started
+//!   again with `PAYCENTER_LOAD_CEILING_SERVER=1`) answering the same requests, from the same
+//!   client and connections, with a fixed `201` and a payment-sized JSON body;
+//! - **durability ceiling**: records of 1 KiB appended to one file, `fdatasync` once per batch
+//!   of as many records as there are connections (the most one group commit can carry when
+//!   every connection waits on it), and once per record.
+//!
 //! Run: `cargo bench -p paycenter-api --bench http_load`. Optional env:
 //! `PAYCENTER_LOAD_SECONDS` (default 10), `PAYCENTER_LOAD_CONNECTIONS` (default 64),
 //! `PAYCENTER_LOAD_POSTGRES_URL` (a `postgres://` URL: two nodes on that database, in a fresh
@@ -10,7 +19,7 @@
 //! 0: connections opened before the load and held through it without a request, half of them
 //! stopped in the middle of their headers, as a slow or hostile client holds them).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,6 +105,65 @@ async fn call(
     )
 }
 
+/// The HTTP ceiling's server: reads each request's body and answers a fixed `201`. Prints its
+/// address like `paycenter` does, then serves until killed.
+fn serve_ceiling() -> ! {
+    const ANSWER: &str = r#"{"trade_no":"2026120212000000000000000001","order_no":"L0-0","status":"pending","channel":"sandbox","invoke_method":"wap","action":{"type":"checkout_url","url":"http://127.0.0.1:8080/checkout/2026120212000000000000000001"}}"#;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let service = hyper::service::make_service_fn(|_| async {
+            Ok::<_, std::convert::Infallible>(hyper::service::service_fn(
+                |request: Request<Body>| async move {
+                    let _ = hyper::body::to_bytes(request.into_body()).await;
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .status(201)
+                            .header("content-type", "application/json")
+                            .body(Body::from(ANSWER))
+                            .unwrap(),
+                    )
+                },
+            ))
+        });
+        let server = hyper::Server::bind(&"127.0.0.1:0".parse().unwrap()).serve(service);
+        println!("ceiling listening on http://{}", server.local_addr());
+        std::io::stdout().flush().unwrap();
+        server.await.unwrap();
+    });
+    unreachable!("the ceiling server stops only when killed")
+}
+
+/// Records per second appended durably to one file: `batch` records of `record_bytes`, then
+/// one `fdatasync`, for `seconds`.
+fn fsync_ceiling(dir: &std::path::Path, batch: usize, record_bytes: usize, seconds: f64) -> f64 {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(format!("fsync-ceiling-{batch}.log"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let record = vec![b'x'; record_bytes];
+    let started = Instant::now();
+    let mut n_records = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        for _ in 0..batch {
+            file.write_all(&record).unwrap();
+        }
+        // SAFETY: the descriptor is open for the file's whole life here.
+        assert_eq!(unsafe { libc::fdatasync(file.as_raw_fd()) }, 0);
+        n_records += batch as u64;
+    }
+    let rate = n_records as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path).unwrap();
+    rate
+}
+
 fn percentile(sorted_us: &[u64], fraction: f64) -> u64 {
     if sorted_us.is_empty() {
         return 0;
@@ -111,7 +179,124 @@ struct ConnectionResult {
     n_errors: u64,
 }
 
+/// What a load run saw, all connections together.
+struct LoadResult {
+    /// Sorted.
+    latencies_us: Vec<u64>,
+    trade_nos: Vec<String>,
+    n_errors: u64,
+    elapsed_seconds: f64,
+}
+
+/// `n_connections` keep-alive connections, spread over `bases`, each creating payments one
+/// after the other for `seconds`.
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client<HttpConnector>,
+    bases: &[String],
+    n_connections: usize,
+    seconds: u64,
+    api_key: &str,
+    merchant_id: &str,
+    channel_account_id: &str,
+) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n_connections)
+        .map(|connection_idx| {
+            let client = client.clone();
+            let stop = stop.clone();
+            let base = bases[connection_idx % bases.len()].clone();
+            let (merchant_id, channel_account_id, api_key) = (merchant_id.to_owned(), channel_account_id.to_owned(), api_key.to_owned());
+            runtime.spawn(async move {
+                let mut result = ConnectionResult::default();
+                let mut request_idx = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({
+                        "merchant_id": merchant_id, "channel_account_id": channel_account_id,
+                        "order_no": format!("L{connection_idx}-{request_idx}"), "amount": "12.34", "currency": "CNY",
+                        "invoke_method": "wap", "subject": "load"
+                    });
+                    let before = Instant::now();
+                    let (status, answer) = call(&client, "POST", &format!("{base}/v1/payments"), &api_key, Some(&body)).await;
+                    result.latencies_us.push(before.elapsed().as_micros() as u64);
+                    match answer["trade_no"].as_str() {
+                        Some(trade_no) if status == 201 => result.trade_nos.push(trade_no.to_owned()),
+                        _ => result.n_errors += 1,
+                    }
+                    request_idx += 1;
+                }
+                result
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<ConnectionResult> = runtime.block_on(async {
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    });
+    let elapsed_seconds = started.elapsed().as_secs_f64();
+    let mut latencies_us: Vec<u64> = results
+        .iter()
+        .flat_map(|result| result.latencies_us.iter().copied())
+        .collect();
+    latencies_us.sort_unstable();
+    LoadResult {
+        latencies_us,
+        n_errors: results.iter().map(|result| result.n_errors).sum(),
+        trade_nos: results
+            .into_iter()
+            .flat_map(|result| result.trade_nos)
+            .collect(),
+        elapsed_seconds,
+    }
+}
+
+/// The HTTP ceiling: the same load against [`serve_ceiling`] in a process of its own.
+fn http_ceiling(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client<HttpConnector>,
+    n_connections: usize,
+    seconds: u64,
+) -> LoadResult {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("PAYCENTER_LOAD_CEILING_SERVER", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("ceiling listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    let result = drive(
+        runtime,
+        client,
+        &[base],
+        n_connections,
+        seconds,
+        "ceiling",
+        "mch_ceiling",
+        "ca_ceiling",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    result
+}
+
 fn main() {
+    if std::env::var("PAYCENTER_LOAD_CEILING_SERVER").as_deref() == Ok("1") {
+        serve_ceiling();
+    }
     let seconds = env_number("PAYCENTER_LOAD_SECONDS", 10);
     let n_connections = env_number("PAYCENTER_LOAD_CONNECTIONS", 64) as usize;
     let data_dir = tempfile::Builder::new()
@@ -124,6 +309,26 @@ fn main() {
             url,
             schema: format!("pc_load_{}", std::process::id()),
         });
+    // The ceilings first, on a quiet machine like the one paycenter gets.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client: Client<HttpConnector> = Client::builder()
+        .pool_max_idle_per_host(n_connections)
+        .build_http();
+    let ceiling = http_ceiling(&runtime, &client, n_connections, seconds);
+    assert_eq!(
+        ceiling.n_errors, 0,
+        "the ceiling server answers every request"
+    );
+    const RECORD_BYTES: usize = 1024;
+    let fsync_batched = fsync_ceiling(data_dir.path(), n_connections, RECORD_BYTES, 3.0);
+    let fsync_single = fsync_ceiling(data_dir.path(), 1, RECORD_BYTES, 3.0);
+    // A fresh client: the ceiling's connections must not be reused for paycenter.
+    drop(client);
+
     let n_nodes = if shared.is_some() { 2 } else { 1 };
     let node_dirs: Vec<_> = (0..n_nodes)
         .map(|node_idx| data_dir.path().join(format!("node-{node_idx}")))
@@ -149,11 +354,6 @@ fn main() {
         .collect();
 
     // The client runs in this process on a 2-thread runtime: it shares the 2 cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let client: Client<HttpConnector> = Client::builder()
         .pool_max_idle_per_host(n_connections)
         .build_http();
@@ -202,57 +402,24 @@ fn main() {
         })
         .collect();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..n_connections)
-        .map(|connection_idx| {
-            let client = client.clone();
-            let stop = stop.clone();
-            let base = bases[connection_idx % bases.len()].clone();
-            let (merchant_id, channel_account_id, api_key) = (merchant_id.clone(), channel_account_id.clone(), api_key.clone());
-            runtime.spawn(async move {
-                let mut result = ConnectionResult::default();
-                let mut request_idx = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = json!({
-                        "merchant_id": merchant_id, "channel_account_id": channel_account_id,
-                        "order_no": format!("L{connection_idx}-{request_idx}"), "amount": "12.34", "currency": "CNY",
-                        "invoke_method": "wap", "subject": "load"
-                    });
-                    let before = Instant::now();
-                    let (status, answer) = call(&client, "POST", &format!("{base}/v1/payments"), &api_key, Some(&body)).await;
-                    result.latencies_us.push(before.elapsed().as_micros() as u64);
-                    match answer["trade_no"].as_str() {
-                        Some(trade_no) if status == 201 => result.trade_nos.push(trade_no.to_owned()),
-                        _ => result.n_errors += 1,
-                    }
-                    request_idx += 1;
-                }
-                result
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(seconds));
-    stop.store(true, Ordering::Relaxed);
-    let results: Vec<ConnectionResult> = runtime.block_on(async {
-        let mut results = Vec::new();
-        for task in tasks {
-            results.push(task.await.unwrap());
-        }
-        results
-    });
-    let elapsed = started.elapsed().as_secs_f64();
+    let load = drive(
+        &runtime,
+        &client,
+        &bases,
+        n_connections,
+        seconds,
+        &api_key,
+        &merchant_id,
+        &channel_account_id,
+    );
     drop(idle);
-    let mut latencies_us: Vec<u64> = results
-        .iter()
-        .flat_map(|result| result.latencies_us.iter().copied())
-        .collect();
-    let trade_nos: Vec<&String> = results
-        .iter()
-        .flat_map(|result| result.trade_nos.iter())
-        .collect();
-    let n_errors: u64 = results.iter().map(|result| result.n_errors).sum();
-    latencies_us.sort_unstable();
+    let LoadResult {
+        latencies_us,
+        trade_nos,
+        n_errors,
+        elapsed_seconds: elapsed,
+    } = load;
+    let trade_nos: Vec<&String> = trade_nos.iter().collect();
 
     // Durability: SIGKILL every node, restart the first, every acknowledged payment must be there.
     for server in &mut servers {
@@ -294,17 +461,54 @@ fn main() {
     } else {
         "one node, embedded store"
     };
+    let payments_per_second = trade_nos.len() as f64 / elapsed;
+    let ceiling_per_second = ceiling.trade_nos.len() as f64 / ceiling.elapsed_seconds;
+    let p99_us = percentile(&latencies_us, 0.99);
+    let ceiling_p99_us = percentile(&ceiling.latencies_us, 0.99).max(1);
     println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {n_idle} idle connections held, {store_label}, client and servers on this machine)");
     println!();
-    println!("| payments created (201) | errors | payments/s | p50 | p99 | max | missing after SIGKILL + restart |");
-    println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {n_errors} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {n_missing} |",
+    println!("| what | requests (201) | errors | per second | p50 | p99 | max | missing after SIGKILL + restart |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let row = |what: &str,
+               result_len: usize,
+               n_errors: u64,
+               rate: f64,
+               sorted: &[u64],
+               missing: &str| {
+        println!(
+            "| {what} | {result_len} | {n_errors} | {rate:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {missing} |",
+            percentile(sorted, 0.50) as f64 / 1000.0,
+            percentile(sorted, 0.99) as f64 / 1000.0,
+            sorted.last().copied().unwrap_or(0) as f64 / 1000.0,
+        );
+    };
+    row(
+        "HTTP ceiling (fixed 201)",
+        ceiling.trade_nos.len(),
+        ceiling.n_errors,
+        ceiling_per_second,
+        &ceiling.latencies_us,
+        "-",
+    );
+    row(
+        "paycenter (payments)",
         trade_nos.len(),
-        trade_nos.len() as f64 / elapsed,
-        percentile(&latencies_us, 0.50) as f64 / 1000.0,
-        percentile(&latencies_us, 0.99) as f64 / 1000.0,
-        latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+        n_errors,
+        payments_per_second,
+        &latencies_us,
+        &n_missing.to_string(),
+    );
+    println!();
+    println!("| durability ceiling (1 KiB records, one file) | records/s |");
+    println!("|---|---|");
+    println!("| {n_connections} records per fdatasync | {fsync_batched:.0} |");
+    println!("| 1 record per fdatasync | {fsync_single:.0} |");
+    println!();
+    println!(
+        "payments/s = {:.3} x the HTTP ceiling; p99 = {:.1} x the ceiling's p99; payments/s = {:.3} x the durability ceiling ({n_connections} per fdatasync)",
+        payments_per_second / ceiling_per_second,
+        p99_us as f64 / ceiling_p99_us as f64,
+        payments_per_second / fsync_batched,
     );
     assert_eq!(n_missing, 0, "every acknowledged payment survives SIGKILL");
 }
