@@ -5,7 +5,7 @@ use std::sync::Arc;
 use paycenter_domain::ids::TradeNo;
 use paycenter_domain::payment::{AttemptStatus, Channel};
 use paycenter_gateway::sandbox::SandboxOutcome;
-use serde_json::json;
+
 use warp::http::StatusCode;
 
 use crate::dto::{attempt_status, parse_object, required_str};
@@ -192,6 +192,10 @@ pub async fn sandbox_pay(
         })?;
     Ok((
         StatusCode::ACCEPTED,
-        json!({ "trade_no": trade_no, "outcome": outcome_text, "message": "the sandbox will send its callback" }),
+        crate::wire::to_value(&crate::wire::SandboxPayAnswer {
+            trade_no: trade_no.to_string(),
+            outcome: outcome_text,
+            message: "the sandbox will send its callback".to_owned(),
+        }),
     ))
 }

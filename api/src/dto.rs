@@ -4,9 +4,10 @@
 use paycenter_domain::payment::{AttemptStatus, RefundStatus};
 use paycenter_domain::{Currency, Money};
 use paycenter_projections::model::{PaymentView, RefundView};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::wire;
 
 /// The most bytes a request body may have.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -168,58 +169,84 @@ pub fn refund_status(status: RefundStatus) -> &'static str {
 }
 
 /// A refund as apps see it.
+pub fn refund_answer(refund: &RefundView) -> wire::RefundAnswer {
+    wire::RefundAnswer {
+        refund_id: refund.refund_id.to_string(),
+        refund_no: refund.refund_no.to_string(),
+        trade_no: refund.trade_no.to_string(),
+        amount: refund.amount.to_major_string(),
+        currency: refund.amount.currency().code().to_owned(),
+        reason: refund.reason.clone(),
+        kind: match refund.kind {
+            paycenter_domain::payment::RefundKind::App => "app",
+            paycenter_domain::payment::RefundKind::Automatic => "automatic",
+        }
+        .to_owned(),
+        status: refund_status(refund.status).to_owned(),
+        created_at: refund.requested_at.to_rfc3339(),
+    }
+}
+
+/// A refund as apps see it, as JSON.
 pub fn refund_json(refund: &RefundView) -> Value {
-    json!({
-        "refund_id": refund.refund_id,
-        "refund_no": refund.refund_no,
-        "trade_no": refund.trade_no,
-        "amount": refund.amount.to_major_string(),
-        "currency": refund.amount.currency().code(),
-        "reason": refund.reason,
-        "kind": match refund.kind { paycenter_domain::payment::RefundKind::App => "app", paycenter_domain::payment::RefundKind::Automatic => "automatic" },
-        "status": refund_status(refund.status),
-        "created_at": refund.requested_at.to_rfc3339(),
-    })
+    wire::to_value(&refund_answer(refund))
 }
 
 /// The payment object (design §3).
+pub fn payment_answer(payment: &PaymentView) -> wire::PaymentAnswer {
+    wire::PaymentAnswer {
+        trade_no: payment.trade_no.to_string(),
+        order_no: payment.order_no.to_string(),
+        channel_trade_no: payment.channel_trade_no.as_ref().map(ToString::to_string),
+        merchant_id: payment.merchant_id.to_string(),
+        channel_account_id: payment.channel_account_id.to_string(),
+        channel: payment.channel.name().to_owned(),
+        invoke_method: payment.invoke_method.name().to_owned(),
+        amount: payment.amount.to_major_string(),
+        currency: payment.amount.currency().code().to_owned(),
+        fee: payment.fee.to_major_string(),
+        subject: payment.subject.clone(),
+        status: attempt_status(payment.status).to_owned(),
+        refunded_amount: payment.refunded().to_major_string(),
+        created_at: payment.created_at.to_rfc3339(),
+        expires_at: payment.expires_at.to_rfc3339(),
+        paid_at: payment.paid_at.map(|at| at.to_rfc3339()),
+        refunds: payment.refunds.iter().map(refund_answer).collect(),
+        splits: payment
+            .splits
+            .iter()
+            .map(|split| wire::SplitAnswer {
+                receiver: split.receiver.clone(),
+                amount: split.amount.to_major_string(),
+            })
+            .collect(),
+        channel_close: payment
+            .channel_close
+            .as_ref()
+            .map(|close| wire::ChannelCloseAnswer {
+                status: close.status.clone(),
+                attempts: close.attempts,
+                last_error: close.last_error.clone(),
+            }),
+        anomalies: payment
+            .anomalies
+            .iter()
+            .map(|anomaly| wire::AnomalyAnswer {
+                kind: anomaly.kind.name().to_owned(),
+                reported_amount: anomaly.reported_amount.to_major_string(),
+                reported_currency: anomaly.reported_amount.currency().code().to_owned(),
+                reported_channel_account_id: anomaly.channel_account_id.to_string(),
+                reported_channel_trade_no: anomaly.channel_trade_no.to_string(),
+                detected_at: anomaly.detected_at.to_rfc3339(),
+                refund_id: anomaly.refund_id.to_string(),
+                refund_status: refund_status(anomaly.refund_status).to_owned(),
+            })
+            .collect(),
+        attempts: None,
+    }
+}
+
+/// The payment object as JSON.
 pub fn payment_json(payment: &PaymentView) -> Value {
-    json!({
-        "trade_no": payment.trade_no,
-        "order_no": payment.order_no,
-        "channel_trade_no": payment.channel_trade_no,
-        "merchant_id": payment.merchant_id,
-        "channel_account_id": payment.channel_account_id,
-        "channel": payment.channel.name(),
-        "invoke_method": payment.invoke_method.name(),
-        "amount": payment.amount.to_major_string(),
-        "currency": payment.amount.currency().code(),
-        "fee": payment.fee.to_major_string(),
-        "subject": payment.subject,
-        "status": attempt_status(payment.status),
-        "refunded_amount": payment.refunded().to_major_string(),
-        "created_at": payment.created_at.to_rfc3339(),
-        "expires_at": payment.expires_at.to_rfc3339(),
-        "paid_at": payment.paid_at.map(|at| at.to_rfc3339()),
-        "refunds": payment.refunds.iter().map(refund_json).collect::<Vec<_>>(),
-        "splits": payment.splits.iter().map(|split| json!({
-            "receiver": split.receiver,
-            "amount": split.amount.to_major_string(),
-        })).collect::<Vec<_>>(),
-        "channel_close": payment.channel_close.as_ref().map(|close| json!({
-            "status": close.status,
-            "attempts": close.attempts,
-            "last_error": close.last_error,
-        })),
-        "anomalies": payment.anomalies.iter().map(|anomaly| json!({
-            "kind": anomaly.kind.name(),
-            "reported_amount": anomaly.reported_amount.to_major_string(),
-            "reported_currency": anomaly.reported_amount.currency().code(),
-            "reported_channel_account_id": anomaly.channel_account_id,
-            "reported_channel_trade_no": anomaly.channel_trade_no,
-            "detected_at": anomaly.detected_at.to_rfc3339(),
-            "refund_id": anomaly.refund_id,
-            "refund_status": refund_status(anomaly.refund_status),
-        })).collect::<Vec<_>>(),
-    })
+    wire::to_value(&payment_answer(payment))
 }

@@ -19,6 +19,7 @@ use warp::http::StatusCode;
 use crate::dto::*;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire;
 
 /// A handler's answer.
 pub type Answer = Result<(StatusCode, Value), ApiError>;
@@ -75,7 +76,10 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
         .await?;
     Ok((
         StatusCode::CREATED,
-        json!({ "merchant_id": merchant_id, "name": name }),
+        wire::to_value(&wire::MerchantAnswer {
+            merchant_id: merchant_id.to_string(),
+            name,
+        }),
     ))
 }
 
@@ -272,14 +276,14 @@ pub async fn create_channel_account(
         } else {
             StatusCode::OK
         },
-        json!({
-            "channel_account_id": channel_account_id,
-            "merchant_id": merchant_id,
-            "channel": channel.name(),
-            "status": "active",
-            "fee_rate": fee_rate.to_text(),
-            "callback_ip_allowlist": callback_ip_allowlist,
-            "bill_utc_offset": bill_utc_offset_minutes.map(format_utc_offset),
+        wire::to_value(&wire::ChannelAccountAnswer {
+            channel_account_id: channel_account_id.to_string(),
+            merchant_id: merchant_id.to_string(),
+            channel: channel.name().to_owned(),
+            status: "active".to_owned(),
+            fee_rate: fee_rate.to_text(),
+            callback_ip_allowlist: callback_ip_allowlist.clone(),
+            bill_utc_offset: bill_utc_offset_minutes.map(format_utc_offset),
         }),
     ))
 }
@@ -300,22 +304,26 @@ pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Ans
             stopped.position, stopped.event_type
         )));
     }
-    let accounts: Vec<Value> = model
+    let accounts: Vec<wire::BalanceLine> = model
         .ledger
         .merchant_balances(&merchant_id)
         .into_iter()
         .map(|(account, currency, balance_minor)| {
-            json!({
-                "account": account,
-                "currency": currency.code(),
+            wire::BalanceLine {
+                account: account.to_string(),
+                currency: currency.code().to_owned(),
                 // The ledger asserts balances never go below zero.
-                "balance": paycenter_domain::Money::from_minor(balance_minor, currency).to_major_string(),
-            })
+                balance: paycenter_domain::Money::from_minor(balance_minor, currency)
+                    .to_major_string(),
+            }
         })
         .collect();
     Ok((
         StatusCode::OK,
-        json!({ "merchant_id": merchant_id, "accounts": accounts }),
+        wire::to_value(&wire::BalancesAnswer {
+            merchant_id: merchant_id.to_string(),
+            accounts,
+        }),
     ))
 }
 
@@ -396,13 +404,13 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     // The only time the secrets are shown: the log keeps a hash and a sealed copy.
     Ok((
         StatusCode::CREATED,
-        json!({
-            "app_id": app_id,
-            "name": name,
-            "merchant_ids": merchant_ids,
-            "notify_url": notify_url,
-            "api_key": api_key,
-            "webhook_secret": webhook_secret,
+        wire::to_value(&wire::AppCreatedAnswer {
+            app_id: app_id.to_string(),
+            name,
+            merchant_ids: merchant_ids.iter().map(ToString::to_string).collect(),
+            notify_url,
+            api_key,
+            webhook_secret,
         }),
     ))
 }
@@ -664,18 +672,18 @@ pub async fn create_payment(
     let action = initiated.action;
     Ok((
         StatusCode::CREATED,
-        json!({
-            "trade_no": trade_no,
-            "order_no": order_no,
-            "merchant_id": merchant_id,
-            "channel_account_id": channel_account_id,
-            "status": "pending",
-            "channel": account.channel.name(),
-            "invoke_method": invoke_method.name(),
-            "amount": amount.to_major_string(),
-            "currency": amount.currency().code(),
-            "expires_at": started.expires_at.to_rfc3339(),
-            "action": action,
+        wire::to_value(&wire::PaymentCreatedAnswer {
+            trade_no: trade_no.to_string(),
+            order_no: order_no.to_string(),
+            merchant_id: merchant_id.to_string(),
+            channel_account_id: channel_account_id.to_string(),
+            status: "pending".to_owned(),
+            channel: account.channel.name().to_owned(),
+            invoke_method: invoke_method.name().to_owned(),
+            amount: amount.to_major_string(),
+            currency: amount.currency().code().to_owned(),
+            expires_at: started.expires_at.to_rfc3339(),
+            action: wire::PaymentActionAnswer::from_action(&action),
         }),
     ))
 }
@@ -889,9 +897,15 @@ pub async fn list_events(
         .unwrap_or(&[]);
     let start = feed.partition_point(|item| item.cursor <= after);
     let page = &feed[start..(start + limit).min(feed.len())];
-    let events: Vec<Value> = page
+    let events: Vec<wire::FeedItem> = page
         .iter()
-        .map(|item| json!({ "id": item.notification_id, "cursor": item.cursor.to_string(), "type": item.webhook_type, "created_at": item.created_at.to_rfc3339(), "data": item.data }))
+        .map(|item| wire::FeedItem {
+            id: item.notification_id.to_string(),
+            cursor: item.cursor.to_string(),
+            kind: item.webhook_type.to_string(),
+            created_at: item.created_at.to_rfc3339(),
+            data: item.data.clone(),
+        })
         .collect();
     let next_cursor = page
         .last()
@@ -900,7 +914,10 @@ pub async fn list_events(
         .to_string();
     Ok((
         StatusCode::OK,
-        json!({ "events": events, "next_cursor": next_cursor }),
+        wire::to_value(&wire::EventsAnswer {
+            events,
+            next_cursor,
+        }),
     ))
 }
 
@@ -1196,22 +1213,28 @@ pub async fn list_notifications(
         .collect();
     items.sort_by_key(|notification| notification.scheduled.created_at);
     items.truncate(1_000);
-    let notifications: Vec<Value> = items
+    let notifications: Vec<wire::NotificationAnswer> = items
         .iter()
-        .map(|notification| {
-            json!({
-                "id": notification.scheduled.notification_id,
-                "type": notification.scheduled.webhook_type,
-                "status": match notification.status { NotificationStatus::Pending => "pending", NotificationStatus::Delivered => "delivered", NotificationStatus::Failed => "failed" },
-                "attempts": notification.n_attempts_total,
-                "next_attempt_at": notification.next_attempt_at.map(|at| at.to_rfc3339()),
-                "last_error": notification.last_error,
-                "created_at": notification.scheduled.created_at.to_rfc3339(),
-                "data": notification.scheduled.data,
-            })
+        .map(|notification| wire::NotificationAnswer {
+            id: notification.scheduled.notification_id.to_string(),
+            kind: notification.scheduled.webhook_type.to_string(),
+            status: match notification.status {
+                NotificationStatus::Pending => "pending",
+                NotificationStatus::Delivered => "delivered",
+                NotificationStatus::Failed => "failed",
+            }
+            .to_owned(),
+            attempts: notification.n_attempts_total,
+            next_attempt_at: notification.next_attempt_at.map(|at| at.to_rfc3339()),
+            last_error: notification.last_error.clone(),
+            created_at: notification.scheduled.created_at.to_rfc3339(),
+            data: notification.scheduled.data.clone(),
         })
         .collect();
-    Ok((StatusCode::OK, json!({ "notifications": notifications })))
+    Ok((
+        StatusCode::OK,
+        wire::to_value(&wire::NotificationsAnswer { notifications }),
+    ))
 }
 
 /// `POST /v1/notifications/{id}/redeliver`
@@ -1252,7 +1275,10 @@ pub async fn redeliver_notification(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        json!({ "id": notification_id, "status": "pending" }),
+        wire::to_value(&wire::RedeliverAnswer {
+            id: notification_id.to_string(),
+            status: "pending".to_owned(),
+        }),
     ))
 }
 
@@ -1298,9 +1324,10 @@ pub async fn app_action(
     let stream_id = streams::app(&app_id);
     let command_id = format!("{action}-{app_id}-{}", random_hex(8));
     let not_found = || ApiError::not_found("app_not_found", format!("app {app_id} not found"));
+    // Every action takes the same optional body; disable and enable check it and use nothing.
+    let grace = grace_from_body(&body)?;
     match action.as_str() {
         "rotate-key" => {
-            let grace = grace_from_body(&body)?;
             let api_key = format!("pk_{}", random_hex(24));
             let api_key_hash = api_key_sha256(&api_key);
             let (decided, _) = state
@@ -1320,15 +1347,17 @@ pub async fn app_action(
             };
             Ok((
                 StatusCode::OK,
-                json!({
-                    "app_id": app_id,
-                    "api_key": api_key,
-                    "previous_key_valid_until": rotated.previous_valid_until.to_rfc3339(),
+                wire::to_value(&wire::AppActionAnswer {
+                    app_id: app_id.to_string(),
+                    api_key: Some(api_key),
+                    previous_key_valid_until: Some(rotated.previous_valid_until.to_rfc3339()),
+                    webhook_secret: None,
+                    previous_secret_valid_until: None,
+                    status: None,
                 }),
             ))
         }
         "rotate-webhook-secret" => {
-            let grace = grace_from_body(&body)?;
             let webhook_secret = format!("whsec_{}", random_hex(24));
             let sealed = state
                 .master_key
@@ -1346,10 +1375,13 @@ pub async fn app_action(
             };
             Ok((
                 StatusCode::OK,
-                json!({
-                    "app_id": app_id,
-                    "webhook_secret": webhook_secret,
-                    "previous_secret_valid_until": rotated.previous_valid_until.to_rfc3339(),
+                wire::to_value(&wire::AppActionAnswer {
+                    app_id: app_id.to_string(),
+                    api_key: None,
+                    previous_key_valid_until: None,
+                    webhook_secret: Some(webhook_secret),
+                    previous_secret_valid_until: Some(rotated.previous_valid_until.to_rfc3339()),
+                    status: None,
                 }),
             ))
         }
@@ -1362,7 +1394,14 @@ pub async fn app_action(
                 .await?;
             Ok((
                 StatusCode::OK,
-                json!({ "app_id": app_id, "status": if enabled { "active" } else { "disabled" } }),
+                wire::to_value(&wire::AppActionAnswer {
+                    app_id: app_id.to_string(),
+                    api_key: None,
+                    previous_key_valid_until: None,
+                    webhook_secret: None,
+                    previous_secret_valid_until: None,
+                    status: Some(if enabled { "active" } else { "disabled" }.to_owned()),
+                }),
             ))
         }
         _ => Err(ApiError::not_found("route_not_found", "no such route")),
@@ -1405,10 +1444,10 @@ pub async fn channel_account_action(
         .await?;
     Ok((
         StatusCode::OK,
-        json!({
-            "channel_account_id": channel_account_id,
-            "merchant_id": merchant_id,
-            "status": if enabled { "active" } else { "disabled" },
+        wire::to_value(&wire::ChannelAccountStatusAnswer {
+            channel_account_id: channel_account_id.to_string(),
+            merchant_id: merchant_id.to_string(),
+            status: if enabled { "active" } else { "disabled" }.to_owned(),
         }),
     ))
 }

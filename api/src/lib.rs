@@ -4,7 +4,8 @@
 //! - [`server`]: options, start-up (store, master key, read model, reactors), graceful shutdown.
 //! - [`routes`]: warp filters, auth, body limits, the error shape of refusals.
 //! - [`handlers`]: one function per endpoint; [`checkout`]: the checkout page and sandbox pay.
-//! - [`dto`]: wire types and conversions (a compatibility promise, separate from domain types).
+//! - [`wire`]: the typed request and answer bodies, the source of `/openapi.json`'s schemas;
+//!   [`dto`]: reading request fields and converting read models to answers.
 //! - [`state`]: shared state and the decide-append-wait path every command takes.
 //! - [`projections`]: projection status, lag and online rebuild.
 //! - [`reconciliation`]: bills against paycenter's record, results as events.
@@ -35,3 +36,5 @@ pub mod reconciliation;
 pub mod routes;
 pub mod server;
 pub mod state;
+#[allow(missing_docs)] // Fields are the wire names; each type and each unclear field is documented.
+pub mod wire;

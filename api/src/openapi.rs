@@ -1,99 +1,329 @@
-//! `/openapi.json`: the route table as an OpenAPI 3 document. A test keeps it complete.
+//! `/openapi.json`: the OpenAPI 3.1 document, made from the route table
+//! ([`crate::routes::ROUTES`]) and the schemas of the wire types ([`crate::wire`], derived by
+//! `utoipa` from the Rust types themselves). Every operation documents every status it answers,
+//! each with its schema; request bodies refuse unknown fields (`additionalProperties: false`).
 
 use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
 
-use crate::routes::ROUTES;
+use crate::routes::{Caller, RequestBody, Route, Success, ROUTES};
+use crate::wire;
 
-fn summary(method: &str, path: &str) -> &'static str {
-    match (method, path) {
-        ("post", "/v1/merchants") => "Onboard a merchant (admin)",
-        ("post", "/v1/merchants/{merchant_id}/channel-accounts") => {
-            "Activate a channel account for a merchant (admin)"
-        }
-        ("put", "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}") => {
-            "Re-activate a channel account with new parameters (key rotation) (admin)"
-        }
-        ("get", "/v1/merchants/{merchant_id}/balances") => {
-            "A merchant's double-entry balances (admin)"
-        }
-        ("post", "/v1/reconciliations") => "Reconcile a channel account's day against the bill fetched from the channel (admin)",
-        ("post", "/v1/reconciliations/upload") => "Reconcile against an uploaded bill: CSV trade_no,channel_trade_no,amount,currency (admin)",
-        ("get", "/v1/reconciliations/{reconciliation_id}") => "A reconciliation's result (admin)",
-        ("get", "/v1/admin/projections") => "Projections with their position, lag, digest and rebuild status (admin)",
-        ("post", "/v1/admin/projections/{name}/rebuild") => "Rebuild a projection online from position 1 and swap it in (admin)",
-        ("post", "/v1/apps") => {
-            "Register an app; answers its api_key and webhook_secret once (admin)"
-        }
-        ("post", "/v1/apps/{app_id}/{action}") => {
-            "action = rotate-key | rotate-webhook-secret ({grace_seconds?}, default 86400; the new value is answered once) | disable | enable (admin)"
-        }
-        ("post", "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}") => {
-            "action = disable | enable: a disabled account takes no new payments (admin)"
-        }
-        ("post", "/v1/payments") => "Start a payment attempt; answers the initiation action",
-        ("get", "/v1/payments") => {
-            "Find a payment by merchant_id + order_no (all attempts) or by channel_trade_no"
-        }
-        ("get", "/v1/payments/{trade_no}") => "Get a payment by trade_no",
-        ("post", "/v1/payments/{trade_no}/close") => "Close a pending payment",
-        ("post", "/v1/payments/{trade_no}/refunds") => "Refund part or all of a paid payment",
-        ("get", "/v1/events") => "The app's own events, in order, from a cursor",
-        ("get", "/v1/notifications") => "The app's webhook notifications, by status",
-        ("post", "/v1/notifications/{notification_id}/redeliver") => {
-            "Deliver a settled webhook again"
-        }
-        ("post", "/callbacks/{channel}/{channel_account_id}") => {
-            "A channel's asynchronous notification"
-        }
-        ("get", "/checkout/{trade_no}") => "paycenter's checkout page",
-        ("post", "/sandbox/pay/{trade_no}") => "Play the user paying in the sandbox",
-        ("get", "/healthz") => "Liveness",
-        ("get", "/metrics") => "Prometheus metrics",
-        ("get", "/openapi.json") => "This document",
-        _ => "",
+/// Every wire type, so that `utoipa` derives their schemas into the document's components.
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    wire::ErrorBody,
+    wire::ErrorDetail,
+    wire::CreateMerchantRequest,
+    wire::MerchantAnswer,
+    wire::ChannelAccountRequest,
+    wire::RotateChannelAccountRequest,
+    wire::ChannelAccountAnswer,
+    wire::ChannelAccountStatusAnswer,
+    wire::BalanceLine,
+    wire::BalancesAnswer,
+    wire::CreateAppRequest,
+    wire::AppCreatedAnswer,
+    wire::RotateRequest,
+    wire::AppActionAnswer,
+    wire::SplitRequest,
+    wire::CreatePaymentRequest,
+    wire::PaymentActionAnswer,
+    wire::PaymentCreatedAnswer,
+    wire::RefundAnswer,
+    wire::SplitAnswer,
+    wire::ChannelCloseAnswer,
+    wire::AnomalyAnswer,
+    wire::PaymentAnswer,
+    wire::CreateRefundRequest,
+    wire::FeedItem,
+    wire::EventsAnswer,
+    wire::NotificationAnswer,
+    wire::NotificationsAnswer,
+    wire::RedeliverAnswer,
+    wire::ReconcileRequest,
+    wire::DiscrepancyAnswer,
+    wire::ReconciliationAnswer,
+    wire::SnapshotAnswer,
+    wire::RebuildAnswer,
+    wire::ProjectionAnswer,
+    wire::ProjectionsAnswer,
+    wire::SandboxPayRequest,
+    wire::SandboxPayAnswer,
+    wire::HealthAnswer,
+)))]
+struct WireSchemas;
+
+/// The schemas of [`WireSchemas`] as JSON, keyed by type name.
+pub fn schemas() -> Map<String, Value> {
+    let components = WireSchemas::openapi()
+        .components
+        .expect("the schemas are listed");
+    match serde_json::to_value(components.schemas).expect("schemas serialize") {
+        Value::Object(schemas) => schemas,
+        _ => unreachable!("a map of schemas"),
     }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+/// The refusals a route may answer: those of every route of its caller and its own.
+fn refusal_statuses(route: &Route) -> Vec<u16> {
+    let mut statuses = vec![400, 404, 408, 503];
+    if route.request != RequestBody::None {
+        statuses.push(413);
+    }
+    match route.caller {
+        Caller::Admin => statuses.push(401),
+        Caller::App => statuses.extend([401, 403, 429]),
+        Caller::Public => {}
+    }
+    statuses.extend(route.refusals);
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "The request is malformed: bad JSON, an unknown or over-long field, a bad value",
+        401 => "No valid bearer token",
+        403 => "The app is disabled, or the caller's address is not allowed",
+        404 => "Not found (or not the caller's)",
+        408 => "The request was not received in time",
+        409 => "Conflicts with what is recorded (already paid, too soon, reused number, ...)",
+        413 => "The body is too large",
+        422 => "Well-formed but refused (unsupported method or currency, bad parameters, ...)",
+        429 => "Over the app's request budget; see Retry-After",
+        502 => "The channel could not be reached or refused to talk",
+        503 => "The store or a read model this needs is stopped",
+        _ => "Refused",
+    }
+}
+
+fn operation(route: &Route) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let choices = route
+                .path_choices
+                .iter()
+                .find(|(choice_name, _)| *choice_name == name)
+                .map(|(_, values)| *values);
+            let schema = match (choices, name) {
+                (Some(values), _) => json!({ "type": "string", "enum": values }),
+                (None, "trade_no") => json!({ "type": "string", "pattern": "^[A-Za-z0-9]{6,32}$" }),
+                (None, _) => json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }),
+            };
+            json!({ "name": name, "in": "path", "required": true, "schema": schema })
+        })
+        .collect();
+    for query in route.query {
+        let schema = match query.integer_range {
+            Some((minimum, maximum)) => {
+                json!({ "type": "integer", "minimum": minimum, "maximum": maximum })
+            }
+            None if query.one_of.is_empty() => json!({ "type": "string" }),
+            None => json!({ "type": "string", "enum": query.one_of }),
+        };
+        parameters.push(json!({
+            "name": query.name, "in": "query", "required": query.required,
+            "description": query.description, "schema": schema,
+        }));
+    }
+    let mut operation = json!({
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [match route.caller { Caller::Admin => "admin", Caller::App => "app", Caller::Public => "public" }],
+        "parameters": parameters,
+    });
+    operation["security"] = match route.caller {
+        Caller::Admin => json!([{ "admin_token": [] }]),
+        Caller::App => json!([{ "api_key": [] }]),
+        Caller::Public => json!([]),
+    };
+    match route.request {
+        RequestBody::None => {}
+        RequestBody::Json(name) => {
+            operation["requestBody"] =
+                json!({ "required": true, "content": json_content(schema_ref(name)) });
+        }
+        RequestBody::OptionalJson(name) => {
+            operation["requestBody"] =
+                json!({ "required": false, "content": json_content(schema_ref(name)) });
+        }
+        RequestBody::Raw => {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } },
+            });
+        }
+    }
+    let mut responses = Map::new();
+    let error = || json!({ "description": "", "content": json_content(schema_ref("ErrorBody")) });
+    match route.success {
+        Success::Json(status, name) => {
+            responses.insert(
+                status.to_string(),
+                json!({ "description": "Success", "content": json_content(schema_ref(name)) }),
+            );
+        }
+        Success::Html => {
+            // The page answers its refusals as pages too.
+            for (status, description) in [
+                (200, "The page"),
+                (404, "No such payment (a page saying so)"),
+                (503, "The read model is stopped (a page saying so)"),
+            ] {
+                responses.insert(
+                    status.to_string(),
+                    json!({ "description": description, "content": { "text/html": { "schema": { "type": "string" } } } }),
+                );
+            }
+        }
+        Success::PrometheusText => {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } }),
+            );
+        }
+        Success::OpenApi => {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "This document", "content": json_content(json!({ "type": "object" })) }),
+            );
+        }
+        Success::ChannelProtocol => {
+            // Each channel's own answer: Alipay `success` as text, WeChat Pay 204 or a JSON
+            // FAIL, the sandbox and Stripe JSON.
+            let any = json!({
+                "application/json": { "schema": {} },
+                "text/plain": { "schema": { "type": "string" } },
+            });
+            for (status, description) in [
+                (200, "Recorded (the channel's own acknowledgement)"),
+                (204, "Recorded (WeChat Pay)"),
+                (400, "Refused: bad signature, unknown account, malformed (in the channel's protocol)"),
+                (403, "The sender's address is outside the account's allowlist"),
+            ] {
+                responses.insert(
+                    status.to_string(),
+                    json!({ "description": description, "content": any }),
+                );
+            }
+        }
+    }
+    if route.operation_id == "healthz" {
+        responses.insert(
+            "503".into(),
+            json!({ "description": "Degraded: a component is stopped", "content": json_content(schema_ref("HealthAnswer")) }),
+        );
+    }
+    if !matches!(route.success, Success::Html | Success::ChannelProtocol)
+        && route.operation_id != "healthz"
+    {
+        for status in refusal_statuses(route) {
+            let mut answer = error();
+            answer["description"] = json!(reason(status));
+            if status == 429 {
+                answer["headers"] = json!({ "Retry-After": { "schema": { "type": "integer" }, "description": "Seconds to wait" } });
+            }
+            responses.insert(status.to_string(), answer);
+        }
+    }
+    operation["responses"] = Value::Object(responses);
+    operation
 }
 
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path) in ROUTES {
-        let parameters: Vec<Value> = path
-            .split('/')
-            .filter_map(|segment| segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        let operation = json!({
-            "summary": summary(method, path),
-            "parameters": parameters,
-            "responses": {
-                "default": { "description": "JSON answer; errors are {\"error\": {\"code\", \"message\"}}" }
-            },
-        });
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = operation;
+    for route in ROUTES {
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[route.method] = operation(route);
     }
     json!({
-        "openapi": "3.0.3",
-        "info": { "title": "paycenter", "version": env!("CARGO_PKG_VERSION") },
-        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+        "openapi": "3.1.0",
+        "info": {
+            "title": "paycenter",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A unified payment center. Money is a decimal string in major units beside an ISO 4217 currency. Every refusal is {\"error\": {\"code\", \"message\"}}.",
+        },
+        "components": {
+            "securitySchemes": {
+                "admin_token": { "type": "http", "scheme": "bearer", "description": "PAYCENTER_ADMIN_TOKEN" },
+                "api_key": { "type": "http", "scheme": "bearer", "description": "An app's api_key" },
+            },
+            "schemas": schemas(),
+        },
         "paths": paths,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn every_route_is_documented_with_a_summary() {
-        let document = super::document();
-        for (method, path) in crate::routes::ROUTES {
-            let operation = &document["paths"][path][method];
-            assert!(operation.is_object(), "{method} {path} missing");
+    fn every_route_is_documented_with_its_answers_and_every_schema_exists() {
+        let document = document();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        for route in ROUTES {
+            let operation = &document["paths"][route.path][route.method];
             assert!(
-                !operation["summary"].as_str().unwrap().is_empty(),
-                "{method} {path} has no summary"
+                operation.is_object(),
+                "{} {} missing",
+                route.method,
+                route.path
+            );
+            assert!(!route.summary.is_empty());
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|status| status.starts_with('2')));
+            for (status, answer) in responses {
+                assert!(
+                    answer["content"].is_object(),
+                    "{} {} {status} has no schema",
+                    route.method,
+                    route.path
+                );
+            }
+            let text = operation.to_string();
+            for (at, _) in text.match_indices("#/components/schemas/") {
+                let rest = &text[at + "#/components/schemas/".len()..];
+                let name = &rest[..rest.find('"').unwrap()];
+                assert!(schemas.contains_key(name), "{name} is not a schema");
+            }
+        }
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        let schemas = schemas();
+        for route in ROUTES {
+            let (RequestBody::Json(name) | RequestBody::OptionalJson(name)) = route.request else {
+                continue;
+            };
+            assert_eq!(
+                schemas[name]["additionalProperties"],
+                json!(false),
+                "{name}: {}",
+                schemas[name]
             );
         }
+        assert_eq!(
+            schemas["SplitRequest"]["additionalProperties"],
+            json!(false)
+        );
     }
 
     /// Reads the route definitions themselves, so a route added without its `ROUTES` entry
@@ -101,6 +331,7 @@ mod tests {
     #[test]
     fn the_route_table_lists_every_defined_route() {
         let source = include_str!("routes.rs");
+        let source = &source[..source.find("/// Who may call a route.").unwrap()];
         let mut defined: Vec<(String, String)> = Vec::new();
         for (at, _) in source.match_indices("warp::path!(") {
             let rest = &source[at + "warp::path!(".len()..];
@@ -122,10 +353,11 @@ mod tests {
                 .unwrap();
             defined.push((method.to_owned(), path));
         }
-        let mut listed: Vec<(String, String)> = crate::routes::ROUTES
+        let mut listed: Vec<(String, String)> = ROUTES
             .iter()
-            .map(|(method, path)| {
-                let generic: String = path
+            .map(|route| {
+                let generic: String = route
+                    .path
                     .split('/')
                     .skip(1)
                     .map(|segment| {
@@ -136,11 +368,23 @@ mod tests {
                         }
                     })
                     .collect();
-                (method.to_string(), generic)
+                (route.method.to_string(), generic)
             })
             .collect();
         defined.sort();
         listed.sort();
         assert_eq!(defined, listed);
+        // Each operation id is the metrics label its filter records (the three operations
+        // pages are not counted).
+        for route in ROUTES {
+            if matches!(route.operation_id, "healthz" | "metrics" | "openapi") {
+                continue;
+            }
+            assert!(
+                source.contains(&format!("\"{}\"", route.operation_id)),
+                "{} is no route label in routes.rs",
+                route.operation_id
+            );
+        }
     }
 }

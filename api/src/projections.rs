@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use paycenter_projections::model::{NAME, VERSION};
 use paycenter_projections::ReadModel;
-use serde_json::{json, Value};
+
 use warp::http::StatusCode;
 
 use crate::error::ApiError;
@@ -92,7 +92,7 @@ pub async fn snapshot_periodically(state: Arc<AppState>, interval_seconds: u64) 
 /// Rebuild status, shared by the handlers and the rebuild thread.
 pub type SharedRebuildStatus = Arc<Mutex<RebuildStatus>>;
 
-fn status_json(state: &AppState) -> Result<Value, ApiError> {
+fn status_answer(state: &AppState) -> Result<crate::wire::ProjectionAnswer, ApiError> {
     // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
     let head = tokio::task::block_in_place(|| state.store.head_position())?;
     let (position, digest) = {
@@ -101,33 +101,40 @@ fn status_json(state: &AppState) -> Result<Value, ApiError> {
     };
     let rebuild = state.rebuild_status.lock().expect("rebuild status");
     let snapshots = state.snapshots.lock().expect("snapshot status");
-    Ok(json!({
-        "started_from_snapshot": snapshots.started_from,
-        "snapshot": snapshots.last_saved_position.map(|position| json!({
-            "position": position,
-            "saved_at": snapshots.last_saved_at.map(|at| at.to_rfc3339()),
-        })),
-        "name": NAME,
-        "version": VERSION,
-        "position": position,
-        "head": head,
-        "lag": head.saturating_sub(position),
-        "digest": digest,
-        "rebuilding": rebuild.in_progress,
-        "last_rebuild": rebuild.last.as_ref().map(|last| json!({
-            "finished_at": last.finished_at.to_rfc3339(),
-            "position": last.position,
-            "identical": last.identical,
-            "seconds": last.seconds,
-        })),
-    }))
+    Ok(crate::wire::ProjectionAnswer {
+        name: NAME.to_owned(),
+        version: VERSION,
+        position,
+        head,
+        lag: head.saturating_sub(position),
+        digest,
+        rebuilding: rebuild.in_progress,
+        started_from_snapshot: snapshots.started_from,
+        snapshot: snapshots
+            .last_saved_position
+            .map(|position| crate::wire::SnapshotAnswer {
+                position,
+                saved_at: snapshots.last_saved_at.map(|at| at.to_rfc3339()),
+            }),
+        last_rebuild: rebuild
+            .last
+            .as_ref()
+            .map(|last| crate::wire::RebuildAnswer {
+                finished_at: last.finished_at.to_rfc3339(),
+                position: last.position,
+                identical: last.identical,
+                seconds: last.seconds,
+            }),
+    })
 }
 
 /// `GET /v1/admin/projections`
 pub async fn list(state: Arc<AppState>) -> Answer {
     Ok((
         StatusCode::OK,
-        json!({ "projections": [status_json(&state)?] }),
+        crate::wire::to_value(&crate::wire::ProjectionsAnswer {
+            projections: vec![status_answer(&state)?],
+        }),
     ))
 }
 
@@ -170,7 +177,10 @@ pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
             }
         }
     });
-    Ok((StatusCode::ACCEPTED, status_json(&state)?))
+    Ok((
+        StatusCode::ACCEPTED,
+        crate::wire::to_value(&status_answer(&state)?),
+    ))
 }
 
 fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, paycenter_store::StoreError> {

@@ -11,7 +11,7 @@ use paycenter_domain::payment::{Channel, RefundStatus};
 use paycenter_domain::reconciliation::{reconcile, BillLine, RecordLine, MAX_BILL_LINES};
 use paycenter_domain::{Currency, Money};
 use paycenter_store::ExpectedRevision;
-use serde_json::{json, Value};
+use serde_json::Value;
 use warp::http::StatusCode;
 
 use crate::dto::{attempt_status, parse_object, required_str};
@@ -319,24 +319,33 @@ pub async fn get(state: Arc<AppState>, reconciliation_id: String) -> Answer {
 
 fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
     let money = |amount: Option<Money>| amount.map(|amount| amount.to_major_string());
-    json!({
-        "reconciliation_id": completed.reconciliation_id,
-        "merchant_id": completed.merchant_id,
-        "channel_account_id": completed.channel_account_id,
-        "date": completed.date.to_string(),
-        "source": completed.source,
-        "bill_lines": completed.n_bill_lines,
-        "matched": completed.n_matched,
-        "created_at": completed.completed_at.to_rfc3339(),
-        "discrepancies": completed.discrepancies.iter().map(|discrepancy| json!({
-            "kind": discrepancy.kind,
-            "trade_no": discrepancy.trade_no,
-            "order_no": discrepancy.order_no,
-            "channel_trade_no": discrepancy.channel_trade_no,
-            "paycenter_amount": money(discrepancy.paycenter_amount),
-            "channel_amount": money(discrepancy.channel_amount),
-            "paycenter_status": discrepancy.paycenter_status.map(attempt_status),
-        })).collect::<Vec<_>>(),
+    crate::wire::to_value(&crate::wire::ReconciliationAnswer {
+        reconciliation_id: completed.reconciliation_id.clone(),
+        merchant_id: completed.merchant_id.to_string(),
+        channel_account_id: completed.channel_account_id.to_string(),
+        date: completed.date.to_string(),
+        source: completed.source.clone(),
+        bill_lines: completed.n_bill_lines,
+        matched: completed.n_matched,
+        created_at: completed.completed_at.to_rfc3339(),
+        discrepancies: completed
+            .discrepancies
+            .iter()
+            .map(|discrepancy| crate::wire::DiscrepancyAnswer {
+                kind: discrepancy.kind.name().to_owned(),
+                trade_no: discrepancy.trade_no.to_string(),
+                order_no: discrepancy.order_no.as_ref().map(ToString::to_string),
+                channel_trade_no: discrepancy
+                    .channel_trade_no
+                    .as_ref()
+                    .map(ToString::to_string),
+                paycenter_amount: money(discrepancy.paycenter_amount),
+                channel_amount: money(discrepancy.channel_amount),
+                paycenter_status: discrepancy
+                    .paycenter_status
+                    .map(|status| attempt_status(status).to_owned()),
+            })
+            .collect(),
     })
 }
 

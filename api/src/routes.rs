@@ -672,38 +672,447 @@ async fn recover(rejection: Rejection) -> Result<Response<Body>, Infallible> {
     Ok(json_response(error.status, &error.body()))
 }
 
-/// The paths every route answers, for the OpenAPI completeness test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/merchants"),
-    ("post", "/v1/merchants/{merchant_id}/channel-accounts"),
-    (
-        "put",
-        "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}",
-    ),
-    ("get", "/v1/merchants/{merchant_id}/balances"),
-    ("post", "/v1/reconciliations"),
-    ("post", "/v1/reconciliations/upload"),
-    ("get", "/v1/reconciliations/{reconciliation_id}"),
-    ("get", "/v1/admin/projections"),
-    ("post", "/v1/admin/projections/{name}/rebuild"),
-    ("post", "/v1/apps"),
-    ("post", "/v1/apps/{app_id}/{action}"),
-    (
-        "post",
-        "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}",
-    ),
-    ("post", "/v1/payments"),
-    ("get", "/v1/payments"),
-    ("get", "/v1/payments/{trade_no}"),
-    ("post", "/v1/payments/{trade_no}/close"),
-    ("post", "/v1/payments/{trade_no}/refunds"),
-    ("get", "/v1/events"),
-    ("get", "/v1/notifications"),
-    ("post", "/v1/notifications/{notification_id}/redeliver"),
-    ("post", "/callbacks/{channel}/{channel_account_id}"),
-    ("get", "/checkout/{trade_no}"),
-    ("post", "/sandbox/pay/{trade_no}"),
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// `Authorization: Bearer $PAYCENTER_ADMIN_TOKEN`.
+    Admin,
+    /// `Authorization: Bearer <api_key>` of an app.
+    App,
+    /// No credential: channels, the user at the checkout, operations.
+    Public,
+}
+
+/// What a route takes as its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    /// None.
+    None,
+    /// JSON of the named schema of [`crate::wire`].
+    Json(&'static str),
+    /// JSON of the named schema, or nothing at all.
+    OptionalJson(&'static str),
+    /// Raw bytes (a bill file, a channel's callback).
+    Raw,
+}
+
+/// What a route answers on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    /// JSON of the named schema of [`crate::wire`], with this status.
+    Json(u16, &'static str),
+    /// An HTML page.
+    Html,
+    /// Prometheus text.
+    PrometheusText,
+    /// The OpenAPI document.
+    OpenApi,
+    /// The channel's own protocol (status and body as the channel expects).
+    ChannelProtocol,
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryParam {
+    /// Its name.
+    pub name: &'static str,
+    /// Whether it must be given.
+    pub required: bool,
+    /// The values it takes, when it is one of a few.
+    pub one_of: &'static [&'static str],
+    /// The whole numbers it takes (inclusive), when it is a number.
+    pub integer_range: Option<(u64, u64)>,
+    /// What it does.
+    pub description: &'static str,
+}
+
+const fn query(name: &'static str, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        required: false,
+        one_of: &[],
+        integer_range: None,
+        description,
+    }
+}
+
+/// One route: the warp filter of its `operation_id` in [`routes`] serves it, and
+/// [`crate::openapi::document`] documents it. A test keeps the two in step.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Lowercase HTTP method.
+    pub method: &'static str,
+    /// The path, with `{name}` for each parameter.
+    pub path: &'static str,
+    /// Also the `route` label of its metrics.
+    pub operation_id: &'static str,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Who may call it.
+    pub caller: Caller,
+    /// Its body.
+    pub request: RequestBody,
+    /// Its query parameters.
+    pub query: &'static [QueryParam],
+    /// Path parameters that take one of a few values.
+    pub path_choices: &'static [(&'static str, &'static [&'static str])],
+    /// Its success answer.
+    pub success: Success,
+    /// The refusals it may answer beyond those of every route of its caller (400, 401, 403,
+    /// 404, 408, 413, 429, 503): each an `ErrorBody`.
+    pub refusals: &'static [u16],
+}
+
+const APP_ACTIONS: &[&str] = &["rotate-key", "rotate-webhook-secret", "disable", "enable"];
+const ACCOUNT_ACTIONS: &[&str] = &["disable", "enable"];
+const CHANNELS: &[&str] = &["sandbox", "alipay", "wechatpay", "stripe"];
+
+/// Every route paycenter answers.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/v1/merchants",
+        operation_id: "create_merchant",
+        summary: "Onboard a merchant",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateMerchantRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "MerchantAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/merchants/{merchant_id}/channel-accounts",
+        operation_id: "create_channel_account",
+        summary: "Activate a channel account for a merchant",
+        caller: Caller::Admin,
+        request: RequestBody::Json("ChannelAccountRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "ChannelAccountAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "put",
+        path: "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}",
+        operation_id: "rotate_channel_account",
+        summary: "Activate a channel account again with new parameters (key rotation)",
+        caller: Caller::Admin,
+        request: RequestBody::Json("RotateChannelAccountRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ChannelAccountAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/balances",
+        operation_id: "merchant_balances",
+        summary: "A merchant's double-entry balances",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "BalancesAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/reconciliations",
+        operation_id: "reconcile",
+        summary: "Reconcile a channel account's business day against the bill fetched from the channel",
+        caller: Caller::Admin,
+        request: RequestBody::Json("ReconcileRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "ReconciliationAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "post",
+        path: "/v1/reconciliations/upload",
+        operation_id: "reconcile_upload",
+        summary: "Reconcile against an uploaded bill: paycenter's CSV (trade_no,channel_trade_no,amount,currency[,refunded]), Alipay's zip or WeChat Pay's trade bill",
+        caller: Caller::Admin,
+        request: RequestBody::Raw,
+        query: &[
+            QueryParam {
+                name: "channel_account_id",
+                required: true,
+                one_of: &[],
+                integer_range: None,
+                description: "The account the bill is of",
+            },
+            QueryParam {
+                name: "date",
+                required: true,
+                one_of: &[],
+                integer_range: None,
+                description: "The channel's business day, YYYY-MM-DD",
+            },
+        ],
+        path_choices: &[],
+        success: Success::Json(201, "ReconciliationAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/reconciliations/{reconciliation_id}",
+        operation_id: "get_reconciliation",
+        summary: "A reconciliation's result",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ReconciliationAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/admin/projections",
+        operation_id: "list_projections",
+        summary: "Projections with their position, lag, digest and rebuild status",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ProjectionsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/admin/projections/{name}/rebuild",
+        operation_id: "rebuild_projection",
+        summary: "Rebuild a projection online from position 1 and swap it in",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[("name", &["read_model"])],
+        success: Success::Json(202, "ProjectionAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps",
+        operation_id: "create_app",
+        summary: "Register an app; its api_key and webhook_secret are answered this once",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateAppRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "AppCreatedAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps/{app_id}/{action}",
+        operation_id: "app_action",
+        summary: "Rotate an app's key or webhook secret (the new value answered once; the old one works for grace_seconds), or disable or enable the app",
+        caller: Caller::Admin,
+        request: RequestBody::OptionalJson("RotateRequest"),
+        query: &[],
+        path_choices: &[("action", APP_ACTIONS)],
+        success: Success::Json(200, "AppActionAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}",
+        operation_id: "channel_account_action",
+        summary: "Disable or enable a channel account: a disabled account takes no new payments",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[("action", ACCOUNT_ACTIONS)],
+        success: Success::Json(200, "ChannelAccountStatusAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments",
+        operation_id: "create_payment",
+        summary: "Start a payment attempt; answers the initiation (what the user must be shown), never the final result. Header Idempotency-Key (optional) replays the first answer",
+        caller: Caller::App,
+        request: RequestBody::Json("CreatePaymentRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "PaymentCreatedAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payments",
+        operation_id: "find_payments",
+        summary: "Find a payment by merchant_id + order_no or by channel_trade_no: the latest attempt, with every attempt under attempts",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[
+            query("merchant_id", "With order_no: the order's merchant"),
+            query("order_no", "With merchant_id: the app's order number"),
+            query("channel_trade_no", "The channel's trade number"),
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payments/{trade_no}",
+        operation_id: "get_payment",
+        summary: "A payment by trade_no",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments/{trade_no}/close",
+        operation_id: "close_payment",
+        summary: "Close a pending payment",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments/{trade_no}/refunds",
+        operation_id: "create_refund",
+        summary: "Refund part or all of a paid payment (the refunds never exceed what was paid)",
+        caller: Caller::App,
+        request: RequestBody::Json("CreateRefundRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "RefundAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/events",
+        operation_id: "list_events",
+        summary: "The app's own events, in order, after a cursor",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[
+            QueryParam {
+                integer_range: Some((0, u64::MAX)),
+                ..query("after", "The cursor of the last event seen (default 0)")
+            },
+            QueryParam {
+                integer_range: Some((1, 1_000)),
+                ..query("limit", "At most this many (default 100)")
+            },
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "EventsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/notifications",
+        operation_id: "list_notifications",
+        summary: "The app's webhook notifications, each with its last error",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[QueryParam {
+            name: "status",
+            required: false,
+            one_of: &["pending", "delivered", "failed"],
+            integer_range: None,
+            description: "Only notifications in this state",
+        }],
+        path_choices: &[],
+        success: Success::Json(200, "NotificationsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/notifications/{notification_id}/redeliver",
+        operation_id: "redeliver_notification",
+        summary: "Deliver a settled webhook again",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(202, "RedeliverAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/callbacks/{channel}/{channel_account_id}",
+        operation_id: "channel_callback",
+        summary: "A channel's asynchronous notification, answered in that channel's own protocol",
+        caller: Caller::Public,
+        request: RequestBody::Raw,
+        query: &[],
+        path_choices: &[("channel", CHANNELS)],
+        success: Success::ChannelProtocol,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/checkout/{trade_no}",
+        operation_id: "checkout",
+        summary: "paycenter's checkout page",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Html,
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/sandbox/pay/{trade_no}",
+        operation_id: "sandbox_pay",
+        summary: "Play the user paying in the sandbox; the outcome arrives by the sandbox's signed callback",
+        caller: Caller::Public,
+        request: RequestBody::Json("SandboxPayRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(202, "SandboxPayAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "get",
+        path: "/healthz",
+        operation_id: "healthz",
+        summary: "200 ok only when the store appends and every projection runs; 503 degraded otherwise",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "HealthAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        operation_id: "metrics",
+        summary: "Prometheus metrics",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::PrometheusText,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        operation_id: "openapi",
+        summary: "This document",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::OpenApi,
+        refusals: &[],
+    },
 ];

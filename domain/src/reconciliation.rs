@@ -56,6 +56,21 @@ pub enum DiscrepancyKind {
     RefundAmountMismatch,
 }
 
+impl DiscrepancyKind {
+    /// The name used on the wire (as serde writes it in events).
+    pub fn name(self) -> &'static str {
+        match self {
+            DiscrepancyKind::MissingInPaycenter => "missing_in_paycenter",
+            DiscrepancyKind::MissingInChannel => "missing_in_channel",
+            DiscrepancyKind::AmountMismatch => "amount_mismatch",
+            DiscrepancyKind::StatusMismatch => "status_mismatch",
+            DiscrepancyKind::RefundMissingInPaycenter => "refund_missing_in_paycenter",
+            DiscrepancyKind::RefundMissingInChannel => "refund_missing_in_channel",
+            DiscrepancyKind::RefundAmountMismatch => "refund_amount_mismatch",
+        }
+    }
+}
+
 /// One disagreement, with the three ids where known. For refund kinds the amounts are the
 /// day's refunded totals.
 #[allow(missing_docs)]
@@ -168,6 +183,22 @@ pub fn reconcile(record: &[RecordLine], bill: &[BillLine]) -> (usize, Vec<Discre
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn discrepancy_names_are_what_serde_writes() {
+        use super::DiscrepancyKind::*;
+        for kind in [
+            MissingInPaycenter,
+            MissingInChannel,
+            AmountMismatch,
+            StatusMismatch,
+            RefundMissingInPaycenter,
+            RefundMissingInChannel,
+            RefundAmountMismatch,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+    }
+
     use super::*;
     use crate::Currency;
     use chrono::{TimeZone, Utc};

@@ -1,0 +1,625 @@
+//! Typed wire bodies: every JSON request paycenter reads and every JSON answer it writes, as
+//! Rust types. They are the compatibility promise to apps (kept apart from domain types,
+//! converted by hand) and the one source of `/openapi.json`'s schemas ([`crate::openapi`]).
+//!
+//! Requests deny unknown fields in their schemas (`additionalProperties: false`); at run time
+//! [`crate::dto::check_fields`] refuses them first, naming the field (`400 unknown_field`).
+//! Amounts are decimal strings in major units (`"12.34"`); a request's amount is read as any
+//! JSON value so that a JSON number gets its own clear `400 invalid_amount`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// Reads a JSON object already checked by [`crate::dto::check_fields`] into its request type.
+/// A field of the wrong type is `400 invalid_request` naming it.
+pub fn read<T: serde::de::DeserializeOwned>(
+    object: &serde_json::Map<String, Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(object.clone()))
+        .map_err(|error| ApiError::invalid(format!("the body does not fit the request: {error}")))
+}
+
+/// Serializes an answer type.
+pub fn to_value<T: Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).expect("wire answers always serialize")
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// Every refusal: `{"error": {...}}` with a stable `code` for programs and a sentence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `invalid_amount`, `payment_not_found`.
+    #[schema(example = "invalid_amount")]
+    pub code: String,
+    /// A sentence for humans.
+    pub message: String,
+    /// The field at fault (`unknown_field`, `field_too_long`, ...), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait before trying again (`429 rate_limited`, `409 attempt_too_soon`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Merchants, channel accounts, apps (admin)
+
+/// `POST /v1/merchants`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchantRequest {
+    /// 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, example = "Acme Property")]
+    pub name: String,
+}
+
+/// A merchant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantAnswer {
+    #[schema(example = "mch_01jd8x3k5n7q9r2t4v6w8y0z1a")]
+    pub merchant_id: String,
+    pub name: String,
+}
+
+/// `POST /v1/merchants/{merchant_id}/channel-accounts` and its `PUT` (key rotation).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelAccountRequest {
+    /// `sandbox`, `alipay`, `wechatpay` or `stripe`.
+    #[schema(pattern = "^(sandbox|alipay|wechatpay|stripe)$", example = "sandbox")]
+    pub channel: String,
+    /// The channel's parameters (keys, ids; see the README's channel table). Unknown names are
+    /// refused; secrets are sealed and never returned.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Option<Value>,
+    /// The platform's fee as a decimal fraction, e.g. `"0.006"`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0?[.][0-9]{1,6}$|^0$", example = "0.006")]
+    pub fee_rate: Option<Value>,
+    /// IP addresses or CIDR blocks callbacks may come from (empty: any).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub callback_ip_allowlist: Option<Value>,
+    /// The UTC offset of the days the channel's bills cover, e.g. `"+08:00"`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(Z|[+-][0-9]{2}:[0-9]{2})$", example = "+08:00")]
+    pub bill_utc_offset: Option<Value>,
+}
+
+/// `PUT /v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}`: new parameters for
+/// the same account. Left out, `callback_ip_allowlist` keeps its value; `channel`, if given,
+/// must be the account's.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateChannelAccountRequest {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(sandbox|alipay|wechatpay|stripe)$")]
+    pub channel: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0?[.][0-9]{1,6}$|^0$", example = "0.006")]
+    pub fee_rate: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub callback_ip_allowlist: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(Z|[+-][0-9]{2}:[0-9]{2})$", example = "+08:00")]
+    pub bill_utc_offset: Option<Value>,
+}
+
+/// A channel account (its parameters are never returned).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelAccountAnswer {
+    pub channel_account_id: String,
+    pub merchant_id: String,
+    pub channel: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    #[schema(example = "0.006")]
+    pub fee_rate: String,
+    pub callback_ip_allowlist: Vec<String>,
+    pub bill_utc_offset: Option<String>,
+}
+
+/// `POST .../channel-accounts/{channel_account_id}/disable | enable`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelAccountStatusAnswer {
+    pub channel_account_id: String,
+    pub merchant_id: String,
+    /// `active` or `disabled`.
+    pub status: String,
+}
+
+/// One double-entry account of a merchant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceLine {
+    /// `clearing`, `payable`, `fee`, `split:<receiver>`, ...
+    pub account: String,
+    pub currency: String,
+    #[schema(example = "69.58")]
+    pub balance: String,
+}
+
+/// `GET /v1/merchants/{merchant_id}/balances`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalancesAnswer {
+    pub merchant_id: String,
+    pub accounts: Vec<BalanceLine>,
+}
+
+/// `POST /v1/apps`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    /// The merchants the app acts for.
+    #[schema(value_type = Vec<String>)]
+    pub merchant_ids: Value,
+    /// Where webhooks go (`http` or `https`).
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://app.example.com/paycenter/hooks"
+    )]
+    pub notify_url: String,
+}
+
+/// A registered app; `api_key` and `webhook_secret` are shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppCreatedAnswer {
+    pub app_id: String,
+    pub name: String,
+    pub merchant_ids: Vec<String>,
+    pub notify_url: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
+/// `POST /v1/apps/{app_id}/rotate-key | rotate-webhook-secret` (body optional).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the previous credential keeps working (default 86400, at most 30 days).
+    #[serde(default)]
+    #[schema(value_type = Option<u64>, maximum = 2592000)]
+    pub grace_seconds: Option<Value>,
+}
+
+/// What an app action answers: the new key or secret (once), or the app's status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppActionAnswer {
+    pub app_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_valid_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_valid_until: Option<String>,
+    /// `active` or `disabled` (enable and disable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Payments (apps)
+
+/// One receiver's share of a payment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub receiver: String,
+    #[schema(value_type = String, pattern = "^[0-9]{1,15}([.][0-9]{1,3})?$", example = "10.00")]
+    pub amount: Value,
+}
+
+/// `POST /v1/payments`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub merchant_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub channel_account_id: String,
+    /// The app's own order number (its namespace: one app's orders never meet another's).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "R-2026-001")]
+    pub order_no: String,
+    /// Major units as a decimal string, no more decimals than the currency has.
+    #[schema(value_type = String, pattern = "^[0-9]{1,15}([.][0-9]{1,3})?$", example = "100.00")]
+    pub amount: Value,
+    #[schema(
+        pattern = "^(CNY|USD|EUR|GBP|HKD|SGD|AUD|CAD|CHF|JPY|KRW|BHD|KWD)$",
+        example = "CNY"
+    )]
+    pub currency: String,
+    /// `pc`, `wap`, `app`, `mini_program`, `jsapi` or `native_qr`.
+    #[schema(
+        pattern = "^(pc|wap|app|mini_program|jsapi|native_qr)$",
+        example = "pc"
+    )]
+    pub invoke_method: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub subject: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<SplitRequest>>)]
+    pub splits: Option<Value>,
+    /// Seconds until the attempt expires unpaid.
+    #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 60, maximum = 604800)]
+    pub expire_seconds: Option<Value>,
+    /// The payer at the channel (WeChat openid, Alipay buyer id), where the method needs it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 128)]
+    pub payer_id: Option<Value>,
+    /// The payer's IP (WeChat Pay H5).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub client_ip: Option<Value>,
+}
+
+/// What the user must be shown to pay: `type` says which fields come with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentActionAnswer {
+    /// `redirect_url`, `form_post`, `qr_code`, `app_params`, `jsapi_params` or `checkout_url`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_code: Option<String>,
+    /// `form_post`: the form's fields as `[name, value]` pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<Vec<String>>>,
+    /// Parameters for the channel's app or JS SDK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+}
+
+impl PaymentActionAnswer {
+    /// The wire form of a channel's action.
+    pub fn from_action(action: &paycenter_gateway::PaymentAction) -> PaymentActionAnswer {
+        use paycenter_gateway::PaymentAction;
+        let mut answer = PaymentActionAnswer {
+            kind: String::new(),
+            url: None,
+            qr_code: None,
+            fields: None,
+            params: None,
+        };
+        answer.kind = match action {
+            PaymentAction::RedirectUrl { url } => {
+                answer.url = Some(url.clone());
+                "redirect_url"
+            }
+            PaymentAction::FormPost { url, fields } => {
+                answer.url = Some(url.clone());
+                answer.fields = Some(
+                    fields
+                        .iter()
+                        .map(|(name, value)| vec![name.clone(), value.clone()])
+                        .collect(),
+                );
+                "form_post"
+            }
+            PaymentAction::QrCode { qr_code } => {
+                answer.qr_code = Some(qr_code.clone());
+                "qr_code"
+            }
+            PaymentAction::AppParams { params } => {
+                answer.params = Some(params.clone());
+                "app_params"
+            }
+            PaymentAction::JsapiParams { params } => {
+                answer.params = Some(params.clone());
+                "jsapi_params"
+            }
+            PaymentAction::CheckoutUrl { url } => {
+                answer.url = Some(url.clone());
+                "checkout_url"
+            }
+        }
+        .to_owned();
+        answer
+    }
+}
+
+/// The initiation of a payment attempt (never its final result).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentCreatedAnswer {
+    pub trade_no: String,
+    pub order_no: String,
+    pub merchant_id: String,
+    pub channel_account_id: String,
+    /// Always `pending`.
+    pub status: String,
+    pub channel: String,
+    pub invoke_method: String,
+    pub amount: String,
+    pub currency: String,
+    pub expires_at: String,
+    pub action: PaymentActionAnswer,
+}
+
+/// A refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundAnswer {
+    pub refund_id: String,
+    pub refund_no: String,
+    pub trade_no: String,
+    pub amount: String,
+    pub currency: String,
+    /// The app's reason, or why paycenter refunded automatically (empty when none was given).
+    pub reason: String,
+    /// `app` or `automatic` (a duplicate or late payment).
+    pub kind: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// One receiver's share.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SplitAnswer {
+    pub receiver: String,
+    pub amount: String,
+}
+
+/// Where closing an abandoned attempt at its channel stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelCloseAnswer {
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A verified callback that contradicted its attempt; the reported money is refunded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnomalyAnswer {
+    /// `amount_mismatch`, `currency_mismatch` or `account_mismatch`.
+    pub kind: String,
+    pub reported_amount: String,
+    pub reported_currency: String,
+    pub reported_channel_account_id: String,
+    pub reported_channel_trade_no: String,
+    pub detected_at: String,
+    pub refund_id: String,
+    pub refund_status: String,
+}
+
+/// The payment object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentAnswer {
+    pub trade_no: String,
+    pub order_no: String,
+    pub channel_trade_no: Option<String>,
+    pub merchant_id: String,
+    pub channel_account_id: String,
+    pub channel: String,
+    pub invoke_method: String,
+    pub amount: String,
+    pub currency: String,
+    pub fee: String,
+    pub subject: String,
+    /// `pending`, `succeeded`, `failed` or `closed`.
+    pub status: String,
+    pub refunded_amount: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub paid_at: Option<String>,
+    pub refunds: Vec<RefundAnswer>,
+    pub splits: Vec<SplitAnswer>,
+    pub channel_close: Option<ChannelCloseAnswer>,
+    pub anomalies: Vec<AnomalyAnswer>,
+    /// Every attempt of the order, oldest first (lookups by order or channel trade number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub attempts: Option<Vec<PaymentAnswer>>,
+}
+
+/// `POST /v1/payments/{trade_no}/refunds`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefundRequest {
+    /// The app's refund number: the same number is the same refund.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub refund_no: String,
+    #[schema(value_type = String, pattern = "^[0-9]{1,15}([.][0-9]{1,3})?$", example = "30.00")]
+    pub amount: Value,
+    /// If given, the payment's currency.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(CNY|USD|EUR|GBP|HKD|SGD|AUD|CAD|CHF|JPY|KRW|BHD|KWD)$")]
+    pub currency: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 256)]
+    pub reason: Option<Value>,
+}
+
+/// One item of the app's feed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedItem {
+    pub id: String,
+    pub cursor: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// `GET /v1/events`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsAnswer {
+    pub events: Vec<FeedItem>,
+    pub next_cursor: String,
+}
+
+/// One webhook notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationAnswer {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    /// Why the last attempt was not acknowledged.
+    pub last_error: Option<String>,
+    pub created_at: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// `GET /v1/notifications`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationsAnswer {
+    pub notifications: Vec<NotificationAnswer>,
+}
+
+/// `POST /v1/notifications/{notification_id}/redeliver`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedeliverAnswer {
+    pub id: String,
+    pub status: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconciliation, projections (admin)
+
+/// `POST /v1/reconciliations`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub channel_account_id: String,
+    /// The channel's business day, `YYYY-MM-DD`.
+    #[schema(format = Date, example = "2026-11-22")]
+    pub date: String,
+}
+
+/// One difference between the bill and paycenter's record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscrepancyAnswer {
+    /// `missing_in_paycenter`, `missing_in_channel`, `amount_mismatch`, `status_mismatch`,
+    /// `refund_missing_in_paycenter`, `refund_missing_in_channel` or `refund_amount_mismatch`.
+    pub kind: String,
+    pub trade_no: String,
+    pub order_no: Option<String>,
+    pub channel_trade_no: Option<String>,
+    pub paycenter_amount: Option<String>,
+    pub channel_amount: Option<String>,
+    pub paycenter_status: Option<String>,
+}
+
+/// A reconciliation's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationAnswer {
+    pub reconciliation_id: String,
+    pub merchant_id: String,
+    pub channel_account_id: String,
+    pub date: String,
+    /// `fetched`, `uploaded` or `scheduled`.
+    pub source: String,
+    pub bill_lines: u64,
+    pub matched: u64,
+    pub created_at: String,
+    pub discrepancies: Vec<DiscrepancyAnswer>,
+}
+
+/// The last snapshot of the read model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotAnswer {
+    pub position: u64,
+    pub saved_at: Option<String>,
+}
+
+/// The last online rebuild.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildAnswer {
+    pub finished_at: String,
+    pub position: u64,
+    pub identical: bool,
+    pub seconds: f64,
+}
+
+/// A projection's status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionAnswer {
+    pub name: String,
+    pub version: u32,
+    pub position: u64,
+    pub head: u64,
+    pub lag: u64,
+    pub digest: String,
+    pub rebuilding: bool,
+    pub started_from_snapshot: Option<u64>,
+    pub snapshot: Option<SnapshotAnswer>,
+    pub last_rebuild: Option<RebuildAnswer>,
+}
+
+/// `GET /v1/admin/projections`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionsAnswer {
+    pub projections: Vec<ProjectionAnswer>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Sandbox, health
+
+/// `POST /sandbox/pay/{trade_no}` (JSON; the checkout page posts a form with `outcome`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxPayRequest {
+    /// `success` or `failure`.
+    #[schema(pattern = "^(success|failure)$", example = "success")]
+    pub outcome: String,
+    /// Pay a trade paycenter already closed (a payment racing the close).
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub race_close: Option<Value>,
+    /// Report another amount than the attempt's (plays a contradicting callback).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{1,15}([.][0-9]{1,3})?$")]
+    pub amount: Option<Value>,
+    /// Report another currency than the attempt's.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(CNY|USD|EUR|GBP|HKD|SGD|AUD|CAD|CHF|JPY|KRW|BHD|KWD)$")]
+    pub currency: Option<Value>,
+}
+
+/// The sandbox took the user's action; its callback follows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxPayAnswer {
+    pub trade_no: String,
+    pub outcome: String,
+    pub message: String,
+}
+
+/// `GET /healthz`: `ok` only when the store appends and every projection runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthAnswer {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// Each component (`store`, each projection) with its status and position.
+    #[schema(value_type = Object)]
+    pub components: Value,
+    pub read_model_position: u64,
+}

@@ -1,0 +1,393 @@
+//! `/openapi.json` held to the running binary by schemathesis, a property-based API tester
+//! that reads only the document: it generates valid and invalid requests for every operation
+//! and checks that no answer is a server error and every answer fits the document (status,
+//! content type, headers, body schema), and that invalid data is refused.
+//!
+//! The test makes a merchant, channel accounts, apps, payments, a delivered notification and a
+//! reconciliation first; `tests/schemathesis/hooks.py` points most generated cases at them so
+//! that every operation also reaches its success. It prints, per operation, the cases sent and
+//! how many answered 2xx, and fails when an operation never succeeded.
+//!
+//! Schemathesis lives in the channel SDKs' virtual environment (`scripts/ensure-channel-sdks.sh`):
+//! `PAYCENTER_TEST_PYTHON` names its interpreter (default `.venv/bin/python`). Without it the
+//! test prints why it skipped, unless `PAYCENTER_REQUIRE_SDKS=1` makes that a failure.
+//! `PAYCENTER_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 30).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use paycenter_api::routes::ROUTES;
+use serde_json::{json, Value};
+
+mod support;
+
+const ADMIN_TOKEN: &str = "admin-token-for-the-conformance-run";
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `st` command of the venv, or `None` (skipped, said why).
+fn schemathesis() -> Option<PathBuf> {
+    let python = std::env::var("PAYCENTER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
+        });
+    let st = python.with_file_name("st");
+    let usable = Command::new(&st)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if usable {
+        return Some(st);
+    }
+    let why = format!(
+        "no schemathesis at {} (set PAYCENTER_TEST_PYTHON; .ci/run makes .venv)",
+        st.display()
+    );
+    if std::env::var("PAYCENTER_REQUIRE_SDKS").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    support::call_within(method, url, token, body, Duration::from_secs(15))
+}
+
+fn start_paycenter(data_dir: &Path) -> (Process, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+        .args([
+            "serve",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
+        // The webhook receiver below listens on loopback.
+        .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
+        .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0")
+        // Thousands of generated requests from one app must not be throttled.
+        .env("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", "100000")
+        .env("PAYCENTER_APP_RATE_LIMIT_BURST", "100000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(data_dir.join("server.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("paycenter listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (Process(child), base)
+}
+
+/// A webhook receiver that acknowledges everything (so notifications settle as delivered).
+fn webhook_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100_000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 65_536];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    url
+}
+
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    support::wait_for_within(
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        done,
+    )
+}
+
+/// The resources the run acts on, by the names of the parameters and fields that take them.
+fn seed(base: &str) -> (Value, String) {
+    let admin = |method: &str, path: &str, body: Value| {
+        let (status, answer) = call(method, &format!("{base}{path}"), ADMIN_TOKEN, Some(body));
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+        answer
+    };
+    let merchant_id = admin("POST", "/v1/merchants", json!({"name": "Conformance"}))["merchant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accounts = format!("/v1/merchants/{merchant_id}/channel-accounts");
+    let account = |body: Value| {
+        admin("POST", &accounts, body)["channel_account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let channel_account_id =
+        account(json!({"channel": "sandbox", "params": {}, "fee_rate": "0.006"}));
+    let victim_channel_account_id = account(json!({"channel": "sandbox", "params": {}}));
+    let notify_url = webhook_sink();
+    let app = admin(
+        "POST",
+        "/v1/apps",
+        json!({"name": "conformance", "merchant_ids": [merchant_id], "notify_url": notify_url}),
+    );
+    let api_key = app["api_key"].as_str().unwrap().to_owned();
+    let victim_app_id = admin(
+        "POST",
+        "/v1/apps",
+        json!({"name": "victim", "merchant_ids": [merchant_id], "notify_url": notify_url}),
+    )["app_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pay = |order_no: &str| {
+        let (status, answer) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &api_key,
+            Some(json!({
+                "merchant_id": merchant_id, "channel_account_id": channel_account_id,
+                "order_no": order_no, "amount": "100.00", "currency": "CNY",
+                "invoke_method": "pc", "subject": "conformance",
+            })),
+        );
+        assert_eq!(status, 201, "{answer}");
+        answer["trade_no"].as_str().unwrap().to_owned()
+    };
+    let trade_no = pay("st-pending");
+    let paid_trade_no = pay("st-paid");
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/sandbox/pay/{paid_trade_no}"),
+        "",
+        Some(json!({"outcome": "success"})),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let mut channel_trade_no = String::new();
+    wait_for("the paid payment", || {
+        let (_, payment) = call(
+            "GET",
+            &format!("{base}/v1/payments/{paid_trade_no}"),
+            &api_key,
+            None,
+        );
+        channel_trade_no = payment["channel_trade_no"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        payment["status"] == "succeeded"
+    });
+    let mut notification_id = String::new();
+    wait_for("a delivered webhook", || {
+        let (_, answer) = call(
+            "GET",
+            &format!("{base}/v1/notifications?status=delivered"),
+            &api_key,
+            None,
+        );
+        notification_id = answer["notifications"][0]["id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        !notification_id.is_empty()
+    });
+    let today = chrono::Utc::now().date_naive().to_string();
+    let reconciliation_id = admin(
+        "POST",
+        "/v1/reconciliations",
+        json!({"channel_account_id": channel_account_id, "date": today}),
+    )["reconciliation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids = json!({
+        "merchant_id": merchant_id,
+        "channel_account_id": channel_account_id,
+        "victim_channel_account_id": victim_channel_account_id,
+        "victim_app_id": victim_app_id,
+        "trade_no": trade_no,
+        "paid_trade_no": paid_trade_no,
+        "order_no": "st-paid",
+        "channel_trade_no": channel_trade_no,
+        "notification_id": notification_id,
+        "reconciliation_id": reconciliation_id,
+        "date": today,
+    });
+    (ids, api_key)
+}
+
+/// The route a request went to, by matching its path against the route table.
+fn operation_of(method: &str, path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES
+        .iter()
+        .find(|route| {
+            let pattern: Vec<&str> = route.path.split('/').collect();
+            route.method.eq_ignore_ascii_case(method)
+                && pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(expected, actual)| expected.starts_with('{') || expected == actual)
+        })
+        .map(|route| route.operation_id)
+}
+
+/// Runs schemathesis over the operations of `tags` with `token`; answers its exit status and
+/// the (method, path, status) of every request it sent.
+fn run_schemathesis(
+    st: &Path,
+    base: &str,
+    token: &str,
+    tags: &[&str],
+    ids: &Value,
+    work_dir: &Path,
+) -> (bool, Vec<(String, String, u16)>) {
+    let har = work_dir.join(format!("{}.har", tags.join("-")));
+    let examples =
+        std::env::var("PAYCENTER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".to_owned());
+    let mut command = Command::new(st);
+    command
+        .current_dir(work_dir)
+        .arg("run")
+        .arg(format!("{base}/openapi.json"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection",
+        ])
+        .args(["--max-examples", &examples])
+        // One worker: the generator's caches are not safe across threads.
+        .args(["--workers", "1"])
+        .args(["--seed", "20261202"])
+        .args(["--suppress-health-check", "all"])
+        .args(["--report", "har", "--report-har-path"])
+        .arg(&har)
+        .arg("--no-color")
+        .env(
+            "PYTHONPATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis"),
+        )
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PAYCENTER_ST_IDS", ids.to_string());
+    for tag in tags {
+        command.args(["--include-tag", tag]);
+    }
+    let output = command.output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    println!("{printed}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let har: Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let requests = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let url = entry["request"]["url"].as_str().unwrap();
+            let path = url
+                .strip_prefix(base)
+                .unwrap_or(url)
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned();
+            (
+                entry["request"]["method"].as_str().unwrap().to_owned(),
+                path,
+                entry["response"]["status"].as_u64().unwrap_or(0) as u16,
+            )
+        })
+        .collect();
+    (output.status.success(), requests)
+}
+
+#[test]
+fn every_answer_fits_the_openapi_document() {
+    let Some(st) = schemathesis() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let (ids, api_key) = seed(&base);
+
+    let (admin_passed, mut requests) = run_schemathesis(
+        &st,
+        &base,
+        ADMIN_TOKEN,
+        &["admin", "public"],
+        &ids,
+        dir.path(),
+    );
+    let (app_passed, app_requests) =
+        run_schemathesis(&st, &base, &api_key, &["app"], &ids, dir.path());
+    requests.extend(app_requests);
+
+    // (cases, 2xx) per operation.
+    let mut counts: BTreeMap<&str, (u64, u64)> = ROUTES
+        .iter()
+        .map(|route| (route.operation_id, (0, 0)))
+        .collect();
+    let mut n_unmatched = 0;
+    for (method, path, status) in &requests {
+        let Some(operation) = operation_of(method, path) else {
+            n_unmatched += 1;
+            continue;
+        };
+        let entry = counts.get_mut(operation).unwrap();
+        entry.0 += 1;
+        if (200..300).contains(status) {
+            entry.1 += 1;
+        }
+        assert!(*status < 500, "{method} {path} answered {status}");
+    }
+    println!("| operation | cases | 2xx |\n|---|---|---|");
+    for (operation, (cases, successes)) in &counts {
+        println!("| {operation} | {cases} | {successes} |");
+    }
+    println!("requests outside the route table (unknown paths, other methods): {n_unmatched}");
+    assert!(
+        admin_passed,
+        "schemathesis found failures in the admin and public operations (above)"
+    );
+    assert!(
+        app_passed,
+        "schemathesis found failures in the app operations (above)"
+    );
+    // A callback succeeds only with the channel's own signature, which no generator makes.
+    let cannot_succeed = ["channel_callback"];
+    for (operation, (cases, successes)) in &counts {
+        assert!(*cases > 0, "{operation} was never tried");
+        if !cannot_succeed.contains(operation) {
+            assert!(*successes > 0, "{operation} never answered 2xx");
+        }
+    }
+}
