@@ -9,7 +9,7 @@ use paycenter_gateway::sandbox::SandboxOutcome;
 use warp::http::StatusCode;
 
 use crate::dto::{attempt_status, parse_object, required_str};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
 
@@ -105,7 +105,7 @@ fn reported_money(
             .map_err(|error| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_currency",
+                    ErrorCode::InvalidCurrency,
                     error.to_string(),
                 )
             })?,
@@ -120,7 +120,11 @@ fn reported_money(
     paycenter_domain::Money::parse_positive(amount, currency)
         .map(Some)
         .map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_amount", error.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidAmount,
+                error.to_string(),
+            )
         })
 }
 
@@ -182,11 +186,11 @@ pub async fn sandbox_pay(
         .pay(&trade_no, outcome, race_close, reported)
         .map_err(|error| match error {
             paycenter_gateway::sandbox::SandboxError::UnknownTrade(_) => {
-                ApiError::not_found("payment_not_found", error.to_string())
+                ApiError::not_found(ErrorCode::PaymentNotFound, error.to_string())
             }
             _ => ApiError::new(
                 StatusCode::CONFLICT,
-                "sandbox_trade_not_payable",
+                ErrorCode::SandboxTradeNotPayable,
                 error.to_string(),
             ),
         })?;

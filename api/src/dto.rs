@@ -6,7 +6,7 @@ use paycenter_domain::{Currency, Money};
 use paycenter_projections::model::{PaymentView, RefundView};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::wire;
 
 /// The most bytes a request body may have.
@@ -17,7 +17,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::new(
             warp::http::StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {error}"),
         )
     })?;
@@ -59,7 +59,7 @@ pub fn check_fields(
             let shown: String = name.chars().take(MAX_ID_CHARS).collect();
             return Err(ApiError::new(
                 warp::http::StatusCode::BAD_REQUEST,
-                "unknown_field",
+                ErrorCode::UnknownField,
                 format!("{prefix}{shown} is not a field of this request"),
             )
             .with_field(format!("{prefix}{shown}")));
@@ -76,7 +76,7 @@ pub fn check_fields(
         if too_long {
             return Err(ApiError::new(
                 warp::http::StatusCode::BAD_REQUEST,
-                "field_too_long",
+                ErrorCode::FieldTooLong,
                 format!("{prefix}{name} is longer than {max_chars} characters"),
             )
             .with_field(format!("{prefix}{name}")));
@@ -118,7 +118,7 @@ pub fn amount_field(
         Some(Value::Number(_)) => {
             return Err(ApiError::new(
                 warp::http::StatusCode::BAD_REQUEST,
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 format!("{field} must be a decimal string such as \"12.34\", not a JSON number"),
             ))
         }
@@ -131,7 +131,7 @@ pub fn amount_field(
     Money::parse_positive(text, currency).map_err(|error| {
         ApiError::new(
             warp::http::StatusCode::BAD_REQUEST,
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             format!("{field}: {error}"),
         )
     })
@@ -143,7 +143,7 @@ pub fn currency_field(object: &Map<String, Value>) -> Result<Currency, ApiError>
     text.parse().map_err(|_| {
         ApiError::new(
             warp::http::StatusCode::BAD_REQUEST,
-            "invalid_currency",
+            ErrorCode::InvalidCurrency,
             format!("currency {text:?} is not supported"),
         )
     })

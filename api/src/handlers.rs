@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use warp::http::StatusCode;
 
 use crate::dto::*;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::wire;
 
@@ -107,7 +107,7 @@ pub async fn create_channel_account(
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     if !state.read_model()?.merchants.contains_key(&merchant_id) {
         return Err(ApiError::not_found(
-            "merchant_not_found",
+            ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),
         ));
     }
@@ -120,7 +120,7 @@ pub async fn create_channel_account(
                 .filter(|account| account.merchant_id == merchant_id)
                 .ok_or_else(|| {
                     ApiError::not_found(
-                        "channel_account_not_found",
+                        ErrorCode::ChannelAccountNotFound,
                         format!(
                             "merchant {merchant_id} has no channel account {channel_account_id}"
                         ),
@@ -137,7 +137,7 @@ pub async fn create_channel_account(
     let channel = Channel::parse(channel_name).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_channel",
+            ErrorCode::UnsupportedChannel,
             format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
         )
     })?;
@@ -147,7 +147,7 @@ pub async fn create_channel_account(
     {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "channel_mismatch",
+            ErrorCode::ChannelMismatch,
             "a channel account keeps its channel; activate a new account for another channel",
         ));
     }
@@ -206,7 +206,7 @@ pub async fn create_channel_account(
         paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_channel_params",
+                ErrorCode::InvalidChannelParams,
                 format!("gateway_url: {refused}"),
             )
             .with_field("params.gateway_url")
@@ -219,7 +219,7 @@ pub async fn create_channel_account(
     let params = adapter.validate_params(&params).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_channel_params",
+            ErrorCode::InvalidChannelParams,
             error.to_string(),
         )
     })?;
@@ -228,7 +228,7 @@ pub async fn create_channel_account(
         Some(text) => Rate::parse(text).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_fee_rate",
+                ErrorCode::InvalidFeeRate,
                 "fee_rate must be a decimal string between \"0\" and \"1\" with at most 6 decimals",
             )
         })?,
@@ -294,7 +294,7 @@ pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Ans
     let model = state.read_model()?;
     if !model.merchants.contains_key(&merchant_id) {
         return Err(ApiError::not_found(
-            "merchant_not_found",
+            ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),
         ));
     }
@@ -344,7 +344,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     paycenter_gateway::egress::check_url(&notify_url, state.config.egress).map_err(|refused| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_notify_url",
+            ErrorCode::InvalidNotifyUrl,
             format!("notify_url: {refused}"),
         )
         .with_field("notify_url")
@@ -421,7 +421,7 @@ fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "merchant_not_allowed",
+        ErrorCode::MerchantNotAllowed,
         format!("this app does not act for merchant {merchant_id}"),
     ))
 }
@@ -460,7 +460,7 @@ pub async fn create_payment(
     let amount = amount_field(&object, "amount", currency)?;
     let invoke_text = required_str(&object, "invoke_method")?;
     let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_invoke_method", format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
     })?;
     let payer_id = match optional_str(&object, "payer_id")? {
         None => None,
@@ -524,7 +524,7 @@ pub async fn create_payment(
         .filter(|account| account.merchant_id == merchant_id)
         .ok_or_else(|| {
             ApiError::not_found(
-                "channel_account_not_found",
+                ErrorCode::ChannelAccountNotFound,
                 format!("merchant {merchant_id} has no channel account {channel_account_id}"),
             )
         })?;
@@ -535,7 +535,7 @@ pub async fn create_payment(
     {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "channel_account_disabled",
+            ErrorCode::ChannelAccountDisabled,
             format!("channel account {channel_account_id} is disabled and takes no new payments"),
         ));
     }
@@ -543,7 +543,7 @@ pub async fn create_payment(
     paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_invoke_method",
+            ErrorCode::UnsupportedInvokeMethod,
             error.to_string(),
         )
     })?;
@@ -551,7 +551,7 @@ pub async fn create_payment(
         if !currencies.contains(&currency) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_currency",
+                ErrorCode::UnsupportedCurrency,
                 format!(
                     "{} takes {}",
                     account.channel.name(),
@@ -573,7 +573,7 @@ pub async fn create_payment(
         if !given {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "missing_channel_field",
+                ErrorCode::MissingChannelField,
                 format!(
                     "{} {} payments need {field}",
                     account.channel.name(),
@@ -708,7 +708,10 @@ fn app_payment(
         .filter(|payment| owned_by(payment, app))
         .cloned()
         .ok_or_else(|| {
-            ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
+            ApiError::not_found(
+                ErrorCode::PaymentNotFound,
+                format!("payment {trade_no} not found"),
+            )
         })
 }
 
@@ -737,7 +740,7 @@ pub async fn find_payments(
             .filter(|payment| owned_by(payment, &app))
             .ok_or_else(|| {
                 ApiError::not_found(
-                    "payment_not_found",
+                    ErrorCode::PaymentNotFound,
                     format!("no payment with channel_trade_no {channel_trade_no}"),
                 )
             })?;
@@ -757,7 +760,7 @@ pub async fn find_payments(
     let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no);
     let latest = attempts.last().ok_or_else(|| {
         ApiError::not_found(
-            "payment_not_found",
+            ErrorCode::PaymentNotFound,
             format!("no payment for order {order_no}"),
         )
     })?;
@@ -824,7 +827,7 @@ pub async fn create_refund(
         if currency != payment.amount.currency() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "currency_mismatch",
+                ErrorCode::CurrencyMismatch,
                 format!(
                     "payment {} is in {}, not {currency}",
                     payment.trade_no,
@@ -939,7 +942,8 @@ pub async fn channel_callback(
         (
             400,
             "application/json",
-            json!({ "error": { "code": "callback_rejected", "message": why } }).to_string(),
+            json!({ "error": { "code": ErrorCode::CallbackRejected.as_str(), "message": why } })
+                .to_string(),
         )
     };
     let Some(channel) = Channel::parse(&channel) else {
@@ -983,7 +987,7 @@ pub async fn channel_callback(
         }
         Err(error) => {
             // Not recorded: the channel retries.
-            tracing::warn!(code = error.code, message = %error.message, "callback not recorded");
+            tracing::warn!(code = error.code.as_str(), message = %error.message, "callback not recorded");
             let answer = adapter.callback_answer(false);
             (
                 if error.status.is_server_error() {
@@ -1076,7 +1080,10 @@ pub(crate) async fn record_notice(
     let (stream_id, attempt_account_id, attempt_amount) = {
         let model = state.read_model()?;
         let payment = model.payments.get(&trade_no).ok_or_else(|| {
-            ApiError::not_found("payment_not_found", format!("payment {trade_no} not found"))
+            ApiError::not_found(
+                ErrorCode::PaymentNotFound,
+                format!("payment {trade_no} not found"),
+            )
         })?;
         // A payment report from another account is an anomaly the domain records; anything
         // else must come from the account the payment (or the refund) belongs to.
@@ -1253,7 +1260,7 @@ pub async fn redeliver_notification(
         .is_some_and(|(notification, _)| notification.scheduled.app_id == app.app_id);
     if !owned {
         return Err(ApiError::not_found(
-            "notification_not_found",
+            ErrorCode::NotificationNotFound,
             format!("notification {notification_id} not found"),
         ));
     }
@@ -1323,7 +1330,8 @@ pub async fn app_action(
     let app_id = parse_id(AppId::parse, &app_id)?;
     let stream_id = streams::app(&app_id);
     let command_id = format!("{action}-{app_id}-{}", random_hex(8));
-    let not_found = || ApiError::not_found("app_not_found", format!("app {app_id} not found"));
+    let not_found =
+        || ApiError::not_found(ErrorCode::AppNotFound, format!("app {app_id} not found"));
     // Every action takes the same optional body; disable and enable check it and use nothing.
     let grace = grace_from_body(&body)?;
     match action.as_str() {
@@ -1336,7 +1344,7 @@ pub async fn app_action(
                 })
                 .await
                 .map_err(|error| {
-                    if error.code == "app_not_found" {
+                    if error.code == ErrorCode::AppNotFound {
                         not_found()
                     } else {
                         error
@@ -1404,7 +1412,10 @@ pub async fn app_action(
                 }),
             ))
         }
-        _ => Err(ApiError::not_found("route_not_found", "no such route")),
+        _ => Err(ApiError::not_found(
+            ErrorCode::RouteNotFound,
+            "no such route",
+        )),
     }
 }
 
@@ -1422,14 +1433,19 @@ pub async fn channel_account_action(
     let enabled = match action.as_str() {
         "enable" => true,
         "disable" => false,
-        _ => return Err(ApiError::not_found("route_not_found", "no such route")),
+        _ => {
+            return Err(ApiError::not_found(
+                ErrorCode::RouteNotFound,
+                "no such route",
+            ))
+        }
     };
     if state
         .channel_account(&channel_account_id)
         .is_none_or(|account| account.merchant_id != merchant_id)
     {
         return Err(ApiError::not_found(
-            "channel_account_not_found",
+            ErrorCode::ChannelAccountNotFound,
             format!("merchant {merchant_id} has no channel account {channel_account_id}"),
         ));
     }

@@ -17,7 +17,7 @@ use paycenter_store::{ExpectedRevision, StoreError};
 use sha2::{Digest, Sha256};
 use warp::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
 
@@ -82,7 +82,7 @@ pub async fn run(
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"),
         ));
     }
@@ -140,7 +140,7 @@ fn replay(recorded: IdempotencyKeyRecorded, request_sha256: &str) -> Answer {
     if recorded.request_sha256 != request_sha256 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different request body",
         ));
     }

@@ -3,6 +3,7 @@
 //! included, answer `408 request_timeout`). Each request carries the TCP peer address as a
 //! request extension ([`PeerAddr`]), which the callback allowlists read.
 
+use crate::error::ErrorCode;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ impl Default for HttpLimits {
 fn request_timeout_answer(timeout_ms: u64) -> warp::http::Response<hyper::Body> {
     let body = crate::error::ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
+        ErrorCode::RequestTimeout,
         format!("the request took longer than {timeout_ms} ms"),
     )
     .body();

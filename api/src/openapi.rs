@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
+use crate::error::ErrorCode;
 use crate::routes::{Caller, RequestBody, Route, Success, ROUTES};
 use crate::wire;
 
@@ -59,10 +60,15 @@ pub fn schemas() -> Map<String, Value> {
     let components = WireSchemas::openapi()
         .components
         .expect("the schemas are listed");
-    match serde_json::to_value(components.schemas).expect("schemas serialize") {
-        Value::Object(schemas) => schemas,
-        _ => unreachable!("a map of schemas"),
-    }
+    let Value::Object(mut schemas) =
+        serde_json::to_value(components.schemas).expect("schemas serialize")
+    else {
+        unreachable!("a map of schemas")
+    };
+    // The codes are one Rust enum; the document lists them so clients can branch on them.
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+    schemas["ErrorDetail"]["properties"]["code"]["enum"] = json!(codes);
+    schemas
 }
 
 fn schema_ref(name: &str) -> Value {

@@ -14,7 +14,7 @@ use paycenter_projections::ReadModel;
 
 use warp::http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
 
@@ -142,7 +142,7 @@ pub async fn list(state: Arc<AppState>) -> Answer {
 pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
     if name != NAME {
         return Err(ApiError::not_found(
-            "projection_not_found",
+            ErrorCode::ProjectionNotFound,
             format!("no projection {name:?}; the one projection is {NAME:?}"),
         ));
     }
@@ -151,7 +151,7 @@ pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
         if status.in_progress {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "rebuild_in_progress",
+                ErrorCode::RebuildInProgress,
                 "a rebuild of this projection is already running",
             ));
         }

@@ -273,7 +273,7 @@ async fn submit_refunds(state: Arc<AppState>) {
                         )
                         .await
                         {
-                            tracing::warn!(code = error.code, message = %error.message, %refund_id, "recording a refund outcome failed; will resubmit");
+                            tracing::warn!(code = error.code.as_str(), message = %error.message, %refund_id, "recording a refund outcome failed; will resubmit");
                             continue;
                         }
                     }
@@ -654,7 +654,7 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
             }
         }
         Err(error) => {
-            tracing::warn!(code = error.code, message = %error.message, "recording a webhook attempt failed")
+            tracing::warn!(code = error.code.as_str(), message = %error.message, "recording a webhook attempt failed")
         }
     }
     true
@@ -718,7 +718,7 @@ async fn close_abandoned(state: Arc<AppState>) {
                 )
                 .await;
             if let Err(error) = result {
-                tracing::warn!(code = error.code, message = %error.message, %trade_no, "recording a channel close failed");
+                tracing::warn!(code = error.code.as_str(), message = %error.message, %trade_no, "recording a channel close failed");
             }
         }
         // Closes settled (here or by another node) leave `closes_to_confirm`; so do their waits.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use warp::http::StatusCode;
 
 use crate::dto::{attempt_status, parse_object, required_str};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
 
@@ -34,7 +34,7 @@ fn channel_account(
     let id = ChannelAccountId::parse(text).map_err(|error| ApiError::invalid(error.to_string()))?;
     state.channel_account(&id).ok_or_else(|| {
         ApiError::not_found(
-            "channel_account_not_found",
+            ErrorCode::ChannelAccountNotFound,
             format!("channel account {id} not found"),
         )
     })
@@ -141,7 +141,7 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
             .map_err(|why| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_bill",
+                    ErrorCode::InvalidBill,
                     format!("{what}: {why}"),
                 )
             })
@@ -163,14 +163,14 @@ fn parse_paycenter_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
     let invalid = |line_no: usize, why: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_bill",
+            ErrorCode::InvalidBill,
             format!("bill line {line_no}: {why}"),
         )
     };
     let text = std::str::from_utf8(body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_bill",
+            ErrorCode::InvalidBill,
             "the bill is not UTF-8 text",
         )
     })?;
@@ -310,7 +310,7 @@ pub async fn get(state: Arc<AppState>, reconciliation_id: String) -> Answer {
         .get(&reconciliation_id)
         .ok_or_else(|| {
             ApiError::not_found(
-                "reconciliation_not_found",
+                ErrorCode::ReconciliationNotFound,
                 format!("reconciliation {reconciliation_id:?} not found"),
             )
         })?;

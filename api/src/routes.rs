@@ -15,7 +15,7 @@ use warp::hyper::Body;
 use warp::{Filter, Rejection};
 
 use crate::dto::MAX_BODY_BYTES;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::handlers::{self, Answer};
 use crate::state::AppState;
 
@@ -76,7 +76,7 @@ fn bearer(header: &Option<String>) -> Option<&str> {
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "a valid Authorization: Bearer token is required",
     )
 }
@@ -106,7 +106,7 @@ fn app(state: &AppState, header: &Option<String>) -> Result<AppRegistered, ApiEr
         if model.disabled_apps.contains(&app.app_id) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "app_disabled",
+                ErrorCode::AppDisabled,
                 format!("app {} is disabled; an operator can enable it", app.app_id),
             ));
         }
@@ -119,7 +119,7 @@ fn app(state: &AppState, header: &Option<String>) -> Result<AppRegistered, ApiEr
     ) {
         let mut error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "app {} sent more than {} requests per second; retry after {retry_after_seconds} s",
                 app.app_id, state.config.app_rate_limit.per_second
@@ -643,23 +643,23 @@ pub fn routes(
 /// warp's own refusals in paycenter's error shape.
 async fn recover(rejection: Rejection) -> Result<Response<Body>, Infallible> {
     let error = if rejection.is_not_found() {
-        ApiError::not_found("route_not_found", "no such route")
+        ApiError::not_found(ErrorCode::RouteNotFound, "no such route")
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
         )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(
             StatusCode::LENGTH_REQUIRED,
-            "length_required",
+            ErrorCode::LengthRequired,
             "send a Content-Length header",
         )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this route does not take that method",
         )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
