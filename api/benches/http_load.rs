@@ -17,7 +17,9 @@
 //! `PAYCENTER_LOAD_POSTGRES_URL` (a `postgres://` URL: two nodes on that database, in a fresh
 //! schema, with the connections spread over both), `PAYCENTER_LOAD_IDLE_CONNECTIONS` (default
 //! 0: connections opened before the load and held through it without a request, half of them
-//! stopped in the middle of their headers, as a slow or hostile client holds them).
+//! stopped in the middle of their headers, as a slow or hostile client holds them),
+//! `PAYCENTER_LOAD_BINARY` (default: the `paycenter` built with this bench; another build's
+//! binary to measure it against this one in the same session).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -46,7 +48,9 @@ struct Shared {
 }
 
 fn start_server(data_dir: &std::path::Path, port: u16, shared: Option<&Shared>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paycenter"));
+    let binary = std::env::var("PAYCENTER_LOAD_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_paycenter").to_owned());
+    let mut command = Command::new(binary);
     command.args([
         "serve",
         "--data-dir",

@@ -8,7 +8,7 @@ use paycenter_gateway::sandbox::SandboxOutcome;
 
 use warp::http::StatusCode;
 
-use crate::dto::{attempt_status, parse_object, required_str};
+use crate::dto::{attempt_status, parse_object};
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
@@ -59,7 +59,7 @@ pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
         // The channel's QR content (WeChat Pay `code_url`), for the user's phone to scan.
         format!(
             r#"<p>Scan with the {channel} app:</p><pre id="qr_code">{qr}</pre>"#,
-            channel = escape_html(payment.channel.name()),
+            channel = escape_html(payment.channel.as_str()),
             qr = escape_html(qr_code),
         )
     } else {
@@ -162,13 +162,14 @@ pub async fn sandbox_pay(
                 ("currency", crate::dto::MAX_TOKEN_CHARS),
             ],
         )?;
+        let request: crate::wire::SandboxPayRequest = crate::wire::read(&object)?;
         race_close = match object.get("race_close") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(flag)) => *flag,
             Some(_) => return Err(ApiError::invalid("race_close must be true or false")),
         };
         reported = reported_money(&state, &trade_no, &object)?;
-        required_str(&object, "outcome")?.to_owned()
+        request.outcome
     };
     let outcome = match outcome_text.as_str() {
         "success" => SandboxOutcome::Success,

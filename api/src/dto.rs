@@ -112,7 +112,16 @@ pub fn amount_field(
     field: &str,
     currency: Currency,
 ) -> Result<Money, ApiError> {
-    let text = match object.get(field) {
+    amount_value(object.get(field), field, currency)
+}
+
+/// An amount in major units, as a string, in `currency` (`None`: the field was left out).
+pub fn amount_value(
+    value: Option<&Value>,
+    field: &str,
+    currency: Currency,
+) -> Result<Money, ApiError> {
+    let text = match value {
         None | Some(Value::Null) => return Err(ApiError::invalid(format!("{field} is required"))),
         Some(Value::String(text)) => text,
         Some(Value::Number(_)) => {
@@ -137,9 +146,8 @@ pub fn amount_field(
     })
 }
 
-/// A currency field.
-pub fn currency_field(object: &Map<String, Value>) -> Result<Currency, ApiError> {
-    let text = required_str(object, "currency")?;
+/// A currency code.
+pub fn parse_currency(text: &str) -> Result<Currency, ApiError> {
     text.parse().map_err(|_| {
         ApiError::new(
             warp::http::StatusCode::BAD_REQUEST,
@@ -149,23 +157,19 @@ pub fn currency_field(object: &Map<String, Value>) -> Result<Currency, ApiError>
     })
 }
 
+/// A currency field.
+pub fn currency_field(object: &Map<String, Value>) -> Result<Currency, ApiError> {
+    parse_currency(required_str(object, "currency")?)
+}
+
 /// Status names on the wire.
 pub fn attempt_status(status: AttemptStatus) -> &'static str {
-    match status {
-        AttemptStatus::Pending => "pending",
-        AttemptStatus::Succeeded => "succeeded",
-        AttemptStatus::Failed => "failed",
-        AttemptStatus::Closed => "closed",
-    }
+    status.as_str()
 }
 
 /// Refund status names on the wire.
 pub fn refund_status(status: RefundStatus) -> &'static str {
-    match status {
-        RefundStatus::Pending => "pending",
-        RefundStatus::Succeeded => "succeeded",
-        RefundStatus::Failed => "failed",
-    }
+    status.as_str()
 }
 
 /// A refund as apps see it.
@@ -200,8 +204,8 @@ pub fn payment_answer(payment: &PaymentView) -> wire::PaymentAnswer {
         channel_trade_no: payment.channel_trade_no.as_ref().map(ToString::to_string),
         merchant_id: payment.merchant_id.to_string(),
         channel_account_id: payment.channel_account_id.to_string(),
-        channel: payment.channel.name().to_owned(),
-        invoke_method: payment.invoke_method.name().to_owned(),
+        channel: payment.channel.as_str().to_owned(),
+        invoke_method: payment.invoke_method.as_str().to_owned(),
         amount: payment.amount.to_major_string(),
         currency: payment.amount.currency().code().to_owned(),
         fee: payment.fee.to_major_string(),
@@ -232,7 +236,7 @@ pub fn payment_answer(payment: &PaymentView) -> wire::PaymentAnswer {
             .anomalies
             .iter()
             .map(|anomaly| wire::AnomalyAnswer {
-                kind: anomaly.kind.name().to_owned(),
+                kind: anomaly.kind.as_str().to_owned(),
                 reported_amount: anomaly.reported_amount.to_major_string(),
                 reported_currency: anomaly.reported_amount.currency().code().to_owned(),
                 reported_channel_account_id: anomaly.channel_account_id.to_string(),

@@ -49,7 +49,7 @@ fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result
 pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> Answer {
     let object = parse_object(&body)?;
     check_fields(&object, "", &[("name", MAX_NAME_CHARS)])?;
-    let name = required_str(&object, "name")?.to_owned();
+    let wire::CreateMerchantRequest { name } = wire::read(&object)?;
     if name.trim().is_empty() {
         return Err(ApiError::invalid("name must not be empty").with_field("name"));
     }
@@ -104,6 +104,11 @@ pub async fn create_channel_account(
             ("bill_utc_offset", MAX_TOKEN_CHARS),
         ],
     )?;
+    if existing.is_none() {
+        wire::read::<wire::ChannelAccountRequest>(&object)?;
+    } else {
+        wire::read::<wire::RotateChannelAccountRequest>(&object)?;
+    }
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     if !state.read_model()?.merchants.contains_key(&merchant_id) {
         return Err(ApiError::not_found(
@@ -131,7 +136,7 @@ pub async fn create_channel_account(
     };
     let channel_name = match (&existing, optional_str(&object, "channel")?) {
         (_, Some(name)) => name,
-        (Some(account), None) => account.channel.name(),
+        (Some(account), None) => account.channel.as_str(),
         (None, None) => required_str(&object, "channel")?,
     };
     let channel = Channel::parse(channel_name).ok_or_else(|| {
@@ -279,7 +284,7 @@ pub async fn create_channel_account(
         wire::to_value(&wire::ChannelAccountAnswer {
             channel_account_id: channel_account_id.to_string(),
             merchant_id: merchant_id.to_string(),
-            channel: channel.name().to_owned(),
+            channel: channel.as_str().to_owned(),
             status: "active".to_owned(),
             fee_rate: fee_rate.to_text(),
             callback_ip_allowlist: callback_ip_allowlist.clone(),
@@ -339,8 +344,11 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
             ("notify_url", MAX_URL_CHARS),
         ],
     )?;
-    let name = required_str(&object, "name")?.to_owned();
-    let notify_url = required_str(&object, "notify_url")?.to_owned();
+    let wire::CreateAppRequest {
+        name,
+        merchant_ids: merchant_texts,
+        notify_url,
+    } = wire::read(&object)?;
     paycenter_gateway::egress::check_url(&notify_url, state.config.egress).map_err(|refused| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -349,10 +357,9 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         )
         .with_field("notify_url")
     })?;
-    let merchant_texts = match object.get("merchant_ids") {
-        Some(Value::Array(items)) => items,
-        None | Some(Value::Null) => return Err(ApiError::invalid("merchant_ids is required")),
-        Some(_) => {
+    let merchant_texts = match &merchant_texts {
+        Value::Array(items) => items,
+        _ => {
             return Err(ApiError::invalid(
                 "merchant_ids must be an array of merchant ids",
             ))
@@ -449,16 +456,14 @@ pub async fn create_payment(
 ) -> Answer {
     let object = parse_object(&body)?;
     check_fields(&object, "", PAYMENT_FIELDS)?;
-    let merchant_id = parse_id(MerchantId::parse, required_str(&object, "merchant_id")?)?;
+    let request: wire::CreatePaymentRequest = wire::read(&object)?;
+    let merchant_id = parse_id(MerchantId::parse, &request.merchant_id)?;
     ensure_app_merchant(&app, &merchant_id)?;
-    let channel_account_id = parse_id(
-        ChannelAccountId::parse,
-        required_str(&object, "channel_account_id")?,
-    )?;
-    let order_no = parse_id(OrderNo::parse, required_str(&object, "order_no")?)?;
-    let currency = currency_field(&object)?;
-    let amount = amount_field(&object, "amount", currency)?;
-    let invoke_text = required_str(&object, "invoke_method")?;
+    let channel_account_id = parse_id(ChannelAccountId::parse, &request.channel_account_id)?;
+    let order_no = parse_id(OrderNo::parse, &request.order_no)?;
+    let currency = parse_currency(&request.currency)?;
+    let amount = amount_value(Some(&request.amount), "amount", currency)?;
+    let invoke_text = request.invoke_method.as_str();
     let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
     })?;
@@ -483,7 +488,7 @@ pub async fn create_payment(
                 .to_string(),
         ),
     };
-    let subject = required_str(&object, "subject")?.to_owned();
+    let subject = request.subject;
     if subject.trim().is_empty() || subject.chars().count() > 256 {
         return Err(ApiError::invalid("subject must be 1 to 256 characters"));
     }
@@ -554,7 +559,7 @@ pub async fn create_payment(
                 ErrorCode::UnsupportedCurrency,
                 format!(
                     "{} takes {}",
-                    account.channel.name(),
+                    account.channel.as_str(),
                     currencies
                         .iter()
                         .map(|currency| currency.code())
@@ -576,8 +581,8 @@ pub async fn create_payment(
                 ErrorCode::MissingChannelField,
                 format!(
                     "{} {} payments need {field}",
-                    account.channel.name(),
-                    invoke_method.name()
+                    account.channel.as_str(),
+                    invoke_method.as_str()
                 ),
             ));
         }
@@ -678,8 +683,8 @@ pub async fn create_payment(
             merchant_id: merchant_id.to_string(),
             channel_account_id: channel_account_id.to_string(),
             status: "pending".to_owned(),
-            channel: account.channel.name().to_owned(),
-            invoke_method: invoke_method.name().to_owned(),
+            channel: account.channel.as_str().to_owned(),
+            invoke_method: invoke_method.as_str().to_owned(),
             amount: amount.to_major_string(),
             currency: amount.currency().code().to_owned(),
             expires_at: started.expires_at.to_rfc3339(),
@@ -820,8 +825,9 @@ pub async fn create_refund(
             ("reason", MAX_REASON_CHARS),
         ],
     )?;
+    let request: wire::CreateRefundRequest = wire::read(&object)?;
     let payment = app_payment(&state, &app, &trade_no)?;
-    let refund_no = parse_id(RefundNo::parse, required_str(&object, "refund_no")?)?;
+    let refund_no = parse_id(RefundNo::parse, &request.refund_no)?;
     if optional_str(&object, "currency")?.is_some() {
         let currency = currency_field(&object)?;
         if currency != payment.amount.currency() {
@@ -837,7 +843,7 @@ pub async fn create_refund(
             .with_field("currency"));
         }
     }
-    let amount = amount_field(&object, "amount", payment.amount.currency())?;
+    let amount = amount_value(Some(&request.amount), "amount", payment.amount.currency())?;
     let reason = optional_str(&object, "reason")?.unwrap_or("").to_owned();
     // Derived from the payment and refund number: a retried request decides the same refund.
     let refund_id = RefundId::parse(&format!(
@@ -1199,9 +1205,7 @@ pub async fn list_notifications(
     use paycenter_domain::notification::NotificationStatus;
     let wanted = match query.get("status").map(String::as_str) {
         None => None,
-        Some("pending") => Some(NotificationStatus::Pending),
-        Some("delivered") => Some(NotificationStatus::Delivered),
-        Some("failed") => Some(NotificationStatus::Failed),
+        Some(text) if NotificationStatus::parse(text).is_some() => NotificationStatus::parse(text),
         Some(_) => {
             return Err(ApiError::invalid(
                 "status must be pending, delivered or failed",
@@ -1225,12 +1229,7 @@ pub async fn list_notifications(
         .map(|notification| wire::NotificationAnswer {
             id: notification.scheduled.notification_id.to_string(),
             kind: notification.scheduled.webhook_type.to_string(),
-            status: match notification.status {
-                NotificationStatus::Pending => "pending",
-                NotificationStatus::Delivered => "delivered",
-                NotificationStatus::Failed => "failed",
-            }
-            .to_owned(),
+            status: notification.status.as_str().to_owned(),
             attempts: notification.n_attempts_total,
             next_attempt_at: notification.next_attempt_at.map(|at| at.to_rfc3339()),
             last_error: notification.last_error.clone(),

@@ -276,8 +276,155 @@ pub fn document() -> Value {
     })
 }
 
+/// `docs/api.md`: the document as a page for people (kept current by a test; regenerate with
+/// `PAYCENTER_UPDATE_DOCS=1 cargo test -p paycenter-api --lib openapi`).
+pub fn markdown() -> String {
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    let mut page = String::from(
+        "# paycenter HTTP API\n\n\
+         Generated from `/openapi.json` (itself made from the route table in `api/src/routes.rs` and \
+         the wire types in `api/src/wire.rs`); do not edit by hand.\n\n\
+         Money is a decimal string in major units (`\"12.34\"`) beside an ISO 4217 `currency`. \
+         Every refusal is `{\"error\": {\"code\", \"message\", \"field\"?, \"retry_after\"?}}`. \
+         Admin routes take `Authorization: Bearer $PAYCENTER_ADMIN_TOKEN`, app routes an app's \
+         `api_key`.\n",
+    );
+    let mut referenced: Vec<&str> = Vec::new();
+    for route in ROUTES {
+        page.push_str(&format!(
+            "\n## `{} {}`\n\n{}.\n\n- caller: {}\n",
+            route.method.to_uppercase(),
+            route.path,
+            route.summary,
+            match route.caller {
+                Caller::Admin => "admin",
+                Caller::App => "app",
+                Caller::Public => "anyone",
+            }
+        ));
+        for query in route.query {
+            page.push_str(&format!(
+                "- query `{}`{}: {}\n",
+                query.name,
+                if query.required { " (required)" } else { "" },
+                query.description
+            ));
+        }
+        match route.request {
+            RequestBody::None => {}
+            RequestBody::Json(name) | RequestBody::OptionalJson(name) => {
+                page.push_str(&format!("- body: [`{name}`](#{})\n", name.to_lowercase()));
+                referenced.push(name);
+            }
+            RequestBody::Raw => page.push_str("- body: raw bytes\n"),
+        }
+        let answer = match route.success {
+            Success::Json(status, name) => {
+                referenced.push(name);
+                format!("`{status}` [`{name}`](#{})", name.to_lowercase())
+            }
+            Success::Html => "`200` an HTML page".to_owned(),
+            Success::PrometheusText => "`200` Prometheus text".to_owned(),
+            Success::OpenApi => "`200` the OpenAPI document".to_owned(),
+            Success::ChannelProtocol => "the channel's own acknowledgement".to_owned(),
+        };
+        page.push_str(&format!("- answer: {answer}\n"));
+        if !matches!(route.success, Success::Html | Success::ChannelProtocol) {
+            let refusals: Vec<String> = refusal_statuses(route)
+                .iter()
+                .map(|status| format!("`{status}`"))
+                .collect();
+            page.push_str(&format!("- refusals: {}\n", refusals.join(", ")));
+        }
+    }
+    page.push_str("\n# Bodies\n");
+    let mut names: Vec<&str> = referenced;
+    names.extend([
+        "SplitRequest",
+        "PaymentActionAnswer",
+        "PaymentAnswer",
+        "RefundAnswer",
+        "ErrorBody",
+        "ErrorDetail",
+    ]);
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let schema = &schemas[name];
+        page.push_str(&format!("\n## {name}\n\n"));
+        if let Some(description) = schema["description"].as_str() {
+            page.push_str(&format!("{description}\n\n"));
+        }
+        page.push_str("| field | type | required | notes |\n|---|---|---|---|\n");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(properties) = schema["properties"].as_object() {
+            for (field, property) in properties {
+                let kind = match (
+                    &property["type"],
+                    &property["$ref"],
+                    &property["items"]["$ref"],
+                ) {
+                    (_, Value::String(reference), _) | (_, _, Value::String(reference)) => {
+                        reference.rsplit('/').next().unwrap_or("").to_owned()
+                    }
+                    (Value::String(kind), _, _) => kind.clone(),
+                    (Value::Array(kinds), _, _) => kinds
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    _ => "any".to_owned(),
+                };
+                let mut notes = property["description"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace('\n', " ");
+                if let Some(pattern) = property["pattern"].as_str() {
+                    notes.push_str(&format!(" Pattern `{pattern}`."));
+                }
+                if name == "ErrorDetail" && field == "code" {
+                    let codes: Vec<String> = ErrorCode::ALL
+                        .iter()
+                        .map(|code| format!("`{}`", code.as_str()))
+                        .collect();
+                    notes.push_str(&format!(" One of {}.", codes.join(", ")));
+                }
+                // A `|` inside a table cell (regex alternatives) must be escaped.
+                page.push_str(&format!(
+                    "| `{field}` | {kind} | {} | {} |\n",
+                    if required.contains(&field.as_str()) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    notes.trim().replace('|', "\\|")
+                ));
+            }
+        }
+    }
+    page
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn docs_api_md_is_the_document() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md");
+        let page = super::markdown();
+        if std::env::var("PAYCENTER_UPDATE_DOCS").as_deref() == Ok("1") {
+            std::fs::write(path, &page).unwrap();
+        }
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == page,
+            "docs/api.md is out of date: PAYCENTER_UPDATE_DOCS=1 cargo test -p paycenter-api --lib openapi"
+        );
+    }
+
     use super::*;
 
     #[test]

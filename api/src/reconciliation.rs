@@ -14,7 +14,7 @@ use paycenter_store::ExpectedRevision;
 use serde_json::Value;
 use warp::http::StatusCode;
 
-use crate::dto::{attempt_status, parse_object, required_str};
+use crate::dto::{attempt_status, parse_object};
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
@@ -51,8 +51,9 @@ pub async fn fetch_and_reconcile(state: Arc<AppState>, body: bytes::Bytes) -> An
             ("date", crate::dto::MAX_TOKEN_CHARS),
         ],
     )?;
-    let account = channel_account(&state, required_str(&object, "channel_account_id")?)?;
-    let date = parse_date(required_str(&object, "date")?)?;
+    let request: crate::wire::ReconcileRequest = crate::wire::read(&object)?;
+    let account = channel_account(&state, &request.channel_account_id)?;
+    let date = parse_date(&request.date)?;
     let adapter = state.channel(account.channel)?;
     let params = state.channel_params(&account)?;
     let rows = adapter
@@ -332,7 +333,7 @@ fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
             .discrepancies
             .iter()
             .map(|discrepancy| crate::wire::DiscrepancyAnswer {
-                kind: discrepancy.kind.name().to_owned(),
+                kind: discrepancy.kind.as_str().to_owned(),
                 trade_no: discrepancy.trade_no.to_string(),
                 order_no: discrepancy.order_no.as_ref().map(ToString::to_string),
                 channel_trade_no: discrepancy

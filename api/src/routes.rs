@@ -553,7 +553,7 @@ pub fn routes(
                         .entry(crate::dto::attempt_status(payment.status))
                         .or_default() += 1;
                     for anomaly in &payment.anomalies {
-                        *n_anomalies.entry(anomaly.kind.name()).or_default() += 1;
+                        *n_anomalies.entry(anomaly.kind.as_str()).or_default() += 1;
                     }
                 }
                 (counts, n_anomalies)

@@ -122,7 +122,7 @@ impl AppState {
         format!(
             "{}/callbacks/{}/{}",
             self.config.public_url,
-            channel.name(),
+            channel.as_str(),
             channel_account_id
         )
     }

@@ -14,12 +14,22 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 
 /// Reads a JSON object already checked by [`crate::dto::check_fields`] into its request type.
-/// A field of the wrong type is `400 invalid_request` naming it.
+/// A missing field or one of the wrong type is `400 invalid_request` naming it in `error.field`.
 pub fn read<T: serde::de::DeserializeOwned>(
     object: &serde_json::Map<String, Value>,
 ) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(object.clone()))
-        .map_err(|error| ApiError::invalid(format!("the body does not fit the request: {error}")))
+    serde_path_to_error::deserialize(Value::Object(object.clone())).map_err(|error| {
+        let inner = error.inner().to_string();
+        let path = error.path().to_string();
+        // serde names a missing field only in its message: "missing field `name`".
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        match missing {
+            Some(field) => ApiError::invalid(format!("{field} is required")).with_field(field),
+            None => ApiError::invalid(format!("{path}: {inner}")).with_field(path),
+        }
+    })
 }
 
 /// Serializes an answer type.

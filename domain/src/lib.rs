@@ -16,6 +16,8 @@
 //! - [`registry`]: merchants, channel accounts, apps.
 //! - [`notification`]: webhook deliveries and their retry schedule.
 //! - [`streams`]: the stream naming scheme.
+//! - [`vocabulary`]: channels, invoke methods, statuses, webhook types, anomaly and discrepancy
+//!   kinds, each with its wire name written once.
 //! - [`mod@error`] — `DomainError`.
 #![warn(missing_docs)]
 
@@ -31,6 +33,7 @@ pub mod reconciliation;
 pub mod registry;
 pub mod shares;
 pub mod streams;
+pub mod vocabulary;
 
 pub use error::DomainError;
 pub use events::Event;

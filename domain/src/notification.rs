@@ -9,6 +9,7 @@ use crate::events::{
     NotificationScheduled, WebhookAttempted,
 };
 use crate::ids::NotificationId;
+pub use crate::vocabulary::NotificationStatus;
 
 /// Delays before each retry, after the first immediate attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,15 +49,6 @@ impl RetrySchedule {
     pub fn max_attempts(&self) -> u32 {
         u32::try_from(self.retry_delays_ms.len() + 1).expect("schedules are short")
     }
-}
-
-/// Where a notification stands.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum NotificationStatus {
-    Pending,
-    Delivered,
-    Failed,
 }
 
 /// The state of one notification.

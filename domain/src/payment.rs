@@ -23,6 +23,7 @@ use crate::ids::{
 };
 use crate::money::{Money, Rate};
 use crate::shares::{self, Parts};
+pub use crate::vocabulary::{AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundStatus};
 
 /// The most attempts one order may have; past it the app must use a new order number.
 pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
@@ -80,88 +81,6 @@ pub const MAX_ANOMALIES_PER_ATTEMPT: usize = 16;
 /// Default minimum interval between two attempts of one order.
 pub const DEFAULT_MIN_ATTEMPT_INTERVAL_MS: i64 = 15_000;
 
-/// A payment channel.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Sandbox,
-    Alipay,
-    Wechatpay,
-    Stripe,
-}
-
-impl Channel {
-    /// Every channel.
-    pub const ALL: [Channel; 4] = [
-        Channel::Sandbox,
-        Channel::Alipay,
-        Channel::Wechatpay,
-        Channel::Stripe,
-    ];
-
-    /// The name used on the wire and in URLs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Channel::Sandbox => "sandbox",
-            Channel::Alipay => "alipay",
-            Channel::Wechatpay => "wechatpay",
-            Channel::Stripe => "stripe",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(text: &str) -> Option<Channel> {
-        Channel::ALL
-            .into_iter()
-            .find(|channel| channel.name() == text)
-    }
-}
-
-/// How the user is asked to pay.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InvokeMethod {
-    Pc,
-    Wap,
-    App,
-    MiniProgram,
-    Jsapi,
-    NativeQr,
-}
-
-impl InvokeMethod {
-    /// Every invoke method.
-    pub const ALL: [InvokeMethod; 6] = [
-        InvokeMethod::Pc,
-        InvokeMethod::Wap,
-        InvokeMethod::App,
-        InvokeMethod::MiniProgram,
-        InvokeMethod::Jsapi,
-        InvokeMethod::NativeQr,
-    ];
-
-    /// The name used on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            InvokeMethod::Pc => "pc",
-            InvokeMethod::Wap => "wap",
-            InvokeMethod::App => "app",
-            InvokeMethod::MiniProgram => "mini_program",
-            InvokeMethod::Jsapi => "jsapi",
-            InvokeMethod::NativeQr => "native_qr",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(text: &str) -> Option<InvokeMethod> {
-        InvokeMethod::ALL
-            .into_iter()
-            .find(|method| method.name() == text)
-    }
-}
-
 /// One receiver's share of a payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
@@ -214,27 +133,6 @@ pub enum OutcomeSource {
     Query,
 }
 
-/// Where an attempt stands.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptStatus {
-    Pending,
-    Succeeded,
-    Failed,
-    Closed,
-}
-
-/// Where a refund stands.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundStatus {
-    Pending,
-    Succeeded,
-    Failed,
-}
-
 /// A refund as the aggregate knows it.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,29 +144,6 @@ pub struct Refund {
     pub status: RefundStatus,
     /// What each part of the payment gives back, decided when the refund was requested.
     pub shares: Parts,
-}
-
-/// How a verified channel report contradicts its attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnomalyKind {
-    /// Another amount than the attempt's, in its currency.
-    AmountMismatch,
-    /// Another currency than the attempt's.
-    CurrencyMismatch,
-    /// Reported by another channel account than the attempt's.
-    AccountMismatch,
-}
-
-impl AnomalyKind {
-    /// The name used on the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            AnomalyKind::AmountMismatch => "amount_mismatch",
-            AnomalyKind::CurrencyMismatch => "currency_mismatch",
-            AnomalyKind::AccountMismatch => "account_mismatch",
-        }
-    }
 }
 
 /// A contradicting report as the aggregate knows it: the money the channel says it took is

@@ -474,12 +474,12 @@ pub fn check_invoke_method(
         return Ok(());
     }
     Err(GatewayError::UnsupportedInvokeMethod {
-        channel: channel.channel().name(),
-        invoke_method: invoke_method.name(),
+        channel: channel.channel().as_str(),
+        invoke_method: invoke_method.as_str(),
         supported: channel
             .supported_invoke_methods()
             .iter()
-            .map(|method| method.name())
+            .map(|method| method.as_str())
             .collect::<Vec<_>>()
             .join(", "),
     })

@@ -538,7 +538,7 @@ impl PaymentChannel for WechatpayChannel {
             let account = Account::parse(params)?;
             let missing = |field: &'static str| GatewayError::MissingPaymentField {
                 channel: "wechatpay",
-                invoke_method: request.invoke_method.name(),
+                invoke_method: request.invoke_method.as_str(),
                 field,
             };
             let time_expire = FixedOffset::east_opt(8 * 3600)

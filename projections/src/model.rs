@@ -11,6 +11,7 @@ use paycenter_domain::notification::{Notification, NotificationStatus};
 use paycenter_domain::payment::{
     AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
 };
+use paycenter_domain::vocabulary::WebhookType;
 use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -393,7 +394,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "payment.closed",
+                    WebhookType::PaymentClosed.as_str(),
                     None,
                     event.closed_at,
                 );
@@ -409,7 +410,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "payment.succeeded",
+                    WebhookType::PaymentSucceeded.as_str(),
                     None,
                     event.paid_at,
                 );
@@ -420,7 +421,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "payment.failed",
+                    WebhookType::PaymentFailed.as_str(),
                     None,
                     event.failed_at,
                 );
@@ -471,7 +472,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "payment.anomaly_detected",
+                    WebhookType::PaymentAnomalyDetected.as_str(),
                     None,
                     event.detected_at,
                 );
@@ -489,7 +490,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "refund.succeeded",
+                    WebhookType::RefundSucceeded.as_str(),
                     Some(event.refund_id),
                     event.succeeded_at,
                 );
@@ -507,7 +508,7 @@ impl ReadModel {
                 let draft = self.draft(
                     recorded.event_id,
                     &event.trade_no,
-                    "refund.failed",
+                    WebhookType::RefundFailed.as_str(),
                     Some(event.refund_id),
                     event.failed_at,
                 );

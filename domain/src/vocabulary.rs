@@ -1,0 +1,254 @@
+//! The words paycenter's interfaces share: channels, invoke methods, statuses, webhook types,
+//! anomaly and discrepancy kinds. Each is an enum whose wire name is written once, here, by
+//! [`vocabulary!`]: `as_str`, `FromStr`, `Display` and `ALL` come from that one list.
+//!
+//! Serde attributes stay on each enum as they were, because events already in logs were
+//! written with them; a test checks that serde's names and the wire names agree where both
+//! are snake_case.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A text that names no word of a vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a {vocabulary}")]
+pub struct UnknownWord {
+    /// Which vocabulary.
+    pub vocabulary: &'static str,
+    /// The text, cut to 64 characters.
+    pub text: String,
+}
+
+/// Defines an enum and its wire names, once.
+macro_rules! vocabulary {
+    (
+        $(#[$meta:meta])*
+        $name:ident ($label:literal) {
+            $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every word, in the order listed.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The word a wire name names, if any.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownWord;
+
+            fn from_str(text: &str) -> Result<$name, UnknownWord> {
+                $name::parse(text).ok_or_else(|| UnknownWord {
+                    vocabulary: $label,
+                    text: text.chars().take(64).collect(),
+                })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// A payment channel.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    Channel ("channel") {
+        /// paycenter's built-in simulated third party.
+        Sandbox => "sandbox",
+        /// Alipay (OpenAPI v2, RSA2).
+        Alipay => "alipay",
+        /// WeChat Pay (API v3).
+        Wechatpay => "wechatpay",
+        /// Stripe (PaymentIntents).
+        Stripe => "stripe",
+    }
+}
+
+vocabulary! {
+    /// How the user is asked to pay.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    InvokeMethod ("invoke method") {
+        /// A page on a computer.
+        Pc => "pc",
+        /// A page on a phone (WAP / H5).
+        Wap => "wap",
+        /// A native app.
+        App => "app",
+        /// A mini-program.
+        MiniProgram => "mini_program",
+        /// A page inside the wallet's own app (JSAPI).
+        Jsapi => "jsapi",
+        /// A QR code the user scans.
+        NativeQr => "native_qr",
+    }
+}
+
+vocabulary! {
+    /// Where a payment attempt stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AttemptStatus ("payment status") {
+        /// Waiting for the user or the channel.
+        Pending => "pending",
+        /// Paid.
+        Succeeded => "succeeded",
+        /// The channel said it failed.
+        Failed => "failed",
+        /// Closed unpaid.
+        Closed => "closed",
+    }
+}
+
+vocabulary! {
+    /// Where a refund stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    RefundStatus ("refund status") {
+        /// Asked, not settled.
+        Pending => "pending",
+        /// The channel refunded it.
+        Succeeded => "succeeded",
+        /// The channel refused it.
+        Failed => "failed",
+    }
+}
+
+vocabulary! {
+    /// Where a webhook notification stands. (Its serde form is the variant's name, as the
+    /// first version wrote it.)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    NotificationStatus ("notification status") {
+        /// Being delivered, or waiting for its next try.
+        Pending => "pending",
+        /// The app acknowledged it.
+        Delivered => "delivered",
+        /// Every try failed.
+        Failed => "failed",
+    }
+}
+
+vocabulary! {
+    /// What a webhook tells the app.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    WebhookType ("webhook type") {
+        /// An attempt was paid.
+        PaymentSucceeded => "payment.succeeded",
+        /// An attempt failed.
+        PaymentFailed => "payment.failed",
+        /// An attempt was closed unpaid.
+        PaymentClosed => "payment.closed",
+        /// A verified report contradicted its attempt; the reported money is refunded.
+        PaymentAnomalyDetected => "payment.anomaly_detected",
+        /// A refund succeeded.
+        RefundSucceeded => "refund.succeeded",
+        /// A refund failed.
+        RefundFailed => "refund.failed",
+    }
+}
+
+vocabulary! {
+    /// How a verified channel report contradicts its attempt.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AnomalyKind ("anomaly kind") {
+        /// Another amount than the attempt's, in its currency.
+        AmountMismatch => "amount_mismatch",
+        /// Another currency than the attempt's.
+        CurrencyMismatch => "currency_mismatch",
+        /// Reported by another channel account than the attempt's.
+        AccountMismatch => "account_mismatch",
+    }
+}
+
+vocabulary! {
+    /// What kind of disagreement a reconciliation found.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    DiscrepancyKind ("discrepancy kind") {
+        /// The bill lists a payment paycenter does not know.
+        MissingInPaycenter => "missing_in_paycenter",
+        /// paycenter recorded a payment that day that the bill lacks.
+        MissingInChannel => "missing_in_channel",
+        /// Both know it, with different amounts.
+        AmountMismatch => "amount_mismatch",
+        /// The bill says paid; paycenter does not (pending, failed or closed).
+        StatusMismatch => "status_mismatch",
+        /// The bill lists a refund that day that paycenter did not record as succeeded that day.
+        RefundMissingInPaycenter => "refund_missing_in_paycenter",
+        /// paycenter recorded a refund succeeding that day that the bill lacks.
+        RefundMissingInChannel => "refund_missing_in_channel",
+        /// Both list refunds of the payment that day, for different totals.
+        RefundAmountMismatch => "refund_amount_mismatch",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<T: Copy + fmt::Display + FromStr + PartialEq + fmt::Debug + Serialize>(
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        serde_is_wire: bool,
+    ) where
+        <T as FromStr>::Err: fmt::Debug,
+    {
+        let mut seen = std::collections::HashSet::new();
+        for word in all {
+            let text = as_str(*word);
+            assert!(seen.insert(text), "{text} twice");
+            assert_eq!(text.parse::<T>().unwrap(), *word);
+            assert_eq!(word.to_string(), text);
+            if serde_is_wire {
+                assert_eq!(serde_json::to_value(word).unwrap(), text);
+            }
+        }
+    }
+
+    #[test]
+    fn every_word_round_trips_and_serde_agrees_where_it_writes_wire_names() {
+        check(Channel::ALL, Channel::as_str, true);
+        check(InvokeMethod::ALL, InvokeMethod::as_str, true);
+        check(AttemptStatus::ALL, AttemptStatus::as_str, true);
+        check(RefundStatus::ALL, RefundStatus::as_str, true);
+        check(NotificationStatus::ALL, NotificationStatus::as_str, false);
+        check(AnomalyKind::ALL, AnomalyKind::as_str, true);
+        check(DiscrepancyKind::ALL, DiscrepancyKind::as_str, true);
+        for word in WebhookType::ALL {
+            assert_eq!(word.as_str().parse::<WebhookType>().unwrap(), *word);
+        }
+    }
+
+    #[test]
+    fn unknown_words_are_refused_by_name() {
+        let error = "paypal".parse::<Channel>().unwrap_err();
+        assert_eq!(error.to_string(), "\"paypal\" is not a channel");
+        assert_eq!(InvokeMethod::parse("PC"), None);
+    }
+}
