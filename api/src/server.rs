@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use paycenter_domain::notification::RetrySchedule;
 use paycenter_domain::payment::DEFAULT_MIN_ATTEMPT_INTERVAL_MS;
 use paycenter_gateway::alipay::AlipayChannel;
+use paycenter_gateway::registry::ChannelRegistry;
 use paycenter_gateway::sandbox::{SandboxChannel, SandboxProvider};
 use paycenter_gateway::stripe::StripeChannel;
 use paycenter_gateway::wechatpay::WechatpayChannel;
@@ -282,10 +283,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             egress: options.egress,
         },
         rate_limiter: Default::default(),
-        sandbox: SandboxChannel::new(sandbox_provider.clone(), &public_url),
-        alipay: AlipayChannel::new(channel_http.clone()),
-        wechatpay: WechatpayChannel::new(channel_http.clone()),
-        stripe: StripeChannel::new(channel_http),
+        channels: ChannelRegistry::new(vec![
+            Box::new(SandboxChannel::new(sandbox_provider.clone(), &public_url)),
+            Box::new(AlipayChannel::new(channel_http.clone())),
+            Box::new(WechatpayChannel::new(channel_http.clone())),
+            Box::new(StripeChannel::new(channel_http)),
+        ]),
         outbound: outbound.clone(),
         sandbox_provider,
         metrics: Default::default(),

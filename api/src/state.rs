@@ -9,7 +9,7 @@ use paycenter_domain::envelope::RecordedEvent;
 use paycenter_domain::events::Event;
 use paycenter_domain::notification::RetrySchedule;
 use paycenter_domain::DomainError;
-use paycenter_gateway::sandbox::{SandboxChannel, SandboxProvider};
+use paycenter_gateway::sandbox::SandboxProvider;
 use paycenter_gateway::PaymentChannel;
 use paycenter_projections::ReadModel;
 use paycenter_store::{AppendOutcome, EventStore, ExpectedRevision};
@@ -68,14 +68,8 @@ pub struct AppState {
     pub config: ServiceConfig,
     /// The sandbox channel's simulated third party.
     pub sandbox_provider: Arc<SandboxProvider>,
-    /// The sandbox adapter.
-    pub sandbox: SandboxChannel,
-    /// The Alipay adapter.
-    pub alipay: paycenter_gateway::alipay::AlipayChannel,
-    /// The WeChat Pay adapter.
-    pub wechatpay: paycenter_gateway::wechatpay::WechatpayChannel,
-    /// The Stripe adapter.
-    pub stripe: paycenter_gateway::stripe::StripeChannel,
+    /// The adapter of each channel.
+    pub channels: paycenter_gateway::registry::ChannelRegistry,
     /// Where outbound calls may go and whom they trust (webhooks build their client from it).
     pub outbound: paycenter_gateway::http::OutboundConfig,
     /// Counters and histograms for `/metrics`.
@@ -104,12 +98,12 @@ impl AppState {
         &self,
         channel: paycenter_domain::payment::Channel,
     ) -> Result<&dyn PaymentChannel, ApiError> {
-        use paycenter_domain::payment::Channel;
-        Ok(match channel {
-            Channel::Sandbox => &self.sandbox,
-            Channel::Alipay => &self.alipay,
-            Channel::Wechatpay => &self.wechatpay,
-            Channel::Stripe => &self.stripe,
+        self.channels.get(channel).ok_or_else(|| {
+            ApiError::new(
+                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
+                crate::error::ErrorCode::UnsupportedChannel,
+                format!("this paycenter does not run the {channel} channel"),
+            )
         })
     }
 

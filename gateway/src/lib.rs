@@ -16,12 +16,14 @@
 //! - [`sandbox`]: paycenter's built-in simulated third party.
 //! - [`alipay`], [`wechatpay`], [`stripe`]: the real channels, each with its wire types beside it.
 //! - [`bills`]: parsers of the channels' daily bill files.
+//! - [`registry`]: `ChannelRegistry`, the adapter of each channel.
 #![warn(missing_docs)]
 
 pub mod alipay;
 pub mod bills;
 pub mod egress;
 pub mod http;
+pub mod registry;
 pub mod rsa_sha256;
 pub mod sandbox;
 pub mod secret;
