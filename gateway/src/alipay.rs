@@ -24,6 +24,7 @@ use paycenter_domain::payment::{Channel, InvokeMethod};
 use paycenter_domain::{Currency, Money};
 use serde_json::{json, Value};
 
+use crate::account_cache::AccountCache;
 use crate::http::HttpClient;
 use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
@@ -208,13 +209,17 @@ fn sub_code(node: &Value) -> &str {
 /// The Alipay channel.
 pub struct AlipayChannel {
     http: HttpClient,
+    accounts: AccountCache<Account>,
 }
 
 impl AlipayChannel {
     /// An adapter calling the channel through `http` (the process's guarded outbound
     /// client, with the channel timeout).
     pub fn new(http: HttpClient) -> AlipayChannel {
-        AlipayChannel { http }
+        AlipayChannel {
+            http,
+            accounts: AccountCache::default(),
+        }
     }
 
     fn signed_url(account: &Account, params: &BTreeMap<String, String>) -> String {
@@ -252,7 +257,7 @@ impl PaymentChannel for AlipayChannel {
 
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let mut normalized = json!({
             "app_id": account.app_id,
             "app_private_key": required_param(params, "app_private_key")?.trim(),
@@ -270,7 +275,7 @@ impl PaymentChannel for AlipayChannel {
         request: &'a CreatePayment,
     ) -> BoxFuture<'a, Result<Initiated, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let time_expire = beijing()
                 .timestamp_opt(request.expires_at_unix, 0)
                 .single()
@@ -363,7 +368,7 @@ impl PaymentChannel for AlipayChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.trade.close";
             let node = account
                 .call(
@@ -391,7 +396,7 @@ impl PaymentChannel for AlipayChannel {
         amount: Money,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.trade.refund";
             let node = account
                 .call(
@@ -431,7 +436,7 @@ impl PaymentChannel for AlipayChannel {
         refund_id: &'a RefundId,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.trade.fastpay.refund.query";
             let node = account
                 .call(
@@ -459,7 +464,7 @@ impl PaymentChannel for AlipayChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.trade.query";
             let node = account
                 .call(
@@ -504,7 +509,7 @@ impl PaymentChannel for AlipayChannel {
         day: NaiveDate,
     ) -> BoxFuture<'a, Result<Vec<BillRow>, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.data.dataservice.bill.downloadurl.query";
             let node = account
                 .call(
@@ -543,7 +548,7 @@ impl PaymentChannel for AlipayChannel {
         let rejected = |reason: &str| GatewayError::CallbackRejected {
             reason: reason.to_owned(),
         };
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let form = wire::parse_form(&request.body).ok_or_else(|| rejected("body is not a form"))?;
         let signature = form
             .get("sign")

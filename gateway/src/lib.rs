@@ -19,6 +19,7 @@
 //! - [`registry`]: `ChannelRegistry`, the adapter of each channel.
 #![warn(missing_docs)]
 
+mod account_cache;
 pub mod alipay;
 pub mod bills;
 pub mod egress;

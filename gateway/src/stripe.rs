@@ -12,6 +12,7 @@ use paycenter_domain::payment::{Channel, InvokeMethod};
 use paycenter_domain::{Currency, Money};
 use serde_json::{json, Value};
 
+use crate::account_cache::AccountCache;
 use crate::http::HttpClient;
 use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, BillRow, BoxFuture,
@@ -35,8 +36,8 @@ const PARAM_NAMES: &[&str] = &[
 ];
 
 struct Account {
-    secret_key: String,
-    webhook_secret: String,
+    secret_key: zeroize::Zeroizing<String>,
+    webhook_secret: zeroize::Zeroizing<String>,
     publishable_key: Option<String>,
     gateway_url: String,
 }
@@ -71,8 +72,8 @@ impl Account {
             }
         };
         Ok(Account {
-            secret_key: secret_key.to_owned(),
-            webhook_secret: webhook_secret.to_owned(),
+            secret_key: zeroize::Zeroizing::new(secret_key.to_owned()),
+            webhook_secret: zeroize::Zeroizing::new(webhook_secret.to_owned()),
             publishable_key,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
         })
@@ -88,7 +89,10 @@ impl Account {
         idempotency_key: Option<&str>,
     ) -> Result<(u16, Value), GatewayError> {
         let mut headers = vec![
-            ("authorization", format!("Bearer {}", self.secret_key)),
+            (
+                "authorization",
+                format!("Bearer {}", self.secret_key.as_str()),
+            ),
             (
                 "content-type",
                 "application/x-www-form-urlencoded".to_owned(),
@@ -150,13 +154,17 @@ fn refund_status(refund: &Value) -> RefundStatus {
 /// The Stripe channel.
 pub struct StripeChannel {
     http: HttpClient,
+    accounts: AccountCache<Account>,
 }
 
 impl StripeChannel {
     /// An adapter calling the channel through `http` (the process's guarded outbound
     /// client, with the channel timeout).
     pub fn new(http: HttpClient) -> StripeChannel {
-        StripeChannel { http }
+        StripeChannel {
+            http,
+            accounts: AccountCache::default(),
+        }
     }
 }
 
@@ -184,12 +192,12 @@ impl PaymentChannel for StripeChannel {
 
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let mut normalized = json!({
-            "secret_key": account.secret_key,
-            "webhook_secret": account.webhook_secret,
+            "secret_key": account.secret_key.as_str(),
+            "webhook_secret": account.webhook_secret.as_str(),
         });
-        if let Some(key) = account.publishable_key {
+        if let Some(key) = &account.publishable_key {
             normalized["publishable_key"] = json!(key);
         }
         if params.get("gateway_url").is_some() {
@@ -204,7 +212,7 @@ impl PaymentChannel for StripeChannel {
         request: &'a CreatePayment,
     ) -> BoxFuture<'a, Result<Initiated, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let form = [
                 ("amount", request.amount.amount_minor().to_string()),
                 (
@@ -257,7 +265,7 @@ impl PaymentChannel for StripeChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let Some(intent_id) = payment_intent_of(order) else {
                 return Ok(());
             };
@@ -281,7 +289,7 @@ impl PaymentChannel for StripeChannel {
         amount: Money,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let Some(intent_id) = payment_intent_of(order) else {
                 return Ok(RefundStatus::Failed {
                     reason: "no PaymentIntent recorded for this payment".into(),
@@ -319,7 +327,7 @@ impl PaymentChannel for StripeChannel {
         refund_id: &'a RefundId,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let Some(intent_id) = payment_intent_of(order) else {
                 return Ok(RefundStatus::Pending);
             };
@@ -346,7 +354,7 @@ impl PaymentChannel for StripeChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let Some(intent_id) = payment_intent_of(order) else {
                 return Ok(ChannelPaymentStatus::NotFound);
             };
@@ -397,7 +405,7 @@ impl PaymentChannel for StripeChannel {
         let rejected = |reason: &str| GatewayError::CallbackRejected {
             reason: reason.to_owned(),
         };
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let header = request
             .header("stripe-signature")
             .ok_or_else(|| rejected("no Stripe-Signature header"))?;

@@ -33,6 +33,7 @@ use self::certificates::{
     CertificateCache, CertificateSet, Freshness, MerchantKey, PlatformCertificate,
     MAX_CERTIFICATES_PER_DOWNLOAD,
 };
+use crate::account_cache::AccountCache;
 use crate::http::{HttpAnswer, HttpClient};
 use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
@@ -79,7 +80,7 @@ struct Account {
     appid: String,
     merchant_serial_no: String,
     merchant_private_key: PrivateKey,
-    api_v3_key: [u8; 32],
+    api_v3_key: zeroize::Zeroizing<[u8; 32]>,
     /// `None`: the account verifies with platform certificates only.
     platform_public_key: Option<PlatformPublicKey>,
     gateway_url: String,
@@ -191,7 +192,7 @@ impl Account {
                 "merchant_private_key",
             )?)
             .map_err(|reason| invalid(format!("merchant_private_key: {reason}")))?,
-            api_v3_key,
+            api_v3_key: zeroize::Zeroizing::new(api_v3_key),
             platform_public_key,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
         })
@@ -321,6 +322,7 @@ fn refund_status(body: &Value) -> RefundStatus {
 /// The WeChat Pay channel.
 pub struct WechatpayChannel {
     http: HttpClient,
+    accounts: AccountCache<Account>,
     certificates: CertificateCache,
 }
 
@@ -330,6 +332,7 @@ impl WechatpayChannel {
     pub fn new(http: HttpClient) -> WechatpayChannel {
         WechatpayChannel {
             http,
+            accounts: AccountCache::default(),
             certificates: CertificateCache::default(),
         }
     }
@@ -511,7 +514,7 @@ impl PaymentChannel for WechatpayChannel {
 
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let mut normalized = json!({});
         for name in PARAM_NAMES {
             let optional = matches!(
@@ -535,7 +538,7 @@ impl PaymentChannel for WechatpayChannel {
         request: &'a CreatePayment,
     ) -> BoxFuture<'a, Result<Initiated, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let missing = |field: &'static str| GatewayError::MissingPaymentField {
                 channel: "wechatpay",
                 invoke_method: request.invoke_method.as_str(),
@@ -661,7 +664,7 @@ impl PaymentChannel for WechatpayChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let path = format!("/v3/pay/transactions/out-trade-no/{}/close", order.trade_no);
             let body = json!({ "mchid": account.mchid });
             let (status, answer) = self.call(&account, "POST", &path, Some(&body)).await?;
@@ -684,7 +687,7 @@ impl PaymentChannel for WechatpayChannel {
         amount: Money,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let body = json!({
                 "out_trade_no": order.trade_no,
                 // The same out_refund_no is the same refund at WeChat Pay.
@@ -720,7 +723,7 @@ impl PaymentChannel for WechatpayChannel {
         refund_id: &'a RefundId,
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let path = format!("/v3/refund/domestic/refunds/{refund_id}");
             let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status != 200 {
@@ -739,7 +742,7 @@ impl PaymentChannel for WechatpayChannel {
         order: &'a ChannelOrder,
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let path = format!(
                 "/v3/pay/transactions/out-trade-no/{}?mchid={}",
                 order.trade_no, account.mchid
@@ -778,7 +781,7 @@ impl PaymentChannel for WechatpayChannel {
         day: NaiveDate,
     ) -> BoxFuture<'a, Result<Vec<BillRow>, GatewayError>> {
         Box::pin(async move {
-            let account = Account::parse(params)?;
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
             let path = format!(
                 "/v3/bill/tradebill?bill_date={}&bill_type=ALL",
                 day.format("%Y-%m-%d")
@@ -834,9 +837,10 @@ impl PaymentChannel for WechatpayChannel {
         request: &'a CallbackRequest,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let (Ok(account), Some(serial)) =
-                (Account::parse(params), request.header("wechatpay-serial"))
-            else {
+            let (Ok(account), Some(serial)) = (
+                self.accounts.get_or_parse(params, Account::parse),
+                request.header("wechatpay-serial"),
+            ) else {
                 return;
             };
             self.ensure_certificates(&account, Some(serial)).await;
@@ -851,7 +855,7 @@ impl PaymentChannel for WechatpayChannel {
         let rejected = |reason: &str| GatewayError::CallbackRejected {
             reason: reason.to_owned(),
         };
-        let account = Account::parse(params)?;
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
         let header = |name: &str| request.header(name).map(str::to_owned);
         let signed = SignedHeaders::read(&header).map_err(|why| rejected(&why))?;
         let now_unix = Utc::now().timestamp();
