@@ -3,7 +3,7 @@
 
 use crate::ids::{MerchantId, NotificationId, OrderNo, RefundId, RefundNo, TradeNo};
 use crate::money::{Money, MoneyError};
-use crate::payment::AttemptStatus;
+use crate::vocabulary::AttemptStatus;
 
 /// Why the domain refused a command.
 #[allow(missing_docs)]

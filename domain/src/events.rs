@@ -10,11 +10,10 @@ use crate::ids::{
     RefundNo, TradeNo,
 };
 use crate::money::{Money, Rate};
-use crate::payment::{
+use crate::shares::{RefundShares, Split};
+use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
-    Split,
 };
-use crate::shares::RefundShares;
 
 /// The schema version every event type is at today.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -14,7 +14,6 @@
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 use crate::events::*;
@@ -22,8 +21,12 @@ use crate::ids::{
     AppId, ChannelAccountId, ChannelTradeNo, MerchantId, OrderNo, RefundId, RefundNo, TradeNo,
 };
 use crate::money::{Money, Rate};
+pub use crate::shares::Split;
 use crate::shares::{self, Parts};
-pub use crate::vocabulary::{AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundStatus};
+pub use crate::vocabulary::{
+    AnomalyKind, AttemptStatus, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource,
+    RefundKind, RefundStatus,
+};
 
 /// The most attempts one order may have; past it the app must use a new order number.
 pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
@@ -80,58 +83,6 @@ pub fn decide_channel_close(
 pub const MAX_ANOMALIES_PER_ATTEMPT: usize = 16;
 /// Default minimum interval between two attempts of one order.
 pub const DEFAULT_MIN_ATTEMPT_INTERVAL_MS: i64 = 15_000;
-
-/// One receiver's share of a payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Split {
-    /// Who receives it: a merchant id or any account name of the platform's.
-    pub receiver: String,
-    /// How much.
-    pub amount: Money,
-}
-
-/// Why an attempt was closed.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseReason {
-    /// The app closed it.
-    ByApp,
-    /// A newer attempt for the same order replaced it.
-    Superseded,
-    /// It expired unpaid.
-    Expired,
-}
-
-/// Why a paid attempt is refunded automatically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DuplicateCause {
-    /// Another attempt of the order was paid first.
-    OrderAlreadyPaid,
-    /// The attempt was paid after it had been closed.
-    PaidAfterClose,
-}
-
-/// Who asked for a refund.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefundKind {
-    /// The app.
-    App,
-    /// paycenter, for a duplicate or late payment.
-    Automatic,
-}
-
-/// How paycenter learned an outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeSource {
-    /// The channel's signed callback.
-    Callback,
-    /// paycenter queried the channel.
-    Query,
-}
 
 /// A refund as the aggregate knows it.
 #[allow(missing_docs)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChannelTradeNo, OrderNo, TradeNo};
 use crate::money::Money;
-use crate::payment::AttemptStatus;
+use crate::vocabulary::AttemptStatus;
 pub use crate::vocabulary::DiscrepancyKind;
 
 /// The most bill lines one reconciliation takes.

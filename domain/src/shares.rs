@@ -22,7 +22,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money};
-use crate::payment::Split;
+
+/// One receiver's share of a payment, as the app asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Split {
+    /// Who receives it: a merchant id or any account name of the platform's.
+    pub receiver: String,
+    /// How much.
+    pub amount: Money,
+}
 
 /// The amounts, in minor units of one currency, held by each part of one payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

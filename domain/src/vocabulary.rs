@@ -1,5 +1,6 @@
-//! The words paycenter's interfaces share: channels, invoke methods, statuses, webhook types,
-//! anomaly and discrepancy kinds. Each is an enum whose wire name is written once, here, by
+//! The words paycenter's interfaces and events share: channels, invoke methods, statuses,
+//! webhook types, anomaly and discrepancy kinds, close reasons, duplicate causes, refund kinds,
+//! outcome sources. Each is an enum whose wire name is written once, here, by
 //! [`vocabulary!`]: `as_str`, `FromStr`, `Display` and `ALL` come from that one list.
 //!
 //! Serde attributes stay on each enum as they were, because events already in logs were
@@ -208,6 +209,56 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Why an attempt was closed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    CloseReason ("close reason") {
+        /// The app closed it.
+        ByApp => "by_app",
+        /// A newer attempt for the same order replaced it.
+        Superseded => "superseded",
+        /// It expired unpaid.
+        Expired => "expired",
+    }
+}
+
+vocabulary! {
+    /// Why a paid attempt is refunded automatically.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    DuplicateCause ("duplicate cause") {
+        /// Another attempt of the order was paid first.
+        OrderAlreadyPaid => "order_already_paid",
+        /// The attempt was paid after it had been closed.
+        PaidAfterClose => "paid_after_close",
+    }
+}
+
+vocabulary! {
+    /// Who asked for a refund.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    RefundKind ("refund kind") {
+        /// The app.
+        App => "app",
+        /// paycenter, for a duplicate or late payment.
+        Automatic => "automatic",
+    }
+}
+
+vocabulary! {
+    /// How paycenter learned an outcome.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    OutcomeSource ("outcome source") {
+        /// The channel's signed callback.
+        Callback => "callback",
+        /// paycenter queried the channel.
+        Query => "query",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +291,10 @@ mod tests {
         check(NotificationStatus::ALL, NotificationStatus::as_str, false);
         check(AnomalyKind::ALL, AnomalyKind::as_str, true);
         check(DiscrepancyKind::ALL, DiscrepancyKind::as_str, true);
+        check(CloseReason::ALL, CloseReason::as_str, true);
+        check(DuplicateCause::ALL, DuplicateCause::as_str, true);
+        check(RefundKind::ALL, RefundKind::as_str, true);
+        check(OutcomeSource::ALL, OutcomeSource::as_str, true);
         for word in WebhookType::ALL {
             assert_eq!(word.as_str().parse::<WebhookType>().unwrap(), *word);
         }
