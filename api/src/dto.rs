@@ -94,6 +94,18 @@ pub fn required_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&
     }
 }
 
+/// An optional text value of a typed request (`None` when left out or null).
+pub fn optional_text<'a>(
+    value: &'a Option<Value>,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ApiError::invalid(format!("{field} must be a string")).with_field(field)),
+    }
+}
+
 /// An optional string field.
 pub fn optional_str<'a>(
     object: &'a Map<String, Value>,

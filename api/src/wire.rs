@@ -18,7 +18,14 @@ use crate::error::ApiError;
 pub fn read<T: serde::de::DeserializeOwned>(
     object: &serde_json::Map<String, Value>,
 ) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(object.clone())).map_err(|error| {
+    read_owned(object.clone())
+}
+
+/// [`read`], taking the object (no copy): for handlers that need nothing else of it.
+pub fn read_owned<T: serde::de::DeserializeOwned>(
+    object: serde_json::Map<String, Value>,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|error| {
         let inner = error.inner().to_string();
         let path = error.path().to_string();
         // serde names a missing field only in its message: "missing field `name`".
