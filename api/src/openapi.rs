@@ -71,6 +71,74 @@ pub fn schemas() -> Map<String, Value> {
     schemas
 }
 
+/// Where a success answer's ids lead, for clients and for stateful testing: (operation, link
+/// name, target operation, [(target parameter, where its value is in the answer)]).
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const TRADE_NO: &[(&str, &str)] = &[("trade_no", "$response.body#/trade_no")];
+const MERCHANT_ID: &[(&str, &str)] = &[("merchant_id", "$response.body#/merchant_id")];
+
+const LINKS: &[Link] = &[
+    (
+        "create_merchant",
+        "ActivateChannelAccount",
+        "create_channel_account",
+        MERCHANT_ID,
+    ),
+    (
+        "create_merchant",
+        "Balances",
+        "merchant_balances",
+        MERCHANT_ID,
+    ),
+    (
+        "create_channel_account",
+        "RotateKeys",
+        "rotate_channel_account",
+        &[
+            ("merchant_id", "$response.body#/merchant_id"),
+            ("channel_account_id", "$response.body#/channel_account_id"),
+        ],
+    ),
+    (
+        "create_app",
+        "Act",
+        "app_action",
+        &[("app_id", "$response.body#/app_id")],
+    ),
+    ("create_payment", "Get", "get_payment", TRADE_NO),
+    ("create_payment", "Close", "close_payment", TRADE_NO),
+    ("create_payment", "Checkout", "checkout", TRADE_NO),
+    ("create_payment", "PayInSandbox", "sandbox_pay", TRADE_NO),
+    ("get_payment", "Refund", "create_refund", TRADE_NO),
+    (
+        "reconcile",
+        "Get",
+        "get_reconciliation",
+        &[("reconciliation_id", "$response.body#/reconciliation_id")],
+    ),
+];
+
+fn links_of(operation_id: &str) -> Value {
+    let mut links = Map::new();
+    for (_, name, target, parameters) in LINKS.iter().filter(|link| link.0 == operation_id) {
+        let parameters: Map<String, Value> = parameters
+            .iter()
+            .map(|(parameter, expression)| (parameter.to_string(), json!(expression)))
+            .collect();
+        links.insert(
+            name.to_string(),
+            json!({ "operationId": target, "parameters": parameters }),
+        );
+    }
+    Value::Object(links)
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -177,10 +245,13 @@ fn operation(route: &Route) -> Value {
     let error = || json!({ "description": "", "content": json_content(schema_ref("ErrorBody")) });
     match route.success {
         Success::Json(status, name) => {
-            responses.insert(
-                status.to_string(),
-                json!({ "description": "Success", "content": json_content(schema_ref(name)) }),
-            );
+            let mut answer =
+                json!({ "description": "Success", "content": json_content(schema_ref(name)) });
+            let links = links_of(route.operation_id);
+            if links.as_object().is_some_and(|links| !links.is_empty()) {
+                answer["links"] = links;
+            }
+            responses.insert(status.to_string(), answer);
         }
         Success::Html => {
             // The page answers its refusals as pages too.
@@ -455,6 +526,24 @@ mod tests {
                 let rest = &text[at + "#/components/schemas/".len()..];
                 let name = &rest[..rest.find('"').unwrap()];
                 assert!(schemas.contains_key(name), "{name} is not a schema");
+            }
+        }
+    }
+
+    #[test]
+    fn links_name_real_operations_and_their_parameters() {
+        for (from, _, to, parameters) in LINKS {
+            let source = ROUTES.iter().find(|route| route.operation_id == *from);
+            let target = ROUTES.iter().find(|route| route.operation_id == *to);
+            let (Some(source), Some(target)) = (source, target) else {
+                panic!("{from} -> {to}: no such operation");
+            };
+            assert!(matches!(source.success, Success::Json(..)), "{from}");
+            for (parameter, _) in *parameters {
+                assert!(
+                    target.path.contains(&format!("{{{parameter}}}")),
+                    "{to} has no path parameter {parameter}"
+                );
             }
         }
     }

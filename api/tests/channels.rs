@@ -5,10 +5,10 @@
 //! `PAYCENTER_TEST_PYTHON` to its interpreter (default `.venv/bin/python`). Without it these
 //! tests print why they skipped, unless `PAYCENTER_REQUIRE_SDKS=1` makes that a failure.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -17,15 +17,7 @@ mod support;
 
 const ADMIN_TOKEN: &str = "admin-token-for-channel-tests";
 
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{acknowledging_webhook_sink as webhook_sink, Process};
 
 /// The venv interpreter with every SDK importable, or `None` (skipped, said why).
 fn python() -> Option<PathBuf> {
@@ -100,39 +92,20 @@ fn free_port() -> u16 {
 }
 
 fn start_paycenter(data_dir: &std::path::Path) -> (Process, String) {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
-        .args([
-            "serve",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
-        // Webhook receivers and fake gateways listen on loopback.
-        .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
-        .env("PAYCENTER_CA_FILE", &pki().ca_path)
-        .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0")
-        .env("PAYCENTER_SWEEP_AFTER_SECONDS", "2")
-        .env("PAYCENTER_CHANNEL_TIMEOUT_MS", "5000")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(data_dir.join("server.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("paycenter listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    (Process(child), base)
+    let ca_file = pki().ca_path.to_str().unwrap().to_owned();
+    support::start_paycenter(
+        data_dir,
+        ADMIN_TOKEN,
+        &[
+            // Webhook receivers and fake gateways listen on loopback.
+            ("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1"),
+            ("PAYCENTER_CA_FILE", &ca_file),
+            ("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0"),
+            ("PAYCENTER_SWEEP_AFTER_SECONDS", "2"),
+            ("PAYCENTER_CHANNEL_TIMEOUT_MS", "5000"),
+            ("RUST_LOG", "info"),
+        ],
+    )
 }
 
 fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -146,24 +119,6 @@ fn wait_for(what: &str, done: impl FnMut() -> bool) {
         Duration::from_millis(100),
         done,
     )
-}
-
-/// A webhook receiver that acknowledges everything.
-fn webhook_sink() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(10_000) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 65_536];
-            let _ = stream.read(&mut buffer);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    url
 }
 
 struct Shop {

@@ -14,10 +14,8 @@
 //! `PAYCENTER_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 30).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use paycenter_api::routes::ROUTES;
@@ -27,14 +25,7 @@ mod support;
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-conformance-run";
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{acknowledging_webhook_sink as webhook_sink, Process};
 
 /// The `st` command of the venv, or `None` (skipped, said why).
 fn schemathesis() -> Option<PathBuf> {
@@ -69,61 +60,19 @@ fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Valu
 }
 
 fn start_paycenter(data_dir: &Path) -> (Process, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
-        .args([
-            "serve",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("PAYCENTER_ADMIN_TOKEN", ADMIN_TOKEN)
-        // The webhook receiver below listens on loopback.
-        .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
-        .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0")
-        // Thousands of generated requests from one app must not be throttled.
-        .env("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", "100000")
-        .env("PAYCENTER_APP_RATE_LIMIT_BURST", "100000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(data_dir.join("server.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("paycenter listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    (Process(child), base)
-}
-
-/// A webhook receiver that acknowledges everything (so notifications settle as delivered).
-fn webhook_sink() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(100_000) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 65_536];
-            let _ = stream.read(&mut buffer);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    url
+    support::start_paycenter(
+        data_dir,
+        ADMIN_TOKEN,
+        &[
+            // The webhook receiver below listens on loopback.
+            ("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1"),
+            ("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "0"),
+            // Thousands of generated requests from one app must not be throttled.
+            ("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", "100000"),
+            ("PAYCENTER_APP_RATE_LIMIT_BURST", "100000"),
+            ("RUST_LOG", "warn"),
+        ],
+    )
 }
 
 fn wait_for(what: &str, done: impl FnMut() -> bool) {

@@ -1,5 +1,9 @@
 //! Helpers every HTTP test file uses; each file sets its own time bounds.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -31,6 +35,77 @@ pub fn call_within(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// A child process killed when dropped.
+#[allow(dead_code)] // Each test file uses the part it needs.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `paycenter serve` with `data_dir` on a free loopback port, `admin_token`, and `env`
+/// (its log in `data_dir/server.log`); answers the process and its base URL once it listens.
+#[allow(dead_code)]
+pub fn start_paycenter(
+    data_dir: &Path,
+    admin_token: &str,
+    env: &[(&str, &str)],
+) -> (Process, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paycenter"))
+        .args([
+            "serve",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("PAYCENTER_ADMIN_TOKEN", admin_token)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(data_dir.join("server.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("paycenter listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (Process(child), base)
+}
+
+/// A webhook receiver on loopback that acknowledges everything; answers its URL.
+#[allow(dead_code)]
+pub fn acknowledging_webhook_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100_000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 65_536];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    url
 }
 
 /// Polls `done` every `step` until it holds; panics naming `what` after `timeout`.
