@@ -201,12 +201,13 @@ fn operation(route: &Route) -> Value {
         })
         .collect();
     for query in route.query {
-        let schema = match query.integer_range {
-            Some((minimum, maximum)) => {
+        let schema = match (query.integer_range, query.pattern) {
+            (Some((minimum, maximum)), _) => {
                 json!({ "type": "integer", "minimum": minimum, "maximum": maximum })
             }
-            None if query.one_of.is_empty() => json!({ "type": "string" }),
-            None => json!({ "type": "string", "enum": query.one_of }),
+            (None, Some(pattern)) => json!({ "type": "string", "pattern": pattern }),
+            (None, None) if query.one_of.is_empty() => json!({ "type": "string" }),
+            (None, None) => json!({ "type": "string", "enum": query.one_of }),
         };
         parameters.push(json!({
             "name": query.name, "in": "query", "required": query.required,

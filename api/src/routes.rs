@@ -722,6 +722,8 @@ pub struct QueryParam {
     pub one_of: &'static [&'static str],
     /// The whole numbers it takes (inclusive), when it is a number.
     pub integer_range: Option<(u64, u64)>,
+    /// The pattern its text matches, when it is text of a given shape.
+    pub pattern: Option<&'static str>,
     /// What it does.
     pub description: &'static str,
 }
@@ -732,6 +734,7 @@ const fn query(name: &'static str, description: &'static str) -> QueryParam {
         required: false,
         one_of: &[],
         integer_range: None,
+        pattern: None,
         description,
     }
 }
@@ -842,6 +845,7 @@ pub const ROUTES: &[Route] = &[
                 required: true,
                 one_of: &[],
                 integer_range: None,
+                pattern: None,
                 description: "The account the bill is of",
             },
             QueryParam {
@@ -849,6 +853,7 @@ pub const ROUTES: &[Route] = &[
                 required: true,
                 one_of: &[],
                 integer_range: None,
+                pattern: None,
                 description: "The channel's business day, YYYY-MM-DD",
             },
         ],
@@ -1001,8 +1006,9 @@ pub const ROUTES: &[Route] = &[
         request: RequestBody::None,
         query: &[
             QueryParam {
-                integer_range: Some((0, u64::MAX)),
-                ..query("after", "The cursor of the last event seen (default 0)")
+                // Empty is the start, as 0 is.
+                pattern: Some("^[0-9]{0,19}$"),
+                ..query("after", "The cursor of the last event seen (empty or 0: from the start)")
             },
             QueryParam {
                 integer_range: Some((1, 1_000)),
@@ -1025,6 +1031,7 @@ pub const ROUTES: &[Route] = &[
             required: false,
             one_of: &["pending", "delivered", "failed"],
             integer_range: None,
+            pattern: None,
             description: "Only notifications in this state",
         }],
         path_choices: &[],

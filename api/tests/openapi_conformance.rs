@@ -11,7 +11,8 @@
 //! Schemathesis lives in the channel SDKs' virtual environment (`scripts/ensure-channel-sdks.sh`):
 //! `PAYCENTER_TEST_PYTHON` names its interpreter (default `.venv/bin/python`). Without it the
 //! test prints why it skipped, unless `PAYCENTER_REQUIRE_SDKS=1` makes that a failure.
-//! `PAYCENTER_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 30).
+//! `PAYCENTER_SCHEMATHESIS_EXAMPLES` sets the examples per operation (default 30),
+//! `PAYCENTER_SCHEMATHESIS_SEED` the generator's seed (default 20261202, so CI is repeatable).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -226,6 +227,8 @@ fn run_schemathesis(
     let har = work_dir.join(format!("{}.har", tags.join("-")));
     let examples =
         std::env::var("PAYCENTER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".to_owned());
+    let seed =
+        std::env::var("PAYCENTER_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261202".to_owned());
     let mut command = Command::new(st);
     command
         .current_dir(work_dir)
@@ -239,7 +242,7 @@ fn run_schemathesis(
         .args(["--max-examples", &examples])
         // One worker: the generator's caches are not safe across threads.
         .args(["--workers", "1"])
-        .args(["--seed", "20261202"])
+        .args(["--seed", &seed])
         .args(["--suppress-health-check", "all"])
         .args(["--report", "har", "--report-har-path"])
         .arg(&har)
