@@ -228,6 +228,21 @@ pub async fn create_channel_account(
             error.to_string(),
         )
     })?;
+    // Where the channel can tell a wrong account without moving money, it is asked now, not
+    // at the first payment.
+    adapter
+        .verify_account(&params)
+        .await
+        .map_err(|error| match error {
+            paycenter_gateway::GatewayError::Unavailable { .. } => {
+                ApiError::channel_unavailable(error)
+            }
+            _ => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidChannelParams,
+                error.to_string(),
+            ),
+        })?;
     let fee_rate = match optional_str(&object, "fee_rate")? {
         None => Rate::ZERO,
         Some(text) => Rate::parse(text).map_err(|_| {

@@ -794,7 +794,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[],
         success: Success::Json(201, "ChannelAccountAnswer"),
-        refusals: &[409, 422],
+        refusals: &[409, 422, 502],
     },
     Route {
         method: "put",
@@ -806,7 +806,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[],
         success: Success::Json(200, "ChannelAccountAnswer"),
-        refusals: &[409, 422],
+        refusals: &[409, 422, 502],
     },
     Route {
         method: "get",

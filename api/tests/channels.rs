@@ -809,7 +809,32 @@ fn wechatpay_platform_certificates_are_downloaded_verified_and_refreshed() {
         "{answer}"
     );
 
-    let shop = Shop::open(&base, "wechatpay", params);
+    // Activation downloads the certificates: an APIv3 key that does not open them is refused
+    // now, not at the first payment.
+    let mut wrong_key = params.clone();
+    wrong_key["api_v3_key"] = json!("0123456789abcdef0123456789abcdef");
+    let (status, answer) = call(
+        "POST",
+        &format!(
+            "{base}/v1/merchants/{}/channel-accounts",
+            merchant["merchant_id"].as_str().unwrap()
+        ),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "wechatpay", "params": wrong_key})),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("invalid_channel_params")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("APIv3 key"),
+        "{answer}"
+    );
+
     let stats = || -> Value {
         pki()
             .client()
@@ -819,12 +844,18 @@ fn wechatpay_platform_certificates_are_downloaded_verified_and_refreshed() {
             .into_json()
             .unwrap()
     };
+    let shop = Shop::open(&base, "wechatpay", params);
+    let downloads_at_activation = stats()["certificate_downloads"].as_u64().unwrap();
     let (status, first) = shop.pay("cert-0", "8.00", "native_qr", json!({}));
     assert_eq!(
         status, 201,
         "the answer verifies with a downloaded certificate: {first}"
     );
-    assert_eq!(stats()["certificate_downloads"], 1);
+    assert_eq!(
+        stats()["certificate_downloads"],
+        downloads_at_activation,
+        "the certificates downloaded at activation serve the first payment"
+    );
 
     // A notify signed by a certificate WeChat Pay never listed is refused and pays nothing.
     let trade = first["trade_no"].as_str().unwrap().to_owned();

@@ -335,6 +335,17 @@ pub trait PaymentChannel: Send + Sync {
         params: &serde_json::Value,
     ) -> Result<serde_json::Value, GatewayError>;
 
+    /// Checks a channel account against the channel itself at activation, where the channel
+    /// offers a way to without moving money (WeChat Pay in certificate mode: its platform
+    /// certificates must download and open under the APIv3 key). `InvalidParams` when the
+    /// channel refuses the account, `Unavailable` when it cannot be reached.
+    fn verify_account<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Starts a payment at the channel and answers what the user must be shown.
     fn create_payment<'a>(
         &'a self,

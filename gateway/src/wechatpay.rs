@@ -442,6 +442,7 @@ impl WechatpayChannel {
                     .record_download(&merchant, attempted_at_unix, Some(set));
             }
             Err(why) => {
+                let why = why.to_string();
                 tracing::warn!(mchid = %account.mchid, %why, "wechatpay platform certificates not downloaded");
                 self.certificates
                     .record_download(&merchant, attempted_at_unix, None);
@@ -451,21 +452,34 @@ impl WechatpayChannel {
 
     /// `GET /v3/certificates`: the certificates, opened with the APIv3 key (which vouches for
     /// them), and the answer's signature checked with the certificate it names.
-    async fn download_certificates(&self, account: &Account) -> Result<CertificateSet, String> {
+    ///
+    /// A channel that cannot be reached is `Unavailable`; an answer that refuses the account
+    /// (a 4xx), or certificates that do not open under the APIv3 key or do not verify, make the
+    /// account's parameters wrong: `InvalidParams`.
+    async fn download_certificates(
+        &self,
+        account: &Account,
+    ) -> Result<CertificateSet, GatewayError> {
         const PATH: &str = "/v3/certificates";
+        let refused = |reason: String| GatewayError::InvalidParams {
+            reason: format!("wechatpay {PATH}: {reason}"),
+        };
         let fetched_at_unix = Utc::now().timestamp();
         let answer = account
             .send(&self.http, "GET", PATH, String::new(), None)
-            .await
-            .map_err(|error| error.to_string())?;
-        let body: Value = serde_json::from_slice(&answer.body)
-            .map_err(|_| format!("{PATH}: HTTP {} answer is not JSON", answer.status))?;
+            .await?;
+        let body: Value = serde_json::from_slice(&answer.body).map_err(|_| {
+            unavailable(format!(
+                "wechatpay {PATH}: HTTP {} answer is not JSON",
+                answer.status
+            ))
+        })?;
         if answer.status != 200 {
-            return Err(format!("{PATH}: {}", error_text(answer.status, &body)));
+            return Err(refused(error_text(answer.status, &body)));
         }
-        let certificates = read_certificates(&account.api_v3_key, &body)?;
+        let certificates = read_certificates(&account.api_v3_key, &body).map_err(refused)?;
         let header = |name: &str| answer.header(name).map(str::to_owned);
-        let signed = SignedHeaders::read(&header)?;
+        let signed = SignedHeaders::read(&header).map_err(refused)?;
         let now_unix = Utc::now().timestamp();
         let key = account
             .platform_public_key
@@ -482,7 +496,7 @@ impl WechatpayChannel {
             });
         signed
             .verify(key, &answer.body, now_unix)
-            .map_err(|why| format!("{PATH}: answer refused: {why}"))?;
+            .map_err(|why| refused(format!("answer refused: {why}")))?;
         Ok(CertificateSet::new(fetched_at_unix, certificates))
     }
 }
@@ -530,6 +544,24 @@ impl PaymentChannel for WechatpayChannel {
             normalized["gateway_url"] = json!(account.gateway_url);
         }
         Ok(normalized)
+    }
+
+    fn verify_account<'a>(&'a self, params: &'a Value) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            if account.platform_public_key.is_some() {
+                // Public-key mode: nothing to fetch; the first answer is verified with the key.
+                return Ok(());
+            }
+            let attempted_at_unix = Utc::now().timestamp();
+            let set = self.download_certificates(&account).await?;
+            self.certificates.record_download(
+                &account.merchant_key(),
+                attempted_at_unix,
+                Some(set),
+            );
+            Ok(())
+        })
     }
 
     fn create_payment<'a>(
