@@ -640,3 +640,53 @@ pub struct HealthAnswer {
     pub components: Value,
     pub read_model_position: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(object) => object,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_field_is_named() {
+        let missing = read::<CreateMerchantRequest>(&object(json!({}))).unwrap_err();
+        assert_eq!(missing.code, crate::error::ErrorCode::InvalidRequest);
+        assert_eq!(missing.body()["error"]["field"], "name");
+        assert_eq!(missing.message, "name is required");
+        let mistyped =
+            read::<CreatePaymentRequest>(&object(json!({"merchant_id": 5}))).unwrap_err();
+        assert_eq!(mistyped.body()["error"]["field"], "merchant_id");
+        assert!(
+            mistyped.message.contains("expected a string"),
+            "{}",
+            mistyped.message
+        );
+        let fine: CreateMerchantRequest = read(&object(json!({"name": "Acme"}))).unwrap();
+        assert_eq!(fine.name, "Acme");
+    }
+
+    #[test]
+    fn every_action_kind_has_its_fields() {
+        let qr = PaymentActionAnswer::from_action(&paycenter_gateway::PaymentAction::QrCode {
+            qr_code: "weixin://x".into(),
+        });
+        assert_eq!(
+            to_value(&qr),
+            json!({"type": "qr_code", "qr_code": "weixin://x"})
+        );
+        let form = PaymentActionAnswer::from_action(&paycenter_gateway::PaymentAction::FormPost {
+            url: "https://pay.example/gateway".into(),
+            fields: vec![("a".into(), "1".into())],
+        });
+        assert_eq!(
+            to_value(&form),
+            json!({"type": "form_post", "url": "https://pay.example/gateway", "fields": [["a", "1"]]})
+        );
+    }
+}
