@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::{
@@ -57,7 +56,7 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
     let command = MerchantOnboarded {
         merchant_id: merchant_id.clone(),
         name: name.clone(),
-        onboarded_at: Utc::now(),
+        onboarded_at: state.clock.now(),
     };
     state
         .execute(
@@ -268,7 +267,7 @@ pub async fn create_channel_account(
         fee_rate,
         callback_ip_allowlist: callback_ip_allowlist.clone(),
         bill_utc_offset_minutes,
-        activated_at: Utc::now(),
+        activated_at: state.clock.now(),
     };
     state
         .execute(
@@ -409,7 +408,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         webhook_secret_sealed: state
             .master_key
             .seal(app_id.as_str(), webhook_secret.as_bytes()),
-        registered_at: Utc::now(),
+        registered_at: state.clock.now(),
     };
     state
         .execute(&streams::app(&app_id), app_id.as_str(), |history, now| {
@@ -605,7 +604,7 @@ pub async fn create_payment(
     }
     let params = state.channel_params(&account)?;
 
-    let now = Utc::now();
+    let now = state.clock.now();
     let trade_no = TradeNo::generate(now, rand::random::<u64>());
     let start = StartAttempt {
         trade_no: trade_no.clone(),

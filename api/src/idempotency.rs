@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use paycenter_domain::events::{AppRegistered, Event, IdempotencyKeyRecorded};
 use paycenter_domain::streams;
 use paycenter_store::{ExpectedRevision, StoreError};
@@ -108,7 +107,7 @@ pub async fn run(
                 request_sha256: request_sha256.clone(),
                 status: status.as_u16(),
                 body: response.clone(),
-                recorded_at: Utc::now(),
+                recorded_at: state.clock.now(),
             });
             let new_events = Event::to_new_events(&[record], &stream_id, None);
             match state

@@ -15,11 +15,13 @@
 //! - [`rate_limit`]: each app's request budget (`429 rate_limited`).
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
 //! - [`health`]: `/healthz`, the state of the store and of every projection.
+//! - [`clock`]: the time the service decides with (movable in test builds).
 //! - [`error`], [`metrics`], [`openapi`].
 #![warn(missing_docs)]
 
 pub mod allowlist;
 pub mod checkout;
+pub mod clock;
 pub mod dto;
 pub mod error;
 pub mod handlers;

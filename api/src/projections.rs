@@ -70,7 +70,7 @@ pub fn save_snapshot(state: &AppState) -> Result<(), String> {
     };
     let mut snapshots = state.snapshots.lock().expect("snapshot status");
     snapshots.last_saved_position = Some(position);
-    snapshots.last_saved_at = Some(Utc::now());
+    snapshots.last_saved_at = Some(state.clock.now());
     Ok(())
 }
 
@@ -199,7 +199,7 @@ fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, paycenter_store::Sto
     let identical = fresh.digest() == live.digest();
     std::mem::swap(&mut *live, &mut fresh);
     Ok(FinishedRebuild {
-        finished_at: Utc::now(),
+        finished_at: state.clock.now(),
         position,
         identical,
         seconds: started.elapsed().as_secs_f64(),

@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use paycenter_domain::events::{Event, NotificationScheduled};
 use paycenter_domain::ids::{NotificationId, RefundId};
 use paycenter_domain::notification::{DeliveryOutcome, Notification};
@@ -329,7 +328,7 @@ async fn sweep(state: Arc<AppState>) {
         tokio::time::sleep(Duration::from_millis(round_ms)).await;
         last_asked
             .retain(|_, at| at.elapsed() < Duration::from_secs(state.config.sweep_after_seconds));
-        let now = Utc::now();
+        let now = state.clock.now();
         let items: Vec<SweepItem> = {
             let model = state.model_lock();
             let mut items = Vec::new();
@@ -424,7 +423,7 @@ async fn sweep_one(
                 .query_payment(&params, &order)
                 .await
                 .map_err(|error| error.to_string())?;
-            let expired = Utc::now() > payment.expires_at;
+            let expired = state.clock.now() > payment.expires_at;
             match status {
                 ChannelPaymentStatus::Paid {
                     channel_trade_no,
@@ -516,7 +515,7 @@ async fn dispatch_webhooks(state: Arc<AppState>) {
         }
         let due: Vec<Notification> = state
             .model_lock()
-            .due_notifications(Utc::now(), MAX_ITEMS_PER_ROUND)
+            .due_notifications(state.clock.now(), MAX_ITEMS_PER_ROUND)
             .into_iter()
             .map(|(notification, _)| notification.clone())
             .collect();
@@ -571,7 +570,7 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
         let previous_secret = model
             .previous_webhook_secrets
             .get(&scheduled.app_id)
-            .filter(|(_, valid_until)| Utc::now() < *valid_until)
+            .filter(|(_, valid_until)| state.clock.now() < *valid_until)
             .map(|(sealed, _)| sealed.clone());
         (model.apps.get(&scheduled.app_id).cloned(), previous_secret)
     };
@@ -606,8 +605,11 @@ async fn deliver(state: &AppState, http: &HttpClient, notification: Notification
     if let Some(previous) = &previous_secret {
         secrets.push(previous);
     }
-    let signature =
-        paycenter_gateway::signing::signature_header_multi(&secrets, Utc::now().timestamp(), &body);
+    let signature = paycenter_gateway::signing::signature_header_multi(
+        &secrets,
+        state.clock.now().timestamp(),
+        &body,
+    );
     let headers = [
         ("content-type", "application/json".to_owned()),
         ("paycenter-signature", signature),

@@ -287,7 +287,7 @@ async fn record(
         n_bill_lines: bill.len() as u64,
         n_matched: n_matched as u64,
         discrepancies,
-        completed_at: Utc::now(),
+        completed_at: state.clock.now(),
     };
     let stream_id = format!("reconciliation-{reconciliation_id}");
     let new_events = Event::to_new_events(
@@ -465,7 +465,7 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
             let Ok(model) = state.read_model() else {
                 continue;
             };
-            let now = Utc::now();
+            let now = state.clock.now();
             // One pass over the results, not one per account.
             let done: std::collections::HashSet<(&ChannelAccountId, NaiveDate)> = model
                 .reconciliations
@@ -534,12 +534,13 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
                             channel_account_id: account.channel_account_id.clone(),
                             date: day,
                             reason: error.message.chars().take(512).collect(),
-                            attempted_at: Utc::now(),
+                            attempted_at: state.clock.now(),
                         },
                     );
                     let stream_id =
                         format!("reconciliation-looks-{}-{day}", account.channel_account_id);
-                    let command_id = format!("{stream_id}-{}", Utc::now().timestamp_micros());
+                    let command_id =
+                        format!("{stream_id}-{}", state.clock.now().timestamp_micros());
                     if let Err(error) = state
                         .store
                         .append_async(

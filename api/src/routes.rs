@@ -100,7 +100,7 @@ fn app(state: &AppState, header: &Option<String>) -> Result<AppRegistered, ApiEr
     let app = {
         let model = state.read_model()?;
         let app = model
-            .app_for_key(&handlers::api_key_sha256(token), chrono::Utc::now())
+            .app_for_key(&handlers::api_key_sha256(token), state.clock.now())
             .ok_or_else(unauthorized)?
             .clone();
         if model.disabled_apps.contains(&app.app_id) {

@@ -283,6 +283,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             egress: options.egress,
         },
         rate_limiter: Default::default(),
+        clock: crate::clock::from_env().map_err(anyhow::Error::msg)?,
         channels: ChannelRegistry::new(vec![
             Box::new(SandboxChannel::new(sandbox_provider.clone(), &public_url)),
             Box::new(AlipayChannel::new(channel_http.clone())),

@@ -70,6 +70,8 @@ pub struct AppState {
     pub sandbox_provider: Arc<SandboxProvider>,
     /// The adapter of each channel.
     pub channels: paycenter_gateway::registry::ChannelRegistry,
+    /// The time commands are decided and stamped with.
+    pub clock: Box<dyn crate::clock::Clock>,
     /// Where outbound calls may go and whom they trust (webhooks build their client from it).
     pub outbound: paycenter_gateway::http::OutboundConfig,
     /// Counters and histograms for `/metrics`.
@@ -215,7 +217,7 @@ impl AppState {
                 revision,
                 last_position,
             } = self.load_stream(stream_id)?;
-            let decided = decide(&history, Utc::now())?;
+            let decided = decide(&history, self.clock.now())?;
             if decided.is_empty() {
                 // Nothing new (a replay): the answer is read from the read model, which must
                 // have what this decision saw, perhaps appended by a concurrent request.

@@ -3802,6 +3802,141 @@ fn options_come_from_flags_then_environment_then_the_config_file() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("colour"));
 }
 
+/// An Alipay account (keys made by `openssl`) whose gateway never answers, or `None` (said
+/// why) where no `openssl` runs.
+fn alipay_account_that_never_answers(base: &str, merchant_id: &str) -> Option<String> {
+    let key_dir = tempfile::tempdir().unwrap();
+    let private_key = key_dir.path().join("app.pem");
+    let generated = Command::new("openssl")
+        .args(["genrsa", "-out", private_key.to_str().unwrap(), "2048"])
+        .stderr(Stdio::null())
+        .status();
+    if !generated.is_ok_and(|status| status.success()) {
+        eprintln!("no openssl here: the Alipay half of this test is skipped");
+        return None;
+    }
+    let public_key = Command::new("openssl")
+        .args(["rsa", "-in", private_key.to_str().unwrap(), "-pubout"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap()
+        .stdout;
+    let (status, account) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{merchant_id}/channel-accounts"),
+        ADMIN_TOKEN,
+        Some(json!({"channel": "alipay", "params": {
+            "app_id": "2021000000000000",
+            "app_private_key": std::fs::read_to_string(&private_key).unwrap(),
+            "alipay_public_key": String::from_utf8(public_key).unwrap(),
+            "gateway_url": "http://127.0.0.1:9/gateway.do"}})),
+    );
+    assert_eq!(status, 201, "{account}");
+    Some(account["channel_account_id"].as_str().unwrap().to_owned())
+}
+
+/// Every event of a stopped server's data directory as (type, payload), by `paycenter-replay export`.
+fn exported_payloads(replay: &std::path::Path, data_dir: &std::path::Path) -> Vec<(String, Value)> {
+    let export = Command::new(replay)
+        .args([
+            "export",
+            "--format",
+            "jsonl",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .map(|event| {
+            let payload = match &event["payload"] {
+                Value::String(text) => serde_json::from_str(text).unwrap(),
+                other => other.clone(),
+            };
+            (event["event_type"].as_str().unwrap().to_owned(), payload)
+        })
+        .collect()
+}
+
+/// The daily schedule under a moved clock (a test build's `PAYCENTER_FAULT_CLOCK_OFFSET_SECONDS`):
+/// the binary stands at 23:59:56 in Beijing (15:59:56 UTC) and lives through Beijing's
+/// midnight. The Alipay account's bill day (Beijing) turns over at that midnight; the sandbox
+/// account's (UTC) does not.
+#[test]
+fn the_schedule_follows_each_channels_business_day_across_beijing_midnight() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let now = chrono::Utc::now();
+    let target = now.date_naive().and_hms_opt(15, 59, 56).unwrap().and_utc();
+    let offset_seconds = (target - now).num_seconds();
+    let data_dir = tempfile::tempdir().unwrap();
+    let receiver = start_receiver();
+    let server = start_server_with_env(
+        data_dir.path(),
+        QUICK_RETRIES_MS,
+        StoreChoice::Embedded,
+        &[
+            (
+                "PAYCENTER_FAULT_CLOCK_OFFSET_SECONDS",
+                &offset_seconds.to_string(),
+            ),
+            // Hour 0: yesterday's bill is due all day; a look every second.
+            ("PAYCENTER_RECONCILE_HOUR", "0"),
+            ("PAYCENTER_RECONCILE_CHECK_SECONDS", "1"),
+        ],
+    );
+    let setup = onboard(&server.base, &receiver.url);
+    let Some(alipay_account) = alipay_account_that_never_answers(&server.base, &setup.merchant_id)
+    else {
+        return;
+    };
+    // Past Beijing's midnight by a few seconds.
+    std::thread::sleep(Duration::from_secs(9));
+    drop(server);
+    let Some(replay) = replay_binary() else {
+        eprintln!("skipping: paycenter-replay is not built (run the workspace's tests)");
+        return;
+    };
+    let events = exported_payloads(&replay, data_dir.path());
+    let utc_day = target.date_naive();
+    let day = |offset_days: i64| (utc_day + chrono::Duration::days(offset_days)).to_string();
+    // Alipay's looks asked for Beijing's yesterday: the UTC day before midnight, then the UTC
+    // day itself (Beijing's yesterday once its new day began).
+    let alipay_days: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|(event_type, payload)| {
+            event_type == "reconciliation.fetch_failed"
+                && payload["channel_account_id"] == alipay_account.as_str()
+        })
+        .map(|(_, payload)| payload["date"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        alipay_days,
+        [day(-1), day(0)].into_iter().collect(),
+        "Beijing's yesterday, before and after its midnight"
+    );
+    // The sandbox bills UTC days: its yesterday stayed the day before, reconciled once.
+    let sandbox: Vec<&Value> = events
+        .iter()
+        .filter(|(event_type, payload)| {
+            event_type == "reconciliation.completed"
+                && payload["source"] == "scheduled"
+                && payload["channel_account_id"] == setup.channel_account_id.as_str()
+        })
+        .map(|(_, payload)| payload)
+        .collect();
+    assert_eq!(sandbox.len(), 1, "{sandbox:?}");
+    assert_eq!(sandbox[0]["date"], day(-1).as_str());
+}
+
 #[test]
 fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
     let _serial = SERIAL
@@ -3821,77 +3956,23 @@ fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
     );
     let setup = onboard(&server.base, &receiver.url);
     // An Alipay account whose gateway does not answer: its looks fail, each one recorded.
-    let key_dir = tempfile::tempdir().unwrap();
-    let private_key = key_dir.path().join("app.pem");
-    let generated = Command::new("openssl")
-        .args(["genrsa", "-out", private_key.to_str().unwrap(), "2048"])
-        .stderr(Stdio::null())
-        .status();
-    let alipay_account = match generated {
-        Ok(status) if status.success() => {
-            let public_key = Command::new("openssl")
-                .args(["rsa", "-in", private_key.to_str().unwrap(), "-pubout"])
-                .stderr(Stdio::null())
-                .output()
-                .unwrap()
-                .stdout;
-            let (status, account) = call(
-                "POST",
-                &format!(
-                    "{}/v1/merchants/{}/channel-accounts",
-                    server.base, setup.merchant_id
-                ),
-                ADMIN_TOKEN,
-                Some(json!({"channel": "alipay", "params": {
-                    "app_id": "2021000000000000",
-                    "app_private_key": std::fs::read_to_string(&private_key).unwrap(),
-                    "alipay_public_key": String::from_utf8(public_key).unwrap(),
-                    "gateway_url": "http://127.0.0.1:9/gateway.do"}})),
-            );
-            assert_eq!(status, 201, "{account}");
-            Some(account["channel_account_id"].as_str().unwrap().to_owned())
-        }
-        _ => {
-            eprintln!("no openssl here: the failing-look half of this test is skipped");
-            None
-        }
-    };
+    let alipay_account = alipay_account_that_never_answers(&server.base, &setup.merchant_id);
     std::thread::sleep(Duration::from_millis(4_500));
     drop(server);
     let Some(replay) = replay_binary() else {
         eprintln!("skipping: paycenter-replay is not built (run the workspace's tests)");
         return;
     };
-    let export = Command::new(replay)
-        .args([
-            "export",
-            "--format",
-            "jsonl",
-            "--data-dir",
-            data_dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
+    let export = exported_payloads(&replay, data_dir.path());
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
         .date_naive()
         .to_string();
-    let scheduled: Vec<Value> = String::from_utf8_lossy(&export.stdout)
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap())
-        .filter(|event| event["event_type"] == "reconciliation.completed")
-        .map(|event| {
-            let payload = &event["payload"];
-            match payload {
-                Value::String(text) => serde_json::from_str(text).unwrap(),
-                other => other.clone(),
-            }
+    let scheduled: Vec<Value> = export
+        .iter()
+        .filter(|(event_type, payload)| {
+            event_type == "reconciliation.completed" && payload["source"] == "scheduled"
         })
-        .filter(|payload: &Value| payload["source"] == "scheduled")
+        .map(|(_, payload)| payload.clone())
         .collect();
     assert_eq!(
         scheduled.len(),
@@ -3904,14 +3985,10 @@ fn yesterdays_bill_is_reconciled_by_the_schedule_once_per_day_and_account() {
     );
     assert_eq!(scheduled[0]["date"], yesterday.as_str());
     if let Some(alipay_account) = alipay_account {
-        let failed: Vec<Value> = String::from_utf8_lossy(&export.stdout)
-            .lines()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap())
-            .filter(|event| event["event_type"] == "reconciliation.fetch_failed")
-            .map(|event| match &event["payload"] {
-                Value::String(text) => serde_json::from_str(text).unwrap(),
-                other => other.clone(),
-            })
+        let failed: Vec<Value> = export
+            .iter()
+            .filter(|(event_type, _)| event_type == "reconciliation.fetch_failed")
+            .map(|(_, payload)| payload.clone())
             .collect();
         assert!(failed.len() >= 2, "a failed look each second: {failed:?}");
         assert!(failed
