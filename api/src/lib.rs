@@ -9,6 +9,7 @@
 //! - [`state`]: shared state and the decide-append-wait path every command takes.
 //! - [`projections`]: projection status, lag and online rebuild.
 //! - [`reconciliation`]: bills against paycenter's record, results as events.
+//! - [`service`]: use cases the handlers and the reactor share (outcomes so far).
 //! - [`reactor`]: notification scheduling, refund submission, the webhook dispatcher.
 //! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
 //! - [`listener`]: the HTTP listener with its connection cap and read timeouts.
@@ -37,6 +38,7 @@ pub mod reactor;
 pub mod reconciliation;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod state;
 #[allow(missing_docs)] // Fields are the wire names; each type and each unclear field is documented.
 pub mod wire;

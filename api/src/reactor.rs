@@ -237,7 +237,7 @@ async fn submit_refunds(state: Arc<AppState>) {
                     .get(&refund_id)
                     .and_then(|trade_no| model.payments.get(trade_no))
                     .and_then(|payment| {
-                        let target = crate::handlers::refund_target(payment, &refund_id)?;
+                        let target = crate::service::outcomes::refund_target(payment, &refund_id)?;
                         let account = model.channel_accounts.get(&target.channel_account_id)?;
                         Some((payment.clone(), target, account.clone()))
                     })
@@ -264,7 +264,7 @@ async fn submit_refunds(state: Arc<AppState>) {
                     // Channels that settle at once (Alipay, Stripe) answer the outcome now;
                     // recording it is what a refund callback would do.
                     if let Some(notice) = refund_notice(&payment.trade_no, &refund_id, status) {
-                        if let Err(error) = crate::handlers::record_notice(
+                        if let Err(error) = crate::service::outcomes::record(
                             &state,
                             &target.channel_account_id,
                             notice,
@@ -397,7 +397,7 @@ async fn sweep_one(
         .map_err(|error| error.message)?;
     let order = state.channel_order(payment);
     let record = |notice: CallbackNotice| async move {
-        crate::handlers::record_notice(
+        crate::service::outcomes::record(
             state,
             &payment.channel_account_id,
             notice,
@@ -778,7 +778,7 @@ async fn close_at_channel(
                 channel_trade_no,
                 amount,
             };
-            match crate::handlers::record_notice(
+            match crate::service::outcomes::record(
                 state,
                 &payment.channel_account_id,
                 notice,
