@@ -7,5 +7,7 @@
 //! # Layout
 //! - [`outcomes`]: recording what a channel reported (callback or query), and where a refund
 //!   is sent.
+//! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
 
 pub mod outcomes;
+pub mod payments;

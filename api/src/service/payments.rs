@@ -1,0 +1,229 @@
+//! Starting a payment attempt: the checks that need the merchant's channel account (it exists,
+//! is enabled, takes this invoke method and currency, has what the method needs), the
+//! decision, and the initiation at the channel, recorded whatever the channel answers.
+
+use chrono::{DateTime, Utc};
+use paycenter_domain::events::Event;
+use paycenter_domain::ids::{AppId, ChannelAccountId, MerchantId, OrderNo, TradeNo};
+use paycenter_domain::payment::{
+    Channel, InvokeMethod, Order, OrderCommand, OutcomeSource, Split, StartAttempt,
+};
+use paycenter_domain::{streams, Money};
+use paycenter_gateway::{CreatePayment, PaymentAction};
+use warp::http::StatusCode;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// What an app asks for, already read and checked for shape.
+pub struct StartPayment {
+    /// The app asking (the order lives in its namespace).
+    pub app_id: AppId,
+    /// The merchant the app acts for.
+    pub merchant_id: MerchantId,
+    /// The merchant's channel account to pay through.
+    pub channel_account_id: ChannelAccountId,
+    /// The app's order number.
+    pub order_no: OrderNo,
+    /// How much.
+    pub amount: Money,
+    /// How the user pays.
+    pub invoke_method: InvokeMethod,
+    /// What for.
+    pub subject: String,
+    /// Receivers' shares.
+    pub splits: Vec<Split>,
+    /// Seconds until the attempt expires unpaid.
+    pub expire_seconds: u32,
+    /// The payer at the channel, where the method needs it.
+    pub payer_id: Option<String>,
+    /// The payer's address, where the method needs it.
+    pub client_ip: Option<String>,
+}
+
+/// A started attempt: what the user must be shown.
+pub struct PaymentStarted {
+    /// paycenter's trade number of the attempt.
+    pub trade_no: TradeNo,
+    /// The channel it went to.
+    pub channel: Channel,
+    /// When it expires unpaid.
+    pub expires_at: DateTime<Utc>,
+    /// What to show the user.
+    pub action: PaymentAction,
+}
+
+/// Starts an attempt: decided and recorded first, then initiated at the channel. A channel
+/// that fails leaves the attempt recorded as failed and answers `502 channel_unavailable`.
+pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, ApiError> {
+    let StartPayment {
+        app_id,
+        merchant_id,
+        channel_account_id,
+        order_no,
+        amount,
+        invoke_method,
+        subject,
+        splits,
+        expire_seconds,
+        payer_id,
+        client_ip,
+    } = command;
+    let currency = amount.currency();
+    let account = state
+        .channel_account(&channel_account_id)
+        .filter(|account| account.merchant_id == merchant_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                ErrorCode::ChannelAccountNotFound,
+                format!("merchant {merchant_id} has no channel account {channel_account_id}"),
+            )
+        })?;
+    if state
+        .read_model()?
+        .disabled_channel_accounts
+        .contains(&channel_account_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ChannelAccountDisabled,
+            format!("channel account {channel_account_id} is disabled and takes no new payments"),
+        ));
+    }
+    let adapter = state.channel(account.channel)?;
+    paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::UnsupportedInvokeMethod,
+            error.to_string(),
+        )
+    })?;
+    if let Some(currencies) = adapter.supported_currencies() {
+        if !currencies.contains(&currency) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnsupportedCurrency,
+                format!(
+                    "{} takes {}",
+                    account.channel.as_str(),
+                    currencies
+                        .iter()
+                        .map(|currency| currency.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    for field in adapter.required_payment_fields(invoke_method) {
+        let given = match *field {
+            "payer_id" => payer_id.is_some(),
+            "client_ip" => client_ip.is_some(),
+            other => unreachable!("adapters name only known fields, not {other}"),
+        };
+        if !given {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::MissingChannelField,
+                format!(
+                    "{} {} payments need {field}",
+                    account.channel.as_str(),
+                    invoke_method.as_str()
+                ),
+            ));
+        }
+    }
+    let params = state.channel_params(&account)?;
+
+    let now = state.clock.now();
+    let trade_no = TradeNo::generate(now, rand::random::<u64>());
+    let start = StartAttempt {
+        trade_no: trade_no.clone(),
+        merchant_id: merchant_id.clone(),
+        order_no: order_no.clone(),
+        app_id: app_id.clone(),
+        channel_account_id: channel_account_id.clone(),
+        channel: account.channel,
+        invoke_method,
+        amount,
+        fee_rate: account.fee_rate,
+        splits,
+        subject: subject.clone(),
+        expire_seconds,
+        min_attempt_interval_ms: state.config.min_attempt_interval_ms,
+    };
+    // The order's stream: where its attempts already are (orders recorded before order
+    // numbers lived in their app's namespace keep their stream), else the app's own.
+    let stream_id = state
+        .read_model()?
+        .payments_of_order(&app_id, &merchant_id, &order_no)
+        .first()
+        .map(|payment| payment.order_stream.clone())
+        .unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no));
+    let (decided, _) = state
+        .execute(&stream_id, &format!("start-{trade_no}"), |history, now| {
+            Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
+        })
+        .await?;
+    // Superseded attempts were closed in paycenter; the reactor closes each at its own
+    // channel with its own account's parameters, retrying (`reactor::close_abandoned`).
+    let Some(Event::PaymentAttemptStarted(started)) = decided.last() else {
+        return Err(ApiError::internal("create payment", "no attempt started"));
+    };
+    let request = CreatePayment {
+        channel_account_id: channel_account_id.clone(),
+        trade_no: trade_no.clone(),
+        amount,
+        subject,
+        invoke_method,
+        expires_at_unix: started.expires_at.timestamp(),
+        notify_url: state.notify_url(account.channel, &channel_account_id),
+        checkout_url: format!("{}/checkout/{trade_no}", state.config.public_url),
+        payer_id,
+        client_ip,
+    };
+    let initiated = match adapter.create_payment(&params, &request).await {
+        Ok(initiated) => initiated,
+        Err(error) => {
+            // Never half-done: the attempt is recorded as failed, then the app hears 502.
+            let reason = format!("initiation failed: {error}");
+            state
+                .execute(
+                    &stream_id,
+                    &format!("initiation-failed-{trade_no}"),
+                    |history, now| {
+                        Order::from_events(history).decide(
+                            &OrderCommand::RecordFailure {
+                                trade_no: trade_no.clone(),
+                                reason: reason.clone(),
+                                source: OutcomeSource::Query,
+                            },
+                            now,
+                        )
+                    },
+                )
+                .await?;
+            return Err(ApiError::channel_unavailable(error));
+        }
+    };
+    if initiated.channel_reference.is_some() || initiated.checkout_qr_code.is_some() {
+        let command = OrderCommand::RecordInitiation {
+            trade_no: trade_no.clone(),
+            channel_reference: initiated.channel_reference.clone(),
+            checkout_qr_code: initiated.checkout_qr_code.clone(),
+        };
+        state
+            .execute(
+                &stream_id,
+                &format!("initiated-{trade_no}"),
+                |history, now| Order::from_events(history).decide(&command, now),
+            )
+            .await?;
+    }
+    Ok(PaymentStarted {
+        trade_no,
+        channel: account.channel,
+        expires_at: started.expires_at,
+        action: initiated.action,
+    })
+}
