@@ -78,12 +78,20 @@ fn start_server(data_dir: &std::path::Path, port: u16, shared: Option<&Shared>) 
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    listening_base(&mut child, "paycenter listening on ");
+    child
+}
+
+/// Waits for a server child's first line, `<prefix><base URL>`, and answers the base URL.
+fn listening_base(child: &mut Child, prefix: &str) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.starts_with("paycenter listening"), "{line}");
-    child
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned()
 }
 
 async fn call(
@@ -273,15 +281,7 @@ fn http_ceiling(
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("ceiling listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
+    let base = listening_base(&mut child, "ceiling listening on ");
     let result = drive(
         runtime,
         client,

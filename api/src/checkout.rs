@@ -8,7 +8,7 @@ use paycenter_gateway::sandbox::SandboxOutcome;
 
 use warp::http::StatusCode;
 
-use crate::dto::{attempt_status, parse_object};
+use crate::dto::parse_object;
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
@@ -78,7 +78,7 @@ pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
         subject = escape_html(&payment.subject),
         amount = payment.amount.to_major_string(),
         currency = payment.amount.currency(),
-        status = attempt_status(payment.status),
+        status = payment.status.as_str(),
     );
     (StatusCode::OK, html)
 }

@@ -1,7 +1,6 @@
 //! Wire types: how requests are read and answers written. These are a compatibility promise
 //! to apps, kept apart from domain types and converted by hand.
 
-use paycenter_domain::payment::{AttemptStatus, RefundStatus};
 use paycenter_domain::{Currency, Money};
 use paycenter_projections::model::{PaymentView, RefundView};
 use serde_json::{Map, Value};
@@ -174,16 +173,6 @@ pub fn currency_field(object: &Map<String, Value>) -> Result<Currency, ApiError>
     parse_currency(required_str(object, "currency")?)
 }
 
-/// Status names on the wire.
-pub fn attempt_status(status: AttemptStatus) -> &'static str {
-    status.as_str()
-}
-
-/// Refund status names on the wire.
-pub fn refund_status(status: RefundStatus) -> &'static str {
-    status.as_str()
-}
-
 /// A refund as apps see it.
 pub fn refund_answer(refund: &RefundView) -> wire::RefundAnswer {
     wire::RefundAnswer {
@@ -198,7 +187,7 @@ pub fn refund_answer(refund: &RefundView) -> wire::RefundAnswer {
             paycenter_domain::payment::RefundKind::Automatic => "automatic",
         }
         .to_owned(),
-        status: refund_status(refund.status).to_owned(),
+        status: refund.status.as_str().to_owned(),
         created_at: refund.requested_at.to_rfc3339(),
     }
 }
@@ -222,7 +211,7 @@ pub fn payment_answer(payment: &PaymentView) -> wire::PaymentAnswer {
         currency: payment.amount.currency().code().to_owned(),
         fee: payment.fee.to_major_string(),
         subject: payment.subject.clone(),
-        status: attempt_status(payment.status).to_owned(),
+        status: payment.status.as_str().to_owned(),
         refunded_amount: payment.refunded().to_major_string(),
         created_at: payment.created_at.to_rfc3339(),
         expires_at: payment.expires_at.to_rfc3339(),
@@ -255,7 +244,7 @@ pub fn payment_answer(payment: &PaymentView) -> wire::PaymentAnswer {
                 reported_channel_trade_no: anomaly.channel_trade_no.to_string(),
                 detected_at: anomaly.detected_at.to_rfc3339(),
                 refund_id: anomaly.refund_id.to_string(),
-                refund_status: refund_status(anomaly.refund_status).to_owned(),
+                refund_status: anomaly.refund_status.as_str().to_owned(),
             })
             .collect(),
         attempts: None,

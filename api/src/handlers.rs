@@ -903,14 +903,12 @@ pub async fn list_notifications(
     query: std::collections::HashMap<String, String>,
 ) -> Answer {
     use paycenter_domain::notification::NotificationStatus;
-    let wanted = match query.get("status").map(String::as_str) {
+    let wanted = match query.get("status") {
         None => None,
-        Some(text) if NotificationStatus::parse(text).is_some() => NotificationStatus::parse(text),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "status must be pending, delivered or failed",
-            ))
-        }
+        Some(text) => Some(
+            NotificationStatus::parse(text)
+                .ok_or_else(|| ApiError::invalid("status must be pending, delivered or failed"))?,
+        ),
     };
     let model = state.read_model()?;
     let mut items: Vec<&paycenter_domain::notification::Notification> = model

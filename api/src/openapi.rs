@@ -321,6 +321,12 @@ fn operation(route: &Route) -> Value {
     operation
 }
 
+/// The document, made once: it depends only on the code, and `/openapi.json` serves it.
+pub fn served() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(document)
+}
+
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();

@@ -14,7 +14,7 @@ use paycenter_store::ExpectedRevision;
 use serde_json::Value;
 use warp::http::StatusCode;
 
-use crate::dto::{attempt_status, parse_object};
+use crate::dto::parse_object;
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::Answer;
 use crate::state::AppState;
@@ -344,7 +344,7 @@ fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
                 channel_amount: money(discrepancy.channel_amount),
                 paycenter_status: discrepancy
                     .paycenter_status
-                    .map(|status| attempt_status(status).to_owned()),
+                    .map(|status| status.as_str().to_owned()),
             })
             .collect(),
     })

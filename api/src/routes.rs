@@ -550,7 +550,7 @@ pub fn routes(
                 let mut n_anomalies: HashMap<&'static str, u64> = HashMap::new();
                 for payment in model.payments.values() {
                     *counts
-                        .entry(crate::dto::attempt_status(payment.status))
+                        .entry(payment.status.as_str())
                         .or_default() += 1;
                     for anomaly in &payment.anomalies {
                         *n_anomalies.entry(anomaly.kind.as_str()).or_default() += 1;
@@ -600,7 +600,7 @@ pub fn routes(
         .boxed();
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
-        .map(|| json_response(StatusCode::OK, &crate::openapi::document()))
+        .map(|| json_response(StatusCode::OK, crate::openapi::served()))
         .boxed();
 
     // Boxed routes in a fold: warp's nested `or` types otherwise make rustc crawl.

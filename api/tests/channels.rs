@@ -785,48 +785,40 @@ fn wechatpay_platform_certificates_are_downloaded_verified_and_refreshed() {
     params.as_object_mut().unwrap().remove("port");
     params["gateway_url"] = json!(gateway);
 
-    // A public key without its id (or the other way round) is neither mode.
     let (_, merchant) = call(
         "POST",
         &format!("{base}/v1/merchants"),
         ADMIN_TOKEN,
-        Some(json!({"name": "half keys"})),
+        Some(json!({"name": "refused keys"})),
     );
-    let mut half = params.clone();
-    half["platform_public_key_id"] = json!("PUB_KEY_ID_0119000001092025010100000000000001");
-    let (status, answer) = call(
-        "POST",
-        &format!(
-            "{base}/v1/merchants/{}/channel-accounts",
-            merchant["merchant_id"].as_str().unwrap()
-        ),
-        ADMIN_TOKEN,
-        Some(json!({"channel": "wechatpay", "params": half})),
+    // Activation with `params` changed in `field`: refused as invalid_channel_params.
+    let refused = |field: &str, value: &str| -> Value {
+        let mut changed = params.clone();
+        changed[field] = json!(value);
+        let (status, answer) = call(
+            "POST",
+            &format!(
+                "{base}/v1/merchants/{}/channel-accounts",
+                merchant["merchant_id"].as_str().unwrap()
+            ),
+            ADMIN_TOKEN,
+            Some(json!({"channel": "wechatpay", "params": changed})),
+        );
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (422, Some("invalid_channel_params")),
+            "{field}: {answer}"
+        );
+        answer
+    };
+    // A public key without its id (or the other way round) is neither mode.
+    refused(
+        "platform_public_key_id",
+        "PUB_KEY_ID_0119000001092025010100000000000001",
     );
-    assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (422, Some("invalid_channel_params")),
-        "{answer}"
-    );
-
     // Activation downloads the certificates: an APIv3 key that does not open them is refused
     // now, not at the first payment.
-    let mut wrong_key = params.clone();
-    wrong_key["api_v3_key"] = json!("0123456789abcdef0123456789abcdef");
-    let (status, answer) = call(
-        "POST",
-        &format!(
-            "{base}/v1/merchants/{}/channel-accounts",
-            merchant["merchant_id"].as_str().unwrap()
-        ),
-        ADMIN_TOKEN,
-        Some(json!({"channel": "wechatpay", "params": wrong_key})),
-    );
-    assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (422, Some("invalid_channel_params")),
-        "{answer}"
-    );
+    let answer = refused("api_v3_key", "0123456789abcdef0123456789abcdef");
     assert!(
         answer["error"]["message"]
             .as_str()
