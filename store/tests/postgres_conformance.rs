@@ -77,14 +77,25 @@ fn a_lease_has_one_holder_until_it_expires() {
     if !postgres_available() {
         return;
     }
+    // Long enough that a loaded machine (the whole suite runs at once) cannot let a lease
+    // lapse between two calls that expect it held.
+    const LEASE_MS: u64 = 3_000;
     let schema = fresh_schema();
     let node_a = PostgresStore::open(&url(), &schema).unwrap();
     let node_b = PostgresStore::open(&url(), &schema).unwrap();
-    assert!(node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
-    assert!(!node_b.try_lease("webhook:ntf_1:1", "node-b", 400).unwrap());
+    assert!(node_a
+        .try_lease("webhook:ntf_1:1", "node-a", LEASE_MS)
+        .unwrap());
+    assert!(!node_b
+        .try_lease("webhook:ntf_1:1", "node-b", LEASE_MS)
+        .unwrap());
     // The holder renews; other names are independent.
-    assert!(node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
-    assert!(node_b.try_lease("webhook:ntf_1:2", "node-b", 400).unwrap());
+    assert!(node_a
+        .try_lease("webhook:ntf_1:1", "node-a", LEASE_MS)
+        .unwrap());
+    assert!(node_b
+        .try_lease("webhook:ntf_1:2", "node-b", LEASE_MS)
+        .unwrap());
     // Concurrent takers of a free lease: exactly one wins.
     let winners: usize = std::thread::scope(|scope| {
         let takers: Vec<_> = (0..8)
@@ -104,9 +115,13 @@ fn a_lease_has_one_holder_until_it_expires() {
     });
     assert_eq!(winners, 1);
     // Once expired, another node takes it over.
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    assert!(node_b.try_lease("webhook:ntf_1:1", "node-b", 400).unwrap());
-    assert!(!node_a.try_lease("webhook:ntf_1:1", "node-a", 400).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(LEASE_MS + 500));
+    assert!(node_b
+        .try_lease("webhook:ntf_1:1", "node-b", LEASE_MS)
+        .unwrap());
+    assert!(!node_a
+        .try_lease("webhook:ntf_1:1", "node-a", LEASE_MS)
+        .unwrap());
     drop((node_a, node_b));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
