@@ -1,10 +1,10 @@
-//! The HTTP error shape: a status plus `{"error": {"code", "message"}}`. Each domain or store
-//! error maps to one status and one stable code.
+//! Refusals: why paycenter did not do what it was asked, as a stable code and a sentence.
+//! The use cases answer them; the HTTP layer sends each as its code's status plus
+//! `{"error": {"code", "message"}}`. Each domain or store error maps to one code.
 
 use paycenter_domain::DomainError;
 use paycenter_store::StoreError;
 use serde_json::json;
-use warp::http::StatusCode;
 
 /// Every error code paycenter answers, in `error.code`: stable, snake_case, for programs to
 /// branch on (the message is for people). `/openapi.json` lists them.
@@ -140,6 +140,74 @@ impl ErrorCode {
         ErrorCode::UnsupportedInvokeMethod,
     ];
 
+    /// The HTTP status every refusal with this code answers: one status per code, so a
+    /// client can rely on either.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::AlreadyExists => 409,
+            ErrorCode::AppDisabled => 403,
+            ErrorCode::AppNotFound => 404,
+            ErrorCode::AttemptTooSoon => 409,
+            ErrorCode::CallbackRejected => 400,
+            ErrorCode::ChannelAccountDisabled => 422,
+            ErrorCode::ChannelAccountNotFound => 404,
+            ErrorCode::ChannelMismatch => 422,
+            ErrorCode::ChannelTradeNoConflict => 409,
+            ErrorCode::ChannelUnavailable => 502,
+            ErrorCode::ConcurrentUpdate => 409,
+            ErrorCode::CurrencyMismatch => 422,
+            ErrorCode::DuplicateTradeNo => 409,
+            ErrorCode::FieldTooLong => 400,
+            ErrorCode::IdempotencyKeyReused => 409,
+            ErrorCode::InternalError => 500,
+            ErrorCode::InvalidAmount => 400,
+            ErrorCode::InvalidBill => 400,
+            ErrorCode::InvalidChannelParams => 422,
+            ErrorCode::InvalidCurrency => 400,
+            ErrorCode::InvalidFeeRate => 400,
+            ErrorCode::InvalidIdempotencyKey => 400,
+            ErrorCode::InvalidJson => 400,
+            ErrorCode::InvalidNotifyUrl => 422,
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::InvalidSplits => 422,
+            ErrorCode::LengthRequired => 411,
+            ErrorCode::MerchantNotAllowed => 403,
+            ErrorCode::MerchantNotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::MissingChannelField => 422,
+            ErrorCode::NotificationNotFound => 404,
+            ErrorCode::NotificationSettled => 409,
+            ErrorCode::OrderAlreadyPaid => 409,
+            ErrorCode::OrderAmountMismatch => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::PaymentAlreadySucceeded => 409,
+            ErrorCode::PaymentNotFound => 404,
+            ErrorCode::PaymentNotRefundable => 409,
+            ErrorCode::ProjectionNotFound => 404,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::ReadModelUnavailable => 503,
+            ErrorCode::RebuildInProgress => 409,
+            ErrorCode::ReconciliationNotFound => 404,
+            ErrorCode::RefundAlreadySettled => 409,
+            ErrorCode::RefundExceedsAvailable => 422,
+            ErrorCode::RefundNoReused => 409,
+            ErrorCode::RefundNotFound => 404,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::RouteNotFound => 404,
+            ErrorCode::SandboxTradeNotPayable => 409,
+            ErrorCode::SplitsExceedAmount => 422,
+            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::TooManyAnomalies => 409,
+            ErrorCode::TooManyAttempts => 409,
+            ErrorCode::TooManyRefunds => 409,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::UnknownField => 400,
+            ErrorCode::UnsupportedChannel => 422,
+            ErrorCode::UnsupportedCurrency => 422,
+            ErrorCode::UnsupportedInvokeMethod => 422,
+        }
+    }
+
     /// The code on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -214,11 +282,9 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// An error answer.
+/// A refusal: what went wrong (the code decides the HTTP status) and a sentence saying it.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
+pub struct Refusal {
     /// Stable snake_case code for programs.
     pub code: ErrorCode,
     /// A sentence for humans.
@@ -227,57 +293,55 @@ pub struct ApiError {
     pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
-impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
+impl Refusal {
+    /// A refusal with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
             code,
             message: message.into(),
             extra: None,
         }
     }
 
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
     /// 400 for a request that does not have the right shape.
-    pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    pub fn invalid(message: impl Into<String>) -> Refusal {
+        Refusal::new(ErrorCode::InvalidRequest, message)
     }
 
     /// The same error naming the request field it is about (`error.field`).
-    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+    pub fn with_field(mut self, field: impl Into<String>) -> Refusal {
         self.extra = Some(("field", serde_json::Value::String(field.into())));
         self
     }
 
     /// 404.
-    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal::new(code, message)
     }
 
     /// 502: the channel could not be reached or refused the call.
-    pub fn channel_unavailable(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::ChannelUnavailable,
+    pub fn channel_unavailable(error: impl std::fmt::Display) -> Refusal {
+        Refusal::new(ErrorCode::ChannelUnavailable,
             error.to_string(),
         )
     }
 
     /// 503: a read model this request needs has stopped (or is far behind).
-    pub fn read_model_unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ReadModelUnavailable,
+    pub fn read_model_unavailable(message: impl Into<String>) -> Refusal {
+        Refusal::new(ErrorCode::ReadModelUnavailable,
             message,
         )
     }
 
     /// 500 that hides details from the caller (they go to the log).
-    pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Refusal {
         tracing::error!(%error, context, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::InternalError,
+        Refusal::new(ErrorCode::InternalError,
             "paycenter could not complete the request; it was logged",
         )
     }
@@ -292,105 +356,98 @@ impl ApiError {
     }
 }
 
-impl From<DomainError> for ApiError {
-    fn from(error: DomainError) -> ApiError {
+impl From<DomainError> for Refusal {
+    fn from(error: DomainError) -> Refusal {
         let message = error.to_string();
-        let (status, code) = match &error {
-            DomainError::Money(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidAmount),
-            DomainError::AlreadyExists { .. } => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
+        let code = match &error {
+            DomainError::Money(paycenter_domain::money::MoneyError::CurrencyMismatch { .. }) => {
+                ErrorCode::CurrencyMismatch
+            }
+            DomainError::Money(_) => ErrorCode::InvalidAmount,
+            DomainError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             DomainError::OrderAlreadyPaid { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::OrderAlreadyPaid)
+                ErrorCode::OrderAlreadyPaid
             }
             DomainError::AttemptTooSoon {
                 retry_after_seconds,
                 ..
             } => {
                 let mut api =
-                    ApiError::new(StatusCode::CONFLICT, ErrorCode::AttemptTooSoon, message);
+                    Refusal::new(ErrorCode::AttemptTooSoon, message);
                 api.extra = Some(("retry_after", json!(retry_after_seconds)));
                 return api;
             }
             DomainError::OrderAmountMismatch { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::OrderAmountMismatch)
+                ErrorCode::OrderAmountMismatch
             }
             DomainError::TooManyAttempts { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::TooManyAttempts)
+                ErrorCode::TooManyAttempts
             }
             DomainError::DuplicateTradeNo { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::DuplicateTradeNo)
+                ErrorCode::DuplicateTradeNo
             }
             DomainError::InvalidSplits { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSplits)
+                ErrorCode::InvalidSplits
             }
-            DomainError::SplitsExceedAmount { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::SplitsExceedAmount,
-            ),
+            DomainError::SplitsExceedAmount { .. } => ErrorCode::SplitsExceedAmount,
             DomainError::PaymentNotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::PaymentNotFound)
+                ErrorCode::PaymentNotFound
             }
             DomainError::PaymentAlreadySucceeded { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::PaymentAlreadySucceeded)
+                ErrorCode::PaymentAlreadySucceeded
             }
             DomainError::TooManyAnomalies { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::TooManyAnomalies)
+                ErrorCode::TooManyAnomalies
             }
             DomainError::ChannelTradeNoConflict { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::ChannelTradeNoConflict)
+                ErrorCode::ChannelTradeNoConflict
             }
             DomainError::PaymentNotRefundable { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::PaymentNotRefundable)
+                ErrorCode::PaymentNotRefundable
             }
-            DomainError::RefundExceedsAvailable { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::RefundExceedsAvailable,
-            ),
-            DomainError::RefundNoReused { .. } => (StatusCode::CONFLICT, ErrorCode::RefundNoReused),
-            DomainError::TooManyRefunds { .. } => (StatusCode::CONFLICT, ErrorCode::TooManyRefunds),
+            DomainError::RefundExceedsAvailable { .. } => ErrorCode::RefundExceedsAvailable,
+            DomainError::RefundNoReused { .. } => ErrorCode::RefundNoReused,
+            DomainError::TooManyRefunds { .. } => ErrorCode::TooManyRefunds,
             DomainError::RefundNotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::RefundNotFound)
+                ErrorCode::RefundNotFound
             }
             DomainError::RefundAlreadySettled { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::RefundAlreadySettled)
+                ErrorCode::RefundAlreadySettled
             }
             DomainError::MerchantNotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::MerchantNotFound)
+                ErrorCode::MerchantNotFound
             }
-            DomainError::AppNotFound { .. } => (StatusCode::NOT_FOUND, ErrorCode::AppNotFound),
+            DomainError::AppNotFound { .. } => ErrorCode::AppNotFound,
             DomainError::ChannelAccountNotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::ChannelAccountNotFound)
+                ErrorCode::ChannelAccountNotFound
             }
             DomainError::NotificationNotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::NotificationNotFound)
+                ErrorCode::NotificationNotFound
             }
             DomainError::NotificationSettled { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::NotificationSettled)
+                ErrorCode::NotificationSettled
             }
             DomainError::InvalidField { .. } => {
-                (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest)
+                ErrorCode::InvalidRequest
             }
         };
-        ApiError::new(status, code, message)
+        Refusal::new(code, message)
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> ApiError {
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Refusal {
         match error {
-            StoreError::WrongExpectedRevision { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::ConcurrentUpdate,
+            StoreError::WrongExpectedRevision { .. } => Refusal::new(ErrorCode::ConcurrentUpdate,
                 "another request changed this resource at the same time; retry",
             ),
             StoreError::Closed => {
                 tracing::error!("the event store refused an append: its writer has stopped");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::StoreUnavailable,
+                Refusal::new(ErrorCode::StoreUnavailable,
                     "paycenter cannot record anything right now; nothing was recorded, retry later",
                 )
             }
-            other => ApiError::internal("event store", other),
+            other => Refusal::internal("event store", other),
         }
     }
 }
@@ -404,6 +461,7 @@ mod tests {
             let text = code.as_str();
             assert!(seen.insert(text), "{text} twice");
             assert!(text.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!((400..600).contains(&code.status()), "{text}");
         }
     }
 }

@@ -1,42 +1,33 @@
-//! paycenter's HTTP service and the `paycenter` binary: the only crate that knows HTTP.
+//! paycenter's HTTP service and the `paycenter` binary.
 //!
 //! # Layout
 //! - [`server`]: options, start-up (store, master key, read model, reactors), graceful shutdown.
-//! - [`routes`]: warp filters, auth, body limits, the error shape of refusals.
-//! - [`handlers`]: one function per endpoint; [`checkout`]: the checkout page and sandbox pay.
-//! - [`wire`]: the typed request and answer bodies, the source of `/openapi.json`'s schemas;
-//!   [`dto`]: reading request fields and converting read models to answers.
+//! - [`http`]: the only module that knows HTTP: the route table, the router, auth, handlers,
+//!   the checkout page, the OpenAPI document, the listener.
+//! - [`service`]: the use cases: the only code that loads streams, asks `domain` to decide,
+//!   appends, and calls channels. HTTP handlers, the reactor and the sweeper all call it.
+//! - [`reactor`]: the background loops (notifications, refund submission, webhooks, closes,
+//!   the sweeper), each taking its work and handing each item to a use case.
 //! - [`state`]: shared state and the decide-append-wait path every command takes.
-//! - [`projections`]: projection status, lag and online rebuild.
-//! - [`reconciliation`]: bills against paycenter's record, results as events.
-//! - [`service`]: use cases the handlers and the reactor share (outcomes so far).
-//! - [`reactor`]: notification scheduling, refund submission, the webhook dispatcher.
-//! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
-//! - [`listener`]: the HTTP listener with its connection cap and read timeouts.
-//! - [`rate_limit`]: each app's request budget (`429 rate_limited`).
+//! - [`wire`]: the typed bodies paycenter takes and answers (API and webhook payloads), the
+//!   source of `/openapi.json`'s schemas.
+//! - [`projections`]: hosting the read model: status, snapshots, online rebuild.
+//! - [`error`]: refusals, each a stable code with one HTTP status.
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
-//! - [`health`]: `/healthz`, the state of the store and of every projection.
-//! - [`clock`]: the time the service decides with (movable in test builds).
-//! - [`error`], [`metrics`], [`openapi`].
+//! - [`clock`]: the time the service decides with (fixed in tests, movable in test builds).
+//! - [`allowlist`], [`key_locks`], [`metrics`], [`rate_limit`].
 #![warn(missing_docs)]
 
 pub mod allowlist;
-pub mod checkout;
 pub mod clock;
-pub mod dto;
 pub mod error;
-pub mod handlers;
-pub mod health;
-pub mod idempotency;
+pub mod http;
+pub mod key_locks;
 pub mod keys;
-pub mod listener;
 pub mod metrics;
-pub mod openapi;
 pub mod projections;
 pub mod rate_limit;
 pub mod reactor;
-pub mod reconciliation;
-pub mod routes;
 pub mod server;
 pub mod service;
 pub mod state;

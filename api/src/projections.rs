@@ -1,57 +1,19 @@
-//! Projection operations: status and lag (`GET /v1/admin/projections`) and online rebuild
-//! (`POST /v1/admin/projections/{name}/rebuild`).
+//! Hosting the read model: its status and lag, snapshots, and online rebuilds.
 //!
 //! A rebuild folds a fresh read model from position 1 on a blocking thread while queries keep
 //! answering from the live one; then, under the write lock for the few events in between, it
 //! brings both to the same position, compares their digests, and swaps the fresh one in.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+
 use paycenter_projections::model::{NAME, VERSION};
 use paycenter_projections::ReadModel;
 
-use warp::http::StatusCode;
 
-use crate::error::{ApiError, ErrorCode};
-use crate::handlers::Answer;
-use crate::state::AppState;
-
-/// What operators see of rebuilds.
-#[derive(Debug, Default)]
-pub struct RebuildStatus {
-    /// A rebuild is running.
-    pub in_progress: bool,
-    /// The last one that finished.
-    pub last: Option<FinishedRebuild>,
-}
-
-/// A finished rebuild.
-#[derive(Debug, Clone)]
-pub struct FinishedRebuild {
-    /// When it swapped in.
-    pub finished_at: DateTime<Utc>,
-    /// The position both models had at the swap.
-    pub position: u64,
-    /// Whether the fresh model's digest equalled the live one's (anything else is a bug).
-    pub identical: bool,
-    /// How long the fold took.
-    pub seconds: f64,
-}
-
-/// Where snapshots go and what they did.
-#[derive(Debug)]
-pub struct SnapshotStatus {
-    /// The directory of snapshot files.
-    pub dir: std::path::PathBuf,
-    /// The position this process resumed from, if it loaded a snapshot.
-    pub started_from: Option<u64>,
-    /// The position of the last snapshot this process saved.
-    pub last_saved_position: Option<u64>,
-    /// When it saved it.
-    pub last_saved_at: Option<DateTime<Utc>>,
-}
+use crate::error::{Refusal, ErrorCode};
+use crate::state::{AppState, FinishedRebuild};
 
 /// Saves a snapshot of the read model if it moved since the last one. Serializes under the
 /// read lock: the follower waits meanwhile (the price of a consistent checkpoint).
@@ -89,10 +51,8 @@ pub async fn snapshot_periodically(state: Arc<AppState>, interval_seconds: u64) 
     }
 }
 
-/// Rebuild status, shared by the handlers and the rebuild thread.
-pub type SharedRebuildStatus = Arc<Mutex<RebuildStatus>>;
-
-fn status_answer(state: &AppState) -> Result<crate::wire::ProjectionAnswer, ApiError> {
+/// The read model's status: position, lag, digest, snapshots and rebuilds.
+pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
     // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
     let head = tokio::task::block_in_place(|| state.store.head_position())?;
     let (position, digest) = {
@@ -128,20 +88,10 @@ fn status_answer(state: &AppState) -> Result<crate::wire::ProjectionAnswer, ApiE
     })
 }
 
-/// `GET /v1/admin/projections`
-pub async fn list(state: Arc<AppState>) -> Answer {
-    Ok((
-        StatusCode::OK,
-        crate::wire::to_value(&crate::wire::ProjectionsAnswer {
-            projections: vec![status_answer(&state)?],
-        }),
-    ))
-}
-
-/// `POST /v1/admin/projections/{name}/rebuild`: starts an online rebuild; answers at once.
-pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
+/// Starts an online rebuild of projection `name` on a blocking thread; returns at once.
+pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
     if name != NAME {
-        return Err(ApiError::not_found(
+        return Err(Refusal::not_found(
             ErrorCode::ProjectionNotFound,
             format!("no projection {name:?}; the one projection is {NAME:?}"),
         ));
@@ -149,9 +99,7 @@ pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
     {
         let mut status = state.rebuild_status.lock().expect("rebuild status");
         if status.in_progress {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::RebuildInProgress,
+            return Err(Refusal::new(ErrorCode::RebuildInProgress,
                 "a rebuild of this projection is already running",
             ));
         }
@@ -177,10 +125,7 @@ pub async fn rebuild(state: Arc<AppState>, name: String) -> Answer {
             }
         }
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        crate::wire::to_value(&status_answer(&state)?),
-    ))
+    Ok(())
 }
 
 fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, paycenter_store::StoreError> {

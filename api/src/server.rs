@@ -50,7 +50,7 @@ pub struct ServeOptions {
     pub sweep_after_seconds: u64,
     /// Connection and request limits of the HTTP listener (`PAYCENTER_MAX_CONNECTIONS`,
     /// `PAYCENTER_HEADER_READ_TIMEOUT_MS`, `PAYCENTER_REQUEST_TIMEOUT_MS`).
-    pub http_limits: crate::listener::HttpLimits,
+    pub http_limits: crate::http::listener::HttpLimits,
     /// Requests per second and burst each app may send (`PAYCENTER_APP_RATE_LIMIT_PER_SECOND`,
     /// `PAYCENTER_APP_RATE_LIMIT_BURST`).
     pub app_rate_limit: crate::rate_limit::RateLimit,
@@ -58,7 +58,7 @@ pub struct ServeOptions {
     pub egress: paycenter_gateway::egress::EgressPolicy,
     /// When yesterday's bills are fetched and reconciled (`PAYCENTER_RECONCILE_HOUR`,
     /// `PAYCENTER_RECONCILE_CHECK_SECONDS`).
-    pub daily_reconciliation: crate::reconciliation::DailySchedule,
+    pub daily_reconciliation: crate::service::reconciliation::DailySchedule,
 }
 
 /// A whole number from the environment within `range`, or `default` when unset.
@@ -130,7 +130,7 @@ impl ServeOptions {
             },
             channel_timeout_ms: env_number("PAYCENTER_CHANNEL_TIMEOUT_MS", 100..=120_000, 10_000)?,
             sweep_after_seconds: env_number("PAYCENTER_SWEEP_AFTER_SECONDS", 1..=86_400, 300)?,
-            http_limits: crate::listener::HttpLimits {
+            http_limits: crate::http::listener::HttpLimits {
                 max_connections: env_number("PAYCENTER_MAX_CONNECTIONS", 1..=1_000_000, 4_096)? as usize,
                 header_read_timeout_ms: env_number("PAYCENTER_HEADER_READ_TIMEOUT_MS", 100..=600_000, 10_000)?,
                 request_timeout_ms: env_number("PAYCENTER_REQUEST_TIMEOUT_MS", 100..=600_000, 60_000)?,
@@ -140,7 +140,7 @@ impl ServeOptions {
                 burst: env_number("PAYCENTER_APP_RATE_LIMIT_BURST", 1..=1_000_000, 400)?,
             },
             egress: paycenter_gateway::egress::EgressPolicy::from_env(),
-            daily_reconciliation: crate::reconciliation::DailySchedule {
+            daily_reconciliation: crate::service::reconciliation::DailySchedule {
                 hour: env_number("PAYCENTER_RECONCILE_HOUR", 0..=23, 10)? as u32,
                 check_seconds: env_number("PAYCENTER_RECONCILE_CHECK_SECONDS", 1..=86_400, 600)?,
             },
@@ -295,7 +295,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         metrics: Default::default(),
         idempotency_locks: Default::default(),
         rebuild_status: Default::default(),
-        snapshots: std::sync::Mutex::new(crate::projections::SnapshotStatus {
+        snapshots: std::sync::Mutex::new(crate::state::SnapshotStatus {
             dir: snapshot_dir,
             started_from: started_from_snapshot,
             last_saved_position: None,
@@ -303,7 +303,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }),
     });
     crate::reactor::spawn(state.clone());
-    tokio::spawn(crate::reconciliation::reconcile_daily(
+    tokio::spawn(crate::service::reconciliation::reconcile_daily(
         state.clone(),
         options.daily_reconciliation,
     ));
@@ -329,15 +329,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         state.clone(),
         options.snapshot_interval_seconds,
     ));
-    let routes = crate::routes::routes(state.clone());
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, %public_url, data_dir = %options.data_dir.display(), max_connections = options.http_limits.max_connections, "paycenter listening");
     // Tests and scripts wait for this line.
     println!("paycenter listening on http://{address}");
-    crate::listener::serve(
+    let handler_state = state.clone();
+    crate::http::listener::serve(
         listener,
-        routes,
+        move |peer, request| crate::http::router::handle(handler_state.clone(), peer, request),
         options.http_limits.clone(),
         shutdown_signal(),
     )

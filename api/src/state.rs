@@ -15,7 +15,7 @@ use paycenter_projections::ReadModel;
 use paycenter_store::{AppendOutcome, EventStore, ExpectedRevision};
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::Refusal;
 use crate::keys::MasterKey;
 use crate::metrics::Metrics;
 
@@ -77,14 +77,52 @@ pub struct AppState {
     /// Counters and histograms for `/metrics`.
     pub metrics: Metrics,
     /// Per-key locks for `Idempotency-Key` requests.
-    pub idempotency_locks: crate::idempotency::KeyLocks,
+    pub idempotency_locks: crate::key_locks::KeyLocks,
     /// Online rebuilds of the read model.
-    pub rebuild_status: crate::projections::SharedRebuildStatus,
+    pub rebuild_status: SharedRebuildStatus,
     /// Each app's request budget.
     pub rate_limiter: crate::rate_limit::RateLimiter,
     /// Snapshots of the read model.
-    pub snapshots: std::sync::Mutex<crate::projections::SnapshotStatus>,
+    pub snapshots: std::sync::Mutex<SnapshotStatus>,
 }
+
+/// What operators see of rebuilds.
+#[derive(Debug, Default)]
+pub struct RebuildStatus {
+    /// A rebuild is running.
+    pub in_progress: bool,
+    /// The last one that finished.
+    pub last: Option<FinishedRebuild>,
+}
+
+/// A finished rebuild.
+#[derive(Debug, Clone)]
+pub struct FinishedRebuild {
+    /// When it swapped in.
+    pub finished_at: DateTime<Utc>,
+    /// The position both models had at the swap.
+    pub position: u64,
+    /// Whether the fresh model's digest equalled the live one's (anything else is a bug).
+    pub identical: bool,
+    /// How long the fold took.
+    pub seconds: f64,
+}
+
+/// Where snapshots go and what they did.
+#[derive(Debug)]
+pub struct SnapshotStatus {
+    /// The directory of snapshot files.
+    pub dir: std::path::PathBuf,
+    /// The position this process resumed from, if it loaded a snapshot.
+    pub started_from: Option<u64>,
+    /// The position of the last snapshot this process saved.
+    pub last_saved_position: Option<u64>,
+    /// When it saved it.
+    pub last_saved_at: Option<DateTime<Utc>>,
+}
+
+/// Rebuild status, shared by the handlers and the rebuild thread.
+pub type SharedRebuildStatus = Arc<std::sync::Mutex<RebuildStatus>>;
 
 /// Appends retried on a concurrent change before answering `409 concurrent_update`.
 const MAX_COMMAND_RETRIES: usize = 5;
@@ -99,11 +137,9 @@ impl AppState {
     pub fn channel(
         &self,
         channel: paycenter_domain::payment::Channel,
-    ) -> Result<&dyn PaymentChannel, ApiError> {
+    ) -> Result<&dyn PaymentChannel, Refusal> {
         self.channels.get(channel).ok_or_else(|| {
-            ApiError::new(
-                warp::http::StatusCode::UNPROCESSABLE_ENTITY,
-                crate::error::ErrorCode::UnsupportedChannel,
+            Refusal::new(crate::error::ErrorCode::UnsupportedChannel,
                 format!("this paycenter does not run the {channel} channel"),
             )
         })
@@ -139,9 +175,9 @@ impl AppState {
 
     /// The read model, for a request that needs it: `503 read_model_unavailable` when its
     /// follower stopped at an event it could not apply.
-    pub fn read_model(&self) -> Result<RwLockReadGuard<'_, ReadModel>, ApiError> {
+    pub fn read_model(&self) -> Result<RwLockReadGuard<'_, ReadModel>, Refusal> {
         if let Some(stopped) = self.follower_health.stopped() {
-            return Err(ApiError::read_model_unavailable(format!(
+            return Err(Refusal::read_model_unavailable(format!(
                 "the read model stopped at position {} ({}); operators are told by /healthz",
                 stopped.position, stopped.event_type
             )));
@@ -175,16 +211,30 @@ impl AppState {
     pub fn channel_params(
         &self,
         account: &paycenter_domain::events::ChannelAccountActivated,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, Refusal> {
         let bytes = self
             .master_key
             .open(account.channel_account_id.as_str(), &account.params_sealed)
-            .map_err(|error| ApiError::internal("open channel params", error))?;
-        serde_json::from_slice(&bytes).map_err(|error| ApiError::internal("channel params", error))
+            .map_err(|error| Refusal::internal("open channel params", error))?;
+        serde_json::from_slice(&bytes).map_err(|error| Refusal::internal("channel params", error))
+    }
+
+    /// A channel account's adapter and unsealed parameters, for a call to its channel.
+    pub fn account_adapter(
+        &self,
+        channel_account_id: &paycenter_domain::ids::ChannelAccountId,
+    ) -> Result<(&dyn PaymentChannel, serde_json::Value), Refusal> {
+        let account = self.channel_account(channel_account_id).ok_or_else(|| {
+            Refusal::not_found(
+                crate::error::ErrorCode::ChannelAccountNotFound,
+                format!("channel account {channel_account_id} not found"),
+            )
+        })?;
+        Ok((self.channel(account.channel)?, self.channel_params(&account)?))
     }
 
     /// The events of a stream, decoded.
-    pub fn load_stream(&self, stream_id: &str) -> Result<LoadedStream, ApiError> {
+    pub fn load_stream(&self, stream_id: &str) -> Result<LoadedStream, Refusal> {
         let recorded: Vec<RecordedEvent> =
             tokio::task::block_in_place(|| self.store.read_stream(stream_id, 0))?;
         let last = recorded
@@ -192,7 +242,7 @@ impl AppState {
             .map(|event| (event.stream_revision, event.global_position));
         let events = recorded
             .iter()
-            .map(|event| Event::decode(event).map_err(|error| ApiError::internal("decode", error)))
+            .map(|event| Event::decode(event).map_err(|error| Refusal::internal("decode", error)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LoadedStream {
             events,
@@ -210,7 +260,7 @@ impl AppState {
         stream_id: &str,
         command_id: &str,
         decide: impl Fn(&[Event], DateTime<Utc>) -> Result<Vec<Event>, DomainError>,
-    ) -> Result<(Vec<Event>, Option<AppendOutcome>), ApiError> {
+    ) -> Result<(Vec<Event>, Option<AppendOutcome>), Refusal> {
         for _ in 0..MAX_COMMAND_RETRIES {
             let LoadedStream {
                 events: history,
@@ -254,7 +304,7 @@ impl AppState {
 
     /// Waits until the read model has applied `position`, at most [`MODEL_WAIT_TIMEOUT_MS`];
     /// `503 read_model_unavailable` when it stopped or did not get there in time.
-    pub async fn wait_for_model(&self, position: u64) -> Result<(), ApiError> {
+    pub async fn wait_for_model(&self, position: u64) -> Result<(), Refusal> {
         let mut receiver = self.model_position.clone();
         let reached = tokio::time::timeout(
             Duration::from_millis(MODEL_WAIT_TIMEOUT_MS),
@@ -267,7 +317,7 @@ impl AppState {
         drop(self.read_model()?);
         match reached {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::read_model_unavailable(format!(
+            _ => Err(Refusal::read_model_unavailable(format!(
                 "the read model has not reached position {position} within {MODEL_WAIT_TIMEOUT_MS} ms"
             ))),
         }

@@ -1,9 +1,9 @@
 //! Typed wire bodies: every JSON request paycenter reads and every JSON answer it writes, as
 //! Rust types. They are the compatibility promise to apps (kept apart from domain types,
-//! converted by hand) and the one source of `/openapi.json`'s schemas ([`crate::openapi`]).
+//! converted by hand) and the one source of `/openapi.json`'s schemas ([`crate::http::openapi`]).
 //!
 //! Requests deny unknown fields in their schemas (`additionalProperties: false`); at run time
-//! [`crate::dto::check_fields`] refuses them first, naming the field (`400 unknown_field`).
+//! [`crate::http::dto::check_fields`] refuses them first, naming the field (`400 unknown_field`).
 //! Amounts are decimal strings in major units (`"12.34"`); a request's amount is read as any
 //! JSON value so that a JSON number gets its own clear `400 invalid_amount`.
 
@@ -11,20 +11,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::Refusal;
+use paycenter_projections::model::{PaymentView, RefundView};
 
-/// Reads a JSON object already checked by [`crate::dto::check_fields`] into its request type.
+/// Reads a JSON object already checked by [`crate::http::dto::check_fields`] into its request type.
 /// A missing field or one of the wrong type is `400 invalid_request` naming it in `error.field`.
 pub fn read<T: serde::de::DeserializeOwned>(
     object: &serde_json::Map<String, Value>,
-) -> Result<T, ApiError> {
+) -> Result<T, Refusal> {
     read_owned(object.clone())
 }
 
 /// [`read`], taking the object (no copy): for handlers that need nothing else of it.
 pub fn read_owned<T: serde::de::DeserializeOwned>(
     object: serde_json::Map<String, Value>,
-) -> Result<T, ApiError> {
+) -> Result<T, Refusal> {
     serde_path_to_error::deserialize(Value::Object(object)).map_err(|error| {
         let inner = error.inner().to_string();
         let path = error.path().to_string();
@@ -33,8 +34,8 @@ pub fn read_owned<T: serde::de::DeserializeOwned>(
             .strip_prefix("missing field `")
             .and_then(|rest| rest.strip_suffix('`'));
         match missing {
-            Some(field) => ApiError::invalid(format!("{field} is required")).with_field(field),
-            None => ApiError::invalid(format!("{path}: {inner}")).with_field(path),
+            Some(field) => Refusal::invalid(format!("{field} is required")).with_field(field),
+            None => Refusal::invalid(format!("{path}: {inner}")).with_field(path),
         }
     })
 }
@@ -639,6 +640,89 @@ pub struct HealthAnswer {
     #[schema(value_type = Object)]
     pub components: Value,
     pub read_model_position: u64,
+}
+
+/// A refund as apps see it.
+pub fn refund_answer(refund: &RefundView) -> RefundAnswer {
+    RefundAnswer {
+        refund_id: refund.refund_id.to_string(),
+        refund_no: refund.refund_no.to_string(),
+        trade_no: refund.trade_no.to_string(),
+        amount: refund.amount.to_major_string(),
+        currency: refund.amount.currency().code().to_owned(),
+        reason: refund.reason.clone(),
+        kind: match refund.kind {
+            paycenter_domain::payment::RefundKind::App => "app",
+            paycenter_domain::payment::RefundKind::Automatic => "automatic",
+        }
+        .to_owned(),
+        status: refund.status.as_str().to_owned(),
+        created_at: refund.requested_at.to_rfc3339(),
+    }
+}
+
+/// A refund as apps see it, as JSON.
+pub fn refund_json(refund: &RefundView) -> Value {
+    to_value(&refund_answer(refund))
+}
+
+/// The payment object (design §3).
+pub fn payment_answer(payment: &PaymentView) -> PaymentAnswer {
+    PaymentAnswer {
+        trade_no: payment.trade_no.to_string(),
+        order_no: payment.order_no.to_string(),
+        channel_trade_no: payment.channel_trade_no.as_ref().map(ToString::to_string),
+        merchant_id: payment.merchant_id.to_string(),
+        channel_account_id: payment.channel_account_id.to_string(),
+        channel: payment.channel.as_str().to_owned(),
+        invoke_method: payment.invoke_method.as_str().to_owned(),
+        amount: payment.amount.to_major_string(),
+        currency: payment.amount.currency().code().to_owned(),
+        fee: payment.fee.to_major_string(),
+        subject: payment.subject.clone(),
+        status: payment.status.as_str().to_owned(),
+        refunded_amount: payment.refunded().to_major_string(),
+        created_at: payment.created_at.to_rfc3339(),
+        expires_at: payment.expires_at.to_rfc3339(),
+        paid_at: payment.paid_at.map(|at| at.to_rfc3339()),
+        refunds: payment.refunds.iter().map(refund_answer).collect(),
+        splits: payment
+            .splits
+            .iter()
+            .map(|split| SplitAnswer {
+                receiver: split.receiver.clone(),
+                amount: split.amount.to_major_string(),
+            })
+            .collect(),
+        channel_close: payment
+            .channel_close
+            .as_ref()
+            .map(|close| ChannelCloseAnswer {
+                status: close.status.clone(),
+                attempts: close.attempts,
+                last_error: close.last_error.clone(),
+            }),
+        anomalies: payment
+            .anomalies
+            .iter()
+            .map(|anomaly| AnomalyAnswer {
+                kind: anomaly.kind.as_str().to_owned(),
+                reported_amount: anomaly.reported_amount.to_major_string(),
+                reported_currency: anomaly.reported_amount.currency().code().to_owned(),
+                reported_channel_account_id: anomaly.channel_account_id.to_string(),
+                reported_channel_trade_no: anomaly.channel_trade_no.to_string(),
+                detected_at: anomaly.detected_at.to_rfc3339(),
+                refund_id: anomaly.refund_id.to_string(),
+                refund_status: anomaly.refund_status.as_str().to_owned(),
+            })
+            .collect(),
+        attempts: None,
+    }
+}
+
+/// The payment object as JSON.
+pub fn payment_json(payment: &PaymentView) -> Value {
+    to_value(&payment_answer(payment))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use paycenter_api::routes::ROUTES;
+use paycenter_api::http::routes::ROUTES;
 use serde_json::{json, Value};
 
 mod support;
@@ -211,7 +211,7 @@ fn operation_of(method: &str, path: &str) -> Option<&'static str> {
                     .zip(&segments)
                     .all(|(expected, actual)| expected.starts_with('{') || expected == actual)
         })
-        .map(|route| route.operation_id)
+        .map(|route| route.operation.id())
 }
 
 /// Runs schemathesis over the operations of `tags` with `token`; answers its exit status and
@@ -306,7 +306,7 @@ fn every_answer_fits_the_openapi_document() {
     // (cases, 2xx) per operation.
     let mut counts: BTreeMap<&str, (u64, u64)> = ROUTES
         .iter()
-        .map(|route| (route.operation_id, (0, 0)))
+        .map(|route| (route.operation.id(), (0, 0)))
         .collect();
     let mut n_unmatched = 0;
     for (method, path, status) in &requests {

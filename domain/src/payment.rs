@@ -838,6 +838,15 @@ impl Order {
     }
 }
 
+/// The refund id of an app's refund `refund_no` of attempt `trade_no`: derived from both, so a
+/// retried request decides the same refund (ids of refunds already recorded keep this form).
+pub fn app_refund_id(trade_no: &TradeNo, refund_no: &RefundNo) -> RefundId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{trade_no}/{refund_no}").as_bytes());
+    RefundId::parse(&format!("rf_{}", &hex::encode(digest)[..32]))
+        .expect("hex makes a valid refund id")
+}
+
 /// The refund id of the automatic refund of a duplicate payment: derived, so a retried
 /// callback decides the same refund.
 pub fn automatic_refund_id(trade_no: &TradeNo) -> RefundId {

@@ -1,13 +1,38 @@
 //! Use cases: what paycenter does, apart from how it is asked. HTTP handlers, the reactor and
 //! the sweeper call these; each loads what it needs, lets `domain` decide, appends through
-//! `AppState::execute` and, where it must, calls a channel.
-//!
-//! This layer is being drawn out of `handlers.rs` and `reactor.rs`; so far it holds:
+//! `AppState::execute` and, where it must, calls a channel. They answer [`crate::error::Refusal`]s, never
+//! HTTP, and take the time from `AppState::clock`.
 //!
 //! # Layout
+//! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
 //! - [`outcomes`]: recording what a channel reported (callback or query), and where a refund
 //!   is sent.
-//! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
+//! - [`refunds`]: an app's refund, and its submission to the channel.
+//! - [`closes`]: closing an attempt (by the app, on expiry, or superseded by a newer one).
+//! - [`sweep`]: asking channels about what stayed pending too long.
+//! - [`webhooks`]: scheduling notifications and delivering them signed.
+//! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
+pub mod closes;
 pub mod outcomes;
 pub mod payments;
+pub mod reconciliation;
+pub mod refunds;
+pub mod sweep;
+pub mod webhooks;
+
+use crate::state::AppState;
+
+/// Takes the lease `name` for this node for `ttl_ms`: work several nodes could each do (a
+/// refund submission, a webhook attempt, a sweep query) is done by the one holding it. False
+/// (and logged) when it cannot be taken.
+pub fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
+    match tokio::task::block_in_place(|| state.store.try_lease(name, &state.config.node_id, ttl_ms))
+    {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(%error, lease = name, "taking a lease failed; the work waits");
+            false
+        }
+    }
+}

@@ -7,7 +7,7 @@ use paycenter_domain::ids::{ChannelAccountId, RefundId};
 use paycenter_domain::payment::{Order, OrderCommand, OutcomeSource};
 use paycenter_gateway::CallbackNotice;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{Refusal, ErrorCode};
 use crate::state::AppState;
 
 /// Where and how much a refund gives back: an app's or automatic refund at the payment's own
@@ -76,7 +76,7 @@ pub async fn record(
     channel_account_id: &ChannelAccountId,
     notice: CallbackNotice,
     source: OutcomeSource,
-) -> Result<(), ApiError> {
+) -> Result<(), Refusal> {
     let trade_no = match &notice {
         CallbackNotice::PaymentSucceeded { trade_no, .. }
         | CallbackNotice::PaymentFailed { trade_no, .. }
@@ -90,7 +90,7 @@ pub async fn record(
     let (stream_id, attempt_account_id, attempt_amount) = {
         let model = state.read_model()?;
         let payment = model.payments.get(&trade_no).ok_or_else(|| {
-            ApiError::not_found(
+            Refusal::not_found(
                 ErrorCode::PaymentNotFound,
                 format!("payment {trade_no} not found"),
             )
@@ -105,7 +105,7 @@ pub async fn record(
             _ => &payment.channel_account_id == channel_account_id,
         };
         if !reporter_may_speak {
-            return Err(ApiError::invalid(
+            return Err(Refusal::invalid(
                 "callback for a payment of another channel account",
             ));
         }
@@ -198,4 +198,26 @@ pub async fn record(
         })
         .await?;
     Ok(())
+}
+
+/// A settled refund status as the notice a callback would have brought; `None` while pending.
+pub fn refund_notice(
+    trade_no: &paycenter_domain::ids::TradeNo,
+    refund_id: &RefundId,
+    status: paycenter_gateway::RefundStatus,
+) -> Option<CallbackNotice> {
+    use paycenter_gateway::RefundStatus;
+    match status {
+        RefundStatus::Pending => None,
+        RefundStatus::Succeeded { channel_refund_no } => Some(CallbackNotice::RefundSucceeded {
+            trade_no: trade_no.clone(),
+            refund_id: refund_id.clone(),
+            channel_refund_no,
+        }),
+        RefundStatus::Failed { reason } => Some(CallbackNotice::RefundFailed {
+            trade_no: trade_no.clone(),
+            refund_id: refund_id.clone(),
+            reason,
+        }),
+    }
 }

@@ -10,9 +10,8 @@ use paycenter_domain::payment::{
 };
 use paycenter_domain::{streams, Money};
 use paycenter_gateway::{CreatePayment, PaymentAction};
-use warp::http::StatusCode;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{Refusal, ErrorCode};
 use crate::state::AppState;
 
 /// What an app asks for, already read and checked for shape.
@@ -55,7 +54,7 @@ pub struct PaymentStarted {
 
 /// Starts an attempt: decided and recorded first, then initiated at the channel. A channel
 /// that fails leaves the attempt recorded as failed and answers `502 channel_unavailable`.
-pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, ApiError> {
+pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, Refusal> {
     let StartPayment {
         app_id,
         merchant_id,
@@ -74,7 +73,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         .channel_account(&channel_account_id)
         .filter(|account| account.merchant_id == merchant_id)
         .ok_or_else(|| {
-            ApiError::not_found(
+            Refusal::not_found(
                 ErrorCode::ChannelAccountNotFound,
                 format!("merchant {merchant_id} has no channel account {channel_account_id}"),
             )
@@ -84,25 +83,19 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         .disabled_channel_accounts
         .contains(&channel_account_id)
     {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::ChannelAccountDisabled,
+        return Err(Refusal::new(ErrorCode::ChannelAccountDisabled,
             format!("channel account {channel_account_id} is disabled and takes no new payments"),
         ));
     }
     let adapter = state.channel(account.channel)?;
     paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::UnsupportedInvokeMethod,
+        Refusal::new(ErrorCode::UnsupportedInvokeMethod,
             error.to_string(),
         )
     })?;
     if let Some(currencies) = adapter.supported_currencies() {
         if !currencies.contains(&currency) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::UnsupportedCurrency,
+            return Err(Refusal::new(ErrorCode::UnsupportedCurrency,
                 format!(
                     "{} takes {}",
                     account.channel.as_str(),
@@ -122,9 +115,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
             other => unreachable!("adapters name only known fields, not {other}"),
         };
         if !given {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::MissingChannelField,
+            return Err(Refusal::new(ErrorCode::MissingChannelField,
                 format!(
                     "{} {} payments need {field}",
                     account.channel.as_str(),
@@ -168,7 +159,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
     // Superseded attempts were closed in paycenter; the reactor closes each at its own
     // channel with its own account's parameters, retrying (`reactor::close_abandoned`).
     let Some(Event::PaymentAttemptStarted(started)) = decided.last() else {
-        return Err(ApiError::internal("create payment", "no attempt started"));
+        return Err(Refusal::internal("create payment", "no attempt started"));
     };
     let request = CreatePayment {
         channel_account_id: channel_account_id.clone(),
@@ -203,7 +194,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
                     },
                 )
                 .await?;
-            return Err(ApiError::channel_unavailable(error));
+            return Err(Refusal::channel_unavailable(error));
         }
     };
     if initiated.channel_reference.is_some() || initiated.checkout_qr_code.is_some() {

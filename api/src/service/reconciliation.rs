@@ -1,6 +1,6 @@
-//! Reconciliation endpoints: a channel account's day against the channel's bill, fetched
-//! through the adapter or uploaded; the result is recorded as a `reconciliation.completed`
-//! event, so audits see it.
+//! Reconciliation: a channel account's day against the channel's bill, fetched through the
+//! adapter, uploaded, or fetched on schedule; each result is recorded as a
+//! `reconciliation.completed` event, so audits see it.
 
 use std::sync::Arc;
 
@@ -11,79 +11,64 @@ use paycenter_domain::payment::{Channel, RefundStatus};
 use paycenter_domain::reconciliation::{reconcile, BillLine, RecordLine, MAX_BILL_LINES};
 use paycenter_domain::{Currency, Money};
 use paycenter_store::ExpectedRevision;
-use serde_json::Value;
-use warp::http::StatusCode;
 
-use crate::dto::parse_object;
-use crate::error::{ApiError, ErrorCode};
-use crate::handlers::Answer;
+use crate::error::{Refusal, ErrorCode};
 use crate::state::AppState;
 
-/// The largest uploaded bill, in bytes.
-pub const MAX_BILL_BYTES: u64 = 16 << 20;
 
-fn parse_date(text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid(format!("date {text:?} must be YYYY-MM-DD")))
-}
 
+
+/// The channel account a reconciliation is of.
 fn channel_account(
     state: &AppState,
-    text: &str,
-) -> Result<paycenter_domain::events::ChannelAccountActivated, ApiError> {
-    let id = ChannelAccountId::parse(text).map_err(|error| ApiError::invalid(error.to_string()))?;
-    state.channel_account(&id).ok_or_else(|| {
-        ApiError::not_found(
+    id: &ChannelAccountId,
+) -> Result<paycenter_domain::events::ChannelAccountActivated, Refusal> {
+    state.channel_account(id).ok_or_else(|| {
+        Refusal::not_found(
             ErrorCode::ChannelAccountNotFound,
             format!("channel account {id} not found"),
         )
     })
 }
 
-/// `POST /v1/reconciliations {channel_account_id, date}`: fetches the bill from the channel.
-pub async fn fetch_and_reconcile(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
-    let object = parse_object(&body)?;
-    crate::dto::check_fields(
-        &object,
-        "",
-        &[
-            ("channel_account_id", crate::dto::MAX_ID_CHARS),
-            ("date", crate::dto::MAX_TOKEN_CHARS),
-        ],
-    )?;
-    let request: crate::wire::ReconcileRequest = crate::wire::read(&object)?;
-    let account = channel_account(&state, &request.channel_account_id)?;
-    let date = parse_date(&request.date)?;
+/// Reconciles a channel account's business day against the bill fetched from its channel.
+pub async fn fetch(
+    state: &AppState,
+    channel_account_id: &ChannelAccountId,
+    date: NaiveDate,
+) -> Result<ReconciliationCompleted, Refusal> {
+    let account = channel_account(state, channel_account_id)?;
+    fetch_for(state, &account, date, "fetched").await
+}
+
+async fn fetch_for(
+    state: &AppState,
+    account: &paycenter_domain::events::ChannelAccountActivated,
+    date: NaiveDate,
+    source: &str,
+) -> Result<ReconciliationCompleted, Refusal> {
     let adapter = state.channel(account.channel)?;
-    let params = state.channel_params(&account)?;
+    let params = state.channel_params(account)?;
     let rows = adapter
         .daily_bill(&params, &account.channel_account_id, date)
         .await
-        .map_err(ApiError::channel_unavailable)?;
+        .map_err(Refusal::channel_unavailable)?;
     let bill: Vec<BillLine> = rows.into_iter().map(bill_line).collect();
-    record(&state, &account, date, "fetched", bill).await
+    record(state, account, date, source, bill).await
 }
 
-/// `POST /v1/reconciliations/upload?channel_account_id=&date=` with the bill as CSV:
-/// `trade_no,channel_trade_no,amount,currency`, a header line first.
-pub async fn upload_and_reconcile(
-    state: Arc<AppState>,
-    query: std::collections::HashMap<String, String>,
-    body: bytes::Bytes,
-) -> Answer {
-    let account = channel_account(
-        &state,
-        query
-            .get("channel_account_id")
-            .ok_or_else(|| ApiError::invalid("channel_account_id is required"))?,
-    )?;
-    let date = parse_date(
-        query
-            .get("date")
-            .ok_or_else(|| ApiError::invalid("date is required"))?,
-    )?;
-    let bill = parse_bill(&body)?;
-    record(&state, &account, date, "uploaded", bill).await
+/// Reconciles a channel account's business day against an uploaded bill: paycenter's CSV
+/// (`trade_no,channel_trade_no,amount,currency[,refunded]`, a header line first), Alipay's zip
+/// or WeChat Pay's trade bill.
+pub async fn upload(
+    state: &AppState,
+    channel_account_id: &ChannelAccountId,
+    date: NaiveDate,
+    bill: &[u8],
+) -> Result<ReconciliationCompleted, Refusal> {
+    let account = channel_account(state, channel_account_id)?;
+    let bill = parse_bill(bill)?;
+    record(state, &account, date, "uploaded", bill).await
 }
 
 /// An amount of an uploaded bill: `0` (a refund-only row, or nothing refunded) or positive.
@@ -135,14 +120,12 @@ pub fn on_business_day(channel: Channel, at: chrono::DateTime<Utc>, date: NaiveD
 
 /// Parses an uploaded bill, told apart by content: Alipay's zip of GBK CSV files, WeChat Pay's
 /// trade bill (back-quoted fields), or paycenter's own CSV.
-fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
+fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, Refusal> {
     let channel_file = |parsed: Result<Vec<paycenter_gateway::BillRow>, String>, what: &str| {
         parsed
             .map(|rows| rows.into_iter().map(bill_line).collect())
             .map_err(|why| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidBill,
+                Refusal::new(ErrorCode::InvalidBill,
                     format!("{what}: {why}"),
                 )
             })
@@ -160,18 +143,14 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
 }
 
 /// paycenter's own CSV; a bad line is refused with its number.
-fn parse_paycenter_bill(body: &[u8]) -> Result<Vec<BillLine>, ApiError> {
+fn parse_paycenter_bill(body: &[u8]) -> Result<Vec<BillLine>, Refusal> {
     let invalid = |line_no: usize, why: String| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidBill,
+        Refusal::new(ErrorCode::InvalidBill,
             format!("bill line {line_no}: {why}"),
         )
     };
     let text = std::str::from_utf8(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidBill,
+        Refusal::new(ErrorCode::InvalidBill,
             "the bill is not UTF-8 text",
         )
     })?;
@@ -239,7 +218,7 @@ async fn record(
     date: NaiveDate,
     source: &str,
     bill: Vec<BillLine>,
-) -> Answer {
+) -> Result<ReconciliationCompleted, Refusal> {
     let record: Vec<RecordLine> = {
         let model = state.read_model()?;
         let billed: std::collections::HashSet<&TradeNo> =
@@ -300,55 +279,9 @@ async fn record(
         .append_async(&stream_id, ExpectedRevision::NoStream, new_events)
         .await?;
     state.wait_for_model(outcome.last_position).await?;
-    Ok((StatusCode::CREATED, reconciliation_json(&completed)))
+    Ok(completed)
 }
 
-/// `GET /v1/reconciliations/{id}`
-pub async fn get(state: Arc<AppState>, reconciliation_id: String) -> Answer {
-    let model = state.read_model()?;
-    let completed = model
-        .reconciliations
-        .get(&reconciliation_id)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::ReconciliationNotFound,
-                format!("reconciliation {reconciliation_id:?} not found"),
-            )
-        })?;
-    Ok((StatusCode::OK, reconciliation_json(completed)))
-}
-
-fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
-    let money = |amount: Option<Money>| amount.map(|amount| amount.to_major_string());
-    crate::wire::to_value(&crate::wire::ReconciliationAnswer {
-        reconciliation_id: completed.reconciliation_id.clone(),
-        merchant_id: completed.merchant_id.to_string(),
-        channel_account_id: completed.channel_account_id.to_string(),
-        date: completed.date.to_string(),
-        source: completed.source.clone(),
-        bill_lines: completed.n_bill_lines,
-        matched: completed.n_matched,
-        created_at: completed.completed_at.to_rfc3339(),
-        discrepancies: completed
-            .discrepancies
-            .iter()
-            .map(|discrepancy| crate::wire::DiscrepancyAnswer {
-                kind: discrepancy.kind.as_str().to_owned(),
-                trade_no: discrepancy.trade_no.to_string(),
-                order_no: discrepancy.order_no.as_ref().map(ToString::to_string),
-                channel_trade_no: discrepancy
-                    .channel_trade_no
-                    .as_ref()
-                    .map(ToString::to_string),
-                paycenter_amount: money(discrepancy.paycenter_amount),
-                channel_amount: money(discrepancy.channel_amount),
-                paycenter_status: discrepancy
-                    .paycenter_status
-                    .map(|status| status.as_str().to_owned()),
-            })
-            .collect(),
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -496,29 +429,12 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
             if !matches!(held, Ok(true)) {
                 continue;
             }
-            let outcome = async {
-                let adapter = state.channel(account.channel)?;
-                let params = state.channel_params(&account)?;
-                let rows = adapter
-                    .daily_bill(&params, &account.channel_account_id, day)
-                    .await
-                    .map_err(ApiError::channel_unavailable)?;
-                record(
-                    &state,
-                    &account,
-                    day,
-                    "scheduled",
-                    rows.into_iter().map(bill_line).collect(),
-                )
-                .await
-            }
-            .await;
-            match outcome {
-                Ok((_, result)) => tracing::info!(
+            match fetch_for(&state, &account, day, "scheduled").await {
+                Ok(completed) => tracing::info!(
                     channel_account_id = %account.channel_account_id,
                     %day,
-                    matched = %result["matched"],
-                    discrepancies = result["discrepancies"].as_array().map_or(0, Vec::len),
+                    matched = completed.n_matched,
+                    discrepancies = completed.discrepancies.len(),
                     "daily reconciliation recorded"
                 ),
                 Err(error) => {

@@ -2,7 +2,7 @@
 //! projection runs; otherwise `503 {"status":"degraded"}`. Each component says its state.
 
 use serde_json::{json, Value};
-use warp::http::StatusCode;
+use hyper::http::StatusCode;
 
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! The HTTP listener with limits on what one client can hold: a cap on concurrent
 //! connections, a timeout on reading request headers, and one on the whole request (body
-//! included, answer `408 request_timeout`). Each request carries the TCP peer address as a
-//! request extension ([`PeerAddr`]), which the callback allowlists read.
+//! included, answer `408 request_timeout`). The handler is given each request's TCP peer
+//! address, which the callback allowlists read.
 
 use crate::error::ErrorCode;
 use std::convert::Infallible;
@@ -13,11 +13,7 @@ use hyper::server::conn::Http;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use warp::http::StatusCode;
-
-/// The TCP peer of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+use hyper::http::StatusCode;
 
 /// What one connection and one request may take.
 #[derive(Debug, Clone)]
@@ -40,14 +36,12 @@ impl Default for HttpLimits {
     }
 }
 
-fn request_timeout_answer(timeout_ms: u64) -> warp::http::Response<hyper::Body> {
-    let body = crate::error::ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        ErrorCode::RequestTimeout,
+fn request_timeout_answer(timeout_ms: u64) -> hyper::Response<hyper::Body> {
+    let body = crate::error::Refusal::new(ErrorCode::RequestTimeout,
         format!("the request took longer than {timeout_ms} ms"),
     )
     .body();
-    warp::http::Response::builder()
+    hyper::Response::builder()
         .status(StatusCode::REQUEST_TIMEOUT)
         .header("content-type", "application/json")
         .header("connection", "close")
@@ -55,22 +49,20 @@ fn request_timeout_answer(timeout_ms: u64) -> warp::http::Response<hyper::Body> 
         .expect("a valid response")
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then lets the connections finish
+/// Serves `handler` on `listener` until `shutdown` resolves, then lets the connections finish
 /// their requests (each is asked to close after the one in flight) for at most 10 s.
-pub async fn serve(
+pub async fn serve<Handler, Answer>(
     listener: TcpListener,
-    routes: impl warp::Filter<Extract = (warp::http::Response<hyper::Body>,), Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    handler: Handler,
     limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) where
+    Handler: Fn(SocketAddr, hyper::Request<hyper::Body>) -> Answer + Clone + Send + Sync + 'static,
+    Answer: std::future::Future<Output = hyper::Response<hyper::Body>> + Send + 'static,
+{
     assert!(limits.max_connections > 0);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_sender, stop_receiver) = watch::channel(false);
-    let service = warp::service(routes);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -90,7 +82,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let handler = handler.clone();
         let request_timeout = Duration::from_millis(limits.request_timeout_ms);
         let timeout_ms = limits.request_timeout_ms;
         let mut stop = stop_receiver.clone();
@@ -99,18 +91,16 @@ pub async fn serve(
             .http1_header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
         tokio::spawn(async move {
             let _permit = permit;
-            let handler = service_fn(move |mut request: hyper::Request<hyper::Body>| {
-                request.extensions_mut().insert(PeerAddr(peer));
-                let mut service = service.clone();
+            let service = service_fn(move |request: hyper::Request<hyper::Body>| {
+                let answer = handler(peer, request);
                 async move {
-                    use hyper::service::Service;
-                    match tokio::time::timeout(request_timeout, service.call(request)).await {
-                        Ok(answer) => answer,
-                        Err(_) => Ok::<_, Infallible>(request_timeout_answer(timeout_ms)),
+                    match tokio::time::timeout(request_timeout, answer).await {
+                        Ok(answer) => Ok::<_, Infallible>(answer),
+                        Err(_) => Ok(request_timeout_answer(timeout_ms)),
                     }
                 }
             });
-            let connection = http.serve_connection(stream, handler);
+            let connection = http.serve_connection(stream, service);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

@@ -6,11 +6,11 @@ use paycenter_domain::ids::TradeNo;
 use paycenter_domain::payment::{AttemptStatus, Channel};
 use paycenter_gateway::sandbox::SandboxOutcome;
 
-use warp::http::StatusCode;
+use hyper::http::StatusCode;
 
-use crate::dto::parse_object;
-use crate::error::{ApiError, ErrorCode};
-use crate::handlers::Answer;
+use crate::http::dto::parse_object;
+use crate::error::{Refusal, ErrorCode};
+use crate::http::handlers::Answer;
 use crate::state::AppState;
 
 fn escape_html(text: &str) -> String {
@@ -89,9 +89,9 @@ fn reported_money(
     state: &AppState,
     trade_no: &str,
     object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Option<paycenter_domain::Money>, ApiError> {
-    let amount = crate::dto::optional_str(object, "amount")?;
-    let currency = crate::dto::optional_str(object, "currency")?;
+) -> Result<Option<paycenter_domain::Money>, Refusal> {
+    let amount = crate::http::dto::optional_str(object, "amount")?;
+    let currency = crate::http::dto::optional_str(object, "currency")?;
     if amount.is_none() && currency.is_none() {
         return Ok(None);
     }
@@ -103,9 +103,7 @@ fn reported_money(
         Some(code) => code
             .parse::<paycenter_domain::Currency>()
             .map_err(|error| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidCurrency,
+                Refusal::new(ErrorCode::InvalidCurrency,
                     error.to_string(),
                 )
             })?,
@@ -115,14 +113,12 @@ fn reported_money(
         },
     };
     let Some(amount) = amount else {
-        return Err(ApiError::invalid("currency needs an amount"));
+        return Err(Refusal::invalid("currency needs an amount"));
     };
     paycenter_domain::Money::parse_positive(amount, currency)
         .map(Some)
         .map_err(|error| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidAmount,
+            Refusal::new(ErrorCode::InvalidAmount,
                 error.to_string(),
             )
         })
@@ -145,28 +141,28 @@ pub async fn sandbox_pay(
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
     {
         let text =
-            std::str::from_utf8(&body).map_err(|_| ApiError::invalid("form body is not UTF-8"))?;
+            std::str::from_utf8(&body).map_err(|_| Refusal::invalid("form body is not UTF-8"))?;
         text.split('&')
             .find_map(|pair| pair.strip_prefix("outcome="))
             .unwrap_or("")
             .to_owned()
     } else {
         let object = parse_object(&body)?;
-        crate::dto::check_fields(
+        crate::http::dto::check_fields(
             &object,
             "",
             &[
-                ("outcome", crate::dto::MAX_TOKEN_CHARS),
+                ("outcome", crate::http::dto::MAX_TOKEN_CHARS),
                 ("race_close", 0),
-                ("amount", crate::dto::MAX_TOKEN_CHARS),
-                ("currency", crate::dto::MAX_TOKEN_CHARS),
+                ("amount", crate::http::dto::MAX_TOKEN_CHARS),
+                ("currency", crate::http::dto::MAX_TOKEN_CHARS),
             ],
         )?;
         let request: crate::wire::SandboxPayRequest = crate::wire::read(&object)?;
         race_close = match object.get("race_close") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(flag)) => *flag,
-            Some(_) => return Err(ApiError::invalid("race_close must be true or false")),
+            Some(_) => return Err(Refusal::invalid("race_close must be true or false")),
         };
         reported = reported_money(&state, &trade_no, &object)?;
         request.outcome
@@ -175,23 +171,21 @@ pub async fn sandbox_pay(
         "success" => SandboxOutcome::Success,
         "failure" => SandboxOutcome::Failure,
         _ => {
-            return Err(ApiError::invalid(
+            return Err(Refusal::invalid(
                 "outcome must be \"success\" or \"failure\"",
             ))
         }
     };
     let trade_no =
-        TradeNo::parse(&trade_no).map_err(|error| ApiError::invalid(error.to_string()))?;
+        TradeNo::parse(&trade_no).map_err(|error| Refusal::invalid(error.to_string()))?;
     state
         .sandbox_provider
         .pay(&trade_no, outcome, race_close, reported)
         .map_err(|error| match error {
             paycenter_gateway::sandbox::SandboxError::UnknownTrade(_) => {
-                ApiError::not_found(ErrorCode::PaymentNotFound, error.to_string())
+                Refusal::not_found(ErrorCode::PaymentNotFound, error.to_string())
             }
-            _ => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::SandboxTradeNotPayable,
+            _ => Refusal::new(ErrorCode::SandboxTradeNotPayable,
                 error.to_string(),
             ),
         })?;

@@ -6,50 +6,20 @@
 //! one at a time on a node (a lock per key held only while in use), so concurrent duplicates
 //! wait and get the replay instead of racing. Failures are not recorded: a retry runs again.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use paycenter_domain::events::{AppRegistered, Event, IdempotencyKeyRecorded};
 use paycenter_domain::streams;
 use paycenter_store::{ExpectedRevision, StoreError};
 use sha2::{Digest, Sha256};
-use warp::http::StatusCode;
+use hyper::http::StatusCode;
 
-use crate::error::{ApiError, ErrorCode};
-use crate::handlers::Answer;
+use crate::error::{Refusal, ErrorCode};
+use crate::http::Answer;
 use crate::state::AppState;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
-
-/// One async lock per key in use; entries leave the map when their last user is done.
-#[derive(Default)]
-pub struct KeyLocks {
-    in_use: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl KeyLocks {
-    async fn run<T>(&self, key: &str, work: impl Future<Output = T>) -> T {
-        let lock = self
-            .in_use
-            .lock()
-            .expect("key locks")
-            .entry(key.to_owned())
-            .or_default()
-            .clone();
-        let result = {
-            let _held = lock.lock().await;
-            work.await
-        };
-        let mut in_use = self.in_use.lock().expect("key locks");
-        // Two holders left (the map and this call): nobody else waits, so forget the key.
-        if Arc::strong_count(&lock) == 2 {
-            in_use.remove(key);
-        }
-        result
-    }
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -79,9 +49,7 @@ pub async fn run(
         || key.len() > MAX_KEY_BYTES
         || !key.bytes().all(|byte| byte.is_ascii_graphic())
     {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidIdempotencyKey,
+        return Err(Refusal::new(ErrorCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"),
         ));
     }
@@ -127,7 +95,7 @@ pub async fn run(
         .await
 }
 
-fn load(state: &AppState, stream_id: &str) -> Result<Option<IdempotencyKeyRecorded>, ApiError> {
+fn load(state: &AppState, stream_id: &str) -> Result<Option<IdempotencyKeyRecorded>, Refusal> {
     let events = state.load_stream(stream_id)?.events;
     Ok(events.into_iter().find_map(|event| match event {
         Event::IdempotencyKeyRecorded(recorded) => Some(recorded),
@@ -137,14 +105,12 @@ fn load(state: &AppState, stream_id: &str) -> Result<Option<IdempotencyKeyRecord
 
 fn replay(recorded: IdempotencyKeyRecorded, request_sha256: &str) -> Answer {
     if recorded.request_sha256 != request_sha256 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::IdempotencyKeyReused,
+        return Err(Refusal::new(ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different request body",
         ));
     }
     let status = StatusCode::from_u16(recorded.status)
-        .map_err(|error| ApiError::internal("idempotency record", error))?;
+        .map_err(|error| Refusal::internal("idempotency record", error))?;
     Ok((status, recorded.body))
 }
 

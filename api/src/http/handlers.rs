@@ -1,27 +1,28 @@
 //! Request handlers: each takes validated inputs and the state, and answers a status and a
-//! JSON body or an [`ApiError`]. Routing and auth extraction live in `routes.rs`.
+//! JSON body or an [`Refusal`]. Routing and auth extraction live in `routes.rs`.
 
 use std::sync::Arc;
 
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::{
-    Channel, CloseReason, InvokeMethod, Order, OrderCommand, OutcomeSource, Split,
+    Channel, CloseReason, InvokeMethod, OutcomeSource, Split,
 };
 use paycenter_domain::{registry, streams, Rate};
 use paycenter_gateway::CallbackRequest;
 use rand::RngCore;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use warp::http::StatusCode;
+use hyper::http::StatusCode;
 
-use crate::dto::*;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::auth::api_key_sha256;
+use crate::http::dto::*;
+use crate::wire::{payment_json, refund_json};
+use crate::error::{Refusal, ErrorCode};
 use crate::state::AppState;
 use crate::wire;
 
 /// A handler's answer.
-pub type Answer = Result<(StatusCode, Value), ApiError>;
+pub use crate::http::Answer;
 
 fn random_u128() -> u128 {
     let mut bytes = [0u8; 16];
@@ -35,13 +36,8 @@ fn random_hex(n_bytes: usize) -> String {
     hex::encode(bytes)
 }
 
-/// Hex SHA-256 of an API key: what the event log keeps.
-pub fn api_key_sha256(api_key: &str) -> String {
-    hex::encode(Sha256::digest(api_key.as_bytes()))
-}
-
-fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, ApiError> {
-    parse(text).map_err(|error| ApiError::invalid(error.to_string()))
+fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, Refusal> {
+    parse(text).map_err(|error| Refusal::invalid(error.to_string()))
 }
 
 /// `POST /v1/merchants`
@@ -50,7 +46,7 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
     check_fields(&object, "", &[("name", MAX_NAME_CHARS)])?;
     let wire::CreateMerchantRequest { name } = wire::read(&object)?;
     if name.trim().is_empty() {
-        return Err(ApiError::invalid("name must not be empty").with_field("name"));
+        return Err(Refusal::invalid("name must not be empty").with_field("name"));
     }
     let merchant_id = MerchantId::from_entropy(random_u128());
     let command = MerchantOnboarded {
@@ -110,7 +106,7 @@ pub async fn create_channel_account(
     }
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     if !state.read_model()?.merchants.contains_key(&merchant_id) {
-        return Err(ApiError::not_found(
+        return Err(Refusal::not_found(
             ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),
         ));
@@ -123,7 +119,7 @@ pub async fn create_channel_account(
                 .channel_account(&channel_account_id)
                 .filter(|account| account.merchant_id == merchant_id)
                 .ok_or_else(|| {
-                    ApiError::not_found(
+                    Refusal::not_found(
                         ErrorCode::ChannelAccountNotFound,
                         format!(
                             "merchant {merchant_id} has no channel account {channel_account_id}"
@@ -139,9 +135,7 @@ pub async fn create_channel_account(
         (None, None) => required_str(&object, "channel")?,
     };
     let channel = Channel::parse(channel_name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::UnsupportedChannel,
+        Refusal::new(ErrorCode::UnsupportedChannel,
             format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
         )
     })?;
@@ -149,9 +143,7 @@ pub async fn create_channel_account(
         .as_ref()
         .is_some_and(|account| account.channel != channel)
     {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::ChannelMismatch,
+        return Err(Refusal::new(ErrorCode::ChannelMismatch,
             "a channel account keeps its channel; activate a new account for another channel",
         ));
     }
@@ -165,7 +157,7 @@ pub async fn create_channel_account(
             for item in items {
                 let text = item.as_str().unwrap_or("");
                 let Some(network) = crate::allowlist::IpNetwork::parse(text) else {
-                    return Err(ApiError::invalid(format!(
+                    return Err(Refusal::invalid(format!(
                         "callback_ip_allowlist entries must be IP addresses or CIDR blocks; {text:?} is not"
                     )));
                 };
@@ -174,7 +166,7 @@ pub async fn create_channel_account(
             allowlist
         }
         Some(_) => {
-            return Err(ApiError::invalid(
+            return Err(Refusal::invalid(
                 "callback_ip_allowlist must be an array of at most 64 IP addresses or CIDR blocks",
             ))
         }
@@ -184,7 +176,7 @@ pub async fn create_channel_account(
             .as_ref()
             .and_then(|account| account.bill_utc_offset_minutes),
         Some(text) => Some(parse_utc_offset(text).ok_or_else(|| {
-            ApiError::invalid(format!(
+            Refusal::invalid(format!(
                 "bill_utc_offset must be like \"+08:00\", \"-05:00\" or \"Z\", not {text:?}"
             ))
             .with_field("bill_utc_offset")
@@ -193,7 +185,7 @@ pub async fn create_channel_account(
     let adapter = state.channel(channel)?;
     let mut params = object.get("params").cloned().unwrap_or_else(|| json!({}));
     if !params.is_object() {
-        return Err(ApiError::invalid("params must be an object"));
+        return Err(Refusal::invalid("params must be an object"));
     }
     let known_params: Vec<FieldLimit> = adapter
         .param_names()
@@ -208,9 +200,7 @@ pub async fn create_channel_account(
     if let Some(gateway_url) = params.get("gateway_url") {
         let text = gateway_url.as_str().unwrap_or("");
         paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidChannelParams,
+            Refusal::new(ErrorCode::InvalidChannelParams,
                 format!("gateway_url: {refused}"),
             )
             .with_field("params.gateway_url")
@@ -221,9 +211,7 @@ pub async fn create_channel_account(
         params["signing_secret"] = json!(random_hex(32));
     }
     let params = adapter.validate_params(&params).map_err(|error| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidChannelParams,
+        Refusal::new(ErrorCode::InvalidChannelParams,
             error.to_string(),
         )
     })?;
@@ -234,20 +222,16 @@ pub async fn create_channel_account(
         .await
         .map_err(|error| match error {
             paycenter_gateway::GatewayError::Unavailable { .. } => {
-                ApiError::channel_unavailable(error)
+                Refusal::channel_unavailable(error)
             }
-            _ => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::InvalidChannelParams,
+            _ => Refusal::new(ErrorCode::InvalidChannelParams,
                 error.to_string(),
             ),
         })?;
     let fee_rate = match optional_str(&object, "fee_rate")? {
         None => Rate::ZERO,
         Some(text) => Rate::parse(text).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidFeeRate,
+            Refusal::new(ErrorCode::InvalidFeeRate,
                 "fee_rate must be a decimal string between \"0\" and \"1\" with at most 6 decimals",
             )
         })?,
@@ -312,13 +296,13 @@ pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Ans
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     let model = state.read_model()?;
     if !model.merchants.contains_key(&merchant_id) {
-        return Err(ApiError::not_found(
+        return Err(Refusal::not_found(
             ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),
         ));
     }
     if let Some(stopped) = &model.ledger_stopped {
-        return Err(ApiError::read_model_unavailable(format!(
+        return Err(Refusal::read_model_unavailable(format!(
             "the balances projection stopped at position {} ({}); operators are told by /healthz",
             stopped.position, stopped.event_type
         )));
@@ -364,9 +348,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         notify_url,
     } = wire::read(&object)?;
     paycenter_gateway::egress::check_url(&notify_url, state.config.egress).map_err(|refused| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidNotifyUrl,
+        Refusal::new(ErrorCode::InvalidNotifyUrl,
             format!("notify_url: {refused}"),
         )
         .with_field("notify_url")
@@ -374,7 +356,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     let merchant_texts = match &merchant_texts {
         Value::Array(items) => items,
         _ => {
-            return Err(ApiError::invalid(
+            return Err(Refusal::invalid(
                 "merchant_ids must be an array of merchant ids",
             ))
         }
@@ -383,7 +365,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     for item in merchant_texts {
         let text = item
             .as_str()
-            .ok_or_else(|| ApiError::invalid("merchant_ids must be an array of merchant ids"))?;
+            .ok_or_else(|| Refusal::invalid("merchant_ids must be an array of merchant ids"))?;
         let merchant_id = parse_id(MerchantId::parse, text)?;
         if !merchant_ids.contains(&merchant_id) {
             merchant_ids.push(merchant_id);
@@ -436,13 +418,11 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     ))
 }
 
-fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), ApiError> {
+fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), Refusal> {
     if app.merchant_ids.contains(merchant_id) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::MerchantNotAllowed,
+    Err(Refusal::new(ErrorCode::MerchantNotAllowed,
         format!("this app does not act for merchant {merchant_id}"),
     ))
 }
@@ -480,7 +460,7 @@ pub async fn create_payment(
     let amount = amount_value(Some(&request.amount), "amount", currency)?;
     let invoke_text = request.invoke_method.as_str();
     let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
+        Refusal::new(ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
     })?;
     let payer_id = match optional_text(&request.payer_id, "payer_id")? {
         None => None,
@@ -490,7 +470,7 @@ pub async fn create_payment(
             Some(text.to_owned())
         }
         Some(_) => {
-            return Err(ApiError::invalid(
+            return Err(Refusal::invalid(
                 "payer_id must be 1 to 128 printable ASCII characters",
             ))
         }
@@ -499,13 +479,13 @@ pub async fn create_payment(
         None => None,
         Some(text) => Some(
             text.parse::<std::net::IpAddr>()
-                .map_err(|_| ApiError::invalid("client_ip must be an IPv4 or IPv6 address"))?
+                .map_err(|_| Refusal::invalid("client_ip must be an IPv4 or IPv6 address"))?
                 .to_string(),
         ),
     };
     let subject = request.subject;
     if subject.trim().is_empty() || subject.chars().count() > 256 {
-        return Err(ApiError::invalid("subject must be 1 to 256 characters"));
+        return Err(Refusal::invalid("subject must be 1 to 256 characters"));
     }
     let expire_seconds = match request.expire_seconds.as_ref() {
         None | Some(Value::Null) => 900,
@@ -513,7 +493,7 @@ pub async fn create_payment(
             .as_u64()
             .filter(|seconds| (60..=86_400 * 7).contains(seconds))
             .ok_or_else(|| {
-                ApiError::invalid("expire_seconds must be a whole number from 60 to 604800")
+                Refusal::invalid("expire_seconds must be a whole number from 60 to 604800")
             })? as u32,
     };
     let splits = match request.splits.as_ref() {
@@ -522,7 +502,7 @@ pub async fn create_payment(
             let mut splits = Vec::new();
             for (split_idx, item) in items.iter().enumerate() {
                 let split = item.as_object().ok_or_else(|| {
-                    ApiError::invalid("each split must be an object {receiver, amount}")
+                    Refusal::invalid("each split must be an object {receiver, amount}")
                 })?;
                 check_fields(
                     split,
@@ -537,7 +517,7 @@ pub async fn create_payment(
             }
             splits
         }
-        Some(_) => return Err(ApiError::invalid("splits must be an array")),
+        Some(_) => return Err(Refusal::invalid("splits must be an array")),
     };
     let started = crate::service::payments::start(
         &state,
@@ -584,7 +564,7 @@ fn app_payment(
     state: &AppState,
     app: &AppRegistered,
     trade_no: &str,
-) -> Result<paycenter_projections::model::PaymentView, ApiError> {
+) -> Result<paycenter_projections::model::PaymentView, Refusal> {
     let trade_no = parse_id(TradeNo::parse, trade_no)?;
     let model = state.read_model()?;
     // Another app's payment is "not found": its existence is not this app's business.
@@ -594,7 +574,7 @@ fn app_payment(
         .filter(|payment| owned_by(payment, app))
         .cloned()
         .ok_or_else(|| {
-            ApiError::not_found(
+            Refusal::not_found(
                 ErrorCode::PaymentNotFound,
                 format!("payment {trade_no} not found"),
             )
@@ -625,7 +605,7 @@ pub async fn find_payments(
             .and_then(|trade_no| model.payments.get(trade_no))
             .filter(|payment| owned_by(payment, &app))
             .ok_or_else(|| {
-                ApiError::not_found(
+                Refusal::not_found(
                     ErrorCode::PaymentNotFound,
                     format!("no payment with channel_trade_no {channel_trade_no}"),
                 )
@@ -636,7 +616,7 @@ pub async fn find_payments(
     }
     let (Some(merchant_id), Some(order_no)) = (query.get("merchant_id"), query.get("order_no"))
     else {
-        return Err(ApiError::invalid(
+        return Err(Refusal::invalid(
             "query by merchant_id and order_no, or by channel_trade_no",
         ));
     };
@@ -645,7 +625,7 @@ pub async fn find_payments(
     ensure_app_merchant(&app, &merchant_id)?;
     let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no);
     let latest = attempts.last().ok_or_else(|| {
-        ApiError::not_found(
+        Refusal::not_found(
             ErrorCode::PaymentNotFound,
             format!("no payment for order {order_no}"),
         )
@@ -663,28 +643,7 @@ pub async fn find_payments(
 /// `POST /v1/payments/{trade_no}/close`
 pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
     let payment = app_payment(&state, &app, &trade_no)?;
-    let account = state
-        .channel_account(&payment.channel_account_id)
-        .ok_or_else(|| ApiError::internal("close", "channel account vanished"))?;
-    let adapter = state.channel(account.channel)?;
-    let params = state.channel_params(&account)?;
-    if payment.status == paycenter_domain::payment::AttemptStatus::Pending {
-        adapter
-            .close_payment(&params, &state.channel_order(&payment))
-            .await
-            .map_err(ApiError::channel_unavailable)?;
-    }
-    let command = OrderCommand::Close {
-        trade_no: payment.trade_no.clone(),
-        reason: CloseReason::ByApp,
-    };
-    state
-        .execute(
-            &payment.order_stream,
-            &format!("close-{}", payment.trade_no),
-            |history, now| Order::from_events(history).decide(&command, now),
-        )
-        .await?;
+    crate::service::closes::close(&state, &payment, CloseReason::ByApp).await?;
     get_payment(state, app, trade_no).await
 }
 
@@ -712,9 +671,7 @@ pub async fn create_refund(
     if optional_str(&object, "currency")?.is_some() {
         let currency = currency_field(&object)?;
         if currency != payment.amount.currency() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::CurrencyMismatch,
+            return Err(Refusal::new(ErrorCode::CurrencyMismatch,
                 format!(
                     "payment {} is in {}, not {currency}",
                     payment.trade_no,
@@ -726,36 +683,24 @@ pub async fn create_refund(
     }
     let amount = amount_value(Some(&request.amount), "amount", payment.amount.currency())?;
     let reason = optional_str(&object, "reason")?.unwrap_or("").to_owned();
-    // Derived from the payment and refund number: a retried request decides the same refund.
-    let refund_id = RefundId::parse(&format!(
-        "rf_{}",
-        &hex::encode(Sha256::digest(
-            format!("{}/{}", payment.trade_no, refund_no).as_bytes()
-        ))[..32]
-    ))
-    .expect("hex makes a valid refund id");
-    let command = OrderCommand::RequestRefund {
-        trade_no: payment.trade_no.clone(),
-        refund_id: refund_id.clone(),
-        refund_no: refund_no.clone(),
-        amount,
-        reason,
-    };
-    state
-        .execute(
-            &payment.order_stream,
-            &format!("refund-{refund_id}"),
-            |history, now| Order::from_events(history).decide(&command, now),
-        )
-        .await?;
+    let refund_id = crate::service::refunds::request(
+        &state,
+        &payment,
+        crate::service::refunds::RequestRefund {
+            refund_no,
+            amount,
+            reason,
+        },
+    )
+    .await?;
     // The refund is submitted to the channel by the refund submitter (reactor), which also
     // resubmits after a restart; the outcome arrives by callback.
     let payment = app_payment(&state, &app, &trade_no)?;
     let refund = payment
         .refunds
         .iter()
-        .find(|refund| refund.refund_no == refund_no)
-        .ok_or_else(|| ApiError::internal("refund", "refund missing after request"))?;
+        .find(|refund| refund.refund_id == refund_id)
+        .ok_or_else(|| Refusal::internal("refund", "refund missing after request"))?;
     Ok((StatusCode::CREATED, refund_json(refund)))
 }
 
@@ -769,7 +714,7 @@ pub async fn list_events(
         None | Some("") => 0,
         Some(text) => text
             .parse()
-            .map_err(|_| ApiError::invalid("after must be a cursor from an earlier answer"))?,
+            .map_err(|_| Refusal::invalid("after must be a cursor from an earlier answer"))?,
     };
     let limit: usize = match query.get("limit") {
         None => 100,
@@ -777,7 +722,7 @@ pub async fn list_events(
             .parse()
             .ok()
             .filter(|limit| (1..=1_000).contains(limit))
-            .ok_or_else(|| ApiError::invalid("limit must be 1 to 1000"))?,
+            .ok_or_else(|| Refusal::invalid("limit must be 1 to 1000"))?,
     };
     let model = state.read_model()?;
     let feed = model
@@ -884,7 +829,7 @@ pub async fn channel_callback(
             tracing::warn!(code = error.code.as_str(), message = %error.message, "callback not recorded");
             let answer = adapter.callback_answer(false);
             (
-                if error.status.is_server_error() {
+                if error.status() >= 500 {
                     500
                 } else {
                     answer.status
@@ -907,7 +852,7 @@ pub async fn list_notifications(
         None => None,
         Some(text) => Some(
             NotificationStatus::parse(text)
-                .ok_or_else(|| ApiError::invalid("status must be pending, delivered or failed"))?,
+                .ok_or_else(|| Refusal::invalid("status must be pending, delivered or failed"))?,
         ),
     };
     let model = state.read_model()?;
@@ -956,7 +901,7 @@ pub async fn redeliver_notification(
         .get(&notification_id)
         .is_some_and(|(notification, _)| notification.scheduled.app_id == app.app_id);
     if !owned {
-        return Err(ApiError::not_found(
+        return Err(Refusal::not_found(
             ErrorCode::NotificationNotFound,
             format!("notification {notification_id} not found"),
         ));
@@ -993,7 +938,7 @@ pub mod bytes_body {
 }
 
 /// The grace period of a rotated credential: `grace_seconds` of an optional JSON body.
-fn grace_from_body(body: &[u8]) -> Result<chrono::Duration, ApiError> {
+fn grace_from_body(body: &[u8]) -> Result<chrono::Duration, Refusal> {
     const DEFAULT_GRACE_SECONDS: i64 = 86_400;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(chrono::Duration::seconds(DEFAULT_GRACE_SECONDS));
@@ -1006,7 +951,7 @@ fn grace_from_body(body: &[u8]) -> Result<chrono::Duration, ApiError> {
             .as_i64()
             .filter(|seconds| (0..=registry::MAX_ROTATION_GRACE_SECONDS).contains(seconds))
             .ok_or_else(|| {
-                ApiError::invalid(format!(
+                Refusal::invalid(format!(
                     "grace_seconds must be a whole number from 0 to {}",
                     registry::MAX_ROTATION_GRACE_SECONDS
                 ))
@@ -1028,7 +973,7 @@ pub async fn app_action(
     let stream_id = streams::app(&app_id);
     let command_id = format!("{action}-{app_id}-{}", random_hex(8));
     let not_found =
-        || ApiError::not_found(ErrorCode::AppNotFound, format!("app {app_id} not found"));
+        || Refusal::not_found(ErrorCode::AppNotFound, format!("app {app_id} not found"));
     // Every action takes the same optional body; disable and enable check it and use nothing.
     let grace = grace_from_body(&body)?;
     match action.as_str() {
@@ -1048,7 +993,7 @@ pub async fn app_action(
                     }
                 })?;
             let Some(Event::AppApiKeyRotated(rotated)) = decided.first() else {
-                return Err(ApiError::internal("rotate key", "nothing decided"));
+                return Err(Refusal::internal("rotate key", "nothing decided"));
             };
             Ok((
                 StatusCode::OK,
@@ -1073,7 +1018,7 @@ pub async fn app_action(
                 })
                 .await?;
             let Some(Event::AppWebhookSecretRotated(rotated)) = decided.first() else {
-                return Err(ApiError::internal(
+                return Err(Refusal::internal(
                     "rotate webhook secret",
                     "nothing decided",
                 ));
@@ -1109,7 +1054,7 @@ pub async fn app_action(
                 }),
             ))
         }
-        _ => Err(ApiError::not_found(
+        _ => Err(Refusal::not_found(
             ErrorCode::RouteNotFound,
             "no such route",
         )),
@@ -1131,7 +1076,7 @@ pub async fn channel_account_action(
         "enable" => true,
         "disable" => false,
         _ => {
-            return Err(ApiError::not_found(
+            return Err(Refusal::not_found(
                 ErrorCode::RouteNotFound,
                 "no such route",
             ))
@@ -1141,7 +1086,7 @@ pub async fn channel_account_action(
         .channel_account(&channel_account_id)
         .is_none_or(|account| account.merchant_id != merchant_id)
     {
-        return Err(ApiError::not_found(
+        return Err(Refusal::not_found(
             ErrorCode::ChannelAccountNotFound,
             format!("merchant {merchant_id} has no channel account {channel_account_id}"),
         ));

@@ -1,0 +1,33 @@
+//! HTTP: the only part of paycenter that knows requests and responses. Everything here reads
+//! a request, calls a use case of [`crate::service`] (or reads the read model), and writes the
+//! answer; no business rule lives here.
+//!
+//! # Layout
+//! - [`routes`]: the route table: method, path, caller, body, answers of every operation. The
+//!   router and `/openapi.json` are both made from it.
+//! - [`router`]: matches a request against the table, authenticates its caller, reads its body
+//!   within the route's limit, calls its handler and records its metrics.
+//! - [`auth`]: the admin token and app keys; each app's request budget.
+//! - [`handlers`]: one function per API operation; [`checkout`]: the checkout page and the
+//!   sandbox's pay button; [`admin`]: projections, reconciliations and metrics.
+//! - [`dto`]: reading request fields (limits, unknown fields, amounts).
+//! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
+//! - [`listener`]: the TCP listener with its connection cap and read timeouts.
+//! - [`openapi`]: the OpenAPI 3.1 document.
+
+pub mod admin;
+pub mod auth;
+pub mod checkout;
+pub mod dto;
+pub mod handlers;
+pub mod health;
+pub mod idempotency;
+pub mod listener;
+pub mod openapi;
+pub mod router;
+pub mod routes;
+
+use hyper::http::StatusCode;
+
+/// A handler's answer: a status and a JSON body, or a refusal.
+pub type Answer = Result<(StatusCode, serde_json::Value), crate::error::Refusal>;

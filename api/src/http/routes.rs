@@ -1,0 +1,565 @@
+//! The route table: every operation paycenter serves, with its method, path, caller, body and
+//! answers. [`crate::http::router`] routes requests by it and [`crate::http::openapi`] documents
+//! it, so the two cannot drift apart.
+
+/// Every operation paycenter serves: the router calls the handler of each.
+#[allow(missing_docs)] // Each is documented by its route's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    CreateMerchant,
+    CreateChannelAccount,
+    RotateChannelAccount,
+    MerchantBalances,
+    Reconcile,
+    ReconcileUpload,
+    GetReconciliation,
+    ListProjections,
+    RebuildProjection,
+    CreateApp,
+    AppAction,
+    ChannelAccountAction,
+    CreatePayment,
+    FindPayments,
+    GetPayment,
+    ClosePayment,
+    CreateRefund,
+    ListEvents,
+    ListNotifications,
+    RedeliverNotification,
+    ChannelCallback,
+    Checkout,
+    SandboxPay,
+    Healthz,
+    Metrics,
+    Openapi,
+}
+
+impl Operation {
+    /// Every operation, in the table's order.
+    pub const ALL: [Operation; 26] = [
+        Operation::CreateMerchant,
+        Operation::CreateChannelAccount,
+        Operation::RotateChannelAccount,
+        Operation::MerchantBalances,
+        Operation::Reconcile,
+        Operation::ReconcileUpload,
+        Operation::GetReconciliation,
+        Operation::ListProjections,
+        Operation::RebuildProjection,
+        Operation::CreateApp,
+        Operation::AppAction,
+        Operation::ChannelAccountAction,
+        Operation::CreatePayment,
+        Operation::FindPayments,
+        Operation::GetPayment,
+        Operation::ClosePayment,
+        Operation::CreateRefund,
+        Operation::ListEvents,
+        Operation::ListNotifications,
+        Operation::RedeliverNotification,
+        Operation::ChannelCallback,
+        Operation::Checkout,
+        Operation::SandboxPay,
+        Operation::Healthz,
+        Operation::Metrics,
+        Operation::Openapi,
+    ];
+
+    /// Its `operationId` in the document and `route` label in the metrics.
+    pub fn id(self) -> &'static str {
+        match self {
+            Operation::CreateMerchant => "create_merchant",
+            Operation::CreateChannelAccount => "create_channel_account",
+            Operation::RotateChannelAccount => "rotate_channel_account",
+            Operation::MerchantBalances => "merchant_balances",
+            Operation::Reconcile => "reconcile",
+            Operation::ReconcileUpload => "reconcile_upload",
+            Operation::GetReconciliation => "get_reconciliation",
+            Operation::ListProjections => "list_projections",
+            Operation::RebuildProjection => "rebuild_projection",
+            Operation::CreateApp => "create_app",
+            Operation::AppAction => "app_action",
+            Operation::ChannelAccountAction => "channel_account_action",
+            Operation::CreatePayment => "create_payment",
+            Operation::FindPayments => "find_payments",
+            Operation::GetPayment => "get_payment",
+            Operation::ClosePayment => "close_payment",
+            Operation::CreateRefund => "create_refund",
+            Operation::ListEvents => "list_events",
+            Operation::ListNotifications => "list_notifications",
+            Operation::RedeliverNotification => "redeliver_notification",
+            Operation::ChannelCallback => "channel_callback",
+            Operation::Checkout => "checkout",
+            Operation::SandboxPay => "sandbox_pay",
+            Operation::Healthz => "healthz",
+            Operation::Metrics => "metrics",
+            Operation::Openapi => "openapi",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// `Authorization: Bearer $PAYCENTER_ADMIN_TOKEN`.
+    Admin,
+    /// `Authorization: Bearer <api_key>` of an app.
+    App,
+    /// No credential: channels, the user at the checkout, operations.
+    Public,
+}
+
+/// What a route takes as its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    /// None.
+    None,
+    /// JSON of the named schema of [`crate::wire`].
+    Json(&'static str),
+    /// JSON of the named schema, or nothing at all.
+    OptionalJson(&'static str),
+    /// Raw bytes (a bill file, a channel's callback).
+    Raw,
+}
+
+/// What a route answers on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    /// JSON of the named schema of [`crate::wire`], with this status.
+    Json(u16, &'static str),
+    /// An HTML page.
+    Html,
+    /// Prometheus text.
+    PrometheusText,
+    /// The OpenAPI document.
+    OpenApi,
+    /// The channel's own protocol (status and body as the channel expects).
+    ChannelProtocol,
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryParam {
+    /// Its name.
+    pub name: &'static str,
+    /// Whether it must be given.
+    pub required: bool,
+    /// The values it takes, when it is one of a few.
+    pub one_of: &'static [&'static str],
+    /// The whole numbers it takes (inclusive), when it is a number.
+    pub integer_range: Option<(u64, u64)>,
+    /// The pattern its text matches, when it is text of a given shape.
+    pub pattern: Option<&'static str>,
+    /// What it does.
+    pub description: &'static str,
+}
+
+const fn query(name: &'static str, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        required: false,
+        one_of: &[],
+        integer_range: None,
+        pattern: None,
+        description,
+    }
+}
+
+/// One route: [`crate::http::router`] serves it and [`crate::http::openapi::document`]
+/// documents it, both from this table.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Lowercase HTTP method.
+    pub method: &'static str,
+    /// The path, with `{name}` for each parameter.
+    pub path: &'static str,
+    /// What it does; its id is also the `route` label of its metrics.
+    pub operation: Operation,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Who may call it.
+    pub caller: Caller,
+    /// Its body.
+    pub request: RequestBody,
+    /// Its query parameters.
+    pub query: &'static [QueryParam],
+    /// Path parameters that take one of a few values.
+    pub path_choices: &'static [(&'static str, &'static [&'static str])],
+    /// Its success answer.
+    pub success: Success,
+    /// The refusals it may answer beyond those of every route of its caller (400, 401, 403,
+    /// 404, 408, 413, 429, 503): each an `ErrorBody`.
+    pub refusals: &'static [u16],
+}
+
+const APP_ACTIONS: &[&str] = &["rotate-key", "rotate-webhook-secret", "disable", "enable"];
+const ACCOUNT_ACTIONS: &[&str] = &["disable", "enable"];
+const CHANNELS: &[&str] = &["sandbox", "alipay", "wechatpay", "stripe"];
+
+/// Every route paycenter answers.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/v1/merchants",
+        operation: Operation::CreateMerchant,
+        summary: "Onboard a merchant",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateMerchantRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "MerchantAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/merchants/{merchant_id}/channel-accounts",
+        operation: Operation::CreateChannelAccount,
+        summary: "Activate a channel account for a merchant",
+        caller: Caller::Admin,
+        request: RequestBody::Json("ChannelAccountRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "ChannelAccountAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "put",
+        path: "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}",
+        operation: Operation::RotateChannelAccount,
+        summary: "Activate a channel account again with new parameters (key rotation)",
+        caller: Caller::Admin,
+        request: RequestBody::Json("RotateChannelAccountRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ChannelAccountAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/balances",
+        operation: Operation::MerchantBalances,
+        summary: "A merchant's double-entry balances",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "BalancesAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/reconciliations",
+        operation: Operation::Reconcile,
+        summary: "Reconcile a channel account's business day against the bill fetched from the channel",
+        caller: Caller::Admin,
+        request: RequestBody::Json("ReconcileRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "ReconciliationAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "post",
+        path: "/v1/reconciliations/upload",
+        operation: Operation::ReconcileUpload,
+        summary: "Reconcile against an uploaded bill: paycenter's CSV (trade_no,channel_trade_no,amount,currency[,refunded]), Alipay's zip or WeChat Pay's trade bill",
+        caller: Caller::Admin,
+        request: RequestBody::Raw,
+        query: &[
+            QueryParam {
+                name: "channel_account_id",
+                required: true,
+                one_of: &[],
+                integer_range: None,
+                pattern: None,
+                description: "The account the bill is of",
+            },
+            QueryParam {
+                name: "date",
+                required: true,
+                one_of: &[],
+                integer_range: None,
+                pattern: None,
+                description: "The channel's business day, YYYY-MM-DD",
+            },
+        ],
+        path_choices: &[],
+        success: Success::Json(201, "ReconciliationAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/reconciliations/{reconciliation_id}",
+        operation: Operation::GetReconciliation,
+        summary: "A reconciliation's result",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ReconciliationAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/admin/projections",
+        operation: Operation::ListProjections,
+        summary: "Projections with their position, lag, digest and rebuild status",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ProjectionsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/admin/projections/{name}/rebuild",
+        operation: Operation::RebuildProjection,
+        summary: "Rebuild a projection online from position 1 and swap it in",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[("name", &["read_model"])],
+        success: Success::Json(202, "ProjectionAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps",
+        operation: Operation::CreateApp,
+        summary: "Register an app; its api_key and webhook_secret are answered this once",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateAppRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "AppCreatedAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps/{app_id}/{action}",
+        operation: Operation::AppAction,
+        summary: "Rotate an app's key or webhook secret (the new value answered once; the old one works for grace_seconds), or disable or enable the app",
+        caller: Caller::Admin,
+        request: RequestBody::OptionalJson("RotateRequest"),
+        query: &[],
+        path_choices: &[("action", APP_ACTIONS)],
+        success: Success::Json(200, "AppActionAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/{action}",
+        operation: Operation::ChannelAccountAction,
+        summary: "Disable or enable a channel account: a disabled account takes no new payments",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[("action", ACCOUNT_ACTIONS)],
+        success: Success::Json(200, "ChannelAccountStatusAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments",
+        operation: Operation::CreatePayment,
+        summary: "Start a payment attempt; answers the initiation (what the user must be shown), never the final result. Header Idempotency-Key (optional) replays the first answer",
+        caller: Caller::App,
+        request: RequestBody::Json("CreatePaymentRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "PaymentCreatedAnswer"),
+        refusals: &[409, 422, 502],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payments",
+        operation: Operation::FindPayments,
+        summary: "Find a payment by merchant_id + order_no or by channel_trade_no: the latest attempt, with every attempt under attempts",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[
+            query("merchant_id", "With order_no: the order's merchant"),
+            query("order_no", "With merchant_id: the app's order number"),
+            query("channel_trade_no", "The channel's trade number"),
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payments/{trade_no}",
+        operation: Operation::GetPayment,
+        summary: "A payment by trade_no",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments/{trade_no}/close",
+        operation: Operation::ClosePayment,
+        summary: "Close a pending payment",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "PaymentAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments/{trade_no}/refunds",
+        operation: Operation::CreateRefund,
+        summary: "Refund part or all of a paid payment (the refunds never exceed what was paid)",
+        caller: Caller::App,
+        request: RequestBody::Json("CreateRefundRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "RefundAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/events",
+        operation: Operation::ListEvents,
+        summary: "The app's own events, in order, after a cursor",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[
+            QueryParam {
+                // Empty is the start, as 0 is.
+                pattern: Some("^[0-9]{0,19}$"),
+                ..query("after", "The cursor of the last event seen (empty or 0: from the start)")
+            },
+            QueryParam {
+                integer_range: Some((1, 1_000)),
+                ..query("limit", "At most this many (default 100)")
+            },
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "EventsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/notifications",
+        operation: Operation::ListNotifications,
+        summary: "The app's webhook notifications, each with its last error",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[QueryParam {
+            name: "status",
+            required: false,
+            one_of: &["pending", "delivered", "failed"],
+            integer_range: None,
+            pattern: None,
+            description: "Only notifications in this state",
+        }],
+        path_choices: &[],
+        success: Success::Json(200, "NotificationsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/notifications/{notification_id}/redeliver",
+        operation: Operation::RedeliverNotification,
+        summary: "Deliver a settled webhook again",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(202, "RedeliverAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "post",
+        path: "/callbacks/{channel}/{channel_account_id}",
+        operation: Operation::ChannelCallback,
+        summary: "A channel's asynchronous notification, answered in that channel's own protocol",
+        caller: Caller::Public,
+        request: RequestBody::Raw,
+        query: &[],
+        path_choices: &[("channel", CHANNELS)],
+        success: Success::ChannelProtocol,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/checkout/{trade_no}",
+        operation: Operation::Checkout,
+        summary: "paycenter's checkout page",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Html,
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/sandbox/pay/{trade_no}",
+        operation: Operation::SandboxPay,
+        summary: "Play the user paying in the sandbox; the outcome arrives by the sandbox's signed callback",
+        caller: Caller::Public,
+        request: RequestBody::Json("SandboxPayRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(202, "SandboxPayAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "get",
+        path: "/healthz",
+        operation: Operation::Healthz,
+        summary: "200 ok only when the store appends and every projection runs; 503 degraded otherwise",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "HealthAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        operation: Operation::Metrics,
+        summary: "Prometheus metrics",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::PrometheusText,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        operation: Operation::Openapi,
+        summary: "This document",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::OpenApi,
+        refusals: &[],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_one_route() {
+        for operation in Operation::ALL {
+            let n_routes = ROUTES.iter().filter(|route| route.operation == operation).count();
+            assert_eq!(n_routes, 1, "{}", operation.id());
+        }
+        assert_eq!(ROUTES.len(), Operation::ALL.len());
+    }
+}

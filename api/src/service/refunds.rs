@@ -1,0 +1,111 @@
+//! Refunds: an app asks for one (decided and recorded at once), then it is submitted to the
+//! attempt's channel (the refund submitter does that, after a restart too) and its outcome
+//! recorded when the channel tells it.
+
+use paycenter_domain::ids::{RefundId, RefundNo};
+use paycenter_domain::payment::{app_refund_id, Order, OrderCommand, OutcomeSource};
+use paycenter_domain::Money;
+use paycenter_projections::model::PaymentView;
+
+use crate::error::Refusal;
+use crate::service::outcomes::{record, refund_notice, refund_target};
+use crate::service::take_lease;
+use crate::state::AppState;
+
+/// A refund submission's lease; channels treat a repeated refund id as the same refund, so a
+/// second submission after a crash is harmless.
+pub const REFUND_LEASE_MS: u64 = 30_000;
+
+/// What an app asks to refund.
+pub struct RequestRefund {
+    /// The app's refund number (unique per payment).
+    pub refund_no: RefundNo,
+    /// How much, in the payment's currency.
+    pub amount: Money,
+    /// Why, for the channel and the user.
+    pub reason: String,
+}
+
+/// Records an app's refund of `payment` (the domain keeps refunds within what was paid, in
+/// the payment's currency) and answers its id. The same request again decides the same refund and appends nothing.
+pub async fn request(
+    state: &AppState,
+    payment: &PaymentView,
+    request: RequestRefund,
+) -> Result<RefundId, Refusal> {
+    let refund_id = app_refund_id(&payment.trade_no, &request.refund_no);
+    let command = OrderCommand::RequestRefund {
+        trade_no: payment.trade_no.clone(),
+        refund_id: refund_id.clone(),
+        refund_no: request.refund_no,
+        amount: request.amount,
+        reason: request.reason,
+    };
+    state
+        .execute(
+            &payment.order_stream,
+            &format!("refund-{refund_id}"),
+            |history, now| Order::from_events(history).decide(&command, now),
+        )
+        .await?;
+    Ok(refund_id)
+}
+
+/// What one submission of a refund came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// The channel took it (its outcome recorded if it answered one).
+    Accepted,
+    /// Nothing to submit: the refund is settled or unknown here.
+    NothingToDo,
+    /// Another node holds the submission's lease.
+    HeldElsewhere,
+    /// The channel refused or could not be reached; try again later.
+    Failed(String),
+}
+
+/// Submits refund `refund_id` to its channel under a lease, and records the outcome when the
+/// channel answers it at once (Alipay, Stripe), as its callback would have.
+pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
+    let found = {
+        let model = state.model_lock();
+        model
+            .refund_trade_nos
+            .get(refund_id)
+            .and_then(|trade_no| model.payments.get(trade_no))
+            .and_then(|payment| {
+                let target = refund_target(payment, refund_id)?;
+                let account = model.channel_accounts.get(&target.channel_account_id)?;
+                Some((payment.clone(), target, account.clone()))
+            })
+    };
+    let Some((payment, target, account)) = found else {
+        return Submission::NothingToDo;
+    };
+    let adapter = match state.channel(account.channel) {
+        Ok(adapter) => adapter,
+        Err(refusal) => return Submission::Failed(refusal.message),
+    };
+    let params = match state.channel_params(&account) {
+        Ok(params) => params,
+        Err(refusal) => return Submission::Failed(refusal.message),
+    };
+    if !take_lease(state, &format!("refund:{refund_id}"), REFUND_LEASE_MS) {
+        return Submission::HeldElsewhere;
+    }
+    let order = target.channel_order(state, &payment);
+    let status = match adapter.refund(&params, &order, refund_id, target.amount).await {
+        Ok(status) => status,
+        Err(error) => return Submission::Failed(error.to_string()),
+    };
+    let Some(notice) = refund_notice(&payment.trade_no, refund_id, status) else {
+        return Submission::Accepted;
+    };
+    match record(state, &target.channel_account_id, notice, OutcomeSource::Query).await {
+        Ok(()) => Submission::Accepted,
+        Err(refusal) => Submission::Failed(format!(
+            "recording the outcome failed: {}",
+            refusal.message
+        )),
+    }
+}
