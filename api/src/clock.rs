@@ -39,6 +39,32 @@ impl Clock for OffsetClock {
     }
 }
 
+/// A clock that stands still until told to move: what use-case tests decide with.
+#[derive(Debug)]
+pub struct FixedClock {
+    now: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl FixedClock {
+    /// A clock standing at `now`.
+    pub fn at(now: DateTime<Utc>) -> std::sync::Arc<FixedClock> {
+        std::sync::Arc::new(FixedClock {
+            now: std::sync::Mutex::new(now),
+        })
+    }
+
+    /// Moves it by `by`.
+    pub fn advance(&self, by: Duration) {
+        *self.now.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for std::sync::Arc<FixedClock> {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().expect("clock lock")
+    }
+}
+
 /// The clock `serve` runs with: the system's, or, in builds with fault injection, the one
 /// `PAYCENTER_FAULT_CLOCK_OFFSET_SECONDS` asks for.
 pub fn from_env() -> Result<Box<dyn Clock>, String> {

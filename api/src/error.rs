@@ -326,22 +326,19 @@ impl Refusal {
 
     /// 502: the channel could not be reached or refused the call.
     pub fn channel_unavailable(error: impl std::fmt::Display) -> Refusal {
-        Refusal::new(ErrorCode::ChannelUnavailable,
-            error.to_string(),
-        )
+        Refusal::new(ErrorCode::ChannelUnavailable, error.to_string())
     }
 
     /// 503: a read model this request needs has stopped (or is far behind).
     pub fn read_model_unavailable(message: impl Into<String>) -> Refusal {
-        Refusal::new(ErrorCode::ReadModelUnavailable,
-            message,
-        )
+        Refusal::new(ErrorCode::ReadModelUnavailable, message)
     }
 
     /// 500 that hides details from the caller (they go to the log).
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Refusal {
         tracing::error!(%error, context, "internal error");
-        Refusal::new(ErrorCode::InternalError,
+        Refusal::new(
+            ErrorCode::InternalError,
             "paycenter could not complete the request; it was logged",
         )
     }
@@ -360,76 +357,41 @@ impl From<DomainError> for Refusal {
     fn from(error: DomainError) -> Refusal {
         let message = error.to_string();
         let code = match &error {
-            DomainError::Money(paycenter_domain::money::MoneyError::CurrencyMismatch { .. }) => {
-                ErrorCode::CurrencyMismatch
-            }
+            DomainError::Money(paycenter_domain::money::MoneyError::CurrencyMismatch {
+                ..
+            }) => ErrorCode::CurrencyMismatch,
             DomainError::Money(_) => ErrorCode::InvalidAmount,
             DomainError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-            DomainError::OrderAlreadyPaid { .. } => {
-                ErrorCode::OrderAlreadyPaid
-            }
+            DomainError::OrderAlreadyPaid { .. } => ErrorCode::OrderAlreadyPaid,
             DomainError::AttemptTooSoon {
                 retry_after_seconds,
                 ..
             } => {
-                let mut api =
-                    Refusal::new(ErrorCode::AttemptTooSoon, message);
+                let mut api = Refusal::new(ErrorCode::AttemptTooSoon, message);
                 api.extra = Some(("retry_after", json!(retry_after_seconds)));
                 return api;
             }
-            DomainError::OrderAmountMismatch { .. } => {
-                ErrorCode::OrderAmountMismatch
-            }
-            DomainError::TooManyAttempts { .. } => {
-                ErrorCode::TooManyAttempts
-            }
-            DomainError::DuplicateTradeNo { .. } => {
-                ErrorCode::DuplicateTradeNo
-            }
-            DomainError::InvalidSplits { .. } => {
-                ErrorCode::InvalidSplits
-            }
+            DomainError::OrderAmountMismatch { .. } => ErrorCode::OrderAmountMismatch,
+            DomainError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            DomainError::DuplicateTradeNo { .. } => ErrorCode::DuplicateTradeNo,
+            DomainError::InvalidSplits { .. } => ErrorCode::InvalidSplits,
             DomainError::SplitsExceedAmount { .. } => ErrorCode::SplitsExceedAmount,
-            DomainError::PaymentNotFound { .. } => {
-                ErrorCode::PaymentNotFound
-            }
-            DomainError::PaymentAlreadySucceeded { .. } => {
-                ErrorCode::PaymentAlreadySucceeded
-            }
-            DomainError::TooManyAnomalies { .. } => {
-                ErrorCode::TooManyAnomalies
-            }
-            DomainError::ChannelTradeNoConflict { .. } => {
-                ErrorCode::ChannelTradeNoConflict
-            }
-            DomainError::PaymentNotRefundable { .. } => {
-                ErrorCode::PaymentNotRefundable
-            }
+            DomainError::PaymentNotFound { .. } => ErrorCode::PaymentNotFound,
+            DomainError::PaymentAlreadySucceeded { .. } => ErrorCode::PaymentAlreadySucceeded,
+            DomainError::TooManyAnomalies { .. } => ErrorCode::TooManyAnomalies,
+            DomainError::ChannelTradeNoConflict { .. } => ErrorCode::ChannelTradeNoConflict,
+            DomainError::PaymentNotRefundable { .. } => ErrorCode::PaymentNotRefundable,
             DomainError::RefundExceedsAvailable { .. } => ErrorCode::RefundExceedsAvailable,
             DomainError::RefundNoReused { .. } => ErrorCode::RefundNoReused,
             DomainError::TooManyRefunds { .. } => ErrorCode::TooManyRefunds,
-            DomainError::RefundNotFound { .. } => {
-                ErrorCode::RefundNotFound
-            }
-            DomainError::RefundAlreadySettled { .. } => {
-                ErrorCode::RefundAlreadySettled
-            }
-            DomainError::MerchantNotFound { .. } => {
-                ErrorCode::MerchantNotFound
-            }
+            DomainError::RefundNotFound { .. } => ErrorCode::RefundNotFound,
+            DomainError::RefundAlreadySettled { .. } => ErrorCode::RefundAlreadySettled,
+            DomainError::MerchantNotFound { .. } => ErrorCode::MerchantNotFound,
             DomainError::AppNotFound { .. } => ErrorCode::AppNotFound,
-            DomainError::ChannelAccountNotFound { .. } => {
-                ErrorCode::ChannelAccountNotFound
-            }
-            DomainError::NotificationNotFound { .. } => {
-                ErrorCode::NotificationNotFound
-            }
-            DomainError::NotificationSettled { .. } => {
-                ErrorCode::NotificationSettled
-            }
-            DomainError::InvalidField { .. } => {
-                ErrorCode::InvalidRequest
-            }
+            DomainError::ChannelAccountNotFound { .. } => ErrorCode::ChannelAccountNotFound,
+            DomainError::NotificationNotFound { .. } => ErrorCode::NotificationNotFound,
+            DomainError::NotificationSettled { .. } => ErrorCode::NotificationSettled,
+            DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
         };
         Refusal::new(code, message)
     }
@@ -438,12 +400,14 @@ impl From<DomainError> for Refusal {
 impl From<StoreError> for Refusal {
     fn from(error: StoreError) -> Refusal {
         match error {
-            StoreError::WrongExpectedRevision { .. } => Refusal::new(ErrorCode::ConcurrentUpdate,
+            StoreError::WrongExpectedRevision { .. } => Refusal::new(
+                ErrorCode::ConcurrentUpdate,
                 "another request changed this resource at the same time; retry",
             ),
             StoreError::Closed => {
                 tracing::error!("the event store refused an append: its writer has stopped");
-                Refusal::new(ErrorCode::StoreUnavailable,
+                Refusal::new(
+                    ErrorCode::StoreUnavailable,
                     "paycenter cannot record anything right now; nothing was recorded, retry later",
                 )
             }

@@ -7,12 +7,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-
 use paycenter_projections::model::{NAME, VERSION};
 use paycenter_projections::ReadModel;
 
-
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 use crate::state::{AppState, FinishedRebuild};
 
 /// Saves a snapshot of the read model if it moved since the last one. Serializes under the
@@ -99,7 +97,8 @@ pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
     {
         let mut status = state.rebuild_status.lock().expect("rebuild status");
         if status.in_progress {
-            return Err(Refusal::new(ErrorCode::RebuildInProgress,
+            return Err(Refusal::new(
+                ErrorCode::RebuildInProgress,
                 "a rebuild of this projection is already running",
             ));
         }

@@ -228,7 +228,11 @@ async fn sweep(state: Arc<AppState>) {
             let key = item.key();
             last_asked.insert(key.clone(), std::time::Instant::now());
             // The lease spaces queries of one item by the sweep age across every node.
-            if !take_lease(&state, &format!("sweep:{key}"), state.config.sweep_after_seconds * 1_000) {
+            if !take_lease(
+                &state,
+                &format!("sweep:{key}"),
+                state.config.sweep_after_seconds * 1_000,
+            ) {
                 continue;
             }
             if let Err(refusal) = service::sweep::query(&state, &item).await {
@@ -300,8 +304,7 @@ const MAX_CLOSE_RETRY_DELAY_MS: u64 = 300_000;
 /// confirms (or says it was closed already), or says it was paid, which is then recorded as the
 /// payment it is (the domain refunds it as a duplicate at that attempt's own channel).
 async fn close_abandoned(state: Arc<AppState>) {
-    let mut backoff: Backoff<TradeNo> =
-        Backoff::new(MAX_CLOSE_RETRY_DELAY_MS);
+    let mut backoff: Backoff<TradeNo> = Backoff::new(MAX_CLOSE_RETRY_DELAY_MS);
     loop {
         if idle_while_model_stopped(&state).await {
             continue;

@@ -179,40 +179,41 @@ async fn open_eventstoredb(_url: String) -> anyhow::Result<Arc<dyn EventStore>> 
     anyhow::bail!("this paycenter was built without EventStoreDB support: build it with `cargo build --release --features eventstoredb`")
 }
 
-/// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
-/// then finishes in-flight requests.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
-    if options.admin_token.is_empty() {
-        tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset: the admin API refuses every request");
-    }
-    restrict_data_dir(&options.data_dir)?;
-    // With PostgreSQL: where the shared SQL read models live (url, schema).
-    let mut sql_read_models: Option<(String, String)> = None;
-    let store: Arc<dyn EventStore> = match options.store_url.clone() {
-        None => {
-            let data_dir = options.data_dir.clone();
-            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, SqliteConfig::default())).await??)
-        }
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            // Every node must open the secrets every other node sealed: a key file in one
-            // node's data directory would not do.
-            if options.master_key.is_none() {
-                anyhow::bail!("--store postgres://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the database)");
-            }
-            let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
-            sql_read_models = Some((url.clone(), schema.clone()));
-            Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
-        }
-        Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
-            if options.master_key.is_none() {
-                anyhow::bail!("--store esdb://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the log)");
-            }
-            open_eventstoredb(url).await?
-        }
-        Some(_) => anyhow::bail!("--store: use postgres://user:password@host/database, esdb://host:2113?tls=false, or omit --store for the embedded store"),
-    };
-    let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
-    let snapshot_dir = options.data_dir.join("projections");
+/// What a service is made of, besides its read model.
+pub struct StateParts {
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// The master key.
+    pub master_key: MasterKey,
+    /// Configuration.
+    pub config: ServiceConfig,
+    /// The time decisions are made with.
+    pub clock: Box<dyn crate::clock::Clock>,
+    /// The channel adapters.
+    pub channels: ChannelRegistry,
+    /// The sandbox's simulated third party.
+    pub sandbox_provider: Arc<SandboxProvider>,
+    /// Where outbound calls may go.
+    pub outbound: paycenter_gateway::http::OutboundConfig,
+}
+
+/// Builds the service's state over `parts`: the read model resumed from its snapshot in
+/// `data_dir` (or folded from the log) and kept current by its follower thread. Starts no
+/// background loop: `serve` starts those, tests call the use cases themselves.
+pub async fn open_state(
+    parts: StateParts,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<AppState>> {
+    let StateParts {
+        store,
+        master_key,
+        config,
+        clock,
+        channels,
+        sandbox_provider,
+        outbound,
+    } = parts;
+    let snapshot_dir = data_dir.join("projections");
     let resumed = {
         let (store, snapshot_dir) = (store.clone(), snapshot_dir.clone());
         tokio::task::spawn_blocking(move || {
@@ -255,42 +256,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         })
         .await??;
     }
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", options.listen));
-    let outbound = paycenter_gateway::http::OutboundConfig::from_env()
-        .map_err(|error| anyhow::anyhow!(error))?;
-    let channel_http =
-        paycenter_gateway::http::HttpClient::new(&outbound, options.channel_timeout_ms)
-            .map_err(|error| anyhow::anyhow!(error))?;
-    let sandbox_provider = SandboxProvider::with_outbound(&outbound);
-    let state = Arc::new(AppState {
+    Ok(Arc::new(AppState {
         store,
         model,
         model_position: position_receiver,
         follower_health,
         master_key,
-        config: ServiceConfig {
-            admin_token: options.admin_token.clone(),
-            public_url: public_url.clone(),
-            min_attempt_interval_ms: options.min_attempt_interval_ms,
-            retry_schedule: options.retry_schedule.clone(),
-            webhook_timeout_ms: options.webhook_timeout_ms,
-            node_id: options.node_id.clone(),
-            sweep_after_seconds: options.sweep_after_seconds,
-            app_rate_limit: options.app_rate_limit,
-            egress: options.egress,
-        },
+        config,
         rate_limiter: Default::default(),
-        clock: crate::clock::from_env().map_err(anyhow::Error::msg)?,
-        channels: ChannelRegistry::new(vec![
-            Box::new(SandboxChannel::new(sandbox_provider.clone(), &public_url)),
-            Box::new(AlipayChannel::new(channel_http.clone())),
-            Box::new(WechatpayChannel::new(channel_http.clone())),
-            Box::new(StripeChannel::new(channel_http)),
-        ]),
-        outbound: outbound.clone(),
+        clock,
+        channels,
+        outbound,
         sandbox_provider,
         metrics: Default::default(),
         idempotency_locks: Default::default(),
@@ -301,7 +277,82 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             last_saved_position: None,
             last_saved_at: None,
         }),
-    });
+    }))
+}
+
+/// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,
+/// then finishes in-flight requests.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    if options.admin_token.is_empty() {
+        tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset: the admin API refuses every request");
+    }
+    restrict_data_dir(&options.data_dir)?;
+    // With PostgreSQL: where the shared SQL read models live (url, schema).
+    let mut sql_read_models: Option<(String, String)> = None;
+    let store: Arc<dyn EventStore> = match options.store_url.clone() {
+        None => {
+            let data_dir = options.data_dir.clone();
+            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, SqliteConfig::default())).await??)
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // Every node must open the secrets every other node sealed: a key file in one
+            // node's data directory would not do.
+            if options.master_key.is_none() {
+                anyhow::bail!("--store postgres://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the database)");
+            }
+            let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
+            sql_read_models = Some((url.clone(), schema.clone()));
+            Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
+        }
+        Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
+            if options.master_key.is_none() {
+                anyhow::bail!("--store esdb://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the log)");
+            }
+            open_eventstoredb(url).await?
+        }
+        Some(_) => anyhow::bail!("--store: use postgres://user:password@host/database, esdb://host:2113?tls=false, or omit --store for the embedded store"),
+    };
+    let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", options.listen));
+    let outbound = paycenter_gateway::http::OutboundConfig::from_env()
+        .map_err(|error| anyhow::anyhow!(error))?;
+    let channel_http =
+        paycenter_gateway::http::HttpClient::new(&outbound, options.channel_timeout_ms)
+            .map_err(|error| anyhow::anyhow!(error))?;
+    let sandbox_provider = SandboxProvider::with_outbound(&outbound);
+    let channels = ChannelRegistry::new(vec![
+        Box::new(SandboxChannel::new(sandbox_provider.clone(), &public_url)),
+        Box::new(AlipayChannel::new(channel_http.clone())),
+        Box::new(WechatpayChannel::new(channel_http.clone())),
+        Box::new(StripeChannel::new(channel_http)),
+    ]);
+    let config = ServiceConfig {
+        admin_token: options.admin_token.clone(),
+        public_url: public_url.clone(),
+        min_attempt_interval_ms: options.min_attempt_interval_ms,
+        retry_schedule: options.retry_schedule.clone(),
+        webhook_timeout_ms: options.webhook_timeout_ms,
+        node_id: options.node_id.clone(),
+        sweep_after_seconds: options.sweep_after_seconds,
+        app_rate_limit: options.app_rate_limit,
+        egress: options.egress,
+    };
+    let state = open_state(
+        StateParts {
+            store,
+            master_key,
+            config,
+            clock: crate::clock::from_env().map_err(anyhow::Error::msg)?,
+            channels,
+            sandbox_provider,
+            outbound,
+        },
+        &options.data_dir,
+    )
+    .await?;
     crate::reactor::spawn(state.clone());
     tokio::spawn(crate::service::reconciliation::reconcile_daily(
         state.clone(),

@@ -139,7 +139,8 @@ impl AppState {
         channel: paycenter_domain::payment::Channel,
     ) -> Result<&dyn PaymentChannel, Refusal> {
         self.channels.get(channel).ok_or_else(|| {
-            Refusal::new(crate::error::ErrorCode::UnsupportedChannel,
+            Refusal::new(
+                crate::error::ErrorCode::UnsupportedChannel,
                 format!("this paycenter does not run the {channel} channel"),
             )
         })
@@ -230,7 +231,10 @@ impl AppState {
                 format!("channel account {channel_account_id} not found"),
             )
         })?;
-        Ok((self.channel(account.channel)?, self.channel_params(&account)?))
+        Ok((
+            self.channel(account.channel)?,
+            self.channel_params(&account)?,
+        ))
     }
 
     /// The events of a stream, decoded.

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use hyper::http::StatusCode;
 use paycenter_domain::events::ReconciliationCompleted;
 use paycenter_domain::ids::ChannelAccountId;
 use paycenter_domain::Money;
 use serde_json::Value;
-use hyper::http::StatusCode;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::{check_fields, parse_object, MAX_ID_CHARS, MAX_TOKEN_CHARS};
@@ -140,9 +140,7 @@ pub fn metrics_text(state: &AppState) -> String {
         let mut counts: HashMap<&'static str, u64> = HashMap::new();
         let mut n_anomalies: HashMap<&'static str, u64> = HashMap::new();
         for payment in model.payments.values() {
-            *counts
-                .entry(payment.status.as_str())
-                .or_default() += 1;
+            *counts.entry(payment.status.as_str()).or_default() += 1;
             for anomaly in &payment.anomalies {
                 *n_anomalies.entry(anomaly.kind.as_str()).or_default() += 1;
             }
@@ -156,7 +154,7 @@ pub fn metrics_text(state: &AppState) -> String {
     let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
     let mut text = state.metrics.render(&by_status);
     text.push_str("# HELP paycenter_projection_lag_events Events in the log not yet in the projection.\n# TYPE paycenter_projection_lag_events gauge\n");
-    let projections = crate::http::health::projections(&state);
+    let projections = crate::http::health::projections(state);
     for projection in &projections {
         text.push_str(&format!(
             "paycenter_projection_lag_events{{projection=\"{}\"}} {}\n",

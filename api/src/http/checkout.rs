@@ -8,8 +8,8 @@ use paycenter_gateway::sandbox::SandboxOutcome;
 
 use hyper::http::StatusCode;
 
+use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::parse_object;
-use crate::error::{Refusal, ErrorCode};
 use crate::http::handlers::Answer;
 use crate::state::AppState;
 
@@ -102,11 +102,7 @@ fn reported_money(
     let currency = match currency {
         Some(code) => code
             .parse::<paycenter_domain::Currency>()
-            .map_err(|error| {
-                Refusal::new(ErrorCode::InvalidCurrency,
-                    error.to_string(),
-                )
-            })?,
+            .map_err(|error| Refusal::new(ErrorCode::InvalidCurrency, error.to_string()))?,
         None => match trade_currency {
             Some(currency) => currency,
             None => return Ok(None), // An unknown trade is answered below.
@@ -117,11 +113,7 @@ fn reported_money(
     };
     paycenter_domain::Money::parse_positive(amount, currency)
         .map(Some)
-        .map_err(|error| {
-            Refusal::new(ErrorCode::InvalidAmount,
-                error.to_string(),
-            )
-        })
+        .map_err(|error| Refusal::new(ErrorCode::InvalidAmount, error.to_string()))
 }
 
 /// `POST /sandbox/pay/{trade_no}` with `{"outcome": "success" | "failure", "race_close"?: bool}`
@@ -185,9 +177,7 @@ pub async fn sandbox_pay(
             paycenter_gateway::sandbox::SandboxError::UnknownTrade(_) => {
                 Refusal::not_found(ErrorCode::PaymentNotFound, error.to_string())
             }
-            _ => Refusal::new(ErrorCode::SandboxTradeNotPayable,
-                error.to_string(),
-            ),
+            _ => Refusal::new(ErrorCode::SandboxTradeNotPayable, error.to_string()),
         })?;
     Ok((
         StatusCode::ACCEPTED,

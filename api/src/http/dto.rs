@@ -5,7 +5,7 @@ use paycenter_domain::{Currency, Money};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 
 /// The most bytes a request body may have.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -13,7 +13,8 @@ pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Parses a body that must be a JSON object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
-        Refusal::new(ErrorCode::InvalidJson,
+        Refusal::new(
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {error}"),
         )
     })?;
@@ -53,7 +54,8 @@ pub fn check_fields(
     for (name, value) in object {
         let Some((_, max_chars)) = known.iter().find(|(known_name, _)| known_name == name) else {
             let shown: String = name.chars().take(MAX_ID_CHARS).collect();
-            return Err(Refusal::new(ErrorCode::UnknownField,
+            return Err(Refusal::new(
+                ErrorCode::UnknownField,
                 format!("{prefix}{shown} is not a field of this request"),
             )
             .with_field(format!("{prefix}{shown}")));
@@ -68,7 +70,8 @@ pub fn check_fields(
                 _ => false,
             };
         if too_long {
-            return Err(Refusal::new(ErrorCode::FieldTooLong,
+            return Err(Refusal::new(
+                ErrorCode::FieldTooLong,
                 format!("{prefix}{name} is longer than {max_chars} characters"),
             )
             .with_field(format!("{prefix}{name}")));
@@ -129,7 +132,8 @@ pub fn amount_value(
         None | Some(Value::Null) => return Err(Refusal::invalid(format!("{field} is required"))),
         Some(Value::String(text)) => text,
         Some(Value::Number(_)) => {
-            return Err(Refusal::new(ErrorCode::InvalidAmount,
+            return Err(Refusal::new(
+                ErrorCode::InvalidAmount,
                 format!("{field} must be a decimal string such as \"12.34\", not a JSON number"),
             ))
         }
@@ -139,17 +143,15 @@ pub fn amount_value(
             )))
         }
     };
-    Money::parse_positive(text, currency).map_err(|error| {
-        Refusal::new(ErrorCode::InvalidAmount,
-            format!("{field}: {error}"),
-        )
-    })
+    Money::parse_positive(text, currency)
+        .map_err(|error| Refusal::new(ErrorCode::InvalidAmount, format!("{field}: {error}")))
 }
 
 /// A currency code.
 pub fn parse_currency(text: &str) -> Result<Currency, Refusal> {
     text.parse().map_err(|_| {
-        Refusal::new(ErrorCode::InvalidCurrency,
+        Refusal::new(
+            ErrorCode::InvalidCurrency,
             format!("currency {text:?} is not supported"),
         )
     })

@@ -3,23 +3,21 @@
 
 use std::sync::Arc;
 
+use hyper::http::StatusCode;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
-use paycenter_domain::payment::{
-    Channel, CloseReason, InvokeMethod, OutcomeSource, Split,
-};
+use paycenter_domain::payment::{Channel, CloseReason, InvokeMethod, OutcomeSource, Split};
 use paycenter_domain::{registry, streams, Rate};
 use paycenter_gateway::CallbackRequest;
 use rand::RngCore;
 use serde_json::{json, Value};
-use hyper::http::StatusCode;
 
+use crate::error::{ErrorCode, Refusal};
 use crate::http::auth::api_key_sha256;
 use crate::http::dto::*;
-use crate::wire::{payment_json, refund_json};
-use crate::error::{Refusal, ErrorCode};
 use crate::state::AppState;
 use crate::wire;
+use crate::wire::{payment_json, refund_json};
 
 /// A handler's answer.
 pub use crate::http::Answer;
@@ -135,7 +133,8 @@ pub async fn create_channel_account(
         (None, None) => required_str(&object, "channel")?,
     };
     let channel = Channel::parse(channel_name).ok_or_else(|| {
-        Refusal::new(ErrorCode::UnsupportedChannel,
+        Refusal::new(
+            ErrorCode::UnsupportedChannel,
             format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
         )
     })?;
@@ -143,7 +142,8 @@ pub async fn create_channel_account(
         .as_ref()
         .is_some_and(|account| account.channel != channel)
     {
-        return Err(Refusal::new(ErrorCode::ChannelMismatch,
+        return Err(Refusal::new(
+            ErrorCode::ChannelMismatch,
             "a channel account keeps its channel; activate a new account for another channel",
         ));
     }
@@ -200,7 +200,8 @@ pub async fn create_channel_account(
     if let Some(gateway_url) = params.get("gateway_url") {
         let text = gateway_url.as_str().unwrap_or("");
         paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
-            Refusal::new(ErrorCode::InvalidChannelParams,
+            Refusal::new(
+                ErrorCode::InvalidChannelParams,
                 format!("gateway_url: {refused}"),
             )
             .with_field("params.gateway_url")
@@ -210,11 +211,9 @@ pub async fn create_channel_account(
         // The sandbox is paycenter's own: it can make up the secret it shares with itself.
         params["signing_secret"] = json!(random_hex(32));
     }
-    let params = adapter.validate_params(&params).map_err(|error| {
-        Refusal::new(ErrorCode::InvalidChannelParams,
-            error.to_string(),
-        )
-    })?;
+    let params = adapter
+        .validate_params(&params)
+        .map_err(|error| Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()))?;
     // Where the channel can tell a wrong account without moving money, it is asked now, not
     // at the first payment.
     adapter
@@ -224,14 +223,13 @@ pub async fn create_channel_account(
             paycenter_gateway::GatewayError::Unavailable { .. } => {
                 Refusal::channel_unavailable(error)
             }
-            _ => Refusal::new(ErrorCode::InvalidChannelParams,
-                error.to_string(),
-            ),
+            _ => Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()),
         })?;
     let fee_rate = match optional_str(&object, "fee_rate")? {
         None => Rate::ZERO,
         Some(text) => Rate::parse(text).map_err(|_| {
-            Refusal::new(ErrorCode::InvalidFeeRate,
+            Refusal::new(
+                ErrorCode::InvalidFeeRate,
                 "fee_rate must be a decimal string between \"0\" and \"1\" with at most 6 decimals",
             )
         })?,
@@ -348,7 +346,8 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
         notify_url,
     } = wire::read(&object)?;
     paycenter_gateway::egress::check_url(&notify_url, state.config.egress).map_err(|refused| {
-        Refusal::new(ErrorCode::InvalidNotifyUrl,
+        Refusal::new(
+            ErrorCode::InvalidNotifyUrl,
             format!("notify_url: {refused}"),
         )
         .with_field("notify_url")
@@ -422,7 +421,8 @@ fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<
     if app.merchant_ids.contains(merchant_id) {
         return Ok(());
     }
-    Err(Refusal::new(ErrorCode::MerchantNotAllowed,
+    Err(Refusal::new(
+        ErrorCode::MerchantNotAllowed,
         format!("this app does not act for merchant {merchant_id}"),
     ))
 }
@@ -671,7 +671,8 @@ pub async fn create_refund(
     if optional_str(&object, "currency")?.is_some() {
         let currency = currency_field(&object)?;
         if currency != payment.amount.currency() {
-            return Err(Refusal::new(ErrorCode::CurrencyMismatch,
+            return Err(Refusal::new(
+                ErrorCode::CurrencyMismatch,
                 format!(
                     "payment {} is in {}, not {currency}",
                     payment.trade_no,

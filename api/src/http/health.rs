@@ -1,8 +1,8 @@
 //! `GET /healthz`: `200 {"status":"ok"}` only when the store accepts appends and every
 //! projection runs; otherwise `503 {"status":"degraded"}`. Each component says its state.
 
-use serde_json::{json, Value};
 use hyper::http::StatusCode;
+use serde_json::{json, Value};
 
 use crate::state::AppState;
 

@@ -8,13 +8,13 @@
 
 use std::future::Future;
 
+use hyper::http::StatusCode;
 use paycenter_domain::events::{AppRegistered, Event, IdempotencyKeyRecorded};
 use paycenter_domain::streams;
 use paycenter_store::{ExpectedRevision, StoreError};
 use sha2::{Digest, Sha256};
-use hyper::http::StatusCode;
 
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 use crate::http::Answer;
 use crate::state::AppState;
 
@@ -49,7 +49,8 @@ pub async fn run(
         || key.len() > MAX_KEY_BYTES
         || !key.bytes().all(|byte| byte.is_ascii_graphic())
     {
-        return Err(Refusal::new(ErrorCode::InvalidIdempotencyKey,
+        return Err(Refusal::new(
+            ErrorCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"),
         ));
     }
@@ -105,7 +106,8 @@ fn load(state: &AppState, stream_id: &str) -> Result<Option<IdempotencyKeyRecord
 
 fn replay(recorded: IdempotencyKeyRecorded, request_sha256: &str) -> Answer {
     if recorded.request_sha256 != request_sha256 {
-        return Err(Refusal::new(ErrorCode::IdempotencyKeyReused,
+        return Err(Refusal::new(
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different request body",
         ));
     }

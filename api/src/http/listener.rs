@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::http::StatusCode;
 use hyper::server::conn::Http;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use hyper::http::StatusCode;
 
 /// What one connection and one request may take.
 #[derive(Debug, Clone)]
@@ -37,7 +37,8 @@ impl Default for HttpLimits {
 }
 
 fn request_timeout_answer(timeout_ms: u64) -> hyper::Response<hyper::Body> {
-    let body = crate::error::Refusal::new(ErrorCode::RequestTimeout,
+    let body = crate::error::Refusal::new(
+        ErrorCode::RequestTimeout,
         format!("the request took longer than {timeout_ms} ms"),
     )
     .body();

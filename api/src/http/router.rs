@@ -79,7 +79,10 @@ enum Found {
 
 fn find(method: &str, path: &str) -> Found {
     // Empty segments are skipped, as `//v1/payments/` is `/v1/payments`.
-    let segments: Vec<&str> = path.split('/').filter(|segment| !segment.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
     let mut path_exists = false;
     for (route, template) in ROUTES.iter().zip(templates()) {
         let Some(parameters) = fit(template, &segments) else {
@@ -146,11 +149,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Ref
 
 /// The body a route takes, read within its limit: `411` without a `Content-Length` where a
 /// body is required, `413` over the limit (refused before reading).
-async fn read_body(
-    route: &Route,
-    headers: &HeaderMap,
-    body: &mut Body,
-) -> Result<Bytes, Refusal> {
+async fn read_body(route: &Route, headers: &HeaderMap, body: &mut Body) -> Result<Bytes, Refusal> {
     let limit_bytes = match route.operation {
         Operation::ReconcileUpload => admin::MAX_BILL_BYTES,
         _ => MAX_BODY_BYTES,
@@ -184,7 +183,8 @@ async fn read_body(
     // hyper ends the body at its Content-Length; the limit still bounds what is kept.
     let mut bytes = Vec::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|error| Refusal::invalid(format!("the body was not read: {error}")))?;
+        let chunk =
+            chunk.map_err(|error| Refusal::invalid(format!("the body was not read: {error}")))?;
         if (bytes.len() + chunk.len()) as u64 > limit_bytes {
             return Err(Refusal::new(
                 ErrorCode::PayloadTooLarge,
@@ -210,7 +210,11 @@ enum Authenticated {
 }
 
 /// Answers one request.
-pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Body>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    request: Request<Body>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let (route, parameters) = match find(parts.method.as_str(), parts.uri.path()) {
@@ -345,7 +349,10 @@ async fn serve(
             ))
         }
         Operation::Openapi => {
-            return Ok(json_response(StatusCode::OK, crate::http::openapi::served()))
+            return Ok(json_response(
+                StatusCode::OK,
+                crate::http::openapi::served(),
+            ))
         }
     };
     Ok(answer_response(answer))
@@ -368,7 +375,8 @@ mod tests {
 
     #[test]
     fn parameters_come_in_order_and_other_methods_are_told_apart() {
-        let Found::Route(route, parameters) = find("POST", "/v1/merchants/m_1/channel-accounts/ca_2/disable")
+        let Found::Route(route, parameters) =
+            find("POST", "/v1/merchants/m_1/channel-accounts/ca_2/disable")
         else {
             panic!("not found");
         };

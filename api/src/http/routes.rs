@@ -557,7 +557,10 @@ mod tests {
     #[test]
     fn every_operation_has_one_route() {
         for operation in Operation::ALL {
-            let n_routes = ROUTES.iter().filter(|route| route.operation == operation).count();
+            let n_routes = ROUTES
+                .iter()
+                .filter(|route| route.operation == operation)
+                .count();
             assert_eq!(n_routes, 1, "{}", operation.id());
         }
         assert_eq!(ROUTES.len(), Operation::ALL.len());

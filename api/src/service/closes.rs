@@ -105,7 +105,13 @@ async fn close_at_channel(
                 channel_trade_no,
                 amount,
             };
-            match record(state, &payment.channel_account_id, notice, OutcomeSource::Query).await
+            match record(
+                state,
+                &payment.channel_account_id,
+                notice,
+                OutcomeSource::Query,
+            )
+            .await
             {
                 Ok(()) => (ChannelCloseOutcome::Paid, Some(close_error)),
                 Err(refusal) => (ChannelCloseOutcome::Failed, Some(refusal.message)),

@@ -7,7 +7,7 @@ use paycenter_domain::ids::{ChannelAccountId, RefundId};
 use paycenter_domain::payment::{Order, OrderCommand, OutcomeSource};
 use paycenter_gateway::CallbackNotice;
 
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
 /// Where and how much a refund gives back: an app's or automatic refund at the payment's own

@@ -11,7 +11,7 @@ use paycenter_domain::payment::{
 use paycenter_domain::{streams, Money};
 use paycenter_gateway::{CreatePayment, PaymentAction};
 
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
 /// What an app asks for, already read and checked for shape.
@@ -83,19 +83,18 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         .disabled_channel_accounts
         .contains(&channel_account_id)
     {
-        return Err(Refusal::new(ErrorCode::ChannelAccountDisabled,
+        return Err(Refusal::new(
+            ErrorCode::ChannelAccountDisabled,
             format!("channel account {channel_account_id} is disabled and takes no new payments"),
         ));
     }
     let adapter = state.channel(account.channel)?;
-    paycenter_gateway::check_invoke_method(adapter, invoke_method).map_err(|error| {
-        Refusal::new(ErrorCode::UnsupportedInvokeMethod,
-            error.to_string(),
-        )
-    })?;
+    paycenter_gateway::check_invoke_method(adapter, invoke_method)
+        .map_err(|error| Refusal::new(ErrorCode::UnsupportedInvokeMethod, error.to_string()))?;
     if let Some(currencies) = adapter.supported_currencies() {
         if !currencies.contains(&currency) {
-            return Err(Refusal::new(ErrorCode::UnsupportedCurrency,
+            return Err(Refusal::new(
+                ErrorCode::UnsupportedCurrency,
                 format!(
                     "{} takes {}",
                     account.channel.as_str(),
@@ -115,7 +114,8 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
             other => unreachable!("adapters name only known fields, not {other}"),
         };
         if !given {
-            return Err(Refusal::new(ErrorCode::MissingChannelField,
+            return Err(Refusal::new(
+                ErrorCode::MissingChannelField,
                 format!(
                     "{} {} payments need {field}",
                     account.channel.as_str(),

@@ -12,11 +12,8 @@ use paycenter_domain::reconciliation::{reconcile, BillLine, RecordLine, MAX_BILL
 use paycenter_domain::{Currency, Money};
 use paycenter_store::ExpectedRevision;
 
-use crate::error::{Refusal, ErrorCode};
+use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
-
-
-
 
 /// The channel account a reconciliation is of.
 fn channel_account(
@@ -124,11 +121,7 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, Refusal> {
     let channel_file = |parsed: Result<Vec<paycenter_gateway::BillRow>, String>, what: &str| {
         parsed
             .map(|rows| rows.into_iter().map(bill_line).collect())
-            .map_err(|why| {
-                Refusal::new(ErrorCode::InvalidBill,
-                    format!("{what}: {why}"),
-                )
-            })
+            .map_err(|why| Refusal::new(ErrorCode::InvalidBill, format!("{what}: {why}")))
     };
     if body.starts_with(b"PK\x03\x04") {
         return channel_file(paycenter_gateway::bills::alipay_zip(body), "Alipay bill");
@@ -145,15 +138,13 @@ fn parse_bill(body: &[u8]) -> Result<Vec<BillLine>, Refusal> {
 /// paycenter's own CSV; a bad line is refused with its number.
 fn parse_paycenter_bill(body: &[u8]) -> Result<Vec<BillLine>, Refusal> {
     let invalid = |line_no: usize, why: String| {
-        Refusal::new(ErrorCode::InvalidBill,
+        Refusal::new(
+            ErrorCode::InvalidBill,
             format!("bill line {line_no}: {why}"),
         )
     };
-    let text = std::str::from_utf8(body).map_err(|_| {
-        Refusal::new(ErrorCode::InvalidBill,
-            "the bill is not UTF-8 text",
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Refusal::new(ErrorCode::InvalidBill, "the bill is not UTF-8 text"))?;
     let mut lines = text.lines().enumerate();
     let with_refunds = match lines.next().map(|(_, header)| header.trim()) {
         Some("trade_no,channel_trade_no,amount,currency") => false,
@@ -281,7 +272,6 @@ async fn record(
     state.wait_for_model(outcome.last_position).await?;
     Ok(completed)
 }
-
 
 #[cfg(test)]
 mod tests {

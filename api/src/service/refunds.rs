@@ -94,18 +94,27 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
         return Submission::HeldElsewhere;
     }
     let order = target.channel_order(state, &payment);
-    let status = match adapter.refund(&params, &order, refund_id, target.amount).await {
+    let status = match adapter
+        .refund(&params, &order, refund_id, target.amount)
+        .await
+    {
         Ok(status) => status,
         Err(error) => return Submission::Failed(error.to_string()),
     };
     let Some(notice) = refund_notice(&payment.trade_no, refund_id, status) else {
         return Submission::Accepted;
     };
-    match record(state, &target.channel_account_id, notice, OutcomeSource::Query).await {
+    match record(
+        state,
+        &target.channel_account_id,
+        notice,
+        OutcomeSource::Query,
+    )
+    .await
+    {
         Ok(()) => Submission::Accepted,
-        Err(refusal) => Submission::Failed(format!(
-            "recording the outcome failed: {}",
-            refusal.message
-        )),
+        Err(refusal) => {
+            Submission::Failed(format!("recording the outcome failed: {}", refusal.message))
+        }
     }
 }

@@ -82,7 +82,12 @@ pub async fn query(state: &AppState, item: &SweepItem) -> Result<(), Refusal> {
     let (adapter, params) = state.account_adapter(&payment.channel_account_id)?;
     let order = state.channel_order(payment);
     let record = |notice: CallbackNotice| {
-        record(state, &payment.channel_account_id, notice, OutcomeSource::Query)
+        record(
+            state,
+            &payment.channel_account_id,
+            notice,
+            OutcomeSource::Query,
+        )
     };
     match item {
         SweepItem::Refund(_, refund_id) => {

@@ -93,7 +93,9 @@ fn signed_body(state: &AppState, notification: &Notification) -> Option<(Vec<u8>
     let secret = state
         .master_key
         .open(app.app_id.as_str(), &app.webhook_secret_sealed)
-        .map_err(|error| tracing::error!(%error, app_id = %app.app_id, "webhook secret does not open"))
+        .map_err(
+            |error| tracing::error!(%error, app_id = %app.app_id, "webhook secret does not open"),
+        )
         .ok()?;
     let body = json!({
         "id": scheduled.notification_id,
