@@ -15,10 +15,12 @@
 //! - [`error`]: refusals, each a stable code with one HTTP status.
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
 //! - [`clock`]: the time the service decides with (fixed in tests, movable in test builds).
+//! - [`channel_params`]: channel accounts' parameters unsealed once and zeroized on drop.
 //! - [`allowlist`], [`key_locks`], [`metrics`], [`rate_limit`].
 #![warn(missing_docs)]
 
 pub mod allowlist;
+pub mod channel_params;
 pub mod clock;
 pub mod error;
 pub mod http;

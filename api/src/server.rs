@@ -262,6 +262,7 @@ pub async fn open_state(
         model_position: position_receiver,
         follower_health,
         master_key,
+        channel_params_cache: Default::default(),
         config,
         rate_limiter: Default::default(),
         clock,

@@ -64,6 +64,8 @@ pub struct AppState {
     pub follower_health: Arc<paycenter_projections::follow::FollowerHealth>,
     /// Master key for sealed secrets.
     pub master_key: MasterKey,
+    /// Channel accounts' parameters, unsealed once per activation.
+    pub channel_params_cache: crate::channel_params::ParamsCache,
     /// Configuration.
     pub config: ServiceConfig,
     /// The sandbox channel's simulated third party.
@@ -208,23 +210,25 @@ impl AppState {
             .cloned()
     }
 
-    /// A channel account's parameters, unsealed with the master key.
+    /// A channel account's parameters, unsealed with the master key (once per activation).
     pub fn channel_params(
         &self,
         account: &paycenter_domain::events::ChannelAccountActivated,
-    ) -> Result<serde_json::Value, Refusal> {
-        let bytes = self
-            .master_key
-            .open(account.channel_account_id.as_str(), &account.params_sealed)
-            .map_err(|error| Refusal::internal("open channel params", error))?;
-        serde_json::from_slice(&bytes).map_err(|error| Refusal::internal("channel params", error))
+    ) -> Result<std::sync::Arc<crate::channel_params::ChannelParams>, Refusal> {
+        self.channel_params_cache.get(&self.master_key, account)
     }
 
     /// A channel account's adapter and unsealed parameters, for a call to its channel.
     pub fn account_adapter(
         &self,
         channel_account_id: &paycenter_domain::ids::ChannelAccountId,
-    ) -> Result<(&dyn PaymentChannel, serde_json::Value), Refusal> {
+    ) -> Result<
+        (
+            &dyn PaymentChannel,
+            std::sync::Arc<crate::channel_params::ChannelParams>,
+        ),
+        Refusal,
+    > {
         let account = self.channel_account(channel_account_id).ok_or_else(|| {
             Refusal::not_found(
                 crate::error::ErrorCode::ChannelAccountNotFound,
