@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::http::StatusCode;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
-use paycenter_domain::payment::{Channel, CloseReason, InvokeMethod, OutcomeSource, Split};
+use paycenter_domain::payment::{Channel, CloseReason, OutcomeSource};
 use paycenter_domain::{registry, streams, Rate};
 use paycenter_gateway::CallbackRequest;
 use rand::RngCore;
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::error::{ErrorCode, Refusal};
 use crate::http::auth::api_key_sha256;
 use crate::http::dto::*;
+use crate::http::requests::PaymentRequest;
 use crate::state::AppState;
 use crate::wire;
 use crate::wire::{payment_json, refund_json};
@@ -452,90 +453,18 @@ pub async fn create_payment(
     check_fields(&object, "", PAYMENT_FIELDS)?;
     // The hot path: the body is read into its type without a copy.
     let request: wire::CreatePaymentRequest = wire::read_owned(object)?;
-    let merchant_id = parse_id(MerchantId::parse, &request.merchant_id)?;
-    ensure_app_merchant(&app, &merchant_id)?;
-    let channel_account_id = parse_id(ChannelAccountId::parse, &request.channel_account_id)?;
-    let order_no = parse_id(OrderNo::parse, &request.order_no)?;
-    let currency = parse_currency(&request.currency)?;
-    let amount = amount_value(Some(&request.amount), "amount", currency)?;
-    let invoke_text = request.invoke_method.as_str();
-    let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
-        Refusal::new(ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
-    })?;
-    let payer_id = match optional_text(&request.payer_id, "payer_id")? {
-        None => None,
-        Some(text)
-            if (1..=128).contains(&text.len()) && text.chars().all(|c| c.is_ascii_graphic()) =>
-        {
-            Some(text.to_owned())
-        }
-        Some(_) => {
-            return Err(Refusal::invalid(
-                "payer_id must be 1 to 128 printable ASCII characters",
-            ))
-        }
-    };
-    let client_ip = match optional_text(&request.client_ip, "client_ip")? {
-        None => None,
-        Some(text) => Some(
-            text.parse::<std::net::IpAddr>()
-                .map_err(|_| Refusal::invalid("client_ip must be an IPv4 or IPv6 address"))?
-                .to_string(),
-        ),
-    };
-    let subject = request.subject;
-    if subject.trim().is_empty() || subject.chars().count() > 256 {
-        return Err(Refusal::invalid("subject must be 1 to 256 characters"));
-    }
-    let expire_seconds = match request.expire_seconds.as_ref() {
-        None | Some(Value::Null) => 900,
-        Some(value) => value
-            .as_u64()
-            .filter(|seconds| (60..=86_400 * 7).contains(seconds))
-            .ok_or_else(|| {
-                Refusal::invalid("expire_seconds must be a whole number from 60 to 604800")
-            })? as u32,
-    };
-    let splits = match request.splits.as_ref() {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut splits = Vec::new();
-            for (split_idx, item) in items.iter().enumerate() {
-                let split = item.as_object().ok_or_else(|| {
-                    Refusal::invalid("each split must be an object {receiver, amount}")
-                })?;
-                check_fields(
-                    split,
-                    &format!("splits[{split_idx}]."),
-                    &[("receiver", MAX_ID_CHARS), ("amount", MAX_TOKEN_CHARS)],
-                )?;
-                let receiver = required_str(split, "receiver")?.to_owned();
-                splits.push(Split {
-                    receiver,
-                    amount: amount_field(split, "amount", currency)?,
-                });
-            }
-            splits
-        }
-        Some(_) => return Err(Refusal::invalid("splits must be an array")),
-    };
-    let started = crate::service::payments::start(
-        &state,
-        crate::service::payments::StartPayment {
-            app_id: app.app_id.clone(),
-            merchant_id: merchant_id.clone(),
-            channel_account_id: channel_account_id.clone(),
-            order_no: order_no.clone(),
-            amount,
-            invoke_method,
-            subject,
-            splits,
-            expire_seconds,
-            payer_id,
-            client_ip,
-        },
-    )
-    .await?;
+    let request = PaymentRequest::try_from(request)?;
+    ensure_app_merchant(&app, &request.merchant_id)?;
+    let PaymentRequest {
+        merchant_id,
+        channel_account_id,
+        order_no,
+        amount,
+        invoke_method,
+        ..
+    } = request.clone();
+    let started =
+        crate::service::payments::start(&state, request.for_app(app.app_id.clone())).await?;
     Ok((
         StatusCode::CREATED,
         wire::to_value(&wire::PaymentCreatedAnswer {

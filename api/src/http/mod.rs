@@ -10,7 +10,8 @@
 //! - [`auth`]: the admin token and app keys; each app's request budget.
 //! - [`handlers`]: one function per API operation; [`checkout`]: the checkout page and the
 //!   sandbox's pay button; [`admin`]: projections, reconciliations and metrics.
-//! - [`dto`]: reading request fields (limits, unknown fields, amounts).
+//! - [`dto`]: reading request fields (limits, unknown fields, amounts); [`requests`]: request
+//!   bodies into domain types.
 //! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
 //! - [`listener`]: the TCP listener with its connection cap and read timeouts.
 //! - [`openapi`]: the OpenAPI 3.1 document.
@@ -24,6 +25,7 @@ pub mod health;
 pub mod idempotency;
 pub mod listener;
 pub mod openapi;
+pub mod requests;
 pub mod router;
 pub mod routes;
 

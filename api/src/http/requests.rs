@@ -1,0 +1,154 @@
+//! Request bodies read into domain types: a `wire` request, already checked for its fields and
+//! their JSON types, becomes the command's input here or is refused with the field named.
+
+use paycenter_domain::ids::{AppId, ChannelAccountId, IdError, MerchantId, OrderNo};
+use paycenter_domain::payment::{InvokeMethod, Split};
+use paycenter_domain::Money;
+use serde_json::Value;
+
+use crate::error::{ErrorCode, Refusal};
+use crate::http::dto::{
+    amount_field, amount_value, check_fields, optional_text, parse_currency, required_str,
+    MAX_ID_CHARS, MAX_SUBJECT_CHARS, MAX_TOKEN_CHARS,
+};
+use crate::service::payments::StartPayment;
+use crate::wire;
+
+fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, Refusal> {
+    parse(text).map_err(|error| Refusal::invalid(error.to_string()))
+}
+
+/// Seconds a payment waits to be paid when the request does not say.
+pub const DEFAULT_EXPIRE_SECONDS: u32 = 900;
+/// The shortest and longest expiry a request may ask for, in seconds.
+pub const EXPIRE_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400 * 7;
+
+/// `POST /v1/payments` in domain types: what [`StartPayment`] takes but the app.
+#[derive(Clone)]
+pub struct PaymentRequest {
+    /// The merchant the app acts for.
+    pub merchant_id: MerchantId,
+    /// The merchant's channel account.
+    pub channel_account_id: ChannelAccountId,
+    /// The app's order number.
+    pub order_no: OrderNo,
+    /// How much.
+    pub amount: Money,
+    /// How the user pays.
+    pub invoke_method: InvokeMethod,
+    /// What for.
+    pub subject: String,
+    /// Receivers' shares.
+    pub splits: Vec<Split>,
+    /// Seconds until the attempt expires unpaid.
+    pub expire_seconds: u32,
+    /// The payer at the channel.
+    pub payer_id: Option<String>,
+    /// The payer's address.
+    pub client_ip: Option<String>,
+}
+
+impl PaymentRequest {
+    /// The command, made by `app_id`.
+    pub fn for_app(self, app_id: AppId) -> StartPayment {
+        StartPayment {
+            app_id,
+            merchant_id: self.merchant_id,
+            channel_account_id: self.channel_account_id,
+            order_no: self.order_no,
+            amount: self.amount,
+            invoke_method: self.invoke_method,
+            subject: self.subject,
+            splits: self.splits,
+            expire_seconds: self.expire_seconds,
+            payer_id: self.payer_id,
+            client_ip: self.client_ip,
+        }
+    }
+}
+
+impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
+    type Error = Refusal;
+
+    fn try_from(request: wire::CreatePaymentRequest) -> Result<PaymentRequest, Refusal> {
+        let merchant_id = parse_id(MerchantId::parse, &request.merchant_id)?;
+        let channel_account_id = parse_id(ChannelAccountId::parse, &request.channel_account_id)?;
+        let order_no = parse_id(OrderNo::parse, &request.order_no)?;
+        let currency = parse_currency(&request.currency)?;
+        let amount = amount_value(Some(&request.amount), "amount", currency)?;
+        let invoke_text = request.invoke_method.as_str();
+        let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
+            Refusal::new(ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
+        })?;
+        let payer_id = match optional_text(&request.payer_id, "payer_id")? {
+            None => None,
+            Some(text)
+                if (1..=128).contains(&text.len())
+                    && text.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Some(text.to_owned())
+            }
+            Some(_) => {
+                return Err(Refusal::invalid(
+                    "payer_id must be 1 to 128 printable ASCII characters",
+                ))
+            }
+        };
+        let client_ip = match optional_text(&request.client_ip, "client_ip")? {
+            None => None,
+            Some(text) => Some(
+                text.parse::<std::net::IpAddr>()
+                    .map_err(|_| Refusal::invalid("client_ip must be an IPv4 or IPv6 address"))?
+                    .to_string(),
+            ),
+        };
+        let subject = request.subject;
+        if subject.trim().is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS {
+            return Err(Refusal::invalid("subject must be 1 to 256 characters"));
+        }
+        let expire_seconds = match request.expire_seconds.as_ref() {
+            None | Some(Value::Null) => DEFAULT_EXPIRE_SECONDS,
+            Some(value) => value
+                .as_u64()
+                .filter(|seconds| EXPIRE_SECONDS_RANGE.contains(seconds))
+                .ok_or_else(|| {
+                    Refusal::invalid("expire_seconds must be a whole number from 60 to 604800")
+                })? as u32,
+        };
+        let splits = match request.splits.as_ref() {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut splits = Vec::new();
+                for (split_idx, item) in items.iter().enumerate() {
+                    let split = item.as_object().ok_or_else(|| {
+                        Refusal::invalid("each split must be an object {receiver, amount}")
+                    })?;
+                    check_fields(
+                        split,
+                        &format!("splits[{split_idx}]."),
+                        &[("receiver", MAX_ID_CHARS), ("amount", MAX_TOKEN_CHARS)],
+                    )?;
+                    let receiver = required_str(split, "receiver")?.to_owned();
+                    splits.push(Split {
+                        receiver,
+                        amount: amount_field(split, "amount", currency)?,
+                    });
+                }
+                splits
+            }
+            Some(_) => return Err(Refusal::invalid("splits must be an array")),
+        };
+        Ok(PaymentRequest {
+            merchant_id,
+            channel_account_id,
+            order_no,
+            amount,
+            invoke_method,
+            subject,
+            splits,
+            expire_seconds,
+            payer_id,
+            client_ip,
+        })
+    }
+}
