@@ -35,6 +35,7 @@ pub enum ErrorCode {
     InvalidIdempotencyKey,
     InvalidJson,
     InvalidNotifyUrl,
+    InvalidReturnUrl,
     InvalidRequest,
     InvalidSplits,
     LengthRequired,
@@ -76,7 +77,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 61] = [
+    pub const ALL: [ErrorCode; 62] = [
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
         ErrorCode::AppNotFound,
@@ -101,6 +102,7 @@ impl ErrorCode {
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidNotifyUrl,
+        ErrorCode::InvalidReturnUrl,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidSplits,
         ErrorCode::LengthRequired,
@@ -168,6 +170,7 @@ impl ErrorCode {
             ErrorCode::InvalidIdempotencyKey => 400,
             ErrorCode::InvalidJson => 400,
             ErrorCode::InvalidNotifyUrl => 422,
+            ErrorCode::InvalidReturnUrl => 422,
             ErrorCode::InvalidRequest => 400,
             ErrorCode::InvalidSplits => 422,
             ErrorCode::LengthRequired => 411,
@@ -235,6 +238,7 @@ impl ErrorCode {
             ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidNotifyUrl => "invalid_notify_url",
+            ErrorCode::InvalidReturnUrl => "invalid_return_url",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidSplits => "invalid_splits",
             ErrorCode::LengthRequired => "length_required",

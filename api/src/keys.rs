@@ -9,11 +9,16 @@ use std::path::Path;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// Encrypts and decrypts secrets under the master key. `Debug` prints nothing.
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// HMAC key of checkout links, derived from the master key (so every node sharing the
+    /// master key makes and accepts the same links).
+    link_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -24,12 +29,42 @@ impl std::fmt::Debug for MasterKey {
 
 const KEY_FILE_NAME: &str = "master.key";
 
+/// Bytes of HMAC in a checkout token.
+const CHECKOUT_TOKEN_BYTES: usize = 16;
+
 impl MasterKey {
     /// From 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> MasterKey {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("any key length");
+        derive.update(b"paycenter checkout links v1");
         MasterKey {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)),
+            link_key: zeroize::Zeroizing::new(derive.finalize().into_bytes().into()),
         }
+    }
+
+    fn link_mac(&self, trade_no: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.link_key.as_slice())
+            .expect("any key length");
+        mac.update(b"checkout\n");
+        mac.update(trade_no.as_bytes());
+        mac
+    }
+
+    /// The token of a payment's checkout link: 128 bits of an HMAC of its trade number, so a
+    /// link cannot be made from a trade number alone.
+    pub fn checkout_token(&self, trade_no: &str) -> String {
+        let tag = self.link_mac(trade_no).finalize().into_bytes();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag[..CHECKOUT_TOKEN_BYTES])
+    }
+
+    /// Whether `token` is the checkout token of `trade_no` (compared in constant time).
+    pub fn checks_checkout_token(&self, trade_no: &str, token: &str) -> bool {
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        tag.len() == CHECKOUT_TOKEN_BYTES
+            && self.link_mac(trade_no).verify_truncated_left(&tag).is_ok()
     }
 
     /// From `PAYCENTER_MASTER_KEY` when set, else from (or into) the key file in `data_dir`.
@@ -63,9 +98,7 @@ impl MasterKey {
         let mut file = options.open(&path)?;
         file.write_all(engine.encode(key).as_bytes())?;
         file.sync_all()?;
-        Ok(MasterKey {
-            cipher: Aes256Gcm::new(&key),
-        })
+        Ok(MasterKey::from_bytes(&key.into()))
     }
 
     /// `v2.` + `base64(nonce ‖ ciphertext)` of `plaintext`, bound to `owner` (the channel

@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub app_rate_limit: crate::rate_limit::RateLimit,
     /// Where outbound calls may go (`PAYCENTER_ALLOW_PRIVATE_EGRESS`).
     pub egress: paycenter_gateway::egress::EgressPolicy,
+    /// Whether the sandbox channel runs (`PAYCENTER_SANDBOX`, default on; `0` for production).
+    pub sandbox_enabled: bool,
     /// When yesterday's bills are fetched and reconciled (`PAYCENTER_RECONCILE_HOUR`,
     /// `PAYCENTER_RECONCILE_CHECK_SECONDS`).
     pub daily_reconciliation: crate::service::reconciliation::DailySchedule,
@@ -140,6 +142,11 @@ impl ServeOptions {
                 burst: env_number("PAYCENTER_APP_RATE_LIMIT_BURST", 1..=1_000_000, 400)?,
             },
             egress: paycenter_gateway::egress::EgressPolicy::from_env(),
+            sandbox_enabled: match std::env::var("PAYCENTER_SANDBOX").as_deref() {
+                Err(_) | Ok("1") | Ok("true") => true,
+                Ok("0") | Ok("false") => false,
+                Ok(other) => anyhow::bail!("PAYCENTER_SANDBOX must be 1 or 0, not {other:?}"),
+            },
             daily_reconciliation: crate::service::reconciliation::DailySchedule {
                 hour: env_number("PAYCENTER_RECONCILE_HOUR", 0..=23, 10)? as u32,
                 check_seconds: env_number("PAYCENTER_RECONCILE_CHECK_SECONDS", 1..=86_400, 600)?,
@@ -324,12 +331,21 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         paycenter_gateway::http::HttpClient::new(&outbound, options.channel_timeout_ms)
             .map_err(|error| anyhow::anyhow!(error))?;
     let sandbox_provider = SandboxProvider::with_outbound(&outbound);
-    let channels = ChannelRegistry::new(vec![
-        Box::new(SandboxChannel::new(sandbox_provider.clone(), &public_url)),
+    let mut adapters: Vec<Box<dyn paycenter_gateway::PaymentChannel>> = vec![
         Box::new(AlipayChannel::new(channel_http.clone())),
         Box::new(WechatpayChannel::new(channel_http.clone())),
         Box::new(StripeChannel::new(channel_http)),
-    ]);
+    ];
+    // Without the sandbox no sandbox account can be activated and its routes answer 404.
+    if options.sandbox_enabled {
+        adapters.push(Box::new(SandboxChannel::new(
+            sandbox_provider.clone(),
+            &public_url,
+        )));
+    } else {
+        tracing::info!("the sandbox is off (PAYCENTER_SANDBOX=0)");
+    }
+    let channels = ChannelRegistry::new(adapters);
     let config = ServiceConfig {
         admin_token: options.admin_token.clone(),
         public_url: public_url.clone(),
@@ -340,6 +356,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         sweep_after_seconds: options.sweep_after_seconds,
         app_rate_limit: options.app_rate_limit,
         egress: options.egress,
+        sandbox_enabled: options.sandbox_enabled,
     };
     let state = open_state(
         StateParts {

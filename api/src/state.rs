@@ -40,6 +40,8 @@ pub struct ServiceConfig {
     pub app_rate_limit: crate::rate_limit::RateLimit,
     /// Where outbound calls may go.
     pub egress: paycenter_gateway::egress::EgressPolicy,
+    /// Whether the sandbox channel runs (`PAYCENTER_SANDBOX`; off in production).
+    pub sandbox_enabled: bool,
 }
 
 /// A stream as read for a decision.
@@ -159,6 +161,15 @@ impl AppState {
             self.config.public_url,
             channel.as_str(),
             channel_account_id
+        )
+    }
+
+    /// A payment's checkout page, its token in the link.
+    pub fn checkout_url(&self, trade_no: &paycenter_domain::ids::TradeNo) -> String {
+        format!(
+            "{}/checkout/{trade_no}?t={}",
+            self.config.public_url,
+            self.master_key.checkout_token(trade_no.as_str())
         )
     }
 

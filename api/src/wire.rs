@@ -290,6 +290,11 @@ pub struct CreatePaymentRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub client_ip: Option<Value>,
+    /// Where the cashier sends the user back to once the payment settles, with `order_no`,
+    /// `trade_no` and `status` added to its query (the app confirms the status by the API).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 2048, example = "https://app.example.com/paid")]
+    pub return_url: Option<Value>,
 }
 
 /// What the user must be shown to pay: `type` says which fields come with it.
@@ -629,6 +634,17 @@ pub struct SandboxPayAnswer {
     pub trade_no: String,
     pub outcome: String,
     pub message: String,
+}
+
+/// `GET /checkout/{trade_no}/status`: what the cashier page polls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutStatusAnswer {
+    pub trade_no: String,
+    /// `pending`, `succeeded`, `failed` or `closed`.
+    #[schema(pattern = "^(pending|succeeded|failed|closed)$")]
+    pub status: String,
+    /// Pending past its expiry: it can no longer be paid.
+    pub expired: bool,
 }
 
 /// `GET /healthz`: `ok` only when the store appends and every projection runs.

@@ -553,9 +553,27 @@ fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
         .into_string()
         .unwrap();
     assert!(
-        page.contains("weixin://wxpay/bizpayurl"),
-        "the checkout page shows the QR: {page}"
+        page.contains("<svg") && page.contains("id=\"qr\""),
+        "the checkout page draws the QR: {page}"
     );
+    // Drawn in a real browser, the QR reads back as WeChat Pay's code_url.
+    let png = std::env::temp_dir().join(format!("paycenter-qr-{}.png", std::process::id()));
+    if support::run_browser(
+        "qr",
+        json!({"url": pc["action"]["url"], "png": png.to_str().unwrap()}),
+    )
+    .is_some()
+    {
+        let decoded = std::process::Command::new("zbarimg")
+            .args(["--raw", "-q", png.to_str().unwrap()])
+            .output()
+            .expect("zbarimg (zbar-tools) runs");
+        let decoded = String::from_utf8_lossy(&decoded.stdout).trim().to_owned();
+        assert!(
+            decoded.starts_with("weixin://wxpay/bizpayurl"),
+            "the QR decodes to the code_url: {decoded:?}"
+        );
+    }
 
     let (status, answer) = shop.pay("w-js", "1.00", "jsapi", json!({}));
     assert_eq!(

@@ -74,6 +74,7 @@ async fn world() -> World {
                     burst: 1_000,
                 },
                 egress: Default::default(),
+                sandbox_enabled: true,
             },
             clock: Box::new(clock.clone()),
             channels: ChannelRegistry::new(vec![Box::new(SandboxChannel::new(
@@ -153,6 +154,7 @@ async fn start_payment(
             expire_seconds: 900,
             payer_id: None,
             client_ip: None,
+            return_url: None,
         },
     )
     .await

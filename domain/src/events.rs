@@ -116,6 +116,10 @@ pub struct PaymentAttemptStarted {
     pub subject: String,
     pub started_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Where the cashier sends the user back to once the attempt settles (absent from
+    /// attempts recorded before it existed, and when the app gave none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
 }
 
 /// The channel accepted a payment attempt and gave paycenter what later calls need.

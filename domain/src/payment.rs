@@ -213,6 +213,8 @@ pub struct StartAttempt {
     pub subject: String,
     pub expire_seconds: u32,
     pub min_attempt_interval_ms: i64,
+    /// Where the cashier sends the user back to once the attempt settles.
+    pub return_url: Option<String>,
 }
 
 /// A command on an order.
@@ -664,6 +666,7 @@ impl Order {
             subject: start.subject.clone(),
             started_at: now,
             expires_at: now + Duration::seconds(i64::from(start.expire_seconds)),
+            return_url: start.return_url.clone(),
         }));
         Ok(events)
     }

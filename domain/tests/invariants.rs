@@ -37,6 +37,7 @@ fn start_command(n: u64, amount_minor: i64, fee_rate: Rate, splits: Vec<Split>) 
         subject: "s".into(),
         expire_seconds: 60,
         min_attempt_interval_ms: MIN_INTERVAL_MS,
+        return_url: None,
     })
 }
 

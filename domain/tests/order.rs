@@ -34,6 +34,7 @@ fn start(n: u64, amount_minor: i64) -> StartAttempt {
         subject: "rent".to_owned(),
         expire_seconds: 900,
         min_attempt_interval_ms: DEFAULT_MIN_ATTEMPT_INTERVAL_MS,
+        return_url: None,
     }
 }
 

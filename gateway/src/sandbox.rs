@@ -392,7 +392,7 @@ impl PaymentChannel for SandboxChannel {
                 });
             Ok(Initiated {
                 action: PaymentAction::CheckoutUrl {
-                    url: format!("{}/checkout/{}", self.public_url, request.trade_no),
+                    url: request.checkout_url.clone(),
                 },
                 channel_reference: None,
                 checkout_qr_code: None,

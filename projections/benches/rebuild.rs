@@ -51,6 +51,7 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
         subject: "rent".into(),
         expire_seconds: 900,
         min_attempt_interval_ms: 15_000,
+        return_url: None,
     }));
     run(OrderCommand::RecordSuccess {
         channel_account_id: ChannelAccountId::from_entropy(1),

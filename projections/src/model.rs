@@ -94,6 +94,9 @@ pub struct PaymentView {
     pub status: AttemptStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Where the cashier sends the user back to (absent from snapshots made before it).
+    #[serde(default)]
+    pub return_url: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
     pub refunds: Vec<RefundView>,
     pub splits: Vec<Split>,
@@ -341,6 +344,7 @@ impl ReadModel {
                     status: AttemptStatus::Pending,
                     created_at: event.started_at,
                     expires_at: event.expires_at,
+                    return_url: event.return_url.clone(),
                     paid_at: None,
                     refunds: Vec::new(),
                     splits: event.splits.clone(),

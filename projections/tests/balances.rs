@@ -85,6 +85,7 @@ fn run_order(merchant_id: &MerchantId, order_idx: usize, plan: &PaymentPlan) -> 
             subject: "s".into(),
             expire_seconds: 600,
             min_attempt_interval_ms: 0,
+            return_url: None,
         }),
         0,
     );

@@ -178,6 +178,7 @@ impl Run {
                 subject: "s".into(),
                 expire_seconds: 600,
                 min_attempt_interval_ms: 0,
+                return_url: None,
             }),
             at_seconds,
         );

@@ -39,6 +39,7 @@ fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
             subject: "rent".into(),
             expire_seconds: 600,
             min_attempt_interval_ms: 0,
+            return_url: None,
         }));
         if order_idx % 4 != 3 {
             run(OrderCommand::RecordSuccess {

@@ -95,6 +95,7 @@ fn fill(dir: &Path) -> Fixture {
             subject: "rent".into(),
             expire_seconds: 600,
             min_attempt_interval_ms: 15_000,
+            return_url: None,
         }),
     );
     std::thread::sleep(Duration::from_millis(20));

@@ -1,86 +1,383 @@
-//! paycenter's own checkout page and the sandbox's "user pays" endpoint.
+//! The cashier: paycenter's own page where a person pays (`GET /checkout/{trade_no}?t=`), its
+//! status for the page's polling (`GET /checkout/{trade_no}/status?t=`), its stylesheet and
+//! script (`/assets/…`, no CDN), and the sandbox's "user pays" endpoint.
+//!
+//! A link works only with its token (an HMAC of the trade number under a key derived from the
+//! master key) and, while the payment is unpaid, only until it expires; without a valid token
+//! the page says nothing about the payment. Chinese or English by `?lang=` or
+//! `Accept-Language`. Every answer carries a strict Content-Security-Policy (scripts and styles
+//! from paycenter only, no framing), `nosniff` and `Referrer-Policy: no-referrer`, so the
+//! token never leaves in a `Referer`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
+use hyper::http::{HeaderValue, Response, StatusCode};
+use hyper::Body;
 use paycenter_domain::ids::TradeNo;
 use paycenter_domain::payment::{AttemptStatus, Channel};
 use paycenter_gateway::sandbox::SandboxOutcome;
-
-use hyper::http::StatusCode;
+use paycenter_projections::model::PaymentView;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::parse_object;
-use crate::http::handlers::Answer;
+use crate::http::Answer;
 use crate::state::AppState;
 
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+/// The cashier's headers: what the page may load, who may frame it, what it leaks.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The cashier's languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// 中文 (simplified).
+    Zh,
+    /// English.
+    En,
 }
 
-/// `GET /checkout/{trade_no}`: merchant, subject, amount, status; for the sandbox, pay buttons
-/// (plain HTML forms, no JavaScript).
-pub fn checkout_page(state: &AppState, trade_no: &str) -> (StatusCode, String) {
-    let not_found = (
-        StatusCode::NOT_FOUND,
-        "<!doctype html><title>Not found</title><p>No such payment.</p>".to_owned(),
+impl Lang {
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    /// `?lang=` when it names one, else the language the browser prefers most of the two
+    /// (`Accept-Language`, by q-value), else English.
+    pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Lang {
+        match query {
+            Some("zh") => return Lang::Zh,
+            Some("en") => return Lang::En,
+            _ => {}
+        }
+        let mut best: Option<(f32, Lang)> = None;
+        for entry in accept_language.unwrap_or("").split(',').take(32) {
+            let mut parts = entry.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|part| part.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = if tag == "zh" || tag.starts_with("zh-") {
+                Lang::Zh
+            } else if tag == "en" || tag.starts_with("en-") {
+                Lang::En
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::En, |(_, lang)| lang)
+    }
+
+    /// The page's words.
+    fn texts(self) -> HashMap<&'static str, &'static str> {
+        let pairs: &[(&str, &str, &str)] = &[
+            ("title", "收银台", "Checkout"),
+            ("waiting", "等待支付…", "Waiting for payment…"),
+            ("pay", "支付", "Pay"),
+            ("decline", "拒绝支付", "Decline"),
+            (
+                "sandbox_note",
+                "沙箱环境：不会产生真实扣款。",
+                "Sandbox: no real money moves.",
+            ),
+            ("scan_with", "请使用以下应用扫码支付：", "Scan to pay with"),
+            ("succeeded", "支付成功", "Payment successful"),
+            ("failed", "支付失败", "Payment failed"),
+            ("closed", "支付已关闭", "Payment closed"),
+            ("back", "返回商户", "Back to the merchant"),
+            (
+                "back_soon",
+                "即将自动返回商户页面。",
+                "You will be taken back in a moment.",
+            ),
+            ("trade_no", "交易号", "Payment"),
+            ("invalid_title", "链接无效", "This link is not valid"),
+            (
+                "invalid_text",
+                "请回到商户页面重新发起支付。",
+                "Go back to the merchant and start the payment again.",
+            ),
+            ("expired_title", "支付已过期", "This payment has expired"),
+            (
+                "expired_text",
+                "请回到商户页面重新发起支付。",
+                "Go back to the merchant and start the payment again.",
+            ),
+            (
+                "unavailable_title",
+                "暂时无法显示",
+                "Not available right now",
+            ),
+            ("unavailable_text", "请稍后再试。", "Try again in a minute."),
+        ];
+        pairs
+            .iter()
+            .map(|(key, zh, en)| (*key, if self == Lang::Zh { *zh } else { *en }))
+            .collect()
+    }
+}
+
+fn channel_name(channel: Channel, lang: Lang) -> &'static str {
+    match (channel, lang) {
+        (Channel::Wechatpay, Lang::Zh) => "微信",
+        (Channel::Wechatpay, Lang::En) => "WeChat",
+        (Channel::Alipay, Lang::Zh) => "支付宝",
+        (Channel::Alipay, Lang::En) => "Alipay",
+        (Channel::Stripe, _) => "Stripe",
+        (Channel::Sandbox, _) => "Sandbox",
+    }
+}
+
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENVIRONMENT: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut environment = minijinja::Environment::new();
+        // `.html`: every value is HTML-escaped unless marked safe (only the QR's own SVG is).
+        environment
+            .add_template(
+                "checkout.html",
+                include_str!("../../templates/checkout.html"),
+            )
+            .expect("the checkout template parses");
+        environment
+    })
+}
+
+/// Adds the cashier's security headers.
+fn secured(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn page(status: StatusCode, html: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(html));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    let Ok(trade_no) = TradeNo::parse(trade_no) else {
-        return not_found;
+    secured(response)
+}
+
+/// The payment a link names, when its token is right.
+fn linked_payment(state: &AppState, trade_no: &str, token: Option<&str>) -> Option<TradeNo> {
+    let trade_no = TradeNo::parse(trade_no).ok()?;
+    state
+        .master_key
+        .checks_checkout_token(trade_no.as_str(), token?)
+        .then_some(trade_no)
+}
+
+/// Where the person goes back to: the app's `return_url` with `order_no`, `trade_no` and
+/// `status` added to its query (before any fragment).
+fn return_to(payment: &PaymentView) -> Option<String> {
+    let return_url = payment.return_url.as_deref()?;
+    let (base, fragment) = match return_url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (return_url, None),
+    };
+    let query = serde_urlencoded::to_string([
+        ("order_no", payment.order_no.as_str()),
+        ("trade_no", payment.trade_no.as_str()),
+        ("status", payment.status.as_str()),
+    ])
+    .expect("text pairs encode");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some(match fragment {
+        Some(fragment) => format!("{base}{separator}{query}#{fragment}"),
+        None => format!("{base}{separator}{query}"),
+    })
+}
+
+/// The QR code of `content` as an SVG element.
+fn qr_svg(content: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(content.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    // Inline in HTML: from the element on, without the XML declaration.
+    svg.find("<svg").map(|start| svg[start..].to_owned())
+}
+
+/// `GET /checkout/{trade_no}?t=&lang=`.
+pub fn checkout_page(
+    state: &AppState,
+    trade_no: &str,
+    query: &HashMap<String, String>,
+    accept_language: Option<&str>,
+) -> Response<Body> {
+    let lang = Lang::choose(query.get("lang").map(String::as_str), accept_language);
+    let token = query.get("t").map(String::as_str);
+    let link = |lang: Lang| {
+        let mut pairs = vec![("lang", lang.code())];
+        if let Some(token) = token {
+            pairs.push(("t", token));
+        }
+        format!(
+            "?{}",
+            serde_urlencoded::to_string(pairs).expect("text pairs encode")
+        )
+    };
+    let render = |status: StatusCode, view: &str, payment: Option<&PaymentView>| {
+        let mut context: HashMap<&str, minijinja::Value> = HashMap::from([
+            ("lang", lang.code().into()),
+            ("view", view.into()),
+            ("t", minijinja::Value::from_serialize(lang.texts())),
+            (
+                "lang_links",
+                minijinja::Value::from_serialize(HashMap::from([
+                    ("zh", link(Lang::Zh)),
+                    ("en", link(Lang::En)),
+                ])),
+            ),
+        ]);
+        if let (Some(payment), Some(token)) = (payment, token) {
+            let model = state.model_lock();
+            let merchant = model
+                .merchants
+                .get(&payment.merchant_id)
+                .cloned()
+                .unwrap_or_default();
+            drop(model);
+            let trade_no = payment.trade_no.as_str();
+            let pending = payment.status == AttemptStatus::Pending;
+            context.extend([
+                ("merchant", merchant.into()),
+                ("subject", payment.subject.clone().into()),
+                ("amount", payment.amount.to_major_string().into()),
+                ("currency", payment.amount.currency().code().into()),
+                ("trade_no", trade_no.into()),
+                ("status", payment.status.as_str().into()),
+                ("token", token.into()),
+                ("channel_name", channel_name(payment.channel, lang).into()),
+                (
+                    "status_url",
+                    format!(
+                        "/checkout/{trade_no}/status?{}",
+                        serde_urlencoded::to_string([("t", token)]).expect("text pairs encode")
+                    )
+                    .into(),
+                ),
+            ]);
+            if let Some(return_to) = return_to(payment) {
+                context.insert("return_to", return_to.into());
+            }
+            if pending && payment.channel == Channel::Sandbox && state.config.sandbox_enabled {
+                context.insert("sandbox_form", format!("/sandbox/pay/{trade_no}").into());
+            }
+            if let (true, Some(code)) = (pending, &payment.checkout_qr_code) {
+                if let Some(svg) = qr_svg(code) {
+                    context.insert("qr_svg", svg.into());
+                }
+            }
+        }
+        let html = templates()
+            .get_template("checkout.html")
+            .and_then(|template| template.render(&context))
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "the checkout page did not render");
+                "<!doctype html><title>Checkout</title><p>Not available right now.</p>".to_owned()
+            });
+        page(status, html)
+    };
+    let Some(trade_no) = linked_payment(state, trade_no, token) else {
+        return render(StatusCode::NOT_FOUND, "invalid", None);
     };
     let Ok(model) = state.read_model() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "<!doctype html><title>Unavailable</title><p>Payments cannot be shown right now; try again in a minute.</p>".to_owned(),
-        );
+        return render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
     };
-    let Some(payment) = model.payments.get(&trade_no) else {
-        return not_found;
+    let Some(payment) = model.payments.get(&trade_no).cloned() else {
+        return render(StatusCode::NOT_FOUND, "invalid", None);
     };
-    let merchant = model
-        .merchants
-        .get(&payment.merchant_id)
+    drop(model);
+    let view = match payment.status {
+        AttemptStatus::Pending if state.clock.now() > payment.expires_at => {
+            return render(StatusCode::GONE, "expired", None)
+        }
+        status => status.as_str(),
+    };
+    render(StatusCode::OK, view, Some(&payment))
+}
+
+/// `GET /checkout/{trade_no}/status?t=`: what the page polls.
+pub fn checkout_status(
+    state: &AppState,
+    trade_no: &str,
+    query: &HashMap<String, String>,
+) -> Answer {
+    let not_found = || {
+        Refusal::not_found(
+            ErrorCode::PaymentNotFound,
+            "no payment behind this link (its token is missing or wrong)",
+        )
+    };
+    let trade_no = linked_payment(state, trade_no, query.get("t").map(String::as_str))
+        .ok_or_else(not_found)?;
+    let payment = state
+        .read_model()?
+        .payments
+        .get(&trade_no)
         .cloned()
-        .unwrap_or_default();
-    let buttons = if payment.channel == Channel::Sandbox && payment.status == AttemptStatus::Pending
-    {
-        format!(
-            r#"<form method="post" action="/sandbox/pay/{trade_no}"><input type="hidden" name="outcome" value="success"><button type="submit">Pay {amount} {currency}</button></form>
-<form method="post" action="/sandbox/pay/{trade_no}"><input type="hidden" name="outcome" value="failure"><button type="submit">Decline</button></form>"#,
-            amount = payment.amount.to_major_string(),
-            currency = payment.amount.currency(),
-        )
-    } else if let (Some(qr_code), AttemptStatus::Pending) =
-        (&payment.checkout_qr_code, payment.status)
-    {
-        // The channel's QR content (WeChat Pay `code_url`), for the user's phone to scan.
-        format!(
-            r#"<p>Scan with the {channel} app:</p><pre id="qr_code">{qr}</pre>"#,
-            channel = escape_html(payment.channel.as_str()),
-            qr = escape_html(qr_code),
-        )
-    } else {
-        String::new()
-    };
-    let html = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Pay {merchant}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}dt{{color:#555}}dd{{margin:0 0 .8rem 0;font-size:1.1rem}}button{{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem 0}}</style></head>
-<body><h1>Checkout</h1>
-<dl><dt>Merchant</dt><dd>{merchant}</dd><dt>For</dt><dd>{subject}</dd><dt>Amount</dt><dd>{amount} {currency}</dd><dt>Status</dt><dd id="status">{status}</dd><dt>Payment</dt><dd>{trade_no}</dd></dl>
-{buttons}
-</body></html>"#,
-        merchant = escape_html(&merchant),
-        subject = escape_html(&payment.subject),
-        amount = payment.amount.to_major_string(),
-        currency = payment.amount.currency(),
-        status = payment.status.as_str(),
+        .ok_or_else(not_found)?;
+    Ok((
+        StatusCode::OK,
+        crate::wire::to_value(&crate::wire::CheckoutStatusAnswer {
+            trade_no: payment.trade_no.to_string(),
+            status: payment.status.as_str().to_owned(),
+            expired: payment.status == AttemptStatus::Pending
+                && state.clock.now() > payment.expires_at,
+        }),
+    ))
+}
+
+/// The files the cashier loads: `(name, content type, content)`.
+pub const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "checkout.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/checkout.css"),
+    ),
+    (
+        "checkout.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/checkout.js"),
+    ),
+];
+
+/// `GET /assets/{file}`.
+pub fn asset(file: &str) -> Result<Response<Body>, Refusal> {
+    let (_, content_type, content) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .ok_or_else(|| Refusal::new(ErrorCode::RouteNotFound, "no such asset"))?;
+    let mut response = Response::new(Body::from(*content));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
+    let mut response = secured(response);
+    // Assets change only with the binary.
+    response.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=3600"),
     );
-    (StatusCode::OK, html)
+    Ok(response)
 }
 
 /// The sandbox's optional `amount` (and `currency`): the sandbox then takes and reports that
@@ -116,50 +413,77 @@ fn reported_money(
         .map_err(|error| Refusal::new(ErrorCode::InvalidAmount, error.to_string()))
 }
 
+/// What `POST /sandbox/pay/{trade_no}` answers: JSON to a program, the cashier page again to
+/// a person (the page's form).
+pub enum SandboxPayAnswer {
+    /// `202` and the JSON answer.
+    Json(Answer),
+    /// `303` back to the cashier page.
+    BackToPage(String),
+}
+
 /// `POST /sandbox/pay/{trade_no}` with `{"outcome": "success" | "failure", "race_close"?: bool}`
-/// (JSON, or the checkout page's form). Plays the user; the outcome reaches paycenter by the
-/// sandbox's callback. `race_close: true` pays a trade paycenter already closed (a payment that
-/// raced the close), to exercise the automatic refund of late payments.
+/// (JSON), or the cashier's form (`outcome`, `t`, `lang`), which is sent back to the page.
+/// Plays the user; the outcome reaches paycenter by the sandbox's callback. `race_close: true`
+/// pays a trade paycenter already closed (a payment that raced the close), to exercise the
+/// automatic refund of late payments.
 pub async fn sandbox_pay(
     state: Arc<AppState>,
     trade_no: String,
     content_type: Option<String>,
     body: bytes::Bytes,
-) -> Answer {
-    let mut race_close = false;
-    let mut reported = None;
-    let outcome_text = if content_type
+) -> SandboxPayAnswer {
+    let is_form = content_type
         .as_deref()
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
-    {
-        let text =
-            std::str::from_utf8(&body).map_err(|_| Refusal::invalid("form body is not UTF-8"))?;
-        text.split('&')
-            .find_map(|pair| pair.strip_prefix("outcome="))
-            .unwrap_or("")
-            .to_owned()
-    } else {
-        let object = parse_object(&body)?;
-        crate::http::dto::check_fields(
-            &object,
-            "",
-            &[
-                ("outcome", crate::http::dto::MAX_TOKEN_CHARS),
-                ("race_close", 0),
-                ("amount", crate::http::dto::MAX_TOKEN_CHARS),
-                ("currency", crate::http::dto::MAX_TOKEN_CHARS),
-            ],
-        )?;
-        let request: crate::wire::SandboxPayRequest = crate::wire::read(&object)?;
-        race_close = match object.get("race_close") {
-            None | Some(serde_json::Value::Null) => false,
-            Some(serde_json::Value::Bool(flag)) => *flag,
-            Some(_) => return Err(Refusal::invalid("race_close must be true or false")),
-        };
-        reported = reported_money(&state, &trade_no, &object)?;
-        request.outcome
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return SandboxPayAnswer::Json(sandbox_pay_json(&state, trade_no, &body).await);
+    }
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let token = form.get("t").map(String::as_str);
+    let lang = form.get("lang").map(String::as_str).unwrap_or("en");
+    let lang = Lang::choose(Some(lang), None).code();
+    let page_link = |token: &str| {
+        format!(
+            "/checkout/{trade_no}?{}",
+            serde_urlencoded::to_string([("t", token), ("lang", lang)]).expect("text pairs encode")
+        )
     };
-    let outcome = match outcome_text.as_str() {
+    // Only a form from the page (its token right) is taken and sent back there.
+    let Some(paid) = linked_payment(&state, &trade_no, token) else {
+        return SandboxPayAnswer::BackToPage(page_link(""));
+    };
+    let outcome = match form.get("outcome").map(String::as_str) {
+        Some("success") => SandboxOutcome::Success,
+        _ => SandboxOutcome::Failure,
+    };
+    if let Err(error) = state.sandbox_provider.pay(&paid, outcome, false, None) {
+        // Paid twice, or expired: the page shows how the payment stands.
+        tracing::info!(%error, trade_no = %paid, "a sandbox form was not taken");
+    }
+    SandboxPayAnswer::BackToPage(page_link(token.unwrap_or("")))
+}
+
+async fn sandbox_pay_json(state: &AppState, trade_no: String, body: &[u8]) -> Answer {
+    let object = parse_object(body)?;
+    crate::http::dto::check_fields(
+        &object,
+        "",
+        &[
+            ("outcome", crate::http::dto::MAX_TOKEN_CHARS),
+            ("race_close", 0),
+            ("amount", crate::http::dto::MAX_TOKEN_CHARS),
+            ("currency", crate::http::dto::MAX_TOKEN_CHARS),
+        ],
+    )?;
+    let request: crate::wire::SandboxPayRequest = crate::wire::read(&object)?;
+    let race_close = match object.get("race_close") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(flag)) => *flag,
+        Some(_) => return Err(Refusal::invalid("race_close must be true or false")),
+    };
+    let reported = reported_money(state, &trade_no, &object)?;
+    let outcome = match request.outcome.as_str() {
         "success" => SandboxOutcome::Success,
         "failure" => SandboxOutcome::Failure,
         _ => {
@@ -183,8 +507,37 @@ pub async fn sandbox_pay(
         StatusCode::ACCEPTED,
         crate::wire::to_value(&crate::wire::SandboxPayAnswer {
             trade_no: trade_no.to_string(),
-            outcome: outcome_text,
+            outcome: request.outcome,
             message: "the sandbox will send its callback".to_owned(),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_language_follows_the_query_then_the_browser() {
+        assert_eq!(Lang::choose(Some("zh"), Some("en")), Lang::Zh);
+        assert_eq!(
+            Lang::choose(None, Some("zh-CN,zh;q=0.9,en;q=0.8")),
+            Lang::Zh
+        );
+        assert_eq!(
+            Lang::choose(None, Some("en-US,en;q=0.9,zh;q=0.5")),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::choose(Some("fr"), Some("fr-FR, zh-TW;q=0.3")),
+            Lang::Zh
+        );
+        assert_eq!(Lang::choose(None, None), Lang::En);
+    }
+
+    #[test]
+    fn the_qr_is_an_svg_element() {
+        let svg = qr_svg("weixin://wxpay/bizpayurl?pr=abc").unwrap();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+    }
 }

@@ -441,6 +441,7 @@ const PAYMENT_FIELDS: &[FieldLimit] = &[
     ("expire_seconds", 0),
     ("payer_id", 128),
     ("client_ip", MAX_TOKEN_CHARS + 24),
+    ("return_url", MAX_URL_CHARS),
 ];
 
 /// `POST /v1/payments`
@@ -455,6 +456,17 @@ pub async fn create_payment(
     let request: wire::CreatePaymentRequest = wire::read_owned(object)?;
     let request = PaymentRequest::try_from(request)?;
     ensure_app_merchant(&app, &request.merchant_id)?;
+    if let Some(return_url) = &request.return_url {
+        paycenter_gateway::egress::check_url(return_url, state.config.egress).map_err(
+            |refused| {
+                Refusal::new(
+                    ErrorCode::InvalidReturnUrl,
+                    format!("return_url is refused: {refused}"),
+                )
+                .with_field("return_url")
+            },
+        )?;
+    }
     let PaymentRequest {
         merchant_id,
         channel_account_id,

@@ -258,7 +258,8 @@ fn operation(route: &Route) -> Value {
             // The page answers its refusals as pages too.
             for (status, description) in [
                 (200, "The page"),
-                (404, "No such payment (a page saying so)"),
+                (404, "No such payment, or the link's token is wrong (a page saying so, and nothing of the payment)"),
+                (410, "The payment expired unpaid (a page saying so)"),
                 (503, "The read model is stopped (a page saying so)"),
             ] {
                 responses.insert(
@@ -266,6 +267,15 @@ fn operation(route: &Route) -> Value {
                     json!({ "description": description, "content": { "text/html": { "schema": { "type": "string" } } } }),
                 );
             }
+        }
+        Success::Asset => {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "The file", "content": {
+                    "text/css": { "schema": { "type": "string" } },
+                    "text/javascript": { "schema": { "type": "string" } },
+                } }),
+            );
         }
         Success::PrometheusText => {
             responses.insert(
@@ -403,6 +413,7 @@ pub fn markdown() -> String {
                 format!("`{status}` [`{name}`](#{})", name.to_lowercase())
             }
             Success::Html => "`200` an HTML page".to_owned(),
+            Success::Asset => "`200` the file".to_owned(),
             Success::PrometheusText => "`200` Prometheus text".to_owned(),
             Success::OpenApi => "`200` the OpenAPI document".to_owned(),
             Success::ChannelProtocol => "the channel's own acknowledgement".to_owned(),

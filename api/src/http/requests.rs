@@ -46,6 +46,9 @@ pub struct PaymentRequest {
     pub payer_id: Option<String>,
     /// The payer's address.
     pub client_ip: Option<String>,
+    /// Where the cashier sends the user back to (checked against the egress rule by the
+    /// handler, as a `notify_url` is).
+    pub return_url: Option<String>,
 }
 
 impl PaymentRequest {
@@ -63,6 +66,7 @@ impl PaymentRequest {
             expire_seconds: self.expire_seconds,
             payer_id: self.payer_id,
             client_ip: self.client_ip,
+            return_url: self.return_url,
         }
     }
 }
@@ -149,6 +153,7 @@ impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
             expire_seconds,
             payer_id,
             client_ip,
+            return_url: optional_text(&request.return_url, "return_url")?.map(str::to_owned),
         })
     }
 }

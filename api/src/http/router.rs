@@ -218,6 +218,12 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let (route, parameters) = match find(parts.method.as_str(), parts.uri.path()) {
+        // With the sandbox turned off its routes do not exist.
+        Found::Route(route, _)
+            if route.operation == Operation::SandboxPay && !state.config.sandbox_enabled =>
+        {
+            return refusal_response(&Refusal::new(ErrorCode::RouteNotFound, "no such route"))
+        }
         Found::Route(route, parameters) => (route, parameters),
         Found::OtherMethod => {
             return refusal_response(&Refusal::new(
@@ -330,12 +336,29 @@ async fn serve(
             return Ok(with_type(status, content_type, text));
         }
         Operation::Checkout => {
-            let (status, html) = checkout::checkout_page(&state, &parameter());
-            return Ok(with_type(status, "text/html; charset=utf-8", html));
+            let accept_language = header(headers, "accept-language").ok().flatten();
+            return Ok(checkout::checkout_page(
+                &state,
+                &parameter(),
+                &query,
+                accept_language,
+            ));
         }
+        Operation::CheckoutStatus => checkout::checkout_status(&state, &parameter(), &query),
+        Operation::Asset => return checkout::asset(&parameter()),
         Operation::SandboxPay => {
             let content_type = header(headers, "content-type")?.map(str::to_owned);
-            checkout::sandbox_pay(state, parameter(), content_type, body).await
+            match checkout::sandbox_pay(state, parameter(), content_type, body).await {
+                checkout::SandboxPayAnswer::Json(answer) => answer,
+                checkout::SandboxPayAnswer::BackToPage(location) => {
+                    let mut response = Response::new(Body::empty());
+                    *response.status_mut() = StatusCode::SEE_OTHER;
+                    let location = HeaderValue::from_str(&location)
+                        .map_err(|_| Refusal::invalid("the page's address is malformed"))?;
+                    response.headers_mut().insert("location", location);
+                    return Ok(response);
+                }
+            }
         }
         Operation::Healthz => {
             let (status, body) = crate::http::health::report(&state);

@@ -28,6 +28,8 @@ pub enum Operation {
     RedeliverNotification,
     ChannelCallback,
     Checkout,
+    CheckoutStatus,
+    Asset,
     SandboxPay,
     Healthz,
     Metrics,
@@ -36,7 +38,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 26] = [
+    pub const ALL: [Operation; 28] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -59,6 +61,8 @@ impl Operation {
         Operation::RedeliverNotification,
         Operation::ChannelCallback,
         Operation::Checkout,
+        Operation::CheckoutStatus,
+        Operation::Asset,
         Operation::SandboxPay,
         Operation::Healthz,
         Operation::Metrics,
@@ -90,6 +94,8 @@ impl Operation {
             Operation::RedeliverNotification => "redeliver_notification",
             Operation::ChannelCallback => "channel_callback",
             Operation::Checkout => "checkout",
+            Operation::CheckoutStatus => "checkout_status",
+            Operation::Asset => "asset",
             Operation::SandboxPay => "sandbox_pay",
             Operation::Healthz => "healthz",
             Operation::Metrics => "metrics",
@@ -135,6 +141,8 @@ pub enum Success {
     OpenApi,
     /// The channel's own protocol (status and body as the channel expects).
     ChannelProtocol,
+    /// A file of the cashier (stylesheet, script).
+    Asset,
 }
 
 /// A query parameter.
@@ -492,19 +500,55 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/checkout/{trade_no}",
         operation: Operation::Checkout,
-        summary: "paycenter's checkout page",
+        summary: "paycenter's cashier page (the payment's checkout_url): 404 without its token, 410 once an unpaid payment expired",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[
+            QueryParam {
+                required: true,
+                ..query("t", "The link's token (part of checkout_url)")
+            },
+            QueryParam {
+                one_of: &["zh", "en"],
+                ..query("lang", "The page's language (default: by Accept-Language)")
+            },
+        ],
+        path_choices: &[],
+        success: Success::Html,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/checkout/{trade_no}/status",
+        operation: Operation::CheckoutStatus,
+        summary: "The payment's status, for the cashier page (needs the link's token)",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[QueryParam {
+            required: true,
+            ..query("t", "The link's token (part of checkout_url)")
+        }],
+        path_choices: &[],
+        success: Success::Json(200, "CheckoutStatusAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/assets/{file}",
+        operation: Operation::Asset,
+        summary: "The cashier's stylesheet and script",
         caller: Caller::Public,
         request: RequestBody::None,
         query: &[],
-        path_choices: &[],
-        success: Success::Html,
+        path_choices: &[("file", &["checkout.css", "checkout.js"])],
+        success: Success::Asset,
         refusals: &[],
     },
     Route {
         method: "post",
         path: "/sandbox/pay/{trade_no}",
         operation: Operation::SandboxPay,
-        summary: "Play the user paying in the sandbox; the outcome arrives by the sandbox's signed callback",
+        summary: "Play the user paying in the sandbox; the outcome arrives by the sandbox's signed callback. The cashier's form (application/x-www-form-urlencoded: outcome, t, lang) is answered 303 back to the page. Absent (404) when PAYCENTER_SANDBOX=0",
         caller: Caller::Public,
         request: RequestBody::Json("SandboxPayRequest"),
         query: &[],

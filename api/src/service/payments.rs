@@ -38,6 +38,8 @@ pub struct StartPayment {
     pub payer_id: Option<String>,
     /// The payer's address, where the method needs it.
     pub client_ip: Option<String>,
+    /// Where the cashier sends the user back to.
+    pub return_url: Option<String>,
 }
 
 /// A started attempt: what the user must be shown.
@@ -67,6 +69,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         expire_seconds,
         payer_id,
         client_ip,
+        return_url,
     } = command;
     let currency = amount.currency();
     let account = state
@@ -142,6 +145,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         subject: subject.clone(),
         expire_seconds,
         min_attempt_interval_ms: state.config.min_attempt_interval_ms,
+        return_url: return_url.clone(),
     };
     // The order's stream: where its attempts already are (orders recorded before order
     // numbers lived in their app's namespace keep their stream), else the app's own.
@@ -169,7 +173,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         invoke_method,
         expires_at_unix: started.expires_at.timestamp(),
         notify_url: state.notify_url(account.channel, &channel_account_id),
-        checkout_url: format!("{}/checkout/{trade_no}", state.config.public_url),
+        checkout_url: state.checkout_url(&trade_no),
         payer_id,
         client_ip,
     };

@@ -109,6 +109,7 @@ pub fn acknowledging_webhook_sink() -> String {
 }
 
 /// Polls `done` every `step` until it holds; panics naming `what` after `timeout`.
+#[allow(dead_code)]
 pub fn wait_for_within(
     what: &str,
     timeout: Duration,
@@ -211,4 +212,55 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
     rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .map(|certificate| certificate.unwrap())
         .collect()
+}
+
+/// Runs scenario `scenario` of `api/tests/browser/cashier.mjs` in Debian's chromium with
+/// `input` (its `out_dir` set to `target/cashier-screenshots`), answering its JSON result.
+/// `None` (and a line saying so) when chromium or the driver's npm package is missing, unless
+/// `PAYCENTER_REQUIRE_BROWSER=1`, which `.ci/run` sets: then that is a failure.
+#[allow(dead_code)]
+pub fn run_browser(scenario: &str, mut input: Value) -> Option<Value> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver_dir = manifest.join("tests/browser");
+    let chromium =
+        std::env::var("PAYCENTER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = if !Path::new(&chromium).exists() {
+        Some(format!("no chromium at {chromium}"))
+    } else if !driver_dir.join("node_modules/playwright-core").exists() {
+        Some(format!(
+            "no playwright-core in {} (npm ci there)",
+            driver_dir.display()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        if std::env::var("PAYCENTER_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("{why}");
+        }
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let out_dir = manifest.join("../target/cashier-screenshots");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    input["out_dir"] = Value::String(out_dir.to_str().unwrap().to_owned());
+    let output = Command::new("node")
+        .arg(driver_dir.join("cashier.mjs"))
+        .arg(scenario)
+        .arg(input.to_string())
+        .env("PAYCENTER_CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "browser scenario {scenario} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    Some(
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|error| {
+            panic!("browser scenario {scenario} answered {stdout:?}: {error}")
+        }),
+    )
 }
