@@ -136,6 +136,7 @@ fn seed(base: &str) -> (Value, String) {
         answer["trade_no"].as_str().unwrap().to_owned()
     };
     let trade_no = pay("st-pending");
+    let checkout_token = checkout_token(&base, &api_key, &merchant_id, &channel_account_id);
     let paid_trade_no = pay("st-paid");
     let (status, answer) = call(
         "POST",
@@ -193,8 +194,36 @@ fn seed(base: &str) -> (Value, String) {
         "notification_id": notification_id,
         "reconciliation_id": reconciliation_id,
         "date": today,
+        "t": checkout_token.1,
+        "checkout_trade_no": checkout_token.0,
     });
     (ids, api_key)
+}
+
+/// A payment made for the cashier's routes: its trade number and its checkout link's token.
+fn checkout_token(
+    base: &str,
+    api_key: &str,
+    merchant_id: &str,
+    channel_account_id: &str,
+) -> (String, String) {
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        api_key,
+        Some(json!({
+            "merchant_id": merchant_id, "channel_account_id": channel_account_id,
+            "order_no": "st-cashier", "amount": "100.00", "currency": "CNY",
+            "invoke_method": "pc", "subject": "conformance",
+        })),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let url = answer["action"]["url"].as_str().unwrap();
+    let token = url
+        .split_once("?t=")
+        .map(|(_, token)| token.to_owned())
+        .unwrap();
+    (answer["trade_no"].as_str().unwrap().to_owned(), token)
 }
 
 /// The route a request went to, by matching its path against the route table.

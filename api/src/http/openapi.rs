@@ -51,6 +51,7 @@ use crate::wire;
     wire::ProjectionsAnswer,
     wire::SandboxPayRequest,
     wire::SandboxPayAnswer,
+    wire::CheckoutStatusAnswer,
     wire::HealthAnswer,
 )))]
 struct WireSchemas;

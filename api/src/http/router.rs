@@ -266,6 +266,9 @@ async fn serve(
     };
     let query = if route.query.is_empty() {
         HashMap::new()
+    } else if route.operation == Operation::Checkout {
+        // A person's page: a mangled link is a link without its token (a page saying so).
+        query_pairs(parts.uri.query()).unwrap_or_default()
     } else {
         query_pairs(parts.uri.query())?
     };

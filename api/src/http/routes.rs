@@ -508,10 +508,10 @@ pub const ROUTES: &[Route] = &[
                 required: true,
                 ..query("t", "The link's token (part of checkout_url)")
             },
-            QueryParam {
-                one_of: &["zh", "en"],
-                ..query("lang", "The page's language (default: by Accept-Language)")
-            },
+            query(
+                "lang",
+                "zh or en: the page's language (default: by Accept-Language; others are ignored)",
+            ),
         ],
         path_choices: &[],
         success: Success::Html,

@@ -27,6 +27,8 @@ def _seeded(name, path):
         return IDS["victim_channel_account_id"]
     if name == "trade_no" and path.endswith("/refunds"):
         return IDS["paid_trade_no"]
+    if name == "trade_no" and path.startswith("/checkout/"):
+        return IDS["checkout_trade_no"]
     return IDS.get(name)
 
 
