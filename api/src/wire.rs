@@ -303,6 +303,7 @@ pub struct PaymentActionAnswer {
     /// `redirect_url`, `form_post`, `qr_code`, `app_params`, `jsapi_params` or `checkout_url`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Where to send the person; for `qr_code`, paycenter's page drawing the QR as an image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

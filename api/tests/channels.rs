@@ -543,6 +543,16 @@ fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
         .as_str()
         .unwrap()
         .starts_with("weixin://wxpay/bizpayurl"));
+    // paycenter's page draws the same QR as an image, for apps that send the person there.
+    let qr_page = ureq::get(qr["action"]["url"].as_str().unwrap())
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        qr_page.contains("<svg") && qr_page.contains("id=\"qr\""),
+        "{qr_page}"
+    );
 
     let (status, pc) = shop.pay("w-pc", "6.00", "pc", json!({}));
     assert_eq!(status, 201, "{pc}");

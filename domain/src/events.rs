@@ -421,6 +421,24 @@ pub struct DecodeError {
 }
 
 impl Event {
+    /// The payment attempt an order event is about; `None` for every other event.
+    pub fn trade_no(&self) -> Option<&TradeNo> {
+        match self {
+            Event::PaymentAttemptStarted(event) => Some(&event.trade_no),
+            Event::PaymentAttemptInitiated(event) => Some(&event.trade_no),
+            Event::PaymentAttemptClosed(event) => Some(&event.trade_no),
+            Event::PaymentSucceeded(event) => Some(&event.trade_no),
+            Event::PaymentFailed(event) => Some(&event.trade_no),
+            Event::DuplicatePaymentDetected(event) => Some(&event.trade_no),
+            Event::PaymentAnomalyDetected(event) => Some(&event.trade_no),
+            Event::ChannelCloseAttempted(event) => Some(&event.trade_no),
+            Event::RefundRequested(event) => Some(&event.trade_no),
+            Event::RefundSucceeded(event) => Some(&event.trade_no),
+            Event::RefundFailed(event) => Some(&event.trade_no),
+            _ => None,
+        }
+    }
+
     /// Envelopes for the events a command decided, with ids derived from `command_id`.
     pub fn to_new_events(
         events: &[Event],

@@ -1,7 +1,7 @@
 //! The read model and its fold. `apply` takes events in global order and never fails: events
 //! are facts. It asserts what must hold (known streams, positions in order).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use paycenter_domain::envelope::RecordedEvent;
@@ -189,6 +189,18 @@ pub struct ReadModel {
     pub order_revisions: HashMap<String, u64>,
     /// Notifications (the outbox) by id, with their stream revision.
     pub notifications: HashMap<NotificationId, (Notification, u64)>,
+    /// Pending notifications by when their next attempt is due, soonest first: the dispatcher
+    /// takes the head instead of scanning the whole outbox.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub notifications_due: BTreeSet<(DateTime<Utc>, NotificationId)>,
+    /// Payments the sweeper may have to ask about (pending, or paid with a refund pending), by
+    /// when the oldest pending thing of each started: the sweeper reads the head, never every
+    /// payment ever made.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub sweep_queue: BTreeSet<(DateTime<Utc>, TradeNo)>,
+    /// Each payment's key in `sweep_queue`.
+    #[serde(skip)]
+    sweep_keys: HashMap<TradeNo, DateTime<Utc>>,
     /// Outcomes whose notification is not scheduled yet, by position.
     pub unscheduled: BTreeMap<u64, NotificationDraft>,
     /// Refunds requested and not settled, by position of their request.
@@ -206,6 +218,14 @@ pub struct ReadModel {
     pub ledger_stopped: Option<Stopped>,
     /// Reconciliation results by id.
     pub reconciliations: HashMap<String, ReconciliationCompleted>,
+}
+
+/// When a notification's next attempt is due, while it is pending.
+fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
+    match state.status {
+        NotificationStatus::Pending => state.next_attempt_at,
+        _ => None,
+    }
 }
 
 /// The projection's name and version, as operators see them.
@@ -255,6 +275,7 @@ impl ReadModel {
                 .insert(recorded.stream_id.clone(), recorded.stream_revision);
         }
         let position = recorded.global_position;
+        let touched_payment = event.trade_no().cloned();
         if self.ledger_stopped.is_none() {
             if let Err(error) = self.ledger.apply(&event) {
                 tracing::error!(
@@ -534,6 +555,9 @@ impl ReadModel {
                 let notification_id = scheduled.notification_id.clone();
                 let state = Notification::from_events([&Event::NotificationScheduled(scheduled)])
                     .expect("scheduled");
+                if let Some(at) = due_at(&state) {
+                    self.notifications_due.insert((at, notification_id.clone()));
+                }
                 self.notifications
                     .insert(notification_id, (state, recorded.stream_revision));
             }
@@ -558,8 +582,15 @@ impl ReadModel {
                     .notifications
                     .remove(&notification_id)
                     .expect("notification events follow scheduling");
+                if let Some(at) = due_at(&state) {
+                    self.notifications_due
+                        .remove(&(at, notification_id.clone()));
+                }
                 let mut state = Some(state);
                 Notification::apply(&mut state, &event);
+                if let Some(at) = state.as_ref().and_then(due_at) {
+                    self.notifications_due.insert((at, notification_id.clone()));
+                }
                 assert_eq!(
                     recorded.stream_revision,
                     revision + 1,
@@ -570,6 +601,33 @@ impl ReadModel {
                     (state.expect("still scheduled"), recorded.stream_revision),
                 );
             }
+        }
+        if let Some(trade_no) = touched_payment {
+            self.requeue_for_sweep(&trade_no);
+        }
+    }
+
+    /// Puts `trade_no` where the sweeper will find it (or takes it out) after it changed.
+    fn requeue_for_sweep(&mut self, trade_no: &TradeNo) {
+        if let Some(old) = self.sweep_keys.remove(trade_no) {
+            self.sweep_queue.remove(&(old, trade_no.clone()));
+        }
+        let Some(payment) = self.payments.get(trade_no) else {
+            return;
+        };
+        let since = match payment.status {
+            AttemptStatus::Pending => Some(payment.created_at),
+            AttemptStatus::Succeeded => payment
+                .refunds
+                .iter()
+                .filter(|refund| refund.status == RefundStatus::Pending)
+                .map(|refund| refund.requested_at)
+                .min(),
+            AttemptStatus::Failed | AttemptStatus::Closed => None,
+        };
+        if let Some(since) = since {
+            self.sweep_queue.insert((since, trade_no.clone()));
+            self.sweep_keys.insert(trade_no.clone(), since);
         }
     }
 
@@ -724,6 +782,17 @@ impl ReadModel {
     /// Rebuilds the lookup indexes from the state they index (after a snapshot load, which
     /// does not store them).
     pub fn reindex(&mut self) {
+        self.notifications_due = self
+            .notifications
+            .iter()
+            .filter_map(|(id, (state, _))| Some((due_at(state)?, id.clone())))
+            .collect();
+        self.sweep_queue.clear();
+        self.sweep_keys.clear();
+        let trade_nos: Vec<TradeNo> = self.payments.keys().cloned().collect();
+        for trade_no in &trade_nos {
+            self.requeue_for_sweep(trade_no);
+        }
         self.apps_by_key_sha256 = self
             .apps
             .values()
@@ -797,19 +866,15 @@ impl ReadModel {
         self.apps.get(app_id)
     }
 
-    /// Notifications due at `now`, oldest due first, at most `limit`.
+    /// Notifications due at `now`, oldest due first, at most `limit`: read off the head of
+    /// `notifications_due`, so the cost is `limit`'s, not the outbox's.
     pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Vec<(&Notification, u64)> {
-        let mut due: Vec<(&Notification, u64)> = self
-            .notifications
-            .values()
-            .filter(|(state, _)| {
-                state.status == NotificationStatus::Pending
-                    && state.next_attempt_at.is_some_and(|at| at <= now)
-            })
+        self.notifications_due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .filter_map(|(_, id)| self.notifications.get(id))
             .map(|(state, revision)| (state, *revision))
-            .collect();
-        due.sort_by_key(|(state, _)| state.next_attempt_at);
-        due.truncate(limit);
-        due
+            .collect()
     }
 }

@@ -99,6 +99,22 @@ fn snapshots_round_trip_and_resume() {
         live.digest(),
         "save then load is the same model, indexes included"
     );
+    // The sweeper's queue holds exactly the unpaid attempts (every fourth), in a fold and in
+    // a loaded snapshot alike.
+    let pending: std::collections::BTreeSet<&TradeNo> = live
+        .payments
+        .values()
+        .filter(|payment| payment.status == AttemptStatus::Pending)
+        .map(|payment| &payment.trade_no)
+        .collect();
+    assert_eq!(pending.len(), 10);
+    let queued: std::collections::BTreeSet<&TradeNo> = live
+        .sweep_queue
+        .iter()
+        .map(|(_, trade_no)| trade_no)
+        .collect();
+    assert_eq!(queued, pending);
+    assert_eq!(loaded.sweep_queue, live.sweep_queue);
     let merchant = MerchantId::from_entropy(0);
     assert_eq!(
         loaded

@@ -490,7 +490,11 @@ pub async fn create_payment(
             amount: amount.to_major_string(),
             currency: amount.currency().code().to_owned(),
             expires_at: started.expires_at.to_rfc3339(),
-            action: wire::PaymentActionAnswer::from_action(&started.action),
+            action: {
+                let mut action = wire::PaymentActionAnswer::from_action(&started.action);
+                action.url = action.url.or(started.qr_page);
+                action
+            },
         }),
     ))
 }

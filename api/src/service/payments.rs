@@ -52,6 +52,8 @@ pub struct PaymentStarted {
     pub expires_at: DateTime<Utc>,
     /// What to show the user.
     pub action: PaymentAction,
+    /// For a `qr_code` action: paycenter's page drawing the QR as an image.
+    pub qr_page: Option<String>,
 }
 
 /// Starts an attempt: decided and recorded first, then initiated at the channel. A channel
@@ -201,6 +203,18 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
             return Err(Refusal::channel_unavailable(error));
         }
     };
+    let mut initiated = initiated;
+    // A QR for the user's phone (native_qr): paycenter's page draws it too, for apps that
+    // send the person there rather than draw it themselves.
+    let qr_page = match &initiated.action {
+        PaymentAction::QrCode { qr_code } => {
+            initiated
+                .checkout_qr_code
+                .get_or_insert_with(|| qr_code.clone());
+            Some(state.checkout_url(&trade_no))
+        }
+        _ => None,
+    };
     if initiated.channel_reference.is_some() || initiated.checkout_qr_code.is_some() {
         let command = OrderCommand::RecordInitiation {
             trade_no: trade_no.clone(),
@@ -220,5 +234,6 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         channel: account.channel,
         expires_at: started.expires_at,
         action: initiated.action,
+        qr_page,
     })
 }

@@ -40,7 +40,8 @@ impl SweepItem {
 }
 
 /// Up to `limit` items pending for at least `sweep_after` at `now` whose key `skip` does not
-/// exclude.
+/// exclude. Read from the read model's sweep queue (oldest first), so a round costs what is
+/// overdue, not every payment ever made.
 pub fn due(
     state: &AppState,
     now: DateTime<Utc>,
@@ -50,14 +51,19 @@ pub fn due(
 ) -> Vec<SweepItem> {
     let model = state.model_lock();
     let mut items = Vec::new();
-    for payment in model.payments.values() {
+    for (_, trade_no) in model
+        .sweep_queue
+        .iter()
+        .take_while(|(since, _)| now - *since >= sweep_after)
+    {
         if items.len() >= limit {
             break;
         }
+        let Some(payment) = model.payments.get(trade_no) else {
+            continue;
+        };
         match payment.status {
-            AttemptStatus::Pending
-                if now - payment.created_at >= sweep_after && !skip(payment.trade_no.as_str()) =>
-            {
+            AttemptStatus::Pending if !skip(payment.trade_no.as_str()) => {
                 items.push(SweepItem::Payment(payment.clone()));
             }
             AttemptStatus::Succeeded => {
