@@ -4,6 +4,9 @@
   "use strict";
   var cashier = document.getElementById("cashier");
   if (!cashier) { return; }
+  // A channel that takes a form post: post it at once (the button stays for no-script).
+  var channelForm = document.querySelector("form[data-autosubmit]");
+  if (channelForm) { channelForm.submit(); return; }
   var returnTo = cashier.getAttribute("data-return-to");
   var view = cashier.getAttribute("data-view");
   if (returnTo && view !== "pending") {

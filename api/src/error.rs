@@ -21,6 +21,8 @@ pub enum ErrorCode {
     ChannelMismatch,
     ChannelTradeNoConflict,
     ChannelUnavailable,
+    CheckoutExpired,
+    CheckoutNotFound,
     ConcurrentUpdate,
     CurrencyMismatch,
     DuplicateTradeNo,
@@ -77,7 +79,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 62] = [
+    pub const ALL: [ErrorCode; 64] = [
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
         ErrorCode::AppNotFound,
@@ -88,6 +90,8 @@ impl ErrorCode {
         ErrorCode::ChannelMismatch,
         ErrorCode::ChannelTradeNoConflict,
         ErrorCode::ChannelUnavailable,
+        ErrorCode::CheckoutExpired,
+        ErrorCode::CheckoutNotFound,
         ErrorCode::ConcurrentUpdate,
         ErrorCode::CurrencyMismatch,
         ErrorCode::DuplicateTradeNo,
@@ -156,6 +160,8 @@ impl ErrorCode {
             ErrorCode::ChannelMismatch => 422,
             ErrorCode::ChannelTradeNoConflict => 409,
             ErrorCode::ChannelUnavailable => 502,
+            ErrorCode::CheckoutExpired => 409,
+            ErrorCode::CheckoutNotFound => 404,
             ErrorCode::ConcurrentUpdate => 409,
             ErrorCode::CurrencyMismatch => 422,
             ErrorCode::DuplicateTradeNo => 409,
@@ -224,6 +230,8 @@ impl ErrorCode {
             ErrorCode::ChannelMismatch => "channel_mismatch",
             ErrorCode::ChannelTradeNoConflict => "channel_trade_no_conflict",
             ErrorCode::ChannelUnavailable => "channel_unavailable",
+            ErrorCode::CheckoutExpired => "checkout_expired",
+            ErrorCode::CheckoutNotFound => "checkout_not_found",
             ErrorCode::ConcurrentUpdate => "concurrent_update",
             ErrorCode::CurrencyMismatch => "currency_mismatch",
             ErrorCode::DuplicateTradeNo => "duplicate_trade_no",

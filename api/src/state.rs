@@ -173,6 +173,15 @@ impl AppState {
         )
     }
 
+    /// An aggregated cashier's page, its token in the link.
+    pub fn cashier_url(&self, checkout_id: &str) -> String {
+        format!(
+            "{}/checkout/{checkout_id}?t={}",
+            self.config.public_url,
+            self.master_key.checkout_token(checkout_id)
+        )
+    }
+
     /// A payment as its channel's calls name it.
     pub fn channel_order(
         &self,

@@ -254,8 +254,15 @@ pub struct SplitRequest {
 pub struct CreatePaymentRequest {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub merchant_id: String,
+    /// The account to pay through; required unless `invoke_method` is `cashier`, which takes
+    /// none (the person picks one of the merchant's accounts on paycenter's page).
+    #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub channel_account_id: String,
+    pub channel_account_id: Option<String>,
+    /// With `cashier`: the accounts to offer (default: every active account of the merchant).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 16)]
+    pub channel_account_ids: Option<Value>,
     /// The app's own order number (its namespace: one app's orders never meet another's).
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "R-2026-001")]
     pub order_no: String,
@@ -269,7 +276,7 @@ pub struct CreatePaymentRequest {
     pub currency: String,
     /// `pc`, `wap`, `app`, `mini_program`, `jsapi` or `native_qr`.
     #[schema(
-        pattern = "^(pc|wap|app|mini_program|jsapi|native_qr)$",
+        pattern = "^(pc|wap|app|mini_program|jsapi|native_qr|cashier)$",
         example = "pc"
     )]
     pub invoke_method: String,
@@ -380,6 +387,35 @@ pub struct PaymentCreatedAnswer {
     pub currency: String,
     pub expires_at: String,
     pub action: PaymentActionAnswer,
+}
+
+/// The aggregated cashier of an order (`invoke_method: "cashier"`): the person picks the
+/// channel account on the page at `action.url`; each pick starts an attempt with its own
+/// `trade_no`, which webhooks and the order lookup show.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CashierCreatedAnswer {
+    /// `co_` and 32 hex digits.
+    #[schema(pattern = "^co_[0-9a-f]{32}$")]
+    pub checkout_id: String,
+    pub order_no: String,
+    pub merchant_id: String,
+    /// Always `pending`.
+    pub status: String,
+    /// Always `cashier`.
+    pub invoke_method: String,
+    pub amount: String,
+    pub currency: String,
+    pub expires_at: String,
+    /// `checkout_url`: the cashier page.
+    pub action: PaymentActionAnswer,
+}
+
+/// What `POST /v1/payments` answers: an attempt's initiation, or the aggregated cashier.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreatePaymentAnswer {
+    Attempt(PaymentCreatedAnswer),
+    Cashier(CashierCreatedAnswer),
 }
 
 /// A refund.

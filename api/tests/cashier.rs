@@ -367,3 +367,136 @@ fn return_urls_are_checked_and_the_sandbox_can_be_turned_off() {
         "{absent}"
     );
 }
+
+#[test]
+fn the_aggregated_cashier_lets_the_person_pick_the_account() {
+    let shop = open_shop(&[]);
+    // A second sandbox account: the cashier offers both.
+    let (status, second) = call(
+        "POST",
+        &format!(
+            "{}/v1/merchants/{}/channel-accounts",
+            shop.base, shop.merchant_id
+        ),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel": "sandbox", "params": {"signing_secret": "cashier-sandbox-secret-2"}}),
+        ),
+    );
+    assert_eq!(status, 201, "{second}");
+    let (return_url, _returns) = app_return_page();
+    let cashier_body = json!({
+        "merchant_id": shop.merchant_id, "order_no": "ORDER-CASHIER-1", "amount": "66.00",
+        "currency": "CNY", "invoke_method": "cashier", "subject": "停车费", "return_url": return_url,
+    });
+    let (status, opened) = call(
+        "POST",
+        &format!("{}/v1/payments", shop.base),
+        &shop.api_key,
+        Some(cashier_body.clone()),
+    );
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["invoke_method"], "cashier");
+    assert_eq!(opened["status"], "pending");
+    let checkout_id = opened["checkout_id"].as_str().unwrap().to_owned();
+    assert!(checkout_id.starts_with("co_"), "{opened}");
+    // Opening it again is the same cashier; another amount is another order.
+    let (status, again) = call(
+        "POST",
+        &format!("{}/v1/payments", shop.base),
+        &shop.api_key,
+        Some(cashier_body.clone()),
+    );
+    assert_eq!(
+        (status, again["checkout_id"].as_str()),
+        (201, Some(checkout_id.as_str())),
+        "{again}"
+    );
+    let mut other_amount = cashier_body.clone();
+    other_amount["amount"] = json!("67.00");
+    let (status, refused) = call(
+        "POST",
+        &format!("{}/v1/payments", shop.base),
+        &shop.api_key,
+        Some(other_amount),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("order_amount_mismatch")),
+        "{refused}"
+    );
+    // A cashier names no account; an attempt must.
+    let mut with_account = cashier_body.clone();
+    with_account["channel_account_id"] = json!(shop.channel_account_id);
+    let (status, refused) = call(
+        "POST",
+        &format!("{}/v1/payments", shop.base),
+        &shop.api_key,
+        Some(with_account),
+    );
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (400, Some("channel_account_id")),
+        "{refused}"
+    );
+    let (status, refused) = shop.pay("ORDER-NO-ACCOUNT", json!({"channel_account_id": null}));
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (400, Some("channel_account_id")),
+        "{refused}"
+    );
+    // Without its token the cashier shows nothing.
+    let (status, _, page) = get(&format!("{}/checkout/{checkout_id}", shop.base));
+    assert_eq!(status, 404);
+    assert!(!page.contains("66.00"), "{page}");
+
+    let Some(result) = run_browser(
+        "pay",
+        json!({
+            "url": opened["action"]["url"], "pick": "#choices button >> nth=1",
+            "return_prefix": return_url,
+        }),
+    ) else {
+        return;
+    };
+    assert_eq!(
+        result["before"]["choices"].as_array().map(Vec::len),
+        Some(2),
+        "{result}"
+    );
+    assert_eq!(result["before"]["amount"], "CNY 66.00", "{result}");
+    assert!(
+        result["returned"]
+            .as_str()
+            .unwrap()
+            .contains("status=succeeded"),
+        "{result}"
+    );
+    // The order lookup shows the attempt the pick started, paid, at the account picked.
+    let (status, found) = call(
+        "GET",
+        &format!(
+            "{}/v1/payments?merchant_id={}&order_no=ORDER-CASHIER-1",
+            shop.base, shop.merchant_id
+        ),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["status"], "succeeded", "{found}");
+    assert_eq!(
+        found["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    let mut offered = [
+        shop.channel_account_id.clone(),
+        second["channel_account_id"].as_str().unwrap().to_owned(),
+    ];
+    offered.sort();
+    assert_eq!(
+        found["channel_account_id"].as_str(),
+        Some(offered[1].as_str()),
+        "the second button's account: {found}"
+    );
+}

@@ -136,7 +136,7 @@ fn seed(base: &str) -> (Value, String) {
         answer["trade_no"].as_str().unwrap().to_owned()
     };
     let trade_no = pay("st-pending");
-    let checkout_token = checkout_token(&base, &api_key, &merchant_id, &channel_account_id);
+    let checkout_token = checkout_token(base, &api_key, &merchant_id, &channel_account_id);
     let paid_trade_no = pay("st-paid");
     let (status, answer) = call(
         "POST",
@@ -363,8 +363,9 @@ fn every_answer_fits_the_openapi_document() {
         app_passed,
         "schemathesis found failures in the app operations (above)"
     );
-    // A callback succeeds only with the channel's own signature, which no generator makes.
-    let cannot_succeed = ["channel_callback"];
+    // A callback succeeds only with the channel's own signature, which no generator makes; the
+    // cashier's pick answers a redirect or a page, and needs the link's token in its form.
+    let cannot_succeed = ["channel_callback", "cashier_pick"];
     for (operation, (cases, successes)) in &counts {
         assert!(*cases > 0, "{operation} was never tried");
         if !cannot_succeed.contains(operation) {

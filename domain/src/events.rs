@@ -122,6 +122,28 @@ pub struct PaymentAttemptStarted {
     pub return_url: Option<String>,
 }
 
+/// An app opened the aggregated cashier for an order: the person picks the channel there,
+/// and each pick starts an attempt of the order (with its own `trade_no`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutOpened {
+    /// `co_` and 32 hex digits, derived from the app, the merchant and the order number.
+    pub checkout_id: String,
+    pub app_id: AppId,
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub amount: Money,
+    pub subject: String,
+    pub splits: Vec<Split>,
+    /// Each attempt's expiry, in seconds from its start.
+    pub expire_seconds: u32,
+    pub return_url: Option<String>,
+    /// The accounts the person may pick from; empty: every active account of the merchant.
+    pub channel_account_ids: Vec<ChannelAccountId>,
+    pub opened_at: DateTime<Utc>,
+    /// After this the cashier starts no attempt.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// The channel accepted a payment attempt and gave paycenter what later calls need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentAttemptInitiated {
@@ -406,6 +428,7 @@ events! {
     IdempotencyKeyRecorded => "idempotency_key.recorded",
     ReconciliationCompleted => "reconciliation.completed",
     ReconciliationFetchFailed => "reconciliation.fetch_failed",
+    CheckoutOpened => "checkout.opened",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

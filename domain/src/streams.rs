@@ -22,6 +22,18 @@ pub fn order(app_id: &AppId, merchant_id: &MerchantId, order_no: &OrderNo) -> St
     format!("order-{app_id}-{merchant_id}-{order_no}")
 }
 
+/// The id of the aggregated cashier of an app's order: derived, so opening it again finds it.
+pub fn checkout_id(app_id: &AppId, merchant_id: &MerchantId, order_no: &OrderNo) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{app_id}/{merchant_id}/{order_no}").as_bytes());
+    format!("co_{}", &hex::encode(digest)[..32])
+}
+
+/// The stream of an aggregated cashier.
+pub fn checkout(checkout_id: &str) -> String {
+    format!("checkout-{checkout_id}")
+}
+
 /// The stream of one idempotency key of one app (`key_sha256` is the hex SHA-256 of the key).
 pub fn idempotency_key(app_id: &AppId, key_sha256: &str) -> String {
     format!("idempotency-{app_id}-{key_sha256}")

@@ -218,6 +218,9 @@ pub struct ReadModel {
     pub ledger_stopped: Option<Stopped>,
     /// Reconciliation results by id.
     pub reconciliations: HashMap<String, ReconciliationCompleted>,
+    /// Aggregated cashiers by id.
+    #[serde(default)]
+    pub checkouts: HashMap<String, CheckoutOpened>,
 }
 
 /// When a notification's next attempt is due, while it is pending.
@@ -457,6 +460,9 @@ impl ReadModel {
             Event::DuplicatePaymentDetected(_)
             | Event::IdempotencyKeyRecorded(_)
             | Event::ReconciliationFetchFailed(_) => {}
+            Event::CheckoutOpened(opened) => {
+                self.checkouts.insert(opened.checkout_id.clone(), opened);
+            }
             Event::ReconciliationCompleted(completed) => {
                 self.reconciliations
                     .insert(completed.reconciliation_id.clone(), completed);
@@ -733,6 +739,7 @@ impl ReadModel {
         );
         hash_sorted(&mut hasher, "feeds", &self.feeds);
         hash_sorted(&mut hasher, "reconciliations", &self.reconciliations);
+        hash_sorted(&mut hasher, "checkouts", &self.checkouts);
         let mut merchants: Vec<&MerchantId> = self.merchants.keys().collect();
         merchants.sort();
         for merchant_id in merchants {

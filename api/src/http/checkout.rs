@@ -115,6 +115,9 @@ impl Lang {
                 "Not available right now",
             ),
             ("unavailable_text", "请稍后再试。", "Try again in a minute."),
+            ("choose", "选择支付方式", "Choose how to pay"),
+            ("continue", "继续前往支付…", "Continuing to the payment…"),
+            ("continue_button", "继续", "Continue"),
         ];
         pairs
             .iter()
@@ -216,15 +219,12 @@ fn qr_svg(content: &str) -> Option<String> {
     svg.find("<svg").map(|start| svg[start..].to_owned())
 }
 
-/// `GET /checkout/{trade_no}?t=&lang=`.
-pub fn checkout_page(
-    state: &AppState,
-    trade_no: &str,
-    query: &HashMap<String, String>,
-    accept_language: Option<&str>,
-) -> Response<Body> {
-    let lang = Lang::choose(query.get("lang").map(String::as_str), accept_language);
-    let token = query.get("t").map(String::as_str);
+/// What every view of the page is given: its language, words and language links.
+fn base_context(
+    lang: Lang,
+    token: Option<&str>,
+    view: &str,
+) -> HashMap<&'static str, minijinja::Value> {
     let link = |lang: Lang| {
         let mut pairs = vec![("lang", lang.code())];
         if let Some(token) = token {
@@ -235,19 +235,45 @@ pub fn checkout_page(
             serde_urlencoded::to_string(pairs).expect("text pairs encode")
         )
     };
+    HashMap::from([
+        ("lang", lang.code().into()),
+        ("view", view.into()),
+        ("t", minijinja::Value::from_serialize(lang.texts())),
+        (
+            "lang_links",
+            minijinja::Value::from_serialize(HashMap::from([
+                ("zh", link(Lang::Zh)),
+                ("en", link(Lang::En)),
+            ])),
+        ),
+    ])
+}
+
+fn render_page(
+    status: StatusCode,
+    context: &HashMap<&'static str, minijinja::Value>,
+) -> Response<Body> {
+    let html = templates()
+        .get_template("checkout.html")
+        .and_then(|template| template.render(context))
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "the checkout page did not render");
+            "<!doctype html><title>Checkout</title><p>Not available right now.</p>".to_owned()
+        });
+    page(status, html)
+}
+
+/// `GET /checkout/{trade_no}?t=&lang=`.
+pub fn checkout_page(
+    state: &AppState,
+    trade_no: &str,
+    query: &HashMap<String, String>,
+    accept_language: Option<&str>,
+) -> Response<Body> {
+    let lang = Lang::choose(query.get("lang").map(String::as_str), accept_language);
+    let token = query.get("t").map(String::as_str);
     let render = |status: StatusCode, view: &str, payment: Option<&PaymentView>| {
-        let mut context: HashMap<&str, minijinja::Value> = HashMap::from([
-            ("lang", lang.code().into()),
-            ("view", view.into()),
-            ("t", minijinja::Value::from_serialize(lang.texts())),
-            (
-                "lang_links",
-                minijinja::Value::from_serialize(HashMap::from([
-                    ("zh", link(Lang::Zh)),
-                    ("en", link(Lang::En)),
-                ])),
-            ),
-        ]);
+        let mut context = base_context(lang, token, view);
         if let (Some(payment), Some(token)) = (payment, token) {
             let model = state.model_lock();
             let merchant = model
@@ -288,14 +314,7 @@ pub fn checkout_page(
                 }
             }
         }
-        let html = templates()
-            .get_template("checkout.html")
-            .and_then(|template| template.render(&context))
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "the checkout page did not render");
-                "<!doctype html><title>Checkout</title><p>Not available right now.</p>".to_owned()
-            });
-        page(status, html)
+        render_page(status, &context)
     };
     let Some(trade_no) = linked_payment(state, trade_no, token) else {
         return render(StatusCode::NOT_FOUND, "invalid", None);
@@ -314,6 +333,199 @@ pub fn checkout_page(
         status => status.as_str(),
     };
     render(StatusCode::OK, view, Some(&payment))
+}
+
+/// Whether a checkout path names an aggregated cashier (else it names a payment).
+pub fn is_cashier(id: &str) -> bool {
+    id.starts_with("co_")
+}
+
+/// Where the person goes once an attempt started: the attempt's own page (or the channel's),
+/// or, for a channel that takes a form post, a page that posts it.
+fn to_attempt(started: &crate::service::payments::PaymentStarted, lang: Lang) -> Response<Body> {
+    use paycenter_gateway::PaymentAction;
+    let location = match &started.action {
+        PaymentAction::CheckoutUrl { url } | PaymentAction::RedirectUrl { url } => url.clone(),
+        PaymentAction::QrCode { .. } => match &started.qr_page {
+            Some(url) => url.clone(),
+            None => {
+                return render_page(
+                    StatusCode::BAD_GATEWAY,
+                    &base_context(lang, None, "unavailable"),
+                )
+            }
+        },
+        PaymentAction::FormPost { url, fields } => {
+            let mut context = base_context(lang, None, "form_post");
+            context.insert("form_url", url.clone().into());
+            context.insert(
+                "form_fields",
+                minijinja::Value::from_serialize(fields.clone()),
+            );
+            let mut response = render_page(StatusCode::OK, &context);
+            // This one page posts to the channel's gateway.
+            let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+            if let Ok(policy) = HeaderValue::from_str(&CONTENT_SECURITY_POLICY.replace(
+                "form-action 'self'",
+                &format!("form-action 'self' {origin}"),
+            )) {
+                response
+                    .headers_mut()
+                    .insert("content-security-policy", policy);
+            }
+            return response;
+        }
+        PaymentAction::AppParams { .. } | PaymentAction::JsapiParams { .. } => {
+            return render_page(
+                StatusCode::BAD_GATEWAY,
+                &base_context(lang, None, "unavailable"),
+            )
+        }
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("location", location);
+    }
+    secured(response)
+}
+
+/// `GET /checkout/{checkout_id}?t=&lang=`: the aggregated cashier: the order and a button per
+/// account offered. Inside Alipay or WeChat it picks that wallet by itself.
+pub async fn cashier_page(
+    state: &AppState,
+    checkout_id: &str,
+    query: &HashMap<String, String>,
+    accept_language: Option<&str>,
+    user_agent: Option<&str>,
+    peer: std::net::IpAddr,
+) -> Response<Body> {
+    use crate::service::cashier::{self, Device};
+    let lang = Lang::choose(query.get("lang").map(String::as_str), accept_language);
+    let token = query.get("t").map(String::as_str);
+    let valid =
+        token.is_some_and(|token| state.master_key.checks_checkout_token(checkout_id, token));
+    let Some(checkout) = valid
+        .then(|| cashier::find(state, checkout_id).ok())
+        .flatten()
+    else {
+        return render_page(StatusCode::NOT_FOUND, &base_context(lang, None, "invalid"));
+    };
+    if state.clock.now() > checkout.expires_at {
+        return render_page(StatusCode::GONE, &base_context(lang, None, "expired"));
+    }
+    let offered = cashier::offered(state, &checkout);
+    let device = Device::from_user_agent(user_agent);
+    let mut error = None;
+    if let Some(account) = cashier::automatic_pick(&offered, device) {
+        match cashier::pick(
+            state,
+            &checkout,
+            &account.channel_account_id,
+            device,
+            Some(peer.to_string()),
+        )
+        .await
+        {
+            Ok(started) => return to_attempt(&started, lang),
+            Err(refusal) => error = Some(refusal.message),
+        }
+    }
+    picker(state, &checkout, &offered, lang, token.unwrap_or(""), error)
+}
+
+fn picker(
+    state: &AppState,
+    checkout: &paycenter_domain::events::CheckoutOpened,
+    offered: &[paycenter_domain::events::ChannelAccountActivated],
+    lang: Lang,
+    token: &str,
+    error: Option<String>,
+) -> Response<Body> {
+    let mut context = base_context(lang, Some(token), "picker");
+    let merchant = state
+        .model_lock()
+        .merchants
+        .get(&checkout.merchant_id)
+        .cloned()
+        .unwrap_or_default();
+    let choices: Vec<HashMap<&str, String>> = offered
+        .iter()
+        .map(|account| {
+            HashMap::from([
+                ("channel_account_id", account.channel_account_id.to_string()),
+                ("channel", account.channel.as_str().to_owned()),
+                ("name", channel_name(account.channel, lang).to_owned()),
+            ])
+        })
+        .collect();
+    context.extend([
+        ("merchant", merchant.into()),
+        ("subject", checkout.subject.clone().into()),
+        ("amount", checkout.amount.to_major_string().into()),
+        ("currency", checkout.amount.currency().code().into()),
+        ("token", token.into()),
+        (
+            "pick_url",
+            format!("/checkout/{}/pick", checkout.checkout_id).into(),
+        ),
+        ("choices", minijinja::Value::from_serialize(choices)),
+    ]);
+    if let Some(error) = error {
+        context.insert("error", error.into());
+    }
+    render_page(StatusCode::OK, &context)
+}
+
+/// `POST /checkout/{checkout_id}/pick` (the cashier's form: `channel_account_id`, `t`,
+/// `lang`): starts the attempt at the account picked and sends the person to it; anything
+/// wrong goes back to the cashier, which says what.
+pub async fn cashier_pick(
+    state: &AppState,
+    checkout_id: &str,
+    body: &[u8],
+    user_agent: Option<&str>,
+    peer: std::net::IpAddr,
+) -> Response<Body> {
+    use crate::service::cashier::{self, Device};
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    let lang = Lang::choose(form.get("lang").map(String::as_str), None);
+    let token = form.get("t").map(String::as_str).unwrap_or("");
+    if !state.master_key.checks_checkout_token(checkout_id, token) {
+        return render_page(StatusCode::NOT_FOUND, &base_context(lang, None, "invalid"));
+    }
+    let Ok(checkout) = cashier::find(state, checkout_id) else {
+        return render_page(StatusCode::NOT_FOUND, &base_context(lang, None, "invalid"));
+    };
+    let offered = cashier::offered(state, &checkout);
+    let picked = form
+        .get("channel_account_id")
+        .and_then(|text| paycenter_domain::ids::ChannelAccountId::parse(text).ok());
+    let device = Device::from_user_agent(user_agent);
+    let outcome = match picked {
+        Some(channel_account_id) => {
+            cashier::pick(
+                state,
+                &checkout,
+                &channel_account_id,
+                device,
+                Some(peer.to_string()),
+            )
+            .await
+        }
+        None => Err(Refusal::invalid("pick one of the accounts")),
+    };
+    match outcome {
+        Ok(started) => to_attempt(&started, lang),
+        Err(refusal) => picker(
+            state,
+            &checkout,
+            &offered,
+            lang,
+            token,
+            Some(refusal.message),
+        ),
+    }
 }
 
 /// `GET /checkout/{trade_no}/status?t=`: what the page polls.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::error::{ErrorCode, Refusal};
 use crate::http::auth::api_key_sha256;
 use crate::http::dto::*;
-use crate::http::requests::PaymentRequest;
+use crate::http::requests::{PaymentCommand, PaymentRequest};
 use crate::state::AppState;
 use crate::wire;
 use crate::wire::{payment_json, refund_json};
@@ -432,6 +432,7 @@ fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<
 const PAYMENT_FIELDS: &[FieldLimit] = &[
     ("merchant_id", MAX_ID_CHARS),
     ("channel_account_id", MAX_ID_CHARS),
+    ("channel_account_ids", MAX_ID_CHARS),
     ("order_no", MAX_ID_CHARS),
     ("amount", MAX_TOKEN_CHARS),
     ("currency", MAX_TOKEN_CHARS),
@@ -467,16 +468,38 @@ pub async fn create_payment(
             },
         )?;
     }
-    let PaymentRequest {
-        merchant_id,
-        channel_account_id,
-        order_no,
-        amount,
-        invoke_method,
-        ..
-    } = request.clone();
-    let started =
-        crate::service::payments::start(&state, request.for_app(app.app_id.clone())).await?;
+    let command = match request.for_app(app.app_id.clone()) {
+        PaymentCommand::Start(command) => command,
+        PaymentCommand::OpenCheckout(command) => {
+            let opened = crate::service::cashier::open(&state, command).await?;
+            return Ok((
+                StatusCode::CREATED,
+                wire::to_value(&wire::CashierCreatedAnswer {
+                    checkout_id: opened.checkout_id.clone(),
+                    order_no: opened.order_no.to_string(),
+                    merchant_id: opened.merchant_id.to_string(),
+                    status: "pending".to_owned(),
+                    invoke_method: "cashier".to_owned(),
+                    amount: opened.amount.to_major_string(),
+                    currency: opened.amount.currency().code().to_owned(),
+                    expires_at: opened.expires_at.to_rfc3339(),
+                    action: wire::PaymentActionAnswer::from_action(
+                        &paycenter_gateway::PaymentAction::CheckoutUrl {
+                            url: state.cashier_url(&opened.checkout_id),
+                        },
+                    ),
+                }),
+            ));
+        }
+    };
+    let (order_no, merchant_id, channel_account_id, amount, invoke_method) = (
+        command.order_no.clone(),
+        command.merchant_id.clone(),
+        command.channel_account_id.clone(),
+        command.amount,
+        command.invoke_method,
+    );
+    let started = crate::service::payments::start(&state, command).await?;
     Ok((
         StatusCode::CREATED,
         wire::to_value(&wire::PaymentCreatedAnswer {

@@ -52,6 +52,8 @@ use crate::wire;
     wire::SandboxPayRequest,
     wire::SandboxPayAnswer,
     wire::CheckoutStatusAnswer,
+    wire::CashierCreatedAnswer,
+    wire::CreatePaymentAnswer,
     wire::HealthAnswer,
 )))]
 struct WireSchemas;
@@ -266,6 +268,12 @@ fn operation(route: &Route) -> Value {
                 responses.insert(
                     status.to_string(),
                     json!({ "description": description, "content": { "text/html": { "schema": { "type": "string" } } } }),
+                );
+            }
+            if route.operation == crate::http::routes::Operation::CashierPick {
+                responses.insert(
+                    "303".into(),
+                    json!({ "description": "The attempt started: on to its page or its channel's", "headers": { "Location": { "schema": { "type": "string" } } } }),
                 );
             }
         }
@@ -533,6 +541,11 @@ mod tests {
             let responses = operation["responses"].as_object().unwrap();
             assert!(responses.keys().any(|status| status.starts_with('2')));
             for (status, answer) in responses {
+                if status.starts_with('3') {
+                    // A redirect's answer is its Location.
+                    assert!(answer["headers"]["Location"].is_object(), "{status}");
+                    continue;
+                }
                 assert!(
                     answer["content"].is_object(),
                     "{} {} {status} has no schema",

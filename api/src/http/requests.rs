@@ -11,6 +11,7 @@ use crate::http::dto::{
     amount_field, amount_value, check_fields, optional_text, parse_currency, required_str,
     MAX_ID_CHARS, MAX_SUBJECT_CHARS, MAX_TOKEN_CHARS,
 };
+use crate::service::cashier::OpenCheckout;
 use crate::service::payments::StartPayment;
 use crate::wire;
 
@@ -23,19 +24,45 @@ pub const DEFAULT_EXPIRE_SECONDS: u32 = 900;
 /// The shortest and longest expiry a request may ask for, in seconds.
 pub const EXPIRE_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400 * 7;
 
+/// Where a payment goes: one account by one method, or the aggregated cashier.
+#[derive(Clone)]
+pub enum PaymentTarget {
+    /// An attempt at this account, by this method.
+    Attempt {
+        /// The merchant's channel account.
+        channel_account_id: ChannelAccountId,
+        /// How the user pays.
+        invoke_method: InvokeMethod,
+    },
+    /// The cashier, offering these accounts (empty: every active one of the merchant).
+    Cashier {
+        /// The accounts offered.
+        channel_account_ids: Vec<ChannelAccountId>,
+    },
+}
+
+/// What a request asks paycenter to do.
+pub enum PaymentCommand {
+    /// Start an attempt.
+    Start(StartPayment),
+    /// Open the aggregated cashier.
+    OpenCheckout(OpenCheckout),
+}
+
+/// The most accounts one cashier offers by name.
+pub const MAX_OFFERED_ACCOUNTS: usize = 16;
+
 /// `POST /v1/payments` in domain types: what [`StartPayment`] takes but the app.
 #[derive(Clone)]
 pub struct PaymentRequest {
     /// The merchant the app acts for.
     pub merchant_id: MerchantId,
-    /// The merchant's channel account.
-    pub channel_account_id: ChannelAccountId,
+    /// An account, or the cashier.
+    pub target: PaymentTarget,
     /// The app's order number.
     pub order_no: OrderNo,
     /// How much.
     pub amount: Money,
-    /// How the user pays.
-    pub invoke_method: InvokeMethod,
     /// What for.
     pub subject: String,
     /// Receivers' shares.
@@ -53,20 +80,38 @@ pub struct PaymentRequest {
 
 impl PaymentRequest {
     /// The command, made by `app_id`.
-    pub fn for_app(self, app_id: AppId) -> StartPayment {
-        StartPayment {
-            app_id,
-            merchant_id: self.merchant_id,
-            channel_account_id: self.channel_account_id,
-            order_no: self.order_no,
-            amount: self.amount,
-            invoke_method: self.invoke_method,
-            subject: self.subject,
-            splits: self.splits,
-            expire_seconds: self.expire_seconds,
-            payer_id: self.payer_id,
-            client_ip: self.client_ip,
-            return_url: self.return_url,
+    pub fn for_app(self, app_id: AppId) -> PaymentCommand {
+        match self.target {
+            PaymentTarget::Attempt {
+                channel_account_id,
+                invoke_method,
+            } => PaymentCommand::Start(StartPayment {
+                app_id,
+                merchant_id: self.merchant_id,
+                channel_account_id,
+                order_no: self.order_no,
+                amount: self.amount,
+                invoke_method,
+                subject: self.subject,
+                splits: self.splits,
+                expire_seconds: self.expire_seconds,
+                payer_id: self.payer_id,
+                client_ip: self.client_ip,
+                return_url: self.return_url,
+            }),
+            PaymentTarget::Cashier {
+                channel_account_ids,
+            } => PaymentCommand::OpenCheckout(OpenCheckout {
+                app_id,
+                merchant_id: self.merchant_id,
+                order_no: self.order_no,
+                amount: self.amount,
+                subject: self.subject,
+                splits: self.splits,
+                expire_seconds: self.expire_seconds,
+                return_url: self.return_url,
+                channel_account_ids,
+            }),
         }
     }
 }
@@ -76,14 +121,10 @@ impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
 
     fn try_from(request: wire::CreatePaymentRequest) -> Result<PaymentRequest, Refusal> {
         let merchant_id = parse_id(MerchantId::parse, &request.merchant_id)?;
-        let channel_account_id = parse_id(ChannelAccountId::parse, &request.channel_account_id)?;
+        let target = target(&request)?;
         let order_no = parse_id(OrderNo::parse, &request.order_no)?;
         let currency = parse_currency(&request.currency)?;
         let amount = amount_value(Some(&request.amount), "amount", currency)?;
-        let invoke_text = request.invoke_method.as_str();
-        let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
-            Refusal::new(ErrorCode::UnsupportedInvokeMethod, format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr"))
-        })?;
         let payer_id = match optional_text(&request.payer_id, "payer_id")? {
             None => None,
             Some(text)
@@ -144,10 +185,9 @@ impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
         };
         Ok(PaymentRequest {
             merchant_id,
-            channel_account_id,
+            target,
             order_no,
             amount,
-            invoke_method,
             subject,
             splits,
             expire_seconds,
@@ -156,4 +196,68 @@ impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
             return_url: optional_text(&request.return_url, "return_url")?.map(str::to_owned),
         })
     }
+}
+
+/// An account and a method, or the cashier (`invoke_method: "cashier"`, no
+/// `channel_account_id`, optionally `channel_account_ids`).
+fn target(request: &wire::CreatePaymentRequest) -> Result<PaymentTarget, Refusal> {
+    let invoke_text = request.invoke_method.as_str();
+    if invoke_text == "cashier" {
+        if request.channel_account_id.is_some() {
+            return Err(Refusal::invalid(
+                "the cashier takes no channel_account_id: the person picks one (channel_account_ids limits the choice)",
+            )
+            .with_field("channel_account_id"));
+        }
+        let channel_account_ids = match &request.channel_account_ids {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.len() <= MAX_OFFERED_ACCOUNTS => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .ok_or_else(|| Refusal::invalid("channel_account_ids holds strings"))
+                        .and_then(|text| parse_id(ChannelAccountId::parse, text))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(Refusal::invalid(format!(
+                    "channel_account_ids must be an array of at most {MAX_OFFERED_ACCOUNTS} ids"
+                ))
+                .with_field("channel_account_ids"))
+            }
+        };
+        if request
+            .payer_id
+            .as_ref()
+            .is_some_and(|value| !value.is_null())
+        {
+            return Err(Refusal::invalid("the cashier takes no payer_id").with_field("payer_id"));
+        }
+        return Ok(PaymentTarget::Cashier {
+            channel_account_ids,
+        });
+    }
+    let invoke_method = InvokeMethod::parse(invoke_text).ok_or_else(|| {
+        Refusal::new(
+            ErrorCode::UnsupportedInvokeMethod,
+            format!("invoke_method {invoke_text:?} is not one of pc, wap, app, mini_program, jsapi, native_qr, cashier"),
+        )
+    })?;
+    if request
+        .channel_account_ids
+        .as_ref()
+        .is_some_and(|value| !value.is_null())
+    {
+        return Err(
+            Refusal::invalid("channel_account_ids goes with invoke_method cashier only")
+                .with_field("channel_account_ids"),
+        );
+    }
+    let channel_account_id = request.channel_account_id.as_deref().ok_or_else(|| {
+        Refusal::invalid("channel_account_id is required").with_field("channel_account_id")
+    })?;
+    Ok(PaymentTarget::Attempt {
+        channel_account_id: parse_id(ChannelAccountId::parse, channel_account_id)?,
+        invoke_method,
+    })
 }

@@ -274,6 +274,7 @@ async fn serve(
     };
     let body = read_body(route, headers, body).await?;
     let state = state.clone();
+    let parameters_peek = parameters.first().cloned().unwrap_or_default();
     let mut parameters = parameters.into_iter();
     let mut parameter = || parameters.next().expect("the template has this parameter");
     let app = match caller {
@@ -337,6 +338,25 @@ async fn serve(
                     .await;
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             return Ok(with_type(status, content_type, text));
+        }
+        Operation::Checkout if checkout::is_cashier(&parameters_peek) => {
+            let accept_language = header(headers, "accept-language").ok().flatten();
+            let user_agent = header(headers, "user-agent").ok().flatten();
+            return Ok(checkout::cashier_page(
+                &state,
+                &parameter(),
+                &query,
+                accept_language,
+                user_agent,
+                peer.ip(),
+            )
+            .await);
+        }
+        Operation::CashierPick => {
+            let user_agent = header(headers, "user-agent").ok().flatten();
+            return Ok(
+                checkout::cashier_pick(&state, &parameter(), &body, user_agent, peer.ip()).await,
+            );
         }
         Operation::Checkout => {
             let accept_language = header(headers, "accept-language").ok().flatten();

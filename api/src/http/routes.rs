@@ -29,6 +29,7 @@ pub enum Operation {
     ChannelCallback,
     Checkout,
     CheckoutStatus,
+    CashierPick,
     Asset,
     SandboxPay,
     Healthz,
@@ -38,7 +39,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 29] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -62,6 +63,7 @@ impl Operation {
         Operation::ChannelCallback,
         Operation::Checkout,
         Operation::CheckoutStatus,
+        Operation::CashierPick,
         Operation::Asset,
         Operation::SandboxPay,
         Operation::Healthz,
@@ -95,6 +97,7 @@ impl Operation {
             Operation::ChannelCallback => "channel_callback",
             Operation::Checkout => "checkout",
             Operation::CheckoutStatus => "checkout_status",
+            Operation::CashierPick => "cashier_pick",
             Operation::Asset => "asset",
             Operation::SandboxPay => "sandbox_pay",
             Operation::Healthz => "healthz",
@@ -376,7 +379,7 @@ pub const ROUTES: &[Route] = &[
         request: RequestBody::Json("CreatePaymentRequest"),
         query: &[],
         path_choices: &[],
-        success: Success::Json(201, "PaymentCreatedAnswer"),
+        success: Success::Json(201, "CreatePaymentAnswer"),
         refusals: &[409, 422, 502],
     },
     Route {
@@ -500,7 +503,7 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/checkout/{trade_no}",
         operation: Operation::Checkout,
-        summary: "paycenter's cashier page (the payment's checkout_url): 404 without its token, 410 once an unpaid payment expired",
+        summary: "paycenter's cashier page (a payment's checkout_url, or the aggregated cashier's when the id is a checkout_id): 404 without its token, 410 once an unpaid payment or the cashier expired",
         caller: Caller::Public,
         request: RequestBody::None,
         query: &[
@@ -530,6 +533,18 @@ pub const ROUTES: &[Route] = &[
         }],
         path_choices: &[],
         success: Success::Json(200, "CheckoutStatusAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/checkout/{checkout_id}/pick",
+        operation: Operation::CashierPick,
+        summary: "The aggregated cashier's form (application/x-www-form-urlencoded: channel_account_id, t, lang): starts the attempt at the account picked and answers 303 to it; anything wrong answers the cashier page again, saying what",
+        caller: Caller::Public,
+        request: RequestBody::Raw,
+        query: &[],
+        path_choices: &[],
+        success: Success::Html,
         refusals: &[],
     },
     Route {

@@ -4,6 +4,7 @@
 //! HTTP, and take the time from `AppState::clock`.
 //!
 //! # Layout
+//! - [`cashier`]: the aggregated cashier: the person picks the channel account.
 //! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
 //! - [`outcomes`]: recording what a channel reported (callback or query), and where a refund
 //!   is sent.
@@ -13,6 +14,7 @@
 //! - [`webhooks`]: scheduling notifications and delivering them signed.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
+pub mod cashier;
 pub mod closes;
 pub mod outcomes;
 pub mod payments;

@@ -43,8 +43,16 @@ const scenarios = {
       locale: "zh-CN",
       accept_language: "zh-CN,zh;q=0.9,en;q=0.5",
     });
-    const opened = await page.goto(input.url);
+    let opened = await page.goto(input.url);
+    let choices = null;
+    if (input.pick) {
+      // The aggregated cashier: the accounts offered, then the one picked.
+      choices = await page.locator("#choices button").allInnerTexts();
+      await shot(page, "cashier-picker-zh");
+      [opened] = await Promise.all([page.waitForNavigation(), page.click(input.pick)]);
+    }
     const before = {
+      choices,
       status_code: opened.status(),
       title: await page.title(),
       amount: await text(page, "#amount"),
