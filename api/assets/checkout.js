@@ -7,6 +7,19 @@
   // A channel that takes a form post: post it at once (the button stays for no-script).
   var channelForm = document.querySelector("form[data-autosubmit]");
   if (channelForm) { channelForm.submit(); return; }
+  // Inside WeChat: hand the JSAPI parameters to WeChat's own bridge, then follow the attempt.
+  var wechatPay = document.getElementById("wechat-pay");
+  if (wechatPay) {
+    var pay = function () {
+      if (typeof WeixinJSBridge === "undefined") { return; }
+      WeixinJSBridge.invoke("getBrandWCPayRequest", JSON.parse(wechatPay.getAttribute("data-jsapi")),
+        function () { window.location.assign(wechatPay.getAttribute("data-next")); });
+    };
+    wechatPay.addEventListener("click", pay);
+    document.addEventListener("WeixinJSBridgeReady", pay);
+    pay();
+    return;
+  }
   var returnTo = cashier.getAttribute("data-return-to");
   var view = cashier.getAttribute("data-view");
   if (returnTo && view !== "pending") {

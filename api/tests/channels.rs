@@ -1020,3 +1020,93 @@ fn switching_from_wechatpay_to_alipay_closes_and_refunds_at_wechatpay() {
     );
     assert_eq!(shop.payment(&alipay_trade)["refunded_amount"], "0.00");
 }
+
+#[test]
+fn the_cashier_inside_wechat_learns_the_payer_by_oauth_and_pays_by_jsapi() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut params = keys.clone();
+    params.as_object_mut().unwrap().remove("port");
+    params["gateway_url"] = json!(gateway);
+    params["oauth_url"] = json!(gateway);
+    params["oauth_api_url"] = json!(gateway);
+    let shop = Shop::open(&base, "wechatpay", params);
+    let (status, opened) = shop.pay(
+        "w-cashier",
+        "9.00",
+        "cashier",
+        json!({"channel_account_id": null}),
+    );
+    assert_eq!(status, 201, "{opened}");
+    let cashier_url = opened["action"]["url"].as_str().unwrap().to_owned();
+
+    // Opened inside WeChat: off to WeChat's OAuth (snsapi_base), which sends the person back.
+    let wechat_user_agent =
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile Safari/537.36 MicroMessenger/8.0.47";
+    let browser = pki().client();
+    let follow = |url: &str| {
+        let answer = match browser.get(url).set("user-agent", wechat_user_agent).call() {
+            Ok(answer) => answer,
+            Err(ureq::Error::Status(_, answer)) => answer,
+            Err(error) => panic!("{url}: {error}"),
+        };
+        let location = answer.header("location").map(str::to_owned);
+        (
+            answer.status(),
+            location,
+            answer.into_string().unwrap_or_default(),
+        )
+    };
+    let (status, to_oauth, _) = follow(&cashier_url);
+    assert_eq!(status, 303);
+    let to_oauth = to_oauth.unwrap();
+    assert!(
+        to_oauth.starts_with(&format!("{gateway}/connect/oauth2/authorize?appid="))
+            && to_oauth.contains("scope=snsapi_base")
+            && to_oauth.ends_with("#wechat_redirect"),
+        "{to_oauth}"
+    );
+    let (status, back, _) = follow(to_oauth.trim_end_matches("#wechat_redirect"));
+    assert_eq!(status, 302);
+    let back = back.unwrap();
+    assert!(
+        back.starts_with(&format!("{base}/checkout/")) && back.contains("code="),
+        "{back}"
+    );
+    // Back at paycenter: the code becomes the openid and a JSAPI attempt starts for them.
+    let (status, _, page) = follow(&back);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("id=\"wechat-pay\"") && page.contains("prepay_id"),
+        "{page}"
+    );
+    let (status, found) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=w-cashier",
+            shop.merchant_id
+        ),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["invoke_method"], "jsapi", "{found}");
+    let trade = post_json(
+        &format!("{gateway}/__control/trade"),
+        json!({"out_trade_no": found["trade_no"]}),
+    );
+    assert_eq!(trade["trade_type"], "JSAPI", "{trade}");
+    assert!(
+        trade["payer_openid"]
+            .as_str()
+            .is_some_and(|openid| openid.starts_with('o')),
+        "{trade}"
+    );
+    // A code used twice is refused by WeChat: the person is back at the choice, told why.
+    let (status, _, page) = follow(&back);
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"error\""), "{page}");
+}

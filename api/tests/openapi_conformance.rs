@@ -365,7 +365,7 @@ fn every_answer_fits_the_openapi_document() {
     );
     // A callback succeeds only with the channel's own signature, which no generator makes; the
     // cashier's pick answers a redirect or a page, and needs the link's token in its form.
-    let cannot_succeed = ["channel_callback", "cashier_pick"];
+    let cannot_succeed = ["channel_callback", "cashier_pick", "cashier_wechat"];
     for (operation, (cases, successes)) in &counts {
         assert!(*cases > 0, "{operation} was never tried");
         if !cannot_succeed.contains(operation) {

@@ -346,6 +346,29 @@ pub trait PaymentChannel: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// Where to send a person, inside the channel's own app, so that the channel tells
+    /// paycenter who they are (WeChat's OAuth, `snsapi_base`): `None` where the channel or the
+    /// account has no such thing. `redirect_uri` is where the channel sends them back with a
+    /// `code`.
+    fn payer_authorization_url(
+        &self,
+        _params: &serde_json::Value,
+        _redirect_uri: &str,
+        _state: &str,
+    ) -> Option<String> {
+        None
+    }
+
+    /// The payer's id at the channel (WeChat's `openid`) for the `code` its authorization sent
+    /// back.
+    fn payer_id_from_code<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _code: &'a str,
+    ) -> BoxFuture<'a, Result<String, GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel does not identify payers")) })
+    }
+
     /// Starts a payment at the channel and answers what the user must be shown.
     fn create_payment<'a>(
         &'a self,
@@ -457,7 +480,16 @@ pub(crate) fn gateway_url_param(
     params: &serde_json::Value,
     default_url: &str,
 ) -> Result<String, GatewayError> {
-    let Some(value) = params.get("gateway_url") else {
+    url_param(params, "gateway_url", default_url)
+}
+
+/// An optional absolute http(s) URL parameter `name`, without its trailing `/`.
+pub(crate) fn url_param(
+    params: &serde_json::Value,
+    name: &str,
+    default_url: &str,
+) -> Result<String, GatewayError> {
+    let Some(value) = params.get(name).filter(|value| !value.is_null()) else {
         return Ok(default_url.to_owned());
     };
     let url = value.as_str().unwrap_or("");
@@ -466,7 +498,7 @@ pub(crate) fn gateway_url_param(
         && !url.chars().any(char::is_whitespace);
     if !valid {
         return Err(GatewayError::InvalidParams {
-            reason: "gateway_url must be an absolute http(s) URL".into(),
+            reason: format!("{name} must be an absolute http(s) URL"),
         });
     }
     Ok(url.trim_end_matches('/').to_owned())

@@ -37,8 +37,8 @@ use crate::account_cache::AccountCache;
 use crate::http::{HttpAnswer, HttpClient};
 use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
-    gateway_url_param, refuse_unknown_params, required_param, unavailable, BillRow, BoxFuture,
-    CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
+    gateway_url_param, refuse_unknown_params, required_param, unavailable, url_param, BillRow,
+    BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
     CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, RefundStatus,
 };
 
@@ -66,7 +66,23 @@ const PARAM_NAMES: &[&str] = &[
     "platform_public_key",
     "platform_public_key_id",
     "gateway_url",
+    "oauth_app_secret",
+    "oauth_url",
+    "oauth_api_url",
 ];
+
+/// WeChat's OAuth pages (where a person inside WeChat is sent to be identified).
+const DEFAULT_OAUTH_URL: &str = "https://open.weixin.qq.com";
+/// WeChat's OAuth API (where a code becomes an `openid`).
+const DEFAULT_OAUTH_API_URL: &str = "https://api.weixin.qq.com";
+
+/// The official account's OAuth (`snsapi_base`), when the account has its AppSecret: how
+/// paycenter learns a payer's `openid` inside WeChat for a JSAPI payment.
+struct OAuth {
+    app_secret: zeroize::Zeroizing<String>,
+    authorize_url: String,
+    api_url: String,
+}
 
 /// The platform public key and its id (`PUB_KEY_ID_...`), as the merchant copied them.
 struct PlatformPublicKey {
@@ -84,6 +100,8 @@ struct Account {
     /// `None`: the account verifies with platform certificates only.
     platform_public_key: Option<PlatformPublicKey>,
     gateway_url: String,
+    /// `None`: the account identifies no payer (the cashier shows WeChat's QR inside WeChat).
+    oauth: Option<OAuth>,
 }
 
 fn nonce() -> String {
@@ -195,6 +213,21 @@ impl Account {
             api_v3_key: zeroize::Zeroizing::new(api_v3_key),
             platform_public_key,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
+            oauth: match params
+                .get("oauth_app_secret")
+                .filter(|value| !value.is_null())
+            {
+                None => None,
+                Some(_) => Some(OAuth {
+                    app_secret: zeroize::Zeroizing::new(
+                        required_param(params, "oauth_app_secret")?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    authorize_url: url_param(params, "oauth_url", DEFAULT_OAUTH_URL)?,
+                    api_url: url_param(params, "oauth_api_url", DEFAULT_OAUTH_API_URL)?,
+                }),
+            },
         })
     }
 
@@ -533,7 +566,12 @@ impl PaymentChannel for WechatpayChannel {
         for name in PARAM_NAMES {
             let optional = matches!(
                 *name,
-                "gateway_url" | "platform_public_key" | "platform_public_key_id"
+                "gateway_url"
+                    | "platform_public_key"
+                    | "platform_public_key_id"
+                    | "oauth_app_secret"
+                    | "oauth_url"
+                    | "oauth_api_url"
             );
             if optional && params.get(*name).is_none_or(Value::is_null) {
                 continue;
@@ -544,6 +582,74 @@ impl PaymentChannel for WechatpayChannel {
             normalized["gateway_url"] = json!(account.gateway_url);
         }
         Ok(normalized)
+    }
+
+    fn payer_authorization_url(
+        &self,
+        params: &Value,
+        redirect_uri: &str,
+        state: &str,
+    ) -> Option<String> {
+        let account = self.accounts.get_or_parse(params, Account::parse).ok()?;
+        let oauth = account.oauth.as_ref()?;
+        let query = serde_urlencoded::to_string([
+            ("appid", account.appid.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("response_type", "code"),
+            ("scope", "snsapi_base"),
+            ("state", state),
+        ])
+        .ok()?;
+        Some(format!(
+            "{}/connect/oauth2/authorize?{query}#wechat_redirect",
+            oauth.authorize_url
+        ))
+    }
+
+    fn payer_id_from_code<'a>(
+        &'a self,
+        params: &'a Value,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<String, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let oauth = account
+                .oauth
+                .as_ref()
+                .ok_or_else(|| unavailable("this account has no oauth_app_secret"))?;
+            let query = serde_urlencoded::to_string([
+                ("appid", account.appid.as_str()),
+                ("secret", oauth.app_secret.as_str()),
+                ("code", code),
+                ("grant_type", "authorization_code"),
+            ])
+            .map_err(|error| unavailable(error.to_string()))?;
+            let answer = self
+                .http
+                .get(
+                    &format!("{}/sns/oauth2/access_token?{query}", oauth.api_url),
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?;
+            let body: Value = serde_json::from_slice(&answer.body)
+                .map_err(|_| unavailable("wechat oauth answered no JSON"))?;
+            if let Some(errcode) = body
+                .get("errcode")
+                .and_then(Value::as_i64)
+                .filter(|code| *code != 0)
+            {
+                return Err(unavailable(format!(
+                    "wechat oauth refused the code: {errcode} {}",
+                    body.get("errmsg").and_then(Value::as_str).unwrap_or("")
+                )));
+            }
+            body.get("openid")
+                .and_then(Value::as_str)
+                .filter(|openid| (1..=128).contains(&openid.len()))
+                .map(str::to_owned)
+                .ok_or_else(|| unavailable("wechat oauth answered no openid"))
+        })
     }
 
     fn verify_account<'a>(&'a self, params: &'a Value) -> BoxFuture<'a, Result<(), GatewayError>> {

@@ -118,6 +118,12 @@ impl Lang {
             ("choose", "选择支付方式", "Choose how to pay"),
             ("continue", "继续前往支付…", "Continuing to the payment…"),
             ("continue_button", "继续", "Continue"),
+            ("wechat_pay", "微信支付", "Pay with WeChat"),
+            (
+                "open_in_wechat",
+                "请在微信中完成支付。",
+                "Finish the payment inside WeChat.",
+            ),
         ];
         pairs
             .iter()
@@ -342,7 +348,11 @@ pub fn is_cashier(id: &str) -> bool {
 
 /// Where the person goes once an attempt started: the attempt's own page (or the channel's),
 /// or, for a channel that takes a form post, a page that posts it.
-fn to_attempt(started: &crate::service::payments::PaymentStarted, lang: Lang) -> Response<Body> {
+fn to_attempt(
+    state: &AppState,
+    started: &crate::service::payments::PaymentStarted,
+    lang: Lang,
+) -> Response<Body> {
     use paycenter_gateway::PaymentAction;
     let location = match &started.action {
         PaymentAction::CheckoutUrl { url } | PaymentAction::RedirectUrl { url } => url.clone(),
@@ -375,7 +385,22 @@ fn to_attempt(started: &crate::service::payments::PaymentStarted, lang: Lang) ->
             }
             return response;
         }
-        PaymentAction::AppParams { .. } | PaymentAction::JsapiParams { .. } => {
+        PaymentAction::JsapiParams { params } => {
+            // Inside WeChat: the page hands these to WeixinJSBridge, then follows the attempt.
+            let mut context = base_context(lang, None, "jsapi");
+            context.insert("jsapi_params", params.to_string().into());
+            context.insert(
+                "next_url",
+                format!(
+                    "{}&lang={}",
+                    state.checkout_url(&started.trade_no),
+                    lang.code()
+                )
+                .into(),
+            );
+            return render_page(StatusCode::OK, &context);
+        }
+        PaymentAction::AppParams { .. } => {
             return render_page(
                 StatusCode::BAD_GATEWAY,
                 &base_context(lang, None, "unavailable"),
@@ -388,6 +413,69 @@ fn to_attempt(started: &crate::service::payments::PaymentStarted, lang: Lang) ->
         response.headers_mut().insert("location", location);
     }
     secured(response)
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert("location", location);
+    }
+    secured(response)
+}
+
+/// `GET /checkout/{checkout_id}/wechat?t=&lang=&code=&state=`: WeChat sends the person back
+/// from its OAuth with a code; the code becomes their `openid`, and a JSAPI attempt for them
+/// starts at the cashier's WeChat Pay account.
+pub async fn cashier_wechat(
+    state: &AppState,
+    checkout_id: &str,
+    query: &HashMap<String, String>,
+    peer: std::net::IpAddr,
+) -> Response<Body> {
+    use crate::service::cashier::{self, Device, IdentifiedPayer};
+    let lang = Lang::choose(query.get("lang").map(String::as_str), None);
+    let token = query.get("t").map(String::as_str).unwrap_or("");
+    let checkout = state
+        .master_key
+        .checks_checkout_token(checkout_id, token)
+        .then(|| cashier::find(state, checkout_id).ok())
+        .flatten();
+    let (Some(checkout), Some(code)) = (checkout, query.get("code")) else {
+        return render_page(StatusCode::NOT_FOUND, &base_context(lang, None, "invalid"));
+    };
+    let offered = cashier::offered(state, &checkout);
+    let Some(account) = cashier::automatic_pick(&offered, Device::WechatApp).cloned() else {
+        return render_page(StatusCode::NOT_FOUND, &base_context(lang, None, "invalid"));
+    };
+    let started = async {
+        let (adapter, params) = state.account_adapter(&account.channel_account_id)?;
+        let payer_id = adapter
+            .payer_id_from_code(&params, code)
+            .await
+            .map_err(Refusal::channel_unavailable)?;
+        cashier::pick(
+            state,
+            &checkout,
+            &account.channel_account_id,
+            Device::WechatApp,
+            Some(peer.to_string()),
+            Some(IdentifiedPayer { payer_id }),
+        )
+        .await
+    }
+    .await;
+    match started {
+        Ok(started) => to_attempt(state, &started, lang),
+        Err(refusal) => picker(
+            state,
+            &checkout,
+            &offered,
+            lang,
+            token,
+            Some(refusal.message),
+        ),
+    }
 }
 
 /// `GET /checkout/{checkout_id}?t=&lang=`: the aggregated cashier: the order and a button per
@@ -417,17 +505,34 @@ pub async fn cashier_page(
     let offered = cashier::offered(state, &checkout);
     let device = Device::from_user_agent(user_agent);
     let mut error = None;
-    if let Some(account) = cashier::automatic_pick(&offered, device) {
+    let automatic = cashier::automatic_pick(&offered, device);
+    // Inside WeChat, with the official account's OAuth: WeChat tells who pays (snsapi_base),
+    // then a JSAPI payment follows.
+    if let (Device::WechatApp, Some(account)) = (device, automatic) {
+        if let Ok((adapter, params)) = state.account_adapter(&account.channel_account_id) {
+            let back = format!(
+                "{}/checkout/{checkout_id}/wechat?{}",
+                state.config.public_url,
+                serde_urlencoded::to_string([("t", token.unwrap_or("")), ("lang", lang.code())])
+                    .expect("text pairs encode")
+            );
+            if let Some(url) = adapter.payer_authorization_url(&params, &back, "paycenter") {
+                return redirect(&url);
+            }
+        }
+    }
+    if let Some(account) = automatic {
         match cashier::pick(
             state,
             &checkout,
             &account.channel_account_id,
             device,
             Some(peer.to_string()),
+            None,
         )
         .await
         {
-            Ok(started) => return to_attempt(&started, lang),
+            Ok(started) => return to_attempt(state, &started, lang),
             Err(refusal) => error = Some(refusal.message),
         }
     }
@@ -510,13 +615,14 @@ pub async fn cashier_pick(
                 &channel_account_id,
                 device,
                 Some(peer.to_string()),
+                None,
             )
             .await
         }
         None => Err(Refusal::invalid("pick one of the accounts")),
     };
     match outcome {
-        Ok(started) => to_attempt(&started, lang),
+        Ok(started) => to_attempt(state, &started, lang),
         Err(refusal) => picker(
             state,
             &checkout,

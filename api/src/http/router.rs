@@ -352,6 +352,9 @@ async fn serve(
             )
             .await);
         }
+        Operation::CashierWechat => {
+            return Ok(checkout::cashier_wechat(&state, &parameter(), &query, peer.ip()).await);
+        }
         Operation::CashierPick => {
             let user_agent = header(headers, "user-agent").ok().flatten();
             return Ok(

@@ -30,6 +30,7 @@ pub enum Operation {
     Checkout,
     CheckoutStatus,
     CashierPick,
+    CashierWechat,
     Asset,
     SandboxPay,
     Healthz,
@@ -39,7 +40,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 30] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -64,6 +65,7 @@ impl Operation {
         Operation::Checkout,
         Operation::CheckoutStatus,
         Operation::CashierPick,
+        Operation::CashierWechat,
         Operation::Asset,
         Operation::SandboxPay,
         Operation::Healthz,
@@ -98,6 +100,7 @@ impl Operation {
             Operation::Checkout => "checkout",
             Operation::CheckoutStatus => "checkout_status",
             Operation::CashierPick => "cashier_pick",
+            Operation::CashierWechat => "cashier_wechat",
             Operation::Asset => "asset",
             Operation::SandboxPay => "sandbox_pay",
             Operation::Healthz => "healthz",
@@ -543,6 +546,29 @@ pub const ROUTES: &[Route] = &[
         caller: Caller::Public,
         request: RequestBody::Raw,
         query: &[],
+        path_choices: &[],
+        success: Success::Html,
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/checkout/{checkout_id}/wechat",
+        operation: Operation::CashierWechat,
+        summary: "Where WeChat's OAuth (snsapi_base) sends a person back to the aggregated cashier: the code becomes their openid and a JSAPI attempt starts",
+        caller: Caller::Public,
+        request: RequestBody::None,
+        query: &[
+            QueryParam {
+                required: true,
+                ..query("t", "The cashier link's token")
+            },
+            query("lang", "zh or en"),
+            QueryParam {
+                required: true,
+                ..query("code", "WeChat's OAuth code")
+            },
+            query("state", "Echoed by WeChat"),
+        ],
         path_choices: &[],
         success: Success::Html,
         refusals: &[],

@@ -220,6 +220,13 @@ pub fn find(state: &AppState, checkout_id: &str) -> Result<CheckoutOpened, Refus
         })
 }
 
+/// Who pays, when the channel told paycenter (WeChat's OAuth inside WeChat): the attempt is
+/// then a JSAPI payment for that payer.
+pub struct IdentifiedPayer {
+    /// The payer's id at the channel (`openid`).
+    pub payer_id: String,
+}
+
 /// The person picked `channel_account_id`: starts that attempt of the order.
 pub async fn pick(
     state: &AppState,
@@ -227,6 +234,7 @@ pub async fn pick(
     channel_account_id: &ChannelAccountId,
     device: Device,
     client_ip: Option<String>,
+    payer: Option<IdentifiedPayer>,
 ) -> Result<PaymentStarted, Refusal> {
     if state.clock.now() > checkout.expires_at {
         return Err(Refusal::new(
@@ -257,11 +265,14 @@ pub async fn pick(
             channel_account_id: account.channel_account_id.clone(),
             order_no: checkout.order_no.clone(),
             amount: checkout.amount,
-            invoke_method: invoke_method(account.channel, device),
+            invoke_method: match &payer {
+                Some(_) => InvokeMethod::Jsapi,
+                None => invoke_method(account.channel, device),
+            },
             subject: checkout.subject.clone(),
             splits: checkout.splits.clone(),
             expire_seconds: checkout.expire_seconds,
-            payer_id: None,
+            payer_id: payer.map(|payer| payer.payer_id),
             client_ip,
             return_url: checkout.return_url.clone(),
         },

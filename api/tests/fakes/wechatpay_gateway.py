@@ -50,6 +50,9 @@ APPID = "wx8888888888888888"
 SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092025010100000000000001"
 API_V3_KEY = secrets.token_hex(16)
+# The official account's AppSecret, for WeChat's OAuth (snsapi_base); codes to openids.
+OAUTH_SECRET = secrets.token_hex(16)
+oauth_codes = {}
 
 
 def new_key():
@@ -230,6 +233,36 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(url, body)
         if url.path == "/bill/tradebill.csv":
             return self.answer(200, None, signed=False, raw=tradebill())
+        if url.path == "/connect/oauth2/authorize":
+            # WeChat's OAuth inside WeChat: snsapi_base asks the person nothing and sends them
+            # straight back with a code.
+            query = urllib.parse.parse_qs(url.query)
+            if query.get("appid") != [APPID] or query.get("scope") != ["snsapi_base"]:
+                return self.answer(400, {"errcode": 10003, "errmsg": "redirect_uri or scope"}, signed=False)
+            code = "code" + secrets.token_hex(8)
+            with lock:
+                oauth_codes[code] = "o" + secrets.token_hex(12)
+            target = query["redirect_uri"][0]
+            separator = "&" if "?" in target else "?"
+            location = target + separator + urllib.parse.urlencode(
+                {"code": code, "state": query.get("state", [""])[0]})
+            self.send_response(302)
+            self.send_header("location", location)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        if url.path == "/sns/oauth2/access_token":
+            query = urllib.parse.parse_qs(url.query)
+            if (query.get("appid") != [APPID] or query.get("secret") != [OAUTH_SECRET]
+                    or query.get("grant_type") != ["authorization_code"]):
+                return self.answer(200, {"errcode": 40125, "errmsg": "invalid appsecret"}, signed=False)
+            with lock:
+                openid = oauth_codes.pop(query.get("code", [""])[0], None)
+            if openid is None:
+                return self.answer(200, {"errcode": 40029, "errmsg": "invalid code"}, signed=False)
+            return self.answer(200, {"access_token": secrets.token_hex(8), "expires_in": 7200,
+                                     "refresh_token": secrets.token_hex(8), "openid": openid,
+                                     "scope": "snsapi_base"}, signed=False)
         authorized = check_authorization(method, path, body, self.headers.get("authorization", ""))
         with lock:
             stats["verified" if authorized else "rejected"] += 1
@@ -255,7 +288,8 @@ class Handler(BaseHTTPRequestHandler):
                 trades.setdefault(out_trade_no, {
                     "out_trade_no": out_trade_no, "total": request["amount"]["total"], "state": "NOTPAY",
                     "trade_type": kinds[url.path], "transaction_id": "42000" + str(time.time_ns())[-23:],
-                    "notify_url": request["notify_url"], "description": request["description"]})
+                    "notify_url": request["notify_url"], "description": request["description"],
+                    "payer_openid": request.get("payer", {}).get("openid")})
             prepay = "wx" + out_trade_no
             answers = {"NATIVE": {"code_url": "weixin://wxpay/bizpayurl?pr=" + out_trade_no[-8:]},
                        "JSAPI": {"prepay_id": prepay}, "APP": {"prepay_id": prepay},
@@ -332,7 +366,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/trade":
             with lock:
                 trade = trades.get(request["out_trade_no"])
-                return self.answer(200, {"state": trade and trade["state"]}, signed=False)
+                return self.answer(200, {"state": trade and trade["state"],
+                                         "trade_type": trade and trade["trade_type"],
+                                         "payer_openid": trade and trade.get("payer_openid")}, signed=False)
         if url.path == "/__control/verify":
             ok = verify_message(request["message"], request["signature"])
             return self.answer(200, {"verified": ok}, signed=False)
@@ -401,7 +437,8 @@ def main():
         server.socket = context.wrap_socket(server.socket, server_side=True)
     bare = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
     keys = {"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
-            "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY}
+            "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY,
+            "oauth_app_secret": OAUTH_SECRET}
     if not CERTIFICATE_SECONDS:
         keys.update(platform_public_key=bare(platform_public_pem), platform_public_key_id=PUBLIC_KEY_ID)
     print(json.dumps(keys), flush=True)

@@ -201,8 +201,10 @@ impl TestPki {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+        // Redirects are answers to look at, not to follow.
         ureq::AgentBuilder::new()
             .tls_config(std::sync::Arc::new(config))
+            .redirects(0)
             .build()
     }
 }
