@@ -1110,3 +1110,62 @@ fn the_cashier_inside_wechat_learns_the_payer_by_oauth_and_pays_by_jsapi() {
     assert_eq!(status, 200);
     assert!(page.contains("id=\"error\""), "{page}");
 }
+
+#[test]
+fn the_cashier_opened_inside_alipay_starts_the_alipay_attempt_by_itself() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "alipay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let shop = Shop::open(
+        &base,
+        "alipay",
+        json!({
+            "app_id": keys["app_id"], "app_private_key": keys["app_private_key"],
+            "alipay_public_key": keys["alipay_public_key"], "gateway_url": format!("{gateway}/gateway.do"),
+        }),
+    );
+    let (status, opened) = shop.pay(
+        "a-cashier",
+        "12.00",
+        "cashier",
+        json!({"channel_account_id": null}),
+    );
+    assert_eq!(status, 201, "{opened}");
+    let answer = match ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .get(opened["action"]["url"].as_str().unwrap())
+        .set("user-agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 AlipayClient/10.5.90")
+        .call()
+    {
+        Ok(answer) => answer,
+        Err(ureq::Error::Status(_, answer)) => answer,
+        Err(error) => panic!("{error}"),
+    };
+    // On to Alipay: its page (a redirect), or a page posting its form.
+    let status = answer.status();
+    let location = answer.header("location").unwrap_or("").to_owned();
+    let page = answer.into_string().unwrap_or_default();
+    assert!(
+        (status == 303 && location.starts_with(&gateway))
+            || (status == 200 && page.contains("id=\"channel-form\"")),
+        "{status} {location} {page}"
+    );
+    let (status, found) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=a-cashier",
+            shop.merchant_id
+        ),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        (found["channel"].as_str(), found["invoke_method"].as_str()),
+        (Some("alipay"), Some("wap")),
+        "{found}"
+    );
+}
