@@ -72,7 +72,11 @@ impl Default for SqliteConfig {
             queue_capacity: 16_384,
             max_batch_appends: 4_096,
             verify_on_open: true,
-            max_idle_readers: 16,
+            // Above the number of reads in flight under load (64 connections, each request
+            // reading its stream on a blocking thread): fewer made the pool open and drop
+            // connections, each open parsing the schema again (a profile showed SQLite's
+            // parser at ~3 % of the service's time; docs/benchmarks.md).
+            max_idle_readers: 128,
             wal_autocheckpoint_pages: 16_384,
             cache_size_kib: 64 << 10,
             lock_wait_ms: 2_000,
