@@ -198,9 +198,19 @@ pub struct ReadModel {
     /// payment ever made.
     #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
     pub sweep_queue: BTreeSet<(DateTime<Utc>, TradeNo)>,
+    /// Payments by status, and anomalies by kind, kept as events arrive: what `/metrics`
+    /// reports without walking every payment on each scrape.
+    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
+    pub status_counts: HashMap<&'static str, u64>,
+    /// Anomalies by kind (see `status_counts`).
+    #[serde(skip)]
+    pub anomaly_counts: HashMap<&'static str, u64>,
     /// Each payment's key in `sweep_queue`.
     #[serde(skip)]
     sweep_keys: HashMap<TradeNo, DateTime<Utc>>,
+    /// Anomalies the payment being applied had before the event (for `anomaly_counts`).
+    #[serde(skip)]
+    counted_anomalies_before: usize,
     /// Outcomes whose notification is not scheduled yet, by position.
     pub unscheduled: BTreeMap<u64, NotificationDraft>,
     /// Refunds requested and not settled, by position of their request.
@@ -279,6 +289,16 @@ impl ReadModel {
         }
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
+        if let Some(payment) = touched_payment
+            .as_ref()
+            .and_then(|trade_no| self.payments.get(trade_no))
+        {
+            let (status, anomalies) = (payment.status, payment.anomalies.len());
+            self.count_payment(status, -1);
+            self.counted_anomalies_before = anomalies;
+        } else {
+            self.counted_anomalies_before = 0;
+        }
         if self.ledger_stopped.is_none() {
             if let Err(error) = self.ledger.apply(&event) {
                 tracing::error!(
@@ -609,8 +629,27 @@ impl ReadModel {
             }
         }
         if let Some(trade_no) = touched_payment {
+            if let Some(payment) = self.payments.get(&trade_no) {
+                let status = payment.status;
+                let new_kinds: Vec<AnomalyKind> = payment.anomalies
+                    [self.counted_anomalies_before.min(payment.anomalies.len())..]
+                    .iter()
+                    .map(|anomaly| anomaly.kind)
+                    .collect();
+                self.count_payment(status, 1);
+                for kind in new_kinds {
+                    *self.anomaly_counts.entry(kind.as_str()).or_default() += 1;
+                }
+            }
             self.requeue_for_sweep(&trade_no);
         }
+    }
+
+    fn count_payment(&mut self, status: AttemptStatus, change: i64) {
+        let count = self.status_counts.entry(status.as_str()).or_default();
+        *count = count
+            .checked_add_signed(change)
+            .expect("a payment counted before it is uncounted");
     }
 
     /// Puts `trade_no` where the sweeper will find it (or takes it out) after it changed.
@@ -789,6 +828,20 @@ impl ReadModel {
     /// Rebuilds the lookup indexes from the state they index (after a snapshot load, which
     /// does not store them).
     pub fn reindex(&mut self) {
+        self.status_counts.clear();
+        self.anomaly_counts.clear();
+        for payment in self.payments.values() {
+            *self
+                .status_counts
+                .entry(payment.status.as_str())
+                .or_default() += 1;
+            for anomaly in &payment.anomalies {
+                *self
+                    .anomaly_counts
+                    .entry(anomaly.kind.as_str())
+                    .or_default() += 1;
+            }
+        }
         self.notifications_due = self
             .notifications
             .iter()

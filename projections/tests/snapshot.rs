@@ -115,6 +115,10 @@ fn snapshots_round_trip_and_resume() {
         .collect();
     assert_eq!(queued, pending);
     assert_eq!(loaded.sweep_queue, live.sweep_queue);
+    // The counts /metrics reports, kept as events arrived, agree with a count of the payments.
+    assert_eq!(live.status_counts.get("pending"), Some(&10));
+    assert_eq!(live.status_counts.get("succeeded"), Some(&30));
+    assert_eq!(loaded.status_counts, live.status_counts);
     let merchant = MerchantId::from_entropy(0);
     assert_eq!(
         loaded

@@ -135,17 +135,10 @@ pub async fn rebuild_projection(state: Arc<AppState>, name: String) -> Answer {
 
 /// `GET /metrics`: Prometheus text.
 pub fn metrics_text(state: &AppState) -> String {
+    // Kept by the read model as events arrive: a scrape does not walk every payment.
     let (counts, n_anomalies) = {
         let model = state.model_lock();
-        let mut counts: HashMap<&'static str, u64> = HashMap::new();
-        let mut n_anomalies: HashMap<&'static str, u64> = HashMap::new();
-        for payment in model.payments.values() {
-            *counts.entry(payment.status.as_str()).or_default() += 1;
-            for anomaly in &payment.anomalies {
-                *n_anomalies.entry(anomaly.kind.as_str()).or_default() += 1;
-            }
-        }
-        (counts, n_anomalies)
+        (model.status_counts.clone(), model.anomaly_counts.clone())
     };
     let by_status: Vec<(&str, u64)> = ["pending", "succeeded", "failed", "closed"]
         .iter()
