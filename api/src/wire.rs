@@ -8,11 +8,55 @@
 //! JSON value so that a JSON number gets its own clear `400 invalid_amount`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::error::Refusal;
+use crate::error::{ErrorCode, Refusal};
 use paycenter_projections::model::{PaymentView, RefundView};
+
+/// The most characters of an unknown field's name a refusal repeats.
+const MAX_SHOWN_NAME_CHARS: usize = 64;
+
+/// A field a body may carry and the most characters its string (or each string of its
+/// array) may have; 0 for fields that are not text (their handler checks their type).
+pub type FieldLimit = (&'static str, usize);
+
+/// Refuses fields the endpoint does not know (`400 unknown_field`) and over-long strings
+/// (`400 field_too_long`), naming the field in `error.field`; `prefix` names where the object
+/// sits (`"splits[0]."`, `"params."`).
+pub fn check_fields(
+    object: &Map<String, Value>,
+    prefix: &str,
+    known: &[FieldLimit],
+) -> Result<(), Refusal> {
+    for (name, value) in object {
+        let Some((_, max_chars)) = known.iter().find(|(known_name, _)| known_name == name) else {
+            let shown: String = name.chars().take(MAX_SHOWN_NAME_CHARS).collect();
+            return Err(Refusal::new(
+                ErrorCode::UnknownField,
+                format!("{prefix}{shown} is not a field of this request"),
+            )
+            .with_field(format!("{prefix}{shown}")));
+        };
+        let too_long = *max_chars > 0
+            && match value {
+                Value::String(text) => text.chars().count() > *max_chars,
+                Value::Array(items) => items.iter().any(|item| {
+                    item.as_str()
+                        .is_some_and(|text| text.chars().count() > *max_chars)
+                }),
+                _ => false,
+            };
+        if too_long {
+            return Err(Refusal::new(
+                ErrorCode::FieldTooLong,
+                format!("{prefix}{name} is longer than {max_chars} characters"),
+            )
+            .with_field(format!("{prefix}{name}")));
+        }
+    }
+    Ok(())
+}
 
 /// Reads a JSON object already checked by [`crate::http::dto::check_fields`] into its request type.
 /// A missing field or one of the wrong type is `400 invalid_request` naming it in `error.field`.

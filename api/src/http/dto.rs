@@ -36,49 +36,8 @@ pub const MAX_ID_CHARS: usize = 64;
 pub const MAX_URL_CHARS: usize = paycenter_gateway::egress::MAX_URL_CHARS;
 /// The longest amount, currency, rate or other short token.
 pub const MAX_TOKEN_CHARS: usize = 40;
-/// The longest channel parameter (PEM keys are a few KiB).
-pub const MAX_PARAM_CHARS: usize = 16_384;
 
-/// A field a body may carry and the most characters its string (or each string of its
-/// array) may have; 0 for fields that are not text (their handler checks their type).
-pub type FieldLimit = (&'static str, usize);
-
-/// Refuses fields the endpoint does not know (`400 unknown_field`) and over-long strings
-/// (`400 field_too_long`), naming the field in `error.field`; `prefix` names where the object
-/// sits (`"splits[0]."`, `"params."`).
-pub fn check_fields(
-    object: &Map<String, Value>,
-    prefix: &str,
-    known: &[FieldLimit],
-) -> Result<(), Refusal> {
-    for (name, value) in object {
-        let Some((_, max_chars)) = known.iter().find(|(known_name, _)| known_name == name) else {
-            let shown: String = name.chars().take(MAX_ID_CHARS).collect();
-            return Err(Refusal::new(
-                ErrorCode::UnknownField,
-                format!("{prefix}{shown} is not a field of this request"),
-            )
-            .with_field(format!("{prefix}{shown}")));
-        };
-        let too_long = *max_chars > 0
-            && match value {
-                Value::String(text) => text.chars().count() > *max_chars,
-                Value::Array(items) => items.iter().any(|item| {
-                    item.as_str()
-                        .is_some_and(|text| text.chars().count() > *max_chars)
-                }),
-                _ => false,
-            };
-        if too_long {
-            return Err(Refusal::new(
-                ErrorCode::FieldTooLong,
-                format!("{prefix}{name} is longer than {max_chars} characters"),
-            )
-            .with_field(format!("{prefix}{name}")));
-        }
-    }
-    Ok(())
-}
+pub use crate::wire::{check_fields, FieldLimit};
 
 /// A required string field.
 pub fn required_str<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, Refusal> {

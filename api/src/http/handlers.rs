@@ -104,55 +104,25 @@ pub async fn create_channel_account(
         wire::read::<wire::RotateChannelAccountRequest>(&object)?;
     }
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
-    if !state.read_model()?.merchants.contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
     let existing = match existing {
         None => None,
-        Some(text) => {
-            let channel_account_id = parse_id(ChannelAccountId::parse, &text)?;
-            let account = state
-                .channel_account(&channel_account_id)
-                .filter(|account| account.merchant_id == merchant_id)
-                .ok_or_else(|| {
-                    Refusal::not_found(
-                        ErrorCode::ChannelAccountNotFound,
-                        format!(
-                            "merchant {merchant_id} has no channel account {channel_account_id}"
-                        ),
-                    )
-                })?;
-            Some(account)
+        Some(text) => Some(parse_id(ChannelAccountId::parse, &text)?),
+    };
+    let channel = match optional_str(&object, "channel")? {
+        Some(name) => Some(Channel::parse(name).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::UnsupportedChannel,
+                format!("channel {name:?} is not one of sandbox, alipay, wechatpay, stripe"),
+            )
+        })?),
+        None if existing.is_none() => {
+            required_str(&object, "channel")?;
+            None
         }
+        None => None,
     };
-    let channel_name = match (&existing, optional_str(&object, "channel")?) {
-        (_, Some(name)) => name,
-        (Some(account), None) => account.channel.as_str(),
-        (None, None) => required_str(&object, "channel")?,
-    };
-    let channel = Channel::parse(channel_name).ok_or_else(|| {
-        Refusal::new(
-            ErrorCode::UnsupportedChannel,
-            format!("channel {channel_name:?} is not one of sandbox, alipay, wechatpay, stripe"),
-        )
-    })?;
-    if existing
-        .as_ref()
-        .is_some_and(|account| account.channel != channel)
-    {
-        return Err(Refusal::new(
-            ErrorCode::ChannelMismatch,
-            "a channel account keeps its channel; activate a new account for another channel",
-        ));
-    }
     let callback_ip_allowlist = match object.get("callback_ip_allowlist") {
-        None | Some(Value::Null) => existing
-            .as_ref()
-            .map(|account| account.callback_ip_allowlist.clone())
-            .unwrap_or_default(),
+        None | Some(Value::Null) => None,
         Some(Value::Array(items)) if items.len() <= 64 => {
             let mut allowlist = Vec::new();
             for item in items {
@@ -164,7 +134,7 @@ pub async fn create_channel_account(
                 };
                 allowlist.push(network.to_string());
             }
-            allowlist
+            Some(allowlist)
         }
         Some(_) => {
             return Err(Refusal::invalid(
@@ -173,9 +143,7 @@ pub async fn create_channel_account(
         }
     };
     let bill_utc_offset_minutes = match optional_str(&object, "bill_utc_offset")? {
-        None => existing
-            .as_ref()
-            .and_then(|account| account.bill_utc_offset_minutes),
+        None => None,
         Some(text) => Some(parse_utc_offset(text).ok_or_else(|| {
             Refusal::invalid(format!(
                 "bill_utc_offset must be like \"+08:00\", \"-05:00\" or \"Z\", not {text:?}"
@@ -183,49 +151,11 @@ pub async fn create_channel_account(
             .with_field("bill_utc_offset")
         })?),
     };
-    let adapter = state.channel(channel)?;
-    let mut params = object.get("params").cloned().unwrap_or_else(|| json!({}));
-    if !params.is_object() {
-        return Err(Refusal::invalid("params must be an object"));
-    }
-    let known_params: Vec<FieldLimit> = adapter
-        .param_names()
-        .iter()
-        .map(|name| (*name, MAX_PARAM_CHARS))
-        .collect();
-    check_fields(
-        params.as_object().expect("checked above"),
-        "params.",
-        &known_params,
-    )?;
-    if let Some(gateway_url) = params.get("gateway_url") {
-        let text = gateway_url.as_str().unwrap_or("");
-        paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
-            Refusal::new(
-                ErrorCode::InvalidChannelParams,
-                format!("gateway_url: {refused}"),
-            )
-            .with_field("params.gateway_url")
-        })?;
-    }
-    if channel == Channel::Sandbox && params.get("signing_secret").is_none() {
-        // The sandbox is paycenter's own: it can make up the secret it shares with itself.
-        params["signing_secret"] = json!(random_hex(32));
-    }
-    let params = adapter
-        .validate_params(&params)
-        .map_err(|error| Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()))?;
-    // Where the channel can tell a wrong account without moving money, it is asked now, not
-    // at the first payment.
-    adapter
-        .verify_account(&params)
-        .await
-        .map_err(|error| match error {
-            paycenter_gateway::GatewayError::Unavailable { .. } => {
-                Refusal::channel_unavailable(error)
-            }
-            _ => Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()),
-        })?;
+    let params = match object.get("params") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(params)) => params.clone(),
+        Some(_) => return Err(Refusal::invalid("params must be an object")),
+    };
     let fee_rate = match optional_str(&object, "fee_rate")? {
         None => Rate::ZERO,
         Some(text) => Rate::parse(text).map_err(|_| {
@@ -235,57 +165,34 @@ pub async fn create_channel_account(
             )
         })?,
     };
-    let channel_account_id = existing
-        .as_ref()
-        .map(|account| account.channel_account_id.clone())
-        .unwrap_or_else(|| ChannelAccountId::from_entropy(random_u128()));
-    let is_new = existing.is_none();
-    let command = ChannelAccountActivated {
-        channel_account_id: channel_account_id.clone(),
-        merchant_id: merchant_id.clone(),
-        channel,
-        params_sealed: state
-            .master_key
-            .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
-        fee_rate,
-        callback_ip_allowlist: callback_ip_allowlist.clone(),
-        bill_utc_offset_minutes,
-        activated_at: state.clock.now(),
-    };
-    state
-        .execute(
-            &streams::channel_account(&channel_account_id),
-            &format!("activate-{}", random_hex(8)),
-            |history, now| {
-                let previous = history.iter().rev().find_map(|event| match event {
-                    Event::ChannelAccountActivated(activated) => Some(activated),
-                    _ => None,
-                });
-                registry::activate_channel_account(
-                    previous,
-                    true,
-                    ChannelAccountActivated {
-                        activated_at: now,
-                        ..command.clone()
-                    },
-                )
-            },
-        )
-        .await?;
+    let activated = crate::service::accounts::activate(
+        &state,
+        crate::service::accounts::ActivateAccount {
+            merchant_id,
+            existing,
+            channel,
+            params,
+            fee_rate,
+            callback_ip_allowlist,
+            bill_utc_offset_minutes,
+        },
+    )
+    .await?;
+    let account = &activated.activation;
     Ok((
-        if is_new {
+        if activated.is_new {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         },
         wire::to_value(&wire::ChannelAccountAnswer {
-            channel_account_id: channel_account_id.to_string(),
-            merchant_id: merchant_id.to_string(),
-            channel: channel.as_str().to_owned(),
+            channel_account_id: account.channel_account_id.to_string(),
+            merchant_id: account.merchant_id.to_string(),
+            channel: account.channel.as_str().to_owned(),
             status: "active".to_owned(),
-            fee_rate: fee_rate.to_text(),
-            callback_ip_allowlist: callback_ip_allowlist.clone(),
-            bill_utc_offset: bill_utc_offset_minutes.map(format_utc_offset),
+            fee_rate: account.fee_rate.to_text(),
+            callback_ip_allowlist: account.callback_ip_allowlist.clone(),
+            bill_utc_offset: account.bill_utc_offset_minutes.map(format_utc_offset),
         }),
     ))
 }

@@ -4,6 +4,7 @@
 //! HTTP, and take the time from `AppState::clock`.
 //!
 //! # Layout
+//! - [`accounts`]: activating a channel account, and activating it again (key rotation).
 //! - [`cashier`]: the aggregated cashier: the person picks the channel account.
 //! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
 //! - [`outcomes`]: recording what a channel reported (callback or query), and where a refund
@@ -14,6 +15,7 @@
 //! - [`webhooks`]: scheduling notifications and delivering them signed.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
+pub mod accounts;
 pub mod cashier;
 pub mod closes;
 pub mod outcomes;

@@ -1,0 +1,184 @@
+//! Activating a merchant's channel account, or activating it again with new parameters (a key
+//! rotation): the parameters are checked by the channel's adapter and, where the channel can
+//! tell a wrong account without moving money, by the channel itself, then sealed under the
+//! master key and recorded as `channel_account.activated`.
+
+use paycenter_domain::events::{ChannelAccountActivated, Event};
+use paycenter_domain::ids::{ChannelAccountId, MerchantId};
+use paycenter_domain::payment::Channel;
+use paycenter_domain::{registry, streams, Rate};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ErrorCode, Refusal};
+use crate::state::AppState;
+use crate::wire::{check_fields, FieldLimit};
+
+/// The longest channel parameter (PEM keys are a few KiB).
+pub const MAX_PARAM_CHARS: usize = 16_384;
+
+/// What an operator asks for, read from the request.
+pub struct ActivateAccount {
+    /// The merchant.
+    pub merchant_id: MerchantId,
+    /// The account activated again, for a rotation; `None` for a new account.
+    pub existing: Option<ChannelAccountId>,
+    /// The channel; a rotation may leave it out (it keeps its channel).
+    pub channel: Option<Channel>,
+    /// The channel's parameters, as given (checked here against the adapter's names).
+    pub params: Map<String, Value>,
+    /// The platform's fee rate.
+    pub fee_rate: Rate,
+    /// Callback addresses allowed; `None` keeps the account's (none for a new one).
+    pub callback_ip_allowlist: Option<Vec<String>>,
+    /// The bill's UTC offset in minutes; `None` keeps the account's.
+    pub bill_utc_offset_minutes: Option<i32>,
+}
+
+/// An activation recorded.
+pub struct Activated {
+    /// What was recorded (the parameters sealed).
+    pub activation: ChannelAccountActivated,
+    /// Whether the account is new (else rotated).
+    pub is_new: bool,
+}
+
+/// Activates (or activates again) a channel account.
+pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Activated, Refusal> {
+    let ActivateAccount {
+        merchant_id,
+        existing,
+        channel,
+        params,
+        fee_rate,
+        callback_ip_allowlist,
+        bill_utc_offset_minutes,
+    } = command;
+    if !state.read_model()?.merchants.contains_key(&merchant_id) {
+        return Err(Refusal::not_found(
+            ErrorCode::MerchantNotFound,
+            format!("merchant {merchant_id} not found"),
+        ));
+    }
+    let existing = match existing {
+        None => None,
+        Some(channel_account_id) => Some(
+            state
+                .channel_account(&channel_account_id)
+                .filter(|account| account.merchant_id == merchant_id)
+                .ok_or_else(|| {
+                    Refusal::not_found(
+                        ErrorCode::ChannelAccountNotFound,
+                        format!(
+                            "merchant {merchant_id} has no channel account {channel_account_id}"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let channel = match (&existing, channel) {
+        (Some(account), Some(channel)) if account.channel != channel => {
+            return Err(Refusal::new(
+                ErrorCode::ChannelMismatch,
+                "a channel account keeps its channel; activate a new account for another channel",
+            ))
+        }
+        (_, Some(channel)) => channel,
+        (Some(account), None) => account.channel,
+        (None, None) => return Err(Refusal::invalid("channel is required").with_field("channel")),
+    };
+    let callback_ip_allowlist = callback_ip_allowlist.unwrap_or_else(|| {
+        existing
+            .as_ref()
+            .map(|account| account.callback_ip_allowlist.clone())
+            .unwrap_or_default()
+    });
+    let bill_utc_offset_minutes = bill_utc_offset_minutes.or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|account| account.bill_utc_offset_minutes)
+    });
+    let adapter = state.channel(channel)?;
+    let known_params: Vec<FieldLimit> = adapter
+        .param_names()
+        .iter()
+        .map(|name| (*name, MAX_PARAM_CHARS))
+        .collect();
+    check_fields(&params, "params.", &known_params)?;
+    let mut params = Value::Object(params);
+    if let Some(gateway_url) = params.get("gateway_url") {
+        let text = gateway_url.as_str().unwrap_or("");
+        paycenter_gateway::egress::check_url(text, state.config.egress).map_err(|refused| {
+            Refusal::new(
+                ErrorCode::InvalidChannelParams,
+                format!("gateway_url: {refused}"),
+            )
+            .with_field("params.gateway_url")
+        })?;
+    }
+    if channel == Channel::Sandbox && params.get("signing_secret").is_none() {
+        // The sandbox is paycenter's own: it can make up the secret it shares with itself.
+        params["signing_secret"] = json!(hex::encode(rand::random::<[u8; 32]>()));
+    }
+    let params = adapter
+        .validate_params(&params)
+        .map_err(|error| Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()))?;
+    // Where the channel can tell a wrong account without moving money, it is asked now, not
+    // at the first payment.
+    adapter
+        .verify_account(&params)
+        .await
+        .map_err(|error| match error {
+            paycenter_gateway::GatewayError::Unavailable { .. } => {
+                Refusal::channel_unavailable(error)
+            }
+            _ => Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()),
+        })?;
+    let channel_account_id = existing
+        .as_ref()
+        .map(|account| account.channel_account_id.clone())
+        .unwrap_or_else(|| ChannelAccountId::from_entropy(rand::random::<u128>()));
+    let activation = ChannelAccountActivated {
+        channel_account_id: channel_account_id.clone(),
+        merchant_id,
+        channel,
+        params_sealed: state
+            .master_key
+            .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
+        fee_rate,
+        callback_ip_allowlist,
+        bill_utc_offset_minutes,
+        activated_at: state.clock.now(),
+    };
+    let decided = activation.clone();
+    let (events, _) = state
+        .execute(
+            &streams::channel_account(&channel_account_id),
+            &format!("activate-{}", hex::encode(rand::random::<[u8; 8]>())),
+            |history, now| {
+                let previous = history.iter().rev().find_map(|event| match event {
+                    Event::ChannelAccountActivated(activated) => Some(activated),
+                    _ => None,
+                });
+                registry::activate_channel_account(
+                    previous,
+                    true,
+                    ChannelAccountActivated {
+                        activated_at: now,
+                        ..decided.clone()
+                    },
+                )
+            },
+        )
+        .await?;
+    let activation = events
+        .into_iter()
+        .find_map(|event| match event {
+            Event::ChannelAccountActivated(activated) => Some(activated),
+            _ => None,
+        })
+        .unwrap_or(activation);
+    Ok(Activated {
+        activation,
+        is_new: existing.is_none(),
+    })
+}
