@@ -29,6 +29,12 @@ impl std::fmt::Debug for MasterKey {
 
 const KEY_FILE_NAME: &str = "master.key";
 
+/// The SHA-256 of an app's API key, as its registration records it (keys are never stored).
+pub fn api_key_sha256(api_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(api_key.as_bytes()))
+}
+
 /// Bytes of HMAC in a checkout token.
 const CHECKOUT_TOKEN_BYTES: usize = 16;
 

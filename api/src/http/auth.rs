@@ -8,10 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
-/// The SHA-256 of an app's API key, as its registration records it (keys are never stored).
-pub fn api_key_sha256(api_key: &str) -> String {
-    hex::encode(Sha256::digest(api_key.as_bytes()))
-}
+pub use crate::keys::api_key_sha256;
 
 /// Constant-time comparison, so the admin token cannot be guessed byte by byte from timing.
 fn same_secret(left: &str, right: &str) -> bool {

@@ -7,13 +7,11 @@ use hyper::http::StatusCode;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::{Channel, CloseReason, OutcomeSource};
-use paycenter_domain::{registry, streams, Rate};
+use paycenter_domain::{registry, Rate};
 use paycenter_gateway::CallbackRequest;
-use rand::RngCore;
 use serde_json::{json, Value};
 
 use crate::error::{ErrorCode, Refusal};
-use crate::http::auth::api_key_sha256;
 use crate::http::dto::*;
 use crate::http::requests::{PaymentCommand, PaymentRequest};
 use crate::state::AppState;
@@ -22,18 +20,6 @@ use crate::wire::{payment_json, refund_json};
 
 /// A handler's answer.
 pub use crate::http::Answer;
-
-fn random_u128() -> u128 {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    u128::from_le_bytes(bytes)
-}
-
-fn random_hex(n_bytes: usize) -> String {
-    let mut bytes = vec![0u8; n_bytes];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
 
 fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, Refusal> {
     parse(text).map_err(|error| Refusal::invalid(error.to_string()))
@@ -47,32 +33,12 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
     if name.trim().is_empty() {
         return Err(Refusal::invalid("name must not be empty").with_field("name"));
     }
-    let merchant_id = MerchantId::from_entropy(random_u128());
-    let command = MerchantOnboarded {
-        merchant_id: merchant_id.clone(),
-        name: name.clone(),
-        onboarded_at: state.clock.now(),
-    };
-    state
-        .execute(
-            &streams::merchant(&merchant_id),
-            merchant_id.as_str(),
-            |history, now| {
-                registry::onboard_merchant(
-                    !history.is_empty(),
-                    MerchantOnboarded {
-                        onboarded_at: now,
-                        ..command.clone()
-                    },
-                )
-            },
-        )
-        .await?;
+    let onboarded = crate::service::registry::onboard_merchant(&state, name).await?;
     Ok((
         StatusCode::CREATED,
         wire::to_value(&wire::MerchantAnswer {
-            merchant_id: merchant_id.to_string(),
-            name,
+            merchant_id: onboarded.merchant_id.to_string(),
+            name: onboarded.name,
         }),
     ))
 }
@@ -278,49 +244,23 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
             merchant_ids.push(merchant_id);
         }
     }
-    let missing = {
-        let model = state.read_model()?;
-        merchant_ids
-            .iter()
-            .find(|merchant_id| !model.merchants.contains_key(*merchant_id))
-            .cloned()
-    };
-    let app_id = AppId::from_entropy(random_u128());
-    let api_key = format!("pk_{}", random_hex(24));
-    let webhook_secret = format!("whsec_{}", random_hex(24));
-    let command = AppRegistered {
-        app_id: app_id.clone(),
-        name: name.clone(),
-        merchant_ids: merchant_ids.clone(),
-        notify_url: notify_url.clone(),
-        api_key_sha256: api_key_sha256(&api_key),
-        webhook_secret_sealed: state
-            .master_key
-            .seal(app_id.as_str(), webhook_secret.as_bytes()),
-        registered_at: state.clock.now(),
-    };
-    state
-        .execute(&streams::app(&app_id), app_id.as_str(), |history, now| {
-            registry::register_app(
-                !history.is_empty(),
-                missing.clone(),
-                AppRegistered {
-                    registered_at: now,
-                    ..command.clone()
-                },
-            )
-        })
-        .await?;
+    let created =
+        crate::service::registry::register_app(&state, name, merchant_ids, notify_url).await?;
     // The only time the secrets are shown: the log keeps a hash and a sealed copy.
     Ok((
         StatusCode::CREATED,
         wire::to_value(&wire::AppCreatedAnswer {
-            app_id: app_id.to_string(),
-            name,
-            merchant_ids: merchant_ids.iter().map(ToString::to_string).collect(),
-            notify_url,
-            api_key,
-            webhook_secret,
+            app_id: created.app.app_id.to_string(),
+            name: created.app.name,
+            merchant_ids: created
+                .app
+                .merchant_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            notify_url: created.app.notify_url,
+            api_key: created.api_key,
+            webhook_secret: created.webhook_secret,
         }),
     ))
 }
@@ -782,22 +722,7 @@ pub async fn redeliver_notification(
             format!("notification {notification_id} not found"),
         ));
     }
-    let command_id = format!("redeliver-{notification_id}-{}", random_hex(8));
-    state
-        .execute(
-            &streams::notification(&notification_id),
-            &command_id,
-            |history, now| {
-                let notification =
-                    paycenter_domain::notification::Notification::from_events(history).ok_or_else(
-                        || paycenter_domain::DomainError::NotificationNotFound {
-                            notification_id: notification_id.clone(),
-                        },
-                    )?;
-                notification.decide_redeliver(now)
-            },
-        )
-        .await?;
+    crate::service::webhooks::redeliver(&state, &notification_id).await?;
     Ok((
         StatusCode::ACCEPTED,
         wire::to_value(&wire::RedeliverAnswer {
@@ -846,95 +771,41 @@ pub async fn app_action(
     body: bytes_body::Body,
 ) -> Answer {
     let app_id = parse_id(AppId::parse, &app_id)?;
-    let stream_id = streams::app(&app_id);
-    let command_id = format!("{action}-{app_id}-{}", random_hex(8));
-    let not_found =
-        || Refusal::not_found(ErrorCode::AppNotFound, format!("app {app_id} not found"));
     // Every action takes the same optional body; disable and enable check it and use nothing.
     let grace = grace_from_body(&body)?;
+    let mut answer = wire::AppActionAnswer {
+        app_id: app_id.to_string(),
+        api_key: None,
+        previous_key_valid_until: None,
+        webhook_secret: None,
+        previous_secret_valid_until: None,
+        status: None,
+    };
     match action.as_str() {
         "rotate-key" => {
-            let api_key = format!("pk_{}", random_hex(24));
-            let api_key_hash = api_key_sha256(&api_key);
-            let (decided, _) = state
-                .execute(&stream_id, &command_id, |history, now| {
-                    registry::rotate_api_key(history, &app_id, api_key_hash.clone(), grace, now)
-                })
-                .await
-                .map_err(|error| {
-                    if error.code == ErrorCode::AppNotFound {
-                        not_found()
-                    } else {
-                        error
-                    }
-                })?;
-            let Some(Event::AppApiKeyRotated(rotated)) = decided.first() else {
-                return Err(Refusal::internal("rotate key", "nothing decided"));
-            };
-            Ok((
-                StatusCode::OK,
-                wire::to_value(&wire::AppActionAnswer {
-                    app_id: app_id.to_string(),
-                    api_key: Some(api_key),
-                    previous_key_valid_until: Some(rotated.previous_valid_until.to_rfc3339()),
-                    webhook_secret: None,
-                    previous_secret_valid_until: None,
-                    status: None,
-                }),
-            ))
+            let rotated = crate::service::registry::rotate_api_key(&state, &app_id, grace).await?;
+            answer.api_key = Some(rotated.value);
+            answer.previous_key_valid_until = Some(rotated.previous_valid_until.to_rfc3339());
         }
         "rotate-webhook-secret" => {
-            let webhook_secret = format!("whsec_{}", random_hex(24));
-            let sealed = state
-                .master_key
-                .seal(app_id.as_str(), webhook_secret.as_bytes());
-            let (decided, _) = state
-                .execute(&stream_id, &command_id, |history, now| {
-                    registry::rotate_webhook_secret(history, &app_id, sealed.clone(), grace, now)
-                })
-                .await?;
-            let Some(Event::AppWebhookSecretRotated(rotated)) = decided.first() else {
-                return Err(Refusal::internal(
-                    "rotate webhook secret",
-                    "nothing decided",
-                ));
-            };
-            Ok((
-                StatusCode::OK,
-                wire::to_value(&wire::AppActionAnswer {
-                    app_id: app_id.to_string(),
-                    api_key: None,
-                    previous_key_valid_until: None,
-                    webhook_secret: Some(webhook_secret),
-                    previous_secret_valid_until: Some(rotated.previous_valid_until.to_rfc3339()),
-                    status: None,
-                }),
-            ))
+            let rotated =
+                crate::service::registry::rotate_webhook_secret(&state, &app_id, grace).await?;
+            answer.webhook_secret = Some(rotated.value);
+            answer.previous_secret_valid_until = Some(rotated.previous_valid_until.to_rfc3339());
         }
         "disable" | "enable" => {
             let enabled = action == "enable";
-            state
-                .execute(&stream_id, &command_id, |history, now| {
-                    registry::set_app_enabled(history, &app_id, enabled, now)
-                })
-                .await?;
-            Ok((
-                StatusCode::OK,
-                wire::to_value(&wire::AppActionAnswer {
-                    app_id: app_id.to_string(),
-                    api_key: None,
-                    previous_key_valid_until: None,
-                    webhook_secret: None,
-                    previous_secret_valid_until: None,
-                    status: Some(if enabled { "active" } else { "disabled" }.to_owned()),
-                }),
+            crate::service::registry::set_app_enabled(&state, &app_id, enabled).await?;
+            answer.status = Some(if enabled { "active" } else { "disabled" }.to_owned());
+        }
+        _ => {
+            return Err(Refusal::not_found(
+                ErrorCode::RouteNotFound,
+                "no such route",
             ))
         }
-        _ => Err(Refusal::not_found(
-            ErrorCode::RouteNotFound,
-            "no such route",
-        )),
     }
+    Ok((StatusCode::OK, wire::to_value(&answer)))
 }
 
 /// `POST /v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}/disable | enable`
@@ -958,24 +829,13 @@ pub async fn channel_account_action(
             ))
         }
     };
-    if state
-        .channel_account(&channel_account_id)
-        .is_none_or(|account| account.merchant_id != merchant_id)
-    {
-        return Err(Refusal::not_found(
-            ErrorCode::ChannelAccountNotFound,
-            format!("merchant {merchant_id} has no channel account {channel_account_id}"),
-        ));
-    }
-    state
-        .execute(
-            &streams::channel_account(&channel_account_id),
-            &format!("{action}-{channel_account_id}-{}", random_hex(8)),
-            |history, now| {
-                registry::set_channel_account_enabled(history, &channel_account_id, enabled, now)
-            },
-        )
-        .await?;
+    crate::service::registry::set_channel_account_enabled(
+        &state,
+        &merchant_id,
+        &channel_account_id,
+        enabled,
+    )
+    .await?;
     Ok((
         StatusCode::OK,
         wire::to_value(&wire::ChannelAccountStatusAnswer {

@@ -13,6 +13,7 @@
 //! - [`closes`]: closing an attempt (by the app, on expiry, or superseded by a newer one).
 //! - [`sweep`]: asking channels about what stayed pending too long.
 //! - [`webhooks`]: scheduling notifications and delivering them signed.
+//! - [`registry`]: merchants, apps, credential rotation, turning apps and accounts off.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
 pub mod accounts;
@@ -22,6 +23,7 @@ pub mod outcomes;
 pub mod payments;
 pub mod reconciliation;
 pub mod refunds;
+pub mod registry;
 pub mod sweep;
 pub mod webhooks;
 

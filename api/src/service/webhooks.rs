@@ -192,3 +192,30 @@ pub async fn deliver(state: &AppState, http: &HttpClient, notification: Notifica
     }
     true
 }
+
+/// Delivers a settled notification again (the app's, checked by the caller): its next
+/// attempt is due now, on a fresh retry schedule.
+pub async fn redeliver(
+    state: &AppState,
+    notification_id: &paycenter_domain::ids::NotificationId,
+) -> Result<(), Refusal> {
+    let command_id = format!(
+        "redeliver-{notification_id}-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    );
+    state
+        .execute(
+            &streams::notification(notification_id),
+            &command_id,
+            |history, now| {
+                let notification = Notification::from_events(history).ok_or_else(|| {
+                    paycenter_domain::DomainError::NotificationNotFound {
+                        notification_id: notification_id.clone(),
+                    }
+                })?;
+                notification.decide_redeliver(now)
+            },
+        )
+        .await
+        .map(|_| ())
+}
