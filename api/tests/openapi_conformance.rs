@@ -136,6 +136,8 @@ fn seed(base: &str) -> (Value, String) {
         answer["trade_no"].as_str().unwrap().to_owned()
     };
     let trade_no = pay("st-pending");
+    // Its own pending trade for the sandbox's pay: close_payment acts on `trade_no`.
+    let sandbox_trade_no = pay("st-sandbox");
     let checkout_token = checkout_token(base, &api_key, &merchant_id, &channel_account_id);
     let paid_trade_no = pay("st-paid");
     let (status, answer) = call(
@@ -195,6 +197,7 @@ fn seed(base: &str) -> (Value, String) {
         "reconciliation_id": reconciliation_id,
         "date": today,
         "t": checkout_token.1,
+        "sandbox_trade_no": sandbox_trade_no,
         "checkout_trade_no": checkout_token.0,
     });
     (ids, api_key)

@@ -29,6 +29,8 @@ def _seeded(name, path):
         return IDS["paid_trade_no"]
     if name == "trade_no" and path.startswith("/checkout/"):
         return IDS["checkout_trade_no"]
+    if name == "trade_no" and path.startswith("/sandbox/pay/"):
+        return IDS["sandbox_trade_no"]
     return IDS.get(name)
 
 
