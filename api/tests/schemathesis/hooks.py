@@ -56,9 +56,12 @@ def _valid(case, location):
 
 @schemathesis.hook
 def map_case(context, case):
-    if random.random() >= SHARE:
-        return case
     path = case.operation.path
+    # The cashier's pages and the sandbox's pay succeed only with their seeded trade and
+    # token: always seeded, or a run may see too few successes to tell.
+    always = path.startswith(("/checkout/", "/sandbox/pay/"))
+    if random.random() >= SHARE and not always:
+        return case
     if _valid(case, "path"):
         _replace(case.path_parameters, path)
     if _valid(case, "query"):
