@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::*;
-use crate::http::requests::{PaymentCommand, PaymentRequest};
+use crate::http::requests::PaymentCommand;
 use crate::state::AppState;
 use crate::wire;
 use crate::wire::{payment_json, refund_json};
@@ -302,9 +302,9 @@ pub async fn create_payment(
     check_fields(&object, "", PAYMENT_FIELDS)?;
     // The hot path: the body is read into its type without a copy.
     let request: wire::CreatePaymentRequest = wire::read_owned(object)?;
-    let request = PaymentRequest::try_from(request)?;
-    ensure_app_merchant(&app, &request.merchant_id)?;
-    if let Some(return_url) = &request.return_url {
+    let request = PaymentCommand::try_from((app.app_id.clone(), request))?;
+    ensure_app_merchant(&app, request.merchant_id())?;
+    if let Some(return_url) = request.return_url() {
         paycenter_gateway::egress::check_url(return_url, state.config.egress).map_err(
             |refused| {
                 Refusal::new(
@@ -315,7 +315,7 @@ pub async fn create_payment(
             },
         )?;
     }
-    let command = match request.for_app(app.app_id.clone()) {
+    let command = match request {
         PaymentCommand::Start(command) => command,
         PaymentCommand::OpenCheckout(command) => {
             let opened = crate::service::cashier::open(&state, command).await?;

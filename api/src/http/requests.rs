@@ -3,7 +3,6 @@
 
 use paycenter_domain::ids::{AppId, ChannelAccountId, IdError, MerchantId, OrderNo};
 use paycenter_domain::payment::{InvokeMethod, Split};
-use paycenter_domain::Money;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, Refusal};
@@ -25,8 +24,7 @@ pub const DEFAULT_EXPIRE_SECONDS: u32 = 900;
 pub const EXPIRE_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400 * 7;
 
 /// Where a payment goes: one account by one method, or the aggregated cashier.
-#[derive(Clone)]
-pub enum PaymentTarget {
+enum PaymentTarget {
     /// An attempt at this account, by this method.
     Attempt {
         /// The merchant's channel account.
@@ -52,74 +50,32 @@ pub enum PaymentCommand {
 /// The most accounts one cashier offers by name.
 pub const MAX_OFFERED_ACCOUNTS: usize = 16;
 
-/// `POST /v1/payments` in domain types: what [`StartPayment`] takes but the app.
-#[derive(Clone)]
-pub struct PaymentRequest {
+impl PaymentCommand {
     /// The merchant the app acts for.
-    pub merchant_id: MerchantId,
-    /// An account, or the cashier.
-    pub target: PaymentTarget,
-    /// The app's order number.
-    pub order_no: OrderNo,
-    /// How much.
-    pub amount: Money,
-    /// What for.
-    pub subject: String,
-    /// Receivers' shares.
-    pub splits: Vec<Split>,
-    /// Seconds until the attempt expires unpaid.
-    pub expire_seconds: u32,
-    /// The payer at the channel.
-    pub payer_id: Option<String>,
-    /// The payer's address.
-    pub client_ip: Option<String>,
+    pub fn merchant_id(&self) -> &MerchantId {
+        match self {
+            PaymentCommand::Start(command) => &command.merchant_id,
+            PaymentCommand::OpenCheckout(command) => &command.merchant_id,
+        }
+    }
+
     /// Where the cashier sends the user back to (checked against the egress rule by the
     /// handler, as a `notify_url` is).
-    pub return_url: Option<String>,
-}
-
-impl PaymentRequest {
-    /// The command, made by `app_id`.
-    pub fn for_app(self, app_id: AppId) -> PaymentCommand {
-        match self.target {
-            PaymentTarget::Attempt {
-                channel_account_id,
-                invoke_method,
-            } => PaymentCommand::Start(StartPayment {
-                app_id,
-                merchant_id: self.merchant_id,
-                channel_account_id,
-                order_no: self.order_no,
-                amount: self.amount,
-                invoke_method,
-                subject: self.subject,
-                splits: self.splits,
-                expire_seconds: self.expire_seconds,
-                payer_id: self.payer_id,
-                client_ip: self.client_ip,
-                return_url: self.return_url,
-            }),
-            PaymentTarget::Cashier {
-                channel_account_ids,
-            } => PaymentCommand::OpenCheckout(OpenCheckout {
-                app_id,
-                merchant_id: self.merchant_id,
-                order_no: self.order_no,
-                amount: self.amount,
-                subject: self.subject,
-                splits: self.splits,
-                expire_seconds: self.expire_seconds,
-                return_url: self.return_url,
-                channel_account_ids,
-            }),
+    pub fn return_url(&self) -> Option<&str> {
+        match self {
+            PaymentCommand::Start(command) => command.return_url.as_deref(),
+            PaymentCommand::OpenCheckout(command) => command.return_url.as_deref(),
         }
     }
 }
 
-impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
+/// `POST /v1/payments` by app `app_id`, in domain types.
+impl TryFrom<(AppId, wire::CreatePaymentRequest)> for PaymentCommand {
     type Error = Refusal;
 
-    fn try_from(request: wire::CreatePaymentRequest) -> Result<PaymentRequest, Refusal> {
+    fn try_from(
+        (app_id, request): (AppId, wire::CreatePaymentRequest),
+    ) -> Result<PaymentCommand, Refusal> {
         let merchant_id = parse_id(MerchantId::parse, &request.merchant_id)?;
         let target = target(&request)?;
         let order_no = parse_id(OrderNo::parse, &request.order_no)?;
@@ -183,17 +139,38 @@ impl TryFrom<wire::CreatePaymentRequest> for PaymentRequest {
             }
             Some(_) => return Err(Refusal::invalid("splits must be an array")),
         };
-        Ok(PaymentRequest {
-            merchant_id,
-            target,
-            order_no,
-            amount,
-            subject,
-            splits,
-            expire_seconds,
-            payer_id,
-            client_ip,
-            return_url: optional_text(&request.return_url, "return_url")?.map(str::to_owned),
+        let return_url = optional_text(&request.return_url, "return_url")?.map(str::to_owned);
+        Ok(match target {
+            PaymentTarget::Attempt {
+                channel_account_id,
+                invoke_method,
+            } => PaymentCommand::Start(StartPayment {
+                app_id,
+                merchant_id,
+                channel_account_id,
+                order_no,
+                amount,
+                invoke_method,
+                subject,
+                splits,
+                expire_seconds,
+                payer_id,
+                client_ip,
+                return_url,
+            }),
+            PaymentTarget::Cashier {
+                channel_account_ids,
+            } => PaymentCommand::OpenCheckout(OpenCheckout {
+                app_id,
+                merchant_id,
+                order_no,
+                amount,
+                subject,
+                splits,
+                expire_seconds,
+                return_url,
+                channel_account_ids,
+            }),
         })
     }
 }
