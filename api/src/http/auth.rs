@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
-pub use crate::keys::api_key_sha256;
+use crate::keys::api_key_sha256;
 
 /// Constant-time comparison, so the admin token cannot be guessed byte by byte from timing.
 fn same_secret(left: &str, right: &str) -> bool {

@@ -117,7 +117,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
     }
     if channel == Channel::Sandbox && params.get("signing_secret").is_none() {
         // The sandbox is paycenter's own: it can make up the secret it shares with itself.
-        params["signing_secret"] = json!(hex::encode(rand::random::<[u8; 32]>()));
+        params["signing_secret"] = json!(crate::service::random_hex(32));
     }
     let params = adapter
         .validate_params(&params)
@@ -153,7 +153,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
     let (events, _) = state
         .execute(
             &streams::channel_account(&channel_account_id),
-            &format!("activate-{}", hex::encode(rand::random::<[u8; 8]>())),
+            &format!("activate-{}", crate::service::random_hex(8)),
             |history, now| {
                 let previous = history.iter().rev().find_map(|event| match event {
                     Event::ChannelAccountActivated(activated) => Some(activated),

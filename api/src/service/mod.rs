@@ -42,3 +42,10 @@ pub fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
         }
     }
 }
+
+/// `n_bytes` random bytes as hex: the random parts of ids, command ids and new secrets.
+pub fn random_hex(n_bytes: usize) -> String {
+    let mut bytes = vec![0u8; n_bytes];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    hex::encode(bytes)
+}

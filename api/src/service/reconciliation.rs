@@ -247,7 +247,7 @@ async fn record(
             .collect()
     };
     let (n_matched, discrepancies) = reconcile(&record, &bill);
-    let reconciliation_id = format!("rec_{}", hex::encode(rand::random::<[u8; 12]>()));
+    let reconciliation_id = format!("rec_{}", crate::service::random_hex(12));
     let completed = ReconciliationCompleted {
         reconciliation_id: reconciliation_id.clone(),
         merchant_id: account.merchant_id.clone(),

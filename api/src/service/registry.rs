@@ -10,12 +10,8 @@ use paycenter_domain::{registry, streams};
 
 use crate::error::{ErrorCode, Refusal};
 use crate::keys::api_key_sha256;
+use crate::service::random_hex;
 use crate::state::AppState;
-
-fn random_hex(n_bytes: usize) -> String {
-    let bytes: Vec<u8> = (0..n_bytes).map(|_| rand::random::<u8>()).collect();
-    hex::encode(bytes)
-}
 
 /// Onboards a merchant named `name`.
 pub async fn onboard_merchant(

@@ -201,7 +201,7 @@ pub async fn redeliver(
 ) -> Result<(), Refusal> {
     let command_id = format!(
         "redeliver-{notification_id}-{}",
-        hex::encode(rand::random::<[u8; 8]>())
+        crate::service::random_hex(8)
     );
     state
         .execute(
