@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use paycenter_domain::events::ChannelAccountActivated;
 use paycenter_domain::ids::ChannelAccountId;
-use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Refusal;
@@ -45,8 +44,9 @@ impl Drop for ChannelParams {
     }
 }
 
-/// Unsealed parameters by account, each with the SHA-256 of the sealed text it came from.
-type Entries = HashMap<ChannelAccountId, ([u8; 32], Arc<ChannelParams>)>;
+/// Unsealed parameters by account, each with the sealed text it came from (ciphertext: no
+/// secret), which tells a rotation apart by a plain comparison.
+type Entries = HashMap<ChannelAccountId, (String, Arc<ChannelParams>)>;
 
 /// Channel accounts' unsealed parameters, bounded.
 #[derive(Default)]
@@ -62,9 +62,8 @@ impl ParamsCache {
         master_key: &MasterKey,
         account: &ChannelAccountActivated,
     ) -> Result<Arc<ChannelParams>, Refusal> {
-        let sealed_sha256: [u8; 32] = Sha256::digest(account.params_sealed.as_bytes()).into();
         if let Some((known, params)) = self.lock().get(&account.channel_account_id) {
-            if *known == sealed_sha256 {
+            if *known == account.params_sealed {
                 return Ok(params.clone());
             }
         }
@@ -88,7 +87,7 @@ impl ParamsCache {
         }
         entries.insert(
             account.channel_account_id.clone(),
-            (sealed_sha256, params.clone()),
+            (account.params_sealed.clone(), params.clone()),
         );
         assert!(entries.len() <= MAX_CACHED_ACCOUNTS);
         Ok(params)
