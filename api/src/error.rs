@@ -428,6 +428,16 @@ impl From<StoreError> for Refusal {
     }
 }
 
+impl From<paycenter_projections::tables::TableError> for Refusal {
+    /// The read model's file could not be read: the details go to the log, not to the caller.
+    fn from(error: paycenter_projections::tables::TableError) -> Refusal {
+        tracing::error!(%error, "reading the read model failed");
+        Refusal::read_model_unavailable(
+            "the read model could not be read; operators are told by the log",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,7 +15,6 @@ const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable)
   PAYCENTER_MASTER_KEY                  base64 of 32 bytes; else DIR/master.key is created (0600)
   PAYCENTER_MIN_ATTEMPT_INTERVAL_MS     spacing of attempts for one order (default 15000)
   PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS   webhook retry delays, comma separated
-  PAYCENTER_SNAPSHOT_INTERVAL_SECONDS   seconds between read model snapshots (default 300)
   PAYCENTER_POSTGRES_SCHEMA             schema of the PostgreSQL store (default paycenter)
   PAYCENTER_EVENTSTOREDB_STREAM         EventStoreDB stream holding the log (default paycenter-log)
   PAYCENTER_ALLOW_PRIVATE_EGRESS        1: webhooks and gateways may be loopback or private addresses
@@ -55,7 +54,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Embedded store directory; it also keeps the master key file and snapshots [default: ./data]
+    /// Embedded store directory; it also keeps the master key file and the read model's files [default: ./data]
     #[arg(long, env = "PAYCENTER_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]

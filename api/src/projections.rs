@@ -1,64 +1,29 @@
-//! Hosting the read model: its status and lag, snapshots, and online rebuilds.
+//! Hosting the read model: its status and lag, and online rebuilds.
 //!
-//! A rebuild folds a fresh read model from position 1 on a blocking thread while queries keep
-//! answering from the live one; then, under the write lock for the few events in between, it
-//! brings both to the same position, compares their digests, and swaps the fresh one in.
+//! A rebuild folds a fresh read model from position 1 into a new file on a blocking thread
+//! while queries keep answering from the live one; then, under the write lock for the few
+//! events in between, it brings both to the same position, compares their digests, swaps the
+//! fresh one in and makes its file the live one (the old file is removed).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use paycenter_projections::model::{NAME, VERSION};
+use paycenter_projections::model::{ModelError, NAME, VERSION};
 use paycenter_projections::ReadModel;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::state::{AppState, FinishedRebuild};
 
-/// Saves a snapshot of the read model if it moved since the last one. Serializes under the
-/// read lock: the follower waits meanwhile (the price of a consistent checkpoint).
-pub fn save_snapshot(state: &AppState) -> Result<(), String> {
-    let dir = {
-        let snapshots = state.snapshots.lock().expect("snapshot status");
-        let position = state.model.read().expect("model lock").position;
-        if position == 0 || snapshots.last_saved_position == Some(position) {
-            return Ok(());
-        }
-        snapshots.dir.clone()
-    };
-    let position = {
-        let model = state.model.read().expect("model lock");
-        paycenter_projections::snapshot::save(&dir, state.store.as_ref(), &model)?
-    };
-    let mut snapshots = state.snapshots.lock().expect("snapshot status");
-    snapshots.last_saved_position = Some(position);
-    snapshots.last_saved_at = Some(state.clock.now());
-    Ok(())
-}
-
-/// Saves a snapshot every `interval_seconds` while the read model moves.
-pub async fn snapshot_periodically(state: Arc<AppState>, interval_seconds: u64) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(interval_seconds));
-    ticker.tick().await; // The first tick is immediate; the model was just loaded.
-    loop {
-        ticker.tick().await;
-        let state = state.clone();
-        match tokio::task::spawn_blocking(move || save_snapshot(&state)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "read model snapshot failed"),
-            Err(error) => tracing::error!(%error, "read model snapshot task failed"),
-        }
-    }
-}
-
-/// The read model's status: position, lag, digest, snapshots and rebuilds.
+/// The read model's status: position, lag, digest, its file and rebuilds.
 pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
     // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
     let head = tokio::task::block_in_place(|| state.store.head_position())?;
-    let (position, digest) = {
-        let model = state.model.read().expect("model lock");
-        (model.position, model.digest())
-    };
+    let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
+        let model = state.model_lock();
+        let file_bytes = model.backing().map(|backing| backing.size_bytes());
+        Ok::<_, Refusal>((model.position(), model.digest()?, file_bytes))
+    })?;
     let rebuild = state.rebuild_status.lock().expect("rebuild status");
-    let snapshots = state.snapshots.lock().expect("snapshot status");
     Ok(crate::wire::ProjectionAnswer {
         name: NAME.to_owned(),
         version: VERSION,
@@ -67,13 +32,13 @@ pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal
         lag: head.saturating_sub(position),
         digest,
         rebuilding: rebuild.in_progress,
-        started_from_snapshot: snapshots.started_from,
-        snapshot: snapshots
-            .last_saved_position
-            .map(|position| crate::wire::SnapshotAnswer {
-                position,
-                saved_at: snapshots.last_saved_at.map(|at| at.to_rfc3339()),
-            }),
+        started_from_snapshot: state.model_file.started_from,
+        // The file is the snapshot, committed with every batch the follower applies.
+        snapshot: file_bytes.map(|_| crate::wire::SnapshotAnswer {
+            position,
+            saved_at: None,
+        }),
+        file_bytes,
         last_rebuild: rebuild
             .last
             .as_ref()
@@ -127,21 +92,39 @@ pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, paycenter_store::StoreError> {
+fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, ModelError> {
     let started = Instant::now();
     let head = state.store.head_position()?;
-    let mut fresh = ReadModel::fold_from_start(state.store.as_ref(), head)?;
+    let dir = &state.model_file.dir;
+    let fresh_path = paycenter_projections::persisted::new_generation_path(dir);
+    let mut fresh = ReadModel::open(&fresh_path, state.store.as_ref())?;
+    if let Err(error) = fresh.catch_up(state.store.as_ref(), head) {
+        drop(fresh);
+        paycenter_projections::persisted::remove_file_set(&fresh_path);
+        return Err(error);
+    }
     let mut live = state.model.write().expect("model lock");
     // Whichever is behind catches up to the other: the few events since the fold began.
-    let position = fresh.position.max(live.position);
+    let position = fresh.position().max(live.position());
     fresh.catch_up(state.store.as_ref(), position)?;
     live.catch_up(state.store.as_ref(), position)?;
     assert_eq!(
-        fresh.position, live.position,
+        fresh.position(),
+        live.position(),
         "both models at one position before the swap"
     );
-    let identical = fresh.digest() == live.digest();
+    let identical = fresh.digest()? == live.digest()?;
     std::mem::swap(&mut *live, &mut fresh);
+    // Under the lock still: the follower commits the next batch to the new file, which the
+    // next start opens.
+    paycenter_projections::persisted::make_live(dir, &fresh_path).map_err(|error| {
+        ModelError::Table(paycenter_projections::tables::TableError {
+            path: fresh_path.display().to_string(),
+            reason: error.to_string(),
+        })
+    })?;
+    drop(live);
+    drop(fresh);
     Ok(FinishedRebuild {
         finished_at: state.clock.now(),
         position,

@@ -23,6 +23,7 @@ use paycenter_domain::events::ChannelCloseOutcome;
 use paycenter_domain::ids::{NotificationId, RefundId, TradeNo};
 use paycenter_domain::notification::Notification;
 use paycenter_gateway::http::HttpClient;
+use paycenter_projections::tables::TableError;
 use tokio::sync::Semaphore;
 
 use crate::service::refunds::{Submission, REFUND_LEASE_MS};
@@ -108,6 +109,10 @@ impl<K: Eq + std::hash::Hash> Backoff<K> {
     fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// Starts the loops on the current runtime.
@@ -119,18 +124,24 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(dispatch_webhooks(state));
 }
 
+/// What a read of the read model's file gave, or nothing this round when it failed (said in
+/// the log; the next round reads again).
+fn or_nothing<T: Default>(read: Result<T, TableError>, what: &str) -> T {
+    read.unwrap_or_else(|error| {
+        tracing::error!(%error, what, "reading the read model failed; trying again next round");
+        T::default()
+    })
+}
+
 async fn schedule_notifications(state: Arc<AppState>) {
     loop {
         if idle_while_model_stopped(&state).await {
             continue;
         }
-        let drafts: Vec<_> = state
-            .model_lock()
-            .unscheduled
-            .values()
-            .take(MAX_ITEMS_PER_ROUND)
-            .cloned()
-            .collect();
+        let drafts = or_nothing(
+            state.model_lock().unscheduled(MAX_ITEMS_PER_ROUND),
+            "notifications to schedule",
+        );
         for draft in drafts {
             if let Err(refusal) = service::webhooks::schedule(&state, &draft).await {
                 // A stopped read model is reported by /healthz; this loop idles meanwhile.
@@ -156,15 +167,18 @@ async fn submit_refunds(state: Arc<AppState>) {
             continue;
         }
         let now = std::time::Instant::now();
-        let pending: Vec<RefundId> = state
-            .model_lock()
-            .refunds_to_submit
-            .values()
-            .filter(|refund_id| !submitted.contains(*refund_id))
-            .filter(|refund_id| backoff.is_due(refund_id, now))
-            .take(MAX_ITEMS_PER_ROUND)
-            .cloned()
-            .collect();
+        // The head of the queue, past the refunds submitted and waiting for their outcome.
+        let pending: Vec<RefundId> = or_nothing(
+            state
+                .model_lock()
+                .refunds_to_submit(MAX_ITEMS_PER_ROUND + submitted.len() + backoff.len()),
+            "refunds to submit",
+        )
+        .into_iter()
+        .filter(|refund_id| !submitted.contains(refund_id))
+        .filter(|refund_id| backoff.is_due(refund_id, now))
+        .take(MAX_ITEMS_PER_ROUND)
+        .collect();
         for refund_id in pending {
             match service::refunds::submit(&state, &refund_id).await {
                 Submission::Accepted | Submission::NothingToDo => {
@@ -181,14 +195,13 @@ async fn submit_refunds(state: Arc<AppState>) {
         }
         // Settled refunds leave `refunds_to_submit`; forget their bookkeeping too.
         if !submitted.is_empty() || !backoff.is_empty() {
-            let still_pending: HashSet<RefundId> = state
-                .model_lock()
-                .refunds_to_submit
-                .values()
-                .cloned()
-                .collect();
-            backoff.retain(|refund_id| still_pending.contains(refund_id));
-            submitted.retain(|refund_id| still_pending.contains(refund_id));
+            let model = state.model_lock();
+            let still_pending = |refund_id: &RefundId| {
+                // Kept when unsure: a failed read forgets nothing.
+                model.refund_pending(refund_id).unwrap_or(true)
+            };
+            backoff.retain(still_pending);
+            submitted.retain(still_pending);
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }
@@ -257,12 +270,15 @@ async fn dispatch_webhooks(state: Arc<AppState>) {
         if idle_while_model_stopped(&state).await {
             continue;
         }
-        let due: Vec<Notification> = state
-            .model_lock()
-            .due_notifications(state.clock.now(), MAX_ITEMS_PER_ROUND)
-            .into_iter()
-            .map(|(notification, _)| notification.clone())
-            .collect();
+        let due: Vec<Notification> = or_nothing(
+            state
+                .model_lock()
+                .due_notifications(state.clock.now(), MAX_ITEMS_PER_ROUND),
+            "notifications due",
+        )
+        .into_iter()
+        .map(|(notification, _)| notification)
+        .collect();
         for notification in due {
             let notification_id = notification.scheduled.notification_id.clone();
             if !in_flight
@@ -312,13 +328,15 @@ async fn close_abandoned(state: Arc<AppState>) {
         let now = std::time::Instant::now();
         let due: Vec<paycenter_projections::model::PaymentView> = {
             let model = state.model_lock();
-            model
-                .closes_to_confirm
-                .values()
-                .filter(|trade_no| backoff.is_due(trade_no, now))
-                .take(MAX_ITEMS_PER_ROUND)
-                .filter_map(|trade_no| model.payments.get(trade_no).cloned())
-                .collect()
+            or_nothing(
+                model.closes_to_confirm(MAX_ITEMS_PER_ROUND + backoff.len()),
+                "attempts to close",
+            )
+            .into_iter()
+            .filter(|trade_no| backoff.is_due(trade_no, now))
+            .take(MAX_ITEMS_PER_ROUND)
+            .filter_map(|trade_no| or_nothing(model.payment(&trade_no), "an attempt to close"))
+            .collect()
         };
         for payment in due {
             if !take_lease(
@@ -338,13 +356,8 @@ async fn close_abandoned(state: Arc<AppState>) {
         }
         // Closes settled (here or by another node) leave `closes_to_confirm`; so do their waits.
         if !backoff.is_empty() {
-            let still_open: HashSet<TradeNo> = state
-                .model_lock()
-                .closes_to_confirm
-                .values()
-                .cloned()
-                .collect();
-            backoff.retain(|trade_no| still_open.contains(trade_no));
+            let model = state.model_lock();
+            backoff.retain(|trade_no| model.close_pending(trade_no).unwrap_or(true));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }

@@ -11,7 +11,6 @@ use paycenter_gateway::registry::ChannelRegistry;
 use paycenter_gateway::sandbox::{SandboxChannel, SandboxProvider};
 use paycenter_gateway::stripe::StripeChannel;
 use paycenter_gateway::wechatpay::WechatpayChannel;
-use paycenter_projections::ReadModel;
 use paycenter_store::{EventStore, PostgresStore, SqliteConfig, SqliteStore};
 
 use crate::keys::MasterKey;
@@ -36,8 +35,6 @@ pub struct ServeOptions {
     pub min_attempt_interval_ms: i64,
     /// Webhook retry delays (`PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS`, comma separated).
     pub retry_schedule: RetrySchedule,
-    /// Seconds between read model snapshots (`PAYCENTER_SNAPSHOT_INTERVAL_SECONDS`).
-    pub snapshot_interval_seconds: u64,
     /// Timeout of each webhook POST (`PAYCENTER_WEBHOOK_TIMEOUT_MS`).
     pub webhook_timeout_ms: u64,
     /// This node's name among nodes sharing a store (`PAYCENTER_NODE_ID`); host, process
@@ -114,28 +111,33 @@ impl ServeOptions {
             master_key: std::env::var("PAYCENTER_MASTER_KEY").ok(),
             min_attempt_interval_ms,
             retry_schedule,
-            snapshot_interval_seconds: match std::env::var("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS") {
-                Ok(text) => text
-                    .parse()
-                    .ok()
-                    .filter(|seconds| *seconds > 0)
-                    .ok_or_else(|| anyhow::anyhow!("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS must be a positive number of seconds"))?,
-                Err(_) => 300,
-            },
             webhook_timeout_ms: match std::env::var("PAYCENTER_WEBHOOK_TIMEOUT_MS") {
                 Ok(text) => text
                     .parse()
                     .ok()
                     .filter(|timeout_ms| (100..=120_000).contains(timeout_ms))
-                    .ok_or_else(|| anyhow::anyhow!("PAYCENTER_WEBHOOK_TIMEOUT_MS must be milliseconds from 100 to 120000"))?,
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "PAYCENTER_WEBHOOK_TIMEOUT_MS must be milliseconds from 100 to 120000"
+                        )
+                    })?,
                 Err(_) => 10_000,
             },
             channel_timeout_ms: env_number("PAYCENTER_CHANNEL_TIMEOUT_MS", 100..=120_000, 10_000)?,
             sweep_after_seconds: env_number("PAYCENTER_SWEEP_AFTER_SECONDS", 1..=86_400, 300)?,
             http_limits: crate::http::listener::HttpLimits {
-                max_connections: env_number("PAYCENTER_MAX_CONNECTIONS", 1..=1_000_000, 4_096)? as usize,
-                header_read_timeout_ms: env_number("PAYCENTER_HEADER_READ_TIMEOUT_MS", 100..=600_000, 10_000)?,
-                request_timeout_ms: env_number("PAYCENTER_REQUEST_TIMEOUT_MS", 100..=600_000, 60_000)?,
+                max_connections: env_number("PAYCENTER_MAX_CONNECTIONS", 1..=1_000_000, 4_096)?
+                    as usize,
+                header_read_timeout_ms: env_number(
+                    "PAYCENTER_HEADER_READ_TIMEOUT_MS",
+                    100..=600_000,
+                    10_000,
+                )?,
+                request_timeout_ms: env_number(
+                    "PAYCENTER_REQUEST_TIMEOUT_MS",
+                    100..=600_000,
+                    60_000,
+                )?,
             },
             app_rate_limit: crate::rate_limit::RateLimit {
                 per_second: env_number("PAYCENTER_APP_RATE_LIMIT_PER_SECOND", 1..=1_000_000, 200)?,
@@ -204,9 +206,10 @@ pub struct StateParts {
     pub outbound: paycenter_gateway::http::OutboundConfig,
 }
 
-/// Builds the service's state over `parts`: the read model resumed from its snapshot in
-/// `data_dir` (or folded from the log) and kept current by its follower thread. Starts no
-/// background loop: `serve` starts those, tests call the use cases themselves.
+/// Builds the service's state over `parts`: the read model opened from its file in
+/// `data_dir/projections` (resuming at its checkpoint; folded from position 1 when there is
+/// none) and kept current by its follower thread. Starts no background loop: `serve` starts
+/// those, tests call the use cases themselves.
 pub async fn open_state(
     parts: StateParts,
     data_dir: &std::path::Path,
@@ -220,31 +223,22 @@ pub async fn open_state(
         sandbox_provider,
         outbound,
     } = parts;
-    let snapshot_dir = data_dir.join("projections");
-    let resumed = {
-        let (store, snapshot_dir) = (store.clone(), snapshot_dir.clone());
+    let model_dir = data_dir.join("projections");
+    let initial_model = {
+        let (store, model_dir) = (store.clone(), model_dir.clone());
         tokio::task::spawn_blocking(move || {
-            paycenter_projections::snapshot::load(&snapshot_dir, store.as_ref())
+            paycenter_projections::persisted::open_live(&model_dir, store.as_ref())
         })
-        .await?
+        .await??
     };
-    let initial_model = match resumed {
-        Ok(Some(model)) => {
-            tracing::info!(
-                position = model.position,
-                "read model resumed from its snapshot"
-            );
-            model
-        }
-        Ok(None) => ReadModel::default(),
-        Err(reason) => {
-            tracing::warn!(%reason, "read model snapshot not used; folding the log from position 1");
-            ReadModel::default()
-        }
-    };
-    let started_from_snapshot = (initial_model.position > 0).then_some(initial_model.position);
+    tracing::info!(
+        position = initial_model.position(),
+        "read model opened at its checkpoint"
+    );
+    let started_from = (initial_model.position() > 0).then_some(initial_model.position());
     // Waiters compare against this: it must start where the model starts, not at 0.
-    let (position_sender, position_receiver) = tokio::sync::watch::channel(initial_model.position);
+    let (position_sender, position_receiver) =
+        tokio::sync::watch::channel(initial_model.position());
     let model = Arc::new(RwLock::new(initial_model));
     let follower_health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
     {
@@ -279,12 +273,10 @@ pub async fn open_state(
         metrics: Default::default(),
         idempotency_locks: Default::default(),
         rebuild_status: Default::default(),
-        snapshots: std::sync::Mutex::new(crate::state::SnapshotStatus {
-            dir: snapshot_dir,
-            started_from: started_from_snapshot,
-            last_saved_position: None,
-            last_saved_at: None,
-        }),
+        model_file: crate::state::ModelFileStatus {
+            dir: model_dir,
+            started_from,
+        },
     }))
 }
 
@@ -380,8 +372,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     if let Some((url, schema)) = sql_read_models {
         let mut projector = {
             let node_id = options.node_id.clone();
+            let store = state.store.clone();
+            // This node's own fold behind the shared tables, in a file of its data directory.
+            let model_path = options
+                .data_dir
+                .join("projections")
+                .join("sql_read_models.sqlite");
             tokio::task::spawn_blocking(move || {
-                paycenter_projections::sql::SqlReadModels::open(&url, &schema, &node_id)
+                paycenter_projections::sql::SqlReadModels::open(
+                    &url,
+                    &schema,
+                    &node_id,
+                    Some(&model_path),
+                    store.as_ref(),
+                )
             })
             .await??
         };
@@ -394,10 +398,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 })
             })?;
     }
-    tokio::spawn(crate::projections::snapshot_periodically(
-        state.clone(),
-        options.snapshot_interval_seconds,
-    ));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, %public_url, data_dir = %options.data_dir.display(), max_connections = options.http_limits.max_connections, "paycenter listening");
@@ -412,12 +412,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     )
     .await;
     stop_sql_read_models.store(true, std::sync::atomic::Ordering::Relaxed);
-    // The last snapshot, so the next start resumes from here.
-    if let Err(error) =
-        tokio::task::spawn_blocking(move || crate::projections::save_snapshot(&state)).await?
-    {
-        tracing::warn!(%error, "read model snapshot at shutdown failed; the next start folds more");
-    }
+    drop(state);
     tracing::info!("paycenter stopped");
     Ok(())
 }

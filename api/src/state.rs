@@ -86,8 +86,8 @@ pub struct AppState {
     pub rebuild_status: SharedRebuildStatus,
     /// Each app's request budget.
     pub rate_limiter: crate::rate_limit::RateLimiter,
-    /// Snapshots of the read model.
-    pub snapshots: std::sync::Mutex<SnapshotStatus>,
+    /// Where the read model's file is, and where this process resumed it.
+    pub model_file: ModelFileStatus,
 }
 
 /// What operators see of rebuilds.
@@ -112,17 +112,13 @@ pub struct FinishedRebuild {
     pub seconds: f64,
 }
 
-/// Where snapshots go and what they did.
+/// The read model's file.
 #[derive(Debug)]
-pub struct SnapshotStatus {
-    /// The directory of snapshot files.
+pub struct ModelFileStatus {
+    /// The directory of the read model's files (`projections/` in the data directory).
     pub dir: std::path::PathBuf,
-    /// The position this process resumed from, if it loaded a snapshot.
+    /// The checkpoint this process resumed from, if the file had one.
     pub started_from: Option<u64>,
-    /// The position of the last snapshot this process saved.
-    pub last_saved_position: Option<u64>,
-    /// When it saved it.
-    pub last_saved_at: Option<DateTime<Utc>>,
 }
 
 /// Rebuild status, shared by the handlers and the rebuild thread.
@@ -225,7 +221,7 @@ impl AppState {
     ) -> Option<paycenter_domain::events::ChannelAccountActivated> {
         self.read_model()
             .ok()?
-            .channel_accounts
+            .channel_accounts()
             .get(channel_account_id)
             .cloned()
     }

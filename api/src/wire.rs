@@ -648,7 +648,7 @@ pub struct ReconciliationAnswer {
     pub discrepancies: Vec<DiscrepancyAnswer>,
 }
 
-/// The last snapshot of the read model.
+/// The read model's checkpoint in its file (committed with every batch it applies).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SnapshotAnswer {
     pub position: u64,
@@ -674,8 +674,11 @@ pub struct ProjectionAnswer {
     pub lag: u64,
     pub digest: String,
     pub rebuilding: bool,
+    /// The checkpoint this process resumed the read model's file from (none: folded from 1).
     pub started_from_snapshot: Option<u64>,
     pub snapshot: Option<SnapshotAnswer>,
+    /// Bytes the read model's file and its write-ahead log take on disk.
+    pub file_bytes: Option<u64>,
     pub last_rebuild: Option<RebuildAnswer>,
 }
 

@@ -68,8 +68,6 @@ fn spawn_server(
         .env("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1")
         .env("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "1000")
         .env("PAYCENTER_WEBHOOK_RETRY_SCHEDULE_MS", retry_schedule_ms)
-        // Frequent snapshots, so restarts after SIGKILL resume from an older one and catch up.
-        .env("PAYCENTER_SNAPSHOT_INTERVAL_SECONDS", "1")
         // Everything down to debug, kept beside the data, so tests can check what is logged.
         .env("RUST_LOG", "debug")
         // Test builds only: while this file exists, the store's fsyncs fail (see the
@@ -697,7 +695,7 @@ fn payment_lifecycle_webhooks_refunds_and_restart() {
     )
     .1;
     assert_eq!(before, after);
-    // It resumed from the snapshot saved at shutdown, at the position it stopped at.
+    // It resumed from its file's checkpoint, at the position it stopped at.
     let projection_after = call(
         "GET",
         &format!("{}/v1/admin/projections", server.base),

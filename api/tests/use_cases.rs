@@ -176,7 +176,12 @@ impl World {
         &self,
         trade_no: &paycenter_domain::ids::TradeNo,
     ) -> paycenter_projections::model::PaymentView {
-        self.state.read_model().unwrap().payments[trade_no].clone()
+        self.state
+            .read_model()
+            .unwrap()
+            .payment(trade_no)
+            .unwrap()
+            .expect("a payment")
     }
 
     fn due(&self) -> Vec<SweepItem> {

@@ -21,7 +21,8 @@
 //! Both are checked before anything is changed: an entry that would break them is refused
 //! whole with a [`LedgerError`], which stops the balances projection at that event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use paycenter_domain::envelope::RecordedEvent;
 use paycenter_domain::events::{DecodeError, Event};
@@ -30,6 +31,8 @@ use paycenter_domain::payment::Split;
 use paycenter_domain::shares::{self, Parts, RefundShares};
 use paycenter_domain::{Currency, Money};
 use serde::{Deserialize, Serialize};
+
+use crate::tables::{Backing, Map, Resident, TableError, Write};
 
 /// An entry the ledger refused: a broken invariant, so a bug upstream (the domain promised
 /// shares within what each part holds). Nothing of the entry was posted.
@@ -85,24 +88,28 @@ struct Terms {
     whole: Parts,
 }
 
-/// Balances of one merchant in one currency, by account name.
-type Accounts = HashMap<String, i64>;
+/// Balances of one merchant in one currency, by account name (sorted: a stable encoding).
+type Accounts = BTreeMap<String, i64>;
 
-/// The balances read model.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// Balances of one merchant, by currency.
+type MerchantAccounts = BTreeMap<Currency, Accounts>;
+
+/// The balances read model. Balances are few (per merchant and account) and stay in memory;
+/// what grows with history (the terms of every attempt, pending refunds) is in [`Map`]s.
+#[derive(Debug, Default)]
 pub struct Ledger {
     /// Balances in minor units, on each account's normal side.
-    balances: HashMap<MerchantId, BTreeMap<Currency, Accounts>>,
+    balances: Resident<MerchantId, MerchantAccounts>,
     /// Σ debits and Σ credits posted, per currency.
     totals: BTreeMap<Currency, (i64, i64)>,
     /// Attempts started and not paid yet.
-    started: HashMap<TradeNo, Terms>,
+    started: Map<TradeNo, Terms>,
     /// Paid attempts.
-    paid: HashMap<TradeNo, Terms>,
+    paid: Map<TradeNo, Terms>,
     /// Refunds requested and not failed, with their shares, until they succeed.
-    refunds: HashMap<RefundId, PendingRefund>,
+    refunds: Map<RefundId, PendingRefund>,
     /// What pending and succeeded refunds take from each paid attempt's parts.
-    committed: HashMap<TradeNo, Parts>,
+    committed: Map<TradeNo, Parts>,
 }
 
 /// A refund the ledger waits to see succeed.
@@ -141,7 +148,47 @@ struct RefundView {
     shares: Option<RefundShares>,
 }
 
+/// Totals per currency, as the model's scalars keep them.
+pub type Totals = BTreeMap<Currency, (i64, i64)>;
+
 impl Ledger {
+    /// Keeps the ledger in `backing` from `first_space` on (five spaces), loading the
+    /// balances; `totals` are what the file's checkpoint recorded.
+    pub fn attach(
+        &mut self,
+        backing: &Arc<Backing>,
+        first_space: u16,
+        totals: Totals,
+    ) -> Result<(), TableError> {
+        self.balances.attach(backing, first_space)?;
+        self.started.attach(backing, first_space + 1);
+        self.paid.attach(backing, first_space + 2);
+        self.refunds.attach(backing, first_space + 3);
+        self.committed.attach(backing, first_space + 4);
+        self.totals = totals;
+        Ok(())
+    }
+
+    /// Moves the changes since the last commit into `writes`.
+    pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
+        self.balances.drain_into(writes);
+        self.started.drain_into(writes);
+        self.paid.drain_into(writes);
+        self.refunds.drain_into(writes);
+        self.committed.drain_into(writes);
+    }
+
+    /// Feeds everything the ledger holds, in a canonical order, to `visit` (for digests).
+    pub fn visit_all(&self, visit: &mut dyn FnMut(&[u8], &str)) -> Result<(), TableError> {
+        self.balances.visit_all(visit);
+        self.started.visit_all(visit)?;
+        self.paid.visit_all(visit)?;
+        self.refunds.visit_all(visit)?;
+        self.committed.visit_all(visit)?;
+        visit(b"totals", &format!("{:?}", self.totals));
+        Ok(())
+    }
+
     /// Folds one event. An error leaves the ledger as it was before the event.
     pub fn apply(&mut self, event: &Event) -> Result<(), LedgerError> {
         match event {
@@ -247,7 +294,7 @@ impl Ledger {
                 .collect(),
             whole: Parts::of_payment(amount, fee, splits),
         };
-        self.started.insert(trade_no.clone(), terms);
+        self.started.insert(trade_no, terms);
     }
 
     fn on_paid(&mut self, trade_no: &TradeNo) -> Result<(), LedgerError> {
@@ -277,8 +324,8 @@ impl Ledger {
         )?;
         let terms = self.started.remove(trade_no).expect("just read");
         self.committed
-            .insert(trade_no.clone(), Parts::zero(terms.split_accounts.len()));
-        self.paid.insert(trade_no.clone(), terms);
+            .insert(trade_no, Parts::zero(terms.split_accounts.len()));
+        self.paid.insert(trade_no, terms);
         Ok(())
     }
 
@@ -293,8 +340,11 @@ impl Ledger {
             .paid
             .get(trade_no)
             .ok_or_else(|| LedgerError(format!("refund {refund_id} of unpaid {trade_no}")))?;
-        let committed = &self.committed[trade_no];
-        let holdings = terms.whole.minus(committed);
+        let committed = self
+            .committed
+            .get(trade_no)
+            .expect("paid attempts have their refunds' parts");
+        let holdings = terms.whole.minus(&committed);
         if amount.currency() != terms.amount.currency()
             || !(0..=holdings.total_minor()).contains(&amount.amount_minor())
         {
@@ -304,7 +354,7 @@ impl Ledger {
         }
         let shares = match recorded {
             Some(recorded) => recorded.to_parts(),
-            None => shares::divide(&terms.whole, committed, amount.amount_minor()),
+            None => shares::divide(&terms.whole, &committed, amount.amount_minor()),
         };
         if shares.total_minor() != amount.amount_minor() || !shares.within(&holdings) {
             return Err(LedgerError(format!(
@@ -312,9 +362,9 @@ impl Ledger {
             )));
         }
         let committed = committed.plus(&shares);
-        self.committed.insert(trade_no.clone(), committed);
+        self.committed.insert(trade_no, committed);
         self.refunds.insert(
-            refund_id.clone(),
+            refund_id,
             PendingRefund {
                 trade_no: trade_no.clone(),
                 currency: amount.currency(),
@@ -341,7 +391,10 @@ impl Ledger {
         let Some(refund) = self.refunds.get(refund_id) else {
             return Ok(()); // An anomaly's refund: nothing was posted for it.
         };
-        let terms = &self.paid[&refund.trade_no];
+        let terms = self
+            .paid
+            .get(&refund.trade_no)
+            .expect("refunds belong to paid attempts");
         let shares = &refund.shares;
         let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
         postings.push(Posting::credit(
@@ -370,7 +423,7 @@ impl Ledger {
 
     /// Posts one balanced entry, or nothing: every check runs before the first change.
     fn post(
-        balances: &mut HashMap<MerchantId, BTreeMap<Currency, Accounts>>,
+        balances: &mut Resident<MerchantId, MerchantAccounts>,
         totals: &mut BTreeMap<Currency, (i64, i64)>,
         merchant_id: &MerchantId,
         currency: Currency,
@@ -422,8 +475,7 @@ impl Ledger {
         total.0 += debits;
         total.1 += credits;
         let accounts = balances
-            .entry(merchant_id.clone())
-            .or_default()
+            .get_or_default(merchant_id)
             .entry(currency)
             .or_default();
         for (account, balance) in after {
@@ -467,7 +519,7 @@ impl Ledger {
                 return Err(format!("{currency}: debits {debits} ≠ credits {credits}"));
             }
         }
-        for (merchant_id, by_currency) in &self.balances {
+        for (merchant_id, by_currency) in self.balances.iter() {
             for (currency, accounts) in by_currency {
                 let (assets, liabilities) =
                     accounts

@@ -97,7 +97,7 @@ pub fn follow(
     let start = model
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .position
+        .position()
         + 1;
     let mut subscription = Subscription::new(store, start);
     catch_up(&mut subscription, &model, &health, &on_advance);
@@ -134,13 +134,13 @@ fn catch_up(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut outcome = Ok(());
         // An online rebuild may have swapped in a model that is already past this event.
-        if first.global_position > guard.position {
+        if first.global_position > guard.position() {
             outcome = apply_guarded(&mut guard, &first);
         }
         let mut n_applied = 1;
         while outcome.is_ok() && n_applied < MAX_EVENTS_PER_LOCK {
             match subscription.next_timeout(Duration::ZERO) {
-                Ok(Some(event)) if event.global_position > guard.position => {
+                Ok(Some(event)) if event.global_position > guard.position() => {
                     outcome = apply_guarded(&mut guard, &event);
                 }
                 Ok(Some(_)) => {}
@@ -148,7 +148,19 @@ fn catch_up(
             }
             n_applied += 1;
         }
-        let position = guard.position;
+        // The batch reaches the file only whole and only if every event applied: a model that
+        // stopped is never written past its last good commit, so the next start stops again
+        // at the same event instead of skipping it.
+        if outcome.is_ok() {
+            if let Err(error) = guard.commit() {
+                outcome = Err(Stopped {
+                    position: guard.position(),
+                    event_type: String::new(),
+                    reason: format!("writing the read model's file failed: {error}"),
+                });
+            }
+        }
+        let position = guard.position();
         drop(guard);
         if let Err(stopped) = outcome {
             tracing::error!(

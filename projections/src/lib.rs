@@ -8,7 +8,6 @@
 //! # Layout
 //! - [`model`]: the read model and its fold.
 //! - [`balances`]: double-entry balances (`Ledger`), part of the read model.
-//! - [`snapshot`]: the read model and its checkpoint, saved atomically, loaded at start.
 //! - [`follow`]: the thread that applies the log to a shared read model.
 //! - [`sql`]: payments and balances as PostgreSQL tables, shared by nodes on one database.
 #![warn(missing_docs)]
@@ -16,7 +15,8 @@
 pub mod balances;
 pub mod follow;
 pub mod model;
-pub mod snapshot;
+pub mod persisted;
 pub mod sql;
+pub mod tables;
 
 pub use model::ReadModel;

@@ -1,7 +1,9 @@
 //! The read model and its fold. `apply` takes events in global order and never fails: events
 //! are facts. It asserts what must hold (known streams, positions in order).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use paycenter_domain::envelope::RecordedEvent;
@@ -16,6 +18,8 @@ use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use crate::tables::{Backing, Checkpoint, Key, Map, Resident, TableError};
 
 /// A refund as the API shows it.
 #[allow(missing_docs)]
@@ -147,90 +151,147 @@ pub struct FeedItem {
     pub data: serde_json::Value,
 }
 
-/// Everything the service reads.
+/// What the read model keeps as single values, written with every commit.
 #[derive(Debug, Default, Serialize, Deserialize)]
+struct Scalars {
+    ledger_totals: crate::balances::Totals,
+    ledger_stopped: Option<Stopped>,
+    status_counts: BTreeMap<String, u64>,
+    anomaly_counts: BTreeMap<String, u64>,
+}
+
+/// The spaces of the read model's file: one per table, never reused for another.
+mod space {
+    pub const MERCHANTS: u16 = 1;
+    pub const CHANNEL_ACCOUNTS: u16 = 2;
+    pub const APPS: u16 = 3;
+    pub const APPS_BY_KEY: u16 = 4;
+    pub const PREVIOUS_API_KEYS: u16 = 5;
+    pub const PREVIOUS_WEBHOOK_SECRETS: u16 = 6;
+    pub const DISABLED_APPS: u16 = 7;
+    pub const DISABLED_CHANNEL_ACCOUNTS: u16 = 8;
+    pub const PAYMENTS: u16 = 10;
+    pub const PAYMENTS_BY_ORDER: u16 = 11;
+    pub const PAYMENTS_BY_CHANNEL_TRADE_NO: u16 = 12;
+    pub const REFUND_TRADE_NOS: u16 = 13;
+    pub const ORDER_REVISIONS: u16 = 14;
+    pub const SETTLEMENTS: u16 = 15;
+    pub const NOTIFICATIONS: u16 = 20;
+    pub const NOTIFICATIONS_DUE: u16 = 21;
+    pub const NOTIFICATIONS_BY_APP: u16 = 22;
+    pub const FEEDS: u16 = 23;
+    pub const UNSCHEDULED: u16 = 24;
+    pub const UNSCHEDULED_POSITIONS: u16 = 25;
+    pub const SWEEP_QUEUE: u16 = 30;
+    pub const SWEEP_KEYS: u16 = 31;
+    pub const REFUNDS_TO_SUBMIT: u16 = 32;
+    pub const REFUND_POSITIONS: u16 = 33;
+    pub const CLOSES_TO_CONFIRM: u16 = 34;
+    pub const CLOSE_POSITIONS: u16 = 35;
+    pub const RECONCILIATIONS: u16 = 40;
+    pub const SCHEDULED_RECONCILIATIONS: u16 = 41;
+    pub const CHECKOUTS: u16 = 42;
+    /// The ledger takes five spaces from here.
+    pub const LEDGER: u16 = 50;
+}
+
+/// Everything the service reads. Queries are the methods below; what grows with history is
+/// kept in the model's file when it has one ([`ReadModel::open`]), in memory otherwise.
+#[derive(Debug, Default)]
 pub struct ReadModel {
     /// Last global position applied.
-    pub position: u64,
-    /// Merchants by id, with their names.
-    pub merchants: HashMap<MerchantId, String>,
-    /// Channel accounts by id: their latest activation.
-    pub channel_accounts: HashMap<ChannelAccountId, ChannelAccountActivated>,
-    /// Apps by id.
-    pub apps: HashMap<AppId, AppRegistered>,
+    position: u64,
+    /// SHA-256 of the event at `position`.
+    hash_at_position: [u8; 32],
+    /// The file, when the model has one.
+    backing: Option<Arc<Backing>>,
+    merchants: Resident<MerchantId, String>,
+    /// Each channel account's latest activation.
+    channel_accounts: Resident<ChannelAccountId, ChannelAccountActivated>,
+    apps: Resident<AppId, AppRegistered>,
     /// App ids by hex SHA-256 of their API key.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub apps_by_key_sha256: HashMap<String, AppId>,
+    apps_by_key_sha256: Resident<String, AppId>,
     /// Rotated-out API keys (hex SHA-256) still accepted: their app and until when.
-    #[serde(default)]
-    pub previous_api_keys: HashMap<String, (AppId, DateTime<Utc>)>,
+    previous_api_keys: Resident<String, (AppId, DateTime<Utc>)>,
     /// Rotated-out webhook secrets (sealed) still signing beside the new one, until when.
-    #[serde(default)]
-    pub previous_webhook_secrets: HashMap<AppId, (String, DateTime<Utc>)>,
-    /// Apps that are disabled.
-    #[serde(default)]
-    pub disabled_apps: std::collections::HashSet<AppId>,
-    /// Channel accounts that are disabled (no new payments).
-    #[serde(default)]
-    pub disabled_channel_accounts: std::collections::HashSet<ChannelAccountId>,
-    /// Payments by trade number.
-    pub payments: HashMap<TradeNo, PaymentView>,
-    /// Trade numbers by merchant and order number, oldest first.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    /// An `order_no` lives in its app's namespace: keyed by app, merchant and order number.
-    pub payments_by_order: HashMap<(AppId, MerchantId, OrderNo), Vec<TradeNo>>,
-    /// Trade numbers by channel trade number.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub payments_by_channel_trade_no: HashMap<ChannelTradeNo, TradeNo>,
-    /// Trade number of each refund.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub refund_trade_nos: HashMap<RefundId, TradeNo>,
+    previous_webhook_secrets: Resident<AppId, (String, DateTime<Utc>)>,
+    disabled_apps: Resident<AppId, ()>,
+    disabled_channel_accounts: Resident<ChannelAccountId, ()>,
+    payments: Map<TradeNo, PaymentView>,
+    /// An `order_no` lives in its app's namespace: trade numbers by app, merchant and order
+    /// number, oldest first.
+    payments_by_order: Map<(AppId, MerchantId, OrderNo), Vec<TradeNo>>,
+    payments_by_channel_trade_no: Map<ChannelTradeNo, TradeNo>,
+    /// Trade number of each refund (and of each anomaly's refund).
+    refund_trade_nos: Map<RefundId, TradeNo>,
     /// Revision of each order stream.
-    pub order_revisions: HashMap<String, u64>,
-    /// Notifications (the outbox) by id, with their stream revision.
-    pub notifications: HashMap<NotificationId, (Notification, u64)>,
-    /// Pending notifications by when their next attempt is due, soonest first: the dispatcher
-    /// takes the head instead of scanning the whole outbox.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub notifications_due: BTreeSet<(DateTime<Utc>, NotificationId)>,
+    order_revisions: Map<str, u64>,
+    /// Money that moved at a channel account (a payment paid, a refund succeeded), by account
+    /// and instant: what a reconciliation of one account's day reads.
+    settlements: Map<(ChannelAccountId, DateTime<Utc>, TradeNo), TradeNo>,
+    /// Notifications (the outbox) with their stream revision.
+    notifications: Map<NotificationId, (Notification, u64)>,
+    /// Pending notifications by when their next attempt is due: the dispatcher reads the head.
+    notifications_due: Map<(DateTime<Utc>, NotificationId), NotificationId>,
+    /// Each app's notifications by creation.
+    notifications_by_app: Map<(AppId, DateTime<Utc>, NotificationId), NotificationId>,
+    /// Each app's feed by cursor.
+    feeds: Map<(AppId, u64), FeedItem>,
+    /// Outcomes whose notification is not scheduled yet, by position (and the way back).
+    unscheduled: Map<u64, NotificationDraft>,
+    unscheduled_positions: Map<NotificationId, u64>,
     /// Payments the sweeper may have to ask about (pending, or paid with a refund pending), by
-    /// when the oldest pending thing of each started: the sweeper reads the head, never every
-    /// payment ever made.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub sweep_queue: BTreeSet<(DateTime<Utc>, TradeNo)>,
-    /// Payments by status, and anomalies by kind, kept as events arrive: what `/metrics`
-    /// reports without walking every payment on each scrape.
-    #[serde(skip)] // Derived from the rest: rebuilt by `reindex` after a load.
-    pub status_counts: HashMap<&'static str, u64>,
-    /// Anomalies by kind (see `status_counts`).
-    #[serde(skip)]
-    pub anomaly_counts: HashMap<&'static str, u64>,
-    /// Each payment's key in `sweep_queue`.
-    #[serde(skip)]
-    sweep_keys: HashMap<TradeNo, DateTime<Utc>>,
-    /// Anomalies the payment being applied had before the event (for `anomaly_counts`).
-    #[serde(skip)]
-    counted_anomalies_before: usize,
-    /// Outcomes whose notification is not scheduled yet, by position.
-    pub unscheduled: BTreeMap<u64, NotificationDraft>,
-    /// Refunds requested and not settled, by position of their request.
-    pub refunds_to_submit: BTreeMap<u64, RefundId>,
+    /// when the oldest pending thing of each started; and each one's key there.
+    sweep_queue: Map<(DateTime<Utc>, TradeNo), TradeNo>,
+    sweep_keys: Map<TradeNo, DateTime<Utc>>,
+    /// Refunds requested and not settled, by position of their request (and the way back).
+    refunds_to_submit: Map<u64, RefundId>,
+    refund_positions: Map<RefundId, u64>,
     /// Attempts superseded by a newer one and not yet closed at their own channel, by
-    /// position of their close.
-    #[serde(default)]
-    pub closes_to_confirm: BTreeMap<u64, TradeNo>,
-    /// Each app's feed, oldest first.
-    pub feeds: HashMap<AppId, Vec<FeedItem>>,
+    /// position of their close (and the way back).
+    closes_to_confirm: Map<u64, TradeNo>,
+    close_positions: Map<TradeNo, u64>,
+    reconciliations: Map<str, ReconciliationCompleted>,
+    /// Days the daily schedule reconciled, by account.
+    scheduled_reconciliations: Map<(ChannelAccountId, String), ()>,
+    /// Aggregated cashiers by id.
+    checkouts: Map<str, CheckoutOpened>,
     /// Double-entry balances.
-    pub ledger: crate::balances::Ledger,
+    ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
     /// the read model goes on.
-    pub ledger_stopped: Option<Stopped>,
-    /// Reconciliation results by id.
-    pub reconciliations: HashMap<String, ReconciliationCompleted>,
-    /// Aggregated cashiers by id.
-    #[serde(default)]
-    pub checkouts: HashMap<String, CheckoutOpened>,
+    ledger_stopped: Option<Stopped>,
+    /// Payments by status, and anomalies by kind, kept as events arrive: what `/metrics`
+    /// reports without walking every payment on each scrape.
+    status_counts: BTreeMap<String, u64>,
+    anomaly_counts: BTreeMap<String, u64>,
+    /// Anomalies the payment being applied had before the event (for `anomaly_counts`).
+    counted_anomalies_before: usize,
+}
+
+/// Why the read model could not open its file or fold the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file cannot be read or written.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The file was written by another projection or version: it is rebuilt.
+    #[error("the file holds {name} v{version}, not {NAME} v{VERSION}")]
+    OtherVersion {
+        /// What the file holds.
+        name: String,
+        /// See `name`.
+        version: u32,
+    },
+    /// The file does not match the log (another log, or one cut short).
+    #[error("the file is at position {position}, which the log does not hold as it was")]
+    NotThisLog {
+        /// The file's checkpoint.
+        position: u64,
+    },
+    /// Reading the log failed.
+    #[error("event store: {0}")]
+    Store(#[from] paycenter_store::StoreError),
 }
 
 /// When a notification's next attempt is due, while it is pending.
@@ -244,22 +305,7 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 2;
-
-/// Feeds `hasher` every entry of a map in key order, so the digest does not depend on
-/// hash-map iteration order.
-fn hash_sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
-    hasher: &mut Sha256,
-    label: &str,
-    map: &HashMap<K, V>,
-) {
-    let mut entries: Vec<(&K, &V)> = map.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    hasher.update(label.as_bytes());
-    for (key, value) in entries {
-        hasher.update(format!("{key:?}={value:?};").as_bytes());
-    }
-}
+pub const VERSION: u32 = 3;
 
 /// The notification id for the webhook caused by event `source_event_id`.
 pub fn notification_id_for(source_event_id: Uuid) -> NotificationId {
@@ -267,6 +313,187 @@ pub fn notification_id_for(source_event_id: Uuid) -> NotificationId {
 }
 
 impl ReadModel {
+    /// Opens the read model kept in the file at `path` (creating it if needed), resuming
+    /// from its checkpoint. The file must have been written by this version from this log.
+    pub fn open(
+        path: &Path,
+        store: &dyn paycenter_store::EventStore,
+    ) -> Result<ReadModel, ModelError> {
+        let backing = Backing::open(path)?;
+        let checkpoint = backing.checkpoint()?;
+        let mut model = ReadModel::default();
+        let mut scalars = Scalars::default();
+        if let Some(checkpoint) = checkpoint {
+            if checkpoint.name != NAME || checkpoint.version != VERSION {
+                return Err(ModelError::OtherVersion {
+                    name: checkpoint.name,
+                    version: checkpoint.version,
+                });
+            }
+            if checkpoint.position > 0 {
+                let at = store.read_all(checkpoint.position, 1)?;
+                match at.first() {
+                    Some(event)
+                        if event.global_position == checkpoint.position
+                            && hex::encode(event.hash) == checkpoint.hash_at_position =>
+                    {
+                        model.hash_at_position = event.hash;
+                    }
+                    _ => {
+                        return Err(ModelError::NotThisLog {
+                            position: checkpoint.position,
+                        })
+                    }
+                }
+            }
+            model.position = checkpoint.position;
+            scalars = serde_json::from_str(&checkpoint.scalars).map_err(|error| TableError {
+                path: path.display().to_string(),
+                reason: format!("checkpoint scalars: {error}"),
+            })?;
+        }
+        model.merchants.attach(&backing, space::MERCHANTS)?;
+        model
+            .channel_accounts
+            .attach(&backing, space::CHANNEL_ACCOUNTS)?;
+        model.apps.attach(&backing, space::APPS)?;
+        model
+            .apps_by_key_sha256
+            .attach(&backing, space::APPS_BY_KEY)?;
+        model
+            .previous_api_keys
+            .attach(&backing, space::PREVIOUS_API_KEYS)?;
+        model
+            .previous_webhook_secrets
+            .attach(&backing, space::PREVIOUS_WEBHOOK_SECRETS)?;
+        model.disabled_apps.attach(&backing, space::DISABLED_APPS)?;
+        model
+            .disabled_channel_accounts
+            .attach(&backing, space::DISABLED_CHANNEL_ACCOUNTS)?;
+        model.payments.attach(&backing, space::PAYMENTS);
+        model
+            .payments_by_order
+            .attach(&backing, space::PAYMENTS_BY_ORDER);
+        model
+            .payments_by_channel_trade_no
+            .attach(&backing, space::PAYMENTS_BY_CHANNEL_TRADE_NO);
+        model
+            .refund_trade_nos
+            .attach(&backing, space::REFUND_TRADE_NOS);
+        model
+            .order_revisions
+            .attach(&backing, space::ORDER_REVISIONS);
+        model.settlements.attach(&backing, space::SETTLEMENTS);
+        model.notifications.attach(&backing, space::NOTIFICATIONS);
+        model
+            .notifications_due
+            .attach(&backing, space::NOTIFICATIONS_DUE);
+        model
+            .notifications_by_app
+            .attach(&backing, space::NOTIFICATIONS_BY_APP);
+        model.feeds.attach(&backing, space::FEEDS);
+        model.unscheduled.attach(&backing, space::UNSCHEDULED);
+        model
+            .unscheduled_positions
+            .attach(&backing, space::UNSCHEDULED_POSITIONS);
+        model.sweep_queue.attach(&backing, space::SWEEP_QUEUE);
+        model.sweep_keys.attach(&backing, space::SWEEP_KEYS);
+        model
+            .refunds_to_submit
+            .attach(&backing, space::REFUNDS_TO_SUBMIT);
+        model
+            .refund_positions
+            .attach(&backing, space::REFUND_POSITIONS);
+        model
+            .closes_to_confirm
+            .attach(&backing, space::CLOSES_TO_CONFIRM);
+        model
+            .close_positions
+            .attach(&backing, space::CLOSE_POSITIONS);
+        model
+            .reconciliations
+            .attach(&backing, space::RECONCILIATIONS);
+        model
+            .scheduled_reconciliations
+            .attach(&backing, space::SCHEDULED_RECONCILIATIONS);
+        model.checkouts.attach(&backing, space::CHECKOUTS);
+        model
+            .ledger
+            .attach(&backing, space::LEDGER, scalars.ledger_totals)?;
+        model.ledger_stopped = scalars.ledger_stopped;
+        model.status_counts = scalars.status_counts;
+        model.anomaly_counts = scalars.anomaly_counts;
+        model.backing = Some(backing);
+        Ok(model)
+    }
+
+    /// Writes what was applied since the last commit, with the checkpoint, in one
+    /// transaction. Without a file, does nothing.
+    pub fn commit(&mut self) -> Result<(), TableError> {
+        let Some(backing) = self.backing.clone() else {
+            return Ok(());
+        };
+        let mut writes = Vec::new();
+        self.merchants.drain_into(&mut writes);
+        self.channel_accounts.drain_into(&mut writes);
+        self.apps.drain_into(&mut writes);
+        self.apps_by_key_sha256.drain_into(&mut writes);
+        self.previous_api_keys.drain_into(&mut writes);
+        self.previous_webhook_secrets.drain_into(&mut writes);
+        self.disabled_apps.drain_into(&mut writes);
+        self.disabled_channel_accounts.drain_into(&mut writes);
+        self.payments.drain_into(&mut writes);
+        self.payments_by_order.drain_into(&mut writes);
+        self.payments_by_channel_trade_no.drain_into(&mut writes);
+        self.refund_trade_nos.drain_into(&mut writes);
+        self.order_revisions.drain_into(&mut writes);
+        self.settlements.drain_into(&mut writes);
+        self.notifications.drain_into(&mut writes);
+        self.notifications_due.drain_into(&mut writes);
+        self.notifications_by_app.drain_into(&mut writes);
+        self.feeds.drain_into(&mut writes);
+        self.unscheduled.drain_into(&mut writes);
+        self.unscheduled_positions.drain_into(&mut writes);
+        self.sweep_queue.drain_into(&mut writes);
+        self.sweep_keys.drain_into(&mut writes);
+        self.refunds_to_submit.drain_into(&mut writes);
+        self.refund_positions.drain_into(&mut writes);
+        self.closes_to_confirm.drain_into(&mut writes);
+        self.close_positions.drain_into(&mut writes);
+        self.reconciliations.drain_into(&mut writes);
+        self.scheduled_reconciliations.drain_into(&mut writes);
+        self.checkouts.drain_into(&mut writes);
+        self.ledger.drain_into(&mut writes);
+        let scalars = Scalars {
+            ledger_totals: self.ledger.totals().clone(),
+            ledger_stopped: self.ledger_stopped.clone(),
+            status_counts: self.status_counts.clone(),
+            anomaly_counts: self.anomaly_counts.clone(),
+        };
+        let checkpoint = Checkpoint {
+            name: NAME.to_owned(),
+            version: VERSION,
+            position: self.position,
+            hash_at_position: if self.position == 0 {
+                String::new()
+            } else {
+                hex::encode(self.hash_at_position)
+            },
+            scalars: serde_json::to_string(&scalars).expect("scalars serialize"),
+        };
+        backing.commit(&writes, &checkpoint)
+    }
+
+    /// The file this model is kept in, if any.
+    pub fn backing(&self) -> Option<&Arc<Backing>> {
+        self.backing.as_ref()
+    }
+
+    /// Last global position applied.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Applies one stored event. Events must come in global order without gaps.
     pub fn apply(&mut self, recorded: &RecordedEvent) {
         assert_eq!(
@@ -275,6 +502,7 @@ impl ReadModel {
             "the read model folds the log in order"
         );
         self.position = recorded.global_position;
+        self.hash_at_position = recorded.hash;
         let event = match Event::decode(recorded) {
             Ok(event) => event,
             Err(error) => {
@@ -285,7 +513,7 @@ impl ReadModel {
         };
         if recorded.stream_id.starts_with("order-") {
             self.order_revisions
-                .insert(recorded.stream_id.clone(), recorded.stream_revision);
+                .insert(recorded.stream_id.as_str(), recorded.stream_revision);
         }
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
@@ -293,9 +521,8 @@ impl ReadModel {
             .as_ref()
             .and_then(|trade_no| self.payments.get(trade_no))
         {
-            let (status, anomalies) = (payment.status, payment.anomalies.len());
-            self.count_payment(status, -1);
-            self.counted_anomalies_before = anomalies;
+            self.count_payment(payment.status, -1);
+            self.counted_anomalies_before = payment.anomalies.len();
         } else {
             self.counted_anomalies_before = 0;
         }
@@ -358,7 +585,7 @@ impl ReadModel {
                 if event.enabled {
                     self.disabled_apps.remove(&event.app_id);
                 } else {
-                    self.disabled_apps.insert(event.app_id);
+                    self.disabled_apps.insert(event.app_id, ());
                 }
             }
             Event::ChannelAccountAccessChanged(event) => {
@@ -367,7 +594,7 @@ impl ReadModel {
                         .remove(&event.channel_account_id);
                 } else {
                     self.disabled_channel_accounts
-                        .insert(event.channel_account_id);
+                        .insert(event.channel_account_id, ());
                 }
             }
             Event::PaymentAttemptStarted(event) => {
@@ -396,11 +623,11 @@ impl ReadModel {
                     channel_close: None,
                     order_stream: recorded.stream_id.clone(),
                 };
-                self.payments_by_order
-                    .entry((event.app_id, event.merchant_id, event.order_no))
-                    .or_default()
-                    .push(event.trade_no.clone());
-                self.payments.insert(event.trade_no, view);
+                let order_key = (event.app_id, event.merchant_id, event.order_no);
+                let mut attempts = self.payments_by_order.get(&order_key).unwrap_or_default();
+                attempts.push(event.trade_no.clone());
+                self.payments_by_order.insert(&order_key, attempts);
+                self.payments.insert(&event.trade_no, view);
             }
             Event::PaymentAttemptInitiated(event) => {
                 let payment = self.payment_mut(&event.trade_no);
@@ -410,8 +637,9 @@ impl ReadModel {
             Event::ChannelCloseAttempted(event) => {
                 use paycenter_domain::events::ChannelCloseOutcome;
                 if event.outcome != ChannelCloseOutcome::Failed {
-                    self.closes_to_confirm
-                        .retain(|_, trade_no| trade_no != &event.trade_no);
+                    if let Some(close_position) = self.close_positions.remove(&event.trade_no) {
+                        self.closes_to_confirm.remove(&close_position);
+                    }
                 }
                 self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
                     status: match event.outcome {
@@ -430,7 +658,11 @@ impl ReadModel {
                     // Closed in paycenter before its channel heard of it: the reactor closes it
                     // there, with its own account's parameters.
                     self.closes_to_confirm
-                        .insert(position, event.trade_no.clone());
+                        .insert(&position, event.trade_no.clone());
+                    if let Some(earlier) = self.close_positions.remove(&event.trade_no) {
+                        self.closes_to_confirm.remove(&earlier);
+                    }
+                    self.close_positions.insert(&event.trade_no, position);
                     self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
                         status: "pending".to_owned(),
                         attempts: 0,
@@ -439,41 +671,47 @@ impl ReadModel {
                 }
                 let payment = self.payment_mut(&event.trade_no);
                 payment.status = AttemptStatus::Closed;
-                let draft = self.draft(
+                self.queue_draft(
+                    position,
                     recorded.event_id,
                     &event.trade_no,
-                    WebhookType::PaymentClosed.as_str(),
+                    WebhookType::PaymentClosed,
                     None,
                     event.closed_at,
                 );
-                self.unscheduled.insert(position, draft);
             }
             Event::PaymentSucceeded(event) => {
                 let payment = self.payment_mut(&event.trade_no);
                 payment.status = AttemptStatus::Succeeded;
                 payment.channel_trade_no = Some(event.channel_trade_no.clone());
                 payment.paid_at = Some(event.paid_at);
+                let settlement = (
+                    payment.channel_account_id.clone(),
+                    event.paid_at,
+                    event.trade_no.clone(),
+                );
+                self.settlements.insert(&settlement, event.trade_no.clone());
                 self.payments_by_channel_trade_no
-                    .insert(event.channel_trade_no, event.trade_no.clone());
-                let draft = self.draft(
+                    .insert(&event.channel_trade_no, event.trade_no.clone());
+                self.queue_draft(
+                    position,
                     recorded.event_id,
                     &event.trade_no,
-                    WebhookType::PaymentSucceeded.as_str(),
+                    WebhookType::PaymentSucceeded,
                     None,
                     event.paid_at,
                 );
-                self.unscheduled.insert(position, draft);
             }
             Event::PaymentFailed(event) => {
                 self.payment_mut(&event.trade_no).status = AttemptStatus::Failed;
-                let draft = self.draft(
+                self.queue_draft(
+                    position,
                     recorded.event_id,
                     &event.trade_no,
-                    WebhookType::PaymentFailed.as_str(),
+                    WebhookType::PaymentFailed,
                     None,
                     event.failed_at,
                 );
-                self.unscheduled.insert(position, draft);
             }
             // Idempotency records are read from their own stream when a key is reused.
             // Failed looks of the daily reconciliation are kept in the log for audits only.
@@ -481,17 +719,28 @@ impl ReadModel {
             | Event::IdempotencyKeyRecorded(_)
             | Event::ReconciliationFetchFailed(_) => {}
             Event::CheckoutOpened(opened) => {
-                self.checkouts.insert(opened.checkout_id.clone(), opened);
+                self.checkouts
+                    .insert(opened.checkout_id.as_str(), opened.clone());
             }
             Event::ReconciliationCompleted(completed) => {
+                if completed.source == "scheduled" {
+                    self.scheduled_reconciliations.insert(
+                        &(
+                            completed.channel_account_id.clone(),
+                            completed.date.to_string(),
+                        ),
+                        (),
+                    );
+                }
                 self.reconciliations
-                    .insert(completed.reconciliation_id.clone(), completed);
+                    .insert(completed.reconciliation_id.as_str(), completed.clone());
             }
             Event::RefundRequested(event) => {
                 self.refund_trade_nos
-                    .insert(event.refund_id.clone(), event.trade_no.clone());
+                    .insert(&event.refund_id, event.trade_no.clone());
                 self.refunds_to_submit
-                    .insert(position, event.refund_id.clone());
+                    .insert(&position, event.refund_id.clone());
+                self.refund_positions.insert(&event.refund_id, position);
                 self.payment_mut(&event.trade_no).refunds.push(RefundView {
                     refund_id: event.refund_id,
                     refund_no: event.refund_no,
@@ -506,9 +755,10 @@ impl ReadModel {
             }
             Event::PaymentAnomalyDetected(event) => {
                 self.refund_trade_nos
-                    .insert(event.refund_id.clone(), event.trade_no.clone());
+                    .insert(&event.refund_id, event.trade_no.clone());
                 self.refunds_to_submit
-                    .insert(position, event.refund_id.clone());
+                    .insert(&position, event.refund_id.clone());
+                self.refund_positions.insert(&event.refund_id, position);
                 self.payment_mut(&event.trade_no)
                     .anomalies
                     .push(AnomalyView {
@@ -520,72 +770,91 @@ impl ReadModel {
                         refund_status: RefundStatus::Pending,
                         detected_at: event.detected_at,
                     });
-                let draft = self.draft(
+                self.queue_draft(
+                    position,
                     recorded.event_id,
                     &event.trade_no,
-                    WebhookType::PaymentAnomalyDetected.as_str(),
+                    WebhookType::PaymentAnomalyDetected,
                     None,
                     event.detected_at,
                 );
-                self.unscheduled.insert(position, draft);
             }
             Event::RefundSucceeded(event) => {
-                if self.settle_refund(
+                let anomaly_refund = self.settle_refund(
                     &event.trade_no,
                     &event.refund_id,
                     RefundStatus::Succeeded,
                     event.succeeded_at,
-                ) {
-                    return; // An anomaly's refund: shown on the payment, no webhook of its own.
-                }
-                let draft = self.draft(
-                    recorded.event_id,
-                    &event.trade_no,
-                    WebhookType::RefundSucceeded.as_str(),
-                    Some(event.refund_id),
-                    event.succeeded_at,
                 );
-                self.unscheduled.insert(position, draft);
+                // An anomaly's refund is shown on the payment, with no webhook of its own.
+                if !anomaly_refund {
+                    let account = self.payment_mut(&event.trade_no).channel_account_id.clone();
+                    self.settlements.insert(
+                        &(account, event.succeeded_at, event.trade_no.clone()),
+                        event.trade_no.clone(),
+                    );
+                    self.queue_draft(
+                        position,
+                        recorded.event_id,
+                        &event.trade_no,
+                        WebhookType::RefundSucceeded,
+                        Some(event.refund_id),
+                        event.succeeded_at,
+                    );
+                }
             }
             Event::RefundFailed(event) => {
-                if self.settle_refund(
+                let anomaly_refund = self.settle_refund(
                     &event.trade_no,
                     &event.refund_id,
                     RefundStatus::Failed,
                     event.failed_at,
-                ) {
-                    return;
-                }
-                let draft = self.draft(
-                    recorded.event_id,
-                    &event.trade_no,
-                    WebhookType::RefundFailed.as_str(),
-                    Some(event.refund_id),
-                    event.failed_at,
                 );
-                self.unscheduled.insert(position, draft);
+                if !anomaly_refund {
+                    self.queue_draft(
+                        position,
+                        recorded.event_id,
+                        &event.trade_no,
+                        WebhookType::RefundFailed,
+                        Some(event.refund_id),
+                        event.failed_at,
+                    );
+                }
             }
             Event::NotificationScheduled(scheduled) => {
-                self.unscheduled
-                    .retain(|_, draft| draft.notification_id != scheduled.notification_id);
-                self.feeds
-                    .entry(scheduled.app_id.clone())
-                    .or_default()
-                    .push(FeedItem {
+                if let Some(draft_position) = self
+                    .unscheduled_positions
+                    .remove(&scheduled.notification_id)
+                {
+                    self.unscheduled.remove(&draft_position);
+                }
+                self.feeds.insert(
+                    &(scheduled.app_id.clone(), position),
+                    FeedItem {
                         cursor: position,
                         notification_id: scheduled.notification_id.clone(),
                         webhook_type: scheduled.webhook_type.clone(),
                         created_at: scheduled.created_at,
                         data: scheduled.data.clone(),
-                    });
+                    },
+                );
                 let notification_id = scheduled.notification_id.clone();
+                self.notifications_by_app.insert(
+                    &(
+                        scheduled.app_id.clone(),
+                        scheduled.created_at,
+                        notification_id.clone(),
+                    ),
+                    notification_id.clone(),
+                );
                 let state = Notification::from_events([&Event::NotificationScheduled(scheduled)])
                     .expect("scheduled");
                 if let Some(at) = due_at(&state) {
-                    self.notifications_due.insert((at, notification_id.clone()));
+                    self.notifications_due
+                        .insert(&(at, notification_id.clone()), notification_id.clone());
                 }
                 self.notifications
-                    .insert(notification_id, (state, recorded.stream_revision));
+                    .insert(&notification_id, (state, recorded.stream_revision));
             }
             Event::WebhookAttempted(WebhookAttempted {
                 ref notification_id,
@@ -606,7 +875,7 @@ impl ReadModel {
                 let notification_id = notification_id.clone();
                 let (state, revision) = self
                     .notifications
-                    .remove(&notification_id)
+                    .get(&notification_id)
                     .expect("notification events follow scheduling");
                 if let Some(at) = due_at(&state) {
                     self.notifications_due
@@ -614,52 +883,49 @@ impl ReadModel {
                 }
                 let mut state = Some(state);
                 Notification::apply(&mut state, &event);
-                if let Some(at) = state.as_ref().and_then(due_at) {
-                    self.notifications_due.insert((at, notification_id.clone()));
+                let state = state.expect("still scheduled");
+                if let Some(at) = due_at(&state) {
+                    self.notifications_due
+                        .insert(&(at, notification_id.clone()), notification_id.clone());
                 }
                 assert_eq!(
                     recorded.stream_revision,
                     revision + 1,
                     "notification revisions are gap-free"
                 );
-                self.notifications.insert(
-                    notification_id,
-                    (state.expect("still scheduled"), recorded.stream_revision),
-                );
+                self.notifications
+                    .insert(&notification_id, (state, recorded.stream_revision));
             }
         }
         if let Some(trade_no) = touched_payment {
             if let Some(payment) = self.payments.get(&trade_no) {
-                let status = payment.status;
-                let new_kinds: Vec<AnomalyKind> = payment.anomalies
-                    [self.counted_anomalies_before.min(payment.anomalies.len())..]
-                    .iter()
-                    .map(|anomaly| anomaly.kind)
-                    .collect();
-                self.count_payment(status, 1);
-                for kind in new_kinds {
-                    *self.anomaly_counts.entry(kind.as_str()).or_default() += 1;
+                self.count_payment(payment.status, 1);
+                let new_anomalies = &payment.anomalies
+                    [self.counted_anomalies_before.min(payment.anomalies.len())..];
+                for anomaly in new_anomalies {
+                    *self
+                        .anomaly_counts
+                        .entry(anomaly.kind.as_str().to_owned())
+                        .or_default() += 1;
                 }
+                self.requeue_for_sweep(&payment);
             }
-            self.requeue_for_sweep(&trade_no);
         }
     }
 
     fn count_payment(&mut self, status: AttemptStatus, change: i64) {
-        let count = self.status_counts.entry(status.as_str()).or_default();
+        let count = self
+            .status_counts
+            .entry(status.as_str().to_owned())
+            .or_default();
         *count = count
             .checked_add_signed(change)
             .expect("a payment counted before it is uncounted");
     }
 
-    /// Puts `trade_no` where the sweeper will find it (or takes it out) after it changed.
-    fn requeue_for_sweep(&mut self, trade_no: &TradeNo) {
-        if let Some(old) = self.sweep_keys.remove(trade_no) {
-            self.sweep_queue.remove(&(old, trade_no.clone()));
-        }
-        let Some(payment) = self.payments.get(trade_no) else {
-            return;
-        };
+    /// Puts `payment` where the sweeper will find it (or takes it out) after it changed.
+    fn requeue_for_sweep(&mut self, payment: &PaymentView) {
+        let trade_no = &payment.trade_no;
         let since = match payment.status {
             AttemptStatus::Pending => Some(payment.created_at),
             AttemptStatus::Succeeded => payment
@@ -670,9 +936,18 @@ impl ReadModel {
                 .min(),
             AttemptStatus::Failed | AttemptStatus::Closed => None,
         };
+        let old = self.sweep_keys.get(trade_no);
+        if old == since {
+            return;
+        }
+        if let Some(old) = old {
+            self.sweep_queue.remove(&(old, trade_no.clone()));
+            self.sweep_keys.remove(trade_no);
+        }
         if let Some(since) = since {
-            self.sweep_queue.insert((since, trade_no.clone()));
-            self.sweep_keys.insert(trade_no.clone(), since);
+            self.sweep_queue
+                .insert(&(since, trade_no.clone()), trade_no.clone());
+            self.sweep_keys.insert(trade_no, since);
         }
     }
 
@@ -690,8 +965,9 @@ impl ReadModel {
         status: RefundStatus,
         settled_at: DateTime<Utc>,
     ) -> bool {
-        self.refunds_to_submit
-            .retain(|_, pending| pending != refund_id);
+        if let Some(request_position) = self.refund_positions.remove(refund_id) {
+            self.refunds_to_submit.remove(&request_position);
+        }
         let payment = self.payment_mut(trade_no);
         if let Some(refund) = payment
             .refunds
@@ -711,106 +987,123 @@ impl ReadModel {
         true
     }
 
-    fn draft(
-        &self,
+    /// Queues the notification an outcome at `position` asks for, until it is scheduled.
+    fn queue_draft(
+        &mut self,
+        position: u64,
         source_event_id: Uuid,
         trade_no: &TradeNo,
-        webhook_type: &'static str,
+        webhook_type: WebhookType,
         refund_id: Option<RefundId>,
         occurred_at: DateTime<Utc>,
-    ) -> NotificationDraft {
-        let payment = &self.payments[trade_no];
-        NotificationDraft {
+    ) {
+        let payment = self
+            .payments
+            .get(trade_no)
+            .expect("outcomes follow the attempt's start");
+        let draft = NotificationDraft {
             notification_id: notification_id_for(source_event_id),
-            app_id: payment.app_id.clone(),
-            merchant_id: payment.merchant_id.clone(),
-            webhook_type: webhook_type.to_owned(),
+            app_id: payment.app_id,
+            merchant_id: payment.merchant_id,
+            webhook_type: webhook_type.as_str().to_owned(),
             trade_no: trade_no.clone(),
             refund_id,
             occurred_at,
-        }
+        };
+        self.unscheduled_positions
+            .insert(&draft.notification_id, position);
+        self.unscheduled.insert(&position, draft);
     }
 
-    /// A SHA-256 over a canonical dump of everything derived (maps in key order): two read
-    /// models folded from the same log have the same digest, whatever order their hash maps
-    /// keep. Used to check that a rebuild reproduces the live model byte for byte.
-    pub fn digest(&self) -> String {
+    /// A SHA-256 over a canonical dump of everything derived (tables in key order): two
+    /// read models folded from the same log have the same digest, in memory or in a file.
+    /// Used to check that a rebuild reproduces the live model byte for byte.
+    pub fn digest(&self) -> Result<String, TableError> {
         let mut hasher = Sha256::new();
         hasher.update(format!("position={};", self.position).as_bytes());
-        hash_sorted(&mut hasher, "merchants", &self.merchants);
-        hash_sorted(&mut hasher, "channel_accounts", &self.channel_accounts);
-        hash_sorted(&mut hasher, "apps", &self.apps);
-        hash_sorted(&mut hasher, "apps_by_key", &self.apps_by_key_sha256);
-        hash_sorted(&mut hasher, "previous_api_keys", &self.previous_api_keys);
-        hash_sorted(
-            &mut hasher,
-            "previous_webhook_secrets",
-            &self.previous_webhook_secrets,
+        let label = std::cell::Cell::new(0u16);
+        let mut visit = |key: &[u8], value: &str| {
+            hasher.update(label.get().to_be_bytes());
+            hasher.update((key.len() as u64).to_be_bytes());
+            hasher.update(key);
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value.as_bytes());
+        };
+        // Each table in turn; `label` separates them (set before each).
+        macro_rules! resident {
+            ($($table:ident),*) => {$(
+                label.set(label.get() + 1);
+                self.$table.visit_all(&mut visit);
+            )*};
+        }
+        macro_rules! mapped {
+            ($($table:ident),*) => {$(
+                label.set(label.get() + 1);
+                self.$table.visit_all(&mut visit)?;
+            )*};
+        }
+        resident!(
+            merchants,
+            channel_accounts,
+            apps,
+            apps_by_key_sha256,
+            previous_api_keys,
+            previous_webhook_secrets,
+            disabled_apps,
+            disabled_channel_accounts
         );
-        let mut disabled: Vec<String> = self
-            .disabled_apps
-            .iter()
-            .map(ToString::to_string)
-            .chain(
-                self.disabled_channel_accounts
-                    .iter()
-                    .map(ToString::to_string),
-            )
-            .collect();
-        disabled.sort();
-        hasher.update(format!("disabled={disabled:?};").as_bytes());
-        hash_sorted(&mut hasher, "payments", &self.payments);
-        hash_sorted(&mut hasher, "payments_by_order", &self.payments_by_order);
-        hash_sorted(
-            &mut hasher,
-            "payments_by_channel_trade_no",
-            &self.payments_by_channel_trade_no,
+        mapped!(
+            payments,
+            payments_by_order,
+            payments_by_channel_trade_no,
+            refund_trade_nos,
+            order_revisions,
+            settlements,
+            notifications,
+            notifications_due,
+            notifications_by_app,
+            feeds,
+            unscheduled,
+            unscheduled_positions,
+            sweep_queue,
+            sweep_keys,
+            refunds_to_submit,
+            refund_positions,
+            closes_to_confirm,
+            close_positions,
+            reconciliations,
+            scheduled_reconciliations,
+            checkouts,
+            ledger
         );
-        hash_sorted(&mut hasher, "refund_trade_nos", &self.refund_trade_nos);
-        hash_sorted(&mut hasher, "order_revisions", &self.order_revisions);
-        hash_sorted(&mut hasher, "notifications", &self.notifications);
         hasher.update(
             format!(
-                "unscheduled={:?};refunds_to_submit={:?};closes_to_confirm={:?};",
-                self.unscheduled, self.refunds_to_submit, self.closes_to_confirm
+                "ledger_stopped={:?};status_counts={:?};anomaly_counts={:?}",
+                self.ledger_stopped, self.status_counts, self.anomaly_counts
             )
             .as_bytes(),
         );
-        hash_sorted(&mut hasher, "feeds", &self.feeds);
-        hash_sorted(&mut hasher, "reconciliations", &self.reconciliations);
-        hash_sorted(&mut hasher, "checkouts", &self.checkouts);
-        let mut merchants: Vec<&MerchantId> = self.merchants.keys().collect();
-        merchants.sort();
-        for merchant_id in merchants {
-            hasher.update(
-                format!(
-                    "balances {merchant_id}={:?};",
-                    self.ledger.merchant_balances(merchant_id)
-                )
-                .as_bytes(),
-            );
-        }
-        hasher.update(format!("totals={:?}", self.ledger.totals()).as_bytes());
-        hasher.update(format!("ledger_stopped={:?}", self.ledger_stopped).as_bytes());
-        hex::encode(hasher.finalize())
+        Ok(hex::encode(hasher.finalize()))
     }
 
-    /// Folds the log from position 1 up to `until_position` (inclusive) into a fresh model.
+    /// Folds the log from position 1 up to `until_position` (inclusive) into a fresh
+    /// in-memory model.
     pub fn fold_from_start(
         store: &dyn paycenter_store::EventStore,
         until_position: u64,
-    ) -> Result<ReadModel, paycenter_store::StoreError> {
+    ) -> Result<ReadModel, ModelError> {
         let mut model = ReadModel::default();
         model.catch_up(store, until_position)?;
         Ok(model)
     }
 
-    /// Applies the events after this model's position up to `until_position` (inclusive).
+    /// Applies the events after this model's position up to `until_position` (inclusive),
+    /// committing after every page.
     pub fn catch_up(
         &mut self,
         store: &dyn paycenter_store::EventStore,
         until_position: u64,
-    ) -> Result<(), paycenter_store::StoreError> {
+    ) -> Result<(), ModelError> {
         const PAGE_EVENTS: usize = 10_000;
         while self.position < until_position {
             let wanted = usize::try_from(until_position - self.position)
@@ -821,78 +1114,113 @@ impl ReadModel {
                 break;
             }
             page.iter().for_each(|event| self.apply(event));
+            self.commit()?;
         }
         Ok(())
     }
 
-    /// Rebuilds the lookup indexes from the state they index (after a snapshot load, which
-    /// does not store them).
-    pub fn reindex(&mut self) {
-        self.status_counts.clear();
-        self.anomaly_counts.clear();
-        for payment in self.payments.values() {
-            *self
-                .status_counts
-                .entry(payment.status.as_str())
-                .or_default() += 1;
-            for anomaly in &payment.anomalies {
-                *self
-                    .anomaly_counts
-                    .entry(anomaly.kind.as_str())
-                    .or_default() += 1;
+    // ----- Queries -----
+
+    /// Merchants and their names.
+    pub fn merchants(&self) -> &HashMap<MerchantId, String> {
+        &self.merchants
+    }
+
+    /// Each channel account's latest activation.
+    pub fn channel_accounts(&self) -> &HashMap<ChannelAccountId, ChannelAccountActivated> {
+        &self.channel_accounts
+    }
+
+    /// Registered apps.
+    pub fn apps(&self) -> &HashMap<AppId, AppRegistered> {
+        &self.apps
+    }
+
+    /// Whether the app was disabled.
+    pub fn is_app_disabled(&self, app_id: &AppId) -> bool {
+        self.disabled_apps.contains_key(app_id)
+    }
+
+    /// Whether the channel account was disabled (no new payments).
+    pub fn is_channel_account_disabled(&self, channel_account_id: &ChannelAccountId) -> bool {
+        self.disabled_channel_accounts
+            .contains_key(channel_account_id)
+    }
+
+    /// The app's rotated-out webhook secret (sealed) and until when it still signs.
+    pub fn previous_webhook_secret(&self, app_id: &AppId) -> Option<&(String, DateTime<Utc>)> {
+        self.previous_webhook_secrets.get(app_id)
+    }
+
+    /// The balances.
+    pub fn ledger(&self) -> &crate::balances::Ledger {
+        &self.ledger
+    }
+
+    /// Where the balances projection stopped, if it did.
+    pub fn ledger_stopped(&self) -> Option<&Stopped> {
+        self.ledger_stopped.as_ref()
+    }
+
+    /// Payments by status.
+    pub fn status_counts(&self) -> &BTreeMap<String, u64> {
+        &self.status_counts
+    }
+
+    /// Anomalies by kind.
+    pub fn anomaly_counts(&self) -> &BTreeMap<String, u64> {
+        &self.anomaly_counts
+    }
+
+    /// A payment attempt by trade number.
+    pub fn payment(&self, trade_no: &TradeNo) -> Result<Option<PaymentView>, TableError> {
+        self.payments.try_get(trade_no)
+    }
+
+    /// Every payment attempt in trade-number order, one at a time (for offline audits).
+    pub fn for_each_payment(&self, visit: &mut dyn FnMut(PaymentView)) -> Result<(), TableError> {
+        let mut failure = None;
+        self.payments.visit_all(&mut |_, text| {
+            if failure.is_some() {
+                return;
             }
+            match serde_json::from_str(text) {
+                Ok(payment) => visit(payment),
+                Err(error) => failure = Some(error.to_string()),
+            }
+        })?;
+        match failure {
+            None => Ok(()),
+            Some(reason) => Err(TableError {
+                path: String::new(),
+                reason: format!("a payment does not decode: {reason}"),
+            }),
         }
-        self.notifications_due = self
-            .notifications
-            .iter()
-            .filter_map(|(id, (state, _))| Some((due_at(state)?, id.clone())))
-            .collect();
-        self.sweep_queue.clear();
-        self.sweep_keys.clear();
-        let trade_nos: Vec<TradeNo> = self.payments.keys().cloned().collect();
-        for trade_no in &trade_nos {
-            self.requeue_for_sweep(trade_no);
+    }
+
+    /// The payment attempt a channel's trade number belongs to.
+    pub fn payment_by_channel_trade_no(
+        &self,
+        channel_trade_no: &ChannelTradeNo,
+    ) -> Result<Option<PaymentView>, TableError> {
+        match self
+            .payments_by_channel_trade_no
+            .try_get(channel_trade_no)?
+        {
+            Some(trade_no) => self.payment(&trade_no),
+            None => Ok(None),
         }
-        self.apps_by_key_sha256 = self
-            .apps
-            .values()
-            .map(|app| (app.api_key_sha256.clone(), app.app_id.clone()))
-            .collect();
-        let mut attempts: Vec<&PaymentView> = self.payments.values().collect();
-        // Attempts of one order start one after another: creation time orders them.
-        attempts.sort_by(|a, b| (a.created_at, &a.trade_no).cmp(&(b.created_at, &b.trade_no)));
-        self.payments_by_order.clear();
-        for payment in attempts {
-            self.payments_by_order
-                .entry((
-                    payment.app_id.clone(),
-                    payment.merchant_id.clone(),
-                    payment.order_no.clone(),
-                ))
-                .or_default()
-                .push(payment.trade_no.clone());
+    }
+
+    /// The payment attempt a refund (or an anomaly's refund) belongs to.
+    pub fn payment_of_refund(
+        &self,
+        refund_id: &RefundId,
+    ) -> Result<Option<PaymentView>, TableError> {
+        match self.refund_trade_nos.try_get(refund_id)? {
+            Some(trade_no) => self.payment(&trade_no),
+            None => Ok(None),
         }
-        self.payments_by_channel_trade_no = self
-            .payments
-            .values()
-            .filter_map(|payment| {
-                payment
-                    .channel_trade_no
-                    .clone()
-                    .map(|channel_trade_no| (channel_trade_no, payment.trade_no.clone()))
-            })
-            .collect();
-        self.refund_trade_nos = self
-            .payments
-            .values()
-            .flat_map(|payment| {
-                let refund_ids = payment.refunds.iter().map(|refund| &refund.refund_id);
-                let anomaly_refund_ids = payment.anomalies.iter().map(|anomaly| &anomaly.refund_id);
-                refund_ids
-                    .chain(anomaly_refund_ids)
-                    .map(|refund_id| (refund_id.clone(), payment.trade_no.clone()))
-            })
-            .collect();
     }
 
     /// All attempts of an app's order, oldest first.
@@ -901,16 +1229,16 @@ impl ReadModel {
         app_id: &AppId,
         merchant_id: &MerchantId,
         order_no: &OrderNo,
-    ) -> Vec<&PaymentView> {
-        self.payments_by_order
-            .get(&(app_id.clone(), merchant_id.clone(), order_no.clone()))
-            .map(|trade_nos| {
-                trade_nos
-                    .iter()
-                    .map(|trade_no| &self.payments[trade_no])
-                    .collect()
-            })
-            .unwrap_or_default()
+    ) -> Result<Vec<PaymentView>, TableError> {
+        let key = (app_id.clone(), merchant_id.clone(), order_no.clone());
+        let trade_nos = self.payments_by_order.try_get(&key)?.unwrap_or_default();
+        let mut attempts = Vec::with_capacity(trade_nos.len());
+        for trade_no in &trade_nos {
+            if let Some(payment) = self.payment(trade_no)? {
+                attempts.push(payment);
+            }
+        }
+        Ok(attempts)
     }
 
     /// The app that owns a presented API key (hex SHA-256), if the key is current or still
@@ -926,15 +1254,154 @@ impl ReadModel {
         self.apps.get(app_id)
     }
 
+    /// A notification and its stream revision.
+    pub fn notification(
+        &self,
+        notification_id: &NotificationId,
+    ) -> Result<Option<(Notification, u64)>, TableError> {
+        self.notifications.try_get(notification_id)
+    }
+
+    /// An app's notifications, oldest first, in `status` if given, at most `limit`; reads at
+    /// most `max_scanned` of them.
+    pub fn notifications_of_app(
+        &self,
+        app_id: &AppId,
+        status: Option<NotificationStatus>,
+        limit: usize,
+        max_scanned: usize,
+    ) -> Result<Vec<Notification>, TableError> {
+        let ids = self
+            .notifications_by_app
+            .with_prefix(&app_id.encoded(), max_scanned)?;
+        let mut found = Vec::new();
+        for notification_id in ids {
+            let Some((notification, _)) = self.notification(&notification_id)? else {
+                continue;
+            };
+            if status.is_none_or(|status| notification.status == status) {
+                found.push(notification);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Notifications due at `now`, oldest due first, at most `limit`: read off the head of
-    /// `notifications_due`, so the cost is `limit`'s, not the outbox's.
-    pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Vec<(&Notification, u64)> {
-        self.notifications_due
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(limit)
-            .filter_map(|(_, id)| self.notifications.get(id))
-            .map(|(state, revision)| (state, *revision))
-            .collect()
+    /// the due queue, so the cost is `limit`'s, not the outbox's.
+    pub fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Notification, u64)>, TableError> {
+        let end = (now + chrono::Duration::microseconds(1)).encoded();
+        let ids = self.notifications_due.range(&[], &end, limit)?;
+        let mut due = Vec::with_capacity(ids.len());
+        for notification_id in ids {
+            if let Some(entry) = self.notification(&notification_id)? {
+                due.push(entry);
+            }
+        }
+        Ok(due)
+    }
+
+    /// An app's feed after `cursor`, oldest first, at most `limit`.
+    pub fn feed_after(
+        &self,
+        app_id: &AppId,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedItem>, TableError> {
+        let Some(first) = cursor.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let prefix = app_id.encoded();
+        let start = (app_id.clone(), first).encoded();
+        self.feeds
+            .range(&start, &crate::tables::prefix_end(&prefix), limit)
+    }
+
+    /// Outcomes whose notification is not scheduled yet, oldest first, at most `limit`.
+    pub fn unscheduled(&self, limit: usize) -> Result<Vec<NotificationDraft>, TableError> {
+        self.unscheduled.first(limit)
+    }
+
+    /// Refunds requested and not settled, oldest first, at most `limit`.
+    pub fn refunds_to_submit(&self, limit: usize) -> Result<Vec<RefundId>, TableError> {
+        self.refunds_to_submit.first(limit)
+    }
+
+    /// Whether a refund still waits to be submitted or to settle.
+    pub fn refund_pending(&self, refund_id: &RefundId) -> Result<bool, TableError> {
+        Ok(self.refund_positions.try_get(refund_id)?.is_some())
+    }
+
+    /// Superseded attempts still to close at their channel, oldest first, at most `limit`.
+    pub fn closes_to_confirm(&self, limit: usize) -> Result<Vec<TradeNo>, TableError> {
+        self.closes_to_confirm.first(limit)
+    }
+
+    /// Whether a superseded attempt is still to close at its channel.
+    pub fn close_pending(&self, trade_no: &TradeNo) -> Result<bool, TableError> {
+        Ok(self.close_positions.try_get(trade_no)?.is_some())
+    }
+
+    /// Payments the sweeper may have to ask about whose oldest pending thing started at or
+    /// before `started_by`, the longest waiting first, at most `limit`.
+    pub fn sweep_candidates(
+        &self,
+        started_by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TradeNo>, TableError> {
+        let end = (started_by + chrono::Duration::microseconds(1)).encoded();
+        self.sweep_queue.range(&[], &end, limit)
+    }
+
+    /// A reconciliation's result.
+    pub fn reconciliation(
+        &self,
+        reconciliation_id: &str,
+    ) -> Result<Option<ReconciliationCompleted>, TableError> {
+        self.reconciliations.try_get(reconciliation_id)
+    }
+
+    /// Payments of `channel_account_id` paid or refunded in `[from, to)`, each once, in the
+    /// order their first movement came.
+    pub fn payments_settled_between(
+        &self,
+        channel_account_id: &ChannelAccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TradeNo>, TableError> {
+        let mut start = channel_account_id.encoded();
+        from.encode_into(&mut start);
+        let mut end = channel_account_id.encoded();
+        to.encode_into(&mut end);
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .settlements
+            .range(&start, &end, usize::MAX)?
+            .into_iter()
+            .filter(|trade_no| seen.insert(trade_no.clone()))
+            .collect())
+    }
+
+    /// Whether the daily schedule reconciled `channel_account_id`'s `date`.
+    pub fn scheduled_reconciliation_done(
+        &self,
+        channel_account_id: &ChannelAccountId,
+        date: chrono::NaiveDate,
+    ) -> Result<bool, TableError> {
+        Ok(self
+            .scheduled_reconciliations
+            .try_get(&(channel_account_id.clone(), date.to_string()))?
+            .is_some())
+    }
+
+    /// An aggregated cashier.
+    pub fn checkout(&self, checkout_id: &str) -> Result<Option<CheckoutOpened>, TableError> {
+        self.checkouts.try_get(checkout_id)
     }
 }

@@ -8,8 +8,9 @@
 //! the tables advance exactly once per event. A lease (`EventStore::try_lease`) keeps the other
 //! nodes from doing the work twice in the first place.
 //!
-//! The projector folds the log into a [`ReadModel`] of its own and writes the rows the batch
-//! touched from it, so the rows are exactly the model's state at the checkpoint.
+//! The projector folds the log into a [`ReadModel`] of its own (kept in a file of the node's
+//! data directory) and writes the rows the batch touched from it, so the rows are exactly the
+//! model's state at the checkpoint.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,6 +55,12 @@ pub enum SqlError {
     /// The event store refused.
     #[error("event store: {0}")]
     Store(#[from] paycenter_store::StoreError),
+    /// This node's own fold could not be read or written.
+    #[error("read model: {0}")]
+    Model(#[from] crate::model::ModelError),
+    /// See `Model`.
+    #[error("read model: {0}")]
+    Table(#[from] crate::tables::TableError),
     /// The schema name is not a plain identifier.
     #[error("schema name {0:?} must be 1 to 48 of [a-z0-9_]")]
     BadSchema(String),
@@ -76,8 +83,15 @@ struct Touches {
 }
 
 impl SqlReadModels {
-    /// Connects and creates the tables if needed.
-    pub fn open(url: &str, schema: &str, node_id: &str) -> Result<SqlReadModels, SqlError> {
+    /// Connects and creates the tables if needed. The node's own fold of the log is kept in
+    /// the file `model_path` (in memory without one: for tests on short logs).
+    pub fn open(
+        url: &str,
+        schema: &str,
+        node_id: &str,
+        model_path: Option<&std::path::Path>,
+        store: &dyn EventStore,
+    ) -> Result<SqlReadModels, SqlError> {
         if !paycenter_store::postgres::valid_schema(schema) {
             return Err(SqlError::BadSchema(schema.to_owned()));
         }
@@ -119,7 +133,10 @@ impl SqlReadModels {
             client,
             schema: schema.to_owned(),
             node_id: node_id.to_owned(),
-            model: ReadModel::default(),
+            model: match model_path {
+                Some(path) => crate::persisted::open_or_replace(path, store)?,
+                None => ReadModel::default(),
+            },
         })
     }
 
@@ -141,39 +158,41 @@ impl SqlReadModels {
         }
         let checkpoint = self.checkpoint()?;
         // Catch this model up to the checkpoint without writing: those rows are written.
-        while self.model.position < checkpoint {
+        while self.model.position() < checkpoint {
             let events = store.read_all(
-                self.model.position + 1,
-                BATCH_EVENTS.min((checkpoint - self.model.position) as usize),
+                self.model.position() + 1,
+                BATCH_EVENTS.min((checkpoint - self.model.position()) as usize),
             )?;
             assert!(!events.is_empty(), "the log ends before the SQL checkpoint");
             for event in &events {
                 self.model.apply(event);
             }
+            self.model.commit()?;
         }
         // What to write: every event after the checkpoint that this model already has (it can
         // be ahead after a round another node overtook), and a batch more.
-        let already_folded = (self.model.position - checkpoint) as usize;
+        let already_folded = (self.model.position() - checkpoint) as usize;
         let events = store.read_all(checkpoint + 1, already_folded.max(BATCH_EVENTS))?;
         let Some(last) = events.last() else {
             return Ok(Round::Idle);
         };
-        let target = last.global_position.max(self.model.position);
+        let target = last.global_position.max(self.model.position());
         let mut trade_nos: BTreeSet<TradeNo> = BTreeSet::new();
         let mut merchants: BTreeSet<MerchantId> = BTreeSet::new();
         for event in &events {
-            if event.global_position > self.model.position {
+            if event.global_position > self.model.position() {
                 self.model.apply(event);
             }
             touched(event, &mut trade_nos, &mut merchants);
         }
         assert_eq!(
-            self.model.position, target,
+            self.model.position(),
+            target,
             "the model is at the batch's end"
         );
         for trade_no in &trade_nos {
-            if let Some(payment) = self.model.payments.get(trade_no) {
-                merchants.insert(payment.merchant_id.clone());
+            if let Some(payment) = self.model.payment(trade_no)? {
+                merchants.insert(payment.merchant_id);
             }
         }
         self.write(checkpoint, target, &trade_nos, &merchants)
@@ -196,6 +215,7 @@ impl SqlReadModels {
         )?;
         if moved != 1 {
             transaction.rollback()?;
+            self.model.commit()?;
             return Ok(Round::Overtaken);
         }
         let upsert_payment = transaction.prepare(&format!(
@@ -206,10 +226,10 @@ impl SqlReadModels {
              refunded_minor = EXCLUDED.refunded_minor, paid_at = EXCLUDED.paid_at"
         ))?;
         for trade_no in trade_nos {
-            let Some(payment) = self.model.payments.get(trade_no) else {
+            let Some(payment) = self.model.payment(trade_no)? else {
                 continue;
             };
-            let row = PaymentRow::of(payment);
+            let row = PaymentRow::of(&payment);
             transaction.execute(
                 &upsert_payment,
                 &[
@@ -234,7 +254,7 @@ impl SqlReadModels {
         ))?;
         for merchant_id in merchants {
             for (account, currency, balance_minor) in
-                self.model.ledger.merchant_balances(merchant_id)
+                self.model.ledger().merchant_balances(merchant_id)
             {
                 transaction.execute(
                     &upsert_balance,
@@ -248,6 +268,9 @@ impl SqlReadModels {
             }
         }
         transaction.commit()?;
+        // After the rows: a crash in between leaves this node's model behind the rows, which
+        // the next round folds again (the rows are upserts), never ahead of them.
+        self.model.commit()?;
         Ok(Round::Advanced(target))
     }
 

@@ -24,8 +24,12 @@ fn the_first_versions_log_replays_to_the_balances_it_reported() {
     store.verify_chain().unwrap();
     let head = store.head_position().unwrap();
     let model = ReadModel::fold_from_start(&store, head).unwrap();
-    assert_eq!(model.ledger_stopped, None);
-    assert!(model.ledger.check().is_ok(), "{:?}", model.ledger.check());
+    assert_eq!(model.ledger_stopped(), None);
+    assert!(
+        model.ledger().check().is_ok(),
+        "{:?}",
+        model.ledger().check()
+    );
 
     let merchant_id = MerchantId::parse(
         std::fs::read_to_string(Path::new(FIXTURE).join("merchant_id"))
@@ -50,7 +54,7 @@ fn the_first_versions_log_replays_to_the_balances_it_reported() {
         })
         .collect();
     let replayed: Vec<(String, String, String)> = model
-        .ledger
+        .ledger()
         .merchant_balances(&merchant_id)
         .into_iter()
         .map(|(account, currency, minor)| {

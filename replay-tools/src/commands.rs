@@ -34,13 +34,14 @@ pub enum ExportFormat {
 /// `verify`: the hash chain, then every invariant of the read model and the ledger.
 pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String> {
     let report = store.verify_chain().map_err(|error| error.to_string())?;
-    let model = fold(store, None).map_err(|error| error.to_string())?;
+    let scratch = fold(store, None).map_err(|error| error.to_string())?;
+    let model = &scratch.model;
     model
-        .ledger
+        .ledger()
         .check()
         .map_err(|reason| format!("ledger does not balance: {reason}"))?;
     let totals: BTreeMap<String, Value> = model
-        .ledger
+        .ledger()
         .totals()
         .iter()
         .map(|(currency, (debits, credits))| {
@@ -51,16 +52,17 @@ pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String>
     writeln!(out, "{summary}").map_err(|error| error.to_string())
 }
 
-/// `rebuild`: folds every projection from position 1, offline, writes it as the snapshot the
-/// server loads at its next start (in `snapshot_dir`), and reports its position and digest; the
-/// digest equals a live server's `GET /v1/admin/projections` for the same log.
+/// `rebuild`: folds every projection from position 1, offline, into a new file in `model_dir`
+/// that it then makes the one the server opens at its next start, and reports its position and
+/// digest; the digest equals a live server's `GET /v1/admin/projections` for the same log.
 pub fn rebuild(
     store: &dyn EventStore,
     projection: Option<&str>,
-    snapshot_dir: &std::path::Path,
+    model_dir: &std::path::Path,
     out: &mut dyn Write,
 ) -> Result<(), String> {
     use paycenter_projections::model::{NAME, VERSION};
+    use paycenter_projections::persisted;
     if let Some(name) = projection {
         if name != NAME {
             return Err(format!(
@@ -69,15 +71,30 @@ pub fn rebuild(
         }
     }
     let started = std::time::Instant::now();
-    let model = fold(store, None).map_err(|error| error.to_string())?;
-    paycenter_projections::snapshot::save(snapshot_dir, store, &model)?;
+    std::fs::create_dir_all(model_dir).map_err(|error| error.to_string())?;
+    let path = persisted::new_generation_path(model_dir);
+    let folded = paycenter_projections::ReadModel::open(&path, store)
+        .map_err(|error| error.to_string())
+        .and_then(|mut model| {
+            crate::fold::fold_into(store, None, &mut model).map_err(|error| error.to_string())?;
+            Ok(model)
+        });
+    let model = match folded {
+        Ok(model) => model,
+        Err(error) => {
+            persisted::remove_file_set(&path);
+            return Err(error);
+        }
+    };
+    let digest = model.digest().map_err(|error| error.to_string())?;
+    persisted::make_live(model_dir, &path).map_err(|error| error.to_string())?;
     let summary = json!({
         "projections": [{
             "name": NAME,
             "version": VERSION,
-            "position": model.position,
-            "digest": model.digest(),
-            "snapshot": paycenter_projections::snapshot::path(snapshot_dir).display().to_string(),
+            "position": model.position(),
+            "digest": digest,
+            "file": path.display().to_string(),
             "seconds": started.elapsed().as_secs_f64(),
         }]
     });
@@ -168,19 +185,23 @@ pub fn audit(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let io = |error: std::io::Error| error.to_string();
-    let model = fold(store, Some(at)).map_err(|error| error.to_string())?;
+    let scratch = fold(store, Some(at)).map_err(|error| error.to_string())?;
+    let model = &scratch.model;
     let mut merchants: Vec<&MerchantId> = model
-        .merchants
+        .merchants()
         .keys()
         .filter(|merchant_id| merchant.is_none_or(|wanted| wanted == *merchant_id))
         .collect();
     merchants.sort();
-    let mut payments: Vec<_> = model
-        .payments
-        .values()
-        .filter(|payment| merchant.is_none_or(|wanted| wanted == &payment.merchant_id))
-        .collect();
-    payments.sort_by(|a, b| a.trade_no.cmp(&b.trade_no));
+    // In trade-number order, as the model's table keeps them.
+    let mut payments = Vec::new();
+    model
+        .for_each_payment(&mut |payment| {
+            if merchant.is_none_or(|wanted| wanted == &payment.merchant_id) {
+                payments.push(payment);
+            }
+        })
+        .map_err(|error| error.to_string())?;
     let status = |payment: &paycenter_projections::model::PaymentView| {
         format!("{:?}", payment.status).to_lowercase()
     };
@@ -190,7 +211,7 @@ pub fn audit(
                 .iter()
                 .map(|merchant_id| {
                     let accounts: Vec<Value> = model
-                        .ledger
+                        .ledger()
                         .merchant_balances(merchant_id)
                         .into_iter()
                         .map(|(account, currency, minor)| json!({ "account": account, "currency": currency.code(), "balance": Money::from_minor(minor, currency).to_major_string() }))
@@ -208,7 +229,7 @@ pub fn audit(
                     })
                 })
                 .collect();
-            let document = json!({ "at": at.to_rfc3339(), "position": model.position, "balances": balances, "payments": payments });
+            let document = json!({ "at": at.to_rfc3339(), "position": model.position(), "balances": balances, "payments": payments });
             writeln!(out, "{document}").map_err(io)
         }
         AuditFormat::Csv => {
@@ -218,7 +239,7 @@ pub fn audit(
             )
             .map_err(io)?;
             for merchant_id in &merchants {
-                for (account, currency, minor) in model.ledger.merchant_balances(merchant_id) {
+                for (account, currency, minor) in model.ledger().merchant_balances(merchant_id) {
                     writeln!(
                         out,
                         "balance,{merchant_id},{},{currency},{},,",
@@ -228,7 +249,7 @@ pub fn audit(
                     .map_err(io)?;
                 }
             }
-            for payment in payments {
+            for payment in &payments {
                 writeln!(
                     out,
                     "payment,{},{},{},{},{},{}",

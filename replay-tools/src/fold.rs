@@ -15,6 +15,8 @@ const PAGE_EVENTS: usize = 10_000;
 pub enum FoldError {
     /// The store failed, or its chain does not verify.
     Store(StoreError),
+    /// The read model's scratch file could not be written or read.
+    Model(String),
     /// An event broke an invariant of the read model (a ledger imbalance, a refund above the
     /// payment, an event for an unknown payment, ...).
     Invariant {
@@ -29,6 +31,7 @@ impl std::fmt::Display for FoldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FoldError::Store(error) => write!(f, "{error}"),
+            FoldError::Model(reason) => write!(f, "read model: {reason}"),
             FoldError::Invariant { position, reason } => {
                 write!(f, "invariant broken at position {position}: {reason}")
             }
@@ -73,13 +76,42 @@ pub fn each_event(
     Ok(())
 }
 
-/// Folds every event recorded at or before `until` (all when `None`) into a fresh read model.
-/// Events are in `recorded_at` order along the log (the store keeps it monotonic), so the fold
-/// stops at the first later one.
-pub fn fold(store: &dyn EventStore, until: Option<DateTime<Utc>>) -> Result<ReadModel, FoldError> {
+/// A read model in a file of a temporary directory, removed with it: a fold of a long log does
+/// not have to fit in memory.
+pub struct ScratchModel {
+    /// The model.
+    pub model: ReadModel,
+    // Dropped after the model (fields drop in order), so its file is closed first.
+    _dir: tempfile::TempDir,
+}
+
+/// Folds every event recorded at or before `until` (all when `None`) into a fresh read model
+/// in a scratch file.
+pub fn fold(
+    store: &dyn EventStore,
+    until: Option<DateTime<Utc>>,
+) -> Result<ScratchModel, FoldError> {
+    let dir = tempfile::Builder::new()
+        .prefix("paycenter-replay-")
+        .tempdir()
+        .map_err(|error| FoldError::Model(error.to_string()))?;
+    let mut model = ReadModel::open(&dir.path().join("read_model.sqlite"), store)
+        .map_err(|error| FoldError::Model(error.to_string()))?;
+    fold_into(store, until, &mut model)?;
+    Ok(ScratchModel { model, _dir: dir })
+}
+
+/// Folds every event recorded at or before `until` (all when `None`) into `model`, which must
+/// be empty. Events are in `recorded_at` order along the log (the store keeps it monotonic), so
+/// the fold stops at the first later one.
+pub fn fold_into(
+    store: &dyn EventStore,
+    until: Option<DateTime<Utc>>,
+    model: &mut ReadModel,
+) -> Result<(), FoldError> {
+    assert_eq!(model.position(), 0, "folds start from an empty model");
     let head = store.head_position().map_err(FoldError::Store)?;
     let bar = progress(head, "folding");
-    let mut model = ReadModel::default();
     let mut next_position = 1;
     // The read model asserts its invariants; a broken one is reported with its position.
     let quiet_hook = std::panic::take_hook();
@@ -107,18 +139,24 @@ pub fn fold(store: &dyn EventStore, until: Option<DateTime<Utc>>) -> Result<Read
                 }
             })?;
         }
+        model
+            .commit()
+            .map_err(|error| FoldError::Model(error.to_string()))?;
         bar.set_position(next_position - 1);
     })();
     std::panic::set_hook(quiet_hook);
     bar.finish_and_clear();
     result?;
+    model
+        .commit()
+        .map_err(|error| FoldError::Model(error.to_string()))?;
     // The balances fold refuses an entry that breaks an invariant and stops there: the same
     // position the server's /healthz names.
-    if let Some(stopped) = &model.ledger_stopped {
+    if let Some(stopped) = model.ledger_stopped() {
         return Err(FoldError::Invariant {
             position: stopped.position,
             reason: format!("balances: {}", stopped.reason),
         });
     }
-    Ok(model)
+    Ok(())
 }

@@ -341,12 +341,17 @@ fn rebuild_reports_the_digest_a_live_fold_has() {
     let live =
         paycenter_projections::ReadModel::fold_from_start(&store, store.head_position().unwrap())
             .unwrap();
-    assert_eq!(first["projections"][0]["digest"], live.digest());
-    // It wrote the snapshot the server loads next, and that snapshot is the same model.
-    let loaded = paycenter_projections::snapshot::load(&dir.path().join("projections"), &store)
-        .unwrap()
-        .expect("a snapshot");
-    assert_eq!(loaded.digest(), live.digest());
+    assert_eq!(first["projections"][0]["digest"], live.digest().unwrap());
+    // It wrote the file the server opens next, and that file is the same model.
+    let loaded =
+        paycenter_projections::persisted::open_live(&dir.path().join("projections"), &store)
+            .unwrap();
+    assert_eq!(loaded.position(), 5);
+    assert_eq!(loaded.digest().unwrap(), live.digest().unwrap());
+    assert_eq!(
+        second["projections"][0]["file"],
+        loaded.backing().unwrap().path().display().to_string()
+    );
     let unknown = replay(&["rebuild", "--projection", "nope", "--data-dir", data_dir]);
     assert_eq!(unknown.status.code(), Some(1));
 }

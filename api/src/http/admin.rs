@@ -69,16 +69,13 @@ pub async fn reconcile_upload(
 /// `GET /v1/reconciliations/{id}`
 pub async fn get_reconciliation(state: Arc<AppState>, reconciliation_id: String) -> Answer {
     let model = state.read_model()?;
-    let completed = model
-        .reconciliations
-        .get(&reconciliation_id)
-        .ok_or_else(|| {
-            Refusal::not_found(
-                ErrorCode::ReconciliationNotFound,
-                format!("reconciliation {reconciliation_id:?} not found"),
-            )
-        })?;
-    Ok((StatusCode::OK, reconciliation_json(completed)))
+    let completed = model.reconciliation(&reconciliation_id)?.ok_or_else(|| {
+        Refusal::not_found(
+            ErrorCode::ReconciliationNotFound,
+            format!("reconciliation {reconciliation_id:?} not found"),
+        )
+    })?;
+    Ok((StatusCode::OK, reconciliation_json(&completed)))
 }
 
 /// The answer of a reconciliation.
@@ -138,11 +135,14 @@ pub fn metrics_text(state: &AppState) -> String {
     // Kept by the read model as events arrive: a scrape does not walk every payment.
     let (counts, n_anomalies) = {
         let model = state.model_lock();
-        (model.status_counts.clone(), model.anomaly_counts.clone())
+        (
+            model.status_counts().clone(),
+            model.anomaly_counts().clone(),
+        )
     };
     let by_status: Vec<(&str, u64)> = ["pending", "succeeded", "failed", "closed"]
         .iter()
-        .map(|status| (*status, counts.get(status).copied().unwrap_or(0)))
+        .map(|status| (*status, counts.get(*status).copied().unwrap_or(0)))
         .collect();
     let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
     let mut text = state.metrics.render(&by_status);

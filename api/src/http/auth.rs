@@ -58,7 +58,7 @@ pub fn app(state: &AppState, authorization: Option<&str>) -> Result<AppRegistere
             .app_for_key(&api_key_sha256(token), state.clock.now())
             .ok_or_else(unauthorized)?
             .clone();
-        if model.disabled_apps.contains(&app.app_id) {
+        if model.is_app_disabled(&app.app_id) {
             return Err(Refusal::new(
                 ErrorCode::AppDisabled,
                 format!("app {} is disabled; an operator can enable it", app.app_id),

@@ -283,7 +283,7 @@ pub fn checkout_page(
         if let (Some(payment), Some(token)) = (payment, token) {
             let model = state.model_lock();
             let merchant = model
-                .merchants
+                .merchants()
                 .get(&payment.merchant_id)
                 .cloned()
                 .unwrap_or_default();
@@ -328,8 +328,13 @@ pub fn checkout_page(
     let Ok(model) = state.read_model() else {
         return render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
     };
-    let Some(payment) = model.payments.get(&trade_no).cloned() else {
-        return render(StatusCode::NOT_FOUND, "invalid", None);
+    let payment = match model.payment(&trade_no) {
+        Ok(Some(payment)) => payment,
+        Ok(None) => return render(StatusCode::NOT_FOUND, "invalid", None),
+        Err(error) => {
+            tracing::error!(%error, "reading the read model failed");
+            return render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
+        }
     };
     drop(model);
     let view = match payment.status {
@@ -550,7 +555,7 @@ fn picker(
     let mut context = base_context(lang, Some(token), "picker");
     let merchant = state
         .model_lock()
-        .merchants
+        .merchants()
         .get(&checkout.merchant_id)
         .cloned()
         .unwrap_or_default();
@@ -650,9 +655,7 @@ pub fn checkout_status(
         .ok_or_else(not_found)?;
     let payment = state
         .read_model()?
-        .payments
-        .get(&trade_no)
-        .cloned()
+        .payment(&trade_no)?
         .ok_or_else(not_found)?;
     Ok((
         StatusCode::OK,

@@ -167,20 +167,20 @@ pub async fn create_channel_account(
 pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     let model = state.read_model()?;
-    if !model.merchants.contains_key(&merchant_id) {
+    if !model.merchants().contains_key(&merchant_id) {
         return Err(Refusal::not_found(
             ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),
         ));
     }
-    if let Some(stopped) = &model.ledger_stopped {
+    if let Some(stopped) = model.ledger_stopped() {
         return Err(Refusal::read_model_unavailable(format!(
             "the balances projection stopped at position {} ({}); operators are told by /healthz",
             stopped.position, stopped.event_type
         )));
     }
     let accounts: Vec<wire::BalanceLine> = model
-        .ledger
+        .ledger()
         .merchant_balances(&merchant_id)
         .into_iter()
         .map(|(account, currency, balance_minor)| {
@@ -384,10 +384,8 @@ fn app_payment(
     let model = state.read_model()?;
     // Another app's payment is "not found": its existence is not this app's business.
     model
-        .payments
-        .get(&trade_no)
+        .payment(&trade_no)?
         .filter(|payment| owned_by(payment, app))
-        .cloned()
         .ok_or_else(|| {
             Refusal::not_found(
                 ErrorCode::PaymentNotFound,
@@ -415,9 +413,7 @@ pub async fn find_payments(
     if let Some(channel_trade_no) = query.get("channel_trade_no") {
         let channel_trade_no = parse_id(ChannelTradeNo::parse, channel_trade_no)?;
         let payment = model
-            .payments_by_channel_trade_no
-            .get(&channel_trade_no)
-            .and_then(|trade_no| model.payments.get(trade_no))
+            .payment_by_channel_trade_no(&channel_trade_no)?
             .filter(|payment| owned_by(payment, &app))
             .ok_or_else(|| {
                 Refusal::not_found(
@@ -425,8 +421,8 @@ pub async fn find_payments(
                     format!("no payment with channel_trade_no {channel_trade_no}"),
                 )
             })?;
-        let mut body = payment_json(payment);
-        body["attempts"] = json!([payment_json(payment)]);
+        let mut body = payment_json(&payment);
+        body["attempts"] = json!([payment_json(&payment)]);
         return Ok((StatusCode::OK, body));
     }
     let (Some(merchant_id), Some(order_no)) = (query.get("merchant_id"), query.get("order_no"))
@@ -438,7 +434,7 @@ pub async fn find_payments(
     let merchant_id = parse_id(MerchantId::parse, merchant_id)?;
     let order_no = parse_id(OrderNo::parse, order_no)?;
     ensure_app_merchant(&app, &merchant_id)?;
-    let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no);
+    let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no)?;
     let latest = attempts.last().ok_or_else(|| {
         Refusal::not_found(
             ErrorCode::PaymentNotFound,
@@ -446,12 +442,7 @@ pub async fn find_payments(
         )
     })?;
     let mut body = payment_json(latest);
-    body["attempts"] = Value::Array(
-        attempts
-            .iter()
-            .map(|payment| payment_json(payment))
-            .collect(),
-    );
+    body["attempts"] = Value::Array(attempts.iter().map(payment_json).collect());
     Ok((StatusCode::OK, body))
 }
 
@@ -541,13 +532,8 @@ pub async fn list_events(
             .ok_or_else(|| Refusal::invalid("limit must be 1 to 1000"))?,
     };
     let model = state.read_model()?;
-    let feed = model
-        .feeds
-        .get(&app.app_id)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let start = feed.partition_point(|item| item.cursor <= after);
-    let page = &feed[start..(start + limit).min(feed.len())];
+    let page = model.feed_after(&app.app_id, after, limit)?;
+    drop(model);
     let events: Vec<wire::FeedItem> = page
         .iter()
         .map(|item| wire::FeedItem {
@@ -671,18 +657,14 @@ pub async fn list_notifications(
                 .ok_or_else(|| Refusal::invalid("status must be pending, delivered or failed"))?,
         ),
     };
-    let model = state.read_model()?;
-    let mut items: Vec<&paycenter_domain::notification::Notification> = model
-        .notifications
-        .values()
-        .map(|(state, _)| state)
-        .filter(|notification| {
-            notification.scheduled.app_id == app.app_id
-                && wanted.is_none_or(|status| notification.status == status)
-        })
-        .collect();
-    items.sort_by_key(|notification| notification.scheduled.created_at);
-    items.truncate(1_000);
+    // Oldest first, at most this many; a status filter reads at most the app's oldest
+    // `MAX_SCANNED` (lists with paging come with the list endpoints).
+    const MAX_LISTED: usize = 1_000;
+    const MAX_SCANNED: usize = 100_000;
+    let items =
+        state
+            .read_model()?
+            .notifications_of_app(&app.app_id, wanted, MAX_LISTED, MAX_SCANNED)?;
     let notifications: Vec<wire::NotificationAnswer> = items
         .iter()
         .map(|notification| wire::NotificationAnswer {
@@ -710,11 +692,8 @@ pub async fn redeliver_notification(
 ) -> Answer {
     let notification_id = parse_id(NotificationId::parse, &notification_id)?;
     let owned = state
-        .model
-        .read()
-        .expect("model lock")
-        .notifications
-        .get(&notification_id)
+        .read_model()?
+        .notification(&notification_id)?
         .is_some_and(|(notification, _)| notification.scheduled.app_id == app.app_id);
     if !owned {
         return Err(Refusal::not_found(

@@ -20,22 +20,24 @@ pub struct ProjectionHealth {
 pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
     let model = state.model_lock();
     let read_model_stopped = state.follower_health.stopped();
-    let ledger_position = match &model.ledger_stopped {
+    let ledger_position = match model.ledger_stopped() {
         Some(stopped) => stopped.position.saturating_sub(1),
-        None => model.position,
+        None => model.position(),
     };
     vec![
         ProjectionHealth {
             name: paycenter_projections::model::NAME,
             position: read_model_stopped
                 .as_ref()
-                .map_or(model.position, |stopped| stopped.position.saturating_sub(1)),
+                .map_or(model.position(), |stopped| {
+                    stopped.position.saturating_sub(1)
+                }),
             stopped: read_model_stopped.clone(),
         },
         ProjectionHealth {
             name: "balances",
             // The balances fold inside the read model: it stops with it, or alone.
-            stopped: model.ledger_stopped.clone().or(read_model_stopped),
+            stopped: model.ledger_stopped().cloned().or(read_model_stopped),
             position: ledger_position,
         },
     ]
@@ -85,6 +87,6 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
     };
     (
         code,
-        json!({ "status": status, "components": components, "read_model_position": state.model_lock().position }),
+        json!({ "status": status, "components": components, "read_model_position": state.model_lock().position() }),
     )
 }

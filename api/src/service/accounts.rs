@@ -53,7 +53,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         callback_ip_allowlist,
         bill_utc_offset_minutes,
     } = command;
-    if !state.read_model()?.merchants.contains_key(&merchant_id) {
+    if !state.read_model()?.merchants().contains_key(&merchant_id) {
         return Err(Refusal::not_found(
             ErrorCode::MerchantNotFound,
             format!("merchant {merchant_id} not found"),

@@ -138,14 +138,9 @@ pub async fn open(state: &AppState, command: OpenCheckout) -> Result<CheckoutOpe
     if !events.is_empty() {
         return Ok(opened);
     }
-    let existing = state
-        .read_model()?
-        .checkouts
-        .get(&checkout_id)
-        .cloned()
-        .ok_or_else(|| {
-            Refusal::internal("cashier", "an opened cashier is not in the read model")
-        })?;
+    let existing = state.read_model()?.checkout(&checkout_id)?.ok_or_else(|| {
+        Refusal::internal("cashier", "an opened cashier is not in the read model")
+    })?;
     if existing.amount != opened.amount {
         return Err(Refusal::new(
             ErrorCode::OrderAmountMismatch,
@@ -167,7 +162,7 @@ pub fn offered(state: &AppState, checkout: &CheckoutOpened) -> Vec<ChannelAccoun
         return Vec::new();
     };
     let mut accounts: Vec<ChannelAccountActivated> = model
-        .channel_accounts
+        .channel_accounts()
         .values()
         .filter(|account| account.merchant_id == checkout.merchant_id)
         .filter(|account| {
@@ -176,11 +171,7 @@ pub fn offered(state: &AppState, checkout: &CheckoutOpened) -> Vec<ChannelAccoun
                     .channel_account_ids
                     .contains(&account.channel_account_id)
         })
-        .filter(|account| {
-            !model
-                .disabled_channel_accounts
-                .contains(&account.channel_account_id)
-        })
+        .filter(|account| !model.is_channel_account_disabled(&account.channel_account_id))
         .filter(|account| state.channel(account.channel).is_ok())
         .cloned()
         .collect();
@@ -207,17 +198,12 @@ pub fn automatic_pick(
 
 /// The cashier `checkout_id`, while it can still start attempts.
 pub fn find(state: &AppState, checkout_id: &str) -> Result<CheckoutOpened, Refusal> {
-    state
-        .read_model()?
-        .checkouts
-        .get(checkout_id)
-        .cloned()
-        .ok_or_else(|| {
-            Refusal::not_found(
-                ErrorCode::CheckoutNotFound,
-                format!("no cashier {checkout_id:?}"),
-            )
-        })
+    state.read_model()?.checkout(checkout_id)?.ok_or_else(|| {
+        Refusal::not_found(
+            ErrorCode::CheckoutNotFound,
+            format!("no cashier {checkout_id:?}"),
+        )
+    })
 }
 
 /// Who pays, when the channel told paycenter (WeChat's OAuth inside WeChat): the attempt is

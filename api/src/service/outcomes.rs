@@ -89,7 +89,7 @@ pub async fn record(
     };
     let (stream_id, attempt_account_id, attempt_amount) = {
         let model = state.read_model()?;
-        let payment = model.payments.get(&trade_no).ok_or_else(|| {
+        let payment = model.payment(&trade_no)?.ok_or_else(|| {
             Refusal::not_found(
                 ErrorCode::PaymentNotFound,
                 format!("payment {trade_no} not found"),
@@ -100,7 +100,7 @@ pub async fn record(
         let reporter_may_speak = match &notice {
             CallbackNotice::PaymentSucceeded { .. } => true,
             CallbackNotice::RefundSucceeded { refund_id, .. }
-            | CallbackNotice::RefundFailed { refund_id, .. } => refund_target(payment, refund_id)
+            | CallbackNotice::RefundFailed { refund_id, .. } => refund_target(&payment, refund_id)
                 .is_none_or(|target| &target.channel_account_id == channel_account_id),
             _ => &payment.channel_account_id == channel_account_id,
         };

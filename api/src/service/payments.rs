@@ -85,8 +85,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         })?;
     if state
         .read_model()?
-        .disabled_channel_accounts
-        .contains(&channel_account_id)
+        .is_channel_account_disabled(&channel_account_id)
     {
         return Err(Refusal::new(
             ErrorCode::ChannelAccountDisabled,
@@ -153,7 +152,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
     // numbers lived in their app's namespace keep their stream), else the app's own.
     let stream_id = state
         .read_model()?
-        .payments_of_order(&app_id, &merchant_id, &order_no)
+        .payments_of_order(&app_id, &merchant_id, &order_no)?
         .first()
         .map(|payment| payment.order_stream.clone())
         .unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no));

@@ -214,12 +214,29 @@ async fn record(
         let model = state.read_model()?;
         let billed: std::collections::HashSet<&TradeNo> =
             bill.iter().map(|line| &line.trade_no).collect();
-        model
-            .payments
-            .values()
+        let offset = account_offset(account);
+        // The day in the account's zone, as instants: what moved then, and what the bill names.
+        let day_start = date
+            .and_hms_opt(0, 0, 0)
+            .and_then(|midnight| midnight.and_local_timezone(offset).single())
+            .map(|start| start.with_timezone(&Utc))
+            .ok_or_else(|| Refusal::invalid(format!("{date} has no midnight in {offset}")))?;
+        let day_end = day_start + chrono::Duration::days(1);
+        let mut trade_nos: std::collections::BTreeSet<TradeNo> = model
+            .payments_settled_between(&account.channel_account_id, day_start, day_end)?
+            .into_iter()
+            .collect();
+        trade_nos.extend(billed.iter().map(|trade_no| (*trade_no).clone()));
+        let mut payments = Vec::with_capacity(trade_nos.len());
+        for trade_no in &trade_nos {
+            if let Some(payment) = model.payment(trade_no)? {
+                payments.push(payment);
+            }
+        }
+        payments
+            .iter()
             .filter(|payment| payment.channel_account_id == account.channel_account_id)
             .filter_map(|payment| {
-                let offset = account_offset(account);
                 let on_that_day =
                     |at: chrono::DateTime<Utc>| at.with_timezone(&offset).date_naive() == date;
                 let paid_that_day = payment.paid_at.is_some_and(on_that_day);
@@ -390,21 +407,18 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
             };
             let now = state.clock.now();
             // One pass over the results, not one per account.
-            let done: std::collections::HashSet<(&ChannelAccountId, NaiveDate)> = model
-                .reconciliations
-                .values()
-                .filter(|done| done.source == "scheduled")
-                .map(|done| (&done.channel_account_id, done.date))
-                .collect();
             model
-                .channel_accounts
+                .channel_accounts()
                 .values()
                 // Stripe publishes no daily bill.
                 .filter(|account| account.channel != Channel::Stripe)
                 .filter_map(|account| {
                     let day = due_bill_day(account_offset(account), now, schedule)?;
-                    (!done.contains(&(&account.channel_account_id, day)))
-                        .then(|| (account.clone(), day))
+                    let done = model
+                        .scheduled_reconciliation_done(&account.channel_account_id, day)
+                        // Unsure: not this round (the next one reads again).
+                        .unwrap_or(true);
+                    (!done).then(|| (account.clone(), day))
                 })
                 .take(256)
                 .collect()

@@ -69,15 +69,15 @@ pub enum Submission {
 pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
     let found = {
         let model = state.model_lock();
-        model
-            .refund_trade_nos
-            .get(refund_id)
-            .and_then(|trade_no| model.payments.get(trade_no))
-            .and_then(|payment| {
-                let target = refund_target(payment, refund_id)?;
-                let account = model.channel_accounts.get(&target.channel_account_id)?;
-                Some((payment.clone(), target, account.clone()))
-            })
+        let payment = match model.payment_of_refund(refund_id) {
+            Ok(payment) => payment,
+            Err(error) => return Submission::Failed(error.to_string()),
+        };
+        payment.and_then(|payment| {
+            let target = refund_target(&payment, refund_id)?;
+            let account = model.channel_accounts().get(&target.channel_account_id)?;
+            Some((payment.clone(), target, account.clone()))
+        })
     };
     let Some((payment, target, account)) = found else {
         return Submission::NothingToDo;

@@ -64,7 +64,7 @@ pub async fn register_app(
         let model = state.read_model()?;
         merchant_ids
             .iter()
-            .find(|merchant_id| !model.merchants.contains_key(*merchant_id))
+            .find(|merchant_id| !model.merchants().contains_key(*merchant_id))
             .cloned()
     };
     let app_id = AppId::from_entropy(rand::random::<u128>());

@@ -49,17 +49,21 @@ pub fn due(
     limit: usize,
     skip: impl Fn(&str) -> bool,
 ) -> Vec<SweepItem> {
+    // Candidates read per round, past those `skip` excludes (the ones in flight).
+    let max_scanned = limit.saturating_mul(4).max(1_024);
     let model = state.model_lock();
+    let candidates = model
+        .sweep_candidates(now - sweep_after, max_scanned)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "reading the sweep queue failed; trying again next round");
+            Vec::new()
+        });
     let mut items = Vec::new();
-    for (_, trade_no) in model
-        .sweep_queue
-        .iter()
-        .take_while(|(since, _)| now - *since >= sweep_after)
-    {
+    for trade_no in &candidates {
         if items.len() >= limit {
             break;
         }
-        let Some(payment) = model.payments.get(trade_no) else {
+        let Ok(Some(payment)) = model.payment(trade_no) else {
             continue;
         };
         match payment.status {

@@ -26,10 +26,10 @@ const WEBHOOK_LEASE_MARGIN_MS: u64 = 2_000;
 pub async fn schedule(state: &AppState, draft: &NotificationDraft) -> Result<(), Refusal> {
     let data = {
         let model = state.model_lock();
-        let Some(payment) = model.payments.get(&draft.trade_no) else {
+        let Some(payment) = model.payment(&draft.trade_no)? else {
             return Ok(());
         };
-        let mut data = json!({ "payment": payment_json(payment) });
+        let mut data = json!({ "payment": payment_json(&payment) });
         if let Some(refund_id) = &draft.refund_id {
             if let Some(refund) = payment
                 .refunds
@@ -77,11 +77,13 @@ fn signed_body(state: &AppState, notification: &Notification) -> Option<(Vec<u8>
     let (app, previous_secret) = {
         let model = state.model_lock();
         let previous_secret = model
-            .previous_webhook_secrets
-            .get(&scheduled.app_id)
+            .previous_webhook_secret(&scheduled.app_id)
             .filter(|(_, valid_until)| state.clock.now() < *valid_until)
             .map(|(sealed, _)| sealed.clone());
-        (model.apps.get(&scheduled.app_id).cloned()?, previous_secret)
+        (
+            model.apps().get(&scheduled.app_id).cloned()?,
+            previous_secret,
+        )
     };
     let previous_secret = previous_secret.and_then(|sealed| {
         state
@@ -132,7 +134,7 @@ pub async fn deliver(state: &AppState, http: &HttpClient, notification: Notifica
     }
     let Some(notify_url) = state
         .model_lock()
-        .apps
+        .apps()
         .get(&scheduled.app_id)
         .map(|app| app.notify_url.clone())
     else {

@@ -1,0 +1,148 @@
+//! Where the read model's file lives in the data directory, and how one file replaces another.
+//!
+//! `projections/` holds the live file, `read_model.v{VERSION}.{generation}.sqlite`, and a
+//! pointer `read_model.v{VERSION}.live` naming it. A rebuild folds into a new generation while
+//! the live one keeps answering, then [`make_live`] rewrites the pointer atomically (a
+//! temporary file, fsynced, renamed, the directory fsynced) and removes the old generation: a
+//! crash leaves the pointer naming one complete file or the other.
+//!
+//! Upgrades: a file of another version is never opened (its name says its version), and the
+//! snapshot files earlier versions wrote are removed; the new file is folded from the log.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use paycenter_store::EventStore;
+
+use crate::model::{ModelError, NAME, VERSION};
+use crate::ReadModel;
+
+fn pointer_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{NAME}.v{VERSION}.live"))
+}
+
+fn generation_path(dir: &Path, generation: &str) -> PathBuf {
+    dir.join(format!("{NAME}.v{VERSION}.{generation}.sqlite"))
+}
+
+/// The file the pointer names (the first generation when there is no pointer yet).
+pub fn live_path(dir: &Path) -> Result<PathBuf, std::io::Error> {
+    match std::fs::read_to_string(pointer_path(dir)) {
+        Ok(name) => {
+            let name = name.trim();
+            // The pointer names a file of this directory, nothing else.
+            if name.is_empty() || name.contains('/') || name.contains("..") {
+                return Err(std::io::Error::other(format!(
+                    "{} names {name:?}, not a read model file",
+                    pointer_path(dir).display()
+                )));
+            }
+            Ok(dir.join(name))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(generation_path(dir, "0")),
+        Err(error) => Err(error),
+    }
+}
+
+/// A path for a new generation (a rebuild), not the live one.
+pub fn new_generation_path(dir: &Path) -> PathBuf {
+    let generation = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_micros())
+    );
+    let path = generation_path(dir, &generation);
+    remove_file_set(&path);
+    path
+}
+
+/// Removes a SQLite file with its write-ahead log and shared-memory index, if present.
+pub fn remove_file_set(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(%error, file = %file.display(), "could not remove"),
+        }
+    }
+}
+
+/// Opens the live read model in `dir`, folding nothing yet: the caller follows the log from
+/// its position. A file of another log, or one that cannot be read, is replaced by an empty
+/// one (the log is the truth; the fold rebuilds it). Snapshots of earlier versions go.
+pub fn open_live(dir: &Path, store: &dyn EventStore) -> Result<ReadModel, ModelError> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    remove_legacy_snapshots(dir);
+    let path = live_path(dir).map_err(io_error(dir))?;
+    open_or_replace(&path, store)
+}
+
+/// Opens the read model file at `path`, replacing it with an empty one when it cannot be
+/// used (see [`open_live`]).
+pub fn open_or_replace(path: &Path, store: &dyn EventStore) -> Result<ReadModel, ModelError> {
+    match ReadModel::open(path, store) {
+        Ok(model) => Ok(model),
+        Err(ModelError::Store(error)) => Err(ModelError::Store(error)),
+        Err(error) => {
+            tracing::warn!(%error, file = %path.display(), "read model file replaced; the log is folded again from position 1");
+            remove_file_set(path);
+            ReadModel::open(path, store)
+        }
+    }
+}
+
+/// Makes the file at `path` (in `dir`) the live one, and removes every other generation.
+pub fn make_live(dir: &Path, path: &Path) -> Result<(), std::io::Error> {
+    let name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or_else(|| std::io::Error::other("a read model file has a plain name"))?
+        .to_owned();
+    let pointer = pointer_path(dir);
+    let temporary = pointer.with_extension("live.tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(name.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &pointer)?;
+    File::open(dir)?.sync_all()?;
+    let prefix = format!("{NAME}.v{VERSION}.");
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(other) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let is_model_file = other.starts_with(&prefix) && other.ends_with(".sqlite");
+        if is_model_file && other != name {
+            remove_file_set(&entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn remove_legacy_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(&format!("{NAME}.v")) && name.ends_with(".snapshot") {
+            tracing::info!(file = name, "snapshot of an earlier version removed; the read model now lives in its own database file");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> ModelError + '_ {
+    move |error| {
+        ModelError::Table(crate::tables::TableError {
+            path: dir.display().to_string(),
+            reason: error.to_string(),
+        })
+    }
+}

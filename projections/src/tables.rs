@@ -1,0 +1,757 @@
+//! Where the read model keeps what it derives: in memory, or in a SQLite file of its own.
+//!
+//! Two kinds of table:
+//! - [`Map`]: everything that grows with history (payments, refunds, notifications, feeds, work
+//!   queues). Backed by a file, it holds in memory only what the batch being folded changed;
+//!   reads of anything else go to SQLite. Keys are encoded so that byte order is the order a
+//!   query wants ([`Key`]), which makes a queue ordered by deadline a range scan.
+//! - [`Resident`]: the registry (merchants, channel accounts, apps) and balances per merchant:
+//!   read on every request, bounded by onboarding rather than by history, so they are kept in
+//!   memory whole and written through to the file.
+//!
+//! A [`Backing`] is one SQLite file with one table `rows (space, key, value)`; each map owns a
+//! `space`. Changes stay in the maps until [`Backing::commit`] writes them with the model's
+//! checkpoint in **one transaction**: after a crash the file holds the model exactly as it
+//! was at some checkpoint, and folding resumes from there.
+//!
+//! Without a backing (`Default`), every map is an ordinary in-memory map: what the offline
+//! tools and the tests fold into.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Read connections kept open for reuse; more may be opened under load and are closed after.
+const MAX_IDLE_READERS: usize = 8;
+/// Page cache of each connection, in KiB (SQLite's negative `cache_size`).
+const CACHE_KIB_WRITER: i64 = 32 * 1024;
+const CACHE_KIB_READER: i64 = 4 * 1024;
+
+/// A read of the file failed (I/O, corruption): the read model cannot answer.
+#[derive(Debug, thiserror::Error)]
+#[error("read model file {path}: {reason}")]
+pub struct TableError {
+    /// The file.
+    pub path: String,
+    /// What SQLite or the decoder said.
+    pub reason: String,
+}
+
+/// An order-preserving encoding of a key: byte order equals the order of the values.
+/// Strings end with a `0x00` (ids never contain one), integers and instants are fixed-width
+/// big-endian, tuples are their parts one after another.
+pub trait Key {
+    /// Appends this key's encoding to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>);
+
+    /// This key's encoding.
+    fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+impl Key for str {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        debug_assert!(!self.as_bytes().contains(&0), "keys hold no NUL");
+        out.extend_from_slice(self.as_bytes());
+        out.push(0);
+    }
+}
+
+impl Key for String {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.as_str().encode_into(out);
+    }
+}
+
+impl Key for u64 {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+}
+
+impl Key for DateTime<Utc> {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        // Microseconds as a signed number, its sign bit flipped so negatives sort first.
+        let micros = self.timestamp_micros() as u64 ^ (1 << 63);
+        out.extend_from_slice(&micros.to_be_bytes());
+    }
+}
+
+impl<A: Key, B: Key> Key for (A, B) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.0.encode_into(out);
+        self.1.encode_into(out);
+    }
+}
+
+impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.0.encode_into(out);
+        self.1.encode_into(out);
+        self.2.encode_into(out);
+    }
+}
+
+/// Implements [`Key`] for id types that are strings underneath.
+macro_rules! string_keys {
+    ($($id:ty),* $(,)?) => {
+        $(impl Key for $id {
+            fn encode_into(&self, out: &mut Vec<u8>) {
+                self.as_str().encode_into(out);
+            }
+        })*
+    };
+}
+use paycenter_domain::ids::*;
+string_keys!(
+    TradeNo,
+    AppId,
+    MerchantId,
+    OrderNo,
+    ChannelTradeNo,
+    ChannelAccountId,
+    RefundId,
+    NotificationId,
+);
+
+/// The first key after every key that starts with `prefix` (for range ends).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    // Prefixes here end in a string terminator or a fixed-width integer; incrementing the
+    // last byte that is not 0xFF gives the bound.
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; 9]
+}
+
+/// What a commit writes: `(space, key, value)`, `None` removing the row.
+pub type Write = (u16, Vec<u8>, Option<String>);
+
+/// One SQLite file holding a read model.
+pub struct Backing {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Backing")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The checkpoint row: how far the file's model has folded the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The projection's name and version that wrote the file.
+    pub name: String,
+    /// See `name`.
+    pub version: u32,
+    /// Last global position applied.
+    pub position: u64,
+    /// Hex SHA-256 of the event at `position` (empty at 0): a log that is not the one the
+    /// file was folded from is noticed.
+    pub hash_at_position: String,
+    /// The model's scalars (JSON), written with every commit.
+    pub scalars: String,
+}
+
+impl Backing {
+    /// Opens (creating if needed) the file at `path`.
+    pub fn open(path: &Path) -> Result<Arc<Backing>, TableError> {
+        let error = |reason: rusqlite::Error| TableError {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|reason| TableError {
+                path: path.display().to_string(),
+                reason: reason.to_string(),
+            })?;
+        }
+        let writer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(error)?;
+        writer.busy_timeout(Duration::from_secs(5)).map_err(error)?;
+        // WAL: readers never wait for the writer. `synchronous = NORMAL`: a power cut may
+        // lose the last commits but never the file's consistency; the log re-derives them.
+        writer
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA cache_size = -{CACHE_KIB_WRITER};
+                 CREATE TABLE IF NOT EXISTS rows (
+                     space INTEGER NOT NULL,
+                     key BLOB NOT NULL,
+                     value TEXT NOT NULL,
+                     PRIMARY KEY (space, key)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS checkpoint (
+                     id INTEGER PRIMARY KEY CHECK (id = 1),
+                     name TEXT NOT NULL,
+                     version INTEGER NOT NULL,
+                     position INTEGER NOT NULL,
+                     hash_at_position TEXT NOT NULL,
+                     scalars TEXT NOT NULL
+                 );"
+            ))
+            .map_err(error)?;
+        Ok(Arc::new(Backing {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, reason: impl ToString) -> TableError {
+        TableError {
+            path: self.path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Runs `read` on a pooled read connection.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, TableError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|error| self.error(error))?;
+                connection
+                    .busy_timeout(Duration::from_secs(5))
+                    .and_then(|()| {
+                        connection
+                            .execute_batch(&format!("PRAGMA cache_size = -{CACHE_KIB_READER};"))
+                    })
+                    .map_err(|error| self.error(error))?;
+                connection
+            }
+        };
+        let result = read(&connection).map_err(|error| self.error(error));
+        let mut idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(connection);
+        }
+        result
+    }
+
+    fn get(&self, space: u16, key: &[u8]) -> Result<Option<String>, TableError> {
+        self.with_reader(|connection| {
+            connection
+                .prepare_cached("SELECT value FROM rows WHERE space = ?1 AND key = ?2")?
+                .query_row(rusqlite::params![space, key], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// Values of `space` with `start <= key < end`, in key order, at most `limit`.
+    fn range(
+        &self,
+        space: u16,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
+                 ORDER BY key LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                rusqlite::params![space, start, end, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            rows.collect()
+        })
+    }
+
+    /// Every row of `space`, in key order.
+    fn all(&self, space: u16) -> Result<Vec<(Vec<u8>, String)>, TableError> {
+        self.range(space, &[], &[u8::MAX; 9], usize::MAX)
+    }
+
+    /// The checkpoint, if the file has one.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, TableError> {
+        self.with_reader(|connection| {
+            connection
+                .query_row(
+                    "SELECT name, version, position, hash_at_position, scalars FROM checkpoint",
+                    [],
+                    |row| {
+                        Ok(Checkpoint {
+                            name: row.get(0)?,
+                            version: row.get(1)?,
+                            position: row.get::<_, i64>(2)? as u64,
+                            hash_at_position: row.get(3)?,
+                            scalars: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()
+        })
+    }
+
+    /// Writes `writes` and the new checkpoint in one transaction.
+    pub fn commit(&self, writes: &[Write], checkpoint: &Checkpoint) -> Result<(), TableError> {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let transaction = writer.transaction().map_err(|error| self.error(error))?;
+        {
+            let mut upsert = transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO rows (space, key, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|error| self.error(error))?;
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM rows WHERE space = ?1 AND key = ?2")
+                .map_err(|error| self.error(error))?;
+            for (space, key, value) in writes {
+                match value {
+                    Some(value) => upsert.execute(rusqlite::params![space, key, value]),
+                    None => delete.execute(rusqlite::params![space, key]),
+                }
+                .map_err(|error| self.error(error))?;
+            }
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO checkpoint (id, name, version, position, hash_at_position, scalars)
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(rusqlite::params![
+                        checkpoint.name,
+                        checkpoint.version,
+                        i64::try_from(checkpoint.position).expect("positions fit i64"),
+                        checkpoint.hash_at_position,
+                        checkpoint.scalars,
+                    ])
+                })
+                .map_err(|error| self.error(error))?;
+        }
+        transaction.commit().map_err(|error| self.error(error))
+    }
+
+    /// Bytes the file and its write-ahead log take on disk.
+    pub fn size_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        [self.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+}
+
+fn encode_value<V: Serialize>(value: &V) -> String {
+    serde_json::to_string(value).expect("read model values serialize")
+}
+
+/// A table of the read model that grows with history (see the module).
+pub struct Map<K: ?Sized, V> {
+    space: u16,
+    backing: Option<Arc<Backing>>,
+    /// Without a backing: every entry. With one: the entries changed since the last commit,
+    /// `None` for a removed one.
+    entries: BTreeMap<Vec<u8>, Option<V>>,
+    _key: PhantomData<fn(&K)>,
+}
+
+impl<K: ?Sized, V> Default for Map<K, V> {
+    fn default() -> Self {
+        Map {
+            space: 0,
+            backing: None,
+            entries: BTreeMap::new(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K: ?Sized, V: std::fmt::Debug> std::fmt::Debug for Map<K, V> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Map")
+            .field("space", &self.space)
+            .field("backed", &self.backing.is_some())
+            .field("entries_in_memory", &self.entries.len())
+            .finish()
+    }
+}
+
+impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
+    /// Keeps this map in `space` of `backing` from now on. Only on an empty map.
+    pub fn attach(&mut self, backing: &Arc<Backing>, space: u16) {
+        assert!(self.entries.is_empty() && self.backing.is_none());
+        self.space = space;
+        self.backing = Some(backing.clone());
+    }
+
+    fn decode(&self, text: &str) -> Result<V, TableError> {
+        serde_json::from_str(text).map_err(|error| TableError {
+            path: self
+                .backing
+                .as_ref()
+                .map_or_else(String::new, |backing| backing.path.display().to_string()),
+            reason: format!("space {}: {error}", self.space),
+        })
+    }
+
+    fn load(&self, encoded: &[u8]) -> Result<Option<V>, TableError> {
+        if let Some(entry) = self.entries.get(encoded) {
+            return Ok(entry.clone());
+        }
+        let Some(backing) = &self.backing else {
+            return Ok(None);
+        };
+        match backing.get(self.space, encoded)? {
+            Some(text) => self.decode(&text).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value at `key`, or why it could not be read.
+    pub fn try_get(&self, key: &K) -> Result<Option<V>, TableError> {
+        self.load(&key.encoded())
+    }
+
+    /// The value at `key`. Panics when the file cannot be read: for the fold, whose panics
+    /// stop the projection where it is and say why.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.try_get(key)
+            .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
+    }
+
+    /// Whether `key` has a value (see [`Map::get`] on errors).
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: &K, value: V) {
+        self.entries.insert(key.encoded(), Some(value));
+    }
+
+    /// Removes `key`, returning what it held.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let encoded = key.encoded();
+        let previous = self
+            .load(&encoded)
+            .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
+        if self.backing.is_some() {
+            self.entries.insert(encoded, None);
+        } else {
+            self.entries.remove(&encoded);
+        }
+        previous
+    }
+
+    /// The value at `key` to change in place (kept in memory until the next commit).
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let encoded = key.encoded();
+        if !self.entries.contains_key(&encoded) {
+            let loaded = self
+                .load(&encoded)
+                .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
+            loaded.as_ref()?;
+            self.entries.insert(encoded.clone(), loaded);
+        }
+        self.entries.get_mut(&encoded).and_then(Option::as_mut)
+    }
+
+    /// Values with `start <= encoded key < end`, in key order, at most `limit`. Reads what is
+    /// committed: only between folds (the model's write lock keeps queries out of a batch).
+    pub fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<V>, TableError> {
+        match &self.backing {
+            None => Ok(self
+                .entries
+                .range(start.to_vec()..end.to_vec())
+                .filter_map(|(_, value)| value.clone())
+                .take(limit)
+                .collect()),
+            Some(backing) => {
+                debug_assert!(self.entries.is_empty(), "range reads committed rows only");
+                backing
+                    .range(self.space, start, end, limit)?
+                    .iter()
+                    .map(|(_, text)| self.decode(text))
+                    .collect()
+            }
+        }
+    }
+
+    /// Values whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<V>, TableError> {
+        self.range(prefix, &prefix_end(prefix), limit)
+    }
+
+    /// The first `limit` values in key order.
+    pub fn first(&self, limit: usize) -> Result<Vec<V>, TableError> {
+        self.range(&[], &[u8::MAX; 9], limit)
+    }
+
+    /// Moves the changes since the last commit into `writes`.
+    pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
+        if self.backing.is_none() {
+            return;
+        }
+        let space = self.space;
+        writes.extend(
+            std::mem::take(&mut self.entries)
+                .into_iter()
+                .map(|(key, value)| (space, key, value.as_ref().map(encode_value))),
+        );
+    }
+
+    /// Feeds every entry (encoded key and JSON value, in key order) to `visit`.
+    pub fn visit_all(&self, visit: &mut dyn FnMut(&[u8], &str)) -> Result<(), TableError> {
+        match &self.backing {
+            None => {
+                for (key, value) in &self.entries {
+                    if let Some(value) = value {
+                        visit(key, &encode_value(value));
+                    }
+                }
+            }
+            Some(backing) => {
+                debug_assert!(
+                    self.entries.is_empty(),
+                    "a digest reads committed rows only"
+                );
+                for (key, text) in backing.all(self.space)? {
+                    visit(&key, &text);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries held in memory (all of them without a backing; the uncommitted ones with).
+    pub fn len_in_memory(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A table kept whole in memory and written through to the file (see the module). Reads go
+/// through `Deref` to the map; changes through the methods here, which remember what to write.
+pub struct Resident<K, V> {
+    space: u16,
+    backing: Option<Arc<Backing>>,
+    map: HashMap<K, V>,
+    changed: HashSet<K>,
+}
+
+impl<K, V> Default for Resident<K, V> {
+    fn default() -> Self {
+        Resident {
+            space: 0,
+            backing: None,
+            map: HashMap::new(),
+            changed: HashSet::new(),
+        }
+    }
+}
+
+impl<K: std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for Resident<K, V> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_map().entries(self.map.iter()).finish()
+    }
+}
+
+impl<K, V> Deref for Resident<K, V> {
+    type Target = HashMap<K, V>;
+
+    fn deref(&self) -> &HashMap<K, V> {
+        &self.map
+    }
+}
+
+impl<K, V> Resident<K, V>
+where
+    K: Key + Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// Keeps this map in `space` of `backing` and loads what the file holds there.
+    pub fn attach(&mut self, backing: &Arc<Backing>, space: u16) -> Result<(), TableError> {
+        assert!(self.map.is_empty() && self.backing.is_none());
+        self.space = space;
+        for (_, text) in backing.all(space)? {
+            let (key, value): (K, V) =
+                serde_json::from_str(&text).map_err(|error| backing.error(error))?;
+            self.map.insert(key, value);
+        }
+        self.backing = Some(backing.clone());
+        Ok(())
+    }
+
+    /// Sets `key` to `value`, returning the old value.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.changed.insert(key.clone());
+        self.map.insert(key, value)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let removed = self.map.remove(key);
+        if removed.is_some() {
+            self.changed.insert(key.clone());
+        }
+        removed
+    }
+
+    /// The value at `key` to change in place.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let value = self.map.get_mut(key)?;
+        self.changed.insert(key.clone());
+        Some(value)
+    }
+
+    /// The value at `key`, inserting the default first if there is none.
+    pub fn get_or_default(&mut self, key: &K) -> &mut V
+    where
+        V: Default,
+    {
+        self.changed.insert(key.clone());
+        self.map.entry(key.clone()).or_default()
+    }
+
+    /// Keeps only the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let changed = &mut self.changed;
+        self.map.retain(|key, value| {
+            let kept = keep(key, value);
+            if !kept {
+                changed.insert(key.clone());
+            }
+            kept
+        });
+    }
+
+    /// Moves the changes since the last commit into `writes`.
+    pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
+        if self.backing.is_none() {
+            self.changed.clear();
+            return;
+        }
+        for key in self.changed.drain() {
+            let value = self.map.get(&key).map(|value| encode_value(&(&key, value)));
+            writes.push((self.space, key.encoded(), value));
+        }
+    }
+
+    /// Feeds every entry (encoded key and JSON of `[key, value]`, in key order) to `visit`:
+    /// the same text a backed map holds.
+    pub fn visit_all(&self, visit: &mut dyn FnMut(&[u8], &str)) {
+        let mut entries: Vec<(Vec<u8>, &K, &V)> = self
+            .map
+            .iter()
+            .map(|(key, value)| (key.encoded(), key, value))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (encoded, key, value) in entries {
+            visit(&encoded, &encode_value(&(key, value)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_as_their_values() {
+        let early = DateTime::from_timestamp(-5, 0).unwrap();
+        let late = DateTime::from_timestamp(1_700_000_000, 7_000).unwrap();
+        assert!(early.encoded() < late.encoded());
+        assert!(3u64.encoded() < 256u64.encoded());
+        assert!(("a".to_owned(), 9u64).encoded() < ("ab".to_owned(), 1u64).encoded());
+        let prefix = "app".to_owned().encoded();
+        let end = prefix_end(&prefix);
+        assert!(("app".to_owned(), u64::MAX).encoded() < end);
+        assert!(("app2".to_owned(), 0u64).encoded() >= end);
+    }
+
+    #[test]
+    fn a_backed_map_reads_back_what_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
+        let mut map: Map<u64, String> = Map::default();
+        map.attach(&backing, 1);
+        let mut resident: Resident<String, u32> = Resident::default();
+        resident.attach(&backing, 2).unwrap();
+        map.insert(&1, "one".into());
+        map.insert(&2, "two".into());
+        *resident.get_or_default(&"x".to_owned()) += 4;
+        assert_eq!(
+            map.get(&2).as_deref(),
+            Some("two"),
+            "uncommitted reads see changes"
+        );
+        let mut writes = Vec::new();
+        map.drain_into(&mut writes);
+        resident.drain_into(&mut writes);
+        let checkpoint = Checkpoint {
+            name: "t".into(),
+            version: 1,
+            position: 2,
+            hash_at_position: String::new(),
+            scalars: "{}".into(),
+        };
+        backing.commit(&writes, &checkpoint).unwrap();
+        assert_eq!(map.len_in_memory(), 0);
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["one".to_owned(), "two".to_owned()]
+        );
+        assert_eq!(map.remove(&1).as_deref(), Some("one"));
+        assert_eq!(map.get(&1), None);
+        drop((map, resident));
+        let mut reopened: Resident<String, u32> = Resident::default();
+        reopened.attach(&backing, 2).unwrap();
+        assert_eq!(reopened.get("x"), Some(&4));
+        assert_eq!(backing.checkpoint().unwrap(), Some(checkpoint));
+    }
+}

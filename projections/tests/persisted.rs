@@ -1,0 +1,238 @@
+//! The read model kept in its own file: a file-backed fold equals an in-memory fold (digest);
+//! a reopened file resumes from its checkpoint and catches up; a file of another log is
+//! replaced; memory does not hold what the file holds; a model that failed is never written
+//! past its last good commit.
+
+use chrono::Utc;
+use paycenter_domain::events::Event;
+use paycenter_domain::ids::*;
+use paycenter_domain::payment::*;
+use paycenter_domain::{streams, Currency, Money, Rate};
+use paycenter_projections::{persisted, ReadModel};
+use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore};
+
+fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
+    for order_idx in first_order..first_order + n_orders {
+        let merchant_id = MerchantId::from_entropy(u128::from(order_idx % 3));
+        let order_no = OrderNo::parse(&format!("O{order_idx}")).unwrap();
+        let trade_no = TradeNo::generate(Utc::now(), order_idx);
+        let amount = Money::from_minor(1_000 + order_idx as i64, Currency::CNY);
+        let mut order = Order::default();
+        let mut events = Vec::new();
+        let mut run = |command: OrderCommand| {
+            let decided = order.decide(&command, Utc::now()).unwrap();
+            decided.iter().for_each(|event| order.apply(event));
+            events.extend(decided);
+        };
+        run(OrderCommand::StartAttempt(StartAttempt {
+            trade_no: trade_no.clone(),
+            merchant_id: merchant_id.clone(),
+            order_no: order_no.clone(),
+            app_id: AppId::from_entropy(1),
+            channel_account_id: ChannelAccountId::from_entropy(1),
+            channel: Channel::Sandbox,
+            invoke_method: InvokeMethod::Pc,
+            amount,
+            fee_rate: Rate::parse("0.006").unwrap(),
+            splits: vec![Split {
+                receiver: "partner".into(),
+                amount: Money::from_minor(100, Currency::CNY),
+            }],
+            subject: "rent".into(),
+            expire_seconds: 600,
+            min_attempt_interval_ms: 0,
+            return_url: None,
+        }));
+        if order_idx % 4 != 3 {
+            run(OrderCommand::RecordSuccess {
+                channel_account_id: ChannelAccountId::from_entropy(1),
+                trade_no: trade_no.clone(),
+                channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
+                amount,
+                source: OutcomeSource::Callback,
+            });
+        }
+        if order_idx % 4 == 0 {
+            let refund_id = RefundId::parse(&format!("rf_{order_idx}")).unwrap();
+            run(OrderCommand::RequestRefund {
+                trade_no: trade_no.clone(),
+                refund_id: refund_id.clone(),
+                refund_no: RefundNo::parse("R").unwrap(),
+                amount: Money::from_minor(300, Currency::CNY),
+                reason: String::new(),
+            });
+            run(OrderCommand::RecordRefundSuccess {
+                trade_no,
+                refund_id,
+                channel_refund_no: None,
+            });
+        }
+        let stream = streams::order(&AppId::from_entropy(1), &merchant_id, &order_no);
+        store
+            .append(
+                &stream,
+                ExpectedRevision::NoStream,
+                Event::to_new_events(&events, &stream, None),
+            )
+            .unwrap();
+    }
+}
+
+fn fold_into_file(path: &std::path::Path, store: &SqliteStore) -> ReadModel {
+    let mut model = ReadModel::open(path, store).unwrap();
+    model
+        .catch_up(store, store.head_position().unwrap())
+        .unwrap();
+    model
+}
+
+#[test]
+fn a_file_backed_fold_equals_an_in_memory_fold_and_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 40);
+    let head = store.head_position().unwrap();
+    let in_memory = ReadModel::fold_from_start(&store, head).unwrap();
+    let path = models.path().join("model.sqlite");
+    let backed = fold_into_file(&path, &store);
+    assert_eq!(backed.position(), head);
+    assert_eq!(backed.digest().unwrap(), in_memory.digest().unwrap());
+
+    // The sweeper's queue holds exactly the unpaid attempts (every fourth), oldest first.
+    let queued = backed.sweep_candidates(chrono::Utc::now(), 1_000).unwrap();
+    assert_eq!(queued.len(), 10);
+    for trade_no in &queued {
+        let payment = backed
+            .payment(trade_no)
+            .unwrap()
+            .expect("queued payments exist");
+        assert_eq!(payment.status, AttemptStatus::Pending);
+    }
+    let created: Vec<_> = queued
+        .iter()
+        .map(|trade_no| backed.payment(trade_no).unwrap().unwrap().created_at)
+        .collect();
+    assert!(
+        created.windows(2).all(|pair| pair[0] <= pair[1]),
+        "oldest first"
+    );
+    // The counts /metrics reports, kept as events arrived.
+    assert_eq!(backed.status_counts().get("pending"), Some(&10));
+    assert_eq!(backed.status_counts().get("succeeded"), Some(&30));
+    let merchant = MerchantId::from_entropy(0);
+    let attempts = backed
+        .payments_of_order(
+            &AppId::from_entropy(1),
+            &merchant,
+            &OrderNo::parse("O3").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        backed
+            .payment_by_channel_trade_no(&ChannelTradeNo::parse("C0").unwrap())
+            .unwrap()
+            .map(|payment| payment.order_no),
+        Some(OrderNo::parse("O0").unwrap())
+    );
+    assert_eq!(
+        backed
+            .payment_of_refund(&RefundId::parse("rf_4").unwrap())
+            .unwrap()
+            .map(|payment| payment.order_no),
+        Some(OrderNo::parse("O4").unwrap())
+    );
+    drop(backed);
+
+    // Reopened: at its checkpoint, then caught up with what the log gained meanwhile.
+    add_orders(&store, 40, 20);
+    let head = store.head_position().unwrap();
+    let mut resumed = ReadModel::open(&path, &store).unwrap();
+    assert_eq!(resumed.position(), in_memory.position());
+    assert_eq!(resumed.digest().unwrap(), in_memory.digest().unwrap());
+    resumed.catch_up(&store, head).unwrap();
+    assert_eq!(
+        resumed.digest().unwrap(),
+        ReadModel::fold_from_start(&store, head)
+            .unwrap()
+            .digest()
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_file_of_another_log_is_replaced_and_refolded() {
+    let data = tempfile::tempdir().unwrap();
+    let other_data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 10);
+    let path = models.path().join("model.sqlite");
+    drop(fold_into_file(&path, &store));
+
+    // Another log of the same length: the checkpoint's hash does not match.
+    let other = SqliteStore::open(other_data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&other, 100, 10);
+    let refused = ReadModel::open(&path, &other).unwrap_err();
+    assert!(refused.to_string().contains("does not hold"), "{refused}");
+    let replaced = persisted::open_or_replace(&path, &other).unwrap();
+    assert_eq!(
+        replaced.position(),
+        0,
+        "an empty model, folded again from the log"
+    );
+}
+
+#[test]
+fn the_live_file_moves_to_a_rebuilt_generation() {
+    let data = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 12);
+    let dir = data.path().join("projections");
+    // A snapshot an earlier version left behind goes at the first start.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("read_model.v2.snapshot"), "{}").unwrap();
+    let mut live = persisted::open_live(&dir, &store).unwrap();
+    assert!(!dir.join("read_model.v2.snapshot").exists());
+    live.catch_up(&store, store.head_position().unwrap())
+        .unwrap();
+    let first_path = live.backing().unwrap().path().to_owned();
+
+    let fresh_path = persisted::new_generation_path(&dir);
+    let fresh = fold_into_file(&fresh_path, &store);
+    assert_eq!(fresh.digest().unwrap(), live.digest().unwrap());
+    persisted::make_live(&dir, &fresh_path).unwrap();
+    drop((live, fresh));
+    assert!(!first_path.exists(), "the old generation is removed");
+    let reopened = persisted::open_live(&dir, &store).unwrap();
+    assert_eq!(reopened.backing().unwrap().path(), fresh_path);
+    assert_eq!(reopened.position(), store.head_position().unwrap());
+}
+
+#[test]
+fn memory_holds_only_the_batch_in_progress() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 30);
+    let model = fold_into_file(&models.path().join("model.sqlite"), &store);
+    let debug = format!("{model:?}");
+    // Every table that grows with history reports how many entries it keeps in memory.
+    let in_memory: Vec<usize> = debug
+        .match_indices("entries_in_memory: ")
+        .map(|(at, label)| {
+            debug[at + label.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(in_memory.len() >= 20, "{debug}");
+    assert!(
+        in_memory.iter().all(|n| *n == 0),
+        "after a commit: {in_memory:?}"
+    );
+}
