@@ -19,6 +19,8 @@ pub struct MasterKey {
     /// HMAC key of checkout links, derived from the master key (so every node sharing the
     /// master key makes and accepts the same links).
     link_key: zeroize::Zeroizing<[u8; 32]>,
+    /// HMAC key of the sealed chain checkpoint (see `chain_audit`), derived likewise.
+    checkpoint_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -41,12 +43,39 @@ const CHECKOUT_TOKEN_BYTES: usize = 16;
 impl MasterKey {
     /// From 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> MasterKey {
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("any key length");
-        derive.update(b"paycenter checkout links v1");
+        let derive = |purpose: &[u8]| {
+            let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("any key length");
+            derive.update(purpose);
+            zeroize::Zeroizing::new(derive.finalize().into_bytes().into())
+        };
         MasterKey {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)),
-            link_key: zeroize::Zeroizing::new(derive.finalize().into_bytes().into()),
+            link_key: derive(b"paycenter checkout links v1"),
+            checkpoint_key: derive(b"paycenter chain checkpoint v1"),
         }
+    }
+
+    fn checkpoint_mac(&self, position: u64, hash: &[u8; 32]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.checkpoint_key.as_slice())
+            .expect("any key length");
+        mac.update(&position.to_be_bytes());
+        mac.update(hash);
+        mac
+    }
+
+    /// The MAC sealing a chain checkpoint (a position and the hash of the event there).
+    pub fn chain_checkpoint_mac(&self, position: u64, hash: &[u8; 32]) -> [u8; 32] {
+        self.checkpoint_mac(position, hash)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Whether `mac` seals this checkpoint (compared in constant time).
+    pub fn checks_chain_checkpoint(&self, position: u64, hash: &[u8; 32], mac: &[u8]) -> bool {
+        self.checkpoint_mac(position, hash)
+            .verify_slice(mac)
+            .is_ok()
     }
 
     fn link_mac(&self, trade_no: &str) -> Hmac<Sha256> {

@@ -11,7 +11,8 @@
 //! - [`state`]: shared state and the decide-append-wait path every command takes.
 //! - [`wire`]: the typed bodies paycenter takes and answers (API and webhook payloads), the
 //!   source of `/openapi.json`'s schemas.
-//! - [`projections`]: hosting the read model: status, snapshots, online rebuild.
+//! - [`projections`]: hosting the read model: status, its file, online rebuild.
+//! - [`chain_audit`]: the sealed chain checkpoint and the background walk below it.
 //! - [`error`]: refusals, each a stable code with one HTTP status.
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
 //! - [`clock`]: the time the service decides with (fixed in tests, movable in test builds).
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod allowlist;
+pub mod chain_audit;
 pub mod channel_params;
 pub mod clock;
 pub mod error;

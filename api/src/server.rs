@@ -273,6 +273,7 @@ pub async fn open_state(
         metrics: Default::default(),
         idempotency_locks: Default::default(),
         rebuild_status: Default::default(),
+        chain_audit: Default::default(),
         model_file: crate::state::ModelFileStatus {
             dir: model_dir,
             started_from,
@@ -287,12 +288,26 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         tracing::warn!("PAYCENTER_ADMIN_TOKEN is unset: the admin API refuses every request");
     }
     restrict_data_dir(&options.data_dir)?;
+    let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
     // With PostgreSQL: where the shared SQL read models live (url, schema).
     let mut sql_read_models: Option<(String, String)> = None;
+    // Embedded: the sealed checkpoint the start verified from (the background walk covers
+    // what lies below it).
+    let mut trusted_checkpoint = None;
     let store: Arc<dyn EventStore> = match options.store_url.clone() {
         None => {
             let data_dir = options.data_dir.clone();
-            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, SqliteConfig::default())).await??)
+            trusted_checkpoint = crate::chain_audit::load(&data_dir, &master_key);
+            let config = SqliteConfig {
+                trusted_checkpoint,
+                ..SqliteConfig::default()
+            };
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config)).await??;
+            // Verified up to the head: the next start may begin here.
+            let head = crate::chain_audit::head_of(&store)?;
+            crate::chain_audit::save(&options.data_dir, &master_key, head)?;
+            tracing::info!(position = head.n_events, from = trusted_checkpoint.map_or(0, |checkpoint| checkpoint.n_events), "the log verified at open");
+            Arc::new(store)
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             // Every node must open the secrets every other node sealed: a key file in one
@@ -312,7 +327,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }
         Some(_) => anyhow::bail!("--store: use postgres://user:password@host/database, esdb://host:2113?tls=false, or omit --store for the embedded store"),
     };
-    let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
     let public_url = options
         .public_url
         .clone()
@@ -353,7 +367,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let state = open_state(
         StateParts {
             store,
-            master_key,
+            master_key: master_key.clone(),
             config,
             clock: crate::clock::from_env().map_err(anyhow::Error::msg)?,
             channels,
@@ -363,6 +377,32 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir,
     )
     .await?;
+    // The open verified from the checkpoint (from position 1 without one) to this head.
+    let head_at_start = state.store.head_position()?;
+    match trusted_checkpoint {
+        Some(checkpoint) if checkpoint.n_events > 0 => {
+            state
+                .chain_audit
+                .target
+                .store(checkpoint.n_events, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(crate::chain_audit::verify_in_background(
+                state.store.clone(),
+                state.chain_audit.clone(),
+                head_at_start,
+            ));
+        }
+        _ => state
+            .chain_audit
+            .verified_through
+            .store(head_at_start, std::sync::atomic::Ordering::Relaxed),
+    }
+    if options.store_url.is_none() {
+        tokio::spawn(crate::chain_audit::checkpoint_periodically(
+            state.store.clone(),
+            master_key,
+            options.data_dir.clone(),
+        ));
+    }
     crate::reactor::spawn(state.clone());
     tokio::spawn(crate::service::reconciliation::reconcile_daily(
         state.clone(),

@@ -88,6 +88,8 @@ pub struct AppState {
     pub rate_limiter: crate::rate_limit::RateLimiter,
     /// Where the read model's file is, and where this process resumed it.
     pub model_file: ModelFileStatus,
+    /// The background walk of the log below the sealed checkpoint (embedded store).
+    pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
 }
 
 /// What operators see of rebuilds.

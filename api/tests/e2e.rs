@@ -4061,3 +4061,107 @@ fn a_channel_account_may_name_the_day_its_bills_cover() {
     let before = reconcile(local_day.pred_opt().unwrap(), header.to_owned());
     assert_eq!(before["discrepancies"], json!([]), "{before}");
 }
+
+fn metric(base: &str, name: &str) -> Option<u64> {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// A start verifies the log from the sealed checkpoint the last start wrote, not from position
+/// 1; a byte changed below that checkpoint while paycenter was down is found by the background
+/// walk (`/healthz` 503 naming the position, `/metrics`) and by `paycenter-replay verify`.
+#[test]
+fn a_start_verifies_from_its_sealed_checkpoint_and_the_walk_below_finds_a_changed_byte() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let data_dir = tempfile::tempdir().unwrap();
+    let receiver = start_receiver();
+    let server = start_server(data_dir.path());
+    let setup = onboard(&server.base, &receiver.url);
+    for order_no in ["CHAIN-1", "CHAIN-2", "CHAIN-3"] {
+        let (status, body) = call(
+            "POST",
+            &format!("{}/v1/payments", server.base),
+            &setup.api_key,
+            Some(payment_body(&setup, order_no, "2.00")),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    drop(server); // SIGKILL
+
+    // The second start verifies everything (its checkpoint is the empty log) and seals the head.
+    let server = start_server(data_dir.path());
+    let head = call("GET", &format!("{}/healthz", server.base), "", None).1["components"]["store"]
+        ["head_position"]
+        .as_u64()
+        .unwrap();
+    assert!(head > 5, "{head}");
+    assert_eq!(
+        metric(&server.base, "paycenter_chain_verified_position"),
+        Some(head)
+    );
+    drop(server);
+    let sealed: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.path().join("chain.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sealed["position"], head);
+
+    // A forged checkpoint is not trusted: the whole log is verified again.
+    let mut forged = sealed.clone();
+    forged["position"] = json!(2);
+    std::fs::write(data_dir.path().join("chain.checkpoint"), forged.to_string()).unwrap();
+    let server = start_server(data_dir.path());
+    assert_eq!(
+        metric(&server.base, "paycenter_chain_checkpoint_position"),
+        Some(0)
+    );
+    drop(server);
+    let sealed: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.path().join("chain.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sealed["position"], head, "sealed again at the head");
+
+    // One byte more in an event below the checkpoint, while paycenter is down.
+    let log = rusqlite::Connection::open(data_dir.path().join("events.sqlite3")).unwrap();
+    let changed = log
+        .execute(
+            "UPDATE events SET payload = payload || ' ' WHERE global_position = 3",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(log);
+
+    let server = start_server(data_dir.path());
+    assert_eq!(
+        metric(&server.base, "paycenter_chain_checkpoint_position"),
+        Some(head),
+        "the start verified from its checkpoint"
+    );
+    wait_for("the background walk to find the changed event", || {
+        metric(&server.base, "paycenter_chain_broken") == Some(1)
+    });
+    let (status, report) = health(&server.base);
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["components"]["chain"]["status"], "broken");
+    assert_eq!(report["components"]["chain"]["broken_at"]["position"], 3);
+    drop(server);
+    if let Some(replay) = replay_binary() {
+        let verify = std::process::Command::new(replay)
+            .args(["verify", "--data-dir", data_dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!verify.status.success());
+        let said = String::from_utf8_lossy(&verify.stderr);
+        assert!(said.contains("position 3"), "{said}");
+    }
+}

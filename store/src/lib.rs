@@ -182,6 +182,51 @@ pub trait EventStore: Send + Sync {
     /// Walks the whole log: gap-free positions and revisions, every hash, the recorded head.
     fn verify_chain(&self) -> Result<ChainReport, StoreError>;
 
+    /// Walks the log after `start` (a position and the hash of the event there, known good)
+    /// up to `until` inclusive: gap-free positions and every hash (see
+    /// [`chain::ChainVerifier::resuming`]). At most `max_events` are read; the report says how
+    /// far it got, so a caller walks a long log in steps.
+    fn verify_chain_from(
+        &self,
+        start: ChainReport,
+        until: u64,
+        max_events: usize,
+    ) -> Result<ChainReport, StoreError> {
+        const PAGE_EVENTS: usize = 10_000;
+        let mut verifier = chain::ChainVerifier::resuming(start);
+        let mut n_read = 0;
+        let mut next_position = start.n_events + 1;
+        if start.n_events > 0 {
+            let at_start = self.read_all(start.n_events, 1)?;
+            if at_start.first().map(|event| event.hash) != Some(start.head_hash) {
+                return Err(StoreError::Corrupted {
+                    position: start.n_events,
+                    reason: "the event at the starting point is not the one that was verified"
+                        .to_owned(),
+                });
+            }
+        }
+        while next_position <= until && n_read < max_events {
+            let wanted = usize::try_from(until - next_position + 1)
+                .unwrap_or(usize::MAX)
+                .min(PAGE_EVENTS)
+                .min(max_events - n_read);
+            let events = self.read_all(next_position, wanted)?;
+            if events.is_empty() {
+                return Err(StoreError::Corrupted {
+                    position: next_position,
+                    reason: format!("the log ends before position {until}"),
+                });
+            }
+            for event in &events {
+                verifier.check(event)?;
+            }
+            n_read += events.len();
+            next_position += events.len() as u64;
+        }
+        Ok(verifier.report())
+    }
+
     /// Takes, or renews, the lease `name` for `owner` until `ttl_ms` from now; true when
     /// `owner` holds it afterwards. Nodes sharing one store take a lease before work that must
     /// be done by one of them at a time (a webhook attempt, a projection batch). A lease ends

@@ -51,6 +51,10 @@ pub struct SqliteConfig {
     pub max_batch_appends: usize,
     /// Walk the whole chain when opening (refuse a corrupted log at once).
     pub verify_on_open: bool,
+    /// A point of the chain verified before (by a sealed checkpoint the caller checked): the
+    /// walk at open starts there instead of at position 1, when the log still holds that event
+    /// with that hash. Whatever lies below it is for a background walk and for `verify`.
+    pub trusted_checkpoint: Option<ChainReport>,
     /// Idle read connections kept for reuse.
     pub max_idle_readers: usize,
     /// WAL pages written before SQLite checkpoints them into the main file.
@@ -72,6 +76,7 @@ impl Default for SqliteConfig {
             queue_capacity: 16_384,
             max_batch_appends: 4_096,
             verify_on_open: true,
+            trusted_checkpoint: None,
             // Above the number of reads in flight under load (64 connections, each request
             // reading its stream on a blocking thread): fewer made the pool open and drop
             // connections, each open parsing the schema again (a profile showed SQLite's
@@ -267,7 +272,10 @@ impl SqliteStore {
             _lock_file: Some(lock_file),
         };
         let (head_position, head_hash) = if config.verify_on_open {
-            let report = store.verify_chain()?;
+            let report = match config.trusted_checkpoint {
+                Some(checkpoint) => store.verify_tail(checkpoint)?,
+                None => store.verify_chain()?,
+            };
             (report.n_events, report.head_hash)
         } else {
             store.recorded_head()?
@@ -372,6 +380,36 @@ impl SqliteStore {
     }
 
     /// The head as recorded in `chain_head` (not verified).
+    /// Verifies the chain from `checkpoint` to the recorded head, which it must reach; falls
+    /// back to the whole chain when the log does not hold the checkpoint as it was.
+    fn verify_tail(&self, checkpoint: ChainReport) -> Result<ChainReport, StoreError> {
+        let (recorded_position, recorded_hash) = self.recorded_head()?;
+        let holds_checkpoint = checkpoint.n_events <= recorded_position
+            && (checkpoint.n_events == 0
+                || self
+                    .read_all(checkpoint.n_events, 1)?
+                    .first()
+                    .is_some_and(|event| event.hash == checkpoint.head_hash));
+        if !holds_checkpoint {
+            tracing::warn!(
+                position = checkpoint.n_events,
+                "the log does not hold the sealed checkpoint; verifying the whole chain"
+            );
+            return self.verify_chain();
+        }
+        let report = self.verify_chain_from(checkpoint, recorded_position, usize::MAX)?;
+        if report.n_events != recorded_position || report.head_hash != recorded_hash {
+            return Err(StoreError::Corrupted {
+                position: report.n_events + 1,
+                reason: format!(
+                    "the log ends at position {} but its recorded head is position {recorded_position}",
+                    report.n_events
+                ),
+            });
+        }
+        Ok(report)
+    }
+
     fn recorded_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
         self.with_reader(|connection| {
             let row: Option<(i64, Vec<u8>)> = connection

@@ -167,6 +167,13 @@ pub fn metrics_text(state: &AppState) -> String {
         "# HELP paycenter_store_accepting_appends 1 while the event store records appends.\n# TYPE paycenter_store_accepting_appends gauge\npaycenter_store_accepting_appends {}\n",
         u8::from(state.store.health().accepting_appends)
     ));
+    let audit = &state.chain_audit;
+    text.push_str(&format!(
+        "# HELP paycenter_chain_verified_position Every event up to here verified from position 1 by the background walk below the sealed checkpoint.\n# TYPE paycenter_chain_verified_position gauge\npaycenter_chain_verified_position {}\n# HELP paycenter_chain_checkpoint_position The sealed checkpoint this start verified from (0: it verified the whole log).\n# TYPE paycenter_chain_checkpoint_position gauge\npaycenter_chain_checkpoint_position {}\n# HELP paycenter_chain_broken 1 once the background walk found a broken link.\n# TYPE paycenter_chain_broken gauge\npaycenter_chain_broken {}\n",
+        audit.verified_through.load(std::sync::atomic::Ordering::Relaxed),
+        audit.target.load(std::sync::atomic::Ordering::Relaxed),
+        u8::from(audit.broken().is_some()),
+    ));
     text.push_str("# HELP paycenter_payment_anomalies Verified channel reports that contradicted their attempt, by kind.\n# TYPE paycenter_payment_anomalies gauge\n");
     for kind in ["amount_mismatch", "currency_mismatch", "account_mismatch"] {
         text.push_str(&format!(

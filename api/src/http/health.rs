@@ -79,6 +79,22 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
         }
         components.insert(projection.name.to_owned(), entry);
     }
+    let audit = &state.chain_audit;
+    let broken = audit.broken();
+    healthy &= broken.is_none();
+    let mut chain = json!({
+        "status": match (&broken, audit.complete()) {
+            (Some(_), _) => "broken",
+            (None, true) => "verified",
+            (None, false) => "verifying",
+        },
+        "verified_through": audit.verified_through.load(std::sync::atomic::Ordering::Relaxed),
+        "checkpoint": audit.target.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    if let Some((position, reason)) = broken {
+        chain["broken_at"] = json!({ "position": position, "reason": reason });
+    }
+    components.insert("chain".to_owned(), chain);
     let status = if healthy { "ok" } else { "degraded" };
     let code = if healthy {
         StatusCode::OK
