@@ -4165,3 +4165,84 @@ fn a_start_verifies_from_its_sealed_checkpoint_and_the_walk_below_finds_a_change
         assert!(said.contains("position 3"), "{said}");
     }
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `fixtures/datadir-v2` was written by the version before the read model had its own file
+/// (a merchant, a sandbox account, an app, three payments with splits, two paid, one partly
+/// refunded; stopped with SIGTERM, so it holds that version's snapshot) with the answers that
+/// version gave (`expected.json`; its master key is a test key). This version upgrades it in
+/// place: the snapshot goes, the read model is folded from the log into its file, and every
+/// payment and balance reads as before.
+#[test]
+fn a_data_directory_of_the_previous_version_upgrades_in_place() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datadir-v2");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+            .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, data_dir.path());
+    std::fs::remove_file(data_dir.path().join("expected.json")).unwrap();
+    let server = start_server(data_dir.path());
+    let api_key = expected["api_key"].as_str().unwrap();
+    for trade_no in expected["trades"].as_array().unwrap() {
+        let trade_no = trade_no.as_str().unwrap();
+        let (status, payment) = call(
+            "GET",
+            &format!("{}/v1/payments/{trade_no}", server.base),
+            api_key,
+            None,
+        );
+        assert_eq!(status, 200, "{payment}");
+        assert_eq!(payment, expected["payments"][trade_no], "{trade_no}");
+    }
+    let merchant_id = expected["merchant_id"].as_str().unwrap();
+    let (status, balances) = call(
+        "GET",
+        &format!("{}/v1/merchants/{merchant_id}/balances", server.base),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(balances, expected["balances"]);
+    let projections = data_dir.path().join("projections");
+    assert!(!projections.join("read_model.v2.snapshot").exists());
+    let live = std::fs::read_to_string(projections.join("read_model.v3.live"))
+        .unwrap_or_else(|_| "read_model.v3.0.sqlite".to_owned());
+    assert!(projections.join(live.trim()).exists(), "{live}");
+    let (_, status) = call(
+        "GET",
+        &format!("{}/v1/admin/projections", server.base),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status["projections"][0]["lag"], 0, "{status}");
+    assert_eq!(status["projections"][0]["version"], 3);
+    // It goes on taking payments.
+    let (status, body) = call(
+        "POST",
+        &format!("{}/v1/payments", server.base),
+        api_key,
+        Some(json!({
+            "merchant_id": merchant_id,
+            "channel_account_id": expected["payments"][expected["trades"][0].as_str().unwrap()]["channel_account_id"],
+            "order_no": "UPG-AFTER", "amount": "5.00", "currency": "CNY", "invoke_method": "pc", "subject": "rent"
+        })),
+    );
+    assert_eq!(status, 201, "{body}");
+}
