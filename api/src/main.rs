@@ -109,6 +109,21 @@ fn options(args: ServeArgs) -> Result<ServeOptions, String> {
     Ok(options)
 }
 
+/// Malloc arenas glibc may create (by default 8 per core): with the blocking-thread pool each
+/// thread got an arena of its own whose freed memory stayed resident, and resident memory grew
+/// by some 200 MB in a minute of work on a long log; with four it stays flat
+/// (`docs/benchmarks.md`, "Memory and start-up"). `MALLOC_ARENA_MAX` in the environment wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        const MAX_ARENAS: libc::c_int = 4;
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS);
+        }
+    }
+}
+
 fn main() {
     let Command::Serve(args) = Cli::parse().command;
     let options = match options(args) {
@@ -118,12 +133,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // Everything paycenter creates (data directory, event log, WAL, snapshots, lock and key
-    // files) is for its own user only: directories 0700, files 0600.
+    // Everything paycenter creates (data directory, event log, WAL, read model files, lock and
+    // key files) is for its own user only: directories 0700, files 0600.
     // SAFETY: umask only sets this process's file mode mask; it cannot fail.
     unsafe {
         libc::umask(0o077);
     }
+    limit_malloc_arenas();
     if !options.admin_token.is_empty() && options.admin_token.chars().count() < 16 {
         eprintln!("PAYCENTER_ADMIN_TOKEN must be at least 16 characters (a long random string); refusing to start");
         std::process::exit(2);

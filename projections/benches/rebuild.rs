@@ -3,7 +3,9 @@
 //! read model. The log is written first through the order aggregate's own decisions.
 //!
 //! Run: `cargo bench -p paycenter-projections --bench rebuild`. Optional env:
-//! `PAYCENTER_BENCH_EVENTS` (default 1,000,000).
+//! `PAYCENTER_BENCH_EVENTS` (default 1,000,000); `PAYCENTER_BENCH_DATA_DIR`: fill the log in
+//! that (new) directory and keep it, a data directory `paycenter serve` opens (the memory and
+//! start-up figures of `docs/benchmarks.md` are measured on it).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +56,7 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
         return_url: None,
     }));
     run(OrderCommand::RecordSuccess {
-        channel_account_id: ChannelAccountId::from_entropy(1),
+        channel_account_id: ChannelAccountId::from_entropy(u128::from(order_idx % 100)),
         trade_no: trade_no.clone(),
         channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
         amount,
@@ -90,8 +92,10 @@ fn main() {
         .prefix("paycenter-bench-")
         .tempdir_in(std::env::current_dir().unwrap())
         .unwrap();
+    let kept_dir = std::env::var_os("PAYCENTER_BENCH_DATA_DIR").map(std::path::PathBuf::from);
+    let data_dir = kept_dir.clone().unwrap_or_else(|| dir.path().to_owned());
     let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap());
+        Arc::new(SqliteStore::open(&data_dir, SqliteConfig::default()).unwrap());
 
     // Fill from 16 threads so group commit batches the appends.
     let fill_started = Instant::now();

@@ -33,8 +33,8 @@ use serde::Serialize;
 /// Read connections kept open for reuse; more may be opened under load and are closed after.
 const MAX_IDLE_READERS: usize = 8;
 /// Page cache of each connection, in KiB (SQLite's negative `cache_size`).
-const CACHE_KIB_WRITER: i64 = 32 * 1024;
-const CACHE_KIB_READER: i64 = 4 * 1024;
+const CACHE_KIB_WRITER: i64 = 16 * 1024;
+const CACHE_KIB_READER: i64 = 2 * 1024;
 
 /// A read of the file failed (I/O, corruption): the read model cannot answer.
 #[derive(Debug, thiserror::Error)]

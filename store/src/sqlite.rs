@@ -61,6 +61,10 @@ pub struct SqliteConfig {
     pub wal_autocheckpoint_pages: u32,
     /// The writer's page cache, in KiB.
     pub cache_size_kib: u32,
+    /// Appends are recognized as replays by their event ids within the last this many events
+    /// (an append retried after a lost answer comes back within seconds; an older one meets
+    /// its stream's expected revision instead). Bounds the writer's memory and start-up.
+    pub event_id_window: usize,
     /// How long `open` keeps trying for the directory lock before reporting `Locked`.
     /// A child process forked by this program holds a copy of the lock until it execs,
     /// so a lock just released can look taken for a moment.
@@ -77,6 +81,7 @@ impl Default for SqliteConfig {
             max_batch_appends: 4_096,
             verify_on_open: true,
             trusted_checkpoint: None,
+            event_id_window: 250_000,
             // Above the number of reads in flight under load (64 connections, each request
             // reading its stream on a blocking thread): fewer made the pool open and drop
             // connections, each open parsing the schema again (a profile showed SQLite's
@@ -121,9 +126,9 @@ CREATE TABLE IF NOT EXISTS events (
     global_position INTEGER PRIMARY KEY,
     stream_id       TEXT    NOT NULL,
     stream_revision INTEGER NOT NULL,
-    -- Unique, but enforced by the writer's in-memory index (see `Writer::event_ids`): a
-    -- B-tree over random ids would cost a page write per append. Stores created before this
-    -- change keep their unique index, which still holds.
+    -- Unique within the writer's window (see `Writer::event_ids`), not by an index: a B-tree
+    -- over random ids would cost a page write per append. Stores created before this change
+    -- keep their unique index, which still holds.
     event_id        BLOB    NOT NULL,
     event_type      TEXT    NOT NULL,
     schema_version  INTEGER NOT NULL,
@@ -192,8 +197,16 @@ fn open_connection(db_path: &Path, read_only: bool) -> Result<Connection, StoreE
     };
     let connection = Connection::open_with_flags(db_path, flags)?;
     connection.busy_timeout(Duration::from_secs(5))?;
+    if read_only {
+        // Up to `max_idle_readers` of these stay open: each one's page cache is kept small so
+        // the pool's memory stays bounded (the kernel's page cache serves repeated reads).
+        connection.execute_batch(&format!("PRAGMA cache_size=-{READER_CACHE_KIB};"))?;
+    }
     Ok(connection)
 }
+
+/// Page cache of each read connection, in KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: u32 = 512;
 
 /// Takes the exclusive lock on `lock_file`, retrying for up to `wait_ms`.
 fn take_lock(lock_file: &File, lock_path: &Path, wait_ms: u64) -> Result<(), StoreError> {
@@ -291,7 +304,7 @@ impl SqliteStore {
             last_recorded_at_us: 0,
             max_batch_appends: config.max_batch_appends,
             syncer: sync_sender,
-            event_ids: HashMap::new(),
+            event_ids: EventIdIndex::new(config.event_id_window),
             batch_event_ids: Vec::new(),
             failure: failure.clone(),
             stopped: false,
@@ -588,6 +601,48 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// The ids of the most recent events and their positions (see `Writer::event_ids`).
+struct EventIdIndex {
+    positions: HashMap<uuid::Uuid, u64>,
+    /// The ids in `positions`, oldest first, for eviction.
+    order: std::collections::VecDeque<uuid::Uuid>,
+    window: usize,
+}
+
+impl EventIdIndex {
+    fn new(window: usize) -> EventIdIndex {
+        assert!(window > 0, "an empty window would recognize no replay");
+        EventIdIndex {
+            positions: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            window,
+        }
+    }
+
+    fn get(&self, event_id: &uuid::Uuid) -> Option<u64> {
+        self.positions.get(event_id).copied()
+    }
+
+    /// Adds an id, forgetting the oldest beyond the window.
+    fn remember(&mut self, event_id: uuid::Uuid, position: u64) {
+        self.positions.insert(event_id, position);
+        self.order.push_back(event_id);
+        while self.order.len() > self.window {
+            let oldest = self.order.pop_front().expect("longer than the window");
+            self.positions.remove(&oldest);
+        }
+    }
+
+    /// Takes back the newest id (a rolled-back append), newest first.
+    fn forget_newest(&mut self, event_id: &uuid::Uuid) {
+        self.positions.remove(event_id);
+        // Pushed at the back in this order, unless the window already let it go.
+        if self.order.back() == Some(event_id) {
+            self.order.pop_back();
+        }
+    }
+}
+
 /// The writer thread's state: the only code that writes the database.
 struct Writer {
     connection: Connection,
@@ -597,10 +652,11 @@ struct Writer {
     last_recorded_at_us: i64,
     max_batch_appends: usize,
     syncer: SyncSender<CommittedBatch>,
-    /// Every stored event id and its position: the idempotency index. The writer alone
-    /// appends (it holds the directory lock), so this map is authoritative. Built from the
-    /// table at open; about 40 bytes per event.
-    event_ids: HashMap<uuid::Uuid, u64>,
+    /// The ids of the last `event_id_window` events and their positions: the idempotency
+    /// index. The writer alone appends (it holds the directory lock), so this map is
+    /// authoritative for its window. Built from the table's tail at open; about 60 bytes per
+    /// id, so memory and start-up do not grow with the log.
+    event_ids: EventIdIndex,
     /// Ids added to `event_ids` by the batch in progress, removed again if it rolls back.
     batch_event_ids: Vec<uuid::Uuid>,
     /// Shared with the store: why appends stopped.
@@ -719,21 +775,26 @@ impl Writer {
         Ok(last.unwrap_or(0))
     }
 
-    /// Fills the idempotency index from the table, refusing a log that repeats an id.
+    /// Fills the idempotency index from the table's last `event_id_window` events, refusing
+    /// a log that repeats an id there.
     fn load_event_ids(&mut self) -> Result<(), StoreError> {
-        let mut select = self
-            .connection
-            .prepare("SELECT event_id, global_position FROM events ORDER BY global_position")?;
-        let mut rows = select.query([])?;
+        let first_position = self
+            .head_position
+            .saturating_sub(self.event_ids.window as u64);
+        let mut select = self.connection.prepare(
+            "SELECT event_id, global_position FROM events WHERE global_position > ?1 ORDER BY global_position",
+        )?;
+        let mut rows = select.query([first_position as i64])?;
         while let Some(row) = rows.next()? {
             let position = row.get::<_, i64>(1)? as u64;
             let event_id = blob16(Some(row.get(0)?), "event_id")?.expect("not null");
-            if self.event_ids.insert(event_id, position).is_some() {
+            if self.event_ids.get(&event_id).is_some() {
                 return Err(StoreError::Corrupted {
                     position,
                     reason: format!("event id {event_id} is stored twice"),
                 });
             }
+            self.event_ids.remember(event_id, position);
         }
         Ok(())
     }
@@ -756,8 +817,8 @@ impl Writer {
             Err(error) => {
                 // Nothing of the batch is durable: roll back and fail every append in it.
                 let _ = self.connection.execute_batch("ROLLBACK");
-                for event_id in self.batch_event_ids.drain(..) {
-                    self.event_ids.remove(&event_id);
+                for event_id in self.batch_event_ids.drain(..).rev() {
+                    self.event_ids.forget_newest(&event_id);
                 }
                 self.head_position = start_position;
                 self.head_hash = start_hash;
@@ -884,7 +945,7 @@ impl Writer {
                 &self.head_hash[..],
                 &hash[..],
             ])?;
-            self.event_ids.insert(new_event.event_id, global_position);
+            self.event_ids.remember(new_event.event_id, global_position);
             self.batch_event_ids.push(new_event.event_id);
             self.head_position = global_position;
             self.head_hash = hash;
@@ -907,7 +968,7 @@ impl Writer {
         let positions: Vec<Option<u64>> = request
             .events
             .iter()
-            .map(|event| self.event_ids.get(&event.event_id).copied())
+            .map(|event| self.event_ids.get(&event.event_id))
             .collect();
         let n_stored = positions
             .iter()

@@ -63,3 +63,49 @@ fn a_reopened_store_still_recognizes_every_stored_event_id() {
     ));
     assert_eq!(store.head_position().unwrap(), 3);
 }
+
+#[test]
+fn event_ids_are_recognized_within_the_window_and_memory_stays_bounded() {
+    use paycenter_store::conformance::event;
+    use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore, StoreError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        event_id_window: 3,
+        ..SqliteConfig::default()
+    };
+    let events: Vec<_> = (0..5)
+        .map(|n| event("t", &format!("{{\"n\":{n}}}")))
+        .collect();
+    {
+        let store = SqliteStore::open(dir.path(), config.clone()).unwrap();
+        for (n, event) in events.iter().enumerate() {
+            store
+                .append(
+                    &format!("s{n}"),
+                    ExpectedRevision::NoStream,
+                    vec![event.clone()],
+                )
+                .unwrap();
+        }
+        // The newest ids are recognized while the store runs...
+        let replay = store
+            .append("s4", ExpectedRevision::NoStream, vec![events[4].clone()])
+            .unwrap();
+        assert!(replay.already_stored);
+    }
+    // ...and after it reopens, from the tail it loads.
+    let store = SqliteStore::open(dir.path(), config).unwrap();
+    let replay = store
+        .append("s2", ExpectedRevision::NoStream, vec![events[2].clone()])
+        .unwrap();
+    assert!(replay.already_stored);
+    assert_eq!(replay.first_position, 3);
+    // An id older than the window meets its stream's revision instead: still refused.
+    let old = store.append("s0", ExpectedRevision::NoStream, vec![events[0].clone()]);
+    assert!(
+        matches!(old, Err(StoreError::WrongExpectedRevision { .. })),
+        "{old:?}"
+    );
+    assert_eq!(store.head_position().unwrap(), 5, "nothing appended twice");
+}
