@@ -18,6 +18,7 @@
 //! schema, with the connections spread over both), `PAYCENTER_LOAD_IDLE_CONNECTIONS` (default
 //! 0: connections opened before the load and held through it without a request, half of them
 //! stopped in the middle of their headers, as a slow or hostile client holds them),
+//! `PAYCENTER_LOAD_SEED_DIR` (a data directory copied in before the start: load on a long log),
 //! `PAYCENTER_LOAD_BINARY` (default: the `paycenter` built with this bench; another build's
 //! binary to measure it against this one in the same session).
 
@@ -337,6 +338,21 @@ fn main() {
     let node_dirs: Vec<_> = (0..n_nodes)
         .map(|node_idx| data_dir.path().join(format!("node-{node_idx}")))
         .collect();
+    // A data directory to start from instead of an empty one (embedded store): payments/s on
+    // a long log, e.g. one the rebuild bench filled (`PAYCENTER_BENCH_DATA_DIR`).
+    if let Some(seed) = std::env::var_os("PAYCENTER_LOAD_SEED_DIR") {
+        assert!(
+            shared.is_none(),
+            "a seed directory is for the embedded store"
+        );
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(&seed)
+            .arg(&node_dirs[0])
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying {seed:?}");
+    }
     let ports: Vec<u16> = (0..n_nodes)
         .map(|_| {
             TcpListener::bind("127.0.0.1:0")

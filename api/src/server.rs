@@ -378,7 +378,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     )
     .await?;
     // The open verified from the checkpoint (from position 1 without one) to this head.
-    let head_at_start = state.store.head_position()?;
+    // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
+    let head_at_start = tokio::task::block_in_place(|| state.store.head_position())?;
     match trusted_checkpoint {
         Some(checkpoint) if checkpoint.n_events > 0 => {
             state

@@ -148,6 +148,9 @@ struct RefundView {
     shares: Option<RefundShares>,
 }
 
+/// Committed terms and refunds kept in memory besides the file (see `tables::Map`).
+const RECENT_TERMS: usize = 4_096;
+
 /// Totals per currency, as the model's scalars keep them.
 pub type Totals = BTreeMap<Currency, (i64, i64)>;
 
@@ -161,10 +164,11 @@ impl Ledger {
         totals: Totals,
     ) -> Result<(), TableError> {
         self.balances.attach(backing, first_space)?;
-        self.started.attach(backing, first_space + 1);
-        self.paid.attach(backing, first_space + 2);
-        self.refunds.attach(backing, first_space + 3);
-        self.committed.attach(backing, first_space + 4);
+        self.started.attach(backing, first_space + 1, RECENT_TERMS);
+        self.paid.attach(backing, first_space + 2, RECENT_TERMS);
+        self.refunds.attach(backing, first_space + 3, RECENT_TERMS);
+        self.committed
+            .attach(backing, first_space + 4, RECENT_TERMS);
         self.totals = totals;
         Ok(())
     }

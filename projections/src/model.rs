@@ -160,6 +160,12 @@ struct Scalars {
     anomaly_counts: BTreeMap<String, u64>,
 }
 
+/// Committed entries each table keeps in memory besides its file (see `tables::Map`): the
+/// payments and notifications just written are the ones read next. Bounded: a few MB in all.
+const RECENT_PAYMENTS: usize = 8_192;
+const RECENT_NOTIFICATIONS: usize = 4_096;
+const RECENT_OTHER: usize = 1_024;
+
 /// The spaces of the read model's file: one per table, never reused for another.
 mod space {
     pub const MERCHANTS: u16 = 1;
@@ -307,6 +313,21 @@ pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
 pub const VERSION: u32 = 3;
 
+/// Since when the sweeper may have to ask about a payment: while pending, since its start;
+/// paid with refunds pending, since the oldest of them; otherwise never.
+fn sweep_since(payment: &PaymentView) -> Option<DateTime<Utc>> {
+    match payment.status {
+        AttemptStatus::Pending => Some(payment.created_at),
+        AttemptStatus::Succeeded => payment
+            .refunds
+            .iter()
+            .filter(|refund| refund.status == RefundStatus::Pending)
+            .map(|refund| refund.requested_at)
+            .min(),
+        AttemptStatus::Failed | AttemptStatus::Closed => None,
+    }
+}
+
 /// The notification id for the webhook caused by event `source_event_id`.
 pub fn notification_id_for(source_event_id: Uuid) -> NotificationId {
     NotificationId::from_entropy(source_event_id.as_u128())
@@ -370,53 +391,71 @@ impl ReadModel {
         model
             .disabled_channel_accounts
             .attach(&backing, space::DISABLED_CHANNEL_ACCOUNTS)?;
-        model.payments.attach(&backing, space::PAYMENTS);
+        model
+            .payments
+            .attach(&backing, space::PAYMENTS, RECENT_PAYMENTS);
         model
             .payments_by_order
-            .attach(&backing, space::PAYMENTS_BY_ORDER);
-        model
-            .payments_by_channel_trade_no
-            .attach(&backing, space::PAYMENTS_BY_CHANNEL_TRADE_NO);
+            .attach(&backing, space::PAYMENTS_BY_ORDER, RECENT_OTHER);
+        model.payments_by_channel_trade_no.attach(
+            &backing,
+            space::PAYMENTS_BY_CHANNEL_TRADE_NO,
+            RECENT_OTHER,
+        );
         model
             .refund_trade_nos
-            .attach(&backing, space::REFUND_TRADE_NOS);
+            .attach(&backing, space::REFUND_TRADE_NOS, RECENT_OTHER);
         model
             .order_revisions
-            .attach(&backing, space::ORDER_REVISIONS);
-        model.settlements.attach(&backing, space::SETTLEMENTS);
-        model.notifications.attach(&backing, space::NOTIFICATIONS);
+            .attach(&backing, space::ORDER_REVISIONS, RECENT_OTHER);
+        model
+            .settlements
+            .attach(&backing, space::SETTLEMENTS, RECENT_OTHER);
+        model
+            .notifications
+            .attach(&backing, space::NOTIFICATIONS, RECENT_NOTIFICATIONS);
         model
             .notifications_due
-            .attach(&backing, space::NOTIFICATIONS_DUE);
+            .attach(&backing, space::NOTIFICATIONS_DUE, RECENT_OTHER);
         model
             .notifications_by_app
-            .attach(&backing, space::NOTIFICATIONS_BY_APP);
-        model.feeds.attach(&backing, space::FEEDS);
-        model.unscheduled.attach(&backing, space::UNSCHEDULED);
+            .attach(&backing, space::NOTIFICATIONS_BY_APP, RECENT_OTHER);
+        model.feeds.attach(&backing, space::FEEDS, RECENT_OTHER);
+        model
+            .unscheduled
+            .attach(&backing, space::UNSCHEDULED, RECENT_OTHER);
         model
             .unscheduled_positions
-            .attach(&backing, space::UNSCHEDULED_POSITIONS);
-        model.sweep_queue.attach(&backing, space::SWEEP_QUEUE);
-        model.sweep_keys.attach(&backing, space::SWEEP_KEYS);
+            .attach(&backing, space::UNSCHEDULED_POSITIONS, RECENT_OTHER);
+        model
+            .sweep_queue
+            .attach(&backing, space::SWEEP_QUEUE, RECENT_OTHER);
+        model
+            .sweep_keys
+            .attach(&backing, space::SWEEP_KEYS, RECENT_OTHER);
         model
             .refunds_to_submit
-            .attach(&backing, space::REFUNDS_TO_SUBMIT);
+            .attach(&backing, space::REFUNDS_TO_SUBMIT, RECENT_OTHER);
         model
             .refund_positions
-            .attach(&backing, space::REFUND_POSITIONS);
+            .attach(&backing, space::REFUND_POSITIONS, RECENT_OTHER);
         model
             .closes_to_confirm
-            .attach(&backing, space::CLOSES_TO_CONFIRM);
+            .attach(&backing, space::CLOSES_TO_CONFIRM, RECENT_OTHER);
         model
             .close_positions
-            .attach(&backing, space::CLOSE_POSITIONS);
+            .attach(&backing, space::CLOSE_POSITIONS, RECENT_OTHER);
         model
             .reconciliations
-            .attach(&backing, space::RECONCILIATIONS);
+            .attach(&backing, space::RECONCILIATIONS, RECENT_OTHER);
+        model.scheduled_reconciliations.attach(
+            &backing,
+            space::SCHEDULED_RECONCILIATIONS,
+            RECENT_OTHER,
+        );
         model
-            .scheduled_reconciliations
-            .attach(&backing, space::SCHEDULED_RECONCILIATIONS);
-        model.checkouts.attach(&backing, space::CHECKOUTS);
+            .checkouts
+            .attach(&backing, space::CHECKOUTS, RECENT_OTHER);
         model
             .ledger
             .attach(&backing, space::LEDGER, scalars.ledger_totals)?;
@@ -517,12 +556,14 @@ impl ReadModel {
         }
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
-        if let Some(payment) = touched_payment
-            .as_ref()
-            .and_then(|trade_no| self.payments.get(trade_no))
-        {
-            self.count_payment(payment.status, -1);
-            self.counted_anomalies_before = payment.anomalies.len();
+        let before = touched_payment.as_ref().and_then(|trade_no| {
+            self.payments.peek(trade_no, |payment| {
+                (payment.status, payment.anomalies.len())
+            })
+        });
+        if let Some((status, n_anomalies)) = before {
+            self.count_payment(status, -1);
+            self.counted_anomalies_before = n_anomalies;
         } else {
             self.counted_anomalies_before = 0;
         }
@@ -898,17 +939,24 @@ impl ReadModel {
             }
         }
         if let Some(trade_no) = touched_payment {
-            if let Some(payment) = self.payments.get(&trade_no) {
-                self.count_payment(payment.status, 1);
-                let new_anomalies = &payment.anomalies
-                    [self.counted_anomalies_before.min(payment.anomalies.len())..];
-                for anomaly in new_anomalies {
+            let counted_before = self.counted_anomalies_before;
+            let after = self.payments.peek(&trade_no, |payment| {
+                let new_anomalies: Vec<AnomalyKind> = payment.anomalies
+                    [counted_before.min(payment.anomalies.len())..]
+                    .iter()
+                    .map(|anomaly| anomaly.kind)
+                    .collect();
+                (payment.status, new_anomalies, sweep_since(payment))
+            });
+            if let Some((status, new_anomalies, since)) = after {
+                self.count_payment(status, 1);
+                for kind in new_anomalies {
                     *self
                         .anomaly_counts
-                        .entry(anomaly.kind.as_str().to_owned())
+                        .entry(kind.as_str().to_owned())
                         .or_default() += 1;
                 }
-                self.requeue_for_sweep(&payment);
+                self.requeue_for_sweep(&trade_no, since);
             }
         }
     }
@@ -923,19 +971,9 @@ impl ReadModel {
             .expect("a payment counted before it is uncounted");
     }
 
-    /// Puts `payment` where the sweeper will find it (or takes it out) after it changed.
-    fn requeue_for_sweep(&mut self, payment: &PaymentView) {
-        let trade_no = &payment.trade_no;
-        let since = match payment.status {
-            AttemptStatus::Pending => Some(payment.created_at),
-            AttemptStatus::Succeeded => payment
-                .refunds
-                .iter()
-                .filter(|refund| refund.status == RefundStatus::Pending)
-                .map(|refund| refund.requested_at)
-                .min(),
-            AttemptStatus::Failed | AttemptStatus::Closed => None,
-        };
+    /// Puts a payment where the sweeper will find it (at `since`, or takes it out) after it
+    /// changed.
+    fn requeue_for_sweep(&mut self, trade_no: &TradeNo, since: Option<DateTime<Utc>>) {
         let old = self.sweep_keys.get(trade_no);
         if old == since {
             return;
@@ -997,14 +1035,16 @@ impl ReadModel {
         refund_id: Option<RefundId>,
         occurred_at: DateTime<Utc>,
     ) {
-        let payment = self
+        let (app_id, merchant_id) = self
             .payments
-            .get(trade_no)
+            .peek(trade_no, |payment| {
+                (payment.app_id.clone(), payment.merchant_id.clone())
+            })
             .expect("outcomes follow the attempt's start");
         let draft = NotificationDraft {
             notification_id: notification_id_for(source_event_id),
-            app_id: payment.app_id,
-            merchant_id: payment.merchant_id,
+            app_id,
+            merchant_id,
             webhook_type: webhook_type.as_str().to_owned(),
             trade_no: trade_no.clone(),
             refund_id,
