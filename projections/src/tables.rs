@@ -142,6 +142,17 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; 9]
 }
 
+/// Which connection a read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A pooled read connection: queries, which run beside the fold.
+    Readers,
+    /// The writer's own connection: the fold, which alone writes and runs between commits.
+    /// Its page cache holds what the last commits wrote; a read connection would find its
+    /// cache stale after every commit and read those pages again.
+    Writer,
+}
+
 /// What a commit writes: `(space, key, value)`, `None` removing the row.
 pub type Write = (u16, Vec<u8>, Option<String>);
 
@@ -284,13 +295,23 @@ impl Backing {
         result
     }
 
-    fn get(&self, space: u16, key: &[u8]) -> Result<Option<String>, TableError> {
-        self.with_reader(|connection| {
+    fn get(&self, space: u16, key: &[u8], via: Via) -> Result<Option<String>, TableError> {
+        let read = |connection: &Connection| {
             connection
                 .prepare_cached("SELECT value FROM rows WHERE space = ?1 AND key = ?2")?
                 .query_row(rusqlite::params![space, key], |row| row.get(0))
                 .optional()
-        })
+        };
+        match via {
+            Via::Readers => self.with_reader(read),
+            Via::Writer => read(
+                &self
+                    .writer
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            )
+            .map_err(|error| self.error(error)),
+        }
     }
 
     /// Values of `space` with `start <= key < end`, in key order, at most `limit`.
@@ -459,7 +480,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         })
     }
 
-    fn load(&self, encoded: &[u8]) -> Result<Option<V>, TableError> {
+    fn load(&self, encoded: &[u8], via: Via) -> Result<Option<V>, TableError> {
         if let Some(entry) = self.entries.get(encoded) {
             return Ok(entry.clone());
         }
@@ -469,7 +490,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         let Some(backing) = &self.backing else {
             return Ok(None);
         };
-        match backing.get(self.space, encoded)? {
+        match backing.get(self.space, encoded, via)? {
             Some(text) => self.decode(&text).map(Some),
             None => Ok(None),
         }
@@ -477,13 +498,14 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
 
     /// The value at `key`, or why it could not be read.
     pub fn try_get(&self, key: &K) -> Result<Option<V>, TableError> {
-        self.load(&key.encoded())
+        self.load(&key.encoded(), Via::Readers)
     }
 
-    /// The value at `key`. Panics when the file cannot be read: for the fold, whose panics
-    /// stop the projection where it is and say why.
+    /// The value at `key`, for the fold: read through the writer's connection, and a panic
+    /// when the file cannot be read (the fold's panics stop the projection where it is and
+    /// say why). `get`, `peek`, `contains_key`, `remove` and `get_mut` are the fold's.
     pub fn get(&self, key: &K) -> Option<V> {
-        self.try_get(key)
+        self.load(&key.encoded(), Via::Writer)
             .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
     }
 
@@ -497,7 +519,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if let Some(entry) = self.recent.get(&encoded) {
             return entry.as_ref().map(read);
         }
-        self.load(&encoded)
+        self.load(&encoded, Via::Writer)
             .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
             .as_ref()
             .map(read)
@@ -517,7 +539,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let encoded = key.encoded();
         let previous = self
-            .load(&encoded)
+            .load(&encoded, Via::Writer)
             .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
         if self.backing.is_some() {
             self.entries.insert(encoded, None);
@@ -532,7 +554,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         let encoded = key.encoded();
         if !self.entries.contains_key(&encoded) {
             let loaded = self
-                .load(&encoded)
+                .load(&encoded, Via::Writer)
                 .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
             loaded.as_ref()?;
             self.entries.insert(encoded.clone(), loaded);
