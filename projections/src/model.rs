@@ -166,6 +166,49 @@ const RECENT_PAYMENTS: usize = 8_192;
 const RECENT_NOTIFICATIONS: usize = 4_096;
 const RECENT_OTHER: usize = 1_024;
 
+/// Every table of the model, with its space (and, for a `Map`, how many committed entries it
+/// keeps in memory): `open`, `commit` and `digest` walk this one list, so a table added here is
+/// attached, written and digested alike. The ledger's own tables follow it in each.
+macro_rules! model_tables {
+    ($apply:ident) => {
+        $apply! {
+            resident: [
+                (merchants, MERCHANTS),
+                (channel_accounts, CHANNEL_ACCOUNTS),
+                (apps, APPS),
+                (apps_by_key_sha256, APPS_BY_KEY),
+                (previous_api_keys, PREVIOUS_API_KEYS),
+                (previous_webhook_secrets, PREVIOUS_WEBHOOK_SECRETS),
+                (disabled_apps, DISABLED_APPS),
+                (disabled_channel_accounts, DISABLED_CHANNEL_ACCOUNTS),
+            ],
+            mapped: [
+                (payments, PAYMENTS, RECENT_PAYMENTS),
+                (payments_by_order, PAYMENTS_BY_ORDER, RECENT_OTHER),
+                (payments_by_channel_trade_no, PAYMENTS_BY_CHANNEL_TRADE_NO, RECENT_OTHER),
+                (refund_trade_nos, REFUND_TRADE_NOS, RECENT_OTHER),
+                (order_revisions, ORDER_REVISIONS, RECENT_OTHER),
+                (settlements, SETTLEMENTS, RECENT_OTHER),
+                (notifications, NOTIFICATIONS, RECENT_NOTIFICATIONS),
+                (notifications_due, NOTIFICATIONS_DUE, RECENT_OTHER),
+                (notifications_by_app, NOTIFICATIONS_BY_APP, RECENT_OTHER),
+                (feeds, FEEDS, RECENT_OTHER),
+                (unscheduled, UNSCHEDULED, RECENT_OTHER),
+                (unscheduled_positions, UNSCHEDULED_POSITIONS, RECENT_OTHER),
+                (sweep_queue, SWEEP_QUEUE, RECENT_OTHER),
+                (sweep_keys, SWEEP_KEYS, RECENT_OTHER),
+                (refunds_to_submit, REFUNDS_TO_SUBMIT, RECENT_OTHER),
+                (refund_positions, REFUND_POSITIONS, RECENT_OTHER),
+                (closes_to_confirm, CLOSES_TO_CONFIRM, RECENT_OTHER),
+                (close_positions, CLOSE_POSITIONS, RECENT_OTHER),
+                (reconciliations, RECONCILIATIONS, RECENT_OTHER),
+                (scheduled_reconciliations, SCHEDULED_RECONCILIATIONS, RECENT_OTHER),
+                (checkouts, CHECKOUTS, RECENT_OTHER),
+            ]
+        }
+    };
+}
+
 /// The spaces of the read model's file: one per table, never reused for another.
 mod space {
     pub const MERCHANTS: u16 = 1;
@@ -373,89 +416,14 @@ impl ReadModel {
                 reason: format!("checkpoint scalars: {error}"),
             })?;
         }
-        model.merchants.attach(&backing, space::MERCHANTS)?;
-        model
-            .channel_accounts
-            .attach(&backing, space::CHANNEL_ACCOUNTS)?;
-        model.apps.attach(&backing, space::APPS)?;
-        model
-            .apps_by_key_sha256
-            .attach(&backing, space::APPS_BY_KEY)?;
-        model
-            .previous_api_keys
-            .attach(&backing, space::PREVIOUS_API_KEYS)?;
-        model
-            .previous_webhook_secrets
-            .attach(&backing, space::PREVIOUS_WEBHOOK_SECRETS)?;
-        model.disabled_apps.attach(&backing, space::DISABLED_APPS)?;
-        model
-            .disabled_channel_accounts
-            .attach(&backing, space::DISABLED_CHANNEL_ACCOUNTS)?;
-        model
-            .payments
-            .attach(&backing, space::PAYMENTS, RECENT_PAYMENTS);
-        model
-            .payments_by_order
-            .attach(&backing, space::PAYMENTS_BY_ORDER, RECENT_OTHER);
-        model.payments_by_channel_trade_no.attach(
-            &backing,
-            space::PAYMENTS_BY_CHANNEL_TRADE_NO,
-            RECENT_OTHER,
-        );
-        model
-            .refund_trade_nos
-            .attach(&backing, space::REFUND_TRADE_NOS, RECENT_OTHER);
-        model
-            .order_revisions
-            .attach(&backing, space::ORDER_REVISIONS, RECENT_OTHER);
-        model
-            .settlements
-            .attach(&backing, space::SETTLEMENTS, RECENT_OTHER);
-        model
-            .notifications
-            .attach(&backing, space::NOTIFICATIONS, RECENT_NOTIFICATIONS);
-        model
-            .notifications_due
-            .attach(&backing, space::NOTIFICATIONS_DUE, RECENT_OTHER);
-        model
-            .notifications_by_app
-            .attach(&backing, space::NOTIFICATIONS_BY_APP, RECENT_OTHER);
-        model.feeds.attach(&backing, space::FEEDS, RECENT_OTHER);
-        model
-            .unscheduled
-            .attach(&backing, space::UNSCHEDULED, RECENT_OTHER);
-        model
-            .unscheduled_positions
-            .attach(&backing, space::UNSCHEDULED_POSITIONS, RECENT_OTHER);
-        model
-            .sweep_queue
-            .attach(&backing, space::SWEEP_QUEUE, RECENT_OTHER);
-        model
-            .sweep_keys
-            .attach(&backing, space::SWEEP_KEYS, RECENT_OTHER);
-        model
-            .refunds_to_submit
-            .attach(&backing, space::REFUNDS_TO_SUBMIT, RECENT_OTHER);
-        model
-            .refund_positions
-            .attach(&backing, space::REFUND_POSITIONS, RECENT_OTHER);
-        model
-            .closes_to_confirm
-            .attach(&backing, space::CLOSES_TO_CONFIRM, RECENT_OTHER);
-        model
-            .close_positions
-            .attach(&backing, space::CLOSE_POSITIONS, RECENT_OTHER);
-        model
-            .reconciliations
-            .attach(&backing, space::RECONCILIATIONS, RECENT_OTHER);
-        model.scheduled_reconciliations.attach(
-            &backing,
-            space::SCHEDULED_RECONCILIATIONS,
-            RECENT_OTHER,
-        );
-        model
-            .checkouts
-            .attach(&backing, space::CHECKOUTS, RECENT_OTHER);
+        macro_rules! attach_all {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(model.$resident.attach(&backing, space::$resident_space)?;)*
+                $(model.$mapped.attach(&backing, space::$mapped_space, $recent);)*
+            };
+        }
+        model_tables!(attach_all);
         model
             .ledger
             .attach(&backing, space::LEDGER, scalars.ledger_totals)?;
@@ -473,35 +441,14 @@ impl ReadModel {
             return Ok(());
         };
         let mut writes = Vec::new();
-        self.merchants.drain_into(&mut writes);
-        self.channel_accounts.drain_into(&mut writes);
-        self.apps.drain_into(&mut writes);
-        self.apps_by_key_sha256.drain_into(&mut writes);
-        self.previous_api_keys.drain_into(&mut writes);
-        self.previous_webhook_secrets.drain_into(&mut writes);
-        self.disabled_apps.drain_into(&mut writes);
-        self.disabled_channel_accounts.drain_into(&mut writes);
-        self.payments.drain_into(&mut writes);
-        self.payments_by_order.drain_into(&mut writes);
-        self.payments_by_channel_trade_no.drain_into(&mut writes);
-        self.refund_trade_nos.drain_into(&mut writes);
-        self.order_revisions.drain_into(&mut writes);
-        self.settlements.drain_into(&mut writes);
-        self.notifications.drain_into(&mut writes);
-        self.notifications_due.drain_into(&mut writes);
-        self.notifications_by_app.drain_into(&mut writes);
-        self.feeds.drain_into(&mut writes);
-        self.unscheduled.drain_into(&mut writes);
-        self.unscheduled_positions.drain_into(&mut writes);
-        self.sweep_queue.drain_into(&mut writes);
-        self.sweep_keys.drain_into(&mut writes);
-        self.refunds_to_submit.drain_into(&mut writes);
-        self.refund_positions.drain_into(&mut writes);
-        self.closes_to_confirm.drain_into(&mut writes);
-        self.close_positions.drain_into(&mut writes);
-        self.reconciliations.drain_into(&mut writes);
-        self.scheduled_reconciliations.drain_into(&mut writes);
-        self.checkouts.drain_into(&mut writes);
+        macro_rules! drain_all {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(self.$resident.drain_into(&mut writes);)*
+                $(self.$mapped.drain_into(&mut writes);)*
+            };
+        }
+        model_tables!(drain_all);
         self.ledger.drain_into(&mut writes);
         let scalars = Scalars {
             ledger_totals: self.ledger.totals().clone(),
@@ -1070,52 +1017,22 @@ impl ReadModel {
             hasher.update(value.as_bytes());
         };
         // Each table in turn; `label` separates them (set before each).
-        macro_rules! resident {
-            ($($table:ident),*) => {$(
-                label.set(label.get() + 1);
-                self.$table.visit_all(&mut visit);
-            )*};
+        macro_rules! visit_all {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(
+                    label.set(label.get() + 1);
+                    self.$resident.visit_all(&mut visit);
+                )*
+                $(
+                    label.set(label.get() + 1);
+                    self.$mapped.visit_all(&mut visit)?;
+                )*
+            };
         }
-        macro_rules! mapped {
-            ($($table:ident),*) => {$(
-                label.set(label.get() + 1);
-                self.$table.visit_all(&mut visit)?;
-            )*};
-        }
-        resident!(
-            merchants,
-            channel_accounts,
-            apps,
-            apps_by_key_sha256,
-            previous_api_keys,
-            previous_webhook_secrets,
-            disabled_apps,
-            disabled_channel_accounts
-        );
-        mapped!(
-            payments,
-            payments_by_order,
-            payments_by_channel_trade_no,
-            refund_trade_nos,
-            order_revisions,
-            settlements,
-            notifications,
-            notifications_due,
-            notifications_by_app,
-            feeds,
-            unscheduled,
-            unscheduled_positions,
-            sweep_queue,
-            sweep_keys,
-            refunds_to_submit,
-            refund_positions,
-            closes_to_confirm,
-            close_positions,
-            reconciliations,
-            scheduled_reconciliations,
-            checkouts,
-            ledger
-        );
+        model_tables!(visit_all);
+        label.set(label.get() + 1);
+        self.ledger.visit_all(&mut visit)?;
         hasher.update(
             format!(
                 "ledger_stopped={:?};status_counts={:?};anomaly_counts={:?}",
