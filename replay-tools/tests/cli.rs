@@ -355,3 +355,38 @@ fn rebuild_reports_the_digest_a_live_fold_has() {
     let unknown = replay(&["rebuild", "--projection", "nope", "--data-dir", data_dir]);
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+#[test]
+fn verify_names_an_event_id_stored_twice() {
+    use paycenter_store::conformance::event;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A writer that remembers one id only lets an old id through under another stream:
+        // the chain is sound, the log is not.
+        let store = SqliteStore::open(
+            dir.path(),
+            SqliteConfig {
+                event_id_window: 1,
+                ..SqliteConfig::default()
+            },
+        )
+        .unwrap();
+        let repeated = event("t", "{}");
+        store
+            .append("a", ExpectedRevision::NoStream, vec![repeated.clone()])
+            .unwrap();
+        store
+            .append("b", ExpectedRevision::NoStream, vec![event("t", "{}")])
+            .unwrap();
+        store
+            .append("c", ExpectedRevision::NoStream, vec![repeated])
+            .unwrap();
+    }
+    let output = replay(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stored twice") && stderr.contains("position 3"),
+        "{stderr}"
+    );
+}
