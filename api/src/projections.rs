@@ -1,15 +1,10 @@
-//! Hosting the read model: its status and lag, and online rebuilds.
-//!
-//! A rebuild folds a fresh read model from position 1 into a new file on a blocking thread
-//! while queries keep answering from the live one; then, under the write lock for the few
-//! events in between, it brings both to the same position, compares their digests, swaps the
-//! fresh one in and makes its file the live one (the old file is removed).
+//! Hosting the read model: its status and lag, and starting online rebuilds (on a blocking
+//! thread; the rebuild itself is `paycenter_projections::rebuild`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use paycenter_projections::model::{ModelError, NAME, VERSION};
-use paycenter_projections::ReadModel;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::state::{AppState, FinishedRebuild};
@@ -94,41 +89,15 @@ pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
 
 fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, ModelError> {
     let started = Instant::now();
-    let head = state.store.head_position()?;
-    let dir = &state.model_file.dir;
-    let fresh_path = paycenter_projections::persisted::new_generation_path(dir);
-    let mut fresh = ReadModel::open(&fresh_path, state.store.as_ref())?;
-    if let Err(error) = fresh.catch_up(state.store.as_ref(), head) {
-        drop(fresh);
-        paycenter_projections::persisted::remove_file_set(&fresh_path);
-        return Err(error);
-    }
-    let mut live = state.model.write().expect("model lock");
-    // Whichever is behind catches up to the other: the few events since the fold began.
-    let position = fresh.position().max(live.position());
-    fresh.catch_up(state.store.as_ref(), position)?;
-    live.catch_up(state.store.as_ref(), position)?;
-    assert_eq!(
-        fresh.position(),
-        live.position(),
-        "both models at one position before the swap"
-    );
-    let identical = fresh.digest()? == live.digest()?;
-    std::mem::swap(&mut *live, &mut fresh);
-    // Under the lock still: the follower commits the next batch to the new file, which the
-    // next start opens.
-    paycenter_projections::persisted::make_live(dir, &fresh_path).map_err(|error| {
-        ModelError::Table(paycenter_projections::tables::TableError {
-            path: fresh_path.display().to_string(),
-            reason: error.to_string(),
-        })
-    })?;
-    drop(live);
-    drop(fresh);
+    let rebuilt = paycenter_projections::rebuild::rebuild_online(
+        state.store.as_ref(),
+        &state.model,
+        &state.model_file.dir,
+    )?;
     Ok(FinishedRebuild {
         finished_at: state.clock.now(),
-        position,
-        identical,
+        position: rebuilt.position,
+        identical: rebuilt.identical,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -1,14 +1,19 @@
 //! paycenter's read models, derived by folding the global event log.
 //!
-//! Today one in-memory [`ReadModel`] holds what the service queries: the registry (merchants,
-//! channel accounts, apps), payments by any of their three ids, the notification outbox, and
-//! the work the log still asks for (notifications to schedule, refunds to submit). It is
-//! rebuilt from position 1 at start and then follows the log live ([`follow`]).
+//! One [`ReadModel`] holds what the service queries: the registry (merchants, channel
+//! accounts, apps), payments by any of their ids, the notification outbox and feeds, the work
+//! the log still asks for (queues ordered the way they are taken) and the balances. What grows
+//! with history lives in the model's own SQLite file in the data directory, committed with its
+//! checkpoint; a start resumes there and follows the log live ([`follow`]).
 //!
 //! # Layout
-//! - [`model`]: the read model and its fold.
+//! - [`model`]: the read model, its fold and its typed queries.
+//! - [`tables`]: where it keeps what it derives: `Map` (in a file, or in memory), `Resident`.
+//! - [`persisted`]: the model's file in the data directory: the live pointer, generations,
+//!   upgrades.
 //! - [`balances`]: double-entry balances (`Ledger`), part of the read model.
-//! - [`follow`]: the thread that applies the log to a shared read model.
+//! - [`follow`]: the thread that applies the log to a shared read model and commits it.
+//! - [`rebuild`]: an online rebuild into a new file, swapped in atomically.
 //! - [`sql`]: payments and balances as PostgreSQL tables, shared by nodes on one database.
 #![warn(missing_docs)]
 
@@ -16,6 +21,7 @@ pub mod balances;
 pub mod follow;
 pub mod model;
 pub mod persisted;
+pub mod rebuild;
 pub mod sql;
 pub mod tables;
 
