@@ -77,7 +77,30 @@ pub fn open_live(dir: &Path, store: &dyn EventStore) -> Result<ReadModel, ModelE
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     remove_legacy_snapshots(dir);
     let path = live_path(dir).map_err(io_error(dir))?;
+    remove_other_generations(dir, &path);
     open_or_replace(&path, store)
+}
+
+/// Removes every model file of this version in `dir` but `live` (a rebuild that a crash
+/// interrupted leaves its half-folded generation behind).
+fn remove_other_generations(dir: &Path, live: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{NAME}.v{VERSION}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with(&prefix) && name.ends_with(".sqlite") && entry.path() != live {
+            tracing::info!(
+                file = name,
+                "a read model file that is not the live one removed"
+            );
+            remove_file_set(&entry.path());
+        }
+    }
 }
 
 /// Opens the read model file at `path`, replacing it with an empty one when it cannot be
@@ -108,17 +131,7 @@ pub fn make_live(dir: &Path, path: &Path) -> Result<(), std::io::Error> {
     file.sync_all()?;
     std::fs::rename(&temporary, &pointer)?;
     File::open(dir)?.sync_all()?;
-    let prefix = format!("{NAME}.v{VERSION}.");
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(other) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let is_model_file = other.starts_with(&prefix) && other.ends_with(".sqlite");
-        if is_model_file && other != name {
-            remove_file_set(&entry.path());
-        }
-    }
+    remove_other_generations(dir, path);
     Ok(())
 }
 

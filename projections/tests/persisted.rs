@@ -190,11 +190,15 @@ fn the_live_file_moves_to_a_rebuilt_generation() {
     let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
     add_orders(&store, 0, 12);
     let dir = data.path().join("projections");
-    // A snapshot an earlier version left behind goes at the first start.
+    // A snapshot an earlier version left behind goes at the first start, and so does the
+    // half-folded file of a rebuild a crash interrupted.
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("read_model.v2.snapshot"), "{}").unwrap();
+    let interrupted = persisted::new_generation_path(&dir);
+    std::fs::write(&interrupted, "").unwrap();
     let mut live = persisted::open_live(&dir, &store).unwrap();
     assert!(!dir.join("read_model.v2.snapshot").exists());
+    assert!(!interrupted.exists());
     live.catch_up(&store, store.head_position().unwrap())
         .unwrap();
     let first_path = live.backing().unwrap().path().to_owned();
