@@ -460,12 +460,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 
 /// Creates the data directory 0700 and takes group and other permissions off whatever an
 /// earlier version left in it (directories 0700, files 0600): it holds the log, the master key
-/// file and snapshots.
+/// file, the sealed chain checkpoint and the read model's files.
 fn restrict_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(data_dir)?;
     let mut pending = vec![data_dir.to_path_buf()];
-    // A bounded walk: the data directory holds a few files and one level of snapshots.
+    // A bounded walk: the data directory holds a few files and one level of read model files.
     let mut n_visited = 0;
     while let Some(path) = pending.pop() {
         n_visited += 1;

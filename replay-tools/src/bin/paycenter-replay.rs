@@ -18,8 +18,8 @@ commands:
                               the raw event log, for finance tools
   stats                       counts by event type and stream category
   rebuild [--projection NAME | --all]
-                              fold projections from position 1, write them as the snapshot
-                              the server loads next, report position and digest
+                              fold projections from position 1 into a new file the
+                              server opens next, report position, digest and file
 
 options:
   --data-dir DIR              the embedded store's directory (default ./data); opened
@@ -35,7 +35,7 @@ fn command_usage(command: &str) -> &'static str {
         "audit" => "usage: paycenter-replay audit --at TIME [--merchant ID] [--format json|csv] [--data-dir DIR]\n\nBalances and payments as they stood at TIME (RFC 3339, e.g. 2026-11-22T12:00:00Z): events\nrecorded after it are ignored.",
         "export" => "usage: paycenter-replay export [--format jsonl|csv] [--from POSITION] [--data-dir DIR]\n\nThe raw event log from POSITION (default 1), one event per line.",
         "stats" => "usage: paycenter-replay stats [--data-dir DIR]\n\nCounts of events by type and by stream category, as JSON.",
-        "rebuild" => "usage: paycenter-replay rebuild [--projection NAME | --all] [--data-dir DIR]\n\nFolds the projections from position 1, offline, writes them as the snapshot the server\nloads at its next start (DIR/projections), and prints each one's position and digest. The\ndigest equals a live server's for the same log.",
+        "rebuild" => "usage: paycenter-replay rebuild [--projection NAME | --all] [--data-dir DIR]\n\nFolds the projections from position 1, offline, into a new file in DIR/projections that\nthe server opens at its next start, and prints each one's position, digest and file. The\ndigest equals a live server's for the same log.",
         _ => USAGE,
     }
 }
