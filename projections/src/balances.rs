@@ -182,6 +182,14 @@ impl Ledger {
         self.committed.drain_into(writes);
     }
 
+    /// See `ReadModel::finish_commit`.
+    pub fn finish_commit(&mut self) {
+        self.started.finish_commit();
+        self.paid.finish_commit();
+        self.refunds.finish_commit();
+        self.committed.finish_commit();
+    }
+
     /// Feeds everything the ledger holds, in a canonical order, to `visit` (for digests).
     pub fn visit_all(&self, visit: &mut dyn FnMut(&[u8], &str)) -> Result<(), TableError> {
         self.balances.visit_all(visit);

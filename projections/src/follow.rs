@@ -150,18 +150,30 @@ fn catch_up(
         }
         // The batch reaches the file only whole and only if every event applied: a model that
         // stopped is never written past its last good commit, so the next start stops again
-        // at the same event instead of skipping it.
-        if outcome.is_ok() {
-            if let Err(error) = guard.commit() {
+        // at the same event instead of skipping it. The write happens without the model's
+        // lock (queries read the batch from memory meanwhile); the position is announced
+        // once it is written.
+        let position = guard.position();
+        let pending = if outcome.is_ok() {
+            guard.prepare_commit()
+        } else {
+            None
+        };
+        drop(guard);
+        if let Some(pending) = pending {
+            let written = pending.write();
+            model
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .finish_commit();
+            if let Err(error) = written {
                 outcome = Err(Stopped {
-                    position: guard.position(),
+                    position,
                     event_type: String::new(),
                     reason: format!("writing the read model's file failed: {error}"),
                 });
             }
         }
-        let position = guard.position();
-        drop(guard);
         if let Err(stopped) = outcome {
             tracing::error!(
                 position = stopped.position,

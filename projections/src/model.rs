@@ -318,6 +318,26 @@ pub struct ReadModel {
     counted_anomalies_before: usize,
 }
 
+/// A batch taken by [`ReadModel::prepare_commit`], to be written to the model's file.
+#[derive(Debug)]
+pub struct PendingCommit {
+    backing: Arc<Backing>,
+    writes: Vec<crate::tables::Write>,
+    checkpoint: Checkpoint,
+}
+
+impl PendingCommit {
+    /// Writes the batch and its checkpoint in one transaction.
+    pub fn write(&self) -> Result<(), TableError> {
+        self.backing.commit(&self.writes, &self.checkpoint)
+    }
+
+    /// The position it brings the file to.
+    pub fn position(&self) -> u64 {
+        self.checkpoint.position
+    }
+}
+
 /// Why the read model could not open its file or fold the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -437,9 +457,19 @@ impl ReadModel {
     /// Writes what was applied since the last commit, with the checkpoint, in one
     /// transaction. Without a file, does nothing.
     pub fn commit(&mut self) -> Result<(), TableError> {
-        let Some(backing) = self.backing.clone() else {
+        let Some(pending) = self.prepare_commit() else {
             return Ok(());
         };
+        let written = pending.write();
+        self.finish_commit();
+        written
+    }
+
+    /// The first half of a commit: takes what was applied since the last one, which stays
+    /// readable until [`ReadModel::finish_commit`], while [`PendingCommit::write`] writes it
+    /// without the model's lock. `None` without a file.
+    pub fn prepare_commit(&mut self) -> Option<PendingCommit> {
+        let backing = self.backing.clone()?;
         let mut writes = Vec::new();
         macro_rules! drain_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
@@ -467,7 +497,24 @@ impl ReadModel {
             },
             scalars: serde_json::to_string(&scalars).expect("scalars serialize"),
         };
-        backing.commit(&writes, &checkpoint)
+        Some(PendingCommit {
+            backing,
+            writes,
+            checkpoint,
+        })
+    }
+
+    /// The second half of a commit, once its write is done (or failed: the projection stops
+    /// then, and what it applied stays readable until the process ends).
+    pub fn finish_commit(&mut self) {
+        macro_rules! finish_all {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(self.$mapped.finish_commit();)*
+            };
+        }
+        model_tables!(finish_all);
+        self.ledger.finish_commit();
     }
 
     /// The file this model is kept in, if any.

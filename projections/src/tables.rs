@@ -161,6 +161,8 @@ pub struct Backing {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// The checkpoint's position as last written (changed only under `writer`'s lock).
+    committed_position: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Backing {
@@ -237,10 +239,18 @@ impl Backing {
                  );"
             ))
             .map_err(error)?;
+        let committed_position: i64 = writer
+            .query_row(
+                "SELECT COALESCE(MAX(position), 0) FROM checkpoint",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(error)?;
         Ok(Arc::new(Backing {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            committed_position: std::sync::atomic::AtomicU64::new(committed_position as u64),
         }))
     }
 
@@ -361,12 +371,18 @@ impl Backing {
         })
     }
 
-    /// Writes `writes` and the new checkpoint in one transaction.
+    /// Writes `writes` and the new checkpoint in one transaction. A commit that arrives after
+    /// one of a later position is dropped: that one already wrote its rows (see
+    /// [`Map::drain_into`]), and rows of an earlier batch must not overwrite them.
     pub fn commit(&self, writes: &[Write], checkpoint: &Checkpoint) -> Result<(), TableError> {
+        use std::sync::atomic::Ordering;
         let mut writer = self
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if checkpoint.position < self.committed_position.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let transaction = writer.transaction().map_err(|error| self.error(error))?;
         {
             let mut upsert = transaction
@@ -400,7 +416,10 @@ impl Backing {
                 })
                 .map_err(|error| self.error(error))?;
         }
-        transaction.commit().map_err(|error| self.error(error))
+        transaction.commit().map_err(|error| self.error(error))?;
+        self.committed_position
+            .store(checkpoint.position, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Bytes the file and its write-ahead log take on disk.
@@ -431,6 +450,10 @@ pub struct Map<K: ?Sized, V> {
     recent: HashMap<Vec<u8>, Option<V>>,
     recent_order: std::collections::VecDeque<Vec<u8>>,
     recent_capacity: usize,
+    /// With a backing: the entries of the commit being written (between `drain_into` and
+    /// `finish_commit`), readable meanwhile: the follower writes a batch to SQLite without
+    /// holding the model's lock, and queries still see the batch.
+    committing: HashMap<Vec<u8>, Option<V>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -443,6 +466,7 @@ impl<K: ?Sized, V> Default for Map<K, V> {
             recent: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             recent_capacity: 0,
+            committing: HashMap::new(),
             _key: PhantomData,
         }
     }
@@ -484,6 +508,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if let Some(entry) = self.entries.get(encoded) {
             return Ok(entry.clone());
         }
+        if let Some(entry) = self.committing.get(encoded) {
+            return Ok(entry.clone());
+        }
         if let Some(entry) = self.recent.get(encoded) {
             return Ok(entry.clone());
         }
@@ -514,6 +541,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     pub fn peek<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
         let encoded = key.encoded();
         if let Some(entry) = self.entries.get(&encoded) {
+            return entry.as_ref().map(read);
+        }
+        if let Some(entry) = self.committing.get(&encoded) {
             return entry.as_ref().map(read);
         }
         if let Some(entry) = self.recent.get(&encoded) {
@@ -574,11 +604,13 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                 .collect()),
             Some(backing) => {
                 debug_assert!(self.entries.is_empty(), "range reads committed rows only");
-                backing
-                    .range(self.space, start, end, limit)?
-                    .iter()
-                    .map(|(_, text)| self.decode(text))
-                    .collect()
+                let rows = backing.range(self.space, start, end, limit)?;
+                let mut found = BTreeMap::new();
+                for (key, text) in &rows {
+                    found.insert(key.clone(), self.decode(text)?);
+                }
+                self.overlay_committing(&mut found, start, end, rows.len() == limit);
+                Ok(found.into_values().take(limit).collect())
             }
         }
     }
@@ -593,14 +625,56 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         self.range(&[], &[u8::MAX; 9], limit)
     }
 
-    /// Moves the changes since the last commit into `writes`.
+    /// Lays the commit being written over rows read from the file in `[start, end)`. When the
+    /// read stopped at its limit, rows past the last one read are left out: the file may hold
+    /// others before them.
+    fn overlay_committing(
+        &self,
+        found: &mut BTreeMap<Vec<u8>, V>,
+        start: &[u8],
+        end: &[u8],
+        stopped_at_limit: bool,
+    ) {
+        let last_read = found.keys().next_back().cloned();
+        for (key, value) in &self.committing {
+            if key.as_slice() < start || key.as_slice() >= end {
+                continue;
+            }
+            let beyond_read = stopped_at_limit && last_read.as_ref().is_some_and(|last| key > last);
+            match value {
+                Some(value) if !beyond_read => {
+                    found.insert(key.clone(), value.clone());
+                }
+                Some(_) => {}
+                None => {
+                    found.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Moves the changes since the last commit into `writes`, keeping them readable until
+    /// [`Map::finish_commit`]. Rows of a commit still being written (an online rebuild's
+    /// catch-up overtaking the follower) are written again first, so this commit holds them
+    /// whichever of the two reaches the file last ([`Backing::commit`] drops the older).
     pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
         if self.backing.is_none() {
             return;
         }
         let space = self.space;
+        for (key, value) in &self.committing {
+            writes.push((space, key.clone(), value.as_ref().map(encode_value)));
+        }
         for (key, value) in std::mem::take(&mut self.entries) {
             writes.push((space, key.clone(), value.as_ref().map(encode_value)));
+            self.committing.insert(key, value);
+        }
+    }
+
+    /// The commit holding what `drain_into` took is in the file (or was dropped for a later
+    /// one): those entries move to the bounded memory of recent ones.
+    pub fn finish_commit(&mut self) {
+        for (key, value) in std::mem::take(&mut self.committing) {
             if self.recent_capacity == 0 {
                 continue;
             }
@@ -630,8 +704,19 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     self.entries.is_empty(),
                     "a digest reads committed rows only"
                 );
-                for (key, text) in backing.all(self.space)? {
-                    visit(&key, &text);
+                if self.committing.is_empty() {
+                    for (key, text) in backing.all(self.space)? {
+                        visit(&key, &text);
+                    }
+                } else {
+                    let mut found = BTreeMap::new();
+                    for (key, text) in backing.all(self.space)? {
+                        found.insert(key, self.decode(&text)?);
+                    }
+                    self.overlay_committing(&mut found, &[], &[u8::MAX; 9], false);
+                    for (key, value) in found {
+                        visit(&key, &encode_value(&value));
+                    }
                 }
             }
         }

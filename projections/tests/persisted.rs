@@ -240,3 +240,88 @@ fn memory_holds_only_the_batch_in_progress() {
         "after a commit: {in_memory:?}"
     );
 }
+
+#[test]
+fn a_batch_being_written_is_readable_and_lands_whole() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 40);
+    let path = models.path().join("model.sqlite");
+    let mut model = fold_into_file(&path, &store);
+    let before = model.position();
+    add_orders(&store, 40, 10);
+    let head = store.head_position().unwrap();
+    for event in store
+        .read_all(before + 1, usize::try_from(head - before).unwrap())
+        .unwrap()
+    {
+        model.apply(&event);
+    }
+    // Taken for writing: not in the file yet, but every query sees it.
+    let pending = model.prepare_commit().expect("a file");
+    assert_eq!(pending.position(), head);
+    let merchant = MerchantId::from_entropy(45 % 3);
+    let order = OrderNo::parse("O45").unwrap();
+    assert_eq!(
+        model
+            .payments_of_order(&AppId::from_entropy(1), &merchant, &order)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Every fourth attempt is unpaid: 10 of the first 40, 2 of the next 10 (O43, O47).
+    let queued = model.sweep_candidates(chrono::Utc::now(), 1_000).unwrap();
+    assert_eq!(queued.len(), 12);
+    pending.write().unwrap();
+    model.finish_commit();
+    assert_eq!(
+        model
+            .sweep_candidates(chrono::Utc::now(), 1_000)
+            .unwrap()
+            .len(),
+        12
+    );
+    drop(model);
+    let reopened = ReadModel::open(&path, &store).unwrap();
+    assert_eq!(reopened.position(), head);
+    assert_eq!(
+        reopened.digest().unwrap(),
+        ReadModel::fold_from_start(&store, head)
+            .unwrap()
+            .digest()
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_commit_overtaken_by_a_later_one_is_dropped() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 20);
+    let path = models.path().join("model.sqlite");
+    let mut model = ReadModel::open(&path, &store).unwrap();
+    let events = store.read_all(1, 1_000).unwrap();
+    let (first, rest) = events.split_at(events.len() / 2);
+    first.iter().for_each(|event| model.apply(event));
+    // The follower took a batch and is writing it without the lock...
+    let in_flight = model.prepare_commit().expect("a file");
+    // ...when a catch-up (an online rebuild's) applies the rest and commits it all.
+    rest.iter().for_each(|event| model.apply(event));
+    model.commit().unwrap();
+    // The follower's older write arrives last: dropped, nothing of the later one undone.
+    in_flight.write().unwrap();
+    model.finish_commit();
+    drop(model);
+    let reopened = ReadModel::open(&path, &store).unwrap();
+    let head = store.head_position().unwrap();
+    assert_eq!(reopened.position(), head);
+    assert_eq!(
+        reopened.digest().unwrap(),
+        ReadModel::fold_from_start(&store, head)
+            .unwrap()
+            .digest()
+            .unwrap()
+    );
+}
