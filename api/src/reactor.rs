@@ -40,9 +40,11 @@ const MAX_ITEMS_PER_ROUND: usize = 512;
 const HELD_ELSEWHERE_PAUSE_MS: u64 = 1_000;
 
 /// While the read model is stopped it says nothing current: a loop idles (one look a second)
-/// until an operator acts (`/healthz` says where and why). True when it idled.
+/// until an operator acts (`/healthz` says where and why); so it does while the start's
+/// catch-up runs. True when it idled.
 async fn idle_while_model_stopped(state: &AppState) -> bool {
-    if state.follower_health.stopped().is_none() {
+    let health = &state.follower_health;
+    if health.stopped().is_none() && health.catching_up_to().is_none() {
         return false;
     }
     tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -206,6 +206,11 @@ pub struct StateParts {
     pub outbound: paycenter_gateway::http::OutboundConfig,
 }
 
+/// Events the read model may be behind the log at start and still catch up before the service
+/// listens (about a second); further behind (the first start after an upgrade), it catches up
+/// while the service listens and answers 503 `read_model_unavailable` until it is done.
+const BLOCKING_CATCH_UP_EVENTS: u64 = 50_000;
+
 /// Builds the service's state over `parts`: the read model opened from its file in
 /// `data_dir/projections` (resuming at its checkpoint; folded from position 1 when there is
 /// none) and kept current by its follower thread. Starts no background loop: `serve` starts
@@ -253,6 +258,7 @@ pub async fn open_state(
                 Box::new(move |position| {
                     let _ = position_sender.send(position);
                 }),
+                BLOCKING_CATCH_UP_EVENTS,
             )
         })
         .await??;

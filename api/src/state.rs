@@ -203,6 +203,12 @@ impl AppState {
                 stopped.position, stopped.event_type
             )));
         }
+        if let Some(target) = self.follower_health.catching_up_to() {
+            return Err(Refusal::read_model_unavailable(format!(
+                "the read model is catching up with the log after the start (position {} of {target}); try again shortly",
+                *self.model_position.borrow()
+            )));
+        }
         Ok(self.model_lock())
     }
 

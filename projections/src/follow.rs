@@ -29,9 +29,23 @@ const MAX_EVENTS_PER_LOCK: usize = 1_024;
 pub struct FollowerHealth {
     stopped: Mutex<Option<Stopped>>,
     last_read_error: Mutex<Option<String>>,
+    /// While the start's catch-up runs in the background: the position it must reach (0 once
+    /// reached).
+    catching_up_to: std::sync::atomic::AtomicU64,
 }
 
 impl FollowerHealth {
+    /// The position the start's catch-up still has to reach, while it runs.
+    pub fn catching_up_to(&self) -> Option<u64> {
+        match self
+            .catching_up_to
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            target => Some(target),
+        }
+    }
+
     /// Where the read model stopped, if it did.
     pub fn stopped(&self) -> Option<Stopped> {
         self.stopped
@@ -86,21 +100,47 @@ pub fn apply_guarded(model: &mut ReadModel, event: &RecordedEvent) -> Result<(),
     })
 }
 
-/// Folds the whole log into `model` now (blocking), then keeps folding on a thread until the
-/// process ends. `on_advance` hears every new position; `health` hears a stop.
+/// Folds the log into `model` from its position, then keeps folding on a thread until the
+/// process ends. When the model is at most `blocking_catch_up_events` behind the log, the
+/// catch-up is done before this returns; a longer one (the first start after an upgrade, a
+/// deleted file) runs on the thread, and `health.catching_up_to()` says so until it is done,
+/// so the service can listen and answer 503 meanwhile instead of not answering at all.
+/// `on_advance` hears every new position; `health` hears a stop.
 pub fn follow(
     store: Arc<dyn EventStore>,
     model: Arc<RwLock<ReadModel>>,
     health: Arc<FollowerHealth>,
     on_advance: OnAdvance,
+    blocking_catch_up_events: u64,
 ) -> std::io::Result<()> {
-    let start = model
+    let position = model
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .position()
-        + 1;
-    let mut subscription = Subscription::new(store, start);
-    catch_up(&mut subscription, &model, &health, &on_advance);
+        .position();
+    let head = store.head_position().map_err(std::io::Error::other)?;
+    let mut subscription = Subscription::new(store, position + 1);
+    let on_advance: OnAdvance = if head.saturating_sub(position) <= blocking_catch_up_events {
+        catch_up(&mut subscription, &model, &health, &on_advance);
+        on_advance
+    } else {
+        tracing::info!(
+            position,
+            head,
+            "the read model catches up with the log in the background; requests that need it answer 503 until then"
+        );
+        health
+            .catching_up_to
+            .store(head, std::sync::atomic::Ordering::Release);
+        let health = health.clone();
+        Box::new(move |reached| {
+            if reached >= head {
+                health
+                    .catching_up_to
+                    .store(0, std::sync::atomic::Ordering::Release);
+            }
+            on_advance(reached);
+        })
+    };
     std::thread::Builder::new()
         .name("read-model".to_owned())
         .spawn(move || {

@@ -325,3 +325,53 @@ fn a_commit_overtaken_by_a_later_one_is_dropped() {
             .unwrap()
     );
 }
+
+#[test]
+fn a_long_catch_up_runs_behind_the_start_and_says_so() {
+    use paycenter_projections::follow::{follow, FollowerHealth};
+    use std::sync::{Arc, RwLock};
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(data.path(), SqliteConfig::default()).unwrap());
+    add_orders(&store, 0, 30);
+    let head = store.head_position().unwrap();
+    let model = Arc::new(RwLock::new(
+        ReadModel::open(&models.path().join("model.sqlite"), store.as_ref()).unwrap(),
+    ));
+    let health = Arc::new(FollowerHealth::default());
+    // Held while `follow` returns: the follower cannot apply anything before we look.
+    let reading = model.read().unwrap();
+    follow(
+        store.clone(),
+        model.clone(),
+        health.clone(),
+        Box::new(|_| {}),
+        0, // every catch-up runs behind
+    )
+    .unwrap();
+    assert_eq!(health.catching_up_to(), Some(head));
+    assert_eq!(reading.position(), 0);
+    drop(reading);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while health.catching_up_to().is_some() {
+        assert!(std::time::Instant::now() < deadline, "caught up in time");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(model.read().unwrap().position(), head);
+
+    // Within the limit, the catch-up is done before `follow` returns.
+    let again = Arc::new(RwLock::new(
+        ReadModel::open(&models.path().join("other.sqlite"), store.as_ref()).unwrap(),
+    ));
+    let health = Arc::new(FollowerHealth::default());
+    follow(
+        store.clone(),
+        again.clone(),
+        health.clone(),
+        Box::new(|_| {}),
+        head,
+    )
+    .unwrap();
+    assert_eq!(health.catching_up_to(), None);
+    assert_eq!(again.read().unwrap().position(), head);
+}

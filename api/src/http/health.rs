@@ -59,11 +59,18 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
         }),
     );
     let read_error = state.follower_health.last_read_error();
+    let catching_up_to = state.follower_health.catching_up_to();
+    healthy &= catching_up_to.is_none();
     for projection in projections(state) {
         healthy &= projection.stopped.is_none();
         let lag_events = head_position.saturating_sub(projection.position);
+        let status = match (&projection.stopped, catching_up_to) {
+            (Some(_), _) => "stopped",
+            (None, Some(_)) => "catching_up",
+            (None, None) => "running",
+        };
         let mut entry = json!({
-            "status": if projection.stopped.is_some() { "stopped" } else { "running" },
+            "status": status,
             "position": projection.position,
             "lag_events": lag_events,
         });
