@@ -283,15 +283,7 @@ fn a_batch_being_written_is_readable_and_lands_whole() {
         12
     );
     drop(model);
-    let reopened = ReadModel::open(&path, &store).unwrap();
-    assert_eq!(reopened.position(), head);
-    assert_eq!(
-        reopened.digest().unwrap(),
-        ReadModel::fold_from_start(&store, head)
-            .unwrap()
-            .digest()
-            .unwrap()
-    );
+    assert_the_file_is_the_whole_fold(&path, &store);
 }
 
 #[test]
@@ -314,12 +306,17 @@ fn a_commit_overtaken_by_a_later_one_is_dropped() {
     in_flight.write().unwrap();
     model.finish_commit();
     drop(model);
-    let reopened = ReadModel::open(&path, &store).unwrap();
+    assert_the_file_is_the_whole_fold(&path, &store);
+}
+
+/// The model in the file at `path` is at the log's head and equals a fold from position 1.
+fn assert_the_file_is_the_whole_fold(path: &std::path::Path, store: &SqliteStore) {
+    let reopened = ReadModel::open(path, store).unwrap();
     let head = store.head_position().unwrap();
     assert_eq!(reopened.position(), head);
     assert_eq!(
         reopened.digest().unwrap(),
-        ReadModel::fold_from_start(&store, head)
+        ReadModel::fold_from_start(store, head)
             .unwrap()
             .digest()
             .unwrap()
