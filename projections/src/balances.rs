@@ -313,28 +313,31 @@ impl Ledger {
         let terms = self.started.get(trade_no).ok_or_else(|| {
             LedgerError(format!("payment {trade_no} succeeded before it started"))
         })?;
-        let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
-        postings.push(Posting::debit(
-            &terms.clearing_account,
-            terms.amount.amount_minor(),
-        ));
-        postings.push(Posting::credit(PAYABLE, terms.whole.payable_minor));
-        postings.push(Posting::credit(FEE, terms.whole.fee_minor));
-        postings.extend(
-            terms
-                .split_accounts
-                .iter()
-                .zip(&terms.whole.splits_minor)
-                .map(|(account, minor)| Posting::credit(account, *minor)),
-        );
-        Self::post(
-            &mut self.balances,
-            &mut self.totals,
-            &terms.merchant_id,
-            terms.amount.currency(),
-            &postings,
-        )?;
-        let terms = self.started.remove(trade_no).expect("just read");
+        {
+            let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
+            postings.push(Posting::debit(
+                &terms.clearing_account,
+                terms.amount.amount_minor(),
+            ));
+            postings.push(Posting::credit(PAYABLE, terms.whole.payable_minor));
+            postings.push(Posting::credit(FEE, terms.whole.fee_minor));
+            postings.extend(
+                terms
+                    .split_accounts
+                    .iter()
+                    .zip(&terms.whole.splits_minor)
+                    .map(|(account, minor)| Posting::credit(account, *minor)),
+            );
+            Self::post(
+                &mut self.balances,
+                &mut self.totals,
+                &terms.merchant_id,
+                terms.amount.currency(),
+                &postings,
+            )?;
+        }
+        // The terms just read move from started to paid.
+        self.started.delete(trade_no);
         self.committed
             .insert(trade_no, Parts::zero(terms.split_accounts.len()));
         self.paid.insert(trade_no, terms);
@@ -429,7 +432,7 @@ impl Ledger {
             refund.currency,
             &postings,
         )?;
-        self.refunds.remove(refund_id);
+        self.refunds.delete(refund_id);
         Ok(())
     }
 

@@ -673,7 +673,7 @@ impl ReadModel {
                 use paycenter_domain::events::ChannelCloseOutcome;
                 if event.outcome != ChannelCloseOutcome::Failed {
                     if let Some(close_position) = self.close_positions.remove(&event.trade_no) {
-                        self.closes_to_confirm.remove(&close_position);
+                        self.closes_to_confirm.delete(&close_position);
                     }
                 }
                 self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
@@ -695,7 +695,7 @@ impl ReadModel {
                     self.closes_to_confirm
                         .insert(&position, event.trade_no.clone());
                     if let Some(earlier) = self.close_positions.remove(&event.trade_no) {
-                        self.closes_to_confirm.remove(&earlier);
+                        self.closes_to_confirm.delete(&earlier);
                     }
                     self.close_positions.insert(&event.trade_no, position);
                     self.payment_mut(&event.trade_no).channel_close = Some(ChannelCloseView {
@@ -861,7 +861,7 @@ impl ReadModel {
                     .unscheduled_positions
                     .remove(&scheduled.notification_id)
                 {
-                    self.unscheduled.remove(&draft_position);
+                    self.unscheduled.delete(&draft_position);
                 }
                 self.feeds.insert(
                     &(scheduled.app_id.clone(), position),
@@ -914,7 +914,7 @@ impl ReadModel {
                     .expect("notification events follow scheduling");
                 if let Some(at) = due_at(&state) {
                     self.notifications_due
-                        .remove(&(at, notification_id.clone()));
+                        .delete(&(at, notification_id.clone()));
                 }
                 let mut state = Some(state);
                 Notification::apply(&mut state, &event);
@@ -973,8 +973,8 @@ impl ReadModel {
             return;
         }
         if let Some(old) = old {
-            self.sweep_queue.remove(&(old, trade_no.clone()));
-            self.sweep_keys.remove(trade_no);
+            self.sweep_queue.delete(&(old, trade_no.clone()));
+            self.sweep_keys.delete(trade_no);
         }
         if let Some(since) = since {
             self.sweep_queue
@@ -998,7 +998,7 @@ impl ReadModel {
         settled_at: DateTime<Utc>,
     ) -> bool {
         if let Some(request_position) = self.refund_positions.remove(refund_id) {
-            self.refunds_to_submit.remove(&request_position);
+            self.refunds_to_submit.delete(&request_position);
         }
         let payment = self.payment_mut(trade_no);
         if let Some(refund) = payment

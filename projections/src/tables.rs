@@ -530,7 +530,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
 
     /// The value at `key`, for the fold: read through the writer's connection, and a panic
     /// when the file cannot be read (the fold's panics stop the projection where it is and
-    /// say why). `get`, `peek`, `contains_key`, `remove` and `get_mut` are the fold's.
+    /// say why). `get`, `peek`, `remove`, `delete` and `get_mut` are the fold's.
     pub fn get(&self, key: &K) -> Option<V> {
         self.load(&key.encoded(), Via::Writer)
             .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
@@ -555,28 +555,26 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
             .map(read)
     }
 
-    /// Whether `key` has a value (see [`Map::get`] on errors).
-    pub fn contains_key(&self, key: &K) -> bool {
-        self.get(key).is_some()
-    }
-
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: &K, value: V) {
         self.entries.insert(key.encoded(), Some(value));
     }
 
-    /// Removes `key`, returning what it held.
+    /// Removes `key`, returning what it held (a read, as [`Map::get`]).
     pub fn remove(&mut self, key: &K) -> Option<V> {
+        let previous = self.get(key);
+        self.delete(key);
+        previous
+    }
+
+    /// Removes `key` without reading what it held.
+    pub fn delete(&mut self, key: &K) {
         let encoded = key.encoded();
-        let previous = self
-            .load(&encoded, Via::Writer)
-            .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
         if self.backing.is_some() {
             self.entries.insert(encoded, None);
         } else {
             self.entries.remove(&encoded);
         }
-        previous
     }
 
     /// The value at `key` to change in place (kept in memory until the next commit).
