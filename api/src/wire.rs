@@ -132,6 +132,108 @@ pub struct MerchantAnswer {
     #[schema(example = "mch_01jd8x3k5n7q9r2t4v6w8y0z1a")]
     pub merchant_id: String,
     pub name: String,
+    /// When it was onboarded (RFC 3339).
+    pub created_at: String,
+}
+
+/// `GET /v1/merchants`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantsList {
+    pub data: Vec<MerchantAnswer>,
+    /// Whether more follow (ask again with `starting_after` = the last item's id).
+    pub has_more: bool,
+}
+
+/// `GET /v1/merchants/{merchant_id}/channel-accounts`: newest first. Parameters are never
+/// answered: they hold the account's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelAccountsList {
+    pub data: Vec<ChannelAccountAnswer>,
+    pub has_more: bool,
+}
+
+/// An app as operators see it (its key and webhook secret are never answered again).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppAnswer {
+    pub app_id: String,
+    pub name: String,
+    pub merchant_ids: Vec<String>,
+    pub notify_url: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// `GET /v1/apps`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppsList {
+    pub data: Vec<AppAnswer>,
+    pub has_more: bool,
+}
+
+/// `GET /v1/payments` (a list): newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsList {
+    pub data: Vec<PaymentAnswer>,
+    pub has_more: bool,
+}
+
+/// `GET /v1/payments`: a list, or with `merchant_id` + `order_no` or `channel_trade_no` the one
+/// payment found (with `attempts`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FindPaymentsAnswer {
+    List(PaymentsList),
+    One(PaymentAnswer),
+}
+
+/// `GET /v1/refunds`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundsList {
+    pub data: Vec<RefundAnswer>,
+    pub has_more: bool,
+}
+
+/// `GET /v1/reconciliations`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationsList {
+    pub data: Vec<ReconciliationAnswer>,
+    pub has_more: bool,
+}
+
+/// A count and the money it adds up to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TallyAnswer {
+    pub count: u64,
+    #[schema(example = "1024.50")]
+    pub amount: String,
+}
+
+/// One bucket of a merchant's statistics: `payments` by when they started; `succeeded`,
+/// `fees`, `by_channel` and `by_invoke_method` by when they were paid; `refunds` (those that
+/// succeeded) by when they did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsBucketAnswer {
+    /// The bucket's start in the asked zone (RFC 3339 with its offset).
+    pub start: String,
+    pub payments: TallyAnswer,
+    pub succeeded: TallyAnswer,
+    pub refunds: TallyAnswer,
+    pub fees: String,
+    pub by_channel: std::collections::BTreeMap<String, TallyAnswer>,
+    pub by_invoke_method: std::collections::BTreeMap<String, TallyAnswer>,
+}
+
+/// `GET /v1/merchants/{merchant_id}/stats`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsAnswer {
+    pub merchant_id: String,
+    pub currency: String,
+    /// `day` or `hour`.
+    pub granularity: String,
+    /// The IANA zone the buckets are cut in.
+    pub tz: String,
+    pub buckets: Vec<StatsBucketAnswer>,
 }
 
 /// `POST /v1/merchants/{merchant_id}/channel-accounts` and its `PUT` (key rotation).
@@ -195,6 +297,10 @@ pub struct ChannelAccountAnswer {
     pub fee_rate: String,
     pub callback_ip_allowlist: Vec<String>,
     pub bill_utc_offset: Option<String>,
+    /// When it was first activated (RFC 3339).
+    pub created_at: String,
+    /// When it was last activated (a key rotation activates it again).
+    pub updated_at: String,
 }
 
 /// `POST .../channel-accounts/{channel_account_id}/disable | enable`
@@ -740,6 +846,15 @@ pub struct HealthAnswer {
     #[schema(value_type = Object)]
     pub components: Value,
     pub read_model_position: u64,
+}
+
+/// A merchant.
+pub fn merchant_answer(onboarded: &paycenter_domain::events::MerchantOnboarded) -> MerchantAnswer {
+    MerchantAnswer {
+        merchant_id: onboarded.merchant_id.to_string(),
+        name: onboarded.name.clone(),
+        created_at: onboarded.onboarded_at.to_rfc3339(),
+    }
 }
 
 /// A refund as apps see it.

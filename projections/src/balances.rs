@@ -184,6 +184,7 @@ impl Ledger {
 
     /// See `ReadModel::finish_commit`.
     pub fn finish_commit(&mut self) {
+        self.balances.finish_commit();
         self.started.finish_commit();
         self.paid.finish_commit();
         self.refunds.finish_commit();

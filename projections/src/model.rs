@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 use crate::tables::{Backing, Checkpoint, Key, Map, Resident, TableError};
 
+mod lists;
+pub use lists::*;
+
 /// A refund as the API shows it.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,17 @@ pub struct RefundView {
     /// When it succeeded or failed.
     #[serde(default)]
     pub settled_at: Option<DateTime<Utc>>,
+}
+
+impl RefundView {
+    /// The refund as it was requested (the `refund.created` entry of the feed).
+    pub fn as_requested(&self) -> RefundView {
+        RefundView {
+            status: RefundStatus::Pending,
+            settled_at: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// A verified report that contradicted its attempt, as the API shows it.
@@ -115,6 +129,37 @@ pub struct PaymentView {
 }
 
 impl PaymentView {
+    /// The payment as it was when it started (the `payment.created` entry of the feed): what
+    /// its start set, with everything later events change back to its initial value. Every
+    /// field is named, so a new one must be placed on one side or the other.
+    pub fn as_started(&self) -> PaymentView {
+        PaymentView {
+            trade_no: self.trade_no.clone(),
+            order_no: self.order_no.clone(),
+            channel_trade_no: None,
+            channel_reference: None,
+            checkout_qr_code: None,
+            merchant_id: self.merchant_id.clone(),
+            app_id: self.app_id.clone(),
+            channel_account_id: self.channel_account_id.clone(),
+            channel: self.channel,
+            invoke_method: self.invoke_method,
+            amount: self.amount,
+            fee: self.fee,
+            subject: self.subject.clone(),
+            status: AttemptStatus::Pending,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            return_url: self.return_url.clone(),
+            paid_at: None,
+            refunds: Vec::new(),
+            splits: self.splits.clone(),
+            anomalies: Vec::new(),
+            channel_close: None,
+            order_stream: self.order_stream.clone(),
+        }
+    }
+
     /// Σ succeeded refunds.
     pub fn refunded(&self) -> Money {
         self.refunds
@@ -145,10 +190,27 @@ pub struct NotificationDraft {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedItem {
     pub cursor: u64,
-    pub notification_id: NotificationId,
-    pub webhook_type: String,
+    /// The notification's id, or for an entry with no webhook the `evt_` id of its event.
+    pub id: String,
+    pub event_type: String,
     pub created_at: DateTime<Utc>,
-    pub data: serde_json::Value,
+    pub data: FeedData,
+}
+
+/// What a feed entry carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FeedData {
+    /// A webhook's payload, as scheduled.
+    Notification(serde_json::Value),
+    /// `payment.created`: the payment as it started ([`PaymentView::as_started`]).
+    PaymentCreated(TradeNo),
+    /// `refund.created`: the refund as requested ([`RefundView::as_requested`]).
+    RefundCreated(TradeNo, RefundId),
+}
+
+/// The feed's `evt_` id of an event that has no webhook.
+pub fn feed_event_id(event_id: Uuid) -> String {
+    format!("evt_{}", event_id.simple())
 }
 
 /// What the read model keeps as single values, written with every commit.
@@ -181,6 +243,8 @@ macro_rules! model_tables {
                 (previous_webhook_secrets, PREVIOUS_WEBHOOK_SECRETS),
                 (disabled_apps, DISABLED_APPS),
                 (disabled_channel_accounts, DISABLED_CHANNEL_ACCOUNTS),
+                (channel_accounts_created, CHANNEL_ACCOUNTS_CREATED),
+                (stats_currencies, STATS_CURRENCIES),
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
@@ -204,6 +268,15 @@ macro_rules! model_tables {
                 (reconciliations, RECONCILIATIONS, RECENT_OTHER),
                 (scheduled_reconciliations, SCHEDULED_RECONCILIATIONS, RECENT_OTHER),
                 (checkouts, CHECKOUTS, RECENT_OTHER),
+                (payments_listed, PAYMENTS_LISTED, RECENT_OTHER),
+                (payments_listed_by_app, PAYMENTS_LISTED_BY_APP, RECENT_OTHER),
+                (payments_listed_by_merchant, PAYMENTS_LISTED_BY_MERCHANT, RECENT_OTHER),
+                (refunds_listed, REFUNDS_LISTED, RECENT_OTHER),
+                (refunds_listed_by_app, REFUNDS_LISTED_BY_APP, RECENT_OTHER),
+                (refunds_listed_by_merchant, REFUNDS_LISTED_BY_MERCHANT, RECENT_OTHER),
+                (reconciliations_listed, RECONCILIATIONS_LISTED, RECENT_OTHER),
+                (reconciliations_listed_by_account, RECONCILIATIONS_LISTED_BY_ACCOUNT, RECENT_OTHER),
+                (merchant_stats, MERCHANT_STATS, RECENT_OTHER),
             ]
         }
     };
@@ -242,6 +315,17 @@ mod space {
     pub const CHECKOUTS: u16 = 42;
     /// The ledger takes five spaces from here.
     pub const LEDGER: u16 = 50;
+    pub const CHANNEL_ACCOUNTS_CREATED: u16 = 60;
+    pub const STATS_CURRENCIES: u16 = 61;
+    pub const PAYMENTS_LISTED: u16 = 62;
+    pub const PAYMENTS_LISTED_BY_APP: u16 = 63;
+    pub const PAYMENTS_LISTED_BY_MERCHANT: u16 = 64;
+    pub const REFUNDS_LISTED: u16 = 65;
+    pub const REFUNDS_LISTED_BY_APP: u16 = 66;
+    pub const REFUNDS_LISTED_BY_MERCHANT: u16 = 67;
+    pub const RECONCILIATIONS_LISTED: u16 = 68;
+    pub const RECONCILIATIONS_LISTED_BY_ACCOUNT: u16 = 69;
+    pub const MERCHANT_STATS: u16 = 70;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -254,7 +338,11 @@ pub struct ReadModel {
     hash_at_position: [u8; 32],
     /// The file, when the model has one.
     backing: Option<Arc<Backing>>,
-    merchants: Resident<MerchantId, String>,
+    merchants: Resident<MerchantId, MerchantOnboarded>,
+    /// When each channel account was first activated.
+    channel_accounts_created: Resident<ChannelAccountId, DateTime<Utc>>,
+    /// The currencies of each merchant's statistics.
+    stats_currencies: Resident<MerchantId, Vec<String>>,
     /// Each channel account's latest activation.
     channel_accounts: Resident<ChannelAccountId, ChannelAccountActivated>,
     apps: Resident<AppId, AppRegistered>,
@@ -305,6 +393,18 @@ pub struct ReadModel {
     scheduled_reconciliations: Map<(ChannelAccountId, String), ()>,
     /// Aggregated cashiers by id.
     checkouts: Map<str, CheckoutOpened>,
+    /// Lists, newest first (see `lists`): payments and refunds by creation, in all, by app
+    /// and by merchant; reconciliations by completion, in all and by account.
+    payments_listed: Map<[u8], PaymentEntry>,
+    payments_listed_by_app: Map<[u8], PaymentEntry>,
+    payments_listed_by_merchant: Map<[u8], PaymentEntry>,
+    refunds_listed: Map<[u8], RefundEntry>,
+    refunds_listed_by_app: Map<[u8], RefundEntry>,
+    refunds_listed_by_merchant: Map<[u8], RefundEntry>,
+    reconciliations_listed: Map<[u8], ReconciliationEntry>,
+    reconciliations_listed_by_account: Map<[u8], ReconciliationEntry>,
+    /// Statistics by merchant, currency and quarter hour.
+    merchant_stats: Map<(MerchantId, String, DateTime<Utc>), StatsBucket>,
     /// Double-entry balances.
     ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
@@ -374,7 +474,7 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -510,6 +610,7 @@ impl ReadModel {
         macro_rules! finish_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
              mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(self.$resident.finish_commit();)*
                 $(self.$mapped.finish_commit();)*
             };
         }
@@ -555,6 +656,7 @@ impl ReadModel {
                 (payment.status, payment.anomalies.len())
             })
         });
+        let status_before = before.map(|(status, _)| status);
         if let Some((status, n_anomalies)) = before {
             self.count_payment(status, -1);
             self.counted_anomalies_before = n_anomalies;
@@ -578,9 +680,16 @@ impl ReadModel {
         }
         match event {
             Event::MerchantOnboarded(event) => {
-                self.merchants.insert(event.merchant_id, event.name);
+                self.merchants.insert(event.merchant_id.clone(), event);
             }
             Event::ChannelAccountActivated(event) => {
+                if !self
+                    .channel_accounts_created
+                    .contains_key(&event.channel_account_id)
+                {
+                    self.channel_accounts_created
+                        .insert(event.channel_account_id.clone(), event.activated_at);
+                }
                 self.channel_accounts
                     .insert(event.channel_account_id.clone(), event);
             }
@@ -658,10 +767,21 @@ impl ReadModel {
                     channel_close: None,
                     order_stream: recorded.stream_id.clone(),
                 };
-                let order_key = (event.app_id, event.merchant_id, event.order_no);
+                let order_key = (event.app_id.clone(), event.merchant_id, event.order_no);
                 let mut attempts = self.payments_by_order.get(&order_key).unwrap_or_default();
                 attempts.push(event.trade_no.clone());
                 self.payments_by_order.insert(&order_key, attempts);
+                self.count_started(&view);
+                self.feeds.insert(
+                    &(event.app_id, position),
+                    FeedItem {
+                        cursor: position,
+                        id: feed_event_id(recorded.event_id),
+                        event_type: "payment.created".to_owned(),
+                        created_at: event.started_at,
+                        data: FeedData::PaymentCreated(event.trade_no.clone()),
+                    },
+                );
                 self.payments.insert(&event.trade_no, view);
             }
             Event::PaymentAttemptInitiated(event) => {
@@ -720,6 +840,8 @@ impl ReadModel {
                 payment.status = AttemptStatus::Succeeded;
                 payment.channel_trade_no = Some(event.channel_trade_no.clone());
                 payment.paid_at = Some(event.paid_at);
+                let payment = payment.clone();
+                self.count_paid(&payment, event.paid_at);
                 let settlement = (
                     payment.channel_account_id.clone(),
                     event.paid_at,
@@ -767,6 +889,7 @@ impl ReadModel {
                         (),
                     );
                 }
+                self.index_reconciliation(&completed);
                 self.reconciliations
                     .insert(completed.reconciliation_id.as_str(), completed.clone());
             }
@@ -776,8 +899,8 @@ impl ReadModel {
                 self.refunds_to_submit
                     .insert(&position, event.refund_id.clone());
                 self.refund_positions.insert(&event.refund_id, position);
-                self.payment_mut(&event.trade_no).refunds.push(RefundView {
-                    refund_id: event.refund_id,
+                let refund = RefundView {
+                    refund_id: event.refund_id.clone(),
                     refund_no: event.refund_no,
                     trade_no: event.trade_no.clone(),
                     amount: event.amount,
@@ -786,7 +909,21 @@ impl ReadModel {
                     status: RefundStatus::Pending,
                     requested_at: event.requested_at,
                     settled_at: None,
-                });
+                };
+                let payment = self.payment_mut(&event.trade_no);
+                payment.refunds.push(refund.clone());
+                let payment = payment.clone();
+                self.index_refund(&payment, &refund);
+                self.feeds.insert(
+                    &(payment.app_id.clone(), position),
+                    FeedItem {
+                        cursor: position,
+                        id: feed_event_id(recorded.event_id),
+                        event_type: "refund.created".to_owned(),
+                        created_at: event.requested_at,
+                        data: FeedData::RefundCreated(event.trade_no, event.refund_id),
+                    },
+                );
             }
             Event::PaymentAnomalyDetected(event) => {
                 self.refund_trade_nos
@@ -867,10 +1004,10 @@ impl ReadModel {
                     &(scheduled.app_id.clone(), position),
                     FeedItem {
                         cursor: position,
-                        notification_id: scheduled.notification_id.clone(),
-                        webhook_type: scheduled.webhook_type.clone(),
+                        id: scheduled.notification_id.to_string(),
+                        event_type: scheduled.webhook_type.clone(),
                         created_at: scheduled.created_at,
-                        data: scheduled.data.clone(),
+                        data: FeedData::Notification(scheduled.data.clone()),
                     },
                 );
                 let notification_id = scheduled.notification_id.clone();
@@ -951,6 +1088,10 @@ impl ReadModel {
                         .or_default() += 1;
                 }
                 self.requeue_for_sweep(&trade_no, since);
+                if status_before != Some(status) {
+                    let payment = self.payments.get(&trade_no).expect("just changed");
+                    self.index_payment(&payment);
+                }
             }
         }
     }
@@ -1001,15 +1142,24 @@ impl ReadModel {
             self.refunds_to_submit.delete(&request_position);
         }
         let payment = self.payment_mut(trade_no);
-        if let Some(refund) = payment
+        let settled = payment
             .refunds
             .iter_mut()
             .find(|refund| &refund.refund_id == refund_id)
-        {
-            refund.status = status;
-            refund.settled_at = Some(settled_at);
+            .map(|refund| {
+                refund.status = status;
+                refund.settled_at = Some(settled_at);
+                refund.clone()
+            });
+        if let Some(refund) = settled {
+            let payment = self.payments.get(trade_no).expect("just changed");
+            self.index_refund(&payment, &refund);
+            if status == RefundStatus::Succeeded {
+                self.count_refunded(&payment.merchant_id, refund.amount, settled_at);
+            }
             return false;
         }
+        let payment = self.payment_mut(trade_no);
         let anomaly = payment
             .anomalies
             .iter_mut()
@@ -1125,8 +1275,8 @@ impl ReadModel {
 
     // ----- Queries -----
 
-    /// Merchants and their names.
-    pub fn merchants(&self) -> &HashMap<MerchantId, String> {
+    /// Merchants as onboarded.
+    pub fn merchants(&self) -> &HashMap<MerchantId, MerchantOnboarded> {
         &self.merchants
     }
 
@@ -1138,6 +1288,14 @@ impl ReadModel {
     /// Registered apps.
     pub fn apps(&self) -> &HashMap<AppId, AppRegistered> {
         &self.apps
+    }
+
+    /// When a channel account was first activated.
+    pub fn channel_account_created_at(
+        &self,
+        channel_account_id: &ChannelAccountId,
+    ) -> Option<DateTime<Utc>> {
+        self.channel_accounts_created.get(channel_account_id).copied()
     }
 
     /// Whether the app was disabled.

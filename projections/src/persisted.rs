@@ -6,8 +6,9 @@
 //! temporary file, fsynced, renamed, the directory fsynced) and removes the old generation: a
 //! crash leaves the pointer naming one complete file or the other.
 //!
-//! Upgrades: a file of another version is never opened (its name says its version), and the
-//! snapshot files earlier versions wrote are removed; the new file is folded from the log.
+//! Upgrades: a file of another version is never opened (its name says its version): it is
+//! removed, as are the snapshot files earlier versions wrote, and the new file is folded from
+//! the log.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -75,7 +76,7 @@ pub fn remove_file_set(path: &Path) {
 /// one (the log is the truth; the fold rebuilds it). Snapshots of earlier versions go.
 pub fn open_live(dir: &Path, store: &dyn EventStore) -> Result<ReadModel, ModelError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    remove_legacy_snapshots(dir);
+    remove_legacy_files(dir);
     let path = live_path(dir).map_err(io_error(dir))?;
     remove_other_generations(dir, &path);
     open_or_replace(&path, store)
@@ -135,7 +136,7 @@ pub fn make_live(dir: &Path, path: &Path) -> Result<(), std::io::Error> {
     Ok(())
 }
 
-fn remove_legacy_snapshots(dir: &Path) {
+fn remove_legacy_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -146,6 +147,18 @@ fn remove_legacy_snapshots(dir: &Path) {
         };
         if name.starts_with(&format!("{NAME}.v")) && name.ends_with(".snapshot") {
             tracing::info!(file = name, "snapshot of an earlier version removed; the read model now lives in its own database file");
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        // Files of another version (their pointer, each generation with its log and index):
+        // this version folds its own from the log.
+        let of_other_version = name.starts_with(&format!("{NAME}.v"))
+            && !name.starts_with(&format!("{NAME}.v{VERSION}."))
+            && [".live", ".sqlite", ".sqlite-wal", ".sqlite-shm"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix));
+        if of_other_version {
+            tracing::info!(file = name, "read model file of another version removed");
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -77,6 +77,13 @@ impl Key for String {
     }
 }
 
+/// A key already encoded (the indexes of lists build theirs from parts).
+impl Key for [u8] {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
 impl Key for u64 {
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_be_bytes());
@@ -345,6 +352,27 @@ impl Backing {
         })
     }
 
+    /// Rows of `space` with `start <= key < end`, the greatest key first, at most `limit`.
+    fn range_desc(
+        &self,
+        space: u16,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
+                 ORDER BY key DESC LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                rusqlite::params![space, start, end, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            rows.collect()
+        })
+    }
+
     /// Every row of `space`, in key order.
     fn all(&self, space: u16) -> Result<Vec<(Vec<u8>, String)>, TableError> {
         self.range(space, &[], &[u8::MAX; 9], usize::MAX)
@@ -435,6 +463,16 @@ impl Backing {
 
 fn encode_value<V: Serialize>(value: &V) -> String {
     serde_json::to_string(value).expect("read model values serialize")
+}
+
+/// One step of a descending read ([`Map::range_desc`]).
+#[derive(Debug)]
+pub struct DescendingStep<V> {
+    /// Encoded keys and values, the greatest key first.
+    pub entries: Vec<(Vec<u8>, V)>,
+    /// Where the next step ends (exclusive) when rows may remain below; `None` when the range
+    /// is read to its start.
+    pub resume_below: Option<Vec<u8>>,
 }
 
 /// A table of the read model that grows with history (see the module).
@@ -593,11 +631,29 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// Values with `start <= encoded key < end`, in key order, at most `limit`. Reads what is
     /// committed: only between folds (the model's write lock keeps queries out of a batch).
     pub fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<V>, TableError> {
+        Ok(self
+            .range_entries(start, end, limit)?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect())
+    }
+
+    /// Entries (encoded key and value) with `start <= encoded key < end`, in key order, at
+    /// most `limit` (see [`Map::range`]).
+    pub fn range_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, V)>, TableError> {
+        if end <= start || limit == 0 {
+            return Ok(Vec::new());
+        }
         match &self.backing {
             None => Ok(self
                 .entries
                 .range(start.to_vec()..end.to_vec())
-                .filter_map(|(_, value)| value.clone())
+                .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
                 .take(limit)
                 .collect()),
             Some(backing) => {
@@ -608,7 +664,75 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     found.insert(key.clone(), self.decode(text)?);
                 }
                 self.overlay_committing(&mut found, start, end, rows.len() == limit);
-                Ok(found.into_values().take(limit).collect())
+                Ok(found.into_iter().take(limit).collect())
+            }
+        }
+    }
+
+    /// Entries (encoded key and value) with `start <= encoded key < end`, the greatest key
+    /// first, reading at most `limit` rows: a step of a list shown newest first. Reads what is
+    /// committed, as [`Map::range`].
+    pub fn range_desc(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<DescendingStep<V>, TableError> {
+        if end <= start || limit == 0 {
+            return Ok(DescendingStep {
+                entries: Vec::new(),
+                resume_below: None,
+            });
+        }
+        match &self.backing {
+            None => {
+                let entries: Vec<(Vec<u8>, V)> = self
+                    .entries
+                    .range(start.to_vec()..end.to_vec())
+                    .rev()
+                    .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+                    .take(limit)
+                    .collect();
+                let resume_below = (entries.len() == limit)
+                    .then(|| entries.last().map(|(key, _)| key.clone()))
+                    .flatten();
+                Ok(DescendingStep {
+                    entries,
+                    resume_below,
+                })
+            }
+            Some(backing) => {
+                debug_assert!(self.entries.is_empty(), "range reads committed rows only");
+                let rows = backing.range_desc(self.space, start, end, limit)?;
+                let stopped_at_limit = rows.len() == limit;
+                let lowest_read = rows.last().map(|(key, _)| key.clone());
+                let mut found = BTreeMap::new();
+                for (key, text) in rows {
+                    let value = self.decode(&text)?;
+                    found.insert(key, value);
+                }
+                // The commit being written, over what was read; below the lowest row read the
+                // file may hold others, so the overlay stops there.
+                for (key, value) in &self.committing {
+                    if key.as_slice() < start || key.as_slice() >= end {
+                        continue;
+                    }
+                    let beyond_read =
+                        stopped_at_limit && lowest_read.as_ref().is_some_and(|lowest| key < lowest);
+                    match value {
+                        Some(value) if !beyond_read => {
+                            found.insert(key.clone(), value.clone());
+                        }
+                        Some(_) => {}
+                        None => {
+                            found.remove(key);
+                        }
+                    }
+                }
+                Ok(DescendingStep {
+                    entries: found.into_iter().rev().collect(),
+                    resume_below: if stopped_at_limit { lowest_read } else { None },
+                })
             }
         }
     }
@@ -734,6 +858,8 @@ pub struct Resident<K, V> {
     backing: Option<Arc<Backing>>,
     map: HashMap<K, V>,
     changed: HashSet<K>,
+    /// Keys of the commit being written (between `drain_into` and `finish_commit`).
+    committing: HashSet<K>,
 }
 
 impl<K, V> Default for Resident<K, V> {
@@ -743,6 +869,7 @@ impl<K, V> Default for Resident<K, V> {
             backing: None,
             map: HashMap::new(),
             changed: HashSet::new(),
+            committing: HashSet::new(),
         }
     }
 }
@@ -828,10 +955,20 @@ where
             self.changed.clear();
             return;
         }
-        for key in self.changed.drain() {
-            let value = self.map.get(&key).map(|value| encode_value(&(&key, value)));
+        // Keys of a commit still being written are written again, as `Map::drain_into` does:
+        // if that commit is the one dropped (overtaken), this one carries its changes.
+        let changed: Vec<K> = self.changed.drain().collect();
+        self.committing.extend(changed);
+        for key in &self.committing {
+            let value = self.map.get(key).map(|value| encode_value(&(key, value)));
             writes.push((self.space, key.encoded(), value));
         }
+    }
+
+    /// The commit holding what `drain_into` took is in the file (or was dropped for a later
+    /// one that holds it too).
+    pub fn finish_commit(&mut self) {
+        self.committing.clear();
     }
 
     /// Feeds every entry (encoded key and JSON of `[key, value]`, in key order) to `visit`:

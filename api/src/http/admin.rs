@@ -79,7 +79,7 @@ pub async fn get_reconciliation(state: Arc<AppState>, reconciliation_id: String)
 }
 
 /// The answer of a reconciliation.
-fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
+pub(crate) fn reconciliation_json(completed: &ReconciliationCompleted) -> Value {
     let money = |amount: Option<Money>| amount.map(|amount| amount.to_major_string());
     crate::wire::to_value(&crate::wire::ReconciliationAnswer {
         reconciliation_id: completed.reconciliation_id.clone(),

@@ -285,7 +285,7 @@ pub fn checkout_page(
             let merchant = model
                 .merchants()
                 .get(&payment.merchant_id)
-                .cloned()
+                .map(|merchant| merchant.name.clone())
                 .unwrap_or_default();
             drop(model);
             let trade_no = payment.trade_no.as_str();
@@ -557,7 +557,7 @@ fn picker(
         .model_lock()
         .merchants()
         .get(&checkout.merchant_id)
-        .cloned()
+        .map(|merchant| merchant.name.clone())
         .unwrap_or_default();
     let choices: Vec<HashMap<&str, String>> = offered
         .iter()

@@ -36,10 +36,7 @@ pub async fn create_merchant(state: Arc<AppState>, body: bytes_body::Body) -> An
     let onboarded = crate::service::registry::onboard_merchant(&state, name).await?;
     Ok((
         StatusCode::CREATED,
-        wire::to_value(&wire::MerchantAnswer {
-            merchant_id: onboarded.merchant_id.to_string(),
-            name: onboarded.name,
-        }),
+        wire::to_value(&wire::merchant_answer(&onboarded)),
     ))
 }
 
@@ -151,15 +148,10 @@ pub async fn create_channel_account(
         } else {
             StatusCode::OK
         },
-        wire::to_value(&wire::ChannelAccountAnswer {
-            channel_account_id: account.channel_account_id.to_string(),
-            merchant_id: account.merchant_id.to_string(),
-            channel: account.channel.as_str().to_owned(),
-            status: "active".to_owned(),
-            fee_rate: account.fee_rate.to_text(),
-            callback_ip_allowlist: account.callback_ip_allowlist.clone(),
-            bill_utc_offset: account.bill_utc_offset_minutes.map(format_utc_offset),
-        }),
+        wire::to_value(&crate::http::lists::channel_account_answer(
+            &*state.model_lock(),
+            account,
+        )),
     ))
 }
 
@@ -265,7 +257,7 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     ))
 }
 
-fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), Refusal> {
+pub(crate) fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), Refusal> {
     if app.merchant_ids.contains(merchant_id) {
         return Ok(());
     }
@@ -402,50 +394,6 @@ pub async fn get_payment(state: Arc<AppState>, app: AppRegistered, trade_no: Str
     ))
 }
 
-/// `GET /v1/payments?merchant_id=&order_no=` or `?channel_trade_no=`: the latest attempt as the
-/// payment object, with every attempt of the order under `attempts`.
-pub async fn find_payments(
-    state: Arc<AppState>,
-    app: AppRegistered,
-    query: std::collections::HashMap<String, String>,
-) -> Answer {
-    let model = state.read_model()?;
-    if let Some(channel_trade_no) = query.get("channel_trade_no") {
-        let channel_trade_no = parse_id(ChannelTradeNo::parse, channel_trade_no)?;
-        let payment = model
-            .payment_by_channel_trade_no(&channel_trade_no)?
-            .filter(|payment| owned_by(payment, &app))
-            .ok_or_else(|| {
-                Refusal::not_found(
-                    ErrorCode::PaymentNotFound,
-                    format!("no payment with channel_trade_no {channel_trade_no}"),
-                )
-            })?;
-        let mut body = payment_json(&payment);
-        body["attempts"] = json!([payment_json(&payment)]);
-        return Ok((StatusCode::OK, body));
-    }
-    let (Some(merchant_id), Some(order_no)) = (query.get("merchant_id"), query.get("order_no"))
-    else {
-        return Err(Refusal::invalid(
-            "query by merchant_id and order_no, or by channel_trade_no",
-        ));
-    };
-    let merchant_id = parse_id(MerchantId::parse, merchant_id)?;
-    let order_no = parse_id(OrderNo::parse, order_no)?;
-    ensure_app_merchant(&app, &merchant_id)?;
-    let attempts = model.payments_of_order(&app.app_id, &merchant_id, &order_no)?;
-    let latest = attempts.last().ok_or_else(|| {
-        Refusal::not_found(
-            ErrorCode::PaymentNotFound,
-            format!("no payment for order {order_no}"),
-        )
-    })?;
-    let mut body = payment_json(latest);
-    body["attempts"] = Value::Array(attempts.iter().map(payment_json).collect());
-    Ok((StatusCode::OK, body))
-}
-
 /// `POST /v1/payments/{trade_no}/close`
 pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
     let payment = app_payment(&state, &app, &trade_no)?;
@@ -533,17 +481,17 @@ pub async fn list_events(
     };
     let model = state.read_model()?;
     let page = model.feed_after(&app.app_id, after, limit)?;
-    drop(model);
-    let events: Vec<wire::FeedItem> = page
-        .iter()
-        .map(|item| wire::FeedItem {
-            id: item.notification_id.to_string(),
+    let mut events = Vec::with_capacity(page.len());
+    for item in &page {
+        events.push(wire::FeedItem {
+            id: item.id.clone(),
             cursor: item.cursor.to_string(),
-            kind: item.webhook_type.to_string(),
+            kind: item.event_type.clone(),
             created_at: item.created_at.to_rfc3339(),
-            data: item.data.clone(),
-        })
-        .collect();
+            data: feed_data(&model, &item.data)?,
+        });
+    }
+    drop(model);
     let next_cursor = page
         .last()
         .map(|item| item.cursor)
@@ -556,6 +504,33 @@ pub async fn list_events(
             next_cursor,
         }),
     ))
+}
+
+/// A feed entry's `data`: a webhook's payload as it was sent; `payment.created` the payment
+/// as it started; `refund.created` the refund as requested, with its payment as it stands.
+fn feed_data(
+    model: &paycenter_projections::ReadModel,
+    data: &paycenter_projections::model::FeedData,
+) -> Result<Value, Refusal> {
+    use paycenter_projections::model::FeedData;
+    Ok(match data {
+        FeedData::Notification(payload) => payload.clone(),
+        FeedData::PaymentCreated(trade_no) => match model.payment(trade_no)? {
+            Some(payment) => json!({ "payment": payment_json(&payment.as_started()) }),
+            None => json!({}),
+        },
+        FeedData::RefundCreated(trade_no, refund_id) => match model.payment(trade_no)? {
+            Some(payment) => {
+                let refund = payment
+                    .refunds
+                    .iter()
+                    .find(|refund| &refund.refund_id == refund_id)
+                    .map(|refund| refund_json(&refund.as_requested()));
+                json!({ "payment": payment_json(&payment), "refund": refund })
+            }
+            None => json!({}),
+        },
+    })
 }
 
 /// `POST /callbacks/{channel}/{channel_account_id}`: verify, record, answer in the channel's
@@ -844,7 +819,7 @@ fn parse_utc_offset(text: &str) -> Option<i32> {
     (minutes < 60 && total <= 14 * 60).then_some(sign * total)
 }
 
-fn format_utc_offset(minutes: i32) -> String {
+pub(crate) fn format_utc_offset(minutes: i32) -> String {
     let sign = if minutes < 0 { '-' } else { '+' };
     format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }

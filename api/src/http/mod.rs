@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod health;
 pub mod idempotency;
 pub mod listener;
+pub mod lists;
 pub mod openapi;
 pub mod requests;
 pub mod router;

@@ -55,6 +55,17 @@ use crate::wire;
     wire::CashierCreatedAnswer,
     wire::CreatePaymentAnswer,
     wire::HealthAnswer,
+    wire::MerchantsList,
+    wire::ChannelAccountsList,
+    wire::AppAnswer,
+    wire::AppsList,
+    wire::PaymentsList,
+    wire::FindPaymentsAnswer,
+    wire::RefundsList,
+    wire::ReconciliationsList,
+    wire::TallyAnswer,
+    wire::StatsBucketAnswer,
+    wire::StatsAnswer,
 )))]
 struct WireSchemas;
 
@@ -158,7 +169,7 @@ fn refusal_statuses(route: &Route) -> Vec<u16> {
     }
     match route.caller {
         Caller::Admin => statuses.push(401),
-        Caller::App => statuses.extend([401, 403, 429]),
+        Caller::App | Caller::AppOrAdmin => statuses.extend([401, 403, 429]),
         Caller::Public => {}
     }
     statuses.extend(route.refusals);
@@ -220,12 +231,13 @@ fn operation(route: &Route) -> Value {
     let mut operation = json!({
         "operationId": route.operation.id(),
         "summary": route.summary,
-        "tags": [match route.caller { Caller::Admin => "admin", Caller::App => "app", Caller::Public => "public" }],
+        "tags": [match route.caller { Caller::Admin => "admin", Caller::App | Caller::AppOrAdmin => "app", Caller::Public => "public" }],
         "parameters": parameters,
     });
     operation["security"] = match route.caller {
         Caller::Admin => json!([{ "admin_token": [] }]),
         Caller::App => json!([{ "api_key": [] }]),
+        Caller::AppOrAdmin => json!([{ "api_key": [] }, { "admin_token": [] }]),
         Caller::Public => json!([]),
     };
     match route.request {
@@ -397,6 +409,7 @@ pub fn markdown() -> String {
             match route.caller {
                 Caller::Admin => "admin",
                 Caller::App => "app",
+                Caller::AppOrAdmin => "app (its own) or admin (all)",
                 Caller::Public => "anyone",
             }
         ));

@@ -19,7 +19,7 @@ use paycenter_gateway::CallbackRequest;
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::MAX_BODY_BYTES;
 use crate::http::routes::{Caller, Operation, RequestBody, Route, ROUTES};
-use crate::http::{admin, auth, checkout, handlers, idempotency, Answer};
+use crate::http::{admin, auth, checkout, handlers, idempotency, lists, Answer};
 use crate::state::AppState;
 
 /// A path template's segment.
@@ -262,6 +262,14 @@ async fn serve(
             Authenticated::Admin
         }
         Caller::App => Authenticated::App(auth::app(state, header(headers, "authorization")?)?),
+        Caller::AppOrAdmin => {
+            let authorization = header(headers, "authorization")?;
+            if auth::admin(state, authorization).is_ok() {
+                Authenticated::Admin
+            } else {
+                Authenticated::App(auth::app(state, authorization)?)
+            }
+        }
         Caller::Public => Authenticated::Public,
     };
     let query = if route.query.is_empty() {
@@ -281,6 +289,7 @@ async fn serve(
         Authenticated::App(app) => Some(app),
         Authenticated::Admin | Authenticated::Public => None,
     };
+    let app_or_admin = app.clone();
     let app = || app.clone().expect("an app route authenticated its app");
     let answer = match route.operation {
         Operation::CreateMerchant => handlers::create_merchant(state, body).await,
@@ -313,7 +322,16 @@ async fn serve(
             let handler = handlers::create_payment(state.clone(), app.clone(), body.clone());
             idempotency::run(&state, &app, key, &body, handler).await
         }
-        Operation::FindPayments => handlers::find_payments(state, app(), query).await,
+        Operation::FindPayments => lists::find_payments(state, app_or_admin, query).await,
+        Operation::ListRefunds => lists::list_refunds(state, app_or_admin, query).await,
+        Operation::ListMerchants => lists::list_merchants(state, query).await,
+        Operation::GetMerchant => lists::get_merchant(state, parameter()).await,
+        Operation::ListChannelAccounts => {
+            lists::list_channel_accounts(state, parameter(), query).await
+        }
+        Operation::MerchantStats => lists::merchant_stats(state, parameter(), query).await,
+        Operation::ListApps => lists::list_apps(state, query).await,
+        Operation::ListReconciliations => lists::list_reconciliations(state, query).await,
         Operation::GetPayment => handlers::get_payment(state, app(), parameter()).await,
         Operation::ClosePayment => handlers::close_payment(state, app(), parameter()).await,
         Operation::CreateRefund => handlers::create_refund(state, app(), parameter(), body).await,

@@ -36,11 +36,18 @@ pub enum Operation {
     Healthz,
     Metrics,
     Openapi,
+    ListRefunds,
+    ListMerchants,
+    GetMerchant,
+    ListChannelAccounts,
+    MerchantStats,
+    ListApps,
+    ListReconciliations,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 30] = [
+    pub const ALL: [Operation; 37] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -71,6 +78,13 @@ impl Operation {
         Operation::Healthz,
         Operation::Metrics,
         Operation::Openapi,
+        Operation::ListRefunds,
+        Operation::ListMerchants,
+        Operation::GetMerchant,
+        Operation::ListChannelAccounts,
+        Operation::MerchantStats,
+        Operation::ListApps,
+        Operation::ListReconciliations,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -106,6 +120,13 @@ impl Operation {
             Operation::Healthz => "healthz",
             Operation::Metrics => "metrics",
             Operation::Openapi => "openapi",
+            Operation::ListRefunds => "list_refunds",
+            Operation::ListMerchants => "list_merchants",
+            Operation::GetMerchant => "get_merchant",
+            Operation::ListChannelAccounts => "list_channel_accounts",
+            Operation::MerchantStats => "merchant_stats",
+            Operation::ListApps => "list_apps",
+            Operation::ListReconciliations => "list_reconciliations",
         }
     }
 }
@@ -117,6 +138,8 @@ pub enum Caller {
     Admin,
     /// `Authorization: Bearer <api_key>` of an app.
     App,
+    /// Either: an app sees its own, the admin everything.
+    AppOrAdmin,
     /// No credential: channels, the user at the checkout, operations.
     Public,
 }
@@ -209,6 +232,90 @@ pub struct Route {
 const APP_ACTIONS: &[&str] = &["rotate-key", "rotate-webhook-secret", "disable", "enable"];
 const ACCOUNT_ACTIONS: &[&str] = &["disable", "enable"];
 const CHANNELS: &[&str] = &["sandbox", "alipay", "wechatpay", "stripe"];
+
+const LIMIT: QueryParam = QueryParam {
+    integer_range: Some((1, 100)),
+    ..query("limit", "At most this many items (default 20)")
+};
+const STARTING_AFTER: QueryParam = query(
+    "starting_after",
+    "The id of the last item seen: the page after it",
+);
+const CREATED_FROM: QueryParam = query(
+    "created_from",
+    "Created at or after: RFC 3339, or a date YYYY-MM-DD (its start in tz)",
+);
+const CREATED_TO: QueryParam = query(
+    "created_to",
+    "Created before: RFC 3339, or a date YYYY-MM-DD (its start in tz)",
+);
+const TZ: QueryParam = query(
+    "tz",
+    "The IANA time zone dates are read in (default UTC), e.g. Asia/Shanghai",
+);
+const PAGE_QUERY: &[QueryParam] = &[LIMIT, STARTING_AFTER];
+const APP_QUERY: &[QueryParam] = &[
+    LIMIT,
+    STARTING_AFTER,
+    query("merchant_id", "Only apps acting for this merchant"),
+];
+const RECONCILIATION_QUERY: &[QueryParam] = &[
+    LIMIT,
+    STARTING_AFTER,
+    query("channel_account_id", "Only this account's"),
+];
+const PAYMENT_QUERY: &[QueryParam] = &[
+    query("merchant_id", "Only this merchant's (with order_no: the order's merchant)"),
+    query("order_no", "With merchant_id: the app's order number (find one payment)"),
+    query("channel_trade_no", "The channel's trade number (find one payment)"),
+    query("app_id", "The admin only: this app's payments (with order_no: the order's app)"),
+    QueryParam {
+        one_of: &["pending", "succeeded", "failed", "closed"],
+        ..query("status", "Only payments in this status")
+    },
+    QueryParam {
+        one_of: CHANNELS,
+        ..query("channel", "Only payments at this channel")
+    },
+    CREATED_FROM,
+    CREATED_TO,
+    TZ,
+    LIMIT,
+    STARTING_AFTER,
+];
+const REFUND_QUERY: &[QueryParam] = &[
+    query("merchant_id", "Only this merchant's"),
+    query("trade_no", "Only this payment's"),
+    query("app_id", "The admin only: this app's refunds"),
+    QueryParam {
+        one_of: &["pending", "succeeded", "failed"],
+        ..query("status", "Only refunds in this status")
+    },
+    CREATED_FROM,
+    CREATED_TO,
+    TZ,
+    LIMIT,
+    STARTING_AFTER,
+];
+const STATS_QUERY: &[QueryParam] = &[
+    query(
+        "from",
+        "First bucket: RFC 3339 or a date YYYY-MM-DD in tz (default: 7 days or 24 hours before to)",
+    ),
+    query(
+        "to",
+        "End (exclusive): RFC 3339 or a date in tz (default: the end of the current bucket)",
+    ),
+    QueryParam {
+        one_of: &["day", "hour"],
+        ..query("granularity", "Bucket length (default day)")
+    },
+    TZ,
+    query(
+        "currency",
+        "The currency of the figures (default: the merchant's only one)",
+    ),
+];
 
 /// Every route paycenter answers.
 pub const ROUTES: &[Route] = &[
@@ -389,16 +496,96 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/v1/payments",
         operation: Operation::FindPayments,
-        summary: "Find a payment by merchant_id + order_no or by channel_trade_no: the latest attempt, with every attempt under attempts",
-        caller: Caller::App,
+        summary: "List payments, newest first ({data, has_more}); or find one by merchant_id + order_no (the admin adds app_id) or by channel_trade_no: the latest attempt, with every attempt under attempts",
+        caller: Caller::AppOrAdmin,
         request: RequestBody::None,
-        query: &[
-            query("merchant_id", "With order_no: the order's merchant"),
-            query("order_no", "With merchant_id: the app's order number"),
-            query("channel_trade_no", "The channel's trade number"),
-        ],
+        query: PAYMENT_QUERY,
         path_choices: &[],
-        success: Success::Json(200, "PaymentAnswer"),
+        success: Success::Json(200, "FindPaymentsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/refunds",
+        operation: Operation::ListRefunds,
+        summary: "List refunds, newest first",
+        caller: Caller::AppOrAdmin,
+        request: RequestBody::None,
+        query: REFUND_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "RefundsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants",
+        operation: Operation::ListMerchants,
+        summary: "List merchants, newest first",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: PAGE_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "MerchantsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}",
+        operation: Operation::GetMerchant,
+        summary: "A merchant",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "MerchantAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/channel-accounts",
+        operation: Operation::ListChannelAccounts,
+        summary: "A merchant's channel accounts, newest first (never their parameters)",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: PAGE_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "ChannelAccountsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/stats",
+        operation: Operation::MerchantStats,
+        summary: "A merchant's figures by day or hour in a time zone: payments started, payments succeeded (with fees, by channel and by invoke method) and refunds succeeded",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: STATS_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "StatsAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/apps",
+        operation: Operation::ListApps,
+        summary: "List apps, newest first (never their keys or secrets)",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: APP_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "AppsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/reconciliations",
+        operation: Operation::ListReconciliations,
+        summary: "List reconciliations, newest first",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: RECONCILIATION_QUERY,
+        path_choices: &[],
+        success: Success::Json(200, "ReconciliationsList"),
         refusals: &[],
     },
     Route {
