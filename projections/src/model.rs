@@ -1295,7 +1295,9 @@ impl ReadModel {
         &self,
         channel_account_id: &ChannelAccountId,
     ) -> Option<DateTime<Utc>> {
-        self.channel_accounts_created.get(channel_account_id).copied()
+        self.channel_accounts_created
+            .get(channel_account_id)
+            .copied()
     }
 
     /// Whether the app was disabled.

@@ -31,6 +31,59 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// How the hash chain was checked before an audit or an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Every event's hash and link checked from position 1.
+    Verified {
+        /// Events checked.
+        events: u64,
+        /// The hash of the last one.
+        head_hash: String,
+    },
+    /// Skipped (`--no-verify`).
+    Skipped,
+}
+
+impl ChainCheck {
+    /// The check as the audit's JSON carries it.
+    pub fn json(&self) -> Value {
+        match self {
+            ChainCheck::Verified { events, head_hash } => {
+                json!({ "verified": true, "events": events, "head_hash": head_hash })
+            }
+            ChainCheck::Skipped => {
+                json!({ "verified": false, "reason": "not verified: --no-verify" })
+            }
+        }
+    }
+
+    /// The check as one sentence.
+    pub fn sentence(&self) -> String {
+        match self {
+            ChainCheck::Verified { events, head_hash } => {
+                format!("hash chain verified: {events} events, head {head_hash}")
+            }
+            ChainCheck::Skipped => "hash chain NOT verified (--no-verify)".to_owned(),
+        }
+    }
+}
+
+/// Verifies the whole chain before an audit or an export (unless `verify` is false): what
+/// they read must be what was recorded. A broken chain is an error naming where it breaks.
+pub fn check_chain(store: &dyn EventStore, verify: bool) -> Result<ChainCheck, String> {
+    if !verify {
+        return Ok(ChainCheck::Skipped);
+    }
+    let report = store.verify_chain().map_err(|error| {
+        format!("the hash chain does not verify, so nothing is read from it: {error}")
+    })?;
+    Ok(ChainCheck::Verified {
+        events: report.n_events,
+        head_hash: hex::encode(report.head_hash),
+    })
+}
+
 /// `verify`: the hash chain, that no event id repeats, then every invariant of the read model
 /// and the ledger.
 pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String> {
@@ -196,6 +249,7 @@ pub fn audit(
     at: DateTime<Utc>,
     merchant: Option<&MerchantId>,
     format: AuditFormat,
+    chain: &ChainCheck,
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let io = |error: std::io::Error| error.to_string();
@@ -243,7 +297,7 @@ pub fn audit(
                     })
                 })
                 .collect();
-            let document = json!({ "at": at.to_rfc3339(), "position": model.position(), "balances": balances, "payments": payments });
+            let document = json!({ "at": at.to_rfc3339(), "position": model.position(), "chain": chain.json(), "balances": balances, "payments": payments });
             writeln!(out, "{document}").map_err(io)
         }
         AuditFormat::Csv => {

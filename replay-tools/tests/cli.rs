@@ -29,7 +29,7 @@ fn stdout_json(output: &Output) -> serde_json::Value {
 }
 
 /// Decides `command` on the order stream and appends it.
-fn order_command(store: &SqliteStore, stream: &str, command_id: &str, command: OrderCommand) {
+fn order_command(store: &dyn EventStore, stream: &str, command_id: &str, command: OrderCommand) {
     let recorded = store.read_stream(stream, 0).unwrap();
     let history: Vec<Event> = recorded
         .iter()
@@ -57,9 +57,15 @@ struct Fixture {
     between: chrono::DateTime<Utc>,
 }
 
-/// A merchant, one payment of 100.00 at 1% paid, 40.00 of it refunded: 5 events.
+/// A merchant, one payment of 100.00 at 1% paid, 40.00 of it refunded: 5 events, in the
+/// embedded store in `dir`.
 fn fill(dir: &Path) -> Fixture {
     let store = SqliteStore::open(dir, SqliteConfig::default()).unwrap();
+    fill_store(&store)
+}
+
+/// The same five events in `store`.
+fn fill_store(store: &dyn EventStore) -> Fixture {
     let merchant_id = MerchantId::from_entropy(1);
     let onboard = Event::MerchantOnboarded(MerchantOnboarded {
         merchant_id: merchant_id.clone(),
@@ -78,7 +84,7 @@ fn fill(dir: &Path) -> Fixture {
     let trade_no = TradeNo::generate(Utc::now(), 1);
     let amount = Money::from_minor(10_000, Currency::CNY);
     order_command(
-        &store,
+        store,
         &stream,
         "start",
         OrderCommand::StartAttempt(StartAttempt {
@@ -102,7 +108,7 @@ fn fill(dir: &Path) -> Fixture {
     let between = Utc::now();
     std::thread::sleep(Duration::from_millis(20));
     order_command(
-        &store,
+        store,
         &stream,
         "paid",
         OrderCommand::RecordSuccess {
@@ -115,7 +121,7 @@ fn fill(dir: &Path) -> Fixture {
     );
     let refund_id = RefundId::parse("rf_1").unwrap();
     order_command(
-        &store,
+        store,
         &stream,
         "refund",
         OrderCommand::RequestRefund {
@@ -127,7 +133,7 @@ fn fill(dir: &Path) -> Fixture {
         },
     );
     order_command(
-        &store,
+        store,
         &stream,
         "refunded",
         OrderCommand::RecordRefundSuccess {
@@ -165,6 +171,8 @@ fn verify_audit_export_stats() {
         "--data-dir",
         data_dir,
     ]));
+    assert_eq!(now["chain"]["verified"], true, "audits verify first");
+    assert_eq!(now["chain"]["events"], 5);
     assert_eq!(now["payments"][0]["status"], "succeeded");
     assert_eq!(now["payments"][0]["refunded_amount"], "40.00");
     let accounts = &now["balances"][0]["accounts"];
@@ -214,6 +222,7 @@ fn verify_audit_export_stats() {
 
     let jsonl = replay(&["export", "--data-dir", data_dir]);
     assert!(jsonl.status.success());
+    assert!(String::from_utf8_lossy(&jsonl.stderr).contains("hash chain verified: 5 events"));
     let lines: Vec<serde_json::Value> = String::from_utf8(jsonl.stdout)
         .unwrap()
         .lines()
@@ -257,6 +266,101 @@ fn verify_names_the_first_bad_position() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("position 3"), "{stderr}");
+    // Audits and exports verify first: nothing is read from a broken chain...
+    let at = Utc::now().to_rfc3339();
+    for args in [
+        vec!["audit", "--at", &at, "--data-dir", data_dir],
+        vec!["export", "--data-dir", data_dir],
+    ] {
+        let output = replay(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("position 3"));
+    }
+    // ...unless told not to, which they say.
+    let unverified = stdout_json(&replay(&[
+        "audit",
+        "--at",
+        &at,
+        "--no-verify",
+        "--data-dir",
+        data_dir,
+    ]));
+    assert_eq!(unverified["chain"]["verified"], false);
+    let exported = replay(&["export", "--no-verify", "--data-dir", data_dir]);
+    assert!(exported.status.success());
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("NOT verified"));
+    assert_eq!(String::from_utf8_lossy(&exported.stdout).lines().count(), 5);
+}
+
+/// The commands read an EventStoreDB log as they read the embedded one (its in-memory log:
+/// the server cannot run here); PostgreSQL is covered by the API's two-node test.
+#[test]
+fn the_commands_read_an_eventstoredb_log_alike() {
+    use paycenter_replay_tools::commands::{self, AuditFormat, ChainCheck, ExportFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_fixture = fill(dir.path());
+    let sqlite = SqliteStore::open_read_only(dir.path()).unwrap();
+    let esdb = paycenter_store::EventStoreDbStore::in_memory("paycenter-log").unwrap();
+    let esdb_fixture = fill_store(&esdb);
+    let run = |store: &dyn EventStore, command: &str, fixture: &Fixture| -> Vec<u8> {
+        let mut out = Vec::new();
+        match command {
+            "verify" => commands::verify(store, &mut out),
+            "stats" => commands::stats(store, &mut out),
+            "export" => commands::export(store, ExportFormat::Jsonl, 1, &mut out),
+            "audit" => {
+                let chain = commands::check_chain(store, true).unwrap();
+                assert!(matches!(chain, ChainCheck::Verified { events: 5, .. }));
+                commands::audit(
+                    store,
+                    Utc::now(),
+                    Some(&fixture.merchant_id),
+                    AuditFormat::Json,
+                    &chain,
+                    &mut out,
+                )
+            }
+            _ => unreachable!(),
+        }
+        .unwrap();
+        out
+    };
+    let json = |bytes: &[u8]| -> serde_json::Value { serde_json::from_slice(bytes).unwrap() };
+    let (verified_sqlite, verified_esdb) = (
+        json(&run(&sqlite, "verify", &sqlite_fixture)),
+        json(&run(&esdb, "verify", &esdb_fixture)),
+    );
+    assert_eq!(verified_esdb["events"], 5);
+    assert_eq!(
+        verified_esdb["ledger_totals"],
+        verified_sqlite["ledger_totals"]
+    );
+    assert_eq!(
+        json(&run(&esdb, "stats", &esdb_fixture)),
+        json(&run(&sqlite, "stats", &sqlite_fixture))
+    );
+    let (audit_sqlite, audit_esdb) = (
+        json(&run(&sqlite, "audit", &sqlite_fixture)),
+        json(&run(&esdb, "audit", &esdb_fixture)),
+    );
+    assert_eq!(
+        audit_esdb["balances"][0]["accounts"],
+        audit_sqlite["balances"][0]["accounts"]
+    );
+    assert_eq!(audit_esdb["payments"][0]["refunded_amount"], "40.00");
+    let exported = String::from_utf8(run(&esdb, "export", &esdb_fixture)).unwrap();
+    let types: Vec<String> = exported
+        .lines()
+        .map(|line| {
+            json(line.as_bytes())["event_type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(types.len(), 5);
+    assert_eq!(types.last().unwrap(), "refund.succeeded");
 }
 
 #[test]

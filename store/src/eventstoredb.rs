@@ -26,11 +26,11 @@
 //!
 //! The transport sits behind [`LogBackend`]: the gRPC client of the `eventstore` crate
 //! (cargo feature `eventstoredb`, see `grpc`) in production, and an in-memory log with the same
-//! append rule in this module's unit tests.
+//! append rule in this module's unit tests and for tests of what reads a log
+//! ([`EventStoreDbStore::in_memory`]).
 
 #[cfg(feature = "eventstoredb")]
 mod grpc;
-#[cfg(test)]
 mod memory;
 
 use std::collections::{HashMap, VecDeque};
@@ -344,6 +344,12 @@ impl EventStoreDbStore {
     pub fn connect(connection_string: &str, log_stream: &str) -> Result<Self, StoreError> {
         let backend = grpc::GrpcLog::connect(connection_string)?;
         Self::open(Arc::new(backend), log_stream)
+    }
+
+    /// A log held in memory with EventStoreDB's append rules, where no server can run: the
+    /// backend's whole logic over it, for tests of what reads a log (the replay tools).
+    pub fn in_memory(log_stream: &str) -> Result<Self, StoreError> {
+        Self::open(Arc::new(memory::MemoryLog::default()), log_stream)
     }
 
     /// Opens the log stream `log_stream` through `backend`: reads and verifies all of it into

@@ -257,7 +257,10 @@ pub async fn create_app(state: Arc<AppState>, body: bytes_body::Body) -> Answer 
     ))
 }
 
-pub(crate) fn ensure_app_merchant(app: &AppRegistered, merchant_id: &MerchantId) -> Result<(), Refusal> {
+pub(crate) fn ensure_app_merchant(
+    app: &AppRegistered,
+    merchant_id: &MerchantId,
+) -> Result<(), Refusal> {
     if app.merchant_ids.contains(merchant_id) {
         return Ok(());
     }

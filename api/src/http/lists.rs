@@ -43,8 +43,10 @@ fn limit(query: &Query) -> Result<usize, Refusal> {
             .ok()
             .filter(|limit| (1..=MAX_LIMIT).contains(limit))
             .ok_or_else(|| {
-                Refusal::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))
-                    .with_field("limit")
+                Refusal::invalid(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+                .with_field("limit")
             }),
     }
 }
@@ -56,7 +58,9 @@ fn parse_param<T>(
 ) -> Result<Option<T>, Refusal> {
     query
         .get(name)
-        .map(|text| parse(text).map_err(|error| Refusal::invalid(error.to_string()).with_field(name)))
+        .map(|text| {
+            parse(text).map_err(|error| Refusal::invalid(error.to_string()).with_field(name))
+        })
         .transpose()
 }
 
@@ -121,14 +125,18 @@ fn instant(query: &Query, name: &str, zone: Tz) -> Result<Option<DateTime<Utc>>,
 }
 
 /// `created_from` (inclusive) and `created_to` (exclusive).
-fn created_window(query: &Query) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Refusal> {
+fn created_window(
+    query: &Query,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Refusal> {
     let zone = zone(query)?;
     let from = instant(query, "created_from", zone)?;
     let to = instant(query, "created_to", zone)?;
     if let (Some(from), Some(to)) = (from, to) {
         if to < from {
-            return Err(Refusal::invalid("created_to must not be before created_from")
-                .with_field("created_to"));
+            return Err(
+                Refusal::invalid("created_to must not be before created_from")
+                    .with_field("created_to"),
+            );
         }
     }
     Ok((from, to))
@@ -184,7 +192,11 @@ fn page_sorted<T>(
                 + 1
         }
     };
-    let mut rest: Vec<T> = items.into_iter().skip(skip).map(|(_, _, item)| item).collect();
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .skip(skip)
+        .map(|(_, _, item)| item)
+        .collect();
     let has_more = rest.len() > limit;
     rest.truncate(limit);
     Ok((rest, has_more))
@@ -219,8 +231,10 @@ fn scope(
     match app {
         Some(app) => {
             if query.contains_key("app_id") {
-                return Err(Refusal::invalid("app_id is for the admin; an app lists its own")
-                    .with_field("app_id"));
+                return Err(
+                    Refusal::invalid("app_id is for the admin; an app lists its own")
+                        .with_field("app_id"),
+                );
             }
             if let Some(merchant_id) = &merchant_id {
                 ensure_app_merchant(app, merchant_id)?;
@@ -250,21 +264,26 @@ pub async fn find_payments(
     query: Query,
 ) -> Answer {
     let app = app.as_ref();
-    if let Some(channel_trade_no) = parse_param(&query, "channel_trade_no", ChannelTradeNo::parse)? {
+    if let Some(channel_trade_no) = parse_param(&query, "channel_trade_no", ChannelTradeNo::parse)?
+    {
         let payment = state
             .read_model()?
             .payment_by_channel_trade_no(&channel_trade_no)?
             .filter(|payment| {
                 app.is_none_or(|app| visible_to(app, &payment.app_id, &payment.merchant_id))
             })
-            .ok_or_else(|| payment_not_found(format_args!("with channel_trade_no {channel_trade_no}")))?;
+            .ok_or_else(|| {
+                payment_not_found(format_args!("with channel_trade_no {channel_trade_no}"))
+            })?;
         let mut body = payment_json(&payment);
         body["attempts"] = Value::Array(vec![payment_json(&payment)]);
         return Ok((StatusCode::OK, body));
     }
     if let Some(order_no) = parse_param(&query, "order_no", OrderNo::parse)? {
-        let merchant_id = parse_param(&query, "merchant_id", MerchantId::parse)?
-            .ok_or_else(|| Refusal::invalid("order_no needs merchant_id").with_field("merchant_id"))?;
+        let merchant_id =
+            parse_param(&query, "merchant_id", MerchantId::parse)?.ok_or_else(|| {
+                Refusal::invalid("order_no needs merchant_id").with_field("merchant_id")
+            })?;
         let app_id = match app {
             Some(app) => {
                 ensure_app_merchant(app, &merchant_id)?;
@@ -327,7 +346,9 @@ fn list_payments(state: &AppState, app: Option<&AppRegistered>, query: &Query) -
         |model, below| model.payments_step(&scope, from, to, below),
         |entry| {
             app.is_none_or(|app| visible_to(app, &entry.app_id, &entry.merchant_id))
-                && merchant_id.as_ref().is_none_or(|wanted| &entry.merchant_id == wanted)
+                && merchant_id
+                    .as_ref()
+                    .is_none_or(|wanted| &entry.merchant_id == wanted)
                 && status.is_none_or(|wanted| entry.status == wanted)
                 && channel.is_none_or(|wanted| entry.channel == wanted)
         },
@@ -370,14 +391,17 @@ pub async fn list_refunds(
                     ListScope::App(app_id) => &payment.app_id == app_id,
                     ListScope::Merchant(merchant_id) => &payment.merchant_id == merchant_id,
                 }
-                && merchant_id.as_ref().is_none_or(|wanted| &payment.merchant_id == wanted)
+                && merchant_id
+                    .as_ref()
+                    .is_none_or(|wanted| &payment.merchant_id == wanted)
         });
         let items = payment
             .map(|payment| payment.refunds)
             .unwrap_or_default()
             .into_iter()
             .filter(|refund| {
-                status.is_none_or(|wanted| refund.status == wanted) && in_window(refund.requested_at)
+                status.is_none_or(|wanted| refund.status == wanted)
+                    && in_window(refund.requested_at)
             })
             .map(|refund| (refund.requested_at, refund.refund_id.to_string(), refund))
             .collect();
@@ -406,7 +430,9 @@ pub async fn list_refunds(
         |model, below| model.refunds_step(&scope, from, to, below),
         |entry| {
             app.is_none_or(|app| visible_to(app, &entry.app_id, &entry.merchant_id))
-                && merchant_id.as_ref().is_none_or(|wanted| &entry.merchant_id == wanted)
+                && merchant_id
+                    .as_ref()
+                    .is_none_or(|wanted| &entry.merchant_id == wanted)
                 && status.is_none_or(|wanted| entry.status == wanted)
         },
     )?;
@@ -436,8 +462,11 @@ pub async fn list_merchants(state: Arc<AppState>, query: Query) -> Answer {
             )
         })
         .collect();
-    let (merchants, has_more) =
-        page_sorted(items, starting_after.as_ref().map(MerchantId::as_str), limit)?;
+    let (merchants, has_more) = page_sorted(
+        items,
+        starting_after.as_ref().map(MerchantId::as_str),
+        limit,
+    )?;
     list_answer(merchants.iter().map(to_value).collect(), has_more)
 }
 
@@ -645,7 +674,9 @@ pub async fn merchant_stats(state: Arc<AppState>, merchant_id: String, query: Qu
         None | Some("day") => Granularity::Day,
         Some("hour") => Granularity::Hour,
         Some(_) => {
-            return Err(Refusal::invalid("granularity must be day or hour").with_field("granularity"))
+            return Err(
+                Refusal::invalid("granularity must be day or hour").with_field("granularity")
+            )
         }
     };
     let now = state.clock.now();
@@ -657,7 +688,9 @@ pub async fn merchant_stats(state: Arc<AppState>, merchant_id: String, query: Qu
         Some(from) => from,
         None => match granularity {
             Granularity::Day => {
-                let today = bucket_start(now, granularity, zone).with_timezone(&zone).date_naive();
+                let today = bucket_start(now, granularity, zone)
+                    .with_timezone(&zone)
+                    .date_naive();
                 day_start(today - Duration::days(6), zone)
             }
             Granularity::Hour => to - Duration::hours(24),
@@ -704,8 +737,10 @@ pub async fn merchant_stats(state: Arc<AppState>, merchant_id: String, query: Qu
         },
     };
     let currency = Currency::from_str(&currency_code).map_err(|_| {
-        Refusal::invalid(format!("currency {currency_code:?} is not one paycenter takes"))
-            .with_field("currency")
+        Refusal::invalid(format!(
+            "currency {currency_code:?} is not one paycenter takes"
+        ))
+        .with_field("currency")
     })?;
     // Quarter-hour rows: 100 cover a day that a clock change lengthens.
     let rows_per_bucket = match granularity {

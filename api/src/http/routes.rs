@@ -265,10 +265,22 @@ const RECONCILIATION_QUERY: &[QueryParam] = &[
     query("channel_account_id", "Only this account's"),
 ];
 const PAYMENT_QUERY: &[QueryParam] = &[
-    query("merchant_id", "Only this merchant's (with order_no: the order's merchant)"),
-    query("order_no", "With merchant_id: the app's order number (find one payment)"),
-    query("channel_trade_no", "The channel's trade number (find one payment)"),
-    query("app_id", "The admin only: this app's payments (with order_no: the order's app)"),
+    query(
+        "merchant_id",
+        "Only this merchant's (with order_no: the order's merchant)",
+    ),
+    query(
+        "order_no",
+        "With merchant_id: the app's order number (find one payment)",
+    ),
+    query(
+        "channel_trade_no",
+        "The channel's trade number (find one payment)",
+    ),
+    query(
+        "app_id",
+        "The admin only: this app's payments (with order_no: the order's app)",
+    ),
     QueryParam {
         one_of: &["pending", "succeeded", "failed", "closed"],
         ..query("status", "Only payments in this status")

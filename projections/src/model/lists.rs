@@ -315,7 +315,8 @@ impl ReadModel {
                 .unwrap_or_default();
             currencies.push(currency.to_owned());
             currencies.sort();
-            self.stats_currencies.insert(merchant_id.clone(), currencies);
+            self.stats_currencies
+                .insert(merchant_id.clone(), currencies);
         }
         let key = (
             merchant_id.clone(),
@@ -374,9 +375,12 @@ impl ReadModel {
         amount: Money,
         succeeded_at: DateTime<Utc>,
     ) {
-        self.count_stats(merchant_id, amount.currency().code(), succeeded_at, |bucket| {
-            bucket.refunds.add(amount)
-        });
+        self.count_stats(
+            merchant_id,
+            amount.currency().code(),
+            succeeded_at,
+            |bucket| bucket.refunds.add(amount),
+        );
     }
 
     // ----- Queries -----

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use paycenter_domain::ids::MerchantId;
-use paycenter_replay_tools::commands::{self, AuditFormat, ExportFormat};
-use paycenter_store::{EventStore, SqliteStore};
+use paycenter_replay_tools::commands::{self, AuditFormat, ChainCheck, ExportFormat};
+use paycenter_store::{EventStore, PostgresStore, SqliteStore};
 
 const USAGE: &str = "usage: paycenter-replay <command> [--data-dir DIR] [options]
 
@@ -13,9 +13,11 @@ commands:
   verify                      the hash chain and the ledger invariants; exit 0 when sound,
                               otherwise non-zero, naming the first bad position
   audit --at TIME             balances and payments as they stood at TIME (RFC 3339)
-        [--merchant ID] [--format json|csv]
-  export [--format jsonl|csv] [--from POSITION]
+        [--merchant ID] [--format json|csv] [--no-verify]
+  export [--format jsonl|csv] [--from POSITION] [--no-verify]
                               the raw event log, for finance tools
+                              (audit and export verify the hash chain first; --no-verify
+                              skips that and says so)
   stats                       counts by event type and stream category
   rebuild [--projection NAME | --all]
                               fold projections from position 1 into a new file the
@@ -24,7 +26,13 @@ commands:
 options:
   --data-dir DIR              the embedded store's directory (default ./data); opened
                               read-only, so it works beside a running paycenter
-  --store URL                 another backend (only the embedded store exists today)
+  --store URL                 another backend: postgres://user:password@host/database
+                              (the schema from --schema, or PAYCENTER_POSTGRES_SCHEMA,
+                              default paycenter), or esdb://host:2113?tls=false (builds
+                              with the eventstoredb feature; the log stream from
+                              PAYCENTER_EVENTSTOREDB_STREAM); rebuild still writes the
+                              node's file under --data-dir
+  --schema NAME               the PostgreSQL schema of --store
   -h, --help                  this text, or `paycenter-replay <command> --help`
 
 Output goes to stdout; progress bars to stderr when it is a terminal.";
@@ -32,8 +40,8 @@ Output goes to stdout; progress bars to stderr when it is a terminal.";
 fn command_usage(command: &str) -> &'static str {
     match command {
         "verify" => "usage: paycenter-replay verify [--data-dir DIR]\n\nChecks the hash chain and every ledger invariant. Prints a JSON summary and exits 0 when\nsound; otherwise prints the first bad position and what is wrong there, and exits 1.",
-        "audit" => "usage: paycenter-replay audit --at TIME [--merchant ID] [--format json|csv] [--data-dir DIR]\n\nBalances and payments as they stood at TIME (RFC 3339, e.g. 2026-11-22T12:00:00Z): events\nrecorded after it are ignored.",
-        "export" => "usage: paycenter-replay export [--format jsonl|csv] [--from POSITION] [--data-dir DIR]\n\nThe raw event log from POSITION (default 1), one event per line.",
+        "audit" => "usage: paycenter-replay audit --at TIME [--merchant ID] [--format json|csv] [--no-verify] [--data-dir DIR | --store URL]\n\nBalances and payments as they stood at TIME (RFC 3339, e.g. 2026-11-22T12:00:00Z): events\nrecorded after it are ignored. The hash chain is verified first (the JSON's \"chain\" field;\nwith CSV a line on stderr); --no-verify skips that and says so.",
+        "export" => "usage: paycenter-replay export [--format jsonl|csv] [--from POSITION] [--no-verify] [--data-dir DIR | --store URL]\n\nThe raw event log from POSITION (default 1), one event per line. The hash chain is\nverified first (a line on stderr says so); --no-verify skips that and says so.",
         "stats" => "usage: paycenter-replay stats [--data-dir DIR]\n\nCounts of events by type and by stream category, as JSON.",
         "rebuild" => "usage: paycenter-replay rebuild [--projection NAME | --all] [--data-dir DIR]\n\nFolds the projections from position 1, offline, into a new file in DIR/projections that\nthe server opens at its next start, and prints each one's position, digest and file. The\ndigest equals a live server's for the same log.",
         _ => USAGE,
@@ -42,6 +50,9 @@ fn command_usage(command: &str) -> &'static str {
 
 struct Options {
     data_dir: PathBuf,
+    store: Option<String>,
+    schema: Option<String>,
+    verify_first: bool,
     at: Option<String>,
     merchant: Option<String>,
     format: Option<String>,
@@ -61,6 +72,9 @@ fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
     }
     let mut options = Options {
         data_dir: PathBuf::from("./data"),
+        store: None,
+        schema: None,
+        verify_first: true,
         at: None,
         merchant: None,
         format: None,
@@ -75,6 +89,10 @@ fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
         if flag == "--all" && command == "rebuild" {
             continue;
         }
+        if flag == "--no-verify" && (command == "audit" || command == "export") {
+            options.verify_first = false;
+            continue;
+        }
         let value = rest
             .next()
             .ok_or_else(|| {
@@ -86,14 +104,8 @@ fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
             .clone();
         match flag.as_str() {
             "--data-dir" => options.data_dir = PathBuf::from(value),
-            "--store" => {
-                return Err((
-                    format!(
-                    "--store {value}: only the embedded store (--data-dir) exists in this build"
-                ),
-                    false,
-                ))
-            }
+            "--store" => options.store = Some(value),
+            "--schema" => options.schema = Some(value),
             "--at" if command == "audit" => options.at = Some(value),
             "--merchant" if command == "audit" => options.merchant = Some(value),
             "--format" if command == "audit" || command == "export" => options.format = Some(value),
@@ -113,10 +125,51 @@ fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
     Ok((command.clone(), options))
 }
 
+/// The log `--store` names, or the embedded one in `--data-dir` (read-only).
+fn open_store(options: &Options) -> Result<Box<dyn EventStore>, String> {
+    let Some(url) = options.store.as_deref() else {
+        let store =
+            SqliteStore::open_read_only(&options.data_dir).map_err(|error| error.to_string())?;
+        return Ok(Box::new(store));
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let schema = options
+            .schema
+            .clone()
+            .or_else(|| std::env::var("PAYCENTER_POSTGRES_SCHEMA").ok())
+            .unwrap_or_else(|| "paycenter".to_owned());
+        let store = PostgresStore::open(url, &schema).map_err(|error| error.to_string())?;
+        return Ok(Box::new(store));
+    }
+    if url.starts_with("esdb://") || url.starts_with("esdb+discover://") {
+        return open_eventstoredb(url);
+    }
+    Err("--store: use postgres://user:password@host/database or esdb://host:2113?tls=false; omit it for the embedded store in --data-dir".to_owned())
+}
+
+#[cfg(feature = "eventstoredb")]
+fn open_eventstoredb(url: &str) -> Result<Box<dyn EventStore>, String> {
+    let log_stream = std::env::var("PAYCENTER_EVENTSTOREDB_STREAM")
+        .unwrap_or_else(|_| paycenter_store::eventstoredb::DEFAULT_LOG_STREAM.to_owned());
+    let store = paycenter_store::EventStoreDbStore::connect(url, &log_stream)
+        .map_err(|error| error.to_string())?;
+    Ok(Box::new(store))
+}
+
+#[cfg(not(feature = "eventstoredb"))]
+fn open_eventstoredb(_url: &str) -> Result<Box<dyn EventStore>, String> {
+    Err("this paycenter-replay was built without EventStoreDB support: build it with `--features eventstoredb`".to_owned())
+}
+
+/// Says on stderr how the chain check before an export or a CSV audit went (a JSON audit
+/// carries it in its document).
+fn state_chain_check(chain: &ChainCheck) {
+    eprintln!("{}", chain.sentence());
+}
+
 fn run(command: &str, options: Options) -> Result<(), String> {
-    let store =
-        SqliteStore::open_read_only(&options.data_dir).map_err(|error| error.to_string())?;
-    let store: &dyn EventStore = &store;
+    let store = open_store(&options)?;
+    let store: &dyn EventStore = store.as_ref();
     let mut stdout = std::io::stdout().lock();
     match command {
         "verify" => commands::verify(store, &mut stdout),
@@ -139,6 +192,8 @@ fn run(command: &str, options: Options) -> Result<(), String> {
                     .parse()
                     .map_err(|_| format!("--from {text:?} is not a position"))?,
             };
+            let chain = commands::check_chain(store, options.verify_first)?;
+            state_chain_check(&chain);
             commands::export(store, format, from, &mut stdout)
         }
         "audit" => {
@@ -157,7 +212,11 @@ fn run(command: &str, options: Options) -> Result<(), String> {
                 Some("csv") => AuditFormat::Csv,
                 Some(other) => return Err(format!("--format {other:?}: use json or csv")),
             };
-            commands::audit(store, at, merchant.as_ref(), format, &mut stdout)
+            let chain = commands::check_chain(store, options.verify_first)?;
+            if format == AuditFormat::Csv {
+                state_chain_check(&chain);
+            }
+            commands::audit(store, at, merchant.as_ref(), format, &chain, &mut stdout)
         }
         _ => unreachable!("parse accepts only known commands"),
     }

@@ -17,11 +17,13 @@ pub(crate) struct MemoryLog {
 
 impl MemoryLog {
     /// The next append is written, then answered with an error.
+    #[cfg(test)]
     pub(crate) fn lose_next_answer(&self) {
         self.lose_next_answer.store(true, Ordering::SeqCst);
     }
 
     /// Replaces the data of one stored event, as a tamperer with server access could.
+    #[cfg(test)]
     pub(crate) fn overwrite(&self, stream: &str, revision: u64, data: String) {
         let mut streams = self.streams.lock().unwrap();
         streams.get_mut(stream).unwrap()[revision as usize].data = data;
