@@ -184,7 +184,7 @@ pub struct PaymentsList {
 #[serde(untagged)]
 pub enum FindPaymentsAnswer {
     List(PaymentsList),
-    One(PaymentAnswer),
+    One(Box<PaymentAnswer>),
 }
 
 /// `GET /v1/refunds`: newest first.
@@ -662,11 +662,22 @@ pub struct CreateRefundRequest {
     pub reason: Option<Value>,
 }
 
-/// One item of the app's feed.
+/// One item of the app's feed: everything an app needs to mirror the payments it started, in
+/// log order. `type` and its `data`:
+/// - `payment.created`: `{payment}`, the payment as it started (`status` `pending`; no webhook);
+/// - `payment.succeeded`, `payment.failed`, `payment.closed`: `{payment}` as it stood when its
+///   webhook was scheduled (the webhook's own `data`);
+/// - `payment.anomaly_detected`: `{payment}` with the report under `anomalies` (also a webhook);
+/// - `refund.created`: `{payment, refund}`, the refund as requested (`status` `pending`; no
+///   webhook) and its payment as it stands when read;
+/// - `refund.succeeded`, `refund.failed`: `{payment, refund}` as scheduled (the webhook's `data`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FeedItem {
+    /// The webhook's notification id; `evt_…` (the event's id) for the types with no webhook.
     pub id: String,
+    /// Increasing; pass the last one seen as `after` to read on.
     pub cursor: String,
+    /// See the type's description.
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: String,
@@ -674,7 +685,14 @@ pub struct FeedItem {
     pub data: Value,
 }
 
-/// `GET /v1/events`
+/// `GET /v1/events`: the app's feed, everything it needs to mirror the payments it started,
+/// in log order. Each event is `{id, cursor, type, created_at, data}`; `id` is the webhook's
+/// notification id, or `evt_…` for the two types with no webhook. `type` and its `data`:
+/// `payment.created`: `{payment}` as it started (`status` `pending`); `payment.succeeded`,
+/// `payment.failed`, `payment.closed`: `{payment}` as its webhook carried it;
+/// `payment.anomaly_detected`: `{payment}` with the report under `anomalies`; `refund.created`:
+/// `{payment, refund}`, the refund as requested (`status` `pending`) and the payment as it stands
+/// when read; `refund.succeeded`, `refund.failed`: `{payment, refund}` as the webhook carried them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsAnswer {
     pub events: Vec<FeedItem>,
@@ -846,6 +864,38 @@ pub struct HealthAnswer {
     #[schema(value_type = Object)]
     pub components: Value,
     pub read_model_position: u64,
+}
+
+/// A channel account as operators see it: never its parameters (they hold its keys).
+pub fn channel_account_answer(
+    model: &paycenter_projections::ReadModel,
+    account: &paycenter_domain::events::ChannelAccountActivated,
+) -> ChannelAccountAnswer {
+    let status = if model.is_channel_account_disabled(&account.channel_account_id) {
+        "disabled"
+    } else {
+        "active"
+    };
+    ChannelAccountAnswer {
+        channel_account_id: account.channel_account_id.to_string(),
+        merchant_id: account.merchant_id.to_string(),
+        channel: account.channel.as_str().to_owned(),
+        status: status.to_owned(),
+        fee_rate: account.fee_rate.to_text(),
+        callback_ip_allowlist: account.callback_ip_allowlist.clone(),
+        bill_utc_offset: account.bill_utc_offset_minutes.map(format_utc_offset),
+        created_at: model
+            .channel_account_created_at(&account.channel_account_id)
+            .unwrap_or(account.activated_at)
+            .to_rfc3339(),
+        updated_at: account.activated_at.to_rfc3339(),
+    }
+}
+
+/// An offset from UTC in minutes as `+08:00`.
+fn format_utc_offset(minutes: i32) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }
 
 /// A merchant.

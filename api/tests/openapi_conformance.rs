@@ -113,6 +113,7 @@ fn seed(base: &str) -> (Value, String) {
         json!({"name": "conformance", "merchant_ids": [merchant_id], "notify_url": notify_url}),
     );
     let api_key = app["api_key"].as_str().unwrap().to_owned();
+    let lister_app_id = app["app_id"].as_str().unwrap().to_owned();
     let victim_app_id = admin(
         "POST",
         "/v1/apps",
@@ -189,6 +190,7 @@ fn seed(base: &str) -> (Value, String) {
         "channel_account_id": channel_account_id,
         "victim_channel_account_id": victim_channel_account_id,
         "victim_app_id": victim_app_id,
+        "lister_app_id": lister_app_id,
         "trade_no": trade_no,
         "paid_trade_no": paid_trade_no,
         "order_no": "st-paid",

@@ -148,10 +148,7 @@ pub async fn create_channel_account(
         } else {
             StatusCode::OK
         },
-        wire::to_value(&crate::http::lists::channel_account_answer(
-            &*state.model_lock(),
-            account,
-        )),
+        wire::to_value(&wire::channel_account_answer(&state.model_lock(), account)),
     ))
 }
 
@@ -820,9 +817,4 @@ fn parse_utc_offset(text: &str) -> Option<i32> {
     let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
     let total = hours * 60 + minutes;
     (minutes < 60 && total <= 14 * 60).then_some(sign * total)
-}
-
-pub(crate) fn format_utc_offset(minutes: i32) -> String {
-    let sign = if minutes < 0 { '-' } else { '+' };
-    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }

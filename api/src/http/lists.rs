@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use hyper::http::StatusCode;
-use paycenter_domain::events::{AppRegistered, ChannelAccountActivated};
+use paycenter_domain::events::AppRegistered;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::{AttemptStatus, Channel, RefundStatus};
 use paycenter_domain::{Currency, Money};
@@ -124,10 +124,11 @@ fn instant(query: &Query, name: &str, zone: Tz) -> Result<Option<DateTime<Utc>>,
     .with_field(name))
 }
 
+/// A span of instants, each end optional: `[from, to)`.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `created_from` (inclusive) and `created_to` (exclusive).
-fn created_window(
-    query: &Query,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Refusal> {
+fn created_window(query: &Query) -> Result<Window, Refusal> {
     let zone = zone(query)?;
     let from = instant(query, "created_from", zone)?;
     let to = instant(query, "created_to", zone)?;
@@ -230,11 +231,14 @@ fn scope(
     let merchant_id = parse_param(query, "merchant_id", MerchantId::parse)?;
     match app {
         Some(app) => {
-            if query.contains_key("app_id") {
-                return Err(
-                    Refusal::invalid("app_id is for the admin; an app lists its own")
-                        .with_field("app_id"),
-                );
+            // An app lists its own: naming itself changes nothing, naming another is refused.
+            if let Some(app_id) = parse_param(query, "app_id", AppId::parse)? {
+                if app_id != app.app_id {
+                    return Err(Refusal::invalid(
+                        "an app lists its own payments and refunds: app_id may only name itself",
+                    )
+                    .with_field("app_id"));
+                }
             }
             if let Some(merchant_id) = &merchant_id {
                 ensure_app_merchant(app, merchant_id)?;
@@ -489,34 +493,6 @@ pub async fn get_merchant(state: Arc<AppState>, merchant_id: String) -> Answer {
     Ok((StatusCode::OK, to_value(&wire::merchant_answer(merchant))))
 }
 
-/// A channel account as operators see it: never its parameters (they hold its keys).
-pub fn channel_account_answer(
-    model: &ReadModel,
-    account: &ChannelAccountActivated,
-) -> wire::ChannelAccountAnswer {
-    let status = if model.is_channel_account_disabled(&account.channel_account_id) {
-        "disabled"
-    } else {
-        "active"
-    };
-    wire::ChannelAccountAnswer {
-        channel_account_id: account.channel_account_id.to_string(),
-        merchant_id: account.merchant_id.to_string(),
-        channel: account.channel.as_str().to_owned(),
-        status: status.to_owned(),
-        fee_rate: account.fee_rate.to_text(),
-        callback_ip_allowlist: account.callback_ip_allowlist.clone(),
-        bill_utc_offset: account
-            .bill_utc_offset_minutes
-            .map(crate::http::handlers::format_utc_offset),
-        created_at: model
-            .channel_account_created_at(&account.channel_account_id)
-            .unwrap_or(account.activated_at)
-            .to_rfc3339(),
-        updated_at: account.activated_at.to_rfc3339(),
-    }
-}
-
 /// `GET /v1/merchants/{merchant_id}/channel-accounts`
 pub async fn list_channel_accounts(
     state: Arc<AppState>,
@@ -542,7 +518,7 @@ pub async fn list_channel_accounts(
             (
                 created_at,
                 account.channel_account_id.to_string(),
-                channel_account_answer(&model, account),
+                wire::channel_account_answer(&model, account),
             )
         })
         .collect();

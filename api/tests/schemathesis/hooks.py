@@ -7,6 +7,7 @@ operation also reaches its success. Only generated strings of components generat
 replaced: an invalid component stays what it was, so negative cases stay negative. Routes that disable or rotate act on
 accounts and apps of their own, so the rest of the run keeps working.
 """
+import datetime
 import json
 import os
 import random
@@ -18,11 +19,32 @@ IDS = json.loads(os.environ["PAYCENTER_ST_IDS"])
 SHARE = 0.8
 
 
+# Left out of the case: a list's starting point that names nothing is refused, by design.
+DROP = object()
+_TODAY = datetime.date.today()
+# Lists and statistics: dates, zones and currencies that parse.
+LIST_SEEDS = {
+    "created_from": "2000-01-01",
+    "created_to": "2100-01-01",
+    "tz": "Asia/Shanghai",
+    "currency": "CNY",
+    "from": (_TODAY - datetime.timedelta(days=7)).isoformat(),
+    "to": (_TODAY + datetime.timedelta(days=1)).isoformat(),
+}
+
+
 def _seeded(name, path):
     """The seeded value for a parameter or field of the operation at `path`."""
     acting = path.endswith("/{action}")
+    if name == "app_id" and path in ("/v1/payments", "/v1/refunds"):
+        # The app the app-tagged run calls as (an app lists its own).
+        return IDS["lister_app_id"]
     if name == "app_id":
         return IDS["victim_app_id"]
+    if name in LIST_SEEDS:
+        return LIST_SEEDS[name]
+    if name == "starting_after":
+        return DROP
     if name == "channel_account_id" and acting:
         return IDS["victim_channel_account_id"]
     if name == "trade_no" and path.endswith("/refunds"):
@@ -39,7 +61,9 @@ def _replace(values, path):
         return
     for name, value in list(values.items()):
         seeded = _seeded(name, path)
-        if seeded is not None and isinstance(value, str):
+        if seeded is DROP:
+            del values[name]
+        elif seeded is not None and isinstance(value, str):
             values[name] = seeded
 
 
