@@ -372,3 +372,87 @@ fn a_long_catch_up_runs_behind_the_start_and_says_so() {
     assert_eq!(health.catching_up_to(), None);
     assert_eq!(again.read().unwrap().position(), head);
 }
+
+#[test]
+fn a_payment_as_started_and_a_refund_as_requested_are_what_the_log_said_then() {
+    let data = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 8);
+    let mut model = ReadModel::default();
+    let mut at_start = std::collections::HashMap::new();
+    let mut at_request = std::collections::HashMap::new();
+    for event in store.read_all(1, 1_000).unwrap() {
+        model.apply(&event);
+        match Event::decode(&event).unwrap() {
+            Event::PaymentAttemptStarted(started) => {
+                let payment = model.payment(&started.trade_no).unwrap().unwrap();
+                at_start.insert(started.trade_no, payment);
+            }
+            Event::RefundRequested(requested) => {
+                let payment = model.payment(&requested.trade_no).unwrap().unwrap();
+                let refund = payment.refunds.last().unwrap().clone();
+                at_request.insert(requested.refund_id, refund);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(at_start.len(), 8);
+    for (trade_no, then) in &at_start {
+        let now = model.payment(trade_no).unwrap().unwrap();
+        assert_eq!(&now.as_started(), then, "{trade_no}");
+    }
+    assert_eq!(at_request.len(), 2);
+    for (refund_id, then) in &at_request {
+        let (_, now) = model.refund(refund_id).unwrap().unwrap();
+        assert_ne!(&now, then, "it settled since");
+        assert_eq!(&now.as_requested(), then);
+    }
+}
+
+#[test]
+fn lists_page_newest_first_alike_in_a_file_and_in_memory() {
+    use paycenter_projections::model::ListScope;
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 1_200);
+    let in_file = fold_into_file(&models.path().join("model.sqlite"), &store);
+    let in_memory = ReadModel::fold_from_start(&store, store.head_position().unwrap()).unwrap();
+    for scope in [
+        ListScope::All,
+        ListScope::Merchant(MerchantId::from_entropy(1)),
+        ListScope::App(AppId::from_entropy(1)),
+    ] {
+        let walk = |model: &ReadModel| {
+            let mut trade_nos = Vec::new();
+            let mut below: Option<Vec<u8>> = None;
+            loop {
+                let step = model
+                    .payments_step(&scope, None, None, below.as_deref())
+                    .unwrap();
+                trade_nos.extend(step.entries.into_iter().map(|(_, entry)| entry.trade_no));
+                match step.resume_below {
+                    Some(next) => below = Some(next),
+                    None => return trade_nos,
+                }
+            }
+        };
+        let (from_file, from_memory) = (walk(&in_file), walk(&in_memory));
+        assert_eq!(from_file, from_memory);
+        let expected = match scope {
+            ListScope::Merchant(_) => 400,
+            _ => 1_200,
+        };
+        assert_eq!(from_file.len(), expected);
+        let unique: std::collections::BTreeSet<_> = from_file.iter().collect();
+        assert_eq!(unique.len(), expected, "no repeat");
+        let created: Vec<_> = from_file
+            .iter()
+            .map(|trade_no| in_file.payment(trade_no).unwrap().unwrap().created_at)
+            .collect();
+        assert!(
+            created.windows(2).all(|pair| pair[0] >= pair[1]),
+            "newest first"
+        );
+    }
+}
