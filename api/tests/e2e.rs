@@ -2317,6 +2317,17 @@ fn two_nodes_share_one_database() {
         assert_eq!(audited, served, "the audit agrees with the nodes");
         let exported = run(&["export"]);
         assert!(String::from_utf8_lossy(&exported.stderr).contains("hash chain verified"));
+        // An offline rebuild of a node's read model from the shared log.
+        let rebuilt_dir = tempfile::tempdir().unwrap();
+        let rebuilt = json(&run(&[
+            "rebuild",
+            "--all",
+            "--data-dir",
+            rebuilt_dir.path().to_str().unwrap(),
+        ]));
+        let projection = &rebuilt["projections"][0];
+        assert!(projection["position"].as_u64().unwrap() >= head);
+        assert!(std::path::Path::new(projection["file"].as_str().unwrap()).exists());
         // Nodes may still record webhook attempts: at least what was verified.
         assert!(
             String::from_utf8_lossy(&exported.stdout).lines().count() as u64
