@@ -13,10 +13,20 @@ use crate::state::{AppState, FinishedRebuild};
 pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
     // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
     let head = tokio::task::block_in_place(|| state.store.head_position())?;
+    // The digest of the file as last committed, read from the file alone: never the whole
+    // file under the model's lock, which would hold the fold (and every command) meanwhile.
     let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
-        let model = state.model_lock();
-        let file_bytes = model.backing().map(|backing| backing.size_bytes());
-        Ok::<_, Refusal>((model.position(), model.digest()?, file_bytes))
+        let backing = state.model_lock().backing().cloned();
+        match backing {
+            Some(backing) => {
+                let (position, digest) = paycenter_projections::ReadModel::file_digest(&backing)?;
+                Ok::<_, Refusal>((position, digest, Some(backing.size_bytes())))
+            }
+            None => {
+                let model = state.model_lock();
+                Ok((model.position(), model.digest()?, None))
+            }
+        }
     })?;
     let rebuild = state.rebuild_status.lock().expect("rebuild status");
     Ok(crate::wire::ProjectionAnswer {

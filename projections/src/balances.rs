@@ -155,6 +155,9 @@ const RECENT_TERMS: usize = 4_096;
 pub type Totals = BTreeMap<Currency, (i64, i64)>;
 
 impl Ledger {
+    /// Spaces the ledger takes in a file, from the first one `attach` is given.
+    pub const SPACES: u16 = 5;
+
     /// Keeps the ledger in `backing` from `first_space` on (five spaces), loading the
     /// balances; `totals` are what the file's checkpoint recorded.
     pub fn attach(

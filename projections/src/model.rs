@@ -471,6 +471,15 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
     }
 }
 
+/// One row of a digest: its table's label, then its key and value, each with its length.
+fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
+    hasher.update(label.to_be_bytes());
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key);
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value.as_bytes());
+}
+
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
@@ -1206,13 +1215,7 @@ impl ReadModel {
         let mut hasher = Sha256::new();
         hasher.update(format!("position={};", self.position).as_bytes());
         let label = std::cell::Cell::new(0u16);
-        let mut visit = |key: &[u8], value: &str| {
-            hasher.update(label.get().to_be_bytes());
-            hasher.update((key.len() as u64).to_be_bytes());
-            hasher.update(key);
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
-        };
+        let mut visit = |key: &[u8], value: &str| digest_row(&mut hasher, label.get(), key, value);
         // Each table in turn; `label` separates them (set before each).
         macro_rules! visit_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
@@ -1238,6 +1241,75 @@ impl ReadModel {
             .as_bytes(),
         );
         Ok(hex::encode(hasher.finalize()))
+    }
+
+    /// [`ReadModel::digest`] of the model as its file holds it at its last commit, and that
+    /// commit's position, read from the file alone (one read transaction): operators ask for
+    /// it while the service runs, and walking a long file under the model's lock would hold
+    /// the fold, and every command waiting on it, for as long.
+    pub fn file_digest(backing: &Backing) -> Result<(u64, String), TableError> {
+        // The spaces in the order `digest` visits its tables; each table has its label, the
+        // ledger's five spaces share one.
+        let mut spaces: Vec<u16> = Vec::new();
+        let mut labels: Vec<u16> = Vec::new();
+        macro_rules! spaces_in_order {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(
+                    spaces.push(space::$resident_space);
+                    labels.push(labels.len() as u16 + 1);
+                )*
+                $(
+                    spaces.push(space::$mapped_space);
+                    labels.push(labels.len() as u16 + 1);
+                )*
+            };
+        }
+        model_tables!(spaces_in_order);
+        let ledger_label = labels.len() as u16 + 1;
+        for offset in 0..crate::balances::Ledger::SPACES {
+            spaces.push(space::LEDGER + offset);
+            labels.push(ledger_label);
+        }
+        let hasher = std::cell::RefCell::new(Sha256::new());
+        let mut scalars_text = None;
+        let checkpoint = backing.read_snapshot(
+            &spaces,
+            &mut |checkpoint| {
+                let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+                hasher
+                    .borrow_mut()
+                    .update(format!("position={position};").as_bytes());
+                scalars_text = checkpoint.map(|checkpoint| checkpoint.scalars.clone());
+            },
+            &mut |index, key, value| {
+                digest_row(&mut hasher.borrow_mut(), labels[index], key, value)
+            },
+        )?;
+        let scalars: Scalars = match &scalars_text {
+            None => Scalars::default(),
+            Some(text) => serde_json::from_str(text).map_err(|error| TableError {
+                path: backing.path().display().to_string(),
+                reason: format!("checkpoint scalars: {error}"),
+            })?,
+        };
+        let mut hasher = hasher.into_inner();
+        // As `Ledger::visit_all` ends and `digest` closes.
+        digest_row(
+            &mut hasher,
+            ledger_label,
+            b"totals",
+            &format!("{:?}", scalars.ledger_totals),
+        );
+        hasher.update(
+            format!(
+                "ledger_stopped={:?};status_counts={:?};anomaly_counts={:?}",
+                scalars.ledger_stopped, scalars.status_counts, scalars.anomaly_counts
+            )
+            .as_bytes(),
+        );
+        let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        Ok((position, hex::encode(hasher.finalize())))
     }
 
     /// Folds the log from position 1 up to `until_position` (inclusive) into a fresh

@@ -378,6 +378,58 @@ impl Backing {
         self.range(space, &[], &[u8::MAX; 9], usize::MAX)
     }
 
+    /// Reads the checkpoint (given to `on_checkpoint`), then every row of `spaces` (in the order
+    /// given, each in key order, `visit` told the space's index in `spaces`), in **one read
+    /// transaction** on a
+    /// connection of its own: the file exactly as its last commit left it, read without
+    /// holding anything of the model's while a long file is walked.
+    pub fn read_snapshot(
+        &self,
+        spaces: &[u16],
+        on_checkpoint: &mut dyn FnMut(Option<&Checkpoint>),
+        visit: &mut dyn FnMut(usize, &[u8], &str),
+    ) -> Result<Option<Checkpoint>, TableError> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| self.error(error))?;
+        let mut read = || -> rusqlite::Result<Option<Checkpoint>> {
+            connection.busy_timeout(Duration::from_secs(5))?;
+            connection.execute_batch("BEGIN")?;
+            let checkpoint = connection
+                .query_row(
+                    "SELECT name, version, position, hash_at_position, scalars FROM checkpoint",
+                    [],
+                    |row| {
+                        Ok(Checkpoint {
+                            name: row.get(0)?,
+                            version: row.get(1)?,
+                            position: row.get::<_, i64>(2)? as u64,
+                            hash_at_position: row.get(3)?,
+                            scalars: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            on_checkpoint(checkpoint.as_ref());
+            let mut statement =
+                connection.prepare("SELECT key, value FROM rows WHERE space = ?1 ORDER BY key")?;
+            for (index, space) in spaces.iter().enumerate() {
+                let mut rows = statement.query([space])?;
+                while let Some(row) = rows.next()? {
+                    let key: Vec<u8> = row.get(0)?;
+                    let value: String = row.get(1)?;
+                    visit(index, &key, &value);
+                }
+            }
+            drop(statement);
+            connection.execute_batch("COMMIT")?;
+            Ok(checkpoint)
+        };
+        read().map_err(|error| self.error(error))
+    }
+
     /// The checkpoint, if the file has one.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, TableError> {
         self.with_reader(|connection| {

@@ -314,6 +314,11 @@ fn assert_the_file_is_the_whole_fold(path: &std::path::Path, store: &SqliteStore
     let reopened = ReadModel::open(path, store).unwrap();
     let head = store.head_position().unwrap();
     assert_eq!(reopened.position(), head);
+    // The digest read from the file alone is the model's.
+    assert_eq!(
+        ReadModel::file_digest(reopened.backing().unwrap()).unwrap(),
+        (head, reopened.digest().unwrap())
+    );
     assert_eq!(
         reopened.digest().unwrap(),
         ReadModel::fold_from_start(store, head)
