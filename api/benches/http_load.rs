@@ -467,6 +467,43 @@ fn main() {
         }
         n_missing
     });
+    // Reads on the log the load left (embedded store): a list's first page, a filter that
+    // matches nothing (it reads the app's whole index), a day of statistics by the hour;
+    // beside a raw SQLite scan of the same index rows in the model's file.
+    // (Skipped for a binary that does not serve lists: an earlier build measured beside this.)
+    let serves_lists = runtime.block_on(async {
+        let url = format!("{base}/v1/payments?limit=1");
+        call(&client, "GET", &url, &api_key, None).await.0 == 200
+    });
+    let reads = (shared.is_none() && serves_lists).then(|| {
+        let timed = |url: String, token: &str, n_requests: usize| -> f64 {
+            let mut millis: Vec<f64> = runtime.block_on(async {
+                let mut millis = Vec::with_capacity(n_requests);
+                for _ in 0..n_requests {
+                    let started = Instant::now();
+                    let (status, _) = call(&client, "GET", &url, token, None).await;
+                    assert_eq!(status, 200, "{url}");
+                    millis.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                millis
+            });
+            millis.sort_by(f64::total_cmp);
+            millis[millis.len() / 2]
+        };
+        let first_page = timed(format!("{base}/v1/payments?limit=100"), &api_key, 20);
+        let no_match = timed(
+            format!("{base}/v1/payments?limit=100&status=succeeded"),
+            &api_key,
+            5,
+        );
+        let stats = timed(
+            format!("{base}/v1/merchants/{merchant_id}/stats?granularity=hour"),
+            ADMIN_TOKEN,
+            20,
+        );
+        let raw_scan = raw_index_scan_ms(&node_dirs[0]);
+        (first_page, no_match, stats, raw_scan)
+    });
     server.kill().unwrap();
     server.wait().unwrap();
 
@@ -530,5 +567,63 @@ fn main() {
         p99_us as f64 / ceiling_p99_us as f64,
         payments_per_second / fsync_batched,
     );
+    if let Some((first_page, no_match, stats, raw_scan)) = reads {
+        println!();
+        println!(
+            "| reads after the load ({} payments; median) | ms |",
+            trade_nos.len()
+        );
+        println!("|---|---|");
+        println!("| `GET /v1/payments?limit=100` (first page) | {first_page:.2} |");
+        println!("| `GET /v1/payments?limit=100&status=succeeded` (matches nothing: the whole index) | {no_match:.2} |");
+        println!("| `GET /v1/merchants/{{id}}/stats?granularity=hour` (24 buckets) | {stats:.2} |");
+        println!("| raw SQLite scan of the same index rows (baseline) | {raw_scan:.2} |");
+        println!();
+        println!(
+            "a filter that matches nothing = {:.1} x the raw scan of its rows",
+            no_match / raw_scan.max(0.001)
+        );
+    }
     assert_eq!(n_missing, 0, "every acknowledged payment survives SIGKILL");
+}
+
+/// Milliseconds a raw SQLite scan takes over the rows of the app's payments index in the
+/// model's file (read-only, median of 5): the floor of a list that reads all of them.
+fn raw_index_scan_ms(data_dir: &std::path::Path) -> f64 {
+    // The space of `payments_listed_by_app` (`projections::model::space`).
+    const PAYMENTS_LISTED_BY_APP: i64 = 63;
+    let projections = data_dir.join("projections");
+    let live = std::fs::read_dir(&projections)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "sqlite")
+                && path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("read_model.")
+        })
+        .expect("the read model's file");
+    let connection =
+        rusqlite::Connection::open_with_flags(&live, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut millis: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let (n_rows, n_bytes): (i64, i64) = connection
+                .query_row(
+                    "SELECT count(*), sum(length(key) + length(value)) FROM rows WHERE space = ?1",
+                    [PAYMENTS_LISTED_BY_APP],
+                    |row| Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0))),
+                )
+                .unwrap();
+            assert!(n_rows > 0 && n_bytes > 0);
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    millis.sort_by(f64::total_cmp);
+    millis[millis.len() / 2]
 }
