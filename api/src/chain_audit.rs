@@ -1,5 +1,6 @@
-//! The embedded log's integrity while serving: a sealed checkpoint that lets a start verify
-//! only what was appended since, and a background walk of everything below it.
+//! The log's integrity while serving (the embedded store, and each node on PostgreSQL): a
+//! sealed checkpoint that lets a start verify only what was appended since, and a background
+//! walk of everything below it.
 //!
 //! The checkpoint file `chain.checkpoint` in the data directory holds a position, the hash of
 //! the event there, and an HMAC of both under a key derived from the master key: it cannot be
@@ -207,31 +208,54 @@ pub async fn verify_in_background(
     );
 }
 
-/// Moves the checkpoint to the head every [`CHECKPOINT_INTERVAL_SECONDS`].
+/// Moves the checkpoint to the head every [`CHECKPOINT_INTERVAL_SECONDS`]. With
+/// `verify_increments` (a log other processes append to: PostgreSQL), what was appended since
+/// the last checkpoint is verified first, so the checkpoint never moves over an event no one
+/// here checked; a broken link keeps it where it was and is logged.
 pub async fn checkpoint_periodically(
     store: Arc<dyn EventStore>,
     master_key: MasterKey,
     data_dir: std::path::PathBuf,
+    verify_increments: bool,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_secs(CHECKPOINT_INTERVAL_SECONDS));
     ticker.tick().await; // Immediate: the start just wrote one.
-    let mut last_position = None;
+    let mut last: Option<ChainReport> = None;
     loop {
         ticker.tick().await;
         let (store, master_key, data_dir) = (store.clone(), master_key.clone(), data_dir.clone());
+        let previous = last;
         let saved = tokio::task::spawn_blocking(move || {
             let head = head_of(store.as_ref()).map_err(|error| error.to_string())?;
-            if last_position == Some(head.n_events) {
-                return Ok(head.n_events);
+            if previous.is_some_and(|previous| previous.n_events == head.n_events) {
+                return Ok(head);
+            }
+            if verify_increments {
+                let from =
+                    previous
+                        .or_else(|| load(&data_dir, &master_key))
+                        .unwrap_or(ChainReport {
+                            n_events: 0,
+                            head_hash: [0; 32],
+                        });
+                let verified = store
+                    .verify_chain_from(from, head.n_events, usize::MAX)
+                    .map_err(|error| error.to_string())?;
+                if verified.n_events != head.n_events || verified.head_hash != head.head_hash {
+                    return Err(format!(
+                        "the log verified to position {} but its head is {}",
+                        verified.n_events, head.n_events
+                    ));
+                }
             }
             save(&data_dir, &master_key, head).map_err(|error| error.to_string())?;
-            Ok::<u64, String>(head.n_events)
+            Ok::<ChainReport, String>(head)
         })
         .await;
         match saved {
-            Ok(Ok(position)) => last_position = Some(position),
-            Ok(Err(error)) => tracing::warn!(%error, "saving the chain checkpoint failed"),
-            Err(error) => tracing::warn!(%error, "saving the chain checkpoint failed"),
+            Ok(Ok(head)) => last = Some(head),
+            Ok(Err(error)) => tracing::warn!(%error, "the chain checkpoint was not moved"),
+            Err(error) => tracing::warn!(%error, "the chain checkpoint was not moved"),
         }
     }
 }

@@ -323,7 +323,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
             let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
             sql_read_models = Some((url.clone(), schema.clone()));
-            Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open(&url, &schema)).await??)
+            // This node's sealed checkpoint (in its own data directory): the open verifies
+            // from there; the background walk covers what lies below.
+            trusted_checkpoint = crate::chain_audit::load(&options.data_dir, &master_key);
+            let checkpoint = trusted_checkpoint;
+            let store = tokio::task::spawn_blocking(move || PostgresStore::open_from(&url, &schema, checkpoint)).await??;
+            let head = tokio::task::block_in_place(|| crate::chain_audit::head_of(&store))?;
+            std::fs::create_dir_all(&options.data_dir)?;
+            crate::chain_audit::save(&options.data_dir, &master_key, head)?;
+            Arc::new(store)
         }
         Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
             if options.master_key.is_none() {
@@ -403,11 +411,19 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .verified_through
             .store(head_at_start, std::sync::atomic::Ordering::Relaxed),
     }
-    if options.store_url.is_none() {
+    // The checkpoint follows the head. On the embedded store every event is this process's
+    // own; on PostgreSQL other nodes append too, so what they appended since is verified
+    // before the checkpoint moves over it. (EventStoreDB verifies its whole log at open.)
+    let is_postgres = options
+        .store_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    if options.store_url.is_none() || is_postgres {
         tokio::spawn(crate::chain_audit::checkpoint_periodically(
             state.store.clone(),
             master_key,
             options.data_dir.clone(),
+            is_postgres,
         ));
     }
     crate::reactor::spawn(state.clone());

@@ -2010,6 +2010,8 @@ fn the_service_runs_on_postgresql() {
         receiver.deliveries.lock().unwrap().len() >= 2
     });
     let before = call("GET", &format!("{base}/v1/payments/{trade_no}"), &key, None).1;
+    // The node sealed the head it verified at its start in its own data directory.
+    assert!(data_dir.path().join("chain.checkpoint").exists());
     drop(server); // SIGKILL
     let server = start_server_with(data_dir.path(), QUICK_RETRIES_MS, store);
     assert_eq!(
@@ -2022,6 +2024,17 @@ fn the_service_runs_on_postgresql() {
         .1,
         before
     );
+    // The restart verified from that checkpoint; the background walk covers what lies below.
+    let sealed: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.path().join("chain.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    let head = sealed["position"].as_u64().unwrap();
+    assert!(head > 0);
+    wait_for("the walk below the checkpoint", || {
+        metric(&server.base, "paycenter_chain_verified_position")
+            .is_some_and(|position| position >= head)
+    });
     drop(server);
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

@@ -164,3 +164,39 @@ impl ChainVerifier {
         }
     }
 }
+
+/// Verifies `store`'s chain from `checkpoint` (a position and hash verified before, sealed by
+/// the caller) to `recorded`, the head the store records, which it must reach: a start's cost
+/// grows with what was appended since, not with history. Falls back to the whole chain when
+/// the log does not hold the checkpoint as it was.
+pub fn verify_tail(
+    store: &dyn crate::EventStore,
+    checkpoint: ChainReport,
+    recorded: (u64, [u8; 32]),
+) -> Result<ChainReport, StoreError> {
+    let (recorded_position, recorded_hash) = recorded;
+    let holds_checkpoint = checkpoint.n_events <= recorded_position
+        && (checkpoint.n_events == 0
+            || store
+                .read_all(checkpoint.n_events, 1)?
+                .first()
+                .is_some_and(|event| event.hash == checkpoint.head_hash));
+    if !holds_checkpoint {
+        tracing::warn!(
+            position = checkpoint.n_events,
+            "the log does not hold the sealed checkpoint; verifying the whole chain"
+        );
+        return store.verify_chain();
+    }
+    let report = store.verify_chain_from(checkpoint, recorded_position, usize::MAX)?;
+    if report.n_events != recorded_position || report.head_hash != recorded_hash {
+        return Err(StoreError::Corrupted {
+            position: report.n_events + 1,
+            reason: format!(
+                "the log ends at position {} but its recorded head is position {recorded_position}",
+                report.n_events
+            ),
+        });
+    }
+    Ok(report)
+}

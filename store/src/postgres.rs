@@ -110,8 +110,41 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
 
 impl PostgresStore {
     /// Connects to `url`, creates `schema` and its tables if needed (migrations), verifies the
-    /// chain, and starts this node's writer.
+    /// whole chain, and starts this node's writer.
     pub fn open(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_from(url, schema, None)
+    }
+
+    /// The head as `chain_head` records it (not verified).
+    fn recorded_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        let schema = self.schema.clone();
+        let recorded: Option<(u64, Vec<u8>)> = self.with_reader(|client| {
+            let row = client.query_opt(
+                &format!("SELECT position, hash FROM {schema}.chain_head WHERE id = 1"),
+                &[],
+            )?;
+            Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, Vec<u8>>(1))))
+        })?;
+        match recorded {
+            None => Ok((0, GENESIS_HASH)),
+            Some((position, hash)) => {
+                let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::Corrupted {
+                    position,
+                    reason: "the recorded head's hash is not 32 bytes".to_owned(),
+                })?;
+                Ok((position, hash))
+            }
+        }
+    }
+
+    /// [`PostgresStore::open`], verifying the chain from `trusted_checkpoint` (a position and
+    /// hash this node verified before and sealed, see `chain::verify_tail`) to the head instead
+    /// of from position 1.
+    pub fn open_from(
+        url: &str,
+        schema: &str,
+        trusted_checkpoint: Option<ChainReport>,
+    ) -> Result<PostgresStore, StoreError> {
         if !valid_schema(schema) {
             return Err(StoreError::InvalidAppend {
                 reason: format!("schema name {schema:?} must be 1 to 48 of [a-z0-9_]"),
@@ -163,7 +196,15 @@ impl PostgresStore {
             leases_taken: std::sync::atomic::AtomicU64::new(0),
         };
         drop(client);
-        store.verify_chain()?;
+        match trusted_checkpoint {
+            Some(checkpoint) => {
+                let recorded = store.recorded_head()?;
+                crate::chain::verify_tail(&store, checkpoint, recorded)?;
+            }
+            None => {
+                store.verify_chain()?;
+            }
+        }
         let (queue, receiver) = AppendQueue::new(QUEUE_CAPACITY);
         let writer = Writer::connect(&connect, schema, store.local_head.clone())?;
         store.writer_thread = Some(
@@ -361,15 +402,7 @@ impl EventStore for PostgresStore {
     fn verify_chain(&self) -> Result<ChainReport, StoreError> {
         const BATCH: usize = 10_000;
         // Read the recorded head first: appends after it are beyond what this walk checks.
-        let schema = self.schema.clone();
-        let recorded: Option<(u64, Vec<u8>)> = self.with_reader(|client| {
-            let row = client.query_opt(
-                &format!("SELECT position, hash FROM {schema}.chain_head WHERE id = 1"),
-                &[],
-            )?;
-            Ok(row.map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, Vec<u8>>(1))))
-        })?;
-        let (recorded_position, recorded_hash) = recorded.unwrap_or((0, GENESIS_HASH.to_vec()));
+        let (recorded_position, recorded_hash) = self.recorded_head()?;
         let mut verifier = ChainVerifier::default();
         let mut next_position = 1;
         while next_position <= recorded_position {

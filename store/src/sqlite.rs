@@ -393,34 +393,10 @@ impl SqliteStore {
     }
 
     /// The head as recorded in `chain_head` (not verified).
-    /// Verifies the chain from `checkpoint` to the recorded head, which it must reach; falls
-    /// back to the whole chain when the log does not hold the checkpoint as it was.
+    /// Verifies the chain from `checkpoint` to the recorded head (see [`chain::verify_tail`]).
     fn verify_tail(&self, checkpoint: ChainReport) -> Result<ChainReport, StoreError> {
-        let (recorded_position, recorded_hash) = self.recorded_head()?;
-        let holds_checkpoint = checkpoint.n_events <= recorded_position
-            && (checkpoint.n_events == 0
-                || self
-                    .read_all(checkpoint.n_events, 1)?
-                    .first()
-                    .is_some_and(|event| event.hash == checkpoint.head_hash));
-        if !holds_checkpoint {
-            tracing::warn!(
-                position = checkpoint.n_events,
-                "the log does not hold the sealed checkpoint; verifying the whole chain"
-            );
-            return self.verify_chain();
-        }
-        let report = self.verify_chain_from(checkpoint, recorded_position, usize::MAX)?;
-        if report.n_events != recorded_position || report.head_hash != recorded_hash {
-            return Err(StoreError::Corrupted {
-                position: report.n_events + 1,
-                reason: format!(
-                    "the log ends at position {} but its recorded head is position {recorded_position}",
-                    report.n_events
-                ),
-            });
-        }
-        Ok(report)
+        let recorded = self.recorded_head()?;
+        crate::chain::verify_tail(self, checkpoint, recorded)
     }
 
     fn recorded_head(&self) -> Result<(u64, [u8; 32]), StoreError> {

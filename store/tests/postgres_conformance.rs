@@ -125,3 +125,64 @@ fn a_lease_has_one_holder_until_it_expires() {
     drop((node_a, node_b));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
+
+#[test]
+fn a_start_verifies_from_a_sealed_checkpoint_and_a_full_walk_still_finds_a_break_below() {
+    use paycenter_store::ExpectedRevision;
+    if !postgres_available() {
+        return;
+    }
+    let schema = fresh_schema();
+    let append = |store: &PostgresStore, n_events: usize| {
+        for event_idx in 0..n_events {
+            store
+                .append(
+                    &format!("s-{event_idx}-{}", store.head_position().unwrap()),
+                    ExpectedRevision::NoStream,
+                    vec![conformance::event("thing.happened", r#"{"n":1}"#)],
+                )
+                .unwrap();
+        }
+    };
+    let store = PostgresStore::open(&url(), &schema).unwrap();
+    append(&store, 10);
+    let checkpoint = store.verify_chain().unwrap();
+    assert_eq!(checkpoint.n_events, 10);
+    append(&store, 5);
+    drop(store);
+    let mut sql = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let tamper = |sql: &mut postgres::Client, position: i64| {
+        sql.execute(
+            &format!(
+                "UPDATE {schema}.events SET payload = '{{\"n\":2}}' WHERE global_position = $1"
+            ),
+            &[&position],
+        )
+        .unwrap();
+    };
+    // A change below the checkpoint: the start, verifying from it, does not walk there...
+    tamper(&mut sql, 3);
+    let from_checkpoint = PostgresStore::open_from(&url(), &schema, Some(checkpoint)).unwrap();
+    // ...a whole walk (the background one, `paycenter-replay verify`) does.
+    let broken = from_checkpoint.verify_chain().unwrap_err().to_string();
+    assert!(broken.contains("position 3"), "{broken}");
+    drop(from_checkpoint);
+    // A change past the checkpoint stops the start, naming it.
+    tamper(&mut sql, 12);
+    let refused = PostgresStore::open_from(&url(), &schema, Some(checkpoint))
+        .err()
+        .expect("a broken tail is refused")
+        .to_string();
+    assert!(refused.contains("position 12"), "{refused}");
+    // A checkpoint the log does not hold as it was: the whole chain is walked.
+    let forged = paycenter_store::ChainReport {
+        n_events: 10,
+        head_hash: [7; 32],
+    };
+    let refused = PostgresStore::open_from(&url(), &schema, Some(forged))
+        .err()
+        .expect("the whole walk finds position 3")
+        .to_string();
+    assert!(refused.contains("position 3"), "{refused}");
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
