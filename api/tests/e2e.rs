@@ -2312,19 +2312,8 @@ fn two_nodes_share_one_database() {
             &merchant_id,
         ]));
         assert_eq!(audit["chain"]["verified"], true);
-        let audited: Vec<(String, String)> = audit["balances"][0]["accounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|account| {
-                (
-                    account["account"].as_str().unwrap().to_owned(),
-                    account["balance"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let mut audited = account_balances(&audit["balances"][0]["accounts"]);
         let mut served = balances(&base_b, &merchant_id);
-        let mut audited = audited;
         served.sort();
         audited.sort();
         assert_eq!(audited, served, "the audit agrees with the nodes");
@@ -2361,7 +2350,12 @@ fn balances(base: &str, merchant_id: &str) -> Vec<(String, String)> {
         None,
     );
     assert_eq!(status, 200, "{answer}");
-    answer["accounts"]
+    account_balances(&answer["accounts"])
+}
+
+/// `(account, balance)` of a list of accounts (the balances answer's, an audit's).
+fn account_balances(accounts: &Value) -> Vec<(String, String)> {
+    accounts
         .as_array()
         .unwrap()
         .iter()

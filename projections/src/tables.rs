@@ -331,40 +331,24 @@ impl Backing {
         }
     }
 
-    /// Values of `space` with `start <= key < end`, in key order, at most `limit`.
+    /// Rows of `space` with `start <= key < end`, in key order (the greatest first when
+    /// `descending`), at most `limit`.
     fn range(
         &self,
         space: u16,
         start: &[u8],
         end: &[u8],
         limit: usize,
+        descending: bool,
     ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
         self.with_reader(|connection| {
-            let mut statement = connection.prepare_cached(
+            let mut statement = connection.prepare_cached(if descending {
                 "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
-                 ORDER BY key LIMIT ?4",
-            )?;
-            let rows = statement.query_map(
-                rusqlite::params![space, start, end, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            rows.collect()
-        })
-    }
-
-    /// Rows of `space` with `start <= key < end`, the greatest key first, at most `limit`.
-    fn range_desc(
-        &self,
-        space: u16,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
-        self.with_reader(|connection| {
-            let mut statement = connection.prepare_cached(
+                 ORDER BY key DESC LIMIT ?4"
+            } else {
                 "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
-                 ORDER BY key DESC LIMIT ?4",
-            )?;
+                 ORDER BY key LIMIT ?4"
+            })?;
             let rows = statement.query_map(
                 rusqlite::params![space, start, end, i64::try_from(limit).unwrap_or(i64::MAX)],
                 |row| Ok((row.get(0)?, row.get(1)?)),
@@ -375,7 +359,7 @@ impl Backing {
 
     /// Every row of `space`, in key order.
     fn all(&self, space: u16) -> Result<Vec<(Vec<u8>, String)>, TableError> {
-        self.range(space, &[], &[u8::MAX; 9], usize::MAX)
+        self.range(space, &[], &[u8::MAX; 9], usize::MAX, false)
     }
 
     /// Reads the checkpoint (given to `on_checkpoint`), then every row of `spaces` (in the order
@@ -397,21 +381,7 @@ impl Backing {
         let mut read = || -> rusqlite::Result<Option<Checkpoint>> {
             connection.busy_timeout(Duration::from_secs(5))?;
             connection.execute_batch("BEGIN")?;
-            let checkpoint = connection
-                .query_row(
-                    "SELECT name, version, position, hash_at_position, scalars FROM checkpoint",
-                    [],
-                    |row| {
-                        Ok(Checkpoint {
-                            name: row.get(0)?,
-                            version: row.get(1)?,
-                            position: row.get::<_, i64>(2)? as u64,
-                            hash_at_position: row.get(3)?,
-                            scalars: row.get(4)?,
-                        })
-                    },
-                )
-                .optional()?;
+            let checkpoint = read_checkpoint(&connection)?;
             on_checkpoint(checkpoint.as_ref());
             let mut statement =
                 connection.prepare("SELECT key, value FROM rows WHERE space = ?1 ORDER BY key")?;
@@ -432,23 +402,7 @@ impl Backing {
 
     /// The checkpoint, if the file has one.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, TableError> {
-        self.with_reader(|connection| {
-            connection
-                .query_row(
-                    "SELECT name, version, position, hash_at_position, scalars FROM checkpoint",
-                    [],
-                    |row| {
-                        Ok(Checkpoint {
-                            name: row.get(0)?,
-                            version: row.get(1)?,
-                            position: row.get::<_, i64>(2)? as u64,
-                            hash_at_position: row.get(3)?,
-                            scalars: row.get(4)?,
-                        })
-                    },
-                )
-                .optional()
-        })
+        self.with_reader(read_checkpoint)
     }
 
     /// Writes `writes` and the new checkpoint in one transaction. A commit that arrives after
@@ -511,6 +465,25 @@ impl Backing {
             .map(|metadata| metadata.len())
             .sum()
     }
+}
+
+/// The checkpoint row, if the file has one.
+fn read_checkpoint(connection: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
+    connection
+        .query_row(
+            "SELECT name, version, position, hash_at_position, scalars FROM checkpoint",
+            [],
+            |row| {
+                Ok(Checkpoint {
+                    name: row.get(0)?,
+                    version: row.get(1)?,
+                    position: row.get::<_, i64>(2)? as u64,
+                    hash_at_position: row.get(3)?,
+                    scalars: row.get(4)?,
+                })
+            },
+        )
+        .optional()
 }
 
 fn encode_value<V: Serialize>(value: &V) -> String {
@@ -710,7 +683,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                 .collect()),
             Some(backing) => {
                 debug_assert!(self.entries.is_empty(), "range reads committed rows only");
-                let rows = backing.range(self.space, start, end, limit)?;
+                let rows = backing.range(self.space, start, end, limit, false)?;
                 let mut found = BTreeMap::new();
                 for (key, text) in &rows {
                     found.insert(key.clone(), self.decode(text)?);
@@ -755,7 +728,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
             }
             Some(backing) => {
                 debug_assert!(self.entries.is_empty(), "range reads committed rows only");
-                let rows = backing.range_desc(self.space, start, end, limit)?;
+                let rows = backing.range(self.space, start, end, limit, true)?;
                 let stopped_at_limit = rows.len() == limit;
                 let lowest_read = rows.last().map(|(key, _)| key.clone());
                 let mut found = BTreeMap::new();

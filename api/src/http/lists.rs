@@ -217,6 +217,36 @@ fn list_answer(data: Vec<Value>, has_more: bool) -> Answer {
     ))
 }
 
+/// Where a list continues after the item `id` (the last one a page showed): its key in the
+/// list's index, when the item exists (`owner` answers its app and merchant) and `app`, if an
+/// app is asking, may see it; otherwise `400`.
+fn cursor(
+    state: &AppState,
+    app: Option<&AppRegistered>,
+    id: &str,
+    owner: impl Fn(&ReadModel) -> Result<Option<(AppId, MerchantId)>, TableError>,
+    key: impl Fn(&ReadModel) -> Result<Option<Vec<u8>>, TableError>,
+) -> Result<Vec<u8>, Refusal> {
+    let model = state.read_model()?;
+    let visible = owner(&model)?.is_some_and(|(app_id, merchant_id)| {
+        app.is_none_or(|app| visible_to(app, &app_id, &merchant_id))
+    });
+    let found = if visible { key(&model)? } else { None };
+    found.ok_or_else(|| not_in_list(id))
+}
+
+/// Whether an item of `app_id` and `merchant_id` belongs in a list `app` (if an app asks)
+/// may see, narrowed to `merchant_id` (if given).
+fn in_scope(
+    app: Option<&AppRegistered>,
+    wanted_merchant_id: Option<&MerchantId>,
+    app_id: &AppId,
+    merchant_id: &MerchantId,
+) -> bool {
+    app.is_none_or(|app| visible_to(app, app_id, merchant_id))
+        && wanted_merchant_id.is_none_or(|wanted| merchant_id == wanted)
+}
+
 /// Whether `app` may see an item of `app_id` and `merchant_id`.
 fn visible_to(app: &AppRegistered, app_id: &AppId, merchant_id: &MerchantId) -> bool {
     &app.app_id == app_id && app.merchant_ids.contains(merchant_id)
@@ -331,17 +361,17 @@ fn list_payments(state: &AppState, app: Option<&AppRegistered>, query: &Query) -
     let (from, to) = created_window(query)?;
     let below = match parse_param(query, "starting_after", TradeNo::parse)? {
         None => None,
-        Some(trade_no) => {
-            let model = state.read_model()?;
-            let visible = model.payment(&trade_no)?.is_some_and(|payment| {
-                app.is_none_or(|app| visible_to(app, &payment.app_id, &payment.merchant_id))
-            });
-            let key = visible
-                .then(|| model.payment_list_key(&scope, &trade_no))
-                .transpose()?
-                .flatten();
-            Some(key.ok_or_else(|| not_in_list(trade_no.as_str()))?)
-        }
+        Some(trade_no) => Some(cursor(
+            state,
+            app,
+            trade_no.as_str(),
+            |model| {
+                Ok(model
+                    .payment(&trade_no)?
+                    .map(|payment| (payment.app_id, payment.merchant_id)))
+            },
+            |model| model.payment_list_key(&scope, &trade_no),
+        )?),
     };
     let (entries, has_more) = collect(
         state,
@@ -349,10 +379,7 @@ fn list_payments(state: &AppState, app: Option<&AppRegistered>, query: &Query) -
         below,
         |model, below| model.payments_step(&scope, from, to, below),
         |entry| {
-            app.is_none_or(|app| visible_to(app, &entry.app_id, &entry.merchant_id))
-                && merchant_id
-                    .as_ref()
-                    .is_none_or(|wanted| &entry.merchant_id == wanted)
+            in_scope(app, merchant_id.as_ref(), &entry.app_id, &entry.merchant_id)
                 && status.is_none_or(|wanted| entry.status == wanted)
                 && channel.is_none_or(|wanted| entry.channel == wanted)
         },
@@ -415,17 +442,17 @@ pub async fn list_refunds(
     }
     let below = match starting_after {
         None => None,
-        Some(refund_id) => {
-            let model = state.read_model()?;
-            let visible = model.refund(&refund_id)?.is_some_and(|(payment, _)| {
-                app.is_none_or(|app| visible_to(app, &payment.app_id, &payment.merchant_id))
-            });
-            let key = visible
-                .then(|| model.refund_list_key(&scope, &refund_id))
-                .transpose()?
-                .flatten();
-            Some(key.ok_or_else(|| not_in_list(refund_id.as_str()))?)
-        }
+        Some(refund_id) => Some(cursor(
+            &state,
+            app,
+            refund_id.as_str(),
+            |model| {
+                Ok(model
+                    .refund(&refund_id)?
+                    .map(|(payment, _)| (payment.app_id, payment.merchant_id)))
+            },
+            |model| model.refund_list_key(&scope, &refund_id),
+        )?),
     };
     let (entries, has_more) = collect(
         &state,
@@ -433,10 +460,7 @@ pub async fn list_refunds(
         below,
         |model, below| model.refunds_step(&scope, from, to, below),
         |entry| {
-            app.is_none_or(|app| visible_to(app, &entry.app_id, &entry.merchant_id))
-                && merchant_id
-                    .as_ref()
-                    .is_none_or(|wanted| &entry.merchant_id == wanted)
+            in_scope(app, merchant_id.as_ref(), &entry.app_id, &entry.merchant_id)
                 && status.is_none_or(|wanted| entry.status == wanted)
         },
     )?;

@@ -423,23 +423,16 @@ impl ReadModel {
         step(self.refund_index(scope), range, below)
     }
 
-    /// Where a refunds list continues after `refund_id`, and the refund.
+    /// Where a refunds list continues after `refund_id`: its key in `scope`'s index, or `None`
+    /// when there is no such refund.
     pub fn refund_list_key(
         &self,
         scope: &ListScope,
         refund_id: &RefundId,
     ) -> Result<Option<Vec<u8>>, TableError> {
-        let Some(trade_no) = self.refund_trade_nos.try_get(refund_id)? else {
-            return Ok(None);
-        };
-        let Some(payment) = self.payment(&trade_no)? else {
-            return Ok(None);
-        };
-        Ok(payment
-            .refunds
-            .iter()
-            .find(|refund| &refund.refund_id == refund_id)
-            .map(|refund| scoped_key(scope, refund.requested_at, refund_id.as_str())))
+        Ok(self
+            .refund(refund_id)?
+            .map(|(_, refund)| scoped_key(scope, refund.requested_at, refund_id.as_str())))
     }
 
     /// A refund and its payment.
