@@ -471,6 +471,21 @@ fn lists_page_filter_and_sum_across_beijing_midnight_and_keep_apps_apart() {
     );
     assert_eq!(found["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(found["trade_no"], started_a[1].as_str());
+    // The admin reads any payment by its trade number; another app does not find it.
+    let by_trade_no = ok(
+        "GET",
+        &format!("{base}/v1/payments/{}", started_a[1]),
+        ADMIN,
+        None,
+    );
+    assert_eq!(by_trade_no["order_no"], "A-1");
+    let (status, _) = call(
+        "GET",
+        &format!("{base}/v1/payments/{}", started_a[1]),
+        &key_b,
+        None,
+    );
+    assert_eq!(status, 404);
 
     // Refunds: the app's, one payment's, by status; the other app sees none.
     let listed_refunds = page_through(&base, "/v1/refunds", &key_a, 3);

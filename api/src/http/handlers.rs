@@ -372,12 +372,21 @@ fn app_payment(
     app: &AppRegistered,
     trade_no: &str,
 ) -> Result<paycenter_projections::model::PaymentView, Refusal> {
+    visible_payment(state, Some(app), trade_no)
+}
+
+/// The payment `trade_no`, when `app` (the admin when `None`) may see it.
+fn visible_payment(
+    state: &AppState,
+    app: Option<&AppRegistered>,
+    trade_no: &str,
+) -> Result<paycenter_projections::model::PaymentView, Refusal> {
     let trade_no = parse_id(TradeNo::parse, trade_no)?;
     let model = state.read_model()?;
     // Another app's payment is "not found": its existence is not this app's business.
     model
         .payment(&trade_no)?
-        .filter(|payment| owned_by(payment, app))
+        .filter(|payment| app.is_none_or(|app| owned_by(payment, app)))
         .ok_or_else(|| {
             Refusal::not_found(
                 ErrorCode::PaymentNotFound,
@@ -387,10 +396,15 @@ fn app_payment(
 }
 
 /// `GET /v1/payments/{trade_no}`
-pub async fn get_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
+/// (an app sees its own payments; the admin any).
+pub async fn get_payment(
+    state: Arc<AppState>,
+    app: Option<AppRegistered>,
+    trade_no: String,
+) -> Answer {
     Ok((
         StatusCode::OK,
-        payment_json(&app_payment(&state, &app, &trade_no)?),
+        payment_json(&visible_payment(&state, app.as_ref(), &trade_no)?),
     ))
 }
 
@@ -398,7 +412,7 @@ pub async fn get_payment(state: Arc<AppState>, app: AppRegistered, trade_no: Str
 pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
     let payment = app_payment(&state, &app, &trade_no)?;
     crate::service::closes::close(&state, &payment, CloseReason::ByApp).await?;
-    get_payment(state, app, trade_no).await
+    get_payment(state, Some(app), trade_no).await
 }
 
 /// `POST /v1/payments/{trade_no}/refunds`

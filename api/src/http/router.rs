@@ -332,7 +332,7 @@ async fn serve(
         Operation::MerchantStats => lists::merchant_stats(state, parameter(), query).await,
         Operation::ListApps => lists::list_apps(state, query).await,
         Operation::ListReconciliations => lists::list_reconciliations(state, query).await,
-        Operation::GetPayment => handlers::get_payment(state, app(), parameter()).await,
+        Operation::GetPayment => handlers::get_payment(state, app_or_admin, parameter()).await,
         Operation::ClosePayment => handlers::close_payment(state, app(), parameter()).await,
         Operation::CreateRefund => handlers::create_refund(state, app(), parameter(), body).await,
         Operation::ListEvents => handlers::list_events(state, app(), query).await,
