@@ -342,18 +342,19 @@ impl Backing {
         descending: bool,
     ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
         self.with_reader(|connection| {
+            // No `LIMIT ?`: SQLite plans with a bound LIMIT's value and so prepares the
+            // statement again at every run; rows are stepped lazily and the take stops them.
             let mut statement = connection.prepare_cached(if descending {
                 "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
-                 ORDER BY key DESC LIMIT ?4"
+                 ORDER BY key DESC"
             } else {
                 "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
-                 ORDER BY key LIMIT ?4"
+                 ORDER BY key"
             })?;
-            let rows = statement.query_map(
-                rusqlite::params![space, start, end, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            rows.collect()
+            let rows = statement.query_map(rusqlite::params![space, start, end], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.take(limit).collect()
         })
     }
 
@@ -1014,6 +1015,58 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Range reads are prepared once per connection (no `LIMIT ?`, whose bound value SQLite
+    /// plans with, compiling the statement again at every run).
+    #[test]
+    fn range_reads_are_not_prepared_again_at_every_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
+        let mut map: Map<u64, String> = Map::default();
+        map.attach(&backing, 1, 0);
+        for key in 0..50u64 {
+            map.insert(&key, format!("v{key}"));
+        }
+        let mut writes = Vec::new();
+        map.drain_into(&mut writes);
+        let checkpoint = Checkpoint {
+            name: "test".into(),
+            version: 1,
+            position: 1,
+            hash_at_position: String::new(),
+            scalars: "{}".into(),
+        };
+        backing.commit(&writes, &checkpoint).unwrap();
+        map.finish_commit();
+        for limit in 1..=10usize {
+            assert_eq!(map.first(limit).unwrap().len(), limit);
+            assert_eq!(
+                map.range_desc(&[], &[u8::MAX; 9], limit)
+                    .unwrap()
+                    .entries
+                    .len(),
+                limit
+            );
+        }
+        let readers = backing.readers.lock().unwrap();
+        let mut n_runs = 0;
+        for connection in readers.iter() {
+            for sql in [
+                "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
+                 ORDER BY key",
+                "SELECT key, value FROM rows WHERE space = ?1 AND key >= ?2 AND key < ?3
+                 ORDER BY key DESC",
+            ] {
+                let statement = connection.prepare_cached(sql).unwrap();
+                n_runs += statement.get_status(rusqlite::StatementStatus::Run);
+                assert_eq!(
+                    statement.get_status(rusqlite::StatementStatus::RePrepare),
+                    0
+                );
+            }
+        }
+        assert_eq!(n_runs, 20);
+    }
 
     #[test]
     fn keys_sort_as_their_values() {
