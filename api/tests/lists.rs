@@ -760,6 +760,17 @@ fn lists_page_filter_and_sum_across_beijing_midnight_and_keep_apps_apart() {
         None,
     );
     assert_eq!(of_acme["data"].as_array().unwrap().len(), 1);
+    // Another account's reconciliation is no cursor for this one's list.
+    let (status, _) = call(
+        "GET",
+        &format!(
+            "{base}/v1/reconciliations?channel_account_id={}&starting_after={}",
+            acme.account_id, reconciliation_ids[1]
+        ),
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 400);
     assert_eq!(
         of_acme["data"][0]["reconciliation_id"],
         reconciliation_ids[0].as_str()

@@ -474,7 +474,8 @@ impl ReadModel {
         }
     }
 
-    /// Where the reconciliations list continues after `reconciliation_id`.
+    /// Where the reconciliations list continues after `reconciliation_id` (`None` when there is
+    /// no such reconciliation in the list: of another account, when one is asked for).
     pub fn reconciliation_list_key(
         &self,
         channel_account_id: Option<&ChannelAccountId>,
@@ -482,6 +483,9 @@ impl ReadModel {
     ) -> Result<Option<Vec<u8>>, TableError> {
         Ok(self
             .reconciliation(reconciliation_id)?
+            .filter(|completed| {
+                channel_account_id.is_none_or(|account| &completed.channel_account_id == account)
+            })
             .map(|completed| match channel_account_id {
                 None => scoped_key(&ListScope::All, completed.completed_at, reconciliation_id),
                 Some(account) => account_key(account, completed.completed_at, reconciliation_id),
