@@ -359,6 +359,28 @@ fn lists_page_filter_and_sum_across_beijing_midnight_and_keep_apps_apart() {
         None,
     );
     assert_eq!(status, 400, "app_id is the admin's");
+    // The admin's cursor must be an item of the list it pages: app B's payment is not one of
+    // app A's list.
+    let (status, _) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?app_id={app_a}&starting_after={}",
+            started_b[0]
+        ),
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?app_id={app_b}&starting_after={}",
+            started_b[0]
+        ),
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 200);
 
     // Filters, checked against what the payments themselves say.
     let by_status = |status: &str| -> BTreeSet<String> {

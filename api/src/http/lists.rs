@@ -218,18 +218,24 @@ fn list_answer(data: Vec<Value>, has_more: bool) -> Answer {
 }
 
 /// Where a list continues after the item `id` (the last one a page showed): its key in the
-/// list's index, when the item exists (`owner` answers its app and merchant) and `app`, if an
-/// app is asking, may see it; otherwise `400`.
+/// list's index, when the item exists (`owner` answers its app and merchant) and belongs in the
+/// list (`list`: who asks, the index's scope, the merchant it is narrowed to); otherwise `400`.
 fn cursor(
     state: &AppState,
-    app: Option<&AppRegistered>,
+    list: (Option<&AppRegistered>, &ListScope, Option<&MerchantId>),
     id: &str,
     owner: impl Fn(&ReadModel) -> Result<Option<(AppId, MerchantId)>, TableError>,
     key: impl Fn(&ReadModel) -> Result<Option<Vec<u8>>, TableError>,
 ) -> Result<Vec<u8>, Refusal> {
+    let (app, scope, wanted_merchant_id) = list;
     let model = state.read_model()?;
     let visible = owner(&model)?.is_some_and(|(app_id, merchant_id)| {
-        app.is_none_or(|app| visible_to(app, &app_id, &merchant_id))
+        let of_scope = match scope {
+            ListScope::All => true,
+            ListScope::App(scope_app_id) => &app_id == scope_app_id,
+            ListScope::Merchant(scope_merchant_id) => &merchant_id == scope_merchant_id,
+        };
+        of_scope && in_scope(app, wanted_merchant_id, &app_id, &merchant_id)
     });
     let found = if visible { key(&model)? } else { None };
     found.ok_or_else(|| not_in_list(id))
@@ -363,7 +369,7 @@ fn list_payments(state: &AppState, app: Option<&AppRegistered>, query: &Query) -
         None => None,
         Some(trade_no) => Some(cursor(
             state,
-            app,
+            (app, &scope, merchant_id.as_ref()),
             trade_no.as_str(),
             |model| {
                 Ok(model
@@ -444,7 +450,7 @@ pub async fn list_refunds(
         None => None,
         Some(refund_id) => Some(cursor(
             &state,
-            app,
+            (app, &scope, merchant_id.as_ref()),
             refund_id.as_str(),
             |model| {
                 Ok(model
