@@ -689,7 +689,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                 for (key, text) in &rows {
                     found.insert(key.clone(), self.decode(text)?);
                 }
-                self.overlay_committing(&mut found, start, end, rows.len() == limit);
+                self.overlay_committing(&mut found, start, end, rows.len() == limit, false);
                 Ok(found.into_iter().take(limit).collect())
             }
         }
@@ -737,24 +737,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     let value = self.decode(&text)?;
                     found.insert(key, value);
                 }
-                // The commit being written, over what was read; below the lowest row read the
-                // file may hold others, so the overlay stops there.
-                for (key, value) in &self.committing {
-                    if key.as_slice() < start || key.as_slice() >= end {
-                        continue;
-                    }
-                    let beyond_read =
-                        stopped_at_limit && lowest_read.as_ref().is_some_and(|lowest| key < lowest);
-                    match value {
-                        Some(value) if !beyond_read => {
-                            found.insert(key.clone(), value.clone());
-                        }
-                        Some(_) => {}
-                        None => {
-                            found.remove(key);
-                        }
-                    }
-                }
+                self.overlay_committing(&mut found, start, end, stopped_at_limit, true);
                 Ok(DescendingStep {
                     entries: found.into_iter().rev().collect(),
                     resume_below: if stopped_at_limit { lowest_read } else { None },
@@ -773,22 +756,30 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         self.range(&[], &[u8::MAX; 9], limit)
     }
 
-    /// Lays the commit being written over rows read from the file in `[start, end)`. When the
-    /// read stopped at its limit, rows past the last one read are left out: the file may hold
-    /// others before them.
+    /// Lays the commit being written over rows read from the file in `[start, end)` (read in
+    /// key order, or the greatest first when `descending`). When the read stopped at its
+    /// limit, rows past the last one read are left out: the file may hold others before them.
     fn overlay_committing(
         &self,
         found: &mut BTreeMap<Vec<u8>, V>,
         start: &[u8],
         end: &[u8],
         stopped_at_limit: bool,
+        descending: bool,
     ) {
-        let last_read = found.keys().next_back().cloned();
+        let last_read = if descending {
+            found.keys().next().cloned()
+        } else {
+            found.keys().next_back().cloned()
+        };
         for (key, value) in &self.committing {
             if key.as_slice() < start || key.as_slice() >= end {
                 continue;
             }
-            let beyond_read = stopped_at_limit && last_read.as_ref().is_some_and(|last| key > last);
+            let beyond_read = stopped_at_limit
+                && last_read
+                    .as_ref()
+                    .is_some_and(|last| if descending { key < last } else { key > last });
             match value {
                 Some(value) if !beyond_read => {
                     found.insert(key.clone(), value.clone());
@@ -861,7 +852,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     for (key, text) in backing.all(self.space)? {
                         found.insert(key, self.decode(&text)?);
                     }
-                    self.overlay_committing(&mut found, &[], &[u8::MAX; 9], false);
+                    self.overlay_committing(&mut found, &[], &[u8::MAX; 9], false, false);
                     for (key, value) in found {
                         visit(&key, &encode_value(&value));
                     }
