@@ -849,13 +849,9 @@ impl ReadModel {
                 payment.status = AttemptStatus::Succeeded;
                 payment.channel_trade_no = Some(event.channel_trade_no.clone());
                 payment.paid_at = Some(event.paid_at);
-                let payment = payment.clone();
-                self.count_paid(&payment, event.paid_at);
-                let settlement = (
-                    payment.channel_account_id.clone(),
-                    event.paid_at,
-                    event.trade_no.clone(),
-                );
+                let (paid, account) = (PaidTerms::of(payment), payment.channel_account_id.clone());
+                self.count_paid(paid, event.paid_at);
+                let settlement = (account, event.paid_at, event.trade_no.clone());
                 self.settlements.insert(&settlement, event.trade_no.clone());
                 self.payments_by_channel_trade_no
                     .insert(&event.channel_trade_no, event.trade_no.clone());
@@ -920,11 +916,11 @@ impl ReadModel {
                     settled_at: None,
                 };
                 let payment = self.payment_mut(&event.trade_no);
-                payment.refunds.push(refund.clone());
-                let payment = payment.clone();
-                self.index_refund(&payment, &refund);
+                let (entry, app_id) = (RefundEntry::of(payment, &refund), payment.app_id.clone());
+                payment.refunds.push(refund);
+                self.index_refund(entry, event.requested_at);
                 self.feeds.insert(
-                    &(payment.app_id.clone(), position),
+                    &(app_id, position),
                     FeedItem {
                         cursor: position,
                         id: feed_event_id(recorded.event_id),
@@ -1086,9 +1082,12 @@ impl ReadModel {
                     .iter()
                     .map(|anomaly| anomaly.kind)
                     .collect();
-                (payment.status, new_anomalies, sweep_since(payment))
+                // Its lists' entries, when its status changed (or it just started).
+                let listed = (status_before != Some(payment.status))
+                    .then(|| (PaymentEntry::of(payment), payment.created_at));
+                (payment.status, new_anomalies, sweep_since(payment), listed)
             });
-            if let Some((status, new_anomalies, since)) = after {
+            if let Some((status, new_anomalies, since, listed)) = after {
                 self.count_payment(status, 1);
                 for kind in new_anomalies {
                     *self
@@ -1097,9 +1096,8 @@ impl ReadModel {
                         .or_default() += 1;
                 }
                 self.requeue_for_sweep(&trade_no, since);
-                if status_before != Some(status) {
-                    let payment = self.payments.get(&trade_no).expect("just changed");
-                    self.index_payment(&payment);
+                if let Some((entry, created_at)) = listed {
+                    self.index_payment(entry, created_at);
                 }
             }
         }
@@ -1151,20 +1149,29 @@ impl ReadModel {
             self.refunds_to_submit.delete(&request_position);
         }
         let payment = self.payment_mut(trade_no);
-        let settled = payment
+        let settled = match payment
             .refunds
-            .iter_mut()
-            .find(|refund| &refund.refund_id == refund_id)
-            .map(|refund| {
+            .iter()
+            .position(|refund| &refund.refund_id == refund_id)
+        {
+            Some(index) => {
+                let refund = &mut payment.refunds[index];
                 refund.status = status;
                 refund.settled_at = Some(settled_at);
-                refund.clone()
-            });
-        if let Some(refund) = settled {
-            let payment = self.payments.get(trade_no).expect("just changed");
-            self.index_refund(&payment, &refund);
+                let refund = &payment.refunds[index];
+                Some((
+                    RefundEntry::of(payment, refund),
+                    refund.requested_at,
+                    payment.merchant_id.clone(),
+                    refund.amount,
+                ))
+            }
+            None => None,
+        };
+        if let Some((entry, requested_at, merchant_id, amount)) = settled {
+            self.index_refund(entry, requested_at);
             if status == RefundStatus::Succeeded {
-                self.count_refunded(&payment.merchant_id, refund.amount, settled_at);
+                self.count_refunded(&merchant_id, amount, settled_at);
             }
             return false;
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Timelike, Utc};
 use paycenter_domain::events::ReconciliationCompleted;
 use paycenter_domain::ids::*;
-use paycenter_domain::payment::{AttemptStatus, Channel, RefundStatus};
+use paycenter_domain::payment::{AttemptStatus, Channel, InvokeMethod, RefundStatus};
 use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,19 @@ pub struct PaymentEntry {
     pub status: AttemptStatus,
 }
 
+impl PaymentEntry {
+    /// The entry of `payment` as it stands.
+    pub(super) fn of(payment: &PaymentView) -> PaymentEntry {
+        PaymentEntry {
+            trade_no: payment.trade_no.clone(),
+            app_id: payment.app_id.clone(),
+            merchant_id: payment.merchant_id.clone(),
+            channel: payment.channel,
+            status: payment.status,
+        }
+    }
+}
+
 /// A refund as its lists see it.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +52,41 @@ pub struct RefundEntry {
     pub app_id: AppId,
     pub merchant_id: MerchantId,
     pub status: RefundStatus,
+}
+
+impl RefundEntry {
+    /// The entry of `refund` of `payment` as it stands.
+    pub(super) fn of(payment: &PaymentView, refund: &RefundView) -> RefundEntry {
+        RefundEntry {
+            refund_id: refund.refund_id.clone(),
+            trade_no: payment.trade_no.clone(),
+            app_id: payment.app_id.clone(),
+            merchant_id: payment.merchant_id.clone(),
+            status: refund.status,
+        }
+    }
+}
+
+/// What statistics count of a payment that was paid.
+pub(super) struct PaidTerms {
+    merchant_id: MerchantId,
+    amount: Money,
+    fee: Money,
+    channel: Channel,
+    invoke_method: InvokeMethod,
+}
+
+impl PaidTerms {
+    /// The terms of `payment`.
+    pub(super) fn of(payment: &PaymentView) -> PaidTerms {
+        PaidTerms {
+            merchant_id: payment.merchant_id.clone(),
+            amount: payment.amount,
+            fee: payment.fee,
+            channel: payment.channel,
+            invoke_method: payment.invoke_method,
+        }
+    }
 }
 
 /// A reconciliation as its lists see it.
@@ -215,49 +263,35 @@ impl ReadModel {
         }
     }
 
-    /// Writes a payment's entry in each of its indexes (when it starts, and when its status
-    /// changes).
-    pub(super) fn index_payment(&mut self, payment: &PaymentView) {
-        let entry = PaymentEntry {
-            trade_no: payment.trade_no.clone(),
-            app_id: payment.app_id.clone(),
-            merchant_id: payment.merchant_id.clone(),
-            channel: payment.channel,
-            status: payment.status,
-        };
-        let id = payment.trade_no.as_str();
-        let at = payment.created_at;
-        self.payments_listed
-            .insert(&scoped_key(&ListScope::All, at, id), entry.clone());
-        self.payments_listed_by_app.insert(
-            &scoped_key(&ListScope::App(payment.app_id.clone()), at, id),
-            entry.clone(),
-        );
-        self.payments_listed_by_merchant.insert(
-            &scoped_key(&ListScope::Merchant(payment.merchant_id.clone()), at, id),
+    /// Writes a payment's entry, created at `created_at`, in each of its indexes (when it
+    /// starts, and when its status changes).
+    pub(super) fn index_payment(&mut self, entry: PaymentEntry, created_at: DateTime<Utc>) {
+        let (app_id, merchant_id) = (entry.app_id.clone(), entry.merchant_id.clone());
+        let id = entry.trade_no.as_str().to_owned();
+        insert_in_scopes(
+            [
+                &mut self.payments_listed,
+                &mut self.payments_listed_by_app,
+                &mut self.payments_listed_by_merchant,
+            ],
+            (app_id, merchant_id),
+            (created_at, &id),
             entry,
         );
     }
 
-    /// Writes a refund's entry in each of its indexes.
-    pub(super) fn index_refund(&mut self, payment: &PaymentView, refund: &RefundView) {
-        let entry = RefundEntry {
-            refund_id: refund.refund_id.clone(),
-            trade_no: payment.trade_no.clone(),
-            app_id: payment.app_id.clone(),
-            merchant_id: payment.merchant_id.clone(),
-            status: refund.status,
-        };
-        let id = refund.refund_id.as_str();
-        let at = refund.requested_at;
-        self.refunds_listed
-            .insert(&scoped_key(&ListScope::All, at, id), entry.clone());
-        self.refunds_listed_by_app.insert(
-            &scoped_key(&ListScope::App(payment.app_id.clone()), at, id),
-            entry.clone(),
-        );
-        self.refunds_listed_by_merchant.insert(
-            &scoped_key(&ListScope::Merchant(payment.merchant_id.clone()), at, id),
+    /// Writes a refund's entry, requested at `requested_at`, in each of its indexes.
+    pub(super) fn index_refund(&mut self, entry: RefundEntry, requested_at: DateTime<Utc>) {
+        let (app_id, merchant_id) = (entry.app_id.clone(), entry.merchant_id.clone());
+        let id = entry.refund_id.as_str().to_owned();
+        insert_in_scopes(
+            [
+                &mut self.refunds_listed,
+                &mut self.refunds_listed_by_app,
+                &mut self.refunds_listed_by_merchant,
+            ],
+            (app_id, merchant_id),
+            (requested_at, &id),
             entry,
         );
     }
@@ -340,32 +374,31 @@ impl ReadModel {
     }
 
     /// Counts a payment paid at `paid_at`.
-    pub(super) fn count_paid(&mut self, payment: &PaymentView, paid_at: DateTime<Utc>) {
-        let (amount, fee) = (payment.amount, payment.fee);
-        let channel = payment.channel.as_str();
-        let method = payment.invoke_method.as_str();
-        self.count_stats(
-            &payment.merchant_id,
-            amount.currency().code(),
-            paid_at,
-            |bucket| {
-                bucket.succeeded.add(amount);
-                bucket.fees_minor = bucket
-                    .fees_minor
-                    .checked_add(fee.amount_minor())
-                    .expect("a quarter hour's fees fit i64 minor units");
-                bucket
-                    .by_channel
-                    .entry(channel.to_owned())
-                    .or_default()
-                    .add(amount);
-                bucket
-                    .by_invoke_method
-                    .entry(method.to_owned())
-                    .or_default()
-                    .add(amount);
-            },
-        );
+    pub(super) fn count_paid(&mut self, paid: PaidTerms, paid_at: DateTime<Utc>) {
+        let PaidTerms {
+            merchant_id,
+            amount,
+            fee,
+            channel,
+            invoke_method,
+        } = paid;
+        self.count_stats(&merchant_id, amount.currency().code(), paid_at, |bucket| {
+            bucket.succeeded.add(amount);
+            bucket.fees_minor = bucket
+                .fees_minor
+                .checked_add(fee.amount_minor())
+                .expect("a quarter hour's fees fit i64 minor units");
+            bucket
+                .by_channel
+                .entry(channel.as_str().to_owned())
+                .or_default()
+                .add(amount);
+            bucket
+                .by_invoke_method
+                .entry(invoke_method.as_str().to_owned())
+                .or_default()
+                .add(amount);
+        });
     }
 
     /// Counts a refund that succeeded at `succeeded_at`.
@@ -521,6 +554,24 @@ impl ReadModel {
             .map(|(key, bucket)| (decode_row_start(&key), bucket))
             .collect())
     }
+}
+
+/// Writes `entry`, created at `at` with id `id`, in the three indexes of a list: in all, by its
+/// app and by its merchant (`owners`).
+fn insert_in_scopes<V: Clone + Serialize + serde::de::DeserializeOwned>(
+    indexes: [&mut Map<[u8], V>; 3],
+    owners: (AppId, MerchantId),
+    (at, id): (DateTime<Utc>, &str),
+    entry: V,
+) {
+    let [all, by_app, by_merchant] = indexes;
+    let (app_id, merchant_id) = owners;
+    all.insert(&scoped_key(&ListScope::All, at, id), entry.clone());
+    by_app.insert(&scoped_key(&ListScope::App(app_id), at, id), entry.clone());
+    by_merchant.insert(
+        &scoped_key(&ListScope::Merchant(merchant_id), at, id),
+        entry,
+    );
 }
 
 /// The key of a reconciliation in its account's index.
