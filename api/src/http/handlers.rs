@@ -364,7 +364,13 @@ pub async fn create_payment(
 /// A payment belongs to the app that created it: every other app, even one acting for the
 /// same merchant, is told it does not exist.
 fn owned_by(payment: &paycenter_projections::model::PaymentView, app: &AppRegistered) -> bool {
-    payment.app_id == app.app_id && app.merchant_ids.contains(&payment.merchant_id)
+    visible_to(app, &payment.app_id, &payment.merchant_id)
+}
+
+/// Whether `app` may see an item (a payment, a refund) of `app_id` and `merchant_id`: its own,
+/// for a merchant it still acts for.
+pub(crate) fn visible_to(app: &AppRegistered, app_id: &AppId, merchant_id: &MerchantId) -> bool {
+    &app.app_id == app_id && app.merchant_ids.contains(merchant_id)
 }
 
 fn app_payment(

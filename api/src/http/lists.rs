@@ -23,7 +23,7 @@ use paycenter_projections::ReadModel;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, Refusal};
-use crate::http::handlers::ensure_app_merchant;
+use crate::http::handlers::{ensure_app_merchant, visible_to};
 use crate::http::Answer;
 use crate::state::AppState;
 use crate::wire::{self, payment_json, to_value};
@@ -227,18 +227,27 @@ fn cursor(
     owner: impl Fn(&ReadModel) -> Result<Option<(AppId, MerchantId)>, TableError>,
     key: impl Fn(&ReadModel) -> Result<Option<Vec<u8>>, TableError>,
 ) -> Result<Vec<u8>, Refusal> {
-    let (app, scope, wanted_merchant_id) = list;
     let model = state.read_model()?;
-    let visible = owner(&model)?.is_some_and(|(app_id, merchant_id)| {
-        let of_scope = match scope {
-            ListScope::All => true,
-            ListScope::App(scope_app_id) => &app_id == scope_app_id,
-            ListScope::Merchant(scope_merchant_id) => &merchant_id == scope_merchant_id,
-        };
-        of_scope && in_scope(app, wanted_merchant_id, &app_id, &merchant_id)
-    });
+    let visible =
+        owner(&model)?.is_some_and(|(app_id, merchant_id)| in_list(list, &app_id, &merchant_id));
     let found = if visible { key(&model)? } else { None };
     found.ok_or_else(|| not_in_list(id))
+}
+
+/// Whether an item of `app_id` and `merchant_id` belongs in a list (`list`: who asks, the
+/// index's scope, the merchant it is narrowed to).
+fn in_list(
+    list: (Option<&AppRegistered>, &ListScope, Option<&MerchantId>),
+    app_id: &AppId,
+    merchant_id: &MerchantId,
+) -> bool {
+    let (app, scope, wanted_merchant_id) = list;
+    let of_scope = match scope {
+        ListScope::All => true,
+        ListScope::App(scope_app_id) => app_id == scope_app_id,
+        ListScope::Merchant(scope_merchant_id) => merchant_id == scope_merchant_id,
+    };
+    of_scope && in_scope(app, wanted_merchant_id, app_id, merchant_id)
 }
 
 /// Whether an item of `app_id` and `merchant_id` belongs in a list `app` (if an app asks)
@@ -251,11 +260,6 @@ fn in_scope(
 ) -> bool {
     app.is_none_or(|app| visible_to(app, app_id, merchant_id))
         && wanted_merchant_id.is_none_or(|wanted| merchant_id == wanted)
-}
-
-/// Whether `app` may see an item of `app_id` and `merchant_id`.
-fn visible_to(app: &AppRegistered, app_id: &AppId, merchant_id: &MerchantId) -> bool {
-    &app.app_id == app_id && app.merchant_ids.contains(merchant_id)
 }
 
 /// Which index a payments or refunds list reads, and which merchant it keeps: an app reads
@@ -421,17 +425,11 @@ pub async fn list_refunds(
         |at: DateTime<Utc>| from.is_none_or(|from| at >= from) && to.is_none_or(|to| at < to);
     if let Some(trade_no) = parse_param(&query, "trade_no", TradeNo::parse)? {
         // One payment's refunds: read from the payment itself.
-        let payment = state.read_model()?.payment(&trade_no)?.filter(|payment| {
-            app.is_none_or(|app| visible_to(app, &payment.app_id, &payment.merchant_id))
-                && match &scope {
-                    ListScope::All => true,
-                    ListScope::App(app_id) => &payment.app_id == app_id,
-                    ListScope::Merchant(merchant_id) => &payment.merchant_id == merchant_id,
-                }
-                && merchant_id
-                    .as_ref()
-                    .is_none_or(|wanted| &payment.merchant_id == wanted)
-        });
+        let list = (app, &scope, merchant_id.as_ref());
+        let payment = state
+            .read_model()?
+            .payment(&trade_no)?
+            .filter(|payment| in_list(list, &payment.app_id, &payment.merchant_id));
         let items = payment
             .map(|payment| payment.refunds)
             .unwrap_or_default()
