@@ -174,8 +174,7 @@ fn default_node_id() -> String {
 /// `PAYCENTER_EVENTSTOREDB_STREAM` (default `paycenter-log`).
 #[cfg(feature = "eventstoredb")]
 async fn open_eventstoredb(url: String) -> anyhow::Result<Arc<dyn EventStore>> {
-    let log_stream = std::env::var("PAYCENTER_EVENTSTOREDB_STREAM")
-        .unwrap_or_else(|_| paycenter_store::eventstoredb::DEFAULT_LOG_STREAM.to_owned());
+    let log_stream = paycenter_store::eventstoredb::configured_log_stream();
     let store = tokio::task::spawn_blocking(move || {
         paycenter_store::EventStoreDbStore::connect(&url, &log_stream)
     })
@@ -297,9 +296,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let master_key = MasterKey::load(options.master_key.as_deref(), &options.data_dir)?;
     // With PostgreSQL: where the shared SQL read models live (url, schema).
     let mut sql_read_models: Option<(String, String)> = None;
-    // Embedded: the sealed checkpoint the start verified from (the background walk covers
-    // what lies below it).
+    // Embedded and PostgreSQL: the sealed checkpoint the start verified from (the background
+    // walk covers what lies below it).
     let mut trusted_checkpoint = None;
+    // Whether this node seals chain checkpoints (`Some`), and whether other processes append
+    // to its log (PostgreSQL: what they appended is verified before the checkpoint moves over
+    // it). EventStoreDB verifies its whole log at open.
+    let mut checkpoint_shared_log: Option<bool> = None;
     let store: Arc<dyn EventStore> = match options.store_url.clone() {
         None => {
             let data_dir = options.data_dir.clone();
@@ -308,32 +311,25 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 trusted_checkpoint,
                 ..SqliteConfig::default()
             };
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config)).await??;
-            // Verified up to the head: the next start may begin here.
-            let head = crate::chain_audit::head_of(&store)?;
-            crate::chain_audit::save(&options.data_dir, &master_key, head)?;
-            tracing::info!(position = head.n_events, from = trusted_checkpoint.map_or(0, |checkpoint| checkpoint.n_events), "the log verified at open");
-            Arc::new(store)
+            checkpoint_shared_log = Some(false);
+            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config)).await??)
         }
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) if paycenter_store::postgres::is_postgres_url(&url) => {
             // Every node must open the secrets every other node sealed: a key file in one
             // node's data directory would not do.
             if options.master_key.is_none() {
                 anyhow::bail!("--store postgres://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the database)");
             }
-            let schema = std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned());
+            let schema = paycenter_store::postgres::configured_schema();
             sql_read_models = Some((url.clone(), schema.clone()));
             // This node's sealed checkpoint (in its own data directory): the open verifies
             // from there; the background walk covers what lies below.
             trusted_checkpoint = crate::chain_audit::load(&options.data_dir, &master_key);
             let checkpoint = trusted_checkpoint;
-            let store = tokio::task::spawn_blocking(move || PostgresStore::open_from(&url, &schema, checkpoint)).await??;
-            let head = tokio::task::block_in_place(|| crate::chain_audit::head_of(&store))?;
-            std::fs::create_dir_all(&options.data_dir)?;
-            crate::chain_audit::save(&options.data_dir, &master_key, head)?;
-            Arc::new(store)
+            checkpoint_shared_log = Some(true);
+            Arc::new(tokio::task::spawn_blocking(move || PostgresStore::open_from(&url, &schema, checkpoint)).await??)
         }
-        Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
+        Some(url) if paycenter_store::eventstoredb::is_eventstoredb_url(&url) => {
             if options.master_key.is_none() {
                 anyhow::bail!("--store esdb://... needs PAYCENTER_MASTER_KEY (the same on every node sharing the log)");
             }
@@ -341,6 +337,18 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }
         Some(_) => anyhow::bail!("--store: use postgres://user:password@host/database, esdb://host:2113?tls=false, or omit --store for the embedded store"),
     };
+    if checkpoint_shared_log.is_some() {
+        // Verified up to the head: the next start may begin here. Stores may block
+        // (PostgreSQL): never on an async worker without telling the runtime.
+        let head = tokio::task::block_in_place(|| crate::chain_audit::head_of(store.as_ref()))?;
+        std::fs::create_dir_all(&options.data_dir)?;
+        crate::chain_audit::save(&options.data_dir, &master_key, head)?;
+        tracing::info!(
+            position = head.n_events,
+            from = trusted_checkpoint.map_or(0, |checkpoint| checkpoint.n_events),
+            "the log verified at open"
+        );
+    }
     let public_url = options
         .public_url
         .clone()
@@ -411,19 +419,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             .verified_through
             .store(head_at_start, std::sync::atomic::Ordering::Relaxed),
     }
-    // The checkpoint follows the head. On the embedded store every event is this process's
-    // own; on PostgreSQL other nodes append too, so what they appended since is verified
-    // before the checkpoint moves over it. (EventStoreDB verifies its whole log at open.)
-    let is_postgres = options
-        .store_url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
-    if options.store_url.is_none() || is_postgres {
+    // The checkpoint follows the head (see `checkpoint_shared_log`).
+    if let Some(shared_log) = checkpoint_shared_log {
         tokio::spawn(crate::chain_audit::checkpoint_periodically(
             state.store.clone(),
             master_key,
             options.data_dir.clone(),
-            is_postgres,
+            shared_log,
         ));
     }
     crate::reactor::spawn(state.clone());

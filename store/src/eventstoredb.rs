@@ -52,6 +52,16 @@ use crate::{
 /// The default name of the stream that holds paycenter's log.
 pub const DEFAULT_LOG_STREAM: &str = "paycenter-log";
 
+/// Whether `url` names an EventStoreDB / KurrentDB server (`esdb://`, `esdb+discover://`).
+pub fn is_eventstoredb_url(url: &str) -> bool {
+    url.starts_with("esdb://") || url.starts_with("esdb+discover://")
+}
+
+/// The stream holding the log: `PAYCENTER_EVENTSTOREDB_STREAM`, default [`DEFAULT_LOG_STREAM`].
+pub fn configured_log_stream() -> String {
+    std::env::var("PAYCENTER_EVENTSTOREDB_STREAM").unwrap_or_else(|_| DEFAULT_LOG_STREAM.to_owned())
+}
+
 /// An event as EventStoreDB holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {

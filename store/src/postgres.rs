@@ -53,6 +53,16 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// Whether `url` names a PostgreSQL server (`postgres://`, `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The schema holding the log: `PAYCENTER_POSTGRES_SCHEMA`, default `paycenter`.
+pub fn configured_schema() -> String {
+    std::env::var("PAYCENTER_POSTGRES_SCHEMA").unwrap_or_else(|_| "paycenter".to_owned())
+}
+
 /// The PostgreSQL event store.
 pub struct PostgresStore {
     /// How to reach the database (the URL with its TLS settings resolved).

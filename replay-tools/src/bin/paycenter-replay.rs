@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use paycenter_domain::ids::MerchantId;
-use paycenter_replay_tools::commands::{self, AuditFormat, ChainCheck, ExportFormat};
+use paycenter_replay_tools::commands::{self, AuditFormat, ExportFormat};
 use paycenter_store::{EventStore, PostgresStore, SqliteStore};
 
 const USAGE: &str = "usage: paycenter-replay <command> [--data-dir DIR] [options]
@@ -132,16 +132,15 @@ fn open_store(options: &Options) -> Result<Box<dyn EventStore>, String> {
             SqliteStore::open_read_only(&options.data_dir).map_err(|error| error.to_string())?;
         return Ok(Box::new(store));
     };
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if paycenter_store::postgres::is_postgres_url(url) {
         let schema = options
             .schema
             .clone()
-            .or_else(|| std::env::var("PAYCENTER_POSTGRES_SCHEMA").ok())
-            .unwrap_or_else(|| "paycenter".to_owned());
+            .unwrap_or_else(paycenter_store::postgres::configured_schema);
         let store = PostgresStore::open(url, &schema).map_err(|error| error.to_string())?;
         return Ok(Box::new(store));
     }
-    if url.starts_with("esdb://") || url.starts_with("esdb+discover://") {
+    if paycenter_store::eventstoredb::is_eventstoredb_url(url) {
         return open_eventstoredb(url);
     }
     Err("--store: use postgres://user:password@host/database or esdb://host:2113?tls=false; omit it for the embedded store in --data-dir".to_owned())
@@ -149,8 +148,7 @@ fn open_store(options: &Options) -> Result<Box<dyn EventStore>, String> {
 
 #[cfg(feature = "eventstoredb")]
 fn open_eventstoredb(url: &str) -> Result<Box<dyn EventStore>, String> {
-    let log_stream = std::env::var("PAYCENTER_EVENTSTOREDB_STREAM")
-        .unwrap_or_else(|_| paycenter_store::eventstoredb::DEFAULT_LOG_STREAM.to_owned());
+    let log_stream = paycenter_store::eventstoredb::configured_log_stream();
     let store = paycenter_store::EventStoreDbStore::connect(url, &log_stream)
         .map_err(|error| error.to_string())?;
     Ok(Box::new(store))
@@ -159,12 +157,6 @@ fn open_eventstoredb(url: &str) -> Result<Box<dyn EventStore>, String> {
 #[cfg(not(feature = "eventstoredb"))]
 fn open_eventstoredb(_url: &str) -> Result<Box<dyn EventStore>, String> {
     Err("this paycenter-replay was built without EventStoreDB support: build it with `--features eventstoredb`".to_owned())
-}
-
-/// Says on stderr how the chain check before an export or a CSV audit went (a JSON audit
-/// carries it in its document).
-fn state_chain_check(chain: &ChainCheck) {
-    eprintln!("{}", chain.sentence());
 }
 
 fn run(command: &str, options: Options) -> Result<(), String> {
@@ -193,7 +185,8 @@ fn run(command: &str, options: Options) -> Result<(), String> {
                     .map_err(|_| format!("--from {text:?} is not a position"))?,
             };
             let chain = commands::check_chain(store, options.verify_first)?;
-            state_chain_check(&chain);
+            // How the check went, on stderr (a JSON audit carries it in its document).
+            eprintln!("{}", chain.sentence());
             commands::export(store, format, from, &mut stdout)
         }
         "audit" => {
@@ -214,7 +207,8 @@ fn run(command: &str, options: Options) -> Result<(), String> {
             };
             let chain = commands::check_chain(store, options.verify_first)?;
             if format == AuditFormat::Csv {
-                state_chain_check(&chain);
+                // How the check went, on stderr (a JSON audit carries it in its document).
+                eprintln!("{}", chain.sentence());
             }
             commands::audit(store, at, merchant.as_ref(), format, &chain, &mut stdout)
         }
