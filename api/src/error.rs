@@ -27,6 +27,7 @@ pub enum ErrorCode {
     CurrencyMismatch,
     DuplicateTradeNo,
     FieldTooLong,
+    Forbidden,
     IdempotencyKeyReused,
     InternalError,
     InvalidAmount,
@@ -47,6 +48,7 @@ pub enum ErrorCode {
     MissingChannelField,
     NotificationNotFound,
     NotificationSettled,
+    OperatorNotFound,
     OrderAlreadyPaid,
     OrderAmountMismatch,
     PayloadTooLarge,
@@ -79,7 +81,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 64] = [
+    pub const ALL: [ErrorCode; 66] = [
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
         ErrorCode::AppNotFound,
@@ -96,6 +98,7 @@ impl ErrorCode {
         ErrorCode::CurrencyMismatch,
         ErrorCode::DuplicateTradeNo,
         ErrorCode::FieldTooLong,
+        ErrorCode::Forbidden,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::InternalError,
         ErrorCode::InvalidAmount,
@@ -116,6 +119,7 @@ impl ErrorCode {
         ErrorCode::MissingChannelField,
         ErrorCode::NotificationNotFound,
         ErrorCode::NotificationSettled,
+        ErrorCode::OperatorNotFound,
         ErrorCode::OrderAlreadyPaid,
         ErrorCode::OrderAmountMismatch,
         ErrorCode::PayloadTooLarge,
@@ -166,6 +170,7 @@ impl ErrorCode {
             ErrorCode::CurrencyMismatch => 422,
             ErrorCode::DuplicateTradeNo => 409,
             ErrorCode::FieldTooLong => 400,
+            ErrorCode::Forbidden => 403,
             ErrorCode::IdempotencyKeyReused => 409,
             ErrorCode::InternalError => 500,
             ErrorCode::InvalidAmount => 400,
@@ -186,6 +191,7 @@ impl ErrorCode {
             ErrorCode::MissingChannelField => 422,
             ErrorCode::NotificationNotFound => 404,
             ErrorCode::NotificationSettled => 409,
+            ErrorCode::OperatorNotFound => 404,
             ErrorCode::OrderAlreadyPaid => 409,
             ErrorCode::OrderAmountMismatch => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -236,6 +242,7 @@ impl ErrorCode {
             ErrorCode::CurrencyMismatch => "currency_mismatch",
             ErrorCode::DuplicateTradeNo => "duplicate_trade_no",
             ErrorCode::FieldTooLong => "field_too_long",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::InvalidAmount => "invalid_amount",
@@ -256,6 +263,7 @@ impl ErrorCode {
             ErrorCode::MissingChannelField => "missing_channel_field",
             ErrorCode::NotificationNotFound => "notification_not_found",
             ErrorCode::NotificationSettled => "notification_settled",
+            ErrorCode::OperatorNotFound => "operator_not_found",
             ErrorCode::OrderAlreadyPaid => "order_already_paid",
             ErrorCode::OrderAmountMismatch => "order_amount_mismatch",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -403,6 +411,7 @@ impl From<DomainError> for Refusal {
             DomainError::ChannelAccountNotFound { .. } => ErrorCode::ChannelAccountNotFound,
             DomainError::NotificationNotFound { .. } => ErrorCode::NotificationNotFound,
             DomainError::NotificationSettled { .. } => ErrorCode::NotificationSettled,
+            DomainError::OperatorNotFound { .. } => ErrorCode::OperatorNotFound,
             DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
         };
         Refusal::new(code, message)

@@ -279,6 +279,7 @@ pub async fn open_state(
         idempotency_locks: Default::default(),
         rebuild_status: Default::default(),
         chain_audit: Default::default(),
+        console_sessions: Default::default(),
         model_file: crate::state::ModelFileStatus {
             dir: model_dir,
             started_from,

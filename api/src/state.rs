@@ -90,6 +90,8 @@ pub struct AppState {
     pub model_file: ModelFileStatus,
     /// The background walk of the log below the sealed checkpoint (embedded store).
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
+    /// The console's signed-in operators and its sign-in throttle.
+    pub console_sessions: crate::http::console::Sessions,
 }
 
 /// What operators see of rebuilds.
@@ -307,7 +309,8 @@ impl AppState {
                 return Ok((decided, None));
             }
             let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-            let new_events = Event::to_new_events(&decided, command_id, None);
+            let mut new_events = Event::to_new_events(&decided, command_id, None);
+            crate::service::access::stamp(&mut new_events);
             match self
                 .store
                 .append_async(stream_id, expected, new_events)

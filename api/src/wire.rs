@@ -164,6 +164,90 @@ pub struct AppAnswer {
     pub created_at: String,
 }
 
+/// `POST /v1/operators`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOperatorRequest {
+    /// The address the operator signs in with (kept lowercase; one operator per address).
+    #[schema(max_length = 254, example = "finance@example.com")]
+    pub email: String,
+    /// 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128, example = "Li Na")]
+    pub name: String,
+    /// What the operator may do: `admin` everything; `finance` read, refunds, reconciliation,
+    /// audit; `ops` read, notifications, projections; `viewer` read.
+    #[schema(pattern = "^(admin|finance|ops|viewer)$", example = "finance")]
+    pub role: String,
+    /// 12 to 128 characters; when absent one is generated and answered once.
+    #[schema(min_length = 12, max_length = 128)]
+    pub password: Option<String>,
+}
+
+/// An operator of the console (the password is never answered).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorAnswer {
+    #[schema(example = "op_3f9a0c1b2d4e5f60718293a4")]
+    pub operator_id: String,
+    pub email: String,
+    pub name: String,
+    #[schema(pattern = "^(admin|finance|ops|viewer)$")]
+    pub role: String,
+    /// False once disabled: the operator cannot sign in.
+    pub enabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /v1/operators`: the operator, and the password when paycenter generated it (shown
+/// this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorCreatedAnswer {
+    pub operator_id: String,
+    pub email: String,
+    pub name: String,
+    #[schema(pattern = "^(admin|finance|ops|viewer)$")]
+    pub role: String,
+    pub enabled: bool,
+    pub created_at: String,
+    /// Only when generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl OperatorCreatedAnswer {
+    /// The operator, with the generated password if there is one.
+    pub fn of(operator: OperatorAnswer, password: Option<String>) -> OperatorCreatedAnswer {
+        OperatorCreatedAnswer {
+            operator_id: operator.operator_id,
+            email: operator.email,
+            name: operator.name,
+            role: operator.role,
+            enabled: operator.enabled,
+            created_at: operator.created_at,
+            password,
+        }
+    }
+}
+
+/// `GET /v1/operators`: by e-mail address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorsList {
+    pub data: Vec<OperatorAnswer>,
+    pub has_more: bool,
+}
+
+/// An operator as answered.
+pub fn operator_answer(operator: &paycenter_projections::model::OperatorView) -> OperatorAnswer {
+    OperatorAnswer {
+        operator_id: operator.operator_id.to_string(),
+        email: operator.email.clone(),
+        name: operator.name.clone(),
+        role: operator.role.as_str().to_owned(),
+        enabled: operator.enabled,
+        created_at: operator.created_at.to_rfc3339(),
+    }
+}
+
 /// `GET /v1/apps`: newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppsList {

@@ -80,6 +80,8 @@ pub enum DomainError {
     },
     #[error("merchant {merchant_id} not found")]
     MerchantNotFound { merchant_id: MerchantId },
+    #[error("operator {operator_id} not found")]
+    OperatorNotFound { operator_id: String },
     #[error("notification {notification_id} not found")]
     NotificationNotFound { notification_id: NotificationId },
     #[error("notification {notification_id} is already settled")]

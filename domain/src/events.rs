@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{event_id_for, NewEvent, RecordedEvent};
 use crate::ids::{
-    AppId, ChannelAccountId, ChannelTradeNo, MerchantId, NotificationId, OrderNo, RefundId,
-    RefundNo, TradeNo,
+    AppId, ChannelAccountId, ChannelTradeNo, MerchantId, NotificationId, OperatorId, OrderNo,
+    RefundId, RefundNo, TradeNo,
 };
 use crate::money::{Money, Rate};
+use crate::operators::OperatorRole;
 use crate::shares::{RefundShares, Split};
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
@@ -95,6 +96,27 @@ pub struct AppAccessChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelAccountAccessChanged {
     pub channel_account_id: ChannelAccountId,
+    pub enabled: bool,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// An operator of the console was created. The password appears only as its argon2id hash
+/// (a PHC string, salted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCreated {
+    pub operator_id: OperatorId,
+    /// Lowercase; unique (the id is derived from it).
+    pub email: String,
+    pub name: String,
+    pub role: OperatorRole,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An operator was disabled (cannot sign in; open sessions end) or enabled again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorAccessChanged {
+    pub operator_id: OperatorId,
     pub enabled: bool,
     pub changed_at: DateTime<Utc>,
 }
@@ -429,6 +451,8 @@ events! {
     ReconciliationCompleted => "reconciliation.completed",
     ReconciliationFetchFailed => "reconciliation.fetch_failed",
     CheckoutOpened => "checkout.opened",
+    OperatorCreated => "operator.created",
+    OperatorAccessChanged => "operator.access_changed",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

@@ -82,6 +82,10 @@ prefixed_id!(
     /// One webhook notification to an app.
     NotificationId, "ntf_", "notification_id"
 );
+prefixed_id!(
+    /// A person who works in the console (derived from the e-mail address, which is unique).
+    OperatorId, "op_", "operator_id"
+);
 
 macro_rules! external_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max_len:literal) => {

@@ -14,6 +14,7 @@
 //!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
+//! - [`operators`]: the console's operators, their roles and what each role may do.
 //! - [`notification`]: webhook deliveries and their retry schedule.
 //! - [`streams`]: the stream naming scheme.
 //! - [`vocabulary`]: channels, invoke methods, statuses, webhook types, anomaly and discrepancy
@@ -28,6 +29,7 @@ pub mod events;
 pub mod ids;
 pub mod money;
 pub mod notification;
+pub mod operators;
 pub mod payment;
 pub mod reconciliation;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! Stream names. One stream per aggregate instance; the prefix says which aggregate.
 
-use crate::ids::{AppId, ChannelAccountId, MerchantId, OrderNo};
+use crate::ids::{AppId, ChannelAccountId, MerchantId, OperatorId, OrderNo};
 
 /// A merchant's stream.
 pub fn merchant(merchant_id: &MerchantId) -> String {
@@ -15,6 +15,11 @@ pub fn channel_account(channel_account_id: &ChannelAccountId) -> String {
 /// An app's stream.
 pub fn app(app_id: &AppId) -> String {
     format!("app-{app_id}")
+}
+
+/// An operator's stream.
+pub fn operator(operator_id: &OperatorId) -> String {
+    format!("operator-{operator_id}")
 }
 
 /// An order's stream: every attempt and refund of one merchant's order number.

@@ -91,6 +91,22 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What an operator of the console may do ([`crate::operators::Permission`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    OperatorRole ("operator role") {
+        /// Everything.
+        Admin => "admin",
+        /// Read; refunds, reconciliation, audits.
+        Finance => "finance",
+        /// Read; notifications, projections, alerts.
+        Ops => "ops",
+        /// Read only.
+        Viewer => "viewer",
+    }
+}
+
+vocabulary! {
     /// How the user is asked to pay.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]

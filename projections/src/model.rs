@@ -22,7 +22,9 @@ use uuid::Uuid;
 use crate::tables::{Backing, Checkpoint, Key, Map, Resident, TableError};
 
 mod lists;
+mod operators;
 pub use lists::*;
+pub use operators::*;
 
 /// A refund as the API shows it.
 #[allow(missing_docs)]
@@ -245,6 +247,7 @@ macro_rules! model_tables {
                 (disabled_channel_accounts, DISABLED_CHANNEL_ACCOUNTS),
                 (channel_accounts_created, CHANNEL_ACCOUNTS_CREATED),
                 (stats_currencies, STATS_CURRENCIES),
+                (operators, OPERATORS),
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
@@ -277,6 +280,7 @@ macro_rules! model_tables {
                 (reconciliations_listed, RECONCILIATIONS_LISTED, RECENT_OTHER),
                 (reconciliations_listed_by_account, RECONCILIATIONS_LISTED_BY_ACCOUNT, RECENT_OTHER),
                 (merchant_stats, MERCHANT_STATS, RECENT_OTHER),
+                (actions, ACTIONS, RECENT_OTHER),
             ]
         }
     };
@@ -326,6 +330,8 @@ mod space {
     pub const RECONCILIATIONS_LISTED: u16 = 68;
     pub const RECONCILIATIONS_LISTED_BY_ACCOUNT: u16 = 69;
     pub const MERCHANT_STATS: u16 = 70;
+    pub const OPERATORS: u16 = 71;
+    pub const ACTIONS: u16 = 72;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -405,6 +411,10 @@ pub struct ReadModel {
     reconciliations_listed_by_account: Map<[u8], ReconciliationEntry>,
     /// Statistics by merchant, currency and quarter hour.
     merchant_stats: Map<(MerchantId, String, DateTime<Utc>), StatsBucket>,
+    /// The console's operators.
+    operators: Resident<OperatorId, OperatorView>,
+    /// Events recorded in someone's name, by position (see `operators`).
+    actions: Map<u64, ActionEntry>,
     /// Double-entry balances.
     ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
@@ -483,7 +493,7 @@ fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -687,10 +697,13 @@ impl ReadModel {
                 });
             }
         }
+        self.record_action(recorded);
         match event {
             Event::MerchantOnboarded(event) => {
                 self.merchants.insert(event.merchant_id.clone(), event);
             }
+            Event::OperatorCreated(event) => self.apply_operator_created(event),
+            Event::OperatorAccessChanged(event) => self.apply_operator_access(event),
             Event::ChannelAccountActivated(event) => {
                 if !self
                     .channel_accounts_created

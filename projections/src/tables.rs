@@ -133,6 +133,7 @@ string_keys!(
     ChannelAccountId,
     RefundId,
     NotificationId,
+    OperatorId,
 );
 
 /// The first key after every key that starts with `prefix` (for range ends).

@@ -37,7 +37,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn code(self) -> &'static str {
+    /// `zh` or `en`.
+    pub fn code(self) -> &'static str {
         match self {
             Lang::Zh => "zh",
             Lang::En => "en",

@@ -10,6 +10,8 @@
 //! - [`auth`]: the admin token and app keys; each app's request budget.
 //! - [`handlers`]: one function per API operation; [`checkout`]: the checkout page and the
 //!   sandbox's pay button; [`admin`]: projections, reconciliations and metrics.
+//! - [`operators`]: the console's operators (`/v1/operators`).
+//! - [`console`]: the back office's pages at `/console`, calling the same operations as the API.
 //! - [`dto`]: reading request fields (limits, unknown fields, amounts); [`requests`]: request
 //!   bodies into domain types.
 //! - [`idempotency`]: `Idempotency-Key` replays, recorded as events.
@@ -19,6 +21,7 @@
 pub mod admin;
 pub mod auth;
 pub mod checkout;
+pub mod console;
 pub mod dto;
 pub mod handlers;
 pub mod health;
@@ -26,6 +29,7 @@ pub mod idempotency;
 pub mod listener;
 pub mod lists;
 pub mod openapi;
+pub mod operators;
 pub mod requests;
 pub mod router;
 pub mod routes;

@@ -66,6 +66,10 @@ use crate::wire;
     wire::TallyAnswer,
     wire::StatsBucketAnswer,
     wire::StatsAnswer,
+    wire::CreateOperatorRequest,
+    wire::OperatorAnswer,
+    wire::OperatorCreatedAnswer,
+    wire::OperatorsList,
 )))]
 struct WireSchemas;
 

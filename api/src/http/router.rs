@@ -19,7 +19,8 @@ use paycenter_gateway::CallbackRequest;
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::MAX_BODY_BYTES;
 use crate::http::routes::{Caller, Operation, RequestBody, Route, ROUTES};
-use crate::http::{admin, auth, checkout, handlers, idempotency, lists, Answer};
+use crate::http::{admin, auth, checkout, handlers, idempotency, lists, operators, Answer};
+use crate::service::access::{self, Actor};
 use crate::state::AppState;
 
 /// A path template's segment.
@@ -215,6 +216,9 @@ pub async fn handle(
     peer: SocketAddr,
     request: Request<Body>,
 ) -> Response<Body> {
+    if crate::http::console::is_console(request.uri().path()) {
+        return crate::http::console::handle(&state, peer, request).await;
+    }
     let started = Instant::now();
     let (parts, mut body) = request.into_parts();
     let (route, parameters) = match find(parts.method.as_str(), parts.uri.path()) {
@@ -282,6 +286,18 @@ async fn serve(
     };
     let body = read_body(route, headers, body).await?;
     let state = state.clone();
+    if let Authenticated::Admin = caller {
+        let answer = operate(
+            state,
+            Actor::AdminToken,
+            route.operation,
+            parameters,
+            query,
+            body,
+        )
+        .await;
+        return Ok(answer_response(answer));
+    }
     let parameters_peek = parameters.first().cloned().unwrap_or_default();
     let mut parameters = parameters.into_iter();
     let mut parameter = || parameters.next().expect("the template has this parameter");
@@ -292,30 +308,6 @@ async fn serve(
     let app_or_admin = app.clone();
     let app = || app.clone().expect("an app route authenticated its app");
     let answer = match route.operation {
-        Operation::CreateMerchant => handlers::create_merchant(state, body).await,
-        Operation::CreateChannelAccount => {
-            handlers::create_channel_account(state, parameter(), None, body).await
-        }
-        Operation::RotateChannelAccount => {
-            let merchant_id = parameter();
-            handlers::create_channel_account(state, merchant_id, Some(parameter()), body).await
-        }
-        Operation::MerchantBalances => handlers::merchant_balances(state, parameter()).await,
-        Operation::Reconcile => admin::reconcile(state, body).await,
-        Operation::ReconcileUpload => admin::reconcile_upload(state, query, body).await,
-        Operation::GetReconciliation => admin::get_reconciliation(state, parameter()).await,
-        Operation::ListProjections => admin::list_projections(state).await,
-        Operation::RebuildProjection => admin::rebuild_projection(state, parameter()).await,
-        Operation::CreateApp => handlers::create_app(state, body).await,
-        Operation::AppAction => {
-            let app_id = parameter();
-            handlers::app_action(state, app_id, parameter(), body).await
-        }
-        Operation::ChannelAccountAction => {
-            let (merchant_id, channel_account_id) = (parameter(), parameter());
-            handlers::channel_account_action(state, merchant_id, channel_account_id, parameter())
-                .await
-        }
         Operation::CreatePayment => {
             let app = app();
             let key = header(headers, "idempotency-key")?.map(str::to_owned);
@@ -324,17 +316,11 @@ async fn serve(
         }
         Operation::FindPayments => lists::find_payments(state, app_or_admin, query).await,
         Operation::ListRefunds => lists::list_refunds(state, app_or_admin, query).await,
-        Operation::ListMerchants => lists::list_merchants(state, query).await,
-        Operation::GetMerchant => lists::get_merchant(state, parameter()).await,
-        Operation::ListChannelAccounts => {
-            lists::list_channel_accounts(state, parameter(), query).await
-        }
-        Operation::MerchantStats => lists::merchant_stats(state, parameter(), query).await,
-        Operation::ListApps => lists::list_apps(state, query).await,
-        Operation::ListReconciliations => lists::list_reconciliations(state, query).await,
         Operation::GetPayment => handlers::get_payment(state, app_or_admin, parameter()).await,
         Operation::ClosePayment => handlers::close_payment(state, app(), parameter()).await,
-        Operation::CreateRefund => handlers::create_refund(state, app(), parameter(), body).await,
+        Operation::CreateRefund => {
+            handlers::create_refund(state, app_or_admin, parameter(), body).await
+        }
         Operation::ListEvents => handlers::list_events(state, app(), query).await,
         Operation::ListNotifications => handlers::list_notifications(state, app(), query).await,
         Operation::RedeliverNotification => {
@@ -421,8 +407,99 @@ async fn serve(
                 crate::http::openapi::served(),
             ))
         }
+        // The admin's operations went to `operate` above; an app never authenticates for them.
+        operation => {
+            return Err(Refusal::internal(
+                "router",
+                format!("{} reached the app side", operation.id()),
+            ))
+        }
     };
     Ok(answer_response(answer))
+}
+
+/// An admin-side operation done by `actor`: the admin token through the API, or an operator
+/// through the console. The role is checked here, for both, before anything is read or done;
+/// the events the operation appends record the actor.
+pub(crate) async fn operate(
+    state: Arc<AppState>,
+    actor: Actor,
+    operation: Operation,
+    parameters: Vec<String>,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Answer {
+    let permission = operation.permission().ok_or_else(|| {
+        Refusal::new(
+            ErrorCode::Forbidden,
+            format!("{} is not an operator's operation", operation.id()),
+        )
+    })?;
+    access::authorize(&actor, permission)?;
+    let mut parameters = parameters.into_iter();
+    let mut parameter = move || {
+        parameters
+            .next()
+            .ok_or_else(|| Refusal::invalid("a path parameter is missing"))
+    };
+    let work = async move {
+        match operation {
+            Operation::CreateMerchant => handlers::create_merchant(state, body).await,
+            Operation::CreateChannelAccount => {
+                handlers::create_channel_account(state, parameter()?, None, body).await
+            }
+            Operation::RotateChannelAccount => {
+                let merchant_id = parameter()?;
+                handlers::create_channel_account(state, merchant_id, Some(parameter()?), body).await
+            }
+            Operation::MerchantBalances => handlers::merchant_balances(state, parameter()?).await,
+            Operation::Reconcile => admin::reconcile(state, body).await,
+            Operation::ReconcileUpload => admin::reconcile_upload(state, query, body).await,
+            Operation::GetReconciliation => admin::get_reconciliation(state, parameter()?).await,
+            Operation::ListProjections => admin::list_projections(state).await,
+            Operation::RebuildProjection => admin::rebuild_projection(state, parameter()?).await,
+            Operation::CreateApp => handlers::create_app(state, body).await,
+            Operation::AppAction => {
+                let app_id = parameter()?;
+                handlers::app_action(state, app_id, parameter()?, body).await
+            }
+            Operation::ChannelAccountAction => {
+                let (merchant_id, channel_account_id) = (parameter()?, parameter()?);
+                handlers::channel_account_action(
+                    state,
+                    merchant_id,
+                    channel_account_id,
+                    parameter()?,
+                )
+                .await
+            }
+            Operation::FindPayments => lists::find_payments(state, None, query).await,
+            Operation::ListRefunds => lists::list_refunds(state, None, query).await,
+            Operation::ListMerchants => lists::list_merchants(state, query).await,
+            Operation::GetMerchant => lists::get_merchant(state, parameter()?).await,
+            Operation::ListChannelAccounts => {
+                lists::list_channel_accounts(state, parameter()?, query).await
+            }
+            Operation::MerchantStats => lists::merchant_stats(state, parameter()?, query).await,
+            Operation::ListApps => lists::list_apps(state, query).await,
+            Operation::ListReconciliations => lists::list_reconciliations(state, query).await,
+            Operation::GetPayment => handlers::get_payment(state, None, parameter()?).await,
+            Operation::CreateRefund => {
+                handlers::create_refund(state, None, parameter()?, body).await
+            }
+            Operation::CreateOperator => operators::create_operator(state, body).await,
+            Operation::ListOperators => operators::list_operators(state).await,
+            Operation::OperatorAction => {
+                let operator_id = parameter()?;
+                operators::operator_action(state, operator_id, parameter()?).await
+            }
+            operation => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("{} is not an operator's operation", operation.id()),
+            )),
+        }
+    };
+    access::acting_as(actor, work).await
 }
 
 #[cfg(test)]

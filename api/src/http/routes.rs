@@ -43,11 +43,14 @@ pub enum Operation {
     MerchantStats,
     ListApps,
     ListReconciliations,
+    CreateOperator,
+    ListOperators,
+    OperatorAction,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 37] = [
+    pub const ALL: [Operation; 40] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -85,6 +88,9 @@ impl Operation {
         Operation::MerchantStats,
         Operation::ListApps,
         Operation::ListReconciliations,
+        Operation::CreateOperator,
+        Operation::ListOperators,
+        Operation::OperatorAction,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -127,9 +133,46 @@ impl Operation {
             Operation::MerchantStats => "merchant_stats",
             Operation::ListApps => "list_apps",
             Operation::ListReconciliations => "list_reconciliations",
+            Operation::CreateOperator => "create_operator",
+            Operation::ListOperators => "list_operators",
+            Operation::OperatorAction => "operator_action",
         }
     }
+
+    /// What an operator's role needs for this operation when the admin side calls it (see
+    /// [`crate::service::access`]); `None` for what only apps, channels or the public call.
+    pub fn permission(self) -> Option<Permission> {
+        use Operation::*;
+        Some(match self {
+            CreateMerchant | CreateChannelAccount | RotateChannelAccount | CreateApp
+            | AppAction | ChannelAccountAction => Permission::Onboard,
+            CreateOperator | ListOperators | OperatorAction => Permission::ManageOperators,
+            Reconcile | ReconcileUpload => Permission::Reconcile,
+            RebuildProjection => Permission::Projections,
+            CreateRefund => Permission::Refund,
+            MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
+            | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
+            | ListApps | ListReconciliations => Permission::Read,
+            CreatePayment
+            | ClosePayment
+            | ListEvents
+            | ListNotifications
+            | RedeliverNotification
+            | ChannelCallback
+            | Checkout
+            | CheckoutStatus
+            | CashierPick
+            | CashierWechat
+            | Asset
+            | SandboxPay
+            | Healthz
+            | Metrics
+            | Openapi => return None,
+        })
+    }
 }
+
+use crate::service::access::Permission;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +272,7 @@ pub struct Route {
     pub refusals: &'static [u16],
 }
 
+const OPERATOR_ACTIONS: &[&str] = &["disable", "enable"];
 const APP_ACTIONS: &[&str] = &["rotate-key", "rotate-webhook-secret", "disable", "enable"];
 const ACCOUNT_ACTIONS: &[&str] = &["disable", "enable"];
 const CHANNELS: &[&str] = &["sandbox", "alipay", "wechatpay", "stripe"];
@@ -628,8 +672,8 @@ pub const ROUTES: &[Route] = &[
         method: "post",
         path: "/v1/payments/{trade_no}/refunds",
         operation: Operation::CreateRefund,
-        summary: "Refund part or all of a paid payment (the refunds never exceed what was paid)",
-        caller: Caller::App,
+        summary: "Refund part or all of a paid payment (the refunds never exceed what was paid); the admin refunds for the payment's app",
+        caller: Caller::AppOrAdmin,
         request: RequestBody::Json("CreateRefundRequest"),
         query: &[],
         path_choices: &[],
@@ -832,6 +876,42 @@ pub const ROUTES: &[Route] = &[
         success: Success::OpenApi,
         refusals: &[],
     },
+    Route {
+        method: "post",
+        path: "/v1/operators",
+        operation: Operation::CreateOperator,
+        summary: "Create an operator of the console (admin, finance, ops or viewer); a generated password is answered once",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateOperatorRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "OperatorCreatedAnswer"),
+        refusals: &[409],
+    },
+    Route {
+        method: "get",
+        path: "/v1/operators",
+        operation: Operation::ListOperators,
+        summary: "The console's operators, by e-mail address",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "OperatorsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/operators/{operator_id}/{action}",
+        operation: Operation::OperatorAction,
+        summary: "Disable an operator (no sign-in; open sessions end) or enable them again",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[("action", OPERATOR_ACTIONS)],
+        success: Success::Json(200, "OperatorAnswer"),
+        refusals: &[],
+    },
 ];
 
 #[cfg(test)]
@@ -848,5 +928,18 @@ mod tests {
             assert_eq!(n_routes, 1, "{}", operation.id());
         }
         assert_eq!(ROUTES.len(), Operation::ALL.len());
+    }
+
+    #[test]
+    fn every_admin_route_names_the_permission_it_needs() {
+        for route in ROUTES {
+            let admin_side = matches!(route.caller, Caller::Admin | Caller::AppOrAdmin);
+            assert_eq!(
+                route.operation.permission().is_some(),
+                admin_side,
+                "{}",
+                route.operation.id()
+            );
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! HTTP, and take the time from `AppState::clock`.
 //!
 //! # Layout
+//! - [`access`]: who may do what (roles), and the actor recorded in the events of an admin action.
+//! - [`history`]: a payment's events as a timeline; the trail of actions by operator.
+//! - [`operators`]: the console's operators: creating them, signing them in.
 //! - [`accounts`]: activating a channel account, and activating it again (key rotation).
 //! - [`cashier`]: the aggregated cashier: the person picks the channel account.
 //! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
@@ -16,9 +19,12 @@
 //! - [`registry`]: merchants, apps, credential rotation, turning apps and accounts off.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
+pub mod access;
 pub mod accounts;
 pub mod cashier;
 pub mod closes;
+pub mod history;
+pub mod operators;
 pub mod outcomes;
 pub mod payments;
 pub mod reconciliation;

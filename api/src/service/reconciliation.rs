@@ -277,11 +277,12 @@ async fn record(
         completed_at: state.clock.now(),
     };
     let stream_id = format!("reconciliation-{reconciliation_id}");
-    let new_events = Event::to_new_events(
+    let mut new_events = Event::to_new_events(
         &[Event::ReconciliationCompleted(completed.clone())],
         &stream_id,
         None,
     );
+    crate::service::access::stamp(&mut new_events);
     let outcome = state
         .store
         .append_async(&stream_id, ExpectedRevision::NoStream, new_events)

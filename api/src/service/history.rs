@@ -1,0 +1,98 @@
+//! The ledger made visible: a payment's events as a timeline, and the trail of what was done in
+//! whose name. Both read what the log recorded (the actor rides in each event's payload), and
+//! both ask [`access::authorize`] first, as every admin operation does.
+
+use chrono::{DateTime, Utc};
+use paycenter_domain::ids::TradeNo;
+use paycenter_domain::operators::{recorded_actor, Actor};
+use paycenter_domain::streams;
+use paycenter_projections::model::ActionEntry;
+
+use crate::error::{ErrorCode, Refusal};
+use crate::service::access::{self, Permission};
+use crate::state::AppState;
+
+/// The most events a timeline shows (an order has at most a few attempts and refunds).
+pub const MAX_TIMELINE_EVENTS: usize = 500;
+/// Trail entries per page.
+pub const TRAIL_PAGE_ENTRIES: usize = 50;
+
+/// One event of a payment's order, as recorded.
+#[allow(missing_docs)] // The envelope's fields, named as there.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimelineEntry {
+    pub global_position: u64,
+    pub stream_revision: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub event_type: String,
+    /// The attempt it is about, when it is about one.
+    pub trade_no: Option<String>,
+    /// Who asked for it, when someone did in the console or with the admin token.
+    pub actor: Option<Actor>,
+    /// The payload, as recorded (channel secrets never reach an order's events).
+    pub payload: serde_json::Value,
+    /// Its hash on the chain, hex.
+    pub hash: String,
+}
+
+/// Every event of the order `trade_no` belongs to (all its attempts and refunds), oldest first.
+pub fn payment_timeline(
+    state: &AppState,
+    actor: &Actor,
+    trade_no: &str,
+) -> Result<Vec<TimelineEntry>, Refusal> {
+    access::authorize(actor, Permission::Read)?;
+    let trade_no = TradeNo::parse(trade_no).map_err(|error| Refusal::invalid(error.to_string()))?;
+    let payment = state.read_model()?.payment(&trade_no)?.ok_or_else(|| {
+        Refusal::not_found(
+            ErrorCode::PaymentNotFound,
+            format!("payment {trade_no} not found"),
+        )
+    })?;
+    let stream_id = streams::order(&payment.app_id, &payment.merchant_id, &payment.order_no);
+    let recorded = tokio::task::block_in_place(|| state.store.read_stream(&stream_id, 0))?;
+    Ok(recorded
+        .into_iter()
+        .take(MAX_TIMELINE_EVENTS)
+        .map(|event| {
+            let payload: serde_json::Value =
+                serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+            TimelineEntry {
+                global_position: event.global_position,
+                stream_revision: event.stream_revision,
+                recorded_at: event.recorded_at,
+                trade_no: payload
+                    .get("trade_no")
+                    .and_then(|value| value.as_str())
+                    .map(str::to_owned),
+                actor: recorded_actor(&event.payload),
+                event_type: event.event_type,
+                payload,
+                hash: hex::encode(event.hash),
+            }
+        })
+        .collect())
+}
+
+/// A page of the trail, newest first: events recorded in someone's name below position
+/// `below`, and where the next page starts.
+pub fn trail(
+    state: &AppState,
+    actor: &Actor,
+    below: Option<u64>,
+) -> Result<(Vec<ActionEntry>, Option<u64>), Refusal> {
+    access::authorize(actor, Permission::Audit)?;
+    let model = state.read_model()?;
+    let step = model.actions_step(below)?;
+    let mut entries: Vec<ActionEntry> = step
+        .entries
+        .into_iter()
+        .map(|(_, entry)| entry)
+        .take(TRAIL_PAGE_ENTRIES + 1)
+        .collect();
+    let next = (entries.len() > TRAIL_PAGE_ENTRIES).then(|| {
+        entries.truncate(TRAIL_PAGE_ENTRIES);
+        entries.last().map(|entry| entry.global_position)
+    });
+    Ok((entries, next.flatten()))
+}
