@@ -221,7 +221,14 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
 /// `None` (and a line saying so) when chromium or the driver's npm package is missing, unless
 /// `PAYCENTER_REQUIRE_BROWSER=1`, which `.ci/run` sets: then that is a failure.
 #[allow(dead_code)]
-pub fn run_browser(scenario: &str, mut input: Value) -> Option<Value> {
+pub fn run_browser(scenario: &str, input: Value) -> Option<Value> {
+    run_browser_script("cashier", scenario, input)
+}
+
+/// Runs `scenario` of `api/tests/browser/{script}.mjs` (see [`run_browser`]); screenshots go to
+/// `target/{script}-screenshots/`.
+#[allow(dead_code)]
+pub fn run_browser_script(script: &str, scenario: &str, mut input: Value) -> Option<Value> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let driver_dir = manifest.join("tests/browser");
     let chromium =
@@ -243,11 +250,11 @@ pub fn run_browser(scenario: &str, mut input: Value) -> Option<Value> {
         eprintln!("skipped: {why}");
         return None;
     }
-    let out_dir = manifest.join("../target/cashier-screenshots");
+    let out_dir = manifest.join(format!("../target/{script}-screenshots"));
     std::fs::create_dir_all(&out_dir).unwrap();
     input["out_dir"] = Value::String(out_dir.to_str().unwrap().to_owned());
     let output = Command::new("node")
-        .arg(driver_dir.join("cashier.mjs"))
+        .arg(driver_dir.join(format!("{script}.mjs")))
         .arg(scenario)
         .arg(input.to_string())
         .env("PAYCENTER_CHROMIUM", &chromium)
