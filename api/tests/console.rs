@@ -480,6 +480,25 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
         "{refunded}"
     );
     assert_eq!(refunded["no_token"]["status"], 403, "{refunded}");
+    // The audit folds the ledger afresh: the payment's money is there.
+    let audit = refunded["audit"].as_array().unwrap();
+    assert!(!audit.is_empty(), "{refunded}");
+    assert!(
+        audit
+            .iter()
+            .any(|row| row.as_str().unwrap().contains("CNY")),
+        "{refunded}"
+    );
+    // The app's webhooks: the payment's, delivered to the sink, and delivered again on request.
+    assert!(
+        refunded["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row.as_str().unwrap().contains("payment.succeeded")),
+        "{refunded}"
+    );
+    assert_eq!(refunded["redelivered"], true, "{refunded}");
     let trail: Vec<&str> = refunded["trail"]
         .as_array()
         .unwrap()

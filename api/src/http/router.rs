@@ -322,9 +322,11 @@ async fn serve(
             handlers::create_refund(state, app_or_admin, parameter(), body).await
         }
         Operation::ListEvents => handlers::list_events(state, app(), query).await,
-        Operation::ListNotifications => handlers::list_notifications(state, app(), query).await,
+        Operation::ListNotifications => {
+            handlers::list_notifications(state, app_or_admin, query).await
+        }
         Operation::RedeliverNotification => {
-            handlers::redeliver_notification(state, app(), parameter()).await
+            handlers::redeliver_notification(state, app_or_admin, parameter()).await
         }
         Operation::ChannelCallback => {
             let request = CallbackRequest {
@@ -486,6 +488,10 @@ pub(crate) async fn operate(
             Operation::GetPayment => handlers::get_payment(state, None, parameter()?).await,
             Operation::CreateRefund => {
                 handlers::create_refund(state, None, parameter()?, body).await
+            }
+            Operation::ListNotifications => handlers::list_notifications(state, None, query).await,
+            Operation::RedeliverNotification => {
+                handlers::redeliver_notification(state, None, parameter()?).await
             }
             Operation::CreateOperator => operators::create_operator(state, body).await,
             Operation::ListOperators => operators::list_operators(state).await,

@@ -150,24 +150,13 @@ impl Operation {
             Reconcile | ReconcileUpload => Permission::Reconcile,
             RebuildProjection => Permission::Projections,
             CreateRefund => Permission::Refund,
+            RedeliverNotification => Permission::Notifications,
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
-            | ListApps | ListReconciliations => Permission::Read,
-            CreatePayment
-            | ClosePayment
-            | ListEvents
-            | ListNotifications
-            | RedeliverNotification
-            | ChannelCallback
-            | Checkout
-            | CheckoutStatus
-            | CashierPick
-            | CashierWechat
-            | Asset
-            | SandboxPay
-            | Healthz
-            | Metrics
-            | Openapi => return None,
+            | ListApps | ListReconciliations | ListNotifications => Permission::Read,
+            CreatePayment | ClosePayment | ListEvents | ChannelCallback | Checkout
+            | CheckoutStatus | CashierPick | CashierWechat | Asset | SandboxPay | Healthz
+            | Metrics | Openapi => return None,
         })
     }
 }
@@ -706,17 +695,23 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/v1/notifications",
         operation: Operation::ListNotifications,
-        summary: "The app's webhook notifications, each with its last error",
-        caller: Caller::App,
+        summary: "The app's webhook notifications, each with its last error (the admin names the app)",
+        caller: Caller::AppOrAdmin,
         request: RequestBody::None,
-        query: &[QueryParam {
-            name: "status",
-            required: false,
-            one_of: &["pending", "delivered", "failed"],
-            integer_range: None,
-            pattern: None,
-            description: "Only notifications in this state",
-        }],
+        query: &[
+            QueryParam {
+                name: "status",
+                required: false,
+                one_of: &["pending", "delivered", "failed"],
+                integer_range: None,
+                pattern: None,
+                description: "Only notifications in this state",
+            },
+            query(
+                "app_id",
+                "The admin: whose notifications (required); an app may name only itself",
+            ),
+        ],
         path_choices: &[],
         success: Success::Json(200, "NotificationsAnswer"),
         refusals: &[],
@@ -726,7 +721,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/notifications/{notification_id}/redeliver",
         operation: Operation::RedeliverNotification,
         summary: "Deliver a settled webhook again",
-        caller: Caller::App,
+        caller: Caller::AppOrAdmin,
         request: RequestBody::None,
         query: &[],
         path_choices: &[],

@@ -96,3 +96,57 @@ pub fn trail(
     });
     Ok((entries, next.flatten()))
 }
+
+/// The most events the console's audit folds; a longer log is audited with
+/// `paycenter-replay audit`, which has no request to answer within seconds.
+pub const MAX_AUDIT_EVENTS: u64 = 1_000_000;
+/// Events read from the store per step of an audit.
+const AUDIT_BATCH_EVENTS: usize = 1_000;
+
+/// A merchant's balances as they stood at `at`: the balances projection folded afresh from the
+/// start of the log up to the last event recorded at or before `at` (later ones ignored).
+/// Answers `(account, currency, balance in minor units)` and the position the fold stopped at.
+pub fn balances_as_of(
+    state: &AppState,
+    actor: &Actor,
+    merchant_id: &paycenter_domain::ids::MerchantId,
+    at: DateTime<Utc>,
+) -> Result<(Vec<(String, paycenter_domain::Currency, i64)>, u64), Refusal> {
+    access::authorize(actor, Permission::Audit)?;
+    if !state.read_model()?.merchants().contains_key(merchant_id) {
+        return Err(Refusal::not_found(
+            ErrorCode::MerchantNotFound,
+            format!("merchant {merchant_id} not found"),
+        ));
+    }
+    let mut ledger = paycenter_projections::balances::Ledger::default();
+    let mut position = 0u64;
+    tokio::task::block_in_place(|| -> Result<(), Refusal> {
+        loop {
+            let batch = state.store.read_all(position + 1, AUDIT_BATCH_EVENTS)?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            let last_position = last.global_position;
+            for event in &batch {
+                if event.recorded_at > at {
+                    return Ok(());
+                }
+                ledger.apply_recorded(event).map_err(|error| {
+                    Refusal::internal(
+                        "audit",
+                        format!("at position {}: {error}", event.global_position),
+                    )
+                })?;
+                position = event.global_position;
+            }
+            if last_position >= MAX_AUDIT_EVENTS {
+                return Err(Refusal::invalid(format!(
+                    "the log is longer than the {MAX_AUDIT_EVENTS} events the console audits; run paycenter-replay audit --at {}",
+                    at.to_rfc3339()
+                )));
+            }
+        }
+    })?;
+    Ok((ledger.merchant_balances(merchant_id), position))
+}

@@ -122,6 +122,23 @@ const scenarios = {
     const errorsBefore = consoleErrors.length;
     const noToken = await postFromPage(page, `/console/payments/${found.trade_no}/refunds`,
       { refund_no: "csrf-1", amount: "0.01" }, false);
+    // Balances as of now, folded afresh from the log.
+    await page.goto(`${input.base}/console/audit`);
+    await page.selectOption("#audit-merchant", input.merchant_id);
+    await page.fill("#audit-at", new Date().toISOString());
+    await Promise.all([page.waitForNavigation(), page.click("#audit-button")]);
+    const audit = await page.locator("#audit-balances tbody tr").allInnerTexts();
+    await shot(page, "console-audit");
+    // The app's webhooks, and one delivered again.
+    await page.goto(`${input.base}/console/notifications`);
+    const notifications = await page.locator("#notifications tbody tr").allInnerTexts();
+    let redelivered = false;
+    const redeliver = page.locator("#notifications form button").first();
+    if (await redeliver.count() > 0) {
+      await Promise.all([page.waitForNavigation(), redeliver.click()]);
+      redelivered = (await page.locator("#redelivered").count()) > 0;
+    }
+    await shot(page, "console-notifications");
     // The trail shows who did what.
     await page.goto(`${input.base}/console/trail`);
     const trail = await page.locator("#trail tbody tr").allInnerTexts();
@@ -131,7 +148,7 @@ const scenarios = {
     const chinese = { lang: await page.getAttribute("html", "lang"), heading: await text(page, "h1") };
     await shot(page, "console-payment-zh");
     const unexpected = consoleErrors.slice(0, errorsBefore);
-    return { found, requested, refunds, timeline, no_token: noToken, trail, chinese, console_errors: unexpected };
+    return { found, requested, refunds, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
   // A viewer sees the payment, has no refund form, and a crafted refund is refused by the server.

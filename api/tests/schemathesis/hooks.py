@@ -36,7 +36,7 @@ LIST_SEEDS = {
 def _seeded(name, path):
     """The seeded value for a parameter or field of the operation at `path`."""
     acting = path.endswith("/{action}")
-    if name == "app_id" and path in ("/v1/payments", "/v1/refunds"):
+    if name == "app_id" and path in ("/v1/payments", "/v1/refunds", "/v1/notifications"):
         # The app the app-tagged run calls as (an app lists its own).
         return IDS["lister_app_id"]
     if name == "app_id":

@@ -210,6 +210,14 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 "trail.html",
                 include_str!("../../../templates/console/trail.html"),
             ),
+            (
+                "notifications.html",
+                include_str!("../../../templates/console/notifications.html"),
+            ),
+            (
+                "audit.html",
+                include_str!("../../../templates/console/audit.html"),
+            ),
         ] {
             environment
                 .add_template(name, source)
@@ -579,4 +587,45 @@ pub(crate) async fn call(
     )
     .await?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every template a page names is registered (a page missing from the list would answer
+    /// "not available" instead of itself); the pages without a session render.
+    #[test]
+    fn every_page_template_renders() {
+        let pages = include_str!("pages.rs");
+        let mut named = 0;
+        for (idx, _) in pages.match_indices(".html\"") {
+            let start = pages[..idx].rfind('"').expect("a quoted name") + 1;
+            let name = &pages[start..idx + 5];
+            templates()
+                .get_template(name)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            named += 1;
+        }
+        assert!(named >= 12, "{named} templates named by the pages");
+        for name in ["sign_in.html", "error.html"] {
+            templates()
+                .get_template(name)
+                .and_then(|template| {
+                    template.render(minijinja::context! { t => texts::texts(Lang::Zh) })
+                })
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+    }
+
+    #[test]
+    fn both_languages_have_every_word() {
+        let (zh, en) = (texts::texts(Lang::Zh), texts::texts(Lang::En));
+        let (zh, en) = (zh.as_object().unwrap(), en.as_object().unwrap());
+        assert_eq!(zh.len(), en.len());
+        assert!(zh
+            .values()
+            .chain(en.values())
+            .all(|word| !word.as_str().unwrap().is_empty()));
+    }
 }

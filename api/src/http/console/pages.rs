@@ -25,6 +25,7 @@ pub(super) fn permissions_of(actor: &Actor) -> Value {
         "reconcile": actor.may(Permission::Reconcile),
         "audit": actor.may(Permission::Audit),
         "projections": actor.may(Permission::Projections),
+        "notifications": actor.may(Permission::Notifications),
     })
 }
 
@@ -116,6 +117,20 @@ pub(super) async fn page(
             operators(state, operator, Some(outcome.map(|_| json!({})))).await
         }
         (false, ["trail"]) => trail(state, request, operator),
+        (false, ["notifications"]) => notifications(state, request, operator, None).await,
+        (true, ["notifications", notification_id, "redeliver"]) => {
+            let outcome = call(
+                state,
+                operator,
+                Operation::RedeliverNotification,
+                &[notification_id],
+                &[],
+                None,
+            )
+            .await;
+            notifications(state, request, operator, Some(outcome.map(|_| ()))).await
+        }
+        (false, ["audit"]) => audit(state, request, operator).await,
         _ => Err(not_found()),
     }
 }
@@ -564,6 +579,9 @@ async fn payments(
             "merchants": merchants,
             "merchant_id": merchant_id,
             "status": status,
+            "channel": request.query("channel"),
+            "created_from": request.query("created_from"),
+            "created_to": request.query("created_to"),
             "payments": list,
         }),
     )
@@ -893,4 +911,142 @@ fn trail(
         "trail.html",
         json!({"nav": "trail", "entries": entries, "next": next}),
     )
+}
+
+/// An app's webhooks with their last error; redelivery for those whose role has it.
+async fn notifications(
+    state: &Arc<AppState>,
+    request: &ConsoleRequest,
+    operator: &Operator,
+    outcome: Option<Result<(), Refusal>>,
+) -> Result<Page, Refusal> {
+    let apps = call(
+        state,
+        operator,
+        Operation::ListApps,
+        &[],
+        &[("limit", "100")],
+        None,
+    )
+    .await?;
+    let app_id = request
+        .query("app_id")
+        .or_else(|| request.field("app_id"))
+        .map(str::to_owned)
+        .or_else(|| apps["data"][0]["app_id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let status = request.query("status").unwrap_or("");
+    let list = if app_id.is_empty() {
+        json!({"notifications": []})
+    } else {
+        call(
+            state,
+            operator,
+            Operation::ListNotifications,
+            &[],
+            &[("app_id", &app_id), ("status", status)],
+            None,
+        )
+        .await?
+    };
+    let (code, error) = outcome_error(&outcome);
+    Ok(Page::Html(
+        code,
+        "notifications.html",
+        json!({
+            "nav": "notifications",
+            "apps": apps,
+            "app_id": app_id,
+            "status": status,
+            "notifications": list["notifications"],
+            "error": error,
+            "redelivered": matches!(outcome, Some(Ok(()))),
+        }),
+    ))
+}
+
+/// A merchant's balances as of an instant (`at`: RFC 3339, or a date whose end in `tz` is meant).
+async fn audit(
+    state: &Arc<AppState>,
+    request: &ConsoleRequest,
+    operator: &Operator,
+) -> Result<Page, Refusal> {
+    let merchants = call(
+        state,
+        operator,
+        Operation::ListMerchants,
+        &[],
+        &[("limit", "100")],
+        None,
+    )
+    .await?;
+    let merchant_id = request.query("merchant_id").unwrap_or("");
+    let at_text = request.query("at").unwrap_or("");
+    let tz = request.query("tz").unwrap_or("Asia/Shanghai");
+    let mut context = json!({
+        "nav": "audit",
+        "merchants": merchants,
+        "merchant_id": merchant_id,
+        "at": at_text,
+        "tz": tz,
+    });
+    if merchant_id.is_empty() || at_text.is_empty() {
+        return html("audit.html", context);
+    }
+    let merchant = paycenter_domain::ids::MerchantId::parse(merchant_id)
+        .map_err(|error| Refusal::invalid(error.to_string()).with_field("merchant_id"))?;
+    let at = audit_instant(at_text, tz)?;
+    let (balances, position) = history::balances_as_of(state, &operator.actor, &merchant, at)?;
+    context["as_of"] = json!(at.to_rfc3339());
+    context["position"] = json!(position);
+    context["balances"] = balances
+        .into_iter()
+        .map(|(account, currency, minor)| {
+            json!({
+                "account": account,
+                "currency": currency.code(),
+                "balance": paycenter_domain::Money::from_minor(minor, currency).to_major_string(),
+            })
+        })
+        .collect();
+    html("audit.html", context)
+}
+
+/// `at` as an instant: RFC 3339 as given, or a date `YYYY-MM-DD` meaning the end of that day in
+/// `tz` (the balances after its last event).
+fn audit_instant(at: &str, tz: &str) -> Result<chrono::DateTime<chrono::Utc>, Refusal> {
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(at) {
+        return Ok(instant.with_timezone(&chrono::Utc));
+    }
+    let zone: chrono_tz::Tz = tz
+        .parse()
+        .map_err(|_| Refusal::invalid(format!("{tz} is not an IANA time zone")).with_field("tz"))?;
+    let date = chrono::NaiveDate::parse_from_str(at, "%Y-%m-%d").map_err(|_| {
+        Refusal::invalid("at must be RFC 3339 or a date YYYY-MM-DD").with_field("at")
+    })?;
+    let next_day = date
+        .succ_opt()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .ok_or_else(|| Refusal::invalid("at is out of range").with_field("at"))?;
+    use chrono::TimeZone;
+    let start_of_next = zone
+        .from_local_datetime(&next_day)
+        .earliest()
+        .ok_or_else(|| Refusal::invalid("that day has no end in that zone").with_field("at"))?;
+    Ok(start_of_next.with_timezone(&chrono::Utc) - chrono::Duration::microseconds(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_date_means_the_end_of_that_day_in_its_zone() {
+        let at = audit_instant("2026-12-01", "Asia/Shanghai").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T15:59:59.999999+00:00");
+        let at = audit_instant("2026-12-01T08:00:00+08:00", "UTC").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert!(audit_instant("yesterday", "UTC").is_err());
+        assert!(audit_instant("2026-12-01", "Mars/Olympus").is_err());
+    }
 }

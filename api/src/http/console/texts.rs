@@ -132,6 +132,30 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("error", "出错了", "Something went wrong"),
     ("back", "返回", "Back"),
     ("signed_in_as", "当前用户", "Signed in as"),
+    ("notifications", "通知", "Notifications"),
+    ("app", "应用", "App"),
+    ("attempts", "尝试次数", "Attempts"),
+    ("next_attempt", "下次尝试", "Next attempt"),
+    ("last_error", "最近错误", "Last error"),
+    ("redeliver", "重新投递", "Redeliver"),
+    (
+        "redelivered",
+        "已重新排队投递。",
+        "Queued for delivery again.",
+    ),
+    ("audit", "审计", "Audit"),
+    ("as_of", "截至", "As of"),
+    (
+        "as_of_hint",
+        "日期（当天结束时）或 RFC 3339 时间",
+        "A date (its end) or an RFC 3339 instant",
+    ),
+    ("time_zone", "时区", "Time zone"),
+    ("show", "查看", "Show"),
+    ("folded_to", "已折叠至事件位置", "Folded up to log position"),
+    ("from", "起", "From"),
+    ("to", "止", "To"),
+    ("any_channel", "全部渠道", "Any channel"),
 ];
 
 /// The console's words in `lang`, as a JSON object for the templates.
