@@ -4306,8 +4306,9 @@ fn a_data_directory_of_the_previous_version_upgrades_in_place() {
     assert_eq!(balances, expected["balances"]);
     let projections = data_dir.path().join("projections");
     assert!(!projections.join("read_model.v2.snapshot").exists());
-    let live = std::fs::read_to_string(projections.join("read_model.v4.live"))
-        .unwrap_or_else(|_| "read_model.v4.0.sqlite".to_owned());
+    let version = paycenter_projections::model::VERSION;
+    let live = std::fs::read_to_string(projections.join(format!("read_model.v{version}.live")))
+        .unwrap_or_else(|_| format!("read_model.v{version}.0.sqlite"));
     assert!(projections.join(live.trim()).exists(), "{live}");
     let (_, status) = call(
         "GET",
