@@ -248,8 +248,11 @@ fn operation_of(method: &str, path: &str) -> Option<&'static str> {
         .map(|route| route.operation.id())
 }
 
+/// One request schemathesis sent: method, path, status, and the error code when refused.
+type SentRequest = (String, String, u16, Option<String>);
+
 /// Runs schemathesis over the operations of `tags` with `token`; answers its exit status and
-/// the (method, path, status, error code) of every request it sent.
+/// every request it sent.
 fn run_schemathesis(
     st: &Path,
     base: &str,
@@ -257,7 +260,7 @@ fn run_schemathesis(
     tags: &[&str],
     ids: &Value,
     work_dir: &Path,
-) -> (bool, Vec<(String, String, u16, Option<String>)>) {
+) -> (bool, Vec<SentRequest>) {
     let har = work_dir.join(format!("{}.har", tags.join("-")));
     let examples =
         std::env::var("PAYCENTER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".to_owned());

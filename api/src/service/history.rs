@@ -103,15 +103,23 @@ pub const MAX_AUDIT_EVENTS: u64 = 1_000_000;
 /// Events read from the store per step of an audit.
 const AUDIT_BATCH_EVENTS: usize = 1_000;
 
+/// A merchant's balances as they stood: `(account, currency, balance in minor units)` lines and
+/// the log position they were folded up to.
+pub struct BalancesAsOf {
+    /// One line per account and currency.
+    pub lines: Vec<(String, paycenter_domain::Currency, i64)>,
+    /// The last event folded.
+    pub position: u64,
+}
+
 /// A merchant's balances as they stood at `at`: the balances projection folded afresh from the
 /// start of the log up to the last event recorded at or before `at` (later ones ignored).
-/// Answers `(account, currency, balance in minor units)` and the position the fold stopped at.
 pub fn balances_as_of(
     state: &AppState,
     actor: &Actor,
     merchant_id: &paycenter_domain::ids::MerchantId,
     at: DateTime<Utc>,
-) -> Result<(Vec<(String, paycenter_domain::Currency, i64)>, u64), Refusal> {
+) -> Result<BalancesAsOf, Refusal> {
     access::authorize(actor, Permission::Audit)?;
     if !state.read_model()?.merchants().contains_key(merchant_id) {
         return Err(Refusal::not_found(
@@ -148,5 +156,8 @@ pub fn balances_as_of(
             }
         }
     })?;
-    Ok((ledger.merchant_balances(merchant_id), position))
+    Ok(BalancesAsOf {
+        lines: ledger.merchant_balances(merchant_id),
+        position,
+    })
 }

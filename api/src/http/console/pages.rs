@@ -996,10 +996,11 @@ async fn audit(
     let merchant = paycenter_domain::ids::MerchantId::parse(merchant_id)
         .map_err(|error| Refusal::invalid(error.to_string()).with_field("merchant_id"))?;
     let at = audit_instant(at_text, tz)?;
-    let (balances, position) = history::balances_as_of(state, &operator.actor, &merchant, at)?;
+    let as_of = history::balances_as_of(state, &operator.actor, &merchant, at)?;
     context["as_of"] = json!(at.to_rfc3339());
-    context["position"] = json!(position);
-    context["balances"] = balances
+    context["position"] = json!(as_of.position);
+    context["balances"] = as_of
+        .lines
         .into_iter()
         .map(|(account, currency, minor)| {
             json!({
