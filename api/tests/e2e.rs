@@ -4317,7 +4317,7 @@ fn a_data_directory_of_the_previous_version_upgrades_in_place() {
         None,
     );
     assert_eq!(status["projections"][0]["lag"], 0, "{status}");
-    assert_eq!(status["projections"][0]["version"], 4);
+    assert_eq!(status["projections"][0]["version"], version);
     // It goes on taking payments.
     let (status, body) = call(
         "POST",
