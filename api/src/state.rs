@@ -91,7 +91,7 @@ pub struct AppState {
     /// The background walk of the log below the sealed checkpoint (embedded store).
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
     /// The console's signed-in operators and its sign-in throttle.
-    pub console_sessions: crate::http::console::Sessions,
+    pub console_sessions: crate::service::sessions::Sessions,
 }
 
 /// What operators see of rebuilds.

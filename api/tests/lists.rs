@@ -194,8 +194,13 @@ fn cents(amount: &Value) -> i64 {
 fn lists_page_filter_and_sum_across_beijing_midnight_and_keep_apps_apart() {
     // The server's clock stands 40 s before Beijing's midnight (16:00 UTC): payments are
     // started on both sides of it.
+    // The next midnight, never a past one: the sandbox checks a trade's expiry with the real
+    // clock, so a server clock set back would see its own trades expire.
     let now = Utc::now();
-    let midnight_utc = now.date_naive().and_hms_opt(16, 0, 0).unwrap().and_utc();
+    let mut midnight_utc = now.date_naive().and_hms_opt(16, 0, 0).unwrap().and_utc();
+    if midnight_utc - chrono::Duration::seconds(60) < now {
+        midnight_utc += chrono::Duration::days(1);
+    }
     let offset_seconds = (midnight_utc - chrono::Duration::seconds(40) - now).num_seconds();
     let data_dir = tempfile::tempdir().unwrap();
     let sink = support::acknowledging_webhook_sink();

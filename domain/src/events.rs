@@ -10,8 +10,8 @@ use crate::ids::{
     RefundId, RefundNo, TradeNo,
 };
 use crate::money::{Money, Rate};
-use crate::operators::OperatorRole;
 use crate::shares::{RefundShares, Split};
+use crate::vocabulary::OperatorRole;
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
 };

@@ -91,7 +91,7 @@ vocabulary! {
 }
 
 vocabulary! {
-    /// What an operator of the console may do ([`crate::operators::Permission`]).
+    /// What an operator of the console may do (see the operators module).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]
     OperatorRole ("operator role") {

@@ -10,6 +10,7 @@
 //! - [`auth`]: the admin token and app keys; each app's request budget.
 //! - [`handlers`]: one function per API operation; [`checkout`]: the checkout page and the
 //!   sandbox's pay button; [`admin`]: projections, reconciliations and metrics.
+//! - [`operations`]: every admin-side operation, with the role check and the actor.
 //! - [`operators`]: the console's operators (`/v1/operators`).
 //! - [`console`]: the back office's pages at `/console`, calling the same operations as the API.
 //! - [`dto`]: reading request fields (limits, unknown fields, amounts); [`requests`]: request
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod listener;
 pub mod lists;
 pub mod openapi;
+pub mod operations;
 pub mod operators;
 pub mod requests;
 pub mod router;

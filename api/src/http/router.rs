@@ -19,8 +19,8 @@ use paycenter_gateway::CallbackRequest;
 use crate::error::{ErrorCode, Refusal};
 use crate::http::dto::MAX_BODY_BYTES;
 use crate::http::routes::{Caller, Operation, RequestBody, Route, ROUTES};
-use crate::http::{admin, auth, checkout, handlers, idempotency, lists, operators, Answer};
-use crate::service::access::{self, Actor};
+use crate::http::{admin, auth, checkout, handlers, idempotency, lists, operations, Answer};
+use crate::service::access::Actor;
 use crate::state::AppState;
 
 /// A path template's segment.
@@ -287,7 +287,7 @@ async fn serve(
     let body = read_body(route, headers, body).await?;
     let state = state.clone();
     if let Authenticated::Admin = caller {
-        let answer = operate(
+        let answer = operations::operate(
             state,
             Actor::AdminToken,
             route.operation,
@@ -418,94 +418,6 @@ async fn serve(
         }
     };
     Ok(answer_response(answer))
-}
-
-/// An admin-side operation done by `actor`: the admin token through the API, or an operator
-/// through the console. The role is checked here, for both, before anything is read or done;
-/// the events the operation appends record the actor.
-pub(crate) async fn operate(
-    state: Arc<AppState>,
-    actor: Actor,
-    operation: Operation,
-    parameters: Vec<String>,
-    query: HashMap<String, String>,
-    body: Bytes,
-) -> Answer {
-    let permission = operation.permission().ok_or_else(|| {
-        Refusal::new(
-            ErrorCode::Forbidden,
-            format!("{} is not an operator's operation", operation.id()),
-        )
-    })?;
-    access::authorize(&actor, permission)?;
-    let mut parameters = parameters.into_iter();
-    let mut parameter = move || {
-        parameters
-            .next()
-            .ok_or_else(|| Refusal::invalid("a path parameter is missing"))
-    };
-    let work = async move {
-        match operation {
-            Operation::CreateMerchant => handlers::create_merchant(state, body).await,
-            Operation::CreateChannelAccount => {
-                handlers::create_channel_account(state, parameter()?, None, body).await
-            }
-            Operation::RotateChannelAccount => {
-                let merchant_id = parameter()?;
-                handlers::create_channel_account(state, merchant_id, Some(parameter()?), body).await
-            }
-            Operation::MerchantBalances => handlers::merchant_balances(state, parameter()?).await,
-            Operation::Reconcile => admin::reconcile(state, body).await,
-            Operation::ReconcileUpload => admin::reconcile_upload(state, query, body).await,
-            Operation::GetReconciliation => admin::get_reconciliation(state, parameter()?).await,
-            Operation::ListProjections => admin::list_projections(state).await,
-            Operation::RebuildProjection => admin::rebuild_projection(state, parameter()?).await,
-            Operation::CreateApp => handlers::create_app(state, body).await,
-            Operation::AppAction => {
-                let app_id = parameter()?;
-                handlers::app_action(state, app_id, parameter()?, body).await
-            }
-            Operation::ChannelAccountAction => {
-                let (merchant_id, channel_account_id) = (parameter()?, parameter()?);
-                handlers::channel_account_action(
-                    state,
-                    merchant_id,
-                    channel_account_id,
-                    parameter()?,
-                )
-                .await
-            }
-            Operation::FindPayments => lists::find_payments(state, None, query).await,
-            Operation::ListRefunds => lists::list_refunds(state, None, query).await,
-            Operation::ListMerchants => lists::list_merchants(state, query).await,
-            Operation::GetMerchant => lists::get_merchant(state, parameter()?).await,
-            Operation::ListChannelAccounts => {
-                lists::list_channel_accounts(state, parameter()?, query).await
-            }
-            Operation::MerchantStats => lists::merchant_stats(state, parameter()?, query).await,
-            Operation::ListApps => lists::list_apps(state, query).await,
-            Operation::ListReconciliations => lists::list_reconciliations(state, query).await,
-            Operation::GetPayment => handlers::get_payment(state, None, parameter()?).await,
-            Operation::CreateRefund => {
-                handlers::create_refund(state, None, parameter()?, body).await
-            }
-            Operation::ListNotifications => handlers::list_notifications(state, None, query).await,
-            Operation::RedeliverNotification => {
-                handlers::redeliver_notification(state, None, parameter()?).await
-            }
-            Operation::CreateOperator => operators::create_operator(state, body).await,
-            Operation::ListOperators => operators::list_operators(state).await,
-            Operation::OperatorAction => {
-                let operator_id = parameter()?;
-                operators::operator_action(state, operator_id, parameter()?).await
-            }
-            operation => Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("{} is not an operator's operation", operation.id()),
-            )),
-        }
-    };
-    access::acting_as(actor, work).await
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`access`]: who may do what (roles), and the actor recorded in the events of an admin action.
+//! - [`sessions`]: the console's sessions and its sign-in throttle.
 //! - [`history`]: a payment's events as a timeline; the trail of actions by operator.
 //! - [`operators`]: the console's operators: creating them, signing them in.
 //! - [`accounts`]: activating a channel account, and activating it again (key rotation).
@@ -30,6 +31,7 @@ pub mod payments;
 pub mod reconciliation;
 pub mod refunds;
 pub mod registry;
+pub mod sessions;
 pub mod sweep;
 pub mod webhooks;
 

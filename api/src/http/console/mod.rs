@@ -2,7 +2,7 @@
 //! password; merchants, channel accounts, apps, payments with their event timeline, refunds,
 //! reconciliations, projections, operators, the audit trail).
 //!
-//! Every page reads and acts through [`crate::http::router::operate`], the same function the
+//! Every page reads and acts through [`crate::http::operations::operate`], the same function the
 //! admin API goes through, as the signed-in operator: the operator's role is checked there,
 //! not here (a page hides a button its reader may not press, and the server refuses it anyway),
 //! and the events an action appends record the operator. Pages are server-rendered
@@ -14,7 +14,6 @@
 //! for 15 minutes after 5 failures per address or per client IP.
 
 mod pages;
-pub mod sessions;
 mod texts;
 
 use std::collections::HashMap;
@@ -32,8 +31,8 @@ use serde_json::Value;
 use crate::error::{ErrorCode, Refusal};
 use crate::http::checkout::Lang;
 use crate::http::routes::Operation;
+use crate::service::sessions;
 use crate::state::AppState;
-pub use sessions::Sessions;
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "pc_console";
@@ -479,7 +478,7 @@ async fn sign_in(
     cookies: &HashMap<String, String>,
 ) -> Response<Body> {
     let form_page = |status: StatusCode, error: Option<&str>, email: &str| {
-        let token = crate::service::random_hex(32);
+        let token = sessions::new_token();
         let mut response = render(
             request.lang,
             None,
@@ -561,7 +560,7 @@ async fn sign_in(
     }
 }
 
-/// Calls an admin operation as the signed-in operator (see [`crate::http::router::operate`]).
+/// Calls an admin operation as the signed-in operator (see [`crate::http::operations::operate`]).
 pub(crate) async fn call(
     state: &Arc<AppState>,
     operator: &Operator,
@@ -570,7 +569,7 @@ pub(crate) async fn call(
     query: &[(&str, &str)],
     body: Option<Value>,
 ) -> Result<Value, Refusal> {
-    let (_, value) = crate::http::router::operate(
+    let (_, value) = crate::http::operations::operate(
         state.clone(),
         operator.actor.clone(),
         operation,

@@ -799,7 +799,7 @@ async fn upload_bill(
         .find(|(key, _)| key == "bill")
         .map(|(_, value)| value.replace("\r\n", "\n"))
         .unwrap_or_default();
-    let outcome = crate::http::router::operate(
+    let outcome = crate::http::operations::operate(
         state.clone(),
         operator.actor.clone(),
         Operation::ReconcileUpload,

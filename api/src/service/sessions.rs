@@ -40,6 +40,14 @@ pub struct Sessions {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
+/// 32 random bytes as hex (a session's token, a CSRF token). Its own, so that sessions depend
+/// on nothing else of the service.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
 fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -56,10 +64,10 @@ pub fn same_token(left: &str, right: &str) -> bool {
 impl Sessions {
     /// Starts a session for `operator_id`: its cookie token and the session.
     pub fn start(&self, operator_id: OperatorId, now: Instant) -> (String, Session) {
-        let token = crate::service::random_hex(32);
+        let token = new_token();
         let session = Session {
             operator_id,
-            csrf_token: crate::service::random_hex(32),
+            csrf_token: new_token(),
             signed_in: now,
             last_seen: now,
         };
