@@ -11,6 +11,8 @@ use serde_json::json;
 #[allow(missing_docs)] // Each name says what went wrong; docs/api.md explains them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    AlertChannelNotFound,
+    AlertDeliveryFailed,
     AlreadyExists,
     AppDisabled,
     AppNotFound,
@@ -31,6 +33,7 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     InternalError,
     InvalidAmount,
+    InvalidAlertUrl,
     InvalidBill,
     InvalidChannelParams,
     InvalidCurrency,
@@ -81,7 +84,9 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 66] = [
+    pub const ALL: [ErrorCode; 69] = [
+        ErrorCode::AlertChannelNotFound,
+        ErrorCode::AlertDeliveryFailed,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
         ErrorCode::AppNotFound,
@@ -102,6 +107,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::InternalError,
         ErrorCode::InvalidAmount,
+        ErrorCode::InvalidAlertUrl,
         ErrorCode::InvalidBill,
         ErrorCode::InvalidChannelParams,
         ErrorCode::InvalidCurrency,
@@ -154,6 +160,8 @@ impl ErrorCode {
     /// client can rely on either.
     pub fn status(self) -> u16 {
         match self {
+            ErrorCode::AlertChannelNotFound => 404,
+            ErrorCode::AlertDeliveryFailed => 502,
             ErrorCode::AlreadyExists => 409,
             ErrorCode::AppDisabled => 403,
             ErrorCode::AppNotFound => 404,
@@ -174,6 +182,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => 409,
             ErrorCode::InternalError => 500,
             ErrorCode::InvalidAmount => 400,
+            ErrorCode::InvalidAlertUrl => 422,
             ErrorCode::InvalidBill => 400,
             ErrorCode::InvalidChannelParams => 422,
             ErrorCode::InvalidCurrency => 400,
@@ -226,6 +235,8 @@ impl ErrorCode {
     /// The code on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
+            ErrorCode::AlertChannelNotFound => "alert_channel_not_found",
+            ErrorCode::AlertDeliveryFailed => "alert_delivery_failed",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::AppDisabled => "app_disabled",
             ErrorCode::AppNotFound => "app_not_found",
@@ -246,6 +257,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::InvalidAmount => "invalid_amount",
+            ErrorCode::InvalidAlertUrl => "invalid_alert_url",
             ErrorCode::InvalidBill => "invalid_bill",
             ErrorCode::InvalidChannelParams => "invalid_channel_params",
             ErrorCode::InvalidCurrency => "invalid_currency",

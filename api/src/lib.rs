@@ -16,12 +16,14 @@
 //! - [`error`]: refusals, each a stable code with one HTTP status.
 //! - [`keys`]: the master key and AES-256-GCM sealing of secrets inside events.
 //! - [`clock`]: the time the service decides with (fixed in tests, movable in test builds).
+//! - [`channel_health`]: recent initiation outcomes per channel account (the failure-rate alert).
 //! - [`channel_params`]: channel accounts' parameters unsealed once and zeroized on drop.
 //! - [`allowlist`], [`key_locks`], [`metrics`], [`rate_limit`].
 #![warn(missing_docs)]
 
 pub mod allowlist;
 pub mod chain_audit;
+pub mod channel_health;
 pub mod channel_params;
 pub mod clock;
 pub mod error;

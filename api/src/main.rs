@@ -32,6 +32,13 @@ const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable)
   PAYCENTER_NODE_ID                     this node's name in leases (default host-pid-random)
   PAYCENTER_RECONCILE_HOUR              hour of the channel's day when yesterday's bill is reconciled (10)
   PAYCENTER_RECONCILE_CHECK_SECONDS     seconds between looks for due bills (default 600)
+  PAYCENTER_ALERT_INTERVAL_SECONDS      seconds between evaluations of the alert rules (default 30)
+  PAYCENTER_ALERT_CHANNEL_FAILURE_PERCENT  a channel account alerts at this failure share (default 50)
+  PAYCENTER_ALERT_CHANNEL_MIN_ATTEMPTS  ...of at least this many initiations (default 10)
+  PAYCENTER_ALERT_CHANNEL_WINDOW_SECONDS ...within this window (default 300)
+  PAYCENTER_ALERT_WEBHOOK_FAILING_SECONDS an app's webhooks alert after failing this long (default 1800)
+  PAYCENTER_ALERT_PROJECTION_LAG_SECONDS a projection alerts this far behind the log (default 60)
+  PAYCENTER_ALERT_DISK_FREE_MB          the data directory's disk alerts below this (default 1024)
   RUST_LOG                              log filter (default info)";
 
 #[derive(Parser, Debug)]

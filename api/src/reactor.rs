@@ -126,6 +126,48 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(dispatch_webhooks(state));
 }
 
+/// Starts the alert loops: the rules, evaluated every `PAYCENTER_ALERT_INTERVAL_SECONDS`, and
+/// the deliverer, which sends what is due every second.
+pub fn spawn_alerts(state: Arc<AppState>, data_dir: std::path::PathBuf) {
+    tokio::spawn(evaluate_alert_rules(state.clone(), data_dir));
+    tokio::spawn(deliver_alerts(state));
+}
+
+async fn evaluate_alert_rules(state: Arc<AppState>, data_dir: std::path::PathBuf) {
+    let interval = Duration::from_secs(state.config.alerts.interval_seconds);
+    loop {
+        tokio::time::sleep(interval).await;
+        // A stopped read model is itself a condition: the rules that need it fail quietly
+        // meanwhile, the projection rule reads the follower's health directly.
+        if let Err(refusal) = service::alert_rules::evaluate(&state, Some(&data_dir)).await {
+            if refusal.code != crate::error::ErrorCode::ReadModelUnavailable {
+                tracing::warn!(message = %refusal.message, "evaluating the alert rules failed; trying again next round");
+            }
+        }
+    }
+}
+
+/// Seconds between rounds of the alert deliverer.
+const ALERT_DELIVERY_POLL_MS: u64 = 1_000;
+
+async fn deliver_alerts(state: Arc<AppState>) {
+    let http = match HttpClient::new(&state.outbound, state.config.webhook_timeout_ms) {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "no outbound client: alerts are not delivered");
+            return;
+        }
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(ALERT_DELIVERY_POLL_MS)).await;
+        if let Err(refusal) = service::alerts::deliver_due(&state, &http).await {
+            if refusal.code != crate::error::ErrorCode::ReadModelUnavailable {
+                tracing::warn!(message = %refusal.message, "delivering alerts failed; trying again next round");
+            }
+        }
+    }
+}
+
 /// What a read of the read model's file gave, or nothing this round when it failed (said in
 /// the log; the next round reads again).
 fn or_nothing<T: Default>(read: Result<T, TableError>, what: &str) -> T {

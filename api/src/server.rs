@@ -58,9 +58,53 @@ pub struct ServeOptions {
     /// When yesterday's bills are fetched and reconciled (`PAYCENTER_RECONCILE_HOUR`,
     /// `PAYCENTER_RECONCILE_CHECK_SECONDS`).
     pub daily_reconciliation: crate::service::reconciliation::DailySchedule,
+    /// Thresholds of the alert rules (`PAYCENTER_ALERT_*`).
+    pub alerts: crate::service::alert_rules::AlertThresholds,
 }
 
 /// A whole number from the environment within `range`, or `default` when unset.
+/// The alert rules' thresholds from `PAYCENTER_ALERT_*` (defaults in `AlertThresholds`).
+fn alert_thresholds() -> anyhow::Result<crate::service::alert_rules::AlertThresholds> {
+    let defaults = crate::service::alert_rules::AlertThresholds::default();
+    Ok(crate::service::alert_rules::AlertThresholds {
+        interval_seconds: env_number(
+            "PAYCENTER_ALERT_INTERVAL_SECONDS",
+            1..=3_600,
+            defaults.interval_seconds,
+        )?,
+        channel_failure_percent: env_number(
+            "PAYCENTER_ALERT_CHANNEL_FAILURE_PERCENT",
+            1..=100,
+            defaults.channel_failure_percent,
+        )?,
+        channel_min_attempts: env_number(
+            "PAYCENTER_ALERT_CHANNEL_MIN_ATTEMPTS",
+            1..=100_000,
+            defaults.channel_min_attempts,
+        )?,
+        channel_window_seconds: env_number(
+            "PAYCENTER_ALERT_CHANNEL_WINDOW_SECONDS",
+            10..=86_400,
+            defaults.channel_window_seconds,
+        )?,
+        webhook_failing_seconds: env_number(
+            "PAYCENTER_ALERT_WEBHOOK_FAILING_SECONDS",
+            1..=604_800,
+            defaults.webhook_failing_seconds,
+        )?,
+        projection_lag_seconds: env_number(
+            "PAYCENTER_ALERT_PROJECTION_LAG_SECONDS",
+            1..=86_400,
+            defaults.projection_lag_seconds,
+        )?,
+        disk_free_mb: env_number(
+            "PAYCENTER_ALERT_DISK_FREE_MB",
+            0..=100_000_000,
+            defaults.disk_free_mb,
+        )?,
+    })
+}
+
 fn env_number(
     name: &str,
     range: std::ops::RangeInclusive<u64>,
@@ -149,6 +193,7 @@ impl ServeOptions {
                 Ok("0") | Ok("false") => false,
                 Ok(other) => anyhow::bail!("PAYCENTER_SANDBOX must be 1 or 0, not {other:?}"),
             },
+            alerts: alert_thresholds()?,
             daily_reconciliation: crate::service::reconciliation::DailySchedule {
                 hour: env_number("PAYCENTER_RECONCILE_HOUR", 0..=23, 10)? as u32,
                 check_seconds: env_number("PAYCENTER_RECONCILE_CHECK_SECONDS", 1..=86_400, 600)?,
@@ -280,6 +325,7 @@ pub async fn open_state(
         rebuild_status: Default::default(),
         chain_audit: Default::default(),
         console_sessions: Default::default(),
+        channel_outcomes: Default::default(),
         model_file: crate::state::ModelFileStatus {
             dir: model_dir,
             started_from,
@@ -386,6 +432,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         app_rate_limit: options.app_rate_limit,
         egress: options.egress,
         sandbox_enabled: options.sandbox_enabled,
+        alerts: options.alerts,
     };
     let state = open_state(
         StateParts {
@@ -430,6 +477,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ));
     }
     crate::reactor::spawn(state.clone());
+    crate::reactor::spawn_alerts(state.clone(), options.data_dir.clone());
     tokio::spawn(crate::service::reconciliation::reconcile_daily(
         state.clone(),
         options.daily_reconciliation,

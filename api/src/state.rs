@@ -42,6 +42,8 @@ pub struct ServiceConfig {
     pub egress: paycenter_gateway::egress::EgressPolicy,
     /// Whether the sandbox channel runs (`PAYCENTER_SANDBOX`; off in production).
     pub sandbox_enabled: bool,
+    /// Thresholds of the alert rules (`PAYCENTER_ALERT_*`).
+    pub alerts: crate::service::alert_rules::AlertThresholds,
 }
 
 /// A stream as read for a decision.
@@ -92,6 +94,8 @@ pub struct AppState {
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
     /// The console's signed-in operators and its sign-in throttle.
     pub console_sessions: crate::service::sessions::Sessions,
+    /// Recent initiation outcomes per channel account.
+    pub channel_outcomes: crate::channel_health::ChannelOutcomes,
 }
 
 /// What operators see of rebuilds.

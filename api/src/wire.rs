@@ -248,6 +248,143 @@ pub fn operator_answer(operator: &paycenter_projections::model::OperatorView) ->
     }
 }
 
+/// `POST /v1/alert-channels`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAlertChannelRequest {
+    /// `dingtalk` (a group's custom robot) or `webhook` (a signed JSON POST).
+    #[schema(pattern = "^(dingtalk|webhook)$", example = "dingtalk")]
+    pub kind: String,
+    /// DingTalk: the robot's webhook URL with its `access_token`; webhook: where to POST.
+    #[schema(example = "https://oapi.dingtalk.com/robot/send?access_token=…")]
+    pub url: String,
+    /// DingTalk: the robot's signing secret (optional); webhook: required, signs each alert.
+    #[schema(min_length = 8, max_length = 256)]
+    pub secret: Option<String>,
+    /// DingTalk: mobile numbers each message @-mentions.
+    pub at_mobiles: Option<Vec<String>>,
+}
+
+/// An alert destination (its secret never answered; a DingTalk token redacted in `url`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertChannelAnswer {
+    #[schema(example = "alc_5f0c9d2e8b7a6c4d3e2f1a0b9c8d7e6f")]
+    pub alert_channel_id: String,
+    #[schema(pattern = "^(dingtalk|webhook)$")]
+    pub kind: String,
+    pub url: String,
+    pub has_secret: bool,
+    pub at_mobiles: Vec<String>,
+    pub created_at: String,
+}
+
+/// `GET /v1/alert-channels`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertChannelsList {
+    pub data: Vec<AlertChannelAnswer>,
+    pub has_more: bool,
+}
+
+/// `DELETE /v1/alert-channels/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertChannelDeletedAnswer {
+    pub alert_channel_id: String,
+    pub deleted: bool,
+}
+
+/// `POST /v1/alert-channels/{id}/test`: the test message was delivered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertChannelTestAnswer {
+    pub alert_channel_id: String,
+    pub delivered: bool,
+}
+
+/// One message of an alert to one destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertDeliveryAnswer {
+    pub alert_channel_id: String,
+    /// `raised` or `resolved`.
+    pub message: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+}
+
+/// An alert.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertAnswer {
+    #[schema(example = "alr_0f1e2d3c4b5a69788796a5b4c3d2e1f0")]
+    pub alert_id: String,
+    /// The rule that raised it, e.g. `webhooks_failing`.
+    pub rule: String,
+    /// What it is about: an account, an app, a payment, a projection.
+    pub subject: String,
+    /// `open` or `resolved`.
+    #[schema(pattern = "^(open|resolved)$")]
+    pub status: String,
+    pub summary: String,
+    pub details: String,
+    pub raised_at: String,
+    pub resolved_at: Option<String>,
+    pub resolution: Option<String>,
+    pub deliveries: Vec<AlertDeliveryAnswer>,
+}
+
+/// `GET /v1/alerts`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertsList {
+    pub data: Vec<AlertAnswer>,
+    pub has_more: bool,
+}
+
+/// An alert destination as answered.
+pub fn alert_channel_answer(
+    channel: &paycenter_projections::model::AlertChannelView,
+) -> AlertChannelAnswer {
+    AlertChannelAnswer {
+        alert_channel_id: channel.alert_channel_id.clone(),
+        kind: channel.kind.as_str().to_owned(),
+        url: channel.url_shown.clone(),
+        has_secret: channel.secret_sealed.is_some(),
+        at_mobiles: channel.at_mobiles.clone(),
+        created_at: channel.created_at.to_rfc3339(),
+    }
+}
+
+/// An alert as answered.
+pub fn alert_answer(alert: &paycenter_projections::model::AlertView) -> AlertAnswer {
+    AlertAnswer {
+        alert_id: alert.alert_id.clone(),
+        rule: alert.rule.as_str().to_owned(),
+        subject: alert.subject.clone(),
+        status: alert.status().to_owned(),
+        summary: alert.summary.clone(),
+        details: alert.details.clone(),
+        raised_at: alert.raised_at.to_rfc3339(),
+        resolved_at: alert.resolved_at.map(|at| at.to_rfc3339()),
+        resolution: alert.resolution.clone(),
+        deliveries: alert
+            .deliveries
+            .iter()
+            .map(|delivery| AlertDeliveryAnswer {
+                alert_channel_id: delivery.alert_channel_id.clone(),
+                message: delivery.message.as_str().to_owned(),
+                status: delivery.status.clone(),
+                attempts: delivery.attempts,
+                last_error: delivery.last_error.clone(),
+                next_attempt_at: delivery.next_attempt_at.map(|at| at.to_rfc3339()),
+            })
+            .collect(),
+    }
+}
+
+/// An alert as JSON (the webhook destinations' `data`).
+pub fn alert_json(alert: &paycenter_projections::model::AlertView) -> Value {
+    to_value(&alert_answer(alert))
+}
+
 /// `GET /v1/apps`: newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppsList {

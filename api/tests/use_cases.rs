@@ -75,6 +75,7 @@ async fn world() -> World {
                 },
                 egress: Default::default(),
                 sandbox_enabled: true,
+                alerts: Default::default(),
             },
             clock: Box::new(clock.clone()),
             channels: ChannelRegistry::new(vec![Box::new(SandboxChannel::new(

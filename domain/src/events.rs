@@ -11,7 +11,7 @@ use crate::ids::{
 };
 use crate::money::{Money, Rate};
 use crate::shares::{RefundShares, Split};
-use crate::vocabulary::OperatorRole;
+use crate::vocabulary::{AlertChannelKind, AlertMessage, AlertRule, OperatorRole};
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
 };
@@ -119,6 +119,72 @@ pub struct OperatorAccessChanged {
     pub operator_id: OperatorId,
     pub enabled: bool,
     pub changed_at: DateTime<Utc>,
+}
+
+/// An alert destination was added. Its URL (a DingTalk robot's carries its access token) and
+/// secret are sealed under the master key; `url_shown` is the URL with its token redacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertChannelCreated {
+    pub alert_channel_id: String,
+    pub kind: AlertChannelKind,
+    pub url_sealed: String,
+    pub url_shown: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_mobiles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An alert destination was deleted: it gets no more messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertChannelDeleted {
+    pub alert_channel_id: String,
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// A condition began to hold: an alert, sent to every destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRaised {
+    pub alert_id: String,
+    pub rule: AlertRule,
+    /// What the rule is about (an account, an app, a projection...).
+    pub subject: String,
+    pub summary: String,
+    /// Markdown lines with the figures behind it.
+    pub details: String,
+    pub raised_at: DateTime<Utc>,
+}
+
+/// The condition of an open alert stopped holding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertResolved {
+    pub alert_id: String,
+    pub summary: String,
+    pub resolved_at: DateTime<Utc>,
+}
+
+/// A message of an alert reached a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivered {
+    pub alert_id: String,
+    pub alert_channel_id: String,
+    pub message: AlertMessage,
+    pub attempt: u32,
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// A message of an alert did not reach a destination; tried again at `next_attempt_at`, or
+/// given up when there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDeliveryFailed {
+    pub alert_id: String,
+    pub alert_channel_id: String,
+    pub message: AlertMessage,
+    pub attempt: u32,
+    pub error: String,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub failed_at: DateTime<Utc>,
 }
 
 /// A payment attempt for an order was started at a channel.
@@ -453,6 +519,12 @@ events! {
     CheckoutOpened => "checkout.opened",
     OperatorCreated => "operator.created",
     OperatorAccessChanged => "operator.access_changed",
+    AlertChannelCreated => "alert_channel.created",
+    AlertChannelDeleted => "alert_channel.deleted",
+    AlertRaised => "alert.raised",
+    AlertResolved => "alert.resolved",
+    AlertDelivered => "alert.delivered",
+    AlertDeliveryFailed => "alert.delivery_failed",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

@@ -14,6 +14,7 @@
 //!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
+//! - [`alerts`]: alerts raised and resolved once per condition, and their deliveries.
 //! - [`operators`]: the console's operators, their roles and what each role may do.
 //! - [`notification`]: webhook deliveries and their retry schedule.
 //! - [`streams`]: the stream naming scheme.
@@ -22,6 +23,8 @@
 //! - [`mod@error`] — `DomainError`.
 #![warn(missing_docs)]
 
+#[allow(missing_docs)] // Observation and condition fields are named for what they hold.
+pub mod alerts;
 pub mod envelope;
 pub mod error;
 #[allow(missing_docs)] // Event fields are named for what they hold; the structs are documented.

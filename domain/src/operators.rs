@@ -96,6 +96,8 @@ pub enum Permission {
     Notifications,
     /// Rebuild read models.
     Projections,
+    /// Add, delete and test alert destinations.
+    Alerts,
 }
 
 impl OperatorRole {
@@ -105,7 +107,9 @@ impl OperatorRole {
         match self {
             OperatorRole::Admin => true,
             OperatorRole::Finance => matches!(permission, Read | Refund | Reconcile | Audit),
-            OperatorRole::Ops => matches!(permission, Read | Notifications | Projections),
+            OperatorRole::Ops => {
+                matches!(permission, Read | Notifications | Projections | Alerts)
+            }
             OperatorRole::Viewer => permission == Read,
         }
     }
@@ -207,6 +211,7 @@ mod tests {
             Audit,
             Notifications,
             Projections,
+            Alerts,
         ];
         assert!(all.iter().all(|p| OperatorRole::Admin.may(*p)));
         let finance: Vec<_> = all
@@ -215,7 +220,7 @@ mod tests {
             .collect();
         assert_eq!(finance, [&Read, &Refund, &Reconcile, &Audit]);
         let ops: Vec<_> = all.iter().filter(|p| OperatorRole::Ops.may(**p)).collect();
-        assert_eq!(ops, [&Read, &Notifications, &Projections]);
+        assert_eq!(ops, [&Read, &Notifications, &Projections, &Alerts]);
         let viewer: Vec<_> = all
             .iter()
             .filter(|p| OperatorRole::Viewer.may(**p))

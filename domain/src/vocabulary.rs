@@ -91,6 +91,54 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Where alerts go.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AlertChannelKind ("alert channel kind") {
+        /// A DingTalk group's custom robot.
+        Dingtalk => "dingtalk",
+        /// A signed JSON POST to a URL.
+        Webhook => "webhook",
+    }
+}
+
+vocabulary! {
+    /// What an alert is about: each rule watches one kind of trouble.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AlertRule ("alert rule") {
+        /// A channel account's initiations fail too often.
+        ChannelFailureRate => "channel_failure_rate",
+        /// An app's webhooks were given up, or fail for too long.
+        WebhooksFailing => "webhooks_failing",
+        /// The latest reconciliation of an account found discrepancies.
+        ReconciliationDiscrepancies => "reconciliation_discrepancies",
+        /// A channel reported money that contradicts its attempt.
+        Anomaly => "anomaly",
+        /// A projection stopped at an event it could not apply.
+        ProjectionStopped => "projection_stopped",
+        /// A projection is too far behind the log.
+        ProjectionLagging => "projection_lagging",
+        /// The store stopped accepting appends.
+        StoreAppendErrors => "store_append_errors",
+        /// The data directory's disk is nearly full.
+        DiskLow => "disk_low",
+    }
+}
+
+vocabulary! {
+    /// Which message of an alert a delivery carries.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AlertMessage ("alert message") {
+        /// The alert was raised.
+        Raised => "raised",
+        /// The alert was resolved.
+        Resolved => "resolved",
+    }
+}
+
+vocabulary! {
     /// What an operator of the console may do (see the operators module).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]

@@ -21,8 +21,10 @@ use uuid::Uuid;
 
 use crate::tables::{Backing, Checkpoint, Key, Map, Resident, TableError};
 
+mod alerts;
 mod lists;
 mod operators;
+pub use alerts::*;
 pub use lists::*;
 pub use operators::*;
 
@@ -248,6 +250,10 @@ macro_rules! model_tables {
                 (channel_accounts_created, CHANNEL_ACCOUNTS_CREATED),
                 (stats_currencies, STATS_CURRENCIES),
                 (operators, OPERATORS),
+                (alert_channels, ALERT_CHANNELS),
+                (open_alerts, OPEN_ALERTS),
+                (webhook_health, WEBHOOK_HEALTH),
+                (anomalies_unalerted, ANOMALIES_UNALERTED),
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
@@ -281,6 +287,10 @@ macro_rules! model_tables {
                 (reconciliations_listed_by_account, RECONCILIATIONS_LISTED_BY_ACCOUNT, RECENT_OTHER),
                 (merchant_stats, MERCHANT_STATS, RECENT_OTHER),
                 (actions, ACTIONS, RECENT_OTHER),
+                (alerts, ALERTS, RECENT_OTHER),
+                (alerts_listed, ALERTS_LISTED, RECENT_OTHER),
+                (alert_deliveries_due, ALERT_DELIVERIES_DUE, RECENT_OTHER),
+                (alert_delivery_due_at, ALERT_DELIVERY_DUE_AT, RECENT_OTHER),
             ]
         }
     };
@@ -332,6 +342,14 @@ mod space {
     pub const MERCHANT_STATS: u16 = 70;
     pub const OPERATORS: u16 = 71;
     pub const ACTIONS: u16 = 72;
+    pub const ALERT_CHANNELS: u16 = 73;
+    pub const OPEN_ALERTS: u16 = 74;
+    pub const WEBHOOK_HEALTH: u16 = 75;
+    pub const ANOMALIES_UNALERTED: u16 = 76;
+    pub const ALERTS: u16 = 77;
+    pub const ALERTS_LISTED: u16 = 78;
+    pub const ALERT_DELIVERIES_DUE: u16 = 79;
+    pub const ALERT_DELIVERY_DUE_AT: u16 = 80;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -415,6 +433,20 @@ pub struct ReadModel {
     operators: Resident<OperatorId, OperatorView>,
     /// Events recorded in someone's name, by position (see `operators`).
     actions: Map<u64, ActionEntry>,
+    /// Alert destinations, by id (see `alerts`).
+    alert_channels: Resident<String, AlertChannelView>,
+    /// The open alert of each condition, by the condition's stream.
+    open_alerts: Resident<String, (paycenter_domain::alerts::Condition, String)>,
+    /// What the webhook alert reads of each app.
+    webhook_health: Resident<AppId, WebhookHealth>,
+    /// Payments with an anomaly no alert was raised for yet, with the anomaly's position.
+    anomalies_unalerted: Resident<TradeNo, u64>,
+    /// Alerts by id, and by when they were raised (newest first).
+    alerts: Map<str, AlertView>,
+    alerts_listed: Map<(DateTime<Utc>, String), String>,
+    /// Deliveries due, by deadline (and the way back from a delivery to its deadline).
+    alert_deliveries_due: Map<(DateTime<Utc>, String), DeliveryTask>,
+    alert_delivery_due_at: Map<str, DateTime<Utc>>,
     /// Double-entry balances.
     ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
@@ -698,12 +730,20 @@ impl ReadModel {
             }
         }
         self.record_action(recorded);
+        self.apply_alert_inputs(&event, position);
         match event {
             Event::MerchantOnboarded(event) => {
                 self.merchants.insert(event.merchant_id.clone(), event);
             }
             Event::OperatorCreated(event) => self.apply_operator_created(event),
             Event::OperatorAccessChanged(event) => self.apply_operator_access(event),
+            // Folded by `apply_alert_inputs` above.
+            Event::AlertChannelCreated(_)
+            | Event::AlertChannelDeleted(_)
+            | Event::AlertRaised(_)
+            | Event::AlertResolved(_)
+            | Event::AlertDelivered(_)
+            | Event::AlertDeliveryFailed(_) => {}
             Event::ChannelAccountActivated(event) => {
                 if !self
                     .channel_accounts_created

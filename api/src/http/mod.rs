@@ -10,6 +10,7 @@
 //! - [`auth`]: the admin token and app keys; each app's request budget.
 //! - [`handlers`]: one function per API operation; [`checkout`]: the checkout page and the
 //!   sandbox's pay button; [`admin`]: projections, reconciliations and metrics.
+//! - [`alerts`]: alert destinations and alerts (`/v1/alert-channels`, `/v1/alerts`).
 //! - [`operations`]: every admin-side operation, with the role check and the actor.
 //! - [`operators`]: the console's operators (`/v1/operators`).
 //! - [`console`]: the back office's pages at `/console`, calling the same operations as the API.
@@ -20,6 +21,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 document.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod checkout;
 pub mod console;

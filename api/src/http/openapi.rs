@@ -70,6 +70,14 @@ use crate::wire;
     wire::OperatorAnswer,
     wire::OperatorCreatedAnswer,
     wire::OperatorsList,
+    wire::CreateAlertChannelRequest,
+    wire::AlertChannelAnswer,
+    wire::AlertChannelsList,
+    wire::AlertChannelDeletedAnswer,
+    wire::AlertChannelTestAnswer,
+    wire::AlertDeliveryAnswer,
+    wire::AlertAnswer,
+    wire::AlertsList,
 )))]
 struct WireSchemas;
 

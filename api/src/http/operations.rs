@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::routes::Operation;
-use crate::http::{admin, handlers, lists, operators, Answer};
+use crate::http::{admin, alerts, handlers, lists, operators, Answer};
 use crate::service::access::{self, Actor};
 use crate::state::AppState;
 
@@ -87,6 +87,13 @@ pub async fn operate(
             Operation::RedeliverNotification => {
                 handlers::redeliver_notification(state, None, parameter()?).await
             }
+            Operation::CreateAlertChannel => alerts::create_alert_channel(state, body).await,
+            Operation::ListAlertChannels => alerts::list_alert_channels(state).await,
+            Operation::DeleteAlertChannel => {
+                alerts::delete_alert_channel(state, parameter()?).await
+            }
+            Operation::TestAlertChannel => alerts::test_alert_channel(state, parameter()?).await,
+            Operation::ListAlerts => alerts::list_alerts(state, query).await,
             Operation::CreateOperator => operators::create_operator(state, body).await,
             Operation::ListOperators => operators::list_operators(state).await,
             Operation::OperatorAction => {

@@ -46,11 +46,16 @@ pub enum Operation {
     CreateOperator,
     ListOperators,
     OperatorAction,
+    CreateAlertChannel,
+    ListAlertChannels,
+    DeleteAlertChannel,
+    TestAlertChannel,
+    ListAlerts,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 40] = [
+    pub const ALL: [Operation; 45] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -91,6 +96,11 @@ impl Operation {
         Operation::CreateOperator,
         Operation::ListOperators,
         Operation::OperatorAction,
+        Operation::CreateAlertChannel,
+        Operation::ListAlertChannels,
+        Operation::DeleteAlertChannel,
+        Operation::TestAlertChannel,
+        Operation::ListAlerts,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -136,6 +146,11 @@ impl Operation {
             Operation::CreateOperator => "create_operator",
             Operation::ListOperators => "list_operators",
             Operation::OperatorAction => "operator_action",
+            Operation::CreateAlertChannel => "create_alert_channel",
+            Operation::ListAlertChannels => "list_alert_channels",
+            Operation::DeleteAlertChannel => "delete_alert_channel",
+            Operation::TestAlertChannel => "test_alert_channel",
+            Operation::ListAlerts => "list_alerts",
         }
     }
 
@@ -151,6 +166,8 @@ impl Operation {
             RebuildProjection => Permission::Projections,
             CreateRefund => Permission::Refund,
             RedeliverNotification => Permission::Notifications,
+            CreateAlertChannel | DeleteAlertChannel | TestAlertChannel => Permission::Alerts,
+            ListAlertChannels | ListAlerts => Permission::Read,
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
             | ListApps | ListReconciliations | ListNotifications => Permission::Read,
@@ -905,6 +922,73 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[("action", OPERATOR_ACTIONS)],
         success: Success::Json(200, "OperatorAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/alert-channels",
+        operation: Operation::CreateAlertChannel,
+        summary: "Add an alert destination: a DingTalk custom robot (optional signing secret, @-mentions) or a webhook signed like app webhooks",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreateAlertChannelRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "AlertChannelAnswer"),
+        refusals: &[422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/alert-channels",
+        operation: Operation::ListAlertChannels,
+        summary: "The alert destinations (secrets never answered, a robot's token redacted)",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "AlertChannelsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/v1/alert-channels/{alert_channel_id}",
+        operation: Operation::DeleteAlertChannel,
+        summary: "Delete an alert destination: it gets no more messages",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "AlertChannelDeletedAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/alert-channels/{alert_channel_id}/test",
+        operation: Operation::TestAlertChannel,
+        summary: "Send a test message to an alert destination now",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "AlertChannelTestAnswer"),
+        refusals: &[502],
+    },
+    Route {
+        method: "get",
+        path: "/v1/alerts",
+        operation: Operation::ListAlerts,
+        summary: "Alerts, newest first: one per condition until it resolves",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[
+            QueryParam {
+                one_of: &["open", "resolved"],
+                ..query("status", "Only open or only resolved alerts")
+            },
+            LIMIT,
+            STARTING_AFTER,
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "AlertsList"),
         refusals: &[],
     },
 ];

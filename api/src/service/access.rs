@@ -44,6 +44,7 @@ fn permission_words(permission: Permission) -> &'static str {
         Permission::Audit => "audit",
         Permission::Notifications => "redeliver notifications",
         Permission::Projections => "rebuild projections",
+        Permission::Alerts => "manage alert destinations",
     }
 }
 

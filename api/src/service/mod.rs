@@ -8,6 +8,8 @@
 //! - [`sessions`]: the console's sessions and its sign-in throttle.
 //! - [`history`]: a payment's events as a timeline; the trail of actions by operator.
 //! - [`operators`]: the console's operators: creating them, signing them in.
+//! - [`alerts`]: alert destinations, raising and resolving alerts by condition, delivering them;
+//!   [`alert_rules`]: the rules, evaluated on a timer.
 //! - [`accounts`]: activating a channel account, and activating it again (key rotation).
 //! - [`cashier`]: the aggregated cashier: the person picks the channel account.
 //! - [`payments`]: starting a payment attempt (checks, decision, initiation at the channel).
@@ -22,6 +24,8 @@
 
 pub mod access;
 pub mod accounts;
+pub mod alert_rules;
+pub mod alerts;
 pub mod cashier;
 pub mod closes;
 pub mod history;

@@ -178,7 +178,13 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         payer_id,
         client_ip,
     };
-    let initiated = match adapter.create_payment(&params, &request).await {
+    let initiation = adapter.create_payment(&params, &request).await;
+    state.channel_outcomes.record(
+        &channel_account_id,
+        initiation.is_ok(),
+        std::time::Instant::now(),
+    );
+    let initiated = match initiation {
         Ok(initiated) => initiated,
         Err(error) => {
             // Never half-done: the attempt is recorded as failed, then the app hears 502.

@@ -1,0 +1,86 @@
+//! Recent outcomes of each channel account's initiations, for the failure-rate alert: a
+//! bounded ring of (when, succeeded) per account, in this node's memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use paycenter_domain::ids::ChannelAccountId;
+
+/// Outcomes kept per account (the window's count is read from these).
+const MAX_OUTCOMES_PER_ACCOUNT: usize = 1_024;
+/// Accounts tracked at once.
+const MAX_ACCOUNTS: usize = 10_000;
+
+/// Initiation outcomes by channel account.
+#[derive(Debug, Default)]
+pub struct ChannelOutcomes {
+    accounts: Mutex<HashMap<ChannelAccountId, VecDeque<(Instant, bool)>>>,
+}
+
+/// Attempts and failures of one account within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Initiations in the window.
+    pub attempts: usize,
+    /// Of which failed (refused, timed out, unreachable).
+    pub failures: usize,
+}
+
+impl ChannelOutcomes {
+    /// Records one initiation of `account`.
+    pub fn record(&self, account: &ChannelAccountId, succeeded: bool, now: Instant) {
+        let mut accounts = self.accounts.lock().expect("outcomes lock");
+        if accounts.len() >= MAX_ACCOUNTS && !accounts.contains_key(account) {
+            return;
+        }
+        let outcomes = accounts.entry(account.clone()).or_default();
+        if outcomes.len() >= MAX_OUTCOMES_PER_ACCOUNT {
+            outcomes.pop_front();
+        }
+        outcomes.push_back((now, succeeded));
+    }
+
+    /// Each account's tally within `window` before `now`.
+    pub fn tallies(&self, window: Duration, now: Instant) -> Vec<(ChannelAccountId, Tally)> {
+        let accounts = self.accounts.lock().expect("outcomes lock");
+        accounts
+            .iter()
+            .map(|(account, outcomes)| {
+                let recent = outcomes
+                    .iter()
+                    .filter(|(at, _)| now.duration_since(*at) <= window);
+                let (attempts, failures) = recent.fold((0, 0), |(attempts, failures), (_, ok)| {
+                    (attempts + 1, failures + usize::from(!ok))
+                });
+                (account.clone(), Tally { attempts, failures })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_the_window_only() {
+        let outcomes = ChannelOutcomes::default();
+        let account = ChannelAccountId::parse("ca_1").unwrap();
+        let start = Instant::now();
+        outcomes.record(&account, false, start);
+        outcomes.record(&account, true, start + Duration::from_secs(100));
+        outcomes.record(&account, false, start + Duration::from_secs(200));
+        let tallies = outcomes.tallies(Duration::from_secs(150), start + Duration::from_secs(210));
+        assert_eq!(
+            tallies,
+            vec![(
+                account,
+                Tally {
+                    attempts: 2,
+                    failures: 1
+                }
+            )]
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The rules that raise and resolve alerts, evaluated every `PAYCENTER_ALERT_INTERVAL_SECONDS`
+//! on every node (a raise is idempotent per condition: the condition's stream says whether one
+//! is open). Each rule answers the conditions that hold now; [`alerts::observe`] raises what is
+//! new and resolves what stopped.
+
+use std::time::{Duration, Instant};
+
+use paycenter_domain::alerts::{Condition, Observation};
+use paycenter_domain::vocabulary::AlertRule;
+
+use crate::error::Refusal;
+use crate::service::alerts;
+use crate::state::AppState;
+
+/// Thresholds of the rules (`PAYCENTER_ALERT_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertThresholds {
+    /// Seconds between evaluations.
+    pub interval_seconds: u64,
+    /// A channel account alerts when this share of its initiations (percent) failed...
+    pub channel_failure_percent: u64,
+    /// ...among at least this many...
+    pub channel_min_attempts: u64,
+    /// ...within this window.
+    pub channel_window_seconds: u64,
+    /// An app's webhooks alert once they have failed for this long without a delivery.
+    pub webhook_failing_seconds: u64,
+    /// A projection alerts when the oldest event it has not applied is this old.
+    pub projection_lag_seconds: u64,
+    /// The data directory's file system alerts below this much free space.
+    pub disk_free_mb: u64,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        AlertThresholds {
+            interval_seconds: 30,
+            channel_failure_percent: 50,
+            channel_min_attempts: 10,
+            channel_window_seconds: 300,
+            webhook_failing_seconds: 1_800,
+            projection_lag_seconds: 60,
+            disk_free_mb: 1_024,
+        }
+    }
+}
+
+fn observation(
+    rule: AlertRule,
+    subject: impl Into<String>,
+    summary: String,
+    details: String,
+) -> Observation {
+    Observation {
+        condition: Condition {
+            rule,
+            subject: subject.into(),
+        },
+        summary,
+        details,
+    }
+}
+
+/// Evaluates every rule once.
+pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> Result<(), Refusal> {
+    let thresholds = state.config.alerts;
+    alerts::observe(
+        state,
+        AlertRule::ProjectionStopped,
+        projection_stopped(state),
+    )
+    .await?;
+    alerts::observe(
+        state,
+        AlertRule::ProjectionLagging,
+        projection_lagging(state, thresholds)?,
+    )
+    .await?;
+    alerts::observe(
+        state,
+        AlertRule::StoreAppendErrors,
+        store_append_errors(state),
+    )
+    .await?;
+    if let Some(data_dir) = data_dir {
+        alerts::observe(state, AlertRule::DiskLow, disk_low(data_dir, thresholds)).await?;
+    }
+    alerts::observe(
+        state,
+        AlertRule::ChannelFailureRate,
+        channel_failure_rate(state, thresholds),
+    )
+    .await?;
+    alerts::observe(
+        state,
+        AlertRule::WebhooksFailing,
+        webhooks_failing(state, thresholds)?,
+    )
+    .await?;
+    alerts::observe(
+        state,
+        AlertRule::ReconciliationDiscrepancies,
+        reconciliation_discrepancies(state)?,
+    )
+    .await?;
+    alerts::observe(state, AlertRule::Anomaly, anomalies(state)?).await?;
+    Ok(())
+}
+
+fn projection_stopped(state: &AppState) -> Vec<Observation> {
+    crate::http::health::projections(state)
+        .into_iter()
+        .filter_map(|projection| {
+            let stopped = projection.stopped?;
+            Some(observation(
+                AlertRule::ProjectionStopped,
+                projection.name,
+                format!(
+                    "projection {} stopped at position {}",
+                    projection.name, stopped.position
+                ),
+                format!(
+                    "- event: `{}`\n- reason: {}",
+                    stopped.event_type, stopped.reason
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn projection_lagging(
+    state: &AppState,
+    thresholds: AlertThresholds,
+) -> Result<Vec<Observation>, Refusal> {
+    let position = state.read_model()?.position();
+    let next = tokio::task::block_in_place(|| state.store.read_all(position + 1, 1))?;
+    let Some(next) = next.first() else {
+        return Ok(Vec::new());
+    };
+    let waiting_seconds = (state.clock.now() - next.recorded_at).num_seconds();
+    if waiting_seconds < thresholds.projection_lag_seconds as i64 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![observation(
+        AlertRule::ProjectionLagging,
+        paycenter_projections::model::NAME,
+        format!("the read model is {waiting_seconds} s behind the log"),
+        format!(
+            "- applied: {position}\n- oldest waiting: {} ({})",
+            next.global_position,
+            next.recorded_at.to_rfc3339()
+        ),
+    )])
+}
+
+fn store_append_errors(state: &AppState) -> Vec<Observation> {
+    let health = state.store.health();
+    if health.accepting_appends {
+        return Vec::new();
+    }
+    vec![observation(
+        AlertRule::StoreAppendErrors,
+        "store",
+        "the event store stopped accepting appends".to_owned(),
+        format!("- last error: {}", health.last_error.unwrap_or_default()),
+    )]
+}
+
+/// Free bytes of the file system holding `path`, by `statvfs`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stats` a valid statvfs to fill.
+    let status = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    (status == 0).then(|| stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+fn disk_low(data_dir: &std::path::Path, thresholds: AlertThresholds) -> Vec<Observation> {
+    let Some(free) = free_bytes(data_dir) else {
+        return Vec::new();
+    };
+    let free_mb = free / (1 << 20);
+    if free_mb >= thresholds.disk_free_mb {
+        return Vec::new();
+    }
+    vec![observation(
+        AlertRule::DiskLow,
+        "data_dir",
+        format!("{free_mb} MB free on the data directory's disk"),
+        format!(
+            "- threshold: {} MB\n- path: `{}`",
+            thresholds.disk_free_mb,
+            data_dir.display()
+        ),
+    )]
+}
+
+fn channel_failure_rate(state: &AppState, thresholds: AlertThresholds) -> Vec<Observation> {
+    let window = Duration::from_secs(thresholds.channel_window_seconds);
+    state
+        .channel_outcomes
+        .tallies(window, Instant::now())
+        .into_iter()
+        .filter(|(_, tally)| {
+            tally.attempts as u64 >= thresholds.channel_min_attempts
+                && tally.failures as u64 * 100
+                    >= thresholds.channel_failure_percent * tally.attempts as u64
+        })
+        .map(|(account, tally)| {
+            observation(
+                AlertRule::ChannelFailureRate,
+                account.as_str(),
+                format!(
+                    "channel account {account}: {} of {} initiations failed in {} s",
+                    tally.failures, tally.attempts, thresholds.channel_window_seconds
+                ),
+                format!(
+                    "- threshold: {}% of at least {}",
+                    thresholds.channel_failure_percent, thresholds.channel_min_attempts
+                ),
+            )
+        })
+        .collect()
+}
+
+fn webhooks_failing(
+    state: &AppState,
+    thresholds: AlertThresholds,
+) -> Result<Vec<Observation>, Refusal> {
+    let now = state.clock.now();
+    let health = state.read_model()?.webhook_health();
+    Ok(health
+        .into_iter()
+        .filter_map(|(app_id, health)| {
+            let failing_for = health
+                .failing_since
+                .map(|since| (now - since).num_seconds());
+            let exhausted = health.exhausted_at.is_some();
+            let too_long = failing_for
+                .is_some_and(|seconds| seconds >= thresholds.webhook_failing_seconds as i64);
+            if !exhausted && !too_long {
+                return None;
+            }
+            let summary = if exhausted {
+                format!("app {app_id}: a webhook was given up after every retry")
+            } else {
+                format!(
+                    "app {app_id}: webhooks failing for {} s",
+                    failing_for.unwrap_or(0)
+                )
+            };
+            Some(observation(
+                AlertRule::WebhooksFailing,
+                app_id.as_str(),
+                summary,
+                format!(
+                    "- failing since: {}\n- last delivered: {}",
+                    health
+                        .failing_since
+                        .map(|at| at.to_rfc3339())
+                        .unwrap_or_default(),
+                    health
+                        .last_delivered_at
+                        .map(|at| at.to_rfc3339())
+                        .unwrap_or_else(|| "never".to_owned())
+                ),
+            ))
+        })
+        .collect())
+}
+
+fn reconciliation_discrepancies(state: &AppState) -> Result<Vec<Observation>, Refusal> {
+    let model = state.read_model()?;
+    let mut found = Vec::new();
+    for account_id in model.channel_accounts().keys() {
+        let step = model.reconciliations_step(Some(account_id), None)?;
+        let Some((_, latest)) = step.entries.first() else {
+            continue;
+        };
+        let Some(reconciliation) = model.reconciliation(&latest.reconciliation_id)? else {
+            continue;
+        };
+        if reconciliation.discrepancies.is_empty() {
+            continue;
+        }
+        let kinds: Vec<String> = reconciliation
+            .discrepancies
+            .iter()
+            .take(10)
+            .map(|discrepancy| {
+                format!("- `{}` {}", discrepancy.kind.as_str(), discrepancy.trade_no)
+            })
+            .collect();
+        found.push(observation(
+            AlertRule::ReconciliationDiscrepancies,
+            account_id.as_str(),
+            format!(
+                "reconciliation of {account_id} for {}: {} discrepancies",
+                reconciliation.date,
+                reconciliation.discrepancies.len()
+            ),
+            format!(
+                "- reconciliation: `{}`\n{}",
+                reconciliation.reconciliation_id,
+                kinds.join("\n")
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+fn anomalies(state: &AppState) -> Result<Vec<Observation>, Refusal> {
+    let model = state.read_model()?;
+    // Still open: the payments whose anomaly alert is open and whose reported money is not
+    // refunded yet; new: anomalies no alert has been raised for.
+    let mut trade_nos = model.anomalies_unalerted();
+    for (condition, _) in model.open_alerts() {
+        if condition.rule == AlertRule::Anomaly {
+            if let Ok(trade_no) = paycenter_domain::ids::TradeNo::parse(&condition.subject) {
+                trade_nos.push(trade_no);
+            }
+        }
+    }
+    trade_nos.sort();
+    trade_nos.dedup();
+    let mut found = Vec::new();
+    for trade_no in trade_nos {
+        let Some(payment) = model.payment(&trade_no)? else {
+            continue;
+        };
+        let unsettled: Vec<_> = payment
+            .anomalies
+            .iter()
+            .filter(|anomaly| {
+                anomaly.refund_status != paycenter_domain::payment::RefundStatus::Succeeded
+            })
+            .collect();
+        let new = model.anomalies_unalerted().contains(&trade_no);
+        if unsettled.is_empty() && !new {
+            continue;
+        }
+        let lines: Vec<String> = payment
+            .anomalies
+            .iter()
+            .map(|anomaly| {
+                format!(
+                    "- `{}`: reported {}, refund {:?}",
+                    anomaly.kind.as_str(),
+                    anomaly.reported_amount,
+                    anomaly.refund_status
+                )
+            })
+            .collect();
+        found.push(observation(
+            AlertRule::Anomaly,
+            trade_no.as_str(),
+            format!("payment {trade_no}: a channel reported money that contradicts the attempt"),
+            lines.join("\n"),
+        ));
+    }
+    Ok(found)
+}
