@@ -533,6 +533,21 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
     );
     assert_eq!(refunded["console_errors"], json!([]), "{refunded}");
 
+    // Alerts: a destination added and tested from the console.
+    let mut input = signed_in("admin@example.com", ADMIN_PASSWORD);
+    input["hook_url"] = json!(acknowledging_webhook_sink());
+    let alerts = run_browser_script("console", "alerts", input).unwrap();
+    assert_eq!(alerts["added"], "Added.", "{alerts}");
+    assert_eq!(
+        alerts["tested"], "The test message was delivered.",
+        "{alerts}"
+    );
+    assert!(
+        alerts["channels"][0].as_str().unwrap().contains("webhook"),
+        "{alerts}"
+    );
+    assert_eq!(alerts["console_errors"], json!([]), "{alerts}");
+
     // A viewer reads, and the server refuses the refund the page did not offer.
     let mut input = signed_in("viewer@example.com", VIEWER_PASSWORD);
     input["trade_no"] = json!(trade_no);

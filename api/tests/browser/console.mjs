@@ -151,6 +151,22 @@ const scenarios = {
     return { found, requested, refunds, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
+  // Alerts: a webhook destination added, tested, listed.
+  async alerts() {
+    const { page, consoleErrors } = await signedIn({});
+    await page.goto(`${input.base}/console/alerts`);
+    await page.selectOption("#alert-kind", "webhook");
+    await page.fill("#alert-url", input.hook_url);
+    await page.fill("#add-alert-channel input[name=secret]", "console-alert-secret-0123");
+    await Promise.all([page.waitForNavigation(), page.click("#add-alert-channel button")]);
+    const added = await text(page, "#done");
+    await Promise.all([page.waitForNavigation(), page.locator("#alert-channels form button").first().click()]);
+    const tested = await text(page, "#done");
+    const channels = await page.locator("#alert-channels tbody tr").allInnerTexts();
+    await shot(page, "console-alerts");
+    return { added, tested, channels, console_errors: consoleErrors };
+  },
+
   // A viewer sees the payment, has no refund form, and a crafted refund is refused by the server.
   async viewer() {
     const { page, consoleErrors } = await signedIn({});

@@ -217,6 +217,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 "audit.html",
                 include_str!("../../../templates/console/audit.html"),
             ),
+            (
+                "alerts.html",
+                include_str!("../../../templates/console/alerts.html"),
+            ),
         ] {
             environment
                 .add_template(name, source)

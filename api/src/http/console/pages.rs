@@ -26,6 +26,7 @@ pub(super) fn permissions_of(actor: &Actor) -> Value {
         "audit": actor.may(Permission::Audit),
         "projections": actor.may(Permission::Projections),
         "notifications": actor.may(Permission::Notifications),
+        "alerts": actor.may(Permission::Alerts),
     })
 }
 
@@ -131,6 +132,59 @@ pub(super) async fn page(
             notifications(state, request, operator, Some(outcome.map(|_| ()))).await
         }
         (false, ["audit"]) => audit(state, request, operator).await,
+        (false, ["alerts"]) => alerts(state, request, operator, None).await,
+        (true, ["alerts", "channels"]) => {
+            let mut body = json!({
+                "kind": request.field("kind").unwrap_or(""),
+                "url": request.field("url").unwrap_or(""),
+            });
+            if let Some(secret) = request.field("secret") {
+                body["secret"] = Value::from(secret);
+            }
+            let mobiles: Vec<&str> = request
+                .field("at_mobiles")
+                .unwrap_or("")
+                .split([',', ' '])
+                .filter(|mobile| !mobile.is_empty())
+                .collect();
+            if !mobiles.is_empty() {
+                body["at_mobiles"] = json!(mobiles);
+            }
+            let outcome = call(
+                state,
+                operator,
+                Operation::CreateAlertChannel,
+                &[],
+                &[],
+                Some(body),
+            )
+            .await;
+            alerts(state, request, operator, Some(outcome.map(|_| "created"))).await
+        }
+        (true, ["alerts", "channels", alert_channel_id, "test"]) => {
+            let outcome = call(
+                state,
+                operator,
+                Operation::TestAlertChannel,
+                &[alert_channel_id],
+                &[],
+                None,
+            )
+            .await;
+            alerts(state, request, operator, Some(outcome.map(|_| "tested"))).await
+        }
+        (true, ["alerts", "channels", alert_channel_id, "delete"]) => {
+            let outcome = call(
+                state,
+                operator,
+                Operation::DeleteAlertChannel,
+                &[alert_channel_id],
+                &[],
+                None,
+            )
+            .await;
+            alerts(state, request, operator, Some(outcome.map(|_| "deleted"))).await
+        }
         _ => Err(not_found()),
     }
 }
@@ -1050,4 +1104,59 @@ mod tests {
         assert!(audit_instant("yesterday", "UTC").is_err());
         assert!(audit_instant("2026-12-01", "Mars/Olympus").is_err());
     }
+}
+
+/// Alerts (open first, then resolved) and where they go.
+async fn alerts(
+    state: &Arc<AppState>,
+    request: &ConsoleRequest,
+    operator: &Operator,
+    outcome: Option<Result<&'static str, Refusal>>,
+) -> Result<Page, Refusal> {
+    let status = match request.query("status") {
+        Some("resolved") => "resolved",
+        _ => "open",
+    };
+    let list = call(
+        state,
+        operator,
+        Operation::ListAlerts,
+        &[],
+        &[
+            ("status", status),
+            ("limit", PAGE_ITEMS),
+            (
+                "starting_after",
+                request.query("starting_after").unwrap_or(""),
+            ),
+        ],
+        None,
+    )
+    .await?;
+    let channels = call(
+        state,
+        operator,
+        Operation::ListAlertChannels,
+        &[],
+        &[],
+        None,
+    )
+    .await?;
+    let (code, error) = outcome_error(&outcome);
+    let done = match outcome {
+        Some(Ok(done)) => Value::from(done),
+        _ => Value::Null,
+    };
+    Ok(Page::Html(
+        code,
+        "alerts.html",
+        json!({
+            "nav": "alerts",
+            "status": status,
+            "alerts": list,
+            "channels": channels,
+            "error": error,
+            "done": done,
+        }),
+    ))
 }

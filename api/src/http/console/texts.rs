@@ -156,6 +156,31 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("from", "起", "From"),
     ("to", "止", "To"),
     ("any_channel", "全部渠道", "Any channel"),
+    ("alerts", "告警", "Alerts"),
+    ("about", "对象", "About"),
+    ("open", "未恢复", "Open"),
+    ("resolved", "已恢复", "Resolved"),
+    ("rule", "规则", "Rule"),
+    ("raised_at", "告警时间", "Raised"),
+    ("resolved_at", "恢复时间", "Resolved"),
+    ("deliveries", "送达", "Deliveries"),
+    ("destinations", "告警接收方", "Destinations"),
+    ("add_destination", "添加接收方", "Add a destination"),
+    ("secret", "密钥", "Secret"),
+    (
+        "at_mobiles",
+        "@手机号（逗号分隔）",
+        "@ mobile numbers (comma separated)",
+    ),
+    ("test", "测试", "Test"),
+    ("delete", "删除", "Delete"),
+    ("done_created", "已添加。", "Added."),
+    (
+        "done_tested",
+        "测试消息已送达。",
+        "The test message was delivered.",
+    ),
+    ("done_deleted", "已删除。", "Deleted."),
 ];
 
 /// The console's words in `lang`, as a JSON object for the templates.
