@@ -238,11 +238,14 @@ fn alert_destinations_are_checked_redacted_tested_and_deleted() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }
 
-/// A receiver of webhook alerts: the bodies and `Paycenter-Signature` headers it got.
-fn alert_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+/// What a receiver got: each body with its `Paycenter-Signature` header.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A receiver of webhook alerts: its URL and what it got.
+fn alert_receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen: Received = Arc::default();
     let recorded = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(10_000) {

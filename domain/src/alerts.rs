@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_condition_raises_once_until_it_resolves_then_again_with_a_new_id() {
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_764_662_400, 0).expect("a valid instant");
         let first = raise(&[], &observation(), now).unwrap();
         assert_eq!(first.len(), 1);
         assert!(
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(retry_after(1), Duration::seconds(15));
         assert_eq!(retry_after(2), Duration::seconds(30));
         assert_eq!(retry_after(12), Duration::seconds(3_600));
-        let now = Utc::now();
+        let now = DateTime::from_timestamp(1_764_662_400, 0).expect("a valid instant");
         let last = record_delivery(
             "alr_1",
             "alc_1",

@@ -133,53 +133,60 @@ pub async fn rebuild_projection(state: Arc<AppState>, name: String) -> Answer {
 /// `GET /metrics`: Prometheus text.
 pub fn metrics_text(state: &AppState) -> String {
     // Kept by the read model as events arrive: a scrape does not walk every payment.
-    let (counts, n_anomalies) = {
+    let (counts, n_anomalies, open_alerts) = {
         let model = state.model_lock();
         (
             model.status_counts().clone(),
             model.anomaly_counts().clone(),
+            model.open_alerts(),
         )
     };
-    let by_status: Vec<(&str, u64)> = ["pending", "succeeded", "failed", "closed"]
-        .iter()
-        .map(|status| (*status, counts.get(*status).copied().unwrap_or(0)))
-        .collect();
-    let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
-    let mut text = state.metrics.render(&by_status);
-    text.push_str("# HELP paycenter_projection_lag_events Events in the log not yet in the projection.\n# TYPE paycenter_projection_lag_events gauge\n");
-    let projections = crate::http::health::projections(state);
-    for projection in &projections {
-        text.push_str(&format!(
-            "paycenter_projection_lag_events{{projection=\"{}\"}} {}\n",
-            projection.name,
-            head.saturating_sub(projection.position)
-        ));
+    let gauges = &state.metrics.gauges;
+    for status in ["pending", "succeeded", "failed", "closed"] {
+        gauges
+            .payments
+            .with_label_values(&[status])
+            .set(counts.get(status).copied().unwrap_or(0) as i64);
     }
-    text.push_str("# HELP paycenter_projection_running 1 while the projection applies the log, 0 once it stopped at an event.\n# TYPE paycenter_projection_running gauge\n");
-    for projection in &projections {
-        text.push_str(&format!(
-            "paycenter_projection_running{{projection=\"{}\"}} {}\n",
-            projection.name,
-            u8::from(projection.stopped.is_none())
-        ));
-    }
-    text.push_str(&format!(
-        "# HELP paycenter_store_accepting_appends 1 while the event store records appends.\n# TYPE paycenter_store_accepting_appends gauge\npaycenter_store_accepting_appends {}\n",
-        u8::from(state.store.health().accepting_appends)
-    ));
-    let audit = &state.chain_audit;
-    text.push_str(&format!(
-        "# HELP paycenter_chain_verified_position Every event up to here verified from position 1 by the background walk below the sealed checkpoint.\n# TYPE paycenter_chain_verified_position gauge\npaycenter_chain_verified_position {}\n# HELP paycenter_chain_checkpoint_position The sealed checkpoint this start verified from (0: it verified the whole log).\n# TYPE paycenter_chain_checkpoint_position gauge\npaycenter_chain_checkpoint_position {}\n# HELP paycenter_chain_broken 1 once the background walk found a broken link.\n# TYPE paycenter_chain_broken gauge\npaycenter_chain_broken {}\n",
-        audit.verified_through.load(std::sync::atomic::Ordering::Relaxed),
-        audit.target.load(std::sync::atomic::Ordering::Relaxed),
-        u8::from(audit.broken().is_some()),
-    ));
-    text.push_str("# HELP paycenter_payment_anomalies Verified channel reports that contradicted their attempt, by kind.\n# TYPE paycenter_payment_anomalies gauge\n");
     for kind in ["amount_mismatch", "currency_mismatch", "account_mismatch"] {
-        text.push_str(&format!(
-            "paycenter_payment_anomalies{{kind=\"{kind}\"}} {}\n",
-            n_anomalies.get(kind).copied().unwrap_or(0)
-        ));
+        gauges
+            .payment_anomalies
+            .with_label_values(&[kind])
+            .set(n_anomalies.get(kind).copied().unwrap_or(0) as i64);
     }
-    text
+    let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
+    for projection in crate::http::health::projections(state) {
+        gauges
+            .projection_lag_events
+            .with_label_values(&[projection.name])
+            .set(head.saturating_sub(projection.position) as i64);
+        gauges
+            .projection_running
+            .with_label_values(&[projection.name])
+            .set(i64::from(projection.stopped.is_none()));
+    }
+    gauges
+        .store_accepting_appends
+        .set(i64::from(state.store.health().accepting_appends));
+    let audit = &state.chain_audit;
+    gauges.chain_verified_position.set(
+        audit
+            .verified_through
+            .load(std::sync::atomic::Ordering::Relaxed) as i64,
+    );
+    gauges
+        .chain_checkpoint_position
+        .set(audit.target.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    gauges.chain_broken.set(i64::from(audit.broken().is_some()));
+    for rule in paycenter_domain::vocabulary::AlertRule::ALL {
+        let n_open = open_alerts
+            .iter()
+            .filter(|(condition, _)| condition.rule == *rule)
+            .count();
+        gauges
+            .alerts_open
+            .with_label_values(&[rule.as_str()])
+            .set(n_open as i64);
+    }
+    state.metrics.render()
 }

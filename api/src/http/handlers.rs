@@ -564,10 +564,7 @@ pub async fn channel_callback(
     request: CallbackRequest,
 ) -> (u16, &'static str, String) {
     let refuse = |state: &AppState, why: &str| {
-        state
-            .metrics
-            .callback_verification_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.callback_verification_failures.inc();
         tracing::warn!(why, "callback refused");
         (
             400,

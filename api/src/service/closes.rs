@@ -11,6 +11,7 @@ use paycenter_gateway::{CallbackNotice, ChannelPaymentStatus};
 use paycenter_projections::model::PaymentView;
 
 use crate::error::Refusal;
+use crate::service::channel_call;
 use crate::service::outcomes::record;
 use crate::state::AppState;
 
@@ -91,11 +92,14 @@ async fn close_at_channel(
         Err(refusal) => return (ChannelCloseOutcome::Failed, Some(refusal.message)),
     };
     let order = state.channel_order(payment);
-    let close_error = match adapter.close_payment(&params, &order).await {
+    let account = &payment.channel_account_id;
+    let close = adapter.close_payment(&params, &order);
+    let close_error = match channel_call(state, payment.channel, account, "close", close).await {
         Ok(()) => return (ChannelCloseOutcome::Closed, None),
         Err(error) => error.to_string(),
     };
-    match adapter.query_payment(&params, &order).await {
+    let query = adapter.query_payment(&params, &order);
+    match channel_call(state, payment.channel, account, "query", query).await {
         Ok(ChannelPaymentStatus::Paid {
             channel_trade_no,
             amount,

@@ -55,6 +55,27 @@ pub fn take_lease(state: &AppState, name: &str, ttl_ms: u64) -> bool {
     }
 }
 
+/// Runs one call to a channel and counts it in `/metrics` under the account and `operation`
+/// (`initiate`, `query`, `close`, `refund`) with its outcome and latency.
+pub async fn channel_call<T>(
+    state: &AppState,
+    channel: paycenter_domain::vocabulary::Channel,
+    channel_account_id: &paycenter_domain::ids::ChannelAccountId,
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, paycenter_gateway::GatewayError>>,
+) -> Result<T, paycenter_gateway::GatewayError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    state.metrics.channel_call(
+        channel.as_str(),
+        channel_account_id.as_str(),
+        operation,
+        crate::metrics::CallOutcome::of(&result),
+        started.elapsed().as_secs_f64(),
+    );
+    result
+}
+
 /// `n_bytes` random bytes as hex: the random parts of ids, command ids and new secrets.
 pub fn random_hex(n_bytes: usize) -> String {
     let mut bytes = vec![0u8; n_bytes];

@@ -178,7 +178,14 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         payer_id,
         client_ip,
     };
-    let initiation = adapter.create_payment(&params, &request).await;
+    let initiation = crate::service::channel_call(
+        state,
+        account.channel,
+        &channel_account_id,
+        "initiate",
+        adapter.create_payment(&params, &request),
+    )
+    .await;
     state.channel_outcomes.record(
         &channel_account_id,
         initiation.is_ok(),

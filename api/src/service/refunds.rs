@@ -94,9 +94,15 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
         return Submission::HeldElsewhere;
     }
     let order = target.channel_order(state, &payment);
-    let status = match adapter
-        .refund(&params, &order, refund_id, target.amount)
-        .await
+    let refund = adapter.refund(&params, &order, refund_id, target.amount);
+    let status = match crate::service::channel_call(
+        state,
+        account.channel,
+        &account.channel_account_id,
+        "refund",
+        refund,
+    )
+    .await
     {
         Ok(status) => status,
         Err(error) => return Submission::Failed(error.to_string()),

@@ -10,6 +10,7 @@ use paycenter_gateway::{CallbackNotice, ChannelPaymentStatus};
 use paycenter_projections::model::PaymentView;
 
 use crate::error::Refusal;
+use crate::service::channel_call;
 use crate::service::closes::record_close;
 use crate::service::outcomes::{record, refund_notice};
 use crate::state::AppState;
@@ -101,10 +102,16 @@ pub async fn query(state: &AppState, item: &SweepItem) -> Result<(), Refusal> {
     };
     match item {
         SweepItem::Refund(_, refund_id) => {
-            let status = adapter
-                .query_refund(&params, &order, refund_id)
-                .await
-                .map_err(Refusal::channel_unavailable)?;
+            let query = adapter.query_refund(&params, &order, refund_id);
+            let status = channel_call(
+                state,
+                payment.channel,
+                &payment.channel_account_id,
+                "query",
+                query,
+            )
+            .await
+            .map_err(Refusal::channel_unavailable)?;
             if let Some(notice) = refund_notice(&payment.trade_no, refund_id, status) {
                 tracing::info!(%refund_id, "sweeper learnt a refund's outcome by query");
                 record(notice).await?;
@@ -112,10 +119,16 @@ pub async fn query(state: &AppState, item: &SweepItem) -> Result<(), Refusal> {
             Ok(())
         }
         SweepItem::Payment(_) => {
-            let status = adapter
-                .query_payment(&params, &order)
-                .await
-                .map_err(Refusal::channel_unavailable)?;
+            let query = adapter.query_payment(&params, &order);
+            let status = channel_call(
+                state,
+                payment.channel,
+                &payment.channel_account_id,
+                "query",
+                query,
+            )
+            .await
+            .map_err(Refusal::channel_unavailable)?;
             let expired = state.clock.now() > payment.expires_at;
             match status {
                 ChannelPaymentStatus::Paid {

@@ -3,8 +3,6 @@
 //! each attempt recorded whatever it came to, on the retry schedule until acknowledged or
 //! given up.
 
-use std::sync::atomic::Ordering;
-
 use paycenter_domain::events::{Event, NotificationScheduled};
 use paycenter_domain::notification::{DeliveryOutcome, Notification};
 use paycenter_domain::streams;
@@ -158,10 +156,7 @@ pub async fn deliver(state: &AppState, http: &HttpClient, notification: Notifica
         },
     };
     if !outcome.acknowledged() {
-        state
-            .metrics
-            .webhook_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.webhook_failures.inc();
     }
     let stream_id = streams::notification(&scheduled.notification_id);
     let command_id = format!("deliver-{}-{attempt_no}", scheduled.notification_id);
@@ -181,10 +176,7 @@ pub async fn deliver(state: &AppState, http: &HttpClient, notification: Notifica
                 .iter()
                 .any(|event| matches!(event, Event::NotificationFailed(_)))
             {
-                state
-                    .metrics
-                    .webhooks_exhausted
-                    .fetch_add(1, Ordering::Relaxed);
+                state.metrics.webhooks_exhausted.inc();
                 tracing::error!(notification_id = %scheduled.notification_id, app_id = %scheduled.app_id, "webhook given up after its whole retry schedule");
             }
         }

@@ -1091,21 +1091,6 @@ fn audit_instant(at: &str, tz: &str) -> Result<chrono::DateTime<chrono::Utc>, Re
     Ok(start_of_next.with_timezone(&chrono::Utc) - chrono::Duration::microseconds(1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_audit_date_means_the_end_of_that_day_in_its_zone() {
-        let at = audit_instant("2026-12-01", "Asia/Shanghai").unwrap();
-        assert_eq!(at.to_rfc3339(), "2026-12-01T15:59:59.999999+00:00");
-        let at = audit_instant("2026-12-01T08:00:00+08:00", "UTC").unwrap();
-        assert_eq!(at.to_rfc3339(), "2026-12-01T00:00:00+00:00");
-        assert!(audit_instant("yesterday", "UTC").is_err());
-        assert!(audit_instant("2026-12-01", "Mars/Olympus").is_err());
-    }
-}
-
 /// Alerts (open first, then resolved) and where they go.
 async fn alerts(
     state: &Arc<AppState>,
@@ -1159,4 +1144,19 @@ async fn alerts(
             "done": done,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_date_means_the_end_of_that_day_in_its_zone() {
+        let at = audit_instant("2026-12-01", "Asia/Shanghai").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T15:59:59.999999+00:00");
+        let at = audit_instant("2026-12-01T08:00:00+08:00", "UTC").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert!(audit_instant("yesterday", "UTC").is_err());
+        assert!(audit_instant("2026-12-01", "Mars/Olympus").is_err());
+    }
 }
