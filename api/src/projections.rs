@@ -111,3 +111,40 @@ fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, ModelError> {
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// A projection's state, as `/healthz` and `/metrics` show it.
+pub struct ProjectionHealth {
+    /// Its name.
+    pub name: &'static str,
+    /// Where it stopped, if it did.
+    pub stopped: Option<paycenter_projections::model::Stopped>,
+    /// The last position it applied.
+    pub position: u64,
+}
+
+/// The read model and the balances projection inside it.
+pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
+    let model = state.model_lock();
+    let read_model_stopped = state.follower_health.stopped();
+    let ledger_position = match model.ledger_stopped() {
+        Some(stopped) => stopped.position.saturating_sub(1),
+        None => model.position(),
+    };
+    vec![
+        ProjectionHealth {
+            name: paycenter_projections::model::NAME,
+            position: read_model_stopped
+                .as_ref()
+                .map_or(model.position(), |stopped| {
+                    stopped.position.saturating_sub(1)
+                }),
+            stopped: read_model_stopped.clone(),
+        },
+        ProjectionHealth {
+            name: "balances",
+            // The balances fold inside the read model: it stops with it, or alone.
+            stopped: model.ledger_stopped().cloned().or(read_model_stopped),
+            position: ledger_position,
+        },
+    ]
+}

@@ -155,7 +155,7 @@ pub fn metrics_text(state: &AppState) -> String {
             .set(n_anomalies.get(kind).copied().unwrap_or(0) as i64);
     }
     let head = tokio::task::block_in_place(|| state.store.head_position()).unwrap_or(0);
-    for projection in crate::http::health::projections(state) {
+    for projection in crate::projections::projections(state) {
         gauges
             .projection_lag_events
             .with_label_values(&[projection.name])

@@ -12,38 +12,7 @@ use crate::error::Refusal;
 use crate::service::alerts;
 use crate::state::AppState;
 
-/// Thresholds of the rules (`PAYCENTER_ALERT_*`).
-#[derive(Debug, Clone, Copy)]
-pub struct AlertThresholds {
-    /// Seconds between evaluations.
-    pub interval_seconds: u64,
-    /// A channel account alerts when this share of its initiations (percent) failed...
-    pub channel_failure_percent: u64,
-    /// ...among at least this many...
-    pub channel_min_attempts: u64,
-    /// ...within this window.
-    pub channel_window_seconds: u64,
-    /// An app's webhooks alert once they have failed for this long without a delivery.
-    pub webhook_failing_seconds: u64,
-    /// A projection alerts when the oldest event it has not applied is this old.
-    pub projection_lag_seconds: u64,
-    /// The data directory's file system alerts below this much free space.
-    pub disk_free_mb: u64,
-}
-
-impl Default for AlertThresholds {
-    fn default() -> Self {
-        AlertThresholds {
-            interval_seconds: 30,
-            channel_failure_percent: 50,
-            channel_min_attempts: 10,
-            channel_window_seconds: 300,
-            webhook_failing_seconds: 1_800,
-            projection_lag_seconds: 60,
-            disk_free_mb: 1_024,
-        }
-    }
-}
+pub use crate::state::AlertThresholds;
 
 fn observation(
     rule: AlertRule,
@@ -108,7 +77,7 @@ pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> R
 }
 
 fn projection_stopped(state: &AppState) -> Vec<Observation> {
-    crate::http::health::projections(state)
+    crate::projections::projections(state)
         .into_iter()
         .filter_map(|projection| {
             let stopped = projection.stopped?;
