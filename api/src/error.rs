@@ -12,7 +12,6 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     AlertChannelNotFound,
-    AlertDeliveryFailed,
     AlreadyExists,
     AppDisabled,
     AppNotFound,
@@ -84,9 +83,8 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 69] = [
+    pub const ALL: [ErrorCode; 68] = [
         ErrorCode::AlertChannelNotFound,
-        ErrorCode::AlertDeliveryFailed,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
         ErrorCode::AppNotFound,
@@ -161,7 +159,6 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::AlertChannelNotFound => 404,
-            ErrorCode::AlertDeliveryFailed => 502,
             ErrorCode::AlreadyExists => 409,
             ErrorCode::AppDisabled => 403,
             ErrorCode::AppNotFound => 404,
@@ -236,7 +233,6 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::AlertChannelNotFound => "alert_channel_not_found",
-            ErrorCode::AlertDeliveryFailed => "alert_delivery_failed",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::AppDisabled => "app_disabled",
             ErrorCode::AppNotFound => "app_not_found",

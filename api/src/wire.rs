@@ -292,11 +292,14 @@ pub struct AlertChannelDeletedAnswer {
     pub deleted: bool,
 }
 
-/// `POST /v1/alert-channels/{id}/test`: the test message was delivered.
+/// `POST /v1/alert-channels/{id}/test`: whether the destination took the test message, and
+/// what it answered when it did not (a DingTalk `errcode`, an HTTP status, a network error).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertChannelTestAnswer {
     pub alert_channel_id: String,
     pub delivered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One message of an alert to one destination.

@@ -185,7 +185,22 @@ fn seed(base: &str) -> (Value, String) {
         .as_str()
         .unwrap()
         .to_owned();
+    // Alert destinations: one the test reaches (the acknowledging sink), one to delete.
+    let alert_channel = |name: &str| {
+        admin(
+            "POST",
+            "/v1/alert-channels",
+            json!({"kind": "webhook", "url": format!("{notify_url}?{name}"), "secret": "conformance-alert-secret"}),
+        )["alert_channel_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let alert_channel_id = alert_channel("kept");
+    let victim_alert_channel_id = alert_channel("deleted");
     let ids = json!({
+        "alert_channel_id": alert_channel_id,
+        "victim_alert_channel_id": victim_alert_channel_id,
         "merchant_id": merchant_id,
         "channel_account_id": channel_account_id,
         "victim_channel_account_id": victim_channel_account_id,

@@ -76,12 +76,13 @@ pub async fn delete_alert_channel(state: Arc<AppState>, alert_channel_id: String
 
 /// `POST /v1/alert-channels/{alert_channel_id}/test`
 pub async fn test_alert_channel(state: Arc<AppState>, alert_channel_id: String) -> Answer {
-    alerts::test_channel(&state, &alert_channel_id).await?;
+    let outcome = alerts::test_channel(&state, &alert_channel_id).await?;
     Ok((
         StatusCode::OK,
         wire::to_value(&wire::AlertChannelTestAnswer {
             alert_channel_id,
-            delivered: true,
+            delivered: outcome.is_ok(),
+            error: outcome.err(),
         }),
     ))
 }

@@ -171,7 +171,14 @@ pub(super) async fn page(
                 None,
             )
             .await;
-            alerts(state, request, operator, Some(outcome.map(|_| "tested"))).await
+            // Not taken: the destination's answer, shown as the page's error.
+            let outcome = outcome.and_then(|answer| match answer["error"].as_str() {
+                None => Ok("tested"),
+                Some(error) => Err(Refusal::invalid(format!(
+                    "the destination did not take the test message: {error}"
+                ))),
+            });
+            alerts(state, request, operator, Some(outcome)).await
         }
         (true, ["alerts", "channels", alert_channel_id, "delete"]) => {
             let outcome = call(
