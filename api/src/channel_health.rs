@@ -41,6 +41,24 @@ impl ChannelOutcomes {
         outcomes.push_back((now, succeeded));
     }
 
+    /// One account's (calls, failures) within `window` before `now`.
+    pub fn tally(&self, account: &ChannelAccountId, window: Duration, now: Instant) -> (u64, u64) {
+        let accounts = self.accounts.lock().expect("outcomes lock");
+        accounts.get(account).map_or((0, 0), |outcomes| {
+            outcomes
+                .iter()
+                .filter(|(at, _)| now.duration_since(*at) <= window)
+                .fold((0, 0), |(calls, failures), (_, ok)| {
+                    (calls + 1, failures + u64::from(!ok))
+                })
+        })
+    }
+
+    /// Forgets an account's outcomes (its breaker closed: a fresh start).
+    pub fn forget(&self, account: &ChannelAccountId) {
+        self.accounts.lock().expect("outcomes lock").remove(account);
+    }
+
     /// Each account's tally within `window` before `now`.
     pub fn tallies(&self, window: Duration, now: Instant) -> Vec<(ChannelAccountId, Tally)> {
         let accounts = self.accounts.lock().expect("outcomes lock");

@@ -48,6 +48,7 @@ pub enum ErrorCode {
     MerchantNotFound,
     MethodNotAllowed,
     MissingChannelField,
+    NoRoute,
     NotificationNotFound,
     NotificationSettled,
     OperatorNotFound,
@@ -83,7 +84,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 68] = [
+    pub const ALL: [ErrorCode; 69] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -121,6 +122,7 @@ impl ErrorCode {
         ErrorCode::MerchantNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::MissingChannelField,
+        ErrorCode::NoRoute,
         ErrorCode::NotificationNotFound,
         ErrorCode::NotificationSettled,
         ErrorCode::OperatorNotFound,
@@ -195,6 +197,7 @@ impl ErrorCode {
             ErrorCode::MerchantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::MissingChannelField => 422,
+            ErrorCode::NoRoute => 422,
             ErrorCode::NotificationNotFound => 404,
             ErrorCode::NotificationSettled => 409,
             ErrorCode::OperatorNotFound => 404,
@@ -269,6 +272,7 @@ impl ErrorCode {
             ErrorCode::MerchantNotFound => "merchant_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::MissingChannelField => "missing_channel_field",
+            ErrorCode::NoRoute => "no_route",
             ErrorCode::NotificationNotFound => "notification_not_found",
             ErrorCode::NotificationSettled => "notification_settled",
             ErrorCode::OperatorNotFound => "operator_not_found",
@@ -420,6 +424,7 @@ impl From<DomainError> for Refusal {
             DomainError::NotificationNotFound { .. } => ErrorCode::NotificationNotFound,
             DomainError::NotificationSettled { .. } => ErrorCode::NotificationSettled,
             DomainError::OperatorNotFound { .. } => ErrorCode::OperatorNotFound,
+            DomainError::NoRoute { .. } => ErrorCode::NoRoute,
             DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
         };
         Refusal::new(code, message)

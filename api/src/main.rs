@@ -39,6 +39,10 @@ const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable)
   PAYCENTER_ALERT_WEBHOOK_FAILING_SECONDS an app's webhooks alert after failing this long (default 1800)
   PAYCENTER_ALERT_PROJECTION_LAG_SECONDS a projection alerts this far behind the log (default 60)
   PAYCENTER_ALERT_DISK_FREE_MB          the data directory's disk alerts below this (default 1024)
+  PAYCENTER_BREAKER_FAILURE_PERCENT     a channel account's breaker opens at this failure share (default 50)
+  PAYCENTER_BREAKER_MIN_CALLS           ...of at least this many recent initiations (default 10)
+  PAYCENTER_BREAKER_WINDOW_SECONDS      ...within this window (default 60)
+  PAYCENTER_BREAKER_OPEN_SECONDS        an open breaker lets a probe through after this (default 30)
   RUST_LOG                              log filter (default info)";
 
 #[derive(Parser, Debug)]

@@ -75,6 +75,7 @@ pub struct StateGauges {
     pub chain_checkpoint_position: IntGauge,
     pub chain_broken: IntGauge,
     pub alerts_open: IntGaugeVec,
+    pub channel_breaker_state: IntGaugeVec,
 }
 
 /// The service's metrics.
@@ -186,6 +187,7 @@ impl Metrics {
                 chain_checkpoint_position: gauge(r, "paycenter_chain_checkpoint_position", "The sealed checkpoint this start verified from (0: it verified the whole log)."),
                 chain_broken: gauge(r, "paycenter_chain_broken", "1 once the background walk found a broken link."),
                 alerts_open: gauge_vec(r, "paycenter_alerts_open", "Open alerts by rule.", &["rule"]),
+                channel_breaker_state: gauge_vec(r, "paycenter_channel_breaker_state", "Each channel account's breaker that ever changed: 0 closed, 1 half-open, 2 open.", &["channel_account_id"]),
             },
             registry,
         }

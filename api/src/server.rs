@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub daily_reconciliation: crate::service::reconciliation::DailySchedule,
     /// Thresholds of the alert rules (`PAYCENTER_ALERT_*`).
     pub alerts: crate::service::alert_rules::AlertThresholds,
+    /// Channel accounts' circuit breakers (`PAYCENTER_BREAKER_*`).
+    pub breaker: paycenter_domain::routing::BreakerConfig,
 }
 
 /// A whole number from the environment within `range`, or `default` when unset.
@@ -194,6 +196,31 @@ impl ServeOptions {
                 Ok(other) => anyhow::bail!("PAYCENTER_SANDBOX must be 1 or 0, not {other:?}"),
             },
             alerts: alert_thresholds()?,
+            breaker: {
+                let defaults = paycenter_domain::routing::BreakerConfig::default();
+                paycenter_domain::routing::BreakerConfig {
+                    failure_percent: env_number(
+                        "PAYCENTER_BREAKER_FAILURE_PERCENT",
+                        1..=100,
+                        defaults.failure_percent,
+                    )?,
+                    min_calls: env_number(
+                        "PAYCENTER_BREAKER_MIN_CALLS",
+                        1..=100_000,
+                        defaults.min_calls,
+                    )?,
+                    open_seconds: env_number(
+                        "PAYCENTER_BREAKER_OPEN_SECONDS",
+                        1..=86_400,
+                        defaults.open_seconds as u64,
+                    )? as i64,
+                    window_seconds: env_number(
+                        "PAYCENTER_BREAKER_WINDOW_SECONDS",
+                        1..=86_400,
+                        defaults.window_seconds,
+                    )?,
+                }
+            },
             daily_reconciliation: crate::service::reconciliation::DailySchedule {
                 hour: env_number("PAYCENTER_RECONCILE_HOUR", 0..=23, 10)? as u32,
                 check_seconds: env_number("PAYCENTER_RECONCILE_CHECK_SECONDS", 1..=86_400, 600)?,
@@ -433,6 +460,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         egress: options.egress,
         sandbox_enabled: options.sandbox_enabled,
         alerts: options.alerts,
+        breaker: options.breaker,
     };
     let state = open_state(
         StateParts {

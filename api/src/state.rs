@@ -44,6 +44,8 @@ pub struct ServiceConfig {
     pub sandbox_enabled: bool,
     /// Thresholds of the alert rules (`PAYCENTER_ALERT_*`).
     pub alerts: AlertThresholds,
+    /// Channel accounts' circuit breakers (`PAYCENTER_BREAKER_*`).
+    pub breaker: paycenter_domain::routing::BreakerConfig,
 }
 
 /// Thresholds of the alert rules (`PAYCENTER_ALERT_*`; `service::alert_rules`).

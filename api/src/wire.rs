@@ -676,6 +676,76 @@ pub struct CreatePaymentRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 2048, example = "https://app.example.com/paid")]
     pub return_url: Option<Value>,
+    /// `auto` instead of `channel_account_id`: paycenter picks a healthy account by the
+    /// merchant's routing rules, and tries the next after a definite refusal.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^auto$")]
+    pub route: Option<Value>,
+    /// With `route: auto`: channels to prefer, in order (`alipay`, `wechatpay`, `stripe`,
+    /// `sandbox`); accounts of other channels are left out.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 4)]
+    pub preferred_channels: Option<Value>,
+}
+
+/// How routing chose a payment's account (`"route": "auto"`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteAnswer {
+    pub account_chosen: String,
+    pub reason: String,
+    pub skipped: Vec<RouteSkipAnswer>,
+}
+
+/// An account routing left out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteSkipAnswer {
+    pub channel_account_id: String,
+    pub reason: String,
+}
+
+/// A route as answered.
+pub fn route_answer(route: &paycenter_domain::events::RouteRecord) -> RouteAnswer {
+    RouteAnswer {
+        account_chosen: route.account_chosen.to_string(),
+        reason: route.reason.clone(),
+        skipped: route
+            .skipped
+            .iter()
+            .map(|skip| RouteSkipAnswer {
+                channel_account_id: skip.channel_account_id.to_string(),
+                reason: skip.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// One routing rule (`PUT /v1/merchants/{merchant_id}/routing`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRuleBody {
+    /// Only payments of this invoke method (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(pc|wap|app|mini_program|jsapi|native_qr)$")]
+    pub invoke_method: Option<String>,
+    /// Only payments in this currency (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    /// The merchant's accounts, first choice first (1 to 16).
+    #[schema(min_items = 1, max_items = 16)]
+    pub channel_account_ids: Vec<String>,
+    /// One weight (1 to 1000) per account: the order is drawn in proportion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<u32>>,
+}
+
+/// `PUT|GET /v1/merchants/{merchant_id}/routing`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingBody {
+    /// The first rule that fits a payment (invoke method, currency) gives its accounts.
+    #[schema(max_items = 32)]
+    pub rules: Vec<RoutingRuleBody>,
 }
 
 /// What the user must be shown to pay: `type` says which fields come with it.
@@ -761,6 +831,9 @@ pub struct PaymentCreatedAnswer {
     pub currency: String,
     pub expires_at: String,
     pub action: PaymentActionAnswer,
+    /// How routing chose the account (`"route": "auto"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteAnswer>,
 }
 
 /// The aggregated cashier of an order (`invoke_method: "cashier"`): the person picks the
@@ -862,6 +935,9 @@ pub struct PaymentAnswer {
     pub splits: Vec<SplitAnswer>,
     pub channel_close: Option<ChannelCloseAnswer>,
     pub anomalies: Vec<AnomalyAnswer>,
+    /// How routing chose the account (`"route": "auto"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteAnswer>,
     /// Every attempt of the order, oldest first (lookups by order or channel trade number).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(no_recursion)]
@@ -1205,6 +1281,7 @@ pub fn payment_answer(payment: &PaymentView) -> PaymentAnswer {
                 refund_status: anomaly.refund_status.as_str().to_owned(),
             })
             .collect(),
+        route: payment.route.as_ref().map(route_answer),
         attempts: None,
     }
 }

@@ -1169,3 +1169,326 @@ fn the_cashier_opened_inside_alipay_starts_the_alipay_attempt_by_itself() {
         "{found}"
     );
 }
+
+/// paycenter with the breaker and the channel timeout short enough for a test.
+fn start_routing_paycenter(data_dir: &std::path::Path) -> (Process, String) {
+    let ca_file = pki().ca_path.to_str().unwrap().to_owned();
+    support::start_paycenter(
+        data_dir,
+        ADMIN_TOKEN,
+        &[
+            ("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1"),
+            ("PAYCENTER_CA_FILE", &ca_file),
+            ("PAYCENTER_MIN_ATTEMPT_INTERVAL_MS", "15000"),
+            ("PAYCENTER_CHANNEL_TIMEOUT_MS", "1000"),
+            ("PAYCENTER_BREAKER_MIN_CALLS", "2"),
+            ("PAYCENTER_BREAKER_OPEN_SECONDS", "2"),
+            ("PAYCENTER_BREAKER_WINDOW_SECONDS", "60"),
+        ],
+    )
+}
+
+/// The Alipay parameters of a fake gateway.
+fn alipay_params(keys: &Value) -> Value {
+    json!({
+        "app_id": keys["app_id"], "app_private_key": keys["app_private_key"],
+        "alipay_public_key": keys["alipay_public_key"],
+        "gateway_url": format!("https://localhost:{}/gateway.do", keys["port"]),
+    })
+}
+
+/// A second account of the shop's merchant, at another fake gateway.
+fn second_account(shop: &Shop, params: Value) -> String {
+    let (status, account) = call(
+        "POST",
+        &format!(
+            "{}/v1/merchants/{}/channel-accounts",
+            shop.base, shop.merchant_id
+        ),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel": "alipay", "params": params, "callback_ip_allowlist": ["127.0.0.0/8"]}),
+        ),
+    );
+    assert_eq!(status, 201, "{account}");
+    account["channel_account_id"].as_str().unwrap().to_owned()
+}
+
+fn precreates(keys: &Value) -> u64 {
+    let stats: Value = pki()
+        .client()
+        .get(&format!(
+            "https://localhost:{}/__control/stats",
+            keys["port"]
+        ))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    stats["precreate"].as_u64().unwrap()
+}
+
+fn set_mode(keys: &Value, precreate: &str) {
+    pki()
+        .client()
+        .post(&format!(
+            "https://localhost:{}/__control/mode",
+            keys["port"]
+        ))
+        .send_json(json!({"precreate": precreate}))
+        .unwrap();
+}
+
+fn route(shop: &Shop, rules: Value) -> (u16, Value) {
+    call(
+        "PUT",
+        &format!("{}/v1/merchants/{}/routing", shop.base, shop.merchant_id),
+        ADMIN_TOKEN,
+        Some(json!({ "rules": rules })),
+    )
+}
+
+fn pay_routed(shop: &Shop, order_no: &str) -> (u16, Value) {
+    shop.pay(
+        order_no,
+        "30.00",
+        "native_qr",
+        json!({"channel_account_id": null, "route": "auto"}),
+    )
+}
+
+#[test]
+fn routing_fails_over_after_a_refusal_and_tells_why() {
+    let Some(python) = python() else { return };
+    let (_refusing, refusing_keys) = fake_with(
+        &python,
+        "alipay_gateway.py",
+        &[("FAKE_PRECREATE", "refuse")],
+    );
+    let (_taking, taking_keys) = fake(&python, "alipay_gateway.py");
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_routing_paycenter(dir.path());
+    let shop = Shop::open(&base, "alipay", alipay_params(&refusing_keys));
+    let refusing = shop.channel_account_id.clone();
+    let taking = second_account(&shop, alipay_params(&taking_keys));
+
+    // No rules yet: nothing to route by.
+    let (status, refused) = pay_routed(&shop, "r-0");
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("no_route")),
+        "{refused}"
+    );
+    // Rules are checked: the merchant's own accounts, one weight each.
+    for (rules, field_hint) in [
+        (
+            json!([{"channel_account_ids": ["ca_not_the_merchants"]}]),
+            "not a channel account",
+        ),
+        (
+            json!([{"channel_account_ids": [refusing, refusing]}]),
+            "twice",
+        ),
+        (
+            json!([{"channel_account_ids": [refusing, taking], "weights": [1]}]),
+            "weight",
+        ),
+        (json!([{"channel_account_ids": []}]), "1 to 16"),
+    ] {
+        let (status, answer) = route(&shop, rules.clone());
+        assert_eq!(status, 400, "{rules} → {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field_hint),
+            "{answer}"
+        );
+    }
+    let rules = json!([{"invoke_method": "native_qr", "currency": "CNY", "channel_account_ids": [refusing, taking]}]);
+    let (status, set) = route(&shop, rules.clone());
+    assert_eq!((status, &set["rules"]), (200, &rules), "{set}");
+    let (_, got) = call(
+        "GET",
+        &format!("{base}/v1/merchants/{}/routing", shop.merchant_id),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(got["rules"], rules);
+
+    // The first account refuses (a definite answer: no trade there): the second takes it, in
+    // the same request, though the order's attempts are otherwise 15 s apart.
+    let (status, created) = pay_routed(&shop, "r-1");
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["channel_account_id"], taking.as_str(), "{created}");
+    assert_eq!(
+        created["route"]["account_chosen"],
+        taking.as_str(),
+        "{created}"
+    );
+    let skipped = &created["route"]["skipped"];
+    assert_eq!(
+        skipped[0]["channel_account_id"],
+        refusing.as_str(),
+        "{created}"
+    );
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ACQ.ACCESS_FORBIDDEN"),
+        "{created}"
+    );
+    assert_eq!(
+        (precreates(&refusing_keys), precreates(&taking_keys)),
+        (1, 1)
+    );
+    let (_, order) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=r-1",
+            shop.merchant_id
+        ),
+        &shop.api_key,
+        None,
+    );
+    let attempts = order["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{order}");
+    assert_eq!(
+        (
+            attempts[0]["status"].as_str(),
+            attempts[0]["channel_account_id"].as_str()
+        ),
+        (Some("failed"), Some(refusing.as_str()))
+    );
+    assert_eq!(
+        attempts[1]["route"]["account_chosen"],
+        taking.as_str(),
+        "{order}"
+    );
+
+    // Bad requests say so.
+    for (extra, field) in [
+        (json!({"route": "auto"}), "channel_account_id"),
+        (
+            json!({"channel_account_id": null, "route": "manual"}),
+            "route",
+        ),
+        (
+            json!({"channel_account_id": null, "route": "auto", "preferred_channels": ["paypal"]}),
+            "preferred_channels",
+        ),
+    ] {
+        let (status, answer) = shop.pay("r-bad", "30.00", "native_qr", extra.clone());
+        assert_eq!(
+            (status, answer["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{extra} → {answer}"
+        );
+    }
+}
+
+#[test]
+fn a_timeout_is_asked_about_not_routed_elsewhere() {
+    let Some(python) = python() else { return };
+    // The first gateway makes the trade and answers after paycenter stopped waiting.
+    let (_slow, slow_keys) = fake_with(
+        &python,
+        "alipay_gateway.py",
+        &[("FAKE_PRECREATE", "slow:2.5")],
+    );
+    let (_taking, taking_keys) = fake(&python, "alipay_gateway.py");
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_routing_paycenter(dir.path());
+    let shop = Shop::open(&base, "alipay", alipay_params(&slow_keys));
+    let slow = shop.channel_account_id.clone();
+    let taking = second_account(&shop, alipay_params(&taking_keys));
+    let (status, _) = route(&shop, json!([{"channel_account_ids": [slow, taking]}]));
+    assert_eq!(status, 200);
+    let (status, answer) = pay_routed(&shop, "t-1");
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (502, Some("channel_unavailable")),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not routed elsewhere"),
+        "{answer}"
+    );
+    // The trade exists at the first channel: the second was never asked.
+    assert_eq!(precreates(&taking_keys), 0);
+    assert_eq!(precreates(&slow_keys), 1);
+}
+
+#[test]
+fn the_breaker_opens_on_failures_and_closes_after_a_good_probe() {
+    let Some(python) = python() else { return };
+    let (_flaky, flaky_keys) = fake_with(
+        &python,
+        "alipay_gateway.py",
+        &[("FAKE_PRECREATE", "refuse")],
+    );
+    let (_taking, taking_keys) = fake(&python, "alipay_gateway.py");
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_routing_paycenter(dir.path());
+    let shop = Shop::open(&base, "alipay", alipay_params(&flaky_keys));
+    let flaky = shop.channel_account_id.clone();
+    let taking = second_account(&shop, alipay_params(&taking_keys));
+    let (status, _) = route(&shop, json!([{"channel_account_ids": [flaky, taking]}]));
+    assert_eq!(status, 200);
+    let breaker = || {
+        let metrics = ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!(
+                    "paycenter_channel_breaker_state{{channel_account_id=\"{flaky}\"}}"
+                ))
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u8>().ok())
+    };
+
+    // Two refusals of two calls: the breaker opens.
+    for order_no in ["b-1", "b-2"] {
+        let (status, created) = pay_routed(&shop, order_no);
+        assert_eq!(
+            (status, created["channel_account_id"].as_str()),
+            (201, Some(taking.as_str())),
+            "{created}"
+        );
+    }
+    assert_eq!(breaker(), Some(2), "open");
+    // Open: passed over without being asked.
+    let (status, created) = pay_routed(&shop, "b-3");
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["route"]["skipped"][0]["reason"], "breaker open",
+        "{created}"
+    );
+    assert_eq!(precreates(&flaky_keys), 2);
+
+    // The channel recovers; once the breaker's time is up, the next payment is a probe, and it
+    // succeeds: closed again.
+    set_mode(&flaky_keys, "ok");
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (status, created) = pay_routed(&shop, "b-4");
+    assert_eq!(
+        (status, created["channel_account_id"].as_str()),
+        (201, Some(flaky.as_str())),
+        "{created}"
+    );
+    assert_eq!(breaker(), Some(0), "closed");
+    let (status, created) = pay_routed(&shop, "b-5");
+    assert_eq!(
+        (status, created["channel_account_id"].as_str()),
+        (201, Some(flaky.as_str())),
+        "{created}"
+    );
+}

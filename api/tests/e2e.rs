@@ -2701,6 +2701,7 @@ fn write_poisoned_log(data_dir: &std::path::Path, ledger: bool) -> u64 {
         started_at: now,
         expires_at: now,
         return_url: None,
+        route: None,
     };
     let paid = PaymentSucceeded {
         trade_no: trade_no.clone(),

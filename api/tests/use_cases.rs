@@ -76,6 +76,7 @@ async fn world() -> World {
                 egress: Default::default(),
                 sandbox_enabled: true,
                 alerts: Default::default(),
+                breaker: Default::default(),
             },
             clock: Box::new(clock.clone()),
             channels: ChannelRegistry::new(vec![Box::new(SandboxChannel::new(
@@ -146,7 +147,9 @@ async fn start_payment(
         StartPayment {
             app_id: world.app_id.clone(),
             merchant_id: world.merchant_id.clone(),
-            channel_account_id: world.channel_account_id.clone(),
+            account: paycenter_api::service::payments::AccountChoice::Given(
+                world.channel_account_id.clone(),
+            ),
             order_no: OrderNo::parse(order_no).unwrap(),
             amount: cny(amount),
             invoke_method: InvokeMethod::Pc,

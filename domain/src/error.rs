@@ -80,6 +80,8 @@ pub enum DomainError {
     },
     #[error("merchant {merchant_id} not found")]
     MerchantNotFound { merchant_id: MerchantId },
+    #[error("no route: {reason}")]
+    NoRoute { reason: String },
     #[error("operator {operator_id} not found")]
     OperatorNotFound { operator_id: String },
     #[error("notification {notification_id} not found")]

@@ -11,7 +11,7 @@ use crate::ids::{
 };
 use crate::money::{Money, Rate};
 use crate::shares::{RefundShares, Split};
-use crate::vocabulary::{AlertChannelKind, AlertMessage, AlertRule, OperatorRole};
+use crate::vocabulary::{AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole};
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
 };
@@ -187,6 +187,52 @@ pub struct AlertDeliveryFailed {
     pub failed_at: DateTime<Utc>,
 }
 
+/// One routing rule of a merchant: the accounts, in priority order, for payments of an invoke
+/// method and currency (any when absent); with weights, the order is drawn in proportion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke_method: Option<InvokeMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<crate::money::Currency>,
+    pub channel_account_ids: Vec<ChannelAccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<u32>>,
+}
+
+/// A merchant's routing rules were set (replacing the earlier ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantRoutingSet {
+    pub merchant_id: MerchantId,
+    pub rules: Vec<RoutingRule>,
+    pub set_at: DateTime<Utc>,
+}
+
+/// A channel account's breaker changed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelBreakerChanged {
+    pub channel_account_id: ChannelAccountId,
+    pub from: BreakerState,
+    pub to: BreakerState,
+    pub reason: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// An account routing left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSkip {
+    pub channel_account_id: ChannelAccountId,
+    pub reason: String,
+}
+
+/// How an attempt's account was chosen by routing (`"route": "auto"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub account_chosen: ChannelAccountId,
+    pub reason: String,
+    pub skipped: Vec<RouteSkip>,
+}
+
 /// A payment attempt for an order was started at a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentAttemptStarted {
@@ -208,6 +254,9 @@ pub struct PaymentAttemptStarted {
     /// attempts recorded before it existed, and when the app gave none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_url: Option<String>,
+    /// How routing chose the account, for `"route": "auto"` payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteRecord>,
 }
 
 /// An app opened the aggregated cashier for an order: the person picks the channel there,
@@ -525,6 +574,8 @@ events! {
     AlertResolved => "alert.resolved",
     AlertDelivered => "alert.delivered",
     AlertDeliveryFailed => "alert.delivery_failed",
+    MerchantRoutingSet => "merchant.routing_set",
+    ChannelBreakerChanged => "channel_account.breaker_changed",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

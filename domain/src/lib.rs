@@ -14,6 +14,8 @@
 //!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
+//! - [`routing`]: merchants' routing rules, the order accounts are tried in, each account's
+//!   circuit breaker.
 //! - [`alerts`]: alerts raised and resolved once per condition, and their deliveries.
 //! - [`operators`]: the console's operators, their roles and what each role may do.
 //! - [`notification`]: webhook deliveries and their retry schedule.
@@ -36,6 +38,8 @@ pub mod operators;
 pub mod payment;
 pub mod reconciliation;
 pub mod registry;
+#[allow(missing_docs)] // Candidate and plan fields are named for what they hold.
+pub mod routing;
 pub mod shares;
 pub mod streams;
 pub mod vocabulary;

@@ -215,6 +215,11 @@ pub struct StartAttempt {
     pub min_attempt_interval_ms: i64,
     /// Where the cashier sends the user back to once the attempt settles.
     pub return_url: Option<String>,
+    /// How routing chose the account (`"route": "auto"`).
+    pub route: Option<Box<crate::events::RouteRecord>>,
+    /// Routing moving on, within one request, from this attempt the channel refused: one
+    /// decision, so the spacing between an order's attempts does not apply to it.
+    pub failover_from: Option<TradeNo>,
 }
 
 /// A command on an order.
@@ -606,7 +611,13 @@ impl Order {
                 });
             }
         }
-        if let Some(last) = self.attempts.last() {
+        let failing_over = match (&start.failover_from, self.attempts.last()) {
+            (Some(from), Some(last)) => {
+                &last.started.trade_no == from && last.status == AttemptStatus::Failed
+            }
+            _ => false,
+        };
+        if let Some(last) = self.attempts.last().filter(|_| !failing_over) {
             let earliest_next =
                 last.started.started_at + Duration::milliseconds(start.min_attempt_interval_ms);
             if now < earliest_next {
@@ -667,6 +678,7 @@ impl Order {
             started_at: now,
             expires_at: now + Duration::seconds(i64::from(start.expire_seconds)),
             return_url: start.return_url.clone(),
+            route: start.route.as_deref().cloned(),
         }));
         Ok(events)
     }

@@ -127,6 +127,20 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// A channel account's circuit breaker.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    BreakerState ("breaker state") {
+        /// Payments go to the account.
+        Closed => "closed",
+        /// The account failed too often: routing passes it over until its time is up.
+        Open => "open",
+        /// Its time is up: the next payment is a probe.
+        HalfOpen => "half_open",
+    }
+}
+
+vocabulary! {
     /// Which message of an alert a delivery carries.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]

@@ -38,6 +38,8 @@ fn start_command(n: u64, amount_minor: i64, fee_rate: Rate, splits: Vec<Split>) 
         expire_seconds: 60,
         min_attempt_interval_ms: MIN_INTERVAL_MS,
         return_url: None,
+        route: None,
+        failover_from: None,
     })
 }
 

@@ -35,6 +35,8 @@ fn start(n: u64, amount_minor: i64) -> StartAttempt {
         expire_seconds: 900,
         min_attempt_interval_ms: DEFAULT_MIN_ATTEMPT_INTERVAL_MS,
         return_url: None,
+        route: None,
+        failover_from: None,
     }
 }
 

@@ -202,6 +202,17 @@ fn business_error(method: &str, node: &Value) -> GatewayError {
     ))
 }
 
+/// A create call's business error: a refusal (no trade exists at Alipay) unless Alipay says
+/// its own system failed, when the trade's state is unknown.
+fn creation_error(method: &str, node: &Value) -> GatewayError {
+    match business_error(method, node) {
+        GatewayError::Unavailable { reason } if sub_code(node) != "ACQ.SYSTEM_ERROR" => {
+            GatewayError::Refused { reason }
+        }
+        other => other,
+    }
+}
+
 fn sub_code(node: &Value) -> &str {
     node["sub_code"].as_str().unwrap_or("")
 }
@@ -332,7 +343,7 @@ impl PaymentChannel for AlipayChannel {
                 InvokeMethod::NativeQr => {
                     let node = account.call(&self.http, method, &biz, notify_url).await?;
                     if node["code"].as_str() != Some(CODE_SUCCESS) {
-                        return Err(business_error(method, &node));
+                        return Err(creation_error(method, &node));
                     }
                     let qr_code = node["qr_code"]
                         .as_str()
@@ -344,7 +355,7 @@ impl PaymentChannel for AlipayChannel {
                 _ => {
                     let node = account.call(&self.http, method, &biz, notify_url).await?;
                     if node["code"].as_str() != Some(CODE_SUCCESS) {
-                        return Err(business_error(method, &node));
+                        return Err(creation_error(method, &node));
                     }
                     let trade_no = node["trade_no"]
                         .as_str()

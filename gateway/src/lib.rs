@@ -64,6 +64,13 @@ pub enum GatewayError {
         /// What is wrong.
         reason: String,
     },
+    /// The channel answered that it will not take this trade (a business refusal): no trade
+    /// exists there, so another account may be tried.
+    #[error("channel refused: {reason}")]
+    Refused {
+        /// What the channel said.
+        reason: String,
+    },
     /// The channel could not be reached or answered an error.
     #[error("channel unavailable: {reason}")]
     Unavailable {

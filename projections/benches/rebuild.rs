@@ -54,6 +54,8 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
         expire_seconds: 900,
         min_attempt_interval_ms: 15_000,
         return_url: None,
+        route: None,
+        failover_from: None,
     }));
     run(OrderCommand::RecordSuccess {
         channel_account_id: ChannelAccountId::from_entropy(u128::from(order_idx % 100)),

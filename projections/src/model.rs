@@ -119,6 +119,9 @@ pub struct PaymentView {
     /// Where the cashier sends the user back to (absent from snapshots made before it).
     #[serde(default)]
     pub return_url: Option<String>,
+    /// How routing chose the account, for `"route": "auto"` payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteRecord>,
     pub paid_at: Option<DateTime<Utc>>,
     pub refunds: Vec<RefundView>,
     pub splits: Vec<Split>,
@@ -155,6 +158,7 @@ impl PaymentView {
             created_at: self.created_at,
             expires_at: self.expires_at,
             return_url: self.return_url.clone(),
+            route: self.route.clone(),
             paid_at: None,
             refunds: Vec::new(),
             splits: self.splits.clone(),
@@ -254,6 +258,8 @@ macro_rules! model_tables {
                 (open_alerts, OPEN_ALERTS),
                 (webhook_health, WEBHOOK_HEALTH),
                 (anomalies_unalerted, ANOMALIES_UNALERTED),
+                (routing, ROUTING),
+                (breakers, BREAKERS),
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
@@ -350,6 +356,8 @@ mod space {
     pub const ALERTS_LISTED: u16 = 78;
     pub const ALERT_DELIVERIES_DUE: u16 = 79;
     pub const ALERT_DELIVERY_DUE_AT: u16 = 80;
+    pub const ROUTING: u16 = 81;
+    pub const BREAKERS: u16 = 82;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -447,6 +455,10 @@ pub struct ReadModel {
     /// Deliveries due, by deadline (and the way back from a delivery to its deadline).
     alert_deliveries_due: Map<(DateTime<Utc>, String), DeliveryTask>,
     alert_delivery_due_at: Map<str, DateTime<Utc>>,
+    /// Each merchant's routing rules.
+    routing: Resident<MerchantId, Vec<RoutingRule>>,
+    /// Each channel account's breaker (absent: closed) and when it last changed.
+    breakers: Resident<ChannelAccountId, (paycenter_domain::routing::BreakerState, DateTime<Utc>)>,
     /// Double-entry balances.
     ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
@@ -737,6 +749,13 @@ impl ReadModel {
             }
             Event::OperatorCreated(event) => self.apply_operator_created(event),
             Event::OperatorAccessChanged(event) => self.apply_operator_access(event),
+            Event::MerchantRoutingSet(event) => {
+                self.routing.insert(event.merchant_id, event.rules);
+            }
+            Event::ChannelBreakerChanged(event) => {
+                self.breakers
+                    .insert(event.channel_account_id, (event.to, event.changed_at));
+            }
             // Folded by `apply_alert_inputs` above.
             Event::AlertChannelCreated(_)
             | Event::AlertChannelDeleted(_)
@@ -822,6 +841,7 @@ impl ReadModel {
                     created_at: event.started_at,
                     expires_at: event.expires_at,
                     return_url: event.return_url.clone(),
+                    route: event.route.clone(),
                     paid_at: None,
                     refunds: Vec::new(),
                     splits: event.splits.clone(),
@@ -1435,6 +1455,33 @@ impl ReadModel {
     /// Whether the app was disabled.
     pub fn is_app_disabled(&self, app_id: &AppId) -> bool {
         self.disabled_apps.contains_key(app_id)
+    }
+
+    /// A merchant's routing rules (empty when it has none).
+    pub fn routing(&self, merchant_id: &MerchantId) -> &[RoutingRule] {
+        self.routing.get(merchant_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// A channel account's breaker and when it last changed (closed, never, when it has none).
+    pub fn breaker(
+        &self,
+        channel_account_id: &ChannelAccountId,
+    ) -> (
+        paycenter_domain::routing::BreakerState,
+        Option<DateTime<Utc>>,
+    ) {
+        self.breakers.get(channel_account_id).map_or(
+            (paycenter_domain::routing::BreakerState::Closed, None),
+            |(state, at)| (*state, Some(*at)),
+        )
+    }
+
+    /// Every breaker that is not closed.
+    pub fn breakers(&self) -> Vec<(ChannelAccountId, paycenter_domain::routing::BreakerState)> {
+        self.breakers
+            .iter()
+            .map(|(account, (state, _))| (account.clone(), *state))
+            .collect()
     }
 
     /// Whether the channel account was disabled (no new payments).

@@ -86,6 +86,8 @@ fn run_order(merchant_id: &MerchantId, order_idx: usize, plan: &PaymentPlan) -> 
             expire_seconds: 600,
             min_attempt_interval_ms: 0,
             return_url: None,
+            route: None,
+            failover_from: None,
         }),
         0,
     );

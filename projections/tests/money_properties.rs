@@ -179,6 +179,8 @@ impl Run {
                 expire_seconds: 600,
                 min_attempt_interval_ms: 0,
                 return_url: None,
+                route: None,
+                failover_from: None,
             }),
             at_seconds,
         );

@@ -42,6 +42,8 @@ fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
             expire_seconds: 600,
             min_attempt_interval_ms: 0,
             return_url: None,
+            route: None,
+            failover_from: None,
         }));
         if order_idx % 4 != 3 {
             run(OrderCommand::RecordSuccess {

@@ -102,6 +102,8 @@ fn fill_store(store: &dyn EventStore) -> Fixture {
             expire_seconds: 600,
             min_attempt_interval_ms: 15_000,
             return_url: None,
+            route: None,
+            failover_from: None,
         }),
     );
     std::thread::sleep(Duration::from_millis(20));

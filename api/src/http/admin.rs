@@ -133,12 +133,13 @@ pub async fn rebuild_projection(state: Arc<AppState>, name: String) -> Answer {
 /// `GET /metrics`: Prometheus text.
 pub fn metrics_text(state: &AppState) -> String {
     // Kept by the read model as events arrive: a scrape does not walk every payment.
-    let (counts, n_anomalies, open_alerts) = {
+    let (counts, n_anomalies, open_alerts, breakers) = {
         let model = state.model_lock();
         (
             model.status_counts().clone(),
             model.anomaly_counts().clone(),
             model.open_alerts(),
+            model.breakers(),
         )
     };
     let gauges = &state.metrics.gauges;
@@ -187,6 +188,17 @@ pub fn metrics_text(state: &AppState) -> String {
             .alerts_open
             .with_label_values(&[rule.as_str()])
             .set(n_open as i64);
+    }
+    for (account, breaker) in breakers {
+        let value = match breaker {
+            paycenter_domain::routing::BreakerState::Closed => 0,
+            paycenter_domain::routing::BreakerState::HalfOpen => 1,
+            paycenter_domain::routing::BreakerState::Open => 2,
+        };
+        gauges
+            .channel_breaker_state
+            .with_label_values(&[account.as_str()])
+            .set(value);
     }
     state.metrics.render()
 }

@@ -282,6 +282,8 @@ const PAYMENT_FIELDS: &[FieldLimit] = &[
     ("payer_id", 128),
     ("client_ip", MAX_TOKEN_CHARS + 24),
     ("return_url", MAX_URL_CHARS),
+    ("route", MAX_TOKEN_CHARS),
+    ("preferred_channels", MAX_TOKEN_CHARS),
 ];
 
 /// `POST /v1/payments`
@@ -331,10 +333,9 @@ pub async fn create_payment(
             ));
         }
     };
-    let (order_no, merchant_id, channel_account_id, amount, invoke_method) = (
+    let (order_no, merchant_id, amount, invoke_method) = (
         command.order_no.clone(),
         command.merchant_id.clone(),
-        command.channel_account_id.clone(),
         command.amount,
         command.invoke_method,
     );
@@ -345,7 +346,7 @@ pub async fn create_payment(
             trade_no: started.trade_no.to_string(),
             order_no: order_no.to_string(),
             merchant_id: merchant_id.to_string(),
-            channel_account_id: channel_account_id.to_string(),
+            channel_account_id: started.channel_account_id.to_string(),
             status: "pending".to_owned(),
             channel: started.channel.as_str().to_owned(),
             invoke_method: invoke_method.as_str().to_owned(),
@@ -357,6 +358,7 @@ pub async fn create_payment(
                 action.url = action.url.or(started.qr_page);
                 action
             },
+            route: started.route.as_ref().map(wire::route_answer),
         }),
     ))
 }

@@ -37,6 +37,7 @@ pub mod operators;
 pub mod requests;
 pub mod router;
 pub mod routes;
+pub mod routing;
 
 use hyper::http::StatusCode;
 

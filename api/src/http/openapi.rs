@@ -78,6 +78,10 @@ use crate::wire;
     wire::AlertDeliveryAnswer,
     wire::AlertAnswer,
     wire::AlertsList,
+    wire::RouteAnswer,
+    wire::RouteSkipAnswer,
+    wire::RoutingRuleBody,
+    wire::RoutingBody,
 )))]
 struct WireSchemas;
 

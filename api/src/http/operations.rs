@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::routes::Operation;
-use crate::http::{admin, alerts, handlers, lists, operators, Answer};
+use crate::http::{admin, alerts, handlers, lists, operators, routing, Answer};
 use crate::service::access::{self, Actor};
 use crate::state::AppState;
 
@@ -94,6 +94,8 @@ pub async fn operate(
             }
             Operation::TestAlertChannel => alerts::test_alert_channel(state, parameter()?).await,
             Operation::ListAlerts => alerts::list_alerts(state, query).await,
+            Operation::SetRouting => routing::set_routing(state, parameter()?, body).await,
+            Operation::GetRouting => routing::get_routing(state, parameter()?).await,
             Operation::CreateOperator => operators::create_operator(state, body).await,
             Operation::ListOperators => operators::list_operators(state).await,
             Operation::OperatorAction => {

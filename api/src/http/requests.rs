@@ -2,7 +2,7 @@
 //! their JSON types, becomes the command's input here or is refused with the field named.
 
 use paycenter_domain::ids::{AppId, ChannelAccountId, IdError, MerchantId, OrderNo};
-use paycenter_domain::payment::{InvokeMethod, Split};
+use paycenter_domain::payment::{Channel, InvokeMethod, Split};
 use serde_json::Value;
 
 use crate::error::{ErrorCode, Refusal};
@@ -11,7 +11,7 @@ use crate::http::dto::{
     MAX_ID_CHARS, MAX_SUBJECT_CHARS, MAX_TOKEN_CHARS,
 };
 use crate::service::cashier::OpenCheckout;
-use crate::service::payments::StartPayment;
+use crate::service::payments::{AccountChoice, StartPayment};
 use crate::wire;
 
 fn parse_id<T>(parse: impl Fn(&str) -> Result<T, IdError>, text: &str) -> Result<T, Refusal> {
@@ -25,10 +25,10 @@ pub const EXPIRE_SECONDS_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400 * 7;
 
 /// Where a payment goes: one account by one method, or the aggregated cashier.
 enum PaymentTarget {
-    /// An attempt at this account, by this method.
+    /// An attempt at this account (or routing's), by this method.
     Attempt {
-        /// The merchant's channel account.
-        channel_account_id: ChannelAccountId,
+        /// The merchant's channel account, or routing's choice.
+        account: AccountChoice,
         /// How the user pays.
         invoke_method: InvokeMethod,
     },
@@ -142,12 +142,12 @@ impl TryFrom<(AppId, wire::CreatePaymentRequest)> for PaymentCommand {
         let return_url = optional_text(&request.return_url, "return_url")?.map(str::to_owned);
         Ok(match target {
             PaymentTarget::Attempt {
-                channel_account_id,
+                account,
                 invoke_method,
             } => PaymentCommand::Start(StartPayment {
                 app_id,
                 merchant_id,
-                channel_account_id,
+                account,
                 order_no,
                 amount,
                 invoke_method,
@@ -230,11 +230,56 @@ fn target(request: &wire::CreatePaymentRequest) -> Result<PaymentTarget, Refusal
                 .with_field("channel_account_ids"),
         );
     }
-    let channel_account_id = request.channel_account_id.as_deref().ok_or_else(|| {
-        Refusal::invalid("channel_account_id is required").with_field("channel_account_id")
-    })?;
+    let route = optional_text(&request.route, "route")?;
+    let preferred = match &request.preferred_channels {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.len() <= Channel::ALL.len() => Some(
+            items
+                .iter()
+                .map(|item| {
+                    item.as_str().and_then(Channel::parse).ok_or_else(|| {
+                        Refusal::invalid(
+                            "preferred_channels holds channel names: alipay, wechatpay, stripe, sandbox",
+                        )
+                        .with_field("preferred_channels")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(Refusal::invalid("preferred_channels must be an array of channel names")
+                .with_field("preferred_channels"))
+        }
+    };
+    let account = match (route, request.channel_account_id.as_deref()) {
+        (Some("auto"), None) => AccountChoice::Auto {
+            preferred_channels: preferred.unwrap_or_default(),
+        },
+        (Some("auto"), Some(_)) => {
+            return Err(Refusal::invalid(
+                "route auto picks the account: leave channel_account_id out",
+            )
+            .with_field("channel_account_id"))
+        }
+        (Some(_), _) => return Err(Refusal::invalid("route takes only auto").with_field("route")),
+        (None, Some(channel_account_id)) => {
+            if preferred.is_some() {
+                return Err(
+                    Refusal::invalid("preferred_channels goes with route auto only")
+                        .with_field("preferred_channels"),
+                );
+            }
+            AccountChoice::Given(parse_id(ChannelAccountId::parse, channel_account_id)?)
+        }
+        (None, None) => {
+            return Err(
+                Refusal::invalid("channel_account_id is required (or route: auto)")
+                    .with_field("channel_account_id"),
+            )
+        }
+    };
     Ok(PaymentTarget::Attempt {
-        channel_account_id: parse_id(ChannelAccountId::parse, channel_account_id)?,
+        account,
         invoke_method,
     })
 }

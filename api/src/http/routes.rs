@@ -51,11 +51,13 @@ pub enum Operation {
     DeleteAlertChannel,
     TestAlertChannel,
     ListAlerts,
+    SetRouting,
+    GetRouting,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 45] = [
+    pub const ALL: [Operation; 47] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -101,6 +103,8 @@ impl Operation {
         Operation::DeleteAlertChannel,
         Operation::TestAlertChannel,
         Operation::ListAlerts,
+        Operation::SetRouting,
+        Operation::GetRouting,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -151,6 +155,8 @@ impl Operation {
             Operation::DeleteAlertChannel => "delete_alert_channel",
             Operation::TestAlertChannel => "test_alert_channel",
             Operation::ListAlerts => "list_alerts",
+            Operation::SetRouting => "set_routing",
+            Operation::GetRouting => "get_routing",
         }
     }
 
@@ -167,7 +173,8 @@ impl Operation {
             CreateRefund => Permission::Refund,
             RedeliverNotification => Permission::Notifications,
             CreateAlertChannel | DeleteAlertChannel | TestAlertChannel => Permission::Alerts,
-            ListAlertChannels | ListAlerts => Permission::Read,
+            ListAlertChannels | ListAlerts | GetRouting => Permission::Read,
+            SetRouting => Permission::Onboard,
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
             | ListApps | ListReconciliations | ListNotifications => Permission::Read,
@@ -989,6 +996,30 @@ pub const ROUTES: &[Route] = &[
         ],
         path_choices: &[],
         success: Success::Json(200, "AlertsList"),
+        refusals: &[],
+    },
+    Route {
+        method: "put",
+        path: "/v1/merchants/{merchant_id}/routing",
+        operation: Operation::SetRouting,
+        summary: "Set a merchant's routing rules: per invoke method and currency, its accounts in priority order (optional weights); payments with route auto follow them",
+        caller: Caller::Admin,
+        request: RequestBody::Json("RoutingBody"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "RoutingBody"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/routing",
+        operation: Operation::GetRouting,
+        summary: "A merchant's routing rules",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "RoutingBody"),
         refusals: &[],
     },
 ];

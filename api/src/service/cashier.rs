@@ -248,7 +248,9 @@ pub async fn pick(
         StartPayment {
             app_id: checkout.app_id.clone(),
             merchant_id: checkout.merchant_id.clone(),
-            channel_account_id: account.channel_account_id.clone(),
+            account: crate::service::payments::AccountChoice::Given(
+                account.channel_account_id.clone(),
+            ),
             order_no: checkout.order_no.clone(),
             amount: checkout.amount,
             invoke_method: match &payer {

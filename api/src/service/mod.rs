@@ -19,6 +19,7 @@
 //! - [`closes`]: closing an attempt (by the app, on expiry, or superseded by a newer one).
 //! - [`sweep`]: asking channels about what stayed pending too long.
 //! - [`webhooks`]: scheduling notifications and delivering them signed.
+//! - [`routing`]: `"route": "auto"` payments: rules, failover after a definite refusal, breakers.
 //! - [`registry`]: merchants, apps, credential rotation, turning apps and accounts off.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
 
@@ -35,6 +36,7 @@ pub mod payments;
 pub mod reconciliation;
 pub mod refunds;
 pub mod registry;
+pub mod routing;
 pub mod sessions;
 pub mod sweep;
 pub mod webhooks;

@@ -15,13 +15,14 @@ use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
 /// What an app asks for, already read and checked for shape.
+#[derive(Debug, Clone)]
 pub struct StartPayment {
     /// The app asking (the order lives in its namespace).
     pub app_id: AppId,
     /// The merchant the app acts for.
     pub merchant_id: MerchantId,
-    /// The merchant's channel account to pay through.
-    pub channel_account_id: ChannelAccountId,
+    /// The merchant's channel account to pay through, or routing's choice.
+    pub account: AccountChoice,
     /// The app's order number.
     pub order_no: OrderNo,
     /// How much.
@@ -42,6 +43,18 @@ pub struct StartPayment {
     pub return_url: Option<String>,
 }
 
+/// Which account a payment goes to.
+#[derive(Debug, Clone)]
+pub enum AccountChoice {
+    /// The one the app named.
+    Given(ChannelAccountId),
+    /// Routing's (`"route": "auto"`), the app's preferred channels first.
+    Auto {
+        /// Channels the app prefers, in order (empty: any).
+        preferred_channels: Vec<Channel>,
+    },
+}
+
 /// A started attempt: what the user must be shown.
 pub struct PaymentStarted {
     /// paycenter's trade number of the attempt.
@@ -54,15 +67,60 @@ pub struct PaymentStarted {
     pub action: PaymentAction,
     /// For a `qr_code` action: paycenter's page drawing the QR as an image.
     pub qr_page: Option<String>,
+    /// The account it went to.
+    pub channel_account_id: ChannelAccountId,
+    /// How routing chose it, for `"route": "auto"`.
+    pub route: Option<paycenter_domain::events::RouteRecord>,
+}
+
+/// Why one attempt did not start.
+pub(crate) enum AttemptFailure {
+    /// Refused before any channel was asked (checks, the decision).
+    Refused(Refusal),
+    /// The channel was asked and did not accept: the attempt is recorded as failed.
+    Initiation {
+        trade_no: TradeNo,
+        error: paycenter_gateway::GatewayError,
+    },
+}
+
+impl From<Refusal> for AttemptFailure {
+    fn from(refusal: Refusal) -> Self {
+        AttemptFailure::Refused(refusal)
+    }
 }
 
 /// Starts an attempt: decided and recorded first, then initiated at the channel. A channel
 /// that fails leaves the attempt recorded as failed and answers `502 channel_unavailable`.
+/// With `AccountChoice::Auto`, routing picks the account and moves on to the next after a
+/// definite refusal (`crate::service::routing::start_routed`).
 pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, Refusal> {
+    let channel_account_id = match &command.account {
+        AccountChoice::Given(channel_account_id) => channel_account_id.clone(),
+        AccountChoice::Auto { preferred_channels } => {
+            let preferred_channels = preferred_channels.clone();
+            return crate::service::routing::start_routed(state, command, preferred_channels).await;
+        }
+    };
+    match start_attempt(state, &command, &channel_account_id, None, None).await {
+        Ok(started) => Ok(started),
+        Err(AttemptFailure::Refused(refusal)) => Err(refusal),
+        Err(AttemptFailure::Initiation { error, .. }) => Err(Refusal::channel_unavailable(error)),
+    }
+}
+
+/// One attempt at `channel_account_id`: checks, decision, initiation.
+pub(crate) async fn start_attempt(
+    state: &AppState,
+    command: &StartPayment,
+    channel_account_id: &ChannelAccountId,
+    route: Option<paycenter_domain::events::RouteRecord>,
+    failover_from: Option<TradeNo>,
+) -> Result<PaymentStarted, AttemptFailure> {
     let StartPayment {
         app_id,
         merchant_id,
-        channel_account_id,
+        account: _,
         order_no,
         amount,
         invoke_method,
@@ -72,7 +130,8 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         payer_id,
         client_ip,
         return_url,
-    } = command;
+    } = command.clone();
+    let channel_account_id = channel_account_id.clone();
     let currency = amount.currency();
     let account = state
         .channel_account(&channel_account_id)
@@ -87,17 +146,17 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         .read_model()?
         .is_channel_account_disabled(&channel_account_id)
     {
-        return Err(Refusal::new(
+        return Err(AttemptFailure::Refused(Refusal::new(
             ErrorCode::ChannelAccountDisabled,
             format!("channel account {channel_account_id} is disabled and takes no new payments"),
-        ));
+        )));
     }
     let adapter = state.channel(account.channel)?;
     paycenter_gateway::check_invoke_method(adapter, invoke_method)
         .map_err(|error| Refusal::new(ErrorCode::UnsupportedInvokeMethod, error.to_string()))?;
     if let Some(currencies) = adapter.supported_currencies() {
         if !currencies.contains(&currency) {
-            return Err(Refusal::new(
+            return Err(AttemptFailure::Refused(Refusal::new(
                 ErrorCode::UnsupportedCurrency,
                 format!(
                     "{} takes {}",
@@ -108,7 +167,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            ));
+            )));
         }
     }
     for field in adapter.required_payment_fields(invoke_method) {
@@ -118,14 +177,14 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
             other => unreachable!("adapters name only known fields, not {other}"),
         };
         if !given {
-            return Err(Refusal::new(
+            return Err(AttemptFailure::Refused(Refusal::new(
                 ErrorCode::MissingChannelField,
                 format!(
                     "{} {} payments need {field}",
                     account.channel.as_str(),
                     invoke_method.as_str()
                 ),
-            ));
+            )));
         }
     }
     let params = state.channel_params(&account)?;
@@ -147,12 +206,15 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         expire_seconds,
         min_attempt_interval_ms: state.config.min_attempt_interval_ms,
         return_url: return_url.clone(),
+        route: route.clone().map(Box::new),
+        failover_from,
     };
     // The order's stream: where its attempts already are (orders recorded before order
     // numbers lived in their app's namespace keep their stream), else the app's own.
     let stream_id = state
         .read_model()?
-        .payments_of_order(&app_id, &merchant_id, &order_no)?
+        .payments_of_order(&app_id, &merchant_id, &order_no)
+        .map_err(Refusal::from)?
         .first()
         .map(|payment| payment.order_stream.clone())
         .unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no));
@@ -164,7 +226,10 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
     // Superseded attempts were closed in paycenter; the reactor closes each at its own
     // channel with its own account's parameters, retrying (`reactor::close_abandoned`).
     let Some(Event::PaymentAttemptStarted(started)) = decided.last() else {
-        return Err(Refusal::internal("create payment", "no attempt started"));
+        return Err(AttemptFailure::Refused(Refusal::internal(
+            "create payment",
+            "no attempt started",
+        )));
     };
     let request = CreatePayment {
         channel_account_id: channel_account_id.clone(),
@@ -186,11 +251,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         adapter.create_payment(&params, &request),
     )
     .await;
-    state.channel_outcomes.record(
-        &channel_account_id,
-        initiation.is_ok(),
-        std::time::Instant::now(),
-    );
+    crate::service::routing::after_initiation(state, &channel_account_id, &initiation).await;
     let initiated = match initiation {
         Ok(initiated) => initiated,
         Err(error) => {
@@ -212,7 +273,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
                     },
                 )
                 .await?;
-            return Err(Refusal::channel_unavailable(error));
+            return Err(AttemptFailure::Initiation { trade_no, error });
         }
     };
     let mut initiated = initiated;
@@ -247,5 +308,7 @@ pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentSta
         expires_at: started.expires_at,
         action: initiated.action,
         qr_page,
+        channel_account_id,
+        route,
     })
 }

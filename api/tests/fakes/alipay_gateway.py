@@ -51,7 +51,11 @@ ALIPAY_PRIVATE_PKCS1_BARE = bare(alipay_key.export_key(pkcs=1))
 
 lock = threading.Lock()
 trades = {}
-stats = {"verified": 0, "rejected": 0}
+stats = {"verified": 0, "rejected": 0, "precreate": 0}
+# How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
+# "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
+# start; POST /__control/mode {"precreate": ...} changes it.
+mode = {"precreate": os.environ.get("FAKE_PRECREATE", "ok")}
 
 
 def verify_request(params):
@@ -100,6 +104,15 @@ def open_trade(biz, notify_url):
 
 def handle(method, biz, params, port):
     out_trade_no = biz.get("out_trade_no", "")
+    if method == "alipay.trade.precreate":
+        with lock:
+            stats["precreate"] += 1
+            precreate = mode["precreate"]
+        if precreate == "refuse":
+            return fail("ACQ.ACCESS_FORBIDDEN", "the merchant may not take payments now")
+        if precreate.startswith("slow:"):
+            open_trade(biz, params.get("notify_url"))
+            time.sleep(float(precreate.split(":", 1)[1]))
     if method in ("alipay.trade.precreate", "alipay.trade.create"):
         trade = open_trade(biz, params.get("notify_url"))
         if method == "alipay.trade.precreate":
@@ -235,6 +248,10 @@ class Handler(BaseHTTPRequestHandler):
             biz = json.loads(params.get("biz_content") or "{}")
             return self.answer(200, signed_answer(method, handle(method, biz, params, self.server.server_port)))
         request = json.loads(raw or b"{}")
+        if url.path == "/__control/mode":
+            with lock:
+                mode.update(request)
+                return self.answer(200, json.dumps(mode))
         if url.path == "/__control/verify_query":
             params = dict(urllib.parse.parse_qsl(request["query"], keep_blank_values=True))
             python_sdk, official_sdk = verify_request(params)
