@@ -525,6 +525,10 @@ pub struct ChannelAccountAnswer {
     pub created_at: String,
     /// When it was last activated (a key rotation activates it again).
     pub updated_at: String,
+    /// The account's circuit breaker: `closed` (taking payments), `open` (failing: routing
+    /// passes it over) or `half_open` (the next routed payment is a probe).
+    #[schema(pattern = "^(closed|open|half_open)$")]
+    pub breaker: String,
 }
 
 /// `POST .../channel-accounts/{channel_account_id}/disable | enable`
@@ -1189,6 +1193,11 @@ pub fn channel_account_answer(
             .unwrap_or(account.activated_at)
             .to_rfc3339(),
         updated_at: account.activated_at.to_rfc3339(),
+        breaker: model
+            .breaker(&account.channel_account_id)
+            .0
+            .as_str()
+            .to_owned(),
     }
 }
 

@@ -323,3 +323,271 @@ pub fn breaker_state(history: &[Event]) -> (BreakerState, Option<DateTime<Utc>>)
         })
         .unwrap_or((BreakerState::Closed, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(n: u8) -> ChannelAccountId {
+        ChannelAccountId::parse(&format!("ca_{n}")).unwrap()
+    }
+
+    fn candidate(n: u8, channel: Channel) -> Candidate {
+        Candidate {
+            channel_account_id: account(n),
+            channel,
+            disabled: false,
+            breaker: BreakerState::Closed,
+            recent: (0, 0),
+        }
+    }
+
+    fn rule(accounts: &[u8], weights: Option<Vec<u32>>) -> RoutingRule {
+        RoutingRule {
+            invoke_method: None,
+            currency: None,
+            channel_account_ids: accounts.iter().map(|n| account(*n)).collect(),
+            weights,
+        }
+    }
+
+    #[test]
+    fn the_plan_skips_what_cannot_take_a_payment_and_says_why() {
+        let rules = vec![
+            RoutingRule {
+                invoke_method: Some(InvokeMethod::Pc),
+                ..rule(&[9], None)
+            },
+            rule(&[1, 2, 3, 4, 5], None),
+        ];
+        let plan = plan(
+            &rules,
+            InvokeMethod::NativeQr,
+            Currency::CNY,
+            &[Channel::Wechatpay, Channel::Alipay],
+            |id| match id.as_str() {
+                "ca_1" => Some(Candidate {
+                    disabled: true,
+                    ..candidate(1, Channel::Alipay)
+                }),
+                "ca_2" => Some(Candidate {
+                    breaker: BreakerState::Open,
+                    ..candidate(2, Channel::Alipay)
+                }),
+                "ca_3" => Some(candidate(3, Channel::Stripe)),
+                "ca_4" => Some(candidate(4, Channel::Alipay)),
+                "ca_5" => Some(candidate(5, Channel::Wechatpay)),
+                _ => None,
+            },
+            7,
+        )
+        .unwrap();
+        assert_eq!(plan.rule_index, 1, "the first rule that fits");
+        assert_eq!(
+            plan.order,
+            vec![account(5), account(4)],
+            "preferred channels first"
+        );
+        let reasons: Vec<&str> = plan
+            .skipped
+            .iter()
+            .map(|skip| skip.reason.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            ["disabled", "breaker open", "channel not preferred"]
+        );
+    }
+
+    #[test]
+    fn a_failing_account_goes_after_the_healthy_ones_and_no_rule_is_no_route() {
+        let rules = vec![rule(&[1, 2], None)];
+        let plan = plan(
+            &rules,
+            InvokeMethod::Pc,
+            Currency::CNY,
+            &[],
+            |id| {
+                let n = if id.as_str() == "ca_1" { 1 } else { 2 };
+                Some(Candidate {
+                    recent: if n == 1 { (10, 6) } else { (10, 0) },
+                    ..candidate(n, Channel::Alipay)
+                })
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(plan.order, vec![account(2), account(1)]);
+        let only_pc = vec![RoutingRule {
+            invoke_method: Some(InvokeMethod::Pc),
+            ..rule(&[1], None)
+        }];
+        let none = plan_error(&only_pc);
+        assert!(none.contains("native_qr"), "{none}");
+    }
+
+    fn plan_error(rules: &[RoutingRule]) -> String {
+        plan(
+            rules,
+            InvokeMethod::NativeQr,
+            Currency::CNY,
+            &[],
+            |_| None,
+            0,
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn weights_draw_the_order_in_proportion() {
+        let rules = vec![rule(&[1, 2], Some(vec![900, 100]))];
+        let mut first_is_1 = 0;
+        for draw in 0..2_000u64 {
+            let plan = plan(
+                &rules,
+                InvokeMethod::Pc,
+                Currency::CNY,
+                &[],
+                |id| {
+                    Some(candidate(
+                        if id.as_str() == "ca_1" { 1 } else { 2 },
+                        Channel::Alipay,
+                    ))
+                },
+                draw.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )
+            .unwrap();
+            assert_eq!(plan.order.len(), 2);
+            first_is_1 += usize::from(plan.order[0] == account(1));
+        }
+        assert!(
+            (1_650..=1_950).contains(&first_is_1),
+            "{first_is_1} of 2000"
+        );
+    }
+
+    #[test]
+    fn rules_name_the_merchants_own_accounts_once_with_one_weight_each() {
+        let merchant = MerchantId::parse("mch_1").unwrap();
+        let own = [account(1), account(2)];
+        let now = DateTime::from_timestamp(1_764_662_400, 0).unwrap();
+        assert!(set_routing(
+            true,
+            &merchant,
+            &own,
+            vec![rule(&[1, 2], Some(vec![1, 2]))],
+            now
+        )
+        .is_ok());
+        for bad in [
+            rule(&[3], None),
+            rule(&[1, 1], None),
+            rule(&[1, 2], Some(vec![1])),
+            rule(&[1], Some(vec![0])),
+            rule(&[], None),
+        ] {
+            assert!(
+                set_routing(true, &merchant, &own, vec![bad.clone()], now).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            set_routing(false, &merchant, &own, vec![], now),
+            Err(DomainError::MerchantNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn the_breaker_opens_on_failures_probes_when_its_time_is_up_and_closes_on_success() {
+        let config = BreakerConfig {
+            failure_percent: 50,
+            min_calls: 4,
+            open_seconds: 30,
+            window_seconds: 60,
+        };
+        let id = account(1);
+        let now = DateTime::from_timestamp(1_764_662_400, 0).unwrap();
+        let to = |event: Option<Event>| match event {
+            Some(Event::ChannelBreakerChanged(changed)) => Some(changed.to),
+            _ => None,
+        };
+        assert_eq!(
+            to(breaker_after_call(
+                &id,
+                BreakerState::Closed,
+                (3, 3),
+                false,
+                config,
+                now
+            )),
+            None,
+            "too few calls"
+        );
+        assert_eq!(
+            to(breaker_after_call(
+                &id,
+                BreakerState::Closed,
+                (4, 2),
+                false,
+                config,
+                now
+            )),
+            Some(BreakerState::Open)
+        );
+        assert_eq!(
+            to(breaker_after_call(
+                &id,
+                BreakerState::Closed,
+                (4, 1),
+                false,
+                config,
+                now
+            )),
+            None
+        );
+        assert_eq!(
+            to(breaker_before_call(
+                &id,
+                BreakerState::Open,
+                now,
+                config,
+                now + Duration::seconds(29)
+            )),
+            None
+        );
+        assert_eq!(
+            to(breaker_before_call(
+                &id,
+                BreakerState::Open,
+                now,
+                config,
+                now + Duration::seconds(30)
+            )),
+            Some(BreakerState::HalfOpen)
+        );
+        assert_eq!(
+            to(breaker_after_call(
+                &id,
+                BreakerState::HalfOpen,
+                (1, 0),
+                true,
+                config,
+                now
+            )),
+            Some(BreakerState::Closed)
+        );
+        assert_eq!(
+            to(breaker_after_call(
+                &id,
+                BreakerState::HalfOpen,
+                (1, 1),
+                false,
+                config,
+                now
+            )),
+            Some(BreakerState::Open)
+        );
+        assert_eq!(breaker_state(&[]), (BreakerState::Closed, None));
+    }
+}

@@ -157,6 +157,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("to", "止", "To"),
     ("any_channel", "全部渠道", "Any channel"),
     ("alerts", "告警", "Alerts"),
+    ("health", "健康（熔断）", "Health (breaker)"),
+    ("breaker_hint", "closed：正常；open：失败过多，自动路由暂不使用；half_open：下一笔自动路由的支付用于试探", "closed: taking payments; open: failing, routing passes it over; half_open: the next routed payment is a probe"),
     ("about", "对象", "About"),
     ("open", "未恢复", "Open"),
     ("resolved", "已恢复", "Resolved"),
