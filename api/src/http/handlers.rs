@@ -339,7 +339,7 @@ pub async fn create_payment(
         command.amount,
         command.invoke_method,
     );
-    let started = crate::service::payments::start(&state, command).await?;
+    let started = crate::service::routing::start(&state, command).await?;
     Ok((
         StatusCode::CREATED,
         wire::to_value(&wire::PaymentCreatedAnswer {

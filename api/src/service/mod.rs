@@ -19,6 +19,7 @@
 //! - [`closes`]: closing an attempt (by the app, on expiry, or superseded by a newer one).
 //! - [`sweep`]: asking channels about what stayed pending too long.
 //! - [`webhooks`]: scheduling notifications and delivering them signed.
+//! - [`breakers`]: each channel account's circuit breaker, moved by outcomes and time.
 //! - [`routing`]: `"route": "auto"` payments: rules, failover after a definite refusal, breakers.
 //! - [`registry`]: merchants, apps, credential rotation, turning apps and accounts off.
 //! - [`reconciliation`]: a day of a channel account against the channel's bill.
@@ -27,6 +28,7 @@ pub mod access;
 pub mod accounts;
 pub mod alert_rules;
 pub mod alerts;
+pub mod breakers;
 pub mod cashier;
 pub mod closes;
 pub mod history;

@@ -92,14 +92,16 @@ impl From<Refusal> for AttemptFailure {
 
 /// Starts an attempt: decided and recorded first, then initiated at the channel. A channel
 /// that fails leaves the attempt recorded as failed and answers `502 channel_unavailable`.
-/// With `AccountChoice::Auto`, routing picks the account and moves on to the next after a
-/// definite refusal (`crate::service::routing::start_routed`).
+/// Apps' payments come through `crate::service::routing::start`, which sends
+/// `AccountChoice::Auto` to routing; here the account is the one named.
 pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, Refusal> {
     let channel_account_id = match &command.account {
         AccountChoice::Given(channel_account_id) => channel_account_id.clone(),
-        AccountChoice::Auto { preferred_channels } => {
-            let preferred_channels = preferred_channels.clone();
-            return crate::service::routing::start_routed(state, command, preferred_channels).await;
+        AccountChoice::Auto { .. } => {
+            return Err(Refusal::internal(
+                "payments",
+                "a routed payment reached the named-account path",
+            ))
         }
     };
     match start_attempt(state, &command, &channel_account_id, None, None).await {
@@ -251,7 +253,7 @@ pub(crate) async fn start_attempt(
         adapter.create_payment(&params, &request),
     )
     .await;
-    crate::service::routing::after_initiation(state, &channel_account_id, &initiation).await;
+    crate::service::breakers::after_initiation(state, &channel_account_id, &initiation).await;
     let initiated = match initiation {
         Ok(initiated) => initiated,
         Err(error) => {

@@ -9,14 +9,17 @@
 //! no such trade, or closes it, does routing move on; otherwise the app hears `502` and the
 //! attempt stays for the sweeper. A trade a channel accepted is never routed elsewhere.
 
-use paycenter_domain::events::{Event, RouteRecord, RouteSkip, RoutingRule};
+use paycenter_domain::events::{RouteRecord, RouteSkip, RoutingRule};
 use paycenter_domain::ids::{ChannelAccountId, MerchantId, TradeNo};
 use paycenter_domain::payment::Channel;
-use paycenter_domain::routing::{self, BreakerConfig, BreakerState, Candidate};
+use paycenter_domain::routing::{self, BreakerState, Candidate};
 use paycenter_gateway::{ChannelPaymentStatus, GatewayError};
 
 use crate::error::{ErrorCode, Refusal};
-use crate::service::payments::{start_attempt, AttemptFailure, PaymentStarted, StartPayment};
+use crate::service::breakers::breaker_now;
+use crate::service::payments::{
+    start_attempt, AccountChoice, AttemptFailure, PaymentStarted, StartPayment,
+};
 use crate::state::AppState;
 
 /// The most accounts one request tries.
@@ -50,91 +53,6 @@ pub async fn set_rules(
         )
         .await?;
     Ok(state.read_model()?.routing(merchant_id).to_vec())
-}
-
-fn breaker_config(state: &AppState) -> BreakerConfig {
-    state.config.breaker
-}
-
-/// The breaker of `account` as routing must see it now: an open breaker whose time is up
-/// becomes half-open (recorded), letting this payment through as a probe.
-async fn breaker_now(
-    state: &AppState,
-    account: &ChannelAccountId,
-) -> Result<BreakerState, Refusal> {
-    let (current, changed_at) = state.read_model()?.breaker(account);
-    let (Some(changed_at), BreakerState::Open) = (changed_at, current) else {
-        return Ok(current);
-    };
-    let config = breaker_config(state);
-    if routing::breaker_before_call(account, current, changed_at, config, state.clock.now())
-        .is_none()
-    {
-        return Ok(current);
-    }
-    let command_id = format!("{account}-half-open-{}", changed_at.timestamp_micros());
-    state
-        .execute(
-            &format!("breaker-{account}"),
-            &command_id,
-            |history, now| {
-                let (current, changed_at) = routing::breaker_state(history);
-                Ok(changed_at
-                    .and_then(|at| routing::breaker_before_call(account, current, at, config, now))
-                    .into_iter()
-                    .collect())
-            },
-        )
-        .await?;
-    Ok(BreakerState::HalfOpen)
-}
-
-/// After an initiation: counted for the failure-rate alert, and the breaker moved if the
-/// outcome says so. Requests the channel refused as malformed (`rejected`) are not the
-/// channel's health and count as neither.
-pub async fn after_initiation<T>(
-    state: &AppState,
-    account: &ChannelAccountId,
-    outcome: &Result<T, GatewayError>,
-) {
-    let succeeded = match outcome {
-        Ok(_) => true,
-        Err(GatewayError::Unavailable { .. } | GatewayError::Refused { .. }) => false,
-        Err(_) => return,
-    };
-    let now = std::time::Instant::now();
-    state.channel_outcomes.record(account, succeeded, now);
-    let window = std::time::Duration::from_secs(state.config.breaker.window_seconds);
-    let recent = state.channel_outcomes.tally(account, window, now);
-    let config = breaker_config(state);
-    let decided = state
-        .execute(
-            &format!("breaker-{account}"),
-            &format!("{account}-after-{}", state.clock.now().timestamp_micros()),
-            |history, now| {
-                let (current, _) = routing::breaker_state(history);
-                Ok(
-                    routing::breaker_after_call(account, current, recent, succeeded, config, now)
-                        .into_iter()
-                        .collect(),
-                )
-            },
-        )
-        .await;
-    match decided {
-        Ok((events, _)) => {
-            for event in events {
-                if let Event::ChannelBreakerChanged(changed) = event {
-                    tracing::warn!(channel_account_id = %account, from = %changed.from, to = %changed.to, reason = %changed.reason, "breaker changed");
-                    if changed.to == BreakerState::Closed {
-                        // A fresh start: old failures must not reopen it at once.
-                        state.channel_outcomes.forget(account);
-                    }
-                }
-            }
-        }
-        Err(refusal) => tracing::warn!(message = %refusal.message, "the breaker was not updated"),
-    }
 }
 
 /// What to do after an attempt failed at the channel.
@@ -193,6 +111,17 @@ async fn after_failure(
             stop("the channel reports the trade paid".to_owned())
         }
         Err(query_error) => stop(format!("asking about the trade failed too ({query_error})")),
+    }
+}
+
+/// Starts an app's payment: at the account it names, or where routing sends it.
+pub async fn start(state: &AppState, command: StartPayment) -> Result<PaymentStarted, Refusal> {
+    match &command.account {
+        AccountChoice::Given(_) => crate::service::payments::start(state, command).await,
+        AccountChoice::Auto { preferred_channels } => {
+            let preferred_channels = preferred_channels.clone();
+            start_routed(state, command, preferred_channels).await
+        }
     }
 }
 
