@@ -5,17 +5,22 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use paycenter_domain::ids::ChannelAccountId;
+use chrono::{DateTime, Utc};
+use paycenter_domain::ids::{ChannelAccountId, TradeNo};
 
 /// Outcomes kept per account (the window's count is read from these).
 const MAX_OUTCOMES_PER_ACCOUNT: usize = 1_024;
 /// Accounts tracked at once.
 const MAX_ACCOUNTS: usize = 10_000;
 
-/// Initiation outcomes by channel account.
+/// Pending payments per account the sweeper asked about and got no answer for.
+const MAX_STUCK_PER_ACCOUNT: usize = 1_000;
+
+/// Initiation outcomes by channel account, and payments whose query fails.
 #[derive(Debug, Default)]
 pub struct ChannelOutcomes {
     accounts: Mutex<HashMap<ChannelAccountId, VecDeque<(Instant, bool)>>>,
+    stuck: Mutex<HashMap<ChannelAccountId, HashMap<TradeNo, DateTime<Utc>>>>,
 }
 
 /// Attempts and failures of one account within a window.
@@ -52,6 +57,43 @@ impl ChannelOutcomes {
                     (calls + 1, failures + u64::from(!ok))
                 })
         })
+    }
+
+    /// The sweeper asked the channel about a pending payment (started at `since`) and got no
+    /// answer.
+    pub fn query_failed(
+        &self,
+        account: &ChannelAccountId,
+        trade_no: &TradeNo,
+        since: DateTime<Utc>,
+    ) {
+        let mut stuck = self.stuck.lock().expect("stuck lock");
+        if stuck.len() >= MAX_ACCOUNTS && !stuck.contains_key(account) {
+            return;
+        }
+        let payments = stuck.entry(account.clone()).or_default();
+        if payments.len() < MAX_STUCK_PER_ACCOUNT {
+            payments.insert(trade_no.clone(), since);
+        }
+    }
+
+    /// The channel answered a query of `account`: its payments are no longer stuck on it.
+    pub fn query_answered(&self, account: &ChannelAccountId) {
+        self.stuck.lock().expect("stuck lock").remove(account);
+    }
+
+    /// Accounts with payments stuck: their trade numbers and since when the oldest is pending.
+    pub fn stuck(&self) -> Vec<(ChannelAccountId, Vec<TradeNo>, DateTime<Utc>)> {
+        let stuck = self.stuck.lock().expect("stuck lock");
+        stuck
+            .iter()
+            .filter_map(|(account, payments)| {
+                let oldest = payments.values().min()?;
+                let mut trade_nos: Vec<TradeNo> = payments.keys().cloned().collect();
+                trade_nos.sort();
+                Some((account.clone(), trade_nos, *oldest))
+            })
+            .collect()
     }
 
     /// Forgets an account's outcomes (its breaker closed: a fresh start).

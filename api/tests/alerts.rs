@@ -616,3 +616,47 @@ fn webhooks_reconciliation_and_anomalies_raise_and_resolve_over_http() {
         );
     }
 }
+
+#[test]
+fn a_store_refusing_appends_is_told_directly_once() {
+    let (hook_url, hooks) = alert_receiver();
+    let data_dir = tempfile::tempdir().unwrap();
+    let fault = data_dir.path().join("inject-fsync-failure");
+    let fault_env = fault.to_str().unwrap().to_owned();
+    let (_server, base) = start(
+        data_dir.path(),
+        &[("PAYCENTER_FAULT_FSYNC_FAIL_FILE", fault_env.as_str())],
+    );
+    let (status, hook) = call(
+        "POST",
+        &format!("{base}/v1/alert-channels"),
+        Some(json!({"kind": "webhook", "url": hook_url, "secret": "alert-hook-secret-0123"})),
+    );
+    assert_eq!(status, 201, "{hook}");
+    // The store's fsyncs fail from now on: the write is refused, and no alert can be recorded.
+    std::fs::write(&fault, b"").unwrap();
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/merchants"),
+        Some(json!({"name": "After"})),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{refused}"
+    );
+    let told = || {
+        hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(body, _)| serde_json::from_str::<Value>(body).unwrap())
+            .filter(|message| {
+                message["type"] == "alert.unrecorded" && message["data"]["condition"] == "store"
+            })
+            .count()
+    };
+    wait_for("the direct alert", 20, || told() >= 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(told(), 1, "told once per outage");
+}

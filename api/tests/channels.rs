@@ -1492,3 +1492,76 @@ fn the_breaker_opens_on_failures_and_closes_after_a_good_probe() {
         "{created}"
     );
 }
+
+#[test]
+fn payments_stuck_behind_a_failing_query_alert_until_the_channel_answers() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "alipay_gateway.py");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = pki().ca_path.to_str().unwrap().to_owned();
+    let (_server, base) = support::start_paycenter(
+        dir.path(),
+        ADMIN_TOKEN,
+        &[
+            ("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1"),
+            ("PAYCENTER_CA_FILE", &ca_file),
+            ("PAYCENTER_SWEEP_AFTER_SECONDS", "2"),
+            ("PAYCENTER_ALERT_INTERVAL_SECONDS", "1"),
+            ("PAYCENTER_ALERT_DISK_FREE_MB", "0"),
+        ],
+    );
+    let shop = Shop::open(&base, "alipay", alipay_params(&keys));
+    let (status, created) = shop.pay("s-1", "8.00", "native_qr", json!({}));
+    assert_eq!(status, 201, "{created}");
+    set_mode(&keys, "ok");
+    pki()
+        .client()
+        .post(&format!(
+            "https://localhost:{}/__control/mode",
+            keys["port"]
+        ))
+        .send_json(json!({"query": "fail"}))
+        .unwrap();
+    let alerts = |status: &str| -> Vec<Value> {
+        let (_, list) = call(
+            "GET",
+            &format!("{base}/v1/alerts?status={status}"),
+            ADMIN_TOKEN,
+            None,
+        );
+        list["data"].as_array().unwrap().clone()
+    };
+    let stuck = |alert: &Value| {
+        alert["rule"] == "stuck_payments" && alert["subject"] == shop.channel_account_id.as_str()
+    };
+    support::wait_for_within(
+        "the stuck-payments alert",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || alerts("open").iter().any(stuck),
+    );
+    let open = alerts("open");
+    let alert = open.iter().find(|alert| stuck(alert)).unwrap();
+    assert!(
+        alert["details"]
+            .as_str()
+            .unwrap()
+            .contains(created["trade_no"].as_str().unwrap()),
+        "{alert}"
+    );
+    // The channel answers again: resolved.
+    pki()
+        .client()
+        .post(&format!(
+            "https://localhost:{}/__control/mode",
+            keys["port"]
+        ))
+        .send_json(json!({"query": "ok"}))
+        .unwrap();
+    support::wait_for_within(
+        "the stuck-payments alert resolved",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || alerts("resolved").iter().any(stuck),
+    );
+}

@@ -123,6 +123,8 @@ vocabulary! {
         StoreAppendErrors => "store_append_errors",
         /// The data directory's disk is nearly full.
         DiskLow => "disk_low",
+        /// Payments stay pending past the sweep and the channel's query fails.
+        StuckPayments => "stuck_payments",
     }
 }
 

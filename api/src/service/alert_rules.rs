@@ -33,6 +33,31 @@ fn observation(
 /// Evaluates every rule once.
 pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> Result<(), Refusal> {
     let thresholds = state.config.alerts;
+    // What keeps alerts from being recorded or delivered is told directly as well.
+    let store = state.store.health();
+    alerts::tell_directly(
+        state,
+        "store",
+        !store.accepting_appends,
+        &format!(
+            "the event store stopped accepting appends: {}",
+            store.last_error.unwrap_or_default()
+        ),
+    )
+    .await;
+    let stopped = state.follower_health.stopped();
+    alerts::tell_directly(
+        state,
+        "read_model",
+        stopped.is_some(),
+        &stopped.map_or_else(String::new, |stopped| {
+            format!(
+                "the read model stopped at position {} ({}): {}",
+                stopped.position, stopped.event_type, stopped.reason
+            )
+        }),
+    )
+    .await;
     alerts::observe(
         state,
         AlertRule::ProjectionStopped,
@@ -73,6 +98,7 @@ pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> R
     )
     .await?;
     alerts::observe(state, AlertRule::Anomaly, anomalies(state)?).await?;
+    alerts::observe(state, AlertRule::StuckPayments, stuck_payments(state)).await?;
     Ok(())
 }
 
@@ -329,4 +355,24 @@ fn anomalies(state: &AppState) -> Result<Vec<Observation>, Refusal> {
         ));
     }
     Ok(found)
+}
+
+fn stuck_payments(state: &AppState) -> Vec<Observation> {
+    state
+        .channel_outcomes
+        .stuck()
+        .into_iter()
+        .map(|(account, trade_nos, oldest)| {
+            let listed: Vec<String> = trade_nos.iter().take(10).map(|trade_no| format!("- `{trade_no}`")).collect();
+            observation(
+                AlertRule::StuckPayments,
+                account.as_str(),
+                format!(
+                    "channel account {account}: {} payments stay pending past the sweep and the channel's query fails",
+                    trade_nos.len()
+                ),
+                format!("- pending since: {}\n{}", oldest.to_rfc3339(), listed.join("\n")),
+            )
+        })
+        .collect()
 }

@@ -202,6 +202,13 @@ pub enum Message<'a> {
     Alert(&'a AlertView, AlertMessage),
     /// `POST /v1/alert-channels/{id}/test`.
     Test,
+    /// A condition told without a record (see [`tell_directly`]).
+    Direct {
+        /// `store` or `read_model`.
+        condition: &'static str,
+        /// What is wrong.
+        summary: &'a str,
+    },
 }
 
 impl Message<'_> {
@@ -214,6 +221,7 @@ impl Message<'_> {
                 format!("[paycenter] RESOLVED {}", alert.summary)
             }
             Message::Test => "[paycenter] test".to_owned(),
+            Message::Direct { summary, .. } => format!("[paycenter] ALERT {summary}"),
         }
     }
 
@@ -242,6 +250,10 @@ impl Message<'_> {
                 "### paycenter\n\nA test message from {}: alerts reach this group.",
                 state.config.public_url
             ),
+            Message::Direct { condition, summary } => format!(
+                "### 告警 ALERT: {summary}\n\n- condition: `{condition}`\n- told directly: paycenter cannot record alerts now (see /healthz)\n\n{}",
+                state.config.public_url
+            ),
         }
     }
 
@@ -258,6 +270,12 @@ impl Message<'_> {
                 "type": "alert.test",
                 "created_at": now.to_rfc3339(),
                 "data": {},
+            }),
+            Message::Direct { condition, summary } => json!({
+                "id": format!("alert_direct_{}", random_hex(8)),
+                "type": "alert.unrecorded",
+                "created_at": now.to_rfc3339(),
+                "data": {"condition": condition, "summary": summary},
             }),
         }
     }
@@ -375,6 +393,53 @@ pub async fn test_channel(
     let http = HttpClient::new(&state.outbound, state.config.webhook_timeout_ms)
         .map_err(|error| Refusal::internal("alerts", error))?;
     Ok(send(state, &http, &channel, &Message::Test).await)
+}
+
+/// Conditions told directly (not recorded: the store refuses appends, or the read model that
+/// holds the deliveries stopped), once per outage in this process.
+static TOLD_DIRECTLY: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// Tells every destination about `condition` (`store` or `read_model`) without recording
+/// anything, the first time it is seen down; forgets it once it is up, so the next outage is
+/// told too. The destinations are read from the read model as it stands, stopped or not.
+pub async fn tell_directly(state: &AppState, condition: &'static str, down: bool, summary: &str) {
+    {
+        let mut told = TOLD_DIRECTLY.lock().expect("told lock");
+        let already = told.contains(&condition);
+        if !down {
+            told.retain(|told| *told != condition);
+            return;
+        }
+        if already {
+            return;
+        }
+        told.push(condition);
+    }
+    let channels: Vec<AlertChannelView> = state
+        .model_lock()
+        .alert_channels()
+        .into_iter()
+        .cloned()
+        .collect();
+    let http = match HttpClient::new(&state.outbound, state.config.webhook_timeout_ms) {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "no outbound client for a direct alert");
+            return;
+        }
+    };
+    for channel in &channels {
+        let message = Message::Direct { condition, summary };
+        if let Err(error) = send(state, &http, channel, &message).await {
+            tracing::error!(alert_channel_id = %channel.alert_channel_id, %error, condition, "a direct alert was not delivered");
+        }
+    }
+    tracing::error!(
+        condition,
+        summary,
+        n_destinations = channels.len(),
+        "told the alert destinations directly (not recorded)"
+    );
 }
 
 /// What one rule found: every condition of `rule` that holds now. An alert is raised for

@@ -120,15 +120,26 @@ pub async fn query(state: &AppState, item: &SweepItem) -> Result<(), Refusal> {
         }
         SweepItem::Payment(_) => {
             let query = adapter.query_payment(&params, &order);
-            let status = channel_call(
+            let answer = channel_call(
                 state,
                 payment.channel,
                 &payment.channel_account_id,
                 "query",
                 query,
             )
-            .await
-            .map_err(Refusal::channel_unavailable)?;
+            .await;
+            // For the stuck-payments alert: a pending payment the channel does not answer for.
+            match &answer {
+                Ok(_) => state
+                    .channel_outcomes
+                    .query_answered(&payment.channel_account_id),
+                Err(_) => state.channel_outcomes.query_failed(
+                    &payment.channel_account_id,
+                    &payment.trade_no,
+                    payment.created_at,
+                ),
+            }
+            let status = answer.map_err(Refusal::channel_unavailable)?;
             let expired = state.clock.now() > payment.expires_at;
             match status {
                 ChannelPaymentStatus::Paid {

@@ -54,8 +54,9 @@ trades = {}
 stats = {"verified": 0, "rejected": 0, "precreate": 0}
 # How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
 # "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
-# start; POST /__control/mode {"precreate": ...} changes it.
-mode = {"precreate": os.environ.get("FAKE_PRECREATE", "ok")}
+# start; POST /__control/mode {"precreate": ..., "query": "ok"|"fail"} changes it ("fail":
+# every trade query answers a system error).
+mode = {"precreate": os.environ.get("FAKE_PRECREATE", "ok"), "query": "ok"}
 
 
 def verify_request(params):
@@ -125,6 +126,8 @@ def handle(method, biz, params, port):
         if trade is None:
             return fail("ACQ.TRADE_NOT_EXIST", "trade does not exist")
         if method == "alipay.trade.query":
+            if mode["query"] == "fail":
+                return fail("ACQ.SYSTEM_ERROR", "system busy")
             return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"],
                        "trade_status": trade["status"], "total_amount": trade["total_amount"]})
         if method == "alipay.trade.close":
