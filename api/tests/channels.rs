@@ -1184,6 +1184,11 @@ fn start_routing_paycenter(data_dir: &std::path::Path) -> (Process, String) {
             ("PAYCENTER_BREAKER_MIN_CALLS", "2"),
             ("PAYCENTER_BREAKER_OPEN_SECONDS", "2"),
             ("PAYCENTER_BREAKER_WINDOW_SECONDS", "60"),
+            // The failure-rate alert watches the same calls.
+            ("PAYCENTER_ALERT_INTERVAL_SECONDS", "1"),
+            ("PAYCENTER_ALERT_CHANNEL_MIN_ATTEMPTS", "2"),
+            ("PAYCENTER_ALERT_CHANNEL_WINDOW_SECONDS", "60"),
+            ("PAYCENTER_ALERT_DISK_FREE_MB", "0"),
         ],
     )
 }
@@ -1465,6 +1470,25 @@ fn the_breaker_opens_on_failures_and_closes_after_a_good_probe() {
         );
     }
     assert_eq!(breaker(), Some(2), "open");
+    // The failure rate raises an alert too.
+    let alerts = |status: &str| -> Vec<Value> {
+        let (_, list) = call(
+            "GET",
+            &format!("{base}/v1/alerts?status={status}"),
+            ADMIN_TOKEN,
+            None,
+        );
+        list["data"].as_array().unwrap().clone()
+    };
+    let failing = |alert: &Value| {
+        alert["rule"] == "channel_failure_rate" && alert["subject"] == flaky.as_str()
+    };
+    support::wait_for_within(
+        "the failure-rate alert",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || alerts("open").iter().any(failing),
+    );
     // Open: passed over without being asked.
     let (status, created) = pay_routed(&shop, "b-3");
     assert_eq!(status, 201, "{created}");
@@ -1485,6 +1509,13 @@ fn the_breaker_opens_on_failures_and_closes_after_a_good_probe() {
         "{created}"
     );
     assert_eq!(breaker(), Some(0), "closed");
+    // Closed with a clean slate: the failure-rate alert resolves.
+    support::wait_for_within(
+        "the failure-rate alert resolved",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || alerts("resolved").iter().any(failing),
+    );
     let (status, created) = pay_routed(&shop, "b-5");
     assert_eq!(
         (status, created["channel_account_id"].as_str()),

@@ -2753,7 +2753,12 @@ fn a_projection_that_cannot_apply_an_event_stops_alone_and_says_where() {
         let poisoned_at = write_poisoned_log(data_dir.path(), ledger);
         // Twice: a start after a start that met the bad event starts again (no crash loop).
         for _ in 0..2 {
-            let server = start_server(data_dir.path());
+            let server = start_server_with_env(
+                data_dir.path(),
+                QUICK_RETRIES_MS,
+                StoreChoice::Embedded,
+                &[("PAYCENTER_ALERT_INTERVAL_SECONDS", "1")],
+            );
             let base = server.base.clone();
             let (status, degraded) = health(&base);
             assert_eq!(status, 503, "{degraded}");
@@ -2785,6 +2790,21 @@ fn a_projection_that_cannot_apply_an_event_stops_alone_and_says_where() {
                 (503, Some("read_model_unavailable"))
             );
             if ledger {
+                // The stopped projection is an alert (the read model itself runs, so it is
+                // recorded and listed): one, however many starts met the bad event.
+                wait_for("the projection alert", || {
+                    let (_, open) = call(
+                        "GET",
+                        &format!("{base}/v1/alerts?status=open"),
+                        ADMIN_TOKEN,
+                        None,
+                    );
+                    open["data"].as_array().is_some_and(|alerts| {
+                        alerts.len() == 1
+                            && alerts[0]["rule"] == "projection_stopped"
+                            && alerts[0]["subject"] == "balances"
+                    })
+                });
                 // Everything that does not need the balances goes on: onboarding, payments.
                 let setup = onboard(&base, "http://127.0.0.1:9/hooks");
                 let (status, created) = call(
