@@ -104,6 +104,11 @@ fn alert_thresholds() -> anyhow::Result<crate::service::alert_rules::AlertThresh
             0..=100_000_000,
             defaults.disk_free_mb,
         )?,
+        credentials_expiry_days: env_number(
+            "PAYCENTER_ALERT_CREDENTIALS_EXPIRY_DAYS",
+            0..=3_650,
+            defaults.credentials_expiry_days,
+        )?,
     })
 }
 

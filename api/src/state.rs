@@ -65,6 +65,8 @@ pub struct AlertThresholds {
     pub projection_lag_seconds: u64,
     /// The data directory's file system alerts below this much free space.
     pub disk_free_mb: u64,
+    /// A channel account alerts when its credentials expire within this many days.
+    pub credentials_expiry_days: u64,
 }
 
 impl Default for AlertThresholds {
@@ -77,6 +79,7 @@ impl Default for AlertThresholds {
             webhook_failing_seconds: 1_800,
             projection_lag_seconds: 60,
             disk_free_mb: 1_024,
+            credentials_expiry_days: 14,
         }
     }
 }

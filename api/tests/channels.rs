@@ -1596,3 +1596,80 @@ fn payments_stuck_behind_a_failing_query_alert_until_the_channel_answers() {
         || alerts("resolved").iter().any(stuck),
     );
 }
+
+#[test]
+fn platform_certificates_expiring_soon_raise_an_alert() {
+    let Some(python) = python() else { return };
+    // Certificates of an hour: well within the 14 days the alert looks ahead.
+    let (_gateway, keys) = fake_with(
+        &python,
+        "wechatpay_gateway.py",
+        &[("FAKE_WECHAT_CERTIFICATE_SECONDS", "3600")],
+    );
+    let mut params = keys.clone();
+    params.as_object_mut().unwrap().remove("port");
+    params["gateway_url"] = json!(format!("https://localhost:{}", keys["port"]));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = pki().ca_path.to_str().unwrap().to_owned();
+    let start = |expiry_days: &str| {
+        support::start_paycenter(
+            dir.path(),
+            ADMIN_TOKEN,
+            &[
+                ("PAYCENTER_ALLOW_PRIVATE_EGRESS", "1"),
+                ("PAYCENTER_CA_FILE", &ca_file),
+                ("PAYCENTER_ALERT_INTERVAL_SECONDS", "1"),
+                ("PAYCENTER_ALERT_DISK_FREE_MB", "0"),
+                ("PAYCENTER_ALERT_CREDENTIALS_EXPIRY_DAYS", expiry_days),
+            ],
+        )
+    };
+    let (server, base) = start("14");
+    // Activation downloads the platform certificates: their expiry is known from then on.
+    let shop = Shop::open(&base, "wechatpay", params);
+    let alerts = |base: &str, status: &str| -> Vec<Value> {
+        let (_, list) = call(
+            "GET",
+            &format!("{base}/v1/alerts?status={status}"),
+            ADMIN_TOKEN,
+            None,
+        );
+        list["data"].as_array().unwrap().clone()
+    };
+    let expiring = |alert: &Value| {
+        alert["rule"] == "credentials_expiring"
+            && alert["subject"] == shop.channel_account_id.as_str()
+    };
+    support::wait_for_within(
+        "the expiry alert",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || alerts(&base, "open").iter().any(expiring),
+    );
+    // Looking less far ahead (0 days), the same certificates are fine: resolved. The restart
+    // downloads them again at the first call that needs them; a payment makes one.
+    drop(server);
+    let (_server, base) = start("0");
+    let (status, created) = shop_pay_at(&base, &shop, "exp-1");
+    assert_eq!(status, 201, "{created}");
+    support::wait_for_within(
+        "the expiry alert resolved",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || alerts(&base, "resolved").iter().any(expiring),
+    );
+}
+
+/// `shop.pay` against another start of the server (its base changed).
+fn shop_pay_at(base: &str, shop: &Shop, order_no: &str) -> (u16, Value) {
+    call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &shop.api_key,
+        Some(json!({
+            "merchant_id": shop.merchant_id, "channel_account_id": shop.channel_account_id,
+            "order_no": order_no, "amount": "5.00", "currency": "CNY", "invoke_method": "native_qr",
+            "subject": "oolong tea",
+        })),
+    )
+}

@@ -125,6 +125,8 @@ vocabulary! {
         DiskLow => "disk_low",
         /// Payments stay pending past the sweep and the channel's query fails.
         StuckPayments => "stuck_payments",
+        /// A channel account's keys or certificates expire soon.
+        CredentialsExpiring => "credentials_expiring",
     }
 }
 

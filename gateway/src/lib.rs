@@ -336,6 +336,13 @@ pub trait PaymentChannel: Send + Sync {
     /// The names a channel account's `params` may carry.
     fn param_names(&self) -> &'static [&'static str];
 
+    /// When the account's credentials stop working (Unix seconds), when the channel's keys
+    /// expire and the adapter knows it: WeChat Pay's newest valid platform certificate, once
+    /// downloaded. `None`: no expiry, or not known yet.
+    fn credentials_expire_at(&self, _params: &serde_json::Value) -> Option<i64> {
+        None
+    }
+
     /// Checks a channel account's parameters at activation; answers them normalized.
     fn validate_params(
         &self,

@@ -555,6 +555,12 @@ impl PaymentChannel for WechatpayChannel {
         Some(&[Currency::CNY])
     }
 
+    fn credentials_expire_at(&self, params: &Value) -> Option<i64> {
+        let account = self.accounts.get_or_parse(params, Account::parse).ok()?;
+        let set = self.certificates.get(&account.merchant_key())?;
+        set.newest_not_after(chrono::Utc::now().timestamp())
+    }
+
     fn param_names(&self) -> &'static [&'static str] {
         PARAM_NAMES
     }

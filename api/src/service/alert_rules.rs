@@ -99,6 +99,12 @@ pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> R
     .await?;
     alerts::observe(state, AlertRule::Anomaly, anomalies(state)?).await?;
     alerts::observe(state, AlertRule::StuckPayments, stuck_payments(state)).await?;
+    alerts::observe(
+        state,
+        AlertRule::CredentialsExpiring,
+        credentials_expiring(state, thresholds)?,
+    )
+    .await?;
     Ok(())
 }
 
@@ -375,4 +381,62 @@ fn stuck_payments(state: &AppState) -> Vec<Observation> {
             )
         })
         .collect()
+}
+
+fn credentials_expiring(
+    state: &AppState,
+    thresholds: AlertThresholds,
+) -> Result<Vec<Observation>, Refusal> {
+    let now = state.clock.now();
+    let horizon = now + chrono::Duration::days(thresholds.credentials_expiry_days as i64);
+    let (accounts, open): (Vec<paycenter_domain::ids::ChannelAccountId>, Vec<String>) = {
+        let model = state.read_model()?;
+        let accounts = model
+            .channel_accounts()
+            .keys()
+            .filter(|account| !model.is_channel_account_disabled(account))
+            .cloned()
+            .collect();
+        let open = model
+            .open_alerts()
+            .into_iter()
+            .filter(|(condition, _)| condition.rule == AlertRule::CredentialsExpiring)
+            .map(|(condition, _)| condition.subject)
+            .collect();
+        (accounts, open)
+    };
+    let mut found = Vec::new();
+    for account in accounts {
+        let Ok((adapter, params)) = state.account_adapter(&account) else {
+            continue;
+        };
+        let Some(expires_at) = adapter
+            .credentials_expire_at(&params)
+            .and_then(|unix| chrono::DateTime::from_timestamp(unix, 0))
+        else {
+            // Not known (yet) since this start: an open alert stands until it is.
+            if open.iter().any(|subject| subject == account.as_str()) {
+                found.push(observation(
+                    AlertRule::CredentialsExpiring,
+                    account.as_str(),
+                    format!("channel account {account}: its keys expire soon (not checked again since the restart)"),
+                    String::new(),
+                ));
+            }
+            continue;
+        };
+        if expires_at > horizon {
+            continue;
+        }
+        found.push(observation(
+            AlertRule::CredentialsExpiring,
+            account.as_str(),
+            format!("channel account {account}: its keys expire at {}", expires_at.to_rfc3339()),
+            format!(
+                "- threshold: {} days\n- renew them at the channel, then rotate the account (PUT .../channel-accounts/{account})",
+                thresholds.credentials_expiry_days
+            ),
+        ));
+    }
+    Ok(found)
 }

@@ -121,6 +121,15 @@ impl CertificateSet {
             .map(|certificate| certificate.serial_no.as_str())
     }
 
+    /// When the valid certificate that expires last expires (Unix seconds).
+    pub(crate) fn newest_not_after(&self, now_unix: i64) -> Option<i64> {
+        self.certificates
+            .iter()
+            .filter(|certificate| certificate.valid_at(now_unix))
+            .map(|certificate| certificate.not_after_unix)
+            .max()
+    }
+
     /// When this set should be downloaded again: halfway to its newest certificate's expiry,
     /// and no later than [`MAX_SET_AGE_SECONDS`] after its download.
     pub(crate) fn refresh_at_unix(&self) -> i64 {
