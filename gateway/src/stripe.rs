@@ -237,10 +237,15 @@ impl PaymentChannel for StripeChannel {
                 )
                 .await?;
             if status != 200 {
-                return Err(unavailable(format!(
-                    "stripe create: {}",
-                    error_text(status, &intent)
-                )));
+                let reason = format!("stripe create: {}", error_text(status, &intent));
+                // A 4xx is Stripe refusing the request: no PaymentIntent was made (409, a
+                // request with this idempotency key still running, is the exception). A 5xx
+                // leaves it unknown.
+                return Err(if (400..500).contains(&status) && status != 409 {
+                    GatewayError::Refused { reason }
+                } else {
+                    unavailable(reason)
+                });
             }
             let id = intent["id"].as_str().filter(|id| id.starts_with("pi_"));
             let client_secret = intent["client_secret"].as_str();

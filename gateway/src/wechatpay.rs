@@ -726,10 +726,14 @@ impl PaymentChannel for WechatpayChannel {
             };
             let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
             if status != 200 {
-                return Err(unavailable(format!(
-                    "wechatpay {path}: {}",
-                    error_text(status, &answer)
-                )));
+                let reason = format!("wechatpay {path}: {}", error_text(status, &answer));
+                // A signed 4xx is WeChat Pay refusing the order: no trade exists there. A 5xx
+                // (SYSTEM_ERROR) leaves its state unknown.
+                return Err(if (400..500).contains(&status) {
+                    GatewayError::Refused { reason }
+                } else {
+                    unavailable(reason)
+                });
             }
             let field = |name: &str| {
                 answer[name]
