@@ -399,6 +399,11 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
         "{onboarded}"
     );
     let api_key = onboarded["api_key"].as_str().unwrap();
+    assert_eq!(
+        onboarded["routing"][0]["channel_account_ids"][0].as_str(),
+        accounts[0].as_str().unwrap().split('\t').next(),
+        "{onboarded}"
+    );
 
     // The app the console registered pays with its key.
     let (status, accounts) = call(

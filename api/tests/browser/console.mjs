@@ -76,6 +76,11 @@ const scenarios = {
     await form.locator("input[name=fee_rate]").fill("0.006");
     await Promise.all([page.waitForNavigation(), form.locator("button").click()]);
     const accounts = await page.locator("#accounts tbody tr").allInnerTexts();
+    // Routing: the account as the merchant's only rule.
+    const accountId = (await page.locator("#accounts tbody tr td code").first().innerText()).trim();
+    await page.fill("#routing-rules", JSON.stringify([{ channel_account_ids: [accountId] }]));
+    await Promise.all([page.waitForNavigation(), page.click("#routing-form button")]);
+    const routing = JSON.parse(await page.locator("#routing-rules").inputValue());
     await shot(page, "console-merchant");
     await page.goto(`${input.base}/console/apps`);
     await page.fill("#app-name", input.app_name);
@@ -87,6 +92,7 @@ const scenarios = {
       signed_in_as: signedInAs,
       merchant_id: merchantId,
       accounts,
+      routing,
       app_id: await text(page, "#app-id"),
       api_key: await text(page, "#api-key"),
       webhook_secret: await text(page, "#webhook-secret"),

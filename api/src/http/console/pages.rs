@@ -59,6 +59,31 @@ pub(super) async fn page(
         (true, ["merchants", merchant_id, "channel-accounts"]) => {
             activate_account(state, request, operator, merchant_id).await
         }
+        (true, ["merchants", merchant_id, "routing"]) => {
+            let outcome =
+                match serde_json::from_str::<Value>(request.field("rules").unwrap_or("[]")) {
+                    Ok(rules) => call(
+                        state,
+                        operator,
+                        Operation::SetRouting,
+                        &[merchant_id],
+                        &[],
+                        Some(json!({ "rules": rules })),
+                    )
+                    .await
+                    .map(|_| ()),
+                    Err(error) => Err(Refusal::new(
+                        ErrorCode::InvalidJson,
+                        format!("the rules are not JSON: {error}"),
+                    )),
+                };
+            match outcome {
+                Ok(()) => Ok(Page::Redirect(format!("/console/merchants/{merchant_id}"))),
+                Err(refusal) => {
+                    merchant(state, request, operator, merchant_id, Some(Err(refusal))).await
+                }
+            }
+        }
         (true, ["merchants", merchant_id, "channel-accounts", account_id, action]) => {
             account_action(state, request, operator, merchant_id, account_id, action).await
         }
@@ -309,6 +334,17 @@ async fn merchant(
         None,
     )
     .await?;
+    let routing = call(
+        state,
+        operator,
+        Operation::GetRouting,
+        &[merchant_id],
+        &[],
+        None,
+    )
+    .await
+    .map(|routing| serde_json::to_string_pretty(&routing["rules"]).unwrap_or_default())
+    .unwrap_or_default();
     let balances = call(
         state,
         operator,
@@ -358,6 +394,7 @@ async fn merchant(
             "granularity": granularity,
             "tz": tz,
             "channel_forms": channel_forms(state),
+            "routing": routing,
             "error": error,
         }),
     ))
