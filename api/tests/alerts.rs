@@ -660,3 +660,40 @@ fn a_store_refusing_appends_is_told_directly_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(told(), 1, "told once per outage");
 }
+
+#[test]
+fn a_read_model_falling_behind_alerts_and_resolves_once_it_catches_up() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let pause = data_dir.path().join("pause-follower");
+    let pause_env = pause.to_str().unwrap().to_owned();
+    let (_server, base) = start(
+        data_dir.path(),
+        &[
+            ("PAYCENTER_FAULT_FOLLOWER_PAUSE_FILE", pause_env.as_str()),
+            ("PAYCENTER_ALERT_PROJECTION_LAG_SECONDS", "1"),
+        ],
+    );
+    // The follower pauses; a write is recorded (and waits for the read model in vain).
+    std::fs::write(&pause, b"").unwrap();
+    // The follower looks at the file between reads of the log (at most 200 ms apart).
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/v1/merchants"),
+        Some(json!({"name": "Behind"})),
+    );
+    assert_eq!(status, 201);
+    // Long enough for the oldest unapplied event to be over a second old, and for a round of
+    // the rules to see it (its raise waits for the paused read model too).
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_file(&pause).unwrap();
+    // Once the follower runs again the raise is in the read model, then the resolution.
+    wait_for("the lag alert raised and resolved", 40, || {
+        alerts(&base, "resolved")
+            .iter()
+            .any(|alert| alert["rule"] == "projection_lagging" && alert["subject"] == "read_model")
+    });
+    assert!(alerts(&base, "open")
+        .iter()
+        .all(|alert| alert["rule"] != "projection_lagging"));
+}

@@ -151,6 +151,20 @@ pub fn follow(
     Ok(())
 }
 
+/// Test builds only (`fault-injection` feature): while the file named by
+/// `PAYCENTER_FAULT_FOLLOWER_PAUSE_FILE` exists, the follower applies nothing, so tests can
+/// watch a read model fall behind the log.
+#[cfg(feature = "fault-injection")]
+fn paused() -> bool {
+    std::env::var_os("PAYCENTER_FAULT_FOLLOWER_PAUSE_FILE")
+        .is_some_and(|path| std::path::Path::new(&path).exists())
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn paused() -> bool {
+    false
+}
+
 fn catch_up(
     subscription: &mut Subscription,
     model: &RwLock<ReadModel>,
@@ -158,6 +172,10 @@ fn catch_up(
     on_advance: &OnAdvance,
 ) {
     while health.stopped().is_none() {
+        if paused() {
+            std::thread::sleep(Duration::from_millis(100));
+            return;
+        }
         let first = match subscription.next_timeout(Duration::from_millis(200)) {
             Ok(Some(event)) => event,
             Ok(None) => return,
