@@ -29,28 +29,7 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 
 /// The venv's interpreter with `dingtalkchatbot`, or `None` (skipped, said why).
 fn python() -> Option<PathBuf> {
-    let path = std::env::var("PAYCENTER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
-        });
-    let importable = Command::new(&path)
-        .args(["-c", "import dingtalkchatbot"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if importable {
-        return Some(path);
-    }
-    let why = format!(
-        "no dingtalkchatbot at {} (.ci/run makes .venv)",
-        path.display()
-    );
-    if std::env::var("PAYCENTER_REQUIRE_SDKS").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-    None
+    support::python_with("dingtalkchatbot")
 }
 
 fn pki() -> &'static TestPki {

@@ -21,31 +21,7 @@ use support::{acknowledging_webhook_sink as webhook_sink, Process};
 
 /// The venv interpreter with every SDK importable, or `None` (skipped, said why).
 fn python() -> Option<PathBuf> {
-    let path = std::env::var("PAYCENTER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
-        });
-    let importable = Command::new(&path)
-        .args([
-            "-c",
-            "import alipay, alipay.aop.api, wechatpayv3, stripe, localstripe",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if importable {
-        return Some(path);
-    }
-    let why = format!(
-        "no Python with the channel SDKs at {} (set PAYCENTER_TEST_PYTHON; .ci/run makes .venv)",
-        path.display()
-    );
-    if std::env::var("PAYCENTER_REQUIRE_SDKS").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-    None
+    support::python_with("alipay, alipay.aop.api, wechatpayv3, stripe, localstripe")
 }
 
 /// The certificates of every fake gateway in this test process: a CA made here, which

@@ -273,3 +273,32 @@ pub fn run_browser_script(script: &str, scenario: &str, mut input: Value) -> Opt
         }),
     )
 }
+
+/// The venv's interpreter (`PAYCENTER_TEST_PYTHON`, default `.venv/bin/python`) when `modules`
+/// (a comma-separated Python import list) import there; else `None`, said why, or a failure
+/// when `PAYCENTER_REQUIRE_SDKS=1`.
+#[allow(dead_code)]
+pub fn python_with(modules: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var("PAYCENTER_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
+        });
+    let importable = Command::new(&path)
+        .args(["-c", &format!("import {modules}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if importable {
+        return Some(path);
+    }
+    let why = format!(
+        "no Python with {modules} at {} (set PAYCENTER_TEST_PYTHON; .ci/run makes .venv)",
+        path.display()
+    );
+    if std::env::var("PAYCENTER_REQUIRE_SDKS").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
