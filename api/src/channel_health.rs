@@ -24,12 +24,12 @@ pub struct ChannelOutcomes {
 }
 
 /// Attempts and failures of one account within a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Initiations in the window.
-    pub attempts: usize,
+    pub attempts: u64,
     /// Of which failed (refused, timed out, unreachable).
-    pub failures: usize,
+    pub failures: u64,
 }
 
 impl ChannelOutcomes {
@@ -49,14 +49,10 @@ impl ChannelOutcomes {
     /// One account's (calls, failures) within `window` before `now`.
     pub fn tally(&self, account: &ChannelAccountId, window: Duration, now: Instant) -> (u64, u64) {
         let accounts = self.accounts.lock().expect("outcomes lock");
-        accounts.get(account).map_or((0, 0), |outcomes| {
-            outcomes
-                .iter()
-                .filter(|(at, _)| now.duration_since(*at) <= window)
-                .fold((0, 0), |(calls, failures), (_, ok)| {
-                    (calls + 1, failures + u64::from(!ok))
-                })
-        })
+        let tally = accounts
+            .get(account)
+            .map_or(Tally::default(), |outcomes| count(outcomes, window, now));
+        (tally.attempts, tally.failures)
     }
 
     /// The sweeper asked the channel about a pending payment (started at `since`) and got no
@@ -106,17 +102,20 @@ impl ChannelOutcomes {
         let accounts = self.accounts.lock().expect("outcomes lock");
         accounts
             .iter()
-            .map(|(account, outcomes)| {
-                let recent = outcomes
-                    .iter()
-                    .filter(|(at, _)| now.duration_since(*at) <= window);
-                let (attempts, failures) = recent.fold((0, 0), |(attempts, failures), (_, ok)| {
-                    (attempts + 1, failures + usize::from(!ok))
-                });
-                (account.clone(), Tally { attempts, failures })
-            })
+            .map(|(account, outcomes)| (account.clone(), count(outcomes, window, now)))
             .collect()
     }
+}
+
+/// The outcomes within `window` before `now`.
+fn count(outcomes: &VecDeque<(Instant, bool)>, window: Duration, now: Instant) -> Tally {
+    outcomes
+        .iter()
+        .filter(|(at, _)| now.duration_since(*at) <= window)
+        .fold(Tally::default(), |tally, (_, ok)| Tally {
+            attempts: tally.attempts + 1,
+            failures: tally.failures + u64::from(!ok),
+        })
 }
 
 #[cfg(test)]

@@ -193,6 +193,20 @@ fn associated_data(owner: &str) -> String {
     format!("paycenter sealed secret of {owner}")
 }
 
+/// Constant-time comparison of two secrets (the admin token, a session's or a form's token), so
+/// none can be guessed byte by byte from timing: both are hashed first, then compared whole.
+pub fn same_secret(left: &str, right: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (left, right) = (
+        Sha256::digest(left.as_bytes()),
+        Sha256::digest(right.as_bytes()),
+    );
+    left.iter()
+        .zip(right.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

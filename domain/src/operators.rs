@@ -151,13 +151,7 @@ pub fn create_operator(exists: bool, command: OperatorCreated) -> Result<Vec<Eve
             id: command.email.clone(),
         });
     }
-    let name = command.name.trim();
-    if name.is_empty() || command.name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(DomainError::InvalidField {
-            field: "name",
-            reason: "must be 1 to 128 printable characters".to_owned(),
-        });
-    }
+    crate::registry::check_name("name", &command.name)?;
     debug_assert_eq!(
         normalize_email(&command.email).ok().as_ref(),
         Some(&command.email)

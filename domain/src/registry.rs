@@ -13,7 +13,8 @@ use crate::ids::{AppId, ChannelAccountId};
 /// The most merchants one app may act for.
 pub const MAX_MERCHANTS_PER_APP: usize = 1_000;
 
-fn check_name(field: &'static str, name: &str) -> Result<(), DomainError> {
+/// A name of 1 to 128 printable characters (merchants, apps, operators).
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<(), DomainError> {
     let trimmed = name.trim();
     if trimmed.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(DomainError::InvalidField {

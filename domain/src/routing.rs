@@ -247,6 +247,12 @@ impl Default for BreakerConfig {
     }
 }
 
+/// Whether `failures` of `calls` cross `failure_percent`, among at least `min_calls`: what opens a
+/// breaker, and what the failure-rate alert watches.
+pub fn fails_too_often(calls: u64, failures: u64, min_calls: u64, failure_percent: u64) -> bool {
+    calls >= min_calls && failures * 100 >= failure_percent * calls
+}
+
 /// What one call's outcome does to the breaker (`recent` includes it).
 pub fn breaker_after_call(
     channel_account_id: &ChannelAccountId,
@@ -261,7 +267,7 @@ pub fn breaker_after_call(
         (BreakerState::HalfOpen, true) => (BreakerState::Closed, "the probe succeeded".to_owned()),
         (BreakerState::HalfOpen, false) => (BreakerState::Open, "the probe failed".to_owned()),
         (BreakerState::Closed, false)
-            if calls >= config.min_calls && failures * 100 >= config.failure_percent * calls =>
+            if fails_too_often(calls, failures, config.min_calls, config.failure_percent) =>
         {
             (
                 BreakerState::Open,

@@ -3,24 +3,11 @@
 //! request budget here.
 
 use paycenter_domain::events::AppRegistered;
-use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
 
-use crate::keys::api_key_sha256;
-
-/// Constant-time comparison, so the admin token cannot be guessed byte by byte from timing.
-fn same_secret(left: &str, right: &str) -> bool {
-    let (left, right) = (
-        Sha256::digest(left.as_bytes()),
-        Sha256::digest(right.as_bytes()),
-    );
-    left.iter()
-        .zip(right.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
-}
+use crate::keys::{api_key_sha256, same_secret};
 
 fn bearer(header: Option<&str>) -> Option<&str> {
     header

@@ -204,9 +204,12 @@ fn channel_failure_rate(state: &AppState, thresholds: AlertThresholds) -> Vec<Ob
         .tallies(window, Instant::now())
         .into_iter()
         .filter(|(_, tally)| {
-            tally.attempts as u64 >= thresholds.channel_min_attempts
-                && tally.failures as u64 * 100
-                    >= thresholds.channel_failure_percent * tally.attempts as u64
+            paycenter_domain::routing::fails_too_often(
+                tally.attempts,
+                tally.failures,
+                thresholds.channel_min_attempts,
+                thresholds.channel_failure_percent,
+            )
         })
         .map(|(account, tally)| {
             observation(

@@ -52,15 +52,6 @@ fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Constant-time equality of two tokens.
-pub fn same_token(left: &str, right: &str) -> bool {
-    let (left, right) = (token_key(left), token_key(right));
-    left.iter()
-        .zip(right)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
-}
-
 impl Sessions {
     /// Starts a session for `operator_id`: its cookie token and the session.
     pub fn start(&self, operator_id: OperatorId, now: Instant) -> (String, Session) {

@@ -445,7 +445,7 @@ async fn route(
     };
     if request.method == hyper::Method::POST {
         let sent = request.field("_csrf").unwrap_or("");
-        if !sessions::same_token(sent, &session.csrf_token) {
+        if !crate::keys::same_secret(sent, &session.csrf_token) {
             return error_page(
                 request.lang,
                 Some(&operator),
@@ -506,7 +506,7 @@ async fn sign_in(
         .get(SIGN_IN_COOKIE)
         .map(String::as_str)
         .unwrap_or("");
-    if expected.is_empty() || !sessions::same_token(sent, expected) {
+    if expected.is_empty() || !crate::keys::same_secret(sent, expected) {
         return form_page(StatusCode::FORBIDDEN, Some(&words("form_stale")), &email);
     }
     let now = Instant::now();
