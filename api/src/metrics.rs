@@ -214,7 +214,9 @@ impl Metrics {
     ) {
         let account = {
             let mut seen = self.account_series.lock().expect("metrics lock");
-            if seen.contains(channel_account_id) || seen.len() < MAX_ACCOUNT_SERIES {
+            if seen.contains(channel_account_id) {
+                channel_account_id
+            } else if seen.len() < MAX_ACCOUNT_SERIES {
                 seen.insert(channel_account_id.to_owned());
                 channel_account_id
             } else {

@@ -66,6 +66,26 @@ pub async fn after_initiation<T>(
     let window = std::time::Duration::from_secs(state.config.breaker.window_seconds);
     let recent = state.channel_outcomes.tally(account, window, now);
     let config = breaker_config(state);
+    // Every payment passes here: the breaker's stream is read only when the state the read
+    // model holds would change (it has every transition a routed payment waited for, so a
+    // success on a closed breaker, the usual case, costs no read of the log).
+    let known = state
+        .read_model()
+        .ok()
+        .map(|model| model.breaker(account).0);
+    if let Some(known) = known {
+        let changes = routing::breaker_after_call(
+            account,
+            known,
+            recent,
+            succeeded,
+            config,
+            state.clock.now(),
+        );
+        if changes.is_none() {
+            return;
+        }
+    }
     let decided = state
         .execute(
             &format!("breaker-{account}"),
