@@ -232,27 +232,41 @@ fn outcome_error<T>(outcome: &Option<Result<T, Refusal>>) -> (StatusCode, Value)
     }
 }
 
+/// The first hundred items of a list, for a form's choices (merchants, apps).
+async fn choices(
+    state: &Arc<AppState>,
+    operator: &Operator,
+    operation: Operation,
+) -> Result<Value, Refusal> {
+    call(state, operator, operation, &[], &[("limit", "100")], None).await
+}
+
+/// One page of a list, where the request's `starting_after` says.
+async fn page_of(
+    state: &Arc<AppState>,
+    request: &ConsoleRequest,
+    operator: &Operator,
+    operation: Operation,
+) -> Result<Value, Refusal> {
+    let starting_after = request.query("starting_after").unwrap_or("");
+    call(
+        state,
+        operator,
+        operation,
+        &[],
+        &[("limit", PAGE_ITEMS), ("starting_after", starting_after)],
+        None,
+    )
+    .await
+}
+
 async fn merchants(
     state: &Arc<AppState>,
     request: &ConsoleRequest,
     operator: &Operator,
     outcome: Option<Result<(), Refusal>>,
 ) -> Result<Page, Refusal> {
-    let list = call(
-        state,
-        operator,
-        Operation::ListMerchants,
-        &[],
-        &[
-            ("limit", PAGE_ITEMS),
-            (
-                "starting_after",
-                request.query("starting_after").unwrap_or(""),
-            ),
-        ],
-        None,
-    )
-    .await?;
+    let list = page_of(state, request, operator, Operation::ListMerchants).await?;
     let (status, error) = outcome_error(&outcome);
     Ok(Page::Html(
         status,
@@ -547,15 +561,7 @@ async fn apps(
         None,
     )
     .await?;
-    let merchants = call(
-        state,
-        operator,
-        Operation::ListMerchants,
-        &[],
-        &[("limit", "100")],
-        None,
-    )
-    .await?;
+    let merchants = choices(state, operator, Operation::ListMerchants).await?;
     let (status, error) = outcome_error(&outcome);
     Ok(Page::Html(
         status,
@@ -618,15 +624,7 @@ async fn payments(
     request: &ConsoleRequest,
     operator: &Operator,
 ) -> Result<Page, Refusal> {
-    let merchants = call(
-        state,
-        operator,
-        Operation::ListMerchants,
-        &[],
-        &[("limit", "100")],
-        None,
-    )
-    .await?;
+    let merchants = choices(state, operator, Operation::ListMerchants).await?;
     let merchant_id = request.query("merchant_id").unwrap_or("");
     if let Some(q) = request.query("q") {
         let found = search(state, operator, merchant_id, q).await?;
@@ -860,21 +858,7 @@ async fn reconciliations(
     operator: &Operator,
     outcome: Option<Result<(), Refusal>>,
 ) -> Result<Page, Refusal> {
-    let list = call(
-        state,
-        operator,
-        Operation::ListReconciliations,
-        &[],
-        &[
-            ("limit", PAGE_ITEMS),
-            (
-                "starting_after",
-                request.query("starting_after").unwrap_or(""),
-            ),
-        ],
-        None,
-    )
-    .await?;
+    let list = page_of(state, request, operator, Operation::ListReconciliations).await?;
     let (status, error) = outcome_error(&outcome);
     Ok(Page::Html(
         status,
@@ -1018,15 +1002,7 @@ async fn notifications(
     operator: &Operator,
     outcome: Option<Result<(), Refusal>>,
 ) -> Result<Page, Refusal> {
-    let apps = call(
-        state,
-        operator,
-        Operation::ListApps,
-        &[],
-        &[("limit", "100")],
-        None,
-    )
-    .await?;
+    let apps = choices(state, operator, Operation::ListApps).await?;
     let app_id = request
         .query("app_id")
         .or_else(|| request.field("app_id"))
@@ -1069,15 +1045,7 @@ async fn audit(
     request: &ConsoleRequest,
     operator: &Operator,
 ) -> Result<Page, Refusal> {
-    let merchants = call(
-        state,
-        operator,
-        Operation::ListMerchants,
-        &[],
-        &[("limit", "100")],
-        None,
-    )
-    .await?;
+    let merchants = choices(state, operator, Operation::ListMerchants).await?;
     let merchant_id = request.query("merchant_id").unwrap_or("");
     let at_text = request.query("at").unwrap_or("");
     let tz = request.query("tz").unwrap_or("Asia/Shanghai");
