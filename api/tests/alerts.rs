@@ -7,10 +7,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -39,25 +38,9 @@ fn pki() -> &'static TestPki {
 
 /// The fake robot: its process, its URL (with the access token) and where it lists what it took.
 fn robot(python: &Path, env: &[(&str, &str)]) -> (Process, String, String) {
-    let mut child = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fakes/dingtalk_robot.py"
-        ))
-        .env("FAKE_TLS_CERT", &pki().cert_path)
-        .env("FAKE_TLS_KEY", &pki().key_path)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("robot said {line:?}"));
+    let (process, started) = support::spawn_fake(python, "dingtalk_robot.py", pki(), env);
     (
-        Process(child),
+        process,
         started["url"].as_str().unwrap().to_owned(),
         started["messages_url"].as_str().unwrap().to_owned(),
     )

@@ -5,7 +5,7 @@
 //! `PAYCENTER_TEST_PYTHON` to its interpreter (default `.venv/bin/python`). Without it these
 //! tests print why they skipped, unless `PAYCENTER_REQUIRE_SDKS=1` makes that a failure.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -32,31 +32,13 @@ fn pki() -> &'static support::TestPki {
 }
 
 /// A fake gateway, over HTTPS, as real gateways are.
-fn fake(python: &PathBuf, script: &str) -> (Process, Value) {
+fn fake(python: &std::path::Path, script: &str) -> (Process, Value) {
     fake_with(python, script, &[])
 }
 
 /// A fake gateway with extra environment (its test switches).
-fn fake_with(python: &PathBuf, script: &str, env: &[(&str, &str)]) -> (Process, Value) {
-    let mut child = Command::new(python)
-        .arg(format!(
-            "{}/tests/fakes/{script}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .env("FAKE_TLS_CERT", &pki().cert_path)
-        .env("FAKE_TLS_KEY", &pki().key_path)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (
-        Process(child),
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script} said {line:?}")),
-    )
+fn fake_with(python: &std::path::Path, script: &str, env: &[(&str, &str)]) -> (Process, Value) {
+    support::spawn_fake(python, script, pki(), env)
 }
 
 fn free_port() -> u16 {
@@ -1209,15 +1191,12 @@ fn precreates(keys: &Value) -> u64 {
     stats["precreate"].as_u64().unwrap()
 }
 
-fn set_mode(keys: &Value, precreate: &str) {
-    pki()
-        .client()
-        .post(&format!(
-            "https://localhost:{}/__control/mode",
-            keys["port"]
-        ))
-        .send_json(json!({"precreate": precreate}))
-        .unwrap();
+/// How the fake Alipay gateway answers from now on (`{"precreate": …}`, `{"query": …}`).
+fn set_mode(keys: &Value, mode: Value) {
+    post_json(
+        &format!("https://localhost:{}/__control/mode", keys["port"]),
+        mode,
+    );
 }
 
 fn route(shop: &Shop, rules: Value) -> (u16, Value) {
@@ -1476,7 +1455,7 @@ fn the_breaker_opens_on_failures_and_closes_after_a_good_probe() {
 
     // The channel recovers; once the breaker's time is up, the next payment is a probe, and it
     // succeeds: closed again.
-    set_mode(&flaky_keys, "ok");
+    set_mode(&flaky_keys, json!({"precreate": "ok"}));
     std::thread::sleep(Duration::from_millis(2_500));
     let (status, created) = pay_routed(&shop, "b-4");
     assert_eq!(
@@ -1520,15 +1499,7 @@ fn payments_stuck_behind_a_failing_query_alert_until_the_channel_answers() {
     let shop = Shop::open(&base, "alipay", alipay_params(&keys));
     let (status, created) = shop.pay("s-1", "8.00", "native_qr", json!({}));
     assert_eq!(status, 201, "{created}");
-    set_mode(&keys, "ok");
-    pki()
-        .client()
-        .post(&format!(
-            "https://localhost:{}/__control/mode",
-            keys["port"]
-        ))
-        .send_json(json!({"query": "fail"}))
-        .unwrap();
+    set_mode(&keys, json!({"query": "fail"}));
     let alerts = |status: &str| -> Vec<Value> {
         let (_, list) = call(
             "GET",
@@ -1557,14 +1528,7 @@ fn payments_stuck_behind_a_failing_query_alert_until_the_channel_answers() {
         "{alert}"
     );
     // The channel answers again: resolved.
-    pki()
-        .client()
-        .post(&format!(
-            "https://localhost:{}/__control/mode",
-            keys["port"]
-        ))
-        .send_json(json!({"query": "ok"}))
-        .unwrap();
+    set_mode(&keys, json!({"query": "ok"}));
     support::wait_for_within(
         "the stuck-payments alert resolved",
         Duration::from_secs(30),

@@ -302,3 +302,32 @@ pub fn python_with(modules: &str) -> Option<std::path::PathBuf> {
     eprintln!("skipped: {why}");
     None
 }
+
+/// Starts `tests/fakes/{script}` under `python`, speaking HTTPS with `pki`'s certificate; answers
+/// the process and the JSON line it prints on start (its port, keys or URLs).
+#[allow(dead_code)]
+pub fn spawn_fake(
+    python: &Path,
+    script: &str,
+    pki: &TestPki,
+    env: &[(&str, &str)],
+) -> (Process, Value) {
+    let mut child = Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fakes")
+                .join(script),
+        )
+        .env("FAKE_TLS_CERT", &pki.cert_path)
+        .env("FAKE_TLS_KEY", &pki.key_path)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script} said {line:?}"));
+    (Process(child), started)
+}
