@@ -3,6 +3,8 @@
 //! repeat. The cache is keyed by account and checked against the sealed text, so a rotation
 //! (new sealed parameters) is opened afresh; it is bounded, and the plaintext (the unsealed
 //! bytes and every string of the parsed parameters) is zeroized when an entry is dropped.
+//! A sub-merchant's entry holds its provider's parameters with its own ids added, and is
+//! checked against both sealed texts, so rotating the provider's keys reaches it at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,9 +46,26 @@ impl Drop for ChannelParams {
     }
 }
 
-/// Unsealed parameters by account, each with the sealed text it came from (ciphertext: no
-/// secret), which tells a rotation apart by a plain comparison.
-type Entries = HashMap<ChannelAccountId, (String, Arc<ChannelParams>)>;
+/// Unsealed parameters by account, each with the sealed texts it came from (ciphertext: no
+/// secret; the provider's too for a sub-merchant), which tell a rotation apart by a plain
+/// comparison.
+type Entries = HashMap<ChannelAccountId, (Sealed, Arc<ChannelParams>)>;
+
+/// The sealed texts an entry was opened from: the account's, and its provider's.
+#[derive(PartialEq, Eq)]
+struct Sealed {
+    own: String,
+    provider: Option<String>,
+}
+
+impl Sealed {
+    fn of(account: &ChannelAccountActivated, provider: Option<&ChannelAccountActivated>) -> Sealed {
+        Sealed {
+            own: account.params_sealed.clone(),
+            provider: provider.map(|provider| provider.params_sealed.clone()),
+        }
+    }
+}
 
 /// Channel accounts' unsealed parameters, bounded.
 #[derive(Default)]
@@ -56,26 +75,24 @@ pub struct ParamsCache {
 
 impl ParamsCache {
     /// `account`'s parameters, unsealed with `master_key` the first time this activation is
-    /// asked for.
+    /// asked for; a sub-merchant's (`provider` given) are its provider's with its ids added.
     pub fn get(
         &self,
         master_key: &MasterKey,
         account: &ChannelAccountActivated,
+        provider: Option<&ChannelAccountActivated>,
     ) -> Result<Arc<ChannelParams>, Refusal> {
+        let sealed = Sealed::of(account, provider);
         if let Some((known, params)) = self.lock().get(&account.channel_account_id) {
-            if *known == account.params_sealed {
+            if *known == sealed {
                 return Ok(params.clone());
             }
         }
-        let bytes = Zeroizing::new(
-            master_key
-                .open(account.channel_account_id.as_str(), &account.params_sealed)
-                .map_err(|error| Refusal::internal("open channel params", error))?,
-        );
-        let params = Arc::new(ChannelParams(
-            serde_json::from_slice(&bytes)
-                .map_err(|error| Refusal::internal("channel params", error))?,
-        ));
+        let own = ChannelParams(open(master_key, account)?);
+        let params = Arc::new(match provider {
+            None => own,
+            Some(provider) => acting_for(&ChannelParams(open(master_key, provider)?), &own),
+        });
         let mut entries = self.lock();
         if entries.len() >= MAX_CACHED_ACCOUNTS
             && !entries.contains_key(&account.channel_account_id)
@@ -85,10 +102,7 @@ impl ParamsCache {
                 entries.remove(&evicted);
             }
         }
-        entries.insert(
-            account.channel_account_id.clone(),
-            (account.params_sealed.clone(), params.clone()),
-        );
+        entries.insert(account.channel_account_id.clone(), (sealed, params.clone()));
         assert!(entries.len() <= MAX_CACHED_ACCOUNTS);
         Ok(params)
     }
@@ -99,6 +113,25 @@ impl ParamsCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A sub-merchant's parameters: its provider's with its own ids added (wiped on drop, as the
+/// provider's keys are in them).
+pub fn acting_for(provider: &ChannelParams, own: &serde_json::Value) -> ChannelParams {
+    ChannelParams(paycenter_gateway::acting_for(provider, own))
+}
+
+/// An activation's parameters, unsealed and parsed.
+fn open(
+    master_key: &MasterKey,
+    account: &ChannelAccountActivated,
+) -> Result<serde_json::Value, Refusal> {
+    let bytes = Zeroizing::new(
+        master_key
+            .open(account.channel_account_id.as_str(), &account.params_sealed)
+            .map_err(|error| Refusal::internal("open channel params", error))?,
+    );
+    serde_json::from_slice(&bytes).map_err(|error| Refusal::internal("channel params", error))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     InternalError,
     InvalidAmount,
+    InvalidAccountMode,
     InvalidAlertUrl,
     InvalidBill,
     InvalidChannelParams,
@@ -84,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 69] = [
+    pub const ALL: [ErrorCode; 70] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -106,6 +107,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::InternalError,
         ErrorCode::InvalidAmount,
+        ErrorCode::InvalidAccountMode,
         ErrorCode::InvalidAlertUrl,
         ErrorCode::InvalidBill,
         ErrorCode::InvalidChannelParams,
@@ -183,6 +185,7 @@ impl ErrorCode {
             ErrorCode::InvalidAmount => 400,
             ErrorCode::InvalidAlertUrl => 422,
             ErrorCode::InvalidBill => 400,
+            ErrorCode::InvalidAccountMode => 422,
             ErrorCode::InvalidChannelParams => 422,
             ErrorCode::InvalidCurrency => 400,
             ErrorCode::InvalidFeeRate => 400,
@@ -258,6 +261,7 @@ impl ErrorCode {
             ErrorCode::InvalidAmount => "invalid_amount",
             ErrorCode::InvalidAlertUrl => "invalid_alert_url",
             ErrorCode::InvalidBill => "invalid_bill",
+            ErrorCode::InvalidAccountMode => "invalid_account_mode",
             ErrorCode::InvalidChannelParams => "invalid_channel_params",
             ErrorCode::InvalidCurrency => "invalid_currency",
             ErrorCode::InvalidFeeRate => "invalid_fee_rate",
@@ -426,6 +430,7 @@ impl From<DomainError> for Refusal {
             DomainError::OperatorNotFound { .. } => ErrorCode::OperatorNotFound,
             DomainError::NoRoute { .. } => ErrorCode::NoRoute,
             DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
+            DomainError::InvalidAccountMode { .. } => ErrorCode::InvalidAccountMode,
         };
         Refusal::new(code, message)
     }

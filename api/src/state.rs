@@ -278,12 +278,28 @@ impl AppState {
             .cloned()
     }
 
-    /// A channel account's parameters, unsealed with the master key (once per activation).
+    /// A channel account's parameters, unsealed with the master key (once per activation):
+    /// for a sub-merchant, its provider's (as they stand now) with its own ids added.
     pub fn channel_params(
         &self,
         account: &paycenter_domain::events::ChannelAccountActivated,
     ) -> Result<std::sync::Arc<crate::channel_params::ChannelParams>, Refusal> {
-        self.channel_params_cache.get(&self.master_key, account)
+        let provider = match &account.provider_account_id {
+            None => None,
+            Some(provider_account_id) => {
+                Some(self.channel_account(provider_account_id).ok_or_else(|| {
+                    Refusal::internal(
+                        "channel params",
+                        format!(
+                            "sub-merchant {} names provider {provider_account_id}, which the read model does not hold",
+                            account.channel_account_id
+                        ),
+                    )
+                })?)
+            }
+        };
+        self.channel_params_cache
+            .get(&self.master_key, account, provider.as_ref())
     }
 
     /// A channel account's adapter and unsealed parameters, for a call to its channel.

@@ -484,6 +484,16 @@ pub struct ChannelAccountRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, pattern = "^(Z|[+-][0-9]{2}:[0-9]{2})$", example = "+08:00")]
     pub bill_utc_offset: Option<Value>,
+    /// `direct` (default: the merchant's own keys), `provider` (a service provider's keys;
+    /// it acts for sub-merchants and takes no payments itself) or `sub_merchant` (only the ids
+    /// the channel assigned it, under `provider_account_id`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(direct|provider|sub_merchant)$", example = "direct")]
+    pub mode: Option<Value>,
+    /// For a `sub_merchant`: the provider account (same channel) whose keys make its requests.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub provider_account_id: Option<Value>,
 }
 
 /// `PUT /v1/merchants/{merchant_id}/channel-accounts/{channel_account_id}`: new parameters for
@@ -507,6 +517,14 @@ pub struct RotateChannelAccountRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, pattern = "^(Z|[+-][0-9]{2}:[0-9]{2})$", example = "+08:00")]
     pub bill_utc_offset: Option<Value>,
+    /// If given, the account's own mode (a rotation keeps it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(direct|provider|sub_merchant)$")]
+    pub mode: Option<Value>,
+    /// If given, the account's own provider (a rotation keeps it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub provider_account_id: Option<Value>,
 }
 
 /// A channel account (its parameters are never returned).
@@ -515,8 +533,13 @@ pub struct ChannelAccountAnswer {
     pub channel_account_id: String,
     pub merchant_id: String,
     pub channel: String,
-    /// `active` or `disabled`.
+    /// `active` or `disabled` (a sub-merchant whose provider is disabled is disabled).
     pub status: String,
+    /// `direct`, `provider` or `sub_merchant`.
+    #[schema(pattern = "^(direct|provider|sub_merchant)$")]
+    pub mode: String,
+    /// A sub-merchant's provider account.
+    pub provider_account_id: Option<String>,
     #[schema(example = "0.006")]
     pub fee_rate: String,
     pub callback_ip_allowlist: Vec<String>,
@@ -1185,6 +1208,11 @@ pub fn channel_account_answer(
         merchant_id: account.merchant_id.to_string(),
         channel: account.channel.as_str().to_owned(),
         status: status.to_owned(),
+        mode: account.mode.as_str().to_owned(),
+        provider_account_id: account
+            .provider_account_id
+            .as_ref()
+            .map(ToString::to_string),
         fee_rate: account.fee_rate.to_text(),
         callback_ip_allowlist: account.callback_ip_allowlist.clone(),
         bill_utc_offset: account.bill_utc_offset_minutes.map(format_utc_offset),

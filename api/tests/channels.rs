@@ -88,6 +88,14 @@ struct Shop {
 
 impl Shop {
     fn open(base: &str, channel: &str, params: Value) -> Shop {
+        Shop::open_account(
+            base,
+            json!({"channel": channel, "params": params, "callback_ip_allowlist": ["127.0.0.0/8"]}),
+        )
+    }
+
+    /// A merchant, its channel account as `account` asks, and an app of its own.
+    fn open_account(base: &str, account: Value) -> Shop {
         let (status, merchant) = call(
             "POST",
             &format!("{base}/v1/merchants"),
@@ -100,9 +108,7 @@ impl Shop {
             "POST",
             &format!("{base}/v1/merchants/{merchant_id}/channel-accounts"),
             ADMIN_TOKEN,
-            Some(
-                json!({"channel": channel, "params": params, "callback_ip_allowlist": ["127.0.0.0/8"]}),
-            ),
+            Some(account),
         );
         assert_eq!(status, 201, "{account}");
         assert!(
@@ -209,6 +215,15 @@ fn post_json(url: &str, body: Value) -> Value {
         .unwrap()
         .into_json()
         .unwrap()
+}
+
+/// A fake gateway's start line made into account parameters: what it prints beside the keys
+/// (its port, the sub-merchant ids it knows) is not a parameter.
+fn strip_fake_fields(params: &mut Value) {
+    let fields = params.as_object_mut().unwrap();
+    for name in ["port", "sub_mchids", "app_auth_tokens"] {
+        fields.remove(name);
+    }
 }
 
 fn query_of(url: &str) -> String {
@@ -491,7 +506,7 @@ fn wechatpay_v3_signs_verifies_and_decrypts_as_the_sdk_does() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
     let mut params = keys.clone();
-    params.as_object_mut().unwrap().remove("port");
+    strip_fake_fields(&mut params);
     params["gateway_url"] = json!(gateway);
     let shop = Shop::open(&base, "wechatpay", params);
 
@@ -768,7 +783,7 @@ fn wechatpay_platform_certificates_are_downloaded_verified_and_refreshed() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
     let mut params = keys.clone();
-    params.as_object_mut().unwrap().remove("port");
+    strip_fake_fields(&mut params);
     params["gateway_url"] = json!(gateway);
 
     let (_, merchant) = call(
@@ -902,7 +917,7 @@ fn switching_from_wechatpay_to_alipay_closes_and_refunds_at_wechatpay() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
     let mut wechat_params = wechat_keys.clone();
-    wechat_params.as_object_mut().unwrap().remove("port");
+    strip_fake_fields(&mut wechat_params);
     wechat_params["gateway_url"] = json!(wechat);
     let shop = Shop::open(&base, "wechatpay", wechat_params);
     let (status, account) = call(
@@ -987,7 +1002,7 @@ fn the_cashier_inside_wechat_learns_the_payer_by_oauth_and_pays_by_jsapi() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, base) = start_paycenter(dir.path());
     let mut params = keys.clone();
-    params.as_object_mut().unwrap().remove("port");
+    strip_fake_fields(&mut params);
     params["gateway_url"] = json!(gateway);
     params["oauth_url"] = json!(gateway);
     params["oauth_api_url"] = json!(gateway);
@@ -1547,7 +1562,7 @@ fn platform_certificates_expiring_soon_raise_an_alert() {
         &[("FAKE_WECHAT_CERTIFICATE_SECONDS", "3600")],
     );
     let mut params = keys.clone();
-    params.as_object_mut().unwrap().remove("port");
+    strip_fake_fields(&mut params);
     params["gateway_url"] = json!(format!("https://localhost:{}", keys["port"]));
     let dir = tempfile::tempdir().unwrap();
     let ca_file = pki().ca_path.to_str().unwrap().to_owned();
@@ -1612,4 +1627,348 @@ fn shop_pay_at(base: &str, shop: &Shop, order_no: &str) -> (u16, Value) {
             "subject": "oolong tea",
         })),
     )
+}
+
+/// A sub-merchant's account body under `provider_account_id`.
+fn sub_merchant(channel: &str, provider_account_id: &str, params: Value) -> Value {
+    json!({
+        "channel": channel, "mode": "sub_merchant", "provider_account_id": provider_account_id,
+        "params": params, "callback_ip_allowlist": ["127.0.0.0/8"],
+    })
+}
+
+/// What activating `body` for a new merchant answers (the hostile cases of provider mode).
+fn activation_refused(base: &str, body: Value) -> (u16, Value) {
+    let (status, merchant) = call(
+        "POST",
+        &format!("{base}/v1/merchants"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "Refused"})),
+    );
+    assert_eq!(status, 201, "{merchant}");
+    call(
+        "POST",
+        &format!(
+            "{base}/v1/merchants/{}/channel-accounts",
+            merchant["merchant_id"].as_str().unwrap()
+        ),
+        ADMIN_TOKEN,
+        Some(body),
+    )
+}
+
+fn gateway_stats(gateway: &str) -> Value {
+    pki()
+        .client()
+        .get(&format!("{gateway}/__control/stats"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+#[test]
+fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut provider_params = keys.clone();
+    strip_fake_fields(&mut provider_params);
+    provider_params["gateway_url"] = json!(gateway);
+
+    // The platform's provider account acts for sub-merchants and takes no payment itself.
+    let platform = Shop::open_account(
+        &base,
+        json!({"channel": "wechatpay", "mode": "provider", "params": provider_params,
+               "callback_ip_allowlist": ["127.0.0.0/8"]}),
+    );
+    let provider_id = platform.channel_account_id.clone();
+    let (status, refused) = platform.pay("own", "1.00", "native_qr", json!({}));
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("invalid_account_mode")),
+        "{refused}"
+    );
+
+    // Hostile activations: each refused with its reason, nothing recorded.
+    let direct = Shop::open(&base, "sandbox", json!({}));
+    for (body, expected) in [
+        (
+            json!({"channel": "wechatpay", "mode": "sub_merchant", "params": {"sub_mchid": "1900000201"}}),
+            (422, "invalid_account_mode"),
+        ),
+        (
+            sub_merchant("alipay", &provider_id, json!({"app_auth_token": "x"})),
+            (422, "invalid_account_mode"),
+        ),
+        (
+            sub_merchant("sandbox", &direct.channel_account_id, json!({"sub_merchant_id": "s1"})),
+            (422, "invalid_account_mode"),
+        ),
+        (
+            sub_merchant("wechatpay", "ca_doesnotexist000000000000", json!({"sub_mchid": "1900000201"})),
+            (404, "channel_account_not_found"),
+        ),
+        (
+            sub_merchant("wechatpay", &provider_id, json!({"sub_mchid": "1900000201", "api_v3_key": "k"})),
+            (400, "unknown_field"),
+        ),
+        (
+            sub_merchant("wechatpay", &provider_id, json!({"sub_mchid": "19000-0201"})),
+            (422, "invalid_channel_params"),
+        ),
+        (
+            json!({"channel": "stripe", "mode": "provider", "params": {}}),
+            (422, "invalid_account_mode"),
+        ),
+        (
+            json!({"channel": "wechatpay", "mode": "direct", "provider_account_id": provider_id,
+                   "params": provider_params}),
+            (422, "invalid_account_mode"),
+        ),
+    ] {
+        let (status, answer) = activation_refused(&base, body.clone());
+        assert_eq!(
+            (status, answer["error"]["code"].as_str().unwrap_or("")),
+            expected,
+            "{body} -> {answer}"
+        );
+    }
+
+    let sub_mchids: Vec<String> = keys["sub_mchids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    let shops: Vec<Shop> = sub_mchids
+        .iter()
+        .map(|sub_mchid| {
+            Shop::open_account(
+                &base,
+                sub_merchant("wechatpay", &provider_id, json!({ "sub_mchid": sub_mchid })),
+            )
+        })
+        .collect();
+    let (_, listed) = call(
+        "GET",
+        &format!("{base}/v1/merchants/{}/channel-accounts", shops[0].merchant_id),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(listed["data"][0]["mode"], "sub_merchant", "{listed}");
+    assert_eq!(listed["data"][0]["provider_account_id"], provider_id.as_str());
+
+    let mut trades = Vec::new();
+    for (index, shop) in shops.iter().enumerate() {
+        let amount = format!("{}.00", index + 5);
+        let (status, paying) = shop.pay(&format!("sub-{index}"), &amount, "native_qr", json!({}));
+        assert_eq!(status, 201, "{paying}");
+        let trade_no = paying["trade_no"].as_str().unwrap().to_owned();
+        let at_channel = post_json(
+            &format!("{gateway}/__control/trade"),
+            json!({ "out_trade_no": trade_no }),
+        );
+        assert_eq!(at_channel["sub_mchid"], sub_mchids[index].as_str(), "{at_channel}");
+        trades.push(trade_no);
+    }
+    // A JSAPI payment of a sub-merchant: the provider's openid, signed under the provider's app.
+    let (status, jsapi) = shops[0].pay(
+        "sub-js",
+        "1.00",
+        "jsapi",
+        json!({"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
+    );
+    assert_eq!(status, 201, "{jsapi}");
+    assert_eq!(jsapi["action"]["params"]["appId"], keys["appid"]);
+
+    // The first sub-merchant's paid notify posted to the second's callback address is refused
+    // there and settles nothing.
+    let crossing = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({
+            "out_trade_no": trades[0],
+            "notify_url": format!("{base}/callbacks/wechatpay/{}", shops[1].channel_account_id),
+        }),
+    );
+    assert_eq!(crossing["status"], 400, "{crossing}");
+    assert_eq!(shops[0].payment(&trades[0])["status"], "pending");
+    for (shop, trade_no) in shops.iter().zip(&trades) {
+        let paid = post_json(
+            &format!("{gateway}/__control/pay"),
+            json!({ "out_trade_no": trade_no }),
+        );
+        assert_eq!(paid["status"], 204, "{paid}");
+        shop.wait_status(trade_no, "succeeded");
+        // Another merchant's app cannot see it.
+        let (status, _) = call(
+            "GET",
+            &format!("{base}/v1/payments/{trade_no}"),
+            &shops.iter().find(|other| other.merchant_id != shop.merchant_id).unwrap().api_key,
+            None,
+        );
+        assert_eq!(status, 404);
+    }
+    // Refunds go out for each sub-merchant and settle by its partner-mode notify.
+    for (index, (shop, trade_no)) in shops.iter().zip(&trades).enumerate() {
+        shop.refund(trade_no, &format!("sub-refund-{index}"), "1.00");
+        shop.wait_refund_succeeded(trade_no);
+    }
+    // Each sub-merchant's bill holds its own payment and refund, nothing of the other's.
+    for shop in &shops {
+        let result = shop.reconcile_today();
+        assert_eq!(result["discrepancies"], json!([]), "{result}");
+        assert_eq!(result["matched"], 2, "{result}");
+    }
+    // The provider's own bill is not reconciled on its account: its sub-merchants' are.
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/reconciliations"),
+        ADMIN_TOKEN,
+        Some(json!({"channel_account_id": provider_id, "date": "2026-01-01"})),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("invalid_account_mode"))
+    );
+
+    // A disabled provider takes its sub-merchants' payments down with it.
+    let provider_path = format!(
+        "{base}/v1/merchants/{}/channel-accounts/{provider_id}",
+        platform.merchant_id
+    );
+    let (status, _) = call("POST", &format!("{provider_path}/disable"), ADMIN_TOKEN, None);
+    assert_eq!(status, 200);
+    let (status, refused) = shops[1].pay("sub-off", "1.00", "native_qr", json!({}));
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("channel_account_disabled")),
+        "{refused}"
+    );
+    let (status, _) = call("POST", &format!("{provider_path}/enable"), ADMIN_TOKEN, None);
+    assert_eq!(status, 200);
+
+    // The provider's keys rotated (here: to another gateway with other keys) reach every
+    // sub-merchant at its next call.
+    let (_second, second_keys) = fake(&python, "wechatpay_gateway.py");
+    let second = format!("https://localhost:{}", second_keys["port"]);
+    let mut rotated = second_keys.clone();
+    strip_fake_fields(&mut rotated);
+    rotated["gateway_url"] = json!(second);
+    let (status, answer) = call(
+        "PUT",
+        &provider_path,
+        ADMIN_TOKEN,
+        Some(json!({ "params": rotated })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, paying) = shops[1].pay("sub-rotated", "2.00", "native_qr", json!({}));
+    assert_eq!(status, 201, "{paying}");
+    let at_second = post_json(
+        &format!("{second}/__control/trade"),
+        json!({ "out_trade_no": paying["trade_no"] }),
+    );
+    assert_eq!(at_second["sub_mchid"], sub_mchids[1].as_str(), "{at_second}");
+
+    let stats = gateway_stats(&gateway);
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    assert_eq!(stats["sdk_mismatches"], json!([]), "{stats}");
+    // Three payments and two refunds in partner mode, each rebuilt by the SDK and equal.
+    assert!(stats["sdk_checked"].as_u64().unwrap() >= 5, "{stats}");
+}
+
+#[test]
+fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "alipay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let platform = Shop::open_account(
+        &base,
+        json!({"channel": "alipay", "mode": "provider", "params": alipay_params(&keys),
+               "callback_ip_allowlist": ["127.0.0.0/8"]}),
+    );
+    let tokens: Vec<String> = keys["app_auth_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|token| token.as_str().unwrap().to_owned())
+        .collect();
+    let (status, refused) = activation_refused(
+        &base,
+        sub_merchant("alipay", &platform.channel_account_id, json!({})),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("invalid_channel_params")),
+        "{refused}"
+    );
+    let shops: Vec<Shop> = tokens
+        .iter()
+        .map(|token| {
+            Shop::open_account(
+                &base,
+                sub_merchant(
+                    "alipay",
+                    &platform.channel_account_id,
+                    json!({ "app_auth_token": token }),
+                ),
+            )
+        })
+        .collect();
+    let mut trades = Vec::new();
+    for (index, shop) in shops.iter().enumerate() {
+        let (status, paying) =
+            shop.pay(&format!("ali-sub-{index}"), "9.00", "native_qr", json!({}));
+        assert_eq!(status, 201, "{paying}");
+        trades.push(paying["trade_no"].as_str().unwrap().to_owned());
+    }
+    // A page payment's signed URL carries the token too, and both SDKs verify it.
+    let (status, page) = shops[0].pay("ali-sub-page", "3.00", "pc", json!({}));
+    assert_eq!(status, 201, "{page}");
+    let verdict = post_json(
+        &format!("{gateway}/__control/verify_query"),
+        json!({"query": query_of(page["action"]["url"].as_str().unwrap())}),
+    );
+    assert_eq!(
+        (verdict["python_sdk"].as_bool(), verdict["official_sdk"].as_bool()),
+        (Some(true), Some(true)),
+        "{verdict}"
+    );
+    assert_eq!(verdict["params"]["app_auth_token"], tokens[0].as_str());
+
+    let crossing = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({
+            "out_trade_no": trades[0],
+            "notify_url": format!("{base}/callbacks/alipay/{}", shops[1].channel_account_id),
+        }),
+    );
+    assert_eq!(crossing["status"], 400, "{crossing}");
+    assert_eq!(shops[0].payment(&trades[0])["status"], "pending");
+    for (shop, trade_no) in shops.iter().zip(&trades) {
+        let paid = post_json(
+            &format!("{gateway}/__control/pay"),
+            json!({ "out_trade_no": trade_no }),
+        );
+        assert_eq!(paid["status"], 200, "{paid}");
+        assert!(paid["notify"]["auth_app_id"].is_string(), "{paid}");
+        shop.wait_status(trade_no, "succeeded");
+        shop.refund(trade_no, "ali-sub-refund", "4.00");
+        shop.wait_refund_succeeded(trade_no);
+    }
+    for shop in &shops {
+        let result = shop.reconcile_today();
+        assert_eq!(result["discrepancies"], json!([]), "{result}");
+        assert_eq!(result["matched"], 2, "{result}");
+    }
+    let stats = gateway_stats(&gateway);
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    assert!(
+        stats["with_app_auth_token"].as_u64().unwrap() >= 8,
+        "every call for a sub-merchant carried its token: {stats}"
+    );
 }

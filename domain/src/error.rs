@@ -90,4 +90,6 @@ pub enum DomainError {
     NotificationSettled { notification_id: NotificationId },
     #[error("{field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    #[error("{reason}")]
+    InvalidAccountMode { reason: String },
 }

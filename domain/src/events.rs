@@ -11,7 +11,9 @@ use crate::ids::{
 };
 use crate::money::{Money, Rate};
 use crate::shares::{RefundShares, Split};
-use crate::vocabulary::{AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole};
+use crate::vocabulary::{
+    AccountMode, AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole,
+};
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
 };
@@ -42,6 +44,12 @@ pub struct ChannelAccountActivated {
     /// its channel's (Beijing time for Alipay and WeChat Pay, UTC for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bill_utc_offset_minutes: Option<i32>,
+    /// Direct (left out), a provider, or a sub-merchant under `provider_account_id`.
+    #[serde(default, skip_serializing_if = "AccountMode::is_direct")]
+    pub mode: AccountMode,
+    /// The provider account whose keys make and sign this sub-merchant's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_account_id: Option<ChannelAccountId>,
     pub activated_at: DateTime<Utc>,
 }
 

@@ -9,6 +9,7 @@ use crate::events::{
     ChannelAccountAccessChanged, ChannelAccountActivated, Event, MerchantOnboarded,
 };
 use crate::ids::{AppId, ChannelAccountId};
+use crate::vocabulary::AccountMode;
 
 /// The most merchants one app may act for.
 pub const MAX_MERCHANTS_PER_APP: usize = 1_000;
@@ -41,10 +42,13 @@ pub fn onboard_merchant(
 }
 
 /// Activates a channel account for an existing merchant. Re-activation of the same account
-/// (key rotation) is allowed only for the same merchant and channel.
+/// (key rotation) is allowed only for the same merchant, channel, mode and provider.
+/// `provider` is the latest activation of the account `command.provider_account_id` names,
+/// when it names one that exists.
 pub fn activate_channel_account(
     previous: Option<&ChannelAccountActivated>,
     merchant_exists: bool,
+    provider: Option<&ChannelAccountActivated>,
     command: ChannelAccountActivated,
 ) -> Result<Vec<Event>, DomainError> {
     if !merchant_exists {
@@ -59,7 +63,18 @@ pub fn activate_channel_account(
                 id: command.channel_account_id.to_string(),
             });
         }
+        if previous.mode != command.mode
+            || previous.provider_account_id != command.provider_account_id
+        {
+            return Err(DomainError::InvalidAccountMode {
+                reason: format!(
+                    "channel account {} keeps its mode ({}) and provider; activate a new account for another",
+                    command.channel_account_id, previous.mode
+                ),
+            });
+        }
     }
+    check_provider(provider, &command)?;
     if command.callback_ip_allowlist.len() > 64 {
         return Err(DomainError::InvalidField {
             field: "callback_ip_allowlist",
@@ -67,6 +82,49 @@ pub fn activate_channel_account(
         });
     }
     Ok(vec![Event::ChannelAccountActivated(command)])
+}
+
+/// A sub-merchant names an existing provider account of its own channel; no other account
+/// names a provider.
+fn check_provider(
+    provider: Option<&ChannelAccountActivated>,
+    command: &ChannelAccountActivated,
+) -> Result<(), DomainError> {
+    let invalid = |reason: String| Err(DomainError::InvalidAccountMode { reason });
+    let Some(provider_account_id) = &command.provider_account_id else {
+        if command.mode == AccountMode::SubMerchant {
+            return invalid("a sub_merchant account needs provider_account_id".to_owned());
+        }
+        return Ok(());
+    };
+    if command.mode != AccountMode::SubMerchant {
+        return invalid(format!(
+            "provider_account_id is for sub_merchant accounts, not {} ones",
+            command.mode
+        ));
+    }
+    if *provider_account_id == command.channel_account_id {
+        return invalid("an account cannot be its own provider".to_owned());
+    }
+    let Some(provider) = provider.filter(|provider| provider.channel_account_id == *provider_account_id)
+    else {
+        return Err(DomainError::ChannelAccountNotFound {
+            channel_account_id: provider_account_id.clone(),
+        });
+    };
+    if provider.mode != AccountMode::Provider {
+        return invalid(format!(
+            "channel account {provider_account_id} is a {} account, not a provider",
+            provider.mode
+        ));
+    }
+    if provider.channel != command.channel {
+        return invalid(format!(
+            "provider {provider_account_id} is a {} account; a {} sub-merchant needs a provider of its channel",
+            provider.channel, command.channel
+        ));
+    }
+    Ok(())
 }
 
 /// Registers an app for merchants that all exist.

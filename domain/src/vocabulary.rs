@@ -341,6 +341,35 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// How a channel account reaches its channel.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    AccountMode ("channel account mode") {
+        /// The merchant's own keys, taking its own payments.
+        #[default]
+        Direct => "direct",
+        /// A service provider's keys (WeChat Pay partner, Alipay third-party application): it
+        /// acts for its sub-merchants and takes no payments itself.
+        Provider => "provider",
+        /// A small merchant onboarded under a provider: only the ids the channel assigned it;
+        /// its requests are made and signed with the provider's keys.
+        SubMerchant => "sub_merchant",
+    }
+}
+
+impl AccountMode {
+    /// Whether payments may be taken on an account of this mode.
+    pub fn takes_payments(self) -> bool {
+        self != AccountMode::Provider
+    }
+
+    /// Whether this is the default (left out of events, as events before modes were).
+    pub fn is_direct(&self) -> bool {
+        *self == AccountMode::Direct
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +406,7 @@ mod tests {
         check(DuplicateCause::ALL, DuplicateCause::as_str, true);
         check(RefundKind::ALL, RefundKind::as_str, true);
         check(OutcomeSource::ALL, OutcomeSource::as_str, true);
+        check(AccountMode::ALL, AccountMode::as_str, true);
         for word in WebhookType::ALL {
             assert_eq!(word.as_str().parse::<WebhookType>().unwrap(), *word);
         }

@@ -51,6 +51,10 @@ const PARAM_NAMES: &[&str] = &[
     "gateway_url",
 ];
 
+/// A sub-merchant's parameters: the token its authorization of the provider's third-party
+/// application gave (`app_auth_token`), sent with every request made for it.
+const SUB_MERCHANT_PARAM_NAMES: &[&str] = &["app_auth_token"];
+
 /// The code of a successful Alipay business answer.
 const CODE_SUCCESS: &str = "10000";
 
@@ -65,6 +69,12 @@ struct Account {
     app_private_key: PrivateKey,
     alipay_public_key: PublicKey,
     gateway_url: String,
+    /// Set when the call is for a sub-merchant: the app is then the provider's third-party
+    /// application acting with the sub-merchant's authorization.
+    app_auth_token: Option<zeroize::Zeroizing<String>>,
+    /// The app the sub-merchant's token authorized, as Alipay told at activation: a notify
+    /// for the sub-merchant names it (`auth_app_id`).
+    auth_app_id: Option<String>,
 }
 
 impl Account {
@@ -81,6 +91,16 @@ impl Account {
             alipay_public_key: PublicKey::parse(required_param(params, "alipay_public_key")?)
                 .map_err(|reason| invalid(format!("alipay_public_key: {reason}")))?,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
+            app_auth_token: match params.get("app_auth_token").filter(|value| !value.is_null()) {
+                None => None,
+                Some(_) => Some(zeroize::Zeroizing::new(
+                    required_param(params, "app_auth_token")?.to_owned(),
+                )),
+            },
+            auth_app_id: params
+                .get("auth_app_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         })
     }
 
@@ -110,6 +130,9 @@ impl Account {
         params.insert("biz_content".into(), biz_content.to_string());
         if let Some(url) = notify_url {
             params.insert("notify_url".into(), url.to_owned());
+        }
+        if let Some(token) = &self.app_auth_token {
+            params.insert("app_auth_token".into(), token.to_string());
         }
         let content = wire::sign_content(&params, &["sign"]);
         params.insert(
@@ -264,6 +287,53 @@ impl PaymentChannel for AlipayChannel {
 
     fn param_names(&self) -> &'static [&'static str] {
         PARAM_NAMES
+    }
+
+    fn sub_merchant_param_names(&self) -> &'static [&'static str] {
+        SUB_MERCHANT_PARAM_NAMES
+    }
+
+    fn validate_sub_merchant_params(&self, params: &Value) -> Result<Value, GatewayError> {
+        crate::sub_merchant_ids(params, SUB_MERCHANT_PARAM_NAMES, SUB_MERCHANT_PARAM_NAMES)
+    }
+
+    fn verify_sub_merchant<'a>(
+        &'a self,
+        params: &'a Value,
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, Value>, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let Some(token) = &account.app_auth_token else {
+                return Err(GatewayError::InvalidParams {
+                    reason: "app_auth_token is required".into(),
+                });
+            };
+            let method = "alipay.open.auth.token.app.query";
+            let node = account
+                .call(
+                    &self.http,
+                    method,
+                    &json!({ "app_auth_token": token.as_str() }),
+                    None,
+                )
+                .await?;
+            let auth_app_id = node["auth_app_id"].as_str().unwrap_or("");
+            if node["code"].as_str() != Some(CODE_SUCCESS)
+                || node["status"].as_str() != Some("valid")
+                || auth_app_id.is_empty()
+            {
+                return Err(GatewayError::InvalidParams {
+                    reason: format!(
+                        "Alipay does not know this app_auth_token as valid for the provider's app: {} {}",
+                        node["sub_code"].as_str().or(node["status"].as_str()).unwrap_or("?"),
+                        node["sub_msg"].as_str().unwrap_or("")
+                    ),
+                });
+            }
+            let mut learned = serde_json::Map::new();
+            learned.insert("auth_app_id".into(), json!(auth_app_id));
+            Ok(learned)
+        })
     }
 
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
@@ -576,6 +646,13 @@ impl PaymentChannel for AlipayChannel {
         }
         if form.get("app_id") != Some(&account.app_id) {
             return Err(rejected("the notify is for another app_id"));
+        }
+        // A sub-merchant's notify names the app its token authorized: one sub-merchant's
+        // notify never settles another's payment, though one provider signs for both.
+        if let Some(auth_app_id) = &account.auth_app_id {
+            if form.get("auth_app_id") != Some(auth_app_id) {
+                return Err(rejected("the notify is for another sub-merchant"));
+            }
         }
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
         // Refund notifies carry out_biz_no; paycenter learns refunds from the refund call.

@@ -336,6 +336,35 @@ pub trait PaymentChannel: Send + Sync {
     /// The names a channel account's `params` may carry.
     fn param_names(&self) -> &'static [&'static str];
 
+    /// The names a sub-merchant account's `params` may carry: the ids the channel assigned it
+    /// under a provider (WeChat Pay `sub_mchid`, `sub_appid`; Alipay `app_auth_token`). Empty
+    /// where paycenter has no provider mode for this channel.
+    fn sub_merchant_param_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Checks a sub-merchant's parameters at activation; answers them normalized. Calls for the
+    /// sub-merchant then get its provider's parameters with these added ([`acting_for`]).
+    fn validate_sub_merchant_params(
+        &self,
+        _params: &serde_json::Value,
+    ) -> Result<serde_json::Value, GatewayError> {
+        Err(GatewayError::InvalidParams {
+            reason: format!("{} has no provider mode in paycenter", self.channel()),
+        })
+    }
+
+    /// Asks the channel about a sub-merchant at activation, with `params` as its calls will
+    /// be made ([`acting_for`]): Alipay checks the `app_auth_token` and tells which app it
+    /// authorized. Answers ids learned there, kept beside the sub-merchant's own (and used to
+    /// check that its callbacks are its own); `InvalidParams` when the channel refuses it.
+    fn verify_sub_merchant<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, GatewayError>> {
+        Box::pin(async { Ok(serde_json::Map::new()) })
+    }
+
     /// When the account's credentials stop working (Unix seconds), when the channel's keys
     /// expire and the adapter knows it: WeChat Pay's newest valid platform certificate, once
     /// downloaded. `None`: no expiry, or not known yet.
@@ -452,6 +481,49 @@ pub trait PaymentChannel: Send + Sync {
 
     /// The answer for a callback that was recorded (`accepted`) or refused.
     fn callback_answer(&self, accepted: bool) -> CallbackAnswer;
+}
+
+/// The parameters a call for a sub-merchant is made with: its provider's (keys, provider ids)
+/// plus the sub-merchant's own ids. The adapter tells a sub-merchant by those ids, so rotating
+/// the provider's keys reaches every sub-merchant at the next call.
+pub fn acting_for(
+    provider_params: &serde_json::Value,
+    sub_merchant_params: &serde_json::Value,
+) -> serde_json::Value {
+    let mut merged = provider_params.clone();
+    if let (Some(merged), Some(own)) = (merged.as_object_mut(), sub_merchant_params.as_object()) {
+        for (name, value) in own {
+            merged.insert(name.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+/// Sub-merchant parameters: only `allowed` names, each an id of 1 to 128 visible ASCII
+/// characters, every name in `required` present. Answers them as given.
+pub(crate) fn sub_merchant_ids(
+    params: &serde_json::Value,
+    allowed: &[&str],
+    required: &[&str],
+) -> Result<serde_json::Value, GatewayError> {
+    refuse_unknown_params(params, allowed)?;
+    for name in required {
+        required_param(params, name)?;
+    }
+    for name in allowed {
+        let Some(value) = params.get(*name).filter(|value| !value.is_null()) else {
+            continue;
+        };
+        let valid = value.as_str().is_some_and(|text| {
+            !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())
+        });
+        if !valid {
+            return Err(GatewayError::InvalidParams {
+                reason: format!("{name} must be the id the channel assigned (1 to 128 visible ASCII characters)"),
+            });
+        }
+    }
+    Ok(params.clone())
 }
 
 /// A required string parameter of a channel account.

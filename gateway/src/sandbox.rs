@@ -338,6 +338,19 @@ impl PaymentChannel for SandboxChannel {
         &["signing_secret"]
     }
 
+    /// A sandbox sub-merchant is named by an id of the operator's choosing; it pays and
+    /// signs with its provider's secret, as a real channel's sub-merchant does.
+    fn sub_merchant_param_names(&self) -> &'static [&'static str] {
+        &["sub_merchant_id"]
+    }
+
+    fn validate_sub_merchant_params(
+        &self,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, GatewayError> {
+        crate::sub_merchant_ids(params, &["sub_merchant_id"], &["sub_merchant_id"])
+    }
+
     fn validate_params(
         &self,
         params: &serde_json::Value,

@@ -71,6 +71,9 @@ const PARAM_NAMES: &[&str] = &[
     "oauth_api_url",
 ];
 
+/// A sub-merchant's parameters: the ids WeChat Pay assigned it under its service provider.
+const SUB_MERCHANT_PARAM_NAMES: &[&str] = &["sub_mchid", "sub_appid"];
+
 /// WeChat's OAuth pages (where a person inside WeChat is sent to be identified).
 const DEFAULT_OAUTH_URL: &str = "https://open.weixin.qq.com";
 /// WeChat's OAuth API (where a code becomes an `openid`).
@@ -102,6 +105,17 @@ struct Account {
     gateway_url: String,
     /// `None`: the account identifies no payer (the cashier shows WeChat's QR inside WeChat).
     oauth: Option<OAuth>,
+    /// Set when the call is for a sub-merchant: the account is then its service provider
+    /// (`mchid`, `appid` are `sp_mchid`, `sp_appid`) and the partner endpoints are used.
+    sub_merchant: Option<SubMerchant>,
+}
+
+/// A sub-merchant under a WeChat Pay service provider (partner mode).
+struct SubMerchant {
+    sub_mchid: String,
+    /// The sub-merchant's own official account or mini program, when payers are identified
+    /// under it (`sub_openid`); else payers are the provider's (`sp_openid`).
+    sub_appid: Option<String>,
 }
 
 fn nonce() -> String {
@@ -228,7 +242,34 @@ impl Account {
                     api_url: url_param(params, "oauth_api_url", DEFAULT_OAUTH_API_URL)?,
                 }),
             },
+            sub_merchant: match params.get("sub_mchid").filter(|value| !value.is_null()) {
+                None => None,
+                Some(_) => Some(SubMerchant {
+                    sub_mchid: required_param(params, "sub_mchid")?.to_owned(),
+                    sub_appid: params
+                        .get("sub_appid")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }),
+            },
         })
+    }
+
+    /// The app id a payer's `openid` and the payment's signature belong to: the
+    /// sub-merchant's own where it has one, else the account's (the provider's).
+    fn payer_appid(&self) -> &str {
+        self.sub_merchant
+            .as_ref()
+            .and_then(|sub| sub.sub_appid.as_deref())
+            .unwrap_or(&self.appid)
+    }
+
+    /// `?sub_mchid=...` (or `&...` after an existing query) for a sub-merchant's GET paths.
+    fn sub_mchid_query(&self, separator: char) -> String {
+        self.sub_merchant
+            .as_ref()
+            .map(|sub| format!("{separator}sub_mchid={}", sub.sub_mchid))
+            .unwrap_or_default()
     }
 
     /// The `Authorization` header of a request.
@@ -565,6 +606,23 @@ impl PaymentChannel for WechatpayChannel {
         PARAM_NAMES
     }
 
+    fn sub_merchant_param_names(&self) -> &'static [&'static str] {
+        SUB_MERCHANT_PARAM_NAMES
+    }
+
+    fn validate_sub_merchant_params(&self, params: &Value) -> Result<Value, GatewayError> {
+        let ids = crate::sub_merchant_ids(params, SUB_MERCHANT_PARAM_NAMES, &["sub_mchid"])?;
+        if !required_param(&ids, "sub_mchid")?
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            return Err(GatewayError::InvalidParams {
+                reason: "sub_mchid must be WeChat Pay's numeric merchant id".into(),
+            });
+        }
+        Ok(ids)
+    }
+
     fn validate_params(&self, params: &Value) -> Result<Value, GatewayError> {
         refuse_unknown_params(params, PARAM_NAMES)?;
         let account = self.accounts.get_or_parse(params, Account::parse)?;
@@ -695,25 +753,45 @@ impl PaymentChannel for WechatpayChannel {
                 .ok_or_else(|| unavailable("expiry out of range"))?
                 .to_rfc3339();
             let mut body = json!({
-                "appid": account.appid,
-                "mchid": account.mchid,
                 "description": request.subject.chars().take(127).collect::<String>(),
                 "out_trade_no": request.trade_no,
                 "time_expire": time_expire,
                 "notify_url": request.notify_url,
                 "amount": { "total": request.amount.amount_minor(), "currency": "CNY" },
             });
-            let path = match request.invoke_method {
-                InvokeMethod::NativeQr | InvokeMethod::Pc => "/v3/pay/transactions/native",
+            // Partner mode: the provider's ids as sp_*, the sub-merchant's beside them.
+            let (prefix, payer_field) = match &account.sub_merchant {
+                None => {
+                    body["appid"] = json!(account.appid);
+                    body["mchid"] = json!(account.mchid);
+                    ("/v3/pay/transactions", "openid")
+                }
+                Some(sub) => {
+                    body["sp_appid"] = json!(account.appid);
+                    body["sp_mchid"] = json!(account.mchid);
+                    body["sub_mchid"] = json!(sub.sub_mchid);
+                    if let Some(sub_appid) = &sub.sub_appid {
+                        body["sub_appid"] = json!(sub_appid);
+                    }
+                    let payer_field = if sub.sub_appid.is_some() {
+                        "sub_openid"
+                    } else {
+                        "sp_openid"
+                    };
+                    ("/v3/pay/partner/transactions", payer_field)
+                }
+            };
+            let kind = match request.invoke_method {
+                InvokeMethod::NativeQr | InvokeMethod::Pc => "native",
                 InvokeMethod::Jsapi | InvokeMethod::MiniProgram => {
                     let openid = request
                         .payer_id
                         .as_deref()
                         .ok_or_else(|| missing("payer_id"))?;
-                    body["payer"] = json!({ "openid": openid });
-                    "/v3/pay/transactions/jsapi"
+                    body["payer"] = json!({ payer_field: openid });
+                    "jsapi"
                 }
-                InvokeMethod::App => "/v3/pay/transactions/app",
+                InvokeMethod::App => "app",
                 InvokeMethod::Wap => {
                     let client_ip = request
                         .client_ip
@@ -721,9 +799,10 @@ impl PaymentChannel for WechatpayChannel {
                         .ok_or_else(|| missing("client_ip"))?;
                     body["scene_info"] =
                         json!({ "payer_client_ip": client_ip, "h5_info": { "type": "Wap" } });
-                    "/v3/pay/transactions/h5"
+                    "h5"
                 }
             };
+            let path = &format!("{prefix}/{kind}");
             let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
             if status != 200 {
                 let reason = format!("wechatpay {path}: {}", error_text(status, &answer));
@@ -758,11 +837,12 @@ impl PaymentChannel for WechatpayChannel {
                 ),
                 InvokeMethod::Jsapi | InvokeMethod::MiniProgram => {
                     let package = format!("prepay_id={}", field("prepay_id")?);
-                    let message = format!("{}\n{timestamp}\n{nonce}\n{package}\n", account.appid);
+                    let appid = account.payer_appid();
+                    let message = format!("{appid}\n{timestamp}\n{nonce}\n{package}\n");
                     (
                         PaymentAction::JsapiParams {
                             params: json!({
-                                "appId": account.appid,
+                                "appId": appid,
                                 "timeStamp": timestamp,
                                 "nonceStr": nonce,
                                 "package": package,
@@ -775,12 +855,17 @@ impl PaymentChannel for WechatpayChannel {
                 }
                 InvokeMethod::App => {
                     let prepay_id = field("prepay_id")?;
-                    let message = format!("{}\n{timestamp}\n{nonce}\n{prepay_id}\n", account.appid);
+                    let appid = account.payer_appid();
+                    let message = format!("{appid}\n{timestamp}\n{nonce}\n{prepay_id}\n");
+                    let partnerid = account
+                        .sub_merchant
+                        .as_ref()
+                        .map_or(&account.mchid, |sub| &sub.sub_mchid);
                     (
                         PaymentAction::AppParams {
                             params: json!({
-                                "appid": account.appid,
-                                "partnerid": account.mchid,
+                                "appid": appid,
+                                "partnerid": partnerid,
                                 "prepayid": prepay_id,
                                 "package": "Sign=WXPay",
                                 "noncestr": nonce,
@@ -813,8 +898,19 @@ impl PaymentChannel for WechatpayChannel {
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
-            let path = format!("/v3/pay/transactions/out-trade-no/{}/close", order.trade_no);
-            let body = json!({ "mchid": account.mchid });
+            let (path, body) = match &account.sub_merchant {
+                None => (
+                    format!("/v3/pay/transactions/out-trade-no/{}/close", order.trade_no),
+                    json!({ "mchid": account.mchid }),
+                ),
+                Some(sub) => (
+                    format!(
+                        "/v3/pay/partner/transactions/out-trade-no/{}/close",
+                        order.trade_no
+                    ),
+                    json!({ "sp_mchid": account.mchid, "sub_mchid": sub.sub_mchid }),
+                ),
+            };
             let (status, answer) = self.call(&account, "POST", &path, Some(&body)).await?;
             match status {
                 200 | 204 => Ok(()),
@@ -836,7 +932,7 @@ impl PaymentChannel for WechatpayChannel {
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
-            let body = json!({
+            let mut body = json!({
                 "out_trade_no": order.trade_no,
                 // The same out_refund_no is the same refund at WeChat Pay.
                 "out_refund_no": refund_id,
@@ -847,6 +943,9 @@ impl PaymentChannel for WechatpayChannel {
                     "currency": "CNY",
                 },
             });
+            if let Some(sub) = &account.sub_merchant {
+                body["sub_mchid"] = json!(sub.sub_mchid);
+            }
             let (status, answer) = self
                 .call(&account, "POST", "/v3/refund/domestic/refunds", Some(&body))
                 .await?;
@@ -872,7 +971,10 @@ impl PaymentChannel for WechatpayChannel {
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
-            let path = format!("/v3/refund/domestic/refunds/{refund_id}");
+            let path = format!(
+                "/v3/refund/domestic/refunds/{refund_id}{}",
+                account.sub_mchid_query('?')
+            );
             let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status != 200 {
                 return Err(unavailable(format!(
@@ -891,10 +993,16 @@ impl PaymentChannel for WechatpayChannel {
     ) -> BoxFuture<'a, Result<ChannelPaymentStatus, GatewayError>> {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
-            let path = format!(
-                "/v3/pay/transactions/out-trade-no/{}?mchid={}",
-                order.trade_no, account.mchid
-            );
+            let path = match &account.sub_merchant {
+                None => format!(
+                    "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+                    order.trade_no, account.mchid
+                ),
+                Some(sub) => format!(
+                    "/v3/pay/partner/transactions/out-trade-no/{}?sp_mchid={}&sub_mchid={}",
+                    order.trade_no, account.mchid, sub.sub_mchid
+                ),
+            };
             let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status == 404 {
                 return Ok(ChannelPaymentStatus::NotFound);
@@ -931,8 +1039,9 @@ impl PaymentChannel for WechatpayChannel {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
             let path = format!(
-                "/v3/bill/tradebill?bill_date={}&bill_type=ALL",
-                day.format("%Y-%m-%d")
+                "/v3/bill/tradebill?bill_date={}{}&bill_type=ALL",
+                day.format("%Y-%m-%d"),
+                account.sub_mchid_query('&')
             );
             let (status, answer) = self.call(&account, "GET", &path, None).await?;
             if status != 200 {
@@ -1017,11 +1126,22 @@ impl PaymentChannel for WechatpayChannel {
         let resource = account
             .decrypt_resource(&notice["resource"])
             .map_err(|why| rejected(&why))?;
-        if resource["mchid"]
-            .as_str()
-            .is_some_and(|mchid| mchid != account.mchid)
-        {
-            return Err(rejected("the notify is for another mchid"));
+        // A notify names its merchant (`mchid`), or in partner mode its provider and
+        // sub-merchant: a notify of one sub-merchant never settles another's payment.
+        let names = |field: &str, expected: &str| {
+            resource[field]
+                .as_str()
+                .is_none_or(|named| named == expected)
+        };
+        let ours = match &account.sub_merchant {
+            None => names("mchid", &account.mchid),
+            Some(sub) => {
+                names("sp_mchid", &account.mchid)
+                    && resource["sub_mchid"].as_str() == Some(sub.sub_mchid.as_str())
+            }
+        };
+        if !ours {
+            return Err(rejected("the notify is for another merchant"));
         }
         let field = |name: &str| resource[name].as_str().unwrap_or("");
         let trade_no =

@@ -1484,10 +1484,19 @@ impl ReadModel {
             .collect()
     }
 
-    /// Whether the channel account was disabled (no new payments).
+    /// Whether the channel account was disabled (no new payments), or is a sub-merchant whose
+    /// provider was (its requests would be made with the provider's keys).
     pub fn is_channel_account_disabled(&self, channel_account_id: &ChannelAccountId) -> bool {
-        self.disabled_channel_accounts
+        if self
+            .disabled_channel_accounts
             .contains_key(channel_account_id)
+        {
+            return true;
+        }
+        self.channel_accounts
+            .get(channel_account_id)
+            .and_then(|account| account.provider_account_id.as_ref())
+            .is_some_and(|provider| self.disabled_channel_accounts.contains_key(provider))
     }
 
     /// The app's rotated-out webhook secret (sealed) and until when it still signs.

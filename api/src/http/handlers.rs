@@ -7,6 +7,7 @@ use hyper::http::StatusCode;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::{Channel, CloseReason, OutcomeSource};
+use paycenter_domain::vocabulary::AccountMode;
 use paycenter_domain::{registry, Rate};
 use paycenter_gateway::CallbackRequest;
 use serde_json::{json, Value};
@@ -59,6 +60,8 @@ pub async fn create_channel_account(
             ("fee_rate", MAX_TOKEN_CHARS),
             ("callback_ip_allowlist", MAX_TOKEN_CHARS),
             ("bill_utc_offset", MAX_TOKEN_CHARS),
+            ("mode", MAX_TOKEN_CHARS),
+            ("provider_account_id", MAX_TOKEN_CHARS),
         ],
     )?;
     if existing.is_none() {
@@ -114,6 +117,19 @@ pub async fn create_channel_account(
             .with_field("bill_utc_offset")
         })?),
     };
+    let mode = match optional_str(&object, "mode")? {
+        None => None,
+        Some(text) => Some(AccountMode::parse(text).ok_or_else(|| {
+            Refusal::invalid(format!(
+                "mode must be direct, provider or sub_merchant, not {text:?}"
+            ))
+            .with_field("mode")
+        })?),
+    };
+    let provider_account_id = match optional_str(&object, "provider_account_id")? {
+        None => None,
+        Some(text) => Some(parse_id(ChannelAccountId::parse, text)?),
+    };
     let params = match object.get("params") {
         None => serde_json::Map::new(),
         Some(Value::Object(params)) => params.clone(),
@@ -138,6 +154,8 @@ pub async fn create_channel_account(
             fee_rate,
             callback_ip_allowlist,
             bill_utc_offset_minutes,
+            mode,
+            provider_account_id,
         },
     )
     .await?;

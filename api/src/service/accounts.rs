@@ -6,6 +6,7 @@
 use paycenter_domain::events::{ChannelAccountActivated, Event};
 use paycenter_domain::ids::{ChannelAccountId, MerchantId};
 use paycenter_domain::payment::Channel;
+use paycenter_domain::vocabulary::AccountMode;
 use paycenter_domain::{registry, streams, Rate};
 use serde_json::{json, Map, Value};
 
@@ -32,6 +33,10 @@ pub struct ActivateAccount {
     pub callback_ip_allowlist: Option<Vec<String>>,
     /// The bill's UTC offset in minutes; `None` keeps the account's.
     pub bill_utc_offset_minutes: Option<i32>,
+    /// Direct, provider or sub-merchant; `None` keeps the account's (direct for a new one).
+    pub mode: Option<AccountMode>,
+    /// A sub-merchant's provider; `None` keeps the account's.
+    pub provider_account_id: Option<ChannelAccountId>,
 }
 
 /// An activation recorded.
@@ -52,6 +57,8 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         fee_rate,
         callback_ip_allowlist,
         bill_utc_offset_minutes,
+        mode,
+        provider_account_id,
     } = command;
     if !state.read_model()?.merchants().contains_key(&merchant_id) {
         return Err(Refusal::not_found(
@@ -97,7 +104,87 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
             .as_ref()
             .and_then(|account| account.bill_utc_offset_minutes)
     });
+    let mode = mode
+        .or_else(|| existing.as_ref().map(|account| account.mode))
+        .unwrap_or_default();
+    let provider_account_id = provider_account_id.or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|account| account.provider_account_id.clone())
+    });
+    let provider = provider_account_id
+        .as_ref()
+        .and_then(|provider_account_id| state.channel_account(provider_account_id));
+    let channel_account_id = existing
+        .as_ref()
+        .map(|account| account.channel_account_id.clone())
+        .unwrap_or_else(|| ChannelAccountId::from_entropy(rand::random::<u128>()));
+    let activation = |params: &Value| ChannelAccountActivated {
+        channel_account_id: channel_account_id.clone(),
+        merchant_id: merchant_id.clone(),
+        channel,
+        params_sealed: state
+            .master_key
+            .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
+        fee_rate,
+        callback_ip_allowlist: callback_ip_allowlist.clone(),
+        bill_utc_offset_minutes,
+        mode,
+        provider_account_id: provider_account_id.clone(),
+        activated_at: state.clock.now(),
+    };
     let adapter = state.channel(channel)?;
+    if mode != AccountMode::Direct && adapter.sub_merchant_param_names().is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::InvalidAccountMode,
+            format!("{channel} has no provider mode in paycenter; activate a direct account"),
+        )
+        .with_field("mode"));
+    }
+    if mode == AccountMode::SubMerchant {
+        let known_params: Vec<FieldLimit> = adapter
+            .sub_merchant_param_names()
+            .iter()
+            .map(|name| (*name, MAX_PARAM_CHARS))
+            .collect();
+        check_fields(&params, "params.", &known_params)?;
+        // Only the ids the channel assigned: the keys are the provider's, read at every call.
+        let mut params = adapter
+            .validate_sub_merchant_params(&Value::Object(params))
+            .map_err(|error| Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()))?;
+        let Some(provider_account) = &provider else {
+            return Err(match &provider_account_id {
+                Some(provider_account_id) => Refusal::not_found(
+                    ErrorCode::ChannelAccountNotFound,
+                    format!("provider channel account {provider_account_id} not found"),
+                ),
+                None => Refusal::new(
+                    ErrorCode::InvalidAccountMode,
+                    "a sub_merchant account needs provider_account_id",
+                )
+                .with_field("provider_account_id"),
+            });
+        };
+        if provider_account.mode == AccountMode::Provider && provider_account.channel == channel {
+            // Asked of the channel with the provider's keys, as every later call will be.
+            let acting =
+                crate::channel_params::acting_for(&*state.channel_params(provider_account)?, &params);
+            let learned = adapter
+                .verify_sub_merchant(&acting)
+                .await
+                .map_err(channel_refused)?;
+            if let Some(ids) = params.as_object_mut() {
+                ids.extend(learned);
+            }
+        }
+        return record(
+            state,
+            existing,
+            activation(&params),
+            provider,
+        )
+        .await;
+    }
     let known_params: Vec<FieldLimit> = adapter
         .param_names()
         .iter()
@@ -127,32 +214,37 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
     adapter
         .verify_account(&params)
         .await
-        .map_err(|error| match error {
-            paycenter_gateway::GatewayError::Unavailable { .. } => {
-                Refusal::channel_unavailable(error)
-            }
-            _ => Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()),
-        })?;
-    let channel_account_id = existing
-        .as_ref()
-        .map(|account| account.channel_account_id.clone())
-        .unwrap_or_else(|| ChannelAccountId::from_entropy(rand::random::<u128>()));
-    let activation = ChannelAccountActivated {
-        channel_account_id: channel_account_id.clone(),
-        merchant_id,
-        channel,
-        params_sealed: state
-            .master_key
-            .seal(channel_account_id.as_str(), params.to_string().as_bytes()),
-        fee_rate,
-        callback_ip_allowlist,
-        bill_utc_offset_minutes,
-        activated_at: state.clock.now(),
-    };
+        .map_err(channel_refused)?;
+    record(
+        state,
+        existing,
+        activation(&params),
+        provider,
+    )
+    .await
+}
+
+/// What the channel said of an account at activation: it could not be reached, or it refused
+/// the account's parameters.
+fn channel_refused(error: paycenter_gateway::GatewayError) -> Refusal {
+    match error {
+        paycenter_gateway::GatewayError::Unavailable { .. } => Refusal::channel_unavailable(error),
+        _ => Refusal::new(ErrorCode::InvalidChannelParams, error.to_string()),
+    }
+}
+
+/// Records an activation (parameters sealed), the domain deciding over the account's stream
+/// and its provider.
+async fn record(
+    state: &AppState,
+    existing: Option<ChannelAccountActivated>,
+    activation: ChannelAccountActivated,
+    provider: Option<ChannelAccountActivated>,
+) -> Result<Activated, Refusal> {
     let decided = activation.clone();
     let (events, _) = state
         .execute(
-            &streams::channel_account(&channel_account_id),
+            &streams::channel_account(&activation.channel_account_id),
             &format!("activate-{}", crate::service::random_hex(8)),
             |history, now| {
                 let previous = history.iter().rev().find_map(|event| match event {
@@ -162,6 +254,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
                 registry::activate_channel_account(
                     previous,
                     true,
+                    provider.as_ref(),
                     ChannelAccountActivated {
                         activated_at: now,
                         ..decided.clone()

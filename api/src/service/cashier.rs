@@ -172,6 +172,7 @@ pub fn offered(state: &AppState, checkout: &CheckoutOpened) -> Vec<ChannelAccoun
                     .contains(&account.channel_account_id)
         })
         .filter(|account| !model.is_channel_account_disabled(&account.channel_account_id))
+        .filter(|account| account.mode.takes_payments())
         .filter(|account| state.channel(account.channel).is_ok())
         .cloned()
         .collect();

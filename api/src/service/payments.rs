@@ -144,6 +144,14 @@ pub(crate) async fn start_attempt(
                 format!("merchant {merchant_id} has no channel account {channel_account_id}"),
             )
         })?;
+    if !account.mode.takes_payments() {
+        return Err(AttemptFailure::Refused(Refusal::new(
+            ErrorCode::InvalidAccountMode,
+            format!(
+                "channel account {channel_account_id} is a provider account: it acts for its sub-merchants and takes no payments itself (activate a direct account for the platform's own)"
+            ),
+        )));
+    }
     if state
         .read_model()?
         .is_channel_account_disabled(&channel_account_id)

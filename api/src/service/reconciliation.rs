@@ -35,6 +35,14 @@ pub async fn fetch(
     date: NaiveDate,
 ) -> Result<ReconciliationCompleted, Refusal> {
     let account = channel_account(state, channel_account_id)?;
+    if !account.mode.takes_payments() {
+        return Err(Refusal::new(
+            ErrorCode::InvalidAccountMode,
+            format!(
+                "channel account {channel_account_id} is a provider account: its sub-merchants' bills are reconciled on each sub-merchant's account"
+            ),
+        ));
+    }
     fetch_for(state, &account, date, "fetched").await
 }
 
@@ -411,8 +419,9 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
             model
                 .channel_accounts()
                 .values()
-                // Stripe publishes no daily bill.
+                // Stripe publishes no daily bill; a provider's bill is its sub-merchants'.
                 .filter(|account| account.channel != Channel::Stripe)
+                .filter(|account| account.mode.takes_payments())
                 .filter_map(|account| {
                     let day = due_bill_day(account_offset(account), now, schedule)?;
                     let done = model

@@ -37,6 +37,7 @@ pub async fn set_rules(
             .channel_accounts()
             .values()
             .filter(|account| &account.merchant_id == merchant_id)
+            .filter(|account| account.mode.takes_payments())
             .map(|account| account.channel_account_id.clone())
             .collect();
         (model.merchants().contains_key(merchant_id), accounts)
@@ -140,6 +141,7 @@ pub async fn start_routed(
             .channel_accounts()
             .values()
             .filter(|account| account.merchant_id == merchant_id)
+            .filter(|account| account.mode.takes_payments())
             .map(|account| {
                 (
                     account.channel_account_id.clone(),

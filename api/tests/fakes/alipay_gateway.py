@@ -11,6 +11,13 @@ Test controls (not part of Alipay's protocol):
   POST /__control/pay     {"out_trade_no", "signer": "python"|"official", "tamper": bool,
                            "send": bool} -> the notify (and paycenter's answer when sent)
   GET  /__control/stats   -> {"verified": n, "rejected": n}
+
+Third-party applications (service providers): a request carrying `app_auth_token` (signed with
+the rest, so both SDKs check it) acts for the merchant that token authorized (APP_AUTH_TOKENS,
+printed as "app_auth_tokens"). A trade belongs to the token that opened it: asked about with
+another token (or none) it does not exist, and each token's bill holds its own trades only.
+Notifies for such a trade carry its `auth_app_id`. Stats count "with_app_auth_token".
+  POST /__control/pay {"out_trade_no", "notify_url"} -> the notify sent elsewhere (a crossing)
 """
 import base64
 import io
@@ -30,6 +37,9 @@ from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa2,
 from Cryptodome.PublicKey import RSA
 
 APP_ID = "2021000000000001"
+# Tokens sub-merchants' authorizations gave the provider's app, and the app id each authorized.
+APP_AUTH_TOKENS = {"202612BB3f9c0a1d7e2b4c6a8f0e1d2c3b4a5961": "2021000000000101",
+                   "202612BB9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c41": "2021000000000102"}
 app_key = RSA.generate(2048)
 alipay_key = RSA.generate(2048)
 
@@ -51,7 +61,7 @@ ALIPAY_PRIVATE_PKCS1_BARE = bare(alipay_key.export_key(pkcs=1))
 
 lock = threading.Lock()
 trades = {}
-stats = {"verified": 0, "rejected": 0, "precreate": 0}
+stats = {"verified": 0, "rejected": 0, "precreate": 0, "with_app_auth_token": 0}
 # How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
 # "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
 # start; POST /__control/mode {"precreate": ..., "query": "ok"|"fail"} changes it ("fail":
@@ -89,9 +99,10 @@ def fail(sub_code, sub_msg):
     return {"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
 
 
-def open_trade(biz, notify_url):
+def open_trade(biz, notify_url, app_auth_token=None):
     with lock:
         trades.setdefault(biz["out_trade_no"], {
+            "app_auth_token": app_auth_token,
             "out_trade_no": biz["out_trade_no"],
             "total_amount": biz["total_amount"],
             "subject": biz.get("subject", ""),
@@ -112,17 +123,29 @@ def handle(method, biz, params, port):
         if precreate == "refuse":
             return fail("ACQ.ACCESS_FORBIDDEN", "the merchant may not take payments now")
         if precreate.startswith("slow:"):
-            open_trade(biz, params.get("notify_url"))
+            open_trade(biz, params.get("notify_url"), params.get("app_auth_token"))
             time.sleep(float(precreate.split(":", 1)[1]))
     if method in ("alipay.trade.precreate", "alipay.trade.create"):
-        trade = open_trade(biz, params.get("notify_url"))
+        trade = open_trade(biz, params.get("notify_url"), params.get("app_auth_token"))
         if method == "alipay.trade.precreate":
             return ok({"out_trade_no": out_trade_no, "qr_code": "https://qr.alipay.example/" + out_trade_no})
         return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"]})
+    if method == "alipay.open.auth.token.app.query":
+        token = biz.get("app_auth_token")
+        if token not in APP_AUTH_TOKENS:
+            return fail("aop.invalid-app-auth-token", "no such app_auth_token")
+        return ok({"user_id": "2088" + APP_AUTH_TOKENS[token][-12:], "auth_app_id": APP_AUTH_TOKENS[token],
+                   "expires_in": 31536000, "re_expires_in": 32140800, "status": "valid",
+                   "auth_methods": ["alipay.trade.precreate"]})
     with lock:
         trade = trades.get(out_trade_no)
+        if trade is not None and trade["app_auth_token"] != params.get("app_auth_token"):
+            trade = None  # another merchant's trade: it does not exist for this caller
         if method == "alipay.data.dataservice.bill.downloadurl.query":
-            return ok({"bill_download_url": "%s/bill?date=%s" % (own_base(port), biz["bill_date"])})
+            query = {"date": biz["bill_date"]}
+            if params.get("app_auth_token"):
+                query["token"] = params["app_auth_token"]
+            return ok({"bill_download_url": "%s/bill?%s" % (own_base(port), urllib.parse.urlencode(query))})
         if trade is None:
             return fail("ACQ.TRADE_NOT_EXIST", "trade does not exist")
         if method == "alipay.trade.query":
@@ -155,14 +178,14 @@ def handle(method, biz, params, port):
     return {"code": "40004", "msg": "Business Failed", "sub_code": "isv.unsupported-method", "sub_msg": method}
 
 
-def bill_zip(date):
+def bill_zip(date, app_auth_token=None):
     lines = ["#支付宝交易记录明细查询", "#账号：[2088000000000001]",
              "#起始日期：[%s 00:00:00]   终止日期：[%s 23:59:59]" % (date, date),
              "#-----------------------------------------业务明细列表----------------------------------------",
              "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"]
     with lock:
         for trade in trades.values():
-            if trade["status"] != "TRADE_SUCCESS":
+            if trade["status"] != "TRADE_SUCCESS" or trade["app_auth_token"] != app_auth_token:
                 continue
             rows = [("交易", trade["total_amount"], "")]
             rows += [("退款", "-" + amount, request_no) for request_no, amount in trade["refunds"].items()]
@@ -192,6 +215,8 @@ def notify_for(trade, signer, tamper):
         "receipt_amount": trade["total_amount"], "subject": trade["subject"],
         "gmt_payment": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if trade["app_auth_token"]:
+        params["auth_app_id"] = APP_AUTH_TOKENS[trade["app_auth_token"]]
     unsigned = {k: v for k, v in params.items() if k not in ("sign", "sign_type")}
     if signer == "official":
         params["sign"] = sign_with_rsa2(ALIPAY_PRIVATE_PKCS1_BARE, get_sign_content(unsigned), "utf-8")
@@ -231,8 +256,9 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 return self.answer(200, json.dumps(stats))
         if url.path == "/bill":
-            date = urllib.parse.parse_qs(url.query)["date"][0]
-            return self.answer(200, bill_zip(date), "application/zip")
+            query = urllib.parse.parse_qs(url.query)
+            date = query["date"][0]
+            return self.answer(200, bill_zip(date, query.get("token", [None])[0]), "application/zip")
         self.answer(404, "{}")
 
     def do_POST(self):
@@ -244,6 +270,12 @@ class Handler(BaseHTTPRequestHandler):
             method = params.get("method", "")
             with lock:
                 stats["verified" if python_sdk and official_sdk else "rejected"] += 1
+                if python_sdk and official_sdk and "app_auth_token" in params:
+                    stats["with_app_auth_token"] += 1
+            if "app_auth_token" in params and params["app_auth_token"] not in APP_AUTH_TOKENS:
+                error = {"code": "20001", "msg": "Insufficient Token Permissions",
+                         "sub_code": "aop.invalid-app-auth-token", "sub_msg": "no such app_auth_token"}
+                return self.answer(200, json.dumps({"error_response": error}))
             if not (python_sdk and official_sdk) or params.get("app_id") != APP_ID:
                 error = {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature",
                          "sub_msg": "signature check failed"}
@@ -259,7 +291,8 @@ class Handler(BaseHTTPRequestHandler):
             params = dict(urllib.parse.parse_qsl(request["query"], keep_blank_values=True))
             python_sdk, official_sdk = verify_request(params)
             if python_sdk and official_sdk:
-                open_trade(json.loads(params["biz_content"]), params.get("notify_url"))
+                open_trade(json.loads(params["biz_content"]), params.get("notify_url"),
+                           params.get("app_auth_token"))
             return self.answer(200, json.dumps({"python_sdk": python_sdk, "official_sdk": official_sdk,
                                                 "params": params}))
         if url.path == "/__control/pay":
@@ -271,7 +304,8 @@ class Handler(BaseHTTPRequestHandler):
             result = {"notify": params, "trade_no": trade["trade_no"]}
             if request.get("send", True):
                 body = urllib.parse.urlencode(params).encode("utf-8")
-                notify = urllib.request.Request(trade["notify_url"], data=body, headers={
+                notify_url = request.get("notify_url") or trade["notify_url"]
+                notify = urllib.request.Request(notify_url, data=body, headers={
                     "content-type": "application/x-www-form-urlencoded;charset=utf-8"})
                 try:
                     with urllib.request.urlopen(notify, timeout=10) as response:
@@ -300,6 +334,7 @@ def main():
         "port": server.server_port, "app_id": APP_ID,
         "app_private_key": bare(app_key.export_key(pkcs=1)),
         "alipay_public_key": bare(alipay_key.publickey().export_key()),
+        "app_auth_tokens": list(APP_AUTH_TOKENS),
     }), flush=True)
     server.serve_forever()
 

@@ -21,6 +21,14 @@ Test controls (not part of WeChat Pay's protocol):
   POST /__control/pay {"out_trade_no", "signer": "unlisted"} -> a notify signed by a
        certificate /v3/certificates never lists (certificate mode)
   stats also count "certificate_downloads" and list the "signing_serials" used in answers
+
+Service-provider (partner) mode: the same merchant is also a provider for the sub-merchants
+SUB_MCHIDS (printed as "sub_mchids"). Each partner request is rebuilt by the SDK in partner mode
+(`WeChatPay(partner_mode=True)`: pay, query, close, refund, query_refund) from the fields
+paycenter sent, and must match it path for path and field for field (stats: "sdk_checked",
+"sdk_mismatches"). A sub-merchant sees only its own trades and bill; partner notifies name
+sp_mchid and sub_mchid.
+  POST /__control/pay {"out_trade_no", "notify_url"} -> the notify sent elsewhere (a crossing)
 """
 import base64
 import json
@@ -42,10 +50,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.utils import (aes_decrypt, load_certificate, load_private_key, load_public_key, rsa_sign,
                                rsa_verify)
 
 MCHID = "1900000109"
+SUB_MCHIDS = ["1900000201", "1900000202"]
 APPID = "wx8888888888888888"
 SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092025010100000000000001"
@@ -74,7 +84,7 @@ lock = threading.RLock()
 trades = {}
 refunds = {}
 stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0, "certificate_downloads": 0,
-         "signing_serials": []}
+         "signing_serials": [], "sdk_checked": 0, "sdk_mismatches": [], "partner_calls": 0}
 CERTIFICATE_SECONDS = int(os.environ.get("FAKE_WECHAT_CERTIFICATE_SECONDS") or 0)
 certificates = []  # certificate mode: {"serial", "key", "pem", "not_before", "not_after"}, oldest first
 
@@ -134,6 +144,63 @@ def certificates_answer():
         stats["certificate_downloads"] += 1
     return {"data": listed}
 closes_to_fail = [0]
+
+
+def sdk_partner():
+    """The SDK in partner mode, with its transport replaced by a recorder: what it would send."""
+    sent = []
+    sdk = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=MCHID, private_key=merchant_private_pem,
+                    cert_serial_no=SERIAL, appid=APPID, apiv3_key=API_V3_KEY, partner_mode=True,
+                    public_key=platform_public_pem, public_key_id=PUBLIC_KEY_ID)
+    sdk._core.request = lambda path, method=None, data=None, **_: sent.append((path, data)) or (200, "{}")
+    return sdk, sent
+
+
+PAY_TYPES = {"native": WeChatPayType.NATIVE, "jsapi": WeChatPayType.JSAPI, "app": WeChatPayType.APP,
+             "h5": WeChatPayType.H5}
+
+
+def sdk_rebuild(method, path, request):
+    """The partner request the SDK builds from the same fields, or None when it is no partner call."""
+    sdk, sent = sdk_partner()
+    url = urllib.parse.urlparse(path)
+    query = dict(urllib.parse.parse_qsl(url.query))
+    match = re.fullmatch(r"/v3/pay/partner/transactions/(native|jsapi|app|h5)", url.path)
+    if match:
+        fields = {k: request[k] for k in ("description", "out_trade_no", "amount", "payer", "time_expire",
+                                          "scene_info", "settle_info", "notify_url", "sub_appid") if k in request}
+        sdk.pay(sub_mchid=request.get("sub_mchid"), pay_type=PAY_TYPES[match.group(1)], **fields)
+    elif re.fullmatch(r"/v3/pay/partner/transactions/out-trade-no/\w+/close", url.path):
+        sdk.close(url.path.split("/")[-2], sub_mchid=request.get("sub_mchid"))
+    elif re.fullmatch(r"/v3/pay/partner/transactions/out-trade-no/\w+", url.path):
+        sdk.query(out_trade_no=url.path.split("/")[-1], sub_mchid=query.get("sub_mchid"))
+    elif url.path == "/v3/refund/domestic/refunds" and "sub_mchid" in request:
+        sdk.refund(out_refund_no=request["out_refund_no"], amount=request["amount"],
+                   out_trade_no=request.get("out_trade_no"), notify_url=request.get("notify_url"),
+                   sub_mchid=request["sub_mchid"])
+    elif url.path.startswith("/v3/refund/domestic/refunds/") and "sub_mchid" in query:
+        sdk.query_refund(url.path.split("/")[-1], sub_mchid=query["sub_mchid"])
+    else:
+        return None
+    return sent[0]
+
+
+def check_with_sdk(method, path, request):
+    """Whether a partner request is the one the SDK would send; True for other requests."""
+    try:
+        rebuilt = sdk_rebuild(method, path, request)
+    except Exception as error:  # the SDK refuses to build it: a field it needs is missing
+        rebuilt = ("refused: %s" % error, None)
+    if rebuilt is None:
+        return True
+    expected_path, expected_body = rebuilt
+    ok = expected_path == path and (expected_body or {}) == (request or {})
+    with lock:
+        stats["sdk_checked"] += 1
+        stats["partner_calls"] += 1
+        if not ok:
+            stats["sdk_mismatches"].append({"sent": [path, request], "sdk": [expected_path, expected_body]})
+    return ok
 AUTH = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -176,14 +243,18 @@ def encrypt_resource(plain, original_type):
 
 
 def transaction(trade):
-    return {"appid": APPID, "mchid": MCHID, "out_trade_no": trade["out_trade_no"],
+    if trade.get("sub_mchid"):
+        ids = {"sp_appid": APPID, "sp_mchid": MCHID, "sub_mchid": trade["sub_mchid"]}
+    else:
+        ids = {"appid": APPID, "mchid": MCHID}
+    return dict(ids, **{"out_trade_no": trade["out_trade_no"],
             "transaction_id": trade["transaction_id"], "trade_type": trade["trade_type"],
             "trade_state": trade["state"], "trade_state_desc": trade["state"],
             "amount": {"total": trade["total"], "payer_total": trade["total"], "currency": "CNY",
-                       "payer_currency": "CNY"}}
+                       "payer_currency": "CNY"}})
 
 
-def tradebill():
+def tradebill(sub_mchid=None):
     header = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,"
               "货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,"
               "商户数据包,手续费,费率,订单金额,申请退款金额,费率备注")
@@ -191,14 +262,16 @@ def tradebill():
     with lock:
         rows = []
         for trade in trades.values():
-            if trade["state"] in ("SUCCESS", "REFUND"):
+            if trade["state"] in ("SUCCESS", "REFUND") and trade.get("sub_mchid") == sub_mchid:
                 rows.append((trade, "SUCCESS", "", "", 0))
         for refund in refunds.values():
+            if trades[refund["out_trade_no"]].get("sub_mchid") != sub_mchid:
+                continue
             rows.append((trades[refund["out_trade_no"]], "REFUND", refund["refund_id"], refund["out_refund_no"],
                          refund["amount"]))
         for trade, state, refund_id, out_refund_no, refund_amount in rows:
             yuan = "%.2f" % (trade["total"] / 100)
-            fields = ["2026-11-21 10:00:00", APPID, MCHID, "0", "", trade["transaction_id"], trade["out_trade_no"],
+            fields = ["2026-11-21 10:00:00", APPID, MCHID, sub_mchid or "0", "", trade["transaction_id"], trade["out_trade_no"],
                       "openid", trade["trade_type"], state, "OTHERS", "CNY", yuan if state == "SUCCESS" else "0.00",
                       "0.00", refund_id or "0", out_refund_no or "0", "%.2f" % (refund_amount / 100), "0.00",
                       "ORIGINAL" if refund_id else "", "SUCCESS" if refund_id else "", trade["description"], "",
@@ -232,7 +305,8 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/__control/"):
             return self.control(url, body)
         if url.path == "/bill/tradebill.csv":
-            return self.answer(200, None, signed=False, raw=tradebill())
+            sub_mchid = urllib.parse.parse_qs(url.query).get("sub_mchid", [None])[0]
+            return self.answer(200, None, signed=False, raw=tradebill(sub_mchid))
         if url.path == "/connect/oauth2/authorize":
             # WeChat's OAuth inside WeChat: snsapi_base asks the person nothing and sends them
             # straight back with a code.
@@ -274,6 +348,10 @@ class Handler(BaseHTTPRequestHandler):
         if not authorized or not known_serial:
             return self.answer(401, {"code": "SIGN_ERROR", "message": "signature check failed"})
         request = json.loads(body) if body else {}
+        if not check_with_sdk(method, path, request):
+            return self.answer(400, {"code": "PARAM_ERROR", "message": "not the request the SDK builds"})
+        if url.path.startswith("/v3/pay/partner/"):
+            return self.partner(method, url, request)
         if url.path == "/v3/certificates":
             if not CERTIFICATE_SECONDS:
                 return self.answer(404, {"code": "NOT_FOUND", "message": "this merchant uses the public key"})
@@ -314,6 +392,8 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/v3/refund/domestic/refunds":
             with lock:
                 trade = trades.get(request["out_trade_no"])
+                if trade is not None and trade.get("sub_mchid") != request.get("sub_mchid"):
+                    trade = None  # another merchant's trade: not found from here
                 if trade is None or trade["state"] not in ("SUCCESS", "REFUND"):
                     return self.answer(400, {"code": "INVALID_REQUEST", "message": "trade not paid"})
                 refund = refunds.get(request["out_refund_no"])
@@ -332,25 +412,76 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, answer)
         match = re.fullmatch(r"/v3/refund/domestic/refunds/([\w-]+)", url.path)
         if match:
+            sub_mchid = urllib.parse.parse_qs(url.query).get("sub_mchid", [None])[0]
             with lock:
                 refund = refunds.get(match.group(1))
+                if refund is not None and trades[refund["out_trade_no"]].get("sub_mchid") != sub_mchid:
+                    refund = None
                 if refund is None:
                     return self.answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such refund"})
                 return self.answer(200, {k: refund[k] for k in ("refund_id", "out_refund_no", "out_trade_no", "status")})
         if url.path == "/v3/bill/tradebill":
             import hashlib
-            return self.answer(200, {"hash_type": "SHA1", "hash_value": hashlib.sha1(tradebill()).hexdigest(),
-                                     "download_url": "%s/bill/tradebill.csv" % own_base(self.server.server_port)})
+            sub_mchid = urllib.parse.parse_qs(url.query).get("sub_mchid", [None])[0]
+            if sub_mchid is not None and sub_mchid not in SUB_MCHIDS:
+                return self.answer(400, {"code": "PARAM_ERROR", "message": "not a sub-merchant of this provider"})
+            download = "%s/bill/tradebill.csv" % own_base(self.server.server_port)
+            if sub_mchid:
+                download += "?sub_mchid=" + sub_mchid
+            return self.answer(200, {"hash_type": "SHA1",
+                                     "hash_value": hashlib.sha1(tradebill(sub_mchid)).hexdigest(),
+                                     "download_url": download})
+        return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
+
+    def partner(self, method, url, request):
+        """The partner endpoints: a sub-merchant's trades, seen only with its own sub_mchid."""
+        query = dict(urllib.parse.parse_qsl(url.query))
+        kinds = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
+        match = re.fullmatch(r"/v3/pay/partner/transactions/(native|jsapi|app|h5)", url.path)
+        if match:
+            if (request.get("sp_mchid") != MCHID or request.get("sp_appid") != APPID
+                    or request.get("sub_mchid") not in SUB_MCHIDS):
+                return self.answer(400, {"code": "PARAM_ERROR", "message": "sp_mchid, sp_appid or sub_mchid"})
+            out_trade_no = request["out_trade_no"]
+            payer = request.get("payer", {})
+            with lock:
+                trades.setdefault(out_trade_no, {
+                    "out_trade_no": out_trade_no, "total": request["amount"]["total"], "state": "NOTPAY",
+                    "trade_type": kinds[match.group(1)], "transaction_id": "42000" + str(time.time_ns())[-23:],
+                    "notify_url": request["notify_url"], "description": request["description"],
+                    "payer_openid": payer.get("sub_openid") or payer.get("sp_openid"),
+                    "sub_mchid": request["sub_mchid"]})
+            prepay = "wx" + out_trade_no
+            answers = {"NATIVE": {"code_url": "weixin://wxpay/bizpayurl?pr=" + out_trade_no[-8:]},
+                       "JSAPI": {"prepay_id": prepay}, "APP": {"prepay_id": prepay},
+                       "MWEB": {"h5_url": "https://wx.tenpay.example/checkmweb?prepay_id=" + prepay}}
+            return self.answer(200, answers[kinds[match.group(1)]])
+        match = re.fullmatch(r"/v3/pay/partner/transactions/out-trade-no/(\w+)(/close)?", url.path)
+        if match:
+            sub_mchid = request.get("sub_mchid") if match.group(2) else query.get("sub_mchid")
+            with lock:
+                trade = trades.get(match.group(1))
+                if trade is None or trade.get("sub_mchid") != sub_mchid:
+                    return self.answer(404, {"code": "ORDER_NOT_EXIST", "message": "no such order"})
+                if match.group(2):
+                    stats["closes"] += 1
+                    if trade["state"] == "NOTPAY":
+                        trade["state"] = "CLOSED"
+                    return self.answer(204, None)
+                return self.answer(200, transaction(trade))
         return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
 
     def settle_refund(self, out_refund_no):
         with lock:
             refund = refunds[out_refund_no]
             refund["status"] = "SUCCESS"
-            plain = json.dumps({"mchid": MCHID, "out_trade_no": refund["out_trade_no"], "transaction_id": "x",
+            trade = trades[refund["out_trade_no"]]
+            ids = ({"sp_mchid": MCHID, "sub_mchid": trade["sub_mchid"]} if trade.get("sub_mchid")
+                   else {"mchid": MCHID})
+            plain = json.dumps(dict(ids, **{"out_trade_no": refund["out_trade_no"], "transaction_id": "x",
                                 "out_refund_no": out_refund_no, "refund_id": refund["refund_id"],
                                 "refund_status": "SUCCESS",
-                                "amount": {"refund": refund["amount"], "total": trades[refund["out_trade_no"]]["total"]}})
+                                "amount": {"refund": refund["amount"], "total": trade["total"]}}))
             url = refund["notify_url"]
         send_notify(url, "REFUND.SUCCESS", encrypt_resource(plain, "refund"))
 
@@ -368,6 +499,7 @@ class Handler(BaseHTTPRequestHandler):
                 trade = trades.get(request["out_trade_no"])
                 return self.answer(200, {"state": trade and trade["state"],
                                          "trade_type": trade and trade["trade_type"],
+                                         "sub_mchid": trade and trade.get("sub_mchid"),
                                          "payer_openid": trade and trade.get("payer_openid")}, signed=False)
         if url.path == "/__control/verify":
             ok = verify_message(request["message"], request["signature"])
@@ -378,7 +510,7 @@ class Handler(BaseHTTPRequestHandler):
                 if not request.get("tamper"):
                     trade["state"] = "SUCCESS"
                 plain = json.dumps(transaction(dict(trade, state="SUCCESS")))
-                notify_url = trade["notify_url"]
+                notify_url = request.get("notify_url") or trade["notify_url"]
             resource = encrypt_resource(plain, "transaction")
             unlisted = None
             if request.get("signer") == "unlisted":
@@ -438,7 +570,7 @@ def main():
     bare = lambda pem: "".join(l for l in pem.splitlines() if not l.startswith("-----"))
     keys = {"port": server.server_port, "mchid": MCHID, "appid": APPID, "merchant_serial_no": SERIAL,
             "merchant_private_key": merchant_private_pem, "api_v3_key": API_V3_KEY,
-            "oauth_app_secret": OAUTH_SECRET}
+            "oauth_app_secret": OAUTH_SECRET, "sub_mchids": SUB_MCHIDS}
     if not CERTIFICATE_SECONDS:
         keys.update(platform_public_key=bare(platform_public_pem), platform_public_key_id=PUBLIC_KEY_ID)
     print(json.dumps(keys), flush=True)
