@@ -20,6 +20,7 @@ pub enum ErrorCode {
     ChannelAccountDisabled,
     ChannelAccountNotFound,
     ChannelMismatch,
+    ChannelRefused,
     ChannelTradeNoConflict,
     ChannelUnavailable,
     CheckoutExpired,
@@ -61,6 +62,7 @@ pub enum ErrorCode {
     PaymentNotRefundable,
     ProjectionNotFound,
     RateLimited,
+    ReceiverNotFound,
     ReadModelUnavailable,
     RebuildInProgress,
     ReconciliationNotFound,
@@ -85,7 +87,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 70] = [
+    pub const ALL: [ErrorCode; 72] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::ChannelAccountDisabled,
         ErrorCode::ChannelAccountNotFound,
         ErrorCode::ChannelMismatch,
+        ErrorCode::ChannelRefused,
         ErrorCode::ChannelTradeNoConflict,
         ErrorCode::ChannelUnavailable,
         ErrorCode::CheckoutExpired,
@@ -136,6 +139,7 @@ impl ErrorCode {
         ErrorCode::PaymentNotRefundable,
         ErrorCode::ProjectionNotFound,
         ErrorCode::RateLimited,
+        ErrorCode::ReceiverNotFound,
         ErrorCode::ReadModelUnavailable,
         ErrorCode::RebuildInProgress,
         ErrorCode::ReconciliationNotFound,
@@ -186,6 +190,8 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => 422,
             ErrorCode::InvalidBill => 400,
             ErrorCode::InvalidAccountMode => 422,
+            ErrorCode::ChannelRefused => 422,
+            ErrorCode::ReceiverNotFound => 404,
             ErrorCode::InvalidChannelParams => 422,
             ErrorCode::InvalidCurrency => 400,
             ErrorCode::InvalidFeeRate => 400,
@@ -262,6 +268,8 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => "invalid_alert_url",
             ErrorCode::InvalidBill => "invalid_bill",
             ErrorCode::InvalidAccountMode => "invalid_account_mode",
+            ErrorCode::ChannelRefused => "channel_refused",
+            ErrorCode::ReceiverNotFound => "receiver_not_found",
             ErrorCode::InvalidChannelParams => "invalid_channel_params",
             ErrorCode::InvalidCurrency => "invalid_currency",
             ErrorCode::InvalidFeeRate => "invalid_fee_rate",
@@ -431,6 +439,7 @@ impl From<DomainError> for Refusal {
             DomainError::NoRoute { .. } => ErrorCode::NoRoute,
             DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
             DomainError::InvalidAccountMode { .. } => ErrorCode::InvalidAccountMode,
+            DomainError::ReceiverNotFound => ErrorCode::ReceiverNotFound,
         };
         Refusal::new(code, message)
     }

@@ -1704,19 +1704,35 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
             (422, "invalid_account_mode"),
         ),
         (
-            sub_merchant("sandbox", &direct.channel_account_id, json!({"sub_merchant_id": "s1"})),
+            sub_merchant(
+                "sandbox",
+                &direct.channel_account_id,
+                json!({"sub_merchant_id": "s1"}),
+            ),
             (422, "invalid_account_mode"),
         ),
         (
-            sub_merchant("wechatpay", "ca_doesnotexist000000000000", json!({"sub_mchid": "1900000201"})),
+            sub_merchant(
+                "wechatpay",
+                "ca_doesnotexist000000000000",
+                json!({"sub_mchid": "1900000201"}),
+            ),
             (404, "channel_account_not_found"),
         ),
         (
-            sub_merchant("wechatpay", &provider_id, json!({"sub_mchid": "1900000201", "api_v3_key": "k"})),
+            sub_merchant(
+                "wechatpay",
+                &provider_id,
+                json!({"sub_mchid": "1900000201", "api_v3_key": "k"}),
+            ),
             (400, "unknown_field"),
         ),
         (
-            sub_merchant("wechatpay", &provider_id, json!({"sub_mchid": "19000-0201"})),
+            sub_merchant(
+                "wechatpay",
+                &provider_id,
+                json!({"sub_mchid": "19000-0201"}),
+            ),
             (422, "invalid_channel_params"),
         ),
         (
@@ -1754,12 +1770,119 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         .collect();
     let (_, listed) = call(
         "GET",
-        &format!("{base}/v1/merchants/{}/channel-accounts", shops[0].merchant_id),
+        &format!(
+            "{base}/v1/merchants/{}/channel-accounts",
+            shops[0].merchant_id
+        ),
         ADMIN_TOKEN,
         None,
     );
     assert_eq!(listed["data"][0]["mode"], "sub_merchant", "{listed}");
-    assert_eq!(listed["data"][0]["provider_account_id"], provider_id.as_str());
+    assert_eq!(
+        listed["data"][0]["provider_account_id"],
+        provider_id.as_str()
+    );
+
+    // A split receiver bound at WeChat Pay for the first sub-merchant, its name sealed under the
+    // platform key (the gateway decrypts it with the SDK).
+    let receivers_url = format!("{base}/v1/merchants/{}/receivers", shops[0].merchant_id);
+    let store = json!({
+        "channel_account_id": shops[0].channel_account_id, "receiver_id": "store-7",
+        "type": "MERCHANT_ID", "account": "1900000301", "name": "深圳茶叶有限公司",
+    });
+    let (status, bound) = call("POST", &receivers_url, ADMIN_TOKEN, Some(store.clone()));
+    assert_eq!(status, 201, "{bound}");
+    assert_eq!(bound["status"], "bound");
+    assert!(
+        bound.get("name").is_none(),
+        "the name is never returned: {bound}"
+    );
+    let (status, _) = call("POST", &receivers_url, ADMIN_TOKEN, Some(store.clone()));
+    assert_eq!(status, 200, "binding the same receiver again replays it");
+    let at_channel: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/receivers"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(
+        at_channel[sub_mchids[0].as_str()],
+        json!([{"type": "MERCHANT_ID", "account": "1900000301", "name": "深圳茶叶有限公司"}]),
+        "{at_channel}"
+    );
+    for (change, expected) in [
+        (json!({"account": "1900000399"}), (409, "already_exists")),
+        (json!({"type": "userId"}), (400, "invalid_request")),
+        (
+            json!({"receiver_id": "no spaces"}),
+            (400, "invalid_request"),
+        ),
+        (
+            json!({"receiver_id": "r2", "name": null}),
+            (422, "channel_refused"),
+        ),
+        (
+            json!({"receiver_id": "r3", "account": "refuse-me"}),
+            (422, "channel_refused"),
+        ),
+        (
+            json!({"receiver_id": "r4", "channel_account_id": provider_id}),
+            (404, "channel_account_not_found"),
+        ),
+        (
+            json!({"receiver_id": "r5", "extra": 1}),
+            (400, "unknown_field"),
+        ),
+    ] {
+        let mut body = store.clone();
+        for (key, value) in change.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let (status, answer) = call("POST", &receivers_url, ADMIN_TOKEN, Some(body.clone()));
+        assert_eq!(
+            (status, answer["error"]["code"].as_str().unwrap_or("")),
+            expected,
+            "{body} -> {answer}"
+        );
+    }
+    let (_, listed) = call("GET", &receivers_url, ADMIN_TOKEN, None);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    let (status, removed) = call(
+        "DELETE",
+        &format!("{receivers_url}/store-7"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(
+        (status, removed["status"].as_str()),
+        (200, Some("removed")),
+        "{removed}"
+    );
+    let (status, again) = call(
+        "DELETE",
+        &format!("{receivers_url}/store-7"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (404, Some("receiver_not_found"))
+    );
+    let (_, listed) = call("GET", &receivers_url, ADMIN_TOKEN, None);
+    assert_eq!(listed["data"], json!([]));
+    let at_channel: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/receivers"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(
+        at_channel[sub_mchids[0].as_str()],
+        json!([]),
+        "unbound at WeChat Pay too"
+    );
 
     let mut trades = Vec::new();
     for (index, shop) in shops.iter().enumerate() {
@@ -1771,7 +1894,11 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
             &format!("{gateway}/__control/trade"),
             json!({ "out_trade_no": trade_no }),
         );
-        assert_eq!(at_channel["sub_mchid"], sub_mchids[index].as_str(), "{at_channel}");
+        assert_eq!(
+            at_channel["sub_mchid"],
+            sub_mchids[index].as_str(),
+            "{at_channel}"
+        );
         trades.push(trade_no);
     }
     // A JSAPI payment of a sub-merchant: the provider's openid, signed under the provider's app.
@@ -1806,7 +1933,11 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         let (status, _) = call(
             "GET",
             &format!("{base}/v1/payments/{trade_no}"),
-            &shops.iter().find(|other| other.merchant_id != shop.merchant_id).unwrap().api_key,
+            &shops
+                .iter()
+                .find(|other| other.merchant_id != shop.merchant_id)
+                .unwrap()
+                .api_key,
             None,
         );
         assert_eq!(status, 404);
@@ -1839,7 +1970,12 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         "{base}/v1/merchants/{}/channel-accounts/{provider_id}",
         platform.merchant_id
     );
-    let (status, _) = call("POST", &format!("{provider_path}/disable"), ADMIN_TOKEN, None);
+    let (status, _) = call(
+        "POST",
+        &format!("{provider_path}/disable"),
+        ADMIN_TOKEN,
+        None,
+    );
     assert_eq!(status, 200);
     let (status, refused) = shops[1].pay("sub-off", "1.00", "native_qr", json!({}));
     assert_eq!(
@@ -1847,7 +1983,12 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         (422, Some("channel_account_disabled")),
         "{refused}"
     );
-    let (status, _) = call("POST", &format!("{provider_path}/enable"), ADMIN_TOKEN, None);
+    let (status, _) = call(
+        "POST",
+        &format!("{provider_path}/enable"),
+        ADMIN_TOKEN,
+        None,
+    );
     assert_eq!(status, 200);
 
     // The provider's keys rotated (here: to another gateway with other keys) reach every
@@ -1870,7 +2011,11 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         &format!("{second}/__control/trade"),
         json!({ "out_trade_no": paying["trade_no"] }),
     );
-    assert_eq!(at_second["sub_mchid"], sub_mchids[1].as_str(), "{at_second}");
+    assert_eq!(
+        at_second["sub_mchid"],
+        sub_mchids[1].as_str(),
+        "{at_second}"
+    );
 
     let stats = gateway_stats(&gateway);
     assert_eq!(stats["rejected"], 0, "{stats}");
@@ -1919,6 +2064,29 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
             )
         })
         .collect();
+    // A royalty receiver bound for the first sub-merchant, under its own token.
+    let (status, bound) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{}/receivers", shops[0].merchant_id),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel_account_id": shops[0].channel_account_id, "receiver_id": "agent",
+                    "type": "loginName", "account": "agent@example.com", "name": "王小二"}),
+        ),
+    );
+    assert_eq!(status, 201, "{bound}");
+    let relations: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/relations"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(
+        relations[tokens[0].as_str()],
+        json!([{"type": "loginName", "account": "agent@example.com", "name": "王小二"}]),
+        "{relations}"
+    );
     let mut trades = Vec::new();
     for (index, shop) in shops.iter().enumerate() {
         let (status, paying) =
@@ -1934,7 +2102,10 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
         json!({"query": query_of(page["action"]["url"].as_str().unwrap())}),
     );
     assert_eq!(
-        (verdict["python_sdk"].as_bool(), verdict["official_sdk"].as_bool()),
+        (
+            verdict["python_sdk"].as_bool(),
+            verdict["official_sdk"].as_bool()
+        ),
         (Some(true), Some(true)),
         "{verdict}"
     );

@@ -92,4 +92,6 @@ pub enum DomainError {
     InvalidField { field: &'static str, reason: String },
     #[error("{reason}")]
     InvalidAccountMode { reason: String },
+    #[error("no such receiver is bound")]
+    ReceiverNotFound,
 }

@@ -53,6 +53,31 @@ pub struct ChannelAccountActivated {
     pub activated_at: DateTime<Utc>,
 }
 
+/// A split receiver was bound at the channel under one channel account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverBound {
+    pub merchant_id: MerchantId,
+    pub receiver_id: String,
+    pub channel_account_id: ChannelAccountId,
+    /// The channel's word for the account's type (WeChat Pay `MERCHANT_ID | PERSONAL_OPENID`,
+    /// Alipay `loginName | userId`).
+    pub kind: String,
+    /// The receiver's account at the channel.
+    pub account: String,
+    /// The receiver's real name, sealed under the master key (personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_sealed: Option<String>,
+    pub bound_at: DateTime<Utc>,
+}
+
+/// A split receiver was unbound at the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverRemoved {
+    pub merchant_id: MerchantId,
+    pub receiver_id: String,
+    pub removed_at: DateTime<Utc>,
+}
+
 /// An app was registered. Its secrets appear here only hashed or sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRegistered {
@@ -584,6 +609,8 @@ events! {
     AlertDeliveryFailed => "alert.delivery_failed",
     MerchantRoutingSet => "merchant.routing_set",
     ChannelBreakerChanged => "channel_account.breaker_changed",
+    ReceiverBound => "receiver.bound",
+    ReceiverRemoved => "receiver.removed",
 }
 
 /// Why a stored event could not be turned back into an [`Event`].

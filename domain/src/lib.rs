@@ -14,6 +14,7 @@
 //!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
+//! - [`receivers`]: split receivers bound at the channel.
 //! - [`routing`]: merchants' routing rules, the order accounts are tried in, each account's
 //!   circuit breaker.
 //! - [`alerts`]: alerts raised and resolved once per condition, and their deliveries.
@@ -36,6 +37,7 @@ pub mod money;
 pub mod notification;
 pub mod operators;
 pub mod payment;
+pub mod receivers;
 pub mod reconciliation;
 pub mod registry;
 #[allow(missing_docs)] // Candidate and plan fields are named for what they hold.

@@ -106,7 +106,8 @@ fn check_provider(
     if *provider_account_id == command.channel_account_id {
         return invalid("an account cannot be its own provider".to_owned());
     }
-    let Some(provider) = provider.filter(|provider| provider.channel_account_id == *provider_account_id)
+    let Some(provider) =
+        provider.filter(|provider| provider.channel_account_id == *provider_account_id)
     else {
         return Err(DomainError::ChannelAccountNotFound {
             channel_account_id: provider_account_id.clone(),

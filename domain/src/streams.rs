@@ -12,6 +12,11 @@ pub fn channel_account(channel_account_id: &ChannelAccountId) -> String {
     format!("channel_account-{channel_account_id}")
 }
 
+/// A split receiver's stream.
+pub fn receiver(merchant_id: &MerchantId, receiver_id: &str) -> String {
+    format!("receiver-{merchant_id}-{receiver_id}")
+}
+
 /// An app's stream.
 pub fn app(app_id: &AppId) -> String {
     format!("app-{app_id}")

@@ -30,7 +30,7 @@ use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, BillRow, BoxFuture,
     CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
-    CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, RefundStatus,
+    CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
 };
 
 /// Alipay's production gateway.
@@ -91,7 +91,10 @@ impl Account {
             alipay_public_key: PublicKey::parse(required_param(params, "alipay_public_key")?)
                 .map_err(|reason| invalid(format!("alipay_public_key: {reason}")))?,
             gateway_url: gateway_url_param(params, DEFAULT_GATEWAY_URL)?,
-            app_auth_token: match params.get("app_auth_token").filter(|value| !value.is_null()) {
+            app_auth_token: match params
+                .get("app_auth_token")
+                .filter(|value| !value.is_null())
+            {
                 None => None,
                 Some(_) => Some(zeroize::Zeroizing::new(
                     required_param(params, "app_auth_token")?.to_owned(),
@@ -256,6 +259,34 @@ impl AlipayChannel {
         }
     }
 
+    /// Binds or unbinds one royalty receiver (`method`): a business refusal is `Refused`.
+    async fn royalty_relation(
+        &self,
+        method: &str,
+        params: &Value,
+        receiver: &Receiver,
+    ) -> Result<(), GatewayError> {
+        let account = self.accounts.get_or_parse(params, Account::parse)?;
+        let mut entry = json!({ "type": receiver.kind, "account": receiver.account });
+        if let Some(name) = &receiver.name {
+            entry["name"] = json!(name.expose());
+        }
+        let biz = json!({
+            "receiver_list": [entry],
+            "out_request_no": format!("rel{}", hex::encode(rand::random::<[u8; 12]>())),
+        });
+        let node = account.call(&self.http, method, &biz, None).await?;
+        if node["code"].as_str() == Some(CODE_SUCCESS) {
+            return Ok(());
+        }
+        Err(match business_error(method, &node) {
+            GatewayError::Unavailable { reason } if sub_code(&node) != "ACQ.SYSTEM_ERROR" => {
+                GatewayError::Refused { reason }
+            }
+            other => other,
+        })
+    }
+
     fn signed_url(account: &Account, params: &BTreeMap<String, String>) -> String {
         format!(
             "{}?{}",
@@ -295,6 +326,26 @@ impl PaymentChannel for AlipayChannel {
 
     fn validate_sub_merchant_params(&self, params: &Value) -> Result<Value, GatewayError> {
         crate::sub_merchant_ids(params, SUB_MERCHANT_PARAM_NAMES, SUB_MERCHANT_PARAM_NAMES)
+    }
+
+    fn receiver_kinds(&self) -> &'static [&'static str] {
+        &["loginName", "userId"]
+    }
+
+    fn bind_receiver<'a>(
+        &'a self,
+        params: &'a Value,
+        receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(self.royalty_relation("alipay.trade.royalty.relation.bind", params, receiver))
+    }
+
+    fn unbind_receiver<'a>(
+        &'a self,
+        params: &'a Value,
+        receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(self.royalty_relation("alipay.trade.royalty.relation.unbind", params, receiver))
     }
 
     fn verify_sub_merchant<'a>(

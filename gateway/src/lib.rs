@@ -121,6 +121,17 @@ pub struct CreatePayment {
     pub client_ip: Option<String>,
 }
 
+/// A split receiver as its channel knows it.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    /// The channel's word for the account's type ([`PaymentChannel::receiver_kinds`]).
+    pub kind: String,
+    /// The account at the channel (a merchant id, an openid, a login name, a user id).
+    pub account: String,
+    /// The receiver's real name, where the channel checks it.
+    pub name: Option<Secret>,
+}
+
 /// What a channel answered when a payment was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Initiated {
@@ -363,6 +374,33 @@ pub trait PaymentChannel: Send + Sync {
         _params: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, GatewayError>> {
         Box::pin(async { Ok(serde_json::Map::new()) })
+    }
+
+    /// The receiver types this channel binds, in its own words (WeChat Pay `MERCHANT_ID`,
+    /// `PERSONAL_OPENID`; Alipay `loginName`, `userId`); empty where paycenter shares no money
+    /// at this channel.
+    fn receiver_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Binds a split receiver at the channel, for the account `params` describe (WeChat Pay's
+    /// `receivers/add`, Alipay's `royalty.relation.bind`). Binding again what is bound is not an
+    /// error at either channel. `Refused` when the channel will not bind it.
+    fn bind_receiver<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel binds no split receivers")) })
+    }
+
+    /// Unbinds a split receiver at the channel.
+    fn unbind_receiver<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel binds no split receivers")) })
     }
 
     /// When the account's credentials stop working (Unix seconds), when the channel's keys

@@ -104,6 +104,20 @@ impl PublicKey {
         };
         self.0.verify(message, &signature).is_ok()
     }
+
+    /// `plaintext` sealed with RSAES-OAEP (SHA-1, MGF1 with SHA-1), in base64: how WeChat Pay
+    /// wants personal data (a receiver's name) sent to it, under its platform key.
+    pub fn encrypt_oaep_base64(&self, plaintext: &[u8]) -> Result<String, String> {
+        let key: &RsaPublicKey = self.0.as_ref();
+        let sealed = key
+            .encrypt(
+                &mut rand::thread_rng(),
+                rsa::Oaep::new::<sha1::Sha1>(),
+                plaintext,
+            )
+            .map_err(|error| format!("RSA-OAEP: {error}"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
 }
 
 #[cfg(test)]

@@ -338,6 +338,27 @@ impl PaymentChannel for SandboxChannel {
         &["signing_secret"]
     }
 
+    fn receiver_kinds(&self) -> &'static [&'static str] {
+        &["merchant", "user"]
+    }
+
+    /// The sandbox binds any receiver of its kinds (paycenter is the channel here).
+    fn bind_receiver<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _receiver: &'a crate::Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unbind_receiver<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _receiver: &'a crate::Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// A sandbox sub-merchant is named by an id of the operator's choosing; it pays and
     /// signs with its provider's secret, as a real channel's sub-merchant does.
     fn sub_merchant_param_names(&self) -> &'static [&'static str] {

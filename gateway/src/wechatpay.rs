@@ -39,7 +39,7 @@ use crate::rsa_sha256::{PrivateKey, PublicKey};
 use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, url_param, BillRow,
     BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
-    CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, RefundStatus,
+    CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
 };
 
 /// WeChat Pay's production API.
@@ -456,6 +456,26 @@ impl WechatpayChannel {
         Ok((answer.status, value))
     }
 
+    /// A receiver as `receivers/add` and `receivers/delete` name it: the account's app (and,
+    /// in partner mode, the sub-merchant) with the receiver's type and account.
+    fn receiver_body(&self, account: &Account, receiver: &Receiver) -> Value {
+        let mut body = json!({
+            "appid": account.appid,
+            "type": receiver.kind,
+            "account": receiver.account,
+        });
+        if let Some(sub) = &account.sub_merchant {
+            body["sub_mchid"] = json!(sub.sub_mchid);
+            if let Some(sub_appid) = &sub.sub_appid {
+                if receiver.kind == "PERSONAL_OPENID" {
+                    // A personal openid under the sub-merchant's own app.
+                    body["sub_appid"] = json!(sub_appid);
+                }
+            }
+        }
+        body
+    }
+
     /// The serial sent as `Wechatpay-Serial`: the platform public key's id, else the newest
     /// platform certificate at hand.
     fn signer_serial(&self, account: &Account) -> Option<String> {
@@ -608,6 +628,56 @@ impl PaymentChannel for WechatpayChannel {
 
     fn sub_merchant_param_names(&self) -> &'static [&'static str] {
         SUB_MERCHANT_PARAM_NAMES
+    }
+
+    fn receiver_kinds(&self) -> &'static [&'static str] {
+        &["MERCHANT_ID", "PERSONAL_OPENID"]
+    }
+
+    fn bind_receiver<'a>(
+        &'a self,
+        params: &'a Value,
+        receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let mut body = self.receiver_body(&account, receiver);
+            // A merchant receiver is bound under its full name; WeChat Pay wants it sealed
+            // under the platform key its Wechatpay-Serial names.
+            if let Some(name) = &receiver.name {
+                self.ensure_certificates(&account, None).await;
+                let now_unix = Utc::now().timestamp();
+                let key = self
+                    .signer_serial(&account)
+                    .and_then(|serial| self.verifying_key(&account, &serial, now_unix))
+                    .ok_or_else(|| unavailable("wechatpay: no platform key to seal the name"))?;
+                body["name"] = json!(key
+                    .encrypt_oaep_base64(name.expose().as_bytes())
+                    .map_err(unavailable)?);
+            } else if receiver.kind == "MERCHANT_ID" {
+                return Err(GatewayError::Refused {
+                    reason: "a MERCHANT_ID receiver needs its full name".into(),
+                });
+            }
+            body["relation_type"] = json!("PARTNER");
+            let path = "/v3/profitsharing/receivers/add";
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
+            refused_unless_ok(path, status, &answer)
+        })
+    }
+
+    fn unbind_receiver<'a>(
+        &'a self,
+        params: &'a Value,
+        receiver: &'a Receiver,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let body = self.receiver_body(&account, receiver);
+            let path = "/v3/profitsharing/receivers/delete";
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
+            refused_unless_ok(path, status, &answer)
+        })
     }
 
     fn validate_sub_merchant_params(&self, params: &Value) -> Result<Value, GatewayError> {
@@ -1193,6 +1263,20 @@ impl PaymentChannel for WechatpayChannel {
             content_type: "application/json",
             body: json!({ "code": "FAIL", "message": "refused" }).to_string(),
         }
+    }
+}
+
+/// `Ok` on 200; a signed 4xx is WeChat Pay refusing (`Refused`), anything else unknown.
+fn refused_unless_ok(path: &str, status: u16, answer: &Value) -> Result<(), GatewayError> {
+    match status {
+        200 | 204 => Ok(()),
+        400..=499 => Err(GatewayError::Refused {
+            reason: format!("wechatpay {path}: {}", error_text(status, answer)),
+        }),
+        _ => Err(unavailable(format!(
+            "wechatpay {path}: {}",
+            error_text(status, answer)
+        ))),
     }
 }
 

@@ -260,6 +260,7 @@ macro_rules! model_tables {
                 (anomalies_unalerted, ANOMALIES_UNALERTED),
                 (routing, ROUTING),
                 (breakers, BREAKERS),
+                (receivers, RECEIVERS),
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
@@ -358,6 +359,7 @@ mod space {
     pub const ALERT_DELIVERY_DUE_AT: u16 = 80;
     pub const ROUTING: u16 = 81;
     pub const BREAKERS: u16 = 82;
+    pub const RECEIVERS: u16 = 83;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -459,6 +461,9 @@ pub struct ReadModel {
     routing: Resident<MerchantId, Vec<RoutingRule>>,
     /// Each channel account's breaker (absent: closed) and when it last changed.
     breakers: Resident<ChannelAccountId, (paycenter_domain::routing::BreakerState, DateTime<Utc>)>,
+    /// Each merchant's bound split receivers, in the order bound (bounded per merchant by
+    /// `receivers::MAX_RECEIVERS_PER_MERCHANT`).
+    receivers: Resident<MerchantId, Vec<paycenter_domain::events::ReceiverBound>>,
     /// Double-entry balances.
     ledger: crate::balances::Ledger,
     /// Set when the balances projection stopped at an event it could not apply; the rest of
@@ -537,7 +542,7 @@ fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -751,6 +756,16 @@ impl ReadModel {
             Event::OperatorAccessChanged(event) => self.apply_operator_access(event),
             Event::MerchantRoutingSet(event) => {
                 self.routing.insert(event.merchant_id, event.rules);
+            }
+            Event::ReceiverBound(event) => {
+                let bound = self.receivers.get_or_default(&event.merchant_id);
+                bound.retain(|receiver| receiver.receiver_id != event.receiver_id);
+                bound.push(event);
+            }
+            Event::ReceiverRemoved(event) => {
+                if let Some(bound) = self.receivers.get_mut(&event.merchant_id) {
+                    bound.retain(|receiver| receiver.receiver_id != event.receiver_id);
+                }
             }
             Event::ChannelBreakerChanged(event) => {
                 self.breakers
@@ -1460,6 +1475,25 @@ impl ReadModel {
     /// A merchant's routing rules (empty when it has none).
     pub fn routing(&self, merchant_id: &MerchantId) -> &[RoutingRule] {
         self.routing.get(merchant_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// A merchant's bound split receivers, in the order bound.
+    pub fn receivers(
+        &self,
+        merchant_id: &MerchantId,
+    ) -> &[paycenter_domain::events::ReceiverBound] {
+        self.receivers.get(merchant_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// One bound receiver of a merchant.
+    pub fn receiver(
+        &self,
+        merchant_id: &MerchantId,
+        receiver_id: &str,
+    ) -> Option<&paycenter_domain::events::ReceiverBound> {
+        self.receivers(merchant_id)
+            .iter()
+            .find(|receiver| receiver.receiver_id == receiver_id)
     }
 
     /// A channel account's breaker and when it last changed (closed, never, when it has none).

@@ -82,6 +82,9 @@ use crate::wire;
     wire::RouteSkipAnswer,
     wire::RoutingRuleBody,
     wire::RoutingBody,
+    wire::ReceiverRequest,
+    wire::ReceiverAnswer,
+    wire::ReceiversList,
 )))]
 struct WireSchemas;
 

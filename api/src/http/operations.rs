@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::routes::Operation;
-use crate::http::{admin, alerts, handlers, lists, operators, routing, Answer};
+use crate::http::{admin, alerts, handlers, lists, operators, receivers, routing, Answer};
 use crate::service::access::{self, Actor};
 use crate::state::AppState;
 
@@ -96,6 +96,14 @@ pub async fn operate(
             Operation::ListAlerts => alerts::list_alerts(state, query).await,
             Operation::SetRouting => routing::set_routing(state, parameter()?, body).await,
             Operation::GetRouting => routing::get_routing(state, parameter()?).await,
+            Operation::CreateReceiver => {
+                receivers::create_receiver(state, parameter()?, body).await
+            }
+            Operation::ListReceivers => receivers::list_receivers(state, parameter()?).await,
+            Operation::DeleteReceiver => {
+                let merchant_id = parameter()?;
+                receivers::delete_receiver(state, merchant_id, parameter()?).await
+            }
             Operation::CreateOperator => operators::create_operator(state, body).await,
             Operation::ListOperators => operators::list_operators(state).await,
             Operation::OperatorAction => {

@@ -53,11 +53,14 @@ pub enum Operation {
     ListAlerts,
     SetRouting,
     GetRouting,
+    CreateReceiver,
+    ListReceivers,
+    DeleteReceiver,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 47] = [
+    pub const ALL: [Operation; 50] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -105,6 +108,9 @@ impl Operation {
         Operation::ListAlerts,
         Operation::SetRouting,
         Operation::GetRouting,
+        Operation::CreateReceiver,
+        Operation::ListReceivers,
+        Operation::DeleteReceiver,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -157,6 +163,9 @@ impl Operation {
             Operation::ListAlerts => "list_alerts",
             Operation::SetRouting => "set_routing",
             Operation::GetRouting => "get_routing",
+            Operation::CreateReceiver => "create_receiver",
+            Operation::ListReceivers => "list_receivers",
+            Operation::DeleteReceiver => "delete_receiver",
         }
     }
 
@@ -174,7 +183,8 @@ impl Operation {
             RedeliverNotification => Permission::Notifications,
             CreateAlertChannel | DeleteAlertChannel | TestAlertChannel => Permission::Alerts,
             ListAlertChannels | ListAlerts | GetRouting => Permission::Read,
-            SetRouting => Permission::Onboard,
+            SetRouting | CreateReceiver | DeleteReceiver => Permission::Onboard,
+            ListReceivers => Permission::Read,
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
             | ListApps | ListReconciliations | ListNotifications => Permission::Read,
@@ -1020,6 +1030,42 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[],
         success: Success::Json(200, "RoutingBody"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/merchants/{merchant_id}/receivers",
+        operation: Operation::CreateReceiver,
+        summary: "Bind a split receiver at the channel under one of the merchant's accounts; splits may then name it and share money with it there (binding it again the same way answers 200)",
+        caller: Caller::Admin,
+        request: RequestBody::Json("ReceiverRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "ReceiverAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/merchants/{merchant_id}/receivers",
+        operation: Operation::ListReceivers,
+        summary: "A merchant's bound split receivers, in the order bound",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ReceiversList"),
+        refusals: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/v1/merchants/{merchant_id}/receivers/{receiver_id}",
+        operation: Operation::DeleteReceiver,
+        summary: "Unbind a split receiver at the channel; payments no longer share with it",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "ReceiverAnswer"),
         refusals: &[],
     },
 ];

@@ -167,8 +167,10 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         };
         if provider_account.mode == AccountMode::Provider && provider_account.channel == channel {
             // Asked of the channel with the provider's keys, as every later call will be.
-            let acting =
-                crate::channel_params::acting_for(&*state.channel_params(provider_account)?, &params);
+            let acting = crate::channel_params::acting_for(
+                &*state.channel_params(provider_account)?,
+                &params,
+            );
             let learned = adapter
                 .verify_sub_merchant(&acting)
                 .await
@@ -177,13 +179,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
                 ids.extend(learned);
             }
         }
-        return record(
-            state,
-            existing,
-            activation(&params),
-            provider,
-        )
-        .await;
+        return record(state, existing, activation(&params), provider).await;
     }
     let known_params: Vec<FieldLimit> = adapter
         .param_names()
@@ -215,13 +211,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         .verify_account(&params)
         .await
         .map_err(channel_refused)?;
-    record(
-        state,
-        existing,
-        activation(&params),
-        provider,
-    )
-    .await
+    record(state, existing, activation(&params), provider).await
 }
 
 /// What the channel said of an account at activation: it could not be reached, or it refused

@@ -35,6 +35,7 @@ pub mod history;
 pub mod operators;
 pub mod outcomes;
 pub mod payments;
+pub mod receivers;
 pub mod reconciliation;
 pub mod refunds;
 pub mod registry;

@@ -18,6 +18,9 @@ printed as "app_auth_tokens"). A trade belongs to the token that opened it: aske
 another token (or none) it does not exist, and each token's bill holds its own trades only.
 Notifies for such a trade carry its `auth_app_id`. Stats count "with_app_auth_token".
   POST /__control/pay {"out_trade_no", "notify_url"} -> the notify sent elsewhere (a crossing)
+
+Royalty relations: alipay.trade.royalty.relation.bind / unbind, per app_auth_token.
+  GET  /__control/relations -> {"<token or ''>": [{"type", "account", "name"}]}
 """
 import base64
 import io
@@ -61,6 +64,7 @@ ALIPAY_PRIVATE_PKCS1_BARE = bare(alipay_key.export_key(pkcs=1))
 
 lock = threading.Lock()
 trades = {}
+relations = {}  # app_auth_token or "" -> {(type, account): name}
 stats = {"verified": 0, "rejected": 0, "precreate": 0, "with_app_auth_token": 0}
 # How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
 # "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
@@ -137,6 +141,20 @@ def handle(method, biz, params, port):
         return ok({"user_id": "2088" + APP_AUTH_TOKENS[token][-12:], "auth_app_id": APP_AUTH_TOKENS[token],
                    "expires_in": 31536000, "re_expires_in": 32140800, "status": "valid",
                    "auth_methods": ["alipay.trade.precreate"]})
+    if method in ("alipay.trade.royalty.relation.bind", "alipay.trade.royalty.relation.unbind"):
+        if not biz.get("out_request_no") or len(biz.get("receiver_list") or []) != 1:
+            return fail("ACQ.INVALID_PARAMETER", "out_request_no and one receiver")
+        receiver = biz["receiver_list"][0]
+        if receiver.get("type") not in ("loginName", "userId"):
+            return fail("ACQ.INVALID_PARAMETER", "type")
+        key = (receiver["type"], receiver["account"])
+        with lock:
+            bound = relations.setdefault(params.get("app_auth_token") or "", {})
+            if method.endswith(".bind"):
+                bound[key] = receiver.get("name")
+            else:
+                bound.pop(key, None)
+        return ok({"result_code": "SUCCESS"})
     with lock:
         trade = trades.get(out_trade_no)
         if trade is not None and trade["app_auth_token"] != params.get("app_auth_token"):
@@ -255,6 +273,11 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, json.dumps(stats))
+        if url.path == "/__control/relations":
+            with lock:
+                listed = {token: [{"type": k[0], "account": k[1], "name": name} for k, name in bound.items()]
+                          for token, bound in relations.items()}
+            return self.answer(200, json.dumps(listed, ensure_ascii=False))
         if url.path == "/bill":
             query = urllib.parse.parse_qs(url.query)
             date = query["date"][0]

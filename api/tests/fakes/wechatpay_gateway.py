@@ -29,6 +29,11 @@ paycenter sent, and must match it path for path and field for field (stats: "sdk
 "sdk_mismatches"). A sub-merchant sees only its own trades and bill; partner notifies name
 sp_mchid and sub_mchid.
   POST /__control/pay {"out_trade_no", "notify_url"} -> the notify sent elsewhere (a crossing)
+
+Profit sharing: receivers/add (its `name` decrypted with the SDK's `rsa_decrypt` under the
+platform key the request's Wechatpay-Serial names) and receivers/delete, rebuilt by the SDK's
+profitsharing_add_receiver / profitsharing_delete_receiver in partner mode like the rest.
+  GET /__control/receivers -> {"<sub_mchid or mchid>": [{"type", "account", "name"}]}
 """
 import base64
 import json
@@ -51,8 +56,8 @@ from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wechatpayv3 import WeChatPay, WeChatPayType
-from wechatpayv3.utils import (aes_decrypt, load_certificate, load_private_key, load_public_key, rsa_sign,
-                               rsa_verify)
+from wechatpayv3.utils import (aes_decrypt, load_certificate, load_private_key, load_public_key, rsa_decrypt,
+                               rsa_sign, rsa_verify)
 
 MCHID = "1900000109"
 SUB_MCHIDS = ["1900000201", "1900000202"]
@@ -83,6 +88,7 @@ PLATFORM_PRIVATE = load_private_key(platform_private_pem)
 lock = threading.RLock()
 trades = {}
 refunds = {}
+receivers = {}  # sub_mchid (or MCHID) -> {(type, account): name}
 stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0, "certificate_downloads": 0,
          "signing_serials": [], "sdk_checked": 0, "sdk_mismatches": [], "partner_calls": 0}
 CERTIFICATE_SECONDS = int(os.environ.get("FAKE_WECHAT_CERTIFICATE_SECONDS") or 0)
@@ -180,6 +186,16 @@ def sdk_rebuild(method, path, request):
                    sub_mchid=request["sub_mchid"])
     elif url.path.startswith("/v3/refund/domestic/refunds/") and "sub_mchid" in query:
         sdk.query_refund(url.path.split("/")[-1], sub_mchid=query["sub_mchid"])
+    elif url.path == "/v3/profitsharing/receivers/add" and "sub_mchid" in request:
+        # The name is sealed afresh each time (OAEP): compared once decrypted, not here.
+        sdk._core.encrypt = lambda text: request.get("name")
+        sdk.profitsharing_add_receiver(request["type"], request["account"], request["relation_type"],
+                                       name=request.get("name"), custom_relation=request.get("custom_relation"),
+                                       appid=request.get("appid"), sub_appid=request.get("sub_appid"),
+                                       sub_mchid=request["sub_mchid"])
+    elif url.path == "/v3/profitsharing/receivers/delete" and "sub_mchid" in request:
+        sdk.profitsharing_delete_receiver(request["type"], request["account"], appid=request.get("appid"),
+                                          sub_appid=request.get("sub_appid"), sub_mchid=request["sub_mchid"])
     else:
         return None
     return sent[0]
@@ -352,6 +368,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(400, {"code": "PARAM_ERROR", "message": "not the request the SDK builds"})
         if url.path.startswith("/v3/pay/partner/"):
             return self.partner(method, url, request)
+        if url.path.startswith("/v3/profitsharing/"):
+            return self.profitsharing(url, request, serial)
         if url.path == "/v3/certificates":
             if not CERTIFICATE_SECONDS:
                 return self.answer(404, {"code": "NOT_FOUND", "message": "this merchant uses the public key"})
@@ -471,6 +489,38 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, transaction(trade))
         return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
 
+    def profitsharing(self, url, request, serial):
+        merchant = request.get("sub_mchid") or MCHID
+        if request.get("sub_mchid") and request["sub_mchid"] not in SUB_MCHIDS:
+            return self.answer(400, {"code": "PARAM_ERROR", "message": "not a sub-merchant of this provider"})
+        if request.get("appid") != APPID or request.get("type") not in ("MERCHANT_ID", "PERSONAL_OPENID"):
+            return self.answer(400, {"code": "PARAM_ERROR", "message": "appid or type"})
+        key = (request["type"], request["account"])
+        if url.path == "/v3/profitsharing/receivers/add":
+            name = None
+            if "name" in request:
+                # Sealed under the platform key the request names: decrypted as WeChat Pay would.
+                private = signer()[0] if not CERTIFICATE_SECONDS else [
+                    c["key"] for c in current_certificates() if c["serial"] == serial][0]
+                try:
+                    name = rsa_decrypt(request["name"], private)
+                except Exception:
+                    return self.answer(400, {"code": "PARAM_ERROR", "message": "name does not decrypt"})
+            elif request["type"] == "MERCHANT_ID":
+                return self.answer(400, {"code": "PARAM_ERROR", "message": "a merchant receiver needs its name"})
+            if request["account"].startswith("refuse"):
+                return self.answer(403, {"code": "NO_AUTH", "message": "the receiver may not be bound"})
+            with lock:
+                receivers.setdefault(merchant, {})[key] = name
+            return self.answer(200, {"sub_mchid": request.get("sub_mchid"), "type": request["type"],
+                                     "account": request["account"], "relation_type": request["relation_type"]})
+        if url.path == "/v3/profitsharing/receivers/delete":
+            with lock:
+                receivers.get(merchant, {}).pop(key, None)
+            return self.answer(200, {"sub_mchid": request.get("sub_mchid"), "type": request["type"],
+                                     "account": request["account"]})
+        return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
+
     def settle_refund(self, out_refund_no):
         with lock:
             refund = refunds[out_refund_no]
@@ -490,6 +540,11 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, stats, signed=False)
+        if url.path == "/__control/receivers":
+            with lock:
+                listed = {merchant: [{"type": k[0], "account": k[1], "name": name} for k, name in bound.items()]
+                          for merchant, bound in receivers.items()}
+            return self.answer(200, listed, signed=False)
         if url.path == "/__control/fail_closes":
             with lock:
                 closes_to_fail[0] = int(request["n"])
