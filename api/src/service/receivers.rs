@@ -209,7 +209,7 @@ pub async fn remove(
         .execute(
             &streams::receiver(merchant_id, receiver_id),
             &format!("unbind-{}", crate::service::random_hex(8)),
-            |history, now| receivers::remove(history, now),
+            receivers::remove,
         )
         .await?;
     if !events
