@@ -94,4 +94,6 @@ pub enum DomainError {
     InvalidAccountMode { reason: String },
     #[error("no such receiver is bound")]
     ReceiverNotFound,
+    #[error("payment {trade_no} cannot be shared: {reason}")]
+    NotShareable { trade_no: TradeNo, reason: String },
 }

@@ -12,7 +12,7 @@ use crate::ids::{
 use crate::money::{Money, Rate};
 use crate::shares::{RefundShares, Split};
 use crate::vocabulary::{
-    AccountMode, AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole,
+    AccountMode, ShareMode, AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole,
 };
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,
@@ -290,6 +290,58 @@ pub struct PaymentAttemptStarted {
     /// How routing chose the account, for `"route": "auto"` payments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteRecord>,
+    /// Whether the splits are paid to their receivers at the channel (absent: ledger only).
+    #[serde(default, skip_serializing_if = "ShareMode::is_none")]
+    pub share: ShareMode,
+}
+
+/// A paid attempt's splits are to be paid to their receivers at the channel: what each
+/// receiver gets, decided here (what its split still holds after refunds so far).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentShareRequested {
+    pub trade_no: TradeNo,
+    pub merchant_id: MerchantId,
+    /// The channel's order number for this share (WeChat Pay `out_order_no`, Alipay
+    /// `out_request_no`): derived from the trade number and the request's ordinal.
+    pub share_id: String,
+    pub lines: Vec<Split>,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The channel paid the share's lines to their receivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentShared {
+    pub trade_no: TradeNo,
+    pub merchant_id: MerchantId,
+    pub share_id: String,
+    pub lines: Vec<Split>,
+    /// The channel's id of the share, when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_share_no: Option<String>,
+    pub shared_at: DateTime<Utc>,
+}
+
+/// The channel did not take the share. `will_retry`: it could not be reached or said to try
+/// again, and paycenter will; otherwise the share failed for good and the money stays with the
+/// merchant (a new share may be asked for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentShareFailed {
+    pub trade_no: TradeNo,
+    pub share_id: String,
+    pub reason: String,
+    pub will_retry: bool,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Before a refund of a shared payment, the receivers gave back their shares of it (the
+/// division `refund.requested` recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentShareReturned {
+    pub trade_no: TradeNo,
+    pub merchant_id: MerchantId,
+    pub refund_id: RefundId,
+    pub lines: Vec<Split>,
+    pub returned_at: DateTime<Utc>,
 }
 
 /// An app opened the aggregated cashier for an order: the person picks the channel there,
@@ -609,6 +661,10 @@ events! {
     AlertDeliveryFailed => "alert.delivery_failed",
     MerchantRoutingSet => "merchant.routing_set",
     ChannelBreakerChanged => "channel_account.breaker_changed",
+    PaymentShareRequested => "payment.share_requested",
+    PaymentShared => "payment.shared",
+    PaymentShareFailed => "payment.share_failed",
+    PaymentShareReturned => "payment.share_returned",
     ReceiverBound => "receiver.bound",
     ReceiverRemoved => "receiver.removed",
 }
@@ -640,6 +696,10 @@ impl Event {
             Event::RefundRequested(event) => Some(&event.trade_no),
             Event::RefundSucceeded(event) => Some(&event.trade_no),
             Event::RefundFailed(event) => Some(&event.trade_no),
+            Event::PaymentShareRequested(event) => Some(&event.trade_no),
+            Event::PaymentShared(event) => Some(&event.trade_no),
+            Event::PaymentShareFailed(event) => Some(&event.trade_no),
+            Event::PaymentShareReturned(event) => Some(&event.trade_no),
             _ => None,
         }
     }

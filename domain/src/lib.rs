@@ -9,7 +9,8 @@
 //! - [`ids`]: validated identifiers, including paycenter's `TradeNo`.
 //! - [`envelope`]: the stored event envelope and deterministic event ids.
 //! - [`events`]: every event type.
-//! - [`payment`]: the order aggregate (attempts, outcomes, refunds, duplicates).
+//! - [`payment`]: the order aggregate (attempts, outcomes, refunds, duplicates); its
+//!   [`payment::sharing`]: splits paid to their receivers at the channel, given back for refunds.
 //! - [`shares`]: how a payment's money is divided among fee, splits and merchant, and each
 //!   refund's shares of them.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.

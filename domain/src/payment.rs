@@ -28,6 +28,8 @@ pub use crate::vocabulary::{
     RefundKind, RefundStatus,
 };
 
+pub mod sharing;
+
 /// The most attempts one order may have; past it the app must use a new order number.
 pub const MAX_ATTEMPTS_PER_ORDER: usize = 32;
 /// The most refunds one payment may have.
@@ -122,6 +124,8 @@ pub struct Attempt {
     pub refunds: Vec<Refund>,
     /// Verified reports that contradicted the attempt, oldest first.
     pub anomalies: Vec<Anomaly>,
+    /// Its splits paid at the channel, once asked for.
+    pub share: Option<sharing::ShareState>,
 }
 
 impl Attempt {
@@ -220,6 +224,8 @@ pub struct StartAttempt {
     /// Routing moving on, within one request, from this attempt the channel refused: one
     /// decision, so the spacing between an order's attempts does not apply to it.
     pub failover_from: Option<TradeNo>,
+    /// Whether the splits are paid to their receivers at the channel.
+    pub share: crate::vocabulary::ShareMode,
 }
 
 /// A command on an order.
@@ -268,6 +274,21 @@ pub enum OrderCommand {
         refund_id: RefundId,
         reason: String,
     },
+    /// Pay the paid attempt's splits to their receivers at the channel.
+    RequestShare {
+        trade_no: TradeNo,
+    },
+    /// What the channel said of share `share_id`.
+    RecordShareOutcome {
+        trade_no: TradeNo,
+        share_id: String,
+        outcome: sharing::ShareOutcome,
+    },
+    /// The receivers gave back their shares of refund `refund_id` at the channel.
+    RecordShareReturn {
+        trade_no: TradeNo,
+        refund_id: RefundId,
+    },
 }
 
 impl Order {
@@ -308,6 +329,7 @@ impl Order {
                     was_closed: false,
                     refunds: Vec::new(),
                     anomalies: Vec::new(),
+                    share: None,
                 });
             }
             Event::PaymentAttemptInitiated(initiated) => {
@@ -410,6 +432,12 @@ impl Order {
             Event::RefundFailed(failed) => {
                 *Self::refund_status_mut(self.attempt_mut(&failed.trade_no), &failed.refund_id) =
                     RefundStatus::Failed;
+            }
+            Event::PaymentShareRequested(PaymentShareRequested { trade_no, .. })
+            | Event::PaymentShared(PaymentShared { trade_no, .. })
+            | Event::PaymentShareFailed(PaymentShareFailed { trade_no, .. })
+            | Event::PaymentShareReturned(PaymentShareReturned { trade_no, .. }) => {
+                sharing::apply(self.attempt_mut(trade_no), event);
             }
             _ => {}
         }
@@ -539,6 +567,29 @@ impl Order {
                     refund_id: refund_id.clone(),
                 }),
             },
+            OrderCommand::RequestShare { trade_no } => {
+                let attempt = self.known_attempt(trade_no)?;
+                let kept = self.kept_trade_no.as_ref() == Some(trade_no);
+                sharing::request(attempt, kept, now)
+            }
+            OrderCommand::RecordShareOutcome {
+                trade_no,
+                share_id,
+                outcome,
+            } => Ok(sharing::record_outcome(
+                self.known_attempt(trade_no)?,
+                share_id,
+                outcome.clone(),
+                now,
+            )),
+            OrderCommand::RecordShareReturn {
+                trade_no,
+                refund_id,
+            } => Ok(sharing::record_return(
+                self.known_attempt(trade_no)?,
+                refund_id,
+                now,
+            )),
             OrderCommand::RecordRefundFailure {
                 trade_no,
                 refund_id,
@@ -679,6 +730,7 @@ impl Order {
             expires_at: now + Duration::seconds(i64::from(start.expire_seconds)),
             return_url: start.return_url.clone(),
             route: start.route.as_deref().cloned(),
+            share: start.share,
         }));
         Ok(events)
     }
@@ -755,6 +807,9 @@ impl Order {
         } else {
             None
         };
+        if cause.is_none() {
+            events.extend(sharing::request_at_success(attempt, now));
+        }
         if let Some(cause) = cause {
             events.push(Event::DuplicatePaymentDetected(DuplicatePaymentDetected {
                 trade_no: trade_no.clone(),

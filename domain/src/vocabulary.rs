@@ -358,6 +358,44 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Whether and when a payment's splits are paid to their receivers at the channel.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    ShareMode ("share mode") {
+        /// Splits live in paycenter's ledger only.
+        #[default]
+        None => "none",
+        /// Shared at the channel as soon as the payment succeeds.
+        Auto => "auto",
+        /// Shared when the app asks (`POST /v1/payments/{trade_no}/share`).
+        Manual => "manual",
+    }
+}
+
+impl ShareMode {
+    /// Whether this is the default (left out of events, as events before sharing were).
+    pub fn is_none(&self) -> bool {
+        *self == ShareMode::None
+    }
+}
+
+vocabulary! {
+    /// Where one receiver's share of a payment stands at the channel.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    ShareStatus ("share status") {
+        /// Asked of the channel (or about to be), not settled.
+        Pending => "pending",
+        /// Paid to the receiver at the channel.
+        Shared => "shared",
+        /// Taken back from the receiver whole (for refunds).
+        Returned => "returned",
+        /// The channel refused it, for good; the money stays with the merchant.
+        Failed => "failed",
+    }
+}
+
 impl AccountMode {
     /// Whether payments may be taken on an account of this mode.
     pub fn takes_payments(self) -> bool {
@@ -407,6 +445,8 @@ mod tests {
         check(RefundKind::ALL, RefundKind::as_str, true);
         check(OutcomeSource::ALL, OutcomeSource::as_str, true);
         check(AccountMode::ALL, AccountMode::as_str, true);
+        check(ShareMode::ALL, ShareMode::as_str, true);
+        check(ShareStatus::ALL, ShareStatus::as_str, true);
         for word in WebhookType::ALL {
             assert_eq!(word.as_str().parse::<WebhookType>().unwrap(), *word);
         }

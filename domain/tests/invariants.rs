@@ -40,6 +40,7 @@ fn start_command(n: u64, amount_minor: i64, fee_rate: Rate, splits: Vec<Split>) 
         return_url: None,
         route: None,
         failover_from: None,
+        share: paycenter_domain::vocabulary::ShareMode::None,
     })
 }
 

@@ -5,6 +5,8 @@ use paycenter_domain::error::DomainError;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::*;
+use paycenter_domain::payment::sharing::{ShareOutcome, MAX_SHARE_TRIES};
+use paycenter_domain::vocabulary::{ShareMode, ShareStatus};
 use paycenter_domain::{Currency, Money, Rate};
 
 fn t0() -> DateTime<Utc> {
@@ -37,6 +39,7 @@ fn start(n: u64, amount_minor: i64) -> StartAttempt {
         return_url: None,
         route: None,
         failover_from: None,
+        share: ShareMode::None,
     }
 }
 
@@ -605,4 +608,227 @@ fn closing_at_the_channel_is_retried_then_settles_once() {
         t0()
     )
     .is_empty());
+}
+
+fn shared_start(n: u64, share: ShareMode) -> StartAttempt {
+    StartAttempt {
+        fee_rate: Rate::ZERO,
+        splits: vec![
+            Split {
+                receiver: "store".to_owned(),
+                amount: cny(3_000),
+            },
+            Split {
+                receiver: "agent".to_owned(),
+                amount: cny(1_000),
+            },
+        ],
+        share,
+        ..start(n, 10_000)
+    }
+}
+
+fn share_outcome(n: u64, share_id: &str, outcome: ShareOutcome) -> OrderCommand {
+    OrderCommand::RecordShareOutcome {
+        trade_no: trade(n),
+        share_id: share_id.to_owned(),
+        outcome,
+    }
+}
+
+#[test]
+fn an_auto_share_is_asked_for_as_the_payment_succeeds_and_settles_once() {
+    let scenario = Scenario::new().given(
+        OrderCommand::StartAttempt(shared_start(1, ShareMode::Auto)),
+        0,
+    );
+    let events = scenario.when(success(1, 10_000), 1).unwrap();
+    assert_eq!(
+        types(&events),
+        ["payment.succeeded", "payment.share_requested"]
+    );
+    let Event::PaymentShareRequested(requested) = &events[1] else {
+        unreachable!()
+    };
+    assert_eq!(requested.lines.len(), 2);
+    let share_id = requested.share_id.clone();
+    let scenario = scenario.given(success(1, 10_000), 1);
+    // Asking again while it is pending records nothing.
+    assert!(scenario
+        .when(OrderCommand::RequestShare { trade_no: trade(1) }, 2)
+        .unwrap()
+        .is_empty());
+    let scenario = scenario.given(
+        share_outcome(
+            1,
+            &share_id,
+            ShareOutcome::Shared {
+                channel_share_no: Some("30000".into()),
+            },
+        ),
+        3,
+    );
+    let share = scenario.order.attempts[0].share.as_ref().unwrap();
+    assert_eq!(share.status, ShareStatus::Shared);
+    // A repeated report records nothing.
+    assert!(scenario
+        .when(
+            share_outcome(
+                1,
+                &share_id,
+                ShareOutcome::Shared {
+                    channel_share_no: None
+                }
+            ),
+            4
+        )
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_manual_share_pays_what_the_splits_still_hold_and_failures_retry_then_stop() {
+    let scenario = Scenario::new()
+        .given(
+            OrderCommand::StartAttempt(shared_start(1, ShareMode::Manual)),
+            0,
+        )
+        .given(success(1, 10_000), 1)
+        // Half refunded before sharing: each split gives back half.
+        .given(refund(1, "R1", 5_000), 2);
+    let events = scenario
+        .when(OrderCommand::RequestShare { trade_no: trade(1) }, 3)
+        .unwrap();
+    let Event::PaymentShareRequested(requested) = &events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        requested
+            .lines
+            .iter()
+            .map(|line| line.amount.amount_minor())
+            .collect::<Vec<_>>(),
+        [1_500, 500]
+    );
+    let share_id = requested.share_id.clone();
+    let mut scenario = scenario.given(OrderCommand::RequestShare { trade_no: trade(1) }, 3);
+    for attempt in 1..=MAX_SHARE_TRIES {
+        let events = scenario
+            .when(
+                share_outcome(
+                    1,
+                    &share_id,
+                    ShareOutcome::Failed {
+                        reason: "busy".into(),
+                        definite: false,
+                    },
+                ),
+                10,
+            )
+            .unwrap();
+        let Event::PaymentShareFailed(failed) = &events[0] else {
+            unreachable!()
+        };
+        assert_eq!(failed.will_retry, attempt < MAX_SHARE_TRIES);
+        scenario = scenario.given(
+            share_outcome(
+                1,
+                &share_id,
+                ShareOutcome::Failed {
+                    reason: "busy".into(),
+                    definite: false,
+                },
+            ),
+            10,
+        );
+    }
+    let share = scenario.order.attempts[0].share.as_ref().unwrap();
+    assert_eq!(share.status, ShareStatus::Failed);
+    // After failing for good it may be asked for again, under a new share id.
+    let events = scenario
+        .when(OrderCommand::RequestShare { trade_no: trade(1) }, 20)
+        .unwrap();
+    let Event::PaymentShareRequested(again) = &events[0] else {
+        unreachable!()
+    };
+    assert_ne!(again.share_id, share_id);
+}
+
+#[test]
+fn a_refund_after_sharing_takes_each_receivers_share_back_first() {
+    let scenario = Scenario::new()
+        .given(
+            OrderCommand::StartAttempt(shared_start(1, ShareMode::Auto)),
+            0,
+        )
+        .given(success(1, 10_000), 1);
+    let share_id = scenario.order.attempts[0]
+        .share
+        .as_ref()
+        .unwrap()
+        .share_id
+        .clone();
+    let scenario = scenario
+        .given(
+            share_outcome(
+                1,
+                &share_id,
+                ShareOutcome::Shared {
+                    channel_share_no: None,
+                },
+            ),
+            2,
+        )
+        .given(refund(1, "R1", 2_000), 3);
+    let refund_id = RefundId::parse("rf_R1").unwrap();
+    let events = scenario
+        .when(
+            OrderCommand::RecordShareReturn {
+                trade_no: trade(1),
+                refund_id: refund_id.clone(),
+            },
+            4,
+        )
+        .unwrap();
+    let Event::PaymentShareReturned(returned) = &events[0] else {
+        unreachable!()
+    };
+    // 20 % of the payment: 20 % of each split.
+    assert_eq!(
+        returned
+            .lines
+            .iter()
+            .map(|line| (line.receiver.as_str(), line.amount.amount_minor()))
+            .collect::<Vec<_>>(),
+        [("store", 600), ("agent", 200)]
+    );
+    let scenario = scenario.given(
+        OrderCommand::RecordShareReturn {
+            trade_no: trade(1),
+            refund_id: refund_id.clone(),
+        },
+        4,
+    );
+    // Once per refund.
+    assert!(scenario
+        .when(
+            OrderCommand::RecordShareReturn {
+                trade_no: trade(1),
+                refund_id
+            },
+            5
+        )
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_payment_made_without_sharing_cannot_be_shared() {
+    let scenario = Scenario::new()
+        .given(OrderCommand::StartAttempt(shared_start(1, ShareMode::None)), 0)
+        .given(success(1, 10_000), 1);
+    assert!(matches!(
+        scenario.when(OrderCommand::RequestShare { trade_no: trade(1) }, 2),
+        Err(DomainError::NotShareable { .. })
+    ));
 }

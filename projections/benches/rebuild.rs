@@ -56,6 +56,7 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
         return_url: None,
         route: None,
         failover_from: None,
+        share: paycenter_domain::vocabulary::ShareMode::None,
     }));
     run(OrderCommand::RecordSuccess {
         channel_account_id: ChannelAccountId::from_entropy(u128::from(order_idx % 100)),

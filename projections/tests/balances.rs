@@ -88,6 +88,7 @@ fn run_order(merchant_id: &MerchantId, order_idx: usize, plan: &PaymentPlan) -> 
             return_url: None,
             route: None,
             failover_from: None,
+            share: paycenter_domain::vocabulary::ShareMode::None,
         }),
         0,
     );

@@ -181,6 +181,7 @@ impl Run {
                 return_url: None,
                 route: None,
                 failover_from: None,
+                share: paycenter_domain::vocabulary::ShareMode::None,
             }),
             at_seconds,
         );

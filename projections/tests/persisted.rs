@@ -44,6 +44,7 @@ fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
             return_url: None,
             route: None,
             failover_from: None,
+            share: paycenter_domain::vocabulary::ShareMode::None,
         }));
         if order_idx % 4 != 3 {
             run(OrderCommand::RecordSuccess {

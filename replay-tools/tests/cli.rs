@@ -110,6 +110,7 @@ fn fill_store(store: &dyn EventStore) -> Fixture {
             return_url: None,
             route: None,
             failover_from: None,
+            share: paycenter_domain::vocabulary::ShareMode::None,
         }),
     );
     std::thread::sleep(Duration::from_millis(20));
