@@ -60,6 +60,7 @@ pub enum ErrorCode {
     PaymentAlreadySucceeded,
     PaymentNotFound,
     PaymentNotRefundable,
+    PaymentNotShareable,
     ProjectionNotFound,
     RateLimited,
     ReceiverNotFound,
@@ -87,7 +88,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 72] = [
+    pub const ALL: [ErrorCode; 73] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -137,6 +138,7 @@ impl ErrorCode {
         ErrorCode::PaymentAlreadySucceeded,
         ErrorCode::PaymentNotFound,
         ErrorCode::PaymentNotRefundable,
+        ErrorCode::PaymentNotShareable,
         ErrorCode::ProjectionNotFound,
         ErrorCode::RateLimited,
         ErrorCode::ReceiverNotFound,
@@ -190,6 +192,7 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => 422,
             ErrorCode::InvalidBill => 400,
             ErrorCode::InvalidAccountMode => 422,
+            ErrorCode::PaymentNotShareable => 422,
             ErrorCode::ChannelRefused => 422,
             ErrorCode::ReceiverNotFound => 404,
             ErrorCode::InvalidChannelParams => 422,
@@ -268,6 +271,7 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => "invalid_alert_url",
             ErrorCode::InvalidBill => "invalid_bill",
             ErrorCode::InvalidAccountMode => "invalid_account_mode",
+            ErrorCode::PaymentNotShareable => "payment_not_shareable",
             ErrorCode::ChannelRefused => "channel_refused",
             ErrorCode::ReceiverNotFound => "receiver_not_found",
             ErrorCode::InvalidChannelParams => "invalid_channel_params",
@@ -440,6 +444,7 @@ impl From<DomainError> for Refusal {
             DomainError::InvalidField { .. } => ErrorCode::InvalidRequest,
             DomainError::InvalidAccountMode { .. } => ErrorCode::InvalidAccountMode,
             DomainError::ReceiverNotFound => ErrorCode::ReceiverNotFound,
+            DomainError::NotShareable { .. } => ErrorCode::PaymentNotShareable,
         };
         Refusal::new(code, message)
     }

@@ -121,6 +121,7 @@ impl<K: Eq + std::hash::Hash> Backoff<K> {
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(schedule_notifications(state.clone()));
     tokio::spawn(submit_refunds(state.clone()));
+    tokio::spawn(submit_shares(state.clone()));
     tokio::spawn(close_abandoned(state.clone()));
     tokio::spawn(sweep(state.clone()));
     tokio::spawn(dispatch_webhooks(state));
@@ -246,6 +247,52 @@ async fn submit_refunds(state: Arc<AppState>) {
             };
             backoff.retain(still_pending);
             submitted.retain(still_pending);
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// Longest wait between two submissions of a share the channel failed; and the wait before
+/// asking again about a share the channel took and has not settled.
+const MAX_SHARE_RETRY_DELAY_MS: u64 = 60_000;
+const SHARE_PENDING_RECHECK_MS: u64 = 2_000;
+
+async fn submit_shares(state: Arc<AppState>) {
+    // Shares the channel failed (retried: each failure is recorded, bounded by the domain)
+    // or took without settling (asked about again).
+    let mut backoff: Backoff<TradeNo> = Backoff::new(MAX_SHARE_RETRY_DELAY_MS);
+    loop {
+        if idle_while_model_stopped(&state).await {
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let due: Vec<TradeNo> = or_nothing(
+            state
+                .model_lock()
+                .shares_to_submit(MAX_ITEMS_PER_ROUND + backoff.len()),
+            "shares to submit",
+        )
+        .into_iter()
+        .filter(|trade_no| backoff.is_due(trade_no, now))
+        .take(MAX_ITEMS_PER_ROUND)
+        .collect();
+        for trade_no in due {
+            match service::shares::submit(&state, &trade_no).await {
+                Submission::Accepted | Submission::NothingToDo => {
+                    backoff.defer(trade_no, SHARE_PENDING_RECHECK_MS)
+                }
+                Submission::HeldElsewhere => {
+                    backoff.defer(trade_no, service::shares::SHARE_LEASE_MS)
+                }
+                Submission::Failed(error) => {
+                    let delay_ms = backoff.fail(trade_no.clone());
+                    tracing::warn!(%error, %trade_no, retry_in_ms = delay_ms, "share submission failed");
+                }
+            }
+        }
+        if !backoff.is_empty() {
+            let model = state.model_lock();
+            backoff.retain(|trade_no| model.share_pending(trade_no).unwrap_or(true));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }

@@ -278,6 +278,18 @@ pub struct AlertChannelAnswer {
     pub created_at: String,
 }
 
+/// One receiver's share of a payment at the channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareAnswer {
+    pub receiver: String,
+    pub amount: String,
+    /// Given back for refunds so far.
+    pub returned: String,
+    /// `pending`, `shared`, `returned` (all given back) or `failed`.
+    #[schema(pattern = "^(pending|shared|returned|failed)$")]
+    pub status: String,
+}
+
 /// `POST /v1/merchants/{merchant_id}/receivers`: a split receiver to bind at the channel.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -769,6 +781,13 @@ pub struct CreatePaymentRequest {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>, max_items = 4)]
     pub preferred_channels: Option<Value>,
+    /// `none` (default: splits live in paycenter's ledger only), `auto` (paid to their
+    /// receivers at the channel as soon as the payment succeeds) or `manual` (when the app
+    /// asks by `POST /v1/payments/{trade_no}/share`). Sharing needs splits naming receivers
+    /// bound under the payment's account.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(none|auto|manual)$")]
+    pub share: Option<Value>,
 }
 
 /// How routing chose a payment's account (`"route": "auto"`).
@@ -1021,6 +1040,14 @@ pub struct PaymentAnswer {
     /// How routing chose the account (`"route": "auto"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteAnswer>,
+    /// `none`, `auto` or `manual`: whether its splits are paid at the channel.
+    #[schema(pattern = "^(none|auto|manual)$")]
+    pub share: String,
+    /// Each receiver's share at the channel, once asked for (else empty).
+    pub shares: Vec<ShareAnswer>,
+    /// The channel's last words on a share that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_error: Option<String>,
     /// Every attempt of the order, oldest first (lookups by order or channel trade number).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(no_recursion)]
@@ -1375,6 +1402,22 @@ pub fn payment_answer(payment: &PaymentView) -> PaymentAnswer {
             })
             .collect(),
         route: payment.route.as_ref().map(route_answer),
+        share: payment.share_mode.as_str().to_owned(),
+        shares: payment
+            .share
+            .iter()
+            .flat_map(|share| &share.lines)
+            .map(|line| ShareAnswer {
+                receiver: line.receiver.clone(),
+                amount: line.amount.to_major_string(),
+                returned: line.returned.to_major_string(),
+                status: line.status.as_str().to_owned(),
+            })
+            .collect(),
+        share_error: payment
+            .share
+            .as_ref()
+            .and_then(|share| share.last_error.clone()),
         attempts: None,
     }
 }

@@ -2143,3 +2143,238 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
         "every call for a sub-merchant carried its token: {stats}"
     );
 }
+
+/// A merchant's balance of `account` in CNY (major units), zero when absent.
+fn balance_of(shop: &Shop, account: &str) -> String {
+    let (status, balances) = call(
+        "GET",
+        &format!("{}/v1/merchants/{}/balances", shop.base, shop.merchant_id),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!(status, 200, "{balances}");
+    balances["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["account"] == account)
+        .map_or("0.00".to_owned(), |line| {
+            line["balance"].as_str().unwrap().to_owned()
+        })
+}
+
+#[test]
+fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut provider_params = keys.clone();
+    strip_fake_fields(&mut provider_params);
+    provider_params["gateway_url"] = json!(gateway);
+    let platform = Shop::open_account(
+        &base,
+        json!({"channel": "wechatpay", "mode": "provider", "params": provider_params,
+               "callback_ip_allowlist": ["127.0.0.0/8"]}),
+    );
+    let sub_mchid = keys["sub_mchids"][0].as_str().unwrap();
+    let shop = Shop::open_account(
+        &base,
+        sub_merchant(
+            "wechatpay",
+            &platform.channel_account_id,
+            json!({ "sub_mchid": sub_mchid }),
+        ),
+    );
+    let receivers_url = format!("{base}/v1/merchants/{}/receivers", shop.merchant_id);
+    for (receiver_id, account) in [
+        ("store", "1900000301"),
+        ("closed-store", "close-1900000302"),
+    ] {
+        let (status, bound) = call(
+            "POST",
+            &receivers_url,
+            ADMIN_TOKEN,
+            Some(
+                json!({"channel_account_id": shop.channel_account_id, "receiver_id": receiver_id,
+                        "type": "MERCHANT_ID", "account": account, "name": "深圳茶叶有限公司"}),
+            ),
+        );
+        assert_eq!(status, 201, "{bound}");
+    }
+
+    // Refused before anything is recorded: an unbound receiver, a channel that shares nothing.
+    let (status, refused) = shop.pay(
+        "share-unbound",
+        "10.00",
+        "native_qr",
+        json!({"share": "auto", "splits": [{"receiver": "nobody", "amount": "1.00"}]}),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("invalid_splits")),
+        "{refused}"
+    );
+    let (status, refused) = shop.pay(
+        "share-bad",
+        "10.00",
+        "native_qr",
+        json!({"share": "always"}),
+    );
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (400, Some("share"))
+    );
+
+    // Auto: shared as soon as it is paid; a refund takes the store's part back first.
+    let (status, auto) = shop.pay(
+        "share-auto",
+        "100.00",
+        "native_qr",
+        json!({"share": "auto", "splits": [{"receiver": "store", "amount": "30.00"}]}),
+    );
+    assert_eq!(status, 201, "{auto}");
+    let auto_trade = auto["trade_no"].as_str().unwrap().to_owned();
+    let paid = post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": auto_trade }),
+    );
+    assert_eq!(paid["status"], 204, "{paid}");
+    wait_for("the auto share paid", || {
+        shop.payment(&auto_trade)["shares"]
+            == json!([{"receiver": "store", "amount": "30.00", "returned": "0.00", "status": "shared"}])
+    });
+    let orders: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/shares"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let order = orders
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|order| order["transaction_id"] == paid["transaction_id"])
+        .unwrap_or_else(|| panic!("{orders}"));
+    assert_eq!(order["receivers"][0]["amount"], 3000, "{order}");
+    assert_eq!(order["unfreeze_unsplit"], true);
+    assert_eq!(balance_of(&shop, "split:store"), "0.00");
+    assert_eq!(balance_of(&shop, "shared:store"), "30.00");
+
+    shop.refund(&auto_trade, "share-refund-1", "20.00");
+    shop.wait_refund_succeeded(&auto_trade);
+    let payment = shop.payment(&auto_trade);
+    assert_eq!(payment["shares"][0]["returned"], "6.00", "{payment}");
+    assert_eq!(payment["shares"][0]["status"], "shared");
+    assert_eq!(balance_of(&shop, "shared:store"), "24.00");
+    assert_eq!(balance_of(&shop, "split:store"), "0.00");
+    let orders: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/shares"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let returned: i64 = orders
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|order| order["returns"].as_array().unwrap().clone())
+        .map(|ret| ret["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        returned, 600,
+        "the store gave back 20 % of its 30.00: {orders}"
+    );
+
+    // Manual: shared when the app asks; the channel failing twice is retried and reported.
+    let (status, manual) = shop.pay(
+        "share-manual",
+        "50.00",
+        "native_qr",
+        json!({"share": "manual", "splits": [{"receiver": "store", "amount": "5.00"}]}),
+    );
+    assert_eq!(status, 201, "{manual}");
+    let manual_trade = manual["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": manual_trade }),
+    );
+    shop.wait_status(&manual_trade, "succeeded");
+    assert_eq!(shop.payment(&manual_trade)["shares"], json!([]));
+    post_json(&format!("{gateway}/__control/fail_shares"), json!({"n": 2}));
+    let (status, asked) = call(
+        "POST",
+        &format!("{base}/v1/payments/{manual_trade}/share"),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(status, 202, "{asked}");
+    assert_eq!(asked["shares"][0]["status"], "pending", "{asked}");
+    wait_for("the manual share paid after two failures", || {
+        shop.payment(&manual_trade)["shares"][0]["status"] == "shared"
+    });
+    let payment = shop.payment(&manual_trade);
+    assert!(
+        payment["share_error"].as_str().unwrap().contains("500"),
+        "the failures are reported: {payment}"
+    );
+    // Asking again changes nothing.
+    let (status, again) = call(
+        "POST",
+        &format!("{base}/v1/payments/{manual_trade}/share"),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(
+        (status, again["shares"][0]["status"].as_str()),
+        (202, Some("shared"))
+    );
+
+    // A receiver the channel closes fails the share for good; the money stays with the merchant.
+    let (status, closing) = shop.pay(
+        "share-closed",
+        "10.00",
+        "native_qr",
+        json!({"share": "auto", "splits": [{"receiver": "closed-store", "amount": "1.00"}]}),
+    );
+    assert_eq!(status, 201, "{closing}");
+    let closing_trade = closing["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": closing_trade }),
+    );
+    wait_for("the closed share failed", || {
+        shop.payment(&closing_trade)["shares"][0]["status"] == "failed"
+    });
+    assert!(shop.payment(&closing_trade)["share_error"]
+        .as_str()
+        .unwrap()
+        .contains("ACCOUNT_ABNORMAL"));
+    assert_eq!(balance_of(&shop, "split:closed-store"), "1.00");
+
+    // A payment made without sharing cannot be shared later.
+    let (status, plain) = shop.pay("share-none", "10.00", "native_qr", json!({}));
+    assert_eq!(status, 201, "{plain}");
+    let plain_trade = plain["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": plain_trade }),
+    );
+    shop.wait_status(&plain_trade, "succeeded");
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/payments/{plain_trade}/share"),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("payment_not_shareable")),
+        "{refused}"
+    );
+    let stats = gateway_stats(&gateway);
+    assert_eq!(stats["sdk_mismatches"], json!([]), "{stats}");
+}

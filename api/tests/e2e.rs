@@ -2702,6 +2702,7 @@ fn write_poisoned_log(data_dir: &std::path::Path, ledger: bool) -> u64 {
         expires_at: now,
         return_url: None,
         route: None,
+        share: Default::default(),
     };
     let paid = PaymentSucceeded {
         trade_no: trade_no.clone(),

@@ -159,6 +159,7 @@ async fn start_payment(
             payer_id: None,
             client_ip: None,
             return_url: None,
+            share: paycenter_domain::vocabulary::ShareMode::None,
         },
     )
     .await

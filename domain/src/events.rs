@@ -12,7 +12,7 @@ use crate::ids::{
 use crate::money::{Money, Rate};
 use crate::shares::{RefundShares, Split};
 use crate::vocabulary::{
-    AccountMode, ShareMode, AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole,
+    AccountMode, AlertChannelKind, AlertMessage, AlertRule, BreakerState, OperatorRole, ShareMode,
 };
 use crate::vocabulary::{
     AnomalyKind, Channel, CloseReason, DuplicateCause, InvokeMethod, OutcomeSource, RefundKind,

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use paycenter_domain::error::DomainError;
 use paycenter_domain::events::*;
 use paycenter_domain::ids::*;
-use paycenter_domain::payment::*;
 use paycenter_domain::payment::sharing::{ShareOutcome, MAX_SHARE_TRIES};
+use paycenter_domain::payment::*;
 use paycenter_domain::vocabulary::{ShareMode, ShareStatus};
 use paycenter_domain::{Currency, Money, Rate};
 
@@ -825,7 +825,10 @@ fn a_refund_after_sharing_takes_each_receivers_share_back_first() {
 #[test]
 fn a_payment_made_without_sharing_cannot_be_shared() {
     let scenario = Scenario::new()
-        .given(OrderCommand::StartAttempt(shared_start(1, ShareMode::None)), 0)
+        .given(
+            OrderCommand::StartAttempt(shared_start(1, ShareMode::None)),
+            0,
+        )
         .given(success(1, 10_000), 1);
     assert!(matches!(
         scenario.when(OrderCommand::RequestShare { trade_no: trade(1) }, 2),

@@ -119,6 +119,9 @@ pub struct CreatePayment {
     pub payer_id: Option<String>,
     /// The payer's IP address as the app saw it (WeChat Pay H5 needs it).
     pub client_ip: Option<String>,
+    /// Whether the money is to be shared with receivers at the channel later: the channel
+    /// holds it back until then (WeChat Pay `settle_info.profit_sharing`).
+    pub profit_sharing: bool,
 }
 
 /// A split receiver as its channel knows it.
@@ -130,6 +133,34 @@ pub struct Receiver {
     pub account: String,
     /// The receiver's real name, where the channel checks it.
     pub name: Option<Secret>,
+}
+
+/// One receiver's share as the channel is asked to pay it.
+#[derive(Debug, Clone)]
+pub struct ShareLine {
+    /// The receiver as its channel knows it.
+    pub receiver: Receiver,
+    /// How much.
+    pub amount: Money,
+    /// What the receiver is told (the receiver id).
+    pub description: String,
+}
+
+/// What a channel says of a share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareResult {
+    /// Paid to every receiver.
+    Shared {
+        /// The channel's id of the share.
+        channel_share_no: Option<String>,
+    },
+    /// Taken, not settled yet: ask again later (the same share id is the same share).
+    Pending,
+    /// Refused for good; the money stays with the merchant.
+    Failed {
+        /// The channel's words.
+        reason: String,
+    },
 }
 
 /// What a channel answered when a payment was started.
@@ -381,6 +412,38 @@ pub trait PaymentChannel: Send + Sync {
     /// at this channel.
     fn receiver_kinds(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// Whether paycenter shares payments' money with receivers at this channel.
+    fn shares_at_channel(&self) -> bool {
+        false
+    }
+
+    /// Pays a paid payment's shares to their receivers (WeChat Pay's profit-sharing order, with
+    /// the rest unfrozen for the merchant). Submitting the same `share_id` again is the same
+    /// share: it answers where that one stands. `Refused` when the channel will not.
+    fn share_payment<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _order: &'a ChannelOrder,
+        _share_id: &'a str,
+        _lines: &'a [ShareLine],
+    ) -> BoxFuture<'a, Result<ShareResult, GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel shares no payments")) })
+    }
+
+    /// Takes one receiver's share of a refund back from it (WeChat Pay's return order), before
+    /// the refund; `return_id` names this return at the channel (the same id is the same
+    /// return). `Refused` when the channel will not.
+    fn return_share<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _order: &'a ChannelOrder,
+        _share_id: &'a str,
+        _return_id: &'a str,
+        _line: &'a ShareLine,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel shares no payments")) })
     }
 
     /// Binds a split receiver at the channel, for the account `params` describe (WeChat Pay's

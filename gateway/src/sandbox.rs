@@ -342,6 +342,45 @@ impl PaymentChannel for SandboxChannel {
         &["merchant", "user"]
     }
 
+    fn shares_at_channel(&self) -> bool {
+        true
+    }
+
+    /// The sandbox pays shares at once (paycenter is the channel here); a receiver account
+    /// starting with `refuse` is refused, as a channel refuses an unbound or frozen receiver.
+    fn share_payment<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        order: &'a ChannelOrder,
+        share_id: &'a str,
+        lines: &'a [crate::ShareLine],
+    ) -> BoxFuture<'a, Result<crate::ShareResult, GatewayError>> {
+        Box::pin(async move {
+            if let Some(line) = lines
+                .iter()
+                .find(|line| line.receiver.account.starts_with("refuse"))
+            {
+                return Ok(crate::ShareResult::Failed {
+                    reason: format!("sandbox: receiver {} refused", line.receiver.account),
+                });
+            }
+            Ok(crate::ShareResult::Shared {
+                channel_share_no: Some(format!("SBXS-{}-{share_id}", order.trade_no)),
+            })
+        })
+    }
+
+    fn return_share<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _order: &'a ChannelOrder,
+        _share_id: &'a str,
+        _return_id: &'a str,
+        _line: &'a crate::ShareLine,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The sandbox binds any receiver of its kinds (paycenter is the channel here).
     fn bind_receiver<'a>(
         &'a self,

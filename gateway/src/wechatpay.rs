@@ -40,6 +40,7 @@ use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, url_param, BillRow,
     BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
     CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
+    ShareLine, ShareResult,
 };
 
 /// WeChat Pay's production API.
@@ -634,6 +635,111 @@ impl PaymentChannel for WechatpayChannel {
         &["MERCHANT_ID", "PERSONAL_OPENID"]
     }
 
+    fn shares_at_channel(&self) -> bool {
+        true
+    }
+
+    fn share_payment<'a>(
+        &'a self,
+        params: &'a Value,
+        order: &'a ChannelOrder,
+        share_id: &'a str,
+        lines: &'a [ShareLine],
+    ) -> BoxFuture<'a, Result<ShareResult, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let transaction_id = order
+                .channel_trade_no
+                .as_ref()
+                .ok_or_else(|| unavailable("wechatpay share: the payment has no transaction_id"))?;
+            // Asked again after a lost answer or a restart: the order may exist already.
+            let query = format!(
+                "/v3/profitsharing/orders/{share_id}?transaction_id={transaction_id}{}",
+                account.sub_mchid_query('&')
+            );
+            let (status, answer) = self.call(&account, "GET", &query, None).await?;
+            if status == 200 {
+                return Ok(share_result(&answer));
+            }
+            if status != 404 {
+                return Err(unavailable(format!(
+                    "wechatpay share query: {}",
+                    error_text(status, &answer)
+                )));
+            }
+            let mut body = json!({
+                "appid": account.appid,
+                "transaction_id": transaction_id,
+                "out_order_no": share_id,
+                "receivers": lines.iter().map(|line| json!({
+                    "type": line.receiver.kind,
+                    "account": line.receiver.account,
+                    "amount": line.amount.amount_minor(),
+                    "description": line.description.chars().take(80).collect::<String>(),
+                })).collect::<Vec<_>>(),
+                // What is not shared goes to the merchant at once.
+                "unfreeze_unsplit": true,
+            });
+            if let Some(sub) = &account.sub_merchant {
+                body["sub_mchid"] = json!(sub.sub_mchid);
+            }
+            let path = "/v3/profitsharing/orders";
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
+            match status {
+                200 => Ok(share_result(&answer)),
+                400..=499 => Err(GatewayError::Refused {
+                    reason: format!("wechatpay {path}: {}", error_text(status, &answer)),
+                }),
+                _ => Err(unavailable(format!(
+                    "wechatpay {path}: {}",
+                    error_text(status, &answer)
+                ))),
+            }
+        })
+    }
+
+    fn return_share<'a>(
+        &'a self,
+        params: &'a Value,
+        _order: &'a ChannelOrder,
+        share_id: &'a str,
+        return_id: &'a str,
+        line: &'a ShareLine,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            if line.receiver.kind != "MERCHANT_ID" {
+                return Err(GatewayError::Refused {
+                    reason: "WeChat Pay takes shares back from merchant receivers only".into(),
+                });
+            }
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let mut body = json!({
+                "out_order_no": share_id,
+                "out_return_no": return_id,
+                "return_mchid": line.receiver.account,
+                "amount": line.amount.amount_minor(),
+                "description": format!("refund {return_id}"),
+            });
+            if let Some(sub) = &account.sub_merchant {
+                body["sub_mchid"] = json!(sub.sub_mchid);
+            }
+            let path = "/v3/profitsharing/return-orders";
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
+            refused_unless_ok(path, status, &answer)?;
+            match answer["result"].as_str() {
+                Some("SUCCESS") => Ok(()),
+                Some("FAILED") => Err(GatewayError::Refused {
+                    reason: format!(
+                        "wechatpay return: {}",
+                        answer["fail_reason"].as_str().unwrap_or("FAILED")
+                    ),
+                }),
+                // PROCESSING: asked again, the same out_return_no answers where it stands.
+                _ => Err(unavailable("wechatpay return: still processing")),
+            }
+        })
+    }
+
     fn bind_receiver<'a>(
         &'a self,
         params: &'a Value,
@@ -829,6 +935,10 @@ impl PaymentChannel for WechatpayChannel {
                 "notify_url": request.notify_url,
                 "amount": { "total": request.amount.amount_minor(), "currency": "CNY" },
             });
+            if request.profit_sharing {
+                // Held back at WeChat Pay until the profit-sharing order pays the receivers.
+                body["settle_info"] = json!({ "profit_sharing": true });
+            }
             // Partner mode: the provider's ids as sp_*, the sub-merchant's beside them.
             let (prefix, payer_field) = match &account.sub_merchant {
                 None => {
@@ -1264,6 +1374,36 @@ impl PaymentChannel for WechatpayChannel {
             body: json!({ "code": "FAIL", "message": "refused" }).to_string(),
         }
     }
+}
+
+/// A profit-sharing order's state: every receiver paid, one closed (refused), or not yet.
+fn share_result(order: &Value) -> ShareResult {
+    let receivers = order["receivers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if let Some(closed) = receivers
+        .iter()
+        .find(|receiver| receiver["result"].as_str() == Some("CLOSED"))
+    {
+        return ShareResult::Failed {
+            reason: format!(
+                "receiver {} closed: {}",
+                closed["account"].as_str().unwrap_or("?"),
+                closed["fail_reason"].as_str().unwrap_or("?")
+            ),
+        };
+    }
+    let all_paid = !receivers.is_empty()
+        && receivers
+            .iter()
+            .all(|receiver| receiver["result"].as_str() == Some("SUCCESS"));
+    if order["state"].as_str() == Some("FINISHED") && all_paid {
+        return ShareResult::Shared {
+            channel_share_no: order["order_id"].as_str().map(str::to_owned),
+        };
+    }
+    ShareResult::Pending
 }
 
 /// `Ok` on 200; a signed 4xx is WeChat Pay refusing (`Refused`), anything else unknown.

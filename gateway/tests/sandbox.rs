@@ -87,6 +87,7 @@ async fn sandbox_speaks_like_a_channel() {
         checkout_url: format!("{base}/checkout/{trade_no}"),
         payer_id: None,
         client_ip: None,
+        profit_sharing: false,
     };
     let order = ChannelOrder {
         trade_no: trade_no.clone(),

@@ -4,7 +4,10 @@
 //! - `clearing:{channel_account_id}`: what the channel holds for the merchant (debit-normal);
 //! - `payable`: what paycenter owes the merchant, net of fee and splits (credit-normal);
 //! - `fee`: the platform's fee taken from the merchant's payments (credit-normal);
-//! - `split:{receiver}`: what is owed to each split receiver (credit-normal).
+//! - `split:{receiver}`: what is owed to each split receiver and not yet paid to it at the
+//!   channel (credit-normal);
+//! - `shared:{receiver}`: what was paid to each receiver at the channel and not given back
+//!   (credit-normal).
 //!
 //! Postings:
 //! - a payment succeeds (amount A, fee F, splits S_i): debit clearing A; credit fee F, each
@@ -14,6 +17,10 @@
 //!   nothing: the domain decided the shares (`paycenter_domain::shares`). Refunds recorded
 //!   before shares were are divided when their request is folded, by the same rule over what
 //!   the ledger knows each part still holds;
+//! - a share paid at the channel (`payment.shared`): each line moves from `split:{r}` to
+//!   `shared:{r}`; a receiver giving its share of a refund back (`payment.share_returned`)
+//!   moves it from `shared:{r}` back to `split:{r}`, which the refund then debits. A share
+//!   asked for and not yet paid stays in `split:{r}` (pending); one that failed leaves it there;
 //! - pending and failed refunds post nothing; reports that contradicted their attempt
 //!   (`payment.anomaly_detected`) post nothing either: the order was not paid by them.
 //!
@@ -228,8 +235,50 @@ impl Ledger {
             ),
             Event::RefundFailed(failed) => self.on_refund_failed(&failed.refund_id),
             Event::RefundSucceeded(succeeded) => self.on_refund_succeeded(&succeeded.refund_id),
+            Event::PaymentShared(shared) => {
+                self.on_share_moved(&shared.merchant_id, &shared.lines, "split:", "shared:")
+            }
+            Event::PaymentShareReturned(returned) => {
+                self.on_share_moved(&returned.merchant_id, &returned.lines, "shared:", "split:")
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Each line's amount from `{from}{receiver}` to `{to}{receiver}`: a share paid at the
+    /// channel, or given back.
+    fn on_share_moved(
+        &mut self,
+        merchant_id: &MerchantId,
+        lines: &[Split],
+        from: &str,
+        to: &str,
+    ) -> Result<(), LedgerError> {
+        let Some(currency) = lines.first().map(|line| line.amount.currency()) else {
+            return Ok(());
+        };
+        let accounts: Vec<(String, String, i64)> = lines
+            .iter()
+            .map(|line| {
+                (
+                    format!("{from}{}", line.receiver),
+                    format!("{to}{}", line.receiver),
+                    line.amount.amount_minor(),
+                )
+            })
+            .collect();
+        let mut postings = Vec::with_capacity(accounts.len() * 2);
+        for (debited, credited, minor) in &accounts {
+            postings.push(Posting::debit(debited, *minor));
+            postings.push(Posting::credit(credited, *minor));
+        }
+        Self::post(
+            &mut self.balances,
+            &mut self.totals,
+            merchant_id,
+            currency,
+            &postings,
+        )
     }
 
     /// Folds one stored event, decoding only the fields the ledger reads and skipping the
@@ -286,6 +335,8 @@ impl Ledger {
                     .map_err(fail)?
                     .refund_id,
             ),
+            "payment.shared" | "payment.share_returned" => self
+                .apply(&Event::decode(recorded).map_err(|error| LedgerError(error.to_string()))?),
             _ => Ok(()),
         }
     }

@@ -13,7 +13,7 @@ use paycenter_domain::notification::{Notification, NotificationStatus};
 use paycenter_domain::payment::{
     AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
 };
-use paycenter_domain::vocabulary::WebhookType;
+use paycenter_domain::vocabulary::{ShareStatus, WebhookType};
 use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -133,6 +133,34 @@ pub struct PaymentView {
     pub channel_close: Option<ChannelCloseView>,
     /// The order stream and its revision after the last event of this payment's order.
     pub order_stream: String,
+    /// Whether its splits are paid at the channel (`none`: ledger only).
+    #[serde(default)]
+    pub share_mode: paycenter_domain::vocabulary::ShareMode,
+    /// Its share at the channel, once asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareView>,
+}
+
+/// A payment's share at the channel: what each receiver gets and where each stands.
+#[allow(missing_docs)] // Fields are named for what they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareView {
+    pub share_id: String,
+    pub lines: Vec<ShareLineView>,
+    /// Failures of this share so far, and the channel's last words.
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// One receiver's share.
+#[allow(missing_docs)] // Fields are named for what they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareLineView {
+    pub receiver: String,
+    pub amount: Money,
+    /// What it gave back for refunds.
+    pub returned: Money,
+    pub status: paycenter_domain::vocabulary::ShareStatus,
 }
 
 impl PaymentView {
@@ -165,6 +193,8 @@ impl PaymentView {
             anomalies: Vec::new(),
             channel_close: None,
             order_stream: self.order_stream.clone(),
+            share_mode: self.share_mode,
+            share: None,
         }
     }
 
@@ -277,6 +307,8 @@ macro_rules! model_tables {
                 (unscheduled_positions, UNSCHEDULED_POSITIONS, RECENT_OTHER),
                 (sweep_queue, SWEEP_QUEUE, RECENT_OTHER),
                 (sweep_keys, SWEEP_KEYS, RECENT_OTHER),
+                (shares_to_submit, SHARES_TO_SUBMIT, RECENT_OTHER),
+                (share_positions, SHARE_POSITIONS, RECENT_OTHER),
                 (refunds_to_submit, REFUNDS_TO_SUBMIT, RECENT_OTHER),
                 (refund_positions, REFUND_POSITIONS, RECENT_OTHER),
                 (closes_to_confirm, CLOSES_TO_CONFIRM, RECENT_OTHER),
@@ -360,6 +392,8 @@ mod space {
     pub const ROUTING: u16 = 81;
     pub const BREAKERS: u16 = 82;
     pub const RECEIVERS: u16 = 83;
+    pub const SHARES_TO_SUBMIT: u16 = 84;
+    pub const SHARE_POSITIONS: u16 = 85;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -415,6 +449,9 @@ pub struct ReadModel {
     /// when the oldest pending thing of each started; and each one's key there.
     sweep_queue: Map<(DateTime<Utc>, TradeNo), TradeNo>,
     sweep_keys: Map<TradeNo, DateTime<Utc>>,
+    /// Shares asked for and not settled, by position of their request (and the way back).
+    shares_to_submit: Map<u64, TradeNo>,
+    share_positions: Map<TradeNo, u64>,
     /// Refunds requested and not settled, by position of their request (and the way back).
     refunds_to_submit: Map<u64, RefundId>,
     refund_positions: Map<RefundId, u64>,
@@ -857,6 +894,8 @@ impl ReadModel {
                     expires_at: event.expires_at,
                     return_url: event.return_url.clone(),
                     route: event.route.clone(),
+                    share_mode: event.share,
+                    share: None,
                     paid_at: None,
                     refunds: Vec::new(),
                     splits: event.splits.clone(),
@@ -1068,6 +1107,71 @@ impl ReadModel {
                     );
                 }
             }
+            Event::PaymentShareRequested(event) => {
+                let currency = event.lines.first().map(|line| line.amount.currency());
+                self.payment_mut(&event.trade_no).share = Some(ShareView {
+                    share_id: event.share_id,
+                    lines: event
+                        .lines
+                        .into_iter()
+                        .map(|line| ShareLineView {
+                            receiver: line.receiver,
+                            returned: Money::zero(currency.expect("a share has lines")),
+                            amount: line.amount,
+                            status: ShareStatus::Pending,
+                        })
+                        .collect(),
+                    failures: 0,
+                    last_error: None,
+                });
+                let trade_no = event.trade_no;
+                if let Some(earlier) = self.share_positions.remove(&trade_no) {
+                    self.shares_to_submit.delete(&earlier);
+                }
+                self.shares_to_submit.insert(&position, trade_no.clone());
+                self.share_positions.insert(&trade_no, position);
+            }
+            Event::PaymentShared(event) => {
+                if let Some(share) = self.payment_mut(&event.trade_no).share.as_mut() {
+                    for line in &mut share.lines {
+                        line.status = ShareStatus::Shared;
+                    }
+                }
+                self.unqueue_share(&event.trade_no);
+            }
+            Event::PaymentShareFailed(event) => {
+                if let Some(share) = self.payment_mut(&event.trade_no).share.as_mut() {
+                    share.failures += 1;
+                    share.last_error = Some(event.reason);
+                    if !event.will_retry {
+                        for line in &mut share.lines {
+                            line.status = ShareStatus::Failed;
+                        }
+                    }
+                }
+                if !event.will_retry {
+                    self.unqueue_share(&event.trade_no);
+                }
+            }
+            Event::PaymentShareReturned(event) => {
+                if let Some(share) = self.payment_mut(&event.trade_no).share.as_mut() {
+                    for returned in event.lines {
+                        if let Some(line) = share
+                            .lines
+                            .iter_mut()
+                            .find(|line| line.receiver == returned.receiver)
+                        {
+                            line.returned = line
+                                .returned
+                                .checked_add(returned.amount)
+                                .expect("returns ≤ shared");
+                            if line.returned == line.amount {
+                                line.status = ShareStatus::Returned;
+                            }
+                        }
+                    }
+                }
+            }
             Event::RefundFailed(event) => {
                 let anomaly_refund = self.settle_refund(
                     &event.trade_no,
@@ -1216,6 +1320,13 @@ impl ReadModel {
             self.sweep_queue
                 .insert(&(since, trade_no.clone()), trade_no.clone());
             self.sweep_keys.insert(trade_no, since);
+        }
+    }
+
+    /// A share settled: it leaves the queue of shares to submit.
+    fn unqueue_share(&mut self, trade_no: &TradeNo) {
+        if let Some(position) = self.share_positions.remove(trade_no) {
+            self.shares_to_submit.delete(&position);
         }
     }
 
@@ -1712,6 +1823,16 @@ impl ReadModel {
     /// Outcomes whose notification is not scheduled yet, oldest first, at most `limit`.
     pub fn unscheduled(&self, limit: usize) -> Result<Vec<NotificationDraft>, TableError> {
         self.unscheduled.first(limit)
+    }
+
+    /// Payments whose share is asked for and not settled, oldest request first.
+    pub fn shares_to_submit(&self, limit: usize) -> Result<Vec<TradeNo>, TableError> {
+        self.shares_to_submit.first(limit)
+    }
+
+    /// Whether a payment's share is still to be settled.
+    pub fn share_pending(&self, trade_no: &TradeNo) -> Result<bool, TableError> {
+        Ok(self.share_positions.try_get(trade_no)?.is_some())
     }
 
     /// Refunds requested and not settled, oldest first, at most `limit`.

@@ -302,6 +302,7 @@ const PAYMENT_FIELDS: &[FieldLimit] = &[
     ("return_url", MAX_URL_CHARS),
     ("route", MAX_TOKEN_CHARS),
     ("preferred_channels", MAX_TOKEN_CHARS),
+    ("share", MAX_TOKEN_CHARS),
 ];
 
 /// `POST /v1/payments`
@@ -439,6 +440,16 @@ pub async fn close_payment(state: Arc<AppState>, app: AppRegistered, trade_no: S
     let payment = app_payment(&state, &app, &trade_no)?;
     crate::service::closes::close(&state, &payment, CloseReason::ByApp).await?;
     get_payment(state, Some(app), trade_no).await
+}
+
+/// `POST /v1/payments/{trade_no}/share`: pay a `share: "manual"` payment's splits to their
+/// receivers at the channel (or ask again after a share failed for good). `202`: the share is
+/// asked for; `shares` tells where each receiver's stands.
+pub async fn share_payment(state: Arc<AppState>, app: AppRegistered, trade_no: String) -> Answer {
+    let payment = app_payment(&state, &app, &trade_no)?;
+    crate::service::shares::request(&state, &payment).await?;
+    let (_, answer) = get_payment(state, Some(app), trade_no).await?;
+    Ok((StatusCode::ACCEPTED, answer))
 }
 
 /// `POST /v1/payments/{trade_no}/refunds`

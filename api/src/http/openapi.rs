@@ -85,6 +85,7 @@ use crate::wire;
     wire::ReceiverRequest,
     wire::ReceiverAnswer,
     wire::ReceiversList,
+    wire::ShareAnswer,
 )))]
 struct WireSchemas;
 

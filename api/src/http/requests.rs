@@ -3,6 +3,7 @@
 
 use paycenter_domain::ids::{AppId, ChannelAccountId, IdError, MerchantId, OrderNo};
 use paycenter_domain::payment::{Channel, InvokeMethod, Split};
+use paycenter_domain::vocabulary::ShareMode;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, Refusal};
@@ -140,6 +141,13 @@ impl TryFrom<(AppId, wire::CreatePaymentRequest)> for PaymentCommand {
             Some(_) => return Err(Refusal::invalid("splits must be an array")),
         };
         let return_url = optional_text(&request.return_url, "return_url")?.map(str::to_owned);
+        let share = match optional_text(&request.share, "share")? {
+            None => ShareMode::None,
+            Some(text) => ShareMode::parse(text).ok_or_else(|| {
+                Refusal::invalid(format!("share must be none, auto or manual, not {text:?}"))
+                    .with_field("share")
+            })?,
+        };
         Ok(match target {
             PaymentTarget::Attempt {
                 account,
@@ -157,7 +165,14 @@ impl TryFrom<(AppId, wire::CreatePaymentRequest)> for PaymentCommand {
                 payer_id,
                 client_ip,
                 return_url,
+                share,
             }),
+            PaymentTarget::Cashier { .. } if share != ShareMode::None => {
+                return Err(Refusal::invalid(
+                    "the cashier takes no share: name the account and share there, or share none",
+                )
+                .with_field("share"))
+            }
             PaymentTarget::Cashier {
                 channel_account_ids,
             } => PaymentCommand::OpenCheckout(OpenCheckout {

@@ -318,6 +318,7 @@ async fn serve(
         Operation::ListRefunds => lists::list_refunds(state, app_or_admin, query).await,
         Operation::GetPayment => handlers::get_payment(state, app_or_admin, parameter()).await,
         Operation::ClosePayment => handlers::close_payment(state, app(), parameter()).await,
+        Operation::SharePayment => handlers::share_payment(state, app(), parameter()).await,
         Operation::CreateRefund => {
             handlers::create_refund(state, app_or_admin, parameter(), body).await
         }

@@ -56,11 +56,12 @@ pub enum Operation {
     CreateReceiver,
     ListReceivers,
     DeleteReceiver,
+    SharePayment,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 50] = [
+    pub const ALL: [Operation; 51] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -111,6 +112,7 @@ impl Operation {
         Operation::CreateReceiver,
         Operation::ListReceivers,
         Operation::DeleteReceiver,
+        Operation::SharePayment,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -166,6 +168,7 @@ impl Operation {
             Operation::CreateReceiver => "create_receiver",
             Operation::ListReceivers => "list_receivers",
             Operation::DeleteReceiver => "delete_receiver",
+            Operation::SharePayment => "share_payment",
         }
     }
 
@@ -188,9 +191,9 @@ impl Operation {
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
             | ListApps | ListReconciliations | ListNotifications => Permission::Read,
-            CreatePayment | ClosePayment | ListEvents | ChannelCallback | Checkout
-            | CheckoutStatus | CashierPick | CashierWechat | Asset | SandboxPay | Healthz
-            | Metrics | Openapi => return None,
+            CreatePayment | ClosePayment | SharePayment | ListEvents | ChannelCallback
+            | Checkout | CheckoutStatus | CashierPick | CashierWechat | Asset | SandboxPay
+            | Healthz | Metrics | Openapi => return None,
         })
     }
 }
@@ -690,6 +693,18 @@ pub const ROUTES: &[Route] = &[
         path_choices: &[],
         success: Success::Json(200, "PaymentAnswer"),
         refusals: &[409, 422],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payments/{trade_no}/share",
+        operation: Operation::SharePayment,
+        summary: "Pay a share:manual payment's splits to their receivers at the channel (or ask again after its share failed for good); 202, with each receiver's share in shares",
+        caller: Caller::App,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(202, "PaymentAnswer"),
+        refusals: &[422],
     },
     Route {
         method: "post",

@@ -264,6 +264,7 @@ pub async fn pick(
             payer_id: payer.map(|payer| payer.payer_id),
             client_ip,
             return_url: checkout.return_url.clone(),
+            share: paycenter_domain::vocabulary::ShareMode::None,
         },
     )
     .await

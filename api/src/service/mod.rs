@@ -41,6 +41,7 @@ pub mod refunds;
 pub mod registry;
 pub mod routing;
 pub mod sessions;
+pub mod shares;
 pub mod sweep;
 pub mod webhooks;
 

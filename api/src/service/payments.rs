@@ -8,6 +8,7 @@ use paycenter_domain::ids::{AppId, ChannelAccountId, MerchantId, OrderNo, TradeN
 use paycenter_domain::payment::{
     Channel, InvokeMethod, Order, OrderCommand, OutcomeSource, Split, StartAttempt,
 };
+use paycenter_domain::vocabulary::ShareMode;
 use paycenter_domain::{streams, Money};
 use paycenter_gateway::{CreatePayment, PaymentAction};
 
@@ -41,6 +42,8 @@ pub struct StartPayment {
     pub client_ip: Option<String>,
     /// Where the cashier sends the user back to.
     pub return_url: Option<String>,
+    /// Whether the splits are paid to their receivers at the channel.
+    pub share: ShareMode,
 }
 
 /// Which account a payment goes to.
@@ -132,6 +135,7 @@ pub(crate) async fn start_attempt(
         payer_id,
         client_ip,
         return_url,
+        share,
     } = command.clone();
     let channel_account_id = channel_account_id.clone();
     let currency = amount.currency();
@@ -197,6 +201,9 @@ pub(crate) async fn start_attempt(
             )));
         }
     }
+    if share != ShareMode::None {
+        check_shareable(state, &merchant_id, &account, adapter, &splits)?;
+    }
     let params = state.channel_params(&account)?;
 
     let now = state.clock.now();
@@ -218,6 +225,7 @@ pub(crate) async fn start_attempt(
         return_url: return_url.clone(),
         route: route.clone().map(Box::new),
         failover_from,
+        share,
     };
     // The order's stream: where its attempts already are (orders recorded before order
     // numbers lived in their app's namespace keep their stream), else the app's own.
@@ -252,6 +260,7 @@ pub(crate) async fn start_attempt(
         checkout_url: state.checkout_url(&trade_no),
         payer_id,
         client_ip,
+        profit_sharing: share != ShareMode::None,
     };
     let initiation = crate::service::channel_call(
         state,
@@ -321,4 +330,49 @@ pub(crate) async fn start_attempt(
         channel_account_id,
         route,
     })
+}
+
+/// A payment that shares at the channel: the channel shares, and every split names a
+/// receiver bound under the payment's own account.
+fn check_shareable(
+    state: &AppState,
+    merchant_id: &MerchantId,
+    account: &paycenter_domain::events::ChannelAccountActivated,
+    adapter: &dyn paycenter_gateway::PaymentChannel,
+    splits: &[Split],
+) -> Result<(), Refusal> {
+    if !adapter.shares_at_channel() {
+        return Err(Refusal::new(
+            ErrorCode::UnsupportedChannel,
+            format!(
+                "paycenter shares no money at {} yet: use share none",
+                account.channel
+            ),
+        )
+        .with_field("share"));
+    }
+    if splits.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::InvalidSplits,
+            "a payment shared at the channel needs splits naming its receivers",
+        )
+        .with_field("splits"));
+    }
+    let model = state.read_model()?;
+    for (split_idx, split) in splits.iter().enumerate() {
+        let bound = model
+            .receiver(merchant_id, &split.receiver)
+            .is_some_and(|receiver| receiver.channel_account_id == account.channel_account_id);
+        if !bound {
+            return Err(Refusal::new(
+                ErrorCode::InvalidSplits,
+                format!(
+                    "splits[{split_idx}].receiver {:?} is no receiver bound under channel account {}",
+                    split.receiver, account.channel_account_id
+                ),
+            )
+            .with_field(format!("splits[{split_idx}].receiver")));
+        }
+    }
+    Ok(())
 }

@@ -93,6 +93,14 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
     if !take_lease(state, &format!("refund:{refund_id}"), REFUND_LEASE_MS) {
         return Submission::HeldElsewhere;
     }
+    // A shared payment's receivers give their shares of the refund back first.
+    if target.reported.is_none() {
+        if let Err(why) =
+            crate::service::shares::return_for_refund(state, &payment, refund_id).await
+        {
+            return Submission::Failed(why);
+        }
+    }
     let order = target.channel_order(state, &payment);
     let refund = adapter.refund(&params, &order, refund_id, target.amount);
     let status = match crate::service::channel_call(

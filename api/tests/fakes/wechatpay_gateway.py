@@ -34,6 +34,13 @@ Profit sharing: receivers/add (its `name` decrypted with the SDK's `rsa_decrypt`
 platform key the request's Wechatpay-Serial names) and receivers/delete, rebuilt by the SDK's
 profitsharing_add_receiver / profitsharing_delete_receiver in partner mode like the rest.
   GET /__control/receivers -> {"<sub_mchid or mchid>": [{"type", "account", "name"}]}
+Profit-sharing orders (POST /v3/profitsharing/orders, GET .../orders/{out_order_no}) and return
+orders (POST /v3/profitsharing/return-orders), rebuilt by the SDK's profitsharing_order,
+profitsharing_order_query and profitsharing_return in partner mode: an order needs a paid
+transaction made with settle_info.profit_sharing and receivers bound for its merchant; a
+receiver whose account starts with "close" is CLOSED (refused), the rest SUCCESS.
+  POST /__control/fail_shares {"n"} -> the next n profit-sharing orders answer 500
+  GET  /__control/shares -> {"<out_order_no>": {"receivers", "unfreeze_unsplit", "returns"}}
 """
 import base64
 import json
@@ -89,6 +96,8 @@ lock = threading.RLock()
 trades = {}
 refunds = {}
 receivers = {}  # sub_mchid (or MCHID) -> {(type, account): name}
+share_orders = {}  # out_order_no -> the order as answered, with its returns
+shares_to_fail = [0]
 stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0, "certificate_downloads": 0,
          "signing_serials": [], "sdk_checked": 0, "sdk_mismatches": [], "partner_calls": 0}
 CERTIFICATE_SECONDS = int(os.environ.get("FAKE_WECHAT_CERTIFICATE_SECONDS") or 0)
@@ -193,6 +202,18 @@ def sdk_rebuild(method, path, request):
                                        name=request.get("name"), custom_relation=request.get("custom_relation"),
                                        appid=request.get("appid"), sub_appid=request.get("sub_appid"),
                                        sub_mchid=request["sub_mchid"])
+    elif url.path == "/v3/profitsharing/orders" and "sub_mchid" in request:
+        sdk.profitsharing_order(request["transaction_id"], request["out_order_no"],
+                                [dict(receiver) for receiver in request["receivers"]],
+                                request["unfreeze_unsplit"], appid=request.get("appid"),
+                                sub_appid=request.get("sub_appid"), sub_mchid=request["sub_mchid"])
+    elif url.path.startswith("/v3/profitsharing/orders/") and "sub_mchid" in query:
+        sdk.profitsharing_order_query(query.get("transaction_id"), url.path.split("/")[-1],
+                                      sub_mchid=query["sub_mchid"])
+    elif url.path == "/v3/profitsharing/return-orders" and "sub_mchid" in request:
+        sdk.profitsharing_return(request["out_return_no"], request["return_mchid"], request["amount"],
+                                 request["description"], out_order_no=request.get("out_order_no"),
+                                 sub_mchid=request["sub_mchid"])
     elif url.path == "/v3/profitsharing/receivers/delete" and "sub_mchid" in request:
         sdk.profitsharing_delete_receiver(request["type"], request["account"], appid=request.get("appid"),
                                           sub_appid=request.get("sub_appid"), sub_mchid=request["sub_mchid"])
@@ -468,7 +489,8 @@ class Handler(BaseHTTPRequestHandler):
                     "trade_type": kinds[match.group(1)], "transaction_id": "42000" + str(time.time_ns())[-23:],
                     "notify_url": request["notify_url"], "description": request["description"],
                     "payer_openid": payer.get("sub_openid") or payer.get("sp_openid"),
-                    "sub_mchid": request["sub_mchid"]})
+                    "sub_mchid": request["sub_mchid"],
+                    "profit_sharing": request.get("settle_info", {}).get("profit_sharing", False)})
             prepay = "wx" + out_trade_no
             answers = {"NATIVE": {"code_url": "weixin://wxpay/bizpayurl?pr=" + out_trade_no[-8:]},
                        "JSAPI": {"prepay_id": prepay}, "APP": {"prepay_id": prepay},
@@ -489,7 +511,64 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(200, transaction(trade))
         return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
 
+    def share_orders_api(self, method, url, request):
+        query = dict(urllib.parse.parse_qsl(url.query))
+        merchant = (request.get("sub_mchid") if method == "POST" else query.get("sub_mchid")) or MCHID
+        if url.path == "/v3/profitsharing/orders":
+            with lock:
+                if shares_to_fail[0] > 0:
+                    shares_to_fail[0] -= 1
+                    return self.answer(500, {"code": "SYSTEM_ERROR", "message": "try again"})
+                trade = next((t for t in trades.values() if t["transaction_id"] == request["transaction_id"]), None)
+                if trade is None or (trade.get("sub_mchid") or MCHID) != merchant or trade["state"] not in (
+                        "SUCCESS", "REFUND"):
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "no such paid transaction"})
+                if not trade.get("profit_sharing"):
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "not a profit-sharing transaction"})
+                bound = receivers.get(merchant, {})
+                if any((r["type"], r["account"]) not in bound for r in request["receivers"]):
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "receiver not bound"})
+                if sum(r["amount"] for r in request["receivers"]) > trade["total"]:
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "more than the transaction"})
+                if request["out_order_no"] in share_orders:
+                    return self.answer(400, {"code": "INVALID_REQUEST", "message": "out_order_no used"})
+                order = {"sub_mchid": request.get("sub_mchid"), "transaction_id": request["transaction_id"],
+                         "out_order_no": request["out_order_no"], "order_id": "3008" + str(time.time_ns())[-20:],
+                         "state": "FINISHED", "unfreeze_unsplit": request["unfreeze_unsplit"],
+                         "receivers": [dict(r, result="CLOSED" if r["account"].startswith("close") else "SUCCESS",
+                                            fail_reason="ACCOUNT_ABNORMAL" if r["account"].startswith("close") else "")
+                                       for r in request["receivers"]],
+                         "returns": []}
+                share_orders[request["out_order_no"]] = order
+                return self.answer(200, {k: v for k, v in order.items() if k != "returns"})
+        match = re.fullmatch(r"/v3/profitsharing/orders/([\w|*@-]+)", url.path)
+        if match:
+            with lock:
+                order = share_orders.get(match.group(1))
+                if order is None or (order["sub_mchid"] or MCHID) != merchant:
+                    return self.answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such order"})
+                return self.answer(200, {k: v for k, v in order.items() if k != "returns"})
+        if url.path == "/v3/profitsharing/return-orders":
+            with lock:
+                order = share_orders.get(request.get("out_order_no"))
+                if order is None or (order["sub_mchid"] or MCHID) != merchant:
+                    return self.answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "no such order"})
+                line = next((r for r in order["receivers"] if r["type"] == "MERCHANT_ID"
+                             and r["account"] == request["return_mchid"] and r["result"] == "SUCCESS"), None)
+                done = next((r for r in order["returns"] if r["out_return_no"] == request["out_return_no"]), None)
+                if done is None:
+                    given = sum(r["amount"] for r in order["returns"] if r["return_mchid"] == request["return_mchid"])
+                    if line is None or given + request["amount"] > line["amount"]:
+                        return self.answer(400, {"code": "INVALID_REQUEST", "message": "more than was shared"})
+                    done = {"out_return_no": request["out_return_no"], "return_mchid": request["return_mchid"],
+                            "amount": request["amount"], "result": "SUCCESS"}
+                    order["returns"].append(done)
+                return self.answer(200, dict(done, out_order_no=order["out_order_no"], order_id=order["order_id"]))
+        return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
+
     def profitsharing(self, url, request, serial):
+        if url.path.startswith("/v3/profitsharing/orders") or url.path == "/v3/profitsharing/return-orders":
+            return self.share_orders_api(self.command, url, request)
         merchant = request.get("sub_mchid") or MCHID
         if request.get("sub_mchid") and request["sub_mchid"] not in SUB_MCHIDS:
             return self.answer(400, {"code": "PARAM_ERROR", "message": "not a sub-merchant of this provider"})
@@ -540,6 +619,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, stats, signed=False)
+        if url.path == "/__control/fail_shares":
+            with lock:
+                shares_to_fail[0] = int(request["n"])
+            return self.answer(200, {"failing": shares_to_fail[0]}, signed=False)
+        if url.path == "/__control/shares":
+            with lock:
+                return self.answer(200, share_orders, signed=False)
         if url.path == "/__control/receivers":
             with lock:
                 listed = {merchant: [{"type": k[0], "account": k[1], "name": name} for k, name in bound.items()]

@@ -10,13 +10,13 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Attempt;
 use crate::error::DomainError;
 use crate::events::{
     Event, PaymentShareFailed, PaymentShareRequested, PaymentShareReturned, PaymentShared,
 };
 use crate::ids::{RefundId, TradeNo};
 use crate::money::Money;
-use super::Attempt;
 use crate::shares::Split;
 use crate::vocabulary::{AttemptStatus, RefundStatus, ShareMode, ShareStatus};
 
@@ -201,11 +201,7 @@ pub fn record_outcome(
 /// What the receivers give back before refund `refund_id` of a shared payment: each split's
 /// share of the refund, as `refund.requested` recorded it. Nothing when the payment was not
 /// shared, or the receivers already gave back for this refund.
-pub fn record_return(
-    attempt: &Attempt,
-    refund_id: &RefundId,
-    now: DateTime<Utc>,
-) -> Vec<Event> {
+pub fn record_return(attempt: &Attempt, refund_id: &RefundId, now: DateTime<Utc>) -> Vec<Event> {
     let Some(share) = attempt
         .share
         .as_ref()
@@ -224,7 +220,11 @@ pub fn record_return(
         return Vec::new();
     };
     let currency = attempt.started.amount.currency();
-    let lines = lines_of(&attempt.started.splits, &refund.shares.splits_minor, currency);
+    let lines = lines_of(
+        &attempt.started.splits,
+        &refund.shares.splits_minor,
+        currency,
+    );
     for line in &lines {
         let shared = share
             .lines
@@ -236,7 +236,10 @@ pub fn record_return(
             share.returned_minor[idx] + line.amount.amount_minor()
                 <= share.lines[idx].amount.amount_minor()
         });
-        assert!(within, "a return never exceeds what its receiver was shared");
+        assert!(
+            within,
+            "a return never exceeds what its receiver was shared"
+        );
     }
     vec![Event::PaymentShareReturned(PaymentShareReturned {
         trade_no: attempt.started.trade_no.clone(),
@@ -264,12 +267,18 @@ pub fn apply(attempt: &mut Attempt, event: &Event) {
             });
         }
         Event::PaymentShared(shared) => {
-            let share = attempt.share.as_mut().expect("a share settles after its request");
+            let share = attempt
+                .share
+                .as_mut()
+                .expect("a share settles after its request");
             assert_eq!(share.share_id, shared.share_id, "the pending share settles");
             share.status = ShareStatus::Shared;
         }
         Event::PaymentShareFailed(failed) => {
-            let share = attempt.share.as_mut().expect("a share fails after its request");
+            let share = attempt
+                .share
+                .as_mut()
+                .expect("a share fails after its request");
             share.failures += 1;
             share.last_error = Some(failed.reason.clone());
             if !failed.will_retry {
@@ -277,7 +286,10 @@ pub fn apply(attempt: &mut Attempt, event: &Event) {
             }
         }
         Event::PaymentShareReturned(returned) => {
-            let share = attempt.share.as_mut().expect("only a shared payment gives back");
+            let share = attempt
+                .share
+                .as_mut()
+                .expect("only a shared payment gives back");
             for line in &returned.lines {
                 let idx = share
                     .lines
