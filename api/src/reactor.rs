@@ -26,7 +26,8 @@ use paycenter_gateway::http::HttpClient;
 use paycenter_projections::tables::TableError;
 use tokio::sync::Semaphore;
 
-use crate::service::refunds::{Submission, REFUND_LEASE_MS};
+use crate::service::refunds::REFUND_LEASE_MS;
+use crate::service::Submission;
 use crate::service::{self, take_lease};
 use crate::state::AppState;
 

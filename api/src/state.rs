@@ -235,6 +235,7 @@ impl AppState {
             channel_trade_no: payment.channel_trade_no.clone(),
             amount: payment.amount,
             notify_url: self.notify_url(payment.channel, &payment.channel_account_id),
+            share_returns: Vec::new(),
         }
     }
 

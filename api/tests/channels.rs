@@ -1797,8 +1797,9 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
         bound.get("name").is_none(),
         "the name is never returned: {bound}"
     );
-    let (status, _) = call("POST", &receivers_url, ADMIN_TOKEN, Some(store.clone()));
-    assert_eq!(status, 200, "binding the same receiver again replays it");
+    let (status, again) = call("POST", &receivers_url, ADMIN_TOKEN, Some(store.clone()));
+    assert_eq!(status, 201, "binding the same receiver again replays it");
+    assert_eq!(again["created_at"], bound["created_at"]);
     let at_channel: Value = pki()
         .client()
         .get(&format!("{gateway}/__control/receivers"))
@@ -2136,6 +2137,45 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
         assert_eq!(result["discrepancies"], json!([]), "{result}");
         assert_eq!(result["matched"], 2, "{result}");
     }
+
+    // A split settled at Alipay for the first sub-merchant, then a refund that takes the
+    // agent's share of it back within the refund (refund_royalty_parameters).
+    let (status, shared) = shops[0].pay(
+        "ali-share",
+        "10.00",
+        "native_qr",
+        json!({"share": "auto", "splits": [{"receiver": "agent", "amount": "2.00"}]}),
+    );
+    assert_eq!(status, 201, "{shared}");
+    let shared_trade = shared["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": shared_trade }),
+    );
+    wait_for("settled at Alipay", || {
+        shops[0].payment(&shared_trade)["shares"][0]["status"] == "shared"
+    });
+    shops[0].refund(&shared_trade, "ali-share-refund", "5.00");
+    shops[0].wait_refund_succeeded(&shared_trade);
+    assert_eq!(
+        shops[0].payment(&shared_trade)["shares"][0]["returned"],
+        "1.00"
+    );
+    let settlements: Value = pki()
+        .client()
+        .get(&format!("{gateway}/__control/settlements"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let settlement = settlements.as_object().unwrap().values().next().unwrap();
+    assert_eq!(
+        settlement["royalties"][0]["trans_in"], "agent@example.com",
+        "{settlements}"
+    );
+    assert_eq!(settlement["royalty_finish"], "true");
+    assert_eq!(settlement["returned"][0]["amount"], "1.00", "{settlements}");
+
     let stats = gateway_stats(&gateway);
     assert_eq!(stats["rejected"], 0, "{stats}");
     assert!(

@@ -4315,7 +4315,12 @@ fn a_data_directory_of_the_previous_version_upgrades_in_place() {
             None,
         );
         assert_eq!(status, 200, "{payment}");
-        assert_eq!(payment, expected["payments"][trade_no], "{trade_no}");
+        // Every field the previous binary answered answers the same; fields added since
+        // (the share of a payment) may come beside them.
+        let answered = expected["payments"][trade_no].as_object().unwrap();
+        for (field, value) in answered {
+            assert_eq!(&payment[field], value, "{trade_no}.{field}");
+        }
     }
     let merchant_id = expected["merchant_id"].as_str().unwrap();
     let (status, balances) = call(

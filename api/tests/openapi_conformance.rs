@@ -198,7 +198,49 @@ fn seed(base: &str) -> (Value, String) {
     };
     let alert_channel_id = alert_channel("kept");
     let victim_alert_channel_id = alert_channel("deleted");
+    // Split receivers: one a shared payment names, one to unbind.
+    let receivers = format!("/v1/merchants/{merchant_id}/receivers");
+    for receiver_id in ["st-store", "st-victim"] {
+        admin(
+            "POST",
+            &receivers,
+            json!({"channel_account_id": channel_account_id, "receiver_id": receiver_id,
+                   "type": "merchant", "account": format!("{receiver_id}-account")}),
+        );
+    }
+    // A paid payment shared by hand: share_payment asks for its share (again and again).
+    let (status, shared) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        &api_key,
+        Some(json!({
+            "merchant_id": merchant_id, "channel_account_id": channel_account_id,
+            "order_no": "st-shared", "amount": "100.00", "currency": "CNY",
+            "invoke_method": "pc", "subject": "conformance", "share": "manual",
+            "splits": [{"receiver": "st-store", "amount": "10.00"}],
+        })),
+    );
+    assert_eq!(status, 201, "{shared}");
+    let share_trade_no = shared["trade_no"].as_str().unwrap().to_owned();
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/sandbox/pay/{share_trade_no}"),
+        "",
+        Some(json!({"outcome": "success"})),
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_for("the shared payment paid", || {
+        let (_, payment) = call(
+            "GET",
+            &format!("{base}/v1/payments/{share_trade_no}"),
+            &api_key,
+            None,
+        );
+        payment["status"] == "succeeded"
+    });
     let ids = json!({
+        "victim_receiver_id": "st-victim",
+        "share_trade_no": share_trade_no,
         "alert_channel_id": alert_channel_id,
         "victim_alert_channel_id": victim_alert_channel_id,
         "merchant_id": merchant_id,

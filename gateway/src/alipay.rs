@@ -31,6 +31,7 @@ use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, BillRow, BoxFuture,
     CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
     CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
+    ShareLine, ShareResult,
 };
 
 /// Alipay's production gateway.
@@ -332,6 +333,70 @@ impl PaymentChannel for AlipayChannel {
         &["loginName", "userId"]
     }
 
+    fn shares_at_channel(&self) -> bool {
+        true
+    }
+
+    fn share_payment<'a>(
+        &'a self,
+        params: &'a Value,
+        order: &'a ChannelOrder,
+        share_id: &'a str,
+        lines: &'a [ShareLine],
+    ) -> BoxFuture<'a, Result<ShareResult, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let trade_no = order
+                .channel_trade_no
+                .as_ref()
+                .ok_or_else(|| unavailable("alipay settle: the payment has no trade_no"))?;
+            let method = "alipay.trade.order.settle";
+            let biz = json!({
+                // The same out_request_no is the same settlement at Alipay.
+                "out_request_no": share_id,
+                "trade_no": trade_no,
+                "royalty_parameters": lines.iter().map(|line| json!({
+                    "royalty_type": "transfer",
+                    "trans_in_type": line.receiver.kind,
+                    "trans_in": line.receiver.account,
+                    "amount": yuan(line.amount),
+                    "desc": line.description,
+                })).collect::<Vec<_>>(),
+                // The rest is unfrozen for the merchant.
+                "extend_params": { "royalty_finish": "true" },
+            });
+            let node = account.call(&self.http, method, &biz, None).await?;
+            if node["code"].as_str() == Some(CODE_SUCCESS) {
+                return Ok(ShareResult::Shared {
+                    channel_share_no: node["settle_no"].as_str().map(str::to_owned),
+                });
+            }
+            if node["code"].as_str() == Some("40004") && sub_code(&node) != "ACQ.SYSTEM_ERROR" {
+                return Ok(ShareResult::Failed {
+                    reason: format!(
+                        "{} {}",
+                        sub_code(&node),
+                        node["sub_msg"].as_str().unwrap_or("")
+                    ),
+                });
+            }
+            Err(business_error(method, &node))
+        })
+    }
+
+    /// Alipay takes a receiver's share back within the refund itself
+    /// (`refund_royalty_parameters`, from `ChannelOrder::share_returns`): nothing to ask first.
+    fn return_share<'a>(
+        &'a self,
+        _params: &'a Value,
+        _order: &'a ChannelOrder,
+        _share_id: &'a str,
+        _return_id: &'a str,
+        _line: &'a ShareLine,
+    ) -> BoxFuture<'a, Result<(), GatewayError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn bind_receiver<'a>(
         &'a self,
         params: &'a Value,
@@ -420,6 +485,10 @@ impl PaymentChannel for AlipayChannel {
                 "subject": request.subject,
                 "time_expire": time_expire,
             });
+            if request.profit_sharing {
+                // Held back at Alipay until alipay.trade.order.settle pays the receivers.
+                biz["extend_params"] = json!({ "royalty_freeze": "true" });
+            }
             if request.invoke_method == InvokeMethod::MiniProgram {
                 // alipay.trade.create charges a known buyer.
                 let buyer_id =
@@ -530,19 +599,26 @@ impl PaymentChannel for AlipayChannel {
         Box::pin(async move {
             let account = self.accounts.get_or_parse(params, Account::parse)?;
             let method = "alipay.trade.refund";
-            let node = account
-                .call(
-                    &self.http,
-                    method,
-                    &json!({
-                        "out_trade_no": order.trade_no,
-                        "refund_amount": yuan(amount),
-                        // The same out_request_no is the same refund at Alipay.
-                        "out_request_no": refund_id,
-                    }),
-                    None,
-                )
-                .await?;
+            let mut biz = json!({
+                "out_trade_no": order.trade_no,
+                "refund_amount": yuan(amount),
+                // The same out_request_no is the same refund at Alipay.
+                "out_request_no": refund_id,
+            });
+            if !order.share_returns.is_empty() {
+                // Each receiver gives its share of the refund back within the refund.
+                biz["refund_royalty_parameters"] = json!(order
+                    .share_returns
+                    .iter()
+                    .map(|line| json!({
+                        "royalty_type": "transfer",
+                        "trans_out_type": line.receiver.kind,
+                        "trans_out": line.receiver.account,
+                        "amount": yuan(line.amount),
+                    }))
+                    .collect::<Vec<_>>());
+            }
+            let node = account.call(&self.http, method, &biz, None).await?;
             match node["code"].as_str() {
                 Some(CODE_SUCCESS) => Ok(RefundStatus::Succeeded {
                     channel_refund_no: refund_id.to_string(),

@@ -177,7 +177,7 @@ pub struct Initiated {
 }
 
 /// A payment as later channel calls name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ChannelOrder {
     /// paycenter's serial (the channel's merchant order number).
     pub trade_no: TradeNo,
@@ -189,6 +189,9 @@ pub struct ChannelOrder {
     pub amount: Money,
     /// Where the channel posts its callbacks for this channel account.
     pub notify_url: String,
+    /// For a refund of a shared payment: what each receiver gives back of it, for channels
+    /// that take shares back within the refund itself (Alipay's `refund_royalty_parameters`).
+    pub share_returns: Vec<ShareLine>,
 }
 
 /// What a channel says of a refund, when submitted or asked.

@@ -95,6 +95,7 @@ async fn sandbox_speaks_like_a_channel() {
         channel_trade_no: None,
         amount,
         notify_url: request.notify_url.clone(),
+        share_returns: Vec::new(),
     };
     let action = channel
         .create_payment(&params, &request)

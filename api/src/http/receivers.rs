@@ -42,7 +42,8 @@ pub async fn create_receiver(
     if request.account.trim().is_empty() {
         return Err(Refusal::invalid("account must not be empty").with_field("account"));
     }
-    let (bound, is_new) = receivers::bind(
+    // A replay answers as the first binding did.
+    let bound = receivers::bind(
         &state,
         BindReceiver {
             merchant_id,
@@ -54,12 +55,9 @@ pub async fn create_receiver(
         },
     )
     .await?;
+    // A replay answers as the first binding did.
     Ok((
-        if is_new {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
+        StatusCode::CREATED,
         wire::to_value(&wire::receiver_answer(&bound)),
     ))
 }

@@ -1051,13 +1051,13 @@ pub const ROUTES: &[Route] = &[
         method: "post",
         path: "/v1/merchants/{merchant_id}/receivers",
         operation: Operation::CreateReceiver,
-        summary: "Bind a split receiver at the channel under one of the merchant's accounts; splits may then name it and share money with it there (binding it again the same way answers 200)",
+        summary: "Bind a split receiver at the channel under one of the merchant's accounts; splits may then name it and share money with it there (binding it again the same way answers the same, without asking the channel)",
         caller: Caller::Admin,
         request: RequestBody::Json("ReceiverRequest"),
         query: &[],
         path_choices: &[],
         success: Success::Json(201, "ReceiverAnswer"),
-        refusals: &[],
+        refusals: &[409, 422, 502],
     },
     Route {
         method: "get",
@@ -1081,7 +1081,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[],
         success: Success::Json(200, "ReceiverAnswer"),
-        refusals: &[],
+        refusals: &[502],
     },
 ];
 

@@ -82,6 +82,19 @@ pub async fn channel_call<T>(
     result
 }
 
+/// What one submission of a queued item (a refund, a share) to its channel came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// The channel took it (its outcome recorded if it answered one).
+    Accepted,
+    /// Nothing to submit: the item is settled or unknown here.
+    NothingToDo,
+    /// Another node holds the submission's lease.
+    HeldElsewhere,
+    /// The channel refused or could not be reached; try again later.
+    Failed(String),
+}
+
 /// `n_bytes` random bytes as hex: the random parts of ids, command ids and new secrets.
 pub fn random_hex(n_bytes: usize) -> String {
     let mut bytes = vec![0u8; n_bytes];

@@ -35,12 +35,9 @@ fn channel_refusal(error: GatewayError) -> Refusal {
     }
 }
 
-/// Binds a receiver at the channel and records it; answers it and whether it is new (binding
-/// the same receiver the same way again answers the one recorded).
-pub async fn bind(
-    state: &AppState,
-    command: BindReceiver,
-) -> Result<(ReceiverBound, bool), Refusal> {
+/// Binds a receiver at the channel and records it; answers it (binding the same receiver the
+/// same way again answers the one recorded, without asking the channel).
+pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBound, Refusal> {
     receivers::check_receiver_id(&command.receiver_id).map_err(Refusal::from)?;
     let (account, n_bound, bound) = {
         let model = state.read_model()?;
@@ -120,9 +117,7 @@ pub async fn bind(
         n_bound,
         decided.clone(),
     ) {
-        Ok(events) if events.is_empty() => {
-            return Ok((bound.expect("a replay has what it replays"), false))
-        }
+        Ok(events) if events.is_empty() => return Ok(bound.expect("a replay has what it replays")),
         Ok(_) => {}
         Err(error) => return Err(error.into()),
     }
@@ -162,7 +157,7 @@ pub async fn bind(
         Event::ReceiverBound(bound) => Some(bound),
         _ => None,
     });
-    Ok((recorded.unwrap_or(decided), true))
+    Ok(recorded.unwrap_or(decided))
 }
 
 /// Unbinds a receiver at the channel and records its removal; answers what was bound.

@@ -9,7 +9,7 @@ use paycenter_projections::model::PaymentView;
 
 use crate::error::Refusal;
 use crate::service::outcomes::{record, refund_notice, refund_target};
-use crate::service::take_lease;
+use crate::service::{take_lease, Submission};
 use crate::state::AppState;
 
 /// A refund submission's lease; channels treat a repeated refund id as the same refund, so a
@@ -51,19 +51,6 @@ pub async fn request(
     Ok(refund_id)
 }
 
-/// What one submission of a refund came to.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Submission {
-    /// The channel took it (its outcome recorded if it answered one).
-    Accepted,
-    /// Nothing to submit: the refund is settled or unknown here.
-    NothingToDo,
-    /// Another node holds the submission's lease.
-    HeldElsewhere,
-    /// The channel refused or could not be reached; try again later.
-    Failed(String),
-}
-
 /// Submits refund `refund_id` to its channel under a lease, and records the outcome when the
 /// channel answers it at once (Alipay, Stripe), as its callback would have.
 pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
@@ -94,14 +81,15 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
         return Submission::HeldElsewhere;
     }
     // A shared payment's receivers give their shares of the refund back first.
+    let mut share_returns = Vec::new();
     if target.reported.is_none() {
-        if let Err(why) =
-            crate::service::shares::return_for_refund(state, &payment, refund_id).await
-        {
-            return Submission::Failed(why);
+        match crate::service::shares::return_for_refund(state, &payment, refund_id).await {
+            Ok(lines) => share_returns = lines,
+            Err(why) => return Submission::Failed(why),
         }
     }
-    let order = target.channel_order(state, &payment);
+    let mut order = target.channel_order(state, &payment);
+    order.share_returns = share_returns;
     let refund = adapter.refund(&params, &order, refund_id, target.amount);
     let status = match crate::service::channel_call(
         state,

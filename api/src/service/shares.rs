@@ -11,8 +11,7 @@ use paycenter_gateway::{GatewayError, Receiver, ShareLine, ShareResult};
 use paycenter_projections::model::PaymentView;
 
 use crate::error::Refusal;
-use crate::service::refunds::Submission;
-use crate::service::take_lease;
+use crate::service::{take_lease, Submission};
 use crate::state::AppState;
 
 /// A share submission's lease: the channel treats a repeated share id as the same share.
@@ -174,15 +173,16 @@ pub async fn submit(state: &AppState, trade_no: &TradeNo) -> Submission {
 }
 
 /// Before refund `refund_id` of a shared payment goes to the channel: each receiver gives back
-/// its share of the refund there, then that is recorded. `Ok` when nothing is to be given
-/// back (not shared, or already given back for this refund).
+/// its share of the refund there, then that is recorded. Answers what the receivers gave back
+/// for this refund (now or on an earlier try), which channels that take shares back within the
+/// refund itself send with it; nothing when the payment was not shared.
 pub async fn return_for_refund(
     state: &AppState,
     payment: &PaymentView,
     refund_id: &RefundId,
-) -> Result<(), String> {
+) -> Result<Vec<ShareLine>, String> {
     let Some(share) = &payment.share else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     if share
         .lines
@@ -206,7 +206,24 @@ pub async fn return_for_refund(
         .decide(&command, state.clock.now())
         .map_err(|error| error.to_string())?;
     let Some(paycenter_domain::Event::PaymentShareReturned(returned)) = decided.first() else {
-        return Ok(());
+        // Given back on an earlier try (or nothing to give back): what was recorded.
+        let recorded = loaded.events.iter().find_map(|event| match event {
+            paycenter_domain::Event::PaymentShareReturned(returned)
+                if &returned.refund_id == refund_id =>
+            {
+                Some(returned)
+            }
+            _ => None,
+        });
+        let Some(recorded) = recorded else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<(String, paycenter_domain::Money)> = recorded
+            .lines
+            .iter()
+            .map(|line| (line.receiver.clone(), line.amount))
+            .collect();
+        return share_lines(state, payment, &wanted);
     };
     let wanted: Vec<(String, paycenter_domain::Money)> = returned
         .lines
@@ -240,5 +257,5 @@ pub async fn return_for_refund(
         )
         .await
         .map_err(|refusal| refusal.message)?;
-    Ok(())
+    Ok(lines)
 }

@@ -21,6 +21,13 @@ Notifies for such a trade carry its `auth_app_id`. Stats count "with_app_auth_to
 
 Royalty relations: alipay.trade.royalty.relation.bind / unbind, per app_auth_token.
   GET  /__control/relations -> {"<token or ''>": [{"type", "account", "name"}]}
+
+Settlement (sharing): a trade opened with extend_params.royalty_freeze may be settled by
+alipay.trade.order.settle (its trade_no, receivers bound by relation for the same token, the
+sum within the trade; the same out_request_no answers the same settlement; a receiver whose
+account starts with "close" is refused ACQ.TRANS_IN_ACCOUNT_ABNORMAL); a refund's
+refund_royalty_parameters take back from receivers what they were settled.
+  GET  /__control/settlements -> {"<out_request_no>": {"trade_no", "royalties", "returned"}}
 """
 import base64
 import io
@@ -65,6 +72,7 @@ ALIPAY_PRIVATE_PKCS1_BARE = bare(alipay_key.export_key(pkcs=1))
 lock = threading.Lock()
 trades = {}
 relations = {}  # app_auth_token or "" -> {(type, account): name}
+settlements = {}  # out_request_no -> {"trade_no", "out_trade_no", "royalties", "returned"}
 stats = {"verified": 0, "rejected": 0, "precreate": 0, "with_app_auth_token": 0}
 # How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
 # "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
@@ -107,6 +115,7 @@ def open_trade(biz, notify_url, app_auth_token=None):
     with lock:
         trades.setdefault(biz["out_trade_no"], {
             "app_auth_token": app_auth_token,
+            "royalty_freeze": biz.get("extend_params", {}).get("royalty_freeze") == "true",
             "out_trade_no": biz["out_trade_no"],
             "total_amount": biz["total_amount"],
             "subject": biz.get("subject", ""),
@@ -155,6 +164,31 @@ def handle(method, biz, params, port):
             else:
                 bound.pop(key, None)
         return ok({"result_code": "SUCCESS"})
+    if method == "alipay.trade.order.settle":
+        with lock:
+            if biz["out_request_no"] in settlements:
+                done = settlements[biz["out_request_no"]]
+                return ok({"trade_no": done["trade_no"], "settle_no": done["settle_no"]})
+            trade = next((t for t in trades.values() if t["trade_no"] == biz.get("trade_no")), None)
+            if trade is None or trade["app_auth_token"] != params.get("app_auth_token"):
+                return fail("ACQ.TRADE_NOT_EXIST", "trade does not exist")
+            if trade["status"] != "TRADE_SUCCESS" or not trade["royalty_freeze"]:
+                return fail("ACQ.TRADE_SETTLE_ERROR", "the trade is not frozen for settlement")
+            bound = relations.get(params.get("app_auth_token") or "", {})
+            royalties = biz.get("royalty_parameters") or []
+            for royalty in royalties:
+                if (royalty.get("trans_in_type"), royalty.get("trans_in")) not in bound:
+                    return fail("ACQ.ROYALTY_RECEIVER_NOT_BIND", "receiver not bound")
+                if royalty["trans_in"].startswith("close"):
+                    return fail("ACQ.TRANS_IN_ACCOUNT_ABNORMAL", "the receiver's account is abnormal")
+            if sum(float(r["amount"]) for r in royalties) > float(trade["total_amount"]) + 1e-9:
+                return fail("ACQ.ALLOC_AMOUNT_VALIDATE_ERROR", "more than the trade")
+            settle_no = "2026S" + str(time.time_ns())[-20:]
+            settlements[biz["out_request_no"]] = {"trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"],
+                                                  "settle_no": settle_no, "royalties": royalties,
+                                                  "royalty_finish": biz.get("extend_params", {}).get("royalty_finish"),
+                                                  "returned": []}
+            return ok({"trade_no": trade["trade_no"], "settle_no": settle_no})
     with lock:
         trade = trades.get(out_trade_no)
         if trade is not None and trade["app_auth_token"] != params.get("app_auth_token"):
@@ -184,6 +218,17 @@ def handle(method, biz, params, port):
                 refunded = sum(float(v) for v in trade["refunds"].values())
                 if refunded + float(biz["refund_amount"]) > float(trade["total_amount"]) + 1e-9:
                     return fail("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "refund exceeds the payment")
+                returns = biz.get("refund_royalty_parameters") or []
+                settled = [s for s in settlements.values() if s["out_trade_no"] == out_trade_no]
+                for back in returns:
+                    given = sum(float(r["amount"]) for s in settled for r in s["royalties"]
+                                if r["trans_in"] == back["trans_out"])
+                    taken = sum(float(r["amount"]) for s in settled for r in s["returned"]
+                                if r["trans_out"] == back["trans_out"])
+                    if taken + float(back["amount"]) > given + 1e-9:
+                        return fail("ACQ.REFUND_ROYALTY_AMOUNT_ERROR", "more than the receiver was settled")
+                if returns and settled:
+                    settled[0]["returned"].extend(returns)
                 trade["refunds"][request_no] = biz["refund_amount"]
             return ok({"out_trade_no": out_trade_no, "trade_no": trade["trade_no"], "fund_change": "Y",
                        "refund_fee": trade["refunds"][request_no]})
@@ -273,6 +318,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, json.dumps(stats))
+        if url.path == "/__control/settlements":
+            with lock:
+                return self.answer(200, json.dumps(settlements, ensure_ascii=False))
         if url.path == "/__control/relations":
             with lock:
                 listed = {token: [{"type": k[0], "account": k[1], "name": name} for k, name in bound.items()]

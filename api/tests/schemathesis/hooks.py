@@ -52,6 +52,16 @@ def _seeded(name, path):
         return IDS["victim_channel_account_id"]
     if name == "trade_no" and path.endswith("/refunds"):
         return IDS["paid_trade_no"]
+    if name == "trade_no" and path.endswith("/share"):
+        return IDS["share_trade_no"]
+    if name == "receiver_id" and "{receiver_id}" in path:
+        # Unbinding: a receiver of its own, so the shared payment's stays bound.
+        return IDS["victim_receiver_id"]
+    if name == "receiver_id":
+        # Binding: a new id each time (one bound differently would answer 409).
+        return "st-r-%d" % random.randrange(10**12)
+    if name == "type" and path.endswith("/receivers"):
+        return "merchant"
     if name == "trade_no" and path.startswith("/checkout/"):
         return IDS["checkout_trade_no"]
     if name == "trade_no" and path.startswith("/sandbox/pay/"):
