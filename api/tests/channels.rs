@@ -2243,6 +2243,16 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         );
         assert_eq!(status, 201, "{bound}");
     }
+    let (status, bound) = call(
+        "POST",
+        &receivers_url,
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel_account_id": shop.channel_account_id, "receiver_id": "fan",
+                    "type": "PERSONAL_OPENID", "account": "oFan0123456789"}),
+        ),
+    );
+    assert_eq!(status, 201, "{bound}");
 
     // Refused before anything is recorded: an unbound receiver, a channel that shares nothing.
     let (status, refused) = shop.pay(
@@ -2394,6 +2404,29 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         .unwrap()
         .contains("ACCOUNT_ABNORMAL"));
     assert_eq!(balance_of(&shop, "split:closed-store"), "1.00");
+
+    // WeChat Pay takes nothing back from a personal receiver: a refund that would need it
+    // fails with the reason (and the shared money stays shared).
+    let (status, fan) = shop.pay(
+        "share-fan",
+        "10.00",
+        "native_qr",
+        json!({"share": "auto", "splits": [{"receiver": "fan", "amount": "1.00"}]}),
+    );
+    assert_eq!(status, 201, "{fan}");
+    let fan_trade = fan["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": fan_trade }),
+    );
+    wait_for("the fan's share paid", || {
+        shop.payment(&fan_trade)["shares"][0]["status"] == "shared"
+    });
+    shop.refund(&fan_trade, "share-fan-refund", "5.00");
+    wait_for("the refund failed", || {
+        shop.payment(&fan_trade)["refunds"][0]["status"] == "failed"
+    });
+    assert_eq!(balance_of(&shop, "shared:fan"), "1.00");
 
     // A payment made without sharing cannot be shared later.
     let (status, plain) = shop.pay("share-none", "10.00", "native_qr", json!({}));

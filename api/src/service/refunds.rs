@@ -9,6 +9,7 @@ use paycenter_projections::model::PaymentView;
 
 use crate::error::Refusal;
 use crate::service::outcomes::{record, refund_notice, refund_target};
+use crate::service::shares::ReturnFailure;
 use crate::service::{take_lease, Submission};
 use crate::state::AppState;
 
@@ -85,7 +86,27 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
     if target.reported.is_none() {
         match crate::service::shares::return_for_refund(state, &payment, refund_id).await {
             Ok(lines) => share_returns = lines,
-            Err(why) => return Submission::Failed(why),
+            Err(ReturnFailure::Retry(why)) => return Submission::Failed(why),
+            Err(ReturnFailure::Refused(why)) => {
+                // The receivers' part cannot come back: the refund fails, as a channel's
+                // refusal would, and the app hears refund.failed with the reason.
+                let notice = paycenter_gateway::CallbackNotice::RefundFailed {
+                    trade_no: payment.trade_no.clone(),
+                    refund_id: refund_id.clone(),
+                    reason: why,
+                };
+                return match record(
+                    state,
+                    &target.channel_account_id,
+                    notice,
+                    OutcomeSource::Query,
+                )
+                .await
+                {
+                    Ok(()) => Submission::Accepted,
+                    Err(refusal) => Submission::Failed(refusal.message),
+                };
+            }
         }
     }
     let mut order = target.channel_order(state, &payment);

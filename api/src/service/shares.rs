@@ -172,6 +172,15 @@ pub async fn submit(state: &AppState, trade_no: &TradeNo) -> Submission {
     Submission::Accepted
 }
 
+/// Why receivers' shares of a refund were not taken back.
+#[derive(Debug)]
+pub enum ReturnFailure {
+    /// Not now (the share still settling, the channel unreachable): the refund waits.
+    Retry(String),
+    /// The channel will not take it back: the refund cannot be made as divided.
+    Refused(String),
+}
+
 /// Before refund `refund_id` of a shared payment goes to the channel: each receiver gives back
 /// its share of the refund there, then that is recorded. Answers what the receivers gave back
 /// for this refund (now or on an earlier try), which channels that take shares back within the
@@ -180,7 +189,7 @@ pub async fn return_for_refund(
     state: &AppState,
     payment: &PaymentView,
     refund_id: &RefundId,
-) -> Result<Vec<ShareLine>, String> {
+) -> Result<Vec<ShareLine>, ReturnFailure> {
     let Some(share) = &payment.share else {
         return Ok(Vec::new());
     };
@@ -189,22 +198,23 @@ pub async fn return_for_refund(
         .iter()
         .any(|line| line.status == ShareStatus::Pending)
     {
-        return Err(format!(
+        return Err(ReturnFailure::Retry(format!(
             "payment {} is being shared at the channel; its refund waits for the share to settle",
             payment.trade_no
-        ));
+        )));
     }
     let command = OrderCommand::RecordShareReturn {
         trade_no: payment.trade_no.clone(),
         refund_id: refund_id.clone(),
     };
     // What is to be given back, as the domain decides it (recorded only once given back).
+    let retry = ReturnFailure::Retry;
     let loaded = state
         .load_stream(&payment.order_stream)
-        .map_err(|refusal| refusal.message)?;
+        .map_err(|refusal| retry(refusal.message))?;
     let decided = Order::from_events(&loaded.events)
         .decide(&command, state.clock.now())
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| retry(error.to_string()))?;
     let Some(paycenter_domain::Event::PaymentShareReturned(returned)) = decided.first() else {
         // Given back on an earlier try (or nothing to give back): what was recorded.
         let recorded = loaded.events.iter().find_map(|event| match event {
@@ -223,17 +233,17 @@ pub async fn return_for_refund(
             .iter()
             .map(|line| (line.receiver.clone(), line.amount))
             .collect();
-        return share_lines(state, payment, &wanted);
+        return share_lines(state, payment, &wanted).map_err(ReturnFailure::Refused);
     };
     let wanted: Vec<(String, paycenter_domain::Money)> = returned
         .lines
         .iter()
         .map(|line| (line.receiver.clone(), line.amount))
         .collect();
-    let lines = share_lines(state, payment, &wanted)?;
+    let lines = share_lines(state, payment, &wanted).map_err(ReturnFailure::Refused)?;
     let (adapter, params) = state
         .account_adapter(&payment.channel_account_id)
-        .map_err(|refusal| refusal.message)?;
+        .map_err(|refusal| retry(refusal.message))?;
     let order = state.channel_order(payment);
     for (line_idx, line) in lines.iter().enumerate() {
         // One return per refund and receiver: the same id is the same return at the channel.
@@ -247,7 +257,13 @@ pub async fn return_for_refund(
             call,
         )
         .await
-        .map_err(|error| format!("taking {}'s share back: {error}", line.description))?;
+        .map_err(|error| {
+            let why = format!("taking {}'s share back: {error}", line.description);
+            match error {
+                GatewayError::Refused { .. } => ReturnFailure::Refused(why),
+                _ => ReturnFailure::Retry(why),
+            }
+        })?;
     }
     state
         .execute(
@@ -256,6 +272,6 @@ pub async fn return_for_refund(
             |history, now| Order::from_events(history).decide(&command, now),
         )
         .await
-        .map_err(|refusal| refusal.message)?;
+        .map_err(|refusal| retry(refusal.message))?;
     Ok(lines)
 }
