@@ -2209,7 +2209,7 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
     let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
     let gateway = format!("https://localhost:{}", keys["port"]);
     let dir = tempfile::tempdir().unwrap();
-    let (_server, base) = start_paycenter(dir.path());
+    let (server, base) = start_paycenter(dir.path());
     let mut provider_params = keys.clone();
     strip_fake_fields(&mut provider_params);
     provider_params["gateway_url"] = json!(gateway);
@@ -2448,6 +2448,35 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         (422, Some("payment_not_shareable")),
         "{refused}"
     );
+    // A share asked for survives kill -9: the restarted service submits it.
+    let (status, late) = shop.pay(
+        "share-restart",
+        "20.00",
+        "native_qr",
+        json!({"share": "manual", "splits": [{"receiver": "store", "amount": "2.00"}]}),
+    );
+    assert_eq!(status, 201, "{late}");
+    let late_trade = late["trade_no"].as_str().unwrap().to_owned();
+    post_json(
+        &format!("{gateway}/__control/pay"),
+        json!({ "out_trade_no": late_trade }),
+    );
+    shop.wait_status(&late_trade, "succeeded");
+    post_json(&format!("{gateway}/__control/fail_shares"), json!({"n": 3}));
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/v1/payments/{late_trade}/share"),
+        &shop.api_key,
+        None,
+    );
+    assert_eq!(status, 202);
+    drop(server); // SIGKILL
+    let (_server, base) = start_paycenter(dir.path());
+    let shop = Shop { base, ..shop };
+    wait_for("the share submitted after the restart", || {
+        shop.payment(&late_trade)["shares"][0]["status"] == "shared"
+    });
+
     let stats = gateway_stats(&gateway);
     assert_eq!(stats["sdk_mismatches"], json!([]), "{stats}");
 }
