@@ -414,6 +414,17 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
     );
     assert_eq!(status, 200);
     let channel_account_id = accounts["data"][0]["channel_account_id"].as_str().unwrap();
+    // A split receiver, paid its share at the (sandbox) channel.
+    let (status, bound) = call(
+        "POST",
+        &format!("{base}/v1/merchants/{merchant_id}/receivers"),
+        ADMIN_TOKEN,
+        Some(
+            json!({"channel_account_id": channel_account_id, "receiver_id": "store-7",
+                    "type": "merchant", "account": "store-7@example.com"}),
+        ),
+    );
+    assert_eq!(status, 201, "{bound}");
     let (status, created) = call(
         "POST",
         &format!("{base}/v1/payments"),
@@ -421,7 +432,8 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
         Some(json!({
             "merchant_id": merchant_id, "order_no": "ORDER-2026-0042", "amount": "88.00",
             "currency": "CNY", "subject": "物业费 December", "channel_account_id": channel_account_id,
-            "invoke_method": "pc",
+            "invoke_method": "pc", "share": "auto",
+            "splits": [{"receiver": "store-7", "amount": "10.00"}],
         })),
     );
     assert_eq!(status, 201, "{created}");
@@ -463,6 +475,21 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
     );
     assert!(
         refunded["refunds"][0].as_str().unwrap().contains("8.80"),
+        "{refunded}"
+    );
+    // The share paid at the channel, and the receiver on the merchant's page.
+    let share_row = refunded["shares"][0].as_str().unwrap();
+    assert!(
+        share_row.contains("store-7")
+            && share_row.contains("10.00")
+            && share_row.contains("shared"),
+        "{refunded}"
+    );
+    assert!(
+        refunded["receivers"][0]
+            .as_str()
+            .unwrap()
+            .contains("store-7@example.com"),
         "{refunded}"
     );
     // The timeline (newest first) shows the refund and who asked for it.

@@ -95,17 +95,7 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
                     refund_id: refund_id.clone(),
                     reason: why,
                 };
-                return match record(
-                    state,
-                    &target.channel_account_id,
-                    notice,
-                    OutcomeSource::Query,
-                )
-                .await
-                {
-                    Ok(()) => Submission::Accepted,
-                    Err(refusal) => Submission::Failed(refusal.message),
-                };
+                return record_answer(state, &target.channel_account_id, notice).await;
             }
         }
     }
@@ -127,14 +117,17 @@ pub async fn submit(state: &AppState, refund_id: &RefundId) -> Submission {
     let Some(notice) = refund_notice(&payment.trade_no, refund_id, status) else {
         return Submission::Accepted;
     };
-    match record(
-        state,
-        &target.channel_account_id,
-        notice,
-        OutcomeSource::Query,
-    )
-    .await
-    {
+    record_answer(state, &target.channel_account_id, notice).await
+}
+
+/// Records a refund's outcome known at submission (the channel's answer, or a refusal before
+/// it was asked), as its callback would have been.
+async fn record_answer(
+    state: &AppState,
+    channel_account_id: &paycenter_domain::ids::ChannelAccountId,
+    notice: paycenter_gateway::CallbackNotice,
+) -> Submission {
+    match record(state, channel_account_id, notice, OutcomeSource::Query).await {
         Ok(()) => Submission::Accepted,
         Err(refusal) => {
             Submission::Failed(format!("recording the outcome failed: {}", refusal.message))

@@ -117,6 +117,7 @@ const scenarios = {
     await Promise.all([page.waitForNavigation(), page.click("#refund-button")]);
     const requested = await text(page, "#refund-requested");
     const refunds = await page.locator("#refunds tbody tr").allInnerTexts();
+    const shares = await page.locator("#shares tbody tr").allInnerTexts();
     const timeline = await page.locator("#timeline li.event").evaluateAll((items) =>
       items.map((item) => ({
         type: item.dataset.type,
@@ -145,6 +146,9 @@ const scenarios = {
       redelivered = (await page.locator("#redelivered").count()) > 0;
     }
     await shot(page, "console-notifications");
+    // The merchant's split receivers.
+    await page.goto(`${input.base}/console/merchants/${input.merchant_id}`);
+    const receivers = await page.locator("#receivers tbody tr").allInnerTexts();
     // The trail shows who did what.
     await page.goto(`${input.base}/console/trail`);
     const trail = await page.locator("#trail tbody tr").allInnerTexts();
@@ -154,7 +158,7 @@ const scenarios = {
     const chinese = { lang: await page.getAttribute("html", "lang"), heading: await text(page, "h1") };
     await shot(page, "console-payment-zh");
     const unexpected = consoleErrors.slice(0, errorsBefore);
-    return { found, requested, refunds, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
+    return { found, requested, refunds, shares, receivers, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
   // Alerts: a webhook destination added, tested, listed.

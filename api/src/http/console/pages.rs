@@ -359,6 +359,16 @@ async fn merchant(
     .await
     .map(|routing| serde_json::to_string_pretty(&routing["rules"]).unwrap_or_default())
     .unwrap_or_default();
+    let receivers = call(
+        state,
+        operator,
+        Operation::ListReceivers,
+        &[merchant_id],
+        &[],
+        None,
+    )
+    .await
+    .unwrap_or(Value::Null);
     let balances = call(
         state,
         operator,
@@ -402,6 +412,7 @@ async fn merchant(
             "nav": "merchants",
             "merchant": merchant,
             "accounts": accounts,
+            "receivers": receivers,
             "balances": balances,
             "stats": stats,
             "chart_svg": chart,
