@@ -56,13 +56,20 @@ async fn idle_while_model_stopped(state: &AppState) -> bool {
 /// not tried again: doubling waits keep a channel that is down from being hammered.
 struct Backoff<K> {
     entries: HashMap<K, (u32, std::time::Instant)>,
+    /// The wait after a first failure, doubled after each further one, up to `max_delay_ms`.
+    first_delay_ms: u64,
     max_delay_ms: u64,
 }
 
 impl<K: Eq + std::hash::Hash> Backoff<K> {
     fn new(max_delay_ms: u64) -> Backoff<K> {
+        Backoff::starting_at(POLL_INTERVAL_MS * 2, max_delay_ms)
+    }
+
+    fn starting_at(first_delay_ms: u64, max_delay_ms: u64) -> Backoff<K> {
         Backoff {
             entries: HashMap::new(),
+            first_delay_ms,
             max_delay_ms,
         }
     }
@@ -77,7 +84,7 @@ impl<K: Eq + std::hash::Hash> Backoff<K> {
     /// Counts a failure of `key`; answers the wait before its next try.
     fn fail(&mut self, key: K) -> u64 {
         let failures = self.entries.get(&key).map_or(0, |(failures, _)| *failures) + 1;
-        let delay_ms = (POLL_INTERVAL_MS << failures.min(16)).min(self.max_delay_ms);
+        let delay_ms = (self.first_delay_ms << (failures - 1).min(16)).min(self.max_delay_ms);
         self.entries.insert(
             key,
             (
@@ -253,15 +260,18 @@ async fn submit_refunds(state: Arc<AppState>) {
     }
 }
 
-/// Longest wait between two submissions of a share the channel failed; and the wait before
-/// asking again about a share the channel took and has not settled.
+/// Waits between two submissions of a share the channel failed (doubling from the first, so
+/// the domain's few tries span a minute of a channel's trouble, not a second); and the wait
+/// before asking again about a share the channel took and has not settled.
+const FIRST_SHARE_RETRY_DELAY_MS: u64 = 2_000;
 const MAX_SHARE_RETRY_DELAY_MS: u64 = 60_000;
 const SHARE_PENDING_RECHECK_MS: u64 = 2_000;
 
 async fn submit_shares(state: Arc<AppState>) {
     // Shares the channel failed (retried: each failure is recorded, bounded by the domain)
     // or took without settling (asked about again).
-    let mut backoff: Backoff<TradeNo> = Backoff::new(MAX_SHARE_RETRY_DELAY_MS);
+    let mut backoff: Backoff<TradeNo> =
+        Backoff::starting_at(FIRST_SHARE_RETRY_DELAY_MS, MAX_SHARE_RETRY_DELAY_MS);
     loop {
         if idle_while_model_stopped(&state).await {
             continue;
