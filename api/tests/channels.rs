@@ -149,6 +149,19 @@ impl Shop {
         )
     }
 
+    /// A `native_qr` payment (with `extra` fields) that the fake gateway at `gateway` then
+    /// marks paid and notifies: answers its trade number.
+    fn paid_at_fake(&self, gateway: &str, order_no: &str, amount: &str, extra: Value) -> String {
+        let (status, paying) = self.pay(order_no, amount, "native_qr", extra);
+        assert_eq!(status, 201, "{paying}");
+        let trade_no = paying["trade_no"].as_str().unwrap().to_owned();
+        post_json(
+            &format!("{gateway}/__control/pay"),
+            json!({ "out_trade_no": trade_no }),
+        );
+        trade_no
+    }
+
     fn payment(&self, trade_no: &str) -> Value {
         call(
             "GET",
@@ -1657,14 +1670,19 @@ fn activation_refused(base: &str, body: Value) -> (u16, Value) {
     )
 }
 
-fn gateway_stats(gateway: &str) -> Value {
+/// What a fake gateway tells of itself at `/__control/{what}` (stats, receivers, shares, ...).
+fn gateway_control(gateway: &str, what: &str) -> Value {
     pki()
         .client()
-        .get(&format!("{gateway}/__control/stats"))
+        .get(&format!("{gateway}/__control/{what}"))
         .call()
         .unwrap()
         .into_json()
         .unwrap()
+}
+
+fn gateway_stats(gateway: &str) -> Value {
+    gateway_control(gateway, "stats")
 }
 
 #[test]
@@ -1800,13 +1818,7 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
     let (status, again) = call("POST", &receivers_url, ADMIN_TOKEN, Some(store.clone()));
     assert_eq!(status, 201, "binding the same receiver again replays it");
     assert_eq!(again["created_at"], bound["created_at"]);
-    let at_channel: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/receivers"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let at_channel = gateway_control(&gateway, "receivers");
     assert_eq!(
         at_channel[sub_mchids[0].as_str()],
         json!([{"type": "MERCHANT_ID", "account": "1900000301", "name": "深圳茶叶有限公司"}]),
@@ -1872,13 +1884,7 @@ fn wechatpay_sub_merchants_under_one_provider_pay_refund_and_reconcile_apart() {
     );
     let (_, listed) = call("GET", &receivers_url, ADMIN_TOKEN, None);
     assert_eq!(listed["data"], json!([]));
-    let at_channel: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/receivers"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let at_channel = gateway_control(&gateway, "receivers");
     assert_eq!(
         at_channel[sub_mchids[0].as_str()],
         json!([]),
@@ -2076,13 +2082,7 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
         ),
     );
     assert_eq!(status, 201, "{bound}");
-    let relations: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/relations"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let relations = gateway_control(&gateway, "relations");
     assert_eq!(
         relations[tokens[0].as_str()],
         json!([{"type": "loginName", "account": "agent@example.com", "name": "王小二"}]),
@@ -2161,13 +2161,7 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
         shops[0].payment(&shared_trade)["shares"][0]["returned"],
         "1.00"
     );
-    let settlements: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/settlements"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let settlements = gateway_control(&gateway, "settlements");
     let settlement = settlements.as_object().unwrap().values().next().unwrap();
     assert_eq!(
         settlement["royalties"][0]["trans_in"], "agent@example.com",
@@ -2295,13 +2289,7 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         shop.payment(&auto_trade)["shares"]
             == json!([{"receiver": "store", "amount": "30.00", "returned": "0.00", "status": "shared"}])
     });
-    let orders: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/shares"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let orders = gateway_control(&gateway, "shares");
     let order = orders
         .as_object()
         .unwrap()
@@ -2320,13 +2308,7 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
     assert_eq!(payment["shares"][0]["status"], "shared");
     assert_eq!(balance_of(&shop, "shared:store"), "24.00");
     assert_eq!(balance_of(&shop, "split:store"), "0.00");
-    let orders: Value = pki()
-        .client()
-        .get(&format!("{gateway}/__control/shares"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    let orders = gateway_control(&gateway, "shares");
     let returned: i64 = orders
         .as_object()
         .unwrap()
@@ -2340,17 +2322,11 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
     );
 
     // Manual: shared when the app asks; the channel failing twice is retried and reported.
-    let (status, manual) = shop.pay(
+    let manual_trade = shop.paid_at_fake(
+        &gateway,
         "share-manual",
         "50.00",
-        "native_qr",
         json!({"share": "manual", "splits": [{"receiver": "store", "amount": "5.00"}]}),
-    );
-    assert_eq!(status, 201, "{manual}");
-    let manual_trade = manual["trade_no"].as_str().unwrap().to_owned();
-    post_json(
-        &format!("{gateway}/__control/pay"),
-        json!({ "out_trade_no": manual_trade }),
     );
     shop.wait_status(&manual_trade, "succeeded");
     assert_eq!(shop.payment(&manual_trade)["shares"], json!([]));
@@ -2384,17 +2360,11 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
     );
 
     // A receiver the channel closes fails the share for good; the money stays with the merchant.
-    let (status, closing) = shop.pay(
+    let closing_trade = shop.paid_at_fake(
+        &gateway,
         "share-closed",
         "10.00",
-        "native_qr",
         json!({"share": "auto", "splits": [{"receiver": "closed-store", "amount": "1.00"}]}),
-    );
-    assert_eq!(status, 201, "{closing}");
-    let closing_trade = closing["trade_no"].as_str().unwrap().to_owned();
-    post_json(
-        &format!("{gateway}/__control/pay"),
-        json!({ "out_trade_no": closing_trade }),
     );
     wait_for("the closed share failed", || {
         shop.payment(&closing_trade)["shares"][0]["status"] == "failed"
@@ -2407,17 +2377,11 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
 
     // WeChat Pay takes nothing back from a personal receiver: a refund that would need it
     // fails with the reason (and the shared money stays shared).
-    let (status, fan) = shop.pay(
+    let fan_trade = shop.paid_at_fake(
+        &gateway,
         "share-fan",
         "10.00",
-        "native_qr",
         json!({"share": "auto", "splits": [{"receiver": "fan", "amount": "1.00"}]}),
-    );
-    assert_eq!(status, 201, "{fan}");
-    let fan_trade = fan["trade_no"].as_str().unwrap().to_owned();
-    post_json(
-        &format!("{gateway}/__control/pay"),
-        json!({ "out_trade_no": fan_trade }),
     );
     wait_for("the fan's share paid", || {
         shop.payment(&fan_trade)["shares"][0]["status"] == "shared"
@@ -2449,17 +2413,11 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         "{refused}"
     );
     // A share asked for survives kill -9: the restarted service submits it.
-    let (status, late) = shop.pay(
+    let late_trade = shop.paid_at_fake(
+        &gateway,
         "share-restart",
         "20.00",
-        "native_qr",
         json!({"share": "manual", "splits": [{"receiver": "store", "amount": "2.00"}]}),
-    );
-    assert_eq!(status, 201, "{late}");
-    let late_trade = late["trade_no"].as_str().unwrap().to_owned();
-    post_json(
-        &format!("{gateway}/__control/pay"),
-        json!({ "out_trade_no": late_trade }),
     );
     shop.wait_status(&late_trade, "succeeded");
     post_json(&format!("{gateway}/__control/fail_shares"), json!({"n": 3}));
