@@ -556,12 +556,20 @@ impl Order {
                 refund_id,
                 channel_refund_no,
             } => match self.known_refund_status(trade_no, refund_id)? {
-                RefundStatus::Pending => Ok(vec![Event::RefundSucceeded(RefundSucceeded {
-                    refund_id: refund_id.clone(),
-                    trade_no: trade_no.clone(),
-                    channel_refund_no: channel_refund_no.clone(),
-                    succeeded_at: now,
-                })]),
+                RefundStatus::Pending => {
+                    // A shared payment's receivers gave their shares of the refund back by the
+                    // time it succeeded: before it, where the channel takes shares back apart
+                    // (recorded then), or within it (recorded here, with its success).
+                    let mut events =
+                        sharing::record_return(self.known_attempt(trade_no)?, refund_id, now);
+                    events.push(Event::RefundSucceeded(RefundSucceeded {
+                        refund_id: refund_id.clone(),
+                        trade_no: trade_no.clone(),
+                        channel_refund_no: channel_refund_no.clone(),
+                        succeeded_at: now,
+                    }));
+                    Ok(events)
+                }
                 RefundStatus::Succeeded => Ok(Vec::new()),
                 RefundStatus::Failed => Err(DomainError::RefundAlreadySettled {
                     refund_id: refund_id.clone(),

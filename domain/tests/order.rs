@@ -814,12 +814,31 @@ fn a_refund_after_sharing_takes_each_receivers_share_back_first() {
         .when(
             OrderCommand::RecordShareReturn {
                 trade_no: trade(1),
-                refund_id
+                refund_id: refund_id.clone(),
             },
             5
         )
         .unwrap()
         .is_empty());
+    let refund_success = |refund_id: &RefundId| OrderCommand::RecordRefundSuccess {
+        trade_no: trade(1),
+        refund_id: refund_id.clone(),
+        channel_refund_no: None,
+    };
+    assert_eq!(
+        types(&scenario.when(refund_success(&refund_id), 6).unwrap()),
+        ["refund.succeeded"]
+    );
+    // A channel that takes shares back within the refund: the return is recorded with the
+    // refund's success.
+    let scenario = scenario
+        .given(refund_success(&refund_id), 6)
+        .given(refund(1, "R2", 1_000), 7);
+    let second = RefundId::parse("rf_R2").unwrap();
+    assert_eq!(
+        types(&scenario.when(refund_success(&second), 8).unwrap()),
+        ["payment.share_returned", "refund.succeeded"]
+    );
 }
 
 #[test]

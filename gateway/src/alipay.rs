@@ -384,17 +384,8 @@ impl PaymentChannel for AlipayChannel {
         })
     }
 
-    /// Alipay takes a receiver's share back within the refund itself
-    /// (`refund_royalty_parameters`, from `ChannelOrder::share_returns`): nothing to ask first.
-    fn return_share<'a>(
-        &'a self,
-        _params: &'a Value,
-        _order: &'a ChannelOrder,
-        _share_id: &'a str,
-        _return_id: &'a str,
-        _line: &'a ShareLine,
-    ) -> BoxFuture<'a, Result<(), GatewayError>> {
-        Box::pin(async { Ok(()) })
+    fn returns_shares_within_refund(&self) -> bool {
+        true
     }
 
     fn bind_receiver<'a>(

@@ -435,6 +435,13 @@ pub trait PaymentChannel: Send + Sync {
         Box::pin(async { Err(unavailable("this channel shares no payments")) })
     }
 
+    /// Whether this channel takes receivers' shares back within the refund itself (Alipay's
+    /// `refund_royalty_parameters`, from [`ChannelOrder::share_returns`]) rather than by
+    /// [`PaymentChannel::return_share`] before it.
+    fn returns_shares_within_refund(&self) -> bool {
+        false
+    }
+
     /// Takes one receiver's share of a refund back from it (WeChat Pay's return order), before
     /// the refund; `return_id` names this return at the channel (the same id is the same
     /// return). `Refused` when the channel will not.

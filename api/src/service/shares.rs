@@ -182,9 +182,10 @@ pub enum ReturnFailure {
 }
 
 /// Before refund `refund_id` of a shared payment goes to the channel: each receiver gives back
-/// its share of the refund there, then that is recorded. Answers what the receivers gave back
-/// for this refund (now or on an earlier try), which channels that take shares back within the
-/// refund itself send with it; nothing when the payment was not shared.
+/// its share of the refund there, then that is recorded. A channel that takes shares back
+/// within the refund itself (Alipay) is asked nothing here: the lines go with the refund, and
+/// the return is recorded with the refund's success. Answers the lines (decided now or on an
+/// earlier try); nothing when the payment was not shared.
 pub async fn return_for_refund(
     state: &AppState,
     payment: &PaymentView,
@@ -244,6 +245,10 @@ pub async fn return_for_refund(
     let (adapter, params) = state
         .account_adapter(&payment.channel_account_id)
         .map_err(|refusal| retry(refusal.message))?;
+    if adapter.returns_shares_within_refund() {
+        // Sent with the refund; recorded with its success (the domain adds the return then).
+        return Ok(lines);
+    }
     let order = state.channel_order(payment);
     for (line_idx, line) in lines.iter().enumerate() {
         // One return per refund and receiver: the same id is the same return at the channel.
