@@ -1078,6 +1078,8 @@ pub struct CreateRefundRequest {
 /// - `payment.succeeded`, `payment.failed`, `payment.closed`: `{payment}` as it stood when its
 ///   webhook was scheduled (the webhook's own `data`);
 /// - `payment.anomaly_detected`: `{payment}` with the report under `anomalies` (also a webhook);
+/// - `payment.shared`, `payment.share_failed`: `{payment}` with its `shares` (and `share_error`)
+///   as scheduled (the webhook's `data`);
 /// - `refund.created`: `{payment, refund}`, the refund as requested (`status` `pending`; no
 ///   webhook) and its payment as it stands when read;
 /// - `refund.succeeded`, `refund.failed`: `{payment, refund}` as scheduled (the webhook's `data`).
@@ -1100,7 +1102,8 @@ pub struct FeedItem {
 /// notification id, or `evt_…` for the two types with no webhook. `type` and its `data`:
 /// `payment.created`: `{payment}` as it started (`status` `pending`); `payment.succeeded`,
 /// `payment.failed`, `payment.closed`: `{payment}` as its webhook carried it;
-/// `payment.anomaly_detected`: `{payment}` with the report under `anomalies`; `refund.created`:
+/// `payment.anomaly_detected`: `{payment}` with the report under `anomalies`;
+/// `payment.shared`, `payment.share_failed`: `{payment}` with its `shares`; `refund.created`:
 /// `{payment, refund}`, the refund as requested (`status` `pending`) and the payment as it stands
 /// when read; `refund.succeeded`, `refund.failed`: `{payment, refund}` as the webhook carried them.
 #[derive(Debug, Serialize, ToSchema)]

@@ -2412,6 +2412,19 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
         (422, Some("payment_not_shareable")),
         "{refused}"
     );
+    // The app hears of each settled share: payment.shared, payment.share_failed (its feed
+    // carries what its webhooks carried).
+    wait_for("the share webhooks", || {
+        let (_, feed) = call("GET", &format!("{base}/v1/events"), &shop.api_key, None);
+        let events = feed["events"].as_array().cloned().unwrap_or_default();
+        let has = |kind: &str, trade_no: &str| {
+            events.iter().any(|event| {
+                event["type"] == kind && event["data"]["payment"]["trade_no"] == trade_no
+            })
+        };
+        has("payment.shared", &auto_trade) && has("payment.share_failed", &closing_trade)
+    });
+
     // A share asked for survives kill -9: the restarted service submits it.
     let late_trade = shop.paid_at_fake(
         &gateway,

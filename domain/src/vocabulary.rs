@@ -252,6 +252,10 @@ vocabulary! {
         RefundSucceeded => "refund.succeeded",
         /// A refund failed.
         RefundFailed => "refund.failed",
+        /// A payment's splits were paid to their receivers at the channel.
+        PaymentShared => "payment.shared",
+        /// A payment's share failed for good at the channel (the money stays with the merchant).
+        PaymentShareFailed => "payment.share_failed",
     }
 }
 

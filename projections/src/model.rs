@@ -1138,6 +1138,14 @@ impl ReadModel {
                     }
                 }
                 self.unqueue_share(&event.trade_no);
+                self.queue_draft(
+                    position,
+                    recorded.event_id,
+                    &event.trade_no,
+                    WebhookType::PaymentShared,
+                    None,
+                    event.shared_at,
+                );
             }
             Event::PaymentShareFailed(event) => {
                 if let Some(share) = self.payment_mut(&event.trade_no).share.as_mut() {
@@ -1151,6 +1159,14 @@ impl ReadModel {
                 }
                 if !event.will_retry {
                     self.unqueue_share(&event.trade_no);
+                    self.queue_draft(
+                        position,
+                        recorded.event_id,
+                        &event.trade_no,
+                        WebhookType::PaymentShareFailed,
+                        None,
+                        event.failed_at,
+                    );
                 }
             }
             Event::PaymentShareReturned(event) => {
