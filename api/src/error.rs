@@ -34,6 +34,9 @@ pub enum ErrorCode {
     InternalError,
     InvalidAmount,
     InvalidAccountMode,
+    PayoutNotFound,
+    InsufficientBalance,
+    PayoutNoReused,
     InvalidAlertUrl,
     InvalidBill,
     InvalidChannelParams,
@@ -88,7 +91,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 73] = [
+    pub const ALL: [ErrorCode; 76] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -112,6 +115,9 @@ impl ErrorCode {
         ErrorCode::InternalError,
         ErrorCode::InvalidAmount,
         ErrorCode::InvalidAccountMode,
+        ErrorCode::PayoutNotFound,
+        ErrorCode::InsufficientBalance,
+        ErrorCode::PayoutNoReused,
         ErrorCode::InvalidAlertUrl,
         ErrorCode::InvalidBill,
         ErrorCode::InvalidChannelParams,
@@ -192,6 +198,9 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => 422,
             ErrorCode::InvalidBill => 400,
             ErrorCode::InvalidAccountMode => 422,
+            ErrorCode::PayoutNotFound => 404,
+            ErrorCode::InsufficientBalance => 422,
+            ErrorCode::PayoutNoReused => 409,
             ErrorCode::PaymentNotShareable => 422,
             ErrorCode::ChannelRefused => 422,
             ErrorCode::ReceiverNotFound => 404,
@@ -271,6 +280,9 @@ impl ErrorCode {
             ErrorCode::InvalidAlertUrl => "invalid_alert_url",
             ErrorCode::InvalidBill => "invalid_bill",
             ErrorCode::InvalidAccountMode => "invalid_account_mode",
+            ErrorCode::PayoutNotFound => "payout_not_found",
+            ErrorCode::InsufficientBalance => "insufficient_balance",
+            ErrorCode::PayoutNoReused => "payout_no_reused",
             ErrorCode::PaymentNotShareable => "payment_not_shareable",
             ErrorCode::ChannelRefused => "channel_refused",
             ErrorCode::ReceiverNotFound => "receiver_not_found",
@@ -445,6 +457,8 @@ impl From<DomainError> for Refusal {
             DomainError::InvalidAccountMode { .. } => ErrorCode::InvalidAccountMode,
             DomainError::ReceiverNotFound => ErrorCode::ReceiverNotFound,
             DomainError::NotShareable { .. } => ErrorCode::PaymentNotShareable,
+            DomainError::PayoutNoReused { .. } => ErrorCode::PayoutNoReused,
+            DomainError::InsufficientBalance { .. } => ErrorCode::InsufficientBalance,
         };
         Refusal::new(code, message)
     }

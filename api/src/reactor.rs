@@ -130,6 +130,7 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(schedule_notifications(state.clone()));
     tokio::spawn(submit_refunds(state.clone()));
     tokio::spawn(submit_shares(state.clone()));
+    tokio::spawn(submit_payouts(state.clone()));
     tokio::spawn(close_abandoned(state.clone()));
     tokio::spawn(sweep(state.clone()));
     tokio::spawn(dispatch_webhooks(state));
@@ -304,6 +305,50 @@ async fn submit_shares(state: Arc<AppState>) {
         if !backoff.is_empty() {
             let model = state.model_lock();
             backoff.retain(|trade_no| model.share_pending(trade_no).unwrap_or(true));
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// Longest wait between two submissions of a payout the channel did not answer; the wait
+/// before asking again about one it took and has not settled.
+const MAX_PAYOUT_RETRY_DELAY_MS: u64 = 60_000;
+const PAYOUT_PENDING_RECHECK_MS: u64 = 5_000;
+
+async fn submit_payouts(state: Arc<AppState>) {
+    let mut backoff: Backoff<String> = Backoff::starting_at(1_000, MAX_PAYOUT_RETRY_DELAY_MS);
+    loop {
+        if idle_while_model_stopped(&state).await {
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let due: Vec<String> = or_nothing(
+            state
+                .model_lock()
+                .payouts_to_submit(MAX_ITEMS_PER_ROUND + backoff.len()),
+            "payouts to submit",
+        )
+        .into_iter()
+        .filter(|payout_id| backoff.is_due(payout_id, now))
+        .take(MAX_ITEMS_PER_ROUND)
+        .collect();
+        for payout_id in due {
+            match service::payouts::submit(&state, &payout_id).await {
+                Submission::Accepted | Submission::NothingToDo => {
+                    backoff.defer(payout_id, PAYOUT_PENDING_RECHECK_MS)
+                }
+                Submission::HeldElsewhere => {
+                    backoff.defer(payout_id, service::payouts::PAYOUT_LEASE_MS)
+                }
+                Submission::Failed(error) => {
+                    let delay_ms = backoff.fail(payout_id.clone());
+                    tracing::warn!(%error, %payout_id, retry_in_ms = delay_ms, "payout submission failed; will retry");
+                }
+            }
+        }
+        if !backoff.is_empty() {
+            let model = state.model_lock();
+            backoff.retain(|payout_id| model.payout_pending(payout_id).unwrap_or(true));
         }
         tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }

@@ -346,6 +346,94 @@ pub fn receiver_answer(bound: &paycenter_domain::events::ReceiverBound) -> Recei
     }
 }
 
+/// `POST /v1/payouts`: pay money the merchant holds out to an account at a channel.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayoutRequest {
+    pub merchant_id: String,
+    /// The merchant's account the money leaves from (direct or sub-merchant).
+    pub channel_account_id: String,
+    /// The operator's number for it, unique per merchant: the same number and terms answer the
+    /// same payout; other terms `409 payout_no_reused`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "PO-2026-12-001")]
+    pub payout_no: String,
+    #[schema(value_type = String, pattern = "^[0-9]{1,15}([.][0-9]{1,3})?$", example = "100.00")]
+    pub amount: Value,
+    #[schema(example = "CNY")]
+    pub currency: String,
+    pub receiver: PayoutReceiverBody,
+}
+
+/// Where a payout goes.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutReceiverBody {
+    /// `alipay_login`, `alipay_user_id`, `wechat_openid` or `sandbox`, as the channel takes.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(alipay_login|alipay_user_id|wechat_openid|sandbox)$")]
+    pub kind: String,
+    pub account: String,
+    /// The receiver's real name, where the channel checks it (sealed; never returned).
+    #[serde(default, skip_serializing)]
+    pub name: Option<String>,
+}
+
+/// A payout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutAnswer {
+    pub payout_id: String,
+    pub payout_no: String,
+    pub merchant_id: String,
+    pub channel_account_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub receiver: PayoutReceiverAnswer,
+    /// `pending`, `succeeded` or `failed` (its amount is the merchant's again).
+    #[schema(pattern = "^(pending|succeeded|failed)$")]
+    pub status: String,
+    pub channel_payout_no: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub settled_at: Option<String>,
+}
+
+/// Where a payout went (its name is never returned).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutReceiverAnswer {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub account: String,
+}
+
+/// `GET /v1/payouts`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutsList {
+    pub data: Vec<PayoutAnswer>,
+    pub has_more: bool,
+}
+
+/// A payout as the API answers it.
+pub fn payout_answer(payout: &paycenter_projections::model::PayoutView) -> PayoutAnswer {
+    let requested = &payout.requested;
+    PayoutAnswer {
+        payout_id: requested.payout_id.clone(),
+        payout_no: requested.payout_no.clone(),
+        merchant_id: requested.merchant_id.to_string(),
+        channel_account_id: requested.channel_account_id.to_string(),
+        amount: requested.amount.to_major_string(),
+        currency: requested.amount.currency().code().to_owned(),
+        receiver: PayoutReceiverAnswer {
+            kind: requested.receiver.kind.as_str().to_owned(),
+            account: requested.receiver.account.clone(),
+        },
+        status: payout.status.as_str().to_owned(),
+        channel_payout_no: payout.channel_payout_no.clone(),
+        failure_reason: payout.failure_reason.clone(),
+        created_at: requested.requested_at.to_rfc3339(),
+        settled_at: payout.settled_at.map(|at| at.to_rfc3339()),
+    }
+}
+
 /// `GET /v1/alert-channels`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertChannelsList {

@@ -238,7 +238,19 @@ fn seed(base: &str) -> (Value, String) {
         );
         payment["status"] == "succeeded"
     });
+    // A payout of what the paid payments earned.
+    let payout_id = admin(
+        "POST",
+        "/v1/payouts",
+        json!({"merchant_id": merchant_id, "channel_account_id": channel_account_id,
+               "payout_no": "st-payout", "amount": "1.00", "currency": "CNY",
+               "receiver": {"type": "sandbox", "account": "st-wallet"}}),
+    )["payout_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let ids = json!({
+        "payout_id": payout_id,
         "victim_receiver_id": "st-victim",
         "share_trade_no": share_trade_no,
         "alert_channel_id": alert_channel_id,

@@ -96,4 +96,8 @@ pub enum DomainError {
     ReceiverNotFound,
     #[error("payment {trade_no} cannot be shared: {reason}")]
     NotShareable { trade_no: TradeNo, reason: String },
+    #[error("payout_no {payout_no} was used for another payout")]
+    PayoutNoReused { payout_no: String },
+    #[error("not enough to pay out: {available} available")]
+    InsufficientBalance { available: crate::money::Money },
 }

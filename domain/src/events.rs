@@ -53,6 +53,50 @@ pub struct ChannelAccountActivated {
     pub activated_at: DateTime<Utc>,
 }
 
+/// Where a payout goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutReceiver {
+    pub kind: crate::vocabulary::PayoutReceiverKind,
+    pub account: String,
+    /// The receiver's real name (checked by the channel), sealed under the master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_sealed: Option<String>,
+}
+
+/// A payout was decided: its amount is held for it until it settles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutRequested {
+    pub payout_id: String,
+    pub payout_no: String,
+    pub merchant_id: MerchantId,
+    pub channel_account_id: ChannelAccountId,
+    pub channel: Channel,
+    pub amount: Money,
+    pub receiver: PayoutReceiver,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The channel paid the payout: posted in the ledger (payable against clearing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutSucceeded {
+    pub payout_id: String,
+    pub merchant_id: MerchantId,
+    pub channel_account_id: ChannelAccountId,
+    pub amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_payout_no: Option<String>,
+    pub succeeded_at: DateTime<Utc>,
+}
+
+/// The payout failed: its amount is the merchant's again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutFailed {
+    pub payout_id: String,
+    pub merchant_id: MerchantId,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
 /// A split receiver was bound at the channel under one channel account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiverBound {
@@ -665,6 +709,9 @@ events! {
     PaymentShared => "payment.shared",
     PaymentShareFailed => "payment.share_failed",
     PaymentShareReturned => "payment.share_returned",
+    PayoutRequested => "payout.requested",
+    PayoutSucceeded => "payout.succeeded",
+    PayoutFailed => "payout.failed",
     ReceiverBound => "receiver.bound",
     ReceiverRemoved => "receiver.removed",
 }

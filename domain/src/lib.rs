@@ -13,6 +13,7 @@
 //!   [`payment::sharing`]: splits paid to their receivers at the channel, given back for refunds.
 //! - [`shares`]: how a payment's money is divided among fee, splits and merchant, and each
 //!   refund's shares of them.
+//! - [`payouts`]: money paid out of a merchant's balance, never more than it earned.
 //! - [`reconciliation`]: paycenter's record against a channel's bill.
 //! - [`registry`]: merchants, channel accounts, apps.
 //! - [`receivers`]: split receivers bound at the channel.
@@ -38,6 +39,7 @@ pub mod money;
 pub mod notification;
 pub mod operators;
 pub mod payment;
+pub mod payouts;
 pub mod receivers;
 pub mod reconciliation;
 pub mod registry;

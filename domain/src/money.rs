@@ -177,6 +177,12 @@ impl Money {
         }
     }
 
+    /// A balance in minor units (which may be below zero, unlike money itself: a merchant that
+    /// owes after a refund of what was paid out) in the currency's major unit, e.g. `"-80.00"`.
+    pub fn format_balance(balance_minor: i64, currency: Currency) -> String {
+        Decimal::new(balance_minor, currency.exponent()).to_string()
+    }
+
     /// Zero in the given currency.
     pub fn zero(currency: Currency) -> Money {
         Money {

@@ -12,6 +12,11 @@ pub fn channel_account(channel_account_id: &ChannelAccountId) -> String {
     format!("channel_account-{channel_account_id}")
 }
 
+/// A merchant's payouts: one stream, so concurrent payouts are decided one after the other.
+pub fn payouts(merchant_id: &MerchantId) -> String {
+    format!("payouts-{merchant_id}")
+}
+
 /// A split receiver's stream.
 pub fn receiver(merchant_id: &MerchantId, receiver_id: &str) -> String {
     format!("receiver-{merchant_id}-{receiver_id}")

@@ -400,6 +400,36 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Where a payout's money goes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    PayoutReceiverKind ("payout receiver type") {
+        /// An Alipay account by its login name (e-mail or phone).
+        AlipayLogin => "alipay_login",
+        /// An Alipay account by its user id (`2088…`).
+        AlipayUserId => "alipay_user_id",
+        /// A WeChat user by their `openid` under the account's app.
+        WechatOpenid => "wechat_openid",
+        /// The sandbox's pretend wallet.
+        Sandbox => "sandbox",
+    }
+}
+
+vocabulary! {
+    /// Where a payout stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    PayoutStatus ("payout status") {
+        /// Asked of the channel (or about to be), not settled.
+        Pending => "pending",
+        /// Paid to the receiver.
+        Succeeded => "succeeded",
+        /// Not paid: the money stays with the merchant.
+        Failed => "failed",
+    }
+}
+
 impl AccountMode {
     /// Whether payments may be taken on an account of this mode.
     pub fn takes_payments(self) -> bool {
@@ -451,6 +481,8 @@ mod tests {
         check(AccountMode::ALL, AccountMode::as_str, true);
         check(ShareMode::ALL, ShareMode::as_str, true);
         check(ShareStatus::ALL, ShareStatus::as_str, true);
+        check(PayoutReceiverKind::ALL, PayoutReceiverKind::as_str, true);
+        check(PayoutStatus::ALL, PayoutStatus::as_str, true);
         for word in WebhookType::ALL {
             assert_eq!(word.as_str().parse::<WebhookType>().unwrap(), *word);
         }

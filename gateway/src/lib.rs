@@ -163,6 +163,41 @@ pub enum ShareResult {
     },
 }
 
+/// A payout as a channel is asked to make it.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// paycenter's id of it: the channel's order number (the same id is the same transfer).
+    pub payout_id: String,
+    /// How much.
+    pub amount: Money,
+    /// The receiver's type in paycenter's words (`alipay_login`, `alipay_user_id`,
+    /// `wechat_openid`, `sandbox`).
+    pub receiver_kind: &'static str,
+    /// The receiver's account at the channel.
+    pub receiver_account: String,
+    /// The receiver's real name, where the channel checks it.
+    pub receiver_name: Option<Secret>,
+    /// What the receiver is told.
+    pub remark: String,
+}
+
+/// What a channel says of a payout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferStatus {
+    /// Paid.
+    Succeeded {
+        /// The channel's id of the transfer.
+        channel_payout_no: Option<String>,
+    },
+    /// Taken, not settled: ask again later.
+    Pending,
+    /// Refused or failed for good.
+    Failed {
+        /// The channel's words.
+        reason: String,
+    },
+}
+
 /// What a channel answered when a payment was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Initiated {
@@ -415,6 +450,22 @@ pub trait PaymentChannel: Send + Sync {
     /// at this channel.
     fn receiver_kinds(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// The payout receiver types this channel pays to, in paycenter's words; empty where
+    /// paycenter pays out nothing at this channel.
+    fn payout_receiver_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Pays a payout out of the account (Alipay `alipay.fund.trans.uni.transfer`, the
+    /// sandbox). Asked again with the same `payout_id`, it answers where that one stands.
+    fn transfer<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _transfer: &'a Transfer,
+    ) -> BoxFuture<'a, Result<TransferStatus, GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel pays nothing out")) })
     }
 
     /// Whether paycenter shares payments' money with receivers at this channel.

@@ -342,6 +342,31 @@ impl PaymentChannel for SandboxChannel {
         &["merchant", "user"]
     }
 
+    fn payout_receiver_kinds(&self) -> &'static [&'static str] {
+        &["sandbox"]
+    }
+
+    /// The sandbox pays out at once; a wallet whose account starts with `fail` refuses.
+    fn transfer<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        transfer: &'a crate::Transfer,
+    ) -> BoxFuture<'a, Result<crate::TransferStatus, GatewayError>> {
+        Box::pin(async move {
+            if transfer.receiver_account.starts_with("fail") {
+                return Ok(crate::TransferStatus::Failed {
+                    reason: format!(
+                        "sandbox: wallet {} refused the transfer",
+                        transfer.receiver_account
+                    ),
+                });
+            }
+            Ok(crate::TransferStatus::Succeeded {
+                channel_payout_no: Some(format!("SBXP-{}", transfer.payout_id)),
+            })
+        })
+    }
+
     fn shares_at_channel(&self) -> bool {
         true
     }

@@ -21,6 +21,9 @@
 //!   `shared:{r}`; a receiver giving its share of a refund back (`payment.share_returned`)
 //!   moves it from `shared:{r}` back to `split:{r}`, which the refund then debits. A share
 //!   asked for and not yet paid stays in `split:{r}` (pending); one that failed leaves it there;
+//! - a payout succeeds (`payout.succeeded`, amount P): debit `payable` P, credit
+//!   `clearing:{channel_account_id}` P, and the memo `paid_out` grows by P. `payable` and
+//!   `clearing:*` may then go below zero by at most `paid_out` (a refund after a payout);
 //! - pending and failed refunds post nothing; reports that contradicted their attempt
 //!   (`payment.anomaly_detected`) post nothing either: the order was not paid by them.
 //!
@@ -74,6 +77,11 @@ impl<'a> Posting<'a> {
 }
 
 const PAYABLE: &str = "payable";
+/// A memo, not an account of any entry: what was paid out of `payable` so far. Payouts post
+/// `payable` against `clearing:{account}`; a refund after a payout may take back money the
+/// merchant already received, so `payable` and `clearing:*` may go below zero by this much
+/// (and no further).
+const PAID_OUT: &str = "paid_out";
 const FEE: &str = "fee";
 
 /// How an account's balance is read.
@@ -241,8 +249,62 @@ impl Ledger {
             Event::PaymentShareReturned(returned) => {
                 self.on_share_moved(&returned.merchant_id, &returned.lines, "shared:", "split:")
             }
+            Event::PayoutSucceeded(paid) => self.on_paid_out(paid),
             _ => Ok(()),
         }
+    }
+
+    /// A payout paid: payable against the account's clearing, and the memo of what was paid out.
+    fn on_paid_out(
+        &mut self,
+        paid: &paycenter_domain::events::PayoutSucceeded,
+    ) -> Result<(), LedgerError> {
+        let currency = paid.amount.currency();
+        let minor = paid.amount.amount_minor();
+        let clearing = format!("clearing:{}", paid.channel_account_id);
+        // The memo first: the payout's own posting may take payable to zero and past it by
+        // what was already paid out, never further (earned payable is never below zero).
+        *self
+            .balances
+            .get_or_default(&paid.merchant_id)
+            .entry(currency)
+            .or_default()
+            .entry(PAID_OUT.to_owned())
+            .or_default() += minor;
+        let posted = Self::post(
+            &mut self.balances,
+            &mut self.totals,
+            &paid.merchant_id,
+            currency,
+            &[
+                Posting::debit(PAYABLE, minor),
+                Posting::credit(&clearing, minor),
+            ],
+        );
+        if posted.is_err() {
+            // Refused whole: the memo goes back too.
+            if let Some(memo) = self
+                .balances
+                .get_mut(&paid.merchant_id)
+                .and_then(|by_currency| by_currency.get_mut(&currency))
+                .and_then(|accounts| accounts.get_mut(PAID_OUT))
+            {
+                *memo -= minor;
+            }
+        }
+        posted
+    }
+
+    /// What a merchant earned in `currency`: its payable as payments and refunds left it, before
+    /// any payout (`payable + paid_out`); never below zero.
+    pub fn earned_payable(&self, merchant_id: &MerchantId, currency: Currency) -> i64 {
+        self.balances
+            .get(merchant_id)
+            .and_then(|by_currency| by_currency.get(&currency))
+            .map_or(0, |accounts| {
+                accounts.get(PAYABLE).copied().unwrap_or(0)
+                    + accounts.get(PAID_OUT).copied().unwrap_or(0)
+            })
     }
 
     /// Each line's amount from `{from}{receiver}` to `{to}{receiver}`: a share paid at the
@@ -335,7 +397,7 @@ impl Ledger {
                     .map_err(fail)?
                     .refund_id,
             ),
-            "payment.shared" | "payment.share_returned" => self
+            "payment.shared" | "payment.share_returned" | "payout.succeeded" => self
                 .apply(&Event::decode(recorded).map_err(|error| LedgerError(error.to_string()))?),
             _ => Ok(()),
         }
@@ -536,9 +598,22 @@ impl Ledger {
                 )),
             }
         }
-        if let Some((account, balance)) = after.iter().find(|(_, balance)| *balance < 0) {
+        // Below zero only where a payout made room (see `PAID_OUT`).
+        let paid_out = accounts_before.get(PAID_OUT).copied().unwrap_or(0);
+        let floor = |account: &str| {
+            if account == PAYABLE || account.starts_with("clearing:") {
+                -paid_out
+            } else {
+                0
+            }
+        };
+        if let Some((account, balance)) = after
+            .iter()
+            .find(|(account, balance)| *balance < floor(account))
+        {
             return Err(LedgerError(format!(
-                "account {account} of {merchant_id} would go below zero ({balance} {currency})"
+                "account {account} of {merchant_id} would go below {} ({balance} {currency})",
+                floor(account)
             )));
         }
         let total = totals.entry(currency).or_default();
@@ -591,16 +666,16 @@ impl Ledger {
         }
         for (merchant_id, by_currency) in self.balances.iter() {
             for (currency, accounts) in by_currency {
-                let (assets, liabilities) =
-                    accounts
-                        .iter()
-                        .fold((0, 0), |(assets, liabilities), (account, balance)| {
-                            if is_debit_normal(account) {
-                                (assets + balance, liabilities)
-                            } else {
-                                (assets, liabilities + balance)
-                            }
-                        });
+                let (assets, liabilities) = accounts
+                    .iter()
+                    .filter(|(account, _)| account.as_str() != PAID_OUT)
+                    .fold((0, 0), |(assets, liabilities), (account, balance)| {
+                        if is_debit_normal(account) {
+                            (assets + balance, liabilities)
+                        } else {
+                            (assets, liabilities + balance)
+                        }
+                    });
                 if assets != liabilities {
                     return Err(format!("merchant {merchant_id} {currency}: clearing {assets} ≠ payable + fee + splits {liabilities}"));
                 }

@@ -13,13 +13,13 @@ use paycenter_domain::notification::{Notification, NotificationStatus};
 use paycenter_domain::payment::{
     AnomalyKind, AttemptStatus, Channel, InvokeMethod, RefundKind, RefundStatus, Split,
 };
-use paycenter_domain::vocabulary::{ShareStatus, WebhookType};
+use paycenter_domain::vocabulary::{PayoutStatus, ShareStatus, WebhookType};
 use paycenter_domain::Money;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::tables::{Backing, Checkpoint, Key, Map, Resident, TableError};
+use crate::tables::{prefix_end, Backing, Checkpoint, Key, Map, Resident, TableError};
 
 mod alerts;
 mod lists;
@@ -139,6 +139,17 @@ pub struct PaymentView {
     /// Its share at the channel, once asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<ShareView>,
+}
+
+/// A payout as it stands.
+#[allow(missing_docs)] // Fields are named for what they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutView {
+    pub requested: paycenter_domain::events::PayoutRequested,
+    pub status: PayoutStatus,
+    pub channel_payout_no: Option<String>,
+    pub failure_reason: Option<String>,
+    pub settled_at: Option<DateTime<Utc>>,
 }
 
 /// A payment's share at the channel: what each receiver gets and where each stands.
@@ -309,6 +320,10 @@ macro_rules! model_tables {
                 (sweep_keys, SWEEP_KEYS, RECENT_OTHER),
                 (shares_to_submit, SHARES_TO_SUBMIT, RECENT_OTHER),
                 (share_positions, SHARE_POSITIONS, RECENT_OTHER),
+                (payouts, PAYOUTS, RECENT_OTHER),
+                (payouts_listed, PAYOUTS_LISTED, RECENT_OTHER),
+                (payouts_to_submit, PAYOUTS_TO_SUBMIT, RECENT_OTHER),
+                (payout_positions, PAYOUT_POSITIONS, RECENT_OTHER),
                 (refunds_to_submit, REFUNDS_TO_SUBMIT, RECENT_OTHER),
                 (refund_positions, REFUND_POSITIONS, RECENT_OTHER),
                 (closes_to_confirm, CLOSES_TO_CONFIRM, RECENT_OTHER),
@@ -394,6 +409,10 @@ mod space {
     pub const RECEIVERS: u16 = 83;
     pub const SHARES_TO_SUBMIT: u16 = 84;
     pub const SHARE_POSITIONS: u16 = 85;
+    pub const PAYOUTS: u16 = 86;
+    pub const PAYOUTS_LISTED: u16 = 87;
+    pub const PAYOUTS_TO_SUBMIT: u16 = 88;
+    pub const PAYOUT_POSITIONS: u16 = 89;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -449,6 +468,12 @@ pub struct ReadModel {
     /// when the oldest pending thing of each started; and each one's key there.
     sweep_queue: Map<(DateTime<Utc>, TradeNo), TradeNo>,
     sweep_keys: Map<TradeNo, DateTime<Utc>>,
+    /// Payouts by id, by when they were asked for (newest first: `(merchant or "", requested
+    /// at, id)` keys, in all and by merchant), and those not settled by position (and back).
+    payouts: Map<str, PayoutView>,
+    payouts_listed: Map<(String, DateTime<Utc>, String), String>,
+    payouts_to_submit: Map<u64, String>,
+    payout_positions: Map<str, u64>,
     /// Shares asked for and not settled, by position of their request (and the way back).
     shares_to_submit: Map<u64, TradeNo>,
     share_positions: Map<TradeNo, u64>,
@@ -793,6 +818,41 @@ impl ReadModel {
             Event::OperatorAccessChanged(event) => self.apply_operator_access(event),
             Event::MerchantRoutingSet(event) => {
                 self.routing.insert(event.merchant_id, event.rules);
+            }
+            Event::PayoutRequested(event) => {
+                let payout_id = event.payout_id.clone();
+                for scope in [String::new(), event.merchant_id.to_string()] {
+                    self.payouts_listed.insert(
+                        &(scope, event.requested_at, payout_id.clone()),
+                        payout_id.clone(),
+                    );
+                }
+                self.payouts_to_submit.insert(&position, payout_id.clone());
+                self.payout_positions.insert(payout_id.as_str(), position);
+                self.payouts.insert(
+                    payout_id.as_str(),
+                    PayoutView {
+                        requested: event,
+                        status: PayoutStatus::Pending,
+                        channel_payout_no: None,
+                        failure_reason: None,
+                        settled_at: None,
+                    },
+                );
+            }
+            Event::PayoutSucceeded(event) => {
+                self.settle_payout(&event.payout_id, |payout| {
+                    payout.status = PayoutStatus::Succeeded;
+                    payout.channel_payout_no = event.channel_payout_no.clone();
+                    payout.settled_at = Some(event.succeeded_at);
+                });
+            }
+            Event::PayoutFailed(event) => {
+                self.settle_payout(&event.payout_id, |payout| {
+                    payout.status = PayoutStatus::Failed;
+                    payout.failure_reason = Some(event.reason.clone());
+                    payout.settled_at = Some(event.failed_at);
+                });
             }
             Event::ReceiverBound(event) => {
                 let bound = self.receivers.get_or_default(&event.merchant_id);
@@ -1339,6 +1399,16 @@ impl ReadModel {
         }
     }
 
+    /// A payout settled: `settle` changes its view, and it leaves the queue.
+    fn settle_payout(&mut self, payout_id: &str, settle: impl FnOnce(&mut PayoutView)) {
+        if let Some(payout) = self.payouts.get_mut(payout_id) {
+            settle(payout);
+        }
+        if let Some(position) = self.payout_positions.remove(payout_id) {
+            self.payouts_to_submit.delete(&position);
+        }
+    }
+
     /// A share settled: it leaves the queue of shares to submit.
     fn unqueue_share(&mut self, trade_no: &TradeNo) {
         if let Some(position) = self.share_positions.remove(trade_no) {
@@ -1839,6 +1909,50 @@ impl ReadModel {
     /// Outcomes whose notification is not scheduled yet, oldest first, at most `limit`.
     pub fn unscheduled(&self, limit: usize) -> Result<Vec<NotificationDraft>, TableError> {
         self.unscheduled.first(limit)
+    }
+
+    /// A payout by id.
+    pub fn payout(&self, payout_id: &str) -> Result<Option<PayoutView>, TableError> {
+        self.payouts.try_get(payout_id)
+    }
+
+    /// Payouts newest first, of one merchant or of all (`None`), after `starting_after` (a
+    /// payout id of the previous page), at most `limit`.
+    pub fn payouts_page(
+        &self,
+        merchant_id: Option<&MerchantId>,
+        starting_after: Option<&PayoutView>,
+        limit: usize,
+    ) -> Result<Vec<PayoutView>, TableError> {
+        let scope = merchant_id.map(ToString::to_string).unwrap_or_default();
+        let start = scope.encoded();
+        let end = match starting_after {
+            Some(after) => (
+                scope,
+                after.requested.requested_at,
+                after.requested.payout_id.clone(),
+            )
+                .encoded(),
+            None => prefix_end(&start),
+        };
+        let step = self.payouts_listed.range_desc(&start, &end, limit)?;
+        let mut payouts = Vec::with_capacity(step.entries.len());
+        for (_, payout_id) in step.entries {
+            if let Some(payout) = self.payouts.try_get(payout_id.as_str())? {
+                payouts.push(payout);
+            }
+        }
+        Ok(payouts)
+    }
+
+    /// Payouts not settled, oldest request first.
+    pub fn payouts_to_submit(&self, limit: usize) -> Result<Vec<String>, TableError> {
+        self.payouts_to_submit.first(limit)
+    }
+
+    /// Whether a payout is still to be settled.
+    pub fn payout_pending(&self, payout_id: &str) -> Result<bool, TableError> {
+        Ok(self.payout_positions.try_get(payout_id)?.is_some())
     }
 
     /// Payments whose share is asked for and not settled, oldest request first.

@@ -282,7 +282,7 @@ pub fn audit(
                         .ledger()
                         .merchant_balances(merchant_id)
                         .into_iter()
-                        .map(|(account, currency, minor)| json!({ "account": account, "currency": currency.code(), "balance": Money::from_minor(minor, currency).to_major_string() }))
+                        .map(|(account, currency, minor)| json!({ "account": account, "currency": currency.code(), "balance": Money::format_balance(minor, currency) }))
                         .collect();
                     json!({ "merchant_id": merchant_id, "accounts": accounts })
                 })
@@ -312,7 +312,7 @@ pub fn audit(
                         out,
                         "balance,{merchant_id},{},{currency},{},,",
                         csv_field(&account),
-                        Money::from_minor(minor, currency).to_major_string()
+                        Money::format_balance(minor, currency)
                     )
                     .map_err(io)?;
                 }

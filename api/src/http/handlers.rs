@@ -194,9 +194,8 @@ pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Ans
             wire::BalanceLine {
                 account: account.to_string(),
                 currency: currency.code().to_owned(),
-                // The ledger asserts balances never go below zero.
-                balance: paycenter_domain::Money::from_minor(balance_minor, currency)
-                    .to_major_string(),
+                // Below zero only where a payout made room (a refund after it).
+                balance: paycenter_domain::Money::format_balance(balance_minor, currency),
             }
         })
         .collect();

@@ -34,6 +34,7 @@ pub mod lists;
 pub mod openapi;
 pub mod operations;
 pub mod operators;
+pub mod payouts;
 pub mod receivers;
 pub mod requests;
 pub mod router;

@@ -86,6 +86,11 @@ use crate::wire;
     wire::ReceiverAnswer,
     wire::ReceiversList,
     wire::ShareAnswer,
+    wire::CreatePayoutRequest,
+    wire::PayoutReceiverBody,
+    wire::PayoutAnswer,
+    wire::PayoutReceiverAnswer,
+    wire::PayoutsList,
 )))]
 struct WireSchemas;
 

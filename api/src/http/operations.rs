@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::http::routes::Operation;
-use crate::http::{admin, alerts, handlers, lists, operators, receivers, routing, Answer};
+use crate::http::{admin, alerts, handlers, lists, operators, payouts, receivers, routing, Answer};
 use crate::service::access::{self, Actor};
 use crate::state::AppState;
 
@@ -96,6 +96,9 @@ pub async fn operate(
             Operation::ListAlerts => alerts::list_alerts(state, query).await,
             Operation::SetRouting => routing::set_routing(state, parameter()?, body).await,
             Operation::GetRouting => routing::get_routing(state, parameter()?).await,
+            Operation::CreatePayout => payouts::create_payout(state, body).await,
+            Operation::GetPayout => payouts::get_payout(state, parameter()?).await,
+            Operation::ListPayouts => payouts::list_payouts(state, query).await,
             Operation::CreateReceiver => {
                 receivers::create_receiver(state, parameter()?, body).await
             }

@@ -57,11 +57,14 @@ pub enum Operation {
     ListReceivers,
     DeleteReceiver,
     SharePayment,
+    CreatePayout,
+    GetPayout,
+    ListPayouts,
 }
 
 impl Operation {
     /// Every operation, in the table's order.
-    pub const ALL: [Operation; 51] = [
+    pub const ALL: [Operation; 54] = [
         Operation::CreateMerchant,
         Operation::CreateChannelAccount,
         Operation::RotateChannelAccount,
@@ -113,6 +116,9 @@ impl Operation {
         Operation::ListReceivers,
         Operation::DeleteReceiver,
         Operation::SharePayment,
+        Operation::CreatePayout,
+        Operation::GetPayout,
+        Operation::ListPayouts,
     ];
 
     /// Its `operationId` in the document and `route` label in the metrics.
@@ -169,6 +175,9 @@ impl Operation {
             Operation::ListReceivers => "list_receivers",
             Operation::DeleteReceiver => "delete_receiver",
             Operation::SharePayment => "share_payment",
+            Operation::CreatePayout => "create_payout",
+            Operation::GetPayout => "get_payout",
+            Operation::ListPayouts => "list_payouts",
         }
     }
 
@@ -187,7 +196,8 @@ impl Operation {
             CreateAlertChannel | DeleteAlertChannel | TestAlertChannel => Permission::Alerts,
             ListAlertChannels | ListAlerts | GetRouting => Permission::Read,
             SetRouting | CreateReceiver | DeleteReceiver => Permission::Onboard,
-            ListReceivers => Permission::Read,
+            ListReceivers | GetPayout | ListPayouts => Permission::Read,
+            CreatePayout => Permission::Refund,
             MerchantBalances | GetReconciliation | ListProjections | FindPayments | GetPayment
             | ListRefunds | ListMerchants | GetMerchant | ListChannelAccounts | MerchantStats
             | ListApps | ListReconciliations | ListNotifications => Permission::Read,
@@ -1045,6 +1055,46 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         path_choices: &[],
         success: Success::Json(200, "RoutingBody"),
+        refusals: &[],
+    },
+    Route {
+        method: "post",
+        path: "/v1/payouts",
+        operation: Operation::CreatePayout,
+        summary: "Pay money a merchant holds out to an account at a channel: never more than it earned less its payouts not failed; the same payout_no and terms answer the same payout",
+        caller: Caller::Admin,
+        request: RequestBody::Json("CreatePayoutRequest"),
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(201, "PayoutAnswer"),
+        refusals: &[409, 422],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payouts/{payout_id}",
+        operation: Operation::GetPayout,
+        summary: "A payout",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[],
+        path_choices: &[],
+        success: Success::Json(200, "PayoutAnswer"),
+        refusals: &[],
+    },
+    Route {
+        method: "get",
+        path: "/v1/payouts",
+        operation: Operation::ListPayouts,
+        summary: "Payouts, newest first, of all merchants or of one",
+        caller: Caller::Admin,
+        request: RequestBody::None,
+        query: &[
+            query("merchant_id", "Only this merchant's payouts"),
+            LIMIT,
+            STARTING_AFTER,
+        ],
+        path_choices: &[],
+        success: Success::Json(200, "PayoutsList"),
         refusals: &[],
     },
     Route {

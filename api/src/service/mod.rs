@@ -35,6 +35,7 @@ pub mod history;
 pub mod operators;
 pub mod outcomes;
 pub mod payments;
+pub mod payouts;
 pub mod receivers;
 pub mod reconciliation;
 pub mod refunds;

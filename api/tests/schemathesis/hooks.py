@@ -119,6 +119,12 @@ def map_case(context, case):
             else:
                 case.body.pop("channel_account_ids", None)
                 case.body["channel_account_id"] = IDS["channel_account_id"]
+        if path == "/v1/payouts":
+            # Every number once, a small amount the merchant has, a receiver the sandbox pays.
+            case.body["payout_no"] = "st-p-%d" % random.randrange(10**12)
+            case.body["amount"] = "0.01"
+            case.body["currency"] = "CNY"
+            case.body["receiver"] = {"type": "sandbox", "account": "st-wallet"}
         if path == "/v1/operators":
             # Every address once (an address is one operator's).
             case.body["email"] = "st-%d@example.com" % random.randrange(10**12)

@@ -1083,7 +1083,7 @@ async fn audit(
             json!({
                 "account": account,
                 "currency": currency.code(),
-                "balance": paycenter_domain::Money::from_minor(minor, currency).to_major_string(),
+                "balance": paycenter_domain::Money::format_balance(minor, currency),
             })
         })
         .collect();
