@@ -2451,3 +2451,104 @@ fn wechatpay_splits_are_shared_at_the_channel_and_taken_back_for_refunds() {
     let stats = gateway_stats(&gateway);
     assert_eq!(stats["sdk_mismatches"], json!([]), "{stats}");
 }
+
+#[test]
+fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "alipay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut params = alipay_params(&keys);
+    params["app_cert_sn"] = json!("c3a9f1e0b2d4c6e8a0f2b4d6e8c0a2f4");
+    params["alipay_root_cert_sn"] =
+        json!("687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6");
+    let shop = Shop::open(&base, "alipay", params);
+    // Something earned: a paid precreate.
+    let trade_no = shop.paid_at_fake(&gateway, "po-earn", "50.00", json!({}));
+    shop.wait_status(&trade_no, "succeeded");
+    let payout = |payout_no: &str, amount: &str, receiver: Value| {
+        call(
+            "POST",
+            &format!("{base}/v1/payouts"),
+            ADMIN_TOKEN,
+            Some(
+                json!({"merchant_id": shop.merchant_id, "channel_account_id": shop.channel_account_id,
+                        "payout_no": payout_no, "amount": amount, "currency": "CNY", "receiver": receiver}),
+            ),
+        )
+    };
+    let wait_payout = |payout_id: &str, status: &str| {
+        let mut last = Value::Null;
+        wait_for(&format!("payout {status}"), || {
+            last = call(
+                "GET",
+                &format!("{base}/v1/payouts/{payout_id}"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .1;
+            last["status"] == status
+        });
+        last
+    };
+    let (status, paying) = payout(
+        "po-1",
+        "20.00",
+        json!({"type": "alipay_login", "account": "landlord@example.com", "name": "张三"}),
+    );
+    assert_eq!(status, 201, "{paying}");
+    let paid = wait_payout(paying["payout_id"].as_str().unwrap(), "succeeded");
+    let transfers = gateway_control(&gateway, "transfers");
+    let transfer = &transfers[paying["payout_id"].as_str().unwrap()];
+    assert_eq!(transfer["trans_amount"], "20.00", "{transfers}");
+    assert_eq!(transfer["payee_info"]["name"], "张三");
+    assert_eq!(paid["channel_payout_no"], transfer["order_id"]);
+    // A payee Alipay does not know: failed, the money the merchant's again.
+    let (status, failing) = payout(
+        "po-2",
+        "30.00",
+        json!({"type": "alipay_user_id", "account": "nobody-2088000000000000"}),
+    );
+    assert_eq!(status, 201, "{failing}");
+    let failed = wait_payout(failing["payout_id"].as_str().unwrap(), "failed");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("PAYEE_NOT_EXIST"),
+        "{failed}"
+    );
+    let (status, last) = payout(
+        "po-3",
+        "30.00",
+        json!({"type": "alipay_user_id", "account": "2088000000000001"}),
+    );
+    assert_eq!(status, 201, "{last}");
+    wait_payout(last["payout_id"].as_str().unwrap(), "succeeded");
+    assert_eq!(balance_of(&shop, "payable"), "0.00");
+    assert_eq!(gateway_stats(&gateway)["rejected"], 0);
+    // Without certificate mode Alipay pays nothing out: refused, recorded as failed.
+    let plain = Shop::open(&base, "alipay", alipay_params(&keys));
+    let trade_no = plain.paid_at_fake(&gateway, "po-plain", "5.00", json!({}));
+    plain.wait_status(&trade_no, "succeeded");
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/payouts"),
+        ADMIN_TOKEN,
+        Some(
+            json!({"merchant_id": plain.merchant_id, "channel_account_id": plain.channel_account_id,
+                    "payout_no": "po-plain", "amount": "1.00", "currency": "CNY",
+                    "receiver": {"type": "alipay_user_id", "account": "2088000000000001"}}),
+        ),
+    );
+    assert_eq!(status, 201, "{refused}");
+    let failed = wait_payout(refused["payout_id"].as_str().unwrap(), "failed");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{failed}"
+    );
+}

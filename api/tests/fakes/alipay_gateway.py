@@ -28,6 +28,12 @@ sum within the trade; the same out_request_no answers the same settlement; a rec
 account starts with "close" is refused ACQ.TRANS_IN_ACCOUNT_ABNORMAL); a refund's
 refund_royalty_parameters take back from receivers what they were settled.
   GET  /__control/settlements -> {"<out_request_no>": {"trade_no", "royalties", "returned"}}
+
+Transfers (payouts): alipay.fund.trans.uni.transfer and alipay.fund.trans.common.query, in
+public-key-certificate mode only (app_cert_sn and alipay_root_cert_sn signed with the request,
+both SDKs checking the signature; without them: isv.missing-cert-sn). The same out_biz_no is the
+same transfer; a payee whose identity starts with "nobody" is refused (PAYEE_NOT_EXIST).
+  GET  /__control/transfers -> {"<out_biz_no>": {"trans_amount", "payee_info", "status"}}
 """
 import base64
 import io
@@ -73,6 +79,7 @@ lock = threading.Lock()
 trades = {}
 relations = {}  # app_auth_token or "" -> {(type, account): name}
 settlements = {}  # out_request_no -> {"trade_no", "out_trade_no", "royalties", "returned"}
+transfers = {}  # out_biz_no -> the transfer as answered
 stats = {"verified": 0, "rejected": 0, "precreate": 0, "with_app_auth_token": 0}
 # How precreate answers (routing tests): "ok", "refuse" (a business refusal, no trade made) or
 # "slow:SECONDS" (the trade is made, the answer comes too late). FAKE_PRECREATE sets it at
@@ -164,6 +171,30 @@ def handle(method, biz, params, port):
             else:
                 bound.pop(key, None)
         return ok({"result_code": "SUCCESS"})
+    if method in ("alipay.fund.trans.uni.transfer", "alipay.fund.trans.common.query"):
+        if not params.get("app_cert_sn") or not params.get("alipay_root_cert_sn"):
+            return fail("isv.missing-cert-sn", "fund APIs need public-key-certificate mode")
+        with lock:
+            done = transfers.get(biz.get("out_biz_no"))
+            if method == "alipay.fund.trans.common.query":
+                if done is None:
+                    return fail("ORDER_NOT_EXIST", "no such transfer")
+                return ok(dict(done))
+            if done is not None:
+                return ok(dict(done))
+            payee = biz.get("payee_info") or {}
+            if payee.get("identity_type") not in ("ALIPAY_LOGON_ID", "ALIPAY_USER_ID"):
+                return fail("INVALID_PARAMETER", "identity_type")
+            if payee.get("identity_type") == "ALIPAY_LOGON_ID" and not payee.get("name"):
+                return fail("PAYEE_USER_INFO_ERROR", "a login id needs the payee's name")
+            if payee.get("identity", "").startswith("nobody"):
+                return fail("PAYEE_NOT_EXIST", "the payee does not exist")
+            done = {"out_biz_no": biz["out_biz_no"], "order_id": "2026T" + str(time.time_ns())[-20:],
+                    "pay_fund_order_id": "2026F" + str(time.time_ns())[-20:], "status": "SUCCESS",
+                    "trans_date": time.strftime("%Y-%m-%d %H:%M:%S"), "trans_amount": biz["trans_amount"],
+                    "payee_info": payee}
+            transfers[biz["out_biz_no"]] = done
+            return ok(dict(done))
     if method == "alipay.trade.order.settle":
         with lock:
             if biz["out_request_no"] in settlements:
@@ -318,6 +349,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with lock:
                 return self.answer(200, json.dumps(stats))
+        if url.path == "/__control/transfers":
+            with lock:
+                return self.answer(200, json.dumps(transfers, ensure_ascii=False))
         if url.path == "/__control/settlements":
             with lock:
                 return self.answer(200, json.dumps(settlements, ensure_ascii=False))
