@@ -214,6 +214,59 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
     record(state, existing, activation(&params), provider).await
 }
 
+/// A merchant's account that takes payments (direct or sub-merchant, not a provider), for an
+/// operation that moves its money (`operation` says which in the refusal).
+pub fn paying_account(
+    state: &AppState,
+    merchant_id: &MerchantId,
+    channel_account_id: &ChannelAccountId,
+    operation: &str,
+) -> Result<ChannelAccountActivated, Refusal> {
+    let account = state
+        .channel_account(channel_account_id)
+        .filter(|account| &account.merchant_id == merchant_id)
+        .ok_or_else(|| {
+            Refusal::not_found(
+                ErrorCode::ChannelAccountNotFound,
+                format!("merchant {merchant_id} has no channel account {channel_account_id}"),
+            )
+            .with_field("channel_account_id")
+        })?;
+    if !account.mode.takes_payments() {
+        return Err(Refusal::new(
+            ErrorCode::InvalidAccountMode,
+            format!("{operation} needs an account that takes payments (direct or sub-merchant), not a provider"),
+        )
+        .with_field("channel_account_id"));
+    }
+    Ok(account)
+}
+
+/// `given` is one of the channel's `words` for `field` (receiver types); a channel with none
+/// does not do `operation` in paycenter.
+pub fn channel_word(
+    channel: Channel,
+    words: &[&str],
+    given: &str,
+    field: &str,
+    operation: &str,
+) -> Result<(), Refusal> {
+    if words.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::UnsupportedChannel,
+            format!("paycenter does no {operation} at {channel} yet"),
+        ));
+    }
+    if !words.contains(&given) {
+        return Err(Refusal::invalid(format!(
+            "{field} must be one of {} at {channel}",
+            words.join(", ")
+        ))
+        .with_field(field));
+    }
+    Ok(())
+}
+
 /// What the channel said of an account at activation: it could not be reached, or it refused
 /// the account's parameters.
 fn channel_refused(error: paycenter_gateway::GatewayError) -> Refusal {

@@ -39,42 +39,19 @@ pub struct CreatePayout {
 /// payout recorded first).
 pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutView, Refusal> {
     payouts::check_payout_no(&command.payout_no).map_err(Refusal::from)?;
-    let account = state
-        .channel_account(&command.channel_account_id)
-        .filter(|account| account.merchant_id == command.merchant_id)
-        .ok_or_else(|| {
-            Refusal::not_found(
-                ErrorCode::ChannelAccountNotFound,
-                format!(
-                    "merchant {} has no channel account {}",
-                    command.merchant_id, command.channel_account_id
-                ),
-            )
-            .with_field("channel_account_id")
-        })?;
-    if !account.mode.takes_payments() {
-        return Err(Refusal::new(
-            ErrorCode::InvalidAccountMode,
-            "a payout leaves from an account that takes payments, not a provider's",
-        )
-        .with_field("channel_account_id"));
-    }
-    let adapter = state.channel(account.channel)?;
-    let kinds = adapter.payout_receiver_kinds();
-    if kinds.is_empty() {
-        return Err(Refusal::new(
-            ErrorCode::UnsupportedChannel,
-            format!("paycenter pays nothing out at {} yet", account.channel),
-        ));
-    }
-    if !kinds.contains(&command.receiver_kind.as_str()) {
-        return Err(Refusal::invalid(format!(
-            "receiver.type must be one of {} at {}",
-            kinds.join(", "),
-            account.channel
-        ))
-        .with_field("receiver.type"));
-    }
+    let account = crate::service::accounts::paying_account(
+        state,
+        &command.merchant_id,
+        &command.channel_account_id,
+        "a payout",
+    )?;
+    crate::service::accounts::channel_word(
+        account.channel,
+        state.channel(account.channel)?.payout_receiver_kinds(),
+        command.receiver_kind.as_str(),
+        "receiver.type",
+        "payouts",
+    )?;
     let payout_id = payouts::payout_id(&command.merchant_id, &command.payout_no);
     let decided = PayoutRequested {
         payout_id: payout_id.clone(),

@@ -39,7 +39,7 @@ fn channel_refusal(error: GatewayError) -> Refusal {
 /// same way again answers the one recorded, without asking the channel).
 pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBound, Refusal> {
     receivers::check_receiver_id(&command.receiver_id).map_err(Refusal::from)?;
-    let (account, n_bound, bound) = {
+    let (n_bound, bound) = {
         let model = state.read_model()?;
         if !model.merchants().contains_key(&command.merchant_id) {
             return Err(Refusal::not_found(
@@ -47,52 +47,27 @@ pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBou
                 format!("merchant {} not found", command.merchant_id),
             ));
         }
-        let bound = model
-            .receiver(&command.merchant_id, &command.receiver_id)
-            .cloned();
         (
-            model
-                .channel_accounts()
-                .get(&command.channel_account_id)
-                .filter(|account| account.merchant_id == command.merchant_id)
-                .cloned(),
             model.receivers(&command.merchant_id).len(),
-            bound,
+            model
+                .receiver(&command.merchant_id, &command.receiver_id)
+                .cloned(),
         )
     };
-    let account = account.ok_or_else(|| {
-        Refusal::not_found(
-            ErrorCode::ChannelAccountNotFound,
-            format!(
-                "merchant {} has no channel account {}",
-                command.merchant_id, command.channel_account_id
-            ),
-        )
-        .with_field("channel_account_id")
-    })?;
-    if !account.mode.takes_payments() {
-        return Err(Refusal::new(
-            ErrorCode::InvalidAccountMode,
-            "receivers are bound under the account that takes the payments (a direct or sub-merchant account), not a provider",
-        )
-        .with_field("channel_account_id"));
-    }
+    let account = crate::service::accounts::paying_account(
+        state,
+        &command.merchant_id,
+        &command.channel_account_id,
+        "a receiver",
+    )?;
     let adapter = state.channel(account.channel)?;
-    let kinds = adapter.receiver_kinds();
-    if kinds.is_empty() {
-        return Err(Refusal::new(
-            ErrorCode::UnsupportedChannel,
-            format!("paycenter shares no money at {} yet", account.channel),
-        ));
-    }
-    if !kinds.contains(&command.kind.as_str()) {
-        return Err(Refusal::invalid(format!(
-            "type must be one of {} at {}",
-            kinds.join(", "),
-            account.channel
-        ))
-        .with_field("type"));
-    }
+    crate::service::accounts::channel_word(
+        account.channel,
+        adapter.receiver_kinds(),
+        &command.kind,
+        "type",
+        "sharing",
+    )?;
     let decided = ReceiverBound {
         merchant_id: command.merchant_id.clone(),
         receiver_id: command.receiver_id.clone(),
