@@ -70,6 +70,13 @@ pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutVie
         requested_at: state.clock.now(),
     };
     let currency = command.amount.currency();
+    // Balances that stopped at an event they could not post are no ground to pay out on.
+    if let Some(stopped) = state.read_model()?.ledger_stopped() {
+        return Err(Refusal::read_model_unavailable(format!(
+            "the balances projection stopped at position {} ({}): no payout until it runs again",
+            stopped.position, stopped.event_type
+        )));
+    }
     state
         .execute(
             &streams::payouts(&command.merchant_id),
