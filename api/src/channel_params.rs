@@ -52,7 +52,6 @@ impl Drop for ChannelParams {
 type Entries = HashMap<ChannelAccountId, (Sealed, Arc<ChannelParams>)>;
 
 /// The sealed texts an entry was opened from: the account's, and its provider's.
-#[derive(PartialEq, Eq)]
 struct Sealed {
     own: String,
     provider: Option<String>,
@@ -64,6 +63,17 @@ impl Sealed {
             own: account.params_sealed.clone(),
             provider: provider.map(|provider| provider.params_sealed.clone()),
         }
+    }
+
+    /// Whether the entry was opened from these activations: compared in place, so a cache hit
+    /// (every channel call) copies no sealed text.
+    fn matches(
+        &self,
+        account: &ChannelAccountActivated,
+        provider: Option<&ChannelAccountActivated>,
+    ) -> bool {
+        self.own == account.params_sealed
+            && self.provider.as_deref() == provider.map(|provider| provider.params_sealed.as_str())
     }
 }
 
@@ -82,9 +92,8 @@ impl ParamsCache {
         account: &ChannelAccountActivated,
         provider: Option<&ChannelAccountActivated>,
     ) -> Result<Arc<ChannelParams>, Refusal> {
-        let sealed = Sealed::of(account, provider);
         if let Some((known, params)) = self.lock().get(&account.channel_account_id) {
-            if *known == sealed {
+            if known.matches(account, provider) {
                 return Ok(params.clone());
             }
         }
@@ -102,7 +111,10 @@ impl ParamsCache {
                 entries.remove(&evicted);
             }
         }
-        entries.insert(account.channel_account_id.clone(), (sealed, params.clone()));
+        entries.insert(
+            account.channel_account_id.clone(),
+            (Sealed::of(account, provider), params.clone()),
+        );
         assert!(entries.len() <= MAX_CACHED_ACCOUNTS);
         Ok(params)
     }
