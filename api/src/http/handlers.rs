@@ -174,12 +174,7 @@ pub async fn create_channel_account(
 pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
     let model = state.read_model()?;
-    if !model.merchants().contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
+    crate::service::known_merchant(&model, &merchant_id)?;
     if let Some(stopped) = model.ledger_stopped() {
         return Err(Refusal::read_model_unavailable(format!(
             "the balances projection stopped at position {} ({}); operators are told by /healthz",

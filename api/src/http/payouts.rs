@@ -7,7 +7,7 @@ use hyper::http::StatusCode;
 use paycenter_domain::ids::{ChannelAccountId, MerchantId};
 use paycenter_domain::vocabulary::PayoutReceiverKind;
 
-use crate::error::{ErrorCode, Refusal};
+use crate::error::Refusal;
 use crate::http::dto::{amount_value, check_fields, parse_currency, parse_object};
 use crate::http::Answer;
 use crate::service::payouts::{self, CreatePayout};
@@ -55,12 +55,6 @@ pub async fn create_payout(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
             "receiver.account must be the receiver's account at the channel",
         )
         .with_field("receiver.account"));
-    }
-    if !state.read_model()?.merchants().contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
     }
     let payout = payouts::create(
         &state,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hyper::http::StatusCode;
 use paycenter_domain::ids::{ChannelAccountId, MerchantId};
 
-use crate::error::{ErrorCode, Refusal};
+use crate::error::Refusal;
 use crate::http::dto::{check_fields, parse_object};
 use crate::http::Answer;
 use crate::service::receivers::{self, BindReceiver};
@@ -66,12 +66,7 @@ pub async fn create_receiver(
 pub async fn list_receivers(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = merchant(&merchant_id)?;
     let model = state.read_model()?;
-    if !model.merchants().contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
+    crate::service::known_merchant(&model, &merchant_id)?;
     let data = model
         .receivers(&merchant_id)
         .iter()

@@ -87,12 +87,7 @@ pub async fn set_routing(state: Arc<AppState>, merchant_id: String, body: bytes:
 pub async fn get_routing(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = merchant(&merchant_id)?;
     let model = state.read_model()?;
-    if !model.merchants().contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
+    crate::service::known_merchant(&model, &merchant_id)?;
     Ok((
         StatusCode::OK,
         wire::to_value(&body_of(model.routing(&merchant_id))),

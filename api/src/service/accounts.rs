@@ -60,12 +60,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         mode,
         provider_account_id,
     } = command;
-    if !state.read_model()?.merchants().contains_key(&merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
+    crate::service::known_merchant(&*state.read_model()?, &merchant_id)?;
     let existing = match existing {
         None => None,
         Some(channel_account_id) => Some(

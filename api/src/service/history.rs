@@ -121,12 +121,7 @@ pub fn balances_as_of(
     at: DateTime<Utc>,
 ) -> Result<BalancesAsOf, Refusal> {
     access::authorize(actor, Permission::Audit)?;
-    if !state.read_model()?.merchants().contains_key(merchant_id) {
-        return Err(Refusal::not_found(
-            ErrorCode::MerchantNotFound,
-            format!("merchant {merchant_id} not found"),
-        ));
-    }
+    crate::service::known_merchant(&*state.read_model()?, merchant_id)?;
     let mut ledger = paycenter_projections::balances::Ledger::default();
     let mut position = 0u64;
     tokio::task::block_in_place(|| -> Result<(), Refusal> {

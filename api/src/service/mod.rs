@@ -83,6 +83,20 @@ pub async fn channel_call<T>(
     result
 }
 
+/// `merchant_id` is onboarded in `model`; else `404 merchant_not_found`.
+pub fn known_merchant(
+    model: &paycenter_projections::ReadModel,
+    merchant_id: &paycenter_domain::ids::MerchantId,
+) -> Result<(), crate::error::Refusal> {
+    if model.merchants().contains_key(merchant_id) {
+        return Ok(());
+    }
+    Err(crate::error::Refusal::not_found(
+        crate::error::ErrorCode::MerchantNotFound,
+        format!("merchant {merchant_id} not found"),
+    ))
+}
+
 /// What one submission of a queued item (a refund, a share) to its channel came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Submission {

@@ -39,6 +39,7 @@ pub struct CreatePayout {
 /// payout recorded first).
 pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutView, Refusal> {
     payouts::check_payout_no(&command.payout_no).map_err(Refusal::from)?;
+    crate::service::known_merchant(&*state.read_model()?, &command.merchant_id)?;
     let account = crate::service::accounts::paying_account(
         state,
         &command.merchant_id,

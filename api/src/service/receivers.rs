@@ -41,12 +41,7 @@ pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBou
     receivers::check_receiver_id(&command.receiver_id).map_err(Refusal::from)?;
     let (n_bound, bound) = {
         let model = state.read_model()?;
-        if !model.merchants().contains_key(&command.merchant_id) {
-            return Err(Refusal::not_found(
-                ErrorCode::MerchantNotFound,
-                format!("merchant {} not found", command.merchant_id),
-            ));
-        }
+        crate::service::known_merchant(&model, &command.merchant_id)?;
         (
             model.receivers(&command.merchant_id).len(),
             model
