@@ -2180,21 +2180,7 @@ fn alipay_sub_merchants_act_through_the_providers_app_with_their_own_tokens() {
 
 /// A merchant's balance of `account` in CNY (major units), zero when absent.
 fn balance_of(shop: &Shop, account: &str) -> String {
-    let (status, balances) = call(
-        "GET",
-        &format!("{}/v1/merchants/{}/balances", shop.base, shop.merchant_id),
-        ADMIN_TOKEN,
-        None,
-    );
-    assert_eq!(status, 200, "{balances}");
-    balances["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["account"] == account)
-        .map_or("0.00".to_owned(), |line| {
-            line["balance"].as_str().unwrap().to_owned()
-        })
+    support::balance(&shop.base, ADMIN_TOKEN, &shop.merchant_id, account)
 }
 
 #[test]

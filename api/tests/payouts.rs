@@ -137,21 +137,7 @@ fn wait_status(base: &str, payout_id: &str, status: &str) -> Value {
 }
 
 fn balance(base: &str, merchant_id: &str, account: &str) -> String {
-    let (status, balances) = call(
-        "GET",
-        &format!("{base}/v1/merchants/{merchant_id}/balances"),
-        ADMIN_TOKEN,
-        None,
-    );
-    assert_eq!(status, 200, "{balances}");
-    balances["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|line| line["account"] == account)
-        .map_or("0.00".to_owned(), |line| {
-            line["balance"].as_str().unwrap().to_owned()
-        })
+    support::balance(base, ADMIN_TOKEN, merchant_id, account)
 }
 
 #[test]

@@ -96,14 +96,7 @@ pub async fn list_alerts(state: Arc<AppState>, query: HashMap<String, String>) -
             return Err(Refusal::invalid("status must be open or resolved").with_field("status"))
         }
     };
-    let limit: usize = match query.get("limit") {
-        None => 20,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| Refusal::invalid("limit must be 1 to 100").with_field("limit"))?,
-    };
+    let limit = crate::http::lists::limit(&query)?;
     let model = state.read_model()?;
     let mut below = match query.get("starting_after") {
         None => None,

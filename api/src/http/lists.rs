@@ -34,8 +34,8 @@ pub type Query = HashMap<String, String>;
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
 
-/// `limit`: 1–100, default 20.
-fn limit(query: &Query) -> Result<usize, Refusal> {
+/// `limit`: 1–100, default 20 (every list's).
+pub(crate) fn limit(query: &Query) -> Result<usize, Refusal> {
     match query.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => text

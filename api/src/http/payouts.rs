@@ -97,14 +97,7 @@ pub async fn list_payouts(state: Arc<AppState>, query: HashMap<String, String>) 
                 .map_err(|error| Refusal::invalid(error.to_string()).with_field("merchant_id"))?,
         ),
     };
-    let limit: usize = match query.get("limit") {
-        None => 20,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| Refusal::invalid("limit must be 1 to 100").with_field("limit"))?,
-    };
+    let limit = crate::http::lists::limit(&query)?;
     let model = state.read_model()?;
     let after = match query.get("starting_after") {
         None => None,

@@ -48,6 +48,28 @@ impl Drop for Process {
     }
 }
 
+/// A merchant's balance of `account` in major units (`"0.00"` when it has none), read over
+/// `GET /v1/merchants/{merchant_id}/balances` with the admin token.
+#[allow(dead_code)]
+pub fn balance(base: &str, admin_token: &str, merchant_id: &str, account: &str) -> String {
+    let (status, balances) = call_within(
+        "GET",
+        &format!("{base}/v1/merchants/{merchant_id}/balances"),
+        admin_token,
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, 200, "{balances}");
+    balances["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["account"] == account)
+        .map_or("0.00".to_owned(), |line| {
+            line["balance"].as_str().unwrap().to_owned()
+        })
+}
+
 /// Starts `paycenter serve` with `data_dir` on a free loopback port, `admin_token`, and `env`
 /// (its log in `data_dir/server.log`); answers the process and its base URL once it listens.
 #[allow(dead_code)]
