@@ -39,15 +39,10 @@ fn channel_refusal(error: GatewayError) -> Refusal {
 /// same way again answers the one recorded, without asking the channel).
 pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBound, Refusal> {
     receivers::check_receiver_id(&command.receiver_id).map_err(Refusal::from)?;
-    let (n_bound, bound) = {
+    let n_bound = {
         let model = state.read_model()?;
         crate::service::known_merchant(&model, &command.merchant_id)?;
-        (
-            model.receivers(&command.merchant_id).len(),
-            model
-                .receiver(&command.merchant_id, &command.receiver_id)
-                .cloned(),
-        )
+        model.receivers(&command.merchant_id).len()
     };
     let account = crate::service::accounts::paying_account(
         state,
@@ -78,18 +73,12 @@ pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBou
         bound_at: state.clock.now(),
     };
     // Decided before the channel is asked: a replay or a conflict never reaches it.
-    match receivers::bind(
-        &bound
-            .clone()
-            .map(Event::ReceiverBound)
-            .into_iter()
-            .collect::<Vec<_>>(),
-        n_bound,
-        decided.clone(),
-    ) {
-        Ok(events) if events.is_empty() => return Ok(bound.expect("a replay has what it replays")),
-        Ok(_) => {}
-        Err(error) => return Err(error.into()),
+    let stream = streams::receiver(&decided.merchant_id, &decided.receiver_id);
+    let history = state.load_stream(&stream)?.events;
+    if receivers::bind(&history, n_bound, decided.clone())?.is_empty() {
+        return Ok(receivers::current(&history)
+            .cloned()
+            .expect("a replay has what it replays"));
     }
     let params = state.channel_params(&account)?;
     let receiver = Receiver {
@@ -106,7 +95,6 @@ pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBou
     )
     .await
     .map_err(channel_refusal)?;
-    let stream = streams::receiver(&decided.merchant_id, &decided.receiver_id);
     let (events, _) = state
         .execute(
             &stream,
