@@ -235,7 +235,7 @@ async fn submit_refunds(state: Arc<AppState>) {
         .collect();
         for refund_id in pending {
             match service::refunds::submit(&state, &refund_id).await {
-                Submission::Accepted | Submission::NothingToDo => {
+                Submission::Accepted | Submission::NothingToDo | Submission::Waiting => {
                     backoff.forget(&refund_id);
                     submitted.insert(refund_id);
                 }
@@ -290,7 +290,7 @@ async fn submit_shares(state: Arc<AppState>) {
         .collect();
         for trade_no in due {
             match service::shares::submit(&state, &trade_no).await {
-                Submission::Accepted | Submission::NothingToDo => {
+                Submission::Accepted | Submission::NothingToDo | Submission::Waiting => {
                     backoff.defer(trade_no, SHARE_PENDING_RECHECK_MS)
                 }
                 Submission::HeldElsewhere => {
@@ -314,6 +314,7 @@ async fn submit_shares(state: Arc<AppState>) {
 /// before asking again about one it took and has not settled.
 const MAX_PAYOUT_RETRY_DELAY_MS: u64 = 60_000;
 const PAYOUT_PENDING_RECHECK_MS: u64 = 5_000;
+const PAYOUT_WAITING_RECHECK_MS: u64 = 60_000;
 
 async fn submit_payouts(state: Arc<AppState>) {
     let mut backoff: Backoff<String> = Backoff::starting_at(1_000, MAX_PAYOUT_RETRY_DELAY_MS);
@@ -337,6 +338,8 @@ async fn submit_payouts(state: Arc<AppState>) {
                 Submission::Accepted | Submission::NothingToDo => {
                     backoff.defer(payout_id, PAYOUT_PENDING_RECHECK_MS)
                 }
+                // A user may take hours to confirm; the channel's notify usually comes first.
+                Submission::Waiting => backoff.defer(payout_id, PAYOUT_WAITING_RECHECK_MS),
                 Submission::HeldElsewhere => {
                     backoff.defer(payout_id, service::payouts::PAYOUT_LEASE_MS)
                 }

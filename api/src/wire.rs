@@ -362,6 +362,10 @@ pub struct CreatePayoutRequest {
     #[schema(example = "CNY")]
     pub currency: String,
     pub receiver: PayoutReceiverBody,
+    /// The app told of the outcome by webhook (`payout.succeeded`, `payout.failed`,
+    /// `payout.awaiting_confirmation`); without it, every app of the merchant.
+    #[serde(default)]
+    pub app_id: Option<String>,
 }
 
 /// Where a payout goes.
@@ -388,13 +392,29 @@ pub struct PayoutAnswer {
     pub amount: String,
     pub currency: String,
     pub receiver: PayoutReceiverAnswer,
-    /// `pending`, `succeeded` or `failed` (its amount is the merchant's again).
-    #[schema(pattern = "^(pending|succeeded|failed)$")]
+    /// `pending`, `awaiting_confirmation` (the receiving user must confirm it: see
+    /// `confirmation`), `succeeded` or `failed` (its amount is the merchant's again).
+    #[schema(pattern = "^(pending|awaiting_confirmation|succeeded|failed)$")]
     pub status: String,
     pub channel_payout_no: Option<String>,
     pub failure_reason: Option<String>,
+    /// The app told of the outcome; `null`: every app of the merchant.
+    pub app_id: Option<String>,
+    /// While `awaiting_confirmation`: what the app hands to `wx.requestMerchantTransfer`
+    /// (`package`, `mchId`, `appId`) so the user confirms the transfer in WeChat.
+    pub confirmation: Option<PayoutConfirmationAnswer>,
     pub created_at: String,
     pub settled_at: Option<String>,
+}
+
+/// What the receiving user confirms a payout with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutConfirmationAnswer {
+    pub package_info: String,
+    /// The paying merchant's id at the channel (`mchId`).
+    pub mch_id: String,
+    /// The app id the receiver's openid belongs to (`appId`).
+    pub app_id: String,
 }
 
 /// Where a payout went (its name is never returned).
@@ -429,6 +449,15 @@ pub fn payout_answer(payout: &paycenter_projections::model::PayoutView) -> Payou
         status: payout.status.as_str().to_owned(),
         channel_payout_no: payout.channel_payout_no.clone(),
         failure_reason: payout.failure_reason.clone(),
+        app_id: requested.app_id.as_ref().map(ToString::to_string),
+        confirmation: payout
+            .confirmation
+            .as_ref()
+            .map(|confirmation| PayoutConfirmationAnswer {
+                package_info: confirmation.package_info.clone(),
+                mch_id: confirmation.channel_merchant_id.clone(),
+                app_id: confirmation.channel_app_id.clone(),
+            }),
         created_at: requested.requested_at.to_rfc3339(),
         settled_at: payout.settled_at.map(|at| at.to_rfc3339()),
     }
@@ -1271,6 +1300,29 @@ pub struct ReconciliationAnswer {
     pub matched: u64,
     pub created_at: String,
     pub discrepancies: Vec<DiscrepancyAnswer>,
+    /// The payouts that settled that day, each asked of the channel; `null` when none did.
+    pub payouts: Option<PayoutsReconciledAnswer>,
+}
+
+/// The payouts part of a reconciliation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutsReconciledAnswer {
+    pub checked: u64,
+    pub matched: u64,
+    pub discrepancies: Vec<PayoutDiscrepancyAnswer>,
+}
+
+/// A payout on which paycenter and its channel disagree.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutDiscrepancyAnswer {
+    /// `payout_missing_in_channel`, `payout_amount_mismatch` or `payout_status_mismatch`.
+    pub kind: String,
+    pub payout_id: String,
+    pub payout_no: String,
+    pub paycenter_amount: String,
+    pub paycenter_status: String,
+    pub channel_amount: Option<String>,
+    pub channel_status: Option<String>,
 }
 
 /// The read model's checkpoint in its file (committed with every batch it applies).

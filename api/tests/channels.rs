@@ -2513,6 +2513,11 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
     assert_eq!(status, 201, "{last}");
     wait_payout(last["payout_id"].as_str().unwrap(), "succeeded");
     assert_eq!(balance_of(&shop, "payable"), "0.00");
+    // The day's reconciliation asks Alipay about each (alipay.fund.trans.common.query).
+    assert_eq!(
+        shop.reconcile_today()["payouts"],
+        json!({"checked": 3, "matched": 3, "discrepancies": []})
+    );
     assert_eq!(gateway_stats(&gateway)["rejected"], 0);
     // Without certificate mode Alipay pays nothing out: refused, recorded as failed.
     let plain = Shop::open(&base, "alipay", alipay_params(&keys));
@@ -2535,6 +2540,223 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
             .as_str()
             .unwrap()
             .contains("certificate"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
+    let Some(python) = python() else { return };
+    let (_gateway, keys) = fake(&python, "wechatpay_gateway.py");
+    let gateway = format!("https://localhost:{}", keys["port"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, base) = start_paycenter(dir.path());
+    let mut params = keys.clone();
+    strip_fake_fields(&mut params);
+    params["gateway_url"] = json!(gateway);
+    // Hostile scene parameters are refused at activation.
+    for (scene, infos) in [
+        (json!("scene-1000"), json!(null)),
+        (json!("1000"), json!("not json")),
+        (json!("1000"), json!("[{\"info_type\": \"活动名称\"}]")),
+        (json!(null), json!("[]")),
+    ] {
+        let mut hostile = params.clone();
+        hostile["transfer_scene_id"] = scene;
+        hostile["transfer_scene_report_infos"] = infos;
+        let (status, refused) =
+            activation_refused(&base, json!({"channel": "wechatpay", "params": hostile}));
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (422, Some("invalid_channel_params")),
+            "{refused}"
+        );
+    }
+    let mut with_scene = params.clone();
+    with_scene["transfer_scene_id"] = json!("1000");
+    with_scene["transfer_scene_report_infos"] = json!(
+        "[{\"info_type\": \"活动名称\", \"info_content\": \"押金退还\"}, {\"info_type\": \"奖励说明\", \"info_content\": \"退租押金\"}]"
+    );
+    let shop = Shop::open(&base, "wechatpay", with_scene);
+    let trade_no = shop.paid_at_fake(&gateway, "deposit", "50.00", json!({}));
+    shop.wait_status(&trade_no, "succeeded");
+    let payout = |shop: &Shop, payout_no: &str, amount: &str, receiver: Value| {
+        call(
+            "POST",
+            &format!("{base}/v1/payouts"),
+            ADMIN_TOKEN,
+            Some(
+                json!({"merchant_id": shop.merchant_id, "channel_account_id": shop.channel_account_id,
+                        "payout_no": payout_no, "amount": amount, "currency": "CNY", "receiver": receiver}),
+            ),
+        )
+    };
+    let wait_payout = |payout_id: &str, status: &str| {
+        let mut last = Value::Null;
+        wait_for(&format!("payout {status}"), || {
+            last = call(
+                "GET",
+                &format!("{base}/v1/payouts/{payout_id}"),
+                ADMIN_TOKEN,
+                None,
+            )
+            .1;
+            last["status"] == status
+        });
+        last
+    };
+
+    // The transfer waits for its user: the app gets what wx.requestMerchantTransfer needs.
+    let (status, paying) = payout(
+        &shop,
+        "deposit-back",
+        "20.00",
+        json!({"type": "wechat_openid", "account": "oTenant0123456789", "name": "张三"}),
+    );
+    assert_eq!(status, 201, "{paying}");
+    let payout_id = paying["payout_id"].as_str().unwrap().to_owned();
+    let waiting = wait_payout(&payout_id, "awaiting_confirmation");
+    let out_bill_no = payout_id.strip_prefix("po_").unwrap();
+    let bills = gateway_control(&gateway, "transfers");
+    let bill = &bills[out_bill_no];
+    assert_eq!(
+        waiting["confirmation"],
+        json!({"package_info": bill["package_info"], "mch_id": keys["mchid"], "app_id": keys["appid"]}),
+        "{waiting}"
+    );
+    assert_eq!(bill["transfer_amount"], 2000, "{bill}");
+    assert_eq!(
+        bill["user_name"], "张三",
+        "the name decrypts under the platform key"
+    );
+    assert_eq!(bill["transfer_scene_id"], "1000");
+    assert_eq!(
+        bill["transfer_scene_report_infos"][0]["info_content"],
+        "押金退还"
+    );
+    assert!(
+        bill["notify_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/callbacks/wechatpay/{}", shop.channel_account_id)),
+        "{bill}"
+    );
+    // Still held: 50.00 earned, 20.00 waiting.
+    let (status, refused) = payout(
+        &shop,
+        "too-much",
+        "30.01",
+        json!({"type": "wechat_openid", "account": "oTenant0123456789"}),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("insufficient_balance")),
+        "{refused}"
+    );
+    // The user confirms; WeChat Pay's notify settles it.
+    let notified = post_json(
+        &format!("{gateway}/__control/settle_transfer"),
+        json!({"out_bill_no": out_bill_no, "state": "SUCCESS"}),
+    );
+    assert_eq!(notified["status"], 204, "{notified}");
+    let paid = wait_payout(&payout_id, "succeeded");
+    assert_eq!(paid["channel_payout_no"], bill["transfer_bill_no"]);
+    assert_eq!(paid["confirmation"], Value::Null);
+    assert_eq!(balance_of(&shop, "payable"), "30.00");
+    assert_eq!(balance_of(&shop, "paid_out"), "20.00");
+
+    // An openid WeChat Pay will not pay: failed at once, the money the merchant's again.
+    let (status, failing) = payout(
+        &shop,
+        "refused",
+        "10.00",
+        json!({"type": "wechat_openid", "account": "refuse-oUser"}),
+    );
+    assert_eq!(status, 201, "{failing}");
+    let failed = wait_payout(failing["payout_id"].as_str().unwrap(), "failed");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("NO_AUTH"),
+        "{failed}"
+    );
+    // A user who lets the transfer fail: told by notify.
+    let (status, lapsing) = payout(
+        &shop,
+        "lapsing",
+        "5.00",
+        json!({"type": "wechat_openid", "account": "oOther0123456789"}),
+    );
+    assert_eq!(status, 201, "{lapsing}");
+    let lapsing_id = lapsing["payout_id"].as_str().unwrap().to_owned();
+    wait_payout(&lapsing_id, "awaiting_confirmation");
+    post_json(
+        &format!("{gateway}/__control/settle_transfer"),
+        json!({"out_bill_no": lapsing_id.strip_prefix("po_").unwrap(), "state": "FAIL"}),
+    );
+    let lapsed = wait_payout(&lapsing_id, "failed");
+    assert_eq!(lapsed["failure_reason"], "PAYEE_ACCOUNT_ABNORMAL");
+    assert_eq!(balance_of(&shop, "payable"), "30.00");
+
+    // The app heard each step by webhook.
+    wait_for("the payout webhooks", || {
+        let (_, feed) = call("GET", &format!("{base}/v1/events"), &shop.api_key, None);
+        let events = feed["events"].as_array().cloned().unwrap_or_default();
+        let has = |kind: &str, id: &str| {
+            events
+                .iter()
+                .any(|event| event["type"] == kind && event["data"]["payout"]["payout_id"] == id)
+        };
+        has("payout.awaiting_confirmation", &payout_id)
+            && has("payout.succeeded", &payout_id)
+            && has("payout.failed", &lapsing_id)
+    });
+
+    // The day's reconciliation asks WeChat Pay about each settled payout: all agree, until
+    // the channel's record of one changes.
+    let reconciled = shop.reconcile_today();
+    assert_eq!(
+        reconciled["payouts"],
+        json!({"checked": 3, "matched": 3, "discrepancies": []}),
+        "{reconciled}"
+    );
+    post_json(
+        &format!("{gateway}/__control/settle_transfer"),
+        json!({"out_bill_no": out_bill_no, "state": "FAIL", "notify": false}),
+    );
+    let reconciled = shop.reconcile_today();
+    assert_eq!(reconciled["payouts"]["matched"], 2, "{reconciled}");
+    assert_eq!(
+        reconciled["payouts"]["discrepancies"],
+        json!([{"kind": "payout_status_mismatch", "payout_id": payout_id, "payout_no": "deposit-back",
+                "paycenter_amount": "20.00", "paycenter_status": "succeeded",
+                "channel_amount": "20.00", "channel_status": "failed"}]),
+        "{reconciled}"
+    );
+
+    // Every transfer call was the one the SDK builds, signed as it checks.
+    let stats = gateway_stats(&gateway);
+    assert_eq!(stats["rejected"], 0, "{stats}");
+    assert_eq!(stats["sdk_mismatches"], json!([]), "{stats}");
+
+    // An account WeChat Pay granted no transfer scene pays nothing out: failed with the reason.
+    let plain = Shop::open(&base, "wechatpay", params.clone());
+    let trade_no = plain.paid_at_fake(&gateway, "plain", "5.00", json!({}));
+    plain.wait_status(&trade_no, "succeeded");
+    let (status, refused) = payout(
+        &plain,
+        "no-scene",
+        "1.00",
+        json!({"type": "wechat_openid", "account": "oTenant0123456789"}),
+    );
+    assert_eq!(status, 201, "{refused}");
+    let failed = wait_payout(refused["payout_id"].as_str().unwrap(), "failed");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("transfer_scene_id"),
         "{failed}"
     );
 }

@@ -181,6 +181,14 @@ fn payouts_never_pay_more_than_was_earned() {
             json!({"payout_no": "p-mch", "merchant_id": "mch_00000000000000000000000000000000"}),
             (404, "merchant_not_found"),
         ),
+        (
+            json!({"payout_no": "p-app", "app_id": "app_00000000000000000000000000000000"}),
+            (404, "app_not_found"),
+        ),
+        (
+            json!({"payout_no": "p-app2", "app_id": "not an app"}),
+            (400, "invalid_request"),
+        ),
     ] {
         let mut request = json!({"merchant_id": merchant_id, "channel_account_id": account_id,
                                  "payout_no": "p", "amount": "1.00", "currency": "CNY",
@@ -270,6 +278,33 @@ fn payouts_never_pay_more_than_was_earned() {
         "{failed}"
     );
     assert_eq!(balance(&base, &merchant_id, "payable"), "200.00");
+
+    // The merchant's app hears of both by webhook (its feed carries what the webhooks did).
+    wait_for("the payout webhooks", || {
+        let (_, feed) = call("GET", &format!("{base}/v1/events"), &api_key, None);
+        let events = feed["events"].as_array().cloned().unwrap_or_default();
+        let has = |kind: &str, payout_id: &str| {
+            events.iter().any(|event| {
+                event["type"] == kind && event["data"]["payout"]["payout_id"] == payout_id
+            })
+        };
+        has("payout.succeeded", &payout_id)
+            && has("payout.failed", failing["payout_id"].as_str().unwrap())
+    });
+    // The day's reconciliation asks the channel about both: paid and failed alike agree.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (status, reconciled) = call(
+        "POST",
+        &format!("{base}/v1/reconciliations"),
+        ADMIN_TOKEN,
+        Some(json!({"channel_account_id": account_id, "date": today})),
+    );
+    assert_eq!(status, 201, "{reconciled}");
+    assert_eq!(
+        reconciled["payouts"],
+        json!({"checked": 2, "matched": 2, "discrepancies": []}),
+        "{reconciled}"
+    );
 
     // Sixteen at once against 200.00, 30.00 each: six pass, never more.
     let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {

@@ -73,7 +73,26 @@ pub struct PayoutRequested {
     pub channel: Channel,
     pub amount: Money,
     pub receiver: PayoutReceiver,
+    /// The app told of the payout's outcome by webhook; `None`: every app of the merchant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<AppId>,
     pub requested_at: DateTime<Utc>,
+}
+
+/// The channel took the payout and waits for the receiving user to confirm it (WeChat Pay's
+/// merchant transfer): the app hands `package_info` to the user's WeChat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutAwaitingConfirmation {
+    pub payout_id: String,
+    pub merchant_id: MerchantId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_payout_no: Option<String>,
+    pub package_info: String,
+    /// The paying merchant's id at the channel and the app id the receiver's openid belongs
+    /// to, as `wx.requestMerchantTransfer` asks for them.
+    pub channel_merchant_id: String,
+    pub channel_app_id: String,
+    pub at: DateTime<Utc>,
 }
 
 /// The channel paid the payout: posted in the ledger (payable against clearing).
@@ -610,6 +629,10 @@ pub struct ReconciliationCompleted {
     pub n_bill_lines: u64,
     pub n_matched: u64,
     pub discrepancies: Vec<crate::reconciliation::Discrepancy>,
+    /// Payouts that settled that day, each asked of the channel (absent before payouts were
+    /// reconciled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payouts: Option<crate::reconciliation::PayoutsReconciled>,
     pub completed_at: DateTime<Utc>,
 }
 
@@ -712,6 +735,7 @@ events! {
     PayoutRequested => "payout.requested",
     PayoutSucceeded => "payout.succeeded",
     PayoutFailed => "payout.failed",
+    PayoutAwaitingConfirmation => "payout.awaiting_confirmation",
     ReceiverBound => "receiver.bound",
     ReceiverRemoved => "receiver.removed",
 }

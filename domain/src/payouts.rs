@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::error::DomainError;
-use crate::events::{Event, PayoutFailed, PayoutRequested, PayoutSucceeded};
+use crate::events::{
+    Event, PayoutAwaitingConfirmation, PayoutFailed, PayoutRequested, PayoutSucceeded,
+};
 use crate::money::Money;
 use crate::vocabulary::PayoutStatus;
 
@@ -51,6 +53,11 @@ pub fn payouts(history: &[Event]) -> Vec<(&PayoutRequested, PayoutStatus)> {
             Event::PayoutFailed(failed) => {
                 set(&mut payouts, &failed.payout_id, PayoutStatus::Failed)
             }
+            Event::PayoutAwaitingConfirmation(waiting) => set(
+                &mut payouts,
+                &waiting.payout_id,
+                PayoutStatus::AwaitingConfirmation,
+            ),
             _ => {}
         }
     }
@@ -83,7 +90,8 @@ pub fn request(
         let same = earlier.channel_account_id == command.channel_account_id
             && earlier.amount == command.amount
             && earlier.receiver.kind == command.receiver.kind
-            && earlier.receiver.account == command.receiver.account;
+            && earlier.receiver.account == command.receiver.account
+            && earlier.app_id == command.app_id;
         if same {
             return Ok(Vec::new());
         }
@@ -121,22 +129,60 @@ pub enum PayoutOutcome {
         /// The channel's words.
         reason: String,
     },
+    /// Taken, waiting for the receiving user to confirm it.
+    AwaitingConfirmation {
+        /// The channel's id of the transfer.
+        channel_payout_no: Option<String>,
+        /// What the user confirms with, and the ids that go with it.
+        package_info: String,
+        /// The paying merchant's id at the channel.
+        channel_merchant_id: String,
+        /// The app id the receiver's openid belongs to.
+        channel_app_id: String,
+    },
 }
 
-/// Records a payout's outcome, once.
+/// Records a payout's outcome, once: a success or failure while it is not settled, a wait for
+/// the user's confirmation only while it is pending.
 pub fn record_outcome(
     history: &[Event],
     payout_id: &str,
     outcome: PayoutOutcome,
     now: DateTime<Utc>,
 ) -> Vec<Event> {
-    let Some((requested, PayoutStatus::Pending)) = payouts(history)
+    let Some((requested, status)) = payouts(history)
         .into_iter()
         .find(|(requested, _)| requested.payout_id == payout_id)
     else {
         return Vec::new();
     };
+    let open = match outcome {
+        PayoutOutcome::AwaitingConfirmation { .. } => status == PayoutStatus::Pending,
+        _ => matches!(
+            status,
+            PayoutStatus::Pending | PayoutStatus::AwaitingConfirmation
+        ),
+    };
+    if !open {
+        return Vec::new();
+    }
     match outcome {
+        PayoutOutcome::AwaitingConfirmation {
+            channel_payout_no,
+            package_info,
+            channel_merchant_id,
+            channel_app_id,
+        } => vec![Event::PayoutAwaitingConfirmation(
+            PayoutAwaitingConfirmation {
+                payout_id: payout_id.to_owned(),
+                merchant_id: requested.merchant_id.clone(),
+                channel_payout_no,
+                package_info,
+                channel_merchant_id,
+                channel_app_id,
+                at: now,
+            },
+        )],
         PayoutOutcome::Succeeded { channel_payout_no } => {
             vec![Event::PayoutSucceeded(PayoutSucceeded {
                 payout_id: payout_id.to_owned(),
@@ -178,6 +224,7 @@ mod tests {
                 account: "wallet".to_owned(),
                 name_sealed: None,
             },
+            app_id: None,
             requested_at: DateTime::<Utc>::UNIX_EPOCH,
         }
     }
@@ -215,5 +262,33 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_payout_waiting_for_its_user_still_holds_its_amount_and_settles_once() {
+        let mut history = request(&[], 10_000, requested("a", 6_000)).unwrap();
+        let id = requested("a", 6_000).payout_id;
+        let waiting = PayoutOutcome::AwaitingConfirmation {
+            channel_payout_no: Some("1330".into()),
+            package_info: "pkg".into(),
+            channel_merchant_id: "1900".into(),
+            channel_app_id: "wx1".into(),
+        };
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        history.extend(record_outcome(&history, &id, waiting.clone(), at));
+        assert_eq!(payouts(&history)[0].1, PayoutStatus::AwaitingConfirmation);
+        // Heard again (the callback after the query): nothing more.
+        assert!(record_outcome(&history, &id, waiting.clone(), at).is_empty());
+        assert!(matches!(
+            request(&history, 10_000, requested("b", 4_001)),
+            Err(DomainError::InsufficientBalance { .. })
+        ));
+        let paid = PayoutOutcome::Succeeded {
+            channel_payout_no: Some("1330".into()),
+        };
+        history.extend(record_outcome(&history, &id, paid.clone(), at));
+        assert_eq!(payouts(&history)[0].1, PayoutStatus::Succeeded);
+        assert!(record_outcome(&history, &id, paid, at).is_empty());
+        assert!(record_outcome(&history, &id, waiting, at).is_empty());
     }
 }

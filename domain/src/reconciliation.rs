@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChannelTradeNo, OrderNo, TradeNo};
 use crate::money::Money;
-use crate::vocabulary::AttemptStatus;
 pub use crate::vocabulary::DiscrepancyKind;
+use crate::vocabulary::{AttemptStatus, PayoutStatus};
 
 /// The most bill lines one reconciliation takes.
 pub const MAX_BILL_LINES: usize = 1_000_000;
@@ -147,6 +147,89 @@ pub fn reconcile(record: &[RecordLine], bill: &[BillLine]) -> (usize, Vec<Discre
     (n_matched, discrepancies)
 }
 
+/// The most payouts one reconciliation asks the channel about (one query each).
+pub const MAX_PAYOUTS_CHECKED: usize = 10_000;
+
+/// A payout paycenter settled on the reconciled day.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutRecord {
+    pub payout_id: String,
+    pub payout_no: String,
+    pub amount: Money,
+    /// `succeeded` or `failed`.
+    pub status: PayoutStatus,
+}
+
+/// A payout as the channel answered when asked: `None` in [`reconcile_payouts`] when it has
+/// no such transfer.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutAtChannel {
+    pub status: PayoutStatus,
+    pub amount: Money,
+}
+
+/// The payouts of a reconciled day.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutsReconciled {
+    pub n_checked: u64,
+    pub n_matched: u64,
+    pub discrepancies: Vec<PayoutDiscrepancy>,
+}
+
+/// One payout on which paycenter and the channel disagree.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutDiscrepancy {
+    pub kind: DiscrepancyKind,
+    pub payout_id: String,
+    pub payout_no: String,
+    pub paycenter_amount: Money,
+    pub paycenter_status: PayoutStatus,
+    pub channel_amount: Option<Money>,
+    pub channel_status: Option<PayoutStatus>,
+}
+
+/// Compares each payout settled that day with what its channel answered. A paid payout must
+/// be paid at the channel for the same amount; a failed one must not have moved money there
+/// (absent or failed at the channel). Discrepancies are ordered by payout id.
+pub fn reconcile_payouts(checked: &[(PayoutRecord, Option<PayoutAtChannel>)]) -> PayoutsReconciled {
+    let mut discrepancies = Vec::new();
+    for (ours, theirs) in checked {
+        let kind = match (ours.status, theirs) {
+            (PayoutStatus::Succeeded, None) => Some(DiscrepancyKind::PayoutMissingInChannel),
+            (PayoutStatus::Succeeded, Some(theirs)) if theirs.status != PayoutStatus::Succeeded => {
+                Some(DiscrepancyKind::PayoutStatusMismatch)
+            }
+            (PayoutStatus::Succeeded, Some(theirs)) if theirs.amount != ours.amount => {
+                Some(DiscrepancyKind::PayoutAmountMismatch)
+            }
+            (_, None) => None,
+            (_, Some(theirs)) if theirs.status == ours.status => None,
+            (_, Some(_)) => Some(DiscrepancyKind::PayoutStatusMismatch),
+        };
+        if let Some(kind) = kind {
+            discrepancies.push(PayoutDiscrepancy {
+                kind,
+                payout_id: ours.payout_id.clone(),
+                payout_no: ours.payout_no.clone(),
+                paycenter_amount: ours.amount,
+                paycenter_status: ours.status,
+                channel_amount: theirs.as_ref().map(|theirs| theirs.amount),
+                channel_status: theirs.as_ref().map(|theirs| theirs.status),
+            });
+        }
+    }
+    discrepancies.sort_by(|a, b| a.payout_id.cmp(&b.payout_id));
+    PayoutsReconciled {
+        n_checked: checked.len() as u64,
+        n_matched: (checked.len() - discrepancies.len()) as u64,
+        discrepancies,
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -276,5 +359,62 @@ mod tests {
             &[billed(1, 100)],
         );
         assert_eq!((n_matched, discrepancies.len()), (1, 0));
+    }
+
+    #[test]
+    fn payouts_are_matched_by_what_moved_at_the_channel() {
+        let cny = |minor| Money::from_minor(minor, Currency::CNY);
+        let ours = |id: &str, minor, status| PayoutRecord {
+            payout_id: id.to_owned(),
+            payout_no: id.to_uppercase(),
+            amount: cny(minor),
+            status,
+        };
+        let theirs = |minor, status| {
+            Some(PayoutAtChannel {
+                status,
+                amount: cny(minor),
+            })
+        };
+        let checked = vec![
+            (
+                ours("a", 100, PayoutStatus::Succeeded),
+                theirs(100, PayoutStatus::Succeeded),
+            ),
+            (ours("b", 100, PayoutStatus::Succeeded), None),
+            (
+                ours("c", 100, PayoutStatus::Succeeded),
+                theirs(90, PayoutStatus::Succeeded),
+            ),
+            (ours("d", 100, PayoutStatus::Failed), None),
+            (
+                ours("e", 100, PayoutStatus::Failed),
+                theirs(100, PayoutStatus::Failed),
+            ),
+            (
+                ours("f", 100, PayoutStatus::Failed),
+                theirs(100, PayoutStatus::Succeeded),
+            ),
+            (
+                ours("g", 100, PayoutStatus::Succeeded),
+                theirs(100, PayoutStatus::Pending),
+            ),
+        ];
+        let reconciled = reconcile_payouts(&checked);
+        assert_eq!((reconciled.n_checked, reconciled.n_matched), (7, 3));
+        let kinds: Vec<(&str, DiscrepancyKind)> = reconciled
+            .discrepancies
+            .iter()
+            .map(|d| (d.payout_id.as_str(), d.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("b", DiscrepancyKind::PayoutMissingInChannel),
+                ("c", DiscrepancyKind::PayoutAmountMismatch),
+                ("f", DiscrepancyKind::PayoutStatusMismatch),
+                ("g", DiscrepancyKind::PayoutStatusMismatch),
+            ]
+        );
     }
 }

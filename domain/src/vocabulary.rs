@@ -256,6 +256,12 @@ vocabulary! {
         PaymentShared => "payment.shared",
         /// A payment's share failed for good at the channel (the money stays with the merchant).
         PaymentShareFailed => "payment.share_failed",
+        /// A payout was paid to its receiver.
+        PayoutSucceeded => "payout.succeeded",
+        /// A payout failed (its amount is the merchant's again).
+        PayoutFailed => "payout.failed",
+        /// A payout waits for the receiving user's confirmation (`confirmation.package_info`).
+        PayoutAwaitingConfirmation => "payout.awaiting_confirmation",
     }
 }
 
@@ -292,6 +298,12 @@ vocabulary! {
         RefundMissingInChannel => "refund_missing_in_channel",
         /// Both list refunds of the payment that day, for different totals.
         RefundAmountMismatch => "refund_amount_mismatch",
+        /// A payout paycenter recorded as paid that day that the channel does not have.
+        PayoutMissingInChannel => "payout_missing_in_channel",
+        /// The channel moves another amount for a payout than paycenter recorded.
+        PayoutAmountMismatch => "payout_amount_mismatch",
+        /// The channel says a payout stands otherwise than paycenter settled it that day.
+        PayoutStatusMismatch => "payout_status_mismatch",
     }
 }
 
@@ -423,6 +435,8 @@ vocabulary! {
     PayoutStatus ("payout status") {
         /// Asked of the channel (or about to be), not settled.
         Pending => "pending",
+        /// Taken by the channel, waiting for the receiving user to confirm it.
+        AwaitingConfirmation => "awaiting_confirmation",
         /// Paid to the receiver.
         Succeeded => "succeeded",
         /// Not paid: the money stays with the merchant.

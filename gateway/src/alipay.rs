@@ -31,7 +31,7 @@ use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, BillRow, BoxFuture,
     CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
     CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
-    ShareLine, ShareResult, Transfer, TransferStatus,
+    ShareLine, ShareResult, Transfer, TransferAtChannel, TransferStatus,
 };
 
 /// Alipay's production gateway.
@@ -304,6 +304,35 @@ impl AlipayChannel {
         }
     }
 
+    /// `alipay.fund.trans.common.query` of the transfer `out_biz_no`: its answer, or `None`
+    /// when Alipay has no such transfer.
+    async fn transfer_query(
+        &self,
+        account: &Account,
+        out_biz_no: &str,
+    ) -> Result<Option<Value>, GatewayError> {
+        let method = "alipay.fund.trans.common.query";
+        let node = account
+            .call(
+                &self.http,
+                method,
+                &json!({
+                    "out_biz_no": out_biz_no,
+                    "product_code": "TRANS_ACCOUNT_NO_PWD",
+                    "biz_scene": "DIRECT_TRANSFER",
+                }),
+                None,
+            )
+            .await?;
+        if node["code"].as_str() == Some(CODE_SUCCESS) {
+            return Ok(Some(node));
+        }
+        if sub_code(&node) == "ORDER_NOT_EXIST" {
+            return Ok(None);
+        }
+        Err(business_error(method, &node))
+    }
+
     /// Binds or unbinds one royalty receiver (`method`): a business refusal is `Refused`.
     async fn royalty_relation(
         &self,
@@ -523,24 +552,8 @@ impl PaymentChannel for AlipayChannel {
             }
             // Asked again after a lost answer or a restart: the same out_biz_no answers where
             // that transfer stands.
-            let query = "alipay.fund.trans.common.query";
-            let node = account
-                .call(
-                    &self.http,
-                    query,
-                    &json!({
-                        "out_biz_no": transfer.payout_id,
-                        "product_code": "TRANS_ACCOUNT_NO_PWD",
-                        "biz_scene": "DIRECT_TRANSFER",
-                    }),
-                    None,
-                )
-                .await?;
-            if node["code"].as_str() == Some(CODE_SUCCESS) {
-                return Ok(transfer_status(&node));
-            }
-            if sub_code(&node) != "ORDER_NOT_EXIST" {
-                return Err(business_error(query, &node));
+            if let Some(found) = self.transfer_query(&account, &transfer.payout_id).await? {
+                return Ok(transfer_status(&found));
             }
             let identity_type = match transfer.receiver_kind {
                 "alipay_login" => "ALIPAY_LOGON_ID",
@@ -582,6 +595,27 @@ impl PaymentChannel for AlipayChannel {
                 });
             }
             Err(business_error(method, &node))
+        })
+    }
+
+    fn query_transfer<'a>(
+        &'a self,
+        params: &'a Value,
+        transfer: &'a Transfer,
+    ) -> BoxFuture<'a, Result<Option<TransferAtChannel>, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let Some(found) = self.transfer_query(&account, &transfer.payout_id).await? else {
+                return Ok(None);
+            };
+            let amount = found["trans_amount"]
+                .as_str()
+                .and_then(|text| Money::parse_positive(text, Currency::CNY).ok())
+                .ok_or_else(|| unavailable("alipay transfer query: no trans_amount"))?;
+            Ok(Some(TransferAtChannel {
+                status: transfer_status(&found),
+                amount,
+            }))
         })
     }
 

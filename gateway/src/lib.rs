@@ -179,6 +179,31 @@ pub struct Transfer {
     pub receiver_name: Option<Secret>,
     /// What the receiver is told.
     pub remark: String,
+    /// Where the channel reports the outcome (WeChat Pay), if it reports by callback.
+    pub notify_url: Option<String>,
+}
+
+/// What a channel needs the receiving user to confirm before it pays (WeChat Pay's merchant
+/// transfer): the app hands `package_info` to `wx.requestMerchantTransfer` with the ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferConfirmation {
+    /// The channel's id of the transfer.
+    pub channel_payout_no: Option<String>,
+    /// The confirmation page's package, as the channel answered it.
+    pub package_info: String,
+    /// The paying merchant's id at the channel (`mchId`).
+    pub channel_merchant_id: String,
+    /// The app id the receiver's openid belongs to (`appId`).
+    pub channel_app_id: String,
+}
+
+/// A transfer as the channel has it when asked (the daily reconciliation's question).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferAtChannel {
+    /// Where it stands.
+    pub status: TransferStatus,
+    /// How much the channel says it moves.
+    pub amount: Money,
 }
 
 /// What a channel says of a payout.
@@ -191,6 +216,8 @@ pub enum TransferStatus {
     },
     /// Taken, not settled: ask again later.
     Pending,
+    /// Taken, waiting for the receiving user to confirm it.
+    AwaitingConfirmation(TransferConfirmation),
     /// Refused or failed for good.
     Failed {
         /// The channel's words.
@@ -320,6 +347,13 @@ pub enum CallbackNotice {
         refund_id: RefundId,
         /// The channel's words.
         reason: String,
+    },
+    /// A payout (transfer) reached a state the channel reports.
+    PayoutReported {
+        /// paycenter's payout id.
+        payout_id: String,
+        /// Where it stands.
+        status: TransferStatus,
     },
     /// A notice type paycenter does not handle: acknowledged, recorded nowhere.
     Unknown {
@@ -465,6 +499,16 @@ pub trait PaymentChannel: Send + Sync {
         _params: &'a serde_json::Value,
         _transfer: &'a Transfer,
     ) -> BoxFuture<'a, Result<TransferStatus, GatewayError>> {
+        Box::pin(async { Err(unavailable("this channel pays nothing out")) })
+    }
+
+    /// Asks where the transfer `transfer.payout_id` stands, without making it: `None` when the
+    /// channel has no such transfer.
+    fn query_transfer<'a>(
+        &'a self,
+        _params: &'a serde_json::Value,
+        _transfer: &'a Transfer,
+    ) -> BoxFuture<'a, Result<Option<TransferAtChannel>, GatewayError>> {
         Box::pin(async { Err(unavailable("this channel pays nothing out")) })
     }
 

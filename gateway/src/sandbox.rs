@@ -367,6 +367,21 @@ impl PaymentChannel for SandboxChannel {
         })
     }
 
+    /// The sandbox keeps no transfers: it answers what `transfer` did with the same payout.
+    fn query_transfer<'a>(
+        &'a self,
+        params: &'a serde_json::Value,
+        transfer: &'a crate::Transfer,
+    ) -> BoxFuture<'a, Result<Option<crate::TransferAtChannel>, GatewayError>> {
+        Box::pin(async move {
+            let status = self.transfer(params, transfer).await?;
+            Ok(Some(crate::TransferAtChannel {
+                status,
+                amount: transfer.amount,
+            }))
+        })
+    }
+
     fn shares_at_channel(&self) -> bool {
         true
     }

@@ -40,7 +40,7 @@ use crate::{
     gateway_url_param, refuse_unknown_params, required_param, unavailable, url_param, BillRow,
     BoxFuture, CallbackAnswer, CallbackNotice, CallbackRequest, ChannelOrder, ChannelPaymentStatus,
     CreatePayment, GatewayError, Initiated, PaymentAction, PaymentChannel, Receiver, RefundStatus,
-    ShareLine, ShareResult,
+    ShareLine, ShareResult, Transfer, TransferAtChannel, TransferConfirmation, TransferStatus,
 };
 
 /// WeChat Pay's production API.
@@ -70,6 +70,8 @@ const PARAM_NAMES: &[&str] = &[
     "oauth_app_secret",
     "oauth_url",
     "oauth_api_url",
+    "transfer_scene_id",
+    "transfer_scene_report_infos",
 ];
 
 /// A sub-merchant's parameters: the ids WeChat Pay assigned it under its service provider.
@@ -109,6 +111,108 @@ struct Account {
     /// Set when the call is for a sub-merchant: the account is then its service provider
     /// (`mchid`, `appid` are `sp_mchid`, `sp_appid`) and the partner endpoints are used.
     sub_merchant: Option<SubMerchant>,
+    /// The merchant transfer scene WeChat Pay granted (`None`: the account pays nothing out).
+    transfer_scene: Option<TransferScene>,
+}
+
+/// A merchant transfer scene: its id and the report lines WeChat Pay asks of it (for scene
+/// 1000, `活动名称` and `奖励说明`).
+struct TransferScene {
+    id: String,
+    report_infos: Vec<Value>,
+}
+
+impl TransferScene {
+    fn parse(params: &Value) -> Result<Option<TransferScene>, GatewayError> {
+        let invalid = |reason: &str| GatewayError::InvalidParams {
+            reason: reason.to_owned(),
+        };
+        let Some(id) = params
+            .get("transfer_scene_id")
+            .filter(|value| !value.is_null())
+        else {
+            if params
+                .get("transfer_scene_report_infos")
+                .is_some_and(|value| !value.is_null())
+            {
+                return Err(invalid(
+                    "transfer_scene_report_infos needs transfer_scene_id",
+                ));
+            }
+            return Ok(None);
+        };
+        let id = id
+            .as_str()
+            .map(str::trim)
+            .filter(|id| !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| invalid("transfer_scene_id must be WeChat Pay's numeric scene id"))?;
+        let report_infos = match params
+            .get("transfer_scene_report_infos")
+            .filter(|value| !value.is_null())
+        {
+            None => Vec::new(),
+            Some(text) => {
+                let lines: Vec<Value> = text
+                    .as_str()
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .ok_or_else(|| {
+                        invalid("transfer_scene_report_infos must be a JSON array text of {info_type, info_content}")
+                    })?;
+                let well_formed =
+                    lines.len() <= 8
+                        && lines.iter().all(|line| {
+                            line.as_object().is_some_and(|fields| {
+                                fields.len() == 2
+                                    && ["info_type", "info_content"].iter().all(|name| {
+                                        fields.get(*name).and_then(Value::as_str).is_some_and(
+                                            |text| !text.is_empty() && text.chars().count() <= 64,
+                                        )
+                                    })
+                            })
+                        });
+                if !well_formed {
+                    return Err(invalid("transfer_scene_report_infos: at most 8 objects of exactly info_type and info_content (1 to 64 characters each)"));
+                }
+                lines
+            }
+        };
+        Ok(Some(TransferScene {
+            id: id.to_owned(),
+            report_infos,
+        }))
+    }
+}
+
+/// A payout's `out_bill_no`: WeChat Pay takes letters and digits only, so the payout id
+/// without its `po_`.
+fn out_bill_no(payout_id: &str) -> &str {
+    payout_id.strip_prefix("po_").unwrap_or(payout_id)
+}
+
+/// A transfer bill's state in paycenter's words. A bill waiting for the user is waiting only
+/// when the answer carries the package the user confirms with (a query does not).
+fn transfer_bill_status(account: &Account, bill: &Value) -> TransferStatus {
+    let channel_payout_no = bill["transfer_bill_no"].as_str().map(str::to_owned);
+    match bill["state"].as_str() {
+        Some("SUCCESS") => TransferStatus::Succeeded { channel_payout_no },
+        Some(state @ ("FAIL" | "CANCELLED")) => TransferStatus::Failed {
+            reason: bill["fail_reason"]
+                .as_str()
+                .filter(|reason| !reason.is_empty())
+                .unwrap_or(state)
+                .to_owned(),
+        },
+        Some("WAIT_USER_CONFIRM") => match bill["package_info"].as_str() {
+            Some(package_info) => TransferStatus::AwaitingConfirmation(TransferConfirmation {
+                channel_payout_no,
+                package_info: package_info.to_owned(),
+                channel_merchant_id: account.mchid.clone(),
+                channel_app_id: account.appid.clone(),
+            }),
+            None => TransferStatus::Pending,
+        },
+        _ => TransferStatus::Pending,
+    }
 }
 
 /// A sub-merchant under a WeChat Pay service provider (partner mode).
@@ -253,6 +357,7 @@ impl Account {
                         .map(str::to_owned),
                 }),
             },
+            transfer_scene: TransferScene::parse(params)?,
         })
     }
 
@@ -477,6 +582,44 @@ impl WechatpayChannel {
         body
     }
 
+    /// `text` sealed (RSA-OAEP) under the platform key the requests' `Wechatpay-Serial` names,
+    /// as WeChat Pay wants names sent.
+    async fn seal_for_platform(
+        &self,
+        account: &Account,
+        text: &str,
+    ) -> Result<String, GatewayError> {
+        self.ensure_certificates(account, None).await;
+        let now_unix = Utc::now().timestamp();
+        let key = self
+            .signer_serial(account)
+            .and_then(|serial| self.verifying_key(account, &serial, now_unix))
+            .ok_or_else(|| unavailable("wechatpay: no platform key to seal the name"))?;
+        key.encrypt_oaep_base64(text.as_bytes())
+            .map_err(unavailable)
+    }
+
+    /// `GET .../transfer-bills/out-bill-no/{no}`: the bill, or `None` when WeChat Pay has none.
+    async fn transfer_bill(
+        &self,
+        account: &Account,
+        payout_id: &str,
+    ) -> Result<Option<Value>, GatewayError> {
+        let path = format!(
+            "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{}",
+            out_bill_no(payout_id)
+        );
+        let (status, answer) = self.call(account, "GET", &path, None).await?;
+        match status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
+            _ => Err(unavailable(format!(
+                "wechatpay transfer query: {}",
+                error_text(status, &answer)
+            ))),
+        }
+    }
+
     /// The serial sent as `Wechatpay-Serial`: the platform public key's id, else the newest
     /// platform certificate at hand.
     fn signer_serial(&self, account: &Account) -> Option<String> {
@@ -635,6 +778,89 @@ impl PaymentChannel for WechatpayChannel {
         &["MERCHANT_ID", "PERSONAL_OPENID"]
     }
 
+    fn payout_receiver_kinds(&self) -> &'static [&'static str] {
+        &["wechat_openid"]
+    }
+
+    /// The merchant transfer (`/v3/fund-app/mch-transfer/transfer-bills`), in its
+    /// user-confirmation form: WeChat Pay answers `WAIT_USER_CONFIRM` and a `package_info`
+    /// that the receiving user confirms in WeChat; the outcome comes by notify or query.
+    fn transfer<'a>(
+        &'a self,
+        params: &'a Value,
+        transfer: &'a Transfer,
+    ) -> BoxFuture<'a, Result<TransferStatus, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let refused = |reason: &str| GatewayError::Refused {
+                reason: reason.to_owned(),
+            };
+            if account.sub_merchant.is_some() {
+                return Err(refused("WeChat Pay's merchant transfer pays from a direct merchant's own account, not through a service provider"));
+            }
+            let Some(scene) = &account.transfer_scene else {
+                return Err(refused("the account has no transfer_scene_id: give it the merchant transfer scene WeChat Pay granted"));
+            };
+            if transfer.amount.currency() != Currency::CNY {
+                return Err(refused("WeChat Pay transfers CNY only"));
+            }
+            // Asked again after a lost answer or a restart: the same out_bill_no answers where
+            // that transfer stands.
+            if let Some(bill) = self.transfer_bill(&account, &transfer.payout_id).await? {
+                return Ok(transfer_bill_status(&account, &bill));
+            }
+            let mut body = json!({
+                "appid": account.appid,
+                "out_bill_no": out_bill_no(&transfer.payout_id),
+                "transfer_scene_id": scene.id,
+                "openid": transfer.receiver_account,
+                "transfer_amount": transfer.amount.amount_minor(),
+                "transfer_remark": transfer.remark.chars().take(32).collect::<String>(),
+                "notify_url": transfer.notify_url,
+            });
+            if !scene.report_infos.is_empty() {
+                body["transfer_scene_report_infos"] = json!(scene.report_infos);
+            }
+            if let Some(name) = &transfer.receiver_name {
+                body["user_name"] = json!(self.seal_for_platform(&account, name.expose()).await?);
+            }
+            let path = "/v3/fund-app/mch-transfer/transfer-bills";
+            let (status, answer) = self.call(&account, "POST", path, Some(&body)).await?;
+            match status {
+                200 => Ok(transfer_bill_status(&account, &answer)),
+                // Too many calls, or WeChat Pay's own trouble: nothing was decided.
+                429 | 500..=599 => Err(unavailable(format!(
+                    "wechatpay {path}: {}",
+                    error_text(status, &answer)
+                ))),
+                _ => Ok(TransferStatus::Failed {
+                    reason: format!("wechatpay {path}: {}", error_text(status, &answer)),
+                }),
+            }
+        })
+    }
+
+    fn query_transfer<'a>(
+        &'a self,
+        params: &'a Value,
+        transfer: &'a Transfer,
+    ) -> BoxFuture<'a, Result<Option<TransferAtChannel>, GatewayError>> {
+        Box::pin(async move {
+            let account = self.accounts.get_or_parse(params, Account::parse)?;
+            let Some(bill) = self.transfer_bill(&account, &transfer.payout_id).await? else {
+                return Ok(None);
+            };
+            let amount = bill["transfer_amount"]
+                .as_i64()
+                .map(|minor| Money::from_minor(minor, Currency::CNY))
+                .ok_or_else(|| unavailable("wechatpay transfer query: no transfer_amount"))?;
+            Ok(Some(TransferAtChannel {
+                status: transfer_bill_status(&account, &bill),
+                amount,
+            }))
+        })
+    }
+
     fn shares_at_channel(&self) -> bool {
         true
     }
@@ -751,15 +977,7 @@ impl PaymentChannel for WechatpayChannel {
             // A merchant receiver is bound under its full name; WeChat Pay wants it sealed
             // under the platform key its Wechatpay-Serial names.
             if let Some(name) = &receiver.name {
-                self.ensure_certificates(&account, None).await;
-                let now_unix = Utc::now().timestamp();
-                let key = self
-                    .signer_serial(&account)
-                    .and_then(|serial| self.verifying_key(&account, &serial, now_unix))
-                    .ok_or_else(|| unavailable("wechatpay: no platform key to seal the name"))?;
-                body["name"] = json!(key
-                    .encrypt_oaep_base64(name.expose().as_bytes())
-                    .map_err(unavailable)?);
+                body["name"] = json!(self.seal_for_platform(&account, name.expose()).await?);
             } else if receiver.kind == "MERCHANT_ID" {
                 return Err(GatewayError::Refused {
                     reason: "a MERCHANT_ID receiver needs its full name".into(),
@@ -812,6 +1030,8 @@ impl PaymentChannel for WechatpayChannel {
                     | "oauth_app_secret"
                     | "oauth_url"
                     | "oauth_api_url"
+                    | "transfer_scene_id"
+                    | "transfer_scene_report_infos"
             );
             if optional && params.get(*name).is_none_or(Value::is_null) {
                 continue;
@@ -1314,7 +1534,8 @@ impl PaymentChannel for WechatpayChannel {
                 .is_none_or(|named| named == expected)
         };
         let ours = match &account.sub_merchant {
-            None => names("mchid", &account.mchid),
+            // A transfer notify says `mch_id`.
+            None => names("mchid", &account.mchid) && names("mch_id", &account.mchid),
             Some(sub) => {
                 names("sp_mchid", &account.mchid)
                     && resource["sub_mchid"].as_str() == Some(sub.sub_mchid.as_str())
@@ -1354,6 +1575,16 @@ impl PaymentChannel for WechatpayChannel {
                 refund_id: refund_id()?,
                 reason: event_type.to_owned(),
             },
+            "MCHTRANSFER.BILL.FINISHED" => {
+                let no = field("out_bill_no");
+                if no.len() != 32 || !no.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(rejected("bad out_bill_no"));
+                }
+                CallbackNotice::PayoutReported {
+                    payout_id: format!("po_{no}"),
+                    status: transfer_bill_status(&account, &resource),
+                }
+            }
             other => CallbackNotice::Unknown {
                 kind: other.chars().take(64).collect(),
             },

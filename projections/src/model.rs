@@ -150,6 +150,18 @@ pub struct PayoutView {
     pub channel_payout_no: Option<String>,
     pub failure_reason: Option<String>,
     pub settled_at: Option<DateTime<Utc>>,
+    /// What the receiving user confirms the payout with, while the channel waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<PayoutConfirmationView>,
+}
+
+/// What a payout waiting for its user needs on the user's side (`wx.requestMerchantTransfer`).
+#[allow(missing_docs)] // Fields are named for what they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutConfirmationView {
+    pub package_info: String,
+    pub channel_merchant_id: String,
+    pub channel_app_id: String,
 }
 
 /// A payment's share at the channel: what each receiver gets and where each stands.
@@ -229,9 +241,25 @@ pub struct NotificationDraft {
     pub app_id: AppId,
     pub merchant_id: MerchantId,
     pub webhook_type: String,
-    pub trade_no: TradeNo,
-    pub refund_id: Option<RefundId>,
+    pub subject: NotificationSubject,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// What a notification tells of: its payload is that thing as it stands when scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationSubject {
+    /// A payment, and the refund the outcome is about, if any.
+    Payment {
+        /// The payment.
+        trade_no: TradeNo,
+        /// The refund.
+        refund_id: Option<RefundId>,
+    },
+    /// A payout.
+    Payout {
+        /// The payout.
+        payout_id: String,
+    },
 }
 
 /// One entry of an app's event feed.
@@ -324,6 +352,7 @@ macro_rules! model_tables {
                 (payouts_listed, PAYOUTS_LISTED, RECENT_OTHER),
                 (payouts_to_submit, PAYOUTS_TO_SUBMIT, RECENT_OTHER),
                 (payout_positions, PAYOUT_POSITIONS, RECENT_OTHER),
+                (payouts_settled, PAYOUTS_SETTLED, RECENT_OTHER),
                 (refunds_to_submit, REFUNDS_TO_SUBMIT, RECENT_OTHER),
                 (refund_positions, REFUND_POSITIONS, RECENT_OTHER),
                 (closes_to_confirm, CLOSES_TO_CONFIRM, RECENT_OTHER),
@@ -413,6 +442,7 @@ mod space {
     pub const PAYOUTS_LISTED: u16 = 87;
     pub const PAYOUTS_TO_SUBMIT: u16 = 88;
     pub const PAYOUT_POSITIONS: u16 = 89;
+    pub const PAYOUTS_SETTLED: u16 = 90;
 }
 
 /// Everything the service reads. Queries are the methods below; what grows with history is
@@ -461,8 +491,9 @@ pub struct ReadModel {
     notifications_by_app: Map<(AppId, DateTime<Utc>, NotificationId), NotificationId>,
     /// Each app's feed by cursor.
     feeds: Map<(AppId, u64), FeedItem>,
-    /// Outcomes whose notification is not scheduled yet, by position (and the way back).
-    unscheduled: Map<u64, NotificationDraft>,
+    /// Outcomes whose notification is not scheduled yet, by position and id (one outcome may
+    /// tell several apps), and the way back.
+    unscheduled: Map<(u64, NotificationId), NotificationDraft>,
     unscheduled_positions: Map<NotificationId, u64>,
     /// Payments the sweeper may have to ask about (pending, or paid with a refund pending), by
     /// when the oldest pending thing of each started; and each one's key there.
@@ -474,6 +505,9 @@ pub struct ReadModel {
     payouts_listed: Map<(String, DateTime<Utc>, String), String>,
     payouts_to_submit: Map<u64, String>,
     payout_positions: Map<str, u64>,
+    /// Payouts settled (paid or failed) by account and instant: what a reconciliation of one
+    /// account's day asks the channel about.
+    payouts_settled: Map<(ChannelAccountId, DateTime<Utc>, String), String>,
     /// Shares asked for and not settled, by position of their request (and the way back).
     shares_to_submit: Map<u64, TradeNo>,
     share_positions: Map<TradeNo, u64>,
@@ -604,7 +638,7 @@ fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -837,22 +871,56 @@ impl ReadModel {
                         channel_payout_no: None,
                         failure_reason: None,
                         settled_at: None,
+                        confirmation: None,
                     },
                 );
             }
             Event::PayoutSucceeded(event) => {
-                self.settle_payout(&event.payout_id, |payout| {
+                self.settle_payout(&event.payout_id, event.succeeded_at, |payout| {
                     payout.status = PayoutStatus::Succeeded;
                     payout.channel_payout_no = event.channel_payout_no.clone();
-                    payout.settled_at = Some(event.succeeded_at);
+                    payout.confirmation = None;
                 });
+                self.queue_payout_drafts(
+                    position,
+                    recorded.event_id,
+                    &event.payout_id,
+                    WebhookType::PayoutSucceeded,
+                    event.succeeded_at,
+                );
             }
             Event::PayoutFailed(event) => {
-                self.settle_payout(&event.payout_id, |payout| {
+                self.settle_payout(&event.payout_id, event.failed_at, |payout| {
                     payout.status = PayoutStatus::Failed;
                     payout.failure_reason = Some(event.reason.clone());
-                    payout.settled_at = Some(event.failed_at);
+                    payout.confirmation = None;
                 });
+                self.queue_payout_drafts(
+                    position,
+                    recorded.event_id,
+                    &event.payout_id,
+                    WebhookType::PayoutFailed,
+                    event.failed_at,
+                );
+            }
+            Event::PayoutAwaitingConfirmation(event) => {
+                // Still to be asked about (the user may never confirm): it stays queued.
+                if let Some(payout) = self.payouts.get_mut(&event.payout_id) {
+                    payout.status = PayoutStatus::AwaitingConfirmation;
+                    payout.channel_payout_no = event.channel_payout_no.clone();
+                    payout.confirmation = Some(PayoutConfirmationView {
+                        package_info: event.package_info.clone(),
+                        channel_merchant_id: event.channel_merchant_id.clone(),
+                        channel_app_id: event.channel_app_id.clone(),
+                    });
+                }
+                self.queue_payout_drafts(
+                    position,
+                    recorded.event_id,
+                    &event.payout_id,
+                    WebhookType::PayoutAwaitingConfirmation,
+                    event.at,
+                );
             }
             Event::ReceiverBound(event) => {
                 let bound = self.receivers.get_or_default(&event.merchant_id);
@@ -1271,7 +1339,8 @@ impl ReadModel {
                     .unscheduled_positions
                     .remove(&scheduled.notification_id)
                 {
-                    self.unscheduled.delete(&draft_position);
+                    self.unscheduled
+                        .delete(&(draft_position, scheduled.notification_id.clone()));
                 }
                 self.feeds.insert(
                     &(scheduled.app_id.clone(), position),
@@ -1399,10 +1468,20 @@ impl ReadModel {
         }
     }
 
-    /// A payout settled: `settle` changes its view, and it leaves the queue.
-    fn settle_payout(&mut self, payout_id: &str, settle: impl FnOnce(&mut PayoutView)) {
+    /// A payout settled at `at`: `settle` changes its view, it leaves the queue and joins its
+    /// account's settled payouts.
+    fn settle_payout(
+        &mut self,
+        payout_id: &str,
+        at: DateTime<Utc>,
+        settle: impl FnOnce(&mut PayoutView),
+    ) {
         if let Some(payout) = self.payouts.get_mut(payout_id) {
             settle(payout);
+            payout.settled_at = Some(at);
+            let account = payout.requested.channel_account_id.clone();
+            self.payouts_settled
+                .insert(&(account, at, payout_id.to_owned()), payout_id.to_owned());
         }
         if let Some(position) = self.payout_positions.remove(payout_id) {
             self.payouts_to_submit.delete(&position);
@@ -1486,18 +1565,76 @@ impl ReadModel {
                 (payment.app_id.clone(), payment.merchant_id.clone())
             })
             .expect("outcomes follow the attempt's start");
-        let draft = NotificationDraft {
-            notification_id: notification_id_for(source_event_id),
-            app_id,
-            merchant_id,
-            webhook_type: webhook_type.as_str().to_owned(),
-            trade_no: trade_no.clone(),
-            refund_id,
-            occurred_at,
+        self.queue(
+            position,
+            NotificationDraft {
+                notification_id: notification_id_for(source_event_id),
+                app_id,
+                merchant_id,
+                webhook_type: webhook_type.as_str().to_owned(),
+                subject: NotificationSubject::Payment {
+                    trade_no: trade_no.clone(),
+                    refund_id,
+                },
+                occurred_at,
+            },
+        );
+    }
+
+    /// Queues the notifications a payout's outcome at `position` asks for: to the app the
+    /// payout names, else to every app of its merchant (each with an id of its own).
+    fn queue_payout_drafts(
+        &mut self,
+        position: u64,
+        source_event_id: Uuid,
+        payout_id: &str,
+        webhook_type: WebhookType,
+        occurred_at: DateTime<Utc>,
+    ) {
+        let Some(payout) = self.payouts.get(payout_id) else {
+            return;
         };
+        let merchant_id = payout.requested.merchant_id.clone();
+        let mut app_ids: Vec<AppId> = match &payout.requested.app_id {
+            Some(app_id) => vec![app_id.clone()],
+            None => self
+                .apps
+                .iter()
+                .filter(|(_, app)| app.merchant_ids.contains(&merchant_id))
+                .map(|(app_id, _)| app_id.clone())
+                .collect(),
+        };
+        app_ids.sort();
+        for app_id in app_ids {
+            let notification_id = NotificationId::from_entropy(
+                source_event_id.as_u128()
+                    ^ u128::from_be_bytes(
+                        Sha256::digest(app_id.as_str().as_bytes())[..16]
+                            .try_into()
+                            .expect("16 bytes"),
+                    ),
+            );
+            self.queue(
+                position,
+                NotificationDraft {
+                    notification_id,
+                    app_id,
+                    merchant_id: merchant_id.clone(),
+                    webhook_type: webhook_type.as_str().to_owned(),
+                    subject: NotificationSubject::Payout {
+                        payout_id: payout_id.to_owned(),
+                    },
+                    occurred_at,
+                },
+            );
+        }
+    }
+
+    fn queue(&mut self, position: u64, draft: NotificationDraft) {
         self.unscheduled_positions
             .insert(&draft.notification_id, position);
-        self.unscheduled.insert(&position, draft);
+        self.unscheduled
+            .insert(&(position, draft.notification_id.clone()), draft);
     }
 
     /// A SHA-256 over a canonical dump of everything derived (tables in key order): two
@@ -1909,6 +2046,22 @@ impl ReadModel {
     /// Outcomes whose notification is not scheduled yet, oldest first, at most `limit`.
     pub fn unscheduled(&self, limit: usize) -> Result<Vec<NotificationDraft>, TableError> {
         self.unscheduled.first(limit)
+    }
+
+    /// Ids of the payouts of account `channel_account_id` settled in `[from, to)`, oldest
+    /// first, at most `limit`.
+    pub fn payouts_settled_between(
+        &self,
+        channel_account_id: &ChannelAccountId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, TableError> {
+        let mut start = channel_account_id.encoded();
+        from.encode_into(&mut start);
+        let mut end = channel_account_id.encoded();
+        to.encode_into(&mut end);
+        self.payouts_settled.range(&start, &end, limit)
     }
 
     /// A payout by id.

@@ -108,6 +108,28 @@ pub(crate) fn reconciliation_json(completed: &ReconciliationCompleted) -> Value 
                     .map(|status| status.as_str().to_owned()),
             })
             .collect(),
+        payouts: completed
+            .payouts
+            .as_ref()
+            .map(|payouts| crate::wire::PayoutsReconciledAnswer {
+                checked: payouts.n_checked,
+                matched: payouts.n_matched,
+                discrepancies: payouts
+                    .discrepancies
+                    .iter()
+                    .map(|discrepancy| crate::wire::PayoutDiscrepancyAnswer {
+                        kind: discrepancy.kind.as_str().to_owned(),
+                        payout_id: discrepancy.payout_id.clone(),
+                        payout_no: discrepancy.payout_no.clone(),
+                        paycenter_amount: discrepancy.paycenter_amount.to_major_string(),
+                        paycenter_status: discrepancy.paycenter_status.as_str().to_owned(),
+                        channel_amount: money(discrepancy.channel_amount),
+                        channel_status: discrepancy
+                            .channel_status
+                            .map(|status| status.as_str().to_owned()),
+                    })
+                    .collect(),
+            }),
     })
 }
 

@@ -90,7 +90,10 @@ use crate::wire;
     wire::PayoutReceiverBody,
     wire::PayoutAnswer,
     wire::PayoutReceiverAnswer,
+    wire::PayoutConfirmationAnswer,
     wire::PayoutsList,
+    wire::PayoutsReconciledAnswer,
+    wire::PayoutDiscrepancyAnswer,
 )))]
 struct WireSchemas;
 

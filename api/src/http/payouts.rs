@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hyper::http::StatusCode;
-use paycenter_domain::ids::{ChannelAccountId, MerchantId};
+use paycenter_domain::ids::{AppId, ChannelAccountId, MerchantId};
 use paycenter_domain::vocabulary::PayoutReceiverKind;
 
 use crate::error::Refusal;
@@ -27,6 +27,7 @@ pub async fn create_payout(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
             ("amount", 32),
             ("currency", 8),
             ("receiver", 0),
+            ("app_id", 64),
         ],
     )?;
     if let Some(receiver) = object.get("receiver").and_then(|value| value.as_object()) {
@@ -56,6 +57,13 @@ pub async fn create_payout(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
         )
         .with_field("receiver.account"));
     }
+    let app_id = match &request.app_id {
+        None => None,
+        Some(text) => Some(
+            AppId::parse(text)
+                .map_err(|error| Refusal::invalid(error.to_string()).with_field("app_id"))?,
+        ),
+    };
     let payout = payouts::create(
         &state,
         CreatePayout {
@@ -66,6 +74,7 @@ pub async fn create_payout(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
             receiver_kind,
             receiver_account: account.to_owned(),
             receiver_name: request.receiver.name.filter(|name| !name.trim().is_empty()),
+            app_id,
         },
     )
     .await?;

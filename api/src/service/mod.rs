@@ -106,6 +106,9 @@ pub enum Submission {
     NothingToDo,
     /// Another node holds the submission's lease.
     HeldElsewhere,
+    /// The channel took it and waits on someone else (a user's confirmation): ask again
+    /// later, not soon.
+    Waiting,
     /// The channel refused or could not be reached; try again later.
     Failed(String),
 }

@@ -86,6 +86,15 @@ pub async fn record(
             tracing::info!(kind, "callback of an unhandled kind acknowledged");
             return Ok(());
         }
+        CallbackNotice::PayoutReported { payout_id, status } => {
+            return crate::service::payouts::record_reported(
+                state,
+                channel_account_id,
+                payout_id,
+                status.clone(),
+            )
+            .await;
+        }
     };
     let (stream_id, attempt_account_id, attempt_amount) = {
         let model = state.read_model()?;
@@ -190,7 +199,9 @@ pub async fn record(
                 command_id,
             )
         }
-        CallbackNotice::Unknown { .. } => unreachable!("handled above"),
+        CallbackNotice::Unknown { .. } | CallbackNotice::PayoutReported { .. } => {
+            unreachable!("handled above")
+        }
     };
     state
         .execute(&stream_id, &command_id, |history, now| {

@@ -218,18 +218,18 @@ async fn record(
     source: &str,
     bill: Vec<BillLine>,
 ) -> Result<ReconciliationCompleted, Refusal> {
+    let offset = account_offset(account);
+    // The day in the account's zone, as instants: what moved then, and what the bill names.
+    let day_start = date
+        .and_hms_opt(0, 0, 0)
+        .and_then(|midnight| midnight.and_local_timezone(offset).single())
+        .map(|start| start.with_timezone(&Utc))
+        .ok_or_else(|| Refusal::invalid(format!("{date} has no midnight in {offset}")))?;
+    let day_end = day_start + chrono::Duration::days(1);
     let record: Vec<RecordLine> = {
         let model = state.read_model()?;
         let billed: std::collections::HashSet<&TradeNo> =
             bill.iter().map(|line| &line.trade_no).collect();
-        let offset = account_offset(account);
-        // The day in the account's zone, as instants: what moved then, and what the bill names.
-        let day_start = date
-            .and_hms_opt(0, 0, 0)
-            .and_then(|midnight| midnight.and_local_timezone(offset).single())
-            .map(|start| start.with_timezone(&Utc))
-            .ok_or_else(|| Refusal::invalid(format!("{date} has no midnight in {offset}")))?;
-        let day_end = day_start + chrono::Duration::days(1);
         let mut trade_nos: std::collections::BTreeSet<TradeNo> = model
             .payments_settled_between(&account.channel_account_id, day_start, day_end)?
             .into_iter()
@@ -272,6 +272,8 @@ async fn record(
             .collect()
     };
     let (n_matched, discrepancies) = reconcile(&record, &bill);
+    let payouts =
+        crate::service::payouts::reconcile_day(state, account, day_start, day_end).await?;
     let reconciliation_id = format!("rec_{}", crate::service::random_hex(12));
     let completed = ReconciliationCompleted {
         reconciliation_id: reconciliation_id.clone(),
@@ -282,6 +284,7 @@ async fn record(
         n_bill_lines: bill.len() as u64,
         n_matched: n_matched as u64,
         discrepancies,
+        payouts,
         completed_at: state.clock.now(),
     };
     let stream_id = format!("reconciliation-{reconciliation_id}");

@@ -7,7 +7,7 @@ use paycenter_domain::events::{Event, NotificationScheduled};
 use paycenter_domain::notification::{DeliveryOutcome, Notification};
 use paycenter_domain::streams;
 use paycenter_gateway::http::HttpClient;
-use paycenter_projections::model::NotificationDraft;
+use paycenter_projections::model::{NotificationDraft, NotificationSubject};
 use paycenter_store::{ExpectedRevision, StoreError};
 use serde_json::json;
 
@@ -24,20 +24,33 @@ const WEBHOOK_LEASE_MARGIN_MS: u64 = 2_000;
 pub async fn schedule(state: &AppState, draft: &NotificationDraft) -> Result<(), Refusal> {
     let data = {
         let model = state.model_lock();
-        let Some(payment) = model.payment(&draft.trade_no)? else {
-            return Ok(());
-        };
-        let mut data = json!({ "payment": payment_json(&payment) });
-        if let Some(refund_id) = &draft.refund_id {
-            if let Some(refund) = payment
-                .refunds
-                .iter()
-                .find(|refund| &refund.refund_id == refund_id)
-            {
-                data["refund"] = refund_json(refund);
+        match &draft.subject {
+            NotificationSubject::Payment {
+                trade_no,
+                refund_id,
+            } => {
+                let Some(payment) = model.payment(trade_no)? else {
+                    return Ok(());
+                };
+                let mut data = json!({ "payment": payment_json(&payment) });
+                if let Some(refund_id) = refund_id {
+                    if let Some(refund) = payment
+                        .refunds
+                        .iter()
+                        .find(|refund| &refund.refund_id == refund_id)
+                    {
+                        data["refund"] = refund_json(refund);
+                    }
+                }
+                data
+            }
+            NotificationSubject::Payout { payout_id } => {
+                let Some(payout) = model.payout(payout_id)? else {
+                    return Ok(());
+                };
+                json!({ "payout": crate::wire::to_value(&crate::wire::payout_answer(&payout)) })
             }
         }
-        data
     };
     let scheduled = Event::NotificationScheduled(NotificationScheduled {
         notification_id: draft.notification_id.clone(),

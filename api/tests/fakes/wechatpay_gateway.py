@@ -41,6 +41,15 @@ transaction made with settle_info.profit_sharing and receivers bound for its mer
 receiver whose account starts with "close" is CLOSED (refused), the rest SUCCESS.
   POST /__control/fail_shares {"n"} -> the next n profit-sharing orders answer 500
   GET  /__control/shares -> {"<out_order_no>": {"receivers", "unfreeze_unsplit", "returns"}}
+
+Merchant transfers (POST /v3/fund-app/mch-transfer/transfer-bills, GET
+.../transfer-bills/out-bill-no/{out_bill_no}), rebuilt by the SDK's mch_transfer_bills and
+mch_transfer_bills_query: a new bill waits for its user (WAIT_USER_CONFIRM with a
+package_info; the query answers no package_info, as WeChat Pay's does); `user_name` is
+decrypted like a receiver's name; an openid starting with "refuse" is refused (403 NO_AUTH).
+  GET  /__control/transfers -> {"<out_bill_no>": the bill, with the decrypted name}
+  POST /__control/settle_transfer {"out_bill_no", "state": "SUCCESS"|"FAIL", "notify": true}
+       -> the user confirmed (or it failed): MCHTRANSFER.BILL.FINISHED sent to its notify_url
 """
 import base64
 import json
@@ -97,6 +106,7 @@ trades = {}
 refunds = {}
 receivers = {}  # sub_mchid (or MCHID) -> {(type, account): name}
 share_orders = {}  # out_order_no -> the order as answered, with its returns
+transfers = {}  # out_bill_no -> the merchant transfer bill
 shares_to_fail = [0]
 stats = {"verified": 0, "rejected": 0, "closes": 0, "failed_closes": 0, "certificate_downloads": 0,
          "signing_serials": [], "sdk_checked": 0, "sdk_mismatches": [], "partner_calls": 0}
@@ -214,6 +224,17 @@ def sdk_rebuild(method, path, request):
         sdk.profitsharing_return(request["out_return_no"], request["return_mchid"], request["amount"],
                                  request["description"], out_order_no=request.get("out_order_no"),
                                  sub_mchid=request["sub_mchid"])
+    elif url.path == "/v3/fund-app/mch-transfer/transfer-bills":
+        # The name is sealed afresh each time (OAEP): compared once decrypted, not here.
+        sdk._core.encrypt = lambda text: request.get("user_name")
+        sdk.mch_transfer_bills(request.get("out_bill_no"), request.get("transfer_scene_id"),
+                               request.get("openid"), request.get("transfer_amount"),
+                               request.get("transfer_remark"), user_name=request.get("user_name"),
+                               user_recv_perception=request.get("user_recv_perception"),
+                               transfer_scene_report_infos=request.get("transfer_scene_report_infos", []),
+                               appid=request.get("appid"), notify_url=request.get("notify_url"))
+    elif re.fullmatch(r"/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/\w+", url.path):
+        sdk.mch_transfer_bills_query(out_bill_no=url.path.split("/")[-1])
     elif url.path == "/v3/profitsharing/receivers/delete" and "sub_mchid" in request:
         sdk.profitsharing_delete_receiver(request["type"], request["account"], appid=request.get("appid"),
                                           sub_appid=request.get("sub_appid"), sub_mchid=request["sub_mchid"])
@@ -391,6 +412,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.partner(method, url, request)
         if url.path.startswith("/v3/profitsharing/"):
             return self.profitsharing(url, request, serial)
+        if url.path.startswith("/v3/fund-app/mch-transfer/"):
+            return self.transfer_bills(url, request, serial)
         if url.path == "/v3/certificates":
             if not CERTIFICATE_SECONDS:
                 return self.answer(404, {"code": "NOT_FOUND", "message": "this merchant uses the public key"})
@@ -600,6 +623,65 @@ class Handler(BaseHTTPRequestHandler):
                                      "account": request["account"]})
         return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
 
+    def transfer_bills(self, url, request, serial):
+        match = re.fullmatch(r"/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/(\w+)", url.path)
+        if match:
+            with lock:
+                bill = transfers.get(match.group(1))
+                if bill is None:
+                    return self.answer(404, {"code": "NOT_FOUND", "message": "no such bill"})
+                return self.answer(200, {k: v for k, v in bill.items()
+                                         if k not in ("package_info", "user_name", "notify_url",
+                                                      "transfer_scene_id", "transfer_scene_report_infos")})
+        if url.path != "/v3/fund-app/mch-transfer/transfer-bills":
+            return self.answer(404, {"code": "NOT_FOUND", "message": url.path})
+        if request.get("appid") != APPID or not re.fullmatch(r"[A-Za-z0-9]{1,32}", request.get("out_bill_no", "")):
+            return self.answer(400, {"code": "PARAM_ERROR", "message": "appid or out_bill_no"})
+        if not request.get("transfer_scene_id") or len(request.get("transfer_remark", "")) > 32:
+            return self.answer(400, {"code": "PARAM_ERROR", "message": "transfer_scene_id or transfer_remark"})
+        if request["openid"].startswith("refuse"):
+            return self.answer(403, {"code": "NO_AUTH", "message": "the user may not receive transfers"})
+        name = None
+        if "user_name" in request:
+            private = signer()[0] if not CERTIFICATE_SECONDS else [
+                c["key"] for c in current_certificates() if c["serial"] == serial][0]
+            try:
+                name = rsa_decrypt(request["user_name"], private)
+            except Exception:
+                return self.answer(400, {"code": "PARAM_ERROR", "message": "user_name does not decrypt"})
+        with lock:
+            bill = transfers.get(request["out_bill_no"])
+            if bill is None:
+                bill = {"mch_id": MCHID, "out_bill_no": request["out_bill_no"],
+                        "transfer_bill_no": "1330" + str(time.time_ns())[-20:], "appid": APPID,
+                        "state": "WAIT_USER_CONFIRM", "transfer_amount": request["transfer_amount"],
+                        "transfer_remark": request["transfer_remark"], "openid": request["openid"],
+                        "create_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
+                        "update_time": time.strftime("%Y-%m-%dT%H:%M:%S+08:00"),
+                        "package_info": "ABBQO+oYAAABAAAAAAAA" + secrets.token_hex(12),
+                        "user_name": name, "notify_url": request.get("notify_url"),
+                        "transfer_scene_id": request["transfer_scene_id"],
+                        "transfer_scene_report_infos": request.get("transfer_scene_report_infos")}
+                transfers[request["out_bill_no"]] = bill
+            answer = {k: bill[k] for k in ("out_bill_no", "transfer_bill_no", "create_time", "state",
+                                           "package_info")}
+        return self.answer(200, answer)
+
+    def settle_transfer(self, request):
+        with lock:
+            bill = transfers[request["out_bill_no"]]
+            bill["state"] = request.get("state", "SUCCESS")
+            if bill["state"] == "FAIL":
+                bill["fail_reason"] = "PAYEE_ACCOUNT_ABNORMAL"
+            bill["update_time"] = time.strftime("%Y-%m-%dT%H:%M:%S+08:00")
+            plain = json.dumps({k: bill[k] for k in ("mch_id", "out_bill_no", "transfer_bill_no", "state",
+                                                     "transfer_amount", "openid", "create_time",
+                                                     "update_time") + (("fail_reason",) if "fail_reason" in bill else ())})
+            notify_url = bill["notify_url"]
+        if not request.get("notify", True):
+            return None, None
+        return send_notify(notify_url, "MCHTRANSFER.BILL.FINISHED", encrypt_resource(plain, "mch_payment"))
+
     def settle_refund(self, out_refund_no):
         with lock:
             refund = refunds[out_refund_no]
@@ -631,6 +713,12 @@ class Handler(BaseHTTPRequestHandler):
                 listed = {merchant: [{"type": k[0], "account": k[1], "name": name} for k, name in bound.items()]
                           for merchant, bound in receivers.items()}
             return self.answer(200, listed, signed=False)
+        if url.path == "/__control/transfers":
+            with lock:
+                return self.answer(200, transfers, signed=False)
+        if url.path == "/__control/settle_transfer":
+            status, answer = self.settle_transfer(request)
+            return self.answer(200, {"status": status, "answer": answer}, signed=False)
         if url.path == "/__control/fail_closes":
             with lock:
                 closes_to_fail[0] = int(request["n"])
