@@ -308,7 +308,10 @@ pub async fn open_state(
     let initial_model = {
         let (store, model_dir) = (store.clone(), model_dir.clone());
         tokio::task::spawn_blocking(move || {
-            paycenter_projections::persisted::open_live(&model_dir, store.as_ref())
+            paycenter_projections::persisted::open_live::<paycenter_projections::ReadModel>(
+                &model_dir,
+                store.as_ref(),
+            )
         })
         .await??
     };

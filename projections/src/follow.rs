@@ -1,7 +1,9 @@
-//! Keeps a shared [`ReadModel`] up to date with the log: a thread that catches up from the
-//! model's position, then applies each new event as it becomes durable.
+//! The runner of a [`Projection`]: a thread that keeps a shared projection up to date with the
+//! log, catching up from its position, then applying each new event as it becomes durable,
+//! committing each batch with its checkpoint and announcing the position it reached (so the
+//! lag behind the log can be reported).
 //!
-//! **A projection that fails stops alone.** An event the read model cannot apply (a panic in
+//! **A projection that fails stops alone.** An event the projection cannot apply (a panic in
 //! its fold: a broken invariant, so a bug) is caught here, while the follower holds the write
 //! lock, so the lock is never poisoned and the process goes on. The follower then stops at
 //! that position and says where and why in [`FollowerHealth`]; the store keeps recording, and
@@ -16,7 +18,7 @@ use paycenter_domain::envelope::RecordedEvent;
 use paycenter_store::{EventStore, Subscription};
 
 use crate::model::Stopped;
-use crate::ReadModel;
+use crate::projection::{PendingWrite, Projection};
 
 /// Called after each batch of applied events with the new position.
 pub type OnAdvance = Box<dyn Fn(u64) + Send>;
@@ -89,7 +91,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Applies one event, catching a panic of the fold: `Err` says where and why it stopped.
-pub fn apply_guarded(model: &mut ReadModel, event: &RecordedEvent) -> Result<(), Stopped> {
+pub fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Result<(), Stopped> {
     catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| Stopped {
         position: event.global_position,
         event_type: event.event_type.clone(),
@@ -106,9 +108,9 @@ pub fn apply_guarded(model: &mut ReadModel, event: &RecordedEvent) -> Result<(),
 /// deleted file) runs on the thread, and `health.catching_up_to()` says so until it is done,
 /// so the service can listen and answer 503 meanwhile instead of not answering at all.
 /// `on_advance` hears every new position; `health` hears a stop.
-pub fn follow(
+pub fn follow<P: Projection>(
     store: Arc<dyn EventStore>,
-    model: Arc<RwLock<ReadModel>>,
+    model: Arc<RwLock<P>>,
     health: Arc<FollowerHealth>,
     on_advance: OnAdvance,
     blocking_catch_up_events: u64,
@@ -126,7 +128,8 @@ pub fn follow(
         tracing::info!(
             position,
             head,
-            "the read model catches up with the log in the background; requests that need it answer 503 until then"
+            projection = P::NAME,
+            "the projection catches up with the log in the background; requests that need it answer 503 until then"
         );
         health
             .catching_up_to
@@ -142,7 +145,7 @@ pub fn follow(
         })
     };
     std::thread::Builder::new()
-        .name("read-model".to_owned())
+        .name(P::NAME.replace('_', "-"))
         .spawn(move || {
             while health.stopped().is_none() {
                 catch_up(&mut subscription, &model, &health, &on_advance);
@@ -165,9 +168,9 @@ fn paused() -> bool {
     false
 }
 
-fn catch_up(
+fn catch_up<P: Projection>(
     subscription: &mut Subscription,
-    model: &RwLock<ReadModel>,
+    model: &RwLock<P>,
     health: &FollowerHealth,
     on_advance: &OnAdvance,
 ) {
@@ -180,7 +183,7 @@ fn catch_up(
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(error) => {
-                tracing::error!(%error, "reading the log for the read model failed; retrying");
+                tracing::error!(%error, projection = P::NAME, "reading the log failed; retrying");
                 health.set_read_error(Some(error.to_string()));
                 std::thread::sleep(Duration::from_millis(500));
                 return;
@@ -193,13 +196,13 @@ fn catch_up(
         let mut outcome = Ok(());
         // An online rebuild may have swapped in a model that is already past this event.
         if first.global_position > guard.position() {
-            outcome = apply_guarded(&mut guard, &first);
+            outcome = apply_guarded(&mut *guard, &first);
         }
         let mut n_applied = 1;
         while outcome.is_ok() && n_applied < MAX_EVENTS_PER_LOCK {
             match subscription.next_timeout(Duration::ZERO) {
                 Ok(Some(event)) if event.global_position > guard.position() => {
-                    outcome = apply_guarded(&mut guard, &event);
+                    outcome = apply_guarded(&mut *guard, &event);
                 }
                 Ok(Some(_)) => {}
                 _ => break,
@@ -228,16 +231,17 @@ fn catch_up(
                 outcome = Err(Stopped {
                     position,
                     event_type: String::new(),
-                    reason: format!("writing the read model's file failed: {error}"),
+                    reason: format!("writing the {} file failed: {error}", P::NAME),
                 });
             }
         }
         if let Err(stopped) = outcome {
             tracing::error!(
+                projection = P::NAME,
                 position = stopped.position,
                 event_type = %stopped.event_type,
                 reason = %stopped.reason,
-                "the read model stopped; the log keeps growing, and requests that need the read model answer 503"
+                "the projection stopped; the log keeps growing, and requests that need it answer 503"
             );
             health.stop(stopped);
             // Wakes whoever waits for a position, so they hear of the stop at once.

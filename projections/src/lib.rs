@@ -12,7 +12,8 @@
 //! - [`persisted`]: the model's file in the data directory: the live pointer, generations,
 //!   upgrades.
 //! - [`balances`]: double-entry balances (`Ledger`), part of the read model.
-//! - [`follow`]: the thread that applies the log to a shared read model and commits it.
+//! - [`projection`]: what a projection is to the follower, the rebuild and its files.
+//! - [`follow`]: the thread that applies the log to a shared projection and commits it.
 //! - [`rebuild`]: an online rebuild into a new file, swapped in atomically.
 //! - [`sql`]: payments and balances as PostgreSQL tables, shared by nodes on one database.
 #![warn(missing_docs)]
@@ -21,8 +22,10 @@ pub mod balances;
 pub mod follow;
 pub mod model;
 pub mod persisted;
+pub mod projection;
 pub mod rebuild;
 pub mod sql;
 pub mod tables;
 
 pub use model::ReadModel;
+pub use projection::Projection;

@@ -593,6 +593,42 @@ impl PendingCommit {
     }
 }
 
+impl crate::projection::PendingWrite for PendingCommit {
+    fn write(&self) -> Result<(), TableError> {
+        PendingCommit::write(self)
+    }
+}
+
+impl crate::projection::Projection for ReadModel {
+    const NAME: &'static str = NAME;
+    const VERSION: u32 = VERSION;
+    type Commit = PendingCommit;
+
+    fn open(path: &Path, store: &dyn paycenter_store::EventStore) -> Result<Self, ModelError> {
+        ReadModel::open(path, store)
+    }
+
+    fn position(&self) -> u64 {
+        ReadModel::position(self)
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        ReadModel::apply(self, event)
+    }
+
+    fn prepare_commit(&mut self) -> Option<PendingCommit> {
+        ReadModel::prepare_commit(self)
+    }
+
+    fn finish_commit(&mut self) {
+        ReadModel::finish_commit(self)
+    }
+
+    fn digest(&self) -> Result<String, TableError> {
+        ReadModel::digest(self)
+    }
+}
+
 /// Why the read model could not open its file or fold the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -668,34 +704,12 @@ impl ReadModel {
         store: &dyn paycenter_store::EventStore,
     ) -> Result<ReadModel, ModelError> {
         let backing = Backing::open(path)?;
-        let checkpoint = backing.checkpoint()?;
         let mut model = ReadModel::default();
         let mut scalars = Scalars::default();
-        if let Some(checkpoint) = checkpoint {
-            if checkpoint.name != NAME || checkpoint.version != VERSION {
-                return Err(ModelError::OtherVersion {
-                    name: checkpoint.name,
-                    version: checkpoint.version,
-                });
-            }
-            if checkpoint.position > 0 {
-                let at = store.read_all(checkpoint.position, 1)?;
-                match at.first() {
-                    Some(event)
-                        if event.global_position == checkpoint.position
-                            && hex::encode(event.hash) == checkpoint.hash_at_position =>
-                    {
-                        model.hash_at_position = event.hash;
-                    }
-                    _ => {
-                        return Err(ModelError::NotThisLog {
-                            position: checkpoint.position,
-                        })
-                    }
-                }
-            }
-            model.position = checkpoint.position;
-            scalars = serde_json::from_str(&checkpoint.scalars).map_err(|error| TableError {
+        if let Some(resumed) = crate::projection::resume::<ReadModel>(&backing, store)? {
+            model.position = resumed.position;
+            model.hash_at_position = resumed.hash_at_position;
+            scalars = serde_json::from_str(&resumed.scalars).map_err(|error| TableError {
                 path: path.display().to_string(),
                 reason: format!("checkpoint scalars: {error}"),
             })?;
@@ -750,17 +764,11 @@ impl ReadModel {
             status_counts: self.status_counts.clone(),
             anomaly_counts: self.anomaly_counts.clone(),
         };
-        let checkpoint = Checkpoint {
-            name: NAME.to_owned(),
-            version: VERSION,
-            position: self.position,
-            hash_at_position: if self.position == 0 {
-                String::new()
-            } else {
-                hex::encode(self.hash_at_position)
-            },
-            scalars: serde_json::to_string(&scalars).expect("scalars serialize"),
-        };
+        let checkpoint = crate::projection::checkpoint::<ReadModel>(
+            self.position,
+            self.hash_at_position,
+            serde_json::to_string(&scalars).expect("scalars serialize"),
+        );
         Some(PendingCommit {
             backing,
             writes,
@@ -1753,25 +1761,13 @@ impl ReadModel {
     }
 
     /// Applies the events after this model's position up to `until_position` (inclusive),
-    /// committing after every page.
+    /// committing after every page (in memory, without a file: applies only).
     pub fn catch_up(
         &mut self,
         store: &dyn paycenter_store::EventStore,
         until_position: u64,
     ) -> Result<(), ModelError> {
-        const PAGE_EVENTS: usize = 10_000;
-        while self.position < until_position {
-            let wanted = usize::try_from(until_position - self.position)
-                .unwrap_or(usize::MAX)
-                .min(PAGE_EVENTS);
-            let page = store.read_all(self.position + 1, wanted)?;
-            if page.is_empty() {
-                break;
-            }
-            page.iter().for_each(|event| self.apply(event));
-            self.commit()?;
-        }
-        Ok(())
+        crate::projection::Projection::catch_up(self, store, until_position)
     }
 
     // ----- Queries -----

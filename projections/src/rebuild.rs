@@ -1,5 +1,5 @@
-//! An online rebuild of the read model: a fresh fold from position 1 into a new file while the
-//! live model keeps answering, then, under the live model's write lock for the few events in
+//! An online rebuild of a [`Projection`]: a fresh fold from position 1 into a new file (the
+//! shadow) while the live one keeps answering, then, under the live model's write lock for the few events in
 //! between, both brought to one position, their digests compared, the fresh one swapped in and
 //! its file made the live one (the old file is removed). The follower, which applies only
 //! events past the model's position, goes on with the swapped-in model.
@@ -11,8 +11,8 @@ use paycenter_store::EventStore;
 
 use crate::model::ModelError;
 use crate::persisted;
+use crate::projection::Projection;
 use crate::tables::TableError;
-use crate::ReadModel;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +25,14 @@ pub struct Rebuilt {
 
 /// Rebuilds `live` (kept in `dir`) from the log of `store`; blocks for the whole fold, and
 /// holds `live`'s write lock only for the catch-up and the swap at the end.
-pub fn rebuild_online(
+pub fn rebuild_online<P: Projection>(
     store: &dyn EventStore,
-    live: &RwLock<ReadModel>,
+    live: &RwLock<P>,
     dir: &Path,
 ) -> Result<Rebuilt, ModelError> {
     let head = store.head_position()?;
-    let fresh_path = persisted::new_generation_path(dir);
-    let folded = ReadModel::open(&fresh_path, store).and_then(|mut fresh| {
+    let fresh_path = persisted::new_generation_path::<P>(dir);
+    let folded = P::open(&fresh_path, store).and_then(|mut fresh| {
         fresh.catch_up(store, head)?;
         Ok(fresh)
     });
@@ -59,7 +59,7 @@ pub fn rebuild_online(
     std::mem::swap(&mut *live, &mut fresh);
     // Under the lock still: the follower commits its next batch to the new file, which the
     // next start opens.
-    persisted::make_live(dir, &fresh_path).map_err(|error| {
+    persisted::make_live::<P>(dir, &fresh_path).map_err(|error| {
         ModelError::Table(TableError {
             path: fresh_path.display().to_string(),
             reason: error.to_string(),

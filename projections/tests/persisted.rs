@@ -179,7 +179,7 @@ fn a_file_of_another_log_is_replaced_and_refolded() {
     add_orders(&other, 100, 10);
     let refused = ReadModel::open(&path, &other).unwrap_err();
     assert!(refused.to_string().contains("does not hold"), "{refused}");
-    let replaced = persisted::open_or_replace(&path, &other).unwrap();
+    let replaced = persisted::open_or_replace::<ReadModel>(&path, &other).unwrap();
     assert_eq!(
         replaced.position(),
         0,
@@ -197,22 +197,22 @@ fn the_live_file_moves_to_a_rebuilt_generation() {
     // half-folded file of a rebuild a crash interrupted.
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("read_model.v2.snapshot"), "{}").unwrap();
-    let interrupted = persisted::new_generation_path(&dir);
+    let interrupted = persisted::new_generation_path::<ReadModel>(&dir);
     std::fs::write(&interrupted, "").unwrap();
-    let mut live = persisted::open_live(&dir, &store).unwrap();
+    let mut live = persisted::open_live::<ReadModel>(&dir, &store).unwrap();
     assert!(!dir.join("read_model.v2.snapshot").exists());
     assert!(!interrupted.exists());
     live.catch_up(&store, store.head_position().unwrap())
         .unwrap();
     let first_path = live.backing().unwrap().path().to_owned();
 
-    let fresh_path = persisted::new_generation_path(&dir);
+    let fresh_path = persisted::new_generation_path::<ReadModel>(&dir);
     let fresh = fold_into_file(&fresh_path, &store);
     assert_eq!(fresh.digest().unwrap(), live.digest().unwrap());
-    persisted::make_live(&dir, &fresh_path).unwrap();
+    persisted::make_live::<ReadModel>(&dir, &fresh_path).unwrap();
     drop((live, fresh));
     assert!(!first_path.exists(), "the old generation is removed");
-    let reopened = persisted::open_live(&dir, &store).unwrap();
+    let reopened = persisted::open_live::<ReadModel>(&dir, &store).unwrap();
     assert_eq!(reopened.backing().unwrap().path(), fresh_path);
     assert_eq!(reopened.position(), store.head_position().unwrap());
 }
@@ -463,4 +463,235 @@ fn lists_page_newest_first_alike_in_a_file_and_in_memory() {
             "newest first"
         );
     }
+}
+
+/// A second projection for the runner: events counted by type, in a file of its own. It
+/// panics at the first event of `poison` (a broken invariant), if set.
+struct EventCounts {
+    backing: std::sync::Arc<paycenter_projections::tables::Backing>,
+    counts: paycenter_projections::tables::Map<str, u64>,
+    position: u64,
+    hash_at_position: [u8; 32],
+    poison: Option<&'static str>,
+}
+
+impl EventCounts {
+    fn poisoned(path: &std::path::Path, store: &dyn EventStore, poison: &'static str) -> Self {
+        let mut counts =
+            <EventCounts as paycenter_projections::Projection>::open(path, store).unwrap();
+        counts.poison = Some(poison);
+        counts
+    }
+
+    fn count(&self, event_type: &str) -> u64 {
+        self.counts.get(event_type).unwrap_or(0)
+    }
+}
+
+struct CountsCommit {
+    backing: std::sync::Arc<paycenter_projections::tables::Backing>,
+    writes: Vec<paycenter_projections::tables::Write>,
+    checkpoint: paycenter_projections::tables::Checkpoint,
+}
+
+impl paycenter_projections::projection::PendingWrite for CountsCommit {
+    fn write(&self) -> Result<(), paycenter_projections::tables::TableError> {
+        self.backing.commit(&self.writes, &self.checkpoint)
+    }
+}
+
+impl paycenter_projections::Projection for EventCounts {
+    const NAME: &'static str = "event_counts";
+    const VERSION: u32 = 1;
+    type Commit = CountsCommit;
+
+    fn open(
+        path: &std::path::Path,
+        store: &dyn EventStore,
+    ) -> Result<Self, paycenter_projections::model::ModelError> {
+        let backing = paycenter_projections::tables::Backing::open(path)?;
+        let resumed = paycenter_projections::projection::resume::<EventCounts>(&backing, store)?;
+        let mut counts = paycenter_projections::tables::Map::default();
+        counts.attach(&backing, 1, 64);
+        Ok(EventCounts {
+            backing,
+            counts,
+            position: resumed.as_ref().map_or(0, |resumed| resumed.position),
+            hash_at_position: resumed.map_or([0; 32], |resumed| resumed.hash_at_position),
+            poison: None,
+        })
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn apply(&mut self, event: &paycenter_domain::envelope::RecordedEvent) {
+        assert_eq!(event.global_position, self.position + 1, "no gaps");
+        if self.poison == Some(event.event_type.as_str()) {
+            panic!("{} is poison here", event.event_type);
+        }
+        let count = self.count(&event.event_type);
+        self.counts.insert(&event.event_type, count + 1);
+        self.position = event.global_position;
+        self.hash_at_position = event.hash;
+    }
+
+    fn prepare_commit(&mut self) -> Option<CountsCommit> {
+        let mut writes = Vec::new();
+        self.counts.drain_into(&mut writes);
+        Some(CountsCommit {
+            backing: self.backing.clone(),
+            writes,
+            checkpoint: paycenter_projections::projection::checkpoint::<EventCounts>(
+                self.position,
+                self.hash_at_position,
+                String::new(),
+            ),
+        })
+    }
+
+    fn finish_commit(&mut self) {
+        self.counts.finish_commit();
+    }
+
+    fn digest(&self) -> Result<String, paycenter_projections::tables::TableError> {
+        let mut text = format!("position={};", self.position);
+        for event_type in [
+            "payment.attempt_started",
+            "payment.succeeded",
+            "refund.requested",
+            "refund.succeeded",
+        ] {
+            text.push_str(&format!("{event_type}={};", self.count(event_type)));
+        }
+        Ok(text)
+    }
+}
+
+#[test]
+fn one_runner_drives_any_projection_and_one_that_breaks_stops_alone() {
+    use paycenter_projections::follow::{follow, FollowerHealth};
+    use paycenter_projections::Projection;
+    use std::sync::{Arc, RwLock};
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(data.path(), SqliteConfig::default()).unwrap());
+    add_orders(&store, 0, 12);
+    let head = store.head_position().unwrap();
+    let poison_at = store
+        .read_all(1, 1_000)
+        .unwrap()
+        .into_iter()
+        .find(|event| event.event_type == "refund.requested")
+        .unwrap()
+        .global_position;
+    // Three projections on one log, each with its own runner: the read model, the counts,
+    // and counts that break at the first refund.
+    let run = |projection_dir: &std::path::Path| {
+        let model = Arc::new(RwLock::new(
+            persisted::open_live::<ReadModel>(projection_dir, store.as_ref()).unwrap(),
+        ));
+        let health = Arc::new(FollowerHealth::default());
+        follow(
+            store.clone(),
+            model.clone(),
+            health.clone(),
+            Box::new(|_| {}),
+            head,
+        )
+        .unwrap();
+        (model, health)
+    };
+    let (model, model_health) = run(&dir.path().join("model"));
+    let counts = Arc::new(RwLock::new(
+        persisted::open_live::<EventCounts>(dir.path(), store.as_ref()).unwrap(),
+    ));
+    let counts_health = Arc::new(FollowerHealth::default());
+    follow(
+        store.clone(),
+        counts.clone(),
+        counts_health.clone(),
+        Box::new(|_| {}),
+        head,
+    )
+    .unwrap();
+    let broken_path = dir.path().join("broken.sqlite");
+    let broken = Arc::new(RwLock::new(EventCounts::poisoned(
+        &broken_path,
+        store.as_ref(),
+        "refund.requested",
+    )));
+    let broken_health = Arc::new(FollowerHealth::default());
+    follow(
+        store.clone(),
+        broken.clone(),
+        broken_health.clone(),
+        Box::new(|_| {}),
+        head,
+    )
+    .unwrap();
+    assert_eq!(model.read().unwrap().position(), head);
+    assert!(model_health.stopped().is_none());
+    assert_eq!(counts.read().unwrap().position(), head);
+    assert!(counts_health.stopped().is_none());
+    let stopped = broken_health
+        .stopped()
+        .expect("the poisoned projection stopped");
+    assert_eq!(
+        (stopped.position, stopped.event_type.as_str()),
+        (poison_at, "refund.requested")
+    );
+    assert!(stopped.reason.contains("poison"), "{}", stopped.reason);
+    // Its file never passed its last good commit: opened again, it stops at the same event.
+    drop(broken);
+    let reopened = EventCounts::poisoned(&broken_path, store.as_ref(), "refund.requested");
+    assert!(reopened.position() < poison_at);
+    let again_health = Arc::new(FollowerHealth::default());
+    follow(
+        store.clone(),
+        Arc::new(RwLock::new(reopened)),
+        again_health.clone(),
+        Box::new(|_| {}),
+        head,
+    )
+    .unwrap();
+    assert_eq!(again_health.stopped().unwrap().position, poison_at);
+
+    // The live counts agree with the log, and survive a restart at their checkpoint.
+    let expected = |event_type: &str| {
+        store
+            .read_all(1, 1_000)
+            .unwrap()
+            .iter()
+            .filter(|event| event.event_type == event_type)
+            .count() as u64
+    };
+    for event_type in ["payment.attempt_started", "refund.succeeded"] {
+        assert_eq!(
+            counts.read().unwrap().count(event_type),
+            expected(event_type)
+        );
+    }
+    // An online rebuild of the counts: a shadow file folded from position 1, checked against
+    // the live one, swapped in, and the pointer names it at the next start.
+    add_orders(&store, 12, 4);
+    let rebuilt =
+        paycenter_projections::rebuild::rebuild_online(store.as_ref(), &counts, dir.path())
+            .unwrap();
+    assert!(rebuilt.identical);
+    assert_eq!(rebuilt.position, store.head_position().unwrap());
+    let reopened = persisted::open_live::<EventCounts>(dir.path(), store.as_ref()).unwrap();
+    assert_eq!(reopened.position(), rebuilt.position);
+    assert_eq!(
+        reopened.count("payment.attempt_started"),
+        expected("payment.attempt_started")
+    );
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("event_counts.v1.") && name.ends_with(".sqlite"))
+        .collect();
+    assert_eq!(files.len(), 1, "the old generation is gone: {files:?}");
 }

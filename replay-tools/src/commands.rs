@@ -139,7 +139,7 @@ pub fn rebuild(
     }
     let started = std::time::Instant::now();
     std::fs::create_dir_all(model_dir).map_err(|error| error.to_string())?;
-    let path = persisted::new_generation_path(model_dir);
+    let path = persisted::new_generation_path::<paycenter_projections::ReadModel>(model_dir);
     let folded = paycenter_projections::ReadModel::open(&path, store)
         .map_err(|error| error.to_string())
         .and_then(|mut model| {
@@ -154,7 +154,8 @@ pub fn rebuild(
         }
     };
     let digest = model.digest().map_err(|error| error.to_string())?;
-    persisted::make_live(model_dir, &path).map_err(|error| error.to_string())?;
+    persisted::make_live::<paycenter_projections::ReadModel>(model_dir, &path)
+        .map_err(|error| error.to_string())?;
     let summary = json!({
         "projections": [{
             "name": NAME,

@@ -456,9 +456,11 @@ fn rebuild_reports_the_digest_a_live_fold_has() {
             .unwrap();
     assert_eq!(first["projections"][0]["digest"], live.digest().unwrap());
     // It wrote the file the server opens next, and that file is the same model.
-    let loaded =
-        paycenter_projections::persisted::open_live(&dir.path().join("projections"), &store)
-            .unwrap();
+    let loaded = paycenter_projections::persisted::open_live::<paycenter_projections::ReadModel>(
+        &dir.path().join("projections"),
+        &store,
+    )
+    .unwrap();
     assert_eq!(loaded.position(), 5);
     assert_eq!(loaded.digest().unwrap(), live.digest().unwrap());
     assert_eq!(

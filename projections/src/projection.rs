@@ -1,0 +1,148 @@
+//! What a projection is to the machinery that runs it: the follower ([`crate::follow`]), the
+//! online rebuild ([`crate::rebuild`]) and its files in the data directory
+//! ([`crate::persisted`]). A projection folds the log one recorded event at a time and commits
+//! what it derived together with its checkpoint (the position and hash of the last event it
+//! applied) in one transaction of its own file, so a start resumes exactly where the last
+//! commit left it.
+
+use std::path::Path;
+
+use paycenter_domain::envelope::RecordedEvent;
+use paycenter_store::EventStore;
+
+use crate::model::ModelError;
+use crate::tables::{Backing, Checkpoint, TableError};
+
+/// A fold of the log kept in its own file.
+pub trait Projection: Sized + Send + Sync + 'static {
+    /// Its name: what operators see, and the prefix of its files.
+    const NAME: &'static str;
+    /// Bumped whenever `apply` changes what it derives: files of another version are folded
+    /// again from the log at the next start.
+    const VERSION: u32;
+    /// A batch taken by [`Projection::prepare_commit`], written without the projection's lock.
+    type Commit: PendingWrite;
+
+    /// Opens the projection kept in the file at `path` (created empty if absent), at its
+    /// checkpoint. A file of another name, version or log is refused (`ModelError`).
+    fn open(path: &Path, store: &dyn EventStore) -> Result<Self, ModelError>;
+
+    /// The position of the last event applied.
+    fn position(&self) -> u64;
+
+    /// Applies the event after [`Projection::position`]. A panic is a broken invariant: the
+    /// follower catches it and stops this projection there, alone.
+    fn apply(&mut self, event: &RecordedEvent);
+
+    /// Takes what was applied since the last commit, with the checkpoint it brings the file
+    /// to; `None` when nothing was. It stays readable in memory until
+    /// [`Projection::finish_commit`].
+    fn prepare_commit(&mut self) -> Option<Self::Commit>;
+
+    /// Forgets the batch [`Projection::prepare_commit`] took, once written.
+    fn finish_commit(&mut self);
+
+    /// Applies the events after its position up to `until_position` (inclusive), committing
+    /// after every page.
+    fn catch_up(&mut self, store: &dyn EventStore, until_position: u64) -> Result<(), ModelError> {
+        const PAGE_EVENTS: usize = 10_000;
+        while self.position() < until_position {
+            let wanted = usize::try_from(until_position - self.position())
+                .unwrap_or(usize::MAX)
+                .min(PAGE_EVENTS);
+            let page = store.read_all(self.position() + 1, wanted)?;
+            if page.is_empty() {
+                break;
+            }
+            page.iter().for_each(|event| self.apply(event));
+            if let Some(pending) = self.prepare_commit() {
+                let written = pending.write();
+                self.finish_commit();
+                written?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of everything derived: two folds of the same log have the same one, so a
+    /// rebuild can be checked against the live projection before it replaces it.
+    fn digest(&self) -> Result<String, TableError>;
+}
+
+/// Where a projection's file stands, as its checkpoint says and the log confirms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The last position applied.
+    pub position: u64,
+    /// The hash of the event there.
+    pub hash_at_position: [u8; 32],
+    /// The projection's own scalars, as it last committed them.
+    pub scalars: String,
+}
+
+/// Reads the checkpoint of projection `P`'s file `backing` and checks it against `store`:
+/// `None` for a new file. A file written by another projection or version
+/// (`ModelError::OtherVersion`), or folded from another log (`ModelError::NotThisLog`), is
+/// refused.
+pub fn resume<P: Projection>(
+    backing: &Backing,
+    store: &dyn EventStore,
+) -> Result<Option<Resumed>, ModelError> {
+    let Some(checkpoint) = backing.checkpoint()? else {
+        return Ok(None);
+    };
+    if checkpoint.name != P::NAME || checkpoint.version != P::VERSION {
+        return Err(ModelError::OtherVersion {
+            name: checkpoint.name,
+            version: checkpoint.version,
+        });
+    }
+    let mut hash_at_position = [0u8; 32];
+    if checkpoint.position > 0 {
+        let at = store.read_all(checkpoint.position, 1)?;
+        match at.first() {
+            Some(event)
+                if event.global_position == checkpoint.position
+                    && hex::encode(event.hash) == checkpoint.hash_at_position =>
+            {
+                hash_at_position = event.hash;
+            }
+            _ => {
+                return Err(ModelError::NotThisLog {
+                    position: checkpoint.position,
+                })
+            }
+        }
+    }
+    Ok(Some(Resumed {
+        position: checkpoint.position,
+        hash_at_position,
+        scalars: checkpoint.scalars,
+    }))
+}
+
+/// The checkpoint projection `P` commits at `position` (the event there hashed
+/// `hash_at_position`), with its own `scalars`.
+pub fn checkpoint<P: Projection>(
+    position: u64,
+    hash_at_position: [u8; 32],
+    scalars: String,
+) -> Checkpoint {
+    Checkpoint {
+        name: P::NAME.to_owned(),
+        version: P::VERSION,
+        position,
+        hash_at_position: if position == 0 {
+            String::new()
+        } else {
+            hex::encode(hash_at_position)
+        },
+        scalars,
+    }
+}
+
+/// A batch of a projection's rows and its checkpoint, on its way to the file.
+pub trait PendingWrite: Send {
+    /// Writes the batch and its checkpoint in one transaction.
+    fn write(&self) -> Result<(), TableError>;
+}
