@@ -461,6 +461,37 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
         },
     );
 
+    // Two payouts of what the merchant earned: one paid, one refused by its wallet.
+    for (payout_no, wallet) in [("PO-1", "wallet-7"), ("PO-2", "fail-wallet")] {
+        let (status, payout) = call(
+            "POST",
+            &format!("{base}/v1/payouts"),
+            ADMIN_TOKEN,
+            Some(
+                json!({"merchant_id": merchant_id, "channel_account_id": channel_account_id,
+                        "payout_no": payout_no, "amount": "5.00", "currency": "CNY",
+                        "receiver": {"type": "sandbox", "account": wallet}}),
+            ),
+        );
+        assert_eq!(status, 201, "{payout}");
+        let payout_id = payout["payout_id"].as_str().unwrap().to_owned();
+        support::wait_for_within(
+            "the payout settles",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                call(
+                    "GET",
+                    &format!("{base}/v1/payouts/{payout_id}"),
+                    ADMIN_TOKEN,
+                    None,
+                )
+                .1["status"]
+                    != "pending"
+            },
+        );
+    }
+
     let mut input = signed_in("admin@example.com", ADMIN_PASSWORD);
     input["order_no"] = json!("ORDER-2026-0042");
     input["merchant_id"] = json!(merchant_id);
@@ -490,6 +521,26 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
             .as_str()
             .unwrap()
             .contains("store-7@example.com"),
+        "{refunded}"
+    );
+    // The payouts page: the paid one and the refused one with its reason, newest first.
+    let payouts: Vec<&str> = refunded["payouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_str().unwrap())
+        .collect();
+    assert_eq!(payouts.len(), 2, "{refunded}");
+    assert!(
+        payouts[0].contains("PO-2")
+            && payouts[0].contains("failed")
+            && payouts[0].contains("refused"),
+        "{refunded}"
+    );
+    assert!(
+        payouts[1].contains("PO-1")
+            && payouts[1].contains("succeeded")
+            && payouts[1].contains("5.00"),
         "{refunded}"
     );
     // The timeline (newest first) shows the refund and who asked for it.

@@ -1,11 +1,15 @@
-//! Rebuild speed: fold a log of about 1,000,000 payment events from position 1, through
+//! Rebuild speed: fold a log of about 1,000,000 events of payments and their webhooks from
+//! position 1, through
 //! `read_all`, JSON decoding and `apply`, into (a) the balances ledger alone and (b) the whole
-//! read model. The log is written first through the order aggregate's own decisions.
+//! read model. The log is written first through the order aggregate's own decisions, each
+//! outcome's webhook scheduled, attempted and delivered as the service records them (so a
+//! server started on the log has no backlog of webhooks to schedule).
 //!
 //! Run: `cargo bench -p paycenter-projections --bench rebuild`. Optional env:
 //! `PAYCENTER_BENCH_EVENTS` (default 1,000,000); `PAYCENTER_BENCH_DATA_DIR`: fill the log in
 //! that (new) directory and keep it, a data directory `paycenter serve` opens (the memory and
-//! start-up figures of `docs/benchmarks.md` are measured on it).
+//! start-up figures of `docs/benchmarks.md` are measured on it); `PAYCENTER_BENCH_MODEL_FOLDS=0`:
+//! only the fill, `read_all` and the balances folds (for logs too long to fold in memory).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,6 +90,44 @@ fn order_events(order_idx: u64) -> (String, Vec<Event>) {
     )
 }
 
+/// The webhook of the outcome `source_event_id`, as the service records it: scheduled, attempted
+/// once and acknowledged.
+fn webhook_events(
+    order_idx: u64,
+    source_event_id: uuid::Uuid,
+    webhook_type: &str,
+) -> (String, Vec<Event>) {
+    use paycenter_domain::events::{
+        NotificationDelivered, NotificationScheduled, WebhookAttempted,
+    };
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 1).unwrap();
+    let notification_id = paycenter_projections::model::notification_id_for(source_event_id);
+    let events = vec![
+        Event::NotificationScheduled(NotificationScheduled {
+            notification_id: notification_id.clone(),
+            app_id: AppId::from_entropy(1),
+            merchant_id: MerchantId::from_entropy(u128::from(order_idx % 100)),
+            webhook_type: webhook_type.to_owned(),
+            data: serde_json::json!({"payment": {"order_no": format!("O{order_idx}")}}),
+            created_at: at,
+        }),
+        Event::WebhookAttempted(WebhookAttempted {
+            notification_id: notification_id.clone(),
+            attempt_no: 1,
+            succeeded: true,
+            http_status: Some(200),
+            error: None,
+            attempted_at: at,
+            next_attempt_at: None,
+        }),
+        Event::NotificationDelivered(NotificationDelivered {
+            notification_id: notification_id.clone(),
+            delivered_at: at,
+        }),
+    ];
+    (streams::notification(&notification_id), events)
+}
+
 fn main() {
     let n_events_wanted: u64 = std::env::var("PAYCENTER_BENCH_EVENTS")
         .ok()
@@ -102,7 +144,8 @@ fn main() {
 
     // Fill from 16 threads so group commit batches the appends.
     let fill_started = Instant::now();
-    let n_orders = n_events_wanted * 2 / 5; // 2.5 events per order on average
+    // 2.5 order events and 3.75 webhook events per order on average.
+    let n_orders = n_events_wanted * 4 / 25;
     const N_THREADS: u64 = 16;
     let threads: Vec<_> = (0..N_THREADS)
         .map(|thread_idx| {
@@ -111,13 +154,34 @@ fn main() {
                 let mut order_idx = thread_idx;
                 while order_idx < n_orders {
                     let (stream, events) = order_events(order_idx);
+                    let new_events = Event::to_new_events(&events, &stream, None);
+                    let outcome_ids: Vec<(uuid::Uuid, &'static str)> = events
+                        .iter()
+                        .zip(&new_events)
+                        .filter_map(|(event, new_event)| match event {
+                            Event::PaymentSucceeded(_) => {
+                                Some((new_event.event_id, "payment.succeeded"))
+                            }
+                            Event::RefundSucceeded(_) => {
+                                Some((new_event.event_id, "refund.succeeded"))
+                            }
+                            _ => None,
+                        })
+                        .collect();
                     store
-                        .append(
-                            &stream,
-                            ExpectedRevision::NoStream,
-                            Event::to_new_events(&events, &stream, None),
-                        )
+                        .append(&stream, ExpectedRevision::NoStream, new_events)
                         .unwrap();
+                    for (source_event_id, webhook_type) in outcome_ids {
+                        let (stream, events) =
+                            webhook_events(order_idx, source_event_id, webhook_type);
+                        store
+                            .append(
+                                &stream,
+                                ExpectedRevision::NoStream,
+                                Event::to_new_events(&events, &stream, None),
+                            )
+                            .unwrap();
+                    }
                     order_idx += N_THREADS;
                 }
             })
@@ -156,6 +220,21 @@ fn main() {
             ledger.merchant_balances(merchant_id),
             full_ledger.merchant_balances(merchant_id)
         );
+    }
+    // `PAYCENTER_BENCH_MODEL_FOLDS=0` skips the two folds of the whole model (at 10M events the
+    // one in memory needs about 14 GB; `paycenter-replay rebuild` times the one into the file).
+    if std::env::var("PAYCENTER_BENCH_MODEL_FOLDS").as_deref() == Ok("0") {
+        let read_rate = fold(&mut |_| {});
+        println!(
+            "# paycenter rebuild ({n_events} events, {n_orders} orders; filled in {fill_seconds:.1} s)"
+        );
+        println!();
+        println!("| fold from position 1 | events/s |");
+        println!("|---|---|");
+        println!("| read_all only (baseline) | {read_rate:.0} |");
+        println!("| balances rebuild: read + decode of the fields it reads + apply (`Ledger::apply_recorded`) | {ledger_rate:.0} |");
+        println!("| balances from fully decoded events (`Event::decode` + `Ledger::apply`) | {full_decode_rate:.0} |");
+        return;
     }
     let mut model = ReadModel::default();
     let model_rate = fold(&mut |recorded| model.apply(recorded));

@@ -175,10 +175,13 @@ pub async fn submit(state: &AppState, payout_id: &str) -> Submission {
         // Unknown: the same payout id is asked again later, never paid twice.
         Err(error) => return Submission::Failed(error.to_string()),
     };
-    let waiting = matches!(
-        outcome,
-        TransferStatus::Pending | TransferStatus::AwaitingConfirmation(_)
-    );
+    // Waiting on the user: asked about again in a minute, not in seconds (a bill waiting for
+    // its user answers plain "pending" to a query).
+    let waiting = match outcome {
+        TransferStatus::AwaitingConfirmation(_) => true,
+        TransferStatus::Pending => payout.status == PayoutStatus::AwaitingConfirmation,
+        _ => false,
+    };
     match record(state, &requested.merchant_id, payout_id, outcome).await {
         Ok(()) if waiting => Submission::Waiting,
         Ok(()) => Submission::Accepted,

@@ -149,6 +149,12 @@ const scenarios = {
     // The merchant's split receivers.
     await page.goto(`${input.base}/console/merchants/${input.merchant_id}`);
     const receivers = await page.locator("#receivers tbody tr").allInnerTexts();
+    // The merchant's payouts, found by the merchant.
+    await page.goto(`${input.base}/console/payouts`);
+    await page.fill("#payout-search input[name=merchant_id]", input.merchant_id);
+    await Promise.all([page.waitForNavigation(), page.click("#payout-search-button")]);
+    const payouts = await page.locator("#payouts tbody tr").allInnerTexts();
+    await shot(page, "console-payouts");
     // The trail shows who did what.
     await page.goto(`${input.base}/console/trail`);
     const trail = await page.locator("#trail tbody tr").allInnerTexts();
@@ -158,7 +164,7 @@ const scenarios = {
     const chinese = { lang: await page.getAttribute("html", "lang"), heading: await text(page, "h1") };
     await shot(page, "console-payment-zh");
     const unexpected = consoleErrors.slice(0, errorsBefore);
-    return { found, requested, refunds, shares, receivers, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
+    return { found, requested, refunds, shares, receivers, payouts, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
   // Alerts: a webhook destination added, tested, listed.

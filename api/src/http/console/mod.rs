@@ -190,6 +190,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 include_str!("../../../templates/console/refunds.html"),
             ),
             (
+                "payouts.html",
+                include_str!("../../../templates/console/payouts.html"),
+            ),
+            (
                 "reconciliations.html",
                 include_str!("../../../templates/console/reconciliations.html"),
             ),

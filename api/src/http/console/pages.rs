@@ -98,6 +98,7 @@ pub(super) async fn page(
             refund(state, request, operator, trade_no).await
         }
         (false, ["refunds"]) => refunds(state, request, operator).await,
+        (false, ["payouts"]) => payouts(state, request, operator).await,
         (false, ["reconciliations"]) => reconciliations(state, request, operator, None).await,
         (true, ["reconciliations"]) => upload_bill(state, request, operator).await,
         (false, ["reconciliations", reconciliation_id]) => {
@@ -860,6 +861,34 @@ async fn refunds(
     html(
         "refunds.html",
         json!({"nav": "refunds", "refunds": list, "status": status}),
+    )
+}
+
+async fn payouts(
+    state: &Arc<AppState>,
+    request: &ConsoleRequest,
+    operator: &Operator,
+) -> Result<Page, Refusal> {
+    let merchant_id = request.query("merchant_id").unwrap_or("");
+    let list = call(
+        state,
+        operator,
+        Operation::ListPayouts,
+        &[],
+        &[
+            ("limit", PAGE_ITEMS),
+            ("merchant_id", merchant_id),
+            (
+                "starting_after",
+                request.query("starting_after").unwrap_or(""),
+            ),
+        ],
+        None,
+    )
+    .await?;
+    html(
+        "payouts.html",
+        json!({"nav": "payouts", "payouts": list, "merchant_id": merchant_id}),
     )
 }
 
