@@ -2518,6 +2518,31 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
         shop.reconcile_today()["payouts"],
         json!({"checked": 3, "matched": 3, "discrepancies": []})
     );
+    // A transfer Alipay leaves dealing settles by its change message (signed as a notify).
+    let trade_no = shop.paid_at_fake(&gateway, "po-earn-2", "10.00", json!({}));
+    shop.wait_status(&trade_no, "succeeded");
+    let (status, dealing) = payout(
+        "po-4",
+        "10.00",
+        json!({"type": "alipay_user_id", "account": "slow-2088000000000002"}),
+    );
+    assert_eq!(status, 201, "{dealing}");
+    let dealing_id = dealing["payout_id"].as_str().unwrap();
+    wait_for("the transfer taken", || {
+        gateway_control(&gateway, "transfers")[dealing_id]["status"] == "DEALING"
+    });
+    let changed = post_json(
+        &format!("{gateway}/__control/transfer_changed"),
+        json!({"out_biz_no": dealing_id, "status": "SUCCESS",
+               "notify_url": format!("{base}/callbacks/alipay/{}", shop.channel_account_id)}),
+    );
+    assert_eq!(
+        (changed["status"].as_u64(), changed["answer"].as_str()),
+        (Some(200), Some("success")),
+        "{changed}"
+    );
+    wait_payout(dealing_id, "succeeded");
+    assert_eq!(balance_of(&shop, "payable"), "0.00");
     assert_eq!(gateway_stats(&gateway)["rejected"], 0);
     // Without certificate mode Alipay pays nothing out: refused, recorded as failed.
     let plain = Shop::open(&base, "alipay", alipay_params(&keys));

@@ -935,6 +935,20 @@ impl PaymentChannel for AlipayChannel {
             }
         }
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+        // A transfer's change (a payout), as Alipay's message service sends it: its fields in
+        // `biz_content`, signed with the rest of the form.
+        if field("msg_method") == "alipay.fund.trans.order.changed" {
+            let biz: Value = serde_json::from_str(field("biz_content"))
+                .map_err(|_| rejected("biz_content is not JSON"))?;
+            let payout_id = biz["out_biz_no"]
+                .as_str()
+                .filter(|id| id.starts_with("po_") && id.len() <= 64)
+                .ok_or_else(|| rejected("bad out_biz_no"))?;
+            return Ok(CallbackNotice::PayoutReported {
+                payout_id: payout_id.to_owned(),
+                status: transfer_status(&biz),
+            });
+        }
         // Refund notifies carry out_biz_no; paycenter learns refunds from the refund call.
         if !field("out_biz_no").is_empty() || !field("refund_fee").is_empty() {
             return Ok(CallbackNotice::Unknown {

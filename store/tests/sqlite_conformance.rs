@@ -109,3 +109,39 @@ fn event_ids_are_recognized_within_the_window_and_memory_stays_bounded() {
     );
     assert_eq!(store.head_position().unwrap(), 5, "nothing appended twice");
 }
+
+#[test]
+fn a_reopened_store_records_no_instant_before_the_last_one() {
+    use paycenter_store::conformance::event;
+    use paycenter_store::ExpectedRevision;
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+        store
+            .append("a", ExpectedRevision::NoStream, vec![event("t", "{}")])
+            .unwrap();
+    }
+    // The last event recorded an hour ahead of this clock (a clock set back since): the next
+    // one must not be recorded before it. (The change breaks the chain, so this store is
+    // opened without verifying it.)
+    let ahead_us = chrono::Utc::now().timestamp_micros() + 3_600_000_000;
+    rusqlite::Connection::open(dir.path().join("events.sqlite3"))
+        .unwrap()
+        .execute(
+            "UPDATE events SET recorded_at_us = ?1 WHERE global_position = 1",
+            [ahead_us],
+        )
+        .unwrap();
+    let config = SqliteConfig {
+        verify_on_open: false,
+        ..SqliteConfig::default()
+    };
+    let store = SqliteStore::open(dir.path(), config).unwrap();
+    store
+        .append("b", ExpectedRevision::NoStream, vec![event("t", "{}")])
+        .unwrap();
+    let events = store.read_all(1, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events[1].recorded_at.timestamp_micros() >= ahead_us);
+}

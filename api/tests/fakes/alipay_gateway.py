@@ -34,6 +34,9 @@ public-key-certificate mode only (app_cert_sn and alipay_root_cert_sn signed wit
 both SDKs checking the signature; without them: isv.missing-cert-sn). The same out_biz_no is the
 same transfer; a payee whose identity starts with "nobody" is refused (PAYEE_NOT_EXIST).
   GET  /__control/transfers -> {"<out_biz_no>": {"trans_amount", "payee_info", "status"}}
+A payee whose identity starts with "slow" leaves the transfer DEALING until
+  POST /__control/transfer_changed {"out_biz_no", "status", "notify_url"} -> settles it and sends
+       Alipay's message alipay.fund.trans.order.changed (signed like a notify) to notify_url
 """
 import base64
 import io
@@ -190,7 +193,8 @@ def handle(method, biz, params, port):
             if payee.get("identity", "").startswith("nobody"):
                 return fail("PAYEE_NOT_EXIST", "the payee does not exist")
             done = {"out_biz_no": biz["out_biz_no"], "order_id": "2026T" + str(time.time_ns())[-20:],
-                    "pay_fund_order_id": "2026F" + str(time.time_ns())[-20:], "status": "SUCCESS",
+                    "pay_fund_order_id": "2026F" + str(time.time_ns())[-20:],
+                    "status": "DEALING" if payee.get("identity", "").startswith("slow") else "SUCCESS",
                     "trans_date": time.strftime("%Y-%m-%d %H:%M:%S"), "trans_amount": biz["trans_amount"],
                     "payee_info": payee}
             transfers[biz["out_biz_no"]] = done
@@ -400,6 +404,28 @@ class Handler(BaseHTTPRequestHandler):
                            params.get("app_auth_token"))
             return self.answer(200, json.dumps({"python_sdk": python_sdk, "official_sdk": official_sdk,
                                                 "params": params}))
+        if url.path == "/__control/transfer_changed":
+            with lock:
+                done = transfers[request["out_biz_no"]]
+                done["status"] = request["status"]
+                biz = {k: done[k] for k in ("out_biz_no", "order_id", "pay_fund_order_id", "status",
+                                            "trans_amount")}
+            params = {"msg_method": "alipay.fund.trans.order.changed", "app_id": APP_ID,
+                      "notify_id": "m" + str(time.time_ns()), "utc_timestamp": str(int(time.time() * 1000)),
+                      "version": "1.1", "charset": "utf-8", "sign_type": "RSA2",
+                      "biz_content": json.dumps(biz, ensure_ascii=False)}
+            unsigned = {k: v for k, v in params.items() if k not in ("sign", "sign_type")}
+            content = "&".join("{}={}".format(k, v) for k, v in ALIPAY._ordered_data(dict(unsigned)))
+            params["sign"] = ALIPAY._sign(content)
+            body = urllib.parse.urlencode(params).encode("utf-8")
+            message = urllib.request.Request(request["notify_url"], data=body, headers={
+                "content-type": "application/x-www-form-urlencoded;charset=utf-8"})
+            try:
+                with urllib.request.urlopen(message, timeout=10) as response:
+                    result = {"status": response.status, "answer": response.read().decode()}
+            except urllib.error.HTTPError as error:
+                result = {"status": error.code, "answer": error.read().decode()}
+            return self.answer(200, json.dumps(result))
         if url.path == "/__control/pay":
             with lock:
                 trade = trades[request["out_trade_no"]]
