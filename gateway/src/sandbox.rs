@@ -30,8 +30,10 @@ use crate::{
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 /// How far a callback's timestamp may be from now.
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
-/// The most trades the provider remembers.
-pub const MAX_TRADES: usize = 1_000_000;
+/// The most trades the provider remembers: beyond it the oldest are forgotten (a query about
+/// one answers that the sandbox does not know it), so a long-running service's sandbox keeps
+/// working in bounded memory (about 1 KB a trade).
+pub const MAX_TRADES: usize = 100_000;
 /// The shortest signing secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
 /// Delays before each callback delivery attempt.
@@ -95,9 +97,6 @@ pub enum SandboxError {
     /// Its time ran out.
     #[error("trade {0} has expired")]
     Expired(String),
-    /// The sandbox is full.
-    #[error("the sandbox holds the maximum of {MAX_TRADES} trades")]
-    Full,
 }
 
 /// The callback body the sandbox sends.
@@ -147,6 +146,8 @@ impl CallbackBody {
 /// The simulated third party: its trades and its callback sender.
 pub struct SandboxProvider {
     trades: Mutex<HashMap<TradeNo, SandboxTrade>>,
+    /// The trades' numbers, oldest first (locked after `trades`), for forgetting the oldest.
+    arrivals: Mutex<std::collections::VecDeque<TradeNo>>,
     http: HttpClient,
 }
 
@@ -168,6 +169,7 @@ impl SandboxProvider {
         };
         Arc::new(SandboxProvider {
             trades: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(std::collections::VecDeque::new()),
             http: HttpClient::new(&own, 5_000).expect("the sandbox's client builds"),
         })
     }
@@ -477,10 +479,13 @@ impl PaymentChannel for SandboxChannel {
         Box::pin(async move {
             let signing_secret = Self::secret(params)?;
             let mut trades = self.provider.trades.lock().expect("sandbox lock");
-            if trades.len() >= MAX_TRADES && !trades.contains_key(&request.trade_no) {
-                return Err(GatewayError::Unavailable {
-                    reason: SandboxError::Full.to_string(),
-                });
+            if !trades.contains_key(&request.trade_no) {
+                let mut arrivals = self.provider.arrivals.lock().expect("sandbox lock");
+                arrivals.push_back(request.trade_no.clone());
+                while arrivals.len() > MAX_TRADES {
+                    let oldest = arrivals.pop_front().expect("longer than the limit");
+                    trades.remove(&oldest);
+                }
             }
             let channel_trade_no = ChannelTradeNo::parse(&format!("SBX{}", request.trade_no))
                 .expect("trade numbers are short");
