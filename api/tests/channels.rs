@@ -200,6 +200,19 @@ impl Shop {
         });
     }
 
+    /// Asks for a payout of `amount` CNY from this shop's account to `receiver`.
+    fn payout(&self, payout_no: &str, amount: &str, receiver: Value) -> (u16, Value) {
+        call(
+            "POST",
+            &format!("{}/v1/payouts", self.base),
+            ADMIN_TOKEN,
+            Some(
+                json!({"merchant_id": self.merchant_id, "channel_account_id": self.channel_account_id,
+                        "payout_no": payout_no, "amount": amount, "currency": "CNY", "receiver": receiver}),
+            ),
+        )
+    }
+
     /// Reconciles today's bill: today in Beijing, the business day of Alipay's and WeChat
     /// Pay's bills (whatever the hour in UTC).
     fn reconcile_today(&self) -> Value {
@@ -2453,32 +2466,9 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
     // Something earned: a paid precreate.
     let trade_no = shop.paid_at_fake(&gateway, "po-earn", "50.00", json!({}));
     shop.wait_status(&trade_no, "succeeded");
-    let payout = |payout_no: &str, amount: &str, receiver: Value| {
-        call(
-            "POST",
-            &format!("{base}/v1/payouts"),
-            ADMIN_TOKEN,
-            Some(
-                json!({"merchant_id": shop.merchant_id, "channel_account_id": shop.channel_account_id,
-                        "payout_no": payout_no, "amount": amount, "currency": "CNY", "receiver": receiver}),
-            ),
-        )
-    };
-    let wait_payout = |payout_id: &str, status: &str| {
-        let mut last = Value::Null;
-        wait_for(&format!("payout {status}"), || {
-            last = call(
-                "GET",
-                &format!("{base}/v1/payouts/{payout_id}"),
-                ADMIN_TOKEN,
-                None,
-            )
-            .1;
-            last["status"] == status
-        });
-        last
-    };
-    let (status, paying) = payout(
+    let wait_payout =
+        |payout_id: &str, status: &str| support::wait_payout(&base, ADMIN_TOKEN, payout_id, status);
+    let (status, paying) = shop.payout(
         "po-1",
         "20.00",
         json!({"type": "alipay_login", "account": "landlord@example.com", "name": "张三"}),
@@ -2491,7 +2481,7 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
     assert_eq!(transfer["payee_info"]["name"], "张三");
     assert_eq!(paid["channel_payout_no"], transfer["order_id"]);
     // A payee Alipay does not know: failed, the money the merchant's again.
-    let (status, failing) = payout(
+    let (status, failing) = shop.payout(
         "po-2",
         "30.00",
         json!({"type": "alipay_user_id", "account": "nobody-2088000000000000"}),
@@ -2505,7 +2495,7 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
             .contains("PAYEE_NOT_EXIST"),
         "{failed}"
     );
-    let (status, last) = payout(
+    let (status, last) = shop.payout(
         "po-3",
         "30.00",
         json!({"type": "alipay_user_id", "account": "2088000000000001"}),
@@ -2521,7 +2511,7 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
     // A transfer Alipay leaves dealing settles by its change message (signed as a notify).
     let trade_no = shop.paid_at_fake(&gateway, "po-earn-2", "10.00", json!({}));
     shop.wait_status(&trade_no, "succeeded");
-    let (status, dealing) = payout(
+    let (status, dealing) = shop.payout(
         "po-4",
         "10.00",
         json!({"type": "alipay_user_id", "account": "slow-2088000000000002"}),
@@ -2548,15 +2538,10 @@ fn alipay_pays_out_in_certificate_mode_as_both_sdks_check_it() {
     let plain = Shop::open(&base, "alipay", alipay_params(&keys));
     let trade_no = plain.paid_at_fake(&gateway, "po-plain", "5.00", json!({}));
     plain.wait_status(&trade_no, "succeeded");
-    let (status, refused) = call(
-        "POST",
-        &format!("{base}/v1/payouts"),
-        ADMIN_TOKEN,
-        Some(
-            json!({"merchant_id": plain.merchant_id, "channel_account_id": plain.channel_account_id,
-                    "payout_no": "po-plain", "amount": "1.00", "currency": "CNY",
-                    "receiver": {"type": "alipay_user_id", "account": "2088000000000001"}}),
-        ),
+    let (status, refused) = plain.payout(
+        "po-plain",
+        "1.00",
+        json!({"type": "alipay_user_id", "account": "2088000000000001"}),
     );
     assert_eq!(status, 201, "{refused}");
     let failed = wait_payout(refused["payout_id"].as_str().unwrap(), "failed");
@@ -2605,35 +2590,11 @@ fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
     let shop = Shop::open(&base, "wechatpay", with_scene);
     let trade_no = shop.paid_at_fake(&gateway, "deposit", "50.00", json!({}));
     shop.wait_status(&trade_no, "succeeded");
-    let payout = |shop: &Shop, payout_no: &str, amount: &str, receiver: Value| {
-        call(
-            "POST",
-            &format!("{base}/v1/payouts"),
-            ADMIN_TOKEN,
-            Some(
-                json!({"merchant_id": shop.merchant_id, "channel_account_id": shop.channel_account_id,
-                        "payout_no": payout_no, "amount": amount, "currency": "CNY", "receiver": receiver}),
-            ),
-        )
-    };
-    let wait_payout = |payout_id: &str, status: &str| {
-        let mut last = Value::Null;
-        wait_for(&format!("payout {status}"), || {
-            last = call(
-                "GET",
-                &format!("{base}/v1/payouts/{payout_id}"),
-                ADMIN_TOKEN,
-                None,
-            )
-            .1;
-            last["status"] == status
-        });
-        last
-    };
+    let wait_payout =
+        |payout_id: &str, status: &str| support::wait_payout(&base, ADMIN_TOKEN, payout_id, status);
 
     // The transfer waits for its user: the app gets what wx.requestMerchantTransfer needs.
-    let (status, paying) = payout(
-        &shop,
+    let (status, paying) = shop.payout(
         "deposit-back",
         "20.00",
         json!({"type": "wechat_openid", "account": "oTenant0123456789", "name": "张三"}),
@@ -2667,8 +2628,7 @@ fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
         "{bill}"
     );
     // Still held: 50.00 earned, 20.00 waiting.
-    let (status, refused) = payout(
-        &shop,
+    let (status, refused) = shop.payout(
         "too-much",
         "30.01",
         json!({"type": "wechat_openid", "account": "oTenant0123456789"}),
@@ -2691,8 +2651,7 @@ fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
     assert_eq!(balance_of(&shop, "paid_out"), "20.00");
 
     // An openid WeChat Pay will not pay: failed at once, the money the merchant's again.
-    let (status, failing) = payout(
-        &shop,
+    let (status, failing) = shop.payout(
         "refused",
         "10.00",
         json!({"type": "wechat_openid", "account": "refuse-oUser"}),
@@ -2707,8 +2666,7 @@ fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
         "{failed}"
     );
     // A user who lets the transfer fail: told by notify.
-    let (status, lapsing) = payout(
-        &shop,
+    let (status, lapsing) = shop.payout(
         "lapsing",
         "5.00",
         json!({"type": "wechat_openid", "account": "oOther0123456789"}),
@@ -2769,8 +2727,7 @@ fn wechatpay_pays_out_by_merchant_transfer_once_the_user_confirms() {
     let plain = Shop::open(&base, "wechatpay", params.clone());
     let trade_no = plain.paid_at_fake(&gateway, "plain", "5.00", json!({}));
     plain.wait_status(&trade_no, "succeeded");
-    let (status, refused) = payout(
-        &plain,
+    let (status, refused) = plain.payout(
         "no-scene",
         "1.00",
         json!({"type": "wechat_openid", "account": "oTenant0123456789"}),

@@ -122,18 +122,7 @@ fn payout(
 }
 
 fn wait_status(base: &str, payout_id: &str, status: &str) -> Value {
-    let mut last = Value::Null;
-    wait_for(&format!("payout {payout_id} {status}"), || {
-        last = call(
-            "GET",
-            &format!("{base}/v1/payouts/{payout_id}"),
-            ADMIN_TOKEN,
-            None,
-        )
-        .1;
-        last["status"] == status
-    });
-    last
+    support::wait_payout(base, ADMIN_TOKEN, payout_id, status)
 }
 
 fn balance(base: &str, merchant_id: &str, account: &str) -> String {

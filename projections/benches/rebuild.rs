@@ -221,10 +221,8 @@ fn main() {
             full_ledger.merchant_balances(merchant_id)
         );
     }
-    // `PAYCENTER_BENCH_MODEL_FOLDS=0` skips the two folds of the whole model (at 10M events the
-    // one in memory needs about 14 GB; `paycenter-replay rebuild` times the one into the file).
-    if std::env::var("PAYCENTER_BENCH_MODEL_FOLDS").as_deref() == Ok("0") {
-        let read_rate = fold(&mut |_| {});
+    // The table's head and the rows every run has; the model folds' rows follow.
+    let print_common_rows = |read_rate: f64| {
         println!(
             "# paycenter rebuild ({n_events} events, {n_orders} orders; filled in {fill_seconds:.1} s)"
         );
@@ -234,6 +232,11 @@ fn main() {
         println!("| read_all only (baseline) | {read_rate:.0} |");
         println!("| balances rebuild: read + decode of the fields it reads + apply (`Ledger::apply_recorded`) | {ledger_rate:.0} |");
         println!("| balances from fully decoded events (`Event::decode` + `Ledger::apply`) | {full_decode_rate:.0} |");
+    };
+    // `PAYCENTER_BENCH_MODEL_FOLDS=0` skips the two folds of the whole model (at 10M events the
+    // one in memory needs about 14 GB; `paycenter-replay rebuild` times the one into the file).
+    if std::env::var("PAYCENTER_BENCH_MODEL_FOLDS").as_deref() == Ok("0") {
+        print_common_rows(fold(&mut |_| {}));
         return;
     }
     let mut model = ReadModel::default();
@@ -249,17 +252,7 @@ fn main() {
     file_model.catch_up(store.as_ref(), n_events).unwrap();
     let file_model_rate = n_events as f64 / started.elapsed().as_secs_f64();
     let file_bytes = file_model.backing().unwrap().size_bytes();
-    let read_rate = fold(&mut |_| {});
-
-    println!(
-        "# paycenter rebuild ({n_events} events, {n_orders} orders; filled in {fill_seconds:.1} s)"
-    );
-    println!();
-    println!("| fold from position 1 | events/s |");
-    println!("|---|---|");
-    println!("| read_all only (baseline) | {read_rate:.0} |");
-    println!("| balances rebuild: read + decode of the fields it reads + apply (`Ledger::apply_recorded`) | {ledger_rate:.0} |");
-    println!("| balances from fully decoded events (`Event::decode` + `Ledger::apply`) | {full_decode_rate:.0} |");
+    print_common_rows(fold(&mut |_| {}));
     println!("| whole read model in memory (read + decode + apply) | {model_rate:.0} |");
     println!(
         "| whole read model into its file (read + decode + apply + commit per 10,000 events; file {:.0} MB) | {file_model_rate:.0} |",

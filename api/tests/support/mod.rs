@@ -48,6 +48,29 @@ impl Drop for Process {
     }
 }
 
+/// Waits until payout `payout_id` has `status`; answers the payout then.
+#[allow(dead_code)] // Not every test binary pays out.
+pub fn wait_payout(base: &str, admin_token: &str, payout_id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    wait_for_within(
+        &format!("payout {payout_id} {status}"),
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            last = call_within(
+                "GET",
+                &format!("{base}/v1/payouts/{payout_id}"),
+                admin_token,
+                None,
+                Duration::from_secs(30),
+            )
+            .1;
+            last["status"] == status
+        },
+    );
+    last
+}
+
 /// A merchant's balance of `account` in major units (`"0.00"` when it has none), read over
 /// `GET /v1/merchants/{merchant_id}/balances` with the admin token.
 #[allow(dead_code)]
