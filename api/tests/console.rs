@@ -543,6 +543,11 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
             && payouts[1].contains("5.00"),
         "{refunded}"
     );
+    assert_eq!(
+        refunded["payouts_zh"],
+        json!({"heading": "付款", "rows": 2}),
+        "{refunded}"
+    );
     // The timeline (newest first) shows the refund and who asked for it.
     let timeline = refunded["timeline"].as_array().unwrap();
     let refund_event = timeline

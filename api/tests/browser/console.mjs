@@ -155,6 +155,9 @@ const scenarios = {
     await Promise.all([page.waitForNavigation(), page.click("#payout-search-button")]);
     const payouts = await page.locator("#payouts tbody tr").allInnerTexts();
     await shot(page, "console-payouts");
+    await page.goto(`${input.base}/console/payouts?merchant_id=${input.merchant_id}&lang=zh`);
+    const payoutsZh = { heading: await text(page, "h1"), rows: await page.locator("#payouts tbody tr").count() };
+    await shot(page, "console-payouts-zh");
     // The trail shows who did what.
     await page.goto(`${input.base}/console/trail`);
     const trail = await page.locator("#trail tbody tr").allInnerTexts();
@@ -164,7 +167,7 @@ const scenarios = {
     const chinese = { lang: await page.getAttribute("html", "lang"), heading: await text(page, "h1") };
     await shot(page, "console-payment-zh");
     const unexpected = consoleErrors.slice(0, errorsBefore);
-    return { found, requested, refunds, shares, receivers, payouts, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
+    return { found, requested, refunds, shares, receivers, payouts, payouts_zh: payoutsZh, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
   // Alerts: a webhook destination added, tested, listed.
