@@ -177,6 +177,27 @@ fn fsync_ceiling(dir: &std::path::Path, batch: usize, record_bytes: usize, secon
     rate
 }
 
+/// User plus system CPU time a process has used so far, in ms (Linux `/proc/<pid>/stat`; 0
+/// where it cannot be read).
+fn process_cpu_ms(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(after_name) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|idx| fields.get(*idx)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1000 / ticks_per_second
+}
+
 fn percentile(sorted_us: &[u64], fraction: f64) -> u64 {
     if sorted_us.is_empty() {
         return 0;
@@ -422,6 +443,7 @@ fn main() {
         })
         .collect();
 
+    let server_cpu_before_ms: u64 = servers.iter().map(|server| process_cpu_ms(server.id())).sum();
     let load = drive(
         &runtime,
         &client,
@@ -432,6 +454,11 @@ fn main() {
         &merchant_id,
         &channel_account_id,
     );
+    let server_cpu_ms = servers
+        .iter()
+        .map(|server| process_cpu_ms(server.id()))
+        .sum::<u64>()
+        .saturating_sub(server_cpu_before_ms);
     drop(idle);
     let LoadResult {
         latencies_us,
@@ -566,6 +593,13 @@ fn main() {
         payments_per_second / ceiling_per_second,
         p99_us as f64 / ceiling_p99_us as f64,
         payments_per_second / fsync_batched,
+    );
+    // CPU time is steadier than throughput on a machine whose speed drifts: what one payment
+    // costs the server, whatever else runs beside it.
+    println!(
+        "server CPU during the load: {:.1} s, {:.0} µs per payment",
+        server_cpu_ms as f64 / 1000.0,
+        server_cpu_ms as f64 * 1000.0 / latencies_us.len().max(1) as f64,
     );
     if let Some((first_page, no_match, stats, raw_scan)) = reads {
         println!();

@@ -200,6 +200,15 @@ impl Ledger {
         self.committed.drain_into(writes);
     }
 
+    /// See `ReadModel::stage`.
+    pub fn stage(&mut self) {
+        self.balances.stage();
+        self.started.stage();
+        self.paid.stage();
+        self.refunds.stage();
+        self.committed.stage();
+    }
+
     /// See `ReadModel::finish_commit`.
     pub fn finish_commit(&mut self) {
         self.balances.finish_commit();

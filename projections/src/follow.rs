@@ -1,7 +1,7 @@
 //! The runner of a [`Projection`]: a thread that keeps a shared projection up to date with the
 //! log, catching up from its position, then applying each new event as it becomes durable,
-//! committing each batch with its checkpoint and announcing the position it reached (so the
-//! lag behind the log can be reported).
+//! announcing the position it reached (so requests can wait for it and the lag behind the log
+//! can be reported), and writing what it applied with its checkpoint every few milliseconds.
 //!
 //! **A projection that fails stops alone.** An event the projection cannot apply (a panic in
 //! its fold: a broken invariant, so a bug) is caught here, while the follower holds the write
@@ -121,8 +121,9 @@ pub fn follow<P: Projection>(
         .position();
     let head = store.head_position().map_err(std::io::Error::other)?;
     let mut subscription = Subscription::new(store, position + 1);
+    let mut unwritten = Unwritten::default();
     let on_advance: OnAdvance = if head.saturating_sub(position) <= blocking_catch_up_events {
-        catch_up(&mut subscription, &model, &health, &on_advance);
+        catch_up(&mut subscription, &model, &health, &on_advance, &mut unwritten);
         on_advance
     } else {
         tracing::info!(
@@ -148,7 +149,7 @@ pub fn follow<P: Projection>(
         .name(P::NAME.replace('_', "-"))
         .spawn(move || {
             while health.stopped().is_none() {
-                catch_up(&mut subscription, &model, &health, &on_advance);
+                catch_up(&mut subscription, &model, &health, &on_advance, &mut unwritten);
             }
         })?;
     Ok(())
@@ -173,15 +174,25 @@ fn catch_up<P: Projection>(
     model: &RwLock<P>,
     health: &FollowerHealth,
     on_advance: &OnAdvance,
+    unwritten: &mut Unwritten,
 ) {
     while health.stopped().is_none() {
         if paused() {
             std::thread::sleep(Duration::from_millis(100));
             return;
         }
-        let first = match subscription.next_timeout(Duration::from_millis(200)) {
+        // With batches staged but not written, wait no longer than their write is due.
+        let wait = unwritten
+            .write_due_in()
+            .unwrap_or(Duration::from_millis(IDLE_WAIT_MS));
+        let first = match subscription.next_timeout(wait) {
             Ok(Some(event)) => event,
-            Ok(None) => return,
+            Ok(None) => {
+                if unwritten.since.is_some() {
+                    write_staged(model, health, on_advance, unwritten);
+                }
+                return;
+            }
             Err(error) => {
                 tracing::error!(%error, projection = P::NAME, "reading the log failed; retrying");
                 health.set_read_error(Some(error.to_string()));
@@ -209,45 +220,107 @@ fn catch_up<P: Projection>(
             }
             n_applied += 1;
         }
-        // The batch reaches the file only whole and only if every event applied: a model that
-        // stopped is never written past its last good commit, so the next start stops again
-        // at the same event instead of skipping it. The write happens without the model's
-        // lock (queries read the batch from memory meanwhile); the position is announced
-        // once it is written.
         let position = guard.position();
-        let pending = if outcome.is_ok() {
-            guard.prepare_commit()
-        } else {
-            None
-        };
-        drop(guard);
-        if let Some(pending) = pending {
-            let written = pending.write();
-            model
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .finish_commit();
-            if let Err(error) = written {
-                outcome = Err(Stopped {
-                    position,
-                    event_type: String::new(),
-                    reason: format!("writing the {} file failed: {error}", P::NAME),
-                });
-            }
-        }
         if let Err(stopped) = outcome {
-            tracing::error!(
-                projection = P::NAME,
-                position = stopped.position,
-                event_type = %stopped.event_type,
-                reason = %stopped.reason,
-                "the projection stopped; the log keeps growing, and requests that need it answer 503"
-            );
-            health.stop(stopped);
-            // Wakes whoever waits for a position, so they hear of the stop at once.
-            on_advance(position);
+            // Nothing of what was applied since the last write reaches the file: a model that
+            // stopped is never written past its last good commit, so the next start stops
+            // again at the same event instead of skipping it.
+            drop(guard);
+            stop::<P>(health, on_advance, position, stopped);
             return;
         }
+        // The batch is staged (queries read it as committed, from memory) and its position
+        // announced at once: what it holds is already durable in the log, from which a model
+        // that fails to write is folded again. So a request waits for one commit (the log's),
+        // and the file takes many batches in one transaction every few milliseconds.
+        guard.stage();
+        drop(guard);
         on_advance(position);
+        unwritten.add(n_applied);
+        if unwritten.write_due_in() == Some(Duration::ZERO) {
+            write_staged(model, health, on_advance, unwritten);
+        }
+    }
+}
+
+/// Writes the staged batches and their checkpoint in one transaction, without the model's
+/// lock (queries read the staged rows from memory meanwhile).
+fn write_staged<P: Projection>(
+    model: &RwLock<P>,
+    health: &FollowerHealth,
+    on_advance: &OnAdvance,
+    unwritten: &mut Unwritten,
+) {
+    let (position, pending) = {
+        let mut guard = model
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (guard.position(), guard.prepare_commit())
+    };
+    *unwritten = Unwritten::default();
+    let Some(pending) = pending else {
+        return;
+    };
+    let written = pending.write();
+    model
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .finish_commit();
+    if let Err(error) = written {
+        let stopped = Stopped {
+            position,
+            event_type: String::new(),
+            reason: format!("writing the {} file failed: {error}", P::NAME),
+        };
+        stop::<P>(health, on_advance, position, stopped);
+    }
+}
+
+fn stop<P: Projection>(
+    health: &FollowerHealth,
+    on_advance: &OnAdvance,
+    position: u64,
+    stopped: Stopped,
+) {
+    tracing::error!(
+        projection = P::NAME,
+        position = stopped.position,
+        event_type = %stopped.event_type,
+        reason = %stopped.reason,
+        "the projection stopped; the log keeps growing, and requests that need it answer 503"
+    );
+    health.stop(stopped);
+    // Wakes whoever waits for a position, so they hear of the stop at once.
+    on_advance(position);
+}
+
+/// How long the follower waits for the log when it has nothing staged.
+const IDLE_WAIT_MS: u64 = 200;
+/// Staged batches are written at most this long after the first of them was applied.
+const WRITE_INTERVAL_MS: u64 = 25;
+/// ... or once this many events are staged, whichever comes first: bounds the memory the
+/// staged rows take and what a start after `kill -9` folds again.
+const MAX_UNWRITTEN_EVENTS: usize = 8_192;
+
+/// What the follower applied and staged since its last write.
+#[derive(Debug, Default)]
+struct Unwritten {
+    since: Option<std::time::Instant>,
+    events: usize,
+}
+
+impl Unwritten {
+    fn add(&mut self, events: usize) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.events += events;
+    }
+
+    /// `None` with nothing staged; zero when the write is due now.
+    fn write_due_in(&self) -> Option<Duration> {
+        let since = self.since?;
+        if self.events >= MAX_UNWRITTEN_EVENTS {
+            return Some(Duration::ZERO);
+        }
+        Some(Duration::from_millis(WRITE_INTERVAL_MS).saturating_sub(since.elapsed()))
     }
 }

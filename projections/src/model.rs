@@ -620,6 +620,10 @@ impl crate::projection::Projection for ReadModel {
         ReadModel::prepare_commit(self)
     }
 
+    fn stage(&mut self) {
+        ReadModel::stage(self)
+    }
+
     fn finish_commit(&mut self) {
         ReadModel::finish_commit(self)
     }
@@ -774,6 +778,21 @@ impl ReadModel {
             writes,
             checkpoint,
         })
+    }
+
+    /// Makes what was applied since the last commit read as committed, without writing it:
+    /// the next [`ReadModel::prepare_commit`] writes it. Cheap (nothing is encoded), so the
+    /// follower stages every batch and writes every few milliseconds.
+    pub fn stage(&mut self) {
+        macro_rules! stage_all {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                $(self.$resident.stage();)*
+                $(self.$mapped.stage();)*
+            };
+        }
+        model_tables!(stage_all);
+        self.ledger.stage();
     }
 
     /// The second half of a commit, once its write is done (or failed: the projection stops

@@ -42,6 +42,22 @@ pub trait Projection: Sized + Send + Sync + 'static {
     /// Forgets the batch [`Projection::prepare_commit`] took, once written.
     fn finish_commit(&mut self);
 
+    /// Makes what was applied since the last commit read as committed without writing it;
+    /// the next [`Projection::prepare_commit`] takes it. The follower stages every batch it
+    /// applies and writes every few milliseconds, so one write carries many batches. A
+    /// projection whose reads already see what it applied needs nothing here.
+    fn stage(&mut self) {}
+
+    /// Writes what was applied or staged since the last commit, with its checkpoint.
+    fn write_staged(&mut self) -> Result<(), ModelError> {
+        if let Some(pending) = self.prepare_commit() {
+            let written = pending.write();
+            self.finish_commit();
+            written?;
+        }
+        Ok(())
+    }
+
     /// Applies the events after its position up to `until_position` (inclusive), committing
     /// after every page.
     fn catch_up(&mut self, store: &dyn EventStore, until_position: u64) -> Result<(), ModelError> {
@@ -55,11 +71,7 @@ pub trait Projection: Sized + Send + Sync + 'static {
                 break;
             }
             page.iter().for_each(|event| self.apply(event));
-            if let Some(pending) = self.prepare_commit() {
-                let written = pending.write();
-                self.finish_commit();
-                written?;
-            }
+            self.write_staged()?;
         }
         Ok(())
     }

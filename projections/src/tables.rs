@@ -515,10 +515,11 @@ pub struct Map<K: ?Sized, V> {
     recent: HashMap<Vec<u8>, Option<V>>,
     recent_order: std::collections::VecDeque<Vec<u8>>,
     recent_capacity: usize,
-    /// With a backing: the entries of the commit being written (between `drain_into` and
-    /// `finish_commit`), readable meanwhile: the follower writes a batch to SQLite without
-    /// holding the model's lock, and queries still see the batch.
-    committing: HashMap<Vec<u8>, Option<V>>,
+    /// With a backing: the entries staged or being written (between `stage` or `drain_into`
+    /// and `finish_commit`), readable meanwhile: the follower writes to SQLite without holding
+    /// the model's lock and only every few milliseconds, and queries still see every batch
+    /// it applied. Ordered, so a range read lays over only the keys in its range.
+    committing: BTreeMap<Vec<u8>, Option<V>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -531,7 +532,7 @@ impl<K: ?Sized, V> Default for Map<K, V> {
             recent: HashMap::new(),
             recent_order: std::collections::VecDeque::new(),
             recent_capacity: 0,
-            committing: HashMap::new(),
+            committing: BTreeMap::new(),
             _key: PhantomData,
         }
     }
@@ -773,10 +774,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         } else {
             found.keys().next_back().cloned()
         };
-        for (key, value) in &self.committing {
-            if key.as_slice() < start || key.as_slice() >= end {
-                continue;
-            }
+        for (key, value) in self.committing.range(start.to_vec()..end.to_vec()) {
             let beyond_read = stopped_at_limit
                 && last_read
                     .as_ref()
@@ -801,13 +799,25 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if self.backing.is_none() {
             return;
         }
+        self.stage();
         let space = self.space;
         for (key, value) in &self.committing {
             writes.push((space, key.clone(), value.as_ref().map(encode_value)));
         }
-        for (key, value) in std::mem::take(&mut self.entries) {
-            writes.push((space, key.clone(), value.as_ref().map(encode_value)));
-            self.committing.insert(key, value);
+    }
+
+    /// Moves the changes since the last commit to the staged entries, which reads see as
+    /// committed (ranges included) and the next [`Map::drain_into`] writes. Encodes nothing:
+    /// the follower stages every batch and writes only every few milliseconds.
+    pub fn stage(&mut self) {
+        if self.backing.is_none() {
+            return;
+        }
+        let mut changed = std::mem::take(&mut self.entries);
+        if self.committing.is_empty() {
+            self.committing = changed;
+        } else {
+            self.committing.append(&mut changed);
         }
     }
 
@@ -973,14 +983,24 @@ where
             self.changed.clear();
             return;
         }
-        // Keys of a commit still being written are written again, as `Map::drain_into` does:
-        // if that commit is the one dropped (overtaken), this one carries its changes.
-        let changed: Vec<K> = self.changed.drain().collect();
-        self.committing.extend(changed);
+        // Keys staged or of a commit still being written are written again, as
+        // `Map::drain_into` does: if that commit is the one dropped (overtaken), this one
+        // carries its changes.
+        self.stage();
         for key in &self.committing {
             let value = self.map.get(key).map(|value| encode_value(&(key, value)));
             writes.push((self.space, key.encoded(), value));
         }
+    }
+
+    /// Remembers the keys changed since the last commit for the next [`Resident::drain_into`]
+    /// (see [`Map::stage`]; the values are read at the write).
+    pub fn stage(&mut self) {
+        if self.backing.is_none() {
+            self.changed.clear();
+            return;
+        }
+        self.committing.extend(self.changed.drain());
     }
 
     /// The commit holding what `drain_into` took is in the file (or was dropped for a later

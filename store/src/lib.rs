@@ -169,6 +169,13 @@ pub trait EventStore: Send + Sync {
         from_revision: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Whether reads are from a local file and take microseconds, so a caller on an async
+    /// runtime may make a short one (a stream) in place rather than hand its thread's other
+    /// tasks to another thread first. False for servers reached over the network.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
+
     /// Up to `limit` events of the global log from `from_position` on (inclusive; positions
     /// start at 1, so 0 reads from the start).
     fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -470,6 +470,10 @@ impl EventStore for SqliteStore {
         }
     }
 
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn read_stream(
         &self,
         stream_id: &str,
