@@ -813,11 +813,15 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if self.backing.is_none() {
             return;
         }
-        let mut changed = std::mem::take(&mut self.entries);
+        let changed = std::mem::take(&mut self.entries);
         if self.committing.is_empty() {
             self.committing = changed;
-        } else {
-            self.committing.append(&mut changed);
+            return;
+        }
+        // One insert per change: `BTreeMap::append` rebuilds the whole tree, which made
+        // staging grow with what was staged before it.
+        for (key, value) in changed {
+            self.committing.insert(key, value);
         }
     }
 
