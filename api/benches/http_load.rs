@@ -443,7 +443,10 @@ fn main() {
         })
         .collect();
 
-    let server_cpu_before_ms: u64 = servers.iter().map(|server| process_cpu_ms(server.id())).sum();
+    let server_cpu_before_ms: u64 = servers
+        .iter()
+        .map(|server| process_cpu_ms(server.id()))
+        .sum();
     let load = drive(
         &runtime,
         &client,

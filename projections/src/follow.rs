@@ -123,7 +123,13 @@ pub fn follow<P: Projection>(
     let mut subscription = Subscription::new(store, position + 1);
     let mut unwritten = Unwritten::default();
     let on_advance: OnAdvance = if head.saturating_sub(position) <= blocking_catch_up_events {
-        catch_up(&mut subscription, &model, &health, &on_advance, &mut unwritten);
+        catch_up(
+            &mut subscription,
+            &model,
+            &health,
+            &on_advance,
+            &mut unwritten,
+        );
         on_advance
     } else {
         tracing::info!(
@@ -149,7 +155,13 @@ pub fn follow<P: Projection>(
         .name(P::NAME.replace('_', "-"))
         .spawn(move || {
             while health.stopped().is_none() {
-                catch_up(&mut subscription, &model, &health, &on_advance, &mut unwritten);
+                catch_up(
+                    &mut subscription,
+                    &model,
+                    &health,
+                    &on_advance,
+                    &mut unwritten,
+                );
             }
         })?;
     Ok(())
