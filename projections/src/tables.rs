@@ -740,8 +740,19 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     found.insert(key, value);
                 }
                 self.overlay_committing(&mut found, start, end, stopped_at_limit, true);
+                // Staged rows may bring more than `limit`: the step keeps the greatest, and the
+                // next one resumes below the last it kept.
+                let mut entries: Vec<(Vec<u8>, V)> = found.into_iter().rev().collect();
+                if entries.len() > limit {
+                    entries.truncate(limit);
+                    let resume_below = entries.last().map(|(key, _)| key.clone());
+                    return Ok(DescendingStep {
+                        entries,
+                        resume_below,
+                    });
+                }
                 Ok(DescendingStep {
-                    entries: found.into_iter().rev().collect(),
+                    entries,
                     resume_below: if stopped_at_limit { lowest_read } else { None },
                 })
             }
@@ -1136,5 +1147,84 @@ mod tests {
         reopened.attach(&backing, 2).unwrap();
         assert_eq!(reopened.get("x"), Some(&4));
         assert_eq!(backing.checkpoint().unwrap(), Some(checkpoint));
+    }
+
+    /// Batches staged one after another read as committed, ranges included, before any of
+    /// them is written; one write then carries them all, the newest value of a key winning.
+    #[test]
+    fn staged_batches_read_as_committed_and_one_write_carries_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
+        let mut map: Map<u64, String> = Map::default();
+        map.attach(&backing, 1, 0);
+        let mut resident: Resident<String, u32> = Resident::default();
+        resident.attach(&backing, 2).unwrap();
+
+        map.insert(&1, "one".into());
+        map.insert(&3, "three".into());
+        *resident.get_or_default(&"x".to_owned()) += 1;
+        map.stage();
+        resident.stage();
+        assert_eq!(map.len_in_memory(), 0, "staging empties the changes");
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["one".to_owned(), "three".to_owned()]
+        );
+
+        // A second batch: a key between, one changed, one removed.
+        map.insert(&2, "two".into());
+        map.insert(&3, "THREE".into());
+        map.delete(&1);
+        *resident.get_or_default(&"x".to_owned()) += 1;
+        map.stage();
+        resident.stage();
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["two".to_owned(), "THREE".to_owned()]
+        );
+        let newest = map.range_desc(&[], &[u8::MAX; 9], 1).unwrap();
+        assert_eq!(newest.entries.len(), 1, "a step holds at most its limit");
+        assert_eq!(newest.entries[0].1, "THREE");
+        let below = newest.resume_below.expect("a row remains below");
+        let next = map.range_desc(&[], &below, 1).unwrap();
+        assert_eq!(next.entries.len(), 1);
+        assert_eq!(next.entries[0].1, "two");
+        assert_eq!(map.get(&1), None);
+        assert!(backing.all(1).unwrap().is_empty(), "nothing is written yet");
+
+        let mut writes = Vec::new();
+        map.drain_into(&mut writes);
+        resident.drain_into(&mut writes);
+        let checkpoint = Checkpoint {
+            name: "t".into(),
+            version: 1,
+            position: 2,
+            hash_at_position: String::new(),
+            scalars: "{}".into(),
+        };
+        backing.commit(&writes, &checkpoint).unwrap();
+        map.finish_commit();
+        resident.finish_commit();
+        let rows: Vec<String> = backing
+            .all(1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                encode_value(&"two".to_owned()),
+                encode_value(&"THREE".to_owned())
+            ]
+        );
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["two".to_owned(), "THREE".to_owned()]
+        );
+        drop((map, resident));
+        let mut reopened: Resident<String, u32> = Resident::default();
+        reopened.attach(&backing, 2).unwrap();
+        assert_eq!(reopened.get("x"), Some(&2));
     }
 }
