@@ -19,7 +19,7 @@ const MAX_STUCK_PER_ACCOUNT: usize = 1_000;
 /// Initiation outcomes by channel account, and payments whose query fails.
 #[derive(Debug, Default)]
 pub struct ChannelOutcomes {
-    accounts: Mutex<HashMap<ChannelAccountId, VecDeque<(Instant, bool)>>>,
+    accounts: Mutex<HashMap<ChannelAccountId, Ring>>,
     stuck: Mutex<HashMap<ChannelAccountId, HashMap<TradeNo, DateTime<Utc>>>>,
 }
 
@@ -39,11 +39,10 @@ impl ChannelOutcomes {
         if accounts.len() >= MAX_ACCOUNTS && !accounts.contains_key(account) {
             return;
         }
-        let outcomes = accounts.entry(account.clone()).or_default();
-        if outcomes.len() >= MAX_OUTCOMES_PER_ACCOUNT {
-            outcomes.pop_front();
-        }
-        outcomes.push_back((now, succeeded));
+        accounts
+            .entry(account.clone())
+            .or_default()
+            .push(now, succeeded);
     }
 
     /// One account's (calls, failures) within `window` before `now`.
@@ -51,7 +50,7 @@ impl ChannelOutcomes {
         let accounts = self.accounts.lock().expect("outcomes lock");
         let tally = accounts
             .get(account)
-            .map_or(Tally::default(), |outcomes| count(outcomes, window, now));
+            .map_or(Tally::default(), |ring| ring.count(window, now));
         (tally.attempts, tally.failures)
     }
 
@@ -102,20 +101,53 @@ impl ChannelOutcomes {
         let accounts = self.accounts.lock().expect("outcomes lock");
         accounts
             .iter()
-            .map(|(account, outcomes)| (account.clone(), count(outcomes, window, now)))
+            .map(|(account, ring)| (account.clone(), ring.count(window, now)))
             .collect()
     }
 }
 
-/// The outcomes within `window` before `now`.
-fn count(outcomes: &VecDeque<(Instant, bool)>, window: Duration, now: Instant) -> Tally {
-    outcomes
-        .iter()
-        .filter(|(at, _)| now.duration_since(*at) <= window)
-        .fold(Tally::default(), |tally, (_, ok)| Tally {
-            attempts: tally.attempts + 1,
-            failures: tally.failures + u64::from(!ok),
-        })
+/// One account's last outcomes in time order, with the failures among them counted as they
+/// come and go, so a tally (every payment takes one) reads only the outcomes that have left
+/// the window rather than all of them.
+#[derive(Debug, Default)]
+struct Ring {
+    outcomes: VecDeque<(Instant, bool)>,
+    n_failures: u64,
+}
+
+impl Ring {
+    fn push(&mut self, now: Instant, succeeded: bool) {
+        if self.outcomes.len() >= MAX_OUTCOMES_PER_ACCOUNT {
+            if let Some((_, false)) = self.outcomes.pop_front() {
+                self.n_failures -= 1;
+            }
+        }
+        // Callers read the clock before the lock: never record before the last outcome, so
+        // the ring stays in time order.
+        let at = self
+            .outcomes
+            .back()
+            .map_or(now, |(last, _)| (*last).max(now));
+        self.outcomes.push_back((at, succeeded));
+        self.n_failures += u64::from(!succeeded);
+        debug_assert!(self.n_failures <= self.outcomes.len() as u64);
+    }
+
+    /// The outcomes within `window` before `now`: all of them less the oldest that are older.
+    fn count(&self, window: Duration, now: Instant) -> Tally {
+        let mut tally = Tally {
+            attempts: self.outcomes.len() as u64,
+            failures: self.n_failures,
+        };
+        for (at, succeeded) in &self.outcomes {
+            if now.saturating_duration_since(*at) <= window {
+                break;
+            }
+            tally.attempts -= 1;
+            tally.failures -= u64::from(!succeeded);
+        }
+        tally
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +172,46 @@ mod tests {
                     failures: 1
                 }
             )]
+        );
+    }
+
+    /// The counted tally matches a plain count of the window, with the ring full and
+    /// wrapping, whatever the window.
+    #[test]
+    fn a_full_ring_counts_as_a_plain_scan_would() {
+        let mut ring = Ring::default();
+        let start = Instant::now();
+        let mut all: Vec<(Instant, bool)> = Vec::new();
+        for idx in 0..3_000u64 {
+            let at = start + Duration::from_millis(idx * 10);
+            let succeeded = idx % 3 != 0 && idx % 7 != 0;
+            ring.push(at, succeeded);
+            all.push((at, succeeded));
+        }
+        let kept = &all[all.len() - MAX_OUTCOMES_PER_ACCOUNT..];
+        let now = start + Duration::from_millis(30_000);
+        for window_ms in [0u64, 5, 1_000, 5_000, 10_230, 60_000] {
+            let window = Duration::from_millis(window_ms);
+            let in_window: Vec<&(Instant, bool)> = kept
+                .iter()
+                .filter(|(at, _)| now.saturating_duration_since(*at) <= window)
+                .collect();
+            let expected = Tally {
+                attempts: in_window.len() as u64,
+                failures: in_window.iter().filter(|(_, ok)| !ok).count() as u64,
+            };
+            assert_eq!(ring.count(window, now), expected, "window {window_ms} ms");
+        }
+        // An outcome read from the clock before an earlier one took the lock is kept in order.
+        let last = all.last().unwrap().0;
+        ring.push(start, false);
+        assert_eq!(ring.outcomes.back().unwrap().0, last);
+        assert_eq!(
+            ring.count(Duration::from_millis(10), now),
+            Tally {
+                attempts: 2,
+                failures: 1
+            }
         );
     }
 }
