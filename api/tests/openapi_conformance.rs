@@ -317,8 +317,9 @@ fn operation_of(method: &str, path: &str) -> Option<&'static str> {
         .map(|route| route.operation.id())
 }
 
-/// One request schemathesis sent: method, path, status, and the error code when refused.
-type SentRequest = (String, String, u16, Option<String>);
+/// One request schemathesis sent: method, path, status, and the error's code and sentence
+/// when refused.
+type SentRequest = (String, String, u16, Option<String>, Option<String>);
 
 /// Runs schemathesis over the operations of `tags` with `token`; answers its exit status and
 /// every request it sent.
@@ -380,15 +381,22 @@ fn run_schemathesis(
                 .next()
                 .unwrap()
                 .to_owned();
-            let code = entry["response"]["content"]["text"]
+            let error = entry["response"]["content"]["text"]
                 .as_str()
                 .and_then(|text| serde_json::from_str::<Value>(text).ok())
-                .and_then(|body| body["error"]["code"].as_str().map(str::to_owned));
+                .map(|body| body["error"].clone());
+            let code = error
+                .as_ref()
+                .and_then(|error| error["code"].as_str().map(str::to_owned));
+            let message = error
+                .as_ref()
+                .and_then(|error| error["message"].as_str().map(str::to_owned));
             (
                 entry["request"]["method"].as_str().unwrap().to_owned(),
                 path,
                 entry["response"]["status"].as_u64().unwrap_or(0) as u16,
                 code,
+                message,
             )
         })
         .collect();
@@ -422,7 +430,9 @@ fn every_answer_fits_the_openapi_document() {
     let mut n_unmatched = 0;
     // The statuses of each operation, for the few that rarely succeed (what held them back).
     let mut statuses: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
-    for (method, path, status, code) in &requests {
+    // The refusals' sentences of each operation (a few), said when it never succeeded.
+    let mut messages: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for (method, path, status, code, message) in &requests {
         let Some(operation) = operation_of(method, path) else {
             n_unmatched += 1;
             continue;
@@ -432,6 +442,12 @@ fn every_answer_fits_the_openapi_document() {
             .or_default()
             .entry(format!("{status} {}", code.as_deref().unwrap_or("")))
             .or_default() += 1;
+        if let Some(message) = message {
+            let seen = messages.entry(operation).or_default();
+            if seen.len() < 8 {
+                seen.insert(message);
+            }
+        }
         let entry = counts.get_mut(operation).unwrap();
         entry.0 += 1;
         if (200..300).contains(status) {
@@ -463,7 +479,12 @@ fn every_answer_fits_the_openapi_document() {
     for (operation, (cases, successes)) in &counts {
         assert!(*cases > 0, "{operation} was never tried");
         if !cannot_succeed.contains(operation) {
-            assert!(*successes > 0, "{operation} never answered 2xx");
+            assert!(
+                *successes > 0,
+                "{operation} never answered 2xx: {:?}; refusals said {:?}",
+                statuses.get(operation),
+                messages.get(operation)
+            );
         }
     }
 }
