@@ -740,20 +740,20 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     found.insert(key, value);
                 }
                 self.overlay_committing(&mut found, start, end, stopped_at_limit, true);
+                let mut entries: Vec<(Vec<u8>, V)> = found.into_iter().rev().collect();
                 // Staged rows may bring more than `limit`: the step keeps the greatest, and the
                 // next one resumes below the last it kept.
-                let mut entries: Vec<(Vec<u8>, V)> = found.into_iter().rev().collect();
-                if entries.len() > limit {
+                let resume_below = if entries.len() > limit {
                     entries.truncate(limit);
-                    let resume_below = entries.last().map(|(key, _)| key.clone());
-                    return Ok(DescendingStep {
-                        entries,
-                        resume_below,
-                    });
-                }
+                    entries.last().map(|(key, _)| key.clone())
+                } else if stopped_at_limit {
+                    lowest_read
+                } else {
+                    None
+                };
                 Ok(DescendingStep {
                     entries,
-                    resume_below: if stopped_at_limit { lowest_read } else { None },
+                    resume_below,
                 })
             }
         }
@@ -1043,6 +1043,17 @@ where
 mod tests {
     use super::*;
 
+    /// A checkpoint of a test projection at `position`.
+    fn test_checkpoint(position: u64) -> Checkpoint {
+        Checkpoint {
+            name: "t".into(),
+            version: 1,
+            position,
+            hash_at_position: String::new(),
+            scalars: "{}".into(),
+        }
+    }
+
     /// Range reads are prepared once per connection (no `LIMIT ?`, whose bound value SQLite
     /// plans with, compiling the statement again at every run).
     #[test]
@@ -1056,13 +1067,7 @@ mod tests {
         }
         let mut writes = Vec::new();
         map.drain_into(&mut writes);
-        let checkpoint = Checkpoint {
-            name: "test".into(),
-            version: 1,
-            position: 1,
-            hash_at_position: String::new(),
-            scalars: "{}".into(),
-        };
+        let checkpoint = test_checkpoint(1);
         backing.commit(&writes, &checkpoint).unwrap();
         map.finish_commit();
         for limit in 1..=10usize {
@@ -1127,13 +1132,7 @@ mod tests {
         let mut writes = Vec::new();
         map.drain_into(&mut writes);
         resident.drain_into(&mut writes);
-        let checkpoint = Checkpoint {
-            name: "t".into(),
-            version: 1,
-            position: 2,
-            hash_at_position: String::new(),
-            scalars: "{}".into(),
-        };
+        let checkpoint = test_checkpoint(2);
         backing.commit(&writes, &checkpoint).unwrap();
         assert_eq!(map.len_in_memory(), 0);
         assert_eq!(
@@ -1195,13 +1194,7 @@ mod tests {
         let mut writes = Vec::new();
         map.drain_into(&mut writes);
         resident.drain_into(&mut writes);
-        let checkpoint = Checkpoint {
-            name: "t".into(),
-            version: 1,
-            position: 2,
-            hash_at_position: String::new(),
-            scalars: "{}".into(),
-        };
+        let checkpoint = test_checkpoint(2);
         backing.commit(&writes, &checkpoint).unwrap();
         map.finish_commit();
         resident.finish_commit();

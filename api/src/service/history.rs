@@ -50,7 +50,7 @@ pub fn payment_timeline(
         )
     })?;
     let stream_id = streams::order(&payment.app_id, &payment.merchant_id, &payment.order_no);
-    let recorded = tokio::task::block_in_place(|| state.store.read_stream(&stream_id, 0))?;
+    let recorded = state.read_stream(&stream_id)?;
     Ok(recorded
         .into_iter()
         .take(MAX_TIMELINE_EVENTS)
