@@ -1,13 +1,17 @@
-//! Hosting the read model: its status and lag, and starting online rebuilds (on a blocking
-//! thread; the rebuild itself is `paycenter_projections::rebuild`).
+//! Hosting the projections (the read model and the balances): their status and lag, and
+//! starting online rebuilds (on a blocking thread; the rebuild itself is
+//! `paycenter_projections::rebuild`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use paycenter_projections::balances::Balances;
 use paycenter_projections::model::{ModelError, NAME, VERSION};
+use paycenter_projections::rebuild::Rebuilt;
+use paycenter_projections::Projection as _;
 
 use crate::error::{ErrorCode, Refusal};
-use crate::state::{AppState, FinishedRebuild};
+use crate::state::{AppState, FinishedRebuild, SharedRebuildStatus};
 
 /// The read model's status: position, lag, digest, its file and rebuilds.
 pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
@@ -44,28 +48,112 @@ pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal
             saved_at: None,
         }),
         file_bytes,
-        last_rebuild: rebuild
-            .last
-            .as_ref()
-            .map(|last| crate::wire::RebuildAnswer {
-                finished_at: last.finished_at.to_rfc3339(),
-                position: last.position,
-                identical: last.identical,
-                seconds: last.seconds,
-            }),
+        last_rebuild: rebuild.last.as_ref().map(rebuild_answer),
     })
 }
 
-/// Starts an online rebuild of projection `name` on a blocking thread; returns at once.
-pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
-    if name != NAME {
-        return Err(Refusal::not_found(
-            ErrorCode::ProjectionNotFound,
-            format!("no projection {name:?}; the one projection is {NAME:?}"),
-        ));
+/// The balances' status: position, lag, digest (of the file as last committed), its file and
+/// rebuilds.
+pub fn balances_status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    let hosted = &state.balances;
+    let head = tokio::task::block_in_place(|| state.store.head_position())?;
+    let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
+        let backing = hosted.lock().backing().cloned();
+        match backing {
+            Some(backing) => {
+                let (position, digest) = Balances::file_digest(&backing)?;
+                Ok::<_, Refusal>((position, digest, Some(backing.size_bytes())))
+            }
+            None => {
+                let balances = hosted.lock();
+                Ok((balances.position(), balances.digest()?, None))
+            }
+        }
+    })?;
+    let rebuild = hosted.rebuild_status.lock().expect("rebuild status");
+    Ok(crate::wire::ProjectionAnswer {
+        name: Balances::NAME.to_owned(),
+        version: Balances::VERSION,
+        position,
+        head,
+        lag: head.saturating_sub(position),
+        digest,
+        rebuilding: rebuild.in_progress,
+        started_from_snapshot: hosted.started_from,
+        snapshot: file_bytes.map(|_| crate::wire::SnapshotAnswer {
+            position,
+            saved_at: None,
+        }),
+        file_bytes,
+        last_rebuild: rebuild.last.as_ref().map(rebuild_answer),
+    })
+}
+
+/// Every projection's status, the read model first.
+pub fn statuses(state: &AppState) -> Result<Vec<crate::wire::ProjectionAnswer>, Refusal> {
+    Ok(vec![status(state)?, balances_status(state)?])
+}
+
+fn rebuild_answer(last: &FinishedRebuild) -> crate::wire::RebuildAnswer {
+    crate::wire::RebuildAnswer {
+        finished_at: last.finished_at.to_rfc3339(),
+        position: last.position,
+        identical: last.identical,
+        seconds: last.seconds,
     }
+}
+
+/// Starts an online rebuild of projection `name` on a blocking thread; returns at once with
+/// the projection's status.
+pub fn start_rebuild(
+    state: &Arc<AppState>,
+    name: &str,
+) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    if name == NAME {
+        spawn_rebuild(state, &state.rebuild_status, NAME, |state| {
+            paycenter_projections::rebuild::rebuild_online(
+                state.store.as_ref(),
+                &state.model,
+                &state.model_file.dir,
+            )
+        })?;
+        return status(state);
+    }
+    if name == Balances::NAME {
+        spawn_rebuild(
+            state,
+            &state.balances.rebuild_status,
+            Balances::NAME,
+            |state| {
+                paycenter_projections::rebuild::rebuild_online(
+                    state.store.as_ref(),
+                    &state.balances.projection,
+                    &state.model_file.dir,
+                )
+            },
+        )?;
+        return balances_status(state);
+    }
+    Err(Refusal::not_found(
+        ErrorCode::ProjectionNotFound,
+        format!(
+            "no projection {name:?}; the projections are {:?} and {:?}",
+            NAME,
+            Balances::NAME
+        ),
+    ))
+}
+
+/// Marks a rebuild of `name` in progress in `rebuild_status` and runs `rebuild` on a blocking
+/// thread, recording how it ended.
+fn spawn_rebuild(
+    state: &Arc<AppState>,
+    rebuild_status: &SharedRebuildStatus,
+    name: &'static str,
+    rebuild: fn(&AppState) -> Result<Rebuilt, ModelError>,
+) -> Result<(), Refusal> {
     {
-        let mut status = state.rebuild_status.lock().expect("rebuild status");
+        let mut status = rebuild_status.lock().expect("rebuild status");
         if status.in_progress {
             return Err(Refusal::new(
                 ErrorCode::RebuildInProgress,
@@ -75,41 +163,34 @@ pub fn start_rebuild(state: &Arc<AppState>, name: &str) -> Result<(), Refusal> {
         status.in_progress = true;
     }
     let worker = state.clone();
+    let rebuild_status = rebuild_status.clone();
     tokio::task::spawn_blocking(move || {
-        let result = rebuild_now(&worker);
-        let mut status = worker.rebuild_status.lock().expect("rebuild status");
+        let started = Instant::now();
+        let result = rebuild(&worker);
+        let mut status = rebuild_status.lock().expect("rebuild status");
         status.in_progress = false;
         match result {
-            Ok(finished) => {
-                if !finished.identical {
+            Ok(rebuilt) => {
+                if !rebuilt.identical {
                     tracing::error!(
-                        position = finished.position,
-                        "rebuilt read model differs from the live one"
+                        projection = name,
+                        position = rebuilt.position,
+                        "the rebuilt projection differs from the live one"
                     );
                 }
-                status.last = Some(finished);
+                status.last = Some(FinishedRebuild {
+                    finished_at: worker.clock.now(),
+                    position: rebuilt.position,
+                    identical: rebuilt.identical,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
             }
             Err(error) => {
-                tracing::error!(%error, "read model rebuild failed; the live model stays")
+                tracing::error!(projection = name, %error, "rebuild failed; the live projection stays")
             }
         }
     });
     Ok(())
-}
-
-fn rebuild_now(state: &AppState) -> Result<FinishedRebuild, ModelError> {
-    let started = Instant::now();
-    let rebuilt = paycenter_projections::rebuild::rebuild_online(
-        state.store.as_ref(),
-        &state.model,
-        &state.model_file.dir,
-    )?;
-    Ok(FinishedRebuild {
-        finished_at: state.clock.now(),
-        position: rebuilt.position,
-        identical: rebuilt.identical,
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// A projection's state, as `/healthz` and `/metrics` show it.
@@ -120,31 +201,35 @@ pub struct ProjectionHealth {
     pub stopped: Option<paycenter_projections::model::Stopped>,
     /// The last position it applied.
     pub position: u64,
+    /// While the start's catch-up runs in the background: the position it must reach.
+    pub catching_up_to: Option<u64>,
+    /// The last error its follower met reading the log, cleared by the next good read.
+    pub last_read_error: Option<String>,
 }
 
-/// The read model and the balances projection inside it.
+/// The read model and the balances.
 pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
-    let model = state.model_lock();
-    let read_model_stopped = state.follower_health.stopped();
-    let ledger_position = match model.ledger_stopped() {
-        Some(stopped) => stopped.position.saturating_sub(1),
-        None => model.position(),
+    let health_of = |name: &'static str,
+                     health: &paycenter_projections::follow::FollowerHealth,
+                     position: u64| {
+        let stopped = health.stopped();
+        ProjectionHealth {
+            name,
+            // A stopped projection applied everything before the event it stopped at.
+            position: stopped
+                .as_ref()
+                .map_or(position, |stopped| stopped.position.saturating_sub(1)),
+            stopped,
+            catching_up_to: health.catching_up_to(),
+            last_read_error: health.last_read_error(),
+        }
     };
     vec![
-        ProjectionHealth {
-            name: paycenter_projections::model::NAME,
-            position: read_model_stopped
-                .as_ref()
-                .map_or(model.position(), |stopped| {
-                    stopped.position.saturating_sub(1)
-                }),
-            stopped: read_model_stopped.clone(),
-        },
-        ProjectionHealth {
-            name: "balances",
-            // The balances fold inside the read model: it stops with it, or alone.
-            stopped: model.ledger_stopped().cloned().or(read_model_stopped),
-            position: ledger_position,
-        },
+        health_of(NAME, &state.follower_health, state.model_lock().position()),
+        health_of(
+            Balances::NAME,
+            &state.balances.health,
+            state.balances.lock().position(),
+        ),
     ]
 }

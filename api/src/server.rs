@@ -305,48 +305,15 @@ pub async fn open_state(
         outbound,
     } = parts;
     let model_dir = data_dir.join("projections");
-    let initial_model = {
-        let (store, model_dir) = (store.clone(), model_dir.clone());
-        tokio::task::spawn_blocking(move || {
-            paycenter_projections::persisted::open_live::<paycenter_projections::ReadModel>(
-                &model_dir,
-                store.as_ref(),
-            )
-        })
-        .await??
-    };
-    tracing::info!(
-        position = initial_model.position(),
-        "read model opened at its checkpoint"
-    );
-    let started_from = (initial_model.position() > 0).then_some(initial_model.position());
-    // Waiters compare against this: it must start where the model starts, not at 0.
-    let (position_sender, position_receiver) =
-        tokio::sync::watch::channel(initial_model.position());
-    let model = Arc::new(RwLock::new(initial_model));
-    let follower_health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
-    {
-        let store = store.clone();
-        let model = model.clone();
-        let follower_health = follower_health.clone();
-        tokio::task::spawn_blocking(move || {
-            paycenter_projections::follow::follow(
-                store,
-                model,
-                follower_health,
-                Box::new(move |position| {
-                    let _ = position_sender.send(position);
-                }),
-                BLOCKING_CATCH_UP_EVENTS,
-            )
-        })
-        .await??;
-    }
+    let read_model =
+        open_and_follow::<paycenter_projections::ReadModel>(&store, &model_dir).await?;
+    let balances =
+        open_and_follow::<paycenter_projections::balances::Balances>(&store, &model_dir).await?;
     Ok(Arc::new(AppState {
         store,
-        model,
-        model_position: position_receiver,
-        follower_health,
+        model: read_model.projection,
+        model_position: read_model.position,
+        follower_health: read_model.health,
         master_key,
         channel_params_cache: Default::default(),
         config,
@@ -363,9 +330,59 @@ pub async fn open_state(
         channel_outcomes: Default::default(),
         model_file: crate::state::ModelFileStatus {
             dir: model_dir,
-            started_from,
+            started_from: read_model.started_from,
         },
+        balances,
     }))
+}
+
+/// Opens projection `P` from its live file in `model_dir` (resuming at its checkpoint; folded
+/// from position 1 when there is none) and starts its follower thread.
+async fn open_and_follow<P: paycenter_projections::Projection>(
+    store: &Arc<dyn EventStore>,
+    model_dir: &std::path::Path,
+) -> anyhow::Result<crate::state::HostedProjection<P>> {
+    let initial = {
+        let (store, model_dir) = (store.clone(), model_dir.to_owned());
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::persisted::open_live::<P>(&model_dir, store.as_ref())
+        })
+        .await??
+    };
+    tracing::info!(
+        projection = P::NAME,
+        position = initial.position(),
+        "projection opened at its checkpoint"
+    );
+    let started_from = (initial.position() > 0).then_some(initial.position());
+    // Waiters compare against this: it must start where the projection starts, not at 0.
+    let (position_sender, position_receiver) = tokio::sync::watch::channel(initial.position());
+    let projection = Arc::new(RwLock::new(initial));
+    let health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
+    {
+        let store = store.clone();
+        let projection = projection.clone();
+        let health = health.clone();
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::follow::follow(
+                store,
+                projection,
+                health,
+                Box::new(move |position| {
+                    let _ = position_sender.send(position);
+                }),
+                BLOCKING_CATCH_UP_EVENTS,
+            )
+        })
+        .await??;
+    }
+    Ok(crate::state::HostedProjection {
+        projection,
+        position: position_receiver,
+        health,
+        rebuild_status: Default::default(),
+        started_from,
+    })
 }
 
 /// Opens the store, folds the log, starts the reactors and serves until Ctrl-C or SIGTERM,

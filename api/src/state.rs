@@ -11,6 +11,7 @@ use paycenter_domain::notification::RetrySchedule;
 use paycenter_domain::DomainError;
 use paycenter_gateway::sandbox::SandboxProvider;
 use paycenter_gateway::PaymentChannel;
+use paycenter_projections::balances::Balances;
 use paycenter_projections::ReadModel;
 use paycenter_store::{AppendOutcome, EventStore, ExpectedRevision};
 use tokio::sync::watch;
@@ -134,6 +135,31 @@ pub struct AppState {
     pub console_sessions: crate::service::sessions::Sessions,
     /// Recent initiation outcomes per channel account.
     pub channel_outcomes: crate::channel_health::ChannelOutcomes,
+    /// The balances, a projection of their own beside the read model.
+    pub balances: HostedProjection<Balances>,
+}
+
+/// A projection kept in its own file and followed by its own thread, beside the read model.
+pub struct HostedProjection<P> {
+    /// The projection, kept current by its follower.
+    pub projection: Arc<RwLock<P>>,
+    /// Its position, for waits.
+    pub position: watch::Receiver<u64>,
+    /// Whether its follower runs, and where it stopped.
+    pub health: Arc<paycenter_projections::follow::FollowerHealth>,
+    /// Its online rebuilds.
+    pub rebuild_status: SharedRebuildStatus,
+    /// The checkpoint this process resumed its file from, if the file had one.
+    pub started_from: Option<u64>,
+}
+
+impl<P> HostedProjection<P> {
+    /// The projection as it stands, stopped or not (see [`AppState::model_lock`]).
+    pub fn lock(&self) -> RwLockReadGuard<'_, P> {
+        self.projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What operators see of rebuilds.
@@ -407,6 +433,47 @@ impl AppState {
             actual: None,
         }
         .into())
+    }
+
+    /// The balances, once they have applied every event the read model has (so a payment a
+    /// request has seen succeed is in them), waiting at most [`MODEL_WAIT_TIMEOUT_MS`];
+    /// `503 read_model_unavailable` when they stopped, still catch up after the start, or did
+    /// not get there in time. The guard is taken after the wait, never held across it.
+    pub async fn balances(&self) -> Result<RwLockReadGuard<'_, Balances>, Refusal> {
+        let hosted = &self.balances;
+        let unavailable = || -> Option<Refusal> {
+            if let Some(stopped) = hosted.health.stopped() {
+                return Some(Refusal::read_model_unavailable(format!(
+                    "the balances projection stopped at position {} ({}); operators are told by /healthz",
+                    stopped.position, stopped.event_type
+                )));
+            }
+            hosted.health.catching_up_to().map(|target| {
+                Refusal::read_model_unavailable(format!(
+                    "the balances are catching up with the log after the start (position {} of {target}); try again shortly",
+                    *hosted.position.borrow()
+                ))
+            })
+        };
+        if let Some(refusal) = unavailable() {
+            return Err(refusal);
+        }
+        let wanted = *self.model_position.borrow();
+        let mut receiver = hosted.position.clone();
+        let reached = tokio::time::timeout(
+            Duration::from_millis(MODEL_WAIT_TIMEOUT_MS),
+            receiver.wait_for(|applied| *applied >= wanted || hosted.health.stopped().is_some()),
+        )
+        .await;
+        if let Some(refusal) = unavailable() {
+            return Err(refusal);
+        }
+        match reached {
+            Ok(Ok(_)) => Ok(hosted.lock()),
+            _ => Err(Refusal::read_model_unavailable(format!(
+                "the balances have not reached position {wanted} within {MODEL_WAIT_TIMEOUT_MS} ms"
+            ))),
+        }
     }
 
     /// Waits until the read model has applied `position`, at most [`MODEL_WAIT_TIMEOUT_MS`];

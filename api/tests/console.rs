@@ -667,3 +667,48 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
     );
     assert_eq!(payment["refunds"].as_array().unwrap().len(), 1, "{payment}");
 }
+
+/// A payment of the first version's log (`projections/tests/fixtures/legacy-v1`, written before
+/// order numbers lived in their app's namespace, so its orders keep their older stream names):
+/// its page shows the events of its own order, found by the stream the payment was recorded on.
+#[test]
+fn a_payment_recorded_under_an_older_stream_name_shows_its_timeline() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../projections/tests/fixtures/legacy-v1");
+    let data_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture.join("events.sqlite3"),
+        data_dir.path().join("events.sqlite3"),
+    )
+    .unwrap();
+    let merchant_id = std::fs::read_to_string(fixture.join("merchant_id")).unwrap();
+    // The test key `scripts/make-legacy-fixture.sh` wrote the log under.
+    let (_server, base) = start_paycenter(
+        data_dir.path(),
+        ADMIN_TOKEN,
+        &[(
+            "PAYCENTER_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )],
+    );
+    create_operator(&base, "admin@example.com", "admin", Some(ADMIN_PASSWORD));
+    let console = Console::new(&base);
+    assert_eq!(console.sign_in("admin@example.com", ADMIN_PASSWORD).0, 303);
+    let (status, _, location, _) = console.request(
+        "GET",
+        &format!("/console/payments?merchant_id={}&q=F-1", merchant_id.trim()),
+        None,
+    );
+    assert_eq!(status, 303, "one payment of order F-1");
+    let location = location.unwrap();
+    assert!(location.starts_with("/console/payments/"), "{location}");
+    let (status, page, _, _) = console.request("GET", &location, None);
+    assert_eq!(status, 200, "{page}");
+    let timeline = &page[page.find("id=\"timeline\"").expect("a timeline")..];
+    for event_type in ["payment.attempt_started", "payment.succeeded"] {
+        assert!(
+            timeline.contains(&format!("data-type=\"{event_type}\"")),
+            "{event_type} missing from the timeline: {timeline}"
+        );
+    }
+}

@@ -1799,7 +1799,7 @@ fn reconciliation_finds_exactly_the_seeded_discrepancies() {
 fn an_online_rebuild_reproduces_the_live_read_model_while_queries_keep_answering() {
     let World {
         _serial,
-        data_dir: _data_dir,
+        data_dir,
         receiver: _receiver,
         server,
         setup,
@@ -1964,6 +1964,74 @@ fn an_online_rebuild_reproduces_the_live_read_model_while_queries_keep_answering
         None,
     );
     assert_eq!(status, 401);
+
+    // The balances are a projection of their own: listed beside the read model, rebuilt
+    // online alone to the same digest and the same answers.
+    let balances_projection = |base: &str| {
+        call(
+            "GET",
+            &format!("{base}/v1/admin/projections"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .1["projections"][1]
+            .clone()
+    };
+    let balances_status = balances_projection(&base);
+    assert_eq!(
+        (
+            balances_status["name"].as_str(),
+            balances_status["version"].as_u64(),
+            balances_status["lag"].as_u64()
+        ),
+        (Some("balances"), Some(1), Some(0)),
+        "{balances_status}"
+    );
+    assert!(balances_status["file_bytes"].as_u64().unwrap() > 0);
+    let (status, started) = call(
+        "POST",
+        &format!("{base}/v1/admin/projections/balances/rebuild"),
+        ADMIN_TOKEN,
+        None,
+    );
+    assert_eq!((status, started["name"].as_str()), (202, Some("balances")));
+    wait_for("balances rebuild finished", || {
+        let now = balances_projection(&base);
+        now["rebuilding"] == false && now["last_rebuild"].is_object()
+    });
+    let rebuilt = balances_projection(&base);
+    assert_eq!(rebuilt["last_rebuild"]["identical"], true, "{rebuilt}");
+    assert_eq!(rebuilt["digest"], balances_status["digest"]);
+    let balances_now = |base: &str| {
+        call(
+            "GET",
+            &format!("{base}/v1/merchants/{}/balances", setup.merchant_id),
+            ADMIN_TOKEN,
+            None,
+        )
+        .1
+    };
+    assert_eq!(balances_now(&base), balances_before);
+
+    // Its files deleted, the next start folds the balances from the log again, to the same
+    // digest, while the read model resumes from its own file.
+    drop(server);
+    let projections_dir = data_dir.path().join("projections");
+    let mut n_removed = 0;
+    for entry in std::fs::read_dir(&projections_dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_str().unwrap().starts_with("balances.") {
+            std::fs::remove_file(entry.path()).unwrap();
+            n_removed += 1;
+        }
+    }
+    assert!(n_removed >= 2, "the balances' file and its pointer");
+    let server = start_server(data_dir.path());
+    assert_eq!(balances_now(&server.base), balances_before);
+    let refolded = balances_projection(&server.base);
+    assert_eq!(refolded["started_from_snapshot"], Value::Null, "{refolded}");
+    assert_eq!(refolded["digest"], balances_status["digest"]);
+    assert!(projection(&server.base)["started_from_snapshot"].is_u64());
 }
 
 #[test]

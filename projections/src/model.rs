@@ -293,8 +293,6 @@ pub fn feed_event_id(event_id: Uuid) -> String {
 /// What the read model keeps as single values, written with every commit.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Scalars {
-    ledger_totals: crate::balances::Totals,
-    ledger_stopped: Option<Stopped>,
     status_counts: BTreeMap<String, u64>,
     anomaly_counts: BTreeMap<String, u64>,
 }
@@ -307,7 +305,7 @@ const RECENT_OTHER: usize = 1_024;
 
 /// Every table of the model, with its space (and, for a `Map`, how many committed entries it
 /// keeps in memory): `open`, `commit` and `digest` walk this one list, so a table added here is
-/// attached, written and digested alike. The ledger's own tables follow it in each.
+/// attached, written and digested alike.
 macro_rules! model_tables {
     ($apply:ident) => {
         $apply! {
@@ -410,8 +408,7 @@ mod space {
     pub const RECONCILIATIONS: u16 = 40;
     pub const SCHEDULED_RECONCILIATIONS: u16 = 41;
     pub const CHECKOUTS: u16 = 42;
-    /// The ledger takes five spaces from here.
-    pub const LEDGER: u16 = 50;
+    // 50 to 54 held the ledger until version 8 (now the balances projection's own file).
     pub const CHANNEL_ACCOUNTS_CREATED: u16 = 60;
     pub const STATS_CURRENCIES: u16 = 61;
     pub const PAYMENTS_LISTED: u16 = 62;
@@ -560,11 +557,6 @@ pub struct ReadModel {
     /// Each merchant's bound split receivers, in the order bound (bounded per merchant by
     /// `receivers::MAX_RECEIVERS_PER_MERCHANT`).
     receivers: Resident<MerchantId, Vec<paycenter_domain::events::ReceiverBound>>,
-    /// Double-entry balances.
-    ledger: crate::balances::Ledger,
-    /// Set when the balances projection stopped at an event it could not apply; the rest of
-    /// the read model goes on.
-    ledger_stopped: Option<Stopped>,
     /// Payments by status, and anomalies by kind, kept as events arrive: what `/metrics`
     /// reports without walking every payment on each scrape.
     status_counts: BTreeMap<String, u64>,
@@ -640,7 +632,7 @@ pub enum ModelError {
     #[error(transparent)]
     Table(#[from] TableError),
     /// The file was written by another projection or version: it is rebuilt.
-    #[error("the file holds {name} v{version}, not {NAME} v{VERSION}")]
+    #[error("the file holds {name} v{version}, which is not what this version folds")]
     OtherVersion {
         /// What the file holds.
         name: String,
@@ -667,7 +659,7 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
 }
 
 /// One row of a digest: its table's label, then its key and value, each with its length.
-fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
+pub(crate) fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
     hasher.update(label.to_be_bytes());
     hasher.update((key.len() as u64).to_be_bytes());
     hasher.update(key);
@@ -678,7 +670,7 @@ fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -726,10 +718,6 @@ impl ReadModel {
             };
         }
         model_tables!(attach_all);
-        model
-            .ledger
-            .attach(&backing, space::LEDGER, scalars.ledger_totals)?;
-        model.ledger_stopped = scalars.ledger_stopped;
         model.status_counts = scalars.status_counts;
         model.anomaly_counts = scalars.anomaly_counts;
         model.backing = Some(backing);
@@ -761,10 +749,7 @@ impl ReadModel {
             };
         }
         model_tables!(drain_all);
-        self.ledger.drain_into(&mut writes);
         let scalars = Scalars {
-            ledger_totals: self.ledger.totals().clone(),
-            ledger_stopped: self.ledger_stopped.clone(),
             status_counts: self.status_counts.clone(),
             anomaly_counts: self.anomaly_counts.clone(),
         };
@@ -792,7 +777,6 @@ impl ReadModel {
             };
         }
         model_tables!(stage_all);
-        self.ledger.stage();
     }
 
     /// The second half of a commit, once its write is done (or failed: the projection stops
@@ -806,7 +790,6 @@ impl ReadModel {
             };
         }
         model_tables!(finish_all);
-        self.ledger.finish_commit();
     }
 
     /// The file this model is kept in, if any.
@@ -853,21 +836,6 @@ impl ReadModel {
             self.counted_anomalies_before = n_anomalies;
         } else {
             self.counted_anomalies_before = 0;
-        }
-        if self.ledger_stopped.is_none() {
-            if let Err(error) = self.ledger.apply(&event) {
-                tracing::error!(
-                    position,
-                    event_type = %recorded.event_type,
-                    %error,
-                    "the balances projection stopped"
-                );
-                self.ledger_stopped = Some(Stopped {
-                    position,
-                    event_type: recorded.event_type.clone(),
-                    reason: error.to_string(),
-                });
-            }
         }
         self.record_action(recorded);
         self.apply_alert_inputs(&event, position);
@@ -1687,12 +1655,10 @@ impl ReadModel {
             };
         }
         model_tables!(visit_all);
-        label.set(label.get() + 1);
-        self.ledger.visit_all(&mut visit)?;
         hasher.update(
             format!(
-                "ledger_stopped={:?};status_counts={:?};anomaly_counts={:?}",
-                self.ledger_stopped, self.status_counts, self.anomaly_counts
+                "status_counts={:?};anomaly_counts={:?}",
+                self.status_counts, self.anomaly_counts
             )
             .as_bytes(),
         );
@@ -1704,8 +1670,7 @@ impl ReadModel {
     /// it while the service runs, and walking a long file under the model's lock would hold
     /// the fold, and every command waiting on it, for as long.
     pub fn file_digest(backing: &Backing) -> Result<(u64, String), TableError> {
-        // The spaces in the order `digest` visits its tables; each table has its label, the
-        // ledger's five spaces share one.
+        // The spaces in the order `digest` visits its tables, each with its label.
         let mut spaces: Vec<u16> = Vec::new();
         let mut labels: Vec<u16> = Vec::new();
         macro_rules! spaces_in_order {
@@ -1722,11 +1687,6 @@ impl ReadModel {
             };
         }
         model_tables!(spaces_in_order);
-        let ledger_label = labels.len() as u16 + 1;
-        for offset in 0..crate::balances::Ledger::SPACES {
-            spaces.push(space::LEDGER + offset);
-            labels.push(ledger_label);
-        }
         let hasher = std::cell::RefCell::new(Sha256::new());
         let mut scalars_text = None;
         let checkpoint = backing.read_snapshot(
@@ -1750,17 +1710,11 @@ impl ReadModel {
             })?,
         };
         let mut hasher = hasher.into_inner();
-        // As `Ledger::visit_all` ends and `digest` closes.
-        digest_row(
-            &mut hasher,
-            ledger_label,
-            b"totals",
-            &format!("{:?}", scalars.ledger_totals),
-        );
+        // As `digest` closes.
         hasher.update(
             format!(
-                "ledger_stopped={:?};status_counts={:?};anomaly_counts={:?}",
-                scalars.ledger_stopped, scalars.status_counts, scalars.anomaly_counts
+                "status_counts={:?};anomaly_counts={:?}",
+                scalars.status_counts, scalars.anomaly_counts
             )
             .as_bytes(),
         );
@@ -1885,16 +1839,6 @@ impl ReadModel {
     /// The app's rotated-out webhook secret (sealed) and until when it still signs.
     pub fn previous_webhook_secret(&self, app_id: &AppId) -> Option<&(String, DateTime<Utc>)> {
         self.previous_webhook_secrets.get(app_id)
-    }
-
-    /// The balances.
-    pub fn ledger(&self) -> &crate::balances::Ledger {
-        &self.ledger
-    }
-
-    /// Where the balances projection stopped, if it did.
-    pub fn ledger_stopped(&self) -> Option<&Stopped> {
-        self.ledger_stopped.as_ref()
     }
 
     /// Payments by status.

@@ -8,9 +8,10 @@
 //! the tables advance exactly once per event. A lease (`EventStore::try_lease`) keeps the other
 //! nodes from doing the work twice in the first place.
 //!
-//! The projector folds the log into a [`ReadModel`] of its own (kept in a file of the node's
-//! data directory) and writes the rows the batch touched from it, so the rows are exactly the
-//! model's state at the checkpoint.
+//! The projector folds the log into a [`ReadModel`] and [`Balances`] of its own (kept in files
+//! of the node's data directory) and writes the rows the batch touched from them, so the rows
+//! are exactly their state at the checkpoint. Balances that stopped at an entry the ledger
+//! refused (a bug upstream) stop moving their rows; payments go on.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,7 +22,9 @@ use paycenter_store::EventStore;
 use postgres::Client;
 use serde::Deserialize;
 
+use crate::balances::{Balances, LedgerError};
 use crate::model::PaymentView;
+use crate::projection::Projection as _;
 use crate::ReadModel;
 
 /// The checkpoint row's name.
@@ -73,6 +76,10 @@ pub struct SqlReadModels {
     node_id: String,
     /// This projector's own fold of the log.
     model: ReadModel,
+    /// ... and of the balances.
+    balances: Balances,
+    /// Set when the balances stopped at an entry the ledger refused.
+    balances_stopped: Option<LedgerError>,
 }
 
 /// The ids an event's payload names, when it names them.
@@ -84,7 +91,8 @@ struct Touches {
 
 impl SqlReadModels {
     /// Connects and creates the tables if needed. The node's own fold of the log is kept in
-    /// the file `model_path` (in memory without one: for tests on short logs).
+    /// the file `model_path`, its balances beside it in `sql_balances.sqlite` (in memory
+    /// without one: for tests on short logs).
     pub fn open(
         url: &str,
         schema: &str,
@@ -137,6 +145,14 @@ impl SqlReadModels {
                 Some(path) => crate::persisted::open_or_replace(path, store)?,
                 None => ReadModel::default(),
             },
+            balances: match model_path {
+                Some(path) => crate::persisted::open_or_replace(
+                    &path.with_file_name("sql_balances.sqlite"),
+                    store,
+                )?,
+                None => Balances::default(),
+            },
+            balances_stopped: None,
         })
     }
 
@@ -157,21 +173,21 @@ impl SqlReadModels {
             return Ok(Round::HeldElsewhere);
         }
         let checkpoint = self.checkpoint()?;
-        // Catch this model up to the checkpoint without writing: those rows are written.
-        while self.model.position() < checkpoint {
+        // Catch these folds up to the checkpoint without writing: those rows are written.
+        while self.folded_position() < checkpoint {
             let events = store.read_all(
-                self.model.position() + 1,
-                BATCH_EVENTS.min((checkpoint - self.model.position()) as usize),
+                self.folded_position() + 1,
+                BATCH_EVENTS.min((checkpoint - self.folded_position()) as usize),
             )?;
             assert!(!events.is_empty(), "the log ends before the SQL checkpoint");
             for event in &events {
-                self.model.apply(event);
+                self.fold(event);
             }
-            self.model.commit()?;
+            self.commit_folds()?;
         }
         // What to write: every event after the checkpoint that this model already has (it can
         // be ahead after a round another node overtook), and a batch more.
-        let already_folded = (self.model.position() - checkpoint) as usize;
+        let already_folded = (self.model.position().max(checkpoint) - checkpoint) as usize;
         let events = store.read_all(checkpoint + 1, already_folded.max(BATCH_EVENTS))?;
         let Some(last) = events.last() else {
             return Ok(Round::Idle);
@@ -180,9 +196,7 @@ impl SqlReadModels {
         let mut trade_nos: BTreeSet<TradeNo> = BTreeSet::new();
         let mut merchants: BTreeSet<MerchantId> = BTreeSet::new();
         for event in &events {
-            if event.global_position > self.model.position() {
-                self.model.apply(event);
-            }
+            self.fold(event);
             touched(event, &mut trade_nos, &mut merchants);
         }
         assert_eq!(
@@ -215,7 +229,7 @@ impl SqlReadModels {
         )?;
         if moved != 1 {
             transaction.rollback()?;
-            self.model.commit()?;
+            self.commit_folds()?;
             return Ok(Round::Overtaken);
         }
         let upsert_payment = transaction.prepare(&format!(
@@ -252,9 +266,14 @@ impl SqlReadModels {
             "INSERT INTO {schema}.rm_balances (merchant_id, account, currency, balance_minor) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (merchant_id, account, currency) DO UPDATE SET balance_minor = EXCLUDED.balance_minor"
         ))?;
+        // Stopped balances keep the rows of their last good position.
+        let merchants = match self.balances_stopped {
+            None => merchants.iter().collect(),
+            Some(_) => Vec::new(),
+        };
         for merchant_id in merchants {
             for (account, currency, balance_minor) in
-                self.model.ledger().merchant_balances(merchant_id)
+                self.balances.ledger().merchant_balances(merchant_id)
             {
                 transaction.execute(
                     &upsert_balance,
@@ -268,10 +287,42 @@ impl SqlReadModels {
             }
         }
         transaction.commit()?;
-        // After the rows: a crash in between leaves this node's model behind the rows, which
+        // After the rows: a crash in between leaves this node's folds behind the rows, which
         // the next round folds again (the rows are upserts), never ahead of them.
-        self.model.commit()?;
+        self.commit_folds()?;
         Ok(Round::Advanced(target))
+    }
+
+    /// Where both folds are (the read model alone once the balances stopped).
+    fn folded_position(&self) -> u64 {
+        match self.balances_stopped {
+            None => self.model.position().min(self.balances.position()),
+            Some(_) => self.model.position(),
+        }
+    }
+
+    /// Applies `event` to each fold that has not applied it yet.
+    fn fold(&mut self, event: &RecordedEvent) {
+        if event.global_position > self.model.position() {
+            self.model.apply(event);
+        }
+        if self.balances_stopped.is_none() && event.global_position > self.balances.position() {
+            if let Err(error) = self.balances.try_apply(event) {
+                tracing::error!(
+                    position = event.global_position,
+                    event_type = %event.event_type,
+                    %error,
+                    "SQL read models: the balances stopped; their rows stay as they were"
+                );
+                self.balances_stopped = Some(error);
+            }
+        }
+    }
+
+    fn commit_folds(&mut self) -> Result<(), SqlError> {
+        self.model.commit()?;
+        self.balances.write_staged()?;
+        Ok(())
     }
 
     /// Runs rounds until `stop` says so: busy while the log has news, polling otherwise.

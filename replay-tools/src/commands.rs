@@ -102,13 +102,11 @@ pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String>
     })?;
     drop(event_ids);
     let scratch = fold(store, None).map_err(|error| error.to_string())?;
-    let model = &scratch.model;
-    model
-        .ledger()
+    let ledger = scratch.balances.ledger();
+    ledger
         .check()
         .map_err(|reason| format!("ledger does not balance: {reason}"))?;
-    let totals: BTreeMap<String, Value> = model
-        .ledger()
+    let totals: BTreeMap<String, Value> = ledger
         .totals()
         .iter()
         .map(|(currency, (debits, credits))| {
@@ -119,28 +117,47 @@ pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String>
     writeln!(out, "{summary}").map_err(|error| error.to_string())
 }
 
-/// `rebuild`: folds every projection from position 1, offline, into a new file in `model_dir`
-/// that it then makes the one the server opens at its next start, and reports its position and
-/// digest; the digest equals a live server's `GET /v1/admin/projections` for the same log.
+/// `rebuild`: folds every projection (or the one named) from position 1, offline, into a new
+/// file in `model_dir` that it then makes the one the server opens at its next start, and
+/// reports its position and digest; the digest equals a live server's
+/// `GET /v1/admin/projections` for the same log.
 pub fn rebuild(
     store: &dyn EventStore,
     projection: Option<&str>,
     model_dir: &std::path::Path,
     out: &mut dyn Write,
 ) -> Result<(), String> {
-    use paycenter_projections::model::{NAME, VERSION};
-    use paycenter_projections::persisted;
+    use paycenter_projections::balances::Balances;
+    use paycenter_projections::{Projection as _, ReadModel};
+    let names = [ReadModel::NAME, Balances::NAME];
     if let Some(name) = projection {
-        if name != NAME {
+        if !names.contains(&name) {
             return Err(format!(
-                "no projection {name:?}; the one projection is {NAME:?}"
+                "no projection {name:?}; the projections are {names:?}"
             ));
         }
     }
-    let started = std::time::Instant::now();
     std::fs::create_dir_all(model_dir).map_err(|error| error.to_string())?;
-    let path = persisted::new_generation_path::<paycenter_projections::ReadModel>(model_dir);
-    let folded = paycenter_projections::ReadModel::open(&path, store)
+    let wanted = |name: &str| projection.is_none_or(|wanted| wanted == name);
+    let mut rebuilt = Vec::new();
+    if wanted(ReadModel::NAME) {
+        rebuilt.push(rebuild_one::<ReadModel>(store, model_dir)?);
+    }
+    if wanted(Balances::NAME) {
+        rebuilt.push(rebuild_one::<Balances>(store, model_dir)?);
+    }
+    writeln!(out, "{}", json!({ "projections": rebuilt })).map_err(|error| error.to_string())
+}
+
+/// Folds projection `P` into a new generation in `model_dir` and makes it the live one.
+fn rebuild_one<P: paycenter_projections::Projection>(
+    store: &dyn EventStore,
+    model_dir: &std::path::Path,
+) -> Result<Value, String> {
+    use paycenter_projections::persisted;
+    let started = std::time::Instant::now();
+    let path = persisted::new_generation_path::<P>(model_dir);
+    let folded = P::open(&path, store)
         .map_err(|error| error.to_string())
         .and_then(|mut model| {
             crate::fold::fold_into(store, None, &mut model).map_err(|error| error.to_string())?;
@@ -154,19 +171,15 @@ pub fn rebuild(
         }
     };
     let digest = model.digest().map_err(|error| error.to_string())?;
-    persisted::make_live::<paycenter_projections::ReadModel>(model_dir, &path)
-        .map_err(|error| error.to_string())?;
-    let summary = json!({
-        "projections": [{
-            "name": NAME,
-            "version": VERSION,
-            "position": model.position(),
-            "digest": digest,
-            "file": path.display().to_string(),
-            "seconds": started.elapsed().as_secs_f64(),
-        }]
-    });
-    writeln!(out, "{summary}").map_err(|error| error.to_string())
+    persisted::make_live::<P>(model_dir, &path).map_err(|error| error.to_string())?;
+    Ok(json!({
+        "name": P::NAME,
+        "version": P::VERSION,
+        "position": model.position(),
+        "digest": digest,
+        "file": path.display().to_string(),
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// `stats`: counts by event type and by stream category (the stream name before its first `-`).
@@ -279,7 +292,8 @@ pub fn audit(
             let balances: Vec<Value> = merchants
                 .iter()
                 .map(|merchant_id| {
-                    let accounts: Vec<Value> = model
+                    let accounts: Vec<Value> = scratch
+                        .balances
                         .ledger()
                         .merchant_balances(merchant_id)
                         .into_iter()
@@ -308,7 +322,9 @@ pub fn audit(
             )
             .map_err(io)?;
             for merchant_id in &merchants {
-                for (account, currency, minor) in model.ledger().merchant_balances(merchant_id) {
+                for (account, currency, minor) in
+                    scratch.balances.ledger().merchant_balances(merchant_id)
+                {
                     writeln!(
                         out,
                         "balance,{merchant_id},{},{currency},{},,",

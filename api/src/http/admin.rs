@@ -138,18 +138,15 @@ pub async fn list_projections(state: Arc<AppState>) -> Answer {
     Ok((
         StatusCode::OK,
         crate::wire::to_value(&crate::wire::ProjectionsAnswer {
-            projections: vec![crate::projections::status(&state)?],
+            projections: crate::projections::statuses(&state)?,
         }),
     ))
 }
 
 /// `POST /v1/admin/projections/{name}/rebuild`: starts an online rebuild; answers at once.
 pub async fn rebuild_projection(state: Arc<AppState>, name: String) -> Answer {
-    crate::projections::start_rebuild(&state, &name)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        crate::wire::to_value(&crate::projections::status(&state)?),
-    ))
+    let status = crate::projections::start_rebuild(&state, &name)?;
+    Ok((StatusCode::ACCEPTED, crate::wire::to_value(&status)))
 }
 
 /// `GET /metrics`: Prometheus text.

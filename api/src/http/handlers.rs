@@ -173,15 +173,10 @@ pub async fn create_channel_account(
 /// `GET /v1/merchants/{merchant_id}/balances`: the merchant's double-entry accounts.
 pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
-    let model = state.read_model()?;
-    crate::service::known_merchant(&model, &merchant_id)?;
-    if let Some(stopped) = model.ledger_stopped() {
-        return Err(Refusal::read_model_unavailable(format!(
-            "the balances projection stopped at position {} ({}); operators are told by /healthz",
-            stopped.position, stopped.event_type
-        )));
-    }
-    let accounts: Vec<wire::BalanceLine> = model
+    crate::service::known_merchant(&*state.read_model()?, &merchant_id)?;
+    let accounts: Vec<wire::BalanceLine> = state
+        .balances()
+        .await?
         .ledger()
         .merchant_balances(&merchant_id)
         .into_iter()

@@ -23,13 +23,10 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
             "last_error": store.last_error.or_else(|| head.err().map(|error| error.to_string())),
         }),
     );
-    let read_error = state.follower_health.last_read_error();
-    let catching_up_to = state.follower_health.catching_up_to();
-    healthy &= catching_up_to.is_none();
     for projection in projections(state) {
-        healthy &= projection.stopped.is_none();
+        healthy &= projection.stopped.is_none() && projection.catching_up_to.is_none();
         let lag_events = head_position.saturating_sub(projection.position);
-        let status = match (&projection.stopped, catching_up_to) {
+        let status = match (&projection.stopped, projection.catching_up_to) {
             (Some(_), _) => "stopped",
             (None, Some(_)) => "catching_up",
             (None, None) => "running",
@@ -46,7 +43,7 @@ pub fn report(state: &AppState) -> (StatusCode, Value) {
                 "reason": stopped.reason,
             });
         }
-        if let Some(error) = &read_error {
+        if let Some(error) = &projection.last_read_error {
             entry["last_error"] = json!(error);
         }
         components.insert(projection.name.to_owned(), entry);

@@ -532,7 +532,7 @@ pub const ROUTES: &[Route] = &[
         caller: Caller::Admin,
         request: RequestBody::None,
         query: &[],
-        path_choices: &[("name", &["read_model"])],
+        path_choices: &[("name", &["read_model", "balances"])],
         success: Success::Json(202, "ProjectionAnswer"),
         refusals: &[409],
     },

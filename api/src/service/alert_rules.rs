@@ -133,25 +133,36 @@ fn projection_lagging(
     state: &AppState,
     thresholds: AlertThresholds,
 ) -> Result<Vec<Observation>, Refusal> {
-    let position = state.read_model()?.position();
-    let next = tokio::task::block_in_place(|| state.store.read_all(position + 1, 1))?;
-    let Some(next) = next.first() else {
-        return Ok(Vec::new());
-    };
-    let waiting_seconds = (state.clock.now() - next.recorded_at).num_seconds();
-    if waiting_seconds < thresholds.projection_lag_seconds as i64 {
-        return Ok(Vec::new());
+    let mut observations = Vec::new();
+    // A stopped projection is `projection_stopped`'s; every other one lags or not.
+    for projection in crate::projections::projections(state) {
+        if projection.stopped.is_some() {
+            continue;
+        }
+        let position = projection.position;
+        let next = tokio::task::block_in_place(|| state.store.read_all(position + 1, 1))?;
+        let Some(next) = next.first() else {
+            continue;
+        };
+        let waiting_seconds = (state.clock.now() - next.recorded_at).num_seconds();
+        if waiting_seconds < thresholds.projection_lag_seconds as i64 {
+            continue;
+        }
+        observations.push(observation(
+            AlertRule::ProjectionLagging,
+            projection.name,
+            format!(
+                "the {} projection is {waiting_seconds} s behind the log",
+                projection.name
+            ),
+            format!(
+                "- applied: {position}\n- oldest waiting: {} ({})",
+                next.global_position,
+                next.recorded_at.to_rfc3339()
+            ),
+        ));
     }
-    Ok(vec![observation(
-        AlertRule::ProjectionLagging,
-        paycenter_projections::model::NAME,
-        format!("the read model is {waiting_seconds} s behind the log"),
-        format!(
-            "- applied: {position}\n- oldest waiting: {} ({})",
-            next.global_position,
-            next.recorded_at.to_rfc3339()
-        ),
-    )])
+    Ok(observations)
 }
 
 fn store_append_errors(state: &AppState) -> Vec<Observation> {

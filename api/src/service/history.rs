@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use paycenter_domain::ids::TradeNo;
 use paycenter_domain::operators::{recorded_actor, Actor};
-use paycenter_domain::streams;
 use paycenter_projections::model::ActionEntry;
 
 use crate::error::{ErrorCode, Refusal};
@@ -49,8 +48,9 @@ pub fn payment_timeline(
             format!("payment {trade_no} not found"),
         )
     })?;
-    let stream_id = streams::order(&payment.app_id, &payment.merchant_id, &payment.order_no);
-    let recorded = state.read_stream(&stream_id)?;
+    // The stream the payment was recorded on: an order recorded before order numbers lived in
+    // their app's namespace keeps its older stream name.
+    let recorded = state.read_stream(&payment.order_stream)?;
     Ok(recorded
         .into_iter()
         .take(MAX_TIMELINE_EVENTS)

@@ -94,13 +94,9 @@ pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutVie
         requested_at: state.clock.now(),
     };
     let currency = command.amount.currency();
-    // Balances that stopped at an event they could not post are no ground to pay out on.
-    if let Some(stopped) = state.read_model()?.ledger_stopped() {
-        return Err(Refusal::read_model_unavailable(format!(
-            "the balances projection stopped at position {} ({}): no payout until it runs again",
-            stopped.position, stopped.event_type
-        )));
-    }
+    // Balances that stopped at an event they could not post are no ground to pay out on
+    // (503); else they have every event the read model has.
+    drop(state.balances().await?);
     state
         .execute(
             &streams::payouts(&command.merchant_id),
@@ -110,7 +106,8 @@ pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutVie
                 // payouts do not move, so a payout the ledger has not folded yet is not
                 // counted twice; every payout not failed is taken off in the domain.
                 let earned = state
-                    .model_lock()
+                    .balances
+                    .lock()
                     .ledger()
                     .earned_payable(&command.merchant_id, currency);
                 payouts::request(
