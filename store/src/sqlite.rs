@@ -17,9 +17,12 @@
 //! loss could take back is ever acknowledged, read by a projection or shown to a user.
 //!
 //! Readers use their own connections; WAL lets them read while the writer writes, and they
-//! only ever see whole committed transactions, so the global log has no holes for them.
+//! only ever see whole committed transactions, so the global log has no holes for them. The
+//! last events committed are also kept in memory ([`RecentEvents`]), in log order: each
+//! projection's follower reads the batch just written, and serving it from there spares every
+//! follower a query whose pages SQLite has dropped from its cache at the writer's commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -65,6 +68,8 @@ pub struct SqliteConfig {
     /// (an append retried after a lost answer comes back within seconds; an older one meets
     /// its stream's expected revision instead). Bounds the writer's memory and start-up.
     pub event_id_window: usize,
+    /// The last this many committed events are kept in memory for `read_all` (0: none).
+    pub recent_events: usize,
     /// How long `open` keeps trying for the directory lock before reporting `Locked`.
     /// A child process forked by this program holds a copy of the lock until it execs,
     /// so a lock just released can look taken for a moment.
@@ -82,6 +87,9 @@ impl Default for SqliteConfig {
             verify_on_open: true,
             trusted_checkpoint: None,
             event_id_window: 250_000,
+            // About 1 KB each: a few MB, and several seconds of the log at full load, so a
+            // follower that falls behind by a batch or two still reads from memory.
+            recent_events: 8_192,
             // Above the number of reads in flight under load (64 connections, each request
             // reading its stream on a blocking thread): fewer made the pool open and drop
             // connections, each open parsing the schema again (a profile showed SQLite's
@@ -118,7 +126,68 @@ pub struct SqliteStore {
     failure: Arc<Mutex<Option<String>>>,
     idle_readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
+    /// The last events the writer committed (empty when opened read-only).
+    recent: Arc<Mutex<RecentEvents>>,
     _lock_file: Option<File>,
+}
+
+/// The last events committed, in log order, at most `capacity`: what `read_all` serves
+/// without a query when the range asked for starts inside it. Committed is not durable: reads
+/// stop at the durable head as they do in the file.
+#[derive(Debug, Default)]
+struct RecentEvents {
+    events: VecDeque<RecordedEvent>,
+    capacity: usize,
+}
+
+impl RecentEvents {
+    fn new(capacity: usize) -> RecentEvents {
+        RecentEvents {
+            events: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity,
+        }
+    }
+
+    /// Adds a committed batch, which follows the last event kept.
+    fn push_committed(&mut self, batch: Vec<RecordedEvent>) {
+        if self.capacity == 0 {
+            return;
+        }
+        for event in batch {
+            if let Some(last) = self.events.back() {
+                assert_eq!(
+                    event.global_position,
+                    last.global_position + 1,
+                    "committed events come in log order"
+                );
+            }
+            if self.events.len() == self.capacity {
+                self.events.pop_front();
+            }
+            self.events.push_back(event);
+        }
+    }
+
+    /// The events from `from_position` through `through_position`, at most `limit`; `None`
+    /// when `from_position` is older than what is kept (the file has it).
+    fn read(
+        &self,
+        from_position: u64,
+        through_position: u64,
+        limit: usize,
+    ) -> Option<Vec<RecordedEvent>> {
+        let first = self.events.front()?.global_position;
+        let skip = usize::try_from(from_position.checked_sub(first)?).ok()?;
+        Some(
+            self.events
+                .iter()
+                .skip(skip)
+                .take_while(|event| event.global_position <= through_position)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 const SCHEMA: &str = "
@@ -297,6 +366,7 @@ impl SqliteStore {
             failure: failure.clone(),
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: config.max_idle_readers,
+            recent: Arc::new(Mutex::new(RecentEvents::new(config.recent_events))),
             _lock_file: Some(lock_file),
         };
         let (head_position, head_hash) = if config.verify_on_open {
@@ -321,6 +391,8 @@ impl SqliteStore {
             syncer: sync_sender,
             event_ids: EventIdIndex::new(config.event_id_window),
             batch_event_ids: Vec::new(),
+            recent: store.recent.clone(),
+            batch_recorded: Vec::new(),
             failure: failure.clone(),
             stopped: false,
         };
@@ -365,6 +437,7 @@ impl SqliteStore {
             failure: Arc::new(Mutex::new(None)),
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: 4,
+            recent: Arc::new(Mutex::new(RecentEvents::new(0))),
             _lock_file: None,
         };
         Ok(store)
@@ -503,6 +576,14 @@ impl EventStore for SqliteStore {
     fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = limit.min(MAX_READ_ALL_LIMIT);
         let durable = self.readable_head()?;
+        if let Some(events) =
+            self.recent
+                .lock()
+                .expect("recent events lock")
+                .read(from_position, durable, limit)
+        {
+            return Ok(events);
+        }
         self.with_reader(|connection| {
             // No `LIMIT ?` (see `read_stream`): the take stops the lazy rows.
             let mut statement = connection.prepare_cached(READ_ALL_SQL)?;
@@ -656,6 +737,10 @@ struct Writer {
     event_ids: EventIdIndex,
     /// Ids added to `event_ids` by the batch in progress, removed again if it rolls back.
     batch_event_ids: Vec<uuid::Uuid>,
+    /// Shared with the store: the last events committed.
+    recent: Arc<Mutex<RecentEvents>>,
+    /// The events the batch in progress wrote, for `recent` once it commits.
+    batch_recorded: Vec<RecordedEvent>,
     /// Shared with the store: why appends stopped.
     failure: Arc<Mutex<Option<String>>>,
     /// Set once the syncer is gone: the writer takes no more appends.
@@ -821,6 +906,7 @@ impl Writer {
             Err(error) => {
                 // Nothing of the batch is durable: roll back and fail every append in it.
                 let _ = self.connection.execute_batch("ROLLBACK");
+                self.batch_recorded.clear();
                 for event_id in self.batch_event_ids.drain(..).rev() {
                     self.event_ids.forget_newest(&event_id);
                 }
@@ -883,6 +969,10 @@ impl Writer {
         }
         self.connection.execute_batch("COMMIT")?;
         self.last_recorded_at_us = now_us;
+        self.recent
+            .lock()
+            .expect("recent events lock")
+            .push_committed(std::mem::take(&mut self.batch_recorded));
         Ok(outcomes)
     }
 
@@ -951,6 +1041,20 @@ impl Writer {
             ])?;
             self.event_ids.remember(new_event.event_id, global_position);
             self.batch_event_ids.push(new_event.event_id);
+            self.batch_recorded.push(RecordedEvent {
+                global_position,
+                stream_id: request.stream_id.clone(),
+                stream_revision: revision,
+                event_id: new_event.event_id,
+                event_type: new_event.event_type.clone(),
+                schema_version: new_event.schema_version,
+                recorded_at,
+                correlation_id: new_event.correlation_id,
+                causation_id: new_event.causation_id,
+                payload: new_event.payload.clone(),
+                prev_hash: self.head_hash,
+                hash,
+            });
             self.head_position = global_position;
             self.head_hash = hash;
             revision += 1;
@@ -1025,7 +1129,12 @@ mod tests {
     #[test]
     fn reads_are_not_prepared_again_at_every_run() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+        // Nothing kept in memory: every `read_all` is a query.
+        let config = SqliteConfig {
+            recent_events: 0,
+            ..SqliteConfig::default()
+        };
+        let store = SqliteStore::open(dir.path(), config).unwrap();
         for round in 0..20u64 {
             store
                 .append(
@@ -1055,5 +1164,73 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    /// `read_all` from memory answers exactly what the file holds: the same events, byte for
+    /// byte and hash for hash, from any position, across the edge of what is kept, through the
+    /// head and past it; a store reopened (nothing in memory yet) reads the file.
+    #[test]
+    fn recent_events_read_as_the_file_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            recent_events: 50,
+            ..SqliteConfig::default()
+        };
+        let store = SqliteStore::open(dir.path(), config.clone()).unwrap();
+        let mut n_events = 0u64;
+        for round in 0..40u64 {
+            let events: Vec<NewEvent> = (0..1 + round % 3)
+                .map(|idx| {
+                    conformance::event(
+                        "thing.happened",
+                        &format!("{{\"round\":{round},\"idx\":{idx}}}"),
+                    )
+                })
+                .collect();
+            n_events += events.len() as u64;
+            store
+                .append(&format!("s-{}", round % 7), ExpectedRevision::Any, events)
+                .unwrap();
+        }
+        assert_eq!(store.head_position().unwrap(), n_events);
+        let file = SqliteStore::open_read_only(dir.path()).unwrap();
+        let kept_from = n_events - 49;
+        for (from, limit) in [
+            (1, 1_000),
+            (kept_from - 1, 10),
+            (kept_from, 1_000),
+            (kept_from + 7, 5),
+            (n_events, 10),
+            (n_events + 1, 10),
+            (n_events + 100, 10),
+        ] {
+            let from_memory = store.read_all(from, limit).unwrap();
+            let from_file = file.read_all(from, limit).unwrap();
+            assert_eq!(from_memory, from_file, "from {from}, limit {limit}");
+        }
+        assert_eq!(store.read_all(kept_from, 1_000).unwrap().len(), 50);
+        assert!(store
+            .recent
+            .lock()
+            .unwrap()
+            .read(kept_from - 1, n_events, 10)
+            .is_none());
+        assert_eq!(
+            store
+                .recent
+                .lock()
+                .unwrap()
+                .read(kept_from, n_events, 1_000)
+                .unwrap()
+                .len(),
+            50,
+            "the last 50 are kept"
+        );
+        drop(store);
+        let reopened = SqliteStore::open(dir.path(), config).unwrap();
+        assert_eq!(
+            reopened.read_all(1, 1_000).unwrap(),
+            file.read_all(1, 1_000).unwrap()
+        );
     }
 }
