@@ -668,11 +668,13 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
     assert_eq!(payment["refunds"].as_array().unwrap().len(), 1, "{payment}");
 }
 
-/// A payment of the first version's log (`projections/tests/fixtures/legacy-v1`, written before
-/// order numbers lived in their app's namespace, so its orders keep their older stream names):
-/// its page shows the events of its own order, found by the stream the payment was recorded on.
+/// The first version's log (`projections/tests/fixtures/legacy-v1`, written before order
+/// numbers lived in their app's namespace, so its orders keep their older stream names): a
+/// payment's page shows the events of its own order, found by the stream the payment was
+/// recorded on; a new attempt on an order paid there is decided over that stream, so it is
+/// refused as paid, not taken again on a stream of the new name.
 #[test]
-fn a_payment_recorded_under_an_older_stream_name_shows_its_timeline() {
+fn orders_recorded_under_an_older_stream_name_keep_their_stream() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../projections/tests/fixtures/legacy-v1");
     let data_dir = tempfile::tempdir().unwrap();
@@ -711,4 +713,31 @@ fn a_payment_recorded_under_an_older_stream_name_shows_its_timeline() {
             "{event_type} missing from the timeline: {timeline}"
         );
     }
+
+    // The app of the fixture, with a key of its own again (its first key was never kept).
+    let (status, rotated) = call(
+        "POST",
+        &format!("{base}/v1/apps/app_2b15bb34cdb0db2076f2780e9199eba4/rotate-key"),
+        ADMIN_TOKEN,
+        Some(json!({"grace_seconds": 0})),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let api_key = rotated["api_key"].as_str().unwrap();
+    let (status, refused) = call(
+        "POST",
+        &format!("{base}/v1/payments"),
+        api_key,
+        Some(json!({
+            "merchant_id": merchant_id.trim(),
+            "channel_account_id": "ca_475e01fd691fcf2b9f8827fc0eadcaf8",
+            "order_no": "F-1", "amount": "100.00", "currency": "CNY",
+            "invoke_method": "pc", "subject": "rent",
+            "splits": [{"receiver": "platform", "amount": "5.00"}, {"receiver": "owner", "amount": "20.00"}]
+        })),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("order_already_paid")),
+        "{refused}"
+    );
 }

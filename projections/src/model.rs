@@ -295,6 +295,10 @@ pub fn feed_event_id(event_id: Uuid) -> String {
 struct Scalars {
     status_counts: BTreeMap<String, u64>,
     anomaly_counts: BTreeMap<String, u64>,
+    /// Attempts recorded on an order stream named before order numbers lived in their app's
+    /// namespace; absent in files written before it was counted (unknown).
+    #[serde(default)]
+    older_order_streams: Option<u64>,
 }
 
 /// Committed entries each table keeps in memory besides its file (see `tables::Map`): the
@@ -563,6 +567,11 @@ pub struct ReadModel {
     anomaly_counts: BTreeMap<String, u64>,
     /// Anomalies the payment being applied had before the event (for `anomaly_counts`).
     counted_anomalies_before: usize,
+    /// Attempts recorded on an order stream of an older name (see
+    /// [`ReadModel::orders_may_live_under_older_names`]).
+    older_order_streams: u64,
+    /// The file was written before `older_order_streams` was counted: it is not known.
+    older_order_streams_unknown: bool,
 }
 
 /// A batch taken by [`ReadModel::prepare_commit`], to be written to the model's file.
@@ -720,6 +729,12 @@ impl ReadModel {
         model_tables!(attach_all);
         model.status_counts = scalars.status_counts;
         model.anomaly_counts = scalars.anomaly_counts;
+        // A new file counts from the start; one resumed without the count does not know it.
+        match (model.position, scalars.older_order_streams) {
+            (0, _) => {}
+            (_, Some(older)) => model.older_order_streams = older,
+            (_, None) => model.older_order_streams_unknown = true,
+        }
         model.backing = Some(backing);
         Ok(model)
     }
@@ -752,6 +767,8 @@ impl ReadModel {
         let scalars = Scalars {
             status_counts: self.status_counts.clone(),
             anomaly_counts: self.anomaly_counts.clone(),
+            older_order_streams: (!self.older_order_streams_unknown)
+                .then_some(self.older_order_streams),
         };
         let checkpoint = crate::projection::checkpoint::<ReadModel>(
             self.position,
@@ -1026,6 +1043,15 @@ impl ReadModel {
                     channel_close: None,
                     order_stream: recorded.stream_id.clone(),
                 };
+                if recorded.stream_id
+                    != paycenter_domain::streams::order(
+                        &event.app_id,
+                        &event.merchant_id,
+                        &event.order_no,
+                    )
+                {
+                    self.older_order_streams += 1;
+                }
                 let order_key = (event.app_id.clone(), event.merchant_id, event.order_no);
                 let mut attempts = self.payments_by_order.get(&order_key).unwrap_or_default();
                 attempts.push(event.trade_no.clone());
@@ -1900,6 +1926,14 @@ impl ReadModel {
             Some(trade_no) => self.payment(&trade_no),
             None => Ok(None),
         }
+    }
+
+    /// Whether an order may have its attempts on a stream of an older name (recorded before
+    /// order numbers lived in their app's namespace): false once the model knows that no
+    /// attempt was ever recorded so, and then an order's stream is always
+    /// `streams::order(app, merchant, order_no)` and a new order needs no lookup.
+    pub fn orders_may_live_under_older_names(&self) -> bool {
+        self.older_order_streams_unknown || self.older_order_streams > 0
     }
 
     /// All attempts of an app's order, oldest first.

@@ -27,6 +27,9 @@ fn the_first_versions_log_replays_to_the_balances_it_reported() {
     // The read model folds it whole; the balances, a projection of their own, post it all.
     let model = ReadModel::fold_from_start(&store, head).unwrap();
     assert_eq!(model.position(), head);
+    // Its orders live on streams named before order numbers lived in their app's namespace:
+    // a new attempt on one of them must look up where it is.
+    assert!(model.orders_may_live_under_older_names());
     let balances = Balances::fold_from_start(&store, head).unwrap();
     assert_eq!(balances.position(), head);
     assert!(

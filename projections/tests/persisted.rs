@@ -4,7 +4,7 @@
 //! past its last good commit.
 
 use chrono::Utc;
-use paycenter_domain::events::Event;
+use paycenter_domain::events::{Event, PaymentAttemptStarted};
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::*;
 use paycenter_domain::{streams, Currency, Money, Rate};
@@ -694,4 +694,74 @@ fn one_runner_drives_any_projection_and_one_that_breaks_stops_alone() {
         .filter(|name| name.starts_with("event_counts.v1.") && name.ends_with(".sqlite"))
         .collect();
     assert_eq!(files.len(), 1, "the old generation is gone: {files:?}");
+}
+
+/// A model knows whether any attempt was recorded on an order stream of an older name (before
+/// order numbers lived in their app's namespace): while none was, a new order needs no lookup
+/// of earlier attempts. The count is kept across a reopen; a file written before it was counted
+/// does not know, and says so.
+#[test]
+fn a_model_knows_whether_orders_live_under_older_stream_names() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 5);
+    let path = models.path().join("model.sqlite");
+    let model = fold_into_file(&path, &store);
+    assert!(!model.orders_may_live_under_older_names());
+    drop(model);
+    assert!(!fold_into_file(&path, &store).orders_may_live_under_older_names());
+
+    // One attempt on a stream named by merchant and order number only.
+    let merchant_id = MerchantId::from_entropy(0);
+    let order_no = OrderNo::parse("OLD-1").unwrap();
+    let started = Event::PaymentAttemptStarted(PaymentAttemptStarted {
+        trade_no: TradeNo::generate(Utc::now(), 99),
+        merchant_id: merchant_id.clone(),
+        order_no: order_no.clone(),
+        app_id: AppId::from_entropy(1),
+        channel_account_id: ChannelAccountId::from_entropy(1),
+        channel: Channel::Sandbox,
+        invoke_method: InvokeMethod::Pc,
+        amount: Money::from_minor(100, Currency::CNY),
+        fee: Money::from_minor(0, Currency::CNY),
+        splits: Vec::new(),
+        subject: "rent".into(),
+        started_at: Utc::now(),
+        expires_at: Utc::now(),
+        return_url: None,
+        route: None,
+        share: Default::default(),
+    });
+    let older_stream = format!("order-{merchant_id}-{order_no}");
+    store
+        .append(
+            &older_stream,
+            ExpectedRevision::NoStream,
+            Event::to_new_events(&[started], &older_stream, None),
+        )
+        .unwrap();
+    let model = fold_into_file(&path, &store);
+    assert!(model.orders_may_live_under_older_names());
+    let attempts = model
+        .payments_of_order(&AppId::from_entropy(1), &merchant_id, &order_no)
+        .unwrap();
+    assert_eq!(attempts[0].order_stream, older_stream);
+    drop(model);
+    assert!(fold_into_file(&path, &store).orders_may_live_under_older_names());
+
+    // A file whose checkpoint predates the count.
+    let fresh = models.path().join("fresh.sqlite");
+    let other_data = tempfile::tempdir().unwrap();
+    let other = SqliteStore::open(other_data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&other, 0, 3);
+    drop(fold_into_file(&fresh, &other));
+    rusqlite::Connection::open(&fresh)
+        .unwrap()
+        .execute(
+            "UPDATE checkpoint SET scalars = json_remove(scalars, '$.older_order_streams')",
+            [],
+        )
+        .unwrap();
+    assert!(fold_into_file(&fresh, &other).orders_may_live_under_older_names());
 }

@@ -228,14 +228,20 @@ pub(crate) async fn start_attempt(
         share,
     };
     // The order's stream: where its attempts already are (orders recorded before order
-    // numbers lived in their app's namespace keep their stream), else the app's own.
-    let stream_id = state
-        .read_model()?
-        .payments_of_order(&app_id, &merchant_id, &order_no)
-        .map_err(Refusal::from)?
-        .first()
-        .map(|payment| payment.order_stream.clone())
-        .unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no));
+    // numbers lived in their app's namespace keep their stream), else the app's own. With no
+    // attempt ever recorded under an older name, it is the app's own without a lookup.
+    let stream_id = {
+        let model = state.read_model()?;
+        let older = match model.orders_may_live_under_older_names() {
+            false => None,
+            true => model
+                .payments_of_order(&app_id, &merchant_id, &order_no)
+                .map_err(Refusal::from)?
+                .first()
+                .map(|payment| payment.order_stream.clone()),
+        };
+        older.unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no))
+    };
     let (decided, _) = state
         .execute(&stream_id, &format!("start-{trade_no}"), |history, now| {
             Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
