@@ -393,13 +393,51 @@ impl AppState {
         command_id: &str,
         decide: impl Fn(&[Event], DateTime<Utc>) -> Result<Vec<Event>, DomainError>,
     ) -> Result<(Vec<Event>, Option<AppendOutcome>), Refusal> {
+        self.execute_with(stream_id, command_id, false, decide)
+            .await
+    }
+
+    /// [`AppState::execute`] for a command whose stream is most often new (a payment's
+    /// order): it is first decided over no history, without reading the stream, and appended
+    /// expecting no stream. The store refuses that append if the stream exists, and the
+    /// command is then decided again over the stream as read, as any lost race is; a decision
+    /// over no history that refuses, or decides nothing, is made again over the stream as read
+    /// too, so no answer ever rests on the assumption.
+    pub async fn execute_on_new_stream(
+        &self,
+        stream_id: &str,
+        command_id: &str,
+        decide: impl Fn(&[Event], DateTime<Utc>) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(Vec<Event>, Option<AppendOutcome>), Refusal> {
+        self.execute_with(stream_id, command_id, true, decide).await
+    }
+
+    async fn execute_with(
+        &self,
+        stream_id: &str,
+        command_id: &str,
+        assume_new_stream: bool,
+        decide: impl Fn(&[Event], DateTime<Utc>) -> Result<Vec<Event>, DomainError>,
+    ) -> Result<(Vec<Event>, Option<AppendOutcome>), Refusal> {
+        let mut assumed_new = None;
+        if assume_new_stream {
+            match decide(&[], self.clock.now()) {
+                Ok(decided) if !decided.is_empty() => assumed_new = Some(decided),
+                _ => {}
+            }
+        }
         for _ in 0..MAX_COMMAND_RETRIES {
-            let LoadedStream {
-                events: history,
-                revision,
-                last_position,
-            } = self.load_stream(stream_id)?;
-            let decided = decide(&history, self.clock.now())?;
+            let (decided, revision, last_position) = match assumed_new.take() {
+                Some(decided) => (decided, None, 0),
+                None => {
+                    let LoadedStream {
+                        events: history,
+                        revision,
+                        last_position,
+                    } = self.load_stream(stream_id)?;
+                    (decide(&history, self.clock.now())?, revision, last_position)
+                }
+            };
             if decided.is_empty() {
                 // Nothing new (a replay): the answer is read from the read model, which must
                 // have what this decision saw, perhaps appended by a concurrent request.

@@ -308,3 +308,80 @@ async fn an_app_closes_a_pending_attempt_and_a_paid_one_stays_paid() {
     assert_eq!(refused.code, ErrorCode::PaymentAlreadySucceeded);
     assert_eq!(world.payment(&paid).status, AttemptStatus::Succeeded);
 }
+
+/// A command decided first over no history (`execute_on_new_stream`: a payment's start, most
+/// orders being new) never rests on that assumption. On a stream that exists the store refuses
+/// the append expecting no stream, and the command is decided again over the stream as read; a
+/// decision that refuses over no history is made again over the stream as read; one that
+/// refuses over the stream as read is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_assumed_on_a_new_stream_is_decided_again_over_the_stream_as_read() {
+    use paycenter_domain::events::{Event, MerchantOnboarded};
+    let world = world().await;
+    let state = &world.state;
+    let stream_id = "merchant-assumed-new";
+    // Each decision records how much history it saw.
+    let seen = |history: &[Event], now: DateTime<Utc>| {
+        vec![Event::MerchantOnboarded(MerchantOnboarded {
+            merchant_id: world.merchant_id.clone(),
+            name: format!("seen {}", history.len()),
+            onboarded_at: now,
+        })]
+    };
+    let names = || {
+        state
+            .store
+            .read_stream(stream_id, 0)
+            .unwrap()
+            .iter()
+            .map(|event| {
+                serde_json::from_str::<Value>(&event.payload).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (_, appended) = state
+        .execute_on_new_stream(stream_id, "first", |history, now| Ok(seen(history, now)))
+        .await
+        .unwrap();
+    assert_eq!(appended.unwrap().last_revision, 0);
+    // The stream exists now: the decision over no history meets the store's refusal and is
+    // made again over the one event.
+    let (_, appended) = state
+        .execute_on_new_stream(stream_id, "second", |history, now| Ok(seen(history, now)))
+        .await
+        .unwrap();
+    assert_eq!(appended.unwrap().last_revision, 1);
+    // Refused over no history, taken over the stream as read.
+    let (_, appended) = state
+        .execute_on_new_stream(stream_id, "third", |history, now| {
+            if history.is_empty() {
+                return Err(paycenter_domain::DomainError::TooManyAttempts {
+                    order_no: OrderNo::parse("X").unwrap(),
+                    max: 0,
+                });
+            }
+            Ok(seen(history, now))
+        })
+        .await
+        .unwrap();
+    assert_eq!(appended.unwrap().last_revision, 2);
+    assert_eq!(names(), ["seen 0", "seen 1", "seen 2"]);
+    // Refused over the stream as read: the refusal is the answer, and nothing is recorded.
+    let refused = state
+        .execute_on_new_stream(stream_id, "fourth", |history, now| {
+            if history.len() == 3 {
+                return Err(paycenter_domain::DomainError::TooManyAttempts {
+                    order_no: OrderNo::parse("X").unwrap(),
+                    max: 3,
+                });
+            }
+            Ok(seen(history, now))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::TooManyAttempts);
+    assert_eq!(names().len(), 3);
+}

@@ -242,8 +242,9 @@ pub(crate) async fn start_attempt(
         };
         older.unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no))
     };
+    // Most orders are new: decided without reading their (empty) stream first.
     let (decided, _) = state
-        .execute(&stream_id, &format!("start-{trade_no}"), |history, now| {
+        .execute_on_new_stream(&stream_id, &format!("start-{trade_no}"), |history, now| {
             Order::from_events(history).decide(&OrderCommand::StartAttempt(start.clone()), now)
         })
         .await?;
