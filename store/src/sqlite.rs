@@ -397,7 +397,7 @@ impl SqliteStore {
             stopped: false,
         };
         writer.last_recorded_at_us = writer.load_last_recorded_at()?;
-        writer.load_event_ids()?;
+        writer.load_event_ids(&open_connection(&store.db_path, true)?)?;
         let syncer = Syncer {
             wal_file,
             head,
@@ -688,11 +688,14 @@ struct EventIdIndex {
 }
 
 impl EventIdIndex {
+    /// Both tables are sized for the whole window at once (about 17 MB for 250,000 ids), so
+    /// the memory they take does not depend on how long the log is, and never doubles on a
+    /// resize under load.
     fn new(window: usize) -> EventIdIndex {
         assert!(window > 0, "an empty window would recognize no replay");
         EventIdIndex {
-            positions: HashMap::new(),
-            order: std::collections::VecDeque::new(),
+            positions: HashMap::with_capacity(window),
+            order: std::collections::VecDeque::with_capacity(window),
             window,
         }
     }
@@ -701,14 +704,15 @@ impl EventIdIndex {
         self.positions.get(event_id).copied()
     }
 
-    /// Adds an id, forgetting the oldest beyond the window.
+    /// Adds an id, forgetting the oldest beyond the window (first, so neither table ever
+    /// holds more than the window it was sized for).
     fn remember(&mut self, event_id: uuid::Uuid, position: u64) {
-        self.positions.insert(event_id, position);
-        self.order.push_back(event_id);
-        while self.order.len() > self.window {
-            let oldest = self.order.pop_front().expect("longer than the window");
+        while self.order.len() >= self.window {
+            let oldest = self.order.pop_front().expect("a full window");
             self.positions.remove(&oldest);
         }
+        self.positions.insert(event_id, position);
+        self.order.push_back(event_id);
     }
 
     /// Takes back the newest id (a rolled-back append), newest first.
@@ -866,11 +870,14 @@ impl Writer {
 
     /// Fills the idempotency index from the table's last `event_id_window` events, refusing
     /// a log that repeats an id there.
-    fn load_event_ids(&mut self) -> Result<(), StoreError> {
+    /// Loads the window of event ids through `reader`, a connection of its own: read through
+    /// the writer's, the window's pages (every row of the last events) would stay in the
+    /// writer's page cache, and the memory at start would grow with the window.
+    fn load_event_ids(&mut self, reader: &Connection) -> Result<(), StoreError> {
         let first_position = self
             .head_position
             .saturating_sub(self.event_ids.window as u64);
-        let mut select = self.connection.prepare(
+        let mut select = reader.prepare(
             "SELECT event_id, global_position FROM events WHERE global_position > ?1 ORDER BY global_position",
         )?;
         let mut rows = select.query([first_position as i64])?;
