@@ -2,7 +2,8 @@
 //! binary: operators made by the admin API; the back office driven in Debian's chromium
 //! (`api/tests/browser/console.mjs`): sign in, onboard a merchant, activate a sandbox
 //! account, register an app, find a payment by its order number, refund it, and see the
-//! refund and its operator in the payment's timeline; a viewer refused a refund by the server;
+//! refund and its operator in the payment's timeline; list the projections and rebuild the
+//! balances online; a viewer refused a refund by the server;
 //! a form without its CSRF token refused. Over plain HTTP: cookies, sign-in throttling,
 //! sign-out and disabled operators. Screenshots go to `target/console-screenshots/`.
 
@@ -635,6 +636,42 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
         "{alerts}"
     );
     assert_eq!(alerts["console_errors"], json!([]), "{alerts}");
+
+    // Projections: both listed, the balances rebuilt online from the page, and the rebuilt
+    // balances identical to the live ones.
+    let projections = run_browser_script(
+        "console",
+        "projections",
+        signed_in("admin@example.com", ADMIN_PASSWORD),
+    )
+    .unwrap();
+    let rows: Vec<&str> = projections["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{projections}");
+    assert!(
+        rows[0].starts_with("read_model") && rows[1].starts_with("balances"),
+        "{projections}"
+    );
+    assert_eq!(projections["started"], "Rebuild started.", "{projections}");
+    assert_eq!(projections["console_errors"], json!([]), "{projections}");
+    support::wait_for_within(
+        "the balances rebuilt",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let (_, listed) = call(
+                "GET",
+                &format!("{base}/v1/admin/projections"),
+                ADMIN_TOKEN,
+                None,
+            );
+            listed["projections"][1]["last_rebuild"]["identical"] == true
+        },
+    );
 
     // A viewer reads, and the server refuses the refund the page did not offer.
     let mut input = signed_in("viewer@example.com", VIEWER_PASSWORD);

@@ -170,6 +170,18 @@ const scenarios = {
     return { found, requested, refunds, shares, receivers, payouts, payouts_zh: payoutsZh, timeline, no_token: noToken, audit, notifications, redelivered, trail, chinese, console_errors: unexpected };
   },
 
+  // Projections: the read model and the balances listed; the balances rebuilt online.
+  async projections() {
+    const { page, consoleErrors } = await signedIn({});
+    await page.goto(`${input.base}/console/projections`);
+    const rows = await page.locator("#projections tbody tr").allInnerTexts();
+    const rebuild = page.locator("#projections tbody tr", { hasText: "balances" }).locator("form button");
+    await Promise.all([page.waitForNavigation(), rebuild.click()]);
+    const started = await text(page, ".notice");
+    await shot(page, "console-projections");
+    return { rows, started, console_errors: consoleErrors };
+  },
+
   // Alerts: a webhook destination added, tested, listed.
   async alerts() {
     const { page, consoleErrors } = await signedIn({});
