@@ -2,46 +2,84 @@
 //! starting online rebuilds (on a blocking thread; the rebuild itself is
 //! `paycenter_projections::rebuild`).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use paycenter_projections::balances::Balances;
-use paycenter_projections::model::{ModelError, NAME, VERSION};
+use paycenter_projections::model::{ModelError, NAME};
 use paycenter_projections::rebuild::Rebuilt;
-use paycenter_projections::Projection as _;
+use paycenter_projections::tables::{Backing, TableError};
+use paycenter_projections::{Projection, ReadModel};
 
 use crate::error::{ErrorCode, Refusal};
 use crate::state::{AppState, FinishedRebuild, SharedRebuildStatus};
 
-/// The read model's status: position, lag, digest, its file and rebuilds.
-pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    // Stores may block (PostgreSQL): never on an async worker without telling the runtime.
-    let head = tokio::task::block_in_place(|| state.store.head_position())?;
+/// What a status reads of a hosted projection besides the [`Projection`] trait: the file it
+/// is kept in, and the digest of that file as last committed, read from the file alone.
+trait KeptInFile: Projection {
+    fn file(&self) -> Option<Arc<Backing>>;
+    fn file_digest(backing: &Backing) -> Result<(u64, String), TableError>;
+}
+
+impl KeptInFile for ReadModel {
+    fn file(&self) -> Option<Arc<Backing>> {
+        self.backing().cloned()
+    }
+
+    fn file_digest(backing: &Backing) -> Result<(u64, String), TableError> {
+        ReadModel::file_digest(backing)
+    }
+}
+
+impl KeptInFile for Balances {
+    fn file(&self) -> Option<Arc<Backing>> {
+        self.backing().cloned()
+    }
+
+    fn file_digest(backing: &Backing) -> Result<(u64, String), TableError> {
+        Balances::file_digest(backing)
+    }
+}
+
+/// A projection's status against the log's `head`: position, lag, digest, its file and
+/// rebuilds.
+fn status_of<P: KeptInFile>(
+    head: u64,
+    projection: &RwLock<P>,
+    rebuild_status: &SharedRebuildStatus,
+    started_from: Option<u64>,
+) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    let lock = || {
+        projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
     // The digest of the file as last committed, read from the file alone: never the whole
-    // file under the model's lock, which would hold the fold (and every command) meanwhile.
+    // file under the projection's lock, which would hold the fold (and every command waiting
+    // on it) meanwhile.
     let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
-        let backing = state.model_lock().backing().cloned();
-        match backing {
+        let file = lock().file();
+        match file {
             Some(backing) => {
-                let (position, digest) = paycenter_projections::ReadModel::file_digest(&backing)?;
+                let (position, digest) = P::file_digest(&backing)?;
                 Ok::<_, Refusal>((position, digest, Some(backing.size_bytes())))
             }
             None => {
-                let model = state.model_lock();
-                Ok((model.position(), model.digest()?, None))
+                let projection = lock();
+                Ok((projection.position(), projection.digest()?, None))
             }
         }
     })?;
-    let rebuild = state.rebuild_status.lock().expect("rebuild status");
+    let rebuild = rebuild_status.lock().expect("rebuild status");
     Ok(crate::wire::ProjectionAnswer {
-        name: NAME.to_owned(),
-        version: VERSION,
+        name: P::NAME.to_owned(),
+        version: P::VERSION,
         position,
         head,
         lag: head.saturating_sub(position),
         digest,
         rebuilding: rebuild.in_progress,
-        started_from_snapshot: state.model_file.started_from,
+        started_from_snapshot: started_from,
         // The file is the snapshot, committed with every batch the follower applies.
         snapshot: file_bytes.map(|_| crate::wire::SnapshotAnswer {
             position,
@@ -52,46 +90,54 @@ pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal
     })
 }
 
-/// The balances' status: position, lag, digest (of the file as last committed), its file and
-/// rebuilds.
-pub fn balances_status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    let hosted = &state.balances;
-    let head = tokio::task::block_in_place(|| state.store.head_position())?;
-    let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
-        let backing = hosted.lock().backing().cloned();
-        match backing {
-            Some(backing) => {
-                let (position, digest) = Balances::file_digest(&backing)?;
-                Ok::<_, Refusal>((position, digest, Some(backing.size_bytes())))
-            }
-            None => {
-                let balances = hosted.lock();
-                Ok((balances.position(), balances.digest()?, None))
-            }
-        }
-    })?;
-    let rebuild = hosted.rebuild_status.lock().expect("rebuild status");
-    Ok(crate::wire::ProjectionAnswer {
-        name: Balances::NAME.to_owned(),
-        version: Balances::VERSION,
-        position,
-        head,
-        lag: head.saturating_sub(position),
-        digest,
-        rebuilding: rebuild.in_progress,
-        started_from_snapshot: hosted.started_from,
-        snapshot: file_bytes.map(|_| crate::wire::SnapshotAnswer {
-            position,
-            saved_at: None,
-        }),
-        file_bytes,
-        last_rebuild: rebuild.last.as_ref().map(rebuild_answer),
-    })
+/// The log's head. Stores may block (PostgreSQL): never on an async worker without telling
+/// the runtime.
+fn head(state: &AppState) -> Result<u64, Refusal> {
+    Ok(tokio::task::block_in_place(|| state.store.head_position())?)
 }
 
-/// Every projection's status, the read model first.
+/// The read model's status.
+pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    read_model_status_at(state, head(state)?)
+}
+
+fn read_model_status_at(
+    state: &AppState,
+    head: u64,
+) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    status_of(
+        head,
+        &state.model,
+        &state.rebuild_status,
+        state.model_file.started_from,
+    )
+}
+
+/// The balances' status.
+pub fn balances_status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    balances_status_at(state, head(state)?)
+}
+
+fn balances_status_at(
+    state: &AppState,
+    head: u64,
+) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    let hosted = &state.balances;
+    status_of(
+        head,
+        &hosted.projection,
+        &hosted.rebuild_status,
+        hosted.started_from,
+    )
+}
+
+/// Every projection's status against one reading of the head, the read model first.
 pub fn statuses(state: &AppState) -> Result<Vec<crate::wire::ProjectionAnswer>, Refusal> {
-    Ok(vec![status(state)?, balances_status(state)?])
+    let head = head(state)?;
+    Ok(vec![
+        read_model_status_at(state, head)?,
+        balances_status_at(state, head)?,
+    ])
 }
 
 fn rebuild_answer(last: &FinishedRebuild) -> crate::wire::RebuildAnswer {

@@ -776,35 +776,14 @@ impl Balances {
     /// position, read from the file alone (operators ask for it while the service runs).
     pub fn file_digest(backing: &Backing) -> Result<(u64, String), TableError> {
         let spaces: Vec<u16> = (FIRST_SPACE..FIRST_SPACE + Ledger::SPACES).collect();
-        let hasher = std::cell::RefCell::new(Sha256::new());
-        let mut scalars_text = None;
-        let checkpoint = backing.read_snapshot(
-            &spaces,
-            &mut |checkpoint| {
-                let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
-                hasher
-                    .borrow_mut()
-                    .update(format!("position={position};").as_bytes());
-                scalars_text = checkpoint.map(|checkpoint| checkpoint.scalars.clone());
-            },
-            &mut |_, key, value| crate::model::digest_row(&mut hasher.borrow_mut(), 1, key, value),
-        )?;
-        let scalars = Self::scalars(backing, scalars_text.as_deref())?;
-        let mut hasher = hasher.into_inner();
+        // The ledger's spaces share one label, as `Ledger::visit_all` feeds them.
+        let labels = vec![1; spaces.len()];
+        let (position, mut hasher, scalars_text) =
+            crate::projection::hash_file_rows(backing, &spaces, &labels)?;
+        let scalars: Scalars = crate::projection::decode_scalars(backing, scalars_text.as_deref())?;
         // As `Ledger::visit_all` ends.
-        crate::model::digest_row(&mut hasher, 1, b"totals", &format!("{:?}", scalars.totals));
-        let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+        crate::projection::digest_row(&mut hasher, 1, b"totals", &format!("{:?}", scalars.totals));
         Ok((position, hex::encode(hasher.finalize())))
-    }
-
-    fn scalars(backing: &Backing, text: Option<&str>) -> Result<Scalars, TableError> {
-        let Some(text) = text else {
-            return Ok(Scalars::default());
-        };
-        serde_json::from_str(text).map_err(|error| TableError {
-            path: backing.path().display().to_string(),
-            reason: format!("checkpoint scalars: {error}"),
-        })
     }
 }
 
@@ -823,7 +802,9 @@ impl crate::projection::Projection for Balances {
         if let Some(resumed) = crate::projection::resume::<Balances>(&backing, store)? {
             balances.position = resumed.position;
             balances.hash_at_position = resumed.hash_at_position;
-            totals = Self::scalars(&backing, Some(&resumed.scalars))?.totals;
+            totals =
+                crate::projection::decode_scalars::<Scalars>(&backing, Some(&resumed.scalars))?
+                    .totals;
         }
         balances.ledger.attach(&backing, FIRST_SPACE, totals)?;
         balances.backing = Some(backing);
@@ -873,8 +854,9 @@ impl crate::projection::Projection for Balances {
     fn digest(&self) -> Result<String, TableError> {
         let mut hasher = Sha256::new();
         hasher.update(format!("position={};", self.position).as_bytes());
-        self.ledger
-            .visit_all(&mut |key, value| crate::model::digest_row(&mut hasher, 1, key, value))?;
+        self.ledger.visit_all(&mut |key, value| {
+            crate::projection::digest_row(&mut hasher, 1, key, value)
+        })?;
         Ok(hex::encode(hasher.finalize()))
     }
 }

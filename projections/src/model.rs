@@ -667,15 +667,6 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
     }
 }
 
-/// One row of a digest: its table's label, then its key and value, each with its length.
-pub(crate) fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
-    hasher.update(label.to_be_bytes());
-    hasher.update((key.len() as u64).to_be_bytes());
-    hasher.update(key);
-    hasher.update((value.len() as u64).to_be_bytes());
-    hasher.update(value.as_bytes());
-}
-
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
@@ -714,10 +705,7 @@ impl ReadModel {
         if let Some(resumed) = crate::projection::resume::<ReadModel>(&backing, store)? {
             model.position = resumed.position;
             model.hash_at_position = resumed.hash_at_position;
-            scalars = serde_json::from_str(&resumed.scalars).map_err(|error| TableError {
-                path: path.display().to_string(),
-                reason: format!("checkpoint scalars: {error}"),
-            })?;
+            scalars = crate::projection::decode_scalars(&backing, Some(&resumed.scalars))?;
         }
         macro_rules! attach_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
@@ -1665,7 +1653,9 @@ impl ReadModel {
         let mut hasher = Sha256::new();
         hasher.update(format!("position={};", self.position).as_bytes());
         let label = std::cell::Cell::new(0u16);
-        let mut visit = |key: &[u8], value: &str| digest_row(&mut hasher, label.get(), key, value);
+        let mut visit = |key: &[u8], value: &str| {
+            crate::projection::digest_row(&mut hasher, label.get(), key, value)
+        };
         // Each table in turn; `label` separates them (set before each).
         macro_rules! visit_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
@@ -1713,29 +1703,9 @@ impl ReadModel {
             };
         }
         model_tables!(spaces_in_order);
-        let hasher = std::cell::RefCell::new(Sha256::new());
-        let mut scalars_text = None;
-        let checkpoint = backing.read_snapshot(
-            &spaces,
-            &mut |checkpoint| {
-                let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
-                hasher
-                    .borrow_mut()
-                    .update(format!("position={position};").as_bytes());
-                scalars_text = checkpoint.map(|checkpoint| checkpoint.scalars.clone());
-            },
-            &mut |index, key, value| {
-                digest_row(&mut hasher.borrow_mut(), labels[index], key, value)
-            },
-        )?;
-        let scalars: Scalars = match &scalars_text {
-            None => Scalars::default(),
-            Some(text) => serde_json::from_str(text).map_err(|error| TableError {
-                path: backing.path().display().to_string(),
-                reason: format!("checkpoint scalars: {error}"),
-            })?,
-        };
-        let mut hasher = hasher.into_inner();
+        let (position, mut hasher, scalars_text) =
+            crate::projection::hash_file_rows(backing, &spaces, &labels)?;
+        let scalars: Scalars = crate::projection::decode_scalars(backing, scalars_text.as_deref())?;
         // As `digest` closes.
         hasher.update(
             format!(
@@ -1744,7 +1714,6 @@ impl ReadModel {
             )
             .as_bytes(),
         );
-        let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
         Ok((position, hex::encode(hasher.finalize())))
     }
 

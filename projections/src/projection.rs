@@ -9,6 +9,8 @@ use std::path::Path;
 
 use paycenter_domain::envelope::RecordedEvent;
 use paycenter_store::EventStore;
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
 
 use crate::model::ModelError;
 use crate::tables::{Backing, Checkpoint, TableError};
@@ -157,4 +159,55 @@ pub fn checkpoint<P: Projection>(
 pub trait PendingWrite: Send {
     /// Writes the batch and its checkpoint in one transaction.
     fn write(&self) -> Result<(), TableError>;
+}
+
+/// A projection's own scalars as its checkpoint recorded them (`text`), the default without a
+/// checkpoint; a text that does not decode is an error of the file `backing`.
+pub fn decode_scalars<S: DeserializeOwned + Default>(
+    backing: &Backing,
+    text: Option<&str>,
+) -> Result<S, TableError> {
+    let Some(text) = text else {
+        return Ok(S::default());
+    };
+    serde_json::from_str(text).map_err(|error| TableError {
+        path: backing.path().display().to_string(),
+        reason: format!("checkpoint scalars: {error}"),
+    })
+}
+
+/// One row of a digest: its table's label, then its key and value, each with its length.
+pub fn digest_row(hasher: &mut Sha256, label: u16, key: &[u8], value: &str) {
+    hasher.update(label.to_be_bytes());
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key);
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value.as_bytes());
+}
+
+/// The rows of a projection's file as its last commit left it, hashed as its `digest` hashes
+/// them (the position, then every row of `spaces` in order, each under its `labels` entry), in
+/// one read transaction: the position, the hasher for the projection to close with its
+/// scalars, and the scalars' text.
+pub fn hash_file_rows(
+    backing: &Backing,
+    spaces: &[u16],
+    labels: &[u16],
+) -> Result<(u64, Sha256, Option<String>), TableError> {
+    assert_eq!(spaces.len(), labels.len(), "one label per space");
+    let hasher = std::cell::RefCell::new(Sha256::new());
+    let mut scalars_text = None;
+    let checkpoint = backing.read_snapshot(
+        spaces,
+        &mut |checkpoint| {
+            let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+            hasher
+                .borrow_mut()
+                .update(format!("position={position};").as_bytes());
+            scalars_text = checkpoint.map(|checkpoint| checkpoint.scalars.clone());
+        },
+        &mut |index, key, value| digest_row(&mut hasher.borrow_mut(), labels[index], key, value),
+    )?;
+    let position = checkpoint.map_or(0, |checkpoint| checkpoint.position);
+    Ok((position, hasher.into_inner(), scalars_text))
 }
