@@ -32,7 +32,7 @@ pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 pub const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 /// The most trades the provider remembers: beyond it the oldest are forgotten (a query about
 /// one answers that the sandbox does not know it), so a long-running service's sandbox keeps
-/// working in bounded memory (about 1 KB a trade).
+/// working in bounded memory (about 300 bytes a trade, see [`KeptTrade`]).
 pub const MAX_TRADES: usize = 100_000;
 /// The shortest signing secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -65,9 +65,63 @@ pub struct SandboxTrade {
     /// Refunds accepted, by paycenter's refund id: a repeated id is the same refund.
     pub refund_ids: Vec<RefundId>,
     pub paid_on: Option<NaiveDate>,
-    /// Where callbacks go and the secret that signs them.
+}
+
+/// Where a trade's callbacks go and the secret that signs them: one per channel account, shared
+/// by its trades.
+#[derive(Debug, PartialEq, Eq)]
+struct TradeRoute {
+    channel_account_id: ChannelAccountId,
     callback_url: String,
     signing_secret: String,
+}
+
+/// A trade as the provider keeps it: what [`SandboxTrade`] shows without what can be derived
+/// (its number is the key, the channel's number is made from it) or shared (the route). The
+/// provider keeps up to [`MAX_TRADES`] of them, so each byte here is a hundred kilobytes of
+/// the server's memory.
+#[derive(Debug)]
+struct KeptTrade {
+    route: Arc<TradeRoute>,
+    amount: Money,
+    subject: Box<str>,
+    status: SandboxTradeStatus,
+    expires_at_unix: i64,
+    refunded_minor: i64,
+    refund_ids: Vec<RefundId>,
+    paid_on: Option<NaiveDate>,
+}
+
+impl KeptTrade {
+    fn view(&self, trade_no: &TradeNo) -> SandboxTrade {
+        SandboxTrade {
+            channel_account_id: self.route.channel_account_id.clone(),
+            trade_no: trade_no.clone(),
+            channel_trade_no: sandbox_trade_no(trade_no),
+            amount: self.amount,
+            subject: self.subject.to_string(),
+            status: self.status,
+            expires_at_unix: self.expires_at_unix,
+            refunded_minor: self.refunded_minor,
+            refund_ids: self.refund_ids.clone(),
+            paid_on: self.paid_on,
+        }
+    }
+}
+
+/// The sandbox's number of a trade.
+fn sandbox_trade_no(trade_no: &TradeNo) -> ChannelTradeNo {
+    ChannelTradeNo::parse(&format!("SBX{trade_no}")).expect("trade numbers are short")
+}
+
+/// The provider's trades.
+#[derive(Debug, Default)]
+struct TradeBook {
+    trades: HashMap<TradeNo, KeptTrade>,
+    /// The trades' numbers, oldest first, for forgetting the oldest.
+    arrivals: std::collections::VecDeque<TradeNo>,
+    /// The route of the last trade created, shared with the next one when it is the same.
+    last_route: Option<Arc<TradeRoute>>,
 }
 
 /// The user's choice at the sandbox checkout.
@@ -119,12 +173,12 @@ struct CallbackBody {
 }
 
 impl CallbackBody {
-    /// A notice of `kind` about `trade`, with nothing else filled in.
-    fn about(kind: &str, trade: &SandboxTrade) -> CallbackBody {
+    /// A notice of `kind` about the trade `trade_no`, with nothing else filled in.
+    fn about(kind: &str, trade_no: &TradeNo) -> CallbackBody {
         CallbackBody {
             kind: kind.to_owned(),
-            trade_no: trade.trade_no.to_string(),
-            channel_trade_no: Some(trade.channel_trade_no.to_string()),
+            trade_no: trade_no.to_string(),
+            channel_trade_no: Some(sandbox_trade_no(trade_no).to_string()),
             amount: None,
             currency: None,
             refund_id: None,
@@ -145,9 +199,7 @@ impl CallbackBody {
 
 /// The simulated third party: its trades and its callback sender.
 pub struct SandboxProvider {
-    trades: Mutex<HashMap<TradeNo, SandboxTrade>>,
-    /// The trades' numbers, oldest first (locked after `trades`), for forgetting the oldest.
-    arrivals: Mutex<std::collections::VecDeque<TradeNo>>,
+    book: Mutex<TradeBook>,
     http: HttpClient,
 }
 
@@ -168,19 +220,19 @@ impl SandboxProvider {
             ..outbound.clone()
         };
         Arc::new(SandboxProvider {
-            trades: Mutex::new(HashMap::new()),
-            arrivals: Mutex::new(std::collections::VecDeque::new()),
+            book: Mutex::new(TradeBook::default()),
             http: HttpClient::new(&own, 5_000).expect("the sandbox's client builds"),
         })
     }
 
     /// A trade, if the sandbox knows it.
     pub fn trade(&self, trade_no: &TradeNo) -> Option<SandboxTrade> {
-        self.trades
+        self.book
             .lock()
             .expect("sandbox lock")
+            .trades
             .get(trade_no)
-            .cloned()
+            .map(|trade| trade.view(trade_no))
     }
 
     /// The user pays (or declines) at the checkout; the callback follows asynchronously.
@@ -198,9 +250,10 @@ impl SandboxProvider {
         reported: Option<Money>,
     ) -> Result<(), SandboxError> {
         let now_unix = Utc::now().timestamp();
-        let (url, secret, body) = {
-            let mut trades = self.trades.lock().expect("sandbox lock");
-            let trade = trades
+        let (route, body) = {
+            let mut book = self.book.lock().expect("sandbox lock");
+            let trade = book
+                .trades
                 .get_mut(trade_no)
                 .ok_or_else(|| SandboxError::UnknownTrade(trade_no.to_string()))?;
             let payable = trade.status == SandboxTradeStatus::Pending
@@ -221,29 +274,27 @@ impl SandboxProvider {
                     if let Some(reported) = reported {
                         trade.amount = reported;
                     }
-                    CallbackBody::about("payment.paid", trade).with_amount(trade.amount)
+                    CallbackBody::about("payment.paid", trade_no).with_amount(trade.amount)
                 }
                 SandboxOutcome::Failure => {
                     trade.status = SandboxTradeStatus::Failed;
                     CallbackBody {
                         reason: Some("the user declined".into()),
-                        ..CallbackBody::about("payment.failed", trade)
+                        ..CallbackBody::about("payment.failed", trade_no)
                     }
                 }
             };
-            (
-                trade.callback_url.clone(),
-                trade.signing_secret.clone(),
-                body,
-            )
+            (trade.route.clone(), body)
         };
-        self.send_callback(url, secret, body);
+        self.send_callback(&route, body);
         Ok(())
     }
 
     /// Delivers a signed callback in the background, retrying a few times like a real channel.
-    fn send_callback(self: &Arc<Self>, url: String, secret: String, body: CallbackBody) {
+    fn send_callback(self: &Arc<Self>, route: &TradeRoute, body: CallbackBody) {
         let provider = self.clone();
+        let url = route.callback_url.clone();
+        let secret = route.signing_secret.clone();
         let body = serde_json::to_vec(&body).expect("callback bodies serialize");
         tokio::spawn(async move {
             for delay_ms in CALLBACK_RETRY_DELAYS_MS {
@@ -270,13 +321,14 @@ impl SandboxProvider {
 
     /// The day's bill: every trade paid that day, for reconciliation.
     pub fn bill(&self, channel_account_id: &ChannelAccountId, day: NaiveDate) -> Vec<SandboxTrade> {
-        let trades = self.trades.lock().expect("sandbox lock");
-        let mut rows: Vec<SandboxTrade> = trades
-            .values()
-            .filter(|trade| {
-                &trade.channel_account_id == channel_account_id && trade.paid_on == Some(day)
+        let book = self.book.lock().expect("sandbox lock");
+        let mut rows: Vec<SandboxTrade> = book
+            .trades
+            .iter()
+            .filter(|(_, trade)| {
+                &trade.route.channel_account_id == channel_account_id && trade.paid_on == Some(day)
             })
-            .cloned()
+            .map(|(trade_no, trade)| trade.view(trade_no))
             .collect();
         rows.sort_by(|a, b| a.trade_no.cmp(&b.trade_no));
         rows
@@ -478,36 +530,41 @@ impl PaymentChannel for SandboxChannel {
     ) -> BoxFuture<'a, Result<Initiated, GatewayError>> {
         Box::pin(async move {
             let signing_secret = Self::secret(params)?;
-            let mut trades = self.provider.trades.lock().expect("sandbox lock");
-            if !trades.contains_key(&request.trade_no) {
-                let mut arrivals = self.provider.arrivals.lock().expect("sandbox lock");
-                arrivals.push_back(request.trade_no.clone());
-                while arrivals.len() > MAX_TRADES {
-                    let oldest = arrivals.pop_front().expect("longer than the limit");
-                    trades.remove(&oldest);
+            let route = TradeRoute {
+                channel_account_id: request.channel_account_id.clone(),
+                callback_url: format!(
+                    "{}/callbacks/sandbox/{}",
+                    self.public_url, request.channel_account_id
+                ),
+                signing_secret,
+            };
+            let mut book = self.provider.book.lock().expect("sandbox lock");
+            let book = &mut *book;
+            if !book.trades.contains_key(&request.trade_no) {
+                let route = match &book.last_route {
+                    Some(last) if **last == route => last.clone(),
+                    _ => Arc::new(route),
+                };
+                book.last_route = Some(route.clone());
+                book.arrivals.push_back(request.trade_no.clone());
+                while book.arrivals.len() > MAX_TRADES {
+                    let oldest = book.arrivals.pop_front().expect("longer than the limit");
+                    book.trades.remove(&oldest);
                 }
+                book.trades.insert(
+                    request.trade_no.clone(),
+                    KeptTrade {
+                        route,
+                        amount: request.amount,
+                        subject: request.subject.as_str().into(),
+                        status: SandboxTradeStatus::Pending,
+                        expires_at_unix: request.expires_at_unix,
+                        refunded_minor: 0,
+                        refund_ids: Vec::new(),
+                        paid_on: None,
+                    },
+                );
             }
-            let channel_trade_no = ChannelTradeNo::parse(&format!("SBX{}", request.trade_no))
-                .expect("trade numbers are short");
-            trades
-                .entry(request.trade_no.clone())
-                .or_insert_with(|| SandboxTrade {
-                    channel_account_id: request.channel_account_id.clone(),
-                    trade_no: request.trade_no.clone(),
-                    channel_trade_no,
-                    amount: request.amount,
-                    subject: request.subject.clone(),
-                    status: SandboxTradeStatus::Pending,
-                    expires_at_unix: request.expires_at_unix,
-                    refunded_minor: 0,
-                    refund_ids: Vec::new(),
-                    paid_on: None,
-                    callback_url: format!(
-                        "{}/callbacks/sandbox/{}",
-                        self.public_url, request.channel_account_id
-                    ),
-                    signing_secret,
-                });
             Ok(Initiated {
                 action: PaymentAction::CheckoutUrl {
                     url: request.checkout_url.clone(),
@@ -525,8 +582,8 @@ impl PaymentChannel for SandboxChannel {
     ) -> BoxFuture<'a, Result<(), GatewayError>> {
         let trade_no = &order.trade_no;
         Box::pin(async move {
-            let mut trades = self.provider.trades.lock().expect("sandbox lock");
-            if let Some(trade) = trades.get_mut(trade_no) {
+            let mut book = self.provider.book.lock().expect("sandbox lock");
+            if let Some(trade) = book.trades.get_mut(trade_no) {
                 if trade.status == SandboxTradeStatus::Pending {
                     trade.status = SandboxTradeStatus::Closed;
                 }
@@ -544,13 +601,14 @@ impl PaymentChannel for SandboxChannel {
     ) -> BoxFuture<'a, Result<RefundStatus, GatewayError>> {
         let trade_no = &order.trade_no;
         Box::pin(async move {
-            let (url, secret, body) = {
-                let mut trades = self.provider.trades.lock().expect("sandbox lock");
-                let trade = trades
-                    .get_mut(trade_no)
-                    .ok_or_else(|| GatewayError::Unavailable {
-                        reason: SandboxError::UnknownTrade(trade_no.to_string()).to_string(),
-                    })?;
+            let (route, body) = {
+                let mut book = self.provider.book.lock().expect("sandbox lock");
+                let trade =
+                    book.trades
+                        .get_mut(trade_no)
+                        .ok_or_else(|| GatewayError::Unavailable {
+                            reason: SandboxError::UnknownTrade(trade_no.to_string()).to_string(),
+                        })?;
                 let repeated = trade.refund_ids.contains(refund_id);
                 let refundable = repeated
                     || (trade.status == SandboxTradeStatus::Paid
@@ -565,22 +623,18 @@ impl PaymentChannel for SandboxChannel {
                     CallbackBody {
                         refund_id: Some(refund_id.to_string()),
                         channel_refund_no: Some(sandbox_refund_no(refund_id)),
-                        ..CallbackBody::about("refund.succeeded", trade).with_amount(amount)
+                        ..CallbackBody::about("refund.succeeded", trade_no).with_amount(amount)
                     }
                 } else {
                     CallbackBody {
                         refund_id: Some(refund_id.to_string()),
                         reason: Some("the sandbox cannot refund this trade".into()),
-                        ..CallbackBody::about("refund.failed", trade).with_amount(amount)
+                        ..CallbackBody::about("refund.failed", trade_no).with_amount(amount)
                     }
                 };
-                (
-                    trade.callback_url.clone(),
-                    trade.signing_secret.clone(),
-                    body,
-                )
+                (trade.route.clone(), body)
             };
-            self.provider.send_callback(url, secret, body);
+            self.provider.send_callback(&route, body);
             // Like most channels, the sandbox tells the outcome by callback.
             Ok(RefundStatus::Pending)
         })

@@ -194,3 +194,85 @@ async fn sandbox_speaks_like_a_channel() {
     );
     assert_eq!(bill[0].channel_trade_no, channel_trade_no);
 }
+
+/// The provider keeps the last `MAX_TRADES` trades: the oldest is forgotten (a query answers
+/// that the channel does not know it), the newest of two accounts keep their own callback
+/// routes and bills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_forgets_its_oldest_trades_beyond_its_limit() {
+    use paycenter_gateway::sandbox::MAX_TRADES;
+    let (base, callbacks) = callback_receiver();
+    let provider = SandboxProvider::new();
+    let channel = SandboxChannel::new(provider.clone(), &base);
+    let params = channel
+        .validate_params(&serde_json::json!({"signing_secret": "0123456789abcdef0123"}))
+        .unwrap();
+    let accounts = [
+        ChannelAccountId::from_entropy(1),
+        ChannelAccountId::from_entropy(2),
+    ];
+    let amount = Money::from_minor(1_000, Currency::CNY);
+    let now = Utc::now();
+    let mut trade_nos = Vec::new();
+    for index in 0..=MAX_TRADES as u64 {
+        let trade_no = TradeNo::generate(now, index);
+        // The last two trades alternate between the accounts.
+        let account = &accounts[usize::from(index + 1 >= MAX_TRADES as u64 && index % 2 == 1)];
+        let request = CreatePayment {
+            channel_account_id: account.clone(),
+            trade_no: trade_no.clone(),
+            amount,
+            subject: format!("order {index}"),
+            invoke_method: InvokeMethod::Wap,
+            expires_at_unix: now.timestamp() + 600,
+            notify_url: format!("{base}/callbacks/sandbox/{account}"),
+            checkout_url: format!("{base}/checkout/{trade_no}"),
+            payer_id: None,
+            client_ip: None,
+            profit_sharing: false,
+        };
+        channel.create_payment(&params, &request).await.unwrap();
+        trade_nos.push((account.clone(), trade_no));
+    }
+    let order_of = |trade_no: &TradeNo| ChannelOrder {
+        trade_no: trade_no.clone(),
+        channel_reference: None,
+        channel_trade_no: None,
+        amount,
+        notify_url: String::new(),
+        share_returns: Vec::new(),
+    };
+    let (_, oldest) = &trade_nos[0];
+    assert!(provider.trade(oldest).is_none());
+    assert_eq!(
+        channel
+            .query_payment(&params, &order_of(oldest))
+            .await
+            .unwrap(),
+        ChannelPaymentStatus::NotFound
+    );
+    let (_, second) = &trade_nos[1];
+    assert_eq!(provider.trade(second).unwrap().subject, "order 1");
+
+    // Each of the last two trades calls back on its own account's route and is on its bill.
+    for (account, trade_no) in &trade_nos[trade_nos.len() - 2..] {
+        let trade = provider.trade(trade_no).unwrap();
+        assert_eq!(&trade.channel_account_id, account);
+        provider
+            .pay(trade_no, SandboxOutcome::Success, false, None)
+            .unwrap();
+        let callback = next_callback(&callbacks);
+        let notice = channel.verify_callback(&params, &callback).unwrap();
+        assert!(
+            matches!(&notice, CallbackNotice::PaymentSucceeded { trade_no: paid, .. } if paid == trade_no),
+            "{notice:?}"
+        );
+        let bill = channel
+            .daily_bill(&params, account, now.date_naive())
+            .await
+            .unwrap();
+        assert_eq!(bill.len(), 1, "{account}");
+        assert_eq!(&bill[0].trade_no, trade_no);
+        assert_eq!(bill[0].channel_trade_no, trade.channel_trade_no);
+    }
+}
