@@ -1984,7 +1984,11 @@ fn an_online_rebuild_reproduces_the_live_read_model_while_queries_keep_answering
             balances_status["version"].as_u64(),
             balances_status["lag"].as_u64()
         ),
-        (Some("balances"), Some(1), Some(0)),
+        (
+            Some("balances"),
+            Some(paycenter_projections::balances::VERSION as u64),
+            Some(0)
+        ),
         "{balances_status}"
     );
     assert!(balances_status["file_bytes"].as_u64().unwrap() > 0);

@@ -104,6 +104,27 @@ struct Terms {
     whole: Parts,
 }
 
+/// What the ledger keeps of one attempt, in one row from its start on: a payment's start and
+/// its success, folded in one batch, write the row once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attempt {
+    terms: Terms,
+    paid: bool,
+    /// Once paid: what its pending and succeeded refunds take from each part; `None` while
+    /// that is nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    committed: Option<Parts>,
+}
+
+impl Attempt {
+    /// What its pending and succeeded refunds take from each part.
+    fn committed(&self) -> Parts {
+        self.committed
+            .clone()
+            .unwrap_or_else(|| Parts::zero(self.terms.split_accounts.len()))
+    }
+}
+
 /// Balances of one merchant in one currency, by account name (sorted: a stable encoding).
 type Accounts = BTreeMap<String, i64>;
 
@@ -118,14 +139,10 @@ pub struct Ledger {
     balances: Resident<MerchantId, MerchantAccounts>,
     /// Σ debits and Σ credits posted, per currency.
     totals: BTreeMap<Currency, (i64, i64)>,
-    /// Attempts started and not paid yet.
-    started: Map<TradeNo, Terms>,
-    /// Paid attempts.
-    paid: Map<TradeNo, Terms>,
+    /// Every attempt started: its terms, whether it was paid and what its refunds take.
+    attempts: Map<TradeNo, Attempt>,
     /// Refunds requested and not failed, with their shares, until they succeed.
     refunds: Map<RefundId, PendingRefund>,
-    /// What pending and succeeded refunds take from each paid attempt's parts.
-    committed: Map<TradeNo, Parts>,
 }
 
 /// A refund the ledger waits to see succeed.
@@ -172,9 +189,9 @@ pub type Totals = BTreeMap<Currency, (i64, i64)>;
 
 impl Ledger {
     /// Spaces the ledger takes in a file, from the first one `attach` is given.
-    pub const SPACES: u16 = 5;
+    pub const SPACES: u16 = 3;
 
-    /// Keeps the ledger in `backing` from `first_space` on (five spaces), loading the
+    /// Keeps the ledger in `backing` from `first_space` on (three spaces), loading the
     /// balances; `totals` are what the file's checkpoint recorded.
     pub fn attach(
         &mut self,
@@ -183,11 +200,8 @@ impl Ledger {
         totals: Totals,
     ) -> Result<(), TableError> {
         self.balances.attach(backing, first_space)?;
-        self.started.attach(backing, first_space + 1, RECENT_TERMS);
-        self.paid.attach(backing, first_space + 2, RECENT_TERMS);
-        self.refunds.attach(backing, first_space + 3, RECENT_TERMS);
-        self.committed
-            .attach(backing, first_space + 4, RECENT_TERMS);
+        self.attempts.attach(backing, first_space + 1, RECENT_TERMS);
+        self.refunds.attach(backing, first_space + 2, RECENT_TERMS);
         self.totals = totals;
         Ok(())
     }
@@ -195,37 +209,29 @@ impl Ledger {
     /// Moves the changes since the last commit into `writes`.
     pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
         self.balances.drain_into(writes);
-        self.started.drain_into(writes);
-        self.paid.drain_into(writes);
+        self.attempts.drain_into(writes);
         self.refunds.drain_into(writes);
-        self.committed.drain_into(writes);
     }
 
     /// See `ReadModel::stage`.
     pub fn stage(&mut self) {
         self.balances.stage();
-        self.started.stage();
-        self.paid.stage();
+        self.attempts.stage();
         self.refunds.stage();
-        self.committed.stage();
     }
 
     /// See `ReadModel::finish_commit`.
     pub fn finish_commit(&mut self) {
         self.balances.finish_commit();
-        self.started.finish_commit();
-        self.paid.finish_commit();
+        self.attempts.finish_commit();
         self.refunds.finish_commit();
-        self.committed.finish_commit();
     }
 
     /// Feeds everything the ledger holds, in a canonical order, to `visit` (for digests).
     pub fn visit_all(&self, visit: &mut dyn FnMut(&[u8], &str)) -> Result<(), TableError> {
         self.balances.visit_all(visit);
-        self.started.visit_all(visit)?;
-        self.paid.visit_all(visit)?;
+        self.attempts.visit_all(visit)?;
         self.refunds.visit_all(visit)?;
-        self.committed.visit_all(visit)?;
         visit(b"totals", &format!("{:?}", self.totals));
         Ok(())
     }
@@ -433,14 +439,28 @@ impl Ledger {
                 .collect(),
             whole: Parts::of_payment(amount, fee, splits),
         };
-        self.started.insert(trade_no, terms);
+        self.attempts.insert(
+            trade_no,
+            Attempt {
+                terms,
+                paid: false,
+                committed: None,
+            },
+        );
     }
 
     fn on_paid(&mut self, trade_no: &TradeNo) -> Result<(), LedgerError> {
-        let terms = self.started.get(trade_no).ok_or_else(|| {
-            LedgerError(format!("payment {trade_no} succeeded before it started"))
-        })?;
+        let mut attempt = self
+            .attempts
+            .get(trade_no)
+            .filter(|attempt| !attempt.paid)
+            .ok_or_else(|| {
+                LedgerError(format!(
+                    "payment {trade_no} succeeded before it started, or twice"
+                ))
+            })?;
         {
+            let terms = &attempt.terms;
             let mut postings = Vec::with_capacity(3 + terms.split_accounts.len());
             postings.push(Posting::debit(
                 &terms.clearing_account,
@@ -463,11 +483,8 @@ impl Ledger {
                 &postings,
             )?;
         }
-        // The terms just read move from started to paid.
-        self.started.delete(trade_no);
-        self.committed
-            .insert(trade_no, Parts::zero(terms.split_accounts.len()));
-        self.paid.insert(trade_no, terms);
+        attempt.paid = true;
+        self.attempts.insert(trade_no, attempt);
         Ok(())
     }
 
@@ -478,14 +495,13 @@ impl Ledger {
         amount: Money,
         recorded: Option<&RefundShares>,
     ) -> Result<(), LedgerError> {
-        let terms = self
-            .paid
+        let mut attempt = self
+            .attempts
             .get(trade_no)
+            .filter(|attempt| attempt.paid)
             .ok_or_else(|| LedgerError(format!("refund {refund_id} of unpaid {trade_no}")))?;
-        let committed = self
-            .committed
-            .get(trade_no)
-            .expect("paid attempts have their refunds' parts");
+        let terms = &attempt.terms;
+        let committed = attempt.committed();
         let holdings = terms.whole.minus(&committed);
         if amount.currency() != terms.amount.currency()
             || !(0..=holdings.total_minor()).contains(&amount.amount_minor())
@@ -503,8 +519,8 @@ impl Ledger {
                 "refund {refund_id}: shares {shares:?} do not divide {amount} within {holdings:?}"
             )));
         }
-        let committed = committed.plus(&shares);
-        self.committed.insert(trade_no, committed);
+        attempt.committed = Some(committed.plus(&shares));
+        self.attempts.insert(trade_no, attempt);
         self.refunds.insert(
             refund_id,
             PendingRefund {
@@ -521,11 +537,12 @@ impl Ledger {
         let Some(refund) = self.refunds.remove(refund_id) else {
             return Ok(());
         };
-        let committed = self
-            .committed
-            .get_mut(&refund.trade_no)
+        let mut attempt = self
+            .attempts
+            .get(&refund.trade_no)
             .expect("refunds belong to paid attempts");
-        *committed = committed.minus(&refund.shares);
+        attempt.committed = Some(attempt.committed().minus(&refund.shares));
+        self.attempts.insert(&refund.trade_no, attempt);
         Ok(())
     }
 
@@ -533,8 +550,8 @@ impl Ledger {
         let Some(refund) = self.refunds.get(refund_id) else {
             return Ok(()); // An anomaly's refund: nothing was posted for it.
         };
-        let terms = self
-            .paid
+        let Attempt { terms, .. } = self
+            .attempts
             .get(&refund.trade_no)
             .expect("refunds belong to paid attempts");
         let shares = &refund.shares;
@@ -698,7 +715,7 @@ impl Ledger {
 /// The balances projection's name, as operators see it and its files are named.
 pub const NAME: &str = "balances";
 /// Bumped whenever the fold changes what it derives: files of another version are folded again.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What the balances file keeps as single values, written with every commit.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -707,7 +724,7 @@ struct Scalars {
 }
 
 /// The balances as a projection of their own: the [`Ledger`] folded from the log into its own
-/// file (`balances.v1.*.sqlite` in the data directory's `projections/`), with its checkpoint.
+/// file (`balances.v2.*.sqlite` in the data directory's `projections/`), with its checkpoint.
 /// It reads only the events that post (`Ledger::apply_recorded`), so a full rebuild runs at
 /// nearly the speed the log is read. An entry the ledger refuses is a broken invariant: the
 /// fold panics, and the follower stops this projection there, alone.

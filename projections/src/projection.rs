@@ -61,26 +61,65 @@ pub trait Projection: Sized + Send + Sync + 'static {
     }
 
     /// Applies the events after its position up to `until_position` (inclusive), committing
-    /// after every page.
+    /// after every page. The log is read on a thread of its own, at most [`PAGES_READ_AHEAD`]
+    /// pages ahead of the fold: reading and folding take a core each instead of taking turns
+    /// on one, and the pages waiting stay bounded.
     fn catch_up(&mut self, store: &dyn EventStore, until_position: u64) -> Result<(), ModelError> {
-        const PAGE_EVENTS: usize = 10_000;
-        while self.position() < until_position {
-            let wanted = usize::try_from(until_position - self.position())
-                .unwrap_or(usize::MAX)
-                .min(PAGE_EVENTS);
-            let page = store.read_all(self.position() + 1, wanted)?;
-            if page.is_empty() {
-                break;
-            }
-            page.iter().for_each(|event| self.apply(event));
-            self.write_staged()?;
+        let from_position = self.position() + 1;
+        if from_position > until_position {
+            return Ok(());
         }
-        Ok(())
+        std::thread::scope(|scope| {
+            let (pages, pages_read) = std::sync::mpsc::sync_channel(PAGES_READ_AHEAD);
+            scope.spawn(move || read_pages(store, from_position, until_position, &pages));
+            // Returning early drops the receiver, which ends the reader at its next page.
+            for page in pages_read {
+                let page: Vec<RecordedEvent> = page?;
+                page.iter().for_each(|event| self.apply(event));
+                self.write_staged()?;
+            }
+            Ok(())
+        })
     }
 
     /// A digest of everything derived: two folds of the same log have the same one, so a
     /// rebuild can be checked against the live projection before it replaces it.
     fn digest(&self) -> Result<String, TableError>;
+}
+
+/// Events in one page of a catch-up, folded and committed together.
+const PAGE_EVENTS: usize = 10_000;
+/// Pages a catch-up reads ahead of its fold.
+pub const PAGES_READ_AHEAD: usize = 2;
+
+/// Sends the log's pages from `from_position` to `until_position` (inclusive) to `pages`, until
+/// the log ends, a read fails (the error is the last page sent) or the receiver is gone.
+fn read_pages(
+    store: &dyn EventStore,
+    from_position: u64,
+    until_position: u64,
+    pages: &std::sync::mpsc::SyncSender<Result<Vec<RecordedEvent>, paycenter_store::StoreError>>,
+) {
+    let mut next_position = from_position;
+    while next_position <= until_position {
+        let wanted = usize::try_from(until_position - next_position + 1)
+            .unwrap_or(usize::MAX)
+            .min(PAGE_EVENTS);
+        let page = store.read_all(next_position, wanted);
+        let last_position = page
+            .as_ref()
+            .ok()
+            .and_then(|events| events.last())
+            .map(|event| event.global_position);
+        if pages.send(page).is_err() {
+            return;
+        }
+        // An error or the log's end is the last page.
+        let Some(last_position) = last_position else {
+            return;
+        };
+        next_position = last_position + 1;
+    }
 }
 
 /// Where a projection's file stands, as its checkpoint says and the log confirms.
