@@ -308,8 +308,11 @@ fn stop<P: Projection>(
 
 /// How long the follower waits for the log when it has nothing staged.
 const IDLE_WAIT_MS: u64 = 200;
-/// Staged batches are written at most this long after the first of them was applied.
-const WRITE_INTERVAL_MS: u64 = 25;
+/// Staged batches are written at most this long after the first of them was applied. Short,
+/// because each write takes a core for as long as its batch: under load the request threads'
+/// p99 follows it (25 ms: 10.5-10.9 x the HTTP ceiling's p99; 10 ms: 8.1-8.8 x; 5 ms:
+/// 7.7-8.1 x, for the same payments/s; `docs/benchmarks.md`).
+const WRITE_INTERVAL_MS: u64 = 5;
 /// ... or once this many events are staged, whichever comes first: bounds the memory the
 /// staged rows take and what a start after `kill -9` folds again.
 const MAX_UNWRITTEN_EVENTS: usize = 8_192;
