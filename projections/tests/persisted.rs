@@ -1,7 +1,7 @@
 //! The read model kept in its own file: a file-backed fold equals an in-memory fold (digest);
 //! a reopened file resumes from its checkpoint and catches up; a file of another log is
 //! replaced; memory does not hold what the file holds; a model that failed is never written
-//! past its last good commit.
+//! past its last good commit; a catch-up whose read of the log fails keeps every page before it.
 
 use chrono::Utc;
 use paycenter_domain::events::{Event, PaymentAttemptStarted};
@@ -764,4 +764,112 @@ fn a_model_knows_whether_orders_live_under_older_stream_names() {
         )
         .unwrap();
     assert!(fold_into_file(&fresh, &other).orders_may_live_under_older_names());
+}
+
+/// The store of these tests, whose `read_all` fails for any read reaching `failing_from` or
+/// past it: a log that cannot be read beyond a point.
+struct ReadsFailFrom {
+    inner: SqliteStore,
+    failing_from: u64,
+}
+
+impl EventStore for ReadsFailFrom {
+    fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<paycenter_domain::envelope::NewEvent>,
+    ) -> Result<paycenter_store::AppendOutcome, paycenter_store::StoreError> {
+        self.inner.append(stream_id, expected, events)
+    }
+
+    fn append_async(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<paycenter_domain::envelope::NewEvent>,
+    ) -> paycenter_store::AppendFuture {
+        self.inner.append_async(stream_id, expected, events)
+    }
+
+    fn read_stream(
+        &self,
+        stream_id: &str,
+        from_revision: u64,
+    ) -> Result<Vec<paycenter_domain::envelope::RecordedEvent>, paycenter_store::StoreError> {
+        self.inner.read_stream(stream_id, from_revision)
+    }
+
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<paycenter_domain::envelope::RecordedEvent>, paycenter_store::StoreError> {
+        let last_wanted = from_position.saturating_add(limit as u64).saturating_sub(1);
+        if last_wanted >= self.failing_from {
+            return Err(paycenter_store::StoreError::Backend(
+                "the disk cannot be read here".into(),
+            ));
+        }
+        self.inner.read_all(from_position, limit)
+    }
+
+    fn head_position(&self) -> Result<u64, paycenter_store::StoreError> {
+        self.inner.head_position()
+    }
+
+    fn wait_for_head(
+        &self,
+        after_position: u64,
+        timeout: std::time::Duration,
+    ) -> Result<u64, paycenter_store::StoreError> {
+        self.inner.wait_for_head(after_position, timeout)
+    }
+
+    fn verify_chain(&self) -> Result<paycenter_store::ChainReport, paycenter_store::StoreError> {
+        self.inner.verify_chain()
+    }
+
+    fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, paycenter_store::StoreError> {
+        self.inner.try_lease(name, owner, ttl_ms)
+    }
+}
+
+/// A catch-up reads the log a few pages ahead of its fold on a thread of its own: a read that
+/// fails ends it with that error, every page before it folded and committed, and a later
+/// catch-up over a readable log resumes from there to the same fold.
+#[test]
+fn a_catch_up_whose_read_fails_keeps_every_page_before_it() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    // Pages are 10,000 events: enough orders for a few.
+    add_orders(&store, 0, 14_000);
+    let head = store.head_position().unwrap();
+    assert!(head > 30_000, "{head}");
+    let failing = ReadsFailFrom {
+        inner: store,
+        failing_from: 25_000,
+    };
+    let path = models.path().join("model.sqlite");
+    let mut model = ReadModel::open(&path, &failing).unwrap();
+    let error = model.catch_up(&failing, head).unwrap_err();
+    assert!(
+        error.to_string().contains("the disk cannot be read here"),
+        "{error}"
+    );
+    // The first two pages were folded and written; the third could not be read.
+    assert_eq!(model.position(), 20_000);
+    drop(model);
+    let store = failing.inner;
+    let mut reopened = ReadModel::open(&path, &store).unwrap();
+    assert_eq!(reopened.position(), 20_000);
+    reopened.catch_up(&store, head).unwrap();
+    drop(reopened);
+    assert_the_file_is_the_whole_fold(&path, &store);
 }
