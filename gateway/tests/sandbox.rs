@@ -58,6 +58,30 @@ fn next_callback(receiver: &mpsc::Receiver<CallbackRequest>) -> CallbackRequest 
         .expect("the sandbox sent its callback")
 }
 
+/// A payment of `amount` for `subject` on `account`, as paycenter asks the sandbox for it, with
+/// its callbacks and checkout under `base`.
+fn payment_request(
+    base: &str,
+    account: &ChannelAccountId,
+    trade_no: &TradeNo,
+    amount: Money,
+    subject: String,
+) -> CreatePayment {
+    CreatePayment {
+        channel_account_id: account.clone(),
+        trade_no: trade_no.clone(),
+        amount,
+        subject,
+        invoke_method: InvokeMethod::Wap,
+        expires_at_unix: Utc::now().timestamp() + 600,
+        notify_url: format!("{base}/callbacks/sandbox/{account}"),
+        checkout_url: format!("{base}/checkout/{trade_no}"),
+        payer_id: None,
+        client_ip: None,
+        profit_sharing: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_speaks_like_a_channel() {
     let (base, callbacks) = callback_receiver();
@@ -76,19 +100,7 @@ async fn sandbox_speaks_like_a_channel() {
     let account = ChannelAccountId::from_entropy(1);
     let trade_no = TradeNo::generate(Utc::now(), 42);
     let amount = Money::from_minor(1_000, Currency::CNY);
-    let request = CreatePayment {
-        channel_account_id: account.clone(),
-        trade_no: trade_no.clone(),
-        amount,
-        subject: "rent".into(),
-        invoke_method: InvokeMethod::Wap,
-        expires_at_unix: Utc::now().timestamp() + 600,
-        notify_url: format!("{base}/callbacks/sandbox/{account}"),
-        checkout_url: format!("{base}/checkout/{trade_no}"),
-        payer_id: None,
-        client_ip: None,
-        profit_sharing: false,
-    };
+    let request = payment_request(&base, &account, &trade_no, amount, "rent".into());
     let order = ChannelOrder {
         trade_no: trade_no.clone(),
         channel_reference: None,
@@ -218,19 +230,7 @@ async fn sandbox_forgets_its_oldest_trades_beyond_its_limit() {
         let trade_no = TradeNo::generate(now, index);
         // The last two trades alternate between the accounts.
         let account = &accounts[usize::from(index + 1 >= MAX_TRADES as u64 && index % 2 == 1)];
-        let request = CreatePayment {
-            channel_account_id: account.clone(),
-            trade_no: trade_no.clone(),
-            amount,
-            subject: format!("order {index}"),
-            invoke_method: InvokeMethod::Wap,
-            expires_at_unix: now.timestamp() + 600,
-            notify_url: format!("{base}/callbacks/sandbox/{account}"),
-            checkout_url: format!("{base}/checkout/{trade_no}"),
-            payer_id: None,
-            client_ip: None,
-            profit_sharing: false,
-        };
+        let request = payment_request(&base, account, &trade_no, amount, format!("order {index}"));
         channel.create_payment(&params, &request).await.unwrap();
         trade_nos.push((account.clone(), trade_no));
     }

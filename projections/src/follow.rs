@@ -310,7 +310,7 @@ fn stop<P: Projection>(
 const IDLE_WAIT_MS: u64 = 200;
 /// Staged batches are written at most this long after the first of them was applied. Short,
 /// because each write takes a core for as long as its batch: under load the request threads'
-/// p99 follows it (25 ms: 10.5-10.9 x the HTTP ceiling's p99; 10 ms: 8.1-8.8 x; 5 ms:
+/// p99 follows it (25 ms: 10.5-11.9 x the HTTP ceiling's p99; 10 ms: 8.1-8.8 x; 5 ms:
 /// 7.7-8.1 x, for the same payments/s; `docs/benchmarks.md`).
 const WRITE_INTERVAL_MS: u64 = 5;
 /// ... or once this many events are staged, whichever comes first: bounds the memory the
