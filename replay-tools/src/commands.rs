@@ -89,9 +89,10 @@ pub fn check_chain(store: &dyn EventStore, verify: bool) -> Result<ChainCheck, S
 pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String> {
     let report = store.verify_chain().map_err(|error| error.to_string())?;
     // The embedded store recognizes replayed ids within a window of recent events only; here
-    // every id is checked against every other (16 bytes of memory per event).
+    // every id is checked against every other (16 bytes of memory per event), in the same
+    // walk of the log that folds the projections.
     let mut event_ids = std::collections::HashSet::new();
-    each_event(store, 1, "checking event ids", |event| {
+    let scratch = fold(store, None, |event| {
         if event_ids.insert(event.event_id.as_u128()) {
             return Ok(());
         }
@@ -99,9 +100,9 @@ pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String>
             "event id {} at position {} is stored twice",
             event.event_id, event.global_position
         ))
-    })?;
+    })
+    .map_err(|error| error.to_string())?;
     drop(event_ids);
-    let scratch = fold(store, None).map_err(|error| error.to_string())?;
     let ledger = scratch.balances.ledger();
     ledger
         .check()
@@ -267,7 +268,7 @@ pub fn audit(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let io = |error: std::io::Error| error.to_string();
-    let scratch = fold(store, Some(at)).map_err(|error| error.to_string())?;
+    let scratch = fold(store, Some(at), |_| Ok(())).map_err(|error| error.to_string())?;
     let model = &scratch.model;
     let mut merchants: Vec<&MerchantId> = model
         .merchants()

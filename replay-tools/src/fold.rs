@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::panic::AssertUnwindSafe;
 
 use chrono::{DateTime, Utc};
+use paycenter_domain::envelope::RecordedEvent;
 use paycenter_projections::balances::Balances;
 use paycenter_projections::{Projection, ReadModel};
 use paycenter_store::{EventStore, StoreError};
@@ -18,6 +19,8 @@ pub enum FoldError {
     Store(StoreError),
     /// The read model's scratch file could not be written or read.
     Model(String),
+    /// The check given to [`fold`] refused an event (its reason names the position).
+    Refused(String),
     /// An event broke an invariant of the read model (a ledger imbalance, a refund above the
     /// payment, an event for an unknown payment, ...).
     Invariant {
@@ -33,6 +36,7 @@ impl std::fmt::Display for FoldError {
         match self {
             FoldError::Store(error) => write!(f, "{error}"),
             FoldError::Model(reason) => write!(f, "read model: {reason}"),
+            FoldError::Refused(reason) => write!(f, "{reason}"),
             FoldError::Invariant { position, reason } => {
                 write!(f, "invariant broken at position {position}: {reason}")
             }
@@ -89,10 +93,12 @@ pub struct ScratchModel {
 }
 
 /// Folds every event recorded at or before `until` (all when `None`) into a fresh read model
-/// and fresh balances in scratch files.
+/// and fresh balances in scratch files, reading the log once for both. `check` sees each
+/// event first; an error from it stops the fold (`FoldError::Refused`).
 pub fn fold(
     store: &dyn EventStore,
     until: Option<DateTime<Utc>>,
+    mut check: impl FnMut(&RecordedEvent) -> Result<(), String>,
 ) -> Result<ScratchModel, FoldError> {
     let dir = tempfile::Builder::new()
         .prefix("paycenter-replay-")
@@ -100,10 +106,17 @@ pub fn fold(
         .map_err(|error| FoldError::Model(error.to_string()))?;
     let mut model = ReadModel::open(&dir.path().join("read_model.sqlite"), store)
         .map_err(|error| FoldError::Model(error.to_string()))?;
-    fold_into(store, until, &mut model)?;
     let mut balances = Balances::open(&dir.path().join("balances.sqlite"), store)
         .map_err(|error| FoldError::Model(error.to_string()))?;
-    fold_into(store, until, &mut balances)?;
+    assert_eq!(model.position(), 0, "folds start from an empty model");
+    assert_eq!(balances.position(), 0, "folds start from empty balances");
+    fold_pages(store, until, "folding the projections", |event| {
+        check(event).map_err(FoldError::Refused)?;
+        apply_guarded(&mut model, event)?;
+        apply_guarded(&mut balances, event)
+    })?;
+    write_staged(&mut model)?;
+    write_staged(&mut balances)?;
     Ok(ScratchModel {
         model,
         balances,
@@ -112,18 +125,32 @@ pub fn fold(
 }
 
 /// Folds every event recorded at or before `until` (all when `None`) into projection `model`,
-/// which must be empty. Events are in `recorded_at` order along the log (the store keeps it
-/// monotonic), so the fold stops at the first later one.
+/// which must be empty.
 pub fn fold_into<P: Projection>(
     store: &dyn EventStore,
     until: Option<DateTime<Utc>>,
     model: &mut P,
 ) -> Result<(), FoldError> {
     assert_eq!(model.position(), 0, "folds start from an empty model");
+    fold_pages(store, until, &format!("folding {}", P::NAME), |event| {
+        apply_guarded(model, event)
+    })?;
+    write_staged(model)
+}
+
+/// Reads the log in pages from position 1 and hands each event recorded at or before `until`
+/// to `apply`. Events are in `recorded_at` order along the log (the store keeps it monotonic),
+/// so the walk stops at the first later one. A panic in `apply` (a broken invariant of a
+/// projection) is reported by `apply_guarded`, so the default hook's message is silenced here.
+fn fold_pages(
+    store: &dyn EventStore,
+    until: Option<DateTime<Utc>>,
+    what: &str,
+    mut apply: impl FnMut(&RecordedEvent) -> Result<(), FoldError>,
+) -> Result<(), FoldError> {
     let head = store.head_position().map_err(FoldError::Store)?;
-    let bar = progress(head, &format!("folding {}", P::NAME));
+    let bar = progress(head, what);
     let mut next_position = 1;
-    // The read model asserts its invariants; a broken one is reported with its position.
     let quiet_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = (|| loop {
@@ -138,27 +165,36 @@ pub fn fold_into<P: Projection>(
             if until.is_some_and(|until| event.recorded_at > until) {
                 return Ok(());
             }
-            std::panic::catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| {
-                FoldError::Invariant {
-                    position: event.global_position,
-                    reason: panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                        .unwrap_or_else(|| "unknown".to_owned()),
-                }
-            })?;
+            apply(event)?;
         }
-        model
-            .write_staged()
-            .map_err(|error| FoldError::Model(error.to_string()))?;
         bar.set_position(next_position - 1);
     })();
     std::panic::set_hook(quiet_hook);
     bar.finish_and_clear();
-    result?;
+    result
+}
+
+/// Applies `event` to `model`, turning a panic (a broken invariant) into an error naming the
+/// position, and writes the staged rows once a page's worth has gathered.
+fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Result<(), FoldError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| {
+        FoldError::Invariant {
+            position: event.global_position,
+            reason: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "unknown".to_owned()),
+        }
+    })?;
+    if event.global_position.is_multiple_of(PAGE_EVENTS as u64) {
+        write_staged(model)?;
+    }
+    Ok(())
+}
+
+fn write_staged<P: Projection>(model: &mut P) -> Result<(), FoldError> {
     model
         .write_staged()
-        .map_err(|error| FoldError::Model(error.to_string()))?;
-    Ok(())
+        .map_err(|error| FoldError::Model(error.to_string()))
 }

@@ -414,21 +414,52 @@ fn help_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path());
     let data_dir = dir.path().to_str().unwrap();
-    for (args, code) in [
-        (vec!["frobnicate"], 2),
-        (vec!["audit", "--data-dir", data_dir], 1),
+    // A usage error exits 2, a command that cannot do its work 1; each says why on stderr.
+    for (args, code, says) in [
+        (vec!["frobnicate"], 2, "frobnicate"),
+        (vec!["audit", "--data-dir", data_dir], 2, "--at"),
         (
             vec!["audit", "--at", "yesterday", "--data-dir", data_dir],
             1,
+            "yesterday",
         ),
-        (vec!["export", "--format", "xml", "--data-dir", data_dir], 1),
-        (vec!["verify", "--data-dir", "/nonexistent/paycenter"], 1),
-        (vec!["verify", "--bogus", "x"], 2),
+        (
+            vec!["export", "--format", "xml", "--data-dir", data_dir],
+            2,
+            "xml",
+        ),
+        (
+            vec!["export", "--from", "first", "--data-dir", data_dir],
+            2,
+            "first",
+        ),
+        (
+            vec![
+                "rebuild",
+                "--all",
+                "--projection",
+                "balances",
+                "--data-dir",
+                data_dir,
+            ],
+            2,
+            "--projection",
+        ),
+        (
+            vec!["verify", "--data-dir", "/nonexistent/paycenter"],
+            1,
+            "nonexistent",
+        ),
+        (vec!["verify", "--bogus", "x"], 2, "--bogus"),
     ] {
         let output = replay(&args);
         assert_eq!(output.status.code(), Some(code), "{args:?}");
-        assert!(!output.stderr.is_empty(), "{args:?} says why");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?} names {says:?}: {stderr}");
     }
+    // The log's options may come before the command too.
+    let stats = replay(&["--data-dir", data_dir, "stats"]);
+    assert!(stats.status.success(), "{stats:?}");
 }
 
 #[test]

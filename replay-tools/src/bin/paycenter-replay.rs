@@ -3,141 +3,129 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 use paycenter_domain::ids::MerchantId;
 use paycenter_replay_tools::commands::{self, AuditFormat, ExportFormat};
 use paycenter_store::{EventStore, PostgresStore, SqliteStore};
 
-const USAGE: &str = "usage: paycenter-replay <command> [--data-dir DIR] [options]
-
-commands:
-  verify                      the hash chain and the ledger invariants; exit 0 when sound,
-                              otherwise non-zero, naming the first bad position
-  audit --at TIME             balances and payments as they stood at TIME (RFC 3339)
-        [--merchant ID] [--format json|csv] [--no-verify]
-  export [--format jsonl|csv] [--from POSITION] [--no-verify]
-                              the raw event log, for finance tools
-                              (audit and export verify the hash chain first; --no-verify
-                              skips that and says so)
-  stats                       counts by event type and stream category
-  rebuild [--projection NAME | --all]
-                              fold projections from position 1 into a new file the
-                              server opens next, report position, digest and file
-
-options:
-  --data-dir DIR              the embedded store's directory (default ./data); opened
-                              read-only, so it works beside a running paycenter
-  --store URL                 another backend: postgres://user:password@host/database
-                              (the schema from --schema, or PAYCENTER_POSTGRES_SCHEMA,
-                              default paycenter), or esdb://host:2113?tls=false (builds
-                              with the eventstoredb feature; the log stream from
-                              PAYCENTER_EVENTSTOREDB_STREAM); rebuild still writes the
-                              node's file under --data-dir
-  --schema NAME               the PostgreSQL schema of --store
-  -h, --help                  this text, or `paycenter-replay <command> --help`
-
-Output goes to stdout; progress bars to stderr when it is a terminal.";
-
-fn command_usage(command: &str) -> &'static str {
-    match command {
-        "verify" => "usage: paycenter-replay verify [--data-dir DIR]\n\nChecks the hash chain and every ledger invariant. Prints a JSON summary and exits 0 when\nsound; otherwise prints the first bad position and what is wrong there, and exits 1.",
-        "audit" => "usage: paycenter-replay audit --at TIME [--merchant ID] [--format json|csv] [--no-verify] [--data-dir DIR | --store URL]\n\nBalances and payments as they stood at TIME (RFC 3339, e.g. 2026-11-22T12:00:00Z): events\nrecorded after it are ignored. The hash chain is verified first (the JSON's \"chain\" field;\nwith CSV a line on stderr); --no-verify skips that and says so.",
-        "export" => "usage: paycenter-replay export [--format jsonl|csv] [--from POSITION] [--no-verify] [--data-dir DIR | --store URL]\n\nThe raw event log from POSITION (default 1), one event per line. The hash chain is\nverified first (a line on stderr says so); --no-verify skips that and says so.",
-        "stats" => "usage: paycenter-replay stats [--data-dir DIR]\n\nCounts of events by type and by stream category, as JSON.",
-        "rebuild" => "usage: paycenter-replay rebuild [--projection NAME | --all] [--data-dir DIR]\n\nFolds the projections from position 1, offline, into a new file in DIR/projections that\nthe server opens at its next start, and prints each one's position, digest and file. The\ndigest equals a live server's for the same log.",
-        _ => USAGE,
-    }
+/// The command line: a command and the log it reads.
+#[derive(Parser, Debug)]
+#[command(
+    name = "paycenter-replay",
+    about = "Verify, audit, export and rebuild from paycenter's event log",
+    after_help = "Output goes to stdout; progress bars to stderr when it is a terminal."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: LogOptions,
 }
 
-struct Options {
+/// Which log is read.
+#[derive(clap::Args, Debug)]
+struct LogOptions {
+    /// The embedded store's directory, opened read-only (so it works beside a running
+    /// paycenter); rebuild writes the node's projection files under it.
+    #[arg(long, global = true, value_name = "DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Another backend: postgres://user:password@host/database (schema from --schema) or
+    /// esdb://host:2113?tls=false (builds with the eventstoredb feature; the log stream from
+    /// PAYCENTER_EVENTSTOREDB_STREAM).
+    #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,
-    schema: Option<String>,
-    verify_first: bool,
-    at: Option<String>,
-    merchant: Option<String>,
-    format: Option<String>,
-    from: Option<String>,
-    projection: Option<String>,
+    /// The PostgreSQL schema of --store.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "PAYCENTER_POSTGRES_SCHEMA",
+        default_value = "paycenter"
+    )]
+    schema: String,
 }
 
-fn parse(args: &[String]) -> Result<(String, Options), (String, bool)> {
-    let Some(command) = args.first() else {
-        return Err((USAGE.to_owned(), false));
-    };
-    if command == "-h" || command == "--help" || command == "help" {
-        return Err((USAGE.to_owned(), true));
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The hash chain, that no event id repeats, and every ledger invariant. Prints a JSON
+    /// summary and exits 0 when sound; otherwise names the first bad position and exits 1.
+    Verify,
+    /// Balances and payments as they stood at TIME: events recorded after it are ignored. The
+    /// hash chain is verified first (the JSON's "chain" field; with CSV a line on stderr).
+    Audit {
+        /// RFC 3339, e.g. 2026-11-22T12:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        at: String,
+        /// Only this merchant's accounts and payments.
+        #[arg(long, value_name = "ID")]
+        merchant: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: AuditFormatArg,
+        /// Skip the chain check (the output says so).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// The raw event log from POSITION, one event per line, for finance tools. The hash chain
+    /// is verified first (a line on stderr says so).
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormatArg,
+        /// The first position exported.
+        #[arg(long, value_name = "POSITION", default_value_t = 1)]
+        from: u64,
+        /// Skip the chain check (stderr says so).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Counts of events by type and by stream category, as JSON.
+    Stats,
+    /// Folds the projections from position 1, offline, into a new file in DIR/projections that
+    /// the server opens at its next start; prints each one's position, digest and file (the
+    /// digest equals a live server's for the same log).
+    Rebuild {
+        /// One projection (read_model or balances); every one when omitted.
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        projection: Option<String>,
+        /// Every projection (the default).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum AuditFormatArg {
+    Json,
+    Csv,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum ExportFormatArg {
+    Jsonl,
+    Csv,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Verify => "verify",
+            Command::Audit { .. } => "audit",
+            Command::Export { .. } => "export",
+            Command::Stats => "stats",
+            Command::Rebuild { .. } => "rebuild",
+        }
     }
-    if !["verify", "audit", "export", "stats", "rebuild"].contains(&command.as_str()) {
-        return Err((format!("unknown command {command:?}\n\n{USAGE}"), false));
-    }
-    let mut options = Options {
-        data_dir: PathBuf::from("./data"),
-        store: None,
-        schema: None,
-        verify_first: true,
-        at: None,
-        merchant: None,
-        format: None,
-        from: None,
-        projection: None,
-    };
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err((command_usage(command).to_owned(), true));
-        }
-        if flag == "--all" && command == "rebuild" {
-            continue;
-        }
-        if flag == "--no-verify" && (command == "audit" || command == "export") {
-            options.verify_first = false;
-            continue;
-        }
-        let value = rest
-            .next()
-            .ok_or_else(|| {
-                (
-                    format!("{flag} needs a value\n\n{}", command_usage(command)),
-                    false,
-                )
-            })?
-            .clone();
-        match flag.as_str() {
-            "--data-dir" => options.data_dir = PathBuf::from(value),
-            "--store" => options.store = Some(value),
-            "--schema" => options.schema = Some(value),
-            "--at" if command == "audit" => options.at = Some(value),
-            "--merchant" if command == "audit" => options.merchant = Some(value),
-            "--format" if command == "audit" || command == "export" => options.format = Some(value),
-            "--from" if command == "export" => options.from = Some(value),
-            "--projection" if command == "rebuild" => options.projection = Some(value),
-            other => {
-                return Err((
-                    format!(
-                        "unknown option {other:?} for {command}\n\n{}",
-                        command_usage(command)
-                    ),
-                    false,
-                ))
-            }
-        }
-    }
-    Ok((command.clone(), options))
 }
 
 /// The log `--store` names, or the embedded one in `--data-dir` (read-only).
-fn open_store(options: &Options) -> Result<Box<dyn EventStore>, String> {
-    let Some(url) = options.store.as_deref() else {
+fn open_store(log: &LogOptions) -> Result<Box<dyn EventStore>, String> {
+    let Some(url) = log.store.as_deref() else {
         let store =
-            SqliteStore::open_read_only(&options.data_dir).map_err(|error| error.to_string())?;
+            SqliteStore::open_read_only(&log.data_dir).map_err(|error| error.to_string())?;
         return Ok(Box::new(store));
     };
     if paycenter_store::postgres::is_postgres_url(url) {
-        let schema = options
-            .schema
-            .clone()
-            .unwrap_or_else(paycenter_store::postgres::configured_schema);
-        let store = PostgresStore::open(url, &schema).map_err(|error| error.to_string())?;
+        let store = PostgresStore::open(url, &log.schema).map_err(|error| error.to_string())?;
         return Ok(Box::new(store));
     }
     if paycenter_store::eventstoredb::is_eventstoredb_url(url) {
@@ -159,80 +147,69 @@ fn open_eventstoredb(_url: &str) -> Result<Box<dyn EventStore>, String> {
     Err("this paycenter-replay was built without EventStoreDB support: build it with `--features eventstoredb`".to_owned())
 }
 
-fn run(command: &str, options: Options) -> Result<(), String> {
-    let store = open_store(&options)?;
+fn run(command: Command, log: &LogOptions) -> Result<(), String> {
+    let store = open_store(log)?;
     let store: &dyn EventStore = store.as_ref();
     let mut stdout = std::io::stdout().lock();
     match command {
-        "verify" => commands::verify(store, &mut stdout),
-        "stats" => commands::stats(store, &mut stdout),
-        "rebuild" => commands::rebuild(
+        Command::Verify => commands::verify(store, &mut stdout),
+        Command::Stats => commands::stats(store, &mut stdout),
+        Command::Rebuild { projection, .. } => commands::rebuild(
             store,
-            options.projection.as_deref(),
-            &options.data_dir.join("projections"),
+            projection.as_deref(),
+            &log.data_dir.join("projections"),
             &mut stdout,
         ),
-        "export" => {
-            let format = match options.format.as_deref() {
-                None | Some("jsonl") => ExportFormat::Jsonl,
-                Some("csv") => ExportFormat::Csv,
-                Some(other) => return Err(format!("--format {other:?}: use jsonl or csv")),
+        Command::Export {
+            format,
+            from,
+            no_verify,
+        } => {
+            let format = match format {
+                ExportFormatArg::Jsonl => ExportFormat::Jsonl,
+                ExportFormatArg::Csv => ExportFormat::Csv,
             };
-            let from = match options.from {
-                None => 1,
-                Some(text) => text
-                    .parse()
-                    .map_err(|_| format!("--from {text:?} is not a position"))?,
-            };
-            let chain = commands::check_chain(store, options.verify_first)?;
+            let chain = commands::check_chain(store, !no_verify)?;
             // How the check went, on stderr (a JSON audit carries it in its document).
             eprintln!("{}", chain.sentence());
             commands::export(store, format, from, &mut stdout)
         }
-        "audit" => {
-            let at_text = options.at.ok_or("audit needs --at TIME (RFC 3339)")?;
-            let at = chrono::DateTime::parse_from_rfc3339(&at_text)
+        Command::Audit {
+            at,
+            merchant,
+            format,
+            no_verify,
+        } => {
+            let at = chrono::DateTime::parse_from_rfc3339(&at)
                 .map_err(|_| {
-                    format!("--at {at_text:?} is not an RFC 3339 time like 2026-11-22T12:00:00Z")
+                    format!("--at {at:?} is not an RFC 3339 time like 2026-11-22T12:00:00Z")
                 })?
                 .with_timezone(&chrono::Utc);
-            let merchant = options
-                .merchant
+            let merchant = merchant
                 .map(|text| MerchantId::parse(&text).map_err(|error| error.to_string()))
                 .transpose()?;
-            let format = match options.format.as_deref() {
-                None | Some("json") => AuditFormat::Json,
-                Some("csv") => AuditFormat::Csv,
-                Some(other) => return Err(format!("--format {other:?}: use json or csv")),
+            let format = match format {
+                AuditFormatArg::Json => AuditFormat::Json,
+                AuditFormatArg::Csv => AuditFormat::Csv,
             };
-            let chain = commands::check_chain(store, options.verify_first)?;
+            let chain = commands::check_chain(store, !no_verify)?;
             if format == AuditFormat::Csv {
                 // How the check went, on stderr (a JSON audit carries it in its document).
                 eprintln!("{}", chain.sentence());
             }
             commands::audit(store, at, merchant.as_ref(), format, &chain, &mut stdout)
         }
-        _ => unreachable!("parse accepts only known commands"),
     }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, options) = match parse(&args) {
-        Ok(parsed) => parsed,
-        Err((message, asked_for_help)) => {
-            if asked_for_help {
-                println!("{message}");
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&command, options) {
+    // Help exits 0 on stdout; a usage error exits 2 on stderr, naming what was wrong.
+    let cli = Cli::parse();
+    let name = cli.command.name();
+    match run(cli.command, &cli.log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("paycenter-replay {command}: {message}");
+            eprintln!("paycenter-replay {name}: {message}");
             ExitCode::FAILURE
         }
     }
