@@ -150,31 +150,18 @@ fn serve_ceiling() -> ! {
     unreachable!("the ceiling server stops only when killed")
 }
 
-/// Records per second appended durably to one file: `batch` records of `record_bytes`, then
-/// one `fdatasync`, for `seconds`.
-fn fsync_ceiling(dir: &std::path::Path, batch: usize, record_bytes: usize, seconds: f64) -> f64 {
-    use std::os::unix::io::AsRawFd;
-    let path = dir.join(format!("fsync-ceiling-{batch}.log"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    let record = vec![b'x'; record_bytes];
-    let started = Instant::now();
-    let mut n_records = 0u64;
-    while started.elapsed().as_secs_f64() < seconds {
-        for _ in 0..batch {
-            file.write_all(&record).unwrap();
-        }
-        // SAFETY: the descriptor is open for the file's whole life here.
-        assert_eq!(unsafe { libc::fdatasync(file.as_raw_fd()) }, 0);
-        n_records += batch as u64;
-    }
-    let rate = n_records as f64 / started.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(path).unwrap();
-    rate
+/// About the bytes one event takes in the log (as the store bench's records).
+const RECORD_BYTES: usize = 1024;
+
+/// The durability ceiling (`paycenter_store::ceiling`) for `batch` writers, over 3 s.
+fn fsync_ceiling(dir: &std::path::Path, batch: usize) -> f64 {
+    paycenter_store::ceiling::group_commit_records_per_second(
+        dir,
+        batch,
+        RECORD_BYTES,
+        Duration::from_secs(3),
+    )
+    .unwrap()
 }
 
 /// User plus system CPU time a process has used so far, in ms (Linux `/proc/<pid>/stat`; 0
@@ -349,9 +336,8 @@ fn main() {
         ceiling.n_errors, 0,
         "the ceiling server answers every request"
     );
-    const RECORD_BYTES: usize = 1024;
-    let fsync_batched = fsync_ceiling(data_dir.path(), n_connections, RECORD_BYTES, 3.0);
-    let fsync_single = fsync_ceiling(data_dir.path(), 1, RECORD_BYTES, 3.0);
+    let fsync_batched = fsync_ceiling(data_dir.path(), n_connections);
+    let fsync_single = fsync_ceiling(data_dir.path(), 1);
     // A fresh client: the ceiling's connections must not be reused for paycenter.
     drop(client);
 

@@ -70,34 +70,20 @@ fn fsyncs_per_second(dir: &Path, seconds: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The durability ceiling for `batch` concurrent writers: `record_bytes` records appended to
-/// one file with one `fdatasync` per `batch` of them, as a perfect group commit would.
+/// The durability ceiling for `batch` concurrent writers (`paycenter_store::ceiling`).
 fn group_commit_records_per_second(
     dir: &Path,
     batch: usize,
     record_bytes: usize,
     seconds: u64,
 ) -> f64 {
-    let path = dir.join(format!("group-commit-{batch}"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    let record = vec![b'x'; record_bytes];
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut n_records = 0u64;
-    while Instant::now() < deadline {
-        for _ in 0..batch {
-            file.write_all(&record).unwrap();
-        }
-        file.sync_data().unwrap();
-        n_records += batch as u64;
-    }
-    drop(file);
-    std::fs::remove_file(&path).unwrap();
-    n_records as f64 / started.elapsed().as_secs_f64()
+    paycenter_store::ceiling::group_commit_records_per_second(
+        dir,
+        batch,
+        record_bytes,
+        Duration::from_secs(seconds),
+    )
+    .unwrap()
 }
 
 fn plain_sqlite_commits_per_second(dir: &Path, seconds: u64) -> f64 {

@@ -16,8 +16,10 @@
 //! - `queue`: what both writers share: the append queue, batches, replay and revision rules.
 //! - [`subscription`]: catch-up-then-live reading of the global log, for any backend.
 //! - [`conformance`]: the behaviour every backend must show, as callable checks.
+//! - [`ceiling`]: the durability ceiling the benchmarks quote their figures against.
 #![warn(missing_docs)]
 
+pub mod ceiling;
 pub mod chain;
 pub mod conformance;
 pub mod eventstoredb;
