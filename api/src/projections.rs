@@ -2,7 +2,7 @@
 //! starting online rebuilds (on a blocking thread; the rebuild itself is
 //! `paycenter_projections::rebuild`).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use paycenter_projections::balances::Balances;
@@ -12,7 +12,7 @@ use paycenter_projections::tables::{Backing, TableError};
 use paycenter_projections::{Projection, ReadModel};
 
 use crate::error::{ErrorCode, Refusal};
-use crate::state::{AppState, FinishedRebuild, SharedRebuildStatus};
+use crate::state::{AppState, FinishedRebuild, HostedProjection, SharedRebuildStatus};
 
 /// What a status reads of a hosted projection besides the [`Projection`] trait: the file it
 /// is kept in, and the digest of that file as last committed, read from the file alone.
@@ -45,15 +45,9 @@ impl KeptInFile for Balances {
 /// rebuilds.
 fn status_of<P: KeptInFile>(
     head: u64,
-    projection: &RwLock<P>,
-    rebuild_status: &SharedRebuildStatus,
-    started_from: Option<u64>,
+    hosted: &HostedProjection<P>,
 ) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    let lock = || {
-        projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    };
+    let lock = || hosted.lock();
     // The digest of the file as last committed, read from the file alone: never the whole
     // file under the projection's lock, which would hold the fold (and every command waiting
     // on it) meanwhile.
@@ -70,7 +64,7 @@ fn status_of<P: KeptInFile>(
             }
         }
     })?;
-    let rebuild = rebuild_status.lock().expect("rebuild status");
+    let rebuild = hosted.rebuild_status.lock().expect("rebuild status");
     Ok(crate::wire::ProjectionAnswer {
         name: P::NAME.to_owned(),
         version: P::VERSION,
@@ -79,7 +73,7 @@ fn status_of<P: KeptInFile>(
         lag: head.saturating_sub(position),
         digest,
         rebuilding: rebuild.in_progress,
-        started_from_snapshot: started_from,
+        started_from_snapshot: hosted.started_from,
         // The file is the snapshot, committed with every batch the follower applies.
         snapshot: file_bytes.map(|_| crate::wire::SnapshotAnswer {
             position,
@@ -98,45 +92,20 @@ fn head(state: &AppState) -> Result<u64, Refusal> {
 
 /// The read model's status.
 pub fn status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    read_model_status_at(state, head(state)?)
-}
-
-fn read_model_status_at(
-    state: &AppState,
-    head: u64,
-) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    status_of(
-        head,
-        &state.model,
-        &state.rebuild_status,
-        state.model_file.started_from,
-    )
+    status_of(head(state)?, &state.read_model)
 }
 
 /// The balances' status.
 pub fn balances_status(state: &AppState) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    balances_status_at(state, head(state)?)
-}
-
-fn balances_status_at(
-    state: &AppState,
-    head: u64,
-) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    let hosted = &state.balances;
-    status_of(
-        head,
-        &hosted.projection,
-        &hosted.rebuild_status,
-        hosted.started_from,
-    )
+    status_of(head(state)?, &state.balances)
 }
 
 /// Every projection's status against one reading of the head, the read model first.
 pub fn statuses(state: &AppState) -> Result<Vec<crate::wire::ProjectionAnswer>, Refusal> {
     let head = head(state)?;
     Ok(vec![
-        read_model_status_at(state, head)?,
-        balances_status_at(state, head)?,
+        status_of(head, &state.read_model)?,
+        status_of(head, &state.balances)?,
     ])
 }
 
@@ -156,11 +125,11 @@ pub fn start_rebuild(
     name: &str,
 ) -> Result<crate::wire::ProjectionAnswer, Refusal> {
     if name == NAME {
-        spawn_rebuild(state, &state.rebuild_status, NAME, |state| {
+        spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
             paycenter_projections::rebuild::rebuild_online(
                 state.store.as_ref(),
-                &state.model,
-                &state.model_file.dir,
+                &state.read_model.projection,
+                &state.projections_dir,
             )
         })?;
         return status(state);
@@ -174,7 +143,7 @@ pub fn start_rebuild(
                 paycenter_projections::rebuild::rebuild_online(
                     state.store.as_ref(),
                     &state.balances.projection,
-                    &state.model_file.dir,
+                    &state.projections_dir,
                 )
             },
         )?;
@@ -271,7 +240,11 @@ pub fn projections(state: &AppState) -> Vec<ProjectionHealth> {
         }
     };
     vec![
-        health_of(NAME, &state.follower_health, state.model_lock().position()),
+        health_of(
+            NAME,
+            &state.read_model.health,
+            state.model_lock().position(),
+        ),
         health_of(
             Balances::NAME,
             &state.balances.health,

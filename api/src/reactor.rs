@@ -44,7 +44,7 @@ const HELD_ELSEWHERE_PAUSE_MS: u64 = 1_000;
 /// until an operator acts (`/healthz` says where and why); so it does while the start's
 /// catch-up runs. True when it idled.
 async fn idle_while_model_stopped(state: &AppState) -> bool {
-    let health = &state.follower_health;
+    let health = &state.read_model.health;
     if health.stopped().is_none() && health.catching_up_to().is_none() {
         return false;
     }

@@ -311,9 +311,7 @@ pub async fn open_state(
         open_and_follow::<paycenter_projections::balances::Balances>(&store, &model_dir).await?;
     Ok(Arc::new(AppState {
         store,
-        model: read_model.projection,
-        model_position: read_model.position,
-        follower_health: read_model.health,
+        read_model,
         master_key,
         channel_params_cache: Default::default(),
         config,
@@ -324,14 +322,10 @@ pub async fn open_state(
         sandbox_provider,
         metrics: Default::default(),
         idempotency_locks: Default::default(),
-        rebuild_status: Default::default(),
         chain_audit: Default::default(),
         console_sessions: Default::default(),
         channel_outcomes: Default::default(),
-        model_file: crate::state::ModelFileStatus {
-            dir: model_dir,
-            started_from: read_model.started_from,
-        },
+        projections_dir: model_dir,
         balances,
     }))
 }

@@ -99,12 +99,9 @@ pub struct LoadedStream {
 pub struct AppState {
     /// The event store.
     pub store: Arc<dyn EventStore>,
-    /// The read model, kept current by the follower thread.
-    pub model: Arc<RwLock<ReadModel>>,
-    /// The read model's position, for read-your-writes waits.
-    pub model_position: watch::Receiver<u64>,
-    /// Whether the read model's follower runs, and where it stopped.
-    pub follower_health: Arc<paycenter_projections::follow::FollowerHealth>,
+    /// The read model, kept current by its follower thread; its position serves
+    /// read-your-writes waits.
+    pub read_model: HostedProjection<ReadModel>,
     /// Master key for sealed secrets.
     pub master_key: MasterKey,
     /// Channel accounts' parameters, unsealed once per activation.
@@ -123,12 +120,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Per-key locks for `Idempotency-Key` requests.
     pub idempotency_locks: crate::key_locks::KeyLocks,
-    /// Online rebuilds of the read model.
-    pub rebuild_status: SharedRebuildStatus,
     /// Each app's request budget.
     pub rate_limiter: crate::rate_limit::RateLimiter,
-    /// Where the read model's file is, and where this process resumed it.
-    pub model_file: ModelFileStatus,
+    /// The directory of the projections' files (`projections/` in the data directory).
+    pub projections_dir: std::path::PathBuf,
     /// The background walk of the log below the sealed checkpoint (embedded store).
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
     /// The console's signed-in operators and its sign-in throttle.
@@ -182,15 +177,6 @@ pub struct FinishedRebuild {
     pub identical: bool,
     /// How long the fold took.
     pub seconds: f64,
-}
-
-/// The read model's file.
-#[derive(Debug)]
-pub struct ModelFileStatus {
-    /// The directory of the read model's files (`projections/` in the data directory).
-    pub dir: std::path::PathBuf,
-    /// The checkpoint this process resumed from, if the file had one.
-    pub started_from: Option<u64>,
 }
 
 /// Rebuild status, shared by the handlers and the rebuild thread.
@@ -268,29 +254,27 @@ impl AppState {
     /// The read model, for a request that needs it: `503 read_model_unavailable` when its
     /// follower stopped at an event it could not apply.
     pub fn read_model(&self) -> Result<RwLockReadGuard<'_, ReadModel>, Refusal> {
-        if let Some(stopped) = self.follower_health.stopped() {
+        if let Some(stopped) = self.read_model.health.stopped() {
             return Err(Refusal::read_model_unavailable(format!(
                 "the read model stopped at position {} ({}); operators are told by /healthz",
                 stopped.position, stopped.event_type
             )));
         }
-        if let Some(target) = self.follower_health.catching_up_to() {
+        if let Some(target) = self.read_model.health.catching_up_to() {
             return Err(Refusal::read_model_unavailable(format!(
                 "the read model is catching up with the log after the start (position {} of {target}); try again shortly",
-                *self.model_position.borrow()
+                *self.read_model.position.borrow()
             )));
         }
         Ok(self.model_lock())
     }
 
     /// The read model as it stands, stopped or not: for health reports and the reactors, which
-    /// check `follower_health` themselves. The follower never panics while holding the lock (it
+    /// check `read_model.health` themselves. The follower never panics while holding the lock (it
     /// catches the fold's panics), so a poisoned lock would only come from a bug elsewhere and
     /// the model is still read.
     pub fn model_lock(&self) -> RwLockReadGuard<'_, ReadModel> {
-        self.model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.read_model.lock()
     }
 
     /// A channel account's latest activation, from the read model.
@@ -496,7 +480,7 @@ impl AppState {
         if let Some(refusal) = unavailable() {
             return Err(refusal);
         }
-        let wanted = *self.model_position.borrow();
+        let wanted = *self.read_model.position.borrow();
         let mut receiver = hosted.position.clone();
         let reached = tokio::time::timeout(
             Duration::from_millis(MODEL_WAIT_TIMEOUT_MS),
@@ -517,11 +501,11 @@ impl AppState {
     /// Waits until the read model has applied `position`, at most [`MODEL_WAIT_TIMEOUT_MS`];
     /// `503 read_model_unavailable` when it stopped or did not get there in time.
     pub async fn wait_for_model(&self, position: u64) -> Result<(), Refusal> {
-        let mut receiver = self.model_position.clone();
+        let mut receiver = self.read_model.position.clone();
         let reached = tokio::time::timeout(
             Duration::from_millis(MODEL_WAIT_TIMEOUT_MS),
             receiver.wait_for(|applied| {
-                *applied >= position || self.follower_health.stopped().is_some()
+                *applied >= position || self.read_model.health.stopped().is_some()
             }),
         )
         .await;

@@ -45,7 +45,7 @@ pub async fn evaluate(state: &AppState, data_dir: Option<&std::path::Path>) -> R
         ),
     )
     .await;
-    let stopped = state.follower_health.stopped();
+    let stopped = state.read_model.health.stopped();
     alerts::tell_directly(
         state,
         "read_model",

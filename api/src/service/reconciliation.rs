@@ -410,7 +410,7 @@ pub fn due_bill_day(
 pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(schedule.check_seconds)).await;
-        if state.follower_health.stopped().is_some() {
+        if state.read_model.health.stopped().is_some() {
             continue;
         }
         let due: Vec<(paycenter_domain::events::ChannelAccountActivated, NaiveDate)> = {
