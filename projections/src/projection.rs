@@ -71,11 +71,18 @@ pub trait Projection: Sized + Send + Sync + 'static {
         }
         std::thread::scope(|scope| {
             let (pages, pages_read) = std::sync::mpsc::sync_channel(PAGES_READ_AHEAD);
-            scope.spawn(move || read_pages(store, from_position, until_position, &pages));
+            // Folded pages go back to the reader to be freed there: memory freed on the thread
+            // that allocated it is cheap for malloc, and the fold's thread is the slower one.
+            let (folded, folded_pages) = std::sync::mpsc::sync_channel(PAGES_READ_AHEAD + 1);
+            scope.spawn(move || {
+                read_pages(store, from_position, until_position, &pages, &folded_pages)
+            });
             // Returning early drops the receiver, which ends the reader at its next page.
             for page in pages_read {
                 let page: Vec<RecordedEvent> = page?;
                 page.iter().for_each(|event| self.apply(event));
+                // A full return queue (the reader gone, or behind) frees the page here.
+                let _ = folded.try_send(page);
                 self.write_staged()?;
             }
             Ok(())
@@ -93,15 +100,20 @@ const PAGE_EVENTS: usize = 10_000;
 pub const PAGES_READ_AHEAD: usize = 2;
 
 /// Sends the log's pages from `from_position` to `until_position` (inclusive) to `pages`, until
-/// the log ends, a read fails (the error is the last page sent) or the receiver is gone.
+/// the log ends, a read fails (the error is the last page sent) or the receiver is gone; frees
+/// the pages the fold hands back through `folded_pages` before each read.
 fn read_pages(
     store: &dyn EventStore,
     from_position: u64,
     until_position: u64,
     pages: &std::sync::mpsc::SyncSender<Result<Vec<RecordedEvent>, paycenter_store::StoreError>>,
+    folded_pages: &std::sync::mpsc::Receiver<Vec<RecordedEvent>>,
 ) {
     let mut next_position = from_position;
     while next_position <= until_position {
+        while let Ok(folded) = folded_pages.try_recv() {
+            drop(folded);
+        }
         let wanted = usize::try_from(until_position - next_position + 1)
             .unwrap_or(usize::MAX)
             .min(PAGE_EVENTS);
