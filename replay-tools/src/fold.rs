@@ -110,13 +110,15 @@ pub fn fold(
         .map_err(|error| FoldError::Model(error.to_string()))?;
     assert_eq!(model.position(), 0, "folds start from an empty model");
     assert_eq!(balances.position(), 0, "folds start from empty balances");
-    fold_pages(store, until, "folding the projections", |event| {
-        check(event).map_err(FoldError::Refused)?;
-        apply_guarded(&mut model, event)?;
-        apply_guarded(&mut balances, event)
+    fold_pages(store, until, "folding the projections", |page| {
+        for event in page {
+            check(event).map_err(FoldError::Refused)?;
+            apply_guarded(&mut model, event)?;
+            apply_guarded(&mut balances, event)?;
+        }
+        write_staged(&mut model)?;
+        write_staged(&mut balances)
     })?;
-    write_staged(&mut model)?;
-    write_staged(&mut balances)?;
     Ok(ScratchModel {
         model,
         balances,
@@ -132,21 +134,24 @@ pub fn fold_into<P: Projection>(
     model: &mut P,
 ) -> Result<(), FoldError> {
     assert_eq!(model.position(), 0, "folds start from an empty model");
-    fold_pages(store, until, &format!("folding {}", P::NAME), |event| {
-        apply_guarded(model, event)
-    })?;
-    write_staged(model)
+    fold_pages(store, until, &format!("folding {}", P::NAME), |page| {
+        for event in page {
+            apply_guarded(model, event)?;
+        }
+        write_staged(model)
+    })
 }
 
-/// Reads the log in pages from position 1 and hands each event recorded at or before `until`
-/// to `apply`. Events are in `recorded_at` order along the log (the store keeps it monotonic),
-/// so the walk stops at the first later one. A panic in `apply` (a broken invariant of a
+/// Reads the log in pages from position 1 and hands each page's events recorded at or before
+/// `until` to `fold_page`, which applies them and writes what they staged. Events are in
+/// `recorded_at` order along the log (the store keeps it monotonic), so the walk ends with the
+/// page's part before the first later one. A panic while applying (a broken invariant of a
 /// projection) is reported by `apply_guarded`, so the default hook's message is silenced here.
 fn fold_pages(
     store: &dyn EventStore,
     until: Option<DateTime<Utc>>,
     what: &str,
-    mut apply: impl FnMut(&RecordedEvent) -> Result<(), FoldError>,
+    mut fold_page: impl FnMut(&[RecordedEvent]) -> Result<(), FoldError>,
 ) -> Result<(), FoldError> {
     let head = store.head_position().map_err(FoldError::Store)?;
     let bar = progress(head, what);
@@ -161,11 +166,13 @@ fn fold_pages(
             return Ok(());
         };
         next_position = last.global_position + 1;
-        for event in &page {
-            if until.is_some_and(|until| event.recorded_at > until) {
-                return Ok(());
-            }
-            apply(event)?;
+        let in_time = page
+            .iter()
+            .take_while(|event| until.is_none_or(|until| event.recorded_at <= until))
+            .count();
+        fold_page(&page[..in_time])?;
+        if in_time < page.len() {
+            return Ok(());
         }
         bar.set_position(next_position - 1);
     })();
@@ -175,7 +182,7 @@ fn fold_pages(
 }
 
 /// Applies `event` to `model`, turning a panic (a broken invariant) into an error naming the
-/// position, and writes the staged rows once a page's worth has gathered.
+/// position.
 fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Result<(), FoldError> {
     std::panic::catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| {
         FoldError::Invariant {
@@ -187,9 +194,6 @@ fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Result<
                 .unwrap_or_else(|| "unknown".to_owned()),
         }
     })?;
-    if event.global_position.is_multiple_of(PAGE_EVENTS as u64) {
-        write_staged(model)?;
-    }
     Ok(())
 }
 
