@@ -2147,7 +2147,16 @@ fn two_nodes_share_one_database() {
     let retries_ms =
         "300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300,300";
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A's directory holds what earlier versions kept behind the SQL tables (a second fold of
+    // the log): the start removes it, since the tables are now written from the node's model.
+    let retired = dir_a
+        .path()
+        .join("projections")
+        .join("sql_read_models.sqlite");
+    std::fs::create_dir_all(retired.parent().unwrap()).unwrap();
+    std::fs::write(&retired, b"a fold of an earlier version").unwrap();
     let node_a = start_server_with(dir_a.path(), retries_ms, store);
+    assert!(!retired.exists(), "the retired fold's file was removed");
     let node_b = start_server_with(dir_b.path(), retries_ms, store);
     let receiver = start_receiver();
     let setup = onboard(&node_a.base, &receiver.url);

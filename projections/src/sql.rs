@@ -2,18 +2,23 @@
 //!
 //! Tables (in the store's schema): `rm_payments` (one row per payment attempt),
 //! `rm_balances` (one row per merchant, account and currency) and `rm_checkpoints` (how far
-//! into the log they are). A batch of events becomes rows and the new checkpoint in **one
-//! transaction**, and the checkpoint only moves by compare-and-set from the position the batch
-//! was folded from: if two nodes fold the same batch, one commits and the other rolls back, so
-//! the tables advance exactly once per event. A lease (`EventStore::try_lease`) keeps the other
-//! nodes from doing the work twice in the first place.
+//! into the log they are). A round reads the events after the checkpoint, then the rows those
+//! events touched **from the node's own read model and balances** (the projections it serves
+//! requests from: no second fold), and writes them with the new checkpoint in **one
+//! transaction**. The checkpoint only moves by compare-and-set from the position the round
+//! started at: if two nodes write the same round, one commits and the other rolls back. A
+//! lease (`EventStore::try_lease`) keeps the other nodes from doing the work twice in the
+//! first place.
 //!
-//! The projector folds the log into a [`ReadModel`] and [`Balances`] of its own (kept in files
-//! of the node's data directory) and writes the rows the batch touched from them, so the rows
-//! are exactly their state at the checkpoint. Balances that stopped at an entry the ledger
-//! refused (a bug upstream) stop moving their rows; payments go on.
+//! A row is at least as new as the checkpoint: every event up to it is in the row, and events
+//! the node's projections applied after the round read its batch may be too (the two
+//! projections move on their own while the rows are read). A round never passes either
+//! projection's position, so nothing the tables claim is missing from them. Balances that
+//! stopped at an entry the ledger refused (a bug upstream) stop moving their rows; payments go
+//! on.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use paycenter_domain::envelope::RecordedEvent;
@@ -22,7 +27,8 @@ use paycenter_store::EventStore;
 use postgres::Client;
 use serde::Deserialize;
 
-use crate::balances::{Balances, LedgerError};
+use crate::balances::Balances;
+use crate::follow::FollowerHealth;
 use crate::model::PaymentView;
 use crate::projection::Projection as _;
 use crate::ReadModel;
@@ -33,15 +39,18 @@ pub const PROJECTION_NAME: &str = "sql_read_models";
 const LEASE_NAME: &str = "projection:sql_read_models";
 /// A batch's lease: long enough for one batch, short enough to hand over quickly.
 const LEASE_TTL_MS: u64 = 10_000;
-/// Events folded per transaction.
-const BATCH_EVENTS: usize = 2_000;
+/// Events per round (and so per transaction).
+const BATCH_EVENTS: u64 = 2_000;
+/// Payments read under one read lock of the model: the model's follower waits for the lock,
+/// so a round never holds it for a whole batch.
+const PAYMENTS_PER_LOCK: usize = 64;
 
 /// What one round did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
     /// Rows written and the checkpoint moved to this position.
     Advanced(u64),
-    /// Nothing new in the log.
+    /// Nothing new in the log, or the node's projections have not passed the checkpoint yet.
     Idle,
     /// Another node holds the lease.
     HeldElsewhere,
@@ -58,10 +67,7 @@ pub enum SqlError {
     /// The event store refused.
     #[error("event store: {0}")]
     Store(#[from] paycenter_store::StoreError),
-    /// This node's own fold could not be read or written.
-    #[error("read model: {0}")]
-    Model(#[from] crate::model::ModelError),
-    /// See `Model`.
+    /// The node's read model could not be read.
     #[error("read model: {0}")]
     Table(#[from] crate::tables::TableError),
     /// The schema name is not a plain identifier.
@@ -69,17 +75,23 @@ pub enum SqlError {
     BadSchema(String),
 }
 
+/// The node's projections the tables are written from.
+#[derive(Clone)]
+pub struct Sources {
+    /// The read model the node serves (payments).
+    pub model: Arc<RwLock<ReadModel>>,
+    /// The balances the node serves.
+    pub balances: Arc<RwLock<Balances>>,
+    /// Whether the balances' follower stopped (their rows then stay as they were).
+    pub balances_health: Arc<FollowerHealth>,
+}
+
 /// The projector of one node.
 pub struct SqlReadModels {
     client: Client,
     schema: String,
     node_id: String,
-    /// This projector's own fold of the log.
-    model: ReadModel,
-    /// ... and of the balances.
-    balances: Balances,
-    /// Set when the balances stopped at an entry the ledger refused.
-    balances_stopped: Option<LedgerError>,
+    sources: Sources,
 }
 
 /// The ids an event's payload names, when it names them.
@@ -90,15 +102,12 @@ struct Touches {
 }
 
 impl SqlReadModels {
-    /// Connects and creates the tables if needed. The node's own fold of the log is kept in
-    /// the file `model_path`, its balances beside it in `sql_balances.sqlite` (in memory
-    /// without one: for tests on short logs).
+    /// Connects and creates the tables if needed.
     pub fn open(
         url: &str,
         schema: &str,
         node_id: &str,
-        model_path: Option<&std::path::Path>,
-        store: &dyn EventStore,
+        sources: Sources,
     ) -> Result<SqlReadModels, SqlError> {
         if !paycenter_store::postgres::valid_schema(schema) {
             return Err(SqlError::BadSchema(schema.to_owned()));
@@ -141,18 +150,7 @@ impl SqlReadModels {
             client,
             schema: schema.to_owned(),
             node_id: node_id.to_owned(),
-            model: match model_path {
-                Some(path) => crate::persisted::open_or_replace(path, store)?,
-                None => ReadModel::default(),
-            },
-            balances: match model_path {
-                Some(path) => crate::persisted::open_or_replace(
-                    &path.with_file_name("sql_balances.sqlite"),
-                    store,
-                )?,
-                None => Balances::default(),
-            },
-            balances_stopped: None,
+            sources,
         })
     }
 
@@ -166,58 +164,104 @@ impl SqlReadModels {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    /// One batch: take the lease, fold the events after the checkpoint, write the rows they
-    /// touched and the new checkpoint in one transaction.
+    /// Whether the balances stopped; their rows then stay as they were.
+    fn balances_stopped(&self) -> bool {
+        self.sources.balances_health.stopped().is_some()
+    }
+
+    /// How far the node's projections have both applied the log (the read model alone once
+    /// the balances stopped).
+    fn projected_position(&self) -> u64 {
+        let read = |lock: &RwLock<ReadModel>| {
+            lock.read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .position()
+        };
+        let model_position = read(&self.sources.model);
+        if self.balances_stopped() {
+            return model_position;
+        }
+        let balances_position = self
+            .sources
+            .balances
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .position();
+        model_position.min(balances_position)
+    }
+
+    /// One round: read the events after the checkpoint (up to where the node's projections
+    /// are), take the lease, write the rows they touched and the new checkpoint in one
+    /// transaction. A node whose projections have not passed the checkpoint (one catching up
+    /// after a start) takes no lease, so it never holds up a node that could write.
     pub fn run_once(&mut self, store: &dyn EventStore) -> Result<Round, SqlError> {
+        let checkpoint = self.checkpoint()?;
+        let target = self.projected_position().min(checkpoint + BATCH_EVENTS);
+        if target <= checkpoint {
+            return Ok(Round::Idle);
+        }
         if !store.try_lease(LEASE_NAME, &self.node_id, LEASE_TTL_MS)? {
             return Ok(Round::HeldElsewhere);
         }
-        let checkpoint = self.checkpoint()?;
-        // Catch these folds up to the checkpoint without writing: those rows are written.
-        while self.folded_position() < checkpoint {
-            let events = store.read_all(
-                self.folded_position() + 1,
-                BATCH_EVENTS.min((checkpoint - self.folded_position()) as usize),
-            )?;
-            assert!(!events.is_empty(), "the log ends before the SQL checkpoint");
-            for event in &events {
-                self.fold(event);
-            }
-            self.commit_folds()?;
-        }
-        // What to write: every event after the checkpoint that this model already has (it can
-        // be ahead after a round another node overtook), and a batch more.
-        let already_folded = (self.model.position().max(checkpoint) - checkpoint) as usize;
-        let events = store.read_all(checkpoint + 1, already_folded.max(BATCH_EVENTS))?;
-        let Some(last) = events.last() else {
-            return Ok(Round::Idle);
-        };
-        let target = last.global_position.max(self.model.position());
+        let events = store.read_all(checkpoint + 1, (target - checkpoint) as usize)?;
+        assert!(
+            events.last().map(|event| event.global_position) == Some(target),
+            "the log holds every position the node's projections applied"
+        );
         let mut trade_nos: BTreeSet<TradeNo> = BTreeSet::new();
         let mut merchants: BTreeSet<MerchantId> = BTreeSet::new();
         for event in &events {
-            self.fold(event);
             touched(event, &mut trade_nos, &mut merchants);
         }
-        assert_eq!(
-            self.model.position(),
-            target,
-            "the model is at the batch's end"
-        );
-        for trade_no in &trade_nos {
-            if let Some(payment) = self.model.payment(trade_no)? {
-                merchants.insert(payment.merchant_id);
+        let payments = self.payments(&trade_nos)?;
+        merchants.extend(payments.iter().map(|payment| payment.merchant_id.clone()));
+        let balances = if self.balances_stopped() {
+            Vec::new()
+        } else {
+            let balances = self
+                .sources
+                .balances
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            merchants
+                .iter()
+                .flat_map(|merchant_id| {
+                    balances
+                        .ledger()
+                        .merchant_balances(merchant_id)
+                        .into_iter()
+                        .map(move |(account, currency, balance_minor)| {
+                            (merchant_id.clone(), account, currency.code(), balance_minor)
+                        })
+                })
+                .collect()
+        };
+        self.write(checkpoint, target, &payments, &balances)
+    }
+
+    /// The payments `trade_nos` name, as the node's read model holds them now.
+    fn payments(&self, trade_nos: &BTreeSet<TradeNo>) -> Result<Vec<PaymentView>, SqlError> {
+        let trade_nos: Vec<&TradeNo> = trade_nos.iter().collect();
+        let mut payments = Vec::with_capacity(trade_nos.len());
+        for chunk in trade_nos.chunks(PAYMENTS_PER_LOCK) {
+            let model = self
+                .sources
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for trade_no in chunk {
+                payments.extend(model.payment(trade_no)?);
             }
         }
-        self.write(checkpoint, target, &trade_nos, &merchants)
+        Ok(payments)
     }
 
     fn write(
         &mut self,
         checkpoint: u64,
         target: u64,
-        trade_nos: &BTreeSet<TradeNo>,
-        merchants: &BTreeSet<MerchantId>,
+        payments: &[PaymentView],
+        balances: &[(MerchantId, String, &'static str, i64)],
     ) -> Result<Round, SqlError> {
         let schema = self.schema.clone();
         let mut transaction = self.client.transaction()?;
@@ -229,7 +273,6 @@ impl SqlReadModels {
         )?;
         if moved != 1 {
             transaction.rollback()?;
-            self.commit_folds()?;
             return Ok(Round::Overtaken);
         }
         let upsert_payment = transaction.prepare(&format!(
@@ -239,11 +282,8 @@ impl SqlReadModels {
              ON CONFLICT (trade_no) DO UPDATE SET status = EXCLUDED.status, fee_minor = EXCLUDED.fee_minor, \
              refunded_minor = EXCLUDED.refunded_minor, paid_at = EXCLUDED.paid_at"
         ))?;
-        for trade_no in trade_nos {
-            let Some(payment) = self.model.payment(trade_no)? else {
-                continue;
-            };
-            let row = PaymentRow::of(&payment);
+        for payment in payments {
+            let row = PaymentRow::of(payment);
             transaction.execute(
                 &upsert_payment,
                 &[
@@ -266,63 +306,14 @@ impl SqlReadModels {
             "INSERT INTO {schema}.rm_balances (merchant_id, account, currency, balance_minor) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (merchant_id, account, currency) DO UPDATE SET balance_minor = EXCLUDED.balance_minor"
         ))?;
-        // Stopped balances keep the rows of their last good position.
-        let merchants = match self.balances_stopped {
-            None => merchants.iter().collect(),
-            Some(_) => Vec::new(),
-        };
-        for merchant_id in merchants {
-            for (account, currency, balance_minor) in
-                self.balances.ledger().merchant_balances(merchant_id)
-            {
-                transaction.execute(
-                    &upsert_balance,
-                    &[
-                        &merchant_id.as_str(),
-                        &account,
-                        &currency.code(),
-                        &balance_minor,
-                    ],
-                )?;
-            }
+        for (merchant_id, account, currency, balance_minor) in balances {
+            transaction.execute(
+                &upsert_balance,
+                &[&merchant_id.as_str(), account, currency, balance_minor],
+            )?;
         }
         transaction.commit()?;
-        // After the rows: a crash in between leaves this node's folds behind the rows, which
-        // the next round folds again (the rows are upserts), never ahead of them.
-        self.commit_folds()?;
         Ok(Round::Advanced(target))
-    }
-
-    /// Where both folds are (the read model alone once the balances stopped).
-    fn folded_position(&self) -> u64 {
-        match self.balances_stopped {
-            None => self.model.position().min(self.balances.position()),
-            Some(_) => self.model.position(),
-        }
-    }
-
-    /// Applies `event` to each fold that has not applied it yet.
-    fn fold(&mut self, event: &RecordedEvent) {
-        if event.global_position > self.model.position() {
-            self.model.apply(event);
-        }
-        if self.balances_stopped.is_none() && event.global_position > self.balances.position() {
-            if let Err(error) = self.balances.try_apply(event) {
-                tracing::error!(
-                    position = event.global_position,
-                    event_type = %event.event_type,
-                    %error,
-                    "SQL read models: the balances stopped; their rows stay as they were"
-                );
-                self.balances_stopped = Some(error);
-            }
-        }
-    }
-
-    fn commit_folds(&mut self) -> Result<(), SqlError> {
-        self.model.commit()?;
-        self.balances.write_staged()?;
-        Ok(())
     }
 
     /// Runs rounds until `stop` says so: busy while the log has news, polling otherwise.

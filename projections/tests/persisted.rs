@@ -3,83 +3,16 @@
 //! replaced; memory does not hold what the file holds; a model that failed is never written
 //! past its last good commit; a catch-up whose read of the log fails keeps every page before it.
 
+mod support;
+
 use chrono::Utc;
 use paycenter_domain::events::{Event, PaymentAttemptStarted};
 use paycenter_domain::ids::*;
 use paycenter_domain::payment::*;
-use paycenter_domain::{streams, Currency, Money, Rate};
+use paycenter_domain::{Currency, Money};
 use paycenter_projections::{persisted, ReadModel};
 use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore};
-
-fn add_orders(store: &SqliteStore, first_order: u64, n_orders: u64) {
-    for order_idx in first_order..first_order + n_orders {
-        let merchant_id = MerchantId::from_entropy(u128::from(order_idx % 3));
-        let order_no = OrderNo::parse(&format!("O{order_idx}")).unwrap();
-        let trade_no = TradeNo::generate(Utc::now(), order_idx);
-        let amount = Money::from_minor(1_000 + order_idx as i64, Currency::CNY);
-        let mut order = Order::default();
-        let mut events = Vec::new();
-        let mut run = |command: OrderCommand| {
-            let decided = order.decide(&command, Utc::now()).unwrap();
-            decided.iter().for_each(|event| order.apply(event));
-            events.extend(decided);
-        };
-        run(OrderCommand::StartAttempt(StartAttempt {
-            trade_no: trade_no.clone(),
-            merchant_id: merchant_id.clone(),
-            order_no: order_no.clone(),
-            app_id: AppId::from_entropy(1),
-            channel_account_id: ChannelAccountId::from_entropy(1),
-            channel: Channel::Sandbox,
-            invoke_method: InvokeMethod::Pc,
-            amount,
-            fee_rate: Rate::parse("0.006").unwrap(),
-            splits: vec![Split {
-                receiver: "partner".into(),
-                amount: Money::from_minor(100, Currency::CNY),
-            }],
-            subject: "rent".into(),
-            expire_seconds: 600,
-            min_attempt_interval_ms: 0,
-            return_url: None,
-            route: None,
-            failover_from: None,
-            share: paycenter_domain::vocabulary::ShareMode::None,
-        }));
-        if order_idx % 4 != 3 {
-            run(OrderCommand::RecordSuccess {
-                channel_account_id: ChannelAccountId::from_entropy(1),
-                trade_no: trade_no.clone(),
-                channel_trade_no: ChannelTradeNo::parse(&format!("C{order_idx}")).unwrap(),
-                amount,
-                source: OutcomeSource::Callback,
-            });
-        }
-        if order_idx % 4 == 0 {
-            let refund_id = RefundId::parse(&format!("rf_{order_idx}")).unwrap();
-            run(OrderCommand::RequestRefund {
-                trade_no: trade_no.clone(),
-                refund_id: refund_id.clone(),
-                refund_no: RefundNo::parse("R").unwrap(),
-                amount: Money::from_minor(300, Currency::CNY),
-                reason: String::new(),
-            });
-            run(OrderCommand::RecordRefundSuccess {
-                trade_no,
-                refund_id,
-                channel_refund_no: None,
-            });
-        }
-        let stream = streams::order(&AppId::from_entropy(1), &merchant_id, &order_no);
-        store
-            .append(
-                &stream,
-                ExpectedRevision::NoStream,
-                Event::to_new_events(&events, &stream, None),
-            )
-            .unwrap();
-    }
-}
+use support::add_orders;
 
 fn fold_into_file(path: &std::path::Path, store: &SqliteStore) -> ReadModel {
     let mut model = ReadModel::open(path, store).unwrap();
@@ -338,7 +271,7 @@ fn a_long_catch_up_runs_behind_the_start_and_says_so() {
     let data = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(data.path(), SqliteConfig::default()).unwrap());
-    add_orders(&store, 0, 30);
+    add_orders(store.as_ref(), 0, 30);
     let head = store.head_position().unwrap();
     let model = Arc::new(RwLock::new(
         ReadModel::open(&models.path().join("model.sqlite"), store.as_ref()).unwrap(),
@@ -577,7 +510,7 @@ fn one_runner_drives_any_projection_and_one_that_breaks_stops_alone() {
     let data = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(data.path(), SqliteConfig::default()).unwrap());
-    add_orders(&store, 0, 12);
+    add_orders(store.as_ref(), 0, 12);
     let head = store.head_position().unwrap();
     let poison_at = store
         .read_all(1, 1_000)
@@ -675,7 +608,7 @@ fn one_runner_drives_any_projection_and_one_that_breaks_stops_alone() {
     }
     // An online rebuild of the counts: a shadow file folded from position 1, checked against
     // the live one, swapped in, and the pointer names it at the next start.
-    add_orders(&store, 12, 4);
+    add_orders(store.as_ref(), 12, 4);
     let rebuilt =
         paycenter_projections::rebuild::rebuild_online(store.as_ref(), &counts, dir.path())
             .unwrap();
