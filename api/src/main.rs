@@ -9,6 +9,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use paycenter_api::server::{serve, ServeOptions};
 
+/// mimalloc instead of glibc's malloc: a profile of `serve` under load spent a fifth of its
+/// samples in glibc's malloc and free (consolidating fast bins for frees from other threads
+/// above all); see `docs/benchmarks.md`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The environment `serve` reads besides its options' own variables.
 const ENVIRONMENT_HELP: &str = "environment (besides each option's own variable):
   PAYCENTER_ADMIN_TOKEN                 admin bearer token (at least 16 characters; shorter: exit 2)
