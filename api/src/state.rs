@@ -253,7 +253,7 @@ impl AppState {
 
     /// The read model, for a request that needs it: `503 read_model_unavailable` when its
     /// follower stopped at an event it could not apply.
-    pub fn read_model(&self) -> Result<RwLockReadGuard<'_, ReadModel>, Refusal> {
+    pub fn model_for_request(&self) -> Result<RwLockReadGuard<'_, ReadModel>, Refusal> {
         if let Some(stopped) = self.read_model.health.stopped() {
             return Err(Refusal::read_model_unavailable(format!(
                 "the read model stopped at position {} ({}); operators are told by /healthz",
@@ -282,7 +282,7 @@ impl AppState {
         &self,
         channel_account_id: &paycenter_domain::ids::ChannelAccountId,
     ) -> Option<paycenter_domain::events::ChannelAccountActivated> {
-        self.read_model()
+        self.model_for_request()
             .ok()?
             .channel_accounts()
             .get(channel_account_id)
@@ -510,7 +510,7 @@ impl AppState {
         )
         .await;
         // 503 at once when the read model stopped (the guard itself is not needed).
-        drop(self.read_model()?);
+        drop(self.model_for_request()?);
         match reached {
             Ok(Ok(_)) => Ok(()),
             _ => Err(Refusal::read_model_unavailable(format!(

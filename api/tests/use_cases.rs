@@ -182,7 +182,7 @@ impl World {
         trade_no: &paycenter_domain::ids::TradeNo,
     ) -> paycenter_projections::model::PaymentView {
         self.state
-            .read_model()
+            .model_for_request()
             .unwrap()
             .payment(trade_no)
             .unwrap()

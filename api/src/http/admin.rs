@@ -68,7 +68,7 @@ pub async fn reconcile_upload(
 
 /// `GET /v1/reconciliations/{id}`
 pub async fn get_reconciliation(state: Arc<AppState>, reconciliation_id: String) -> Answer {
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let completed = model.reconciliation(&reconciliation_id)?.ok_or_else(|| {
         Refusal::not_found(
             ErrorCode::ReconciliationNotFound,

@@ -48,7 +48,7 @@ pub async fn create_alert_channel(state: Arc<AppState>, body: bytes::Bytes) -> A
 /// `GET /v1/alert-channels`: every destination (there are at most a few dozen).
 pub async fn list_alert_channels(state: Arc<AppState>) -> Answer {
     let data: Vec<wire::AlertChannelAnswer> = state
-        .read_model()?
+        .model_for_request()?
         .alert_channels()
         .into_iter()
         .map(wire::alert_channel_answer)
@@ -97,7 +97,7 @@ pub async fn list_alerts(state: Arc<AppState>, query: HashMap<String, String>) -
         }
     };
     let limit = crate::http::lists::limit(&query)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let mut below = match query.get("starting_after") {
         None => None,
         Some(alert_id) => Some(model.alert_list_key(alert_id)?.ok_or_else(|| {

@@ -40,7 +40,7 @@ pub fn admin(state: &AppState, authorization: Option<&str>) -> Result<(), Refusa
 pub fn app(state: &AppState, authorization: Option<&str>) -> Result<AppRegistered, Refusal> {
     let token = bearer(authorization).ok_or_else(unauthorized)?;
     let app = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let app = model
             .app_for_key(&api_key_sha256(token), state.clock.now())
             .ok_or_else(unauthorized)?

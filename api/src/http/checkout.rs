@@ -326,7 +326,7 @@ pub fn checkout_page(
     let Some(trade_no) = linked_payment(state, trade_no, token) else {
         return render(StatusCode::NOT_FOUND, "invalid", None);
     };
-    let Ok(model) = state.read_model() else {
+    let Ok(model) = state.model_for_request() else {
         return render(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
     };
     let payment = match model.payment(&trade_no) {
@@ -655,7 +655,7 @@ pub fn checkout_status(
     let trade_no = linked_payment(state, trade_no, query.get("t").map(String::as_str))
         .ok_or_else(not_found)?;
     let payment = state
-        .read_model()?
+        .model_for_request()?
         .payment(&trade_no)?
         .ok_or_else(not_found)?;
     Ok((

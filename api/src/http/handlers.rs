@@ -173,7 +173,7 @@ pub async fn create_channel_account(
 /// `GET /v1/merchants/{merchant_id}/balances`: the merchant's double-entry accounts.
 pub async fn merchant_balances(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = parse_id(MerchantId::parse, &merchant_id)?;
-    crate::service::known_merchant(&*state.read_model()?, &merchant_id)?;
+    crate::service::known_merchant(&*state.model_for_request()?, &merchant_id)?;
     let accounts: Vec<wire::BalanceLine> = state
         .balances()
         .await?
@@ -398,7 +398,7 @@ fn visible_payment(
     trade_no: &str,
 ) -> Result<paycenter_projections::model::PaymentView, Refusal> {
     let trade_no = parse_id(TradeNo::parse, trade_no)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     // Another app's payment is "not found": its existence is not this app's business.
     model
         .payment(&trade_no)?
@@ -520,7 +520,7 @@ pub async fn list_events(
             .filter(|limit| (1..=1_000).contains(limit))
             .ok_or_else(|| Refusal::invalid("limit must be 1 to 1000"))?,
     };
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let page = model.feed_after(&app.app_id, after, limit)?;
     let mut events = Vec::with_capacity(page.len());
     for item in &page {
@@ -696,10 +696,12 @@ pub async fn list_notifications(
     // `MAX_SCANNED` (lists with paging come with the list endpoints).
     const MAX_LISTED: usize = 1_000;
     const MAX_SCANNED: usize = 100_000;
-    let items =
-        state
-            .read_model()?
-            .notifications_of_app(&app_id, wanted, MAX_LISTED, MAX_SCANNED)?;
+    let items = state.model_for_request()?.notifications_of_app(
+        &app_id,
+        wanted,
+        MAX_LISTED,
+        MAX_SCANNED,
+    )?;
     let notifications: Vec<wire::NotificationAnswer> = items
         .iter()
         .map(|notification| wire::NotificationAnswer {
@@ -728,7 +730,7 @@ pub async fn redeliver_notification(
     let notification_id = parse_id(NotificationId::parse, &notification_id)?;
     // Another app's notification is "not found"; the admin (an ops operator) reaches every one.
     let owned = state
-        .read_model()?
+        .model_for_request()?
         .notification(&notification_id)?
         .is_some_and(|(notification, _)| {
             app.as_ref()

@@ -156,7 +156,7 @@ fn collect<E>(
     let mut kept = Vec::with_capacity(limit + 1);
     loop {
         let step = {
-            let model = state.read_model()?;
+            let model = state.model_for_request()?;
             step(&model, below.as_deref())?
         };
         for (_, entry) in step.entries {
@@ -227,7 +227,7 @@ fn cursor(
     owner: impl Fn(&ReadModel) -> Result<Option<(AppId, MerchantId)>, TableError>,
     key: impl Fn(&ReadModel) -> Result<Option<Vec<u8>>, TableError>,
 ) -> Result<Vec<u8>, Refusal> {
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let visible =
         owner(&model)?.is_some_and(|(app_id, merchant_id)| in_list(list, &app_id, &merchant_id));
     let found = if visible { key(&model)? } else { None };
@@ -311,7 +311,7 @@ pub async fn find_payments(
     if let Some(channel_trade_no) = parse_param(&query, "channel_trade_no", ChannelTradeNo::parse)?
     {
         let payment = state
-            .read_model()?
+            .model_for_request()?
             .payment_by_channel_trade_no(&channel_trade_no)?
             .filter(|payment| {
                 app.is_none_or(|app| visible_to(app, &payment.app_id, &payment.merchant_id))
@@ -340,9 +340,10 @@ pub async fn find_payments(
                 .with_field("app_id")
             })?,
         };
-        let attempts = state
-            .read_model()?
-            .payments_of_order(&app_id, &merchant_id, &order_no)?;
+        let attempts =
+            state
+                .model_for_request()?
+                .payments_of_order(&app_id, &merchant_id, &order_no)?;
         let latest = attempts
             .last()
             .ok_or_else(|| payment_not_found(format_args!("for order {order_no}")))?;
@@ -394,7 +395,7 @@ fn list_payments(state: &AppState, app: Option<&AppRegistered>, query: &Query) -
                 && channel.is_none_or(|wanted| entry.channel == wanted)
         },
     )?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let mut data = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some(payment) = model.payment(&entry.trade_no)? {
@@ -427,7 +428,7 @@ pub async fn list_refunds(
         // One payment's refunds: read from the payment itself.
         let list = (app, &scope, merchant_id.as_ref());
         let payment = state
-            .read_model()?
+            .model_for_request()?
             .payment(&trade_no)?
             .filter(|payment| in_list(list, &payment.app_id, &payment.merchant_id));
         let items = payment
@@ -468,7 +469,7 @@ pub async fn list_refunds(
                 && status.is_none_or(|wanted| entry.status == wanted)
         },
     )?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let mut data = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some((_, refund)) = model.refund(&entry.refund_id)? {
@@ -483,7 +484,7 @@ pub async fn list_merchants(state: Arc<AppState>, query: Query) -> Answer {
     let limit = limit(&query)?;
     let starting_after = parse_param(&query, "starting_after", MerchantId::parse)?;
     let items = state
-        .read_model()?
+        .model_for_request()?
         .merchants()
         .values()
         .map(|merchant| {
@@ -513,7 +514,7 @@ fn merchant_not_found(merchant_id: &str) -> Refusal {
 pub async fn get_merchant(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = MerchantId::parse(&merchant_id)
         .map_err(|error| Refusal::invalid(error.to_string()).with_field("merchant_id"))?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let merchant = model
         .merchants()
         .get(&merchant_id)
@@ -531,7 +532,7 @@ pub async fn list_channel_accounts(
         .map_err(|error| Refusal::invalid(error.to_string()).with_field("merchant_id"))?;
     let limit = limit(&query)?;
     let starting_after = parse_param(&query, "starting_after", ChannelAccountId::parse)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     if !model.merchants().contains_key(&merchant_id) {
         return Err(merchant_not_found(merchant_id.as_str()));
     }
@@ -564,7 +565,7 @@ pub async fn list_apps(state: Arc<AppState>, query: Query) -> Answer {
     let limit = limit(&query)?;
     let starting_after = parse_param(&query, "starting_after", AppId::parse)?;
     let merchant_id = parse_param(&query, "merchant_id", MerchantId::parse)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let items = model
         .apps()
         .values()
@@ -603,7 +604,7 @@ pub async fn list_reconciliations(state: Arc<AppState>, query: Query) -> Answer 
         None => None,
         Some(id) => {
             let key = state
-                .read_model()?
+                .model_for_request()?
                 .reconciliation_list_key(account.as_ref(), id)?
                 .ok_or_else(|| not_in_list(id))?;
             Some(key)
@@ -616,7 +617,7 @@ pub async fn list_reconciliations(state: Arc<AppState>, query: Query) -> Answer 
         |model, below| model.reconciliations_step(account.as_ref(), below),
         |_| true,
     )?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let mut data = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some(completed) = model.reconciliation(&entry.reconciliation_id)? {
@@ -721,7 +722,7 @@ pub async fn merchant_stats(state: Arc<AppState>, merchant_id: String, query: Qu
         }
         starts.push(next);
     }
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     if !model.merchants().contains_key(&merchant_id) {
         return Err(merchant_not_found(merchant_id.as_str()));
     }

@@ -50,7 +50,7 @@ pub async fn create_operator(state: Arc<AppState>, body: bytes::Bytes) -> Answer
 
 /// `GET /v1/operators`: every operator (a console has few), by e-mail address.
 pub async fn list_operators(state: Arc<AppState>) -> Answer {
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let data: Vec<wire::OperatorAnswer> = model
         .operators()
         .into_iter()

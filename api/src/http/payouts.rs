@@ -88,7 +88,7 @@ pub async fn create_payout(state: Arc<AppState>, body: bytes::Bytes) -> Answer {
 /// `GET /v1/payouts/{payout_id}`
 pub async fn get_payout(state: Arc<AppState>, payout_id: String) -> Answer {
     let payout = state
-        .read_model()?
+        .model_for_request()?
         .payout(&payout_id)?
         .ok_or_else(|| payouts::not_found(&payout_id))?;
     Ok((
@@ -107,7 +107,7 @@ pub async fn list_payouts(state: Arc<AppState>, query: HashMap<String, String>) 
         ),
     };
     let limit = crate::http::lists::limit(&query)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let after = match query.get("starting_after") {
         None => None,
         Some(payout_id) => Some(

@@ -65,7 +65,7 @@ pub async fn create_receiver(
 /// `GET /v1/merchants/{merchant_id}/receivers`: every bound receiver (at most 1,000).
 pub async fn list_receivers(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = merchant(&merchant_id)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     crate::service::known_merchant(&model, &merchant_id)?;
     let data = model
         .receivers(&merchant_id)

@@ -86,7 +86,7 @@ pub async fn set_routing(state: Arc<AppState>, merchant_id: String, body: bytes:
 /// `GET /v1/merchants/{merchant_id}/routing`
 pub async fn get_routing(state: Arc<AppState>, merchant_id: String) -> Answer {
     let merchant_id = merchant(&merchant_id)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     crate::service::known_merchant(&model, &merchant_id)?;
     Ok((
         StatusCode::OK,

@@ -60,7 +60,7 @@ pub async fn activate(state: &AppState, command: ActivateAccount) -> Result<Acti
         mode,
         provider_account_id,
     } = command;
-    crate::service::known_merchant(&*state.read_model()?, &merchant_id)?;
+    crate::service::known_merchant(&*state.model_for_request()?, &merchant_id)?;
     let existing = match existing {
         None => None,
         Some(channel_account_id) => Some(

@@ -244,7 +244,7 @@ fn webhooks_failing(
     thresholds: AlertThresholds,
 ) -> Result<Vec<Observation>, Refusal> {
     let now = state.clock.now();
-    let health = state.read_model()?.webhook_health();
+    let health = state.model_for_request()?.webhook_health();
     Ok(health
         .into_iter()
         .filter_map(|(app_id, health)| {
@@ -286,7 +286,7 @@ fn webhooks_failing(
 }
 
 fn reconciliation_discrepancies(state: &AppState) -> Result<Vec<Observation>, Refusal> {
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let mut found = Vec::new();
     for account_id in model.channel_accounts().keys() {
         let step = model.reconciliations_step(Some(account_id), None)?;
@@ -326,7 +326,7 @@ fn reconciliation_discrepancies(state: &AppState) -> Result<Vec<Observation>, Re
 }
 
 fn anomalies(state: &AppState) -> Result<Vec<Observation>, Refusal> {
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     // Still open: the payments whose anomaly alert is open and whose reported money is not
     // refunded yet; new: anomalies no alert has been raised for.
     let mut trade_nos = model.anomalies_unalerted();
@@ -404,7 +404,7 @@ fn credentials_expiring(
     let now = state.clock.now();
     let horizon = now + chrono::Duration::days(thresholds.credentials_expiry_days as i64);
     let (accounts, open): (Vec<paycenter_domain::ids::ChannelAccountId>, Vec<String>) = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let accounts = model
             .channel_accounts()
             .keys()

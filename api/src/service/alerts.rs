@@ -122,7 +122,7 @@ pub async fn create_channel(
     if new.kind == AlertChannelKind::Webhook && !new.at_mobiles.is_empty() {
         return Err(Refusal::invalid("at_mobiles is for DingTalk robots").with_field("at_mobiles"));
     }
-    if state.read_model()?.alert_channels().len() >= MAX_ALERT_CHANNELS {
+    if state.model_for_request()?.alert_channels().len() >= MAX_ALERT_CHANNELS {
         return Err(Refusal::invalid(format!(
             "at most {MAX_ALERT_CHANNELS} alert destinations; delete one first"
         )));
@@ -160,7 +160,7 @@ pub async fn create_channel(
 /// The destination `alert_channel_id` (`404 alert_channel_not_found`).
 pub fn channel(state: &AppState, alert_channel_id: &str) -> Result<AlertChannelView, Refusal> {
     state
-        .read_model()?
+        .model_for_request()?
         .alert_channel(alert_channel_id)
         .cloned()
         .ok_or_else(|| {
@@ -464,7 +464,7 @@ pub async fn observe(
             })
             .await?;
     }
-    let open = state.read_model()?.open_alerts();
+    let open = state.model_for_request()?.open_alerts();
     for (condition, _alert_id) in open {
         if condition.rule != rule || holding_streams.contains(&condition.stream()) {
             continue;
@@ -498,7 +498,7 @@ pub async fn resolve(
 pub async fn deliver_due(state: &AppState, http: &HttpClient) -> Result<usize, Refusal> {
     let now = state.clock.now();
     let due: Vec<DeliveryTask> = state
-        .read_model()?
+        .model_for_request()?
         .alert_deliveries_due(now, MAX_DELIVERIES_PER_ROUND)?;
     let mut n_attempted = 0;
     for task in due {
@@ -513,7 +513,7 @@ pub async fn deliver_due(state: &AppState, http: &HttpClient) -> Result<usize, R
             continue;
         }
         let (alert, channel) = {
-            let model = state.read_model()?;
+            let model = state.model_for_request()?;
             (
                 model.alert(&task.alert_id)?,
                 model.alert_channel(&task.alert_channel_id).cloned(),

@@ -21,7 +21,7 @@ pub async fn breaker_now(
     state: &AppState,
     account: &ChannelAccountId,
 ) -> Result<BreakerState, Refusal> {
-    let (current, changed_at) = state.read_model()?.breaker(account);
+    let (current, changed_at) = state.model_for_request()?.breaker(account);
     let (Some(changed_at), BreakerState::Open) = (changed_at, current) else {
         return Ok(current);
     };
@@ -70,7 +70,7 @@ pub async fn after_initiation<T>(
     // model holds would change (it has every transition a routed payment waited for, so a
     // success on a closed breaker, the usual case, costs no read of the log).
     let known = state
-        .read_model()
+        .model_for_request()
         .ok()
         .map(|model| model.breaker(account).0);
     if let Some(known) = known {

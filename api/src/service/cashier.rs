@@ -138,9 +138,12 @@ pub async fn open(state: &AppState, command: OpenCheckout) -> Result<CheckoutOpe
     if !events.is_empty() {
         return Ok(opened);
     }
-    let existing = state.read_model()?.checkout(&checkout_id)?.ok_or_else(|| {
-        Refusal::internal("cashier", "an opened cashier is not in the read model")
-    })?;
+    let existing = state
+        .model_for_request()?
+        .checkout(&checkout_id)?
+        .ok_or_else(|| {
+            Refusal::internal("cashier", "an opened cashier is not in the read model")
+        })?;
     if existing.amount != opened.amount {
         return Err(Refusal::new(
             ErrorCode::OrderAmountMismatch,
@@ -158,7 +161,7 @@ pub async fn open(state: &AppState, command: OpenCheckout) -> Result<CheckoutOpe
 /// The accounts the person may pick: those named (or all the merchant's), enabled, whose
 /// channel runs here.
 pub fn offered(state: &AppState, checkout: &CheckoutOpened) -> Vec<ChannelAccountActivated> {
-    let Ok(model) = state.read_model() else {
+    let Ok(model) = state.model_for_request() else {
         return Vec::new();
     };
     let mut accounts: Vec<ChannelAccountActivated> = model
@@ -199,12 +202,15 @@ pub fn automatic_pick(
 
 /// The cashier `checkout_id`, while it can still start attempts.
 pub fn find(state: &AppState, checkout_id: &str) -> Result<CheckoutOpened, Refusal> {
-    state.read_model()?.checkout(checkout_id)?.ok_or_else(|| {
-        Refusal::not_found(
-            ErrorCode::CheckoutNotFound,
-            format!("no cashier {checkout_id:?}"),
-        )
-    })
+    state
+        .model_for_request()?
+        .checkout(checkout_id)?
+        .ok_or_else(|| {
+            Refusal::not_found(
+                ErrorCode::CheckoutNotFound,
+                format!("no cashier {checkout_id:?}"),
+            )
+        })
 }
 
 /// Who pays, when the channel told paycenter (WeChat's OAuth inside WeChat): the attempt is

@@ -42,12 +42,15 @@ pub fn payment_timeline(
 ) -> Result<Vec<TimelineEntry>, Refusal> {
     access::authorize(actor, Permission::Read)?;
     let trade_no = TradeNo::parse(trade_no).map_err(|error| Refusal::invalid(error.to_string()))?;
-    let payment = state.read_model()?.payment(&trade_no)?.ok_or_else(|| {
-        Refusal::not_found(
-            ErrorCode::PaymentNotFound,
-            format!("payment {trade_no} not found"),
-        )
-    })?;
+    let payment = state
+        .model_for_request()?
+        .payment(&trade_no)?
+        .ok_or_else(|| {
+            Refusal::not_found(
+                ErrorCode::PaymentNotFound,
+                format!("payment {trade_no} not found"),
+            )
+        })?;
     // The stream the payment was recorded on: an order recorded before order numbers lived in
     // their app's namespace keeps its older stream name.
     let recorded = state.read_stream(&payment.order_stream)?;
@@ -82,7 +85,7 @@ pub fn trail(
     below: Option<u64>,
 ) -> Result<(Vec<ActionEntry>, Option<u64>), Refusal> {
     access::authorize(actor, Permission::Audit)?;
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     let step = model.actions_step(below)?;
     let mut entries: Vec<ActionEntry> = step
         .entries
@@ -121,7 +124,7 @@ pub fn balances_as_of(
     at: DateTime<Utc>,
 ) -> Result<BalancesAsOf, Refusal> {
     access::authorize(actor, Permission::Audit)?;
-    crate::service::known_merchant(&*state.read_model()?, merchant_id)?;
+    crate::service::known_merchant(&*state.model_for_request()?, merchant_id)?;
     let mut ledger = paycenter_projections::balances::Ledger::default();
     let mut position = 0u64;
     tokio::task::block_in_place(|| -> Result<(), Refusal> {

@@ -118,7 +118,7 @@ pub async fn create(state: &AppState, new: NewOperator) -> Result<OperatorMade, 
 /// The operator `operator_id` (`404 operator_not_found`).
 pub fn find(state: &AppState, operator_id: &OperatorId) -> Result<OperatorView, Refusal> {
     state
-        .read_model()?
+        .model_for_request()?
         .operator(operator_id)
         .cloned()
         .ok_or_else(|| {
@@ -173,7 +173,7 @@ pub async fn check_credentials(
 ) -> Result<Option<OperatorView>, Refusal> {
     let operator = match normalize_email(email) {
         Ok(email) => state
-            .read_model()?
+            .model_for_request()?
             .operator(&operator_id_for(&email))
             .cloned(),
         Err(_) => None,

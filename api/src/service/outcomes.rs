@@ -97,7 +97,7 @@ pub async fn record(
         }
     };
     let (stream_id, attempt_account_id, attempt_amount) = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let payment = model.payment(&trade_no)?.ok_or_else(|| {
             Refusal::not_found(
                 ErrorCode::PaymentNotFound,

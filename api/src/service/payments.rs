@@ -157,7 +157,7 @@ pub(crate) async fn start_attempt(
         )));
     }
     if state
-        .read_model()?
+        .model_for_request()?
         .is_channel_account_disabled(&channel_account_id)
     {
         return Err(AttemptFailure::Refused(Refusal::new(
@@ -231,7 +231,7 @@ pub(crate) async fn start_attempt(
     // numbers lived in their app's namespace keep their stream), else the app's own. With no
     // attempt ever recorded under an older name, it is the app's own without a lookup.
     let stream_id = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let older = match model.orders_may_live_under_older_names() {
             false => None,
             true => model
@@ -365,7 +365,7 @@ fn check_shareable(
         )
         .with_field("splits"));
     }
-    let model = state.read_model()?;
+    let model = state.model_for_request()?;
     for (split_idx, split) in splits.iter().enumerate() {
         let bound = model
             .receiver(merchant_id, &split.receiver)

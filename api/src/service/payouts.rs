@@ -44,10 +44,10 @@ pub struct CreatePayout {
 /// payout recorded first).
 pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutView, Refusal> {
     payouts::check_payout_no(&command.payout_no).map_err(Refusal::from)?;
-    crate::service::known_merchant(&*state.read_model()?, &command.merchant_id)?;
+    crate::service::known_merchant(&*state.model_for_request()?, &command.merchant_id)?;
     if let Some(app_id) = &command.app_id {
         let serves_merchant = state
-            .read_model()?
+            .model_for_request()?
             .apps()
             .get(app_id)
             .is_some_and(|app| app.merchant_ids.contains(&command.merchant_id));
@@ -122,7 +122,7 @@ pub async fn create(state: &AppState, command: CreatePayout) -> Result<PayoutVie
         )
         .await?;
     state
-        .read_model()?
+        .model_for_request()?
         .payout(&payout_id)
         .map_err(Refusal::from)?
         .ok_or_else(|| Refusal::internal("payouts", "a recorded payout is not in the read model"))
@@ -258,7 +258,7 @@ pub async fn record_reported(
     status: TransferStatus,
 ) -> Result<(), Refusal> {
     let payout = state
-        .read_model()?
+        .model_for_request()?
         .payout(payout_id)?
         .ok_or_else(|| not_found(payout_id))?;
     if &payout.requested.channel_account_id != channel_account_id {
@@ -278,7 +278,7 @@ pub async fn reconcile_day(
     to: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<PayoutsReconciled>, Refusal> {
     let settled: Vec<paycenter_projections::model::PayoutView> = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let ids = model.payouts_settled_between(
             &account.channel_account_id,
             from,

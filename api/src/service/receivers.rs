@@ -40,7 +40,7 @@ fn channel_refusal(error: GatewayError) -> Refusal {
 pub async fn bind(state: &AppState, command: BindReceiver) -> Result<ReceiverBound, Refusal> {
     receivers::check_receiver_id(&command.receiver_id).map_err(Refusal::from)?;
     let n_bound = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         crate::service::known_merchant(&model, &command.merchant_id)?;
         model.receivers(&command.merchant_id).len()
     };
@@ -131,7 +131,7 @@ pub async fn remove(
         )
     };
     let bound = state
-        .read_model()?
+        .model_for_request()?
         .receiver(merchant_id, receiver_id)
         .cloned()
         .ok_or_else(not_found)?;

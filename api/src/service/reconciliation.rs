@@ -227,7 +227,7 @@ async fn record(
         .ok_or_else(|| Refusal::invalid(format!("{date} has no midnight in {offset}")))?;
     let day_end = day_start + chrono::Duration::days(1);
     let record: Vec<RecordLine> = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let billed: std::collections::HashSet<&TradeNo> =
             bill.iter().map(|line| &line.trade_no).collect();
         let mut trade_nos: std::collections::BTreeSet<TradeNo> = model
@@ -414,7 +414,7 @@ pub async fn reconcile_daily(state: Arc<AppState>, schedule: DailySchedule) {
             continue;
         }
         let due: Vec<(paycenter_domain::events::ChannelAccountActivated, NaiveDate)> = {
-            let Ok(model) = state.read_model() else {
+            let Ok(model) = state.model_for_request() else {
                 continue;
             };
             let now = state.clock.now();

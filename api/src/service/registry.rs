@@ -61,7 +61,7 @@ pub async fn register_app(
     notify_url: String,
 ) -> Result<AppCreated, Refusal> {
     let missing = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         merchant_ids
             .iter()
             .find(|merchant_id| !model.merchants().contains_key(*merchant_id))

@@ -32,7 +32,7 @@ pub async fn set_rules(
     rules: Vec<RoutingRule>,
 ) -> Result<Vec<RoutingRule>, Refusal> {
     let (exists, accounts) = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let accounts: Vec<ChannelAccountId> = model
             .channel_accounts()
             .values()
@@ -53,7 +53,7 @@ pub async fn set_rules(
             |_, now| routing::set_routing(exists, merchant_id, &accounts, rules.clone(), now),
         )
         .await?;
-    Ok(state.read_model()?.routing(merchant_id).to_vec())
+    Ok(state.model_for_request()?.routing(merchant_id).to_vec())
 }
 
 /// What to do after an attempt failed at the channel.
@@ -86,7 +86,7 @@ async fn after_failure(
         ))
     };
     let payment = match state
-        .read_model()
+        .model_for_request()
         .and_then(|model| model.payment(trade_no).map_err(Refusal::from))
     {
         Ok(Some(payment)) => payment,
@@ -135,7 +135,7 @@ pub async fn start_routed(
 ) -> Result<PaymentStarted, Refusal> {
     let merchant_id = command.merchant_id.clone();
     let (rules, accounts) = {
-        let model = state.read_model()?;
+        let model = state.model_for_request()?;
         let rules = model.routing(&merchant_id).to_vec();
         let accounts: Vec<(ChannelAccountId, Channel, bool)> = model
             .channel_accounts()

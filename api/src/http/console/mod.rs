@@ -428,7 +428,7 @@ async fn route(
     };
     // The role and the operator's access are read afresh on every request: a role changed or
     // an operator disabled takes effect at once.
-    let operator = match state.read_model() {
+    let operator = match state.model_for_request() {
         Ok(model) => model.operator(&session.operator_id).cloned(),
         Err(refusal) => return error_page(request.lang, None, &refusal),
     };
