@@ -203,11 +203,13 @@ impl SqlReadModels {
         if !store.try_lease(LEASE_NAME, &self.node_id, LEASE_TTL_MS)? {
             return Ok(Round::HeldElsewhere);
         }
-        let events = store.read_all(checkpoint + 1, (target - checkpoint) as usize)?;
-        assert!(
-            events.last().map(|event| event.global_position) == Some(target),
-            "the log holds every position the node's projections applied"
-        );
+        let mut events = store.read_all(checkpoint + 1, (target - checkpoint) as usize)?;
+        // The round ends at the last event read up to the projections' position: never past
+        // what both projections hold, never past what was read.
+        events.retain(|event| event.global_position <= target);
+        let Some(target) = events.last().map(|event| event.global_position) else {
+            return Ok(Round::Idle);
+        };
         let mut trade_nos: BTreeSet<TradeNo> = BTreeSet::new();
         let mut merchants: BTreeSet<MerchantId> = BTreeSet::new();
         for event in &events {
