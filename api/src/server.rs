@@ -534,7 +534,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         // The tables are written from this node's own projections. Earlier versions kept a
         // second fold of the log behind them in these files: derived, and now unused.
         for retired in ["sql_read_models.sqlite", "sql_balances.sqlite"] {
-            remove_sqlite_file(&options.data_dir.join("projections").join(retired));
+            paycenter_projections::persisted::remove_file_set(
+                &options.data_dir.join("projections").join(retired),
+            );
         }
         let mut projector = {
             let node_id = options.node_id.clone();
@@ -574,21 +576,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     drop(state);
     tracing::info!("paycenter stopped");
     Ok(())
-}
-
-/// Removes a SQLite file and its write-ahead log, if they exist; a failure is only logged (the
-/// file is derived and unused).
-fn remove_sqlite_file(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&file) {
-            Ok(()) => tracing::info!(file = %file.display(), "removed a retired read model file"),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                tracing::warn!(file = %file.display(), %error, "could not remove a retired read model file")
-            }
-        }
-    }
 }
 
 /// Creates the data directory 0700 and takes group and other permissions off whatever an

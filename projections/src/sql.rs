@@ -18,7 +18,7 @@
 //! on.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use paycenter_domain::envelope::RecordedEvent;
@@ -172,22 +172,11 @@ impl SqlReadModels {
     /// How far the node's projections have both applied the log (the read model alone once
     /// the balances stopped).
     fn projected_position(&self) -> u64 {
-        let read = |lock: &RwLock<ReadModel>| {
-            lock.read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .position()
-        };
-        let model_position = read(&self.sources.model);
+        let model_position = read(&self.sources.model).position();
         if self.balances_stopped() {
             return model_position;
         }
-        let balances_position = self
-            .sources
-            .balances
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .position();
-        model_position.min(balances_position)
+        model_position.min(read(&self.sources.balances).position())
     }
 
     /// One round: read the events after the checkpoint (up to where the node's projections
@@ -220,11 +209,7 @@ impl SqlReadModels {
         let balances = if self.balances_stopped() {
             Vec::new()
         } else {
-            let balances = self
-                .sources
-                .balances
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let balances = read(&self.sources.balances);
             merchants
                 .iter()
                 .flat_map(|merchant_id| {
@@ -246,11 +231,7 @@ impl SqlReadModels {
         let trade_nos: Vec<&TradeNo> = trade_nos.iter().collect();
         let mut payments = Vec::with_capacity(trade_nos.len());
         for chunk in trade_nos.chunks(PAYMENTS_PER_LOCK) {
-            let model = self
-                .sources
-                .model
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let model = read(&self.sources.model);
             for trade_no in chunk {
                 payments.extend(model.payment(trade_no)?);
             }
@@ -339,6 +320,13 @@ impl SqlReadModels {
             }
         }
     }
+}
+
+/// A read lock of one of the node's projections. Their followers never panic while holding the
+/// write lock (they catch the fold's panics), so a poisoned lock comes only from a bug elsewhere
+/// and the projection is still read.
+fn read<P>(lock: &RwLock<P>) -> RwLockReadGuard<'_, P> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The payment and merchant an event names, if it names them.
