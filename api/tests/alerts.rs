@@ -655,7 +655,10 @@ fn a_read_model_falling_behind_alerts_and_resolves_once_it_catches_up() {
             .iter()
             .any(|alert| alert["rule"] == "projection_lagging" && alert["subject"] == "read_model")
     });
-    assert!(alerts(&base, "open")
-        .iter()
-        .all(|alert| alert["rule"] != "projection_lagging"));
+    let open = alerts(&base, "open");
+    assert!(
+        open.iter()
+            .all(|alert| alert["rule"] != "projection_lagging"),
+        "a lag alert is still open: {open:?}"
+    );
 }
