@@ -30,8 +30,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use paycenter_store::sqlite::checkpointer::{CheckpointSync, WalCheckpoints};
-
 /// Read connections kept open for reuse; more may be opened under load and are closed after.
 /// Above the reads in flight under load: fewer made the pool open and close connections, each
 /// open parsing the schema again and each close freeing its cache (seen in a profile).
@@ -39,8 +37,6 @@ const MAX_IDLE_READERS: usize = 64;
 /// Page cache of each connection, in KiB (SQLite's negative `cache_size`).
 const CACHE_KIB_WRITER: i64 = 16 * 1024;
 const CACHE_KIB_READER: i64 = 1024;
-/// WAL frames (pages) after which the checkpointer copies them into the file.
-const WAL_CHECKPOINT_FRAMES: u32 = 8_192;
 
 /// A read of the file failed (I/O, corruption): the read model cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +167,7 @@ pub type Write = (u16, Vec<u8>, Option<String>);
 /// One SQLite file holding a read model.
 pub struct Backing {
     path: PathBuf,
-    writer: Mutex<Writer>,
+    writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// The checkpoint's position as last written (changed only under `writer`'s lock).
     committed_position: std::sync::atomic::AtomicU64,
@@ -184,12 +180,6 @@ impl std::fmt::Debug for Backing {
             .field("path", &self.path)
             .finish()
     }
-}
-
-/// The writer's connection, with what checkpoints its WAL off its thread.
-struct Writer {
-    connection: Connection,
-    checkpoints: WalCheckpoints,
 }
 
 /// The checkpoint row: how far the file's model has folded the log.
@@ -233,10 +223,12 @@ impl Backing {
         // fsynced, so the file costs the disk no flushes; a process crash loses nothing (the
         // kernel has the pages), and a power cut that damages the file makes the next start
         // replace it and fold the log again (`persisted::open_or_replace`): it is derived.
+        // Checkpoints every 8,192 pages instead of 1,000 copy each hot page fewer times.
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = OFF;
+                 PRAGMA wal_autocheckpoint = 8192;
                  PRAGMA journal_size_limit = 67108864;
                  PRAGMA cache_size = -{CACHE_KIB_WRITER};
                  CREATE TABLE IF NOT EXISTS rows (
@@ -262,24 +254,9 @@ impl Backing {
                 |row| row.get(0),
             )
             .map_err(error)?;
-        // Checkpoints every 8,192 pages instead of 1,000 copy each hot page fewer times; a
-        // thread of their own copies them, so the follower's commits never wait for one.
-        let checkpoints = WalCheckpoints::start(
-            &writer,
-            path,
-            WAL_CHECKPOINT_FRAMES,
-            CheckpointSync::Unsynced,
-        )
-        .map_err(|reason| TableError {
-            path: path.display().to_string(),
-            reason: reason.to_string(),
-        })?;
         Ok(Arc::new(Backing {
             path: path.to_owned(),
-            writer: Mutex::new(Writer {
-                connection: writer,
-                checkpoints,
-            }),
+            writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             committed_position: std::sync::atomic::AtomicU64::new(committed_position as u64),
         }))
@@ -349,8 +326,7 @@ impl Backing {
                 &self
                     .writer
                     .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .connection,
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
             )
             .map_err(|error| self.error(error)),
         }
@@ -443,11 +419,7 @@ impl Backing {
         if checkpoint.position < self.committed_position.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let writer = &mut *writer;
-        let transaction = writer
-            .connection
-            .transaction()
-            .map_err(|error| self.error(error))?;
+        let transaction = writer.transaction().map_err(|error| self.error(error))?;
         {
             let mut upsert = transaction
                 .prepare_cached(
@@ -483,7 +455,6 @@ impl Backing {
         transaction.commit().map_err(|error| self.error(error))?;
         self.committed_position
             .store(checkpoint.position, Ordering::Relaxed);
-        writer.checkpoints.after_commit(&writer.connection);
         Ok(())
     }
 
