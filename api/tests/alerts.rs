@@ -655,10 +655,11 @@ fn a_read_model_falling_behind_alerts_and_resolves_once_it_catches_up() {
             .iter()
             .any(|alert| alert["rule"] == "projection_lagging" && alert["subject"] == "read_model")
     });
-    let open = alerts(&base, "open");
-    assert!(
-        open.iter()
-            .all(|alert| alert["rule"] != "projection_lagging"),
-        "a lag alert is still open: {open:?}"
-    );
+    // The pause holds the balances' follower too, so it may have raised its own lag alert; the
+    // rules resolve that one in their own round. Every lag alert is resolved in the end.
+    wait_for("no lag alert left open", 40, || {
+        alerts(&base, "open")
+            .iter()
+            .all(|alert| alert["rule"] != "projection_lagging")
+    });
 }
