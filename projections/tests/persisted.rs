@@ -806,3 +806,46 @@ fn a_catch_up_whose_read_fails_keeps_every_page_before_it() {
     drop(reopened);
     assert_the_file_is_the_whole_fold(&path, &store);
 }
+
+/// The file's WAL is checkpointed every 8,192 pages and restarts, so it stays bounded while the
+/// same rows are rewritten again and again (without checkpoints this WAL would reach about
+/// 280 MB).
+#[test]
+fn the_files_wal_stays_bounded_under_rewrites() {
+    use paycenter_projections::tables::{Backing, Checkpoint};
+
+    const ROWS: usize = 1_000;
+    const COMMITS: u64 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.sqlite");
+    let wal_path = dir.path().join("model.sqlite-wal");
+    let backing = Backing::open(&path).unwrap();
+    let mut largest_wal_bytes = 0;
+    for commit in 1..=COMMITS {
+        // Every byte differs from the last commit's: SQLite writes no page whose bytes stay.
+        let filler = char::from(b'a' + (commit % 26) as u8);
+        let value = filler.to_string().repeat(4_000);
+        let writes: Vec<_> = (0..ROWS)
+            .map(|row| (1, (row as u64).to_be_bytes().to_vec(), Some(value.clone())))
+            .collect();
+        let checkpoint = Checkpoint {
+            name: "rewrites".to_owned(),
+            version: 1,
+            position: commit,
+            hash_at_position: String::new(),
+            scalars: "{}".to_owned(),
+        };
+        backing.commit(&writes, &checkpoint).unwrap();
+        let wal_bytes = std::fs::metadata(&wal_path).map_or(0, |metadata| metadata.len());
+        largest_wal_bytes = largest_wal_bytes.max(wal_bytes);
+    }
+    // The threshold is 8,192 pages (32 MiB); the WAL restarts once they are copied.
+    let bound_bytes = 80 << 20;
+    assert!(
+        largest_wal_bytes <= bound_bytes,
+        "the WAL reached {largest_wal_bytes} bytes (bound {bound_bytes})"
+    );
+    drop(backing);
+    let reopened = Backing::open(&path).unwrap();
+    assert_eq!(reopened.checkpoint().unwrap().unwrap().position, COMMITS);
+}

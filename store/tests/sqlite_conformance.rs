@@ -145,3 +145,71 @@ fn a_reopened_store_records_no_instant_before_the_last_one() {
     assert_eq!(events.len(), 2);
     assert!(events[1].recorded_at.timestamp_micros() >= ahead_us);
 }
+
+/// SQLite's checkpoints copy the WAL into the main file at `wal_autocheckpoint_pages` and the
+/// WAL restarts, so it stays bounded under a steady stream of appends. Without checkpoints this
+/// log's WAL would pass 30 MB.
+#[test]
+fn the_wal_stays_bounded_while_checkpoints_copy_it_into_the_main_file() {
+    use paycenter_store::conformance::event;
+    use paycenter_store::sqlite::DB_FILE_NAME;
+    use paycenter_store::ExpectedRevision;
+
+    const THRESHOLD_FRAMES: u32 = 1_024;
+    const N_APPENDS: usize = 4_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        wal_autocheckpoint_pages: THRESHOLD_FRAMES,
+        ..SqliteConfig::default()
+    };
+    let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4_000));
+    let wal_path = dir.path().join(format!("{DB_FILE_NAME}-wal"));
+    let main_path = dir.path().join(DB_FILE_NAME);
+    let mut largest_wal_bytes = 0;
+    {
+        let store = Arc::new(SqliteStore::open(dir.path(), config.clone()).unwrap());
+        // Eight writers, so batches form as they do under load.
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let store = store.clone();
+                let payload = payload.clone();
+                std::thread::spawn(move || {
+                    for n in 0..N_APPENDS / 8 {
+                        store
+                            .append(
+                                &format!("s{thread}-{n}"),
+                                ExpectedRevision::NoStream,
+                                vec![event("t", &payload)],
+                            )
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        while !threads.iter().all(|thread| thread.is_finished()) {
+            let wal_bytes = std::fs::metadata(&wal_path).map_or(0, |metadata| metadata.len());
+            largest_wal_bytes = largest_wal_bytes.max(wal_bytes);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(store.head_position().unwrap(), N_APPENDS as u64);
+        let main_bytes = std::fs::metadata(&main_path).unwrap().len();
+        assert!(
+            main_bytes > 10 << 20,
+            "the events reached the main file while the store ran ({main_bytes} bytes)"
+        );
+    }
+    // About 4 KiB per append: 16 MB of events, more than that in WAL frames. The WAL restarts
+    // after each checkpoint, so its file stays within a few thresholds.
+    let bound_bytes = 4 * u64::from(THRESHOLD_FRAMES) * 4_096;
+    assert!(
+        largest_wal_bytes <= bound_bytes,
+        "the WAL reached {largest_wal_bytes} bytes (bound {bound_bytes})"
+    );
+    let store = SqliteStore::open(dir.path(), config).unwrap();
+    assert_eq!(store.head_position().unwrap(), N_APPENDS as u64);
+    let all = store.read_all(1, N_APPENDS).unwrap();
+    assert_eq!(all.len(), N_APPENDS);
+}
