@@ -20,7 +20,10 @@
 //! stopped in the middle of their headers, as a slow or hostile client holds them),
 //! `PAYCENTER_LOAD_SEED_DIR` (a data directory copied in before the start: load on a long log),
 //! `PAYCENTER_LOAD_BINARY` (default: the `paycenter` built with this bench; another build's
-//! binary to measure it against this one in the same session).
+//! binary to measure it against this one in the same session), `PAYCENTER_LOAD_AFTER_CHAIN_WALK`
+//! (`1`: the load starts only once the background walk of the chain below the sealed checkpoint
+//! has finished, as on a node that has run a while; by default a long log is loaded while the
+//! walk takes its share of a core).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -116,6 +119,48 @@ async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+/// A gauge's value in a Prometheus text page.
+fn gauge_value(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits until `base`'s background walk of the chain has reached the sealed checkpoint it
+/// started from (at most an hour), and says how long that took.
+fn wait_for_chain_walk(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client<HttpConnector>,
+    base: &str,
+) {
+    const MAX_WAIT_SECONDS: u64 = 3_600;
+    let started = Instant::now();
+    runtime.block_on(async {
+        while started.elapsed() < Duration::from_secs(MAX_WAIT_SECONDS) {
+            let response = client.get(format!("{base}/metrics").parse().unwrap()).await.unwrap();
+            let page = hyper::body::to_bytes(response.into_body()).await.unwrap();
+            let page = String::from_utf8_lossy(&page);
+            let verified = gauge_value(&page, "paycenter_chain_verified_position");
+            let checkpoint = gauge_value(&page, "paycenter_chain_checkpoint_position");
+            if let (Some(verified), Some(checkpoint)) = (verified, checkpoint) {
+                if verified >= checkpoint {
+                    eprintln!(
+                        "the chain walk reached the sealed checkpoint (position {checkpoint}) {:.0} s after the start",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!("the chain walk did not finish within {MAX_WAIT_SECONDS} s");
+    });
 }
 
 /// The HTTP ceiling's server: reads each request's body and answers a fixed `201`. Prints its
@@ -412,6 +457,10 @@ fn main() {
         }
         (merchant_id, account["channel_account_id"].as_str().unwrap().to_owned(), api_key)
     });
+
+    if std::env::var("PAYCENTER_LOAD_AFTER_CHAIN_WALK").as_deref() == Ok("1") {
+        wait_for_chain_walk(&runtime, &client, &base);
+    }
 
     let n_idle = env_number("PAYCENTER_LOAD_IDLE_CONNECTIONS", 0) as usize;
     let idle: Vec<std::net::TcpStream> = (0..n_idle)
