@@ -65,16 +65,47 @@ pub fn each_event(
     what: &str,
     mut visit: impl FnMut(&paycenter_domain::envelope::RecordedEvent) -> Result<(), String>,
 ) -> Result<(), String> {
-    let head = store.head_position().map_err(|error| error.to_string())?;
+    walk_pages(
+        store,
+        from_position,
+        what,
+        |error| error.to_string(),
+        |page| {
+            page.iter().try_for_each(&mut visit)?;
+            Ok(Walk::Continue)
+        },
+    )
+}
+
+/// Whether a page walk goes on after a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Continue,
+    Stop,
+}
+
+/// Reads the log in pages from `from_position` on, with a progress bar, handing each page to
+/// `visit_page` until the log ends or it answers [`Walk::Stop`]. `store_error` turns a failed
+/// read into the caller's error.
+fn walk_pages<E>(
+    store: &dyn EventStore,
+    from_position: u64,
+    what: &str,
+    store_error: impl Fn(paycenter_store::StoreError) -> E,
+    mut visit_page: impl FnMut(&[RecordedEvent]) -> Result<Walk, E>,
+) -> Result<(), E> {
+    let head = store.head_position().map_err(&store_error)?;
     let bar = progress(head, what);
     let mut next_position = from_position.max(1);
     loop {
         let page = store
             .read_all(next_position, PAGE_EVENTS)
-            .map_err(|error| error.to_string())?;
+            .map_err(&store_error)?;
         let Some(last) = page.last() else { break };
         next_position = last.global_position + 1;
-        page.iter().try_for_each(&mut visit)?;
+        if visit_page(&page)? == Walk::Stop {
+            break;
+        }
         bar.set_position(next_position - 1);
     }
     bar.finish_and_clear();
@@ -153,31 +184,20 @@ fn fold_pages(
     what: &str,
     mut fold_page: impl FnMut(&[RecordedEvent]) -> Result<(), FoldError>,
 ) -> Result<(), FoldError> {
-    let head = store.head_position().map_err(FoldError::Store)?;
-    let bar = progress(head, what);
-    let mut next_position = 1;
     let quiet_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = (|| loop {
-        let page = store
-            .read_all(next_position, PAGE_EVENTS)
-            .map_err(FoldError::Store)?;
-        let Some(last) = page.last() else {
-            return Ok(());
-        };
-        next_position = last.global_position + 1;
+    let result = walk_pages(store, 1, what, FoldError::Store, |page| {
         let in_time = page
             .iter()
             .take_while(|event| until.is_none_or(|until| event.recorded_at <= until))
             .count();
         fold_page(&page[..in_time])?;
-        if in_time < page.len() {
-            return Ok(());
-        }
-        bar.set_position(next_position - 1);
-    })();
+        Ok(match in_time < page.len() {
+            true => Walk::Stop,
+            false => Walk::Continue,
+        })
+    });
     std::panic::set_hook(quiet_hook);
-    bar.finish_and_clear();
     result
 }
 
@@ -187,11 +207,7 @@ fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Result<
     std::panic::catch_unwind(AssertUnwindSafe(|| model.apply(event))).map_err(|panic| {
         FoldError::Invariant {
             position: event.global_position,
-            reason: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_else(|| "unknown".to_owned()),
+            reason: paycenter_projections::follow::panic_message(panic.as_ref()),
         }
     })?;
     Ok(())
