@@ -1,6 +1,7 @@
 //! Folding the log into the projections, with progress and without crashing on a bad event.
 
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 
 use chrono::{DateTime, Utc};
@@ -72,27 +73,20 @@ pub fn each_event(
         |error| error.to_string(),
         |page| {
             page.iter().try_for_each(&mut visit)?;
-            Ok(Walk::Continue)
+            Ok(ControlFlow::Continue(()))
         },
     )
 }
 
-/// Whether a page walk goes on after a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    Continue,
-    Stop,
-}
-
 /// Reads the log in pages from `from_position` on, with a progress bar, handing each page to
-/// `visit_page` until the log ends or it answers [`Walk::Stop`]. `store_error` turns a failed
+/// `visit_page` until the log ends or it answers `Break`. `store_error` turns a failed
 /// read into the caller's error.
 fn walk_pages<E>(
     store: &dyn EventStore,
     from_position: u64,
     what: &str,
-    store_error: impl Fn(paycenter_store::StoreError) -> E,
-    mut visit_page: impl FnMut(&[RecordedEvent]) -> Result<Walk, E>,
+    store_error: impl Fn(StoreError) -> E,
+    mut visit_page: impl FnMut(&[RecordedEvent]) -> Result<ControlFlow<()>, E>,
 ) -> Result<(), E> {
     let head = store.head_position().map_err(&store_error)?;
     let bar = progress(head, what);
@@ -103,7 +97,7 @@ fn walk_pages<E>(
             .map_err(&store_error)?;
         let Some(last) = page.last() else { break };
         next_position = last.global_position + 1;
-        if visit_page(&page)? == Walk::Stop {
+        if visit_page(&page)?.is_break() {
             break;
         }
         bar.set_position(next_position - 1);
@@ -193,8 +187,8 @@ fn fold_pages(
             .count();
         fold_page(&page[..in_time])?;
         Ok(match in_time < page.len() {
-            true => Walk::Stop,
-            false => Walk::Continue,
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
         })
     });
     std::panic::set_hook(quiet_hook);
