@@ -2130,6 +2130,12 @@ impl ReadModel {
         &self,
         reconciliation_id: &str,
     ) -> Result<Option<ReconciliationCompleted>, TableError> {
+        // The id comes from a request (a path, a list's `starting_after`). Keys hold no NUL, so
+        // no stored reconciliation has such an id, and encoding one would break the key's
+        // invariant.
+        if reconciliation_id.contains('\0') {
+            return Ok(None);
+        }
         self.reconciliations.try_get(reconciliation_id)
     }
 
