@@ -69,6 +69,7 @@ pub enum ErrorCode {
     ReceiverNotFound,
     ReadModelUnavailable,
     RebuildInProgress,
+    RebuildUnavailable,
     ReconciliationNotFound,
     RefundAlreadySettled,
     RefundExceedsAvailable,
@@ -91,7 +92,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 76] = [
+    pub const ALL: [ErrorCode; 77] = [
         ErrorCode::AlertChannelNotFound,
         ErrorCode::AlreadyExists,
         ErrorCode::AppDisabled,
@@ -150,6 +151,7 @@ impl ErrorCode {
         ErrorCode::ReceiverNotFound,
         ErrorCode::ReadModelUnavailable,
         ErrorCode::RebuildInProgress,
+        ErrorCode::RebuildUnavailable,
         ErrorCode::ReconciliationNotFound,
         ErrorCode::RefundAlreadySettled,
         ErrorCode::RefundExceedsAvailable,
@@ -232,6 +234,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::ReadModelUnavailable => 503,
             ErrorCode::RebuildInProgress => 409,
+            ErrorCode::RebuildUnavailable => 409,
             ErrorCode::ReconciliationNotFound => 404,
             ErrorCode::RefundAlreadySettled => 409,
             ErrorCode::RefundExceedsAvailable => 422,
@@ -314,6 +317,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ReadModelUnavailable => "read_model_unavailable",
             ErrorCode::RebuildInProgress => "rebuild_in_progress",
+            ErrorCode::RebuildUnavailable => "rebuild_unavailable",
             ErrorCode::ReconciliationNotFound => "reconciliation_not_found",
             ErrorCode::RefundAlreadySettled => "refund_already_settled",
             ErrorCode::RefundExceedsAvailable => "refund_exceeds_available",

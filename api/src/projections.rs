@@ -124,6 +124,12 @@ pub fn start_rebuild(
     state: &Arc<AppState>,
     name: &str,
 ) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    if state.shared_tables.is_some() && (name == NAME || name == Balances::NAME) {
+        return Err(Refusal::new(
+            ErrorCode::RebuildUnavailable,
+            "this node's projections live in tables shared by every node on the database; an online rebuild of them is not available: stop every node, then start one (tables of another version are folded again from the log)",
+        ));
+    }
     if name == NAME {
         spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
             paycenter_projections::rebuild::rebuild_online(

@@ -295,6 +295,17 @@ pub async fn open_state(
     parts: StateParts,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<Arc<AppState>> {
+    open_state_on(parts, data_dir, None).await
+}
+
+/// [`open_state`], with the projections in PostgreSQL tables the nodes of one database share
+/// when `shared_tables` is given (see `paycenter_projections::shared`): this node folds them
+/// while it holds their lease and reads what another node folds otherwise.
+pub async fn open_state_on(
+    parts: StateParts,
+    data_dir: &std::path::Path,
+    shared_tables: Option<paycenter_projections::shared::SharedTables>,
+) -> anyhow::Result<Arc<AppState>> {
     let StateParts {
         store,
         master_key,
@@ -305,10 +316,28 @@ pub async fn open_state(
         outbound,
     } = parts;
     let model_dir = data_dir.join("projections");
-    let read_model =
-        open_and_follow::<paycenter_projections::ReadModel>(&store, &model_dir).await?;
-    let balances =
-        open_and_follow::<paycenter_projections::balances::Balances>(&store, &model_dir).await?;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (read_model, balances) = match &shared_tables {
+        None => (
+            open_and_follow::<paycenter_projections::ReadModel>(&store, &model_dir).await?,
+            open_and_follow::<paycenter_projections::balances::Balances>(&store, &model_dir)
+                .await?,
+        ),
+        Some(tables) => {
+            // Files an earlier version kept on this node: the tables replace them.
+            for retired in [
+                paycenter_projections::model::NAME,
+                <paycenter_projections::balances::Balances as paycenter_projections::Projection>::NAME,
+            ] {
+                paycenter_projections::persisted::remove_projection_files(&model_dir, retired);
+            }
+            (
+                open_shared::<paycenter_projections::ReadModel>(&store, tables, &stopping).await?,
+                open_shared::<paycenter_projections::balances::Balances>(&store, tables, &stopping)
+                    .await?,
+            )
+        }
+    };
     Ok(Arc::new(AppState {
         store,
         read_model,
@@ -326,8 +355,73 @@ pub async fn open_state(
         console_sessions: Default::default(),
         channel_outcomes: Default::default(),
         projections_dir: model_dir,
+        shared_tables,
+        stopping,
         balances,
     }))
+}
+
+/// How long a node waits at start for shared tables of another version to be folded again
+/// by their writer.
+const SHARED_TABLES_WAIT_SECONDS: u64 = 600;
+
+/// Opens projection `P` on the tables the nodes share and starts its coordinating thread
+/// (which, before this returns, makes this node the writer if it can take the lease).
+async fn open_shared<P: paycenter_projections::Projection>(
+    store: &Arc<dyn EventStore>,
+    tables: &paycenter_projections::shared::SharedTables,
+    stopping: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<crate::state::HostedProjection<P>> {
+    let initial = {
+        let (store, tables) = (store.clone(), tables.clone());
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::shared::open_reader::<P>(
+                &tables,
+                store.as_ref(),
+                std::time::Duration::from_secs(SHARED_TABLES_WAIT_SECONDS),
+            )
+        })
+        .await??
+    };
+    tracing::info!(
+        projection = P::NAME,
+        position = initial.position(),
+        "projection opened on the shared tables"
+    );
+    let started_from = (initial.position() > 0).then_some(initial.position());
+    let (position_sender, position_receiver) = tokio::sync::watch::channel(initial.position());
+    let projection = Arc::new(RwLock::new(initial));
+    let health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
+    {
+        let (store, tables, projection, health, stopping) = (
+            store.clone(),
+            tables.clone(),
+            projection.clone(),
+            health.clone(),
+            stopping.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            paycenter_projections::shared::run_shared(
+                store,
+                tables,
+                projection,
+                health,
+                Arc::new(move |position| {
+                    let _ = position_sender.send(position);
+                }),
+                BLOCKING_CATCH_UP_EVENTS,
+                stopping,
+            )
+        })
+        .await??;
+    }
+    Ok(crate::state::HostedProjection {
+        projection,
+        position: position_receiver,
+        health,
+        rebuild_status: Default::default(),
+        started_from,
+    })
 }
 
 /// Opens projection `P` from its live file in `model_dir` (resuming at its checkpoint; folded
@@ -481,7 +575,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         alerts: options.alerts,
         breaker: options.breaker,
     };
-    let state = open_state(
+    let shared_tables =
+        sql_read_models.as_ref().map(
+            |(url, schema)| paycenter_projections::shared::SharedTables {
+                url: url.clone(),
+                schema: schema.clone(),
+                node_id: options.node_id.clone(),
+            },
+        );
+    let state = open_state_on(
         StateParts {
             store,
             master_key: master_key.clone(),
@@ -492,6 +594,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             outbound,
         },
         &options.data_dir,
+        shared_tables,
     )
     .await?;
     // The open verified from the checkpoint (from position 1 without one) to this head.
@@ -573,6 +676,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     )
     .await;
     stop_sql_read_models.store(true, std::sync::atomic::Ordering::Relaxed);
+    state
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     drop(state);
     tracing::info!("paycenter stopped");
     Ok(())

@@ -124,6 +124,10 @@ pub struct AppState {
     pub rate_limiter: crate::rate_limit::RateLimiter,
     /// The directory of the projections' files (`projections/` in the data directory).
     pub projections_dir: std::path::PathBuf,
+    /// With PostgreSQL: the projections' tables the nodes share (and no files).
+    pub shared_tables: Option<paycenter_projections::shared::SharedTables>,
+    /// Set when the service stops: ends the shared projections' coordinating threads.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The background walk of the log below the sealed checkpoint (embedded store).
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
     /// The console's signed-in operators and its sign-in throttle.

@@ -192,16 +192,20 @@ impl Ledger {
     pub const SPACES: u16 = 3;
 
     /// Keeps the ledger in `backing` from `first_space` on (three spaces), loading the
-    /// balances; `totals` are what the file's checkpoint recorded.
+    /// balances; `totals` are what the file's checkpoint recorded; `recent_capacity` committed
+    /// rows of each map stay in memory.
     pub fn attach(
         &mut self,
         backing: &Arc<Backing>,
         first_space: u16,
         totals: Totals,
+        recent_capacity: usize,
     ) -> Result<(), TableError> {
         self.balances.attach(backing, first_space)?;
-        self.attempts.attach(backing, first_space + 1, RECENT_TERMS);
-        self.refunds.attach(backing, first_space + 2, RECENT_TERMS);
+        self.attempts
+            .attach(backing, first_space + 1, recent_capacity);
+        self.refunds
+            .attach(backing, first_space + 2, recent_capacity);
         self.totals = totals;
         Ok(())
     }
@@ -809,11 +813,11 @@ impl crate::projection::Projection for Balances {
     const VERSION: u32 = VERSION;
     type Commit = PendingBalances;
 
-    fn open(
-        path: &std::path::Path,
+    fn open_on(
+        backing: Arc<Backing>,
         store: &dyn paycenter_store::EventStore,
+        role: crate::projection::Role,
     ) -> Result<Self, crate::model::ModelError> {
-        let backing = Backing::open(path)?;
         let mut balances = Balances::default();
         let mut totals = Totals::default();
         if let Some(resumed) = crate::projection::resume::<Balances>(&backing, store)? {
@@ -823,9 +827,41 @@ impl crate::projection::Projection for Balances {
                 crate::projection::decode_scalars::<Scalars>(&backing, Some(&resumed.scalars))?
                     .totals;
         }
-        balances.ledger.attach(&backing, FIRST_SPACE, totals)?;
+        balances.ledger.attach(
+            &backing,
+            FIRST_SPACE,
+            totals,
+            role.recent_capacity(RECENT_TERMS),
+        )?;
         balances.backing = Some(backing);
         Ok(balances)
+    }
+
+    fn resident_spaces() -> Vec<u16> {
+        vec![FIRST_SPACE]
+    }
+
+    fn refresh(
+        &mut self,
+        checkpoint: &crate::tables::Checkpoint,
+        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+    ) -> Result<(), crate::model::ModelError> {
+        let backing = self.backing.clone().expect("a reader has tables");
+        let scalars: Scalars =
+            crate::projection::decode_scalars(&backing, Some(&checkpoint.scalars))?;
+        for (space, rows) in spaces {
+            if *space == FIRST_SPACE {
+                self.ledger.balances.reload(rows)?;
+            }
+        }
+        self.ledger.totals = scalars.totals;
+        self.position = checkpoint.position;
+        self.hash_at_position = crate::projection::hash_of(checkpoint);
+        Ok(())
+    }
+
+    fn backing(&self) -> Option<&Arc<Backing>> {
+        Balances::backing(self)
     }
 
     fn position(&self) -> u64 {

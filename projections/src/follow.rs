@@ -34,6 +34,9 @@ pub struct FollowerHealth {
     /// While the start's catch-up runs in the background: the position it must reach (0 once
     /// reached).
     catching_up_to: std::sync::atomic::AtomicU64,
+    /// Set to end the follower's thread at its next batch (the node hands the projection's
+    /// tables over to another writer).
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 impl FollowerHealth {
@@ -62,6 +65,30 @@ impl FollowerHealth {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Ends the follower's thread at its next batch, without a stop: what it staged and did
+    /// not write is dropped with the model (another node folds it again from the log).
+    pub fn hand_over(&self) {
+        self.handing_over
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Forgets a stop and a hand-over: a new follower starts on a model opened afresh.
+    pub fn reset(&self) {
+        *self
+            .stopped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.handing_over
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.catching_up_to
+            .store(0, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the follower is to go on: not stopped, not handing over.
+    fn running(&self) -> bool {
+        self.stopped().is_none() && !self.handing_over.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn stop(&self, stopped: Stopped) {
@@ -107,14 +134,15 @@ pub fn apply_guarded<P: Projection>(model: &mut P, event: &RecordedEvent) -> Res
 /// catch-up is done before this returns; a longer one (the first start after an upgrade, a
 /// deleted file) runs on the thread, and `health.catching_up_to()` says so until it is done,
 /// so the service can listen and answer 503 meanwhile instead of not answering at all.
-/// `on_advance` hears every new position; `health` hears a stop.
+/// `on_advance` hears every new position; `health` hears a stop. The thread ends at a stop or
+/// after [`FollowerHealth::hand_over`]; its handle is returned.
 pub fn follow<P: Projection>(
     store: Arc<dyn EventStore>,
     model: Arc<RwLock<P>>,
     health: Arc<FollowerHealth>,
     on_advance: OnAdvance,
     blocking_catch_up_events: u64,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let position = model
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -154,7 +182,7 @@ pub fn follow<P: Projection>(
     std::thread::Builder::new()
         .name(P::NAME.replace('_', "-"))
         .spawn(move || {
-            while health.stopped().is_none() {
+            while health.running() {
                 catch_up(
                     &mut subscription,
                     &model,
@@ -163,8 +191,7 @@ pub fn follow<P: Projection>(
                     &mut unwritten,
                 );
             }
-        })?;
-    Ok(())
+        })
 }
 
 /// Test builds only (`fault-injection` feature): while the file named by
@@ -188,7 +215,7 @@ fn catch_up<P: Projection>(
     on_advance: &OnAdvance,
     unwritten: &mut Unwritten,
 ) {
-    while health.stopped().is_none() {
+    while health.running() {
         if paused() {
             std::thread::sleep(Duration::from_millis(100));
             return;

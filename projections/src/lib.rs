@@ -9,13 +9,16 @@
 //!
 //! # Layout
 //! - [`model`]: the read model, its fold and its typed queries.
-//! - [`tables`]: where it keeps what it derives: `Map` (in a file, or in memory), `Resident`.
+//! - [`tables`]: where it keeps what it derives: `Map` (in a SQLite file, PostgreSQL tables, or
+//!   in memory), `Resident`.
 //! - [`persisted`]: the model's file in the data directory: the live pointer, generations,
 //!   upgrades.
 //! - [`balances`]: double-entry balances (`Ledger`) and the projection that keeps them.
 //! - [`projection`]: what a projection is to the follower, the rebuild and its files.
 //! - [`follow`]: the thread that applies the log to a shared projection and commits it.
 //! - [`rebuild`]: an online rebuild into a new file, swapped in atomically.
+//! - [`shared`]: projections whose tables nodes on one PostgreSQL database share: one node
+//!   folds, the others read.
 //! - [`sql`]: payments and balances as PostgreSQL tables, shared by nodes on one database.
 #![warn(missing_docs)]
 
@@ -25,6 +28,7 @@ pub mod model;
 pub mod persisted;
 pub mod projection;
 pub mod rebuild;
+pub mod shared;
 pub mod sql;
 pub mod tables;
 

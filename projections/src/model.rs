@@ -605,8 +605,54 @@ impl crate::projection::Projection for ReadModel {
     const VERSION: u32 = VERSION;
     type Commit = PendingCommit;
 
-    fn open(path: &Path, store: &dyn paycenter_store::EventStore) -> Result<Self, ModelError> {
-        ReadModel::open(path, store)
+    fn open_on(
+        backing: Arc<Backing>,
+        store: &dyn paycenter_store::EventStore,
+        role: crate::projection::Role,
+    ) -> Result<Self, ModelError> {
+        ReadModel::open_on(backing, store, role)
+    }
+
+    fn resident_spaces() -> Vec<u16> {
+        macro_rules! resident_spaces {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                vec![$(space::$resident_space),*]
+            };
+        }
+        model_tables!(resident_spaces)
+    }
+
+    fn refresh(
+        &mut self,
+        checkpoint: &Checkpoint,
+        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+    ) -> Result<(), ModelError> {
+        let backing = self.backing.clone().expect("a reader has tables");
+        let scalars: Scalars =
+            crate::projection::decode_scalars(&backing, Some(&checkpoint.scalars))?;
+        macro_rules! reload_changed {
+            (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
+             mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
+                for (space, rows) in spaces {
+                    $(if *space == space::$resident_space {
+                        self.$resident.reload(rows)?;
+                    })*
+                }
+            };
+        }
+        model_tables!(reload_changed);
+        self.position = checkpoint.position;
+        self.hash_at_position = crate::projection::hash_of(checkpoint);
+        self.status_counts = scalars.status_counts;
+        self.anomaly_counts = scalars.anomaly_counts;
+        self.older_order_streams_unknown = scalars.older_order_streams.is_none();
+        self.older_order_streams = scalars.older_order_streams.unwrap_or(0);
+        Ok(())
+    }
+
+    fn backing(&self) -> Option<&Arc<Backing>> {
+        ReadModel::backing(self)
     }
 
     fn position(&self) -> u64 {
@@ -699,7 +745,15 @@ impl ReadModel {
         path: &Path,
         store: &dyn paycenter_store::EventStore,
     ) -> Result<ReadModel, ModelError> {
-        let backing = Backing::open(path)?;
+        ReadModel::open_on(Backing::open(path)?, store, crate::projection::Role::Writer)
+    }
+
+    /// Opens the read model kept in `backing` (see [`crate::Projection::open_on`]).
+    pub fn open_on(
+        backing: Arc<Backing>,
+        store: &dyn paycenter_store::EventStore,
+        role: crate::projection::Role,
+    ) -> Result<ReadModel, ModelError> {
         let mut model = ReadModel::default();
         let mut scalars = Scalars::default();
         if let Some(resumed) = crate::projection::resume::<ReadModel>(&backing, store)? {
@@ -711,7 +765,7 @@ impl ReadModel {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
              mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
                 $(model.$resident.attach(&backing, space::$resident_space)?;)*
-                $(model.$mapped.attach(&backing, space::$mapped_space, $recent);)*
+                $(model.$mapped.attach(&backing, space::$mapped_space, role.recent_capacity($recent));)*
             };
         }
         model_tables!(attach_all);

@@ -142,6 +142,39 @@ pub fn make_live<P: Projection>(dir: &Path, path: &Path) -> Result<(), std::io::
     Ok(())
 }
 
+/// Removes every file of projection `name` in `dir`, of any version (its pointers and
+/// generations, with their logs and indexes): a node whose projections moved to shared
+/// tables keeps none.
+pub fn remove_projection_files(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let name_v = format!("{name}.v");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let of_projection = file_name.starts_with(&name_v)
+            && [
+                ".live",
+                ".sqlite",
+                ".sqlite-wal",
+                ".sqlite-shm",
+                ".snapshot",
+            ]
+            .iter()
+            .any(|suffix| file_name.ends_with(suffix));
+        if of_projection {
+            tracing::info!(
+                file = file_name,
+                "projection file removed: the projection lives in the shared tables"
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn remove_legacy_files<P: Projection>(dir: &Path) {
     let name_v = format!("{}.v", P::NAME);
     let this_version = format!("{}.v{}.", P::NAME, P::VERSION);

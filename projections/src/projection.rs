@@ -27,7 +27,35 @@ pub trait Projection: Sized + Send + Sync + 'static {
 
     /// Opens the projection kept in the file at `path` (created empty if absent), at its
     /// checkpoint. A file of another name, version or log is refused (`ModelError`).
-    fn open(path: &Path, store: &dyn EventStore) -> Result<Self, ModelError>;
+    fn open(path: &Path, store: &dyn EventStore) -> Result<Self, ModelError> {
+        Self::open_on(Backing::open(path)?, store, Role::Writer)
+    }
+
+    /// Opens the projection kept in `backing`, at its checkpoint, to fold the log into
+    /// (`Role::Writer`) or to read what another node folds (`Role::Reader`: nothing cached
+    /// but the tables kept whole in memory, which [`Projection::refresh`] reloads). Tables of
+    /// another name, version or log are refused (`ModelError`).
+    fn open_on(
+        backing: std::sync::Arc<Backing>,
+        store: &dyn EventStore,
+        role: Role,
+    ) -> Result<Self, ModelError>;
+
+    /// The spaces of the tables it keeps whole in memory ([`crate::tables::Resident`]): what a
+    /// reader reloads when another node changed them.
+    fn resident_spaces() -> Vec<u16>;
+
+    /// A reader takes the tables as another node committed them: the checkpoint's position
+    /// and scalars, and the rows of the resident `spaces` that changed (each space with every
+    /// row it holds now).
+    fn refresh(
+        &mut self,
+        checkpoint: &Checkpoint,
+        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+    ) -> Result<(), ModelError>;
+
+    /// Where it is kept, when it is kept anywhere.
+    fn backing(&self) -> Option<&std::sync::Arc<Backing>>;
 
     /// The position of the last event applied.
     fn position(&self) -> u64;
@@ -92,6 +120,35 @@ pub trait Projection: Sized + Send + Sync + 'static {
     /// A digest of everything derived: two folds of the same log have the same one, so a
     /// rebuild can be checked against the live projection before it replaces it.
     fn digest(&self) -> Result<String, TableError>;
+}
+
+/// How a projection opened on tables takes part (see [`Projection::open_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Folds the log and commits: the only one writing its tables.
+    Writer,
+    /// Reads what another node folds and commits; applies nothing.
+    Reader,
+}
+
+impl Role {
+    /// How many committed rows a map keeps in memory for this role: none for a reader, whose
+    /// tables another node changes under it.
+    pub fn recent_capacity(self, writer_capacity: usize) -> usize {
+        match self {
+            Role::Writer => writer_capacity,
+            Role::Reader => 0,
+        }
+    }
+}
+
+/// A checkpoint's hash as bytes (zero for none, or one that does not decode).
+pub fn hash_of(checkpoint: &Checkpoint) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    if hex::decode_to_slice(&checkpoint.hash_at_position, &mut hash).is_err() {
+        return [0u8; 32];
+    }
+    hash
 }
 
 /// Events in one page of a catch-up, folded and committed together.

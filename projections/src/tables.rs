@@ -30,6 +30,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod postgres;
+
 /// Read connections kept open for reuse; more may be opened under load and are closed after.
 /// Above the reads in flight under load: fewer made the pool open and close connections, each
 /// open parsing the schema again and each close freeing its cache (seen in a profile).
@@ -37,6 +39,11 @@ const MAX_IDLE_READERS: usize = 64;
 /// Page cache of each connection, in KiB (SQLite's negative `cache_size`).
 const CACHE_KIB_WRITER: i64 = 16 * 1024;
 const CACHE_KIB_READER: i64 = 1024;
+
+/// How the fold's panic begins when its tables could not be read: a failure of the tables
+/// (with PostgreSQL, of the connection), not of the fold, which a writer of shared tables
+/// hands over on instead of staying stopped (`shared`).
+pub const UNREADABLE: &str = "the read model cannot read its tables";
 
 /// A read of the file failed (I/O, corruption): the read model cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -164,13 +171,28 @@ enum Via {
 /// What a commit writes: `(space, key, value)`, `None` removing the row.
 pub type Write = (u16, Vec<u8>, Option<String>);
 
-/// One SQLite file holding a read model.
+/// Where a projection's rows are kept: one SQLite file, or tables in PostgreSQL shared by the
+/// nodes of one database.
 pub struct Backing {
+    /// The file; with PostgreSQL, a label naming the tables (what errors name).
     path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    /// The checkpoint's position as last written (changed only under `writer`'s lock).
+    engine: Engine,
+    /// The checkpoint's position as last written or, with PostgreSQL, as read at open
+    /// (changed only under the writer's lock).
     committed_position: std::sync::atomic::AtomicU64,
+    /// With PostgreSQL: a commit found that another node had moved the checkpoint. This
+    /// process must not write again (see [`Backing::fenced`]).
+    fenced: std::sync::atomic::AtomicBool,
+    /// With PostgreSQL: held through a commit (SQLite's writer connection is its own lock).
+    commit_lock: Mutex<()>,
+}
+
+enum Engine {
+    Sqlite {
+        writer: Mutex<Connection>,
+        readers: Mutex<Vec<Connection>>,
+    },
+    Postgres(postgres::PgTables),
 }
 
 impl std::fmt::Debug for Backing {
@@ -256,10 +278,79 @@ impl Backing {
             .map_err(error)?;
         Ok(Arc::new(Backing {
             path: path.to_owned(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            engine: Engine::Sqlite {
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            },
             committed_position: std::sync::atomic::AtomicU64::new(committed_position as u64),
+            fenced: std::sync::atomic::AtomicBool::new(false),
+            commit_lock: Mutex::new(()),
         }))
+    }
+
+    /// Connects to the PostgreSQL database at `url` and keeps projection `projection`'s rows
+    /// in tables of `schema` (created if needed; see [`postgres`]).
+    pub fn open_postgres(
+        url: &str,
+        schema: &str,
+        projection: &str,
+    ) -> Result<Arc<Backing>, TableError> {
+        let label = format!("postgresql:{schema}.rm_{projection}_");
+        let tables =
+            postgres::PgTables::open(url, schema, projection).map_err(|reason| TableError {
+                path: label.clone(),
+                reason,
+            })?;
+        let committed_position = tables
+            .checkpoint()
+            .map_err(|reason| TableError {
+                path: label.clone(),
+                reason,
+            })?
+            .map_or(0, |checkpoint| checkpoint.position);
+        Ok(Arc::new(Backing {
+            path: PathBuf::from(tables.label()),
+            engine: Engine::Postgres(tables),
+            committed_position: std::sync::atomic::AtomicU64::new(committed_position),
+            fenced: std::sync::atomic::AtomicBool::new(false),
+            commit_lock: Mutex::new(()),
+        }))
+    }
+
+    /// Whether the rows are in PostgreSQL, shared with other nodes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.engine, Engine::Postgres(_))
+    }
+
+    /// Whether a commit found the checkpoint moved by another node: this backing writes
+    /// nothing more, and its projection must be opened again from the tables.
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// With PostgreSQL: the checkpoint and the spaces changed since `after_position`, `None`
+    /// while the checkpoint stays there. A SQLite file has no other writer: always `None`.
+    pub fn moved_since(&self, after_position: u64) -> Result<Option<postgres::Moved>, TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(None),
+            Engine::Postgres(tables) => tables
+                .moved_since(after_position)
+                .map_err(|reason| self.error(reason)),
+        }
+    }
+
+    /// Forgets every row and the checkpoint (tables of another version or log, folded again
+    /// from the start). SQLite files are replaced instead (`persisted`).
+    pub fn clear_shared(&self) -> Result<(), TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(()),
+            Engine::Postgres(tables) => {
+                tables.clear().map_err(|reason| self.error(reason))?;
+                self.committed_position
+                    .store(0, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     /// The file.
@@ -274,13 +365,13 @@ impl Backing {
         }
     }
 
-    /// Runs `read` on a pooled read connection.
+    /// Runs `read` on a pooled read connection of the SQLite file.
     fn with_reader<T>(
         &self,
+        readers: &Mutex<Vec<Connection>>,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, TableError> {
-        let pooled = self
-            .readers
+        let pooled = readers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop();
@@ -303,8 +394,7 @@ impl Backing {
             }
         };
         let result = read(&connection).map_err(|error| self.error(error));
-        let mut idle = self
-            .readers
+        let mut idle = readers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < MAX_IDLE_READERS {
@@ -314,6 +404,12 @@ impl Backing {
     }
 
     fn get(&self, space: u16, key: &[u8], via: Via) -> Result<Option<String>, TableError> {
+        let (writer, readers) = match &self.engine {
+            Engine::Sqlite { writer, readers } => (writer, readers),
+            Engine::Postgres(tables) => {
+                return tables.get(space, key).map_err(|reason| self.error(reason))
+            }
+        };
         let read = |connection: &Connection| {
             connection
                 .prepare_cached("SELECT value FROM rows WHERE space = ?1 AND key = ?2")?
@@ -321,10 +417,9 @@ impl Backing {
                 .optional()
         };
         match via {
-            Via::Readers => self.with_reader(read),
+            Via::Readers => self.with_reader(readers, read),
             Via::Writer => read(
-                &self
-                    .writer
+                &writer
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()),
             )
@@ -342,7 +437,15 @@ impl Backing {
         limit: usize,
         descending: bool,
     ) -> Result<Vec<(Vec<u8>, String)>, TableError> {
-        self.with_reader(|connection| {
+        let readers = match &self.engine {
+            Engine::Sqlite { readers, .. } => readers,
+            Engine::Postgres(tables) => {
+                return tables
+                    .range(space, start, end, limit, descending)
+                    .map_err(|reason| self.error(reason))
+            }
+        };
+        self.with_reader(readers, |connection| {
             // No `LIMIT ?`: SQLite plans with a bound LIMIT's value and so prepares the
             // statement again at every run; rows are stepped lazily and the take stops them.
             let mut statement = connection.prepare_cached(if descending {
@@ -360,7 +463,7 @@ impl Backing {
     }
 
     /// Every row of `space`, in key order.
-    fn all(&self, space: u16) -> Result<Vec<(Vec<u8>, String)>, TableError> {
+    pub fn all(&self, space: u16) -> Result<Vec<(Vec<u8>, String)>, TableError> {
         self.range(space, &[], &[u8::MAX; 9], usize::MAX, false)
     }
 
@@ -375,6 +478,11 @@ impl Backing {
         on_checkpoint: &mut dyn FnMut(Option<&Checkpoint>),
         visit: &mut dyn FnMut(usize, &[u8], &str),
     ) -> Result<Option<Checkpoint>, TableError> {
+        if let Engine::Postgres(tables) = &self.engine {
+            return tables
+                .read_snapshot(spaces, on_checkpoint, visit)
+                .map_err(|reason| self.error(reason));
+        }
         let connection = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -404,16 +512,26 @@ impl Backing {
 
     /// The checkpoint, if the file has one.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, TableError> {
-        self.with_reader(read_checkpoint)
+        match &self.engine {
+            Engine::Sqlite { readers, .. } => self.with_reader(readers, read_checkpoint),
+            Engine::Postgres(tables) => tables.checkpoint().map_err(|reason| self.error(reason)),
+        }
     }
 
     /// Writes `writes` and the new checkpoint in one transaction. A commit that arrives after
     /// one of a later position is dropped: that one already wrote its rows (see
     /// [`Map::drain_into`]), and rows of an earlier batch must not overwrite them.
+    ///
+    /// With PostgreSQL the checkpoint moves only from where this process last left it: a
+    /// commit that finds it elsewhere (another node took the projection over) writes nothing,
+    /// fails, and leaves the backing [`Backing::fenced`].
     pub fn commit(&self, writes: &[Write], checkpoint: &Checkpoint) -> Result<(), TableError> {
         use std::sync::atomic::Ordering;
-        let mut writer = self
-            .writer
+        let writer = match &self.engine {
+            Engine::Sqlite { writer, .. } => writer,
+            Engine::Postgres(tables) => return self.commit_shared(tables, writes, checkpoint),
+        };
+        let mut writer = writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if checkpoint.position < self.committed_position.load(Ordering::Relaxed) {
@@ -458,8 +576,50 @@ impl Backing {
         Ok(())
     }
 
-    /// Bytes the file and its write-ahead log take on disk.
+    fn commit_shared(
+        &self,
+        tables: &postgres::PgTables,
+        writes: &[Write],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), TableError> {
+        use std::sync::atomic::Ordering;
+        // One commit at a time, as SQLite's writer lock gives: the compare-and-set below
+        // reads the position the previous commit stored.
+        let _one_at_a_time = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.fenced() {
+            return Err(self.error("another node writes these tables now; this one stopped"));
+        }
+        let from_position = self.committed_position.load(Ordering::Acquire);
+        if checkpoint.position < from_position {
+            return Ok(());
+        }
+        match tables
+            .commit(writes, checkpoint, from_position)
+            .map_err(|reason| self.error(reason))?
+        {
+            postgres::Committed::Written => {
+                self.committed_position
+                    .store(checkpoint.position, Ordering::Release);
+                Ok(())
+            }
+            postgres::Committed::Fenced => {
+                self.fenced.store(true, Ordering::Release);
+                Err(self.error(format!(
+                    "the checkpoint is no longer at {from_position}: another node writes these tables now"
+                )))
+            }
+        }
+    }
+
+    /// Bytes the file and its write-ahead log take on disk (with PostgreSQL, the rows' table
+    /// and its indexes).
     pub fn size_bytes(&self) -> u64 {
+        if let Engine::Postgres(tables) = &self.engine {
+            return tables.size_bytes();
+        }
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));
         [self.path.as_path(), wal.as_path()]
             .iter()
@@ -599,7 +759,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// say why). `get`, `peek`, `remove`, `delete` and `get_mut` are the fold's.
     pub fn get(&self, key: &K) -> Option<V> {
         self.load(&key.encoded(), Via::Writer)
-            .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
+            .unwrap_or_else(|error| panic!("{UNREADABLE}: {error}"))
     }
 
     /// What `read` makes of the value at `key`, without copying a value held in memory (see
@@ -616,7 +776,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
             return entry.as_ref().map(read);
         }
         self.load(&encoded, Via::Writer)
-            .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"))
+            .unwrap_or_else(|error| panic!("{UNREADABLE}: {error}"))
             .as_ref()
             .map(read)
     }
@@ -649,7 +809,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if !self.entries.contains_key(&encoded) {
             let loaded = self
                 .load(&encoded, Via::Writer)
-                .unwrap_or_else(|error| panic!("the read model cannot read its file: {error}"));
+                .unwrap_or_else(|error| panic!("{UNREADABLE}: {error}"));
             loaded.as_ref()?;
             self.entries.insert(encoded.clone(), loaded);
         }
@@ -949,6 +1109,24 @@ where
         Ok(())
     }
 
+    /// Replaces everything with `rows` (every row of this map's space, as another node
+    /// committed them): a reader's refresh. Only on an attached map with nothing to write.
+    pub fn reload(&mut self, rows: &[(Vec<u8>, String)]) -> Result<(), TableError> {
+        let backing = self.backing.as_ref().expect("reloads an attached map");
+        assert!(
+            self.changed.is_empty() && self.committing.is_empty(),
+            "a reader changes nothing"
+        );
+        let mut map = HashMap::with_capacity(rows.len());
+        for (_, text) in rows {
+            let (key, value): (K, V) =
+                serde_json::from_str(text).map_err(|error| backing.error(error))?;
+            map.insert(key, value);
+        }
+        self.map = map;
+        Ok(())
+    }
+
     /// Sets `key` to `value`, returning the old value.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.changed.insert(key.clone());
@@ -1080,7 +1258,10 @@ mod tests {
                 limit
             );
         }
-        let readers = backing.readers.lock().unwrap();
+        let Engine::Sqlite { readers, .. } = &backing.engine else {
+            unreachable!("a file")
+        };
+        let readers = readers.lock().unwrap();
         let mut n_runs = 0;
         for connection in readers.iter() {
             for sql in [

@@ -438,14 +438,14 @@ impl paycenter_projections::Projection for EventCounts {
     const VERSION: u32 = 1;
     type Commit = CountsCommit;
 
-    fn open(
-        path: &std::path::Path,
+    fn open_on(
+        backing: std::sync::Arc<paycenter_projections::tables::Backing>,
         store: &dyn EventStore,
+        role: paycenter_projections::projection::Role,
     ) -> Result<Self, paycenter_projections::model::ModelError> {
-        let backing = paycenter_projections::tables::Backing::open(path)?;
         let resumed = paycenter_projections::projection::resume::<EventCounts>(&backing, store)?;
         let mut counts = paycenter_projections::tables::Map::default();
-        counts.attach(&backing, 1, 64);
+        counts.attach(&backing, 1, role.recent_capacity(64));
         Ok(EventCounts {
             backing,
             counts,
@@ -453,6 +453,24 @@ impl paycenter_projections::Projection for EventCounts {
             hash_at_position: resumed.map_or([0; 32], |resumed| resumed.hash_at_position),
             poison: None,
         })
+    }
+
+    fn resident_spaces() -> Vec<u16> {
+        Vec::new()
+    }
+
+    fn refresh(
+        &mut self,
+        checkpoint: &paycenter_projections::tables::Checkpoint,
+        _spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+    ) -> Result<(), paycenter_projections::model::ModelError> {
+        self.position = checkpoint.position;
+        self.hash_at_position = paycenter_projections::projection::hash_of(checkpoint);
+        Ok(())
+    }
+
+    fn backing(&self) -> Option<&std::sync::Arc<paycenter_projections::tables::Backing>> {
+        Some(&self.backing)
     }
 
     fn position(&self) -> u64 {

@@ -1,0 +1,338 @@
+//! A projection whose tables several nodes share in PostgreSQL: one node folds the log into
+//! them, the others read what it commits.
+//!
+//! Each node runs one coordinating thread per projection ([`run_shared`]):
+//! - **The writer** holds the projection's lease (`EventStore::try_lease`, renewed every
+//!   [`LEASE_RENEW_MS`]) and runs the ordinary follower ([`crate::follow`]) on a model opened
+//!   as [`Role::Writer`]: it folds each new event, stages it (its own requests read it at
+//!   once) and commits every few milliseconds. Its commits are fenced ([`Backing::commit`]):
+//!   should another node have taken over, they write nothing.
+//! - **A reader** holds a model opened as [`Role::Reader`], which applies nothing: its maps
+//!   read the shared tables directly, with nothing cached, and every [`REFRESH_MS`] it looks
+//!   at the checkpoint; when it moved, the tables kept whole in memory that changed are
+//!   reloaded and the new position is announced. A request that appended waits, as on the
+//!   writer, until the announced position reaches its event: here, until the writer
+//!   committed it.
+//! - **Hand-over.** A reader that gets the lease (the writer stopped renewing it: killed, cut
+//!   off) opens the tables as a writer, resuming at their checkpoint, and folds on. A writer
+//!   that loses the lease, or whose commit was fenced, ends its follower, drops what it had
+//!   staged (the log still holds it) and becomes a reader.
+//! - Tables of another version or of another log are cleared by the writer and folded again
+//!   from the start; readers wait for them meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use paycenter_store::EventStore;
+
+use crate::follow::FollowerHealth;
+use crate::model::ModelError;
+use crate::projection::{Projection, Role};
+use crate::tables::Backing;
+
+/// How often a node asks for (or renews) the lease.
+pub const LEASE_RENEW_MS: u64 = 1_000;
+/// How long a lease lasts unrenewed: how long a killed writer holds up the hand-over.
+pub const LEASE_TTL_MS: u64 = 5_000;
+/// How often a reader looks at the checkpoint.
+pub const REFRESH_MS: u64 = 5;
+/// How long to wait before trying again after the tables could not be read.
+const RETRY_MS: u64 = 1_000;
+
+/// Where the shared tables are.
+#[derive(Debug, Clone)]
+pub struct SharedTables {
+    /// The database (`postgres://…`).
+    pub url: String,
+    /// The store's schema, which holds the tables too.
+    pub schema: String,
+    /// This node's name in the lease table.
+    pub node_id: String,
+}
+
+impl SharedTables {
+    /// Opens projection `P`'s tables.
+    pub fn open<P: Projection>(&self) -> Result<Arc<Backing>, ModelError> {
+        Ok(Backing::open_postgres(&self.url, &self.schema, P::NAME)?)
+    }
+}
+
+/// Called with each position the node's projection reaches (as [`crate::follow::OnAdvance`],
+/// but shared by the follower and the refresh).
+pub type Announce = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Opens projection `P` on its shared tables as a reader: what a node serves from until it
+/// knows whether it writes. Tables of another version or log are waited for (the writer
+/// folds them again), up to `wait`.
+pub fn open_reader<P: Projection>(
+    tables: &SharedTables,
+    store: &dyn EventStore,
+    wait: Duration,
+) -> Result<P, ModelError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match P::open_on(tables.open::<P>()?, store, Role::Reader) {
+            Ok(model) => return Ok(model),
+            Err(error @ (ModelError::OtherVersion { .. } | ModelError::NotThisLog { .. }))
+                if Instant::now() < deadline =>
+            {
+                tracing::info!(projection = P::NAME, %error, "waiting for the writer to fold the shared tables again");
+                std::thread::sleep(Duration::from_millis(RETRY_MS));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Opens projection `P` on its shared tables as their writer, clearing tables of another
+/// version or log (they are folded again from the log).
+fn open_writer<P: Projection>(
+    tables: &SharedTables,
+    store: &dyn EventStore,
+) -> Result<P, ModelError> {
+    let backing = tables.open::<P>()?;
+    match P::open_on(backing.clone(), store, Role::Writer) {
+        Err(error @ (ModelError::OtherVersion { .. } | ModelError::NotThisLog { .. })) => {
+            tracing::warn!(projection = P::NAME, %error, "the shared tables are folded again from the log");
+            backing.clear_shared()?;
+            P::open_on(tables.open::<P>()?, store, Role::Writer)
+        }
+        opened => opened,
+    }
+}
+
+/// Starts the thread that keeps `model` (opened by [`open_reader`]) current on this node, as
+/// the writer when it holds the lease, as a reader otherwise (see the module). The thread
+/// ends when `stop` is set.
+pub fn run_shared<P: Projection>(
+    store: Arc<dyn EventStore>,
+    tables: SharedTables,
+    model: Arc<RwLock<P>>,
+    health: Arc<FollowerHealth>,
+    announce: Announce,
+    blocking_catch_up_events: u64,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let mut coordinator = Coordinator {
+        store,
+        tables,
+        model,
+        health,
+        announce,
+        blocking_catch_up_events,
+        follower: None,
+        lease_checked_at: None,
+    };
+    // The first look at the lease happens before this returns: a node that is alone becomes
+    // the writer before it serves.
+    coordinator.round();
+    std::thread::Builder::new()
+        .name(format!("{}-shared", P::NAME.replace('_', "-")))
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                coordinator.round();
+                std::thread::sleep(Duration::from_millis(REFRESH_MS));
+            }
+            coordinator.hand_over();
+        })?;
+    Ok(())
+}
+
+struct Coordinator<P: Projection> {
+    store: Arc<dyn EventStore>,
+    tables: SharedTables,
+    model: Arc<RwLock<P>>,
+    health: Arc<FollowerHealth>,
+    announce: Announce,
+    blocking_catch_up_events: u64,
+    /// The follower's thread, while this node writes.
+    follower: Option<std::thread::JoinHandle<()>>,
+    lease_checked_at: Option<Instant>,
+}
+
+impl<P: Projection> Coordinator<P> {
+    fn lease_name() -> String {
+        format!("projection:{}", P::NAME)
+    }
+
+    /// One round: the lease when due, then the writer's checks or a reader's refresh.
+    fn round(&mut self) {
+        let lease_due = self
+            .lease_checked_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(LEASE_RENEW_MS));
+        if lease_due {
+            self.lease_checked_at = Some(Instant::now());
+            let held = self
+                .store
+                .try_lease(&Self::lease_name(), &self.tables.node_id, LEASE_TTL_MS)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(projection = P::NAME, %error, "the projection's lease could not be asked for");
+                    false
+                });
+            match (self.follower.is_some(), held) {
+                (false, true) => self.take_over(),
+                (true, false) => {
+                    tracing::info!(
+                        projection = P::NAME,
+                        "the lease went to another node; this one reads from now on"
+                    );
+                    self.hand_over();
+                }
+                _ => {}
+            }
+        }
+        if self.follower.is_some() {
+            self.check_writer();
+        } else if let Err(error) = self.refresh() {
+            tracing::warn!(projection = P::NAME, %error, "the shared tables could not be read; retrying");
+            std::thread::sleep(Duration::from_millis(RETRY_MS));
+        }
+    }
+
+    /// Becomes the writer: the tables opened for writing at their checkpoint, the follower
+    /// started on them.
+    fn take_over(&mut self) {
+        let opened = open_writer::<P>(&self.tables, self.store.as_ref());
+        let writer = match opened {
+            Ok(writer) => writer,
+            Err(error) => {
+                tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened for writing; this node stays a reader");
+                return;
+            }
+        };
+        let position = writer.position();
+        *self
+            .model
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = writer;
+        self.health.reset();
+        tracing::info!(
+            projection = P::NAME,
+            position,
+            "this node holds the lease and folds the shared tables"
+        );
+        (self.announce)(position);
+        let announce = self.announce.clone();
+        match crate::follow::follow(
+            self.store.clone(),
+            self.model.clone(),
+            self.health.clone(),
+            Box::new(move |position| announce(position)),
+            self.blocking_catch_up_events,
+        ) {
+            Ok(follower) => self.follower = Some(follower),
+            Err(error) => {
+                tracing::error!(projection = P::NAME, %error, "the follower could not start; this node stays a reader");
+                self.become_reader();
+            }
+        }
+    }
+
+    /// A writer whose commit was fenced, or that stopped writing for a failure of the tables
+    /// (not of the fold), hands over and reads; the lease decides who writes next.
+    fn check_writer(&mut self) {
+        let fenced = self
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .backing()
+            .is_some_and(|backing| backing.fenced());
+        // A stop without an event is a failed write, and one whose fold could not read its
+        // tables a failed read: both the tables' (the connection's), so another try may do.
+        // Any other stop is the fold's, which every node would meet again: it stays stopped
+        // and says where.
+        let tables_failed = self.health.stopped().is_some_and(|stopped| {
+            stopped.event_type.is_empty() || stopped.reason.contains(crate::tables::UNREADABLE)
+        });
+        if fenced || tables_failed {
+            tracing::warn!(
+                projection = P::NAME,
+                fenced,
+                stopped = ?self.health.stopped(),
+                "this node stops writing the shared tables and reads them"
+            );
+            self.hand_over();
+            // Asks for the lease again at once: a node cut off for a moment may take it back.
+            self.lease_checked_at = None;
+        }
+    }
+
+    /// Ends the follower (if any) and reads from the tables.
+    fn hand_over(&mut self) {
+        let Some(follower) = self.follower.take() else {
+            return;
+        };
+        self.health.hand_over();
+        if follower.join().is_err() {
+            tracing::error!(projection = P::NAME, "the follower's thread panicked");
+        }
+        self.become_reader();
+    }
+
+    fn become_reader(&mut self) {
+        match P::open_on(
+            match self.tables.open::<P>() {
+                Ok(backing) => backing,
+                Err(error) => {
+                    tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened");
+                    return;
+                }
+            },
+            self.store.as_ref(),
+            Role::Reader,
+        ) {
+            Ok(reader) => {
+                let position = reader.position();
+                *self
+                    .model
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = reader;
+                self.health.reset();
+                (self.announce)(position);
+            }
+            Err(error) => {
+                tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened for reading")
+            }
+        }
+    }
+
+    /// A reader's round: when the checkpoint moved, the changed resident tables reloaded
+    /// and the new position announced.
+    fn refresh(&mut self) -> Result<(), ModelError> {
+        let (backing, position) = {
+            let model = self
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(backing) = model.backing().cloned() else {
+                return Ok(());
+            };
+            (backing, model.position())
+        };
+        let Some(moved) = backing.moved_since(position)? else {
+            return Ok(());
+        };
+        if moved.checkpoint.name != P::NAME || moved.checkpoint.version != P::VERSION {
+            // Being folded again by a writer of another version; wait for this one's.
+            return Ok(());
+        }
+        let resident = P::resident_spaces();
+        // Behind this reader's position: the tables were cleared and are being folded again,
+        // so every resident table may have changed.
+        let folded_again = moved.checkpoint.position < position;
+        let mut reloaded = Vec::new();
+        for space in resident {
+            if folded_again || moved.changed_spaces.contains(&space) {
+                reloaded.push((space, backing.all(space)?));
+            }
+        }
+        let new_position = moved.checkpoint.position;
+        self.model
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .refresh(&moved.checkpoint, &reloaded)?;
+        (self.announce)(new_position);
+        Ok(())
+    }
+}

@@ -1,0 +1,496 @@
+//! A projection's rows in PostgreSQL: what nodes sharing one database read, instead of a
+//! file each.
+//!
+//! Three tables per projection, in the store's schema, prefixed `rm_{projection}_`:
+//! - `rows (space, key, value)`: the same rows a SQLite file holds;
+//! - `checkpoint`: one row, the position the rows are at;
+//! - `spaces (space, position)`: the last position that changed each space, so a node that
+//!   only reads ([`crate::shared`]) reloads the tables it keeps in memory only when they moved.
+//!
+//! **One writer at a time, fenced.** A commit moves the checkpoint by compare-and-set from the
+//! position this process last wrote or read at open: if another node wrote meanwhile (it took
+//! over the projection), the commit rolls back whole and the backing says it was fenced, so a
+//! node that lost its lease can never write over its successor's rows.
+//!
+//! The `postgres` client runs a runtime of its own and blocks; called from a task of a
+//! multi-threaded runtime, each call first moves the task's other work off the thread
+//! (`block_in_place`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use postgres::{Client, Statement};
+
+use super::{Checkpoint, Write};
+
+/// Read connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 16;
+
+/// The rows of one projection in PostgreSQL.
+pub struct PgTables {
+    connect: paycenter_store::pg_tls::PgConnect,
+    /// `schema.rm_{projection}_`.
+    prefix: String,
+    writer: Mutex<Option<Pooled>>,
+    readers: Mutex<Vec<Pooled>>,
+}
+
+/// A connection with its statements prepared.
+struct Pooled {
+    client: Client,
+    get: Statement,
+    range_ascending: Statement,
+    range_descending: Statement,
+}
+
+/// What a commit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Written, checkpoint moved.
+    Written,
+    /// The checkpoint was not where this process left it: another node writes now. Nothing
+    /// was written.
+    Fenced,
+}
+
+/// The checkpoint and the spaces changed after a position, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// The checkpoint as committed.
+    pub checkpoint: Checkpoint,
+    /// Spaces changed by commits after the position asked about.
+    pub changed_spaces: Vec<u16>,
+}
+
+/// Runs `work`, which blocks on PostgreSQL, without stalling a runtime's other tasks.
+pub fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+impl PgTables {
+    /// Connects to `url` and creates the tables of `projection` in `schema` if needed.
+    pub fn open(url: &str, schema: &str, projection: &str) -> Result<PgTables, String> {
+        if !paycenter_store::postgres::valid_schema(schema) {
+            return Err(format!(
+                "schema name {schema:?} must be 1 to 48 of [a-z0-9_]"
+            ));
+        }
+        assert!(
+            projection
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte == b'_'),
+            "projection names are identifiers"
+        );
+        let connect =
+            paycenter_store::pg_tls::PgConnect::parse(url).map_err(|error| error.to_string())?;
+        let tables = PgTables {
+            connect,
+            prefix: format!("{schema}.rm_{projection}_"),
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+        };
+        let prefix = &tables.prefix;
+        off_runtime(|| {
+            let mut client = paycenter_store::pg_tls::connect_blocking(&tables.connect)
+                .map_err(|error| error.to_string())?;
+            // Nodes starting together create the tables once: DDL under one advisory lock.
+            let mut transaction = client.transaction().map_err(|error| error.to_string())?;
+            transaction
+                .batch_execute(&format!(
+                    "SELECT pg_advisory_xact_lock(hashtext('{prefix}'));
+                     CREATE SCHEMA IF NOT EXISTS {schema};
+                     CREATE TABLE IF NOT EXISTS {prefix}rows (
+                         space SMALLINT NOT NULL,
+                         key BYTEA NOT NULL,
+                         value TEXT NOT NULL,
+                         PRIMARY KEY (space, key)
+                     );
+                     CREATE TABLE IF NOT EXISTS {prefix}checkpoint (
+                         id INTEGER PRIMARY KEY CHECK (id = 1),
+                         name TEXT NOT NULL,
+                         version INTEGER NOT NULL,
+                         position BIGINT NOT NULL,
+                         hash_at_position TEXT NOT NULL,
+                         scalars TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS {prefix}spaces (
+                         space SMALLINT PRIMARY KEY,
+                         position BIGINT NOT NULL
+                     );"
+                ))
+                .map_err(|error| error.to_string())?;
+            transaction.commit().map_err(|error| error.to_string())?;
+            let pooled = tables.prepare(client).map_err(|error| error.to_string())?;
+            *tables.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(pooled);
+            Ok::<(), String>(())
+        })?;
+        Ok(tables)
+    }
+
+    /// What errors name: `postgresql:schema.rm_{projection}_`.
+    pub fn label(&self) -> String {
+        format!("postgresql:{}", self.prefix)
+    }
+
+    fn prepare(&self, mut client: Client) -> Result<Pooled, postgres::Error> {
+        let prefix = &self.prefix;
+        let get = client.prepare(&format!(
+            "SELECT value FROM {prefix}rows WHERE space = $1 AND key = $2"
+        ))?;
+        let range_ascending = client.prepare(&format!(
+            "SELECT key, value FROM {prefix}rows WHERE space = $1 AND key >= $2 AND key < $3
+             ORDER BY key LIMIT $4"
+        ))?;
+        let range_descending = client.prepare(&format!(
+            "SELECT key, value FROM {prefix}rows WHERE space = $1 AND key >= $2 AND key < $3
+             ORDER BY key DESC LIMIT $4"
+        ))?;
+        Ok(Pooled {
+            client,
+            get,
+            range_ascending,
+            range_descending,
+        })
+    }
+
+    /// Runs `read` on a pooled read connection (a broken one is not pooled again).
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&mut Pooled) -> Result<T, postgres::Error>,
+    ) -> Result<T, String> {
+        off_runtime(|| {
+            let pooled = self
+                .readers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop();
+            let mut pooled = match pooled {
+                Some(pooled) => pooled,
+                None => {
+                    let client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                        .map_err(|error| error.to_string())?;
+                    self.prepare(client).map_err(|error| error.to_string())?
+                }
+            };
+            let result = read(&mut pooled).map_err(|error| error.to_string());
+            if !pooled.client.is_closed() {
+                let mut idle = self
+                    .readers
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(pooled);
+                }
+            }
+            result
+        })
+    }
+
+    /// The value of `key` in `space`.
+    pub fn get(&self, space: u16, key: &[u8]) -> Result<Option<String>, String> {
+        self.with_reader(|pooled| {
+            let row = pooled
+                .client
+                .query_opt(&pooled.get, &[&space_number(space), &key])?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    /// Rows of `space` with `start <= key < end`, in key order (greatest first when
+    /// `descending`), at most `limit`.
+    pub fn range(
+        &self,
+        space: u16,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<(Vec<u8>, String)>, String> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(|pooled| {
+            let statement = if descending {
+                &pooled.range_descending
+            } else {
+                &pooled.range_ascending
+            };
+            let rows = pooled
+                .client
+                .query(statement, &[&space_number(space), &start, &end, &limit])?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    /// The checkpoint, then every row of `spaces`, in one repeatable-read transaction (see
+    /// `Backing::read_snapshot`).
+    pub fn read_snapshot(
+        &self,
+        spaces: &[u16],
+        on_checkpoint: &mut dyn FnMut(Option<&Checkpoint>),
+        visit: &mut dyn FnMut(usize, &[u8], &str),
+    ) -> Result<Option<Checkpoint>, String> {
+        let prefix = &self.prefix;
+        off_runtime(|| {
+            let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                .map_err(|error| error.to_string())?;
+            let mut read = || -> Result<Option<Checkpoint>, postgres::Error> {
+                let mut transaction = client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                let checkpoint = read_checkpoint(&mut transaction, prefix)?;
+                on_checkpoint(checkpoint.as_ref());
+                let statement = transaction.prepare(&format!(
+                    "SELECT key, value FROM {prefix}rows WHERE space = $1 ORDER BY key"
+                ))?;
+                for (index, space) in spaces.iter().enumerate() {
+                    let space = space_number(*space);
+                    let params: [&(dyn postgres::types::ToSql + Sync); 1] = [&space];
+                    let mut rows = transaction.query_raw(&statement, params)?;
+                    while let Some(row) =
+                        postgres::fallible_iterator::FallibleIterator::next(&mut rows)?
+                    {
+                        let key: &[u8] = row.get(0);
+                        let value: &str = row.get(1);
+                        visit(index, key, value);
+                    }
+                }
+                transaction.commit()?;
+                Ok(checkpoint)
+            };
+            read().map_err(|error| error.to_string())
+        })
+    }
+
+    /// The checkpoint, if one was written.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            let mut transaction = pooled.client.transaction()?;
+            let checkpoint = read_checkpoint(&mut transaction, &prefix)?;
+            transaction.commit()?;
+            Ok(checkpoint)
+        })
+    }
+
+    /// The checkpoint and the spaces changed after `after_position`, in one transaction;
+    /// `None` when the checkpoint is still at `after_position`.
+    pub fn moved_since(&self, after_position: u64) -> Result<Option<Moved>, String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            let mut transaction = pooled
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let Some(checkpoint) = read_checkpoint(&mut transaction, &prefix)? else {
+                transaction.commit()?;
+                return Ok(None);
+            };
+            if checkpoint.position == after_position {
+                transaction.commit()?;
+                return Ok(None);
+            }
+            let changed_spaces = transaction
+                .query(
+                    &format!("SELECT space FROM {prefix}spaces WHERE position > $1"),
+                    &[&position_number(after_position)],
+                )?
+                .iter()
+                .map(|row| row.get::<_, i16>(0) as u16)
+                .collect();
+            transaction.commit()?;
+            Ok(Some(Moved {
+                checkpoint,
+                changed_spaces,
+            }))
+        })
+    }
+
+    /// Writes `writes` and moves the checkpoint from `from_position` to `checkpoint`, in one
+    /// transaction, or nothing when the checkpoint is not at `from_position` any more.
+    pub fn commit(
+        &self,
+        writes: &[Write],
+        checkpoint: &Checkpoint,
+        from_position: u64,
+    ) -> Result<Committed, String> {
+        let prefix = &self.prefix;
+        // The last write of each row wins (a batch may carry a row twice: see
+        // `Map::drain_into`).
+        let mut last: HashMap<(u16, &[u8]), Option<&str>> = HashMap::with_capacity(writes.len());
+        for (space, key, value) in writes {
+            last.insert((*space, key.as_slice()), value.as_deref());
+        }
+        let (mut upsert_spaces, mut upsert_keys, mut upsert_values) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut delete_spaces, mut delete_keys) = (Vec::new(), Vec::new());
+        let mut spaces: Vec<i16> = Vec::new();
+        for ((space, key), value) in last {
+            let space = space_number(space);
+            spaces.push(space);
+            match value {
+                Some(value) => {
+                    upsert_spaces.push(space);
+                    upsert_keys.push(key);
+                    upsert_values.push(value);
+                }
+                None => {
+                    delete_spaces.push(space);
+                    delete_keys.push(key);
+                }
+            }
+        }
+        spaces.sort_unstable();
+        spaces.dedup();
+        off_runtime(|| {
+            let mut writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if writer
+                .as_ref()
+                .is_none_or(|pooled| pooled.client.is_closed())
+            {
+                let client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                    .map_err(|error| error.to_string())?;
+                *writer = Some(self.prepare(client).map_err(|error| error.to_string())?);
+            }
+            let pooled = writer.as_mut().expect("connected above");
+            let mut write = || -> Result<Committed, postgres::Error> {
+                let mut transaction = pooled.client.transaction()?;
+                let position = position_number(checkpoint.position);
+                let moved = if from_position == 0 {
+                    transaction.execute(
+                        &format!(
+                            "INSERT INTO {prefix}checkpoint
+                                 (id, name, version, position, hash_at_position, scalars)
+                             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING"
+                        ),
+                        &[
+                            &checkpoint.name,
+                            &(checkpoint.version as i32),
+                            &position,
+                            &checkpoint.hash_at_position,
+                            &checkpoint.scalars,
+                        ],
+                    )?
+                } else {
+                    transaction.execute(
+                        &format!(
+                            "UPDATE {prefix}checkpoint SET name = $1, version = $2, position = $3,
+                                 hash_at_position = $4, scalars = $5
+                             WHERE id = 1 AND position = $6"
+                        ),
+                        &[
+                            &checkpoint.name,
+                            &(checkpoint.version as i32),
+                            &position,
+                            &checkpoint.hash_at_position,
+                            &checkpoint.scalars,
+                            &position_number(from_position),
+                        ],
+                    )?
+                };
+                if moved != 1 {
+                    transaction.rollback()?;
+                    return Ok(Committed::Fenced);
+                }
+                if !upsert_keys.is_empty() {
+                    transaction.execute(
+                        &format!(
+                            "INSERT INTO {prefix}rows (space, key, value)
+                             SELECT * FROM unnest($1::int2[], $2::bytea[], $3::text[])
+                             ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value"
+                        ),
+                        &[&upsert_spaces, &upsert_keys, &upsert_values],
+                    )?;
+                }
+                if !delete_keys.is_empty() {
+                    transaction.execute(
+                        &format!(
+                            "DELETE FROM {prefix}rows WHERE (space, key) IN
+                             (SELECT * FROM unnest($1::int2[], $2::bytea[]))"
+                        ),
+                        &[&delete_spaces, &delete_keys],
+                    )?;
+                }
+                if !spaces.is_empty() {
+                    transaction.execute(
+                        &format!(
+                            "INSERT INTO {prefix}spaces (space, position)
+                             SELECT unnest($1::int2[]), $2
+                             ON CONFLICT (space) DO UPDATE SET position = EXCLUDED.position"
+                        ),
+                        &[&spaces, &position],
+                    )?;
+                }
+                transaction.commit()?;
+                Ok(Committed::Written)
+            };
+            write().map_err(|error| error.to_string())
+        })
+    }
+
+    /// Removes every row and the checkpoint (a projection of another version, or of another
+    /// log, is folded again from the start).
+    pub fn clear(&self) -> Result<(), String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            pooled.client.batch_execute(&format!(
+                "BEGIN;
+                 DELETE FROM {prefix}checkpoint;
+                 DELETE FROM {prefix}spaces;
+                 TRUNCATE {prefix}rows;
+                 COMMIT;"
+            ))
+        })
+    }
+
+    /// Bytes the rows take in the database, indexes included.
+    pub fn size_bytes(&self) -> u64 {
+        let table = format!("{}rows", self.prefix);
+        self.with_reader(|pooled| {
+            let row = pooled.client.query_one(
+                "SELECT COALESCE(pg_total_relation_size(to_regclass($1)), 0)",
+                &[&table],
+            )?;
+            Ok(row.get::<_, i64>(0))
+        })
+        .map_or(0, |bytes| bytes.max(0) as u64)
+    }
+}
+
+fn read_checkpoint(
+    transaction: &mut postgres::Transaction<'_>,
+    prefix: &str,
+) -> Result<Option<Checkpoint>, postgres::Error> {
+    let row = transaction.query_opt(
+        &format!(
+            "SELECT name, version, position, hash_at_position, scalars FROM {prefix}checkpoint"
+        ),
+        &[],
+    )?;
+    Ok(row.map(|row| Checkpoint {
+        name: row.get(0),
+        version: row.get::<_, i32>(1) as u32,
+        position: row.get::<_, i64>(2) as u64,
+        hash_at_position: row.get(3),
+        scalars: row.get(4),
+    }))
+}
+
+/// A space as PostgreSQL's `SMALLINT` (spaces are numbered below 1,000).
+fn space_number(space: u16) -> i16 {
+    i16::try_from(space).expect("spaces fit a SMALLINT")
+}
+
+fn position_number(position: u64) -> i64 {
+    i64::try_from(position).expect("positions fit a BIGINT")
+}

@@ -1,0 +1,287 @@
+//! Projections in tables that nodes on one PostgreSQL database share: a fold into them equals
+//! a fold into a file; a commit from a position the tables have left is fenced and writes
+//! nothing; a reader node serves what the writer commits; when the writer stops, a reader
+//! takes the lease over and folds on from the tables' checkpoint.
+//!
+//! Needs a server: `PAYCENTER_TEST_POSTGRES_URL` (default `host=127.0.0.1 user=postgres
+//! dbname=postgres`). Without one the test says why it skipped, unless
+//! `PAYCENTER_REQUIRE_POSTGRES=1` (CI sets it), when it fails instead.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use paycenter_projections::balances::Balances;
+use paycenter_projections::follow::FollowerHealth;
+use paycenter_projections::projection::Role;
+use paycenter_projections::shared::{self, SharedTables};
+use paycenter_projections::tables::{Backing, Checkpoint};
+use paycenter_projections::{Projection, ReadModel};
+use paycenter_store::{EventStore, PostgresStore};
+use support::add_orders;
+
+fn url() -> String {
+    std::env::var("PAYCENTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=postgres".to_owned())
+}
+
+/// A store in a schema of its own, or `None` (the test skips) when no server answers and
+/// none is required.
+fn store(name: &str) -> Option<(PostgresStore, String)> {
+    let schema = format!("pc_shared_{name}_{}", std::process::id());
+    match PostgresStore::open(&url(), &schema) {
+        Ok(store) => Some((store, schema)),
+        Err(error) => {
+            if std::env::var("PAYCENTER_REQUIRE_POSTGRES").is_ok_and(|value| value == "1") {
+                panic!("PostgreSQL is required (PAYCENTER_REQUIRE_POSTGRES=1) but not reachable at {:?}: {error}", url());
+            }
+            eprintln!("skipped: no PostgreSQL at {:?} ({error})", url());
+            None
+        }
+    }
+}
+
+fn tables(schema: &str, node_id: &str) -> SharedTables {
+    SharedTables {
+        url: url(),
+        schema: schema.to_owned(),
+        node_id: node_id.to_owned(),
+    }
+}
+
+#[test]
+fn a_fold_into_shared_tables_equals_a_fold_into_a_file_and_resumes() {
+    let Some((store, schema)) = store("fold") else {
+        return;
+    };
+    add_orders(&store, 0, 300);
+    let head = store.head_position().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut in_file = ReadModel::open(&dir.path().join("model.sqlite"), &store).unwrap();
+    in_file.catch_up(&store, head).unwrap();
+    let shared_backing = Backing::open_postgres(&url(), &schema, "read_model").unwrap();
+    let mut in_tables = ReadModel::open_on(shared_backing.clone(), &store, Role::Writer).unwrap();
+    in_tables.catch_up(&store, head).unwrap();
+    assert_eq!(in_tables.position(), head);
+    assert_eq!(
+        ReadModel::file_digest(&shared_backing).unwrap(),
+        ReadModel::file_digest(in_file.backing().unwrap()).unwrap(),
+        "the tables hold what the file holds"
+    );
+    assert!(shared_backing.size_bytes() > 0);
+
+    let mut balances_file = Balances::open(&dir.path().join("balances.sqlite"), &store).unwrap();
+    balances_file.catch_up(&store, head).unwrap();
+    let balances_backing = Backing::open_postgres(&url(), &schema, "balances").unwrap();
+    let mut balances_tables =
+        Balances::open_on(balances_backing.clone(), &store, Role::Writer).unwrap();
+    balances_tables.catch_up(&store, head).unwrap();
+    assert_eq!(
+        Balances::file_digest(&balances_backing).unwrap(),
+        Balances::file_digest(balances_file.backing().unwrap()).unwrap()
+    );
+
+    // Reopened, it resumes at the checkpoint and folds on from there alone.
+    drop(in_tables);
+    add_orders(&store, 300, 20);
+    let new_head = store.head_position().unwrap();
+    let mut resumed = ReadModel::open_on(
+        Backing::open_postgres(&url(), &schema, "read_model").unwrap(),
+        &store,
+        Role::Writer,
+    )
+    .unwrap();
+    assert_eq!(resumed.position(), head);
+    resumed.catch_up(&store, new_head).unwrap();
+    in_file.catch_up(&store, new_head).unwrap();
+    assert_eq!(resumed.digest().unwrap(), in_file.digest().unwrap());
+
+    drop((resumed, in_file, balances_tables, balances_file, store));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
+
+fn checkpoint(position: u64) -> Checkpoint {
+    Checkpoint {
+        name: "t".into(),
+        version: 1,
+        position,
+        hash_at_position: String::new(),
+        scalars: "{}".into(),
+    }
+}
+
+#[test]
+fn a_commit_from_a_position_the_tables_left_is_fenced_and_writes_nothing() {
+    let Some((store, schema)) = store("fence") else {
+        return;
+    };
+    let first = Backing::open_postgres(&url(), &schema, "fenced").unwrap();
+    let second = Backing::open_postgres(&url(), &schema, "fenced").unwrap();
+    // Both opened at 0; the second commits first and so takes the tables over.
+    second
+        .commit(
+            &[(1, b"a".to_vec(), Some("\"second\"".into()))],
+            &checkpoint(5),
+        )
+        .unwrap();
+    let error = first
+        .commit(
+            &[
+                (1, b"a".to_vec(), Some("\"first\"".into())),
+                (1, b"b".to_vec(), Some("\"first\"".into())),
+            ],
+            &checkpoint(7),
+        )
+        .unwrap_err();
+    assert!(error.reason.contains("another node"), "{error}");
+    assert!(first.fenced());
+    assert!(!second.fenced());
+    assert_eq!(
+        first.all(1).unwrap(),
+        vec![(b"a".to_vec(), "\"second\"".to_owned())]
+    );
+    assert_eq!(first.checkpoint().unwrap().unwrap().position, 5);
+    // A fenced backing stays fenced: it never writes again, even from the right position.
+    assert!(first.commit(&[], &checkpoint(9)).is_err());
+    // The one that moved the checkpoint goes on; a row written twice in one batch keeps the
+    // last value, and a removal removes.
+    second
+        .commit(
+            &[
+                (1, b"b".to_vec(), Some("\"one\"".into())),
+                (1, b"b".to_vec(), Some("\"two\"".into())),
+                (1, b"a".to_vec(), None),
+            ],
+            &checkpoint(8),
+        )
+        .unwrap();
+    assert_eq!(
+        second.all(1).unwrap(),
+        vec![(b"b".to_vec(), "\"two\"".to_owned())]
+    );
+    let moved = second.moved_since(5).unwrap().unwrap();
+    assert_eq!(moved.checkpoint.position, 8);
+    assert_eq!(moved.changed_spaces, vec![1]);
+    assert!(second.moved_since(8).unwrap().is_none());
+
+    drop(store);
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
+
+/// One node's projection on the shared tables, as the service hosts it.
+struct Node {
+    model: Arc<RwLock<ReadModel>>,
+    announced: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+fn start_node(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node {
+    let tables = tables(schema, node_id);
+    let model = Arc::new(RwLock::new(
+        shared::open_reader::<ReadModel>(&tables, store.as_ref(), Duration::from_secs(10)).unwrap(),
+    ));
+    let announced = Arc::new(AtomicU64::new(model.read().unwrap().position()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let heard = announced.clone();
+    shared::run_shared(
+        store.clone(),
+        tables,
+        model.clone(),
+        Arc::new(FollowerHealth::default()),
+        Arc::new(move |position| heard.store(position, Ordering::SeqCst)),
+        50_000,
+        stop.clone(),
+    )
+    .unwrap();
+    Node {
+        model,
+        announced,
+        stop,
+    }
+}
+
+/// Waits until `node` announced `position` and its model is there.
+fn wait_for(node: &Node, position: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.announced.load(Ordering::SeqCst) < position
+        || node.model.read().unwrap().position() < position
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never reached {position}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_reader_serves_what_the_writer_commits_and_takes_over_when_it_stops() {
+    let Some((store, schema)) = store("handover") else {
+        return;
+    };
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    add_orders(store.as_ref(), 0, 50);
+    let head = store.head_position().unwrap();
+
+    // The first node takes the lease before it serves, and folds the log into the tables.
+    let node_a = start_node(&store, &schema, "node-a");
+    wait_for(&node_a, head, "the writer");
+    let node_b = start_node(&store, &schema, "node-b");
+    wait_for(&node_b, head, "the reader");
+
+    // What A folds, B serves once A has committed it: the same digest at the same position.
+    add_orders(store.as_ref(), 50, 30);
+    let head = store.head_position().unwrap();
+    wait_for(&node_a, head, "the writer");
+    wait_for(&node_b, head, "the reader");
+    let digest_a = node_a.model.read().unwrap().digest().unwrap();
+    let digest_b = node_b.model.read().unwrap().digest().unwrap();
+    assert_eq!(digest_a, digest_b, "the reader reads the writer's tables");
+    assert_eq!(
+        node_a.model.read().unwrap().status_counts(),
+        node_b.model.read().unwrap().status_counts(),
+        "the reader takes the writer's scalars"
+    );
+    assert_eq!(
+        node_a.model.read().unwrap().merchants().len(),
+        node_b.model.read().unwrap().merchants().len()
+    );
+
+    // A stops (as a killed node stops renewing its lease): B takes over within the lease's
+    // time and folds what comes next into the tables.
+    node_a.stop.store(true, Ordering::SeqCst);
+    add_orders(store.as_ref(), 80, 30);
+    let head = store.head_position().unwrap();
+    let started = Instant::now();
+    wait_for(&node_b, head, "the reader, once it took over");
+    assert!(
+        started.elapsed()
+            < Duration::from_millis(shared::LEASE_TTL_MS + shared::LEASE_RENEW_MS + 20_000),
+        "took over in {:?}",
+        started.elapsed()
+    );
+    let backing = Backing::open_postgres(&url(), &schema, "read_model").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backing.checkpoint().unwrap().unwrap().position < head {
+        assert!(
+            Instant::now() < deadline,
+            "B never committed what it folded"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut reference = ReadModel::default();
+    reference.catch_up(store.as_ref(), head).unwrap();
+    assert_eq!(
+        node_b.model.read().unwrap().digest().unwrap(),
+        reference.digest().unwrap(),
+        "the tables, folded by two nodes in turn, are the fold of the log"
+    );
+
+    node_b.stop.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    drop((node_a, node_b, store));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
