@@ -124,11 +124,8 @@ pub fn start_rebuild(
     state: &Arc<AppState>,
     name: &str,
 ) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    if state.shared_tables.is_some() && (name == NAME || name == Balances::NAME) {
-        return Err(Refusal::new(
-            ErrorCode::RebuildUnavailable,
-            "this node's projections live in tables shared by every node on the database; an online rebuild of them is not available: stop every node, then start one (tables of another version are folded again from the log)",
-        ));
+    if state.shared_tables.is_some() {
+        return start_shared_rebuild(state, name);
     }
     if name == NAME {
         spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
@@ -163,6 +160,65 @@ pub fn start_rebuild(
             Balances::NAME
         ),
     ))
+}
+
+/// [`start_rebuild`] for projections in the tables the nodes share: only the node that
+/// writes them rebuilds them.
+fn start_shared_rebuild(
+    state: &Arc<AppState>,
+    name: &str,
+) -> Result<crate::wire::ProjectionAnswer, Refusal> {
+    let writes = |health: &paycenter_projections::follow::FollowerHealth| {
+        if health.writes_shared_tables() {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorCode::RebuildUnavailable,
+            format!("this node reads the {name} tables that another node on the database folds; ask that node (the holder of the lease `projection:{name}`) to rebuild them"),
+        ))
+    };
+    if name == NAME {
+        writes(&state.read_model.health)?;
+        spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
+            paycenter_projections::rebuild::rebuild_online_shared(
+                state.store.as_ref(),
+                &state.read_model.projection,
+                &shared_tables_of(state),
+            )
+        })?;
+        return status(state);
+    }
+    if name == Balances::NAME {
+        writes(&state.balances.health)?;
+        spawn_rebuild(
+            state,
+            &state.balances.rebuild_status,
+            Balances::NAME,
+            |state| {
+                paycenter_projections::rebuild::rebuild_online_shared(
+                    state.store.as_ref(),
+                    &state.balances.projection,
+                    &shared_tables_of(state),
+                )
+            },
+        )?;
+        return balances_status(state);
+    }
+    Err(Refusal::not_found(
+        ErrorCode::ProjectionNotFound,
+        format!(
+            "no projection {name:?}; the projections are {:?} and {:?}",
+            NAME,
+            Balances::NAME
+        ),
+    ))
+}
+
+fn shared_tables_of(state: &AppState) -> paycenter_projections::shared::SharedTables {
+    state
+        .shared_tables
+        .clone()
+        .expect("shared rebuilds run on nodes with shared tables")
 }
 
 /// Marks a rebuild of `name` in progress in `rebuild_status` and runs `rebuild` on a blocking

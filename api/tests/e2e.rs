@@ -2155,13 +2155,28 @@ fn two_nodes_share_one_database() {
         .join("sql_read_models.sqlite");
     std::fs::create_dir_all(retired.parent().unwrap()).unwrap();
     std::fs::write(&retired, b"a fold of an earlier version").unwrap();
+    // ... and the per-node read model files of earlier versions, which the shared tables
+    // replace.
+    let per_node_file = dir_a
+        .path()
+        .join("projections")
+        .join("read_model.v8.0.sqlite");
+    std::fs::write(
+        &per_node_file,
+        b"a per-node read model of an earlier version",
+    )
+    .unwrap();
     let node_a = start_server_with(dir_a.path(), retries_ms, store);
     assert!(!retired.exists(), "the retired fold's file was removed");
+    assert!(
+        !per_node_file.exists(),
+        "the per-node read model was removed"
+    );
     let node_b = start_server_with(dir_b.path(), retries_ms, store);
     let receiver = start_receiver();
     let setup = onboard(&node_a.base, &receiver.url);
     let key = setup.api_key.clone();
-    // Node B follows the same log: the app onboarded on A is known there.
+    // Node B reads the tables node A folds: the app onboarded on A is known there.
     wait_for("node B knows the app", || {
         call(
             "GET",
@@ -2171,6 +2186,35 @@ fn two_nodes_share_one_database() {
         )
         .0 == 200
     });
+    // The projections live in the database, not in either node's directory.
+    for dir in [dir_a.path(), dir_b.path()] {
+        let files: Vec<String> = std::fs::read_dir(dir.join("projections"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with("read_model.") || name.starts_with("balances."))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(files.is_empty(), "{files:?} in {}", dir.display());
+    }
+    let n_rows: i64 = sql
+        .query_one(
+            &format!("SELECT COUNT(*) FROM {schema}.rm_read_model_rows"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(n_rows > 0, "the read model's rows are in the database");
+    let lease_holder: String = sql
+        .query_one(
+            &format!("SELECT owner FROM {schema}.leases WHERE name = 'projection:read_model'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!lease_holder.is_empty());
 
     // Payments on both nodes; each is paid through the node that created it (the sandbox's
     // simulated third party lives in that node's memory).

@@ -37,6 +37,8 @@ pub struct FollowerHealth {
     /// Set to end the follower's thread at its next batch (the node hands the projection's
     /// tables over to another writer).
     handing_over: std::sync::atomic::AtomicBool,
+    /// With shared tables: this node folds them (holds the lease), rather than reading.
+    writes_shared_tables: std::sync::atomic::AtomicBool,
 }
 
 impl FollowerHealth {
@@ -72,6 +74,18 @@ impl FollowerHealth {
     pub fn hand_over(&self) {
         self.handing_over
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// With tables shared by the nodes of one database: whether this node folds them.
+    pub fn writes_shared_tables(&self) -> bool {
+        self.writes_shared_tables
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// See [`FollowerHealth::writes_shared_tables`].
+    pub fn set_writes_shared_tables(&self, writes: bool) {
+        self.writes_shared_tables
+            .store(writes, std::sync::atomic::Ordering::Release);
     }
 
     /// Forgets a stop and a hand-over: a new follower starts on a model opened afresh.

@@ -46,19 +46,7 @@ pub fn rebuild_online<P: Projection>(
     let mut live = live
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Whichever is behind catches up to the other: the few events since the fold began.
-    let position = fresh.position().max(live.position());
-    fresh.catch_up(store, position)?;
-    live.catch_up(store, position)?;
-    // What the follower staged but has not written yet goes to the file that is dropped, so
-    // the digest compares committed rows on both sides.
-    live.write_staged()?;
-    assert_eq!(
-        fresh.position(),
-        live.position(),
-        "both models at one position before the swap"
-    );
-    let identical = fresh.digest()? == live.digest()?;
+    let (position, identical) = align(store, &mut *live, &mut fresh)?;
     std::mem::swap(&mut *live, &mut fresh);
     // Under the lock still: the follower commits its next batch to the new file, which the
     // next start opens.
@@ -68,6 +56,89 @@ pub fn rebuild_online<P: Projection>(
             reason: error.to_string(),
         })
     })?;
+    Ok(Rebuilt {
+        position,
+        identical,
+    })
+}
+
+/// Under the live projection's write lock: brings the live projection and the fresh fold to
+/// one position, writes what the live one staged, and compares their digests.
+fn align<P: Projection>(
+    store: &dyn EventStore,
+    live: &mut P,
+    fresh: &mut P,
+) -> Result<(u64, bool), ModelError> {
+    // Whichever is behind catches up to the other: the few events since the fold began.
+    let position = fresh.position().max(live.position());
+    fresh.catch_up(store, position)?;
+    live.catch_up(store, position)?;
+    // What the follower staged but has not written yet goes to the tables that are dropped,
+    // so the digest compares committed rows on both sides.
+    live.write_staged()?;
+    assert_eq!(
+        fresh.position(),
+        live.position(),
+        "both models at one position before the swap"
+    );
+    let identical = fresh.digest()? == live.digest()?;
+    Ok((position, identical))
+}
+
+/// [`rebuild_online`] for a projection in tables the nodes share
+/// ([`crate::shared`]): the fresh fold goes into a new generation of the tables, which is made
+/// the live one (and the old generation dropped) under the live projection's write lock,
+/// before the swap. Only the node that writes the tables may run it: the pointer moves only
+/// while the live tables' checkpoint is where this node committed it.
+pub fn rebuild_online_shared<P: Projection>(
+    store: &dyn EventStore,
+    live: &RwLock<P>,
+    tables: &crate::shared::SharedTables,
+) -> Result<Rebuilt, ModelError> {
+    let head = store.head_position()?;
+    let fresh_backing = crate::tables::Backing::open_postgres_generation(
+        &tables.url,
+        &tables.schema,
+        P::NAME,
+        true,
+    )?;
+    let folded = P::open_on(
+        fresh_backing.clone(),
+        store,
+        crate::projection::Role::Writer,
+    )
+    .and_then(|mut fresh| {
+        fresh.catch_up(store, head)?;
+        Ok(fresh)
+    });
+    let discard = |error: ModelError| {
+        if let Err(drop_error) = fresh_backing.drop_shared() {
+            tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");
+        }
+        error
+    };
+    let mut fresh = folded.map_err(discard)?;
+    let mut live = live
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (position, identical) = align(store, &mut *live, &mut fresh).map_err(discard)?;
+    let live_backing = live.backing().cloned().ok_or_else(|| {
+        discard(ModelError::Table(TableError {
+            path: fresh_backing.path().display().to_string(),
+            reason: "the live projection has no tables".into(),
+        }))
+    })?;
+    fresh_backing
+        .make_live_shared(&live_backing)
+        .map_err(|error| discard(ModelError::Table(error)))?;
+    std::mem::swap(&mut *live, &mut fresh);
+    drop(live);
+    // The old generation's tables go once the lock is free: dropping them waits for other
+    // nodes' reads of them, which this node's requests need not wait for.
+    drop(fresh);
+    if let Err(error) = fresh_backing.drop_other_generations() {
+        tracing::warn!(%error, "the old generation's tables stay until the next rebuild");
+    }
     Ok(Rebuilt {
         position,
         identical,

@@ -29,6 +29,7 @@ use paycenter_store::EventStore;
 use crate::follow::FollowerHealth;
 use crate::model::ModelError;
 use crate::projection::{Projection, Role};
+use crate::tables::postgres::Change;
 use crate::tables::Backing;
 
 /// How often a node asks for (or renews) the lease.
@@ -179,6 +180,16 @@ impl<P: Projection> Coordinator<P> {
                     );
                     self.hand_over();
                 }
+                (true, true) if !self.writes_live_generation() => {
+                    // A rebuild elsewhere made another generation live while this node
+                    // took the lease over: it folds the live one instead.
+                    tracing::info!(
+                        projection = P::NAME,
+                        "another generation of the shared tables is live; this node folds it"
+                    );
+                    self.hand_over();
+                    self.take_over();
+                }
                 _ => {}
             }
         }
@@ -221,12 +232,27 @@ impl<P: Projection> Coordinator<P> {
             Box::new(move |position| announce(position)),
             self.blocking_catch_up_events,
         ) {
-            Ok(follower) => self.follower = Some(follower),
+            Ok(follower) => {
+                self.follower = Some(follower);
+                self.health.set_writes_shared_tables(true);
+            }
             Err(error) => {
                 tracing::error!(projection = P::NAME, %error, "the follower could not start; this node stays a reader");
                 self.become_reader();
             }
         }
+    }
+
+    /// Whether the writer's tables are the live generation (an error reading the pointer
+    /// counts as yes: the commits' fence still holds).
+    fn writes_live_generation(&self) -> bool {
+        let backing = self
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .backing()
+            .cloned();
+        backing.is_none_or(|backing| backing.is_live().unwrap_or(true))
     }
 
     /// A writer whose commit was fenced, or that stopped writing for a failure of the tables
@@ -263,6 +289,7 @@ impl<P: Projection> Coordinator<P> {
         let Some(follower) = self.follower.take() else {
             return;
         };
+        self.health.set_writes_shared_tables(false);
         self.health.hand_over();
         if follower.join().is_err() {
             tracing::error!(projection = P::NAME, "the follower's thread panicked");
@@ -310,8 +337,17 @@ impl<P: Projection> Coordinator<P> {
             };
             (backing, model.position())
         };
-        let Some(moved) = backing.moved_since(position)? else {
-            return Ok(());
+        let moved = match backing.moved_since(position)? {
+            Change::None => return Ok(()),
+            Change::Moved(moved) => moved,
+            Change::Regenerated => {
+                tracing::info!(
+                    projection = P::NAME,
+                    "a rebuilt generation of the shared tables is live; this node reads it"
+                );
+                self.become_reader();
+                return Ok(());
+            }
         };
         if moved.checkpoint.name != P::NAME || moved.checkpoint.version != P::VERSION {
             // Being folded again by a writer of another version; wait for this one's.

@@ -295,12 +295,24 @@ impl Backing {
         schema: &str,
         projection: &str,
     ) -> Result<Arc<Backing>, TableError> {
+        Backing::open_postgres_generation(url, schema, projection, false)
+    }
+
+    /// [`Backing::open_postgres`], on the live generation of the tables or, with
+    /// `new_generation`, on a new one for an online rebuild (see [`postgres`]).
+    pub fn open_postgres_generation(
+        url: &str,
+        schema: &str,
+        projection: &str,
+        new_generation: bool,
+    ) -> Result<Arc<Backing>, TableError> {
         let label = format!("postgresql:{schema}.rm_{projection}_");
-        let tables =
-            postgres::PgTables::open(url, schema, projection).map_err(|reason| TableError {
+        let tables = postgres::PgTables::open(url, schema, projection, new_generation).map_err(
+            |reason| TableError {
                 path: label.clone(),
                 reason,
-            })?;
+            },
+        )?;
         let committed_position = tables
             .checkpoint()
             .map_err(|reason| TableError {
@@ -328,14 +340,59 @@ impl Backing {
         self.fenced.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// With PostgreSQL: the checkpoint and the spaces changed since `after_position`, `None`
-    /// while the checkpoint stays there. A SQLite file has no other writer: always `None`.
-    pub fn moved_since(&self, after_position: u64) -> Result<Option<postgres::Moved>, TableError> {
+    /// With PostgreSQL: what changed since `after_position` (see [`postgres::Change`]). A
+    /// SQLite file has no other writer: always nothing.
+    pub fn moved_since(&self, after_position: u64) -> Result<postgres::Change, TableError> {
         match &self.engine {
-            Engine::Sqlite { .. } => Ok(None),
+            Engine::Sqlite { .. } => Ok(postgres::Change::None),
             Engine::Postgres(tables) => tables
                 .moved_since(after_position)
                 .map_err(|reason| self.error(reason)),
+        }
+    }
+
+    /// With PostgreSQL: whether these tables are still the live generation (a SQLite file
+    /// always is: its pointer is the rebuild's business, under the model's lock).
+    pub fn is_live(&self) -> Result<bool, TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(true),
+            Engine::Postgres(tables) => Ok(tables
+                .live_generation()
+                .map_err(|reason| self.error(reason))?
+                == tables.generation()),
+        }
+    }
+
+    /// With PostgreSQL: makes these tables (a rebuild's new generation) the live ones in
+    /// place of `live`'s, whose checkpoint must still be where `live` committed it.
+    pub fn make_live_shared(&self, live: &Backing) -> Result<(), TableError> {
+        let (Engine::Postgres(fresh), Engine::Postgres(old)) = (&self.engine, &live.engine) else {
+            return Err(self.error("only tables in PostgreSQL have generations"));
+        };
+        let live_position = live
+            .committed_position
+            .load(std::sync::atomic::Ordering::Acquire);
+        fresh
+            .make_live(old, live_position)
+            .map_err(|reason| self.error(reason))
+    }
+
+    /// With PostgreSQL: drops every generation's tables but these (once these are live; nodes
+    /// still reading the old ones wait for the drop, then find the pointer moved).
+    pub fn drop_other_generations(&self) -> Result<(), TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(()),
+            Engine::Postgres(tables) => tables
+                .drop_other_generations()
+                .map_err(|reason| self.error(reason)),
+        }
+    }
+
+    /// With PostgreSQL: drops these tables (a rebuild's generation that failed).
+    pub fn drop_shared(&self) -> Result<(), TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(()),
+            Engine::Postgres(tables) => tables.drop_tables().map_err(|reason| self.error(reason)),
         }
     }
 

@@ -17,6 +17,7 @@ use paycenter_projections::balances::Balances;
 use paycenter_projections::follow::FollowerHealth;
 use paycenter_projections::projection::Role;
 use paycenter_projections::shared::{self, SharedTables};
+use paycenter_projections::tables::postgres::Change;
 use paycenter_projections::tables::{Backing, Checkpoint};
 use paycenter_projections::{Projection, ReadModel};
 use paycenter_store::{EventStore, PostgresStore};
@@ -162,10 +163,12 @@ fn a_commit_from_a_position_the_tables_left_is_fenced_and_writes_nothing() {
         second.all(1).unwrap(),
         vec![(b"b".to_vec(), "\"two\"".to_owned())]
     );
-    let moved = second.moved_since(5).unwrap().unwrap();
+    let Change::Moved(moved) = second.moved_since(5).unwrap() else {
+        panic!("the checkpoint moved from 5");
+    };
     assert_eq!(moved.checkpoint.position, 8);
     assert_eq!(moved.changed_spaces, vec![1]);
-    assert!(second.moved_since(8).unwrap().is_none());
+    assert!(matches!(second.moved_since(8).unwrap(), Change::None));
 
     drop(store);
     PostgresStore::drop_schema(&url(), &schema).unwrap();
@@ -174,6 +177,7 @@ fn a_commit_from_a_position_the_tables_left_is_fenced_and_writes_nothing() {
 /// One node's projection on the shared tables, as the service hosts it.
 struct Node {
     model: Arc<RwLock<ReadModel>>,
+    health: Arc<FollowerHealth>,
     announced: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -186,11 +190,12 @@ fn start_node(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node 
     let announced = Arc::new(AtomicU64::new(model.read().unwrap().position()));
     let stop = Arc::new(AtomicBool::new(false));
     let heard = announced.clone();
+    let health = Arc::new(FollowerHealth::default());
     shared::run_shared(
         store.clone(),
         tables,
         model.clone(),
-        Arc::new(FollowerHealth::default()),
+        health.clone(),
         Arc::new(move |position| heard.store(position, Ordering::SeqCst)),
         50_000,
         stop.clone(),
@@ -198,6 +203,7 @@ fn start_node(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node 
     .unwrap();
     Node {
         model,
+        health,
         announced,
         stop,
     }
@@ -283,5 +289,99 @@ fn a_reader_serves_what_the_writer_commits_and_takes_over_when_it_stops() {
     node_b.stop.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(300));
     drop((node_a, node_b, store));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
+
+/// The tables of `projection` in `schema`, by name.
+fn tables_of(sql: &mut postgres::Client, schema: &str, projection: &str) -> Vec<String> {
+    sql.query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2 ORDER BY 1",
+        &[&schema, &format!("rm_{projection}_g%")],
+    )
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+#[test]
+fn a_rebuild_folds_a_new_generation_that_every_node_moves_to() {
+    let Some((store, schema)) = store("rebuild") else {
+        return;
+    };
+    let mut sql = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    add_orders(store.as_ref(), 0, 40);
+    let node_a = start_node(&store, &schema, "node-a");
+    let node_b = start_node(&store, &schema, "node-b");
+    assert!(
+        node_a.health.writes_shared_tables(),
+        "the first node writes"
+    );
+    assert!(!node_b.health.writes_shared_tables(), "the second reads");
+    let head = store.head_position().unwrap();
+    wait_for(&node_b, head, "the reader");
+    assert_eq!(
+        tables_of(&mut sql, &schema, "read_model"),
+        [
+            "rm_read_model_g0_checkpoint",
+            "rm_read_model_g0_rows",
+            "rm_read_model_g0_spaces"
+        ]
+    );
+
+    // The writer rebuilds while orders keep coming.
+    let rebuilt = std::thread::scope(|scope| {
+        let rebuild = scope.spawn(|| {
+            paycenter_projections::rebuild::rebuild_online_shared(
+                store.as_ref(),
+                &node_a.model,
+                &tables(&schema, "node-a"),
+            )
+            .unwrap()
+        });
+        add_orders(store.as_ref(), 40, 20);
+        rebuild.join().unwrap()
+    });
+    assert!(rebuilt.identical, "the fresh fold equals the live tables");
+    assert_eq!(
+        tables_of(&mut sql, &schema, "read_model"),
+        [
+            "rm_read_model_g1_checkpoint",
+            "rm_read_model_g1_rows",
+            "rm_read_model_g1_spaces"
+        ],
+        "the new generation is live and the old one dropped"
+    );
+
+    // Both nodes go on with the new generation: the writer folds into it, the reader reads it.
+    add_orders(store.as_ref(), 60, 10);
+    let head = store.head_position().unwrap();
+    wait_for(&node_a, head, "the writer");
+    wait_for(&node_b, head, "the reader");
+    let mut reference = ReadModel::default();
+    reference.catch_up(store.as_ref(), head).unwrap();
+    assert_eq!(
+        node_a.model.read().unwrap().digest().unwrap(),
+        reference.digest().unwrap()
+    );
+    assert_eq!(
+        node_b.model.read().unwrap().digest().unwrap(),
+        reference.digest().unwrap()
+    );
+
+    // A node that starts now opens the live generation.
+    let node_c = start_node(&store, &schema, "node-c");
+    wait_for(&node_c, head, "a new reader");
+    assert_eq!(
+        node_c.model.read().unwrap().digest().unwrap(),
+        reference.digest().unwrap()
+    );
+
+    for node in [&node_a, &node_b, &node_c] {
+        node.stop.store(true, Ordering::SeqCst);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop((node_a, node_b, node_c, store));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }

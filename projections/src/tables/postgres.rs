@@ -1,11 +1,17 @@
 //! A projection's rows in PostgreSQL: what nodes sharing one database read, instead of a
 //! file each.
 //!
-//! Three tables per projection, in the store's schema, prefixed `rm_{projection}_`:
+//! Three tables per projection and generation, in the store's schema, prefixed
+//! `rm_{projection}_g{generation}_`:
 //! - `rows (space, key, value)`: the same rows a SQLite file holds;
 //! - `checkpoint`: one row, the position the rows are at;
 //! - `spaces (space, position)`: the last position that changed each space, so a node that
 //!   only reads ([`crate::shared`]) reloads the tables it keeps in memory only when they moved.
+//!
+//! `rm_live (projection, generation)` names each projection's live generation. An online
+//! rebuild folds into a new generation while the live one answers, then moves the pointer in
+//! one transaction ([`PgTables::make_live`]) and drops the old generation's tables; nodes
+//! notice the move at their next look at the checkpoint and open the new one.
 //!
 //! **One writer at a time, fenced.** A commit moves the checkpoint by compare-and-set from the
 //! position this process last wrote or read at open: if another node wrote meanwhile (it took
@@ -29,7 +35,10 @@ const MAX_IDLE_READERS: usize = 16;
 /// The rows of one projection in PostgreSQL.
 pub struct PgTables {
     connect: paycenter_store::pg_tls::PgConnect,
-    /// `schema.rm_{projection}_`.
+    schema: String,
+    projection: String,
+    generation: i64,
+    /// `schema.rm_{projection}_g{generation}_`.
     prefix: String,
     writer: Mutex<Option<Pooled>>,
     readers: Mutex<Vec<Pooled>>,
@@ -53,6 +62,18 @@ pub enum Committed {
     Fenced,
 }
 
+/// What changed in the tables since a position.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Nothing: the checkpoint is still there.
+    None,
+    /// The checkpoint moved.
+    Moved(Moved),
+    /// Another generation is live (a rebuild was swapped in): these tables are no longer
+    /// the projection's.
+    Regenerated,
+}
+
 /// The checkpoint and the spaces changed after a position, read in one transaction.
 #[derive(Debug, Clone)]
 pub struct Moved {
@@ -73,8 +94,15 @@ pub fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
 }
 
 impl PgTables {
-    /// Connects to `url` and creates the tables of `projection` in `schema` if needed.
-    pub fn open(url: &str, schema: &str, projection: &str) -> Result<PgTables, String> {
+    /// Connects to `url` and opens the live generation of `projection`'s tables in `schema`
+    /// (`new_generation`: a new one, for a rebuild, emptied if a crashed rebuild left it),
+    /// creating the tables if needed.
+    pub fn open(
+        url: &str,
+        schema: &str,
+        projection: &str,
+        new_generation: bool,
+    ) -> Result<PgTables, String> {
         if !paycenter_store::postgres::valid_schema(schema) {
             return Err(format!(
                 "schema name {schema:?} must be 1 to 48 of [a-z0-9_]"
@@ -88,23 +116,57 @@ impl PgTables {
         );
         let connect =
             paycenter_store::pg_tls::PgConnect::parse(url).map_err(|error| error.to_string())?;
-        let tables = PgTables {
-            connect,
-            prefix: format!("{schema}.rm_{projection}_"),
-            writer: Mutex::new(None),
-            readers: Mutex::new(Vec::new()),
-        };
-        let prefix = &tables.prefix;
         off_runtime(|| {
-            let mut client = paycenter_store::pg_tls::connect_blocking(&tables.connect)
+            let mut client = paycenter_store::pg_tls::connect_blocking(&connect)
                 .map_err(|error| error.to_string())?;
             // Nodes starting together create the tables once: DDL under one advisory lock.
             let mut transaction = client.transaction().map_err(|error| error.to_string())?;
             transaction
                 .batch_execute(&format!(
-                    "SELECT pg_advisory_xact_lock(hashtext('{prefix}'));
+                    "SELECT pg_advisory_xact_lock(hashtext('{schema}.rm_live'));
                      CREATE SCHEMA IF NOT EXISTS {schema};
-                     CREATE TABLE IF NOT EXISTS {prefix}rows (
+                     CREATE TABLE IF NOT EXISTS {schema}.rm_live (
+                         projection TEXT PRIMARY KEY,
+                         generation BIGINT NOT NULL
+                     );
+                     INSERT INTO {schema}.rm_live (projection, generation) VALUES ('{projection}', 0)
+                         ON CONFLICT (projection) DO NOTHING;"
+                ))
+                .map_err(|error| error.to_string())?;
+            let live: i64 = transaction
+                .query_one(
+                    &format!("SELECT generation FROM {schema}.rm_live WHERE projection = $1"),
+                    &[&projection],
+                )
+                .map_err(|error| error.to_string())?
+                .get(0);
+            let generation = if new_generation {
+                // Past every generation a crashed rebuild may have left too.
+                let newest: i64 = transaction
+                    .query_one(
+                        "SELECT COALESCE(MAX(substring(tablename from '_g([0-9]+)_checkpoint$')::BIGINT), 0)
+                         FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2",
+                        &[&schema, &format!("rm_{projection}_g%_checkpoint")],
+                    )
+                    .map_err(|error| error.to_string())?
+                    .get(0);
+                newest.max(live) + 1
+            } else {
+                live
+            };
+            let tables = PgTables {
+                connect: connect.clone(),
+                schema: schema.to_owned(),
+                projection: projection.to_owned(),
+                generation,
+                prefix: format!("{schema}.rm_{projection}_g{generation}_"),
+                writer: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
+            };
+            let prefix = &tables.prefix;
+            transaction
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {prefix}rows (
                          space SMALLINT NOT NULL,
                          key BYTEA NOT NULL,
                          value TEXT NOT NULL,
@@ -126,13 +188,115 @@ impl PgTables {
                 .map_err(|error| error.to_string())?;
             transaction.commit().map_err(|error| error.to_string())?;
             let pooled = tables.prepare(client).map_err(|error| error.to_string())?;
-            *tables.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(pooled);
-            Ok::<(), String>(())
-        })?;
-        Ok(tables)
+            *tables
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pooled);
+            Ok(tables)
+        })
     }
 
-    /// What errors name: `postgresql:schema.rm_{projection}_`.
+    /// The generation these tables are.
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// The live generation, as the pointer names it now.
+    pub fn live_generation(&self) -> Result<i64, String> {
+        let (schema, projection) = (self.schema.clone(), self.projection.clone());
+        self.with_reader(|pooled| {
+            Ok(pooled
+                .client
+                .query_one(
+                    &format!("SELECT generation FROM {schema}.rm_live WHERE projection = $1"),
+                    &[&projection],
+                )?
+                .get(0))
+        })
+    }
+
+    /// Makes these tables the live generation, in place of `live` (whose checkpoint must
+    /// still be at `live_position`: a writer that took over meanwhile wins, and this fails).
+    pub fn make_live(&self, live: &PgTables, live_position: u64) -> Result<(), String> {
+        let (schema, projection) = (&self.schema, &self.projection);
+        off_runtime(|| {
+            let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                .map_err(|error| error.to_string())?;
+            let mut swap = || -> Result<bool, postgres::Error> {
+                let mut transaction = client.transaction()?;
+                let live_checkpoint = transaction.query_opt(
+                    &format!("SELECT position FROM {}checkpoint FOR UPDATE", live.prefix),
+                    &[],
+                )?;
+                let at: i64 = live_checkpoint.map_or(0, |row| row.get(0));
+                if at != position_number(live_position) {
+                    return Ok(false);
+                }
+                let moved = transaction.execute(
+                    &format!(
+                        "UPDATE {schema}.rm_live SET generation = $1
+                         WHERE projection = $2 AND generation = $3"
+                    ),
+                    &[&self.generation, &projection, &live.generation],
+                )?;
+                if moved != 1 {
+                    return Ok(false);
+                }
+                transaction.commit()?;
+                Ok(true)
+            };
+            if !swap().map_err(|error| error.to_string())? {
+                return Err(format!(
+                    "generation {} of {projection} moved on while it was rebuilt (another node took it over)",
+                    live.generation
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops the tables of every generation but this one (once this one is live).
+    pub fn drop_other_generations(&self) -> Result<(), String> {
+        let (schema, projection) = (&self.schema, &self.projection);
+        off_runtime(|| {
+            let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                .map_err(|error| error.to_string())?;
+            // The old generation goes (its readers wait for the drop's lock, then find the
+            // pointer moved), with any a crashed rebuild left.
+            let others: Vec<String> = client
+                .query(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2",
+                    &[schema, &format!("rm_{projection}_g%")],
+                )
+                .map_err(|error| error.to_string())?
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|table| {
+                    !table.starts_with(&format!("rm_{projection}_g{}_", self.generation))
+                })
+                .collect();
+            for table in others {
+                if let Err(error) =
+                    client.batch_execute(&format!("DROP TABLE IF EXISTS {schema}.{table}"))
+                {
+                    tracing::warn!(%error, table, "an old generation's table could not be dropped");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops these tables (a rebuild that failed).
+    pub fn drop_tables(&self) -> Result<(), String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            pooled.client.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {prefix}rows, {prefix}checkpoint, {prefix}spaces"
+            ))
+        })
+    }
+
+    /// What errors name: `postgresql:schema.rm_{projection}_g{generation}_`.
     pub fn label(&self) -> String {
         format!("postgresql:{}", self.prefix)
     }
@@ -278,10 +442,14 @@ impl PgTables {
         })
     }
 
-    /// The checkpoint and the spaces changed after `after_position`, in one transaction;
-    /// `None` when the checkpoint is still at `after_position`.
-    pub fn moved_since(&self, after_position: u64) -> Result<Option<Moved>, String> {
-        let prefix = self.prefix.clone();
+    /// What changed since `after_position`: the live generation, then the checkpoint and
+    /// the spaces changed after it, in one transaction.
+    pub fn moved_since(&self, after_position: u64) -> Result<Change, String> {
+        let (prefix, schema, projection) = (
+            self.prefix.clone(),
+            self.schema.clone(),
+            self.projection.clone(),
+        );
         self.with_reader(|pooled| {
             let mut transaction = pooled
                 .client
@@ -289,13 +457,23 @@ impl PgTables {
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
+            let live: Option<i64> = transaction
+                .query_opt(
+                    &format!("SELECT generation FROM {schema}.rm_live WHERE projection = $1"),
+                    &[&projection],
+                )?
+                .map(|row| row.get(0));
+            if live != Some(self.generation) {
+                transaction.commit()?;
+                return Ok(Change::Regenerated);
+            }
             let Some(checkpoint) = read_checkpoint(&mut transaction, &prefix)? else {
                 transaction.commit()?;
-                return Ok(None);
+                return Ok(Change::None);
             };
             if checkpoint.position == after_position {
                 transaction.commit()?;
-                return Ok(None);
+                return Ok(Change::None);
             }
             let changed_spaces = transaction
                 .query(
@@ -306,7 +484,7 @@ impl PgTables {
                 .map(|row| row.get::<_, i16>(0) as u16)
                 .collect();
             transaction.commit()?;
-            Ok(Some(Moved {
+            Ok(Change::Moved(Moved {
                 checkpoint,
                 changed_spaces,
             }))
