@@ -2299,6 +2299,56 @@ fn two_nodes_share_one_database() {
         requested_on(&node_a.base) == expected && requested_on(&node_b.base) == expected
     });
 
+    // An online rebuild of the shared tables runs on the node that folds them (A, the first
+    // to start); B, which reads them, says who to ask.
+    let rebuild_on = |base: &str| {
+        call(
+            "POST",
+            &format!("{base}/v1/admin/projections/read_model/rebuild"),
+            ADMIN_TOKEN,
+            None,
+        )
+    };
+    let (status, refused) = rebuild_on(&node_b.base);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "rebuild_unavailable", "{refused}");
+    let (status, started) = rebuild_on(&node_a.base);
+    assert_eq!(status, 202, "{started}");
+    let read_model_status = |base: &str| {
+        call(
+            "GET",
+            &format!("{base}/v1/admin/projections"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .1["projections"][0]
+            .clone()
+    };
+    wait_for("the shared tables rebuilt", || {
+        let now = read_model_status(&node_a.base);
+        now["rebuilding"] == false && now["last_rebuild"].is_object()
+    });
+    let rebuilt = read_model_status(&node_a.base);
+    assert_eq!(rebuilt["last_rebuild"]["identical"], true, "{rebuilt}");
+    let generations: Vec<String> = sql
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'rm_read_model_g%_rows'",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        generations,
+        ["rm_read_model_g1_rows"],
+        "the old generation is gone"
+    );
+    // Both nodes serve the rebuilt tables.
+    wait_for("both nodes read the rebuilt tables", || {
+        requested_on(&node_a.base) == expected && requested_on(&node_b.base) == expected
+    });
+
     // Webhooks fail for now, so they stay pending; then node A dies mid-schedule.
     *receiver.answer_status.lock().unwrap() = 500;
     let (status, late) = call(

@@ -64,8 +64,9 @@ impl SharedTables {
 pub type Announce = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Opens projection `P` on its shared tables as a reader: what a node serves from until it
-/// knows whether it writes. Tables of another version or log are waited for (the writer
-/// folds them again), up to `wait`.
+/// knows whether it writes. Tables of another version or log are folded again: cleared by
+/// this node if it can take the lease, else waited for (another node of this version folds
+/// them), up to `wait`.
 pub fn open_reader<P: Projection>(
     tables: &SharedTables,
     store: &dyn EventStore,
@@ -78,12 +79,23 @@ pub fn open_reader<P: Projection>(
             Err(error @ (ModelError::OtherVersion { .. } | ModelError::NotThisLog { .. }))
                 if Instant::now() < deadline =>
             {
-                tracing::info!(projection = P::NAME, %error, "waiting for the writer to fold the shared tables again");
+                if store.try_lease(&lease_name::<P>(), &tables.node_id, LEASE_TTL_MS)? {
+                    // This node will write them: it clears them now, and folds them once it
+                    // follows the log.
+                    drop(open_writer::<P>(tables, store)?);
+                    continue;
+                }
+                tracing::info!(projection = P::NAME, %error, "waiting for the node that writes the shared tables to fold them again");
                 std::thread::sleep(Duration::from_millis(RETRY_MS));
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// The lease whose holder writes projection `P`'s tables.
+fn lease_name<P: Projection>() -> String {
+    format!("projection:{}", P::NAME)
 }
 
 /// Opens projection `P` on its shared tables as their writer, clearing tables of another
@@ -153,10 +165,6 @@ struct Coordinator<P: Projection> {
 }
 
 impl<P: Projection> Coordinator<P> {
-    fn lease_name() -> String {
-        format!("projection:{}", P::NAME)
-    }
-
     /// One round: the lease when due, then the writer's checks or a reader's refresh.
     fn round(&mut self) {
         let lease_due = self
@@ -166,7 +174,7 @@ impl<P: Projection> Coordinator<P> {
             self.lease_checked_at = Some(Instant::now());
             let held = self
                 .store
-                .try_lease(&Self::lease_name(), &self.tables.node_id, LEASE_TTL_MS)
+                .try_lease(&lease_name::<P>(), &self.tables.node_id, LEASE_TTL_MS)
                 .unwrap_or_else(|error| {
                     tracing::warn!(projection = P::NAME, %error, "the projection's lease could not be asked for");
                     false

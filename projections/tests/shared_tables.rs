@@ -385,3 +385,54 @@ fn a_rebuild_folds_a_new_generation_that_every_node_moves_to() {
     drop((node_a, node_b, node_c, store));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
+
+#[test]
+fn tables_of_another_version_are_folded_again_by_the_node_that_takes_the_lease() {
+    let Some((store, schema)) = store("upgrade") else {
+        return;
+    };
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    add_orders(store.as_ref(), 0, 20);
+    let head = store.head_position().unwrap();
+    // Tables an earlier version of the read model wrote.
+    let old = Backing::open_postgres(&url(), &schema, "read_model").unwrap();
+    old.commit(
+        &[(
+            1,
+            b"stale".to_vec(),
+            Some("\"an earlier version's row\"".into()),
+        )],
+        &Checkpoint {
+            name: "read_model".into(),
+            version: 1,
+            position: 3,
+            hash_at_position: String::new(),
+            scalars: "{}".into(),
+        },
+    )
+    .unwrap();
+    drop(old);
+
+    let node = start_node(&store, &schema, "node-a");
+    wait_for(&node, head, "the upgraded node");
+    let mut reference = ReadModel::default();
+    reference.catch_up(store.as_ref(), head).unwrap();
+    assert_eq!(
+        node.model.read().unwrap().digest().unwrap(),
+        reference.digest().unwrap()
+    );
+    let backing = Backing::open_postgres(&url(), &schema, "read_model").unwrap();
+    assert!(
+        !backing
+            .all(1)
+            .unwrap()
+            .iter()
+            .any(|(key, _)| key == b"stale"),
+        "the old rows are gone"
+    );
+
+    node.stop.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    drop((node, store));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
