@@ -2184,12 +2184,8 @@ impl ReadModel {
         &self,
         reconciliation_id: &str,
     ) -> Result<Option<ReconciliationCompleted>, TableError> {
-        // The id comes from a request (a path, a list's `starting_after`). Keys hold no NUL, so
-        // no stored reconciliation has such an id, and encoding one would break the key's
-        // invariant.
-        if reconciliation_id.contains('\0') {
-            return Ok(None);
-        }
+        // The id comes from a request (a path, a list's `starting_after`): one holding a NUL
+        // is no stored id, and `try_get` says so.
         self.reconciliations.try_get(reconciliation_id)
     }
 

@@ -62,6 +62,13 @@ pub trait Key {
     /// Appends this key's encoding to `out`.
     fn encode_into(&self, out: &mut Vec<u8>);
 
+    /// Whether the key can be encoded: a string holding a NUL cannot (a NUL ends a string in
+    /// the encoding), so no stored key is one, and a lookup of one finds nothing
+    /// ([`Map::try_get`]) instead of reading the wrong row.
+    fn encodable(&self) -> bool {
+        true
+    }
+
     /// This key's encoding.
     fn encoded(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);
@@ -72,15 +79,23 @@ pub trait Key {
 
 impl Key for str {
     fn encode_into(&self, out: &mut Vec<u8>) {
-        debug_assert!(!self.as_bytes().contains(&0), "keys hold no NUL");
+        debug_assert!(self.encodable(), "keys hold no NUL");
         out.extend_from_slice(self.as_bytes());
         out.push(0);
+    }
+
+    fn encodable(&self) -> bool {
+        !self.as_bytes().contains(&0)
     }
 }
 
 impl Key for String {
     fn encode_into(&self, out: &mut Vec<u8>) {
         self.as_str().encode_into(out);
+    }
+
+    fn encodable(&self) -> bool {
+        self.as_str().encodable()
     }
 }
 
@@ -110,6 +125,10 @@ impl<A: Key, B: Key> Key for (A, B) {
         self.0.encode_into(out);
         self.1.encode_into(out);
     }
+
+    fn encodable(&self) -> bool {
+        self.0.encodable() && self.1.encodable()
+    }
 }
 
 impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
@@ -117,6 +136,10 @@ impl<A: Key, B: Key, C: Key> Key for (A, B, C) {
         self.0.encode_into(out);
         self.1.encode_into(out);
         self.2.encode_into(out);
+    }
+
+    fn encodable(&self) -> bool {
+        self.0.encodable() && self.1.encodable() && self.2.encodable()
     }
 }
 
@@ -126,6 +149,10 @@ macro_rules! string_keys {
         $(impl Key for $id {
             fn encode_into(&self, out: &mut Vec<u8>) {
                 self.as_str().encode_into(out);
+            }
+
+            fn encodable(&self) -> bool {
+                self.as_str().encodable()
             }
         })*
     };
@@ -806,8 +833,12 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         }
     }
 
-    /// The value at `key`, or why it could not be read.
+    /// The value at `key`, or why it could not be read. A key that cannot be encoded (a
+    /// caller's string holding a NUL) is no stored key: `None`.
     pub fn try_get(&self, key: &K) -> Result<Option<V>, TableError> {
+        if !key.encodable() {
+            return Ok(None);
+        }
         self.load(&key.encoded(), Via::Readers)
     }
 
@@ -1287,6 +1318,33 @@ mod tests {
             hash_at_position: String::new(),
             scalars: "{}".into(),
         }
+    }
+
+    /// A caller's string holding a NUL is no stored key: a lookup finds nothing (and never
+    /// encodes it: the NUL would end the string early and could name another row).
+    #[test]
+    fn a_key_holding_a_nul_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
+        let mut ids: Map<str, u64> = Map::default();
+        ids.attach(&backing, 1, 0);
+        ids.insert("a", 1);
+        let mut pairs: Map<(String, String), u64> = Map::default();
+        pairs.attach(&backing, 2, 0);
+        pairs.insert(&("a".to_owned(), "b".to_owned()), 2);
+        let mut writes = Vec::new();
+        ids.drain_into(&mut writes);
+        pairs.drain_into(&mut writes);
+        backing.commit(&writes, &test_checkpoint(1)).unwrap();
+        ids.finish_commit();
+        pairs.finish_commit();
+        assert_eq!(ids.try_get("a").unwrap(), Some(1));
+        assert_eq!(ids.try_get("a\0").unwrap(), None);
+        assert_eq!(ids.try_get("\0").unwrap(), None);
+        assert_eq!(pairs.try_get(&("a".into(), "b".into())).unwrap(), Some(2));
+        // A NUL in any part of a tuple makes the whole key one that is never stored.
+        assert_eq!(pairs.try_get(&("a\0".into(), "b".into())).unwrap(), None);
+        assert!(!("a".to_owned(), "b\0".to_owned()).encodable());
     }
 
     /// Range reads are prepared once per connection (no `LIMIT ?`, whose bound value SQLite
