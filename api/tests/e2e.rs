@@ -2494,17 +2494,44 @@ fn two_nodes_share_one_database() {
         assert_eq!(audited, served, "the audit agrees with the nodes");
         let exported = run(&["export"]);
         assert!(String::from_utf8_lossy(&exported.stderr).contains("hash chain verified"));
-        // An offline rebuild of a node's read model from the shared log.
-        let rebuilt_dir = tempfile::tempdir().unwrap();
-        let rebuilt = json(&run(&[
-            "rebuild",
-            "--all",
-            "--data-dir",
-            rebuilt_dir.path().to_str().unwrap(),
-        ]));
+        // An offline rebuild of the shared tables, while node B (now their writer) runs: a new
+        // generation, live at once; B moves to it and folds on.
+        let rebuilt = json(&run(&["rebuild", "--all"]));
         let projection = &rebuilt["projections"][0];
         assert!(projection["position"].as_u64().unwrap() >= head);
-        assert!(std::path::Path::new(projection["file"].as_str().unwrap()).exists());
+        assert!(
+            projection["tables"]
+                .as_str()
+                .unwrap()
+                .contains("rm_read_model_g2_"),
+            "{rebuilt}"
+        );
+        let (status, created) = call(
+            "POST",
+            &format!("{base_b}/v1/payments"),
+            &key,
+            Some(payment_body(&setup, "C-after-rebuild", "1.00")),
+        );
+        assert_eq!(status, 201, "{created}");
+        let after_rebuild = created["trade_no"].as_str().unwrap();
+        assert_eq!(
+            call(
+                "GET",
+                &format!("{base_b}/v1/payments/{after_rebuild}"),
+                &key,
+                None
+            )
+            .0,
+            200
+        );
+        let live: i64 = sql
+            .query_one(
+                &format!("SELECT generation FROM {schema}.rm_live WHERE projection = 'read_model'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(live, 2);
         // Nodes may still record webhook attempts: at least what was verified.
         assert!(
             String::from_utf8_lossy(&exported.stdout).lines().count() as u64

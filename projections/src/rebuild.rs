@@ -62,6 +62,51 @@ pub fn rebuild_online<P: Projection>(
     })
 }
 
+/// An offline rebuild of a projection in tables the nodes share: `fold` folds a fresh
+/// projection, opened on a new generation of the tables, up to the log's head; that generation
+/// is then made the live one and the old one dropped. Nodes running meanwhile move to it: the
+/// writer within a lease round, folding on from its checkpoint; readers at their next look.
+pub fn rebuild_shared_tables<P: Projection>(
+    store: &dyn EventStore,
+    tables: &crate::shared::SharedTables,
+    fold: impl FnOnce(&mut P) -> Result<(), ModelError>,
+) -> Result<P, ModelError> {
+    let fresh_backing = crate::tables::Backing::open_postgres_generation(
+        &tables.url,
+        &tables.schema,
+        P::NAME,
+        true,
+    )?;
+    let folded = P::open_on(
+        fresh_backing.clone(),
+        store,
+        crate::projection::Role::Writer,
+    )
+    .and_then(|mut fresh| {
+        fold(&mut fresh)?;
+        fresh.write_staged()?;
+        Ok(fresh)
+    })
+    .and_then(|fresh| {
+        fresh_backing.make_live_over_any_shared()?;
+        Ok(fresh)
+    });
+    match folded {
+        Ok(fresh) => {
+            if let Err(error) = fresh_backing.drop_other_generations() {
+                tracing::warn!(%error, "the old generation's tables stay until the next rebuild");
+            }
+            Ok(fresh)
+        }
+        Err(error) => {
+            if let Err(drop_error) = fresh_backing.drop_shared() {
+                tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");
+            }
+            Err(error)
+        }
+    }
+}
+
 /// Under the live projection's write lock: brings the live projection and the fresh fold to
 /// one position, writes what the live one staged, and compares their digests.
 fn align<P: Projection>(

@@ -404,6 +404,17 @@ impl Backing {
             .map_err(|reason| self.error(reason))
     }
 
+    /// With PostgreSQL: makes these tables (an offline rebuild's new generation) the live ones,
+    /// whatever generation is live now.
+    pub fn make_live_over_any_shared(&self) -> Result<(), TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Err(self.error("only tables in PostgreSQL have generations")),
+            Engine::Postgres(tables) => tables
+                .make_live_over_any()
+                .map_err(|reason| self.error(reason)),
+        }
+    }
+
     /// With PostgreSQL: drops every generation's tables but these (once these are live; nodes
     /// still reading the old ones wait for the drop, then find the pointer moved).
     pub fn drop_other_generations(&self) -> Result<(), TableError> {

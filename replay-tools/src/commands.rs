@@ -118,14 +118,25 @@ pub fn verify(store: &dyn EventStore, out: &mut dyn Write) -> Result<(), String>
     writeln!(out, "{summary}").map_err(|error| error.to_string())
 }
 
-/// `rebuild`: folds every projection (or the one named) from position 1, offline, into a new
-/// file in `model_dir` that it then makes the one the server opens at its next start, and
-/// reports its position and digest; the digest equals a live server's
+/// Where `rebuild` folds.
+#[derive(Debug, Clone)]
+pub enum RebuildInto {
+    /// New files in this directory (a node's `projections/`), which the server opens at its
+    /// next start.
+    Files(std::path::PathBuf),
+    /// A new generation of the tables nodes on one PostgreSQL database share, made live at
+    /// once: running nodes move to it.
+    Shared(paycenter_projections::shared::SharedTables),
+}
+
+/// `rebuild`: folds every projection (or the one named) from position 1, offline, into new
+/// files or a new generation of the shared tables (`into`), makes them the live ones, and
+/// reports each one's position and digest; the digest equals a live server's
 /// `GET /v1/admin/projections` for the same log.
 pub fn rebuild(
     store: &dyn EventStore,
     projection: Option<&str>,
-    model_dir: &std::path::Path,
+    into: &RebuildInto,
     out: &mut dyn Write,
 ) -> Result<(), String> {
     use paycenter_projections::balances::Balances;
@@ -138,25 +149,56 @@ pub fn rebuild(
             ));
         }
     }
-    std::fs::create_dir_all(model_dir).map_err(|error| error.to_string())?;
+    if let RebuildInto::Files(model_dir) = into {
+        std::fs::create_dir_all(model_dir).map_err(|error| error.to_string())?;
+    }
     let wanted = |name: &str| projection.is_none_or(|wanted| wanted == name);
     let mut rebuilt = Vec::new();
     if wanted(ReadModel::NAME) {
-        rebuilt.push(rebuild_one::<ReadModel>(store, model_dir)?);
+        rebuilt.push(rebuild_one::<ReadModel>(store, into)?);
     }
     if wanted(Balances::NAME) {
-        rebuilt.push(rebuild_one::<Balances>(store, model_dir)?);
+        rebuilt.push(rebuild_one::<Balances>(store, into)?);
     }
     writeln!(out, "{}", json!({ "projections": rebuilt })).map_err(|error| error.to_string())
 }
 
-/// Folds projection `P` into a new generation in `model_dir` and makes it the live one.
+/// Folds projection `P` into a new generation and makes it the live one.
 fn rebuild_one<P: paycenter_projections::Projection>(
     store: &dyn EventStore,
-    model_dir: &std::path::Path,
+    into: &RebuildInto,
 ) -> Result<Value, String> {
     use paycenter_projections::persisted;
     let started = std::time::Instant::now();
+    let model_dir = match into {
+        RebuildInto::Files(model_dir) => model_dir,
+        RebuildInto::Shared(tables) => {
+            let model: P =
+                paycenter_projections::rebuild::rebuild_shared_tables(store, tables, |model| {
+                    crate::fold::fold_into(store, None, model).map_err(|error| {
+                        paycenter_projections::model::ModelError::Table(
+                            paycenter_projections::tables::TableError {
+                                path: format!("the {} fold", P::NAME),
+                                reason: error.to_string(),
+                            },
+                        )
+                    })
+                })
+                .map_err(|error| error.to_string())?;
+            let digest = model.digest().map_err(|error| error.to_string())?;
+            let backing = model
+                .backing()
+                .map(|backing| backing.path().display().to_string());
+            return Ok(json!({
+                "name": P::NAME,
+                "version": P::VERSION,
+                "position": model.position(),
+                "digest": digest,
+                "tables": backing,
+                "seconds": started.elapsed().as_secs_f64(),
+            }));
+        }
+    };
     let path = persisted::new_generation_path::<P>(model_dir);
     let folded = P::open(&path, store)
         .map_err(|error| error.to_string())

@@ -255,6 +255,21 @@ impl PgTables {
         })
     }
 
+    /// Makes these tables the live generation, whatever generation is live now and wherever
+    /// its checkpoint is: an offline rebuild's. A node writing the old generation notices
+    /// within a lease round and folds on from these tables' checkpoint.
+    pub fn make_live_over_any(&self) -> Result<(), String> {
+        let (schema, projection) = (self.schema.clone(), self.projection.clone());
+        let generation = self.generation;
+        self.with_reader(|pooled| {
+            pooled.client.execute(
+                &format!("UPDATE {schema}.rm_live SET generation = $1 WHERE projection = $2"),
+                &[&generation, &projection],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Drops the tables of every generation but this one (once this one is live).
     pub fn drop_other_generations(&self) -> Result<(), String> {
         let (schema, projection) = (&self.schema, &self.projection);

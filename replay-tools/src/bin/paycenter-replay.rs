@@ -81,8 +81,9 @@ enum Command {
     /// Counts of events by type and by stream category, as JSON.
     Stats,
     /// Folds the projections from position 1, offline, into a new file in DIR/projections that
-    /// the server opens at its next start; prints each one's position, digest and file (the
-    /// digest equals a live server's for the same log).
+    /// the server opens at its next start (with --store postgres://…, into a new generation of
+    /// the tables the nodes share, live at once); prints each one's position, digest and file
+    /// or tables (the digest equals a live server's for the same log).
     Rebuild {
         /// One projection (read_model or balances); every one when omitted.
         #[arg(long, value_name = "NAME", conflicts_with = "all")]
@@ -154,12 +155,21 @@ fn run(command: Command, log: &LogOptions) -> Result<(), String> {
     match command {
         Command::Verify => commands::verify(store, &mut stdout),
         Command::Stats => commands::stats(store, &mut stdout),
-        Command::Rebuild { projection, .. } => commands::rebuild(
-            store,
-            projection.as_deref(),
-            &log.data_dir.join("projections"),
-            &mut stdout,
-        ),
+        Command::Rebuild { projection, .. } => {
+            // On PostgreSQL the nodes share their projections' tables: a new generation of
+            // them, live at once. Elsewhere, a node's files.
+            let into = match log.store.as_deref() {
+                Some(url) if paycenter_store::postgres::is_postgres_url(url) => {
+                    commands::RebuildInto::Shared(paycenter_projections::shared::SharedTables {
+                        url: url.to_owned(),
+                        schema: log.schema.clone(),
+                        node_id: "paycenter-replay".to_owned(),
+                    })
+                }
+                _ => commands::RebuildInto::Files(log.data_dir.join("projections")),
+            };
+            commands::rebuild(store, projection.as_deref(), &into, &mut stdout)
+        }
         Command::Export {
             format,
             from,
