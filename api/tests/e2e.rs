@@ -2201,7 +2201,7 @@ fn two_nodes_share_one_database() {
     }
     let n_rows: i64 = sql
         .query_one(
-            &format!("SELECT COUNT(*) FROM {schema}.rm_read_model_rows"),
+            &format!("SELECT COUNT(*) FROM {schema}.rm_read_model_g0_rows"),
             &[],
         )
         .unwrap()
@@ -2514,16 +2514,13 @@ fn two_nodes_share_one_database() {
         );
         assert_eq!(status, 201, "{created}");
         let after_rebuild = created["trade_no"].as_str().unwrap();
-        assert_eq!(
-            call(
-                "GET",
-                &format!("{base_b}/v1/payments/{after_rebuild}"),
-                &key,
-                None
-            )
-            .0,
-            200
+        let (status, read_back) = call(
+            "GET",
+            &format!("{base_b}/v1/payments/{after_rebuild}"),
+            &key,
+            None,
         );
+        assert_eq!(status, 200, "{read_back} {:?}", health(&base_b));
         let live: i64 = sql
             .query_one(
                 &format!("SELECT generation FROM {schema}.rm_live WHERE projection = 'read_model'"),

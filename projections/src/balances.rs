@@ -844,7 +844,7 @@ impl crate::projection::Projection for Balances {
     fn refresh(
         &mut self,
         checkpoint: &crate::tables::Checkpoint,
-        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+        spaces: &[(u16, crate::tables::Rows)],
     ) -> Result<(), crate::model::ModelError> {
         let backing = self.backing.clone().expect("a reader has tables");
         let scalars: Scalars =

@@ -626,7 +626,7 @@ impl crate::projection::Projection for ReadModel {
     fn refresh(
         &mut self,
         checkpoint: &Checkpoint,
-        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+        spaces: &[(u16, crate::tables::Rows)],
     ) -> Result<(), ModelError> {
         let backing = self.backing.clone().expect("a reader has tables");
         let scalars: Scalars =

@@ -51,7 +51,7 @@ pub trait Projection: Sized + Send + Sync + 'static {
     fn refresh(
         &mut self,
         checkpoint: &Checkpoint,
-        spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+        spaces: &[(u16, crate::tables::Rows)],
     ) -> Result<(), ModelError>;
 
     /// Where it is kept, when it is kept anywhere.

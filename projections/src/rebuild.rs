@@ -64,8 +64,9 @@ pub fn rebuild_online<P: Projection>(
 
 /// An offline rebuild of a projection in tables the nodes share: `fold` folds a fresh
 /// projection, opened on a new generation of the tables, up to the log's head; that generation
-/// is then made the live one and the old one dropped. Nodes running meanwhile move to it: the
-/// writer within a lease round, folding on from its checkpoint; readers at their next look.
+/// is then made the live one. Nodes running meanwhile move to it: the writer within a lease
+/// round, folding on from its checkpoint (and dropping the old generation, which it may have
+/// written until then); readers at their next look.
 pub fn rebuild_shared_tables<P: Projection>(
     store: &dyn EventStore,
     tables: &crate::shared::SharedTables,
@@ -92,12 +93,7 @@ pub fn rebuild_shared_tables<P: Projection>(
         Ok(fresh)
     });
     match folded {
-        Ok(fresh) => {
-            if let Err(error) = fresh_backing.drop_other_generations() {
-                tracing::warn!(%error, "the old generation's tables stay until the next rebuild");
-            }
-            Ok(fresh)
-        }
+        Ok(fresh) => Ok(fresh),
         Err(error) => {
             if let Err(drop_error) = fresh_backing.drop_shared() {
                 tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");

@@ -221,6 +221,13 @@ impl<P: Projection> Coordinator<P> {
             }
         };
         let position = writer.position();
+        // Generations an offline rebuild replaced are this node's to drop, now that it writes
+        // the live one (readers still on them find the pointer moved).
+        if let Some(backing) = writer.backing() {
+            if let Err(error) = backing.drop_other_generations() {
+                tracing::warn!(projection = P::NAME, %error, "an old generation of the shared tables could not be dropped");
+            }
+        }
         *self
             .model
             .write()

@@ -195,6 +195,9 @@ enum Via {
     Writer,
 }
 
+/// Every row of one space: encoded keys and their JSON values, in key order.
+pub type Rows = Vec<(Vec<u8>, String)>;
+
 /// What a commit writes: `(space, key, value)`, `None` removing the row.
 pub type Write = (u16, Vec<u8>, Option<String>);
 
@@ -219,7 +222,7 @@ enum Engine {
         writer: Mutex<Connection>,
         readers: Mutex<Vec<Connection>>,
     },
-    Postgres(postgres::PgTables),
+    Postgres(Box<postgres::PgTables>),
 }
 
 impl std::fmt::Debug for Backing {
@@ -349,7 +352,7 @@ impl Backing {
             .map_or(0, |checkpoint| checkpoint.position);
         Ok(Arc::new(Backing {
             path: PathBuf::from(tables.label()),
-            engine: Engine::Postgres(tables),
+            engine: Engine::Postgres(Box::new(tables)),
             committed_position: std::sync::atomic::AtomicU64::new(committed_position),
             fenced: std::sync::atomic::AtomicBool::new(false),
             commit_lock: Mutex::new(()),

@@ -462,7 +462,7 @@ impl paycenter_projections::Projection for EventCounts {
     fn refresh(
         &mut self,
         checkpoint: &paycenter_projections::tables::Checkpoint,
-        _spaces: &[(u16, Vec<(Vec<u8>, String)>)],
+        _spaces: &[(u16, paycenter_projections::tables::Rows)],
     ) -> Result<(), paycenter_projections::model::ModelError> {
         self.position = checkpoint.position;
         self.hash_at_position = paycenter_projections::projection::hash_of(checkpoint);
