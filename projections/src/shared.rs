@@ -35,7 +35,7 @@ use crate::tables::Backing;
 /// How often a node asks for (or renews) the lease.
 pub const LEASE_RENEW_MS: u64 = 1_000;
 /// How long a lease lasts unrenewed: how long a killed writer holds up the hand-over.
-pub const LEASE_TTL_MS: u64 = 5_000;
+pub const LEASE_TTL_MS: u64 = 3_000;
 /// How often a reader looks at the checkpoint.
 pub const REFRESH_MS: u64 = 5;
 /// How long to wait before trying again after the tables could not be read.
