@@ -36,8 +36,15 @@ use crate::tables::Backing;
 pub const LEASE_RENEW_MS: u64 = 1_000;
 /// How long a lease lasts unrenewed: how long a killed writer holds up the hand-over.
 pub const LEASE_TTL_MS: u64 = 3_000;
-/// How often a reader looks at the checkpoint.
+/// How often a writer checks on its follower, and a reader without a listener looks at the
+/// checkpoint.
 pub const REFRESH_MS: u64 = 5;
+/// How often a reader looks at the checkpoint when it hears the writer's commits anyway
+/// (`NOTIFY`): a notification lost with a connection is made up for within this.
+const LISTENING_REFRESH_MS: u64 = 100;
+/// How long a reader's start waits for the shared tables to reach the log's head: the dead
+/// writer's lease running out, and a new writer's catch-up.
+const START_WAIT_MS: u64 = LEASE_TTL_MS + LEASE_RENEW_MS + 10_000;
 /// How long to wait before trying again after the tables could not be read.
 const RETRY_MS: u64 = 1_000;
 
@@ -136,16 +143,29 @@ pub fn run_shared<P: Projection>(
         blocking_catch_up_events,
         follower: None,
         lease_checked_at: None,
+        listener: None,
     };
     // The first look at the lease happens before this returns: a node that is alone becomes
-    // the writer before it serves.
+    // the writer before it serves. A reader waits (a while) for the tables to reach the log's
+    // head as it was at the start: a node restarted after every node was killed serves
+    // nothing older than what was acknowledged before, once the lease of the dead writer
+    // expired and a writer caught up.
+    let head_at_start = coordinator.store.head_position().unwrap_or(0);
+    let started = Instant::now();
     coordinator.round();
+    while coordinator.follower.is_none()
+        && coordinator.position() < head_at_start
+        && started.elapsed() < Duration::from_millis(START_WAIT_MS)
+    {
+        std::thread::sleep(Duration::from_millis(REFRESH_MS));
+        coordinator.round();
+    }
     std::thread::Builder::new()
         .name(format!("{}-shared", P::NAME.replace('_', "-")))
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 coordinator.round();
-                std::thread::sleep(Duration::from_millis(REFRESH_MS));
+                coordinator.pause();
             }
             coordinator.hand_over();
         })?;
@@ -162,9 +182,46 @@ struct Coordinator<P: Projection> {
     /// The follower's thread, while this node writes.
     follower: Option<std::thread::JoinHandle<()>>,
     lease_checked_at: Option<Instant>,
+    /// A reader's connection that hears the writer's commits.
+    listener: Option<crate::tables::postgres::Listener>,
 }
 
 impl<P: Projection> Coordinator<P> {
+    fn position(&self) -> u64 {
+        self.model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .position()
+    }
+
+    /// Waits for the next round: a writer `REFRESH_MS`; a reader until it hears the writer
+    /// commit, or `LISTENING_REFRESH_MS` (`REFRESH_MS` while it has no listener).
+    fn pause(&mut self) {
+        if self.follower.is_none() && self.listener.is_none() {
+            let backing = self
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .backing()
+                .cloned();
+            match backing.map(|backing| backing.listen()).transpose() {
+                Ok(listener) => self.listener = listener.flatten(),
+                Err(error) => {
+                    tracing::warn!(projection = P::NAME, %error, "no listener for the writer's commits; polling")
+                }
+            }
+        }
+        match (&mut self.listener, self.follower.is_some()) {
+            (Some(listener), false) => {
+                if let Err(error) = listener.wait(Duration::from_millis(LISTENING_REFRESH_MS)) {
+                    tracing::warn!(projection = P::NAME, %error, "the listener for the writer's commits failed; polling");
+                    self.listener = None;
+                }
+            }
+            _ => std::thread::sleep(Duration::from_millis(REFRESH_MS)),
+        }
+    }
+
     /// One round: the lease when due, then the writer's checks or a reader's refresh.
     fn round(&mut self) {
         let lease_due = self

@@ -381,6 +381,18 @@ impl Backing {
         }
     }
 
+    /// With PostgreSQL: a connection that hears every commit of this projection's tables;
+    /// `None` for a file (nothing else writes it).
+    pub fn listen(&self) -> Result<Option<postgres::Listener>, TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(None),
+            Engine::Postgres(tables) => tables
+                .listen()
+                .map(Some)
+                .map_err(|reason| self.error(reason)),
+        }
+    }
+
     /// With PostgreSQL: whether these tables are still the live generation (a SQLite file
     /// always is: its pointer is the rebuild's business, under the model's lock).
     pub fn is_live(&self) -> Result<bool, TableError> {

@@ -29,8 +29,10 @@ use postgres::{Client, Statement};
 
 use super::{Checkpoint, Write};
 
-/// Read connections kept open for reuse.
-const MAX_IDLE_READERS: usize = 16;
+/// Read connections per projection and node at most; more concurrent reads wait for one.
+/// Every connection is a server process, and PostgreSQL's own limit (100 by default) is shared
+/// by every node's store and projections.
+const MAX_READERS: usize = 8;
 
 /// The rows of one projection in PostgreSQL.
 pub struct PgTables {
@@ -41,7 +43,16 @@ pub struct PgTables {
     /// `schema.rm_{projection}_g{generation}_`.
     prefix: String,
     writer: Mutex<Option<Pooled>>,
-    readers: Mutex<Vec<Pooled>>,
+    readers: Mutex<ReaderPool>,
+    /// Signalled when a read connection goes back to the pool (or is closed).
+    reader_returned: std::sync::Condvar,
+}
+
+/// The read connections: idle ones, and how many are open (idle or lent).
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Pooled>,
+    n_open: usize,
 }
 
 /// A connection with its statements prepared.
@@ -50,6 +61,34 @@ struct Pooled {
     get: Statement,
     range_ascending: Statement,
     range_descending: Statement,
+}
+
+/// A connection listening for a projection's commits ([`PgTables::listen`]).
+pub struct Listener {
+    client: Client,
+}
+
+impl Listener {
+    /// Waits up to `timeout` for a commit; `true` when one (or more: all waiting are taken)
+    /// was heard.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, String> {
+        use postgres::fallible_iterator::FallibleIterator as _;
+        off_runtime(|| {
+            let mut notifications = self.client.notifications();
+            let heard = notifications
+                .timeout_iter(timeout)
+                .next()
+                .map_err(|error| describe(&error))?
+                .is_some();
+            while notifications
+                .iter()
+                .next()
+                .map_err(|error| describe(&error))?
+                .is_some()
+            {}
+            Ok(heard)
+        })
+    }
 }
 
 /// What a commit found.
@@ -118,9 +157,9 @@ impl PgTables {
             paycenter_store::pg_tls::PgConnect::parse(url).map_err(|error| error.to_string())?;
         off_runtime(|| {
             let mut client = paycenter_store::pg_tls::connect_blocking(&connect)
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             // Nodes starting together create the tables once: DDL under one advisory lock.
-            let mut transaction = client.transaction().map_err(|error| error.to_string())?;
+            let mut transaction = client.transaction().map_err(|error| describe(&error))?;
             transaction
                 .batch_execute(&format!(
                     "SELECT pg_advisory_xact_lock(hashtext('{schema}.rm_live'));
@@ -132,13 +171,13 @@ impl PgTables {
                      INSERT INTO {schema}.rm_live (projection, generation) VALUES ('{projection}', 0)
                          ON CONFLICT (projection) DO NOTHING;"
                 ))
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             let live: i64 = transaction
                 .query_one(
                     &format!("SELECT generation FROM {schema}.rm_live WHERE projection = $1"),
                     &[&projection],
                 )
-                .map_err(|error| error.to_string())?
+                .map_err(|error| describe(&error))?
                 .get(0);
             let generation = if new_generation {
                 // Past every generation a crashed rebuild may have left too.
@@ -148,7 +187,7 @@ impl PgTables {
                          FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2",
                         &[&schema, &format!("rm_{projection}_g%_checkpoint")],
                     )
-                    .map_err(|error| error.to_string())?
+                    .map_err(|error| describe(&error))?
                     .get(0);
                 newest.max(live) + 1
             } else {
@@ -161,7 +200,8 @@ impl PgTables {
                 generation,
                 prefix: format!("{schema}.rm_{projection}_g{generation}_"),
                 writer: Mutex::new(None),
-                readers: Mutex::new(Vec::new()),
+                readers: Mutex::new(ReaderPool::default()),
+                reader_returned: std::sync::Condvar::new(),
             };
             let prefix = &tables.prefix;
             transaction
@@ -185,14 +225,34 @@ impl PgTables {
                          position BIGINT NOT NULL
                      );"
                 ))
-                .map_err(|error| error.to_string())?;
-            transaction.commit().map_err(|error| error.to_string())?;
-            let pooled = tables.prepare(client).map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
+            transaction.commit().map_err(|error| describe(&error))?;
+            let pooled = tables.prepare(client).map_err(|error| describe(&error))?;
             *tables
                 .writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pooled);
             Ok(tables)
+        })
+    }
+
+    /// The channel the writer's commits are announced on (PostgreSQL's names stop at 63
+    /// bytes; schema and projection names are ASCII).
+    fn channel(&self) -> String {
+        let mut channel = format!("{}_rm_{}", self.schema, self.projection);
+        channel.truncate(63);
+        channel
+    }
+
+    /// A connection that hears this projection's commits (every generation's).
+    pub fn listen(&self) -> Result<Listener, String> {
+        off_runtime(|| {
+            let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                .map_err(|error| describe(&error))?;
+            client
+                .batch_execute(&format!("LISTEN {}", self.channel()))
+                .map_err(|error| describe(&error))?;
+            Ok(Listener { client })
         })
     }
 
@@ -221,7 +281,7 @@ impl PgTables {
         let (schema, projection) = (&self.schema, &self.projection);
         off_runtime(|| {
             let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             let mut swap = || -> Result<bool, postgres::Error> {
                 let mut transaction = client.transaction()?;
                 let live_checkpoint = transaction.query_opt(
@@ -245,7 +305,7 @@ impl PgTables {
                 transaction.commit()?;
                 Ok(true)
             };
-            if !swap().map_err(|error| error.to_string())? {
+            if !swap().map_err(|error| describe(&error))? {
                 return Err(format!(
                     "generation {} of {projection} moved on while it was rebuilt (another node took it over)",
                     live.generation
@@ -275,7 +335,7 @@ impl PgTables {
         let (schema, projection) = (&self.schema, &self.projection);
         off_runtime(|| {
             let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             // The old generation goes (its readers wait for the drop's lock, then find the
             // pointer moved), with any a crashed rebuild left.
             let others: Vec<String> = client
@@ -283,7 +343,7 @@ impl PgTables {
                     "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2",
                     &[schema, &format!("rm_{projection}_g%")],
                 )
-                .map_err(|error| error.to_string())?
+                .map_err(|error| describe(&error))?
                 .iter()
                 .map(|row| row.get::<_, String>(0))
                 .filter(|table| {
@@ -343,31 +403,68 @@ impl PgTables {
         read: impl FnOnce(&mut Pooled) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
         off_runtime(|| {
-            let pooled = self
-                .readers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .pop();
-            let mut pooled = match pooled {
+            let mut pooled = match self.take_reader()? {
                 Some(pooled) => pooled,
                 None => {
-                    let client = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                        .map_err(|error| error.to_string())?;
-                    self.prepare(client).map_err(|error| error.to_string())?
+                    // A slot was taken for a new connection: give it back if it fails.
+                    let connected = paycenter_store::pg_tls::connect_blocking(&self.connect)
+                        .and_then(|client| self.prepare(client));
+                    match connected {
+                        Ok(pooled) => pooled,
+                        Err(error) => {
+                            self.close_reader();
+                            return Err(describe(&error));
+                        }
+                    }
                 }
             };
-            let result = read(&mut pooled).map_err(|error| error.to_string());
-            if !pooled.client.is_closed() {
-                let mut idle = self
+            let result = read(&mut pooled).map_err(|error| describe(&error));
+            if pooled.client.is_closed() {
+                self.close_reader();
+            } else {
+                let mut pool = self
                     .readers
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(pooled);
-                }
+                pool.idle.push(pooled);
+                drop(pool);
+                self.reader_returned.notify_one();
             }
             result
         })
+    }
+
+    /// An idle read connection, or `None` with a slot taken for a new one; waits while
+    /// `MAX_READERS` are lent out.
+    fn take_reader(&self) -> Result<Option<Pooled>, String> {
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some(pooled) = pool.idle.pop() {
+                return Ok(Some(pooled));
+            }
+            if pool.n_open < MAX_READERS {
+                pool.n_open += 1;
+                return Ok(None);
+            }
+            pool = self
+                .reader_returned
+                .wait(pool)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// A read connection closed (broken, or never opened): its slot is free.
+    fn close_reader(&self) {
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pool.n_open -= 1;
+        drop(pool);
+        self.reader_returned.notify_one();
     }
 
     /// The value of `key` in `space`.
@@ -415,7 +512,7 @@ impl PgTables {
         let prefix = &self.prefix;
         off_runtime(|| {
             let mut client = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             let mut read = || -> Result<Option<Checkpoint>, postgres::Error> {
                 let mut transaction = client
                     .build_transaction()
@@ -442,7 +539,7 @@ impl PgTables {
                 transaction.commit()?;
                 Ok(checkpoint)
             };
-            read().map_err(|error| error.to_string())
+            read().map_err(|error| describe(&error))
         })
     }
 
@@ -552,8 +649,8 @@ impl PgTables {
                 .is_none_or(|pooled| pooled.client.is_closed())
             {
                 let client = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                    .map_err(|error| error.to_string())?;
-                *writer = Some(self.prepare(client).map_err(|error| error.to_string())?);
+                    .map_err(|error| describe(&error))?;
+                *writer = Some(self.prepare(client).map_err(|error| describe(&error))?);
             }
             let pooled = writer.as_mut().expect("connected above");
             let mut write = || -> Result<Committed, postgres::Error> {
@@ -614,6 +711,11 @@ impl PgTables {
                         &[&delete_spaces, &delete_keys],
                     )?;
                 }
+                // Heard by the readers' listeners at the commit ([`Listener`]).
+                transaction.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&self.channel(), &checkpoint.position.to_string()],
+                )?;
                 if !spaces.is_empty() {
                     transaction.execute(
                         &format!(
@@ -627,7 +729,7 @@ impl PgTables {
                 transaction.commit()?;
                 Ok(Committed::Written)
             };
-            write().map_err(|error| error.to_string())
+            write().map_err(|error| describe(&error))
         })
     }
 
@@ -686,4 +788,18 @@ fn space_number(space: u16) -> i16 {
 
 fn position_number(position: u64) -> i64 {
     i64::try_from(position).expect("positions fit a BIGINT")
+}
+
+/// A PostgreSQL error with what the server said (`postgres::Error`'s own text is only "db
+/// error" for those).
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db_error) => format!(
+            "{} ({}): {}",
+            db_error.message(),
+            db_error.code().code(),
+            db_error.detail().unwrap_or("")
+        ),
+        None => error.to_string(),
+    }
 }
