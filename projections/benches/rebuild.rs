@@ -11,7 +11,10 @@
 //! that (new) directory and keep it, a data directory `paycenter serve` opens (the memory and
 //! start-up figures of `docs/benchmarks.md` are measured on it); a directory that already holds
 //! a log is not filled again but measured as it is; `PAYCENTER_BENCH_MODEL_FOLDS=0`:
-//! only the fill, `read_all` and the balances folds (for logs too long to fold in memory).
+//! only the fill, `read_all` and the balances folds (for logs too long to fold in memory);
+//! `PAYCENTER_BENCH_POSTGRES_URL` (`postgres://…`): the balances and the whole read model are
+//! also folded into the tables nodes on one PostgreSQL database share (in a fresh schema,
+//! dropped after), as the first node of a cluster folds them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -285,7 +288,59 @@ fn main() {
     file_model.catch_up(store.as_ref(), n_events).unwrap();
     let file_model_rate = n_events as f64 / started.elapsed().as_secs_f64();
     let file_bytes = file_model.backing().unwrap().size_bytes();
+    // Into the shared tables of PostgreSQL, when a server is given: the same folds, committed
+    // per page into the tables.
+    let shared_rows = std::env::var("PAYCENTER_BENCH_POSTGRES_URL")
+        .ok()
+        .map(|url| {
+            let schema = format!("pc_bench_{}", std::process::id());
+            let started = Instant::now();
+            let backing = paycenter_projections::tables::Backing::open_postgres(
+                &url,
+                &schema,
+                Balances::NAME,
+            )
+            .unwrap();
+            let mut balances = Balances::open_on(
+                backing.clone(),
+                store.as_ref(),
+                paycenter_projections::projection::Role::Writer,
+            )
+            .unwrap();
+            balances.catch_up(store.as_ref(), n_events).unwrap();
+            let balances_rate = n_events as f64 / started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let backing =
+                paycenter_projections::tables::Backing::open_postgres(&url, &schema, "read_model")
+                    .unwrap();
+            let mut model = ReadModel::open_on(
+                backing.clone(),
+                store.as_ref(),
+                paycenter_projections::projection::Role::Writer,
+            )
+            .unwrap();
+            model.catch_up(store.as_ref(), n_events).unwrap();
+            let model_rate = n_events as f64 / started.elapsed().as_secs_f64();
+            let model_bytes = backing.size_bytes();
+            drop((balances, model, backing));
+            let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            admin
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .unwrap();
+            (balances_rate, model_rate, model_bytes)
+        });
     print_common_rows();
+    if let Some((balances_rate, model_rate, model_bytes)) = shared_rows {
+        println!(
+            "| balances into PostgreSQL's shared tables (commit per 10,000 events) | {balances_rate:.0} | {:.3} |",
+            ratio(balances_rate)
+        );
+        println!(
+            "| whole read model into PostgreSQL's shared tables (commit per 10,000 events; rows {:.0} MB) | {model_rate:.0} | {:.3} |",
+            model_bytes as f64 / 1e6,
+            ratio(model_rate)
+        );
+    }
     println!(
         "| whole read model in memory (read + decode + apply) | {model_rate:.0} | {:.3} |",
         ratio(model_rate)
