@@ -69,6 +69,12 @@ impl FollowerHealth {
             .clone()
     }
 
+    /// Records a stop reported by another node: the one that folds the tables this node reads
+    /// (see `shared`).
+    pub fn report_stop(&self, stopped: Stopped) {
+        self.stop(stopped);
+    }
+
     /// Ends the follower's thread at its next batch, without a stop: what it staged and did
     /// not write is dropped with the model (another node folds it again from the log).
     pub fn hand_over(&self) {

@@ -144,6 +144,7 @@ pub fn run_shared<P: Projection>(
         follower: None,
         lease_checked_at: None,
         listener: None,
+        stop_recorded: false,
     };
     // The first look at the lease happens before this returns: a node that is alone becomes
     // the writer before it serves. A reader waits (a while) for the tables to reach the log's
@@ -184,6 +185,8 @@ struct Coordinator<P: Projection> {
     lease_checked_at: Option<Instant>,
     /// A reader's connection that hears the writer's commits.
     listener: Option<crate::tables::postgres::Listener>,
+    /// The writer recorded its fold's stop in the tables.
+    stop_recorded: bool,
 }
 
 impl<P: Projection> Coordinator<P> {
@@ -260,7 +263,12 @@ impl<P: Projection> Coordinator<P> {
         }
         if self.follower.is_some() {
             self.check_writer();
-        } else if let Err(error) = self.refresh() {
+            return;
+        }
+        if lease_due {
+            self.heed_writer_stop();
+        }
+        if let Err(error) = self.refresh() {
             tracing::warn!(projection = P::NAME, %error, "the shared tables could not be read; retrying");
             std::thread::sleep(Duration::from_millis(RETRY_MS));
         }
@@ -278,6 +286,7 @@ impl<P: Projection> Coordinator<P> {
             }
         };
         let position = writer.position();
+        self.stop_recorded = false;
         // Generations an offline rebuild replaced are this node's to drop, now that it writes
         // the live one (readers still on them find the pointer moved).
         if let Some(backing) = writer.backing() {
@@ -315,6 +324,37 @@ impl<P: Projection> Coordinator<P> {
         }
     }
 
+    /// A reader stops as the writer's fold stopped (and says where), and runs again once the
+    /// tables hold no stop (folded again by a fixed version).
+    fn heed_writer_stop(&mut self) {
+        let backing = self
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .backing()
+            .cloned();
+        let Some(backing) = backing else {
+            return;
+        };
+        let recorded = match backing.writer_stop() {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::warn!(projection = P::NAME, %error, "the writer's stop could not be read");
+                return;
+            }
+        };
+        match recorded.and_then(|text| serde_json::from_str::<crate::model::Stopped>(&text).ok()) {
+            Some(stopped) if self.health.stopped().as_ref() != Some(&stopped) => {
+                tracing::error!(projection = P::NAME, position = stopped.position, reason = %stopped.reason, "the node that folds the shared tables stopped; this node reports it");
+                self.health.report_stop(stopped);
+                let position = self.position();
+                (self.announce)(position);
+            }
+            None if self.health.stopped().is_some() => self.health.reset(),
+            _ => {}
+        }
+    }
+
     /// Whether the writer's tables are the live generation (an error reading the pointer
     /// counts as yes: the commits' fence still holds).
     fn writes_live_generation(&self) -> bool {
@@ -343,6 +383,29 @@ impl<P: Projection> Coordinator<P> {
         let tables_failed = self.health.stopped().is_some_and(|stopped| {
             stopped.event_type.is_empty() || stopped.reason.contains(crate::tables::UNREADABLE)
         });
+        if let Some(stopped) = self
+            .health
+            .stopped()
+            .filter(|_| !tables_failed && !self.stop_recorded)
+        {
+            // The readers stop too, and say where ([`Coordinator::heed_writer_stop`]).
+            let recorded = self
+                .model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .backing()
+                .cloned()
+                .map(|backing| {
+                    backing
+                        .record_stop(&serde_json::to_string(&stopped).expect("a stop serializes"))
+                });
+            match recorded {
+                Some(Err(error)) => {
+                    tracing::warn!(projection = P::NAME, %error, "the stop could not be recorded for the readers; retrying")
+                }
+                _ => self.stop_recorded = true,
+            }
+        }
         if fenced || tables_failed {
             tracing::warn!(
                 projection = P::NAME,

@@ -381,6 +381,26 @@ impl Backing {
         }
     }
 
+    /// With PostgreSQL: records where the writer's fold stopped (`stopped`, JSON), so the
+    /// nodes reading its tables stop too and say where. Nothing for a file.
+    pub fn record_stop(&self, stopped: &str) -> Result<(), TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(()),
+            Engine::Postgres(tables) => tables
+                .record_stop(stopped)
+                .map_err(|reason| self.error(reason)),
+        }
+    }
+
+    /// With PostgreSQL: where the writer's fold stopped, as [`Backing::record_stop`] recorded
+    /// it. `None` for a file.
+    pub fn writer_stop(&self) -> Result<Option<String>, TableError> {
+        match &self.engine {
+            Engine::Sqlite { .. } => Ok(None),
+            Engine::Postgres(tables) => tables.writer_stop().map_err(|reason| self.error(reason)),
+        }
+    }
+
     /// With PostgreSQL: a connection that hears every commit of this projection's tables;
     /// `None` for a file (nothing else writes it).
     pub fn listen(&self) -> Result<Option<postgres::Listener>, TableError> {

@@ -175,17 +175,17 @@ fn a_commit_from_a_position_the_tables_left_is_fenced_and_writes_nothing() {
 }
 
 /// One node's projection on the shared tables, as the service hosts it.
-struct Node {
-    model: Arc<RwLock<ReadModel>>,
+struct Node<P> {
+    model: Arc<RwLock<P>>,
     health: Arc<FollowerHealth>,
     announced: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
-fn start_node(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node {
+fn start_node<P: Projection>(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node<P> {
     let tables = tables(schema, node_id);
     let model = Arc::new(RwLock::new(
-        shared::open_reader::<ReadModel>(&tables, store.as_ref(), Duration::from_secs(10)).unwrap(),
+        shared::open_reader::<P>(&tables, store.as_ref(), Duration::from_secs(10)).unwrap(),
     ));
     let announced = Arc::new(AtomicU64::new(model.read().unwrap().position()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,7 +210,7 @@ fn start_node(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node 
 }
 
 /// Waits until `node` announced `position` and its model is there.
-fn wait_for(node: &Node, position: u64, what: &str) {
+fn wait_for<P: Projection>(node: &Node<P>, position: u64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.announced.load(Ordering::SeqCst) < position
         || node.model.read().unwrap().position() < position
@@ -233,9 +233,9 @@ fn a_reader_serves_what_the_writer_commits_and_takes_over_when_it_stops() {
     let head = store.head_position().unwrap();
 
     // The first node takes the lease before it serves, and folds the log into the tables.
-    let node_a = start_node(&store, &schema, "node-a");
+    let node_a = start_node::<ReadModel>(&store, &schema, "node-a");
     wait_for(&node_a, head, "the writer");
-    let node_b = start_node(&store, &schema, "node-b");
+    let node_b = start_node::<ReadModel>(&store, &schema, "node-b");
     wait_for(&node_b, head, "the reader");
 
     // What A folds, B serves once A has committed it: the same digest at the same position.
@@ -312,8 +312,8 @@ fn a_rebuild_folds_a_new_generation_that_every_node_moves_to() {
     let mut sql = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
     let store: Arc<dyn EventStore> = Arc::new(store);
     add_orders(store.as_ref(), 0, 40);
-    let node_a = start_node(&store, &schema, "node-a");
-    let node_b = start_node(&store, &schema, "node-b");
+    let node_a = start_node::<ReadModel>(&store, &schema, "node-a");
+    let node_b = start_node::<ReadModel>(&store, &schema, "node-b");
     assert!(
         node_a.health.writes_shared_tables(),
         "the first node writes"
@@ -371,7 +371,7 @@ fn a_rebuild_folds_a_new_generation_that_every_node_moves_to() {
     );
 
     // A node that starts now opens the live generation.
-    let node_c = start_node(&store, &schema, "node-c");
+    let node_c = start_node::<ReadModel>(&store, &schema, "node-c");
     wait_for(&node_c, head, "a new reader");
     assert_eq!(
         node_c.model.read().unwrap().digest().unwrap(),
@@ -413,7 +413,7 @@ fn tables_of_another_version_are_folded_again_by_the_node_that_takes_the_lease()
     .unwrap();
     drop(old);
 
-    let node = start_node(&store, &schema, "node-a");
+    let node = start_node::<ReadModel>(&store, &schema, "node-a");
     wait_for(&node, head, "the upgraded node");
     let mut reference = ReadModel::default();
     reference.catch_up(store.as_ref(), head).unwrap();
@@ -434,5 +434,66 @@ fn tables_of_another_version_are_folded_again_by_the_node_that_takes_the_lease()
     node.stop.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(300));
     drop((node, store));
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}
+
+#[test]
+fn a_fold_that_stops_on_the_writer_stops_the_readers_too_and_says_where() {
+    use paycenter_domain::events::{Event, PaymentSucceeded};
+    use paycenter_domain::ids::{ChannelTradeNo, TradeNo};
+    let Some((store, schema)) = store("stop") else {
+        return;
+    };
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    add_orders(store.as_ref(), 0, 10);
+    let writer = start_node::<Balances>(&store, &schema, "node-a");
+    let reader = start_node::<Balances>(&store, &schema, "node-b");
+    assert!(writer.health.writes_shared_tables());
+    wait_for(&reader, store.head_position().unwrap(), "the reader");
+
+    // A payment that succeeds without having started: the ledger refuses it (a bug upstream).
+    let poison = Event::PaymentSucceeded(PaymentSucceeded {
+        trade_no: TradeNo::generate(chrono::Utc::now(), 999_999),
+        channel_trade_no: ChannelTradeNo::parse("C-poison").unwrap(),
+        amount: paycenter_domain::Money::from_minor(100, paycenter_domain::Currency::CNY),
+        source: paycenter_domain::payment::OutcomeSource::Callback,
+        paid_at: chrono::Utc::now(),
+    });
+    store
+        .append(
+            "order-poison",
+            paycenter_store::ExpectedRevision::NoStream,
+            Event::to_new_events(&[poison], "order-poison", None),
+        )
+        .unwrap();
+    let poison_position = store.head_position().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stopped_at = |node: &Node<Balances>| node.health.stopped().map(|stopped| stopped.position);
+    while stopped_at(&writer) != Some(poison_position)
+        || stopped_at(&reader) != Some(poison_position)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "writer {:?}, reader {:?}",
+            writer.health.stopped(),
+            reader.health.stopped()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reported = reader.health.stopped().unwrap();
+    assert_eq!(reported.event_type, "payment.succeeded");
+    assert!(
+        reported.reason.contains("before it started"),
+        "{}",
+        reported.reason
+    );
+    // The writer keeps the lease: the next node would stop at the same event.
+    assert!(writer.health.writes_shared_tables());
+
+    for node in [&writer, &reader] {
+        node.stop.store(true, Ordering::SeqCst);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop((writer, reader, store));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }

@@ -218,7 +218,8 @@ impl PgTables {
                          version INTEGER NOT NULL,
                          position BIGINT NOT NULL,
                          hash_at_position TEXT NOT NULL,
-                         scalars TEXT NOT NULL
+                         scalars TEXT NOT NULL,
+                         stopped TEXT
                      );
                      CREATE TABLE IF NOT EXISTS {prefix}spaces (
                          space SMALLINT PRIMARY KEY,
@@ -233,6 +234,29 @@ impl PgTables {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pooled);
             Ok(tables)
+        })
+    }
+
+    /// Records where the writer's fold stopped (JSON), for the readers to say so too.
+    pub fn record_stop(&self, stopped: &str) -> Result<(), String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            pooled.client.execute(
+                &format!("UPDATE {prefix}checkpoint SET stopped = $1"),
+                &[&stopped],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Where the writer's fold stopped (JSON), if it recorded a stop.
+    pub fn writer_stop(&self) -> Result<Option<String>, String> {
+        let prefix = self.prefix.clone();
+        self.with_reader(|pooled| {
+            Ok(pooled
+                .client
+                .query_opt(&format!("SELECT stopped FROM {prefix}checkpoint"), &[])?
+                .and_then(|row| row.get(0)))
         })
     }
 
