@@ -317,6 +317,7 @@ pub async fn open_state_on(
     } = parts;
     let model_dir = data_dir.join("projections");
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut shared_coordinators = Vec::new();
     let (read_model, balances) = match &shared_tables {
         None => (
             open_and_follow::<paycenter_projections::ReadModel>(&store, &model_dir).await?,
@@ -331,11 +332,13 @@ pub async fn open_state_on(
             ] {
                 paycenter_projections::persisted::remove_projection_files(&model_dir, retired);
             }
-            (
-                open_shared::<paycenter_projections::ReadModel>(&store, tables, &stopping).await?,
+            let (read_model, read_model_coordinator) =
+                open_shared::<paycenter_projections::ReadModel>(&store, tables, &stopping).await?;
+            let (balances, balances_coordinator) =
                 open_shared::<paycenter_projections::balances::Balances>(&store, tables, &stopping)
-                    .await?,
-            )
+                    .await?;
+            shared_coordinators = vec![read_model_coordinator, balances_coordinator];
+            (read_model, balances)
         }
     };
     Ok(Arc::new(AppState {
@@ -357,6 +360,7 @@ pub async fn open_state_on(
         projections_dir: model_dir,
         shared_tables,
         stopping,
+        shared_coordinators: std::sync::Mutex::new(shared_coordinators),
         balances,
     }))
 }
@@ -366,12 +370,16 @@ pub async fn open_state_on(
 const SHARED_TABLES_WAIT_SECONDS: u64 = 600;
 
 /// Opens projection `P` on the tables the nodes share and starts its coordinating thread
-/// (which, before this returns, makes this node the writer if it can take the lease).
+/// (which, before this returns, makes this node the writer if it can take the lease); returns
+/// the projection and that thread.
 async fn open_shared<P: paycenter_projections::Projection>(
     store: &Arc<dyn EventStore>,
     tables: &paycenter_projections::shared::SharedTables,
     stopping: &Arc<std::sync::atomic::AtomicBool>,
-) -> anyhow::Result<crate::state::HostedProjection<P>> {
+) -> anyhow::Result<(
+    crate::state::HostedProjection<P>,
+    std::thread::JoinHandle<()>,
+)> {
     let initial = {
         let (store, tables) = (store.clone(), tables.clone());
         tokio::task::spawn_blocking(move || {
@@ -392,7 +400,7 @@ async fn open_shared<P: paycenter_projections::Projection>(
     let (position_sender, position_receiver) = tokio::sync::watch::channel(initial.position());
     let projection = Arc::new(RwLock::new(initial));
     let health = Arc::new(paycenter_projections::follow::FollowerHealth::default());
-    {
+    let coordinator = {
         let (store, tables, projection, health, stopping) = (
             store.clone(),
             tables.clone(),
@@ -413,15 +421,18 @@ async fn open_shared<P: paycenter_projections::Projection>(
                 stopping,
             )
         })
-        .await??;
-    }
-    Ok(crate::state::HostedProjection {
-        projection,
-        position: position_receiver,
-        health,
-        rebuild_status: Default::default(),
-        started_from,
-    })
+        .await??
+    };
+    Ok((
+        crate::state::HostedProjection {
+            projection,
+            position: position_receiver,
+            health,
+            rebuild_status: Default::default(),
+            started_from,
+        },
+        coordinator,
+    ))
 }
 
 /// Opens projection `P` from its live file in `model_dir` (resuming at its checkpoint; folded
@@ -679,6 +690,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     state
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // A writer of shared tables commits what it staged and gives its lease up, so another
+    // node takes over within a second instead of when the lease runs out.
+    let coordinators = std::mem::take(
+        &mut *state
+            .shared_coordinators
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    let _ = tokio::task::spawn_blocking(move || {
+        for coordinator in coordinators {
+            let _ = coordinator.join();
+        }
+    })
+    .await;
     drop(state);
     tracing::info!("paycenter stopped");
     Ok(())

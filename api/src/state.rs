@@ -128,6 +128,8 @@ pub struct AppState {
     pub shared_tables: Option<paycenter_projections::shared::SharedTables>,
     /// Set when the service stops: ends the shared projections' coordinating threads.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Those threads, for a clean stop to wait for (a writer commits and gives its lease up).
+    pub shared_coordinators: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The background walk of the log below the sealed checkpoint (embedded store).
     pub chain_audit: Arc<crate::chain_audit::ChainAudit>,
     /// The console's signed-in operators and its sign-in throttle.

@@ -124,7 +124,9 @@ fn open_writer<P: Projection>(
 
 /// Starts the thread that keeps `model` (opened by [`open_reader`]) current on this node, as
 /// the writer when it holds the lease, as a reader otherwise (see the module). The thread
-/// ends when `stop` is set.
+/// ends when `stop` is set: a writer then commits what it staged and gives the lease up, so
+/// another node takes over at its next look instead of when the lease runs out. Its handle
+/// is returned, for a clean stop to wait for.
 pub fn run_shared<P: Projection>(
     store: Arc<dyn EventStore>,
     tables: SharedTables,
@@ -133,7 +135,7 @@ pub fn run_shared<P: Projection>(
     announce: Announce,
     blocking_catch_up_events: u64,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut coordinator = Coordinator {
         store,
         tables,
@@ -168,9 +170,8 @@ pub fn run_shared<P: Projection>(
                 coordinator.round();
                 coordinator.pause();
             }
-            coordinator.hand_over();
-        })?;
-    Ok(())
+            coordinator.finish();
+        })
 }
 
 struct Coordinator<P: Projection> {
@@ -416,6 +417,37 @@ impl<P: Projection> Coordinator<P> {
             self.hand_over();
             // Asks for the lease again at once: a node cut off for a moment may take it back.
             self.lease_checked_at = None;
+        }
+    }
+
+    /// A clean stop: a writer ends its follower, commits what it staged, and gives the lease
+    /// up (a lease of a millisecond, which its holder may always take, ends at once).
+    fn finish(&mut self) {
+        let Some(follower) = self.follower.take() else {
+            return;
+        };
+        self.health.set_writes_shared_tables(false);
+        self.health.hand_over();
+        if follower.join().is_err() {
+            tracing::error!(projection = P::NAME, "the follower's thread panicked");
+        }
+        // A model that stopped holds half of the batch it stopped in: never written.
+        let written = match self.health.stopped() {
+            Some(_) => Ok(()),
+            None => self
+                .model
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .write_staged(),
+        };
+        if let Err(error) = written {
+            tracing::warn!(projection = P::NAME, %error, "what was staged is left to the next writer, which folds it from the log");
+        }
+        if let Err(error) = self
+            .store
+            .try_lease(&lease_name::<P>(), &self.tables.node_id, 1)
+        {
+            tracing::warn!(projection = P::NAME, %error, "the lease could not be given up; it runs out by itself");
         }
     }
 

@@ -180,6 +180,7 @@ struct Node<P> {
     health: Arc<FollowerHealth>,
     announced: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    coordinator: std::cell::Cell<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn start_node<P: Projection>(store: &Arc<dyn EventStore>, schema: &str, node_id: &str) -> Node<P> {
@@ -191,7 +192,7 @@ fn start_node<P: Projection>(store: &Arc<dyn EventStore>, schema: &str, node_id:
     let stop = Arc::new(AtomicBool::new(false));
     let heard = announced.clone();
     let health = Arc::new(FollowerHealth::default());
-    shared::run_shared(
+    let coordinator = shared::run_shared(
         store.clone(),
         tables,
         model.clone(),
@@ -206,6 +207,7 @@ fn start_node<P: Projection>(store: &Arc<dyn EventStore>, schema: &str, node_id:
         health,
         announced,
         stop,
+        coordinator: std::cell::Cell::new(Some(coordinator)),
     }
 }
 
@@ -256,9 +258,20 @@ fn a_reader_serves_what_the_writer_commits_and_takes_over_when_it_stops() {
         node_b.model.read().unwrap().merchants().len()
     );
 
-    // A stops (as a killed node stops renewing its lease): B takes over within the lease's
-    // time and folds what comes next into the tables.
+    // A stops cleanly: it commits what it staged and gives the lease up (a killed node's
+    // lease runs out instead: `api/tests/e2e.rs::two_nodes_share_one_database`). B takes over
+    // and folds what comes next into the tables.
     node_a.stop.store(true, Ordering::SeqCst);
+    node_a.coordinator.take().unwrap().join().unwrap();
+    let mut sql = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let given_up: bool = sql
+        .query_one(
+            &format!("SELECT owner <> 'node-a' OR expires_at <= now() FROM {schema}.leases WHERE name = 'projection:read_model'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(given_up, "A gave its lease up as it stopped");
     add_orders(store.as_ref(), 80, 30);
     let head = store.head_position().unwrap();
     let started = Instant::now();
