@@ -8,9 +8,10 @@
 //!   once) and commits every few milliseconds. Its commits are fenced ([`Backing::commit`]):
 //!   should another node have taken over, they write nothing.
 //! - **A reader** holds a model opened as [`Role::Reader`], which applies nothing: its maps
-//!   read the shared tables directly, with nothing cached, and every [`REFRESH_MS`] it looks
-//!   at the checkpoint; when it moved, the tables kept whole in memory that changed are
-//!   reloaded and the new position is announced. A request that appended waits, as on the
+//!   read the shared tables directly, with nothing cached, and at each of the writer's commits
+//!   (heard by `NOTIFY`, or every [`LISTENING_REFRESH_MS`]) it looks at the checkpoint; when
+//!   it moved, the tables kept whole in memory that changed are reloaded and the new position
+//!   is announced. A request that appended waits, as on the
 //!   writer, until the announced position reaches its event: here, until the writer
 //!   committed it.
 //! - **Hand-over.** A reader that gets the lease (the writer stopped renewing it: killed, cut
@@ -144,6 +145,7 @@ pub fn run_shared<P: Projection>(
         announce,
         blocking_catch_up_events,
         follower: None,
+        model_is_reader: true,
         lease_checked_at: None,
         listener: None,
         stop_recorded: false,
@@ -183,6 +185,10 @@ struct Coordinator<P: Projection> {
     blocking_catch_up_events: u64,
     /// The follower's thread, while this node writes.
     follower: Option<std::thread::JoinHandle<()>>,
+    /// The model in `model` was opened as a reader. A writer's model left there after a
+    /// hand-over whose reopening failed is never refreshed: its maps keep recent rows that
+    /// another writer may have changed since.
+    model_is_reader: bool,
     lease_checked_at: Option<Instant>,
     /// A reader's connection that hears the writer's commits.
     listener: Option<crate::tables::postgres::Listener>,
@@ -266,6 +272,10 @@ impl<P: Projection> Coordinator<P> {
             self.check_writer();
             return;
         }
+        if !self.model_is_reader {
+            self.become_reader();
+            return;
+        }
         if lease_due {
             self.heed_writer_stop();
         }
@@ -299,6 +309,7 @@ impl<P: Projection> Coordinator<P> {
             .model
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = writer;
+        self.model_is_reader = false;
         self.health.reset();
         tracing::info!(
             projection = P::NAME,
@@ -469,7 +480,8 @@ impl<P: Projection> Coordinator<P> {
             match self.tables.open::<P>() {
                 Ok(backing) => backing,
                 Err(error) => {
-                    tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened");
+                    tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened; trying again");
+                    std::thread::sleep(Duration::from_millis(RETRY_MS));
                     return;
                 }
             },
@@ -482,11 +494,13 @@ impl<P: Projection> Coordinator<P> {
                     .model
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = reader;
+                self.model_is_reader = true;
                 self.health.reset();
                 (self.announce)(position);
             }
             Err(error) => {
-                tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened for reading")
+                tracing::error!(projection = P::NAME, %error, "the shared tables could not be opened for reading; trying again");
+                std::thread::sleep(Duration::from_millis(RETRY_MS));
             }
         }
     }
