@@ -22,6 +22,26 @@ struct Server {
     base: String,
 }
 
+/// Sends SIGTERM and waits (10 s at most) for the server to exit.
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "paycenter did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -675,22 +695,7 @@ fn payment_lifecycle_webhooks_refunds_and_restart() {
         .clone();
     // SIGTERM: paycenter finishes what is in flight, closes the store and exits cleanly.
     let mut server = server;
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "paycenter did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = terminate(&mut server);
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
     let log = std::fs::read_to_string(data_dir.path().join("server.log")).unwrap();
     assert!(log.contains("paycenter stopped"), "shutdown was logged");
@@ -2107,6 +2112,12 @@ fn the_service_runs_on_postgresql() {
         metric(&server.base, "paycenter_chain_verified_position")
             .is_some_and(|position| position >= head)
     });
+    // SIGTERM on PostgreSQL: the writer of the shared tables commits, gives its lease up and
+    // closes its connections, and the process exits cleanly (a blocking client dropped on the
+    // runtime's thread as it shut down once aborted it).
+    let mut server = server;
+    let exit = terminate(&mut server);
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
     drop(server);
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

@@ -510,3 +510,25 @@ fn a_fold_that_stops_on_the_writer_stops_the_readers_too_and_says_where() {
     drop((writer, reader, store));
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
+
+/// The tables' blocking clients close on a thread of their own when the last reference to
+/// them goes on a runtime's worker thread (see the store's test of the same name).
+#[test]
+fn tables_dropped_on_a_runtime_thread_close_their_connections_cleanly() {
+    let Some((store, schema)) = store("drop") else {
+        return;
+    };
+    let backing = Backing::open_postgres(&url(), &schema, "read_model").unwrap();
+    // A read leaves a connection in the pool.
+    assert!(backing.checkpoint().unwrap().is_none());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async move { tokio::spawn(async move { drop(backing) }).await })
+        .expect("the tables' drop on a worker thread does not panic");
+    drop(store);
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}

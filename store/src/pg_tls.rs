@@ -300,6 +300,28 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
+/// Drops `clients` (blocking `postgres` clients, or what holds them) where that is allowed: a
+/// blocking client's drop runs a runtime of its own to close the connection, which panics on
+/// a thread that drives a runtime's tasks (a service's last reference may go there as the
+/// runtime shuts down, and a panic in a drop during that aborts the process). There, the
+/// drop runs on a thread of its own, waited for.
+pub fn drop_blocking_clients<T: Send + 'static>(clients: T) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        drop(clients);
+        return;
+    }
+    match std::thread::Builder::new()
+        .name("pg-close".into())
+        .spawn(move || drop(clients))
+    {
+        Ok(closing) => {
+            let _ = closing.join();
+        }
+        // No thread to be had: the connections are left to close with the process.
+        Err(error) => tracing::warn!(%error, "PostgreSQL connections left open at a drop"),
+    }
+}
+
 /// A blocking client (the `postgres` crate) over the connection `connect` describes.
 pub fn connect_blocking(connect: &PgConnect) -> Result<postgres::Client, postgres::Error> {
     match &connect.tls {

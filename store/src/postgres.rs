@@ -315,6 +315,14 @@ impl Drop for PostgresStore {
         if let Some(thread) = self.writer_thread.take() {
             let _ = thread.join();
         }
+        let readers = std::mem::take(
+            &mut self
+                .readers
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .idle,
+        );
+        crate::pg_tls::drop_blocking_clients(readers);
     }
 }
 

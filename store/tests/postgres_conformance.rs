@@ -186,3 +186,27 @@ fn a_start_verifies_from_a_sealed_checkpoint_and_a_full_walk_still_finds_a_break
     assert!(refused.contains("position 3"), "{refused}");
     PostgresStore::drop_schema(&url(), &schema).unwrap();
 }
+
+/// A service's last reference to its store may go on a runtime's worker thread (a task
+/// dropped as the runtime shuts down). The store's blocking clients then close their
+/// connections on a thread of their own: dropped there directly, they panic ("Cannot start a
+/// runtime from within a runtime"), and a panic during that shutdown aborted `serve`.
+#[test]
+fn a_store_dropped_on_a_runtime_thread_closes_its_connections_cleanly() {
+    if !postgres_available() {
+        return;
+    }
+    let schema = fresh_schema();
+    let store = PostgresStore::open(&url(), &schema).unwrap();
+    // A read leaves a connection in the pool.
+    assert_eq!(store.head_position().unwrap(), 0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async move { tokio::spawn(async move { drop(store) }).await })
+        .expect("the store's drop on a worker thread does not panic");
+    PostgresStore::drop_schema(&url(), &schema).unwrap();
+}

@@ -48,6 +48,24 @@ pub struct PgTables {
     reader_returned: std::sync::Condvar,
 }
 
+impl Drop for PgTables {
+    fn drop(&mut self) {
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let readers = std::mem::take(
+            &mut self
+                .readers
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .idle,
+        );
+        paycenter_store::pg_tls::drop_blocking_clients((writer, readers));
+    }
+}
+
 /// The read connections: idle ones, and how many are open (idle or lent).
 #[derive(Default)]
 struct ReaderPool {
