@@ -2341,19 +2341,29 @@ fn two_nodes_share_one_database() {
     });
     let rebuilt = read_model_status(&node_a.base);
     assert_eq!(rebuilt["last_rebuild"]["identical"], true, "{rebuilt}");
-    let generations: Vec<String> = sql
-        .query(
-            "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'rm_read_model_g%_rows'",
-            &[&schema],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    // The old generation stays a moment for readers to move off it, then goes; both nodes
+    // answer throughout (a read of a dropped table would fail the check below).
+    wait_for("the old generation is gone", || {
+        let generations: Vec<String> = sql
+            .query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'rm_read_model_g%_rows'",
+                &[&schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            requested_on(&node_b.base),
+            expected,
+            "the reader answers while the generations change"
+        );
+        generations == ["rm_read_model_g1_rows"]
+    });
     assert_eq!(
-        generations,
-        ["rm_read_model_g1_rows"],
-        "the old generation is gone"
+        requested_on(&node_a.base),
+        expected,
+        "the writer answers on the new generation"
     );
     // Both nodes serve the rebuilt tables.
     wait_for("both nodes read the rebuilt tables", || {

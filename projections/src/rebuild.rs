@@ -126,6 +126,9 @@ fn align<P: Projection>(
     Ok((position, identical))
 }
 
+/// How long the tables of a generation a rebuild replaced stay, for readers to move off them.
+pub const OLD_GENERATION_GRACE_MS: u64 = 2_000;
+
 /// [`rebuild_online`] for a projection in tables the nodes share
 /// ([`crate::shared`]): the fresh fold goes into a new generation of the tables, which is made
 /// the live one (and the old generation dropped) under the live projection's write lock,
@@ -174,10 +177,19 @@ pub fn rebuild_online_shared<P: Projection>(
         .map_err(|error| discard(ModelError::Table(error)))?;
     std::mem::swap(&mut *live, &mut fresh);
     drop(live);
-    // The old generation's tables go once the lock is free: dropping them waits for other
-    // nodes' reads of them, which this node's requests need not wait for.
     drop(fresh);
-    if let Err(error) = fresh_backing.drop_other_generations() {
+    // The old generation's tables go a little later, on a thread of their own: readers heard
+    // the move (`NOTIFY`) and open the new generation within milliseconds, and a read still
+    // on the old tables when they go would fail.
+    let spawned = std::thread::Builder::new()
+        .name("rm-drop-generation".into())
+        .spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(OLD_GENERATION_GRACE_MS));
+            if let Err(error) = fresh_backing.drop_other_generations() {
+                tracing::warn!(%error, "the old generation's tables stay until the next rebuild");
+            }
+        });
+    if let Err(error) = spawned {
         tracing::warn!(%error, "the old generation's tables stay until the next rebuild");
     }
     Ok(Rebuilt {

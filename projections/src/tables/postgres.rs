@@ -344,6 +344,8 @@ impl PgTables {
                 if moved != 1 {
                     return Ok(false);
                 }
+                // Readers hear the move at the commit and open the new generation at once.
+                transaction.execute("SELECT pg_notify($1, '')", &[&self.channel()])?;
                 transaction.commit()?;
                 Ok(true)
             };
@@ -362,13 +364,16 @@ impl PgTables {
     /// within a lease round and folds on from these tables' checkpoint.
     pub fn make_live_over_any(&self) -> Result<(), String> {
         let (schema, projection) = (self.schema.clone(), self.projection.clone());
-        let generation = self.generation;
+        let (generation, channel) = (self.generation, self.channel());
         self.with_reader(|pooled| {
-            pooled.client.execute(
+            let mut transaction = pooled.client.transaction()?;
+            transaction.execute(
                 &format!("UPDATE {schema}.rm_live SET generation = $1 WHERE projection = $2"),
                 &[&generation, &projection],
             )?;
-            Ok(())
+            // Readers hear the move at the commit and open the new generation at once.
+            transaction.execute("SELECT pg_notify($1, '')", &[&channel])?;
+            transaction.commit()
         })
     }
 
