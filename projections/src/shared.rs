@@ -197,6 +197,15 @@ struct Coordinator<P: Projection> {
 }
 
 impl<P: Projection> Coordinator<P> {
+    /// Where the model in `model` keeps its rows.
+    fn backing(&self) -> Option<Arc<Backing>> {
+        self.model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .backing()
+            .cloned()
+    }
+
     fn position(&self) -> u64 {
         self.model
             .read()
@@ -208,13 +217,7 @@ impl<P: Projection> Coordinator<P> {
     /// commit, or `LISTENING_REFRESH_MS` (`REFRESH_MS` while it has no listener).
     fn pause(&mut self) {
         if self.follower.is_none() && self.listener.is_none() {
-            let backing = self
-                .model
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .backing()
-                .cloned();
-            match backing.map(|backing| backing.listen()).transpose() {
+            match self.backing().map(|backing| backing.listen()).transpose() {
                 Ok(listener) => self.listener = listener.flatten(),
                 Err(error) => {
                     tracing::warn!(projection = P::NAME, %error, "no listener for the writer's commits; polling")
@@ -339,13 +342,7 @@ impl<P: Projection> Coordinator<P> {
     /// A reader stops as the writer's fold stopped (and says where), and runs again once the
     /// tables hold no stop (folded again by a fixed version).
     fn heed_writer_stop(&mut self) {
-        let backing = self
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .backing()
-            .cloned();
-        let Some(backing) = backing else {
+        let Some(backing) = self.backing() else {
             return;
         };
         let recorded = match backing.writer_stop() {
@@ -370,24 +367,14 @@ impl<P: Projection> Coordinator<P> {
     /// Whether the writer's tables are the live generation (an error reading the pointer
     /// counts as yes: the commits' fence still holds).
     fn writes_live_generation(&self) -> bool {
-        let backing = self
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .backing()
-            .cloned();
-        backing.is_none_or(|backing| backing.is_live().unwrap_or(true))
+        self.backing()
+            .is_none_or(|backing| backing.is_live().unwrap_or(true))
     }
 
     /// A writer whose commit was fenced, or that stopped writing for a failure of the tables
     /// (not of the fold), hands over and reads; the lease decides who writes next.
     fn check_writer(&mut self) {
-        let fenced = self
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .backing()
-            .is_some_and(|backing| backing.fenced());
+        let fenced = self.backing().is_some_and(|backing| backing.fenced());
         // A stop without an event is a failed write, and one whose fold could not read its
         // tables a failed read: both the tables' (the connection's), so another try may do.
         // Any other stop is the fold's, which every node would meet again: it stays stopped
@@ -401,16 +388,9 @@ impl<P: Projection> Coordinator<P> {
             .filter(|_| !tables_failed && !self.stop_recorded)
         {
             // The readers stop too, and say where ([`Coordinator::heed_writer_stop`]).
-            let recorded = self
-                .model
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .backing()
-                .cloned()
-                .map(|backing| {
-                    backing
-                        .record_stop(&serde_json::to_string(&stopped).expect("a stop serializes"))
-                });
+            let recorded = self.backing().map(|backing| {
+                backing.record_stop(&serde_json::to_string(&stopped).expect("a stop serializes"))
+            });
             match recorded {
                 Some(Err(error)) => {
                     tracing::warn!(projection = P::NAME, %error, "the stop could not be recorded for the readers; retrying")
@@ -434,13 +414,8 @@ impl<P: Projection> Coordinator<P> {
     /// A clean stop: a writer ends its follower, commits what it staged, and gives the lease
     /// up (a lease of a millisecond, which its holder may always take, ends at once).
     fn finish(&mut self) {
-        let Some(follower) = self.follower.take() else {
+        if !self.end_follower() {
             return;
-        };
-        self.health.set_writes_shared_tables(false);
-        self.health.hand_over();
-        if follower.join().is_err() {
-            tracing::error!(projection = P::NAME, "the follower's thread panicked");
         }
         // A model that stopped holds half of the batch it stopped in: never written.
         let written = match self.health.stopped() {
@@ -464,15 +439,22 @@ impl<P: Projection> Coordinator<P> {
 
     /// Ends the follower (if any) and reads from the tables.
     fn hand_over(&mut self) {
+        if self.end_follower() {
+            self.become_reader();
+        }
+    }
+
+    /// Ends the follower's thread and waits for it; `false` when none ran.
+    fn end_follower(&mut self) -> bool {
         let Some(follower) = self.follower.take() else {
-            return;
+            return false;
         };
         self.health.set_writes_shared_tables(false);
         self.health.hand_over();
         if follower.join().is_err() {
             tracing::error!(projection = P::NAME, "the follower's thread panicked");
         }
-        self.become_reader();
+        true
     }
 
     fn become_reader(&mut self) {
