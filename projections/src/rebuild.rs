@@ -72,35 +72,40 @@ pub fn rebuild_shared_tables<P: Projection>(
     tables: &crate::shared::SharedTables,
     fold: impl FnOnce(&mut P) -> Result<(), ModelError>,
 ) -> Result<P, ModelError> {
-    let fresh_backing = crate::tables::Backing::open_postgres_generation(
+    let (fresh_backing, mut fresh) = open_new_generation::<P>(store, tables)?;
+    let made_live = fold(&mut fresh)
+        .and_then(|()| fresh.write_staged())
+        .and_then(|()| Ok(fresh_backing.make_live_over_any_shared()?));
+    match made_live {
+        Ok(()) => Ok(fresh),
+        Err(error) => Err(discard_generation(&fresh_backing, error)),
+    }
+}
+
+/// Projection `P` opened for writing on a new generation of the shared tables (dropped again
+/// if the open fails), with that generation's backing.
+fn open_new_generation<P: Projection>(
+    store: &dyn EventStore,
+    tables: &crate::shared::SharedTables,
+) -> Result<(std::sync::Arc<crate::tables::Backing>, P), ModelError> {
+    let backing = crate::tables::Backing::open_postgres_generation(
         &tables.url,
         &tables.schema,
         P::NAME,
         true,
     )?;
-    let folded = P::open_on(
-        fresh_backing.clone(),
-        store,
-        crate::projection::Role::Writer,
-    )
-    .and_then(|mut fresh| {
-        fold(&mut fresh)?;
-        fresh.write_staged()?;
-        Ok(fresh)
-    })
-    .and_then(|fresh| {
-        fresh_backing.make_live_over_any_shared()?;
-        Ok(fresh)
-    });
-    match folded {
-        Ok(fresh) => Ok(fresh),
-        Err(error) => {
-            if let Err(drop_error) = fresh_backing.drop_shared() {
-                tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");
-            }
-            Err(error)
-        }
+    match P::open_on(backing.clone(), store, crate::projection::Role::Writer) {
+        Ok(fresh) => Ok((backing, fresh)),
+        Err(error) => Err(discard_generation(&backing, error)),
     }
+}
+
+/// Drops the tables of a rebuild that failed with `error`, and passes the error on.
+fn discard_generation(backing: &crate::tables::Backing, error: ModelError) -> ModelError {
+    if let Err(drop_error) = backing.drop_shared() {
+        tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");
+    }
+    error
 }
 
 /// Under the live projection's write lock: brings the live projection and the fresh fold to
@@ -131,8 +136,8 @@ pub const OLD_GENERATION_GRACE_MS: u64 = 2_000;
 
 /// [`rebuild_online`] for a projection in tables the nodes share
 /// ([`crate::shared`]): the fresh fold goes into a new generation of the tables, which is made
-/// the live one (and the old generation dropped) under the live projection's write lock,
-/// before the swap. Only the node that writes the tables may run it: the pointer moves only
+/// the live one under the live projection's write lock, before the swap; the old generation
+/// is dropped [`OLD_GENERATION_GRACE_MS`] later. Only the node that writes the tables may run it: the pointer moves only
 /// while the live tables' checkpoint is where this node committed it.
 pub fn rebuild_online_shared<P: Projection>(
     store: &dyn EventStore,
@@ -140,28 +145,9 @@ pub fn rebuild_online_shared<P: Projection>(
     tables: &crate::shared::SharedTables,
 ) -> Result<Rebuilt, ModelError> {
     let head = store.head_position()?;
-    let fresh_backing = crate::tables::Backing::open_postgres_generation(
-        &tables.url,
-        &tables.schema,
-        P::NAME,
-        true,
-    )?;
-    let folded = P::open_on(
-        fresh_backing.clone(),
-        store,
-        crate::projection::Role::Writer,
-    )
-    .and_then(|mut fresh| {
-        fresh.catch_up(store, head)?;
-        Ok(fresh)
-    });
-    let discard = |error: ModelError| {
-        if let Err(drop_error) = fresh_backing.drop_shared() {
-            tracing::warn!(%drop_error, "a failed rebuild's tables could not be dropped");
-        }
-        error
-    };
-    let mut fresh = folded.map_err(discard)?;
+    let (fresh_backing, mut fresh) = open_new_generation::<P>(store, tables)?;
+    let discard = |error: ModelError| discard_generation(&fresh_backing, error);
+    fresh.catch_up(store, head).map_err(discard)?;
     let mut live = live
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
