@@ -124,31 +124,20 @@ pub fn start_rebuild(
     state: &Arc<AppState>,
     name: &str,
 ) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    if state.shared_tables.is_some() {
-        return start_shared_rebuild(state, name);
-    }
     if name == NAME {
+        refuse_unless_writer(state, &state.read_model, name)?;
         spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
-            paycenter_projections::rebuild::rebuild_online(
-                state.store.as_ref(),
-                &state.read_model.projection,
-                &state.projections_dir,
-            )
+            rebuild_hosted(state, &state.read_model)
         })?;
         return status(state);
     }
     if name == Balances::NAME {
+        refuse_unless_writer(state, &state.balances, name)?;
         spawn_rebuild(
             state,
             &state.balances.rebuild_status,
             Balances::NAME,
-            |state| {
-                paycenter_projections::rebuild::rebuild_online(
-                    state.store.as_ref(),
-                    &state.balances.projection,
-                    &state.projections_dir,
-                )
-            },
+            |state| rebuild_hosted(state, &state.balances),
         )?;
         return balances_status(state);
     }
@@ -162,63 +151,39 @@ pub fn start_rebuild(
     ))
 }
 
-/// [`start_rebuild`] for projections in the tables the nodes share: only the node that
-/// writes them rebuilds them.
-fn start_shared_rebuild(
-    state: &Arc<AppState>,
+/// With tables the nodes share, only the node that writes them rebuilds them.
+fn refuse_unless_writer<P>(
+    state: &AppState,
+    hosted: &HostedProjection<P>,
     name: &str,
-) -> Result<crate::wire::ProjectionAnswer, Refusal> {
-    let writes = |health: &paycenter_projections::follow::FollowerHealth| {
-        if health.writes_shared_tables() {
-            return Ok(());
-        }
-        Err(Refusal::new(
-            ErrorCode::RebuildUnavailable,
-            format!("this node reads the {name} tables that another node on the database folds; ask that node (the holder of the lease `projection:{name}`) to rebuild them"),
-        ))
-    };
-    if name == NAME {
-        writes(&state.read_model.health)?;
-        spawn_rebuild(state, &state.read_model.rebuild_status, NAME, |state| {
-            paycenter_projections::rebuild::rebuild_online_shared(
-                state.store.as_ref(),
-                &state.read_model.projection,
-                &shared_tables_of(state),
-            )
-        })?;
-        return status(state);
+) -> Result<(), Refusal> {
+    if state.shared_tables.is_none() || hosted.health.writes_shared_tables() {
+        return Ok(());
     }
-    if name == Balances::NAME {
-        writes(&state.balances.health)?;
-        spawn_rebuild(
-            state,
-            &state.balances.rebuild_status,
-            Balances::NAME,
-            |state| {
-                paycenter_projections::rebuild::rebuild_online_shared(
-                    state.store.as_ref(),
-                    &state.balances.projection,
-                    &shared_tables_of(state),
-                )
-            },
-        )?;
-        return balances_status(state);
-    }
-    Err(Refusal::not_found(
-        ErrorCode::ProjectionNotFound,
-        format!(
-            "no projection {name:?}; the projections are {:?} and {:?}",
-            NAME,
-            Balances::NAME
-        ),
+    Err(Refusal::new(
+        ErrorCode::RebuildUnavailable,
+        format!("this node reads the {name} tables that another node on the database folds; ask that node (the holder of the lease `projection:{name}`) to rebuild them"),
     ))
 }
 
-fn shared_tables_of(state: &AppState) -> paycenter_projections::shared::SharedTables {
-    state
-        .shared_tables
-        .clone()
-        .expect("shared rebuilds run on nodes with shared tables")
+/// An online rebuild of `hosted`: into a new file in the projections' directory, or a new
+/// generation of the tables the nodes share.
+fn rebuild_hosted<P: Projection>(
+    state: &AppState,
+    hosted: &HostedProjection<P>,
+) -> Result<Rebuilt, ModelError> {
+    match &state.shared_tables {
+        None => paycenter_projections::rebuild::rebuild_online(
+            state.store.as_ref(),
+            &hosted.projection,
+            &state.projections_dir,
+        ),
+        Some(tables) => paycenter_projections::rebuild::rebuild_online_shared(
+            state.store.as_ref(),
+            &hosted.projection,
+            tables,
+        ),
+    }
 }
 
 /// Marks a rebuild of `name` in progress in `rebuild_status` and runs `rebuild` on a blocking
