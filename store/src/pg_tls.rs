@@ -300,6 +300,104 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
+/// Connections of one kind, at most a bound of them open at once (idle or lent out): a caller
+/// that finds none idle once the bound is reached waits for one to come back. Opening a
+/// PostgreSQL connection forks a server process, far dearer than waiting, and the server's
+/// own limit is shared by every node.
+pub struct BoundedPool<C> {
+    max_open: usize,
+    state: std::sync::Mutex<PoolState<C>>,
+    /// Signalled when a connection comes back or is closed.
+    returned: std::sync::Condvar,
+}
+
+struct PoolState<C> {
+    idle: Vec<C>,
+    n_open: usize,
+}
+
+impl<C> BoundedPool<C> {
+    /// A pool of at most `max_open` connections.
+    pub fn new(max_open: usize) -> BoundedPool<C> {
+        assert!(max_open > 0, "a pool holds a connection");
+        BoundedPool {
+            max_open,
+            state: std::sync::Mutex::new(PoolState {
+                idle: Vec::new(),
+                n_open: 0,
+            }),
+            returned: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Runs `work` on an idle connection, or on one `open` makes while the bound allows (an
+    /// idle one that `is_closed` is replaced); a connection closed after `work` is not pooled
+    /// again.
+    pub fn with<T, E>(
+        &self,
+        open: impl FnOnce() -> Result<C, E>,
+        is_closed: impl Fn(&C) -> bool,
+        work: impl FnOnce(&mut C) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pooled = {
+            let mut state = self.lock();
+            loop {
+                if let Some(connection) = state.idle.pop() {
+                    break Some(connection);
+                }
+                if state.n_open < self.max_open {
+                    state.n_open += 1;
+                    break None;
+                }
+                state = self
+                    .returned
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        // A slot is ours: a pooled connection, or the right to open one.
+        let connection = match pooled {
+            Some(connection) if !is_closed(&connection) => Ok(connection),
+            _ => open(),
+        };
+        let (kept, result) = match connection {
+            Ok(mut connection) => {
+                let result = work(&mut connection);
+                (
+                    Some(connection).filter(|connection| !is_closed(connection)),
+                    result,
+                )
+            }
+            Err(error) => (None, Err(error)),
+        };
+        let mut state = self.lock();
+        match kept {
+            Some(connection) => state.idle.push(connection),
+            None => state.n_open -= 1,
+        }
+        drop(state);
+        self.returned.notify_one();
+        result
+    }
+
+    /// The idle connections, taken out (to close them).
+    pub fn take_idle(&mut self) -> Vec<C> {
+        std::mem::take(
+            &mut self
+                .state
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .idle,
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<C>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Drops `clients` (blocking `postgres` clients, or what holds them) where that is allowed: a
 /// blocking client's drop runs a runtime of its own to close the connection, which panics on
 /// a thread that drives a runtime's tasks (a service's last reference may go there as the

@@ -70,9 +70,7 @@ pub struct PostgresStore {
     schema: String,
     writer: Option<AppendQueue>,
     writer_thread: Option<JoinHandle<()>>,
-    readers: Mutex<ReaderPool>,
-    /// Signalled when a reader goes back to the pool.
-    reader_returned: Condvar,
+    readers: crate::pg_tls::BoundedPool<Reader>,
     /// The highest head this node has heard of, and its signal: this node's writer publishes
     /// each commit, and `listen_for_heads` every other node's (their `NOTIFY`), so
     /// `wait_for_head` wakes at once; polling every `HEAD_POLL_MS` covers a lost listener.
@@ -216,8 +214,7 @@ impl PostgresStore {
             schema: schema.to_owned(),
             writer: None,
             writer_thread: None,
-            readers: Mutex::new(ReaderPool::default()),
-            reader_returned: Condvar::new(),
+            readers: crate::pg_tls::BoundedPool::new(MAX_READERS),
             local_head: Arc::new((Mutex::new(0), Condvar::new())),
             leases_taken: std::sync::atomic::AtomicU64::new(0),
         };
@@ -268,44 +265,15 @@ impl PostgresStore {
         &self,
         read: impl FnOnce(&mut Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = {
-            let mut pool = self.readers.lock().expect("reader pool");
-            loop {
-                if let Some(client) = pool.idle.pop() {
-                    break Some(client);
-                }
-                if pool.n_open < MAX_READERS {
-                    pool.n_open += 1;
-                    break None;
-                }
-                pool = self.reader_returned.wait(pool).expect("reader pool");
-            }
-        };
-        // A slot is ours: a pooled connection, or the right to open one.
-        let client = match pooled {
-            Some(client) if !client.client.is_closed() => Ok(client),
-            _ => connect_blocking(&self.connect)
-                .map(Reader::new)
-                .map_err(StoreError::from),
-        };
-        let (client, result) = match client {
-            Ok(mut client) => {
-                let result = read(&mut client);
-                (
-                    Some(client).filter(|client| !client.client.is_closed()),
-                    result,
-                )
-            }
-            Err(error) => (None, Err(error)),
-        };
-        let mut pool = self.readers.lock().expect("reader pool");
-        match client {
-            Some(client) => pool.idle.push(client),
-            None => pool.n_open -= 1,
-        }
-        drop(pool);
-        self.reader_returned.notify_one();
-        result
+        self.readers.with(
+            || {
+                connect_blocking(&self.connect)
+                    .map(Reader::new)
+                    .map_err(StoreError::from)
+            },
+            |reader| reader.client.is_closed(),
+            read,
+        )
     }
 }
 
@@ -315,14 +283,7 @@ impl Drop for PostgresStore {
         if let Some(thread) = self.writer_thread.take() {
             let _ = thread.join();
         }
-        let readers = std::mem::take(
-            &mut self
-                .readers
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .idle,
-        );
-        crate::pg_tls::drop_blocking_clients(readers);
+        crate::pg_tls::drop_blocking_clients(self.readers.take_idle());
     }
 }
 
@@ -829,14 +790,6 @@ impl Reader {
         let statement = self.statement(sql)?;
         self.client.execute(&statement, params)
     }
-}
-
-/// This node's read connections.
-#[derive(Default)]
-struct ReaderPool {
-    idle: Vec<Reader>,
-    /// Connections open, idle or lent out; at most `MAX_READERS`.
-    n_open: usize,
 }
 
 /// The rows of one batch, column by column, for one `INSERT ... SELECT FROM UNNEST`.

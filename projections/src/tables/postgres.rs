@@ -43,9 +43,7 @@ pub struct PgTables {
     /// `schema.rm_{projection}_g{generation}_`.
     prefix: String,
     writer: Mutex<Option<Pooled>>,
-    readers: Mutex<ReaderPool>,
-    /// Signalled when a read connection goes back to the pool (or is closed).
-    reader_returned: std::sync::Condvar,
+    readers: paycenter_store::pg_tls::BoundedPool<Pooled>,
 }
 
 impl Drop for PgTables {
@@ -55,22 +53,8 @@ impl Drop for PgTables {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        let readers = std::mem::take(
-            &mut self
-                .readers
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .idle,
-        );
-        paycenter_store::pg_tls::drop_blocking_clients((writer, readers));
+        paycenter_store::pg_tls::drop_blocking_clients((writer, self.readers.take_idle()));
     }
-}
-
-/// The read connections: idle ones, and how many are open (idle or lent).
-#[derive(Default)]
-struct ReaderPool {
-    idle: Vec<Pooled>,
-    n_open: usize,
 }
 
 /// A connection with its statements prepared.
@@ -218,8 +202,7 @@ impl PgTables {
                 generation,
                 prefix: format!("{schema}.rm_{projection}_g{generation}_"),
                 writer: Mutex::new(None),
-                readers: Mutex::new(ReaderPool::default()),
-                reader_returned: std::sync::Condvar::new(),
+                readers: paycenter_store::pg_tls::BoundedPool::new(MAX_READERS),
             };
             let prefix = &tables.prefix;
             transaction
@@ -444,74 +427,24 @@ impl PgTables {
         })
     }
 
-    /// Runs `read` on a pooled read connection (a broken one is not pooled again).
+    /// Runs `read` on a pooled read connection (at most `MAX_READERS`; a broken one is not
+    /// pooled again).
     fn with_reader<T>(
         &self,
         read: impl FnOnce(&mut Pooled) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
         off_runtime(|| {
-            let mut pooled = match self.take_reader()? {
-                Some(pooled) => pooled,
-                None => {
-                    // A slot was taken for a new connection: give it back if it fails.
-                    let connected = paycenter_store::pg_tls::connect_blocking(&self.connect)
-                        .and_then(|client| self.prepare(client));
-                    match connected {
-                        Ok(pooled) => pooled,
-                        Err(error) => {
-                            self.close_reader();
-                            return Err(describe(&error));
-                        }
-                    }
-                }
-            };
-            let result = read(&mut pooled).map_err(|error| describe(&error));
-            if pooled.client.is_closed() {
-                self.close_reader();
-            } else {
-                let mut pool = self
-                    .readers
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                pool.idle.push(pooled);
-                drop(pool);
-                self.reader_returned.notify_one();
-            }
-            result
+            self.readers
+                .with(
+                    || {
+                        paycenter_store::pg_tls::connect_blocking(&self.connect)
+                            .and_then(|client| self.prepare(client))
+                    },
+                    |pooled| pooled.client.is_closed(),
+                    read,
+                )
+                .map_err(|error| describe(&error))
         })
-    }
-
-    /// An idle read connection, or `None` with a slot taken for a new one; waits while
-    /// `MAX_READERS` are lent out.
-    fn take_reader(&self) -> Result<Option<Pooled>, String> {
-        let mut pool = self
-            .readers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        loop {
-            if let Some(pooled) = pool.idle.pop() {
-                return Ok(Some(pooled));
-            }
-            if pool.n_open < MAX_READERS {
-                pool.n_open += 1;
-                return Ok(None);
-            }
-            pool = self
-                .reader_returned
-                .wait(pool)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    /// A read connection closed (broken, or never opened): its slot is free.
-    fn close_reader(&self) {
-        let mut pool = self
-            .readers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pool.n_open -= 1;
-        drop(pool);
-        self.reader_returned.notify_one();
     }
 
     /// The value of `key` in `space`.
