@@ -338,7 +338,6 @@ macro_rules! model_tables {
                 (payments_by_order, PAYMENTS_BY_ORDER, RECENT_OTHER),
                 (payments_by_channel_trade_no, PAYMENTS_BY_CHANNEL_TRADE_NO, RECENT_OTHER),
                 (refund_trade_nos, REFUND_TRADE_NOS, RECENT_OTHER),
-                (order_revisions, ORDER_REVISIONS, RECENT_OTHER),
                 (settlements, SETTLEMENTS, RECENT_OTHER),
                 (notifications, NOTIFICATIONS, RECENT_NOTIFICATIONS),
                 (notifications_due, NOTIFICATIONS_DUE, RECENT_OTHER),
@@ -395,7 +394,9 @@ mod space {
     pub const PAYMENTS_BY_ORDER: u16 = 11;
     pub const PAYMENTS_BY_CHANNEL_TRADE_NO: u16 = 12;
     pub const REFUND_TRADE_NOS: u16 = 13;
-    pub const ORDER_REVISIONS: u16 = 14;
+    // 14 held each order stream's revision until version 8's last files: written with every
+    // order event and never read. Files written before keep those rows; nothing reads them,
+    // the digest leaves them out, and a rebuild does not write them.
     pub const SETTLEMENTS: u16 = 15;
     pub const NOTIFICATIONS: u16 = 20;
     pub const NOTIFICATIONS_DUE: u16 = 21;
@@ -479,8 +480,6 @@ pub struct ReadModel {
     payments_by_channel_trade_no: Map<ChannelTradeNo, TradeNo>,
     /// Trade number of each refund (and of each anomaly's refund).
     refund_trade_nos: Map<RefundId, TradeNo>,
-    /// Revision of each order stream.
-    order_revisions: Map<str, u64>,
     /// Money that moved at a channel account (a payment paid, a refund succeeded), by account
     /// and instant: what a reconciliation of one account's day reads.
     settlements: Map<(ChannelAccountId, DateTime<Utc>, TradeNo), TradeNo>,
@@ -878,10 +877,6 @@ impl ReadModel {
                 return;
             }
         };
-        if recorded.stream_id.starts_with("order-") {
-            self.order_revisions
-                .insert(recorded.stream_id.as_str(), recorded.stream_revision);
-        }
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
         let before = touched_payment.as_ref().and_then(|trade_no| {

@@ -867,3 +867,45 @@ fn the_files_wal_stays_bounded_under_rewrites() {
     let reopened = Backing::open(&path).unwrap();
     assert_eq!(reopened.checkpoint().unwrap().unwrap().position, COMMITS);
 }
+
+/// Files written before the read model stopped keeping each order stream's revision (space 14,
+/// written with every order event and never read) still hold those rows: such a file opens,
+/// resumes and folds on, and its digest is the fold's, which leaves them out.
+#[test]
+fn a_file_holding_the_retired_order_revisions_resumes_as_the_fold() {
+    let data = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(data.path(), SqliteConfig::default()).unwrap();
+    add_orders(&store, 0, 20);
+    let path = models.path().join("model.sqlite");
+    drop(fold_into_file(&path, &store));
+    {
+        let file = rusqlite::Connection::open(&path).unwrap();
+        for order in 0..20 {
+            file.execute(
+                "INSERT INTO rows (space, key, value) VALUES (14, ?1, '3')",
+                [format!("order-app-mch-O{order}").into_bytes()],
+            )
+            .unwrap();
+        }
+    }
+    add_orders(&store, 20, 10);
+    let head = store.head_position().unwrap();
+    let mut resumed = ReadModel::open(&path, &store).unwrap();
+    resumed.catch_up(&store, head).unwrap();
+    resumed.commit().unwrap();
+    assert_eq!(
+        resumed.digest().unwrap(),
+        ReadModel::fold_from_start(&store, head)
+            .unwrap()
+            .digest()
+            .unwrap()
+    );
+    let file = rusqlite::Connection::open(&path).unwrap();
+    let retired: i64 = file
+        .query_row("SELECT COUNT(*) FROM rows WHERE space = 14", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(retired, 20, "the fold writes no order revisions");
+}
