@@ -1,7 +1,8 @@
 //! The runner of a [`Projection`]: a thread that keeps a shared projection up to date with the
 //! log, catching up from its position, then applying each new event as it becomes durable,
 //! announcing the position it reached (so requests can wait for it and the lag behind the log
-//! can be reported), and writing what it applied with its checkpoint every few milliseconds.
+//! can be reported), and writing what it applied with its checkpoint every few milliseconds
+//! on a thread of its own (`FileWriter`), one write at a time, while it goes on applying.
 //!
 //! **A projection that fails stops alone.** An event the projection cannot apply (a panic in
 //! its fold: a broken invariant, so a bug) is caught here, while the follower holds the write
@@ -170,6 +171,7 @@ pub fn follow<P: Projection>(
     let head = store.head_position().map_err(std::io::Error::other)?;
     let mut subscription = Subscription::new(store, position + 1);
     let mut unwritten = Unwritten::default();
+    let mut writer = FileWriter::start(model.clone())?;
     let on_advance: OnAdvance = if head.saturating_sub(position) <= blocking_catch_up_events {
         catch_up(
             &mut subscription,
@@ -177,6 +179,7 @@ pub fn follow<P: Projection>(
             &health,
             &on_advance,
             &mut unwritten,
+            &mut writer,
         );
         on_advance
     } else {
@@ -209,8 +212,12 @@ pub fn follow<P: Projection>(
                     &health,
                     &on_advance,
                     &mut unwritten,
+                    &mut writer,
                 );
             }
+            // What was staged and not written is dropped with the model (the log holds it);
+            // a write under way ends before the follower does.
+            writer.finish();
         })
 }
 
@@ -234,21 +241,32 @@ fn catch_up<P: Projection>(
     health: &FollowerHealth,
     on_advance: &OnAdvance,
     unwritten: &mut Unwritten,
+    writer: &mut FileWriter<P::Commit>,
 ) {
     while health.running() {
+        if let Some(stopped) = writer.poll() {
+            stop::<P>(health, on_advance, stopped.position, stopped);
+            return;
+        }
         if paused() {
             std::thread::sleep(Duration::from_millis(100));
             return;
         }
-        // With batches staged but not written, wait no longer than their write is due.
-        let wait = unwritten
+        // With batches staged but not written, wait no longer than their write is due; with
+        // a write under way, look again soon for its end.
+        let mut wait = unwritten
             .write_due_in()
             .unwrap_or(Duration::from_millis(IDLE_WAIT_MS));
+        if writer.in_flight {
+            wait = wait
+                .max(Duration::from_millis(1))
+                .min(Duration::from_millis(WRITE_INTERVAL_MS));
+        }
         let first = match subscription.next_timeout(wait) {
             Ok(Some(event)) => event,
             Ok(None) => {
                 if unwritten.since.is_some() {
-                    write_staged(model, health, on_advance, unwritten);
+                    write_staged(model, unwritten, writer);
                 }
                 return;
             }
@@ -297,19 +315,30 @@ fn catch_up<P: Projection>(
         on_advance(position);
         unwritten.add(n_applied);
         if unwritten.write_due_in() == Some(Duration::ZERO) {
-            write_staged(model, health, on_advance, unwritten);
+            if unwritten.events >= MAX_UNWRITTEN_EVENTS {
+                // Staged rows are bounded: past the limit, the follower waits for the write
+                // under way before it applies more.
+                if let Some(stopped) = writer.wait() {
+                    stop::<P>(health, on_advance, stopped.position, stopped);
+                    return;
+                }
+            }
+            write_staged(model, unwritten, writer);
         }
     }
 }
 
-/// Writes the staged batches and their checkpoint in one transaction, without the model's
-/// lock (queries read the staged rows from memory meanwhile).
+/// Hands the staged batches and their checkpoint to the file's writer, to be written in one
+/// transaction without the model's lock (queries read the staged rows from memory meanwhile).
+/// With a write still under way, waits for the next turn: the rows stay staged.
 fn write_staged<P: Projection>(
     model: &RwLock<P>,
-    health: &FollowerHealth,
-    on_advance: &OnAdvance,
     unwritten: &mut Unwritten,
+    writer: &mut FileWriter<P::Commit>,
 ) {
+    if writer.in_flight {
+        return;
+    }
     let (position, pending) = {
         let mut guard = model
             .write()
@@ -320,18 +349,102 @@ fn write_staged<P: Projection>(
     let Some(pending) = pending else {
         return;
     };
-    let written = pending.write();
-    model
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .finish_commit();
-    if let Err(error) = written {
-        let stopped = Stopped {
-            position,
-            event_type: String::new(),
-            reason: format!("writing the {} file failed: {error}", P::NAME),
-        };
-        stop::<P>(health, on_advance, position, stopped);
+    writer.send(position, pending);
+}
+
+/// What the file's writer is given: a commit and the position it brings the file to.
+type WriteJob<C> = (u64, C);
+
+/// The thread that writes a follower's commits, one at a time, so the follower goes on
+/// applying (and requests waiting for the model go on being answered) while the file takes
+/// the last batches. The follower hands it a commit only when the one before is written.
+struct FileWriter<C> {
+    jobs: Option<std::sync::mpsc::SyncSender<WriteJob<C>>>,
+    /// One per commit: written, or where the projection stops because it was not.
+    outcomes: std::sync::mpsc::Receiver<Result<(), Stopped>>,
+    in_flight: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<C: PendingWrite + 'static> FileWriter<C> {
+    fn start<P: Projection<Commit = C>>(model: Arc<RwLock<P>>) -> std::io::Result<Self> {
+        let (jobs, received) = std::sync::mpsc::sync_channel::<WriteJob<C>>(1);
+        let (outcome_sender, outcomes) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-write", P::NAME.replace('_', "-")))
+            .spawn(move || {
+                lower_this_threads_priority();
+                for (position, pending) in received {
+                    let written = pending.write();
+                    model
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .finish_commit();
+                    let outcome = written.map_err(|error| Stopped {
+                        position,
+                        event_type: String::new(),
+                        reason: format!("writing the {} file failed: {error}", P::NAME),
+                    });
+                    if outcome_sender.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(FileWriter {
+            jobs: Some(jobs),
+            outcomes,
+            in_flight: false,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&mut self, position: u64, pending: C) {
+        assert!(!self.in_flight, "one write at a time");
+        let jobs = self.jobs.as_ref().expect("the writer runs until finish");
+        if jobs.send((position, pending)).is_ok() {
+            self.in_flight = true;
+        }
+    }
+
+    /// The outcome of the write under way if it ended: `Some` when it failed.
+    fn poll(&mut self) -> Option<Stopped> {
+        if !self.in_flight {
+            return None;
+        }
+        match self.outcomes.try_recv() {
+            Ok(outcome) => {
+                self.in_flight = false;
+                outcome.err()
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.in_flight = false;
+                None
+            }
+        }
+    }
+
+    /// Waits for the write under way, if any: `Some` when it failed.
+    fn wait(&mut self) -> Option<Stopped> {
+        if !self.in_flight {
+            return None;
+        }
+        self.in_flight = false;
+        self.outcomes.recv().ok().and_then(Result::err)
+    }
+
+    /// Lets the write under way end, and the thread with it.
+    fn finish(&mut self) {
+        let failed = self.wait();
+        if let Some(stopped) = failed {
+            tracing::error!(position = stopped.position, reason = %stopped.reason, "the last write of a follower that ends failed; the next start folds that part of the log again");
+        }
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("a follower's file writer panicked");
+            }
+        }
     }
 }
 
@@ -355,11 +468,11 @@ fn stop<P: Projection>(
 
 /// How long the follower waits for the log when it has nothing staged.
 const IDLE_WAIT_MS: u64 = 200;
-/// Staged batches are written at most this long after the first of them was applied. Short,
-/// because each write takes a core for as long as its batch: under load the request threads'
-/// p99 follows it (25 ms: 10.5-11.9 x the HTTP ceiling's p99; 10 ms: 8.1-8.8 x; 5 ms:
-/// 7.7-8.1 x, for the same payments/s; `docs/benchmarks.md`).
-const WRITE_INTERVAL_MS: u64 = 5;
+/// Staged batches are written at most this long after the first of them was applied. The
+/// write runs on the follower's writer thread, at a lower priority, while the fold goes on
+/// (reading beside the commit when it must read the file), so a longer interval costs the
+/// requests no stall and writes each hot page fewer times (`docs/benchmarks.md`, eighth).
+const WRITE_INTERVAL_MS: u64 = 25;
 /// ... or once this many events are staged, whichever comes first: bounds the memory the
 /// staged rows take and what a start after `kill -9` folds again.
 const MAX_UNWRITTEN_EVENTS: usize = 8_192;
@@ -384,5 +497,24 @@ impl Unwritten {
             return Some(Duration::ZERO);
         }
         Some(Duration::from_millis(WRITE_INTERVAL_MS).saturating_sub(since.elapsed()))
+    }
+}
+
+/// How much lower than the request threads the file's writer runs (a nice value): its work can
+/// wait a few milliseconds, a request's answer should not wait behind it.
+const WRITER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux: a thread's own nice value).
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; they act on this thread only.
+        let outcome = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICENESS)
+        };
+        if outcome != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "the file writer's priority stays as it was");
+        }
     }
 }

@@ -879,11 +879,24 @@ impl ReadModel {
         };
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
-        let before = touched_payment.as_ref().and_then(|trade_no| {
-            self.payments.peek(trade_no, |payment| {
+        let peek_before = |payments: &Map<TradeNo, PaymentView>, trade_no: &TradeNo| {
+            payments.peek(trade_no, |payment| {
                 (payment.status, payment.anomalies.len())
             })
-        });
+        };
+        let before = match (&event, touched_payment.as_ref()) {
+            // A started attempt's trade number is new (made at its start): the read, a miss in
+            // the file for every payment, is skipped. Debug builds check that it would miss.
+            (Event::PaymentAttemptStarted(_), Some(trade_no)) => {
+                debug_assert!(
+                    peek_before(&self.payments, trade_no).is_none(),
+                    "an attempt started with a trade number already recorded"
+                );
+                None
+            }
+            (_, Some(trade_no)) => peek_before(&self.payments, trade_no),
+            (_, None) => None,
+        };
         let status_before = before.map(|(status, _)| status);
         if let Some((status, n_anomalies)) = before {
             self.count_payment(status, -1);

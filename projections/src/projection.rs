@@ -23,7 +23,7 @@ pub trait Projection: Sized + Send + Sync + 'static {
     /// again from the log at the next start.
     const VERSION: u32;
     /// A batch taken by [`Projection::prepare_commit`], written without the projection's lock.
-    type Commit: PendingWrite;
+    type Commit: PendingWrite + 'static;
 
     /// Opens the projection kept in the file at `path` (created empty if absent), at its
     /// checkpoint. A file of another name, version or log is refused (`ModelError`).

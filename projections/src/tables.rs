@@ -189,9 +189,9 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 enum Via {
     /// A pooled read connection: queries, which run beside the fold.
     Readers,
-    /// The writer's own connection: the fold, which alone writes and runs between commits.
-    /// Its page cache holds what the last commits wrote; a read connection would find its
-    /// cache stale after every commit and read those pages again.
+    /// The writer's own connection when no commit holds it: the fold's. Its page cache holds
+    /// what the last commits wrote; a read connection would find its cache stale after every
+    /// commit and read those pages again. During a commit, a read connection.
     Writer,
 }
 
@@ -548,12 +548,16 @@ impl Backing {
         };
         match via {
             Via::Readers => self.with_reader(readers, read),
-            Via::Writer => read(
-                &writer
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            )
-            .map_err(|error| self.error(error)),
+            // While a commit holds the writer's connection (written on the follower's writer
+            // thread), the fold reads through a read connection rather than wait for it: what
+            // the commit writes is still in the maps' memory.
+            Via::Writer => match writer.try_lock() {
+                Ok(connection) => read(&connection).map_err(|error| self.error(error)),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    read(&poisoned.into_inner()).map_err(|error| self.error(error))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => self.with_reader(readers, read),
+            },
         }
     }
 
@@ -805,11 +809,14 @@ pub struct Map<K: ?Sized, V> {
     recent: HashMap<Vec<u8>, Option<V>>,
     recent_order: std::collections::VecDeque<Vec<u8>>,
     recent_capacity: usize,
-    /// With a backing: the entries staged or being written (between `stage` or `drain_into`
-    /// and `finish_commit`), readable meanwhile: the follower writes to SQLite without holding
-    /// the model's lock and only every few milliseconds, and queries still see every batch
-    /// it applied. Ordered, so a range read lays over only the keys in its range.
+    /// With a backing: the entries staged since the last `drain_into`, readable meanwhile:
+    /// the follower writes to the file only every few milliseconds, and queries still see
+    /// every batch it applied. Ordered, so a range read lays over only the keys in its range.
     committing: BTreeMap<Vec<u8>, Option<V>>,
+    /// With a backing: the entries of the commit being written (between `drain_into` and
+    /// `finish_commit`), on another thread and without the model's lock; `committing` holds
+    /// what was staged meanwhile, and is read first.
+    writing: BTreeMap<Vec<u8>, Option<V>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -823,6 +830,7 @@ impl<K: ?Sized, V> Default for Map<K, V> {
             recent_order: std::collections::VecDeque::new(),
             recent_capacity: 0,
             committing: BTreeMap::new(),
+            writing: BTreeMap::new(),
             _key: PhantomData,
         }
     }
@@ -867,6 +875,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         if let Some(entry) = self.committing.get(encoded) {
             return Ok(entry.clone());
         }
+        if let Some(entry) = self.writing.get(encoded) {
+            return Ok(entry.clone());
+        }
         if let Some(entry) = self.recent.get(encoded) {
             return Ok(entry.clone());
         }
@@ -904,6 +915,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
             return entry.as_ref().map(read);
         }
         if let Some(entry) = self.committing.get(&encoded) {
+            return entry.as_ref().map(read);
+        }
+        if let Some(entry) = self.writing.get(&encoded) {
             return entry.as_ref().map(read);
         }
         if let Some(entry) = self.recent.get(&encoded) {
@@ -1063,9 +1077,10 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         self.range(&[], &[u8::MAX; 9], limit)
     }
 
-    /// Lays the commit being written over rows read from the file in `[start, end)` (read in
-    /// key order, or the greatest first when `descending`). When the read stopped at its
-    /// limit, rows past the last one read are left out: the file may hold others before them.
+    /// Lays the commit being written, then what was staged since, over rows read from the file
+    /// in `[start, end)` (read in key order, or the greatest first when `descending`). When the
+    /// read stopped at its limit, rows past the last one read are left out: the file may hold
+    /// others before them.
     fn overlay_committing(
         &self,
         found: &mut BTreeMap<Vec<u8>, V>,
@@ -1079,7 +1094,12 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         } else {
             found.keys().next_back().cloned()
         };
-        for (key, value) in self.committing.range(start.to_vec()..end.to_vec()) {
+        let range = start.to_vec()..end.to_vec();
+        let unwritten = self
+            .writing
+            .range(range.clone())
+            .chain(self.committing.range(range));
+        for (key, value) in unwritten {
             let beyond_read = stopped_at_limit
                 && last_read
                     .as_ref()
@@ -1098,15 +1118,23 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
 
     /// Moves the changes since the last commit into `writes`, keeping them readable until
     /// [`Map::finish_commit`]. Rows of a commit still being written (an online rebuild's
-    /// catch-up overtaking the follower) are written again first, so this commit holds them
+    /// catch-up overtaking the follower) are written again, so this commit holds them
     /// whichever of the two reaches the file last ([`Backing::commit`] drops the older).
     pub fn drain_into(&mut self, writes: &mut Vec<Write>) {
         if self.backing.is_none() {
             return;
         }
         self.stage();
+        let staged = std::mem::take(&mut self.committing);
+        if self.writing.is_empty() {
+            self.writing = staged;
+        } else {
+            for (key, value) in staged {
+                self.writing.insert(key, value);
+            }
+        }
         let space = self.space;
-        for (key, value) in &self.committing {
+        for (key, value) in &self.writing {
             writes.push((space, key.clone(), value.as_ref().map(encode_value)));
         }
     }
@@ -1131,9 +1159,10 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     }
 
     /// The commit holding what `drain_into` took is in the file (or was dropped for a later
-    /// one): those entries move to the bounded memory of recent ones.
+    /// one): those entries move to the bounded memory of recent ones. What was staged since
+    /// stays for the next commit.
     pub fn finish_commit(&mut self) {
-        for (key, value) in std::mem::take(&mut self.committing) {
+        for (key, value) in std::mem::take(&mut self.writing) {
             if self.recent_capacity == 0 {
                 continue;
             }
@@ -1163,7 +1192,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
                     self.entries.is_empty(),
                     "a digest reads committed rows only"
                 );
-                if self.committing.is_empty() {
+                if self.committing.is_empty() && self.writing.is_empty() {
                     for (key, text) in backing.all(self.space)? {
                         visit(&key, &text);
                     }
@@ -1195,8 +1224,10 @@ pub struct Resident<K, V> {
     backing: Option<Arc<Backing>>,
     map: HashMap<K, V>,
     changed: HashSet<K>,
-    /// Keys of the commit being written (between `drain_into` and `finish_commit`).
+    /// Keys staged since the last `drain_into`.
     committing: HashSet<K>,
+    /// Keys of the commit being written (between `drain_into` and `finish_commit`).
+    writing: HashSet<K>,
 }
 
 impl<K, V> Default for Resident<K, V> {
@@ -1207,6 +1238,7 @@ impl<K, V> Default for Resident<K, V> {
             map: HashMap::new(),
             changed: HashSet::new(),
             committing: HashSet::new(),
+            writing: HashSet::new(),
         }
     }
 }
@@ -1248,7 +1280,7 @@ where
     pub fn reload(&mut self, rows: &[(Vec<u8>, String)]) -> Result<(), TableError> {
         let backing = self.backing.as_ref().expect("reloads an attached map");
         assert!(
-            self.changed.is_empty() && self.committing.is_empty(),
+            self.changed.is_empty() && self.committing.is_empty() && self.writing.is_empty(),
             "a reader changes nothing"
         );
         let mut map = HashMap::with_capacity(rows.len());
@@ -1314,7 +1346,8 @@ where
         // `Map::drain_into` does: if that commit is the one dropped (overtaken), this one
         // carries its changes.
         self.stage();
-        for key in &self.committing {
+        self.writing.extend(self.committing.drain());
+        for key in &self.writing {
             let value = self.map.get(key).map(|value| encode_value(&(key, value)));
             writes.push((self.space, key.encoded(), value));
         }
@@ -1333,7 +1366,7 @@ where
     /// The commit holding what `drain_into` took is in the file (or was dropped for a later
     /// one that holds it too).
     pub fn finish_commit(&mut self) {
-        self.committing.clear();
+        self.writing.clear();
     }
 
     /// Feeds every entry (encoded key and JSON of `[key, value]`, in key order) to `visit`:
@@ -1561,5 +1594,83 @@ mod tests {
         let mut reopened: Resident<String, u32> = Resident::default();
         reopened.attach(&backing, 2).unwrap();
         assert_eq!(reopened.get("x"), Some(&2));
+    }
+
+    /// A commit being written on the follower's writer thread while the fold stages more: both
+    /// read as committed (point reads and ranges, the newer value first), the end of the write
+    /// keeps what was staged meanwhile, and the next write carries it.
+    #[test]
+    fn rows_staged_while_a_commit_is_written_stay_readable_and_go_in_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
+        let mut map: Map<u64, String> = Map::default();
+        map.attach(&backing, 1, 0);
+        let mut resident: Resident<String, u32> = Resident::default();
+        resident.attach(&backing, 2).unwrap();
+
+        map.insert(&1, "one".into());
+        map.insert(&2, "two".into());
+        *resident.get_or_default(&"x".to_owned()) += 1;
+        let mut first = Vec::new();
+        map.drain_into(&mut first);
+        resident.drain_into(&mut first);
+        assert_eq!(first.len(), 3);
+
+        // Staged while the first commit is under way: one key changed, one removed, one new.
+        map.insert(&2, "TWO".into());
+        map.delete(&1);
+        map.insert(&3, "three".into());
+        *resident.get_or_default(&"y".to_owned()) += 1;
+        map.stage();
+        resident.stage();
+        backing.commit(&first, &test_checkpoint(1)).unwrap();
+        assert_eq!(map.get(&1), None);
+        assert_eq!(map.get(&2).as_deref(), Some("TWO"));
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["TWO".to_owned(), "three".to_owned()]
+        );
+
+        map.finish_commit();
+        resident.finish_commit();
+        assert_eq!(
+            map.get(&1),
+            None,
+            "the removal staged meanwhile still holds"
+        );
+        assert_eq!(
+            map.first(10).unwrap(),
+            vec!["TWO".to_owned(), "three".to_owned()]
+        );
+        let mut second = Vec::new();
+        map.drain_into(&mut second);
+        resident.drain_into(&mut second);
+        let keys: Vec<(u16, Vec<u8>, bool)> = second
+            .iter()
+            .map(|(space, key, value)| (*space, key.clone(), value.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (1, 1u64.encoded(), false),
+                (1, 2u64.encoded(), true),
+                (1, 3u64.encoded(), true),
+                (2, "y".to_owned().encoded(), true),
+            ],
+            "the second write carries what was staged during the first, and only that"
+        );
+        backing.commit(&second, &test_checkpoint(2)).unwrap();
+        map.finish_commit();
+        resident.finish_commit();
+        drop((map, resident));
+        let mut reopened: Map<u64, String> = Map::default();
+        reopened.attach(&backing, 1, 0);
+        assert_eq!(
+            reopened.first(10).unwrap(),
+            vec!["TWO".to_owned(), "three".to_owned()]
+        );
+        let mut resident: Resident<String, u32> = Resident::default();
+        resident.attach(&backing, 2).unwrap();
+        assert_eq!((resident.get("x"), resident.get("y")), (Some(&1), Some(&1)));
     }
 }
