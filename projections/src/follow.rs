@@ -164,13 +164,19 @@ pub fn follow<P: Projection>(
     on_advance: OnAdvance,
     blocking_catch_up_events: u64,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let position = model
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .position();
+    let (position, shared) = {
+        let model = model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let shared = model.backing().is_some_and(|backing| backing.is_shared());
+        (model.position(), shared)
+    };
     let head = store.head_position().map_err(std::io::Error::other)?;
     let mut subscription = Subscription::new(store, position + 1);
-    let mut unwritten = Unwritten::default();
+    let mut unwritten = Unwritten::new(Duration::from_millis(match shared {
+        true => SHARED_WRITE_INTERVAL_MS,
+        false => WRITE_INTERVAL_MS,
+    }));
     let mut writer = FileWriter::start(model.clone())?;
     let on_advance: OnAdvance = if head.saturating_sub(position) <= blocking_catch_up_events {
         catch_up(
@@ -258,9 +264,7 @@ fn catch_up<P: Projection>(
             .write_due_in()
             .unwrap_or(Duration::from_millis(IDLE_WAIT_MS));
         if writer.in_flight {
-            wait = wait
-                .max(Duration::from_millis(1))
-                .min(Duration::from_millis(WRITE_INTERVAL_MS));
+            wait = wait.max(Duration::from_millis(1)).min(unwritten.interval);
         }
         let first = match subscription.next_timeout(wait) {
             Ok(Some(event)) => event,
@@ -345,7 +349,7 @@ fn write_staged<P: Projection>(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         (guard.position(), guard.prepare_commit())
     };
-    *unwritten = Unwritten::default();
+    *unwritten = Unwritten::new(unwritten.interval);
     let Some(pending) = pending else {
         return;
     };
@@ -473,18 +477,31 @@ const IDLE_WAIT_MS: u64 = 200;
 /// (reading beside the commit when it must read the file), so a longer interval costs the
 /// requests no stall and writes each hot page fewer times (`docs/benchmarks.md`, eighth).
 const WRITE_INTERVAL_MS: u64 = 25;
+/// The same for tables shared on PostgreSQL: the other nodes serve a write only once it is
+/// committed (a request that appended on one of them waits for it), so it stays short.
+const SHARED_WRITE_INTERVAL_MS: u64 = 5;
 /// ... or once this many events are staged, whichever comes first: bounds the memory the
 /// staged rows take and what a start after `kill -9` folds again.
 const MAX_UNWRITTEN_EVENTS: usize = 8_192;
 
 /// What the follower applied and staged since its last write.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Unwritten {
     since: Option<std::time::Instant>,
     events: usize,
+    /// How long after the first staged batch the write is due.
+    interval: Duration,
 }
 
 impl Unwritten {
+    fn new(interval: Duration) -> Unwritten {
+        Unwritten {
+            since: None,
+            events: 0,
+            interval,
+        }
+    }
+
     fn add(&mut self, events: usize) {
         self.since.get_or_insert_with(std::time::Instant::now);
         self.events += events;
@@ -496,7 +513,7 @@ impl Unwritten {
         if self.events >= MAX_UNWRITTEN_EVENTS {
             return Some(Duration::ZERO);
         }
-        Some(Duration::from_millis(WRITE_INTERVAL_MS).saturating_sub(since.elapsed()))
+        Some(self.interval.saturating_sub(since.elapsed()))
     }
 }
 
