@@ -476,7 +476,7 @@ const IDLE_WAIT_MS: u64 = 200;
 /// write runs on the follower's writer thread, at a lower priority, while the fold goes on
 /// (reading beside the commit when it must read the file), so a longer interval costs the
 /// requests no stall and writes each hot page fewer times (`docs/benchmarks.md`, eighth).
-const WRITE_INTERVAL_MS: u64 = 25;
+const WRITE_INTERVAL_MS: u64 = 50;
 /// The same for tables shared on PostgreSQL: the other nodes serve a write only once it is
 /// committed (a request that appended on one of them waits for it), so it stays short.
 const SHARED_WRITE_INTERVAL_MS: u64 = 5;
