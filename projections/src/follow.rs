@@ -263,7 +263,7 @@ fn catch_up<P: Projection>(
         let mut wait = unwritten
             .write_due_in()
             .unwrap_or(Duration::from_millis(IDLE_WAIT_MS));
-        if writer.in_flight {
+        if writer.in_flight.is_some() {
             wait = wait.max(Duration::from_millis(1)).min(unwritten.interval);
         }
         let first = match subscription.next_timeout(wait) {
@@ -340,7 +340,7 @@ fn write_staged<P: Projection>(
     unwritten: &mut Unwritten,
     writer: &mut FileWriter<P::Commit>,
 ) {
-    if writer.in_flight {
+    if writer.in_flight.is_some() {
         return;
     }
     let (position, pending) = {
@@ -366,7 +366,8 @@ struct FileWriter<C> {
     jobs: Option<std::sync::mpsc::SyncSender<WriteJob<C>>>,
     /// One per commit: written, or where the projection stops because it was not.
     outcomes: std::sync::mpsc::Receiver<Result<(), Stopped>>,
-    in_flight: bool,
+    /// The position the write under way brings the file to.
+    in_flight: Option<u64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -397,44 +398,52 @@ impl<C: PendingWrite + 'static> FileWriter<C> {
         Ok(FileWriter {
             jobs: Some(jobs),
             outcomes,
-            in_flight: false,
+            in_flight: None,
             thread: Some(thread),
         })
     }
 
     fn send(&mut self, position: u64, pending: C) {
-        assert!(!self.in_flight, "one write at a time");
+        assert!(self.in_flight.is_none(), "one write at a time");
         let jobs = self.jobs.as_ref().expect("the writer runs until finish");
-        if jobs.send((position, pending)).is_ok() {
-            self.in_flight = true;
-        }
+        // A thread that ended takes no job: the next look at the outcome says so.
+        let _ = jobs.send((position, pending));
+        self.in_flight = Some(position);
     }
 
     /// The outcome of the write under way if it ended: `Some` when it failed.
     fn poll(&mut self) -> Option<Stopped> {
-        if !self.in_flight {
-            return None;
-        }
+        let position = self.in_flight?;
         match self.outcomes.try_recv() {
             Ok(outcome) => {
-                self.in_flight = false;
+                self.in_flight = None;
                 outcome.err()
             }
             Err(std::sync::mpsc::TryRecvError::Empty) => None,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                self.in_flight = false;
-                None
+                self.in_flight = None;
+                Some(Self::ended(position))
             }
         }
     }
 
     /// Waits for the write under way, if any: `Some` when it failed.
     fn wait(&mut self) -> Option<Stopped> {
-        if !self.in_flight {
-            return None;
+        let position = self.in_flight.take()?;
+        match self.outcomes.recv() {
+            Ok(outcome) => outcome.err(),
+            Err(std::sync::mpsc::RecvError) => Some(Self::ended(position)),
         }
-        self.in_flight = false;
-        self.outcomes.recv().ok().and_then(Result::err)
+    }
+
+    /// The stop of a projection whose writer thread ended without an outcome (it panicked):
+    /// what it was given is not known to be written.
+    fn ended(position: u64) -> Stopped {
+        Stopped {
+            position,
+            event_type: String::new(),
+            reason: "the file's writer thread ended during a write (a bug)".to_owned(),
+        }
     }
 
     /// Lets the write under way end, and the thread with it.
