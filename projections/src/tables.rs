@@ -551,13 +551,16 @@ impl Backing {
             // While a commit holds the writer's connection (written on the follower's writer
             // thread), the fold reads through a read connection rather than wait for it: what
             // the commit writes is still in the maps' memory.
-            Via::Writer => match writer.try_lock() {
-                Ok(connection) => read(&connection).map_err(|error| self.error(error)),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                    read(&poisoned.into_inner()).map_err(|error| self.error(error))
-                }
-                Err(std::sync::TryLockError::WouldBlock) => self.with_reader(readers, read),
-            },
+            Via::Writer => {
+                let connection = match writer.try_lock() {
+                    Ok(connection) => connection,
+                    Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        return self.with_reader(readers, read)
+                    }
+                };
+                read(&connection).map_err(|error| self.error(error))
+            }
         }
     }
 
@@ -868,17 +871,19 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         })
     }
 
+    /// The entry at `encoded` if memory holds it (`Some(None)`: removed), newest first: the
+    /// changes of the batch being folded, then what was staged, then the commit being written,
+    /// then the last committed entries.
+    fn in_memory(&self, encoded: &[u8]) -> Option<&Option<V>> {
+        self.entries
+            .get(encoded)
+            .or_else(|| self.committing.get(encoded))
+            .or_else(|| self.writing.get(encoded))
+            .or_else(|| self.recent.get(encoded))
+    }
+
     fn load(&self, encoded: &[u8], via: Via) -> Result<Option<V>, TableError> {
-        if let Some(entry) = self.entries.get(encoded) {
-            return Ok(entry.clone());
-        }
-        if let Some(entry) = self.committing.get(encoded) {
-            return Ok(entry.clone());
-        }
-        if let Some(entry) = self.writing.get(encoded) {
-            return Ok(entry.clone());
-        }
-        if let Some(entry) = self.recent.get(encoded) {
+        if let Some(entry) = self.in_memory(encoded) {
             return Ok(entry.clone());
         }
         let Some(backing) = &self.backing else {
@@ -911,16 +916,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// [`Map::get`] on errors).
     pub fn peek<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
         let encoded = key.encoded();
-        if let Some(entry) = self.entries.get(&encoded) {
-            return entry.as_ref().map(read);
-        }
-        if let Some(entry) = self.committing.get(&encoded) {
-            return entry.as_ref().map(read);
-        }
-        if let Some(entry) = self.writing.get(&encoded) {
-            return entry.as_ref().map(read);
-        }
-        if let Some(entry) = self.recent.get(&encoded) {
+        if let Some(entry) = self.in_memory(&encoded) {
             return entry.as_ref().map(read);
         }
         self.load(&encoded, Via::Writer)
@@ -1126,13 +1122,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         }
         self.stage();
         let staged = std::mem::take(&mut self.committing);
-        if self.writing.is_empty() {
-            self.writing = staged;
-        } else {
-            for (key, value) in staged {
-                self.writing.insert(key, value);
-            }
-        }
+        lay_over(&mut self.writing, staged);
         let space = self.space;
         for (key, value) in &self.writing {
             writes.push((space, key.clone(), value.as_ref().map(encode_value)));
@@ -1147,15 +1137,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
             return;
         }
         let changed = std::mem::take(&mut self.entries);
-        if self.committing.is_empty() {
-            self.committing = changed;
-            return;
-        }
-        // One insert per change: `BTreeMap::append` rebuilds the whole tree, which made
-        // staging grow with what was staged before it.
-        for (key, value) in changed {
-            self.committing.insert(key, value);
-        }
+        lay_over(&mut self.committing, changed);
     }
 
     /// The commit holding what `drain_into` took is in the file (or was dropped for a later
@@ -1214,6 +1196,19 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// Entries held in memory (all of them without a backing; the uncommitted ones with).
     pub fn len_in_memory(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// Lays the newer entries `over` onto `under`, the newer value winning. One insert per entry:
+/// `BTreeMap::append` rebuilds the whole tree, which made staging grow with what was staged
+/// before it.
+fn lay_over<V>(under: &mut BTreeMap<Vec<u8>, Option<V>>, over: BTreeMap<Vec<u8>, Option<V>>) {
+    if under.is_empty() {
+        *under = over;
+        return;
+    }
+    for (key, value) in over {
+        under.insert(key, value);
     }
 }
 
@@ -1488,14 +1483,28 @@ mod tests {
         assert!(("app2".to_owned(), 0u64).encoded() >= end);
     }
 
-    #[test]
-    fn a_backed_map_reads_back_what_it_committed() {
+    /// A map (space 1, keeping `recent` committed entries in memory) and a resident table
+    /// (space 2) on a new file, with the directory that holds it.
+    fn backed_tables(
+        recent: usize,
+    ) -> (
+        tempfile::TempDir,
+        Arc<Backing>,
+        Map<u64, String>,
+        Resident<String, u32>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
         let mut map: Map<u64, String> = Map::default();
-        map.attach(&backing, 1, 1);
+        map.attach(&backing, 1, recent);
         let mut resident: Resident<String, u32> = Resident::default();
         resident.attach(&backing, 2).unwrap();
+        (dir, backing, map, resident)
+    }
+
+    #[test]
+    fn a_backed_map_reads_back_what_it_committed() {
+        let (_dir, backing, mut map, mut resident) = backed_tables(1);
         map.insert(&1, "one".into());
         map.insert(&2, "two".into());
         *resident.get_or_default(&"x".to_owned()) += 4;
@@ -1527,12 +1536,7 @@ mod tests {
     /// them is written; one write then carries them all, the newest value of a key winning.
     #[test]
     fn staged_batches_read_as_committed_and_one_write_carries_them_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
-        let mut map: Map<u64, String> = Map::default();
-        map.attach(&backing, 1, 0);
-        let mut resident: Resident<String, u32> = Resident::default();
-        resident.attach(&backing, 2).unwrap();
+        let (_dir, backing, mut map, mut resident) = backed_tables(0);
 
         map.insert(&1, "one".into());
         map.insert(&3, "three".into());
@@ -1601,12 +1605,7 @@ mod tests {
     /// keeps what was staged meanwhile, and the next write carries it.
     #[test]
     fn rows_staged_while_a_commit_is_written_stay_readable_and_go_in_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let backing = Backing::open(&dir.path().join("model.sqlite")).unwrap();
-        let mut map: Map<u64, String> = Map::default();
-        map.attach(&backing, 1, 0);
-        let mut resident: Resident<String, u32> = Resident::default();
-        resident.attach(&backing, 2).unwrap();
+        let (_dir, backing, mut map, mut resident) = backed_tables(0);
 
         map.insert(&1, "one".into());
         map.insert(&2, "two".into());
