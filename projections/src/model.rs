@@ -879,6 +879,7 @@ impl ReadModel {
         };
         let position = recorded.global_position;
         let touched_payment = event.trade_no().cloned();
+        let started_attempt = matches!(event, Event::PaymentAttemptStarted(_));
         let peek_before = |payments: &Map<TradeNo, PaymentView>, trade_no: &TradeNo| {
             payments.peek(trade_no, |payment| {
                 (payment.status, payment.anomalies.len())
@@ -1517,7 +1518,7 @@ impl ReadModel {
                         .entry(kind.as_str().to_owned())
                         .or_default() += 1;
                 }
-                self.requeue_for_sweep(&trade_no, since);
+                self.requeue_for_sweep(&trade_no, since, started_attempt);
                 if let Some((entry, created_at)) = listed {
                     self.index_payment(entry, created_at);
                 }
@@ -1536,9 +1537,24 @@ impl ReadModel {
     }
 
     /// Puts a payment where the sweeper will find it (at `since`, or takes it out) after it
-    /// changed.
-    fn requeue_for_sweep(&mut self, trade_no: &TradeNo, since: Option<DateTime<Utc>>) {
-        let old = self.sweep_keys.get(trade_no);
+    /// changed. A payment that just `started` has no place yet: the read of its old one, a miss
+    /// in the file for every new payment, is skipped. Debug builds check that it would miss.
+    fn requeue_for_sweep(
+        &mut self,
+        trade_no: &TradeNo,
+        since: Option<DateTime<Utc>>,
+        started: bool,
+    ) {
+        let old = match started {
+            true => {
+                debug_assert!(
+                    self.sweep_keys.get(trade_no).is_none(),
+                    "a payment just started is already queued for the sweep"
+                );
+                None
+            }
+            false => self.sweep_keys.get(trade_no),
+        };
         if old == since {
             return;
         }

@@ -51,6 +51,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         concurrent_exact_appends_to_one_stream_serialize,
     ),
     (
+        "concurrent_creations_of_one_stream_admit_one",
+        concurrent_creations_of_one_stream_admit_one,
+    ),
+    (
         "subscription_catches_up_then_follows_live",
         subscription_catches_up_then_follows_live,
     ),
@@ -347,6 +351,52 @@ fn concurrent_appends_are_gap_free(store: Arc<dyn EventStore>) {
     assert_eq!(positions, (1..=total).collect::<Vec<_>>());
     assert_eq!(store.head_position().unwrap(), total);
     store.verify_chain().unwrap();
+}
+
+/// Many writers create the same stream at once, each also creating a stream of its own: one
+/// creation of the shared stream wins, every other is refused (naming the winner's revision)
+/// without taking the appends batched with it down, and the log stays one gap-free chain.
+fn concurrent_creations_of_one_stream_admit_one(store: Arc<dyn EventStore>) {
+    const N_THREADS: usize = 16;
+    let threads: Vec<_> = (0..N_THREADS)
+        .map(|thread_idx| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let shared = store.append(
+                    "created-once",
+                    ExpectedRevision::NoStream,
+                    vec![event("t", "{}"), event("t", "{}")],
+                );
+                let own = store
+                    .append(
+                        &format!("own-{thread_idx}"),
+                        ExpectedRevision::NoStream,
+                        vec![event("t", "{}")],
+                    )
+                    .unwrap();
+                (shared, own)
+            })
+        })
+        .collect();
+    let mut n_won = 0;
+    for thread in threads {
+        let (shared, own) = thread.join().unwrap();
+        assert_eq!(own.last_revision, 0);
+        match shared {
+            Ok(outcome) => {
+                assert_eq!(outcome.last_revision, 1);
+                n_won += 1;
+            }
+            Err(StoreError::WrongExpectedRevision {
+                actual: Some(1), ..
+            }) => {}
+            other => panic!("expected WrongExpectedRevision naming revision 1, got {other:?}"),
+        }
+    }
+    assert_eq!(n_won, 1, "exactly one creation of the shared stream wins");
+    assert_eq!(store.read_stream("created-once", 0).unwrap().len(), 2);
+    assert_eq!(store.head_position().unwrap(), 2 + N_THREADS as u64);
+    assert_eq!(store.verify_chain().unwrap().n_events, 2 + N_THREADS as u64);
 }
 
 fn concurrent_exact_appends_to_one_stream_serialize(store: Arc<dyn EventStore>) {

@@ -240,6 +240,15 @@ const READ_STREAM_SQL: &str = select_events!(
      ORDER BY stream_revision"
 );
 
+/// Whether SQLite refused a statement for a constraint (a unique index here).
+fn is_constraint_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}
+
 fn blob16(bytes: Option<Vec<u8>>, column: &str) -> rusqlite::Result<Option<uuid::Uuid>> {
     match bytes {
         None => Ok(None),
@@ -996,18 +1005,16 @@ impl Writer {
         if let Some(replayed) = self.find_stored(request)? {
             return Ok(replayed);
         }
-        let current: Option<i64> = self
-            .connection
-            .prepare_cached("SELECT MAX(stream_revision) FROM events WHERE stream_id = ?1")?
-            .query_row(params![request.stream_id], |row| row.get(0))?;
-        let current = current.map(|revision| revision as u64);
-        let matches = request.expected.is_satisfied_by(current);
-        if !matches {
-            return Ok(Err(StoreError::WrongExpectedRevision {
-                stream_id: request.stream_id.clone(),
-                expected: request.expected,
-                actual: current,
-            }));
+        // An append that expects no stream (most payments' first) skips the read of the
+        // stream's head: its first row goes in at revision 0, and the unique index on
+        // (stream_id, stream_revision) refuses it when the stream exists. That spares one
+        // walk of the index per new stream; the refusal then reads the head to report it.
+        let current = match request.expected {
+            ExpectedRevision::NoStream => None,
+            ExpectedRevision::Any | ExpectedRevision::Exact(_) => self.stream_head(request)?,
+        };
+        if !request.expected.is_satisfied_by(current) {
+            return Ok(Err(self.wrong_revision(request, current)));
         }
         let first_position = self.head_position + 1;
         let mut revision = current.map_or(0, |revision| revision + 1);
@@ -1032,7 +1039,7 @@ impl Writer {
                 payload: &new_event.payload,
             }
             .hash(&self.head_hash);
-            insert.execute(params![
+            let inserted = insert.execute(params![
                 global_position as i64,
                 request.stream_id,
                 revision as i64,
@@ -1048,7 +1055,20 @@ impl Writer {
                 new_event.payload,
                 &self.head_hash[..],
                 &hash[..],
-            ])?;
+            ]);
+            if let Err(error) = inserted {
+                // Only the first row of a `NoStream` append can meet a stream it did not
+                // read. A failed statement undoes only itself, and nothing of this append was
+                // written before it, so the append is refused whole and the batch goes on.
+                let first_row_of_new_stream = global_position == first_position
+                    && request.expected == ExpectedRevision::NoStream;
+                if first_row_of_new_stream && is_constraint_violation(&error) {
+                    if let Some(actual) = self.stream_head(request)? {
+                        return Ok(Err(self.wrong_revision(request, Some(actual))));
+                    }
+                }
+                return Err(error.into());
+            }
             self.event_ids.remember(new_event.event_id, global_position);
             self.batch_event_ids.push(new_event.event_id);
             self.batch_recorded.push(RecordedEvent {
@@ -1075,6 +1095,23 @@ impl Writer {
             last_revision: revision - 1,
             already_stored: false,
         }))
+    }
+
+    /// The revision of the stream's last event, `None` when it has none.
+    fn stream_head(&self, request: &AppendRequest) -> Result<Option<u64>, StoreError> {
+        let head: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MAX(stream_revision) FROM events WHERE stream_id = ?1")?
+            .query_row(params![request.stream_id], |row| row.get(0))?;
+        Ok(head.map(|revision| revision as u64))
+    }
+
+    fn wrong_revision(&self, request: &AppendRequest, actual: Option<u64>) -> StoreError {
+        StoreError::WrongExpectedRevision {
+            stream_id: request.stream_id.clone(),
+            expected: request.expected,
+            actual,
+        }
     }
 
     /// A re-append of stored event ids answers their original positions; a partial overlap is
