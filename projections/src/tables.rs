@@ -806,12 +806,10 @@ pub struct Map<K: ?Sized, V> {
     /// Without a backing: every entry. With one: the entries changed since the last commit,
     /// `None` for a removed one.
     entries: BTreeMap<Vec<u8>, Option<V>>,
-    /// With a backing: the last entries committed, as committed (at most `recent_capacity`,
-    /// oldest dropped first). What was just written is what is read next (a payment read
-    /// back after its start, paid a moment later), so those reads skip SQLite and decoding.
-    recent: HashMap<Vec<u8>, Option<V>>,
-    recent_order: std::collections::VecDeque<Vec<u8>>,
-    recent_capacity: usize,
+    /// With a backing: the last entries committed, as committed. What was just written is
+    /// what is read next (a payment read back after its start, paid a moment later), so those
+    /// reads skip SQLite and decoding.
+    recent: Recent<V>,
     /// With a backing: the entries staged since the last `drain_into`, readable meanwhile:
     /// the follower writes to the file only every few milliseconds, and queries still see
     /// every batch it applied. Ordered, so a range read lays over only the keys in its range.
@@ -829,9 +827,7 @@ impl<K: ?Sized, V> Default for Map<K, V> {
             space: 0,
             backing: None,
             entries: BTreeMap::new(),
-            recent: HashMap::new(),
-            recent_order: std::collections::VecDeque::new(),
-            recent_capacity: 0,
+            recent: Recent::new(0),
             committing: BTreeMap::new(),
             writing: BTreeMap::new(),
             _key: PhantomData,
@@ -858,7 +854,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
         assert!(self.entries.is_empty() && self.backing.is_none());
         self.space = space;
         self.backing = Some(backing.clone());
-        self.recent_capacity = recent_capacity;
+        self.recent = Recent::new(recent_capacity);
     }
 
     fn decode(&self, text: &str) -> Result<V, TableError> {
@@ -1145,17 +1141,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// stays for the next commit.
     pub fn finish_commit(&mut self) {
         for (key, value) in std::mem::take(&mut self.writing) {
-            if self.recent_capacity == 0 {
-                continue;
-            }
-            // A key written again is queued again; its first turn drops the newer value too,
-            // which only sends the next read of it to SQLite.
-            self.recent_order.push_back(key.clone());
             self.recent.insert(key, value);
-            while self.recent_order.len() > self.recent_capacity {
-                let oldest = self.recent_order.pop_front().expect("longer than capacity");
-                self.recent.remove(&oldest);
-            }
         }
     }
 
@@ -1196,6 +1182,50 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned> Map<K, V> {
     /// Entries held in memory (all of them without a backing; the uncommitted ones with).
     pub fn len_in_memory(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// The last entries committed, in two generations. New entries go into the younger; once it
+/// holds half the capacity it becomes the older, and the older is dropped whole. So between
+/// half the capacity and all of it is kept, the newest always, and no entry is ever removed
+/// by itself: a removal per entry (a probe of a cold slot) took most of the file writer's time
+/// after a write, under the model's lock.
+struct Recent<V> {
+    younger: HashMap<Vec<u8>, Option<V>>,
+    older: HashMap<Vec<u8>, Option<V>>,
+    /// Entries the younger generation takes before it turns older (0: nothing is kept).
+    generation_len: usize,
+}
+
+impl<V> Recent<V> {
+    fn new(capacity: usize) -> Recent<V> {
+        Recent {
+            younger: HashMap::new(),
+            older: HashMap::new(),
+            generation_len: capacity.div_ceil(2),
+        }
+    }
+
+    fn get(&self, encoded: &[u8]) -> Option<&Option<V>> {
+        self.younger
+            .get(encoded)
+            .or_else(|| self.older.get(encoded))
+    }
+
+    fn insert(&mut self, encoded: Vec<u8>, value: Option<V>) {
+        if self.generation_len == 0 {
+            return;
+        }
+        self.younger.insert(encoded, value);
+        if self.younger.len() >= self.generation_len {
+            let younger = HashMap::with_capacity(self.generation_len);
+            self.older = std::mem::replace(&mut self.younger, younger);
+        }
+    }
+
+    /// Entries held (a key in both generations counts twice).
+    fn len(&self) -> usize {
+        self.younger.len() + self.older.len()
     }
 }
 
@@ -1392,6 +1422,28 @@ mod tests {
             hash_at_position: String::new(),
             scalars: "{}".into(),
         }
+    }
+
+    /// The recent entries keep at least the newest half of their capacity and never more than
+    /// all of it; a key written again reads its newest value; capacity 0 keeps nothing.
+    #[test]
+    fn recent_entries_keep_the_newest_and_stay_within_capacity() {
+        let key = |n: u64| n.to_be_bytes().to_vec();
+        let mut recent: Recent<u64> = Recent::new(8);
+        for n in 0..100u64 {
+            recent.insert(key(n), Some(n));
+            assert!(recent.len() <= 8, "{} entries after {n}", recent.len());
+            for kept in n.saturating_sub(3)..=n {
+                assert_eq!(recent.get(&key(kept)), Some(&Some(kept)));
+            }
+        }
+        assert_eq!(recent.get(&key(0)), None);
+        assert_eq!(recent.get(&key(91)), None);
+        recent.insert(key(99), None);
+        assert_eq!(recent.get(&key(99)), Some(&None));
+        let mut nothing: Recent<u64> = Recent::new(0);
+        nothing.insert(key(1), Some(1));
+        assert_eq!(nothing.get(&key(1)), None);
     }
 
     /// A caller's string holding a NUL is no stored key: a lookup finds nothing (and never
