@@ -830,7 +830,7 @@ fn a_catch_up_whose_read_fails_keeps_every_page_before_it() {
 /// 280 MB).
 #[test]
 fn the_files_wal_stays_bounded_under_rewrites() {
-    use paycenter_projections::tables::{Backing, Checkpoint};
+    use paycenter_projections::tables::{Backing, Checkpoint, RowValue};
 
     const ROWS: usize = 1_000;
     const COMMITS: u64 = 60;
@@ -844,7 +844,10 @@ fn the_files_wal_stays_bounded_under_rewrites() {
         let filler = char::from(b'a' + (commit % 26) as u8);
         let value = filler.to_string().repeat(4_000);
         let writes: Vec<_> = (0..ROWS)
-            .map(|row| (1, (row as u64).to_be_bytes().to_vec(), Some(value.clone())))
+            .map(|row| {
+                let value = RowValue::Encoded(value.clone());
+                (1, (row as u64).to_be_bytes().to_vec(), Some(value))
+            })
             .collect();
         let checkpoint = Checkpoint {
             name: "rewrites".to_owned(),

@@ -594,8 +594,12 @@ impl PgTables {
         let prefix = &self.prefix;
         // The last write of each row wins (a batch may carry a row twice: see
         // `Map::drain_into`).
+        let encoded: Vec<Option<String>> = writes
+            .iter()
+            .map(|(_, _, value)| value.as_ref().map(super::RowValue::encode))
+            .collect();
         let mut last: HashMap<(u16, &[u8]), Option<&str>> = HashMap::with_capacity(writes.len());
-        for (space, key, value) in writes {
+        for ((space, key, _), value) in writes.iter().zip(&encoded) {
             last.insert((*space, key.as_slice()), value.as_deref());
         }
         let (mut upsert_spaces, mut upsert_keys, mut upsert_values) =
