@@ -885,10 +885,10 @@ impl ReadModel {
                 (payment.status, payment.anomalies.len())
             })
         };
-        let before = match (&event, touched_payment.as_ref()) {
+        let before = match (started_attempt, touched_payment.as_ref()) {
             // A started attempt's trade number is new (made at its start): the read, a miss in
             // the file for every payment, is skipped. Debug builds check that it would miss.
-            (Event::PaymentAttemptStarted(_), Some(trade_no)) => {
+            (true, Some(trade_no)) => {
                 debug_assert!(
                     peek_before(&self.payments, trade_no).is_none(),
                     "an attempt started with a trade number already recorded"

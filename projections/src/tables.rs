@@ -213,11 +213,11 @@ pub enum RowValue {
 }
 
 impl RowValue {
-    /// The value as the file keeps it (JSON).
-    pub fn encode(&self) -> String {
+    /// The value as the file keeps it (JSON); an encoded one is lent, not copied.
+    pub fn encode(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            RowValue::Encoded(text) => text.clone(),
-            RowValue::Copied(value) => value.encode_json(),
+            RowValue::Encoded(text) => std::borrow::Cow::Borrowed(text),
+            RowValue::Copied(value) => std::borrow::Cow::Owned(value.encode_json()),
         }
     }
 }
@@ -734,7 +734,9 @@ impl Backing {
                 .map_err(|error| self.error(error))?;
             for (space, key, value) in writes {
                 match value {
-                    Some(value) => upsert.execute(rusqlite::params![space, key, value.encode()]),
+                    Some(value) => {
+                        upsert.execute(rusqlite::params![space, key, value.encode().as_ref()])
+                    }
                     None => delete.execute(rusqlite::params![space, key]),
                 }
                 .map_err(|error| self.error(error))?;

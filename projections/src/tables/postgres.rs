@@ -594,13 +594,10 @@ impl PgTables {
         let prefix = &self.prefix;
         // The last write of each row wins (a batch may carry a row twice: see
         // `Map::drain_into`).
-        let encoded: Vec<Option<String>> = writes
-            .iter()
-            .map(|(_, _, value)| value.as_ref().map(super::RowValue::encode))
-            .collect();
-        let mut last: HashMap<(u16, &[u8]), Option<&str>> = HashMap::with_capacity(writes.len());
-        for ((space, key, _), value) in writes.iter().zip(&encoded) {
-            last.insert((*space, key.as_slice()), value.as_deref());
+        let mut last: HashMap<(u16, &[u8]), Option<&super::RowValue>> =
+            HashMap::with_capacity(writes.len());
+        for (space, key, value) in writes {
+            last.insert((*space, key.as_slice()), value.as_ref());
         }
         let (mut upsert_spaces, mut upsert_keys, mut upsert_values) =
             (Vec::new(), Vec::new(), Vec::new());
@@ -613,7 +610,8 @@ impl PgTables {
                 Some(value) => {
                     upsert_spaces.push(space);
                     upsert_keys.push(key);
-                    upsert_values.push(value);
+                    // Encoded here, once per row that is written.
+                    upsert_values.push(value.encode());
                 }
                 None => {
                     delete_spaces.push(space);
@@ -623,6 +621,7 @@ impl PgTables {
         }
         spaces.sort_unstable();
         spaces.dedup();
+        let upsert_values: Vec<&str> = upsert_values.iter().map(|text| text.as_ref()).collect();
         off_runtime(|| {
             let mut writer = self
                 .writer
