@@ -359,7 +359,8 @@ fn run_schemathesis(
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis"),
         )
         .env("SCHEMATHESIS_HOOKS", "hooks")
-        .env("PAYCENTER_ST_IDS", ids.to_string());
+        .env("PAYCENTER_ST_IDS", ids.to_string())
+        .env("PAYCENTER_ST_SEED", &seed);
     for tag in tags {
         command.args(["--include-tag", tag]);
     }
@@ -462,7 +463,11 @@ fn every_answer_fits_the_openapi_document() {
     println!("requests outside the route table (unknown paths, other methods): {n_unmatched}");
     for (operation, (cases, successes)) in &counts {
         if *successes * 10 < *cases {
-            println!("{operation} answered {:?}", statuses.get(operation));
+            println!(
+                "{operation} answered {:?}; refusals said {:?}",
+                statuses.get(operation),
+                messages.get(operation)
+            );
         }
     }
     assert!(
