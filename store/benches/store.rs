@@ -192,14 +192,30 @@ struct AppendFigures {
     appends_per_second: f64,
     p50_us: u64,
     p99_us: u64,
+    /// What this process wrote per append (bytes, write calls): for the embedded store, the
+    /// WAL's frames and the checkpoints' pages, since the writers themselves write nothing.
+    written_per_append: Option<(f64, f64)>,
+}
+
+/// This process's bytes written and write calls so far (`wchar`, `syscw` of `/proc/self/io`;
+/// Linux only). Sockets count too, so it says nothing of a server's disk writes.
+fn process_writes() -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    Some((field("wchar:")?, field("syscw:")?))
 }
 
 impl AppendFigures {
     /// Figures of one run, after checking that every acknowledged append is in the log.
+    /// `writes_before`: [`process_writes`] as the run started.
     fn from_run(
         store: &dyn EventStore,
         mut latencies_us: Vec<u64>,
         elapsed_seconds: f64,
+        writes_before: Option<(u64, u64)>,
     ) -> AppendFigures {
         latencies_us.sort_unstable();
         let n_appends = latencies_us.len();
@@ -208,16 +224,25 @@ impl AppendFigures {
             n_appends as u64,
             "every acknowledged append is in the log"
         );
+        let written_per_append = match (writes_before, process_writes()) {
+            (Some((bytes_before, calls_before)), Some((bytes, calls))) if n_appends > 0 => Some((
+                (bytes - bytes_before) as f64 / n_appends as f64,
+                (calls - calls_before) as f64 / n_appends as f64,
+            )),
+            _ => None,
+        };
         AppendFigures {
             appends_per_second: n_appends as f64 / elapsed_seconds,
             p50_us: percentile(&latencies_us, 0.50),
             p99_us: percentile(&latencies_us, 0.99),
+            written_per_append,
         }
     }
 }
 
 fn durable_appends(store: Arc<dyn EventStore>, n_writers: usize, seconds: u64) -> AppendFigures {
     let stop = Arc::new(AtomicBool::new(false));
+    let writes_before = process_writes();
     let started = Instant::now();
     let threads: Vec<_> = (0..n_writers)
         .map(|writer_idx| {
@@ -250,6 +275,7 @@ fn durable_appends(store: Arc<dyn EventStore>, n_writers: usize, seconds: u64) -
         store.as_ref(),
         latencies_us,
         started.elapsed().as_secs_f64(),
+        writes_before,
     )
 }
 
@@ -265,6 +291,7 @@ fn durable_appends_async(
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let writes_before = process_writes();
     let started = Instant::now();
     let tasks: Vec<_> = (0..n_writers)
         .map(|writer_idx| {
@@ -298,6 +325,7 @@ fn durable_appends_async(
         store.as_ref(),
         latencies_us,
         started.elapsed().as_secs_f64(),
+        writes_before,
     )
 }
 
@@ -480,7 +508,7 @@ fn main() {
     // Measured again after the appends: the disk drifts, so each ratio is given against both.
     let ceiling_after =
         group_commit_records_per_second(dir.path(), GROUP_COMMIT_BATCH, RECORD_BYTES, seconds);
-    for (backend, label, figures) in rows {
+    for (backend, label, figures) in &rows {
         println!(
             "| {backend} | {label} | {:.0} ({:.3}–{:.3} × the durability ceiling) | {:.2} ms | {:.2} ms |",
             figures.appends_per_second,
@@ -494,6 +522,17 @@ fn main() {
     println!(
         "durability ceiling ({RECORD_BYTES}-byte records, one fdatasync per {GROUP_COMMIT_BATCH}): {ceiling_before:.0} records/s before the appends, {ceiling_after:.0} after"
     );
+    // What one append costs the disk, beside what it holds: the gap is the index pages and the
+    // checkpoints' copies (`docs/benchmarks.md`).
+    println!();
+    println!("| embedded store | writers | bytes written per append | write calls per append |");
+    println!("|---|---|---|---|");
+    for (backend, label, figures) in &rows {
+        if let ("SQLite", Some((bytes, calls))) = (*backend, figures.written_per_append) {
+            println!("| {backend} | {label} | {bytes:.0} | {calls:.1} |");
+        }
+    }
+    println!("(one append holds a {}-byte payload)", PAYLOAD.len());
     println!();
     let (raw_rate, read_rate, verify_rate) = read_all_events_per_second(dir.path(), n_read_events);
     println!("| read | events/s |");
