@@ -16,15 +16,21 @@
 //! before it. Readers see only events at or below the durable head, so nothing that a power
 //! loss could take back is ever acknowledged, read by a projection or shown to a user.
 //!
+//! Which positions hold a stream's events is indexed outside the log's file, by a third
+//! thread ([`stream_index`]): an index there would cost every append a random page write.
+//!
 //! Readers use their own connections; WAL lets them read while the writer writes, and they
 //! only ever see whole committed transactions, so the global log has no holes for them. The
 //! last events committed are also kept in memory ([`RecentEvents`]), in log order: each
 //! projection's follower reads the batch just written, and serving it from there spares every
 //! follower a query whose pages SQLite has dropped from its cache at the writer's commit.
 
+mod stream_index;
+
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -39,6 +45,8 @@ use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
 use crate::{MAX_READ_ALL_LIMIT, MAX_STREAM_EVENTS};
+pub use stream_index::INDEX_FILE_NAME;
+use stream_index::{IndexFile, Indexer, SharedTail};
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "events.sqlite3";
@@ -74,6 +82,11 @@ pub struct SqliteConfig {
     /// A child process forked by this program holds a copy of the lock until it execs,
     /// so a lock just released can look taken for a moment.
     pub lock_wait_ms: u64,
+    /// Durable events indexed in memory before the indexer writes them, sorted by stream,
+    /// into the stream index file in one transaction (see [`stream_index`]).
+    pub stream_index_fill_events: usize,
+    /// Events the in-memory stream index may hold before appends wait for the indexer.
+    pub max_stream_tail_events: usize,
 }
 
 /// The WAL is truncated back to this size after a checkpoint, so its disk use stays bounded.
@@ -101,6 +114,10 @@ impl Default for SqliteConfig {
             // payments/s (docs/benchmarks.md).
             cache_size_kib: 32 << 10,
             lock_wait_ms: 2_000,
+            // About 200 bytes each in memory: 32,768 is a few MB, and a few seconds of the log
+            // at full load. Larger fills share more of the index file's leaves per entry.
+            stream_index_fill_events: 32_768,
+            max_stream_tail_events: 131_072,
         }
     }
 }
@@ -131,6 +148,14 @@ pub struct SqliteStore {
     max_idle_readers: usize,
     /// The last events the writer committed (empty when opened read-only).
     recent: Arc<Mutex<RecentEvents>>,
+    /// The stream index file; read connections attach it when `index_attached`.
+    index_file: IndexFile,
+    index_attached: bool,
+    /// The events not yet in the index file (empty when opened read-only).
+    tail: Arc<SharedTail>,
+    indexer_thread: Option<JoinHandle<()>>,
+    /// Tells the indexer to stop.
+    stopping: Arc<AtomicBool>,
     _lock_file: Option<File>,
 }
 
@@ -191,6 +216,13 @@ impl RecentEvents {
                 .collect(),
         )
     }
+
+    /// The event at `position`, when kept.
+    fn get(&self, position: u64) -> Option<RecordedEvent> {
+        let first = self.events.front()?.global_position;
+        let idx = usize::try_from(position.checked_sub(first)?).ok()?;
+        self.events.get(idx).cloned()
+    }
 }
 
 const SCHEMA: &str = "
@@ -209,8 +241,10 @@ CREATE TABLE IF NOT EXISTS events (
     causation_id    BLOB,
     payload         TEXT    NOT NULL,
     prev_hash       BLOB    NOT NULL,
-    hash            BLOB    NOT NULL,
-    UNIQUE (stream_id, stream_revision)
+    hash            BLOB    NOT NULL
+    -- No index on (stream_id, stream_revision): the writer keeps revisions unique, and the
+    -- stream index lives in its own file (`stream_index`). Stores created before this
+    -- change keep their unique index, which still holds.
 );
 -- The chain head, written in the same transaction as the events: a log whose last event does
 -- not match it has lost its tail.
@@ -235,19 +269,47 @@ macro_rules! select_events {
 const READ_ALL_SQL: &str = select_events!(
     "WHERE global_position >= ?1 AND global_position <= ?2 ORDER BY global_position"
 );
+/// A stream's events, by a scan where the log has no index of streams (a store opened read-only
+/// before any writer made the stream index file); stores created before the stream index file
+/// kept an index in the log that serves it.
 const READ_STREAM_SQL: &str = select_events!(
     "WHERE stream_id = ?1 AND stream_revision >= ?2 AND global_position <= ?3 \
      ORDER BY stream_revision"
 );
-
-/// Whether SQLite refused a statement for a constraint (a unique index here).
-fn is_constraint_violation(error: &rusqlite::Error) -> bool {
-    matches!(
-        error,
-        rusqlite::Error::SqliteFailure(failure, _)
-            if failure.code == rusqlite::ErrorCode::ConstraintViolation
-    )
+/// Whole events with `$rest` after `FROM events e`, columns named through `e`.
+macro_rules! select_events_e {
+    ($rest:literal) => {
+        concat!(
+            "SELECT e.global_position, e.stream_id, e.stream_revision, e.event_id, e.event_type, ",
+            "e.schema_version, e.recorded_at_us, e.correlation_id, e.causation_id, e.payload, ",
+            "e.prev_hash, e.hash FROM events e ",
+            $rest
+        )
+    };
 }
+/// The schema name the stream index file is attached under.
+const INDEX_SCHEMA_NAME: &str = "streams";
+/// A stream's events the index file holds, from revision ?2 up to (not with) revision ?3.
+const READ_INDEXED_STREAM_SQL: &str = select_events_e!(
+    "JOIN streams.stream_index i ON i.global_position = e.global_position \
+     WHERE i.stream_id = ?1 AND i.stream_revision >= ?2 AND i.stream_revision < ?3 \
+     AND e.global_position <= ?4 ORDER BY i.stream_revision"
+);
+/// A stream's events for a reader without the writer's tail: those in the index file, then
+/// those after it by a scan of the log's end, in one statement (one snapshot of both files).
+const READ_STREAM_WITH_INDEX_SQL: &str = concat!(
+    select_events_e!(
+        "JOIN streams.stream_index i ON i.global_position = e.global_position \
+         WHERE i.stream_id = ?1 AND i.stream_revision >= ?2 AND e.global_position <= ?3 "
+    ),
+    "UNION ALL ",
+    select_events_e!(
+        "WHERE e.global_position > COALESCE((SELECT position FROM streams.indexed_through), 0) \
+         AND e.stream_id = ?1 AND e.stream_revision >= ?2 AND e.global_position <= ?3 \
+         ORDER BY 3"
+    )
+);
+const READ_EVENT_AT_SQL: &str = select_events!("WHERE global_position = ?1");
 
 fn blob16(bytes: Option<Vec<u8>>, column: &str) -> rusqlite::Result<Option<uuid::Uuid>> {
     match bytes {
@@ -303,6 +365,18 @@ fn open_connection(db_path: &Path, read_only: bool) -> Result<Connection, StoreE
 
 /// Page cache of each read connection, in KiB (SQLite's default is 2,000).
 const READER_CACHE_KIB: u32 = 512;
+
+/// Attaches the stream index file to a read connection, as [`INDEX_SCHEMA_NAME`].
+fn attach_index(connection: &Connection, index_file: &IndexFile) -> Result<(), StoreError> {
+    connection.execute(
+        &format!("ATTACH DATABASE ?1 AS {INDEX_SCHEMA_NAME}"),
+        [index_file.path.to_string_lossy()],
+    )?;
+    connection.execute_batch(&format!(
+        "PRAGMA {INDEX_SCHEMA_NAME}.cache_size=-{READER_CACHE_KIB};"
+    ))?;
+    Ok(())
+}
 
 /// Takes the exclusive lock on `lock_file`, retrying for up to `wait_ms`.
 fn take_lock(lock_file: &File, lock_path: &Path, wait_ms: u64) -> Result<(), StoreError> {
@@ -363,6 +437,14 @@ impl SqliteStore {
         let wal_file = File::open(&wal_path)?;
         // Whatever an earlier process committed without syncing is made durable before we serve.
         wal_file.sync_data()?;
+        assert!(
+            config.max_stream_tail_events > config.stream_index_fill_events
+                && config.stream_index_fill_events > 0,
+            "the tail holds more than one fill"
+        );
+        let index_file = IndexFile::in_dir(data_dir);
+        // Created (empty) before any reader connects, so every reader attaches it.
+        stream_index::create(&index_file)?;
 
         let head = Arc::new(Head {
             position: Mutex::new(0),
@@ -379,6 +461,11 @@ impl SqliteStore {
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: config.max_idle_readers,
             recent: Arc::new(Mutex::new(RecentEvents::new(config.recent_events))),
+            index_file: index_file.clone(),
+            index_attached: true,
+            tail: Arc::new(SharedTail::default()),
+            indexer_thread: None,
+            stopping: Arc::new(AtomicBool::new(false)),
             _lock_file: Some(lock_file),
         };
         let (head_position, head_hash) = if config.verify_on_open {
@@ -391,6 +478,16 @@ impl SqliteStore {
             store.recorded_head()?
         };
         *head.position.lock().expect("head lock") = head_position;
+        // Read through a connection of its own, so the writer's page cache does not keep the
+        // pages read (see `load_event_ids`).
+        let (index_connection, tail) = stream_index::open_and_catch_up(
+            &index_file,
+            &open_connection(&store.db_path, true)?,
+            head_position,
+            config.max_stream_tail_events,
+        )?;
+        *store.tail.state.lock().expect("stream tail lock") = tail;
+        let index_reader = open_connection(&index_file.path, true)?;
 
         let (queue, receiver) = AppendQueue::new(config.queue_capacity);
         let (sync_sender, sync_receiver) = sync_channel(SYNC_QUEUE_BATCHES);
@@ -405,11 +502,23 @@ impl SqliteStore {
             batch_event_ids: Vec::new(),
             recent: store.recent.clone(),
             batch_recorded: Vec::new(),
+            tail: store.tail.clone(),
+            max_tail_events: config.max_stream_tail_events,
+            index_reader,
+            batch_heads: HashMap::new(),
             failure: failure.clone(),
             stopped: false,
         };
         writer.last_recorded_at_us = writer.load_last_recorded_at()?;
         writer.load_event_ids(&open_connection(&store.db_path, true)?)?;
+        let indexer = Indexer {
+            connection: index_connection,
+            tail: store.tail.clone(),
+            head: head.clone(),
+            fill_events: config.stream_index_fill_events,
+            stopping: store.stopping.clone(),
+            failure: failure.clone(),
+        };
         let syncer = Syncer {
             wal_file,
             head,
@@ -421,9 +530,13 @@ impl SqliteStore {
         let writer_thread = std::thread::Builder::new()
             .name("store-writer".to_owned())
             .spawn(move || writer.run(receiver))?;
+        let indexer_thread = std::thread::Builder::new()
+            .name("store-indexer".to_owned())
+            .spawn(move || indexer.run())?;
         store.writer = Some(queue);
         store.writer_thread = Some(writer_thread);
         store.syncer_thread = Some(syncer_thread);
+        store.indexer_thread = Some(indexer_thread);
         Ok(store)
     }
 
@@ -437,6 +550,10 @@ impl SqliteStore {
                 db_path.display()
             )));
         }
+        // A log no writer of this version has opened has no stream index file: its streams
+        // are read by the log's own index (older stores) or a scan.
+        let index_file = IndexFile::in_dir(data_dir);
+        let index_attached = index_file.exists();
         let store = SqliteStore {
             db_path,
             writer: None,
@@ -450,6 +567,11 @@ impl SqliteStore {
             idle_readers: Mutex::new(Vec::new()),
             max_idle_readers: 4,
             recent: Arc::new(Mutex::new(RecentEvents::new(0))),
+            index_file,
+            index_attached,
+            tail: Arc::new(SharedTail::default()),
+            indexer_thread: None,
+            stopping: Arc::new(AtomicBool::new(false)),
             _lock_file: None,
         };
         Ok(store)
@@ -467,7 +589,13 @@ impl SqliteStore {
         let pooled = self.idle_readers.lock().expect("reader pool lock").pop();
         let connection = match pooled {
             Some(connection) => connection,
-            None => open_connection(&self.db_path, true)?,
+            None => {
+                let connection = open_connection(&self.db_path, true)?;
+                if self.index_attached {
+                    attach_index(&connection, &self.index_file)?;
+                }
+                connection
+            }
         };
         let result = read(&connection);
         let mut idle = self.idle_readers.lock().expect("reader pool lock");
@@ -489,6 +617,68 @@ impl SqliteStore {
                     row.get(0)
                 })?;
             Ok(head.unwrap_or(0) as u64)
+        })
+    }
+
+    /// A stream's events through `durable` while this process writes: the older ones from the
+    /// index file, the newer ones from the tail in memory. The tail is read first: an event
+    /// missing from it was dropped after the fill holding it committed, so the index file,
+    /// read afterwards, has it; and the file is asked only for revisions below the tail's, so
+    /// nothing is read twice.
+    fn read_stream_with_tail(
+        &self,
+        stream_id: &str,
+        from_revision: u64,
+        durable: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let slice = self.tail.state.lock().expect("stream tail lock").slice(
+            stream_id,
+            from_revision,
+            durable,
+        );
+        let below_revision = slice.first_revision.unwrap_or(i64::MAX as u64);
+        let kept: Vec<Option<RecordedEvent>> = {
+            let recent = self.recent.lock().expect("recent events lock");
+            slice
+                .events
+                .iter()
+                .map(|&(_, position)| recent.get(position))
+                .collect()
+        };
+        self.with_reader(|connection| {
+            let mut events = Vec::with_capacity(slice.events.len());
+            if from_revision < below_revision {
+                let mut statement = connection.prepare_cached(READ_INDEXED_STREAM_SQL)?;
+                let rows = statement.query_map(
+                    params![
+                        stream_id,
+                        from_revision as i64,
+                        below_revision as i64,
+                        durable as i64
+                    ],
+                    row_to_event,
+                )?;
+                for row in rows.take(MAX_STREAM_EVENTS + 1) {
+                    events.push(row?);
+                }
+            }
+            let mut at_position = connection.prepare_cached(READ_EVENT_AT_SQL)?;
+            for (&(revision, position), kept) in slice.events.iter().zip(kept) {
+                let event = match kept {
+                    Some(event) => event,
+                    None => at_position.query_row(params![position as i64], row_to_event)?,
+                };
+                if (event.stream_revision, event.stream_id.as_str()) != (revision, stream_id) {
+                    return Err(StoreError::Corrupted {
+                        position,
+                        reason: format!(
+                            "the stream index points at this event for revision {revision} of {stream_id}"
+                        ),
+                    });
+                }
+                events.push(event);
+            }
+            Ok(events)
         })
     }
 
@@ -525,6 +715,11 @@ impl Drop for SqliteStore {
         }
         // The writer dropped its end of the sync queue when it stopped; the syncer drains it.
         if let Some(thread) = self.syncer_thread.take() {
+            let _ = thread.join();
+        }
+        // The tail it leaves is read again from the log at the next open.
+        self.stopping.store(true, Ordering::Release);
+        if let Some(thread) = self.indexer_thread.take() {
             let _ = thread.join();
         }
     }
@@ -565,24 +760,33 @@ impl EventStore for SqliteStore {
         from_revision: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let durable = self.readable_head()?;
-        self.with_reader(|connection| {
-            // No `LIMIT ?`: SQLite plans with a bound LIMIT's value and so prepares the
-            // statement again at every run; rows are stepped lazily and the take stops them.
-            let mut statement = connection.prepare_cached(READ_STREAM_SQL)?;
-            let rows = statement.query_map(
-                params![stream_id, from_revision as i64, durable as i64],
-                row_to_event,
-            )?;
-            let events = rows
-                .take(MAX_STREAM_EVENTS + 1)
-                .collect::<Result<Vec<_>, _>>()?;
-            if events.len() > MAX_STREAM_EVENTS {
-                return Err(StoreError::Backend(format!(
-                    "stream {stream_id} exceeds {MAX_STREAM_EVENTS} events"
-                )));
-            }
-            Ok(events)
-        })
+        let events = if self.writer.is_some() {
+            self.read_stream_with_tail(stream_id, from_revision, durable)?
+        } else {
+            self.with_reader(|connection| {
+                // No `LIMIT ?`: SQLite plans with a bound LIMIT's value and so prepares the
+                // statement again at every run; rows are stepped lazily and the take stops them.
+                let sql = if self.index_attached {
+                    READ_STREAM_WITH_INDEX_SQL
+                } else {
+                    READ_STREAM_SQL
+                };
+                let mut statement = connection.prepare_cached(sql)?;
+                let rows = statement.query_map(
+                    params![stream_id, from_revision as i64, durable as i64],
+                    row_to_event,
+                )?;
+                Ok(rows
+                    .take(MAX_STREAM_EVENTS + 1)
+                    .collect::<Result<Vec<_>, _>>()?)
+            })?
+        };
+        if events.len() > MAX_STREAM_EVENTS {
+            return Err(StoreError::Backend(format!(
+                "stream {stream_id} exceeds {MAX_STREAM_EVENTS} events"
+            )));
+        }
+        Ok(events)
     }
 
     fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -755,8 +959,16 @@ struct Writer {
     batch_event_ids: Vec<uuid::Uuid>,
     /// Shared with the store: the last events committed.
     recent: Arc<Mutex<RecentEvents>>,
-    /// The events the batch in progress wrote, for `recent` once it commits.
+    /// The events the batch in progress wrote, for `recent` and `tail` once it commits.
     batch_recorded: Vec<RecordedEvent>,
+    /// Shared with the store and the indexer: the streams' events not yet in the index file.
+    tail: Arc<SharedTail>,
+    /// Appends wait while the tail holds this many events.
+    max_tail_events: usize,
+    /// A read connection to the index file: the heads of streams the tail does not hold.
+    index_reader: Connection,
+    /// The heads of the streams the batch in progress appended to (not yet in the tail).
+    batch_heads: HashMap<String, u64>,
     /// Shared with the store: why appends stopped.
     failure: Arc<Mutex<Option<String>>>,
     /// Set once the syncer is gone: the writer takes no more appends.
@@ -909,6 +1121,26 @@ impl Writer {
 
     fn run(mut self, receiver: Receiver<AppendRequest>) {
         while let Some(batch) = next_batch(&receiver, self.max_batch_appends) {
+            let failure = self.failure.clone();
+            let has_room = self.tail.wait_for_room(self.max_tail_events, || {
+                failure
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .is_some()
+            });
+            if !has_room {
+                // The indexer stopped (its reason is recorded): no append is taken any more.
+                let reason = self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone()
+                    .unwrap_or_default();
+                for request in batch {
+                    let _ = request.reply.send(Err(StoreError::Backend(reason.clone())));
+                }
+                return;
+            }
             self.write_batch(batch);
             if self.stopped {
                 return;
@@ -926,6 +1158,7 @@ impl Writer {
                 // Nothing of the batch is durable: roll back and fail every append in it.
                 let _ = self.connection.execute_batch("ROLLBACK");
                 self.batch_recorded.clear();
+                self.batch_heads.clear();
                 for event_id in self.batch_event_ids.drain(..).rev() {
                     self.event_ids.forget_newest(&event_id);
                 }
@@ -988,6 +1221,16 @@ impl Writer {
         }
         self.connection.execute_batch("COMMIT")?;
         self.last_recorded_at_us = now_us;
+        self.batch_heads.clear();
+        self.tail
+            .push_committed(self.batch_recorded.iter().map(|event| {
+                (
+                    event.global_position,
+                    event.stream_id.as_str(),
+                    event.stream_revision,
+                    event.hash,
+                )
+            }));
         self.recent
             .lock()
             .expect("recent events lock")
@@ -1005,14 +1248,7 @@ impl Writer {
         if let Some(replayed) = self.find_stored(request)? {
             return Ok(replayed);
         }
-        // An append that expects no stream (most payments' first) skips the read of the
-        // stream's head: its first row goes in at revision 0, and the unique index on
-        // (stream_id, stream_revision) refuses it when the stream exists. That spares one
-        // walk of the index per new stream; the refusal then reads the head to report it.
-        let current = match request.expected {
-            ExpectedRevision::NoStream => None,
-            ExpectedRevision::Any | ExpectedRevision::Exact(_) => self.stream_head(request)?,
-        };
+        let current = self.stream_head(&request.stream_id)?;
         if !request.expected.is_satisfied_by(current) {
             return Ok(Err(self.wrong_revision(request, current)));
         }
@@ -1056,19 +1292,7 @@ impl Writer {
                 &self.head_hash[..],
                 &hash[..],
             ]);
-            if let Err(error) = inserted {
-                // Only the first row of a `NoStream` append can meet a stream it did not
-                // read. A failed statement undoes only itself, and nothing of this append was
-                // written before it, so the append is refused whole and the batch goes on.
-                let first_row_of_new_stream = global_position == first_position
-                    && request.expected == ExpectedRevision::NoStream;
-                if first_row_of_new_stream && is_constraint_violation(&error) {
-                    if let Some(actual) = self.stream_head(request)? {
-                        return Ok(Err(self.wrong_revision(request, Some(actual))));
-                    }
-                }
-                return Err(error.into());
-            }
+            inserted?;
             self.event_ids.remember(new_event.event_id, global_position);
             self.batch_event_ids.push(new_event.event_id);
             self.batch_recorded.push(RecordedEvent {
@@ -1089,6 +1313,8 @@ impl Writer {
             self.head_hash = hash;
             revision += 1;
         }
+        self.batch_heads
+            .insert(request.stream_id.clone(), revision - 1);
         Ok(Ok(AppendOutcome {
             first_position,
             last_position: self.head_position,
@@ -1097,12 +1323,27 @@ impl Writer {
         }))
     }
 
-    /// The revision of the stream's last event, `None` when it has none.
-    fn stream_head(&self, request: &AppendRequest) -> Result<Option<u64>, StoreError> {
+    /// The revision of the stream's last event, `None` when it has none: from the batch in
+    /// progress, else the tail, else the index file. A stream the tail does not hold cannot
+    /// enter it meanwhile (only this thread adds to it), so the file, read after the tail, has
+    /// every event of it.
+    fn stream_head(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(&revision) = self.batch_heads.get(stream_id) {
+            return Ok(Some(revision));
+        }
+        if let Some(revision) = self
+            .tail
+            .state
+            .lock()
+            .expect("stream tail lock")
+            .head(stream_id)
+        {
+            return Ok(Some(revision));
+        }
         let head: Option<i64> = self
-            .connection
-            .prepare_cached("SELECT MAX(stream_revision) FROM events WHERE stream_id = ?1")?
-            .query_row(params![request.stream_id], |row| row.get(0))?;
+            .index_reader
+            .prepare_cached("SELECT MAX(stream_revision) FROM stream_index WHERE stream_id = ?1")?
+            .query_row(params![stream_id], |row| row.get(0))?;
         Ok(head.map(|revision| revision as u64))
     }
 
@@ -1175,13 +1416,30 @@ mod tests {
     /// (a `LIMIT ?`) is compiled again at every run, which a profile of the payment path showed.
     #[test]
     fn reads_are_not_prepared_again_at_every_run() {
+        fn assert_prepared_once(store: &SqliteStore, statements: &[&str]) {
+            let idle = store.idle_readers.lock().unwrap();
+            assert_eq!(idle.len(), 1, "one pooled reader served every read");
+            for sql in statements {
+                let statement = idle[0].prepare_cached(sql).unwrap();
+                // (The open read the log too.)
+                assert!(
+                    statement.get_status(rusqlite::StatementStatus::Run) >= 20,
+                    "{sql}"
+                );
+                assert_eq!(
+                    statement.get_status(rusqlite::StatementStatus::RePrepare),
+                    0,
+                    "{sql}"
+                );
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
-        // Nothing kept in memory: every `read_all` is a query.
+        // Nothing kept in memory: every read is a query.
         let config = SqliteConfig {
             recent_events: 0,
             ..SqliteConfig::default()
         };
-        let store = SqliteStore::open(dir.path(), config).unwrap();
+        let store = SqliteStore::open(dir.path(), config.clone()).unwrap();
         for round in 0..20u64 {
             store
                 .append(
@@ -1196,21 +1454,26 @@ mod tests {
                 1
             );
         }
-        let idle = store.idle_readers.lock().unwrap();
-        assert_eq!(idle.len(), 1, "one pooled reader served every read");
-        for sql in [READ_ALL_SQL, READ_STREAM_SQL] {
-            let statement = idle[0].prepare_cached(sql).unwrap();
-            // (The open read the log too.)
-            assert!(
-                statement.get_status(rusqlite::StatementStatus::Run) >= 20,
-                "{sql}"
-            );
+        // The streams are in the tail (far below one fill): read by position.
+        assert_prepared_once(&store, &[READ_ALL_SQL, READ_EVENT_AT_SQL]);
+        drop(store);
+        // Reopened with a tail of at most 4 events, the open moves all 20 into the index file.
+        let store = SqliteStore::open(
+            dir.path(),
+            SqliteConfig {
+                stream_index_fill_events: 2,
+                max_stream_tail_events: 4,
+                ..config
+            },
+        )
+        .unwrap();
+        for round in 0..20u64 {
             assert_eq!(
-                statement.get_status(rusqlite::StatementStatus::RePrepare),
-                0,
-                "{sql}"
+                store.read_stream(&format!("s-{round}"), 0).unwrap().len(),
+                1
             );
         }
+        assert_prepared_once(&store, &[READ_INDEXED_STREAM_SQL]);
     }
 
     /// `read_all` from memory answers exactly what the file holds: the same events, byte for

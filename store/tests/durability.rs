@@ -13,8 +13,14 @@ use paycenter_store::sqlite::DB_FILE_NAME;
 use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore, StoreError};
 use rand::Rng;
 
+/// Fills of the stream index every 100 events, so a kill lands inside one as often as not.
 fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-    SqliteStore::open(dir, SqliteConfig::default())
+    let config = SqliteConfig {
+        stream_index_fill_events: 100,
+        max_stream_tail_events: 1_000,
+        ..SqliteConfig::default()
+    };
+    SqliteStore::open(dir, config)
 }
 
 fn fill(dir: &Path, n_events: usize) {
@@ -282,6 +288,32 @@ fn acknowledged_appends_survive_sigkill() {
                 (*first, *last),
                 "{stream_id}"
             );
+        }
+        // Read by stream, the streams of this run (split between the stream index file and
+        // what the open read back from the log) hold the same events, and cannot be created
+        // again.
+        let run_prefix = format!("r{run_idx}-");
+        for (stream_id, positions) in stored.iter().filter(|(id, _)| id.starts_with(&run_prefix)) {
+            let by_stream: Vec<u64> = store
+                .read_stream(stream_id, 0)
+                .unwrap()
+                .iter()
+                .map(|event| event.global_position)
+                .collect();
+            assert_eq!(&by_stream, positions, "{stream_id} read by stream");
+        }
+        if let Some(stream_id) = stored.keys().find(|id| id.starts_with(&run_prefix)) {
+            assert!(matches!(
+                store.append(
+                    stream_id,
+                    ExpectedRevision::NoStream,
+                    vec![event("t", "{}")]
+                ),
+                Err(StoreError::WrongExpectedRevision {
+                    actual: Some(2),
+                    ..
+                })
+            ));
         }
     }
     let store = open(dir.path()).unwrap();

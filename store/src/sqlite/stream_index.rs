@@ -1,0 +1,500 @@
+//! The stream index of the embedded store: which positions hold each stream's events, kept out
+//! of the log's file.
+//!
+//! An index on `(stream_id, stream_revision)` inside the log's file costs a random B-tree leaf
+//! per append, written whole into the WAL and fsynced with its batch: with 64 appends per
+//! batch that was 7 KB written per 215-byte event (docs/benchmarks.md). Instead:
+//! - the log's file holds the events by position only, so a batch writes the file's last pages;
+//! - the events after the last fill are indexed in memory ([`StreamTail`]), where the writer
+//!   finds stream heads and readers find the newest events of a stream;
+//! - the indexer thread moves durable events from the tail into a second SQLite file,
+//!   [`INDEX_FILE_NAME`], in chunks sorted by stream, off the append path.
+//!
+//! That file is derived from the log. It records the last position it has indexed and that
+//! event's hash, in the same transaction as the entries; a store opened with the file missing,
+//! from another log, or ahead of the log refills it from the log (deleting it while the service
+//! is stopped is always safe). A reader takes the tail's part of a stream first and asks the
+//! file second: an entry missing from the tail was removed after the fill that holds it
+//! committed, so the file, read afterwards, has it.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{blob32, open_connection, record_failure, Head};
+use crate::StoreError;
+
+/// The index file inside the data directory.
+pub const INDEX_FILE_NAME: &str = "streams.sqlite3";
+
+const INDEX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS stream_index (
+    stream_id       TEXT    NOT NULL,
+    stream_revision INTEGER NOT NULL,
+    global_position INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, stream_revision)
+) WITHOUT ROWID;
+-- The last event the index holds, with its hash: the log it was filled from.
+CREATE TABLE IF NOT EXISTS indexed_through (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL,
+    hash     BLOB    NOT NULL
+);
+";
+
+/// Events read from the log per transaction when the index file is refilled at open.
+const OPEN_FILL_CHUNK_EVENTS: usize = 262_144;
+
+/// One event of the tail.
+#[derive(Debug, Clone)]
+struct TailEntry {
+    position: u64,
+    stream_id: Arc<str>,
+    revision: u64,
+    hash: [u8; 32],
+}
+
+/// The events after the index file's last fill, by stream.
+#[derive(Debug, Default)]
+pub(super) struct StreamTail {
+    /// Every event after this position is here; those at or before it are in the index file.
+    indexed_through: u64,
+    /// The events after `indexed_through`, in log order: what the next fill takes.
+    order: VecDeque<TailEntry>,
+    /// Each stream's events after `indexed_through`, as (revision, position), by revision.
+    streams: HashMap<Arc<str>, Vec<(u64, u64)>>,
+}
+
+/// A stream's events in the tail, as a reader sees them.
+#[derive(Debug, Default)]
+pub(super) struct TailSlice {
+    /// The stream's first revision in the tail, durable or not: the index file holds the
+    /// revisions below it. `None` when the tail has none of the stream.
+    pub first_revision: Option<u64>,
+    /// (revision, position) of the stream's events in the tail from the revision asked for,
+    /// through the position asked for.
+    pub events: Vec<(u64, u64)>,
+}
+
+impl StreamTail {
+    /// Adds a committed event, which follows the last one kept.
+    fn push(&mut self, position: u64, stream_id: &str, revision: u64, hash: [u8; 32]) {
+        if let Some(last) = self.order.back() {
+            assert_eq!(position, last.position + 1, "the tail follows the log");
+        } else {
+            assert_eq!(
+                position,
+                self.indexed_through + 1,
+                "the tail follows the index"
+            );
+        }
+        let key = match self.streams.get_key_value(stream_id) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(stream_id),
+        };
+        let revisions = self.streams.entry(key.clone()).or_default();
+        if let Some(&(last_revision, _)) = revisions.last() {
+            assert_eq!(revision, last_revision + 1, "a stream's revisions follow");
+        }
+        revisions.push((revision, position));
+        self.order.push_back(TailEntry {
+            position,
+            stream_id: key,
+            revision,
+            hash,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The revision of the stream's last event in the tail.
+    pub fn head(&self, stream_id: &str) -> Option<u64> {
+        self.streams
+            .get(stream_id)
+            .and_then(|revisions| revisions.last())
+            .map(|&(revision, _)| revision)
+    }
+
+    /// The stream's events in the tail from `from_revision` through `through_position`.
+    pub fn slice(&self, stream_id: &str, from_revision: u64, through_position: u64) -> TailSlice {
+        let Some(revisions) = self.streams.get(stream_id) else {
+            return TailSlice::default();
+        };
+        TailSlice {
+            first_revision: revisions.first().map(|&(revision, _)| revision),
+            events: revisions
+                .iter()
+                .filter(|&&(revision, position)| {
+                    revision >= from_revision && position <= through_position
+                })
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// How many events of the tail are at or before `position`.
+    fn count_through(&self, position: u64) -> usize {
+        self.order
+            .partition_point(|entry| entry.position <= position)
+    }
+
+    /// The first `count` events of the tail.
+    fn first_entries(&self, count: usize) -> Vec<TailEntry> {
+        self.order.iter().take(count).cloned().collect()
+    }
+
+    /// Drops the events through `position`, which the index file now holds.
+    fn forget_through(&mut self, position: u64) {
+        let mut dropped_per_stream: HashMap<Arc<str>, usize> = HashMap::new();
+        while self
+            .order
+            .front()
+            .is_some_and(|entry| entry.position <= position)
+        {
+            let entry = self.order.pop_front().expect("a front entry");
+            *dropped_per_stream.entry(entry.stream_id).or_default() += 1;
+        }
+        for (stream_id, n_dropped) in dropped_per_stream {
+            let revisions = self.streams.get_mut(&stream_id).expect("a tail stream");
+            // A stream's oldest events are the first dropped.
+            revisions.drain(..n_dropped);
+            if revisions.is_empty() {
+                self.streams.remove(&stream_id);
+            }
+        }
+        self.indexed_through = position.max(self.indexed_through);
+    }
+}
+
+/// The tail, shared by the writer (adds), the indexer (removes) and readers.
+#[derive(Debug, Default)]
+pub(super) struct SharedTail {
+    pub state: Mutex<StreamTail>,
+    /// Signalled when the tail grows or shrinks.
+    changed: Condvar,
+}
+
+impl SharedTail {
+    /// Adds a committed batch: (position, stream, revision, hash) in log order.
+    pub fn push_committed<'a>(&self, events: impl Iterator<Item = (u64, &'a str, u64, [u8; 32])>) {
+        let mut tail = self.state.lock().expect("stream tail lock");
+        for (position, stream_id, revision, hash) in events {
+            tail.push(position, stream_id, revision, hash);
+        }
+        drop(tail);
+        self.changed.notify_all();
+    }
+
+    /// Blocks while the tail holds `max_events` or more, so memory stays bounded when the
+    /// indexer falls behind. Gives up (`false`) when `give_up` says so.
+    pub fn wait_for_room(&self, max_events: usize, give_up: impl Fn() -> bool) -> bool {
+        let mut tail = self.state.lock().expect("stream tail lock");
+        while tail.len() >= max_events {
+            if give_up() {
+                return false;
+            }
+            tail = self
+                .changed
+                .wait_timeout(tail, Duration::from_millis(50))
+                .expect("stream tail lock")
+                .0;
+        }
+        true
+    }
+}
+
+/// Where the index file is and how it is filled.
+#[derive(Debug, Clone)]
+pub(super) struct IndexFile {
+    pub path: PathBuf,
+}
+
+impl IndexFile {
+    pub fn in_dir(data_dir: &Path) -> IndexFile {
+        IndexFile {
+            path: data_dir.join(INDEX_FILE_NAME),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Opens the file for writing (creating it), with its schema.
+    fn open_for_writing(&self) -> Result<Connection, StoreError> {
+        let connection = open_connection(&self.path, false)?;
+        let journal_mode: String =
+            connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "could not enable WAL on the stream index (got {journal_mode})"
+            )));
+        }
+        // NORMAL: a power loss may take back the last fills, never leave the file torn; what
+        // it takes back is refilled from the log at the next open.
+        connection.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size=-16384;",
+        )?;
+        connection.execute_batch(INDEX_SCHEMA)?;
+        Ok(connection)
+    }
+
+    /// Removes the file and its WAL, to refill it from the log.
+    fn remove(&self) -> Result<(), StoreError> {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the index file with its schema, when missing.
+pub(super) fn create(file: &IndexFile) -> Result<(), StoreError> {
+    file.open_for_writing().map(drop)
+}
+
+fn read_indexed_through(connection: &Connection) -> Result<(u64, [u8; 32]), StoreError> {
+    let row: Option<(i64, Vec<u8>)> = connection
+        .query_row(
+            "SELECT position, hash FROM indexed_through WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok((0, crate::chain::GENESIS_HASH)),
+        Some((position, hash)) => Ok((position as u64, blob32(hash, "hash")?)),
+    }
+}
+
+/// Writes `entries` (sorted here by stream) and moves `indexed_through` to the last of them,
+/// in one transaction.
+fn write_fill(connection: &Connection, mut entries: Vec<TailEntry>) -> Result<u64, StoreError> {
+    let last = entries.last().expect("a fill is not empty").clone();
+    // Sorted, consecutive inserts land in the same leaves.
+    entries.sort_unstable_by(|a, b| (&a.stream_id, a.revision).cmp(&(&b.stream_id, b.revision)));
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let written = (|| -> Result<(), StoreError> {
+        let mut insert = connection.prepare_cached(
+            "INSERT INTO stream_index (stream_id, stream_revision, global_position) VALUES (?1, ?2, ?3)",
+        )?;
+        for entry in &entries {
+            insert.execute(params![
+                &*entry.stream_id,
+                entry.revision as i64,
+                entry.position as i64
+            ])?;
+        }
+        connection
+            .prepare_cached(
+                "INSERT INTO indexed_through (id, position, hash) VALUES (1, ?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET position = excluded.position, hash = excluded.hash",
+            )?
+            .execute(params![last.position as i64, &last.hash[..]])?;
+        Ok(())
+    })();
+    match written {
+        Ok(()) => {
+            connection.execute_batch("COMMIT")?;
+            Ok(last.position)
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Brings the index file up to the log at open: refills it when it does not belong to this
+/// log, indexes whatever lies beyond the tail's bound, and returns the connection with the
+/// tail of the events it leaves out (those after its last fill).
+pub(super) fn open_and_catch_up(
+    file: &IndexFile,
+    log: &Connection,
+    log_head: u64,
+    max_tail_events: usize,
+) -> Result<(Connection, StreamTail), StoreError> {
+    let mut connection = file.open_for_writing()?;
+    let (mut indexed_through, indexed_hash) = read_indexed_through(&connection)?;
+    let belongs_to_log = indexed_through == 0
+        || (indexed_through <= log_head
+            && log
+                .query_row(
+                    "SELECT hash FROM events WHERE global_position = ?1",
+                    [indexed_through as i64],
+                    |row| row.get::<_, Vec<u8>>(0),
+                )
+                .optional()?
+                .is_some_and(|hash| hash[..] == indexed_hash[..]));
+    if !belongs_to_log {
+        tracing::warn!(
+            indexed_through,
+            log_head,
+            "the stream index does not match the log; refilling it from the log"
+        );
+        drop(connection);
+        file.remove()?;
+        connection = file.open_for_writing()?;
+        indexed_through = 0;
+    }
+    let mut tail = StreamTail {
+        indexed_through,
+        ..StreamTail::default()
+    };
+    let mut select = log.prepare(
+        "SELECT global_position, stream_id, stream_revision, hash FROM events \
+         WHERE global_position > ?1 AND global_position <= ?2 ORDER BY global_position",
+    )?;
+    let mut chunk: Vec<TailEntry> = Vec::new();
+    loop {
+        let remaining = log_head - indexed_through;
+        if remaining == 0 {
+            break;
+        }
+        // What is left goes into the tail when it leaves the tail room to grow; more is
+        // written to the file first, in chunks.
+        let in_memory = remaining <= (max_tail_events / 2) as u64;
+        let through = if in_memory {
+            log_head
+        } else {
+            indexed_through + remaining.min(OPEN_FILL_CHUNK_EVENTS as u64)
+        };
+        let mut rows = select.query(params![indexed_through as i64, through as i64])?;
+        while let Some(row) = rows.next()? {
+            let position = row.get::<_, i64>(0)? as u64;
+            let stream_id: String = row.get(1)?;
+            let revision = row.get::<_, i64>(2)? as u64;
+            let hash = blob32(row.get(3)?, "hash")?;
+            if in_memory {
+                tail.push(position, &stream_id, revision, hash);
+            } else {
+                chunk.push(TailEntry {
+                    position,
+                    stream_id: Arc::from(stream_id),
+                    revision,
+                    hash,
+                });
+            }
+        }
+        if in_memory {
+            break;
+        }
+        let n_read = chunk.len() as u64;
+        assert_eq!(n_read, through - indexed_through, "the log has no holes");
+        indexed_through = write_fill(&connection, std::mem::take(&mut chunk))?;
+        tail.indexed_through = indexed_through;
+        tracing::info!(
+            indexed_through,
+            log_head,
+            "stream index filled from the log"
+        );
+    }
+    drop(select);
+    Ok((connection, tail))
+}
+
+/// The indexer thread's state: the only code that writes the index file.
+pub(super) struct Indexer {
+    pub connection: Connection,
+    pub tail: Arc<SharedTail>,
+    pub head: Arc<Head>,
+    /// Durable events in the tail before a fill starts; also the most one fill takes.
+    pub fill_events: usize,
+    pub stopping: Arc<AtomicBool>,
+    pub failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Indexer {
+    pub fn run(self) {
+        loop {
+            let durable = self.head.durable_position();
+            let entries = {
+                let tail = self.tail.state.lock().expect("stream tail lock");
+                let n_durable = tail.count_through(durable);
+                if n_durable < self.fill_events {
+                    if self.stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    // Durability advances without touching the tail: look again shortly.
+                    let _ = self
+                        .tail
+                        .changed
+                        .wait_timeout(tail, Duration::from_millis(20))
+                        .expect("stream tail lock");
+                    continue;
+                }
+                tail.first_entries(self.fill_events)
+            };
+            match write_fill(&self.connection, entries) {
+                Ok(indexed_through) => {
+                    self.tail
+                        .state
+                        .lock()
+                        .expect("stream tail lock")
+                        .forget_through(indexed_through);
+                    self.tail.changed.notify_all();
+                }
+                Err(error) => {
+                    // The writer stops once the tail is full; appends are refused with this.
+                    record_failure(
+                        &self.failure,
+                        format!("writing the stream index failed: {error}"),
+                    );
+                    self.tail.changed.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_answers_heads_and_slices_and_forgets_in_log_order() {
+        let mut tail = StreamTail {
+            indexed_through: 10,
+            ..StreamTail::default()
+        };
+        // a: revisions 3, 4, 5 at 11, 13, 14; b: 0 at 12.
+        tail.push(11, "a", 3, [1; 32]);
+        tail.push(12, "b", 0, [2; 32]);
+        tail.push(13, "a", 4, [3; 32]);
+        tail.push(14, "a", 5, [4; 32]);
+        assert_eq!(tail.head("a"), Some(5));
+        assert_eq!(tail.head("c"), None);
+        let slice = tail.slice("a", 4, 13);
+        assert_eq!(slice.first_revision, Some(3));
+        assert_eq!(slice.events, vec![(4, 13)]);
+        assert_eq!(tail.count_through(12), 2);
+        tail.forget_through(13);
+        assert_eq!(tail.indexed_through, 13);
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail.head("b"), None, "b is wholly in the file now");
+        assert_eq!(tail.slice("a", 0, 100).first_revision, Some(5));
+        tail.push(15, "b", 1, [5; 32]);
+        assert_eq!(tail.slice("b", 0, 100).events, vec![(1, 15)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a stream's revisions follow")]
+    fn the_tail_refuses_a_revision_out_of_order() {
+        let mut tail = StreamTail::default();
+        tail.push(1, "a", 0, [0; 32]);
+        tail.push(2, "a", 2, [0; 32]);
+    }
+}

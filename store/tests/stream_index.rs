@@ -1,0 +1,238 @@
+//! The embedded store's stream index file (`streams.sqlite3`): derived from the log, refilled
+//! when it is missing, from another log or ahead of the log, and read together with the events
+//! not yet in it, by the writing process and by read-only readers alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use paycenter_store::conformance::event;
+use paycenter_store::sqlite::{DB_FILE_NAME, INDEX_FILE_NAME};
+use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore, StoreError};
+
+/// A store whose stream index is filled every 4 durable events, the tail holding at most 16.
+fn open_small_fills(dir: &Path) -> SqliteStore {
+    let config = SqliteConfig {
+        stream_index_fill_events: 4,
+        max_stream_tail_events: 16,
+        ..SqliteConfig::default()
+    };
+    SqliteStore::open(dir, config).unwrap()
+}
+
+/// Appends `n_rounds` events to each of streams `a`, `b`, `c`, one at a time, expecting the
+/// exact revision each time.
+fn append_rounds(store: &SqliteStore, first_round: u64, n_rounds: u64) {
+    for round in first_round..first_round + n_rounds {
+        for stream_id in ["a", "b", "c"] {
+            let expected = if round == 0 {
+                ExpectedRevision::NoStream
+            } else {
+                ExpectedRevision::Exact(round - 1)
+            };
+            store
+                .append(
+                    stream_id,
+                    expected,
+                    vec![event("t", &format!("{{\"round\":{round}}}"))],
+                )
+                .unwrap();
+        }
+    }
+}
+
+/// Each stream read whole and from a middle revision, checked against the log itself.
+fn assert_streams_read_as_logged(store: &dyn EventStore, n_rounds: u64) {
+    let log = store.read_all(1, 100_000).unwrap();
+    for stream_id in ["a", "b", "c"] {
+        let expected: Vec<_> = log
+            .iter()
+            .filter(|event| event.stream_id == stream_id)
+            .cloned()
+            .collect();
+        assert_eq!(expected.len() as u64, n_rounds, "{stream_id} in the log");
+        assert_eq!(store.read_stream(stream_id, 0).unwrap(), expected);
+        let from = n_rounds / 2;
+        assert_eq!(
+            store.read_stream(stream_id, from).unwrap(),
+            expected[from as usize..].to_vec(),
+            "{stream_id} from revision {from}"
+        );
+    }
+}
+
+/// Stream heads known only to the index file still decide expected revisions.
+fn assert_heads_enforced(store: &SqliteStore, head_revision: u64) {
+    assert!(matches!(
+        store.append("a", ExpectedRevision::NoStream, vec![event("t", "{}")]),
+        Err(StoreError::WrongExpectedRevision { actual: Some(actual), .. }) if actual == head_revision
+    ));
+    assert!(matches!(
+        store.append(
+            "b",
+            ExpectedRevision::Exact(head_revision + 1),
+            vec![event("t", "{}")]
+        ),
+        Err(StoreError::WrongExpectedRevision { .. })
+    ));
+}
+
+#[test]
+fn streams_split_between_the_index_file_and_the_tail_read_whole_and_keep_their_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_small_fills(dir.path());
+    append_rounds(&store, 0, 30);
+    assert_streams_read_as_logged(&store, 30);
+    assert_heads_enforced(&store, 29);
+    // A reader in another process (no tail in memory) reads the same, by the index file and a
+    // scan of what lies after it.
+    let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_streams_read_as_logged(&reader, 30);
+    drop(store);
+    let store = open_small_fills(dir.path());
+    assert_heads_enforced(&store, 29);
+    append_rounds(&store, 30, 5);
+    assert_streams_read_as_logged(&store, 35);
+    assert_streams_read_as_logged(&reader, 35);
+}
+
+#[test]
+fn a_missing_index_file_is_refilled_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    append_rounds(&open_small_fills(dir.path()), 0, 20);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE_NAME}{suffix}")));
+    }
+    // A reader before any writer rebuilt it scans the log.
+    let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_streams_read_as_logged(&reader, 20);
+    let store = open_small_fills(dir.path());
+    assert!(dir.path().join(INDEX_FILE_NAME).exists());
+    assert_streams_read_as_logged(&store, 20);
+    assert_heads_enforced(&store, 19);
+}
+
+#[test]
+fn an_index_file_of_another_log_is_refilled_from_this_one() {
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    append_rounds(&open_small_fills(ours.path()), 0, 20);
+    {
+        // Another log whose streams have other names and lengths.
+        let store = open_small_fills(theirs.path());
+        for n in 0..40u64 {
+            store
+                .append(
+                    &format!("other-{n}"),
+                    ExpectedRevision::NoStream,
+                    vec![event("t", "{}")],
+                )
+                .unwrap();
+        }
+    }
+    std::fs::copy(
+        theirs.path().join(INDEX_FILE_NAME),
+        ours.path().join(INDEX_FILE_NAME),
+    )
+    .unwrap();
+    let store = open_small_fills(ours.path());
+    assert_streams_read_as_logged(&store, 20);
+    assert_heads_enforced(&store, 19);
+    assert!(store.read_stream("other-3", 0).unwrap().is_empty());
+}
+
+#[test]
+fn an_index_file_ahead_of_a_restored_log_is_refilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    append_rounds(&open_small_fills(dir.path()), 0, 10);
+    // The log's files are copied while stopped...
+    let log_files = [DB_FILE_NAME.to_owned(), format!("{DB_FILE_NAME}-wal")];
+    for name in &log_files {
+        if dir.path().join(name).exists() {
+            std::fs::copy(dir.path().join(name), backup.path().join(name)).unwrap();
+        }
+    }
+    // ...the log grows and the index follows it...
+    append_rounds(&open_small_fills(dir.path()), 10, 10);
+    // ...and the copy is put back: the index names events the log no longer has.
+    for name in &log_files {
+        let _ = std::fs::remove_file(dir.path().join(name));
+        if backup.path().join(name).exists() {
+            std::fs::copy(backup.path().join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(dir.path().join(format!("{DB_FILE_NAME}-shm")));
+    let store = open_small_fills(dir.path());
+    assert_eq!(store.head_position().unwrap(), 30);
+    assert_streams_read_as_logged(&store, 10);
+    assert_heads_enforced(&store, 9);
+    append_rounds(&store, 10, 1);
+    assert_streams_read_as_logged(&store, 11);
+}
+
+/// Writers that each extend their own stream with exact revisions, and readers that check
+/// every read of a stream is whole (revisions 0..n, no gap, no repeat) and never shorter than
+/// what was acknowledged before the read began, while fills move events out of the tail.
+#[test]
+fn concurrent_reads_see_whole_streams_while_fills_move_them() {
+    const WRITERS: usize = 4;
+    const APPENDS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open_small_fills(dir.path()));
+    let acknowledged: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new(
+        (0..WRITERS)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer_idx| {
+            let (store, acknowledged) = (store.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                for revision in 0..APPENDS {
+                    let expected = match revision {
+                        0 => ExpectedRevision::NoStream,
+                        _ => ExpectedRevision::Exact(revision - 1),
+                    };
+                    store
+                        .append(&format!("w{writer_idx}"), expected, vec![event("t", "{}")])
+                        .unwrap();
+                    acknowledged[writer_idx]
+                        .store(revision + 1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, acknowledged) = (store.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                let mut n_reads = 0;
+                loop {
+                    let mut all_done = true;
+                    for writer_idx in 0..WRITERS {
+                        let at_least =
+                            acknowledged[writer_idx].load(std::sync::atomic::Ordering::SeqCst);
+                        all_done &= at_least == APPENDS;
+                        let events = store.read_stream(&format!("w{writer_idx}"), 0).unwrap();
+                        assert!(
+                            events.len() as u64 >= at_least,
+                            "an acknowledged event is missing"
+                        );
+                        for (idx, event) in events.iter().enumerate() {
+                            assert_eq!(event.stream_revision, idx as u64, "revisions are whole");
+                        }
+                        n_reads += 1;
+                    }
+                    if all_done {
+                        return n_reads;
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+}
