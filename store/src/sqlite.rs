@@ -443,8 +443,6 @@ impl SqliteStore {
             "the tail holds more than one fill"
         );
         let index_file = IndexFile::in_dir(data_dir);
-        // Created (empty) before any reader connects, so every reader attaches it.
-        stream_index::create(&index_file)?;
 
         let head = Arc::new(Head {
             position: Mutex::new(0),
@@ -462,7 +460,9 @@ impl SqliteStore {
             max_idle_readers: config.max_idle_readers,
             recent: Arc::new(Mutex::new(RecentEvents::new(config.recent_events))),
             index_file: index_file.clone(),
-            index_attached: true,
+            // Set once the file is caught up with the log (below): a refill replaces it, and a
+            // reader attached before would keep reading the replaced file.
+            index_attached: false,
             tail: Arc::new(SharedTail::default()),
             indexer_thread: None,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -487,6 +487,8 @@ impl SqliteStore {
             config.max_stream_tail_events,
         )?;
         *store.tail.state.lock().expect("stream tail lock") = tail;
+        store.idle_readers.lock().expect("reader pool lock").clear();
+        store.index_attached = true;
         let index_reader = open_connection(&index_file.path, true)?;
 
         let (queue, receiver) = AppendQueue::new(config.queue_capacity);
@@ -553,7 +555,8 @@ impl SqliteStore {
         // A log no writer of this version has opened has no stream index file: its streams
         // are read by the log's own index (older stores) or a scan.
         let index_file = IndexFile::in_dir(data_dir);
-        let index_attached = index_file.exists();
+        let index_attached =
+            stream_index::usable_by_reader(&index_file, &open_connection(&db_path, true)?)?;
         let store = SqliteStore {
             db_path,
             writer: None,

@@ -128,11 +128,25 @@ fn an_index_file_of_another_log_is_refilled_from_this_one() {
                 .unwrap();
         }
     }
-    std::fs::copy(
-        theirs.path().join(INDEX_FILE_NAME),
-        ours.path().join(INDEX_FILE_NAME),
-    )
-    .unwrap();
+    for suffix in ["", "-wal"] {
+        let name = format!("{INDEX_FILE_NAME}{suffix}");
+        let _ = std::fs::remove_file(ours.path().join(&name));
+        if theirs.path().join(&name).exists() {
+            std::fs::copy(theirs.path().join(&name), ours.path().join(&name)).unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(ours.path().join(format!("{INDEX_FILE_NAME}-shm")));
+    let indexed_through: i64 = rusqlite::Connection::open(ours.path().join(INDEX_FILE_NAME))
+        .unwrap()
+        .query_row("SELECT position FROM indexed_through", [], |row| row.get(0))
+        .unwrap();
+    assert!(
+        indexed_through > 20,
+        "the copied index names events of the other log"
+    );
+    // A reader before any writer refilled it does not trust it: it scans the log.
+    let reader = SqliteStore::open_read_only(ours.path()).unwrap();
+    assert_streams_read_as_logged(&reader, 20);
     let store = open_small_fills(ours.path());
     assert_streams_read_as_logged(&store, 20);
     assert_heads_enforced(&store, 19);

@@ -260,11 +260,6 @@ impl IndexFile {
     }
 }
 
-/// Creates the index file with its schema, when missing.
-pub(super) fn create(file: &IndexFile) -> Result<(), StoreError> {
-    file.open_for_writing().map(drop)
-}
-
 fn read_indexed_through(connection: &Connection) -> Result<(u64, [u8; 32]), StoreError> {
     let row: Option<(i64, Vec<u8>)> = connection
         .query_row(
@@ -277,6 +272,40 @@ fn read_indexed_through(connection: &Connection) -> Result<(u64, [u8; 32]), Stor
         None => Ok((0, crate::chain::GENESIS_HASH)),
         Some((position, hash)) => Ok((position as u64, blob32(hash, "hash")?)),
     }
+}
+
+/// Whether the index file (open on `index`) was filled from this log: the event it indexed last
+/// is in the log, at or below `log_head`, with the hash it recorded.
+fn belongs_to_log(index: &Connection, log: &Connection, log_head: u64) -> Result<bool, StoreError> {
+    let (indexed_through, indexed_hash) = read_indexed_through(index)?;
+    if indexed_through == 0 {
+        return Ok(true);
+    }
+    if indexed_through > log_head {
+        return Ok(false);
+    }
+    let hash: Option<Vec<u8>> = log
+        .query_row(
+            "SELECT hash FROM events WHERE global_position = ?1",
+            [indexed_through as i64],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(hash.is_some_and(|hash| hash[..] == indexed_hash[..]))
+}
+
+/// For a reader without the writer: whether the index file exists and belongs to the log as
+/// it stands (a writer refills one that does not at its next open; until then, readers scan).
+pub(super) fn usable_by_reader(file: &IndexFile, log: &Connection) -> Result<bool, StoreError> {
+    if !file.exists() {
+        return Ok(false);
+    }
+    let index = open_connection(&file.path, true)?;
+    let log_head: Option<i64> =
+        log.query_row("SELECT MAX(global_position) FROM events", [], |row| {
+            row.get(0)
+        })?;
+    belongs_to_log(&index, log, log_head.unwrap_or(0) as u64)
 }
 
 /// Writes `entries` (sorted here by stream) and moves `indexed_through` to the last of them,
@@ -327,18 +356,8 @@ pub(super) fn open_and_catch_up(
     max_tail_events: usize,
 ) -> Result<(Connection, StreamTail), StoreError> {
     let mut connection = file.open_for_writing()?;
-    let (mut indexed_through, indexed_hash) = read_indexed_through(&connection)?;
-    let belongs_to_log = indexed_through == 0
-        || (indexed_through <= log_head
-            && log
-                .query_row(
-                    "SELECT hash FROM events WHERE global_position = ?1",
-                    [indexed_through as i64],
-                    |row| row.get::<_, Vec<u8>>(0),
-                )
-                .optional()?
-                .is_some_and(|hash| hash[..] == indexed_hash[..]));
-    if !belongs_to_log {
+    let (mut indexed_through, _) = read_indexed_through(&connection)?;
+    if !belongs_to_log(&connection, log, log_head)? {
         tracing::warn!(
             indexed_through,
             log_head,
