@@ -490,6 +490,8 @@ impl SqliteStore {
         store.idle_readers.lock().expect("reader pool lock").clear();
         store.index_attached = true;
         let index_reader = open_connection(&index_file.path, true)?;
+        // Every new stream's append looks its head up here: keep the index's upper levels.
+        index_reader.execute_batch("PRAGMA cache_size=-16384;")?;
 
         let (queue, receiver) = AppendQueue::new(config.queue_capacity);
         let (sync_sender, sync_receiver) = sync_channel(SYNC_QUEUE_BATCHES);
