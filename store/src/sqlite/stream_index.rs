@@ -237,9 +237,11 @@ impl IndexFile {
             )));
         }
         // NORMAL: a power loss may take back the last fills, never leave the file torn; what
-        // it takes back is refilled from the log at the next open.
+        // it takes back is refilled from the log at the next open. The WAL is cut back after
+        // its checkpoints (a fill at open is one large transaction that grows it past the
+        // checkpoint's threshold).
         connection.execute_batch(
-            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size=-16384;",
+            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size=-16384; PRAGMA journal_size_limit=134217728;",
         )?;
         connection.execute_batch(INDEX_SCHEMA)?;
         Ok(connection)
