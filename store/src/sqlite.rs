@@ -46,7 +46,7 @@ use crate::{
 };
 use crate::{MAX_READ_ALL_LIMIT, MAX_STREAM_EVENTS};
 pub use stream_index::INDEX_FILE_NAME;
-use stream_index::{IndexFile, Indexer, SharedTail};
+use stream_index::{HeadLookup, IndexFile, Indexer, SharedTail};
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "events.sqlite3";
@@ -508,7 +508,7 @@ impl SqliteStore {
             batch_recorded: Vec::new(),
             tail: store.tail.clone(),
             max_tail_events: config.max_stream_tail_events,
-            index_reader,
+            heads: HeadLookup::new(index_reader),
             batch_heads: HashMap::new(),
             failure: failure.clone(),
             stopped: false,
@@ -970,8 +970,8 @@ struct Writer {
     tail: Arc<SharedTail>,
     /// Appends wait while the tail holds this many events.
     max_tail_events: usize,
-    /// A read connection to the index file: the heads of streams the tail does not hold.
-    index_reader: Connection,
+    /// Stream heads from the tail and the index file.
+    heads: HeadLookup,
     /// The heads of the streams the batch in progress appended to (not yet in the tail).
     batch_heads: HashMap<String, u64>,
     /// Shared with the store: why appends stopped.
@@ -1157,7 +1157,11 @@ impl Writer {
         let start_position = self.head_position;
         let start_hash = self.head_hash;
         let start_recorded_at_us = self.last_recorded_at_us;
-        let outcomes = match self.try_write_batch(&batch) {
+        let written = self.try_write_batch(&batch);
+        // The index file's snapshot is not kept between batches: it would hold its
+        // checkpoints back.
+        self.heads.end_snapshot();
+        let outcomes = match written {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 // Nothing of the batch is durable: roll back and fail every append in it.
@@ -1329,27 +1333,12 @@ impl Writer {
     }
 
     /// The revision of the stream's last event, `None` when it has none: from the batch in
-    /// progress, else the tail, else the index file. A stream the tail does not hold cannot
-    /// enter it meanwhile (only this thread adds to it), so the file, read after the tail, has
-    /// every event of it.
-    fn stream_head(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
+    /// progress, else the tail, else the index file.
+    fn stream_head(&mut self, stream_id: &str) -> Result<Option<u64>, StoreError> {
         if let Some(&revision) = self.batch_heads.get(stream_id) {
             return Ok(Some(revision));
         }
-        if let Some(revision) = self
-            .tail
-            .state
-            .lock()
-            .expect("stream tail lock")
-            .head(stream_id)
-        {
-            return Ok(Some(revision));
-        }
-        let head: Option<i64> = self
-            .index_reader
-            .prepare_cached("SELECT MAX(stream_revision) FROM stream_index WHERE stream_id = ?1")?
-            .query_row(params![stream_id], |row| row.get(0))?;
-        Ok(head.map(|revision| revision as u64))
+        self.heads.head(&self.tail, stream_id)
     }
 
     fn wrong_revision(&self, request: &AppendRequest, actual: Option<u64>) -> StoreError {

@@ -250,3 +250,62 @@ fn concurrent_reads_see_whole_streams_while_fills_move_them() {
         assert!(reader.join().unwrap() > 0);
     }
 }
+
+/// A stream created a moment ago is refused a second creation, whether the writer finds it in
+/// the tail or in the index file, with 64 writers and a fill every two events. (The case of a
+/// fill landing between two lookups of one batch is made deterministic by the unit test
+/// `a_head_lookup_after_a_fill_sees_what_the_fill_moved`.)
+#[test]
+fn a_stream_is_not_created_twice_while_fills_move_streams_into_the_index_file() {
+    const THREADS: usize = 64;
+    const STREAMS_PER_THREAD: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path(),
+            SqliteConfig {
+                stream_index_fill_events: 2,
+                max_stream_tail_events: 64,
+                ..SqliteConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread_idx| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..STREAMS_PER_THREAD {
+                    store
+                        .append(
+                            &format!("t{thread_idx}-{n}"),
+                            ExpectedRevision::NoStream,
+                            vec![event("t", "{}")],
+                        )
+                        .unwrap();
+                    // One created a few appends ago: in the tail, or just moved out of it.
+                    let again = format!("t{thread_idx}-{}", n.saturating_sub(3));
+                    let outcome =
+                        store.append(&again, ExpectedRevision::NoStream, vec![event("t", "{}")]);
+                    assert!(
+                        matches!(
+                            outcome,
+                            Err(StoreError::WrongExpectedRevision {
+                                actual: Some(0),
+                                ..
+                            })
+                        ),
+                        "{again} created twice: {outcome:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        store.head_position().unwrap(),
+        (THREADS * STREAMS_PER_THREAD) as u64
+    );
+}

@@ -109,6 +109,11 @@ impl StreamTail {
         });
     }
 
+    /// The last position the index file holds.
+    pub fn indexed_through(&self) -> u64 {
+        self.indexed_through
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -426,6 +431,60 @@ pub(super) fn open_and_catch_up(
     Ok((connection, tail))
 }
 
+/// The writer's lookups of stream heads: the tail, else the index file. A stream the tail does
+/// not hold cannot enter it meanwhile (only the writer adds to it), so the file, read after the
+/// tail, has every event of it, provided its snapshot holds every fill that moved events out
+/// of the tail.
+pub(super) struct HeadLookup {
+    reader: Connection,
+    /// While `reader` holds a read transaction open: the tail's `indexed_through` when it
+    /// began. One transaction serves a batch's lookups (each transaction takes and releases the
+    /// WAL's shared-memory locks, a third of the writer's time when every lookup had its own);
+    /// it is begun again when a fill has moved events out of the tail since.
+    snapshot: Option<u64>,
+}
+
+impl HeadLookup {
+    pub fn new(reader: Connection) -> HeadLookup {
+        HeadLookup {
+            reader,
+            snapshot: None,
+        }
+    }
+
+    /// The revision of the stream's last event in the tail or the file.
+    pub fn head(&mut self, tail: &SharedTail, stream_id: &str) -> Result<Option<u64>, StoreError> {
+        let indexed_through = {
+            let tail = tail.state.lock().expect("stream tail lock");
+            if let Some(revision) = tail.head(stream_id) {
+                return Ok(Some(revision));
+            }
+            tail.indexed_through()
+        };
+        // A snapshot begun before a later fill would miss the events that fill moved out of
+        // the tail.
+        if self.snapshot != Some(indexed_through) {
+            self.end_snapshot();
+            // Deferred: the snapshot is taken at the first read, after `indexed_through` was
+            // read, so it holds at least the fills through it.
+            self.reader.execute_batch("BEGIN")?;
+            self.snapshot = Some(indexed_through);
+        }
+        let head: Option<i64> = self
+            .reader
+            .prepare_cached("SELECT MAX(stream_revision) FROM stream_index WHERE stream_id = ?1")?
+            .query_row(params![stream_id], |row| row.get(0))?;
+        Ok(head.map(|revision| revision as u64))
+    }
+
+    /// Ends the read transaction, so the file's checkpoints are not held back.
+    pub fn end_snapshot(&mut self) {
+        if self.snapshot.take().is_some() {
+            let _ = self.reader.execute_batch("COMMIT");
+        }
+    }
+}
+
 /// The indexer thread's state: the only code that writes the index file.
 pub(super) struct Indexer {
     pub connection: Connection,
@@ -509,6 +568,40 @@ mod tests {
         assert_eq!(tail.slice("a", 0, 100).first_revision, Some(5));
         tail.push(15, "b", 1, [5; 32]);
         assert_eq!(tail.slice("b", 0, 100).events, vec![(1, 15)]);
+    }
+
+    /// A lookup that begins the file's snapshot, a fill that then moves a stream out of the
+    /// tail, and a lookup of that stream: the second must see the fill, or the stream would
+    /// look new and could be created twice.
+    #[test]
+    fn a_head_lookup_after_a_fill_sees_what_the_fill_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = IndexFile::in_dir(dir.path());
+        let writer = file.open_for_writing().unwrap();
+        let tail = SharedTail::default();
+        tail.push_committed([(1, "moved", 0, [1; 32]), (2, "moved", 1, [2; 32])].into_iter());
+        let mut heads = HeadLookup::new(open_connection(&file.path, true).unwrap());
+        assert_eq!(
+            heads.head(&tail, "moved").unwrap(),
+            Some(1),
+            "from the tail"
+        );
+        assert_eq!(
+            heads.head(&tail, "absent").unwrap(),
+            None,
+            "begins the snapshot"
+        );
+        let entries = tail.state.lock().unwrap().first_entries(2);
+        let indexed_through = write_fill(&writer, entries).unwrap();
+        tail.state.lock().unwrap().forget_through(indexed_through);
+        assert_eq!(tail.state.lock().unwrap().head("moved"), None);
+        assert_eq!(
+            heads.head(&tail, "moved").unwrap(),
+            Some(1),
+            "from the file"
+        );
+        heads.end_snapshot();
+        assert_eq!(heads.head(&tail, "moved").unwrap(), Some(1));
     }
 
     #[test]
