@@ -112,6 +112,21 @@ fn a_missing_index_file_is_refilled_from_the_log() {
 }
 
 #[test]
+fn an_index_file_that_is_not_a_database_is_replaced_not_a_reason_to_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    append_rounds(&open_small_fills(dir.path()), 0, 20);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE_NAME}{suffix}")));
+    }
+    std::fs::write(dir.path().join(INDEX_FILE_NAME), vec![0x5a; 5_000]).unwrap();
+    let reader = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_streams_read_as_logged(&reader, 20);
+    let store = open_small_fills(dir.path());
+    assert_streams_read_as_logged(&store, 20);
+    assert_heads_enforced(&store, 19);
+}
+
+#[test]
 fn an_index_file_of_another_log_is_refilled_from_this_one() {
     let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     append_rounds(&open_small_fills(ours.path()), 0, 20);

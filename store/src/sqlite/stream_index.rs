@@ -307,12 +307,15 @@ pub(super) fn usable_by_reader(file: &IndexFile, log: &Connection) -> Result<boo
     if !file.exists() {
         return Ok(false);
     }
-    let index = open_connection(&file.path, true)?;
     let log_head: Option<i64> =
         log.query_row("SELECT MAX(global_position) FROM events", [], |row| {
             row.get(0)
         })?;
-    belongs_to_log(&index, log, log_head.unwrap_or(0) as u64)
+    // One that cannot be read is not used: the reader scans, and the writer's next open
+    // replaces it.
+    let usable = open_connection(&file.path, true)
+        .and_then(|index| belongs_to_log(&index, log, log_head.unwrap_or(0) as u64));
+    Ok(usable.unwrap_or(false))
 }
 
 /// Writes `entries` (sorted here by stream) and moves `indexed_through` to the last of them,
@@ -362,7 +365,21 @@ pub(super) fn open_and_catch_up(
     log_head: u64,
     max_tail_events: usize,
 ) -> Result<(Connection, StreamTail), StoreError> {
-    let mut connection = file.open_for_writing()?;
+    // The file is derived: one that cannot be opened as an index (damaged, not a database) is
+    // replaced, not a reason to refuse to start. An error that removing it does not cure (a
+    // directory that refuses writes) still stops the open.
+    let opened = file.open_for_writing().and_then(|connection| {
+        read_indexed_through(&connection)?;
+        Ok(connection)
+    });
+    let mut connection = match opened {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::warn!(%error, "the stream index file cannot be read; refilling it from the log");
+            file.remove()?;
+            file.open_for_writing()?
+        }
+    };
     let (mut indexed_through, _) = read_indexed_through(&connection)?;
     if !belongs_to_log(&connection, log, log_head)? {
         tracing::warn!(
