@@ -255,13 +255,14 @@ CREATE TABLE IF NOT EXISTS chain_head (
 );
 ";
 
-/// A query of whole events (the columns `row_to_event` reads) with `$rest` after `FROM events`.
+/// A query of whole events (the columns `row_to_event` reads) with `$rest` after
+/// `FROM events e`; the columns are named through `e`, so `$rest` may join other tables.
 macro_rules! select_events {
     ($rest:literal) => {
         concat!(
-            "SELECT global_position, stream_id, stream_revision, event_id, event_type, ",
-            "schema_version, recorded_at_us, correlation_id, causation_id, payload, prev_hash, ",
-            "hash FROM events ",
+            "SELECT e.global_position, e.stream_id, e.stream_revision, e.event_id, e.event_type, ",
+            "e.schema_version, e.recorded_at_us, e.correlation_id, e.causation_id, e.payload, ",
+            "e.prev_hash, e.hash FROM events e ",
             $rest
         )
     };
@@ -276,21 +277,10 @@ const READ_STREAM_SQL: &str = select_events!(
     "WHERE stream_id = ?1 AND stream_revision >= ?2 AND global_position <= ?3 \
      ORDER BY stream_revision"
 );
-/// Whole events with `$rest` after `FROM events e`, columns named through `e`.
-macro_rules! select_events_e {
-    ($rest:literal) => {
-        concat!(
-            "SELECT e.global_position, e.stream_id, e.stream_revision, e.event_id, e.event_type, ",
-            "e.schema_version, e.recorded_at_us, e.correlation_id, e.causation_id, e.payload, ",
-            "e.prev_hash, e.hash FROM events e ",
-            $rest
-        )
-    };
-}
 /// The schema name the stream index file is attached under.
 const INDEX_SCHEMA_NAME: &str = "streams";
 /// A stream's events the index file holds, from revision ?2 up to (not with) revision ?3.
-const READ_INDEXED_STREAM_SQL: &str = select_events_e!(
+const READ_INDEXED_STREAM_SQL: &str = select_events!(
     "JOIN streams.stream_index i ON i.global_position = e.global_position \
      WHERE i.stream_id = ?1 AND i.stream_revision >= ?2 AND i.stream_revision < ?3 \
      AND e.global_position <= ?4 ORDER BY i.stream_revision"
@@ -298,12 +288,12 @@ const READ_INDEXED_STREAM_SQL: &str = select_events_e!(
 /// A stream's events for a reader without the writer's tail: those in the index file, then
 /// those after it by a scan of the log's end, in one statement (one snapshot of both files).
 const READ_STREAM_WITH_INDEX_SQL: &str = concat!(
-    select_events_e!(
+    select_events!(
         "JOIN streams.stream_index i ON i.global_position = e.global_position \
          WHERE i.stream_id = ?1 AND i.stream_revision >= ?2 AND e.global_position <= ?3 "
     ),
     "UNION ALL ",
-    select_events_e!(
+    select_events!(
         "WHERE e.global_position > COALESCE((SELECT position FROM streams.indexed_through), 0) \
          AND e.stream_id = ?1 AND e.stream_revision >= ?2 AND e.global_position <= ?3 \
          ORDER BY 3"
@@ -361,6 +351,21 @@ fn open_connection(db_path: &Path, read_only: bool) -> Result<Connection, StoreE
         connection.execute_batch(&format!("PRAGMA cache_size=-{READER_CACHE_KIB};"))?;
     }
     Ok(connection)
+}
+
+/// The (position, hash) row `sql` selects from a one-row table (the chain head, the stream
+/// index's last entry); position 0 and the genesis hash when the table is empty.
+fn read_position_and_hash(
+    connection: &Connection,
+    sql: &str,
+) -> Result<(u64, [u8; 32]), StoreError> {
+    let row: Option<(i64, Vec<u8>)> = connection
+        .query_row(sql, [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    match row {
+        None => Ok((0, GENESIS_HASH)),
+        Some((position, hash)) => Ok((position as u64, blob32(hash, "hash")?)),
+    }
 }
 
 /// Page cache of each read connection, in KiB (SQLite's default is 2,000).
@@ -687,26 +692,19 @@ impl SqliteStore {
         })
     }
 
-    /// The head as recorded in `chain_head` (not verified).
     /// Verifies the chain from `checkpoint` to the recorded head (see [`chain::verify_tail`]).
     fn verify_tail(&self, checkpoint: ChainReport) -> Result<ChainReport, StoreError> {
         let recorded = self.recorded_head()?;
         crate::chain::verify_tail(self, checkpoint, recorded)
     }
 
+    /// The head as recorded in `chain_head` (not verified).
     fn recorded_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
         self.with_reader(|connection| {
-            let row: Option<(i64, Vec<u8>)> = connection
-                .query_row(
-                    "SELECT position, hash FROM chain_head WHERE id = 1",
-                    [],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            match row {
-                None => Ok((0, GENESIS_HASH)),
-                Some((position, hash)) => Ok((position as u64, blob32(hash, "hash")?)),
-            }
+            read_position_and_hash(
+                connection,
+                "SELECT position, hash FROM chain_head WHERE id = 1",
+            )
         })
     }
 }

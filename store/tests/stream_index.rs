@@ -40,6 +40,25 @@ fn append_rounds(store: &SqliteStore, first_round: u64, n_rounds: u64) {
     }
 }
 
+/// Removes `dir`'s files named `base` + each suffix, where they exist.
+fn remove_files(dir: &Path, base: &str, suffixes: &[&str]) {
+    for suffix in suffixes {
+        let _ = std::fs::remove_file(dir.join(format!("{base}{suffix}")));
+    }
+}
+
+/// Puts the stopped SQLite database `base` of `from` (its file and WAL) in place of `to`'s,
+/// whose files, shared memory included, are removed first.
+fn replace_database(from: &Path, to: &Path, base: &str) {
+    remove_files(to, base, &["", "-wal", "-shm"]);
+    for suffix in ["", "-wal"] {
+        let name = format!("{base}{suffix}");
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// Each stream read whole and from a middle revision, checked against the log itself.
 fn assert_streams_read_as_logged(store: &dyn EventStore, n_rounds: u64) {
     let log = store.read_all(1, 100_000).unwrap();
@@ -99,9 +118,7 @@ fn streams_split_between_the_index_file_and_the_tail_read_whole_and_keep_their_h
 fn a_missing_index_file_is_refilled_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     append_rounds(&open_small_fills(dir.path()), 0, 20);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE_NAME}{suffix}")));
-    }
+    remove_files(dir.path(), INDEX_FILE_NAME, &["", "-wal", "-shm"]);
     // A reader before any writer rebuilt it scans the log.
     let reader = SqliteStore::open_read_only(dir.path()).unwrap();
     assert_streams_read_as_logged(&reader, 20);
@@ -115,9 +132,7 @@ fn a_missing_index_file_is_refilled_from_the_log() {
 fn an_index_file_that_is_not_a_database_is_replaced_not_a_reason_to_stop() {
     let dir = tempfile::tempdir().unwrap();
     append_rounds(&open_small_fills(dir.path()), 0, 20);
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("{INDEX_FILE_NAME}{suffix}")));
-    }
+    remove_files(dir.path(), INDEX_FILE_NAME, &["-wal", "-shm"]);
     std::fs::write(dir.path().join(INDEX_FILE_NAME), vec![0x5a; 5_000]).unwrap();
     let reader = SqliteStore::open_read_only(dir.path()).unwrap();
     assert_streams_read_as_logged(&reader, 20);
@@ -143,14 +158,7 @@ fn an_index_file_of_another_log_is_refilled_from_this_one() {
                 .unwrap();
         }
     }
-    for suffix in ["", "-wal"] {
-        let name = format!("{INDEX_FILE_NAME}{suffix}");
-        let _ = std::fs::remove_file(ours.path().join(&name));
-        if theirs.path().join(&name).exists() {
-            std::fs::copy(theirs.path().join(&name), ours.path().join(&name)).unwrap();
-        }
-    }
-    let _ = std::fs::remove_file(ours.path().join(format!("{INDEX_FILE_NAME}-shm")));
+    replace_database(theirs.path(), ours.path(), INDEX_FILE_NAME);
     let indexed_through: i64 = rusqlite::Connection::open(ours.path().join(INDEX_FILE_NAME))
         .unwrap()
         .query_row("SELECT position FROM indexed_through", [], |row| row.get(0))
@@ -174,22 +182,11 @@ fn an_index_file_ahead_of_a_restored_log_is_refilled() {
     let backup = tempfile::tempdir().unwrap();
     append_rounds(&open_small_fills(dir.path()), 0, 10);
     // The log's files are copied while stopped...
-    let log_files = [DB_FILE_NAME.to_owned(), format!("{DB_FILE_NAME}-wal")];
-    for name in &log_files {
-        if dir.path().join(name).exists() {
-            std::fs::copy(dir.path().join(name), backup.path().join(name)).unwrap();
-        }
-    }
+    replace_database(dir.path(), backup.path(), DB_FILE_NAME);
     // ...the log grows and the index follows it...
     append_rounds(&open_small_fills(dir.path()), 10, 10);
     // ...and the copy is put back: the index names events the log no longer has.
-    for name in &log_files {
-        let _ = std::fs::remove_file(dir.path().join(name));
-        if backup.path().join(name).exists() {
-            std::fs::copy(backup.path().join(name), dir.path().join(name)).unwrap();
-        }
-    }
-    let _ = std::fs::remove_file(dir.path().join(format!("{DB_FILE_NAME}-shm")));
+    replace_database(backup.path(), dir.path(), DB_FILE_NAME);
     let store = open_small_fills(dir.path());
     assert_eq!(store.head_position().unwrap(), 30);
     assert_streams_read_as_logged(&store, 10);

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{blob32, open_connection, record_failure, Head};
+use super::{blob32, open_connection, read_position_and_hash, record_failure, Head};
 use crate::StoreError;
 
 /// The index file inside the data directory.
@@ -267,24 +267,22 @@ impl IndexFile {
     }
 }
 
+/// The last event the file indexed, and its hash.
 fn read_indexed_through(connection: &Connection) -> Result<(u64, [u8; 32]), StoreError> {
-    let row: Option<(i64, Vec<u8>)> = connection
-        .query_row(
-            "SELECT position, hash FROM indexed_through WHERE id = 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    match row {
-        None => Ok((0, crate::chain::GENESIS_HASH)),
-        Some((position, hash)) => Ok((position as u64, blob32(hash, "hash")?)),
-    }
+    read_position_and_hash(
+        connection,
+        "SELECT position, hash FROM indexed_through WHERE id = 1",
+    )
 }
 
-/// Whether the index file (open on `index`) was filled from this log: the event it indexed last
-/// is in the log, at or below `log_head`, with the hash it recorded.
-fn belongs_to_log(index: &Connection, log: &Connection, log_head: u64) -> Result<bool, StoreError> {
-    let (indexed_through, indexed_hash) = read_indexed_through(index)?;
+/// Whether the index file was filled from this log: the event it indexed last
+/// (`indexed`, from [`read_indexed_through`]) is in the log, at or below `log_head`, with the
+/// hash it recorded.
+fn belongs_to_log(
+    (indexed_through, indexed_hash): (u64, [u8; 32]),
+    log: &Connection,
+    log_head: u64,
+) -> Result<bool, StoreError> {
     if indexed_through == 0 {
         return Ok(true);
     }
@@ -314,7 +312,8 @@ pub(super) fn usable_by_reader(file: &IndexFile, log: &Connection) -> Result<boo
     // One that cannot be read is not used: the reader scans, and the writer's next open
     // replaces it.
     let usable = open_connection(&file.path, true)
-        .and_then(|index| belongs_to_log(&index, log, log_head.unwrap_or(0) as u64));
+        .and_then(|index| read_indexed_through(&index))
+        .and_then(|indexed| belongs_to_log(indexed, log, log_head.unwrap_or(0) as u64));
     Ok(usable.unwrap_or(false))
 }
 
@@ -369,19 +368,19 @@ pub(super) fn open_and_catch_up(
     // replaced, not a reason to refuse to start. An error that removing it does not cure (a
     // directory that refuses writes) still stops the open.
     let opened = file.open_for_writing().and_then(|connection| {
-        read_indexed_through(&connection)?;
-        Ok(connection)
+        let indexed = read_indexed_through(&connection)?;
+        Ok((connection, indexed))
     });
-    let mut connection = match opened {
-        Ok(connection) => connection,
+    let (mut connection, indexed) = match opened {
+        Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(%error, "the stream index file cannot be read; refilling it from the log");
             file.remove()?;
-            file.open_for_writing()?
+            (file.open_for_writing()?, (0, crate::chain::GENESIS_HASH))
         }
     };
-    let (mut indexed_through, _) = read_indexed_through(&connection)?;
-    if !belongs_to_log(&connection, log, log_head)? {
+    let mut indexed_through = indexed.0;
+    if !belongs_to_log(indexed, log, log_head)? {
         tracing::warn!(
             indexed_through,
             log_head,
