@@ -25,6 +25,7 @@
 //! projection's follower reads the batch just written, and serving it from there spares every
 //! follower a query whose pages SQLite has dropped from its cache at the writer's commit.
 
+mod known_streams;
 mod stream_index;
 
 use std::collections::{HashMap, VecDeque};
@@ -87,6 +88,11 @@ pub struct SqliteConfig {
     pub stream_index_fill_events: usize,
     /// Events the in-memory stream index may hold before appends wait for the indexer.
     pub max_stream_tail_events: usize,
+    /// The largest filter of the streams the index file holds, in bytes (12 bits per stream):
+    /// it spares the writer a lookup in the file for each new stream. Built at open from a
+    /// scan of the file, between fills; 0 builds none. Past the size, it is kept as it is and
+    /// answers with more "maybe" (each one a lookup).
+    pub max_stream_filter_bytes: usize,
 }
 
 /// The WAL is truncated back to this size after a checkpoint, so its disk use stays bounded.
@@ -118,6 +124,8 @@ impl Default for SqliteConfig {
             // at full load. Larger fills share more of the index file's leaves per entry.
             stream_index_fill_events: 32_768,
             max_stream_tail_events: 131_072,
+            // 1.5 bytes per stream: 44M streams. A 10M-event log starts with 15 MB.
+            max_stream_filter_bytes: 64 << 20,
         }
     }
 }
@@ -498,6 +506,10 @@ impl SqliteStore {
         // Every new stream's append looks its head up here: keep the index's upper levels.
         index_reader.execute_batch("PRAGMA cache_size=-16384;")?;
 
+        let known_streams = Arc::new(known_streams::KnownStreams::new(
+            config.max_stream_filter_bytes,
+        ));
+
         let (queue, receiver) = AppendQueue::new(config.queue_capacity);
         let (sync_sender, sync_receiver) = sync_channel(SYNC_QUEUE_BATCHES);
         let mut writer = Writer {
@@ -513,7 +525,7 @@ impl SqliteStore {
             batch_recorded: Vec::new(),
             tail: store.tail.clone(),
             max_tail_events: config.max_stream_tail_events,
-            heads: HeadLookup::new(index_reader),
+            heads: HeadLookup::new(index_reader, known_streams.clone()),
             batch_heads: HashMap::new(),
             failure: failure.clone(),
             stopped: false,
@@ -527,6 +539,7 @@ impl SqliteStore {
             fill_events: config.stream_index_fill_events,
             stopping: store.stopping.clone(),
             failure: failure.clone(),
+            known: known_streams,
         };
         let syncer = Syncer {
             wal_file,

@@ -321,3 +321,57 @@ fn a_stream_is_not_created_twice_while_fills_move_streams_into_the_index_file() 
         (THREADS * STREAMS_PER_THREAD) as u64
     );
 }
+
+/// Streams the index file held before the open: once the filter of known streams is built from
+/// the file, each must still be found (a stream the filter wrongly called new would be created
+/// twice), and new streams are created.
+#[test]
+fn streams_in_the_index_file_before_the_open_are_found_by_the_filter_of_known_streams() {
+    const N_STREAMS: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_small_fills(dir.path());
+        for n in 0..N_STREAMS {
+            store
+                .append(
+                    &format!("old-{n}"),
+                    ExpectedRevision::NoStream,
+                    vec![event("t", "{}")],
+                )
+                .unwrap();
+        }
+    }
+    let store = open_small_fills(dir.path());
+    // The scan runs on the indexer's thread as soon as it is idle: a few milliseconds here.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for n in 0..N_STREAMS {
+        let stream_id = format!("old-{n}");
+        let outcome = store.append(
+            &stream_id,
+            ExpectedRevision::NoStream,
+            vec![event("t", "{}")],
+        );
+        assert!(
+            matches!(
+                outcome,
+                Err(StoreError::WrongExpectedRevision {
+                    actual: Some(0),
+                    ..
+                })
+            ),
+            "{stream_id} created twice: {outcome:?}"
+        );
+    }
+    for n in 0..100 {
+        store
+            .append(
+                &format!("new-{n}"),
+                ExpectedRevision::NoStream,
+                vec![event("t", "{}")],
+            )
+            .unwrap();
+    }
+    store
+        .append("old-7", ExpectedRevision::Exact(0), vec![event("t", "{}")])
+        .unwrap();
+}

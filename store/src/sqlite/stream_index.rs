@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::known_streams::KnownStreams;
 use super::{blob32, open_connection, read_position_and_hash, record_failure, Head};
 use crate::StoreError;
 
@@ -319,7 +320,7 @@ pub(super) fn usable_by_reader(file: &IndexFile, log: &Connection) -> Result<boo
 
 /// Writes `entries` (sorted here by stream) and moves `indexed_through` to the last of them,
 /// in one transaction.
-fn write_fill(connection: &Connection, mut entries: Vec<TailEntry>) -> Result<u64, StoreError> {
+fn write_fill(connection: &Connection, entries: &mut [TailEntry]) -> Result<u64, StoreError> {
     let last = entries.last().expect("a fill is not empty").clone();
     // Sorted, consecutive inserts land in the same leaves.
     entries.sort_unstable_by(|a, b| (&a.stream_id, a.revision).cmp(&(&b.stream_id, b.revision)));
@@ -328,7 +329,7 @@ fn write_fill(connection: &Connection, mut entries: Vec<TailEntry>) -> Result<u6
         let mut insert = connection.prepare_cached(
             "INSERT INTO stream_index (stream_id, stream_revision, global_position) VALUES (?1, ?2, ?3)",
         )?;
-        for entry in &entries {
+        for entry in entries.iter() {
             insert.execute(params![
                 &*entry.stream_id,
                 entry.revision as i64,
@@ -435,7 +436,8 @@ pub(super) fn open_and_catch_up(
         }
         let n_read = chunk.len() as u64;
         assert_eq!(n_read, through - indexed_through, "the log has no holes");
-        indexed_through = write_fill(&connection, std::mem::take(&mut chunk))?;
+        indexed_through = write_fill(&connection, &mut chunk)?;
+        chunk.clear();
         tail.indexed_through = indexed_through;
         tracing::info!(
             indexed_through,
@@ -453,6 +455,8 @@ pub(super) fn open_and_catch_up(
 /// of the tail.
 pub(super) struct HeadLookup {
     reader: Connection,
+    /// Spares the lookup in the file for a stream it certainly does not hold.
+    known: Arc<KnownStreams>,
     /// While `reader` holds a read transaction open: the tail's `indexed_through` when it
     /// began. One transaction serves a batch's lookups (each transaction takes and releases the
     /// WAL's shared-memory locks, a third of the writer's time when every lookup had its own);
@@ -461,9 +465,10 @@ pub(super) struct HeadLookup {
 }
 
 impl HeadLookup {
-    pub fn new(reader: Connection) -> HeadLookup {
+    pub fn new(reader: Connection, known: Arc<KnownStreams>) -> HeadLookup {
         HeadLookup {
             reader,
+            known,
             snapshot: None,
         }
     }
@@ -477,6 +482,12 @@ impl HeadLookup {
             }
             tail.indexed_through()
         };
+        // The indexer adds a fill's streams to the filter before it takes them out of the tail
+        // (under the tail's lock, taken above after it): a stream absent from the tail is in
+        // the filter whenever the file holds it.
+        if !self.known.file_may_hold(stream_id) {
+            return Ok(None);
+        }
         // A snapshot begun before a later fill would miss the events that fill moved out of
         // the tail.
         if self.snapshot != Some(indexed_through) {
@@ -510,10 +521,24 @@ pub(super) struct Indexer {
     pub fill_events: usize,
     pub stopping: Arc<AtomicBool>,
     pub failure: Arc<Mutex<Option<String>>>,
+    pub known: Arc<KnownStreams>,
 }
+
+/// Stream ids read per chunk of the scan that builds the filter of known streams, between
+/// fills.
+const FILTER_SCAN_CHUNK_STREAMS: usize = 65_536;
 
 impl Indexer {
     pub fn run(self) {
+        // Every stream the file holds is in it at least once: its events are an upper bound.
+        let events_in_file = self
+            .tail
+            .state
+            .lock()
+            .expect("stream tail lock")
+            .indexed_through;
+        self.known
+            .begin_build(usize::try_from(events_in_file).unwrap_or(usize::MAX));
         loop {
             let durable = self.head.durable_position();
             let entries = {
@@ -522,6 +547,11 @@ impl Indexer {
                 if n_durable < self.fill_events {
                     if self.stopping.load(Ordering::Acquire) {
                         return;
+                    }
+                    if self.known.is_building() {
+                        drop(tail);
+                        self.scan_for_filter();
+                        continue;
                     }
                     // Durability advances without touching the tail: look again shortly.
                     let _ = self
@@ -533,8 +563,20 @@ impl Indexer {
                 }
                 tail.first_entries(self.fill_events)
             };
-            match write_fill(&self.connection, entries) {
+            let mut entries = entries;
+            match write_fill(&self.connection, &mut entries) {
                 Ok(indexed_through) => {
+                    // Sorted by stream: each stream once.
+                    let mut previous: Option<&str> = None;
+                    let filled = entries.iter().filter_map(|entry| {
+                        let stream_id = &*entry.stream_id;
+                        let new = previous != Some(stream_id);
+                        previous = Some(stream_id);
+                        new.then_some(stream_id)
+                    });
+                    if let Some(capacity) = self.known.add_filled(filled) {
+                        self.known.begin_build(capacity);
+                    }
                     self.tail
                         .state
                         .lock()
@@ -554,6 +596,55 @@ impl Indexer {
             }
         }
     }
+}
+
+impl Indexer {
+    /// Reads the next chunk of the file's stream ids into the filter being built. A scan that
+    /// fails leaves no filter: every stream is then looked up in the file, as without one.
+    fn scan_for_filter(&self) {
+        let from = self.known.scan_from();
+        let scanned = read_stream_ids(&self.connection, from.as_deref(), FILTER_SCAN_CHUNK_STREAMS);
+        match scanned {
+            Ok(ids) => {
+                let last_chunk = ids.len() < FILTER_SCAN_CHUNK_STREAMS;
+                self.known.add_scanned(&ids, last_chunk);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "scanning the stream index for the filter of known streams failed; every new stream is looked up in the file");
+                self.known.abandon_build();
+            }
+        }
+    }
+}
+
+/// The file's stream ids after `after` (from the first with `None`), in order, at most `limit`.
+fn read_stream_ids(
+    connection: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut ids = Vec::new();
+    let mut statement;
+    let mut rows = match after {
+        None => {
+            statement = connection.prepare_cached(
+                "SELECT DISTINCT stream_id FROM stream_index ORDER BY stream_id LIMIT ?1",
+            )?;
+            statement.query(params![limit])?
+        }
+        Some(after) => {
+            statement = connection.prepare_cached(
+                "SELECT DISTINCT stream_id FROM stream_index WHERE stream_id > ?1 \
+                 ORDER BY stream_id LIMIT ?2",
+            )?;
+            statement.query(params![after, limit])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        ids.push(row.get(0)?);
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -590,13 +681,54 @@ mod tests {
     /// tail, and a lookup of that stream: the second must see the fill, or the stream would
     /// look new and could be created twice.
     #[test]
+    fn the_scan_for_the_filter_reads_each_stream_once_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = IndexFile::in_dir(dir.path());
+        let writer = file.open_for_writing().unwrap();
+        let tail = SharedTail::default();
+        // Ten streams of one to three events each, interleaved in the log.
+        let mut events = Vec::new();
+        for revision in 0..3u64 {
+            for n in 0..10u64 {
+                if revision <= n % 3 {
+                    events.push((format!("s{n}"), revision));
+                }
+            }
+        }
+        tail.push_committed(
+            events
+                .iter()
+                .enumerate()
+                .map(|(idx, (stream_id, revision))| {
+                    (idx as u64 + 1, stream_id.as_str(), *revision, [0; 32])
+                }),
+        );
+        let mut entries = tail.state.lock().unwrap().first_entries(events.len());
+        write_fill(&writer, &mut entries).unwrap();
+        let mut scanned: Vec<String> = Vec::new();
+        loop {
+            let chunk = read_stream_ids(&writer, scanned.last().map(String::as_str), 3).unwrap();
+            let last_chunk = chunk.len() < 3;
+            scanned.extend(chunk);
+            if last_chunk {
+                break;
+            }
+        }
+        let mut expected: Vec<String> = (0..10).map(|n| format!("s{n}")).collect();
+        expected.sort();
+        assert_eq!(scanned, expected);
+    }
+
+    #[test]
     fn a_head_lookup_after_a_fill_sees_what_the_fill_moved() {
         let dir = tempfile::tempdir().unwrap();
         let file = IndexFile::in_dir(dir.path());
         let writer = file.open_for_writing().unwrap();
         let tail = SharedTail::default();
         tail.push_committed([(1, "moved", 0, [1; 32]), (2, "moved", 1, [2; 32])].into_iter());
-        let mut heads = HeadLookup::new(open_connection(&file.path, true).unwrap());
+        // No filter of known streams: every lookup the tail cannot answer reads the file.
+        let no_filter = Arc::new(KnownStreams::new(0));
+        let mut heads = HeadLookup::new(open_connection(&file.path, true).unwrap(), no_filter);
         assert_eq!(
             heads.head(&tail, "moved").unwrap(),
             Some(1),
@@ -607,8 +739,8 @@ mod tests {
             None,
             "begins the snapshot"
         );
-        let entries = tail.state.lock().unwrap().first_entries(2);
-        let indexed_through = write_fill(&writer, entries).unwrap();
+        let mut entries = tail.state.lock().unwrap().first_entries(2);
+        let indexed_through = write_fill(&writer, &mut entries).unwrap();
         tail.state.lock().unwrap().forget_through(indexed_through);
         assert_eq!(tail.state.lock().unwrap().head("moved"), None);
         assert_eq!(
