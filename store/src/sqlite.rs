@@ -162,6 +162,8 @@ pub struct SqliteStore {
     /// The events not yet in the index file (empty when opened read-only).
     tail: Arc<SharedTail>,
     indexer_thread: Option<JoinHandle<()>>,
+    /// The filter of the index file's streams (none built when opened read-only).
+    known_streams: Arc<known_streams::KnownStreams>,
     /// Tells the indexer to stop.
     stopping: Arc<AtomicBool>,
     _lock_file: Option<File>,
@@ -478,6 +480,9 @@ impl SqliteStore {
             index_attached: false,
             tail: Arc::new(SharedTail::default()),
             indexer_thread: None,
+            known_streams: Arc::new(known_streams::KnownStreams::new(
+                config.max_stream_filter_bytes,
+            )),
             stopping: Arc::new(AtomicBool::new(false)),
             _lock_file: Some(lock_file),
         };
@@ -506,10 +511,6 @@ impl SqliteStore {
         // Every new stream's append looks its head up here: keep the index's upper levels.
         index_reader.execute_batch("PRAGMA cache_size=-16384;")?;
 
-        let known_streams = Arc::new(known_streams::KnownStreams::new(
-            config.max_stream_filter_bytes,
-        ));
-
         let (queue, receiver) = AppendQueue::new(config.queue_capacity);
         let (sync_sender, sync_receiver) = sync_channel(SYNC_QUEUE_BATCHES);
         let mut writer = Writer {
@@ -525,7 +526,7 @@ impl SqliteStore {
             batch_recorded: Vec::new(),
             tail: store.tail.clone(),
             max_tail_events: config.max_stream_tail_events,
-            heads: HeadLookup::new(index_reader, known_streams.clone()),
+            heads: HeadLookup::new(index_reader, store.known_streams.clone()),
             batch_heads: HashMap::new(),
             failure: failure.clone(),
             stopped: false,
@@ -539,7 +540,7 @@ impl SqliteStore {
             fill_events: config.stream_index_fill_events,
             stopping: store.stopping.clone(),
             failure: failure.clone(),
-            known: known_streams,
+            known: store.known_streams.clone(),
         };
         let syncer = Syncer {
             wal_file,
@@ -594,10 +595,17 @@ impl SqliteStore {
             index_attached,
             tail: Arc::new(SharedTail::default()),
             indexer_thread: None,
+            known_streams: Arc::new(known_streams::KnownStreams::new(0)),
             stopping: Arc::new(AtomicBool::new(false)),
             _lock_file: None,
         };
         Ok(store)
+    }
+
+    /// Whether the filter of the streams the index file holds answers yet: built by a scan of
+    /// that file after the open. Until it does, every new stream is looked up in the file.
+    pub fn stream_filter_ready(&self) -> bool {
+        self.known_streams.is_ready()
     }
 
     /// The database file.

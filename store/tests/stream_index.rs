@@ -40,6 +40,38 @@ fn append_rounds(store: &SqliteStore, first_round: u64, n_rounds: u64) {
     }
 }
 
+/// Creates `n` streams `{prefix}{i}`, one event each.
+fn create_streams(store: &SqliteStore, prefix: &str, n: usize) {
+    for idx in 0..n {
+        store
+            .append(
+                &format!("{prefix}{idx}"),
+                ExpectedRevision::NoStream,
+                vec![event("t", "{}")],
+            )
+            .unwrap();
+    }
+}
+
+/// Creating `stream_id`, which holds one event, again must be refused.
+fn assert_not_created_twice(store: &SqliteStore, stream_id: &str) {
+    let outcome = store.append(
+        stream_id,
+        ExpectedRevision::NoStream,
+        vec![event("t", "{}")],
+    );
+    assert!(
+        matches!(
+            outcome,
+            Err(StoreError::WrongExpectedRevision {
+                actual: Some(0),
+                ..
+            })
+        ),
+        "{stream_id} created twice: {outcome:?}"
+    );
+}
+
 /// Removes `dir`'s files named `base` + each suffix, where they exist.
 fn remove_files(dir: &Path, base: &str, suffixes: &[&str]) {
     for suffix in suffixes {
@@ -147,16 +179,7 @@ fn an_index_file_of_another_log_is_refilled_from_this_one() {
     append_rounds(&open_small_fills(ours.path()), 0, 20);
     {
         // Another log whose streams have other names and lengths.
-        let store = open_small_fills(theirs.path());
-        for n in 0..40u64 {
-            store
-                .append(
-                    &format!("other-{n}"),
-                    ExpectedRevision::NoStream,
-                    vec![event("t", "{}")],
-                )
-                .unwrap();
-        }
+        create_streams(&open_small_fills(theirs.path()), "other-", 40);
     }
     replace_database(theirs.path(), ours.path(), INDEX_FILE_NAME);
     let indexed_through: i64 = rusqlite::Connection::open(ours.path().join(INDEX_FILE_NAME))
@@ -297,18 +320,7 @@ fn a_stream_is_not_created_twice_while_fills_move_streams_into_the_index_file() 
                         .unwrap();
                     // One created a few appends ago: in the tail, or just moved out of it.
                     let again = format!("t{thread_idx}-{}", n.saturating_sub(3));
-                    let outcome =
-                        store.append(&again, ExpectedRevision::NoStream, vec![event("t", "{}")]);
-                    assert!(
-                        matches!(
-                            outcome,
-                            Err(StoreError::WrongExpectedRevision {
-                                actual: Some(0),
-                                ..
-                            })
-                        ),
-                        "{again} created twice: {outcome:?}"
-                    );
+                    assert_not_created_twice(&store, &again);
                 }
             })
         })
@@ -329,48 +341,21 @@ fn a_stream_is_not_created_twice_while_fills_move_streams_into_the_index_file() 
 fn streams_in_the_index_file_before_the_open_are_found_by_the_filter_of_known_streams() {
     const N_STREAMS: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open_small_fills(dir.path());
-        for n in 0..N_STREAMS {
-            store
-                .append(
-                    &format!("old-{n}"),
-                    ExpectedRevision::NoStream,
-                    vec![event("t", "{}")],
-                )
-                .unwrap();
-        }
-    }
+    create_streams(&open_small_fills(dir.path()), "old-", N_STREAMS);
     let store = open_small_fills(dir.path());
-    // The scan runs on the indexer's thread as soon as it is idle: a few milliseconds here.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    for n in 0..N_STREAMS {
-        let stream_id = format!("old-{n}");
-        let outcome = store.append(
-            &stream_id,
-            ExpectedRevision::NoStream,
-            vec![event("t", "{}")],
-        );
+    // The scan runs on the indexer's thread as soon as it is idle: milliseconds here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.stream_filter_ready() {
         assert!(
-            matches!(
-                outcome,
-                Err(StoreError::WrongExpectedRevision {
-                    actual: Some(0),
-                    ..
-                })
-            ),
-            "{stream_id} created twice: {outcome:?}"
+            std::time::Instant::now() < deadline,
+            "the filter was not built"
         );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    for n in 0..100 {
-        store
-            .append(
-                &format!("new-{n}"),
-                ExpectedRevision::NoStream,
-                vec![event("t", "{}")],
-            )
-            .unwrap();
+    for idx in 0..N_STREAMS {
+        assert_not_created_twice(&store, &format!("old-{idx}"));
     }
+    create_streams(&store, "new-", 100);
     store
         .append("old-7", ExpectedRevision::Exact(0), vec![event("t", "{}")])
         .unwrap();

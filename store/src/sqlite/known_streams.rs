@@ -49,9 +49,8 @@ pub(super) struct StreamFilter {
 
 impl StreamFilter {
     pub fn with_capacity(capacity: usize) -> StreamFilter {
-        let n_blocks = (capacity * BITS_PER_STREAM).div_ceil(256).max(1);
         StreamFilter {
-            blocks: vec![[0; 8]; n_blocks],
+            blocks: vec![[0; 8]; Self::n_blocks(capacity)],
             // Keys drawn per filter: nobody can choose stream names that collide on purpose
             // (which would only cost lookups, never a wrong answer).
             hasher: std::collections::hash_map::RandomState::new(),
@@ -60,8 +59,13 @@ impl StreamFilter {
         }
     }
 
+    /// Blocks of 256 bits for `capacity` streams.
+    fn n_blocks(capacity: usize) -> usize {
+        (capacity * BITS_PER_STREAM).div_ceil(256).max(1)
+    }
+
     fn size_bytes(capacity: usize) -> usize {
-        (capacity * BITS_PER_STREAM).div_ceil(256).max(1) * 32
+        Self::n_blocks(capacity) * std::mem::size_of::<[u32; 8]>()
     }
 
     /// The block and the eight bit masks of `stream_id`.
@@ -170,6 +174,11 @@ impl KnownStreams {
         self.lock().building.is_some()
     }
 
+    /// Whether a filter answers (a scan has ended since the open).
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready.is_some()
+    }
+
     /// Adds a chunk of the scan (stream ids in order). With `last_chunk`, the filter is
     /// complete and replaces the one in use.
     pub fn add_scanned(&self, stream_ids: &[String], last_chunk: bool) {
@@ -188,7 +197,7 @@ impl KnownStreams {
             tracing::info!(
                 streams = built.len,
                 capacity = built.capacity,
-                bytes = built.blocks.len() * 32,
+                bytes = StreamFilter::size_bytes(built.capacity),
                 "the filter of known streams is ready"
             );
             filters.ready = Some(built);

@@ -541,7 +541,7 @@ impl Indexer {
             .begin_build(usize::try_from(events_in_file).unwrap_or(usize::MAX));
         loop {
             let durable = self.head.durable_position();
-            let entries = {
+            let mut entries = {
                 let tail = self.tail.state.lock().expect("stream tail lock");
                 let n_durable = tail.count_through(durable);
                 if n_durable < self.fill_events {
@@ -563,7 +563,6 @@ impl Indexer {
                 }
                 tail.first_entries(self.fill_events)
             };
-            let mut entries = entries;
             match write_fill(&self.connection, &mut entries) {
                 Ok(indexed_through) => {
                     // Sorted by stream: each stream once.
@@ -596,9 +595,7 @@ impl Indexer {
             }
         }
     }
-}
 
-impl Indexer {
     /// Reads the next chunk of the file's stream ids into the filter being built. A scan that
     /// fails leaves no filter: every stream is then looked up in the file, as without one.
     fn scan_for_filter(&self) {
@@ -677,9 +674,6 @@ mod tests {
         assert_eq!(tail.slice("b", 0, 100).events, vec![(1, 15)]);
     }
 
-    /// A lookup that begins the file's snapshot, a fill that then moves a stream out of the
-    /// tail, and a lookup of that stream: the second must see the fill, or the stream would
-    /// look new and could be created twice.
     #[test]
     fn the_scan_for_the_filter_reads_each_stream_once_across_chunks() {
         let dir = tempfile::tempdir().unwrap();
@@ -719,6 +713,9 @@ mod tests {
         assert_eq!(scanned, expected);
     }
 
+    /// A lookup that begins the file's snapshot, a fill that then moves a stream out of the
+    /// tail, and a lookup of that stream: the second must see the fill, or the stream would
+    /// look new and could be created twice.
     #[test]
     fn a_head_lookup_after_a_fill_sees_what_the_fill_moved() {
         let dir = tempfile::tempdir().unwrap();
