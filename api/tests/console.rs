@@ -709,7 +709,8 @@ fn the_console_onboards_finds_and_refunds_in_a_real_browser() {
 /// numbers lived in their app's namespace, so its orders keep their older stream names): a
 /// payment's page shows the events of its own order, found by the stream the payment was
 /// recorded on; a new attempt on an order paid there is decided over that stream, so it is
-/// refused as paid, not taken again on a stream of the new name.
+/// refused as paid, not taken again on a stream of the new name, and a lookup by order number
+/// finds its attempts there.
 #[test]
 fn orders_recorded_under_an_older_stream_name_keep_their_stream() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -776,5 +777,22 @@ fn orders_recorded_under_an_older_stream_name_keep_their_stream() {
         (status, refused["error"]["code"].as_str()),
         (409, Some("order_already_paid")),
         "{refused}"
+    );
+    // The app finds the order by its number: its attempts are read from the older stream.
+    let (status, found) = call(
+        "GET",
+        &format!(
+            "{base}/v1/payments?merchant_id={}&order_no=F-1",
+            merchant_id.trim()
+        ),
+        api_key,
+        None,
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["status"], "succeeded", "{found}");
+    assert_eq!(
+        found["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
     );
 }

@@ -335,7 +335,7 @@ macro_rules! model_tables {
             ],
             mapped: [
                 (payments, PAYMENTS, RECENT_PAYMENTS),
-                (payments_by_order, PAYMENTS_BY_ORDER, RECENT_OTHER),
+                (orders_under_older_names, ORDERS_UNDER_OLDER_NAMES, RECENT_OTHER),
                 (payments_by_channel_trade_no, PAYMENTS_BY_CHANNEL_TRADE_NO, RECENT_OTHER),
                 (refund_trade_nos, REFUND_TRADE_NOS, RECENT_OTHER),
                 (settlements, SETTLEMENTS, RECENT_OTHER),
@@ -391,13 +391,15 @@ mod space {
     pub const DISABLED_APPS: u16 = 7;
     pub const DISABLED_CHANNEL_ACCOUNTS: u16 = 8;
     pub const PAYMENTS: u16 = 10;
-    pub const PAYMENTS_BY_ORDER: u16 = 11;
+    // 11 held every order's trade numbers until version 8: a row per payment at a random place
+    // in its tree. An order's attempts are read from its own stream now.
     pub const PAYMENTS_BY_CHANNEL_TRADE_NO: u16 = 12;
     pub const REFUND_TRADE_NOS: u16 = 13;
     // 14 held each order stream's revision until version 8's last files: written with every
     // order event and never read. Files written before keep those rows; nothing reads them,
     // the digest leaves them out, and a rebuild does not write them.
     pub const SETTLEMENTS: u16 = 15;
+    pub const ORDERS_UNDER_OLDER_NAMES: u16 = 16;
     pub const NOTIFICATIONS: u16 = 20;
     pub const NOTIFICATIONS_DUE: u16 = 21;
     pub const NOTIFICATIONS_BY_APP: u16 = 22;
@@ -474,9 +476,10 @@ pub struct ReadModel {
     disabled_apps: Resident<AppId, ()>,
     disabled_channel_accounts: Resident<ChannelAccountId, ()>,
     payments: Map<TradeNo, PaymentView>,
-    /// An `order_no` lives in its app's namespace: trade numbers by app, merchant and order
-    /// number, oldest first.
-    payments_by_order: Map<(AppId, MerchantId, OrderNo), Vec<TradeNo>>,
+    /// The stream of each order recorded before order numbers lived in their app's namespace,
+    /// by app, merchant and order number. Every other order's stream is
+    /// `streams::order(app, merchant, order_no)`, and no row is kept for it.
+    orders_under_older_names: Map<(AppId, MerchantId, OrderNo), String>,
     payments_by_channel_trade_no: Map<ChannelTradeNo, TradeNo>,
     /// Trade number of each refund (and of each anomaly's refund).
     refund_trade_nos: Map<RefundId, TradeNo>,
@@ -715,7 +718,7 @@ fn due_at(state: &Notification) -> Option<DateTime<Utc>> {
 /// The projection's name and version, as operators see them.
 pub const NAME: &str = "read_model";
 /// Bumped whenever `apply` changes what it derives: a new version needs a rebuild.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 
 /// Since when the sweeper may have to ask about a payment: while pending, since its start;
 /// paid with refunds pending, since the oldest of them; otherwise never.
@@ -1102,25 +1105,11 @@ impl ReadModel {
                     )
                 {
                     self.older_order_streams += 1;
+                    self.orders_under_older_names.insert(
+                        &(event.app_id.clone(), event.merchant_id, event.order_no),
+                        recorded.stream_id.clone(),
+                    );
                 }
-                let order_key = (event.app_id.clone(), event.merchant_id, event.order_no);
-                // The first event of an order's stream, with every order under its app's stream
-                // name: no earlier attempt can exist, so the read (a miss in the file for
-                // nearly every payment) is skipped. Debug builds check that it would find none.
-                let first_attempt =
-                    recorded.stream_revision == 0 && !self.orders_may_live_under_older_names();
-                let mut attempts = match first_attempt {
-                    true => {
-                        debug_assert!(
-                            self.payments_by_order.get(&order_key).is_none(),
-                            "an order's first event found attempts already listed"
-                        );
-                        Vec::new()
-                    }
-                    false => self.payments_by_order.get(&order_key).unwrap_or_default(),
-                };
-                attempts.push(event.trade_no.clone());
-                self.payments_by_order.insert(&order_key, attempts);
                 self.count_started(&view);
                 self.feeds.insert(
                     &(event.app_id, position),
@@ -1997,22 +1986,24 @@ impl ReadModel {
         self.older_order_streams_unknown || self.older_order_streams > 0
     }
 
-    /// All attempts of an app's order, oldest first.
-    pub fn payments_of_order(
+    /// The stream of an app's order: the older name it was recorded under, if any, else
+    /// `streams::order(app, merchant, order_no)`. Its `payment.attempt_started` events name
+    /// the order's attempts, oldest first.
+    pub fn order_stream(
         &self,
         app_id: &AppId,
         merchant_id: &MerchantId,
         order_no: &OrderNo,
-    ) -> Result<Vec<PaymentView>, TableError> {
-        let key = (app_id.clone(), merchant_id.clone(), order_no.clone());
-        let trade_nos = self.payments_by_order.try_get(&key)?.unwrap_or_default();
-        let mut attempts = Vec::with_capacity(trade_nos.len());
-        for trade_no in &trade_nos {
-            if let Some(payment) = self.payment(trade_no)? {
-                attempts.push(payment);
-            }
+    ) -> Result<String, TableError> {
+        let own_name = || paycenter_domain::streams::order(app_id, merchant_id, order_no);
+        if !self.orders_may_live_under_older_names() {
+            return Ok(own_name());
         }
-        Ok(attempts)
+        let key = (app_id.clone(), merchant_id.clone(), order_no.clone());
+        Ok(self
+            .orders_under_older_names
+            .try_get(&key)?
+            .unwrap_or_else(own_name))
     }
 
     /// The app that owns a presented API key (hex SHA-256), if the key is current or still

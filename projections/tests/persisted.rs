@@ -57,14 +57,14 @@ fn a_file_backed_fold_equals_an_in_memory_fold_and_resumes() {
     assert_eq!(backed.status_counts().get("pending"), Some(&10));
     assert_eq!(backed.status_counts().get("succeeded"), Some(&30));
     let merchant = MerchantId::from_entropy(0);
-    let attempts = backed
-        .payments_of_order(
-            &AppId::from_entropy(1),
-            &merchant,
-            &OrderNo::parse("O3").unwrap(),
-        )
-        .unwrap();
-    assert_eq!(attempts.len(), 1);
+    // Every order here was recorded under its app's stream name: no row says otherwise.
+    let order_no = OrderNo::parse("O3").unwrap();
+    assert_eq!(
+        backed
+            .order_stream(&AppId::from_entropy(1), &merchant, &order_no)
+            .unwrap(),
+        paycenter_domain::streams::order(&AppId::from_entropy(1), &merchant, &order_no)
+    );
     assert_eq!(
         backed
             .payment_by_channel_trade_no(&ChannelTradeNo::parse("C0").unwrap())
@@ -197,14 +197,12 @@ fn a_batch_being_written_is_readable_and_lands_whole() {
     // Taken for writing: not in the file yet, but every query sees it.
     let pending = model.prepare_commit().expect("a file");
     assert_eq!(pending.position(), head);
-    let merchant = MerchantId::from_entropy(45 % 3);
-    let order = OrderNo::parse("O45").unwrap();
     assert_eq!(
         model
-            .payments_of_order(&AppId::from_entropy(1), &merchant, &order)
+            .payment_by_channel_trade_no(&ChannelTradeNo::parse("C45").unwrap())
             .unwrap()
-            .len(),
-        1
+            .map(|payment| payment.order_no),
+        Some(OrderNo::parse("O45").unwrap())
     );
     // Every fourth attempt is unpaid: 10 of the first 40, 2 of the next 10 (O43, O47).
     let queued = model.sweep_candidates(chrono::Utc::now(), 1_000).unwrap();
@@ -694,10 +692,20 @@ fn a_model_knows_whether_orders_live_under_older_stream_names() {
         .unwrap();
     let model = fold_into_file(&path, &store);
     assert!(model.orders_may_live_under_older_names());
-    let attempts = model
-        .payments_of_order(&AppId::from_entropy(1), &merchant_id, &order_no)
-        .unwrap();
-    assert_eq!(attempts[0].order_stream, older_stream);
+    assert_eq!(
+        model
+            .order_stream(&AppId::from_entropy(1), &merchant_id, &order_no)
+            .unwrap(),
+        older_stream
+    );
+    // Any other order of the app is under the app's own name.
+    let other_order = OrderNo::parse("NEW-1").unwrap();
+    assert_eq!(
+        model
+            .order_stream(&AppId::from_entropy(1), &merchant_id, &other_order)
+            .unwrap(),
+        paycenter_domain::streams::order(&AppId::from_entropy(1), &merchant_id, &other_order)
+    );
     drop(model);
     assert!(fold_into_file(&path, &store).orders_may_live_under_older_names());
 

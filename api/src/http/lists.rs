@@ -341,9 +341,7 @@ pub async fn find_payments(
             })?,
         };
         let attempts =
-            state
-                .model_for_request()?
-                .payments_of_order(&app_id, &merchant_id, &order_no)?;
+            crate::service::payments::attempts_of_order(&state, &app_id, &merchant_id, &order_no)?;
         let latest = attempts
             .last()
             .ok_or_else(|| payment_not_found(format_args!("for order {order_no}")))?;

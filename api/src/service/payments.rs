@@ -9,8 +9,9 @@ use paycenter_domain::payment::{
     Channel, InvokeMethod, Order, OrderCommand, OutcomeSource, Split, StartAttempt,
 };
 use paycenter_domain::vocabulary::ShareMode;
-use paycenter_domain::{streams, Money};
+use paycenter_domain::Money;
 use paycenter_gateway::{CreatePayment, PaymentAction};
+use paycenter_projections::model::PaymentView;
 
 use crate::error::{ErrorCode, Refusal};
 use crate::state::AppState;
@@ -230,18 +231,10 @@ pub(crate) async fn start_attempt(
     // The order's stream: where its attempts already are (orders recorded before order
     // numbers lived in their app's namespace keep their stream), else the app's own. With no
     // attempt ever recorded under an older name, it is the app's own without a lookup.
-    let stream_id = {
-        let model = state.model_for_request()?;
-        let older = match model.orders_may_live_under_older_names() {
-            false => None,
-            true => model
-                .payments_of_order(&app_id, &merchant_id, &order_no)
-                .map_err(Refusal::from)?
-                .first()
-                .map(|payment| payment.order_stream.clone()),
-        };
-        older.unwrap_or_else(|| streams::order(&app_id, &merchant_id, &order_no))
-    };
+    let stream_id = state
+        .model_for_request()?
+        .order_stream(&app_id, &merchant_id, &order_no)
+        .map_err(Refusal::from)?;
     // Most orders are new: decided without reading their (empty) stream first.
     let (decided, _) = state
         .execute_on_new_stream(&stream_id, &format!("start-{trade_no}"), |history, now| {
@@ -337,6 +330,40 @@ pub(crate) async fn start_attempt(
         channel_account_id,
         route,
     })
+}
+
+/// Every attempt of an app's order, oldest first: those its stream's `payment.attempt_started`
+/// events name, each as the read model holds it. An attempt the model has not folded yet is
+/// left out, as every read of the model leaves it out.
+pub fn attempts_of_order(
+    state: &AppState,
+    app_id: &AppId,
+    merchant_id: &MerchantId,
+    order_no: &OrderNo,
+) -> Result<Vec<PaymentView>, Refusal> {
+    let stream_id = state
+        .model_for_request()?
+        .order_stream(app_id, merchant_id, order_no)?;
+    // Read without the model's lock: the stream is read from the store.
+    let recorded = state.read_stream(&stream_id)?;
+    let mut trade_nos = Vec::new();
+    for event in recorded
+        .iter()
+        .filter(|event| event.event_type == "payment.attempt_started")
+    {
+        let decoded = Event::decode(event).map_err(|error| Refusal::internal("decode", error))?;
+        if let Event::PaymentAttemptStarted(started) = decoded {
+            trade_nos.push(started.trade_no);
+        }
+    }
+    let model = state.model_for_request()?;
+    let mut attempts = Vec::with_capacity(trade_nos.len());
+    for trade_no in &trade_nos {
+        if let Some(payment) = model.payment(trade_no)? {
+            attempts.push(payment);
+        }
+    }
+    Ok(attempts)
 }
 
 /// A payment that shares at the channel: the channel shares, and every split names a
