@@ -301,15 +301,15 @@ async fn serve(
     let parameters_peek = parameters.first().cloned().unwrap_or_default();
     let mut parameters = parameters.into_iter();
     let mut parameter = || parameters.next().expect("the template has this parameter");
-    let app = match caller {
+    // One operation runs: it takes the app it was authenticated as, without a copy.
+    let app_or_admin = match caller {
         Authenticated::App(app) => Some(app),
         Authenticated::Admin | Authenticated::Public => None,
     };
-    let app_or_admin = app.clone();
-    let app = || app.clone().expect("an app route authenticated its app");
+    let app = |app: Option<AppRegistered>| app.expect("an app route authenticated its app");
     let answer = match route.operation {
         Operation::CreatePayment => {
-            let app = app();
+            let app = app(app_or_admin);
             let key = header(headers, "idempotency-key")?.map(str::to_owned);
             let handler = handlers::create_payment(state.clone(), app.clone(), body.clone());
             idempotency::run(&state, &app, key, &body, handler).await
@@ -317,12 +317,16 @@ async fn serve(
         Operation::FindPayments => lists::find_payments(state, app_or_admin, query).await,
         Operation::ListRefunds => lists::list_refunds(state, app_or_admin, query).await,
         Operation::GetPayment => handlers::get_payment(state, app_or_admin, parameter()).await,
-        Operation::ClosePayment => handlers::close_payment(state, app(), parameter()).await,
-        Operation::SharePayment => handlers::share_payment(state, app(), parameter()).await,
+        Operation::ClosePayment => {
+            handlers::close_payment(state, app(app_or_admin), parameter()).await
+        }
+        Operation::SharePayment => {
+            handlers::share_payment(state, app(app_or_admin), parameter()).await
+        }
         Operation::CreateRefund => {
             handlers::create_refund(state, app_or_admin, parameter(), body).await
         }
-        Operation::ListEvents => handlers::list_events(state, app(), query).await,
+        Operation::ListEvents => handlers::list_events(state, app(app_or_admin), query).await,
         Operation::ListNotifications => {
             handlers::list_notifications(state, app_or_admin, query).await
         }
