@@ -43,7 +43,7 @@ use paycenter_domain::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::tables::{Backing, Map, Resident, TableError, Write};
+use crate::tables::{Backing, Map, Resident, Retired, TableError, Write};
 
 /// An entry the ledger refused: a broken invariant, so a bug upstream (the domain promised
 /// shares within what each part holds). Nothing of the entry was posted.
@@ -225,10 +225,11 @@ impl Ledger {
     }
 
     /// See `ReadModel::finish_commit`.
-    pub fn finish_commit(&mut self) {
+    pub fn finish_commit(&mut self) -> Retired {
         self.balances.finish_commit();
-        self.attempts.finish_commit();
-        self.refunds.finish_commit();
+        let mut retired = self.attempts.finish_commit();
+        retired.append(self.refunds.finish_commit());
+        retired
     }
 
     /// Feeds everything the ledger holds, in a canonical order, to `visit` (for digests).
@@ -900,8 +901,8 @@ impl crate::projection::Projection for Balances {
         self.ledger.stage();
     }
 
-    fn finish_commit(&mut self) {
-        self.ledger.finish_commit();
+    fn finish_commit(&mut self) -> Retired {
+        self.ledger.finish_commit()
     }
 
     fn digest(&self) -> Result<String, TableError> {

@@ -381,10 +381,12 @@ impl<C: PendingWrite + 'static> FileWriter<C> {
                 lower_this_threads_priority();
                 for (position, pending) in received {
                     let written = pending.write();
-                    model
+                    let retired = model
                         .write()
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .finish_commit();
+                    // Freed here, with the lock released: requests wait for no free.
+                    drop(retired);
                     let outcome = written.map_err(|error| Stopped {
                         position,
                         event_type: String::new(),

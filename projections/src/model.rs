@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::tables::{prefix_end, Backing, Checkpoint, Key, Map, Resident, TableError};
+use crate::tables::{prefix_end, Backing, Checkpoint, Key, Map, Resident, Retired, TableError};
 
 mod alerts;
 mod lists;
@@ -673,7 +673,7 @@ impl crate::projection::Projection for ReadModel {
         ReadModel::stage(self)
     }
 
-    fn finish_commit(&mut self) {
+    fn finish_commit(&mut self) -> Retired {
         ReadModel::finish_commit(self)
     }
 
@@ -842,15 +842,18 @@ impl ReadModel {
 
     /// The second half of a commit, once its write is done (or failed: the projection stops
     /// then, and what it applied stays readable until the process ends).
-    pub fn finish_commit(&mut self) {
+    /// Answers the rows this took out of memory, to be freed without the model's lock.
+    pub fn finish_commit(&mut self) -> Retired {
+        let mut retired = Retired::default();
         macro_rules! finish_all {
             (resident: [$(($resident:ident, $resident_space:ident)),* $(,)?],
              mapped: [$(($mapped:ident, $mapped_space:ident, $recent:ident)),* $(,)?]) => {
                 $(self.$resident.finish_commit();)*
-                $(self.$mapped.finish_commit();)*
+                $(retired.append(self.$mapped.finish_commit());)*
             };
         }
         model_tables!(finish_all);
+        retired
     }
 
     /// The file this model is kept in, if any.

@@ -69,8 +69,10 @@ pub trait Projection: Sized + Send + Sync + 'static {
     /// [`Projection::finish_commit`].
     fn prepare_commit(&mut self) -> Option<Self::Commit>;
 
-    /// Forgets the batch [`Projection::prepare_commit`] took, once written.
-    fn finish_commit(&mut self);
+    /// Forgets the batch [`Projection::prepare_commit`] took, once written. Answers the rows
+    /// this took out of memory: a caller holding the projection's lock frees them after
+    /// releasing it (see [`crate::tables::Retired`]).
+    fn finish_commit(&mut self) -> crate::tables::Retired;
 
     /// Makes what was applied since the last commit read as committed without writing it;
     /// the next [`Projection::prepare_commit`] takes it. The follower stages every batch it

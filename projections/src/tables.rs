@@ -1192,10 +1192,17 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
     /// The commit holding what `drain_into` took is in the file (or was dropped for a later
     /// one): those entries move to the bounded memory of recent ones. What was staged since
     /// stays for the next commit.
-    pub fn finish_commit(&mut self) {
+    ///
+    /// Answers the generation of recent entries this retired, if any, for the caller to free
+    /// (see [`Retired`]).
+    pub fn finish_commit(&mut self) -> Retired {
+        let mut retired = Retired::default();
         for (key, value) in std::mem::take(&mut self.writing) {
-            self.recent.insert(key, value);
+            if let Some(generation) = self.recent.insert(key, value) {
+                retired.push(generation);
+            }
         }
+        retired
     }
 
     /// Feeds every entry (encoded key and JSON value, in key order) to `visit`.
@@ -1238,14 +1245,35 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
     }
 }
 
+/// One generation of [`Recent`] entries, by encoded key.
+type Generation<V> = HashMap<Vec<u8>, Option<V>>;
+
+/// What the end of a commit took out of a projection's memory (generations of recent
+/// entries), for the caller to free once it has let go of the projection's lock: freeing a
+/// generation of thousands of rows takes milliseconds, and under the lock every request
+/// waiting to read the model would wait for it too. Dropping it frees it.
+#[derive(Default)]
+pub struct Retired(Vec<Box<dyn Send>>);
+
+impl Retired {
+    fn push<T: Send + 'static>(&mut self, rows: T) {
+        self.0.push(Box::new(rows));
+    }
+
+    /// Takes in what `other` holds.
+    pub fn append(&mut self, mut other: Retired) {
+        self.0.append(&mut other.0);
+    }
+}
+
 /// The last entries committed, in two generations. New entries go into the younger; once it
 /// holds half the capacity it becomes the older, and the older is dropped whole. So between
 /// half the capacity and all of it is kept, the newest always, and no entry is ever removed
 /// by itself: a removal per entry (a probe of a cold slot) took most of the file writer's time
 /// after a write, under the model's lock.
 struct Recent<V> {
-    younger: HashMap<Vec<u8>, Option<V>>,
-    older: HashMap<Vec<u8>, Option<V>>,
+    younger: Generation<V>,
+    older: Generation<V>,
     /// Entries the younger generation takes before it turns older (0: nothing is kept).
     generation_len: usize,
 }
@@ -1265,15 +1293,19 @@ impl<V> Recent<V> {
             .or_else(|| self.older.get(encoded))
     }
 
-    fn insert(&mut self, encoded: Vec<u8>, value: Option<V>) {
+    /// Keeps an entry; answers the older generation when this turned it out, for the caller
+    /// to drop where it chooses.
+    fn insert(&mut self, encoded: Vec<u8>, value: Option<V>) -> Option<Generation<V>> {
         if self.generation_len == 0 {
-            return;
+            return None;
         }
         self.younger.insert(encoded, value);
-        if self.younger.len() >= self.generation_len {
-            let younger = HashMap::with_capacity(self.generation_len);
-            self.older = std::mem::replace(&mut self.younger, younger);
+        if self.younger.len() < self.generation_len {
+            return None;
         }
+        let younger = HashMap::with_capacity(self.generation_len);
+        let older = std::mem::replace(&mut self.younger, younger);
+        Some(std::mem::replace(&mut self.older, older))
     }
 
     /// Entries held (a key in both generations counts twice).
@@ -1481,24 +1513,37 @@ mod tests {
     }
 
     /// The recent entries keep at least the newest half of their capacity and never more than
-    /// all of it; a key written again reads its newest value; capacity 0 keeps nothing.
+    /// all of it; a key written again reads its newest value; capacity 0 keeps nothing. The
+    /// generation an insert turns out is handed back (to be freed outside the model's lock),
+    /// and none of its entries is read any more.
     #[test]
     fn recent_entries_keep_the_newest_and_stay_within_capacity() {
         let key = |n: u64| n.to_be_bytes().to_vec();
         let mut recent: Recent<u64> = Recent::new(8);
+        let mut turned_out = Vec::new();
         for n in 0..100u64 {
-            recent.insert(key(n), Some(n));
+            if let Some(generation) = recent.insert(key(n), Some(n)) {
+                for gone in generation.keys() {
+                    assert_eq!(recent.get(gone), None, "turned out at {n}");
+                }
+                turned_out.push((n, generation.len()));
+            }
             assert!(recent.len() <= 8, "{} entries after {n}", recent.len());
             for kept in n.saturating_sub(3)..=n {
                 assert_eq!(recent.get(&key(kept)), Some(&Some(kept)));
             }
         }
+        // A generation of 4 turns out at every fourth insert; the first turns out nothing.
+        let expected: Vec<(u64, usize)> = (0..25u64)
+            .map(|i| (4 * i + 3, if i == 0 { 0 } else { 4 }))
+            .collect();
+        assert_eq!(turned_out, expected);
         assert_eq!(recent.get(&key(0)), None);
         assert_eq!(recent.get(&key(91)), None);
         recent.insert(key(99), None);
         assert_eq!(recent.get(&key(99)), Some(&None));
         let mut nothing: Recent<u64> = Recent::new(0);
-        nothing.insert(key(1), Some(1));
+        assert!(nothing.insert(key(1), Some(1)).is_none());
         assert_eq!(nothing.get(&key(1)), None);
     }
 

@@ -500,8 +500,8 @@ impl paycenter_projections::Projection for EventCounts {
         })
     }
 
-    fn finish_commit(&mut self) {
-        self.counts.finish_commit();
+    fn finish_commit(&mut self) -> paycenter_projections::tables::Retired {
+        self.counts.finish_commit()
     }
 
     fn digest(&self) -> Result<String, paycenter_projections::tables::TableError> {
