@@ -3,7 +3,8 @@
 //! decision, and the initiation at the channel, recorded whatever the channel answers.
 
 use chrono::{DateTime, Utc};
-use paycenter_domain::events::Event;
+use paycenter_domain::envelope::RecordedEvent;
+use paycenter_domain::events::{DecodeError, Event};
 use paycenter_domain::ids::{AppId, ChannelAccountId, MerchantId, OrderNo, TradeNo};
 use paycenter_domain::payment::{
     Channel, InvokeMethod, Order, OrderCommand, OutcomeSource, Split, StartAttempt,
@@ -346,16 +347,8 @@ pub fn attempts_of_order(
         .order_stream(app_id, merchant_id, order_no)?;
     // Read without the model's lock: the stream is read from the store.
     let recorded = state.read_stream(&stream_id)?;
-    let mut trade_nos = Vec::new();
-    for event in recorded
-        .iter()
-        .filter(|event| event.event_type == "payment.attempt_started")
-    {
-        let decoded = Event::decode(event).map_err(|error| Refusal::internal("decode", error))?;
-        if let Event::PaymentAttemptStarted(started) = decoded {
-            trade_nos.push(started.trade_no);
-        }
-    }
+    let trade_nos = trade_nos_of_order(&recorded, app_id, merchant_id, order_no)
+        .map_err(|error| Refusal::internal("decode", error))?;
     let model = state.model_for_request()?;
     let mut attempts = Vec::with_capacity(trade_nos.len());
     for trade_no in &trade_nos {
@@ -364,6 +357,32 @@ pub fn attempts_of_order(
         }
     }
     Ok(attempts)
+}
+
+/// The trade numbers of the attempts `app_id` started on an order's stream, oldest first. A
+/// stream of an older name (`order-{merchant}-{order_no}`, before order numbers lived in their
+/// app's namespace) may hold attempts of several apps acting for the merchant: only the
+/// asking app's are its order's.
+fn trade_nos_of_order(
+    recorded: &[RecordedEvent],
+    app_id: &AppId,
+    merchant_id: &MerchantId,
+    order_no: &OrderNo,
+) -> Result<Vec<TradeNo>, DecodeError> {
+    let mut trade_nos = Vec::new();
+    for event in recorded
+        .iter()
+        .filter(|event| event.event_type == "payment.attempt_started")
+    {
+        if let Event::PaymentAttemptStarted(started) = Event::decode(event)? {
+            if (&started.app_id, &started.merchant_id, &started.order_no)
+                == (app_id, merchant_id, order_no)
+            {
+                trade_nos.push(started.trade_no);
+            }
+        }
+    }
+    Ok(trade_nos)
 }
 
 /// A payment that shares at the channel: the channel shares, and every split names a
@@ -409,4 +428,79 @@ fn check_shareable(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use paycenter_domain::events::PaymentAttemptStarted;
+    use paycenter_domain::Currency;
+    use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore};
+
+    fn started(
+        app_id: &AppId,
+        trade_no: &TradeNo,
+        merchant_id: &MerchantId,
+        order_no: &OrderNo,
+    ) -> Event {
+        Event::PaymentAttemptStarted(PaymentAttemptStarted {
+            trade_no: trade_no.clone(),
+            merchant_id: merchant_id.clone(),
+            order_no: order_no.clone(),
+            app_id: app_id.clone(),
+            channel_account_id: ChannelAccountId::from_entropy(1),
+            channel: Channel::Sandbox,
+            invoke_method: InvokeMethod::Pc,
+            amount: Money::from_minor(100, Currency::CNY),
+            fee: Money::from_minor(0, Currency::CNY),
+            splits: Vec::new(),
+            subject: "rent".into(),
+            started_at: Utc::now(),
+            expires_at: Utc::now(),
+            return_url: None,
+            route: None,
+            share: ShareMode::None,
+        })
+    }
+
+    /// A stream of an older name holds the attempts of two apps acting for one merchant: each
+    /// app's lookup of the order finds its own attempts only, oldest first.
+    #[test]
+    fn an_order_on_a_stream_of_an_older_name_answers_only_the_asking_apps_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+        let merchant_id = MerchantId::from_entropy(7);
+        let order_no = OrderNo::parse("SHARED-1").unwrap();
+        let (first_app, second_app) = (AppId::from_entropy(1), AppId::from_entropy(2));
+        let trade_nos: Vec<TradeNo> = (0..3).map(|n| TradeNo::generate(Utc::now(), n)).collect();
+        let older_stream = format!("order-{merchant_id}-{order_no}");
+        for (revision, app_id) in [&first_app, &second_app, &first_app]
+            .into_iter()
+            .enumerate()
+        {
+            let event = started(app_id, &trade_nos[revision], &merchant_id, &order_no);
+            let expected = match revision {
+                0 => ExpectedRevision::NoStream,
+                _ => ExpectedRevision::Exact(revision as u64 - 1),
+            };
+            store
+                .append(
+                    &older_stream,
+                    expected,
+                    Event::to_new_events(&[event], &format!("start-{revision}"), None),
+                )
+                .unwrap();
+        }
+        let recorded = store.read_stream(&older_stream, 0).unwrap();
+        let of = |app_id: &AppId, order_no: &OrderNo| {
+            trade_nos_of_order(&recorded, app_id, &merchant_id, order_no).unwrap()
+        };
+        assert_eq!(
+            of(&first_app, &order_no),
+            vec![trade_nos[0].clone(), trade_nos[2].clone()]
+        );
+        assert_eq!(of(&second_app, &order_no), vec![trade_nos[1].clone()]);
+        assert!(of(&first_app, &OrderNo::parse("OTHER").unwrap()).is_empty());
+    }
 }
