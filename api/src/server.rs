@@ -287,6 +287,10 @@ pub struct StateParts {
 /// while the service listens and answers 503 `read_model_unavailable` until it is done.
 const BLOCKING_CATCH_UP_EVENTS: u64 = 50_000;
 
+/// The longest a stop waits for the embedded store to save its filter of known streams (a fill
+/// of the stream index in progress finishes first; the save itself takes milliseconds).
+const FILTER_SAVE_TIMEOUT_MS: u64 = 10_000;
+
 /// Builds the service's state over `parts`: the read model opened from its file in
 /// `data_dir/projections` (resuming at its checkpoint; folded from position 1 when there is
 /// none) and kept current by its follower thread. Starts no background loop: `serve` starts
@@ -501,6 +505,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // to its log (PostgreSQL: what they appended is verified before the checkpoint moves over
     // it). EventStoreDB verifies its whole log at open.
     let mut checkpoint_shared_log: Option<bool> = None;
+    // The embedded store, typed: its filter of known streams is saved at the stop.
+    let mut embedded_store: Option<Arc<SqliteStore>> = None;
     let store: Arc<dyn EventStore> = match options.store_url.clone() {
         None => {
             let data_dir = options.data_dir.clone();
@@ -510,7 +516,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 ..SqliteConfig::default()
             };
             checkpoint_shared_log = Some(false);
-            Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config)).await??)
+            let opened = Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, config)).await??,
+            );
+            embedded_store = Some(opened.clone());
+            opened
         }
         Some(url) if paycenter_store::postgres::is_postgres_url(&url) => {
             // Every node must open the secrets every other node sealed: a key file in one
@@ -704,6 +714,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }
     })
     .await;
+    // The store is not dropped at exit (threads still hold it): its filter of known streams is
+    // saved here, so the next start reads it instead of scanning the stream index.
+    if let Some(embedded_store) = embedded_store {
+        let _ = tokio::task::spawn_blocking(move || {
+            embedded_store.save_stream_filter(FILTER_SAVE_TIMEOUT_MS)
+        })
+        .await;
+    }
     drop(state);
     tracing::info!("paycenter stopped");
     Ok(())

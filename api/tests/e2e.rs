@@ -699,6 +699,15 @@ fn payment_lifecycle_webhooks_refunds_and_restart() {
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
     let log = std::fs::read_to_string(data_dir.path().join("server.log")).unwrap();
     assert!(log.contains("paycenter stopped"), "shutdown was logged");
+    // The stop saved the store's filter of known streams: the next start reads it instead of
+    // scanning the stream index.
+    assert!(
+        data_dir
+            .path()
+            .join(paycenter_store::sqlite::FILTER_FILE_NAME)
+            .exists(),
+        "the filter of known streams was saved at the stop"
+    );
     drop(server);
     let server = start_server(data_dir.path());
     let after = call(

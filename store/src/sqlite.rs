@@ -46,6 +46,7 @@ use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
 use crate::{MAX_READ_ALL_LIMIT, MAX_STREAM_EVENTS};
+pub use known_streams::FILTER_FILE_NAME;
 pub use stream_index::INDEX_FILE_NAME;
 use stream_index::{HeadLookup, IndexFile, Indexer, SharedTail};
 
@@ -504,6 +505,15 @@ impl SqliteStore {
             head_position,
             config.max_stream_tail_events,
         )?;
+        if let Some(saved) = stream_index::saved_filter_for(
+            data_dir,
+            &open_connection(&store.db_path, true)?,
+            head_position,
+            tail.indexed_through(),
+            config.max_stream_filter_bytes,
+        )? {
+            store.known_streams.install(saved);
+        }
         *store.tail.state.lock().expect("stream tail lock") = tail;
         store.idle_readers.lock().expect("reader pool lock").clear();
         store.index_attached = true;
@@ -541,6 +551,7 @@ impl SqliteStore {
             stopping: store.stopping.clone(),
             failure: failure.clone(),
             known: store.known_streams.clone(),
+            data_dir: data_dir.to_owned(),
         };
         let syncer = Syncer {
             wal_file,
@@ -606,6 +617,20 @@ impl SqliteStore {
     /// that file after the open. Until it does, every new stream is looked up in the file.
     pub fn stream_filter_ready(&self) -> bool {
         self.known_streams.is_ready()
+    }
+
+    /// Saves the filter of known streams now (the indexer does, between its fills), so the
+    /// next open reads it instead of scanning the index file; waits at most `timeout_ms` for
+    /// it. For a process about to end: it also saves on its own once a minute, and when the
+    /// store is dropped. Whether a save was done; `false` for a store opened read-only.
+    pub fn save_stream_filter(&self, timeout_ms: u64) -> bool {
+        if self.indexer_thread.is_none() {
+            return false;
+        }
+        let done_before = self.known_streams.request_save();
+        self.tail.wake();
+        self.known_streams
+            .wait_saved(done_before, Duration::from_millis(timeout_ms))
     }
 
     /// The database file.

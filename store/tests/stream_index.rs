@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use paycenter_store::conformance::event;
-use paycenter_store::sqlite::{DB_FILE_NAME, INDEX_FILE_NAME};
+use paycenter_store::sqlite::{DB_FILE_NAME, FILTER_FILE_NAME, INDEX_FILE_NAME};
 use paycenter_store::{EventStore, ExpectedRevision, SqliteConfig, SqliteStore, StoreError};
 
 /// A store whose stream index is filled every 4 durable events, the tail holding at most 16.
@@ -342,6 +342,9 @@ fn streams_in_the_index_file_before_the_open_are_found_by_the_filter_of_known_st
     const N_STREAMS: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
     create_streams(&open_small_fills(dir.path()), "old-", N_STREAMS);
+    // The close saved the filter; without it (a process killed before its first save) the
+    // open scans the index file.
+    std::fs::remove_file(dir.path().join(FILTER_FILE_NAME)).unwrap();
     let store = open_small_fills(dir.path());
     // The scan runs on the indexer's thread as soon as it is idle: milliseconds here.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -359,4 +362,55 @@ fn streams_in_the_index_file_before_the_open_are_found_by_the_filter_of_known_st
     store
         .append("old-7", ExpectedRevision::Exact(0), vec![event("t", "{}")])
         .unwrap();
+}
+
+/// The filter saved by an earlier process answers from the open, without a scan: one saved at a
+/// close, older than the index file (as after a kill between two saves), has the streams of
+/// the log's events after it added; one damaged or of another log is ignored and the index is
+/// scanned. In every case, no stream the index holds is created twice.
+#[test]
+fn a_saved_filter_of_known_streams_answers_from_the_open_and_never_misses_a_stream() {
+    const N_STREAMS: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let filter_path = dir.path().join(FILTER_FILE_NAME);
+    create_streams(&open_small_fills(dir.path()), "first-", N_STREAMS);
+    let saved_after_first = std::fs::read(&filter_path).expect("the close saved the filter");
+    {
+        let store = open_small_fills(dir.path());
+        assert!(store.stream_filter_ready(), "read from its file at open");
+        create_streams(&store, "second-", N_STREAMS);
+    }
+    // The filter of the first close: the second process's streams are only in the log and the
+    // index file after its position.
+    std::fs::write(&filter_path, &saved_after_first).unwrap();
+    let store = open_small_fills(dir.path());
+    assert!(store.stream_filter_ready(), "read from its file at open");
+    for prefix in ["first-", "second-"] {
+        for idx in 0..N_STREAMS {
+            assert_not_created_twice(&store, &format!("{prefix}{idx}"));
+        }
+    }
+    create_streams(&store, "third-", 10);
+    drop(store);
+
+    // Damaged: one bit flipped in the blocks.
+    let mut damaged = std::fs::read(&filter_path).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x10;
+    std::fs::write(&filter_path, &damaged).unwrap();
+    let store = open_small_fills(dir.path());
+    for idx in 0..N_STREAMS {
+        assert_not_created_twice(&store, &format!("second-{idx}"));
+    }
+    drop(store);
+
+    // Of another log: a store whose events differ, its filter copied over.
+    let other = tempfile::tempdir().unwrap();
+    create_streams(&open_small_fills(other.path()), "other-", 10);
+    std::fs::copy(other.path().join(FILTER_FILE_NAME), &filter_path).unwrap();
+    let store = open_small_fills(dir.path());
+    for prefix in ["first-", "second-", "third-"] {
+        assert_not_created_twice(&store, &format!("{prefix}7"));
+    }
+    create_streams(&store, "other-", 10);
 }

@@ -14,9 +14,34 @@
 //! whenever it is in the file. Until the scan is done, every stream is "maybe". A filter over
 //! its capacity is built again, twice as large, up to `max_bytes`; past that it keeps answering
 //! correctly, with more false positives.
+//!
+//! **Kept across restarts.** A scan of a long log's index takes seconds to minutes of the
+//! indexer's core, right when the service starts taking load (26 % of the server's samples at
+//! 10M events, docs/benchmarks.md). So the indexer saves the filter in use beside the index file
+//! ([`FILTER_FILE_NAME`]): at most every [`SAVE_INTERVAL`] after a fill and when the store
+//! closes, with the index position it holds every stream through and that event's hash. The
+//! next open takes it instead of scanning when the hash is the log's at that position, adding
+//! the streams of the log's events after it that the index file holds ([`SavedFilter`]). A
+//! file that is damaged, from another log or another format is ignored: the scan runs as
+//! before. The file is derived, so it is never fsynced: what a power cut tears, the checksum
+//! refuses.
 
-use std::hash::BuildHasher;
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use sha2::Digest;
+
+/// The saved filter's file, in the data directory beside the index file.
+pub const FILTER_FILE_NAME: &str = "streams.filter";
+/// The least time between two saves of the filter after fills.
+pub(super) const SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// The first bytes of a saved filter: the file's kind and its format's version.
+const FILE_MAGIC: &[u8; 8] = b"PCSTRF01";
+/// Magic, position, hash, two keys, capacity, length, blocks.
+const FILE_HEADER_BYTES: usize = 8 + 8 + 32 + 8 * 5;
 
 /// Bits of filter per stream it is sized for: about 1 % false positives when full.
 const BITS_PER_STREAM: usize = 12;
@@ -36,10 +61,11 @@ const SALT: [u32; 8] = [
 ];
 
 /// A split-block Bloom filter of stream ids.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StreamFilter {
     blocks: Vec<[u32; 8]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// SipHash-1-3's keys, drawn per filter and saved with it.
+    keys: (u64, u64),
     /// Streams it was sized for.
     capacity: usize,
     /// Insertions so far (a stream scanned and also filled counts twice: the count only decides
@@ -53,7 +79,7 @@ impl StreamFilter {
             blocks: vec![[0; 8]; Self::n_blocks(capacity)],
             // Keys drawn per filter: nobody can choose stream names that collide on purpose
             // (which would only cost lookups, never a wrong answer).
-            hasher: std::collections::hash_map::RandomState::new(),
+            keys: uuid::Uuid::new_v4().as_u64_pair(),
             capacity,
             len: 0,
         }
@@ -70,7 +96,9 @@ impl StreamFilter {
 
     /// The block and the eight bit masks of `stream_id`.
     fn locate(&self, stream_id: &str) -> (usize, [u32; 8]) {
-        let hash = self.hasher.hash_one(stream_id);
+        let mut hasher = siphasher::sip::SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        hasher.write(stream_id.as_bytes());
+        let hash = hasher.finish();
         // The upper half picks the block (a multiply-shift range reduction), the lower half the
         // bits in it.
         let block = (((hash >> 32) * self.blocks.len() as u64) >> 32) as usize;
@@ -99,6 +127,117 @@ impl StreamFilter {
     fn is_over_capacity(&self) -> bool {
         self.len > self.capacity
     }
+
+    /// The file of this filter, holding every stream of the index through `position` (whose
+    /// event has `hash`): header, blocks, then a SHA-256 of everything before it.
+    fn encode(&self, position: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(FILE_HEADER_BYTES + self.blocks.len() * 32 + 32);
+        bytes.extend_from_slice(FILE_MAGIC);
+        bytes.extend_from_slice(&position.to_le_bytes());
+        bytes.extend_from_slice(hash);
+        for number in [
+            self.keys.0,
+            self.keys.1,
+            self.capacity as u64,
+            self.len as u64,
+            self.blocks.len() as u64,
+        ] {
+            bytes.extend_from_slice(&number.to_le_bytes());
+        }
+        for block in &self.blocks {
+            for word in block {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        let checksum = sha2::Sha256::digest(&bytes);
+        bytes.extend_from_slice(&checksum);
+        bytes
+    }
+
+    /// A filter read back from [`StreamFilter::encode`]'s bytes, with its position and hash;
+    /// `None` for anything else (torn, damaged, another format, blocks not matching its
+    /// capacity).
+    fn decode(bytes: &[u8]) -> Option<SavedFilter> {
+        let (body, checksum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+        if body.len() < FILE_HEADER_BYTES
+            || &body[..8] != FILE_MAGIC
+            || sha2::Sha256::digest(body)[..] != checksum[..]
+        {
+            return None;
+        }
+        let number = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+        let position = number(8);
+        let hash: [u8; 32] = body[16..48].try_into().expect("32 bytes");
+        let keys = (number(48), number(56));
+        let capacity = usize::try_from(number(64)).ok()?;
+        let len = usize::try_from(number(72)).ok()?;
+        let n_blocks = usize::try_from(number(80)).ok()?;
+        let words = &body[FILE_HEADER_BYTES..];
+        if n_blocks != Self::n_blocks(capacity) || words.len() != n_blocks.checked_mul(32)? {
+            return None;
+        }
+        let blocks = words
+            .chunks_exact(32)
+            .map(|block| {
+                std::array::from_fn(|idx| {
+                    u32::from_le_bytes(block[idx * 4..idx * 4 + 4].try_into().expect("4 bytes"))
+                })
+            })
+            .collect();
+        Some(SavedFilter {
+            filter: StreamFilter {
+                blocks,
+                keys,
+                capacity,
+                len,
+            },
+            position,
+            hash,
+        })
+    }
+}
+
+/// A filter read from its file: it holds every stream of the index through `position`, the
+/// event with `hash`.
+#[derive(Debug)]
+pub(super) struct SavedFilter {
+    filter: StreamFilter,
+    pub position: u64,
+    pub hash: [u8; 32],
+}
+
+impl SavedFilter {
+    /// Reads the filter saved in `data_dir`, if there is one that is whole and no larger than
+    /// `max_bytes` allows.
+    pub fn load(data_dir: &Path, max_bytes: usize) -> Option<SavedFilter> {
+        let path = data_dir.join(FILTER_FILE_NAME);
+        let size = std::fs::metadata(&path).ok()?.len();
+        let most_bytes = max_bytes.checked_add(FILE_HEADER_BYTES + 32)?;
+        if max_bytes == 0 || size > most_bytes as u64 {
+            return None;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        let saved = StreamFilter::decode(&bytes);
+        if saved.is_none() {
+            tracing::warn!(file = %path.display(), "the saved filter of known streams is damaged; the index is scanned instead");
+        }
+        saved
+    }
+
+    /// Adds a stream the index file holds after `position` (from the log's events after it).
+    pub fn insert(&mut self, stream_id: &str) {
+        self.filter.insert(stream_id);
+    }
+}
+
+/// Writes `bytes` (a filter's file) in `data_dir`, replacing the saved one whole.
+fn write_filter_file(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let path = data_dir.join(FILTER_FILE_NAME);
+    let temporary = data_dir.join(format!("{FILTER_FILE_NAME}.tmp"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&temporary, &path)
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +257,11 @@ pub(super) struct KnownStreams {
     filters: Mutex<Filters>,
     /// The largest filter built; 0 builds none (every stream is looked up in the file).
     max_bytes: usize,
+    /// Asked of the indexer by [`KnownStreams::request_save`]: a save between its fills.
+    save_requested: std::sync::atomic::AtomicBool,
+    /// Saves done on request, and their signal.
+    saves_done: Mutex<u64>,
+    saved: std::sync::Condvar,
 }
 
 impl KnownStreams {
@@ -125,7 +269,41 @@ impl KnownStreams {
         KnownStreams {
             filters: Mutex::new(Filters::default()),
             max_bytes,
+            save_requested: std::sync::atomic::AtomicBool::new(false),
+            saves_done: Mutex::new(0),
+            saved: std::sync::Condvar::new(),
         }
+    }
+
+    /// Asks the indexer for a save of the filter; returns the count of saves done so far, for
+    /// [`KnownStreams::wait_saved`].
+    pub fn request_save(&self) -> u64 {
+        let done = *self.saves_done.lock().expect("filter saves lock");
+        self.save_requested
+            .store(true, std::sync::atomic::Ordering::Release);
+        done
+    }
+
+    /// Waits at most `timeout` for a save after the `done_before`th; whether one came.
+    pub fn wait_saved(&self, done_before: u64, timeout: Duration) -> bool {
+        let done = self.saves_done.lock().expect("filter saves lock");
+        let (done, _) = self
+            .saved
+            .wait_timeout_while(done, timeout, |done| *done <= done_before)
+            .expect("filter saves lock");
+        *done > done_before
+    }
+
+    /// For the indexer: whether a save was asked for since it last looked.
+    pub fn take_save_request(&self) -> bool {
+        self.save_requested
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// For the indexer: a save asked for is done (or was tried).
+    pub fn note_saved(&self) {
+        *self.saves_done.lock().expect("filter saves lock") += 1;
+        self.saved.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Filters> {
@@ -203,6 +381,29 @@ impl KnownStreams {
             filters.ready = Some(built);
             filters.scanned_through = None;
         }
+    }
+
+    /// Makes a filter read from its file the one in use (at open, before the indexer runs).
+    pub fn install(&self, saved: SavedFilter) {
+        let mut filters = self.lock();
+        tracing::info!(
+            streams = saved.filter.len,
+            capacity = saved.filter.capacity,
+            through_position = saved.position,
+            "the filter of known streams is ready, read from its file"
+        );
+        filters.ready = Some(saved.filter);
+    }
+
+    /// Saves the filter in use in `data_dir` as holding every stream of the index through
+    /// `position` (the event with `hash`). Only the indexer calls it, between fills, so no
+    /// fill adds to the filter meanwhile. Without a filter in use, nothing is saved.
+    pub fn save(&self, data_dir: &Path, position: u64, hash: &[u8; 32]) -> std::io::Result<()> {
+        // Copied under the lock, encoded without it: the writer asks the filter meanwhile.
+        let Some(filter) = self.lock().ready.clone() else {
+            return Ok(());
+        };
+        write_filter_file(data_dir, &filter.encode(position, hash))
     }
 
     /// Drops a build that could not finish (the scan failed): lookups go on as before.
@@ -304,6 +505,27 @@ mod tests {
             !known.begin_build(MIN_CAPACITY_STREAMS * 8),
             "no larger than allowed"
         );
+    }
+
+    #[test]
+    fn a_saved_filter_reads_back_whole_and_a_damaged_one_not_at_all() {
+        let mut filter = StreamFilter::with_capacity(1_000);
+        for n in 0..1_000 {
+            filter.insert(&format!("s{n}"));
+        }
+        let bytes = filter.encode(42, &[7; 32]);
+        let saved = StreamFilter::decode(&bytes).expect("reads back");
+        assert_eq!((saved.position, saved.hash), (42, [7; 32]));
+        assert_eq!(saved.filter, filter);
+        assert!((0..1_000).all(|n| saved.filter.may_contain(&format!("s{n}"))));
+        for damage in [0, 9, 60, FILE_HEADER_BYTES + 5, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[damage] ^= 1;
+            assert!(StreamFilter::decode(&damaged).is_none(), "byte {damage}");
+        }
+        for cut in [0, 31, FILE_HEADER_BYTES, bytes.len() - 1] {
+            assert!(StreamFilter::decode(&bytes[..cut]).is_none(), "{cut} bytes");
+        }
     }
 
     #[test]

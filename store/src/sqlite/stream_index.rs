@@ -21,11 +21,11 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::known_streams::KnownStreams;
+use super::known_streams::{KnownStreams, SavedFilter, SAVE_INTERVAL};
 use super::{blob32, open_connection, read_position_and_hash, record_failure, Head};
 use crate::StoreError;
 
@@ -187,6 +187,11 @@ pub(super) struct SharedTail {
 }
 
 impl SharedTail {
+    /// Wakes the indexer if it waits for the tail to grow (it has something else to do).
+    pub fn wake(&self) {
+        self.changed.notify_all();
+    }
+
     /// Adds a committed batch: (position, stream, revision, hash) in log order.
     pub fn push_committed<'a>(&self, events: impl Iterator<Item = (u64, &'a str, u64, [u8; 32])>) {
         let mut tail = self.state.lock().expect("stream tail lock");
@@ -356,6 +361,41 @@ fn write_fill(connection: &Connection, entries: &mut [TailEntry]) -> Result<u64,
     }
 }
 
+/// The filter saved by the last process (see `known_streams`), made to hold every stream of
+/// the index file through `indexed_through`: `None` when there is none to use, which leaves the
+/// indexer to scan the file. The saved filter must come from this log (the event at its
+/// position has its hash); the streams of the log's events after its position, through
+/// `indexed_through`, are added to it.
+pub(super) fn saved_filter_for(
+    data_dir: &Path,
+    log: &Connection,
+    log_head: u64,
+    indexed_through: u64,
+    max_bytes: usize,
+) -> Result<Option<SavedFilter>, StoreError> {
+    let Some(mut saved) = SavedFilter::load(data_dir, max_bytes) else {
+        return Ok(None);
+    };
+    if !belongs_to_log((saved.position, saved.hash), log, log_head)? {
+        tracing::warn!(
+            position = saved.position,
+            "the saved filter of known streams is not of this log; the index is scanned instead"
+        );
+        return Ok(None);
+    }
+    if saved.position < indexed_through {
+        let mut select = log.prepare(
+            "SELECT stream_id FROM events WHERE global_position > ?1 AND global_position <= ?2",
+        )?;
+        let mut rows = select.query(params![saved.position as i64, indexed_through as i64])?;
+        while let Some(row) = rows.next()? {
+            let stream_id: String = row.get(0)?;
+            saved.insert(&stream_id);
+        }
+    }
+    Ok(Some(saved))
+}
+
 /// Brings the index file up to the log at open: refills it when it does not belong to this
 /// log, indexes whatever lies beyond the tail's bound, and returns the connection with the
 /// tail of the events it leaves out (those after its last fill).
@@ -522,6 +562,8 @@ pub(super) struct Indexer {
     pub stopping: Arc<AtomicBool>,
     pub failure: Arc<Mutex<Option<String>>>,
     pub known: Arc<KnownStreams>,
+    /// Where the filter of known streams is saved.
+    pub data_dir: PathBuf,
 }
 
 /// Stream ids read per chunk of the scan that builds the filter of known streams, between
@@ -537,15 +579,26 @@ impl Indexer {
             .lock()
             .expect("stream tail lock")
             .indexed_through;
-        self.known
-            .begin_build(usize::try_from(events_in_file).unwrap_or(usize::MAX));
+        // A filter read from its file at open needs no scan.
+        if !self.known.is_ready() {
+            self.known
+                .begin_build(usize::try_from(events_in_file).unwrap_or(usize::MAX));
+        }
+        let mut last_saved = Instant::now();
         loop {
+            if self.known.take_save_request() {
+                self.save_filter();
+                self.known.note_saved();
+                last_saved = Instant::now();
+            }
             let durable = self.head.durable_position();
             let mut entries = {
                 let tail = self.tail.state.lock().expect("stream tail lock");
                 let n_durable = tail.count_through(durable);
                 if n_durable < self.fill_events {
                     if self.stopping.load(Ordering::Acquire) {
+                        drop(tail);
+                        self.save_filter();
                         return;
                     }
                     if self.known.is_building() {
@@ -582,6 +635,10 @@ impl Indexer {
                         .expect("stream tail lock")
                         .forget_through(indexed_through);
                     self.tail.changed.notify_all();
+                    if last_saved.elapsed() >= SAVE_INTERVAL && self.known.is_ready() {
+                        self.save_filter();
+                        last_saved = Instant::now();
+                    }
                 }
                 Err(error) => {
                     // The writer stops once the tail is full; appends are refused with this.
@@ -593,6 +650,19 @@ impl Indexer {
                     return;
                 }
             }
+        }
+    }
+
+    /// Saves the filter in use as holding the index file's streams through its last fill. A
+    /// save that fails costs the next open a scan, nothing else.
+    fn save_filter(&self) {
+        let saved = read_indexed_through(&self.connection).and_then(|(position, hash)| {
+            self.known
+                .save(&self.data_dir, position, &hash)
+                .map_err(StoreError::from)
+        });
+        if let Err(error) = saved {
+            tracing::warn!(%error, "saving the filter of known streams failed; the next open scans the index");
         }
     }
 
