@@ -498,22 +498,25 @@ impl SqliteStore {
         };
         *head.position.lock().expect("head lock") = head_position;
         // Read through a connection of its own, so the writer's page cache does not keep the
-        // pages read (see `load_event_ids`).
+        // pages read (see `load_event_ids`). The index's catch-up and the saved filter's
+        // later streams share it; it is closed before the writer starts.
+        let log_reader = open_connection(&store.db_path, true)?;
         let (index_connection, tail) = stream_index::open_and_catch_up(
             &index_file,
-            &open_connection(&store.db_path, true)?,
+            &log_reader,
             head_position,
             config.max_stream_tail_events,
         )?;
         if let Some(saved) = stream_index::saved_filter_for(
             data_dir,
-            &open_connection(&store.db_path, true)?,
+            &log_reader,
             head_position,
             tail.indexed_through(),
             config.max_stream_filter_bytes,
         )? {
             store.known_streams.install(saved);
         }
+        drop(log_reader);
         *store.tail.state.lock().expect("stream tail lock") = tail;
         store.idle_readers.lock().expect("reader pool lock").clear();
         store.index_attached = true;
