@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use paycenter_store::files::Durability;
 use paycenter_store::{ChainReport, EventStore};
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +98,6 @@ pub fn save(
     master_key: &MasterKey,
     checkpoint: ChainReport,
 ) -> std::io::Result<()> {
-    use std::io::Write as _;
     let sealed = SealedCheckpoint {
         position: checkpoint.n_events,
         hash: hex::encode(checkpoint.head_hash),
@@ -105,13 +105,11 @@ pub fn save(
             master_key.chain_checkpoint_mac(checkpoint.n_events, &checkpoint.head_hash),
         ),
     };
-    let path = data_dir.join(FILE_NAME);
-    let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(serde_json::to_string(&sealed)?.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()
+    paycenter_store::files::replace_whole(
+        &data_dir.join(FILE_NAME),
+        serde_json::to_string(&sealed)?.as_bytes(),
+        Durability::Synced,
+    )
 }
 
 /// The head of `store` as a checkpoint: its position and the hash of the event there.

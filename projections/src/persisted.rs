@@ -10,10 +10,9 @@
 //! removed, as are the snapshot files earlier versions wrote, and the new file is folded from
 //! the log.
 
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use paycenter_store::files::Durability;
 use paycenter_store::EventStore;
 
 use crate::model::ModelError;
@@ -132,12 +131,7 @@ pub fn make_live<P: Projection>(dir: &Path, path: &Path) -> Result<(), std::io::
         .ok_or_else(|| std::io::Error::other("a projection file has a plain name"))?
         .to_owned();
     let pointer = pointer_path::<P>(dir);
-    let temporary = pointer.with_extension("live.tmp");
-    let mut file = File::create(&temporary)?;
-    file.write_all(name.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &pointer)?;
-    File::open(dir)?.sync_all()?;
+    paycenter_store::files::replace_whole(&pointer, name.as_bytes(), Durability::Synced)?;
     remove_other_generations::<P>(dir, path);
     Ok(())
 }

@@ -17,12 +17,14 @@
 //! - [`subscription`]: catch-up-then-live reading of the global log, for any backend.
 //! - [`conformance`]: the behaviour every backend must show, as callable checks.
 //! - [`ceiling`]: the durability ceiling the benchmarks quote their figures against.
+//! - [`files`]: small files of a data directory replaced whole (checkpoints, pointers).
 #![warn(missing_docs)]
 
 pub mod ceiling;
 pub mod chain;
 pub mod conformance;
 pub mod eventstoredb;
+pub mod files;
 pub mod pg_tls;
 pub mod postgres;
 mod queue;

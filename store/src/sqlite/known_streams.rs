@@ -27,7 +27,6 @@
 //! refuses.
 
 use std::hash::Hasher;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -230,16 +229,6 @@ impl SavedFilter {
     }
 }
 
-/// Writes `bytes` (a filter's file) in `data_dir`, replacing the saved one whole.
-fn write_filter_file(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let path = data_dir.join(FILTER_FILE_NAME);
-    let temporary = data_dir.join(format!("{FILTER_FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&temporary, &path)
-}
-
 #[derive(Debug, Default)]
 struct Filters {
     /// Holds every stream of the index file; `None` until the first scan ends.
@@ -403,7 +392,12 @@ impl KnownStreams {
         let Some(filter) = self.lock().ready.clone() else {
             return Ok(());
         };
-        write_filter_file(data_dir, &filter.encode(position, hash))
+        // Derived, and checked whole when read: never fsynced.
+        crate::files::replace_whole(
+            &data_dir.join(FILTER_FILE_NAME),
+            &filter.encode(position, hash),
+            crate::files::Durability::Unsynced,
+        )
     }
 
     /// Drops a build that could not finish (the scan failed): lookups go on as before.
