@@ -16,12 +16,23 @@ use crate::{
 /// Where an append's outcome goes once it is durable (or refused).
 pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<AppendOutcome, StoreError>>;
 
+/// How the caller of an append waits for its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiter {
+    /// A thread parked in `append`: its reply costs a futex wake and, on a busy machine, a
+    /// context switch.
+    Thread,
+    /// A task awaiting `append_async`: its reply only queues it on its runtime.
+    Task,
+}
+
 /// One queued append.
 pub(crate) struct AppendRequest {
     pub(crate) stream_id: String,
     pub(crate) expected: ExpectedRevision,
     pub(crate) events: Vec<NewEvent>,
     pub(crate) reply: Reply,
+    pub(crate) waiter: Waiter,
 }
 
 /// The sending side of a writer's queue.
@@ -42,6 +53,7 @@ impl AppendQueue {
         stream_id: &str,
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
+        waiter: Waiter,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<AppendOutcome, StoreError>>, StoreError> {
         validate_append(stream_id, &events)?;
         let (reply, outcome) = tokio::sync::oneshot::channel();
@@ -51,6 +63,7 @@ impl AppendQueue {
                 expected,
                 events,
                 reply,
+                waiter,
             })
             .map_err(|_| StoreError::Closed)?;
         Ok(outcome)
@@ -63,7 +76,7 @@ impl AppendQueue {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        self.submit(stream_id, expected, events)?
+        self.submit(stream_id, expected, events, Waiter::Thread)?
             .blocking_recv()
             .map_err(|_| StoreError::Closed)?
     }
@@ -75,7 +88,7 @@ impl AppendQueue {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> AppendFuture {
-        let submitted = self.submit(stream_id, expected, events);
+        let submitted = self.submit(stream_id, expected, events, Waiter::Task);
         Box::pin(async move { submitted?.await.map_err(|_| StoreError::Closed)? })
     }
 }

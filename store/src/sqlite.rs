@@ -8,7 +8,9 @@
 //!   keeps its own atomicity because its checks run before any of its rows are written; a
 //!   failed commit fails every append of the batch.
 //! - the **syncer** takes committed batches, calls `fdatasync` on the WAL file once for all that
-//!   have queued, and only then advances the durable head and acknowledges them.
+//!   have queued, and only then advances the durable head and acknowledges them. Tasks are
+//!   answered at once; more than two parked threads are woken by an **answerer** thread, so
+//!   the next `fdatasync` does not wait for a futex wake per thread.
 //!
 //! The transaction commits with `synchronous=NORMAL` (SQLite does not fsync the WAL at commit,
 //! but does at every checkpoint), so the writer prepares batch N+1 while batch N is being
@@ -41,7 +43,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::chain::{ChainVerifier, HashInput, GENESIS_HASH};
-use crate::queue::{next_batch, poll_head, replayed, AppendQueue, AppendRequest, Reply};
+use crate::queue::{next_batch, poll_head, replayed, AppendQueue, AppendRequest, Reply, Waiter};
 use crate::{
     AppendOutcome, ChainReport, EventStore, ExpectedRevision, NewEvent, RecordedEvent, StoreError,
 };
@@ -1081,6 +1083,37 @@ impl Syncer {
     }
 
     fn run(self, receiver: Receiver<CommittedBatch>) {
+        // Waking parked threads is handed to a thread of its own, so the next `fdatasync` need
+        // not wait for it: with 64 threads appending, waking them one by one took the syncer
+        // as long as the sync itself (`docs/benchmarks.md`, "answering parked threads").
+        std::thread::scope(|scope| {
+            let (to_answerer, parked) = sync_channel::<Vec<Planned>>(SYNC_QUEUE_BATCHES);
+            let answerer = std::thread::Builder::new()
+                .name("store-answerer".to_owned())
+                .spawn_scoped(scope, move || {
+                    for replies in parked {
+                        answer(replies);
+                    }
+                });
+            match answerer {
+                Ok(_) => self.sync_loop(&receiver, Some(&to_answerer)),
+                Err(error) => {
+                    tracing::warn!(%error, "no thread to answer parked appenders; the syncer answers them");
+                    self.sync_loop(&receiver, None);
+                }
+            }
+            // Dropping the sender ends the answerer once it has answered everything handed to it.
+            drop(to_answerer);
+        });
+    }
+
+    /// Syncs committed batches until the writer is gone or an `fdatasync` fails; replies to
+    /// parked threads go to `answerer` when there are more than a few.
+    fn sync_loop(
+        &self,
+        receiver: &Receiver<CommittedBatch>,
+        answerer: Option<&SyncSender<Vec<Planned>>>,
+    ) {
         while let Ok(first) = receiver.recv() {
             let mut batches = vec![first];
             while batches.len() < MAX_BATCHES_PER_SYNC {
@@ -1111,19 +1144,42 @@ impl Syncer {
                 *position = last_position;
             }
             self.head.advanced.notify_all();
+            let mut to_threads = Vec::new();
             for batch in batches {
-                for Planned { reply, outcome } in batch.replies {
-                    // A caller that gave up waiting is no reason to stop.
-                    let _ = reply.send(outcome);
+                let (threads, tasks): (Vec<Planned>, Vec<Planned>) = batch
+                    .replies
+                    .into_iter()
+                    .partition(|planned| planned.waiter == Waiter::Thread);
+                answer(tasks);
+                to_threads.extend(threads);
+            }
+            match answerer {
+                Some(answerer) if to_threads.len() > MAX_THREADS_WOKEN_BY_SYNCER => {
+                    if let Err(returned) = answerer.send(to_threads) {
+                        answer(returned.0);
+                    }
                 }
+                _ => answer(to_threads),
             }
         }
+    }
+}
+
+/// Parked threads the syncer wakes itself; more are handed to the answerer. One or two cost
+/// less than the hand-over, which delays a lone appender's answer by a thread switch.
+const MAX_THREADS_WOKEN_BY_SYNCER: usize = 2;
+
+/// Sends each reply. A caller that gave up waiting is no reason to stop.
+fn answer(replies: Vec<Planned>) {
+    for Planned { reply, outcome, .. } in replies {
+        let _ = reply.send(outcome);
     }
 }
 
 /// A validated append waiting in the current batch.
 struct Planned {
     reply: Reply,
+    waiter: Waiter,
     outcome: Result<AppendOutcome, StoreError>,
 }
 
@@ -1235,6 +1291,7 @@ impl Writer {
             .zip(outcomes)
             .map(|(request, outcome)| Planned {
                 reply: request.reply,
+                waiter: request.waiter,
                 outcome,
             })
             .collect();

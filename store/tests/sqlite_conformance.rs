@@ -232,3 +232,81 @@ fn the_wal_stays_bounded_while_checkpoints_copy_it_into_the_main_file() {
     let all = store.read_all(1, N_APPENDS).unwrap();
     assert_eq!(all.len(), N_APPENDS);
 }
+
+/// Parked threads and tasks appending at once are all answered, each after its append is
+/// durable: threads past the syncer's few are woken by the answerer thread, tasks by the
+/// syncer, and a refused append is answered as refused.
+#[test]
+fn parked_threads_and_tasks_appending_together_are_all_answered() {
+    use paycenter_store::conformance::event;
+    use paycenter_store::{ExpectedRevision, StoreError};
+
+    const N_THREADS: usize = 24;
+    const N_TASKS: usize = 24;
+    const APPENDS_EACH: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..N_TASKS)
+        .map(|task_idx| {
+            let store = store.clone();
+            runtime.spawn(async move {
+                for append_idx in 0..APPENDS_EACH {
+                    let stream_id = format!("task{task_idx}-{append_idx}");
+                    let outcome = store
+                        .append_async(
+                            &stream_id,
+                            ExpectedRevision::NoStream,
+                            vec![event("t", "{}")],
+                        )
+                        .await
+                        .unwrap();
+                    assert!(store.head_position().unwrap() >= outcome.last_position);
+                }
+            })
+        })
+        .collect();
+    let threads: Vec<_> = (0..N_THREADS)
+        .map(|thread_idx| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for append_idx in 0..APPENDS_EACH {
+                    let stream_id = format!("thread{thread_idx}-{append_idx}");
+                    let outcome = store
+                        .append(
+                            &stream_id,
+                            ExpectedRevision::NoStream,
+                            vec![event("t", "{}")],
+                        )
+                        .unwrap();
+                    // Answered only once durable: the durable head is already there.
+                    assert!(store.head_position().unwrap() >= outcome.last_position);
+                    let again = store.append(
+                        &stream_id,
+                        ExpectedRevision::NoStream,
+                        vec![event("t", "{}")],
+                    );
+                    assert!(
+                        matches!(again, Err(StoreError::WrongExpectedRevision { .. })),
+                        "{again:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    assert_eq!(
+        store.head_position().unwrap(),
+        ((N_THREADS + N_TASKS) * APPENDS_EACH) as u64
+    );
+}
