@@ -37,6 +37,32 @@ pub fn order(app_id: &AppId, merchant_id: &MerchantId, order_no: &OrderNo) -> St
     format!("order-{app_id}-{merchant_id}-{order_no}")
 }
 
+/// Whether `stream_id` is [`order`]'s name for this order, told without building the name: the
+/// read model asks it of every attempt it folds.
+pub fn is_order(
+    stream_id: &str,
+    app_id: &AppId,
+    merchant_id: &MerchantId,
+    order_no: &OrderNo,
+) -> bool {
+    let parts = [
+        "order-",
+        app_id.as_str(),
+        "-",
+        merchant_id.as_str(),
+        "-",
+        order_no.as_str(),
+    ];
+    let mut rest = stream_id;
+    for part in parts {
+        match rest.strip_prefix(part) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// The id of the aggregated cashier of an app's order: derived, so opening it again finds it.
 pub fn checkout_id(app_id: &AppId, merchant_id: &MerchantId, order_no: &OrderNo) -> String {
     use sha2::{Digest, Sha256};
@@ -55,3 +81,30 @@ pub fn idempotency_key(app_id: &AppId, key_sha256: &str) -> String {
 }
 
 pub use crate::notification::notification_stream as notification;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_stream_is_told_without_building_its_name() {
+        let app_id = AppId::parse("app_1").unwrap();
+        let merchant_id = MerchantId::parse("mch_1").unwrap();
+        let order_no = OrderNo::parse("o-1").unwrap();
+        let name = order(&app_id, &merchant_id, &order_no);
+        assert!(is_order(&name, &app_id, &merchant_id, &order_no));
+        for other in [
+            "",
+            "order-app_1-mch_1-o-",
+            "order-app_1-mch_1-o-12",
+            "order-mch_1-app_1-o-1",
+            "order-app_1-mch_1",
+            "orders-app_1-mch_1-o-1",
+        ] {
+            assert!(
+                !is_order(other, &app_id, &merchant_id, &order_no),
+                "{other}"
+            );
+        }
+    }
+}

@@ -1100,13 +1100,12 @@ impl ReadModel {
                     channel_close: None,
                     order_stream: recorded.stream_id.clone(),
                 };
-                if recorded.stream_id
-                    != paycenter_domain::streams::order(
-                        &event.app_id,
-                        &event.merchant_id,
-                        &event.order_no,
-                    )
-                {
+                if !paycenter_domain::streams::is_order(
+                    &recorded.stream_id,
+                    &event.app_id,
+                    &event.merchant_id,
+                    &event.order_no,
+                ) {
                     self.older_order_streams += 1;
                     self.orders_under_older_names.insert(
                         &(event.app_id.clone(), event.merchant_id, event.order_no),

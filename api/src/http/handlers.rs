@@ -297,7 +297,7 @@ const PAYMENT_FIELDS: &[FieldLimit] = &[
 /// `POST /v1/payments`
 pub async fn create_payment(
     state: Arc<AppState>,
-    app: AppRegistered,
+    app: &AppRegistered,
     body: bytes_body::Body,
 ) -> Answer {
     let object = parse_object(&body)?;
@@ -305,7 +305,7 @@ pub async fn create_payment(
     // The hot path: the body is read into its type without a copy.
     let request: wire::CreatePaymentRequest = wire::read_owned(object)?;
     let request = PaymentCommand::try_from((app.app_id.clone(), request))?;
-    ensure_app_merchant(&app, request.merchant_id())?;
+    ensure_app_merchant(app, request.merchant_id())?;
     if let Some(return_url) = request.return_url() {
         paycenter_gateway::egress::check_url(return_url, state.config.egress).map_err(
             |refused| {

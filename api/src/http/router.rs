@@ -311,7 +311,7 @@ async fn serve(
         Operation::CreatePayment => {
             let app = app(app_or_admin);
             let key = header(headers, "idempotency-key")?.map(str::to_owned);
-            let handler = handlers::create_payment(state.clone(), app.clone(), body.clone());
+            let handler = handlers::create_payment(state.clone(), &app, body.clone());
             idempotency::run(&state, &app, key, &body, handler).await
         }
         Operation::FindPayments => lists::find_payments(state, app_or_admin, query).await,
