@@ -41,6 +41,11 @@ impl KeptInFile for Balances {
     }
 }
 
+/// Reads of a projection's file one status makes at most: a file swapped by a rebuild while
+/// it was read is read again from the new one (a second swap right after needs a second
+/// rebuild, which waits for the first to end).
+const MAX_STATUS_READS: usize = 3;
+
 /// A projection's status against the log's `head`: position, lag, digest, its file and
 /// rebuilds.
 fn status_of<P: KeptInFile>(
@@ -52,15 +57,28 @@ fn status_of<P: KeptInFile>(
     // file under the projection's lock, which would hold the fold (and every command waiting
     // on it) meanwhile.
     let (position, digest, file_bytes) = tokio::task::block_in_place(|| {
-        let file = lock().file();
-        match file {
-            Some(backing) => {
-                let (position, digest) = P::file_digest(&backing)?;
-                Ok::<_, Refusal>((position, digest, Some(backing.size_bytes())))
-            }
-            None => {
+        let mut n_reads = 0;
+        loop {
+            n_reads += 1;
+            let Some(backing) = lock().file() else {
                 let projection = lock();
-                Ok((projection.position(), projection.digest()?, None))
+                return Ok::<_, Refusal>((projection.position(), projection.digest()?, None));
+            };
+            match P::file_digest(&backing) {
+                Ok((position, digest)) => {
+                    return Ok((position, digest, Some(backing.size_bytes())));
+                }
+                // An online rebuild swapped in its new file, and removed this one, after it
+                // was taken: the status is read again from the file live now.
+                Err(error)
+                    if n_reads < MAX_STATUS_READS
+                        && lock()
+                            .file()
+                            .is_some_and(|live| !Arc::ptr_eq(&live, &backing)) =>
+                {
+                    tracing::debug!(%error, projection = P::NAME, "the projection's file was swapped during a status read; reading the new one");
+                }
+                Err(error) => return Err(error.into()),
             }
         }
     })?;

@@ -1809,6 +1809,63 @@ fn reconciliation_finds_exactly_the_seeded_discrepancies() {
     assert_eq!(status, 404);
 }
 
+/// A rebuild swaps in its new file and removes the old one; a status read that took the old
+/// file just before reads the new one instead of answering 503 (found by the fuzzer: a status
+/// right after `POST .../rebuild` on a short log).
+#[test]
+fn projection_statuses_answer_while_rebuilds_swap_files() {
+    let World {
+        _serial,
+        data_dir: _data_dir,
+        receiver: _receiver,
+        server,
+        setup,
+    } = World::start(200);
+    let base = server.base.clone();
+    for order_idx in 0..3 {
+        let (status, created) = call(
+            "POST",
+            &format!("{base}/v1/payments"),
+            &setup.api_key,
+            Some(payment_body(&setup, &format!("SW-{order_idx}"), "1.00")),
+        );
+        assert_eq!(status, 201, "{created}");
+    }
+    wait_until_quiet(&base, &setup.api_key);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, stop) = (base.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n_reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let url = format!("{base}/v1/admin/projections");
+                    let (status, answer) = call("GET", &url, ADMIN_TOKEN, None);
+                    assert_eq!(status, 200, "a status during rebuilds: {answer}");
+                    n_reads += 1;
+                }
+                n_reads
+            })
+        })
+        .collect();
+    let mut n_started = 0;
+    for rebuild_idx in 0..300 {
+        let name = ["balances", "read_model"][rebuild_idx % 2];
+        let url = format!("{base}/v1/admin/projections/{name}/rebuild");
+        let (status, answer) = call("POST", &url, ADMIN_TOKEN, None);
+        // 409: the last rebuild of this projection is still running.
+        assert!(status == 202 || status == 409, "{status} {answer}");
+        if status == 202 {
+            n_started += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+    assert!(n_started > 0);
+}
+
 #[test]
 fn an_online_rebuild_reproduces_the_live_read_model_while_queries_keep_answering() {
     let World {

@@ -1084,8 +1084,8 @@ impl Syncer {
 
     fn run(self, receiver: Receiver<CommittedBatch>) {
         // Waking parked threads is handed to a thread of its own, so the next `fdatasync` need
-        // not wait for it: with 64 threads appending, waking them one by one took the syncer
-        // as long as the sync itself (`docs/benchmarks.md`, "answering parked threads").
+        // not wait for it: with 64 threads appending, waking them one by one, a futex call
+        // each, held the next sync back (`docs/benchmarks.md`, "answering parked threads").
         std::thread::scope(|scope| {
             let (to_answerer, parked) = sync_channel::<Vec<Planned>>(SYNC_QUEUE_BATCHES);
             let answerer = std::thread::Builder::new()
