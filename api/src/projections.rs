@@ -42,8 +42,8 @@ impl KeptInFile for Balances {
 }
 
 /// Reads of a projection's file one status makes at most: a file swapped by a rebuild while
-/// it was read is read again from the new one (a second swap right after needs a second
-/// rebuild, which waits for the first to end).
+/// it was read is read again from the new one. Another swap during that read needs another
+/// rebuild, which can start only once this one has ended (`409 rebuild_in_progress` before).
 const MAX_STATUS_READS: usize = 3;
 
 /// A projection's status against the log's `head`: position, lag, digest, its file and
