@@ -1145,13 +1145,14 @@ impl Syncer {
             }
             self.head.advanced.notify_all();
             let mut to_threads = Vec::new();
-            for batch in batches {
-                let (threads, tasks): (Vec<Planned>, Vec<Planned>) = batch
-                    .replies
-                    .into_iter()
-                    .partition(|planned| planned.waiter == Waiter::Thread);
-                answer(tasks);
-                to_threads.extend(threads);
+            for planned in batches.into_iter().flat_map(|batch| batch.replies) {
+                match planned.waiter {
+                    Waiter::Thread => to_threads.push(planned),
+                    // A caller that gave up waiting is no reason to stop.
+                    Waiter::Task => {
+                        let _ = planned.reply.send(planned.outcome);
+                    }
+                }
             }
             match answerer {
                 Some(answerer) if to_threads.len() > MAX_THREADS_WOKEN_BY_SYNCER => {
