@@ -1511,6 +1511,31 @@ mod tests {
     use super::*;
     use crate::conformance;
 
+    /// The bundled SQLite is built with the options of `.cargo/config.toml`: no page cache
+    /// shared by every connection behind one mutex, no mutex around every allocation for
+    /// statistics. (A build that lost them, say under another `LIBSQLITE3_FLAGS`, still
+    /// works, slower; this says so.)
+    #[test]
+    fn sqlite_is_built_without_process_wide_mutexes() {
+        let connection = Connection::open_in_memory().unwrap();
+        let mut statement = connection.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options
+                .iter()
+                .any(|option| option == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     /// Reads are prepared once per connection: a statement whose plan depends on a bound value
     /// (a `LIMIT ?`) is compiled again at every run, which a profile of the payment path showed.
     #[test]
