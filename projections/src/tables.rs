@@ -201,15 +201,15 @@ pub type Rows = Vec<(Vec<u8>, String)>;
 /// What a commit writes: `(space, key, value)`, `None` removing the row.
 pub type Write = (u16, Vec<u8>, Option<RowValue>);
 
-/// A row's value on its way to the file. A map's rows are handed over as copies and encoded by
-/// whoever writes them (the file's writer thread, without the model's lock): encoding them in
-/// `prepare_commit` took about a third of the fold's time, with every reader of the model
-/// waiting on its lock.
+/// A row's value on its way to the file. A map's rows are handed over shared with the map's
+/// memory and encoded by whoever writes them (the file's writer thread, without the model's
+/// lock): encoding them in `prepare_commit` took about a third of the fold's time, with every
+/// reader of the model waiting on its lock.
 pub enum RowValue {
     /// Already JSON.
     Encoded(String),
-    /// A copy of the value, encoded when written.
-    Copied(Box<dyn EncodeJson>),
+    /// The value, encoded when written.
+    Shared(Box<dyn EncodeJson>),
 }
 
 impl RowValue {
@@ -217,7 +217,7 @@ impl RowValue {
     pub fn encode(&self) -> std::borrow::Cow<'_, str> {
         match self {
             RowValue::Encoded(text) => std::borrow::Cow::Borrowed(text),
-            RowValue::Copied(value) => std::borrow::Cow::Owned(value.encode_json()),
+            RowValue::Shared(value) => std::borrow::Cow::Owned(value.encode_json()),
         }
     }
 }
@@ -232,7 +232,7 @@ impl std::fmt::Debug for RowValue {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RowValue::Encoded(text) => formatter.debug_tuple("Encoded").field(text).finish(),
-            RowValue::Copied(_) => formatter.write_str("Copied(..)"),
+            RowValue::Shared(_) => formatter.write_str("Shared(..)"),
         }
     }
 }
@@ -246,6 +246,15 @@ pub trait EncodeJson: Send {
 impl<T: Serialize + Send> EncodeJson for T {
     fn encode_json(&self) -> String {
         encode_value(self)
+    }
+}
+
+/// A value of a map's memory, handed to the file's writer beside it (see [`Map`]).
+struct SharedValue<V>(Arc<V>);
+
+impl<V: Serialize + Send + Sync> EncodeJson for SharedValue<V> {
+    fn encode_json(&self) -> String {
+        encode_value(&*self.0)
     }
 }
 
@@ -859,15 +868,19 @@ pub struct Map<K: ?Sized, V> {
     /// With a backing: the last entries committed, as committed. What was just written is
     /// what is read next (a payment read back after its start, paid a moment later), so those
     /// reads skip SQLite and decoding.
-    recent: Recent<V>,
+    ///
+    /// From staging on, values are shared (`Arc`): the commit hands the file's writer the
+    /// same value these layers keep readable, not a copy (copying every row at every commit,
+    /// and freeing the copies, cost about 2 % of a payment's CPU).
+    recent: Recent<Arc<V>>,
     /// With a backing: the entries staged since the last `drain_into`, readable meanwhile:
     /// the follower writes to the file only every few milliseconds, and queries still see
     /// every batch it applied. Ordered, so a range read lays over only the keys in its range.
-    committing: BTreeMap<Vec<u8>, Option<V>>,
+    committing: BTreeMap<Vec<u8>, Option<Arc<V>>>,
     /// With a backing: the entries of the commit being written (between `drain_into` and
     /// `finish_commit`), on another thread and without the model's lock; `committing` holds
     /// what was staged meanwhile, and is read first.
-    writing: BTreeMap<Vec<u8>, Option<V>>,
+    writing: BTreeMap<Vec<u8>, Option<Arc<V>>>,
     _key: PhantomData<fn(&K)>,
 }
 
@@ -897,7 +910,7 @@ impl<K: ?Sized, V: std::fmt::Debug> std::fmt::Debug for Map<K, V> {
     }
 }
 
-impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> Map<K, V> {
+impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Map<K, V> {
     /// Keeps this map in `space` of `backing` from now on, with the last `recent_capacity`
     /// committed entries kept in memory too. Only on an empty map.
     pub fn attach(&mut self, backing: &Arc<Backing>, space: u16, recent_capacity: usize) {
@@ -920,17 +933,20 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
     /// The entry at `encoded` if memory holds it (`Some(None)`: removed), newest first: the
     /// changes of the batch being folded, then what was staged, then the commit being written,
     /// then the last committed entries.
-    fn in_memory(&self, encoded: &[u8]) -> Option<&Option<V>> {
-        self.entries
+    fn in_memory(&self, encoded: &[u8]) -> Option<Option<&V>> {
+        if let Some(entry) = self.entries.get(encoded) {
+            return Some(entry.as_ref());
+        }
+        self.committing
             .get(encoded)
-            .or_else(|| self.committing.get(encoded))
             .or_else(|| self.writing.get(encoded))
             .or_else(|| self.recent.get(encoded))
+            .map(Option::as_deref)
     }
 
     fn load(&self, encoded: &[u8], via: Via) -> Result<Option<V>, TableError> {
         if let Some(entry) = self.in_memory(encoded) {
-            return Ok(entry.clone());
+            return Ok(entry.cloned());
         }
         let Some(backing) = &self.backing else {
             return Ok(None);
@@ -963,7 +979,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
     pub fn peek<R>(&self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
         let encoded = key.encoded();
         if let Some(entry) = self.in_memory(&encoded) {
-            return entry.as_ref().map(read);
+            return entry.map(read);
         }
         self.load(&encoded, Via::Writer)
             .unwrap_or_else(|error| panic!("{UNREADABLE}: {error}"))
@@ -1148,7 +1164,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
                     .is_some_and(|last| if descending { key < last } else { key > last });
             match value {
                 Some(value) if !beyond_read => {
-                    found.insert(key.clone(), value.clone());
+                    found.insert(key.clone(), V::clone(value));
                 }
                 Some(_) => {}
                 None => {
@@ -1173,7 +1189,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
         for (key, value) in &self.writing {
             let value = value
                 .as_ref()
-                .map(|value| RowValue::Copied(Box::new(value.clone())));
+                .map(|value| RowValue::Shared(Box::new(SharedValue(Arc::clone(value)))));
             writes.push((space, key.clone(), value));
         }
     }
@@ -1185,7 +1201,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + 'static> 
         if self.backing.is_none() {
             return;
         }
-        let changed = std::mem::take(&mut self.entries);
+        let changed = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|(key, value)| (key, value.map(Arc::new)));
         lay_over(&mut self.committing, changed);
     }
 
@@ -1317,9 +1335,12 @@ impl<V> Recent<V> {
 /// Lays the newer entries `over` onto `under`, the newer value winning. One insert per entry:
 /// `BTreeMap::append` rebuilds the whole tree, which made staging grow with what was staged
 /// before it.
-fn lay_over<V>(under: &mut BTreeMap<Vec<u8>, Option<V>>, over: BTreeMap<Vec<u8>, Option<V>>) {
+fn lay_over<V>(
+    under: &mut BTreeMap<Vec<u8>, Option<V>>,
+    over: impl IntoIterator<Item = (Vec<u8>, Option<V>)>,
+) {
     if under.is_empty() {
-        *under = over;
+        *under = over.into_iter().collect();
         return;
     }
     for (key, value) in over {

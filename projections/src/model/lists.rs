@@ -215,7 +215,7 @@ fn created_range(
 }
 
 /// One step of a descending list read: the range, narrowed by where the last step stopped.
-fn step<V: Clone + Serialize + serde::de::DeserializeOwned + Send + 'static>(
+fn step<V: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static>(
     map: &Map<[u8], V>,
     range: (Vec<u8>, Vec<u8>),
     below: Option<&[u8]>,
@@ -558,7 +558,7 @@ impl ReadModel {
 
 /// Writes `entry`, created at `at` with id `id`, in the three indexes of a list: in all, by its
 /// app and by its merchant (`owners`).
-fn insert_in_scopes<V: Clone + Serialize + serde::de::DeserializeOwned + Send + 'static>(
+fn insert_in_scopes<V: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static>(
     indexes: [&mut Map<[u8], V>; 3],
     owners: (AppId, MerchantId),
     (at, id): (DateTime<Utc>, &str),
