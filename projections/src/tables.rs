@@ -864,14 +864,14 @@ pub struct Map<K: ?Sized, V> {
     backing: Option<Arc<Backing>>,
     /// Without a backing: every entry. With one: the entries changed since the last commit,
     /// `None` for a removed one.
-    entries: BTreeMap<Vec<u8>, Option<V>>,
+    entries: BTreeMap<Vec<u8>, Option<Arc<V>>>,
     /// With a backing: the last entries committed, as committed. What was just written is
     /// what is read next (a payment read back after its start, paid a moment later), so those
     /// reads skip SQLite and decoding.
     ///
-    /// From staging on, values are shared (`Arc`): the commit hands the file's writer the
-    /// same value these layers keep readable, not a copy (copying every row at every commit,
-    /// and freeing the copies, cost about 2 % of a payment's CPU).
+    /// Values are shared (`Arc`) in every layer: a commit hands the file's writer the same
+    /// value the layers keep readable, not a copy (copying every row at every commit, and
+    /// freeing the copies, cost about 2 % of a payment's CPU), and staging moves them.
     recent: Recent<Arc<V>>,
     /// With a backing: the entries staged since the last `drain_into`, readable meanwhile:
     /// the follower writes to the file only every few milliseconds, and queries still see
@@ -934,11 +934,9 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
     /// changes of the batch being folded, then what was staged, then the commit being written,
     /// then the last committed entries.
     fn in_memory(&self, encoded: &[u8]) -> Option<Option<&V>> {
-        if let Some(entry) = self.entries.get(encoded) {
-            return Some(entry.as_ref());
-        }
-        self.committing
+        self.entries
             .get(encoded)
+            .or_else(|| self.committing.get(encoded))
             .or_else(|| self.writing.get(encoded))
             .or_else(|| self.recent.get(encoded))
             .map(Option::as_deref)
@@ -989,7 +987,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
 
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: &K, value: V) {
-        self.entries.insert(key.encoded(), Some(value));
+        self.entries.insert(key.encoded(), Some(Arc::new(value)));
     }
 
     /// Removes `key`, returning what it held (a read, as [`Map::get`]).
@@ -1017,9 +1015,14 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
                 .load(&encoded, Via::Writer)
                 .unwrap_or_else(|error| panic!("{UNREADABLE}: {error}"));
             loaded.as_ref()?;
-            self.entries.insert(encoded.clone(), loaded);
+            self.entries.insert(encoded.clone(), loaded.map(Arc::new));
         }
-        self.entries.get_mut(&encoded).and_then(Option::as_mut)
+        // Unshared: a value loaded above, or put in this batch (a value already staged is
+        // loaded as a copy, so staged rows never change under the file's writer).
+        self.entries
+            .get_mut(&encoded)
+            .and_then(Option::as_mut)
+            .map(Arc::make_mut)
     }
 
     /// Values with `start <= encoded key < end`, in key order, at most `limit`. Reads what is
@@ -1047,7 +1050,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
             None => Ok(self
                 .entries
                 .range(start.to_vec()..end.to_vec())
-                .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+                .filter_map(|(key, value)| Some((key.clone(), V::clone(value.as_ref()?))))
                 .take(limit)
                 .collect()),
             Some(backing) => {
@@ -1084,7 +1087,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
                     .entries
                     .range(start.to_vec()..end.to_vec())
                     .rev()
-                    .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+                    .filter_map(|(key, value)| Some((key.clone(), V::clone(value.as_ref()?))))
                     .take(limit)
                     .collect();
                 let resume_below = (entries.len() == limit)
@@ -1201,9 +1204,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
         if self.backing.is_none() {
             return;
         }
-        let changed = std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|(key, value)| (key, value.map(Arc::new)));
+        let changed = std::mem::take(&mut self.entries);
         lay_over(&mut self.committing, changed);
     }
 
@@ -1229,7 +1230,7 @@ impl<K: Key + ?Sized, V: Clone + Serialize + DeserializeOwned + Send + Sync + 's
             None => {
                 for (key, value) in &self.entries {
                     if let Some(value) = value {
-                        visit(key, &encode_value(value));
+                        visit(key, &encode_value(&**value));
                     }
                 }
             }
@@ -1335,12 +1336,9 @@ impl<V> Recent<V> {
 /// Lays the newer entries `over` onto `under`, the newer value winning. One insert per entry:
 /// `BTreeMap::append` rebuilds the whole tree, which made staging grow with what was staged
 /// before it.
-fn lay_over<V>(
-    under: &mut BTreeMap<Vec<u8>, Option<V>>,
-    over: impl IntoIterator<Item = (Vec<u8>, Option<V>)>,
-) {
+fn lay_over<V>(under: &mut BTreeMap<Vec<u8>, Option<V>>, over: BTreeMap<Vec<u8>, Option<V>>) {
     if under.is_empty() {
-        *under = over.into_iter().collect();
+        *under = over;
         return;
     }
     for (key, value) in over {
