@@ -1704,6 +1704,42 @@ mod tests {
         assert_eq!(backing.checkpoint().unwrap(), Some(checkpoint));
     }
 
+    /// A commit hands the file's writer the values the map keeps readable, shared, not
+    /// copied: a value the fold changes after handing it over is changed in a copy, so the
+    /// write carries the value as it was handed over, and reads see the new one.
+    #[test]
+    fn a_value_changed_after_it_was_handed_to_the_writer_is_changed_in_a_copy() {
+        let (_dir, backing, mut map, _resident) = backed_tables(4);
+        map.insert(&1, "handed over".into());
+        let mut writes = Vec::new();
+        map.drain_into(&mut writes);
+
+        map.get_mut(&1)
+            .expect("in memory")
+            .push_str(", then changed");
+        assert_eq!(map.get(&1).as_deref(), Some("handed over, then changed"));
+        let handed: Vec<String> = writes
+            .iter()
+            .map(|(_, _, value)| value.as_ref().expect("a value").encode().into_owned())
+            .collect();
+        assert_eq!(handed, vec!["\"handed over\"".to_owned()]);
+
+        backing.commit(&writes, &test_checkpoint(1)).unwrap();
+        drop(map.finish_commit());
+        assert_eq!(map.get(&1).as_deref(), Some("handed over, then changed"));
+        map.stage();
+        let mut next = Vec::new();
+        map.drain_into(&mut next);
+        backing.commit(&next, &test_checkpoint(2)).unwrap();
+        let rows: Vec<String> = backing
+            .all(1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect();
+        assert_eq!(rows, vec!["\"handed over, then changed\"".to_owned()]);
+    }
+
     /// Batches staged one after another read as committed, ranges included, before any of
     /// them is written; one write then carries them all, the newest value of a key winning.
     #[test]
