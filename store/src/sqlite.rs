@@ -1148,10 +1148,7 @@ impl Syncer {
             for planned in batches.into_iter().flat_map(|batch| batch.replies) {
                 match planned.waiter {
                     Waiter::Thread => to_threads.push(planned),
-                    // A caller that gave up waiting is no reason to stop.
-                    Waiter::Task => {
-                        let _ = planned.reply.send(planned.outcome);
-                    }
+                    Waiter::Task => planned.answer(),
                 }
             }
             match answerer {
@@ -1170,10 +1167,10 @@ impl Syncer {
 /// less than the hand-over, which delays a lone appender's answer by a thread switch.
 const MAX_THREADS_WOKEN_BY_SYNCER: usize = 2;
 
-/// Sends each reply. A caller that gave up waiting is no reason to stop.
+/// Sends each reply.
 fn answer(replies: Vec<Planned>) {
-    for Planned { reply, outcome, .. } in replies {
-        let _ = reply.send(outcome);
+    for planned in replies {
+        planned.answer();
     }
 }
 
@@ -1182,6 +1179,13 @@ struct Planned {
     reply: Reply,
     waiter: Waiter,
     outcome: Result<AppendOutcome, StoreError>,
+}
+
+impl Planned {
+    /// Sends the reply. A caller that gave up waiting is no reason to stop.
+    fn answer(self) {
+        let _ = self.reply.send(self.outcome);
+    }
 }
 
 impl Writer {
