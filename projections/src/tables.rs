@@ -1674,6 +1674,12 @@ mod tests {
         (dir, backing, map, resident)
     }
 
+    /// The values of `space`'s rows in the file, in key order.
+    fn row_values(backing: &Backing, space: u16) -> Vec<String> {
+        let rows = backing.all(space).unwrap();
+        rows.into_iter().map(|(_, text)| text).collect()
+    }
+
     #[test]
     fn a_backed_map_reads_back_what_it_committed() {
         let (_dir, backing, mut map, mut resident) = backed_tables(1);
@@ -1731,12 +1737,7 @@ mod tests {
         let mut next = Vec::new();
         map.drain_into(&mut next);
         backing.commit(&next, &test_checkpoint(2)).unwrap();
-        let rows: Vec<String> = backing
-            .all(1)
-            .unwrap()
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect();
+        let rows = row_values(&backing, 1);
         assert_eq!(rows, vec!["\"handed over, then changed\"".to_owned()]);
     }
 
@@ -1785,12 +1786,7 @@ mod tests {
         backing.commit(&writes, &checkpoint).unwrap();
         map.finish_commit();
         resident.finish_commit();
-        let rows: Vec<String> = backing
-            .all(1)
-            .unwrap()
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect();
+        let rows = row_values(&backing, 1);
         assert_eq!(
             rows,
             vec![
