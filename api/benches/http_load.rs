@@ -7,7 +7,10 @@
 //! machine to machine (these machines drift by 2x from hour to hour):
 //! - **HTTP ceiling**: a minimal hyper server in its own process (this bench binary started
 //!   again with `PAYCENTER_LOAD_CEILING_SERVER=1`) answering the same requests, from the same
-//!   client and connections, with a fixed `201` and a payment-sized JSON body;
+//!   client code and as many connections, with a fixed `201` and a payment-sized JSON body.
+//!   It is measured before paycenter's load and again after it (the machine drifts within a
+//!   run too): each ratio is given against both, and the CPU one payment costs paycenter
+//!   against the CPU one request costs the ceiling's server;
 //! - **durability ceiling**: records of 1 KiB appended to one file, `fdatasync` once per batch
 //!   of as many records as there are connections (the most one group commit can carry when
 //!   every connection waits on it), and once per record.
@@ -323,22 +326,43 @@ fn drive(
     }
 }
 
-/// The HTTP ceiling: the same load against [`serve_ceiling`] in a process of its own.
-fn http_ceiling(
-    runtime: &tokio::runtime::Runtime,
-    client: &Client<HttpConnector>,
-    n_connections: usize,
-    seconds: u64,
-) -> LoadResult {
+/// One measurement of the HTTP ceiling.
+struct Ceiling {
+    load: LoadResult,
+    /// CPU time its server used during the load, in ms.
+    server_cpu_ms: u64,
+}
+
+impl Ceiling {
+    fn requests_per_second(&self) -> f64 {
+        self.load.trade_nos.len() as f64 / self.load.elapsed_seconds
+    }
+
+    fn p99_us(&self) -> u64 {
+        percentile(&self.load.latencies_us, 0.99).max(1)
+    }
+
+    fn cpu_us_per_request(&self) -> f64 {
+        self.server_cpu_ms as f64 * 1000.0 / self.load.latencies_us.len().max(1) as f64
+    }
+}
+
+/// The HTTP ceiling: the same load against [`serve_ceiling`] in a process of its own, with a
+/// client of its own (its connections must not be reused for paycenter, nor paycenter's for it).
+fn http_ceiling(runtime: &tokio::runtime::Runtime, n_connections: usize, seconds: u64) -> Ceiling {
+    let client: Client<HttpConnector> = Client::builder()
+        .pool_max_idle_per_host(n_connections)
+        .build_http();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("PAYCENTER_LOAD_CEILING_SERVER", "1")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let base = listening_base(&mut child, "ceiling listening on ");
-    let result = drive(
+    let cpu_before_ms = process_cpu_ms(child.id());
+    let load = drive(
         runtime,
-        client,
+        &client,
         &[base],
         n_connections,
         seconds,
@@ -346,9 +370,14 @@ fn http_ceiling(
         "mch_ceiling",
         "ca_ceiling",
     );
+    let server_cpu_ms = process_cpu_ms(child.id()).saturating_sub(cpu_before_ms);
     child.kill().unwrap();
     child.wait().unwrap();
-    result
+    assert_eq!(load.n_errors, 0, "the ceiling server answers every request");
+    Ceiling {
+        load,
+        server_cpu_ms,
+    }
 }
 
 fn main() {
@@ -373,18 +402,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let client: Client<HttpConnector> = Client::builder()
-        .pool_max_idle_per_host(n_connections)
-        .build_http();
-    let ceiling = http_ceiling(&runtime, &client, n_connections, seconds);
-    assert_eq!(
-        ceiling.n_errors, 0,
-        "the ceiling server answers every request"
-    );
+    let ceiling_before = http_ceiling(&runtime, n_connections, seconds);
     let fsync_batched = fsync_ceiling(data_dir.path(), n_connections);
     let fsync_single = fsync_ceiling(data_dir.path(), 1);
-    // A fresh client: the ceiling's connections must not be reused for paycenter.
-    drop(client);
 
     let n_nodes = if shared.is_some() { 2 } else { 1 };
     let node_dirs: Vec<_> = (0..n_nodes)
@@ -576,6 +596,9 @@ fn main() {
     });
     server.kill().unwrap();
     server.wait().unwrap();
+    // The HTTP ceiling again, on the machine as it is now: its speed drifts within a run too,
+    // and a ratio against one side alone would count the drift as paycenter's.
+    let ceiling_after = http_ceiling(&runtime, n_connections, seconds);
 
     if let Some(shared) = &shared {
         let mut admin = postgres::Client::connect(&shared.url, postgres::NoTls).unwrap();
@@ -589,9 +612,16 @@ fn main() {
         "one node, embedded store"
     };
     let payments_per_second = trade_nos.len() as f64 / elapsed;
-    let ceiling_per_second = ceiling.trade_nos.len() as f64 / ceiling.elapsed_seconds;
+    let ceilings = [&ceiling_before, &ceiling_after];
+    let ceiling_per_second = |pick: fn(f64, f64) -> f64| {
+        pick(
+            ceiling_before.requests_per_second(),
+            ceiling_after.requests_per_second(),
+        )
+    };
     let p99_us = percentile(&latencies_us, 0.99);
-    let ceiling_p99_us = percentile(&ceiling.latencies_us, 0.99).max(1);
+    let server_cpu_us_per_payment =
+        server_cpu_ms as f64 * 1000.0 / latencies_us.len().max(1) as f64;
     println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {n_idle} idle connections held, {store_label}, client and servers on this machine)");
     println!();
     println!("| what | requests (201) | errors | per second | p50 | p99 | max | missing after SIGKILL + restart |");
@@ -610,11 +640,11 @@ fn main() {
         );
     };
     row(
-        "HTTP ceiling (fixed 201)",
-        ceiling.trade_nos.len(),
-        ceiling.n_errors,
-        ceiling_per_second,
-        &ceiling.latencies_us,
+        "HTTP ceiling (fixed 201), before",
+        ceiling_before.load.trade_nos.len(),
+        ceiling_before.load.n_errors,
+        ceiling_before.requests_per_second(),
+        &ceiling_before.load.latencies_us,
         "-",
     );
     row(
@@ -625,24 +655,39 @@ fn main() {
         &latencies_us,
         &n_missing.to_string(),
     );
+    row(
+        "HTTP ceiling (fixed 201), after",
+        ceiling_after.load.trade_nos.len(),
+        ceiling_after.load.n_errors,
+        ceiling_after.requests_per_second(),
+        &ceiling_after.load.latencies_us,
+        "-",
+    );
     println!();
     println!("| durability ceiling (1 KiB records, one file) | records/s |");
     println!("|---|---|");
     println!("| {n_connections} records per fdatasync | {fsync_batched:.0} |");
     println!("| 1 record per fdatasync | {fsync_single:.0} |");
     println!();
+    // Each ratio against both ceilings, the lower first: the load ran between them.
     println!(
-        "payments/s = {:.3} x the HTTP ceiling; p99 = {:.1} x the ceiling's p99; payments/s = {:.3} x the durability ceiling ({n_connections} per fdatasync)",
-        payments_per_second / ceiling_per_second,
-        p99_us as f64 / ceiling_p99_us as f64,
+        "payments/s = {:.3}–{:.3} x the HTTP ceiling; p99 = {:.1}–{:.1} x the ceiling's p99; payments/s = {:.3} x the durability ceiling ({n_connections} per fdatasync)",
+        payments_per_second / ceiling_per_second(f64::max),
+        payments_per_second / ceiling_per_second(f64::min),
+        ceilings.iter().map(|ceiling| p99_us as f64 / ceiling.p99_us() as f64).fold(f64::INFINITY, f64::min),
+        ceilings.iter().map(|ceiling| p99_us as f64 / ceiling.p99_us() as f64).fold(0.0, f64::max),
         payments_per_second / fsync_batched,
     );
     // CPU time is steadier than throughput on a machine whose speed drifts: what one payment
-    // costs the server, whatever else runs beside it.
+    // costs the server, whatever else runs beside it; beside it, what one request costs the
+    // ceiling's server, whose work is fixed, so the quotient sheds the machine's speed.
     println!(
-        "server CPU during the load: {:.1} s, {:.0} µs per payment",
+        "server CPU during the load: {:.1} s, {server_cpu_us_per_payment:.0} µs per payment; the ceiling's server: {:.1} µs per request before, {:.1} after; a payment = {:.1}–{:.1} x a ceiling request's CPU",
         server_cpu_ms as f64 / 1000.0,
-        server_cpu_ms as f64 * 1000.0 / latencies_us.len().max(1) as f64,
+        ceiling_before.cpu_us_per_request(),
+        ceiling_after.cpu_us_per_request(),
+        server_cpu_us_per_payment / ceilings.iter().map(|ceiling| ceiling.cpu_us_per_request()).fold(0.0, f64::max).max(0.001),
+        server_cpu_us_per_payment / ceilings.iter().map(|ceiling| ceiling.cpu_us_per_request()).fold(f64::INFINITY, f64::min).max(0.001),
     );
     if let Some((first_page, no_match, stats, raw_scan)) = reads {
         println!();
