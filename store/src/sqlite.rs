@@ -1486,9 +1486,6 @@ impl Writer {
             .iter()
             .filter(|position| position.is_some())
             .count();
-        if n_stored == 0 {
-            return Ok(None);
-        }
         let conflict = |event_idx: usize| {
             Ok(Some(Err(StoreError::EventIdConflict {
                 event_id: request.events[event_idx].event_id,
