@@ -612,16 +612,20 @@ fn main() {
         "one node, embedded store"
     };
     let payments_per_second = trade_nos.len() as f64 / elapsed;
-    let ceilings = [&ceiling_before, &ceiling_after];
-    let ceiling_per_second = |pick: fn(f64, f64) -> f64| {
-        pick(
-            ceiling_before.requests_per_second(),
-            ceiling_after.requests_per_second(),
-        )
-    };
     let p99_us = percentile(&latencies_us, 0.99);
     let server_cpu_us_per_payment =
         server_cpu_ms as f64 * 1000.0 / latencies_us.len().max(1) as f64;
+    // Each ratio against both ceilings, the lower first: the load ran between them.
+    let against_ceilings = |ratio: &dyn Fn(&Ceiling) -> f64| {
+        let (before, after) = (ratio(&ceiling_before), ratio(&ceiling_after));
+        (before.min(after), before.max(after))
+    };
+    let throughput =
+        against_ceilings(&|ceiling| payments_per_second / ceiling.requests_per_second());
+    let p99 = against_ceilings(&|ceiling| p99_us as f64 / ceiling.p99_us() as f64);
+    let cpu = against_ceilings(&|ceiling| {
+        server_cpu_us_per_payment / ceiling.cpu_us_per_request().max(0.001)
+    });
     println!("# paycenter HTTP load ({seconds} s, {n_connections} connections, {n_idle} idle connections held, {store_label}, client and servers on this machine)");
     println!();
     println!("| what | requests (201) | errors | per second | p50 | p99 | max | missing after SIGKILL + restart |");
@@ -639,14 +643,17 @@ fn main() {
             sorted.last().copied().unwrap_or(0) as f64 / 1000.0,
         );
     };
-    row(
-        "HTTP ceiling (fixed 201), before",
-        ceiling_before.load.trade_nos.len(),
-        ceiling_before.load.n_errors,
-        ceiling_before.requests_per_second(),
-        &ceiling_before.load.latencies_us,
-        "-",
-    );
+    let ceiling_row = |when: &str, ceiling: &Ceiling| {
+        row(
+            &format!("HTTP ceiling (fixed 201), {when}"),
+            ceiling.load.trade_nos.len(),
+            ceiling.load.n_errors,
+            ceiling.requests_per_second(),
+            &ceiling.load.latencies_us,
+            "-",
+        )
+    };
+    ceiling_row("before", &ceiling_before);
     row(
         "paycenter (payments)",
         trade_nos.len(),
@@ -655,27 +662,19 @@ fn main() {
         &latencies_us,
         &n_missing.to_string(),
     );
-    row(
-        "HTTP ceiling (fixed 201), after",
-        ceiling_after.load.trade_nos.len(),
-        ceiling_after.load.n_errors,
-        ceiling_after.requests_per_second(),
-        &ceiling_after.load.latencies_us,
-        "-",
-    );
+    ceiling_row("after", &ceiling_after);
     println!();
     println!("| durability ceiling (1 KiB records, one file) | records/s |");
     println!("|---|---|");
     println!("| {n_connections} records per fdatasync | {fsync_batched:.0} |");
     println!("| 1 record per fdatasync | {fsync_single:.0} |");
     println!();
-    // Each ratio against both ceilings, the lower first: the load ran between them.
     println!(
         "payments/s = {:.3}–{:.3} x the HTTP ceiling; p99 = {:.1}–{:.1} x the ceiling's p99; payments/s = {:.3} x the durability ceiling ({n_connections} per fdatasync)",
-        payments_per_second / ceiling_per_second(f64::max),
-        payments_per_second / ceiling_per_second(f64::min),
-        ceilings.iter().map(|ceiling| p99_us as f64 / ceiling.p99_us() as f64).fold(f64::INFINITY, f64::min),
-        ceilings.iter().map(|ceiling| p99_us as f64 / ceiling.p99_us() as f64).fold(0.0, f64::max),
+        throughput.0,
+        throughput.1,
+        p99.0,
+        p99.1,
         payments_per_second / fsync_batched,
     );
     // CPU time is steadier than throughput on a machine whose speed drifts: what one payment
@@ -686,8 +685,8 @@ fn main() {
         server_cpu_ms as f64 / 1000.0,
         ceiling_before.cpu_us_per_request(),
         ceiling_after.cpu_us_per_request(),
-        server_cpu_us_per_payment / ceilings.iter().map(|ceiling| ceiling.cpu_us_per_request()).fold(0.0, f64::max).max(0.001),
-        server_cpu_us_per_payment / ceilings.iter().map(|ceiling| ceiling.cpu_us_per_request()).fold(f64::INFINITY, f64::min).max(0.001),
+        cpu.0,
+        cpu.1,
     );
     if let Some((first_page, no_match, stats, raw_scan)) = reads {
         println!();
