@@ -5,6 +5,11 @@
 //! Writers are OS threads calling the blocking `append` (1, 8, 64), and 64 async tasks calling
 //! `append_async` on a 2-thread runtime, as the HTTP service does.
 //!
+//! Each embedded store row also stands beside a closed loop of as many writers of the same kind,
+//! measured just before and just after it: a bare group commit whose writers wait for their
+//! record, as the store's callers do (`paycenter_store::ceiling`). Its ratio says how much of
+//! the gap to the durability ceiling the store's own work makes.
+//!
 //! Run: `cargo bench -p paycenter-store --bench store` (release profile). Optional env:
 //! `PAYCENTER_BENCH_SECONDS` (per measurement, default 5), `PAYCENTER_BENCH_READ_EVENTS`
 //! (events for the read measurement, default 1,000,000), `PAYCENTER_BENCH_DIR` (where the
@@ -16,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use paycenter_store::ceiling::{ClosedLoop, Writers};
 use paycenter_store::{
     EventStore, ExpectedRevision, NewEvent, PostgresStore, SqliteConfig, SqliteStore,
 };
@@ -84,6 +90,31 @@ fn group_commit_records_per_second(
         Duration::from_secs(seconds),
     )
     .unwrap()
+}
+
+/// The closed loop of `writers` (`paycenter_store::ceiling`), records of an event's size.
+fn closed_loop(dir: &Path, writers: Writers, seconds: u64) -> ClosedLoop {
+    paycenter_store::ceiling::closed_loop_group_commit(
+        dir,
+        writers,
+        RECORD_BYTES,
+        Duration::from_secs(seconds),
+    )
+    .unwrap()
+}
+
+/// An embedded store's run between two runs of its closed loop, so the ratio between them is
+/// given against both.
+fn between_closed_loops(
+    dir: &Path,
+    writers: Writers,
+    seconds: u64,
+    run: impl FnOnce() -> AppendFigures,
+) -> (AppendFigures, Option<[ClosedLoop; 2]>) {
+    let before = closed_loop(dir, writers.clone(), seconds);
+    let figures = run();
+    let after = closed_loop(dir, writers, seconds);
+    (figures, Some([before, after]))
 }
 
 fn plain_sqlite_commits_per_second(dir: &Path, seconds: u64) -> f64 {
@@ -473,19 +504,35 @@ fn main() {
                 .expect("PAYCENTER_BENCH_WRITERS: numbers")
         })
         .collect();
-    let mut rows: Vec<(&str, String, AppendFigures)> = Vec::new();
+    type Row = (&'static str, String, AppendFigures, Option<[ClosedLoop; 2]>);
+    let mut rows: Vec<Row> = Vec::new();
     for &n_writers in writer_counts.iter().filter(|_| run_sqlite) {
+        let (figures, closed_loops) =
+            between_closed_loops(dir.path(), Writers::Threads(n_writers), seconds, || {
+                durable_appends(sqlite(format!("writers-{n_writers}")), n_writers, seconds)
+            });
         rows.push((
             "SQLite",
             format!("{n_writers} threads"),
-            durable_appends(sqlite(format!("writers-{n_writers}")), n_writers, seconds),
+            figures,
+            closed_loops,
         ));
     }
     if run_sqlite {
+        // The closed loop's tasks run on a runtime like the one `durable_appends_async` builds.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let writers = Writers::Tasks(64, runtime.handle().clone());
+        let (figures, closed_loops) = between_closed_loops(dir.path(), writers, seconds, || {
+            durable_appends_async(sqlite("async-64".into()), 64, seconds)
+        });
         rows.push((
             "SQLite",
             "64 async tasks on 2 threads".into(),
-            durable_appends_async(sqlite("async-64".into()), 64, seconds),
+            figures,
+            closed_loops,
         ));
     }
     if !run_postgres {
@@ -499,6 +546,7 @@ fn main() {
                 "PostgreSQL",
                 format!("{n_writers} threads"),
                 durable_appends(store, n_writers, seconds),
+                None,
             ));
             PostgresStore::drop_schema(&postgres_url, &schema).unwrap();
         }
@@ -508,12 +556,23 @@ fn main() {
     // Measured again after the appends: the disk drifts, so each ratio is given against both.
     let ceiling_after =
         group_commit_records_per_second(dir.path(), GROUP_COMMIT_BATCH, RECORD_BYTES, seconds);
-    for (backend, label, figures) in &rows {
+    // (lower, higher) of `figure` ÷ each of two baselines.
+    let against = |figure: f64, baselines: [f64; 2]| {
+        let [first, second] = baselines.map(|baseline| figure / baseline);
+        (first.min(second), first.max(second))
+    };
+    for (backend, label, figures, closed_loops) in &rows {
+        let rate = figures.appends_per_second;
+        let (ceiling_low, ceiling_high) = against(rate, [ceiling_before, ceiling_after]);
+        let of_closed_loop = match closed_loops {
+            Some(closed_loops) => {
+                let (low, high) = against(rate, closed_loops.map(|run| run.records_per_second));
+                format!("; {low:.2}–{high:.2} × its closed loop")
+            }
+            None => String::new(),
+        };
         println!(
-            "| {backend} | {label} | {:.0} ({:.3}–{:.3} × the durability ceiling) | {:.2} ms | {:.2} ms |",
-            figures.appends_per_second,
-            figures.appends_per_second / ceiling_before.max(ceiling_after),
-            figures.appends_per_second / ceiling_before.min(ceiling_after),
+            "| {backend} | {label} | {rate:.0} ({ceiling_low:.3}–{ceiling_high:.3} × the durability ceiling{of_closed_loop}) | {:.2} ms | {:.2} ms |",
             figures.p50_us as f64 / 1000.0,
             figures.p99_us as f64 / 1000.0
         );
@@ -522,12 +581,32 @@ fn main() {
     println!(
         "durability ceiling ({RECORD_BYTES}-byte records, one fdatasync per {GROUP_COMMIT_BATCH}): {ceiling_before:.0} records/s before the appends, {ceiling_after:.0} after"
     );
+    println!();
+    println!("| closed loop (bare group commit, {RECORD_BYTES}-byte records) | writers | records/s, before and after the store | × the durability ceiling | records per fdatasync |");
+    println!("|---|---|---|---|---|");
+    for (_, label, _, closed_loops) in &rows {
+        let Some([before, after]) = closed_loops else {
+            continue;
+        };
+        // Lowest and highest of the two loops' rates over the two ceilings.
+        let quotients = [before, after]
+            .map(|run| against(run.records_per_second, [ceiling_before, ceiling_after]));
+        let low = quotients[0].0.min(quotients[1].0);
+        let high = quotients[0].1.max(quotients[1].1);
+        println!(
+            "| closed loop | {label} | {:.0}, {:.0} | {low:.3}–{high:.3} | {:.1}, {:.1} |",
+            before.records_per_second,
+            after.records_per_second,
+            before.records_per_sync,
+            after.records_per_sync
+        );
+    }
     // What one append costs the disk, beside what it holds: the gap is the index pages and the
     // checkpoints' copies (`docs/benchmarks.md`).
     println!();
     println!("| embedded store | writers | bytes written per append | write calls per append |");
     println!("|---|---|---|---|");
-    for (backend, label, figures) in &rows {
+    for (backend, label, figures, _) in &rows {
         if let ("SQLite", Some((bytes, calls))) = (*backend, figures.written_per_append) {
             println!("| {backend} | {label} | {bytes:.0} | {calls:.1} |");
         }
