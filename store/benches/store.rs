@@ -8,7 +8,7 @@
 //! Each embedded store row also stands beside a closed loop of as many writers of the same kind,
 //! measured just before and just after it: a bare group commit whose writers wait for their
 //! record, as the store's callers do (`paycenter_store::ceiling`). Its ratio says how much of
-//! the gap to the durability ceiling the store's own work makes.
+//! the gap to the durability ceiling the store's own work makes (a reference, not a bound).
 //!
 //! Run: `cargo bench -p paycenter-store --bench store` (release profile). Optional env:
 //! `PAYCENTER_BENCH_SECONDS` (per measurement, default 5), `PAYCENTER_BENCH_READ_EVENTS`
